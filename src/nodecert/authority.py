@@ -1,0 +1,293 @@
+"""The one use-case orchestrator: authenticate → authorize → key/CSR → sign → record.
+
+Adapters (HTTP, Lambda, CLI) parse their input into the values below, call one method of
+:class:`Authority` and render what it returns or raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from nodecert.errors import (
+    AuthorizationError,
+    BackendUnavailableError,
+    InvalidIdentifierError,
+    NotFoundError,
+)
+from nodecert.identity import Identity, format_serial, parse_serial, validate_id
+from nodecert.keys import KeyType, PrivateKey, build_csr, generate_private_key, load_client_csr
+from nodecert.keys import private_key_pem as render_private_key
+from nodecert.policy import OwnershipPolicy, ValidityPolicy
+from nodecert.ports import (
+    CABackend,
+    CertificateRecord,
+    CertificateStatus,
+    Ledger,
+    NodeDirectory,
+    NodeRecord,
+    Principal,
+    RevocationReason,
+    SigningRequest,
+)
+
+__all__ = ["Authority", "IssueRequest", "IssuedCertificate"]
+
+# Certificates start a minute in the past so that a client whose clock is slightly behind
+# the server's can use one at once.
+_BACKDATE = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class IssueRequest:
+    """A request for a certificate, as parsed by an adapter (ids not validated yet)."""
+
+    node_id: object
+    request_id: str
+    key_type: object | None = None
+    csr: object | None = None
+    validity_days: object | None = None
+    claimed_user_id: object | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    """The result of an issuance. ``private_key_pem`` is None when the client sent a CSR."""
+
+    record: CertificateRecord
+    certificate_pem: str
+    chain_pem: str
+    private_key_pem: str | None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Authority:
+    """Issues, lists and revokes certificates, and keeps the node directory.
+
+    Args:
+        ca: The CA backend that signs.
+        ledger: Where every issued certificate is recorded before it is returned.
+        nodes: The node directory.
+        ownership: Who may have a certificate for which node.
+        validity: Certificate lifetimes.
+        organization: The ``O=`` of issued certificates.
+        trust_domain: The SPIFFE trust domain of issued certificates.
+        keygen: Makes server-side private keys (a pre-generating pool in production).
+        clock: Returns the current time, timezone-aware UTC.
+    """
+
+    def __init__(
+        self,
+        *,
+        ca: CABackend,
+        ledger: Ledger,
+        nodes: NodeDirectory,
+        ownership: OwnershipPolicy,
+        validity: ValidityPolicy,
+        organization: str,
+        trust_domain: str,
+        keygen: Callable[[KeyType], PrivateKey] = generate_private_key,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.ca = ca
+        self.ledger = ledger
+        self.nodes = nodes
+        self.ownership = ownership
+        self.validity = validity
+        self.organization = organization
+        self.trust_domain = trust_domain
+        self.keygen = keygen
+        self.clock = clock
+
+    def issue(self, principal: Principal, request: IssueRequest) -> IssuedCertificate:
+        """Issue a client certificate for one of ``principal``'s nodes.
+
+        Raises:
+            InvalidRequestError: bad nodeId, keyType, validityDays or CSR.
+            AuthorizationError: a body userId that is not the caller, or not their node.
+            BackendUnavailableError: the CA or the ledger cannot answer now; nothing was
+                returned and nothing was recorded.
+        """
+        node_id = validate_id(request.node_id, field="nodeId")
+        if request.claimed_user_id is not None and request.claimed_user_id != principal.user_id:
+            raise AuthorizationError("userId: does not match the authenticated user")
+        identity = Identity(user_id=principal.user_id, node_id=node_id)
+        lifetime = self.validity.lifetime(request.validity_days)
+        if request.csr is not None:
+            if request.key_type is not None:
+                KeyType.parse(request.key_type)  # Still refuse nonsense, even if unused.
+            csr, key_type = load_client_csr(request.csr)
+            key: PrivateKey | None = None
+        else:
+            key_type = (
+                KeyType.RSA_2048 if request.key_type is None else KeyType.parse(request.key_type)
+            )
+        self.ownership.check(principal, node_id)
+        if request.csr is None:
+            key = self.keygen(key_type)
+            csr = build_csr(
+                key, identity, organization=self.organization, trust_domain=self.trust_domain
+            )
+        now = self.clock()
+        signed = self.ca.issue(
+            SigningRequest(
+                csr=csr,
+                identity=identity,
+                not_before=now - _BACKDATE,
+                not_after=now + lifetime,
+                request_id=request.request_id,
+            )
+        )
+        certificate = signed.certificate
+        self._check_signed(certificate, csr, identity)
+        record = CertificateRecord(
+            serial=format_serial(certificate.serial_number),
+            user_id=identity.user_id,
+            node_id=identity.node_id,
+            key_type=key_type.value,
+            not_before=certificate.not_valid_before_utc,
+            not_after=certificate.not_valid_after_utc,
+            fingerprint_sha256=fingerprint(certificate),
+            request_id=request.request_id,
+            created_at=now,
+        )
+        self.ledger.record(record)
+        return IssuedCertificate(
+            record=record,
+            certificate_pem=_pem(certificate),
+            chain_pem="".join(_pem(c) for c in signed.chain),
+            private_key_pem=render_private_key(key) if key is not None else None,
+        )
+
+    def list_certificates(
+        self,
+        principal: Principal,
+        *,
+        node_id: object | None = None,
+        status: CertificateStatus | None = None,
+    ) -> list[CertificateRecord]:
+        """The caller's certificates, optionally for one node and/or in one status."""
+        node = None if node_id is None else validate_id(node_id, field="nodeId")
+        rows = self.ledger.find(user_id=principal.user_id, node_id=node)
+        now = self.clock()
+        rows = [self._effective(row, now) for row in rows]
+        return [r for r in rows if status is None or r.status is status]
+
+    def get_certificate(self, principal: Principal, serial: str) -> CertificateRecord:
+        """One certificate of the caller's (any certificate, for an admin).
+
+        Raises:
+            InvalidIdentifierError: the serial is not hex.
+            NotFoundError: no such serial, or it is someone else's (indistinguishable).
+        """
+        canonical = format_serial(parse_serial(serial))
+        row = self.ledger.get(canonical)
+        if row is None or not (principal.is_admin or row.user_id == principal.user_id):
+            raise NotFoundError(f"serial: no certificate {canonical} among yours")
+        return self._effective(row, self.clock())
+
+    def revoke(
+        self, principal: Principal, serial: str, reason: RevocationReason
+    ) -> CertificateRecord:
+        """Revoke one certificate (owner or admin). Revoking twice is not an error.
+
+        The ledger is marked first, so the very next authorization decision denies; the CA
+        is told after (for ACM PCA, so that its CRL carries it too).
+        """
+        row = self.get_certificate(principal, serial)
+        revoked = self.ledger.mark_revoked(row.serial, reason=reason, at=self.clock())
+        self.ca.revoke(parse_serial(row.serial), reason)
+        return revoked
+
+    def put_node(self, principal: Principal, node_id: object, owner: object) -> NodeRecord:
+        """Create a node or transfer it (admin only).
+
+        A transfer revokes every certificate of the node, since they name the old owner.
+        """
+        self._require_admin(principal)
+        node = validate_id(node_id, field="nodeId")
+        new_owner = validate_id(owner, field="owner")
+        previous = self.nodes.owner_of(node)
+        record = self.nodes.put_node(node, new_owner, at=self.clock())
+        if previous is not None and previous != new_owner:
+            self._revoke_node(node, RevocationReason.AFFILIATION_CHANGED)
+        return record
+
+    def get_node(self, principal: Principal, node_id: object) -> NodeRecord:
+        """One node directory entry (admin only)."""
+        self._require_admin(principal)
+        node = validate_id(node_id, field="nodeId")
+        for record in self.nodes.list_nodes():
+            if record.node_id == node:
+                return record
+        raise NotFoundError(f"nodeId: no node {node!r}")
+
+    def delete_node(self, principal: Principal, node_id: object) -> None:
+        """Remove a node (admin only) and revoke all its certificates."""
+        self._require_admin(principal)
+        node = validate_id(node_id, field="nodeId")
+        if not self.nodes.delete_node(node):
+            raise NotFoundError(f"nodeId: no node {node!r}")
+        self._revoke_node(node, RevocationReason.CESSATION_OF_OPERATION)
+
+    def list_nodes(self, principal: Principal) -> list[NodeRecord]:
+        """All nodes for an admin; the caller's own nodes otherwise."""
+        return self.nodes.list_nodes(owner=None if principal.is_admin else principal.user_id)
+
+    def ca_chain_pem(self) -> str:
+        """The CA chain, issuing CA first, up to the root, as PEM."""
+        return "".join(_pem(c) for c in self.ca.chain())
+
+    def _revoke_node(self, node_id: str, reason: RevocationReason) -> None:
+        now = self.clock()
+        for row in self.ledger.find(node_id=node_id):
+            if row.status is CertificateStatus.ACTIVE and row.not_after > now:
+                self.ledger.mark_revoked(row.serial, reason=reason, at=now)
+                self.ca.revoke(parse_serial(row.serial), reason)
+
+    @staticmethod
+    def _require_admin(principal: Principal) -> None:
+        if not principal.is_admin:
+            raise AuthorizationError("this operation needs the admin group")
+
+    @staticmethod
+    def _effective(row: CertificateRecord, now: datetime) -> CertificateRecord:
+        if row.status is CertificateStatus.ACTIVE and row.not_after <= now:
+            return replace(row, status=CertificateStatus.EXPIRED)
+        return row
+
+    def _check_signed(
+        self,
+        certificate: x509.Certificate,
+        csr: x509.CertificateSigningRequest,
+        identity: Identity,
+    ) -> None:
+        # A CA backend that signed something other than what was asked for (another key, a
+        # template that dropped the SAN) must never hand out a credential.
+        if certificate.public_key() != csr.public_key():
+            raise BackendUnavailableError("ca: returned a certificate for a different key")
+        try:
+            signed_identity = Identity.from_certificate(certificate, trust_domain=self.trust_domain)
+        except InvalidIdentifierError as exc:
+            raise BackendUnavailableError(
+                "ca: returned a certificate without our identity"
+            ) from exc
+        if signed_identity != identity:
+            raise BackendUnavailableError("ca: returned a certificate for another identity")
+
+
+def _pem(certificate: x509.Certificate) -> str:
+    return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def fingerprint(certificate: x509.Certificate) -> str:
+    """SHA-256 fingerprint of a certificate, lower-case hex."""
+    return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()

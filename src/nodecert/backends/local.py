@@ -1,0 +1,233 @@
+"""The local CA backend: a CA key and certificate in the data directory.
+
+The CA is created on first start: ``<home>/ca/ca.key`` (PKCS#8, mode 0600, encrypted when
+a passphrase is configured) and ``<home>/ca/ca.crt``. Several workers may start at once;
+creation is serialized with an exclusive lock on ``<home>/ca/.lock``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from nodecert.errors import ConfigurationError
+from nodecert.files import write_atomic
+from nodecert.keys import KeyType, PrivateKey, generate_private_key, hash_for
+from nodecert.ports import Profile, RevocationReason, SignedCertificate, SigningRequest
+
+__all__ = ["LocalCA", "client_extensions"]
+
+_CA_LIFETIME = timedelta(days=3650)
+
+
+class LocalCA:
+    """A CA whose key lives on this machine. Implements ``CABackend``.
+
+    Args:
+        key: The CA private key.
+        certificate: The self-signed CA certificate.
+        trust_domain: SPIFFE trust domain written into issued certificates.
+    """
+
+    def __init__(self, *, key: PrivateKey, certificate: x509.Certificate, trust_domain: str):
+        self._key = key
+        self._certificate = certificate
+        self._trust_domain = trust_domain
+        self._aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+        self._hash = hash_for(key)
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        """The CA certificate."""
+        return self._certificate
+
+    @classmethod
+    def open_or_create(
+        cls,
+        directory: Path,
+        *,
+        organization: str,
+        trust_domain: str,
+        key_type: KeyType = KeyType.EC_P256,
+        passphrase: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> LocalCA:
+        """Load the CA from ``directory``, creating it there first if it does not exist.
+
+        Raises:
+            ConfigurationError: the key is encrypted and no (or a wrong) passphrase was
+                given, or the files are unreadable or inconsistent.
+        """
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key_path, cert_path = directory / "ca.key", directory / "ca.crt"
+        with open(directory / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not key_path.exists():
+                key = generate_private_key(key_type)
+                cert = _self_signed(key, organization, clock())
+                write_atomic(key_path, _key_bytes(key, passphrase), mode=0o600)
+                write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        key = _load_key(key_path, passphrase)
+        try:
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"local CA: cannot read {cert_path}") from exc
+        if cert.public_key() != key.public_key():
+            raise ConfigurationError(f"local CA: {cert_path} does not match {key_path}")
+        return cls(key=key, certificate=cert, trust_domain=trust_domain)
+
+    def issue(self, request: SigningRequest) -> SignedCertificate:
+        """Sign ``request`` with the fixed client (or node) profile."""
+        public_key = request.csr.public_key()
+        if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise TypeError("LocalCA.issue: only RSA and EC keys reach the CA")
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(request.identity.subject(_organization(self._certificate)))
+            .issuer_name(self._certificate.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(request.not_before)
+            .not_valid_after(request.not_after)
+        )
+        for extension, critical in client_extensions(
+            request, public_key, self._trust_domain, self._aki
+        ):
+            builder = builder.add_extension(extension, critical=critical)
+        certificate = builder.sign(self._key, self._hash)
+        return SignedCertificate(certificate=certificate, chain=(self._certificate,))
+
+    def chain(self) -> Sequence[x509.Certificate]:
+        """The CA chain: the local CA is its own root."""
+        return (self._certificate,)
+
+    def revoke(self, certificate_serial: int, reason: RevocationReason) -> None:
+        """Nothing to tell: the local CA's revocation state is the ledger (and its CRL)."""
+
+    def sign_crl(
+        self, builder: x509.CertificateRevocationListBuilder
+    ) -> x509.CertificateRevocationList:
+        """Sign a CRL built by the caller with the CA key and AKI."""
+        return (
+            builder.issuer_name(self._certificate.subject)
+            .add_extension(self._aki, critical=False)
+            .sign(self._key, self._hash)
+        )
+
+
+def client_extensions(
+    request: SigningRequest,
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+    trust_domain: str,
+    aki: x509.AuthorityKeyIdentifier,
+) -> list[tuple[x509.ExtensionType, bool]]:
+    """The extensions of the nodecert client (or node) profile, with their criticality."""
+    is_rsa = isinstance(public_key, rsa.RSAPublicKey)
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    names: list[x509.GeneralName] = [
+        x509.UniformResourceIdentifier(request.identity.spiffe_id(trust_domain))
+    ]
+    if request.profile is Profile.NODE:
+        usages.insert(0, ExtendedKeyUsageOID.SERVER_AUTH)
+        names.extend(x509.DNSName(name) for name in request.dns_names)
+    return [
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=is_rsa,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            True,
+        ),
+        (x509.ExtendedKeyUsage(usages), False),
+        (x509.SubjectKeyIdentifier.from_public_key(public_key), False),
+        (aki, False),
+        (x509.SubjectAlternativeName(names), False),
+    ]
+
+
+def _organization(certificate: x509.Certificate) -> str:
+    values = certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    value = values[0].value if values else "nodecert"
+    return value if isinstance(value, str) else "nodecert"
+
+
+def _self_signed(key: PrivateKey, organization: str, now: datetime) -> x509.Certificate:
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{organization} local CA"),
+        ]
+    )
+    public_key = key.public_key()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + _CA_LIFETIME)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .sign(key, hash_for(key))
+    )
+
+
+def _key_bytes(key: PrivateKey, passphrase: str | None) -> bytes:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase.encode())
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+
+
+def _load_key(path: Path, passphrase: str | None) -> PrivateKey:
+    data = path.read_bytes()
+    encrypted = b"ENCRYPTED" in data.split(b"\n", 1)[0]
+    if encrypted and not passphrase:
+        raise ConfigurationError(
+            f"local CA: {path} is encrypted; set NODECERT_CA_PASSPHRASE to unlock it"
+        )
+    try:
+        key = serialization.load_pem_private_key(
+            data, password=passphrase.encode() if encrypted and passphrase else None
+        )
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(
+            f"local CA: cannot load {path} (wrong NODECERT_CA_PASSPHRASE?)"
+        ) from exc
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ConfigurationError(f"local CA: {path} is not an RSA or EC key")
+    return key

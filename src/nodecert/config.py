@@ -1,0 +1,133 @@
+"""Settings: every ``NODECERT_*`` environment variable, parsed once into a frozen value.
+
+The core never reads the environment; ``bootstrap`` calls :meth:`Settings.from_env` with
+``os.environ`` and turns the result into objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nodecert.errors import ConfigurationError, InvalidIdentifierError
+from nodecert.identity import validate_trust_domain
+from nodecert.keys import KeyType
+from nodecert.policy import OwnershipMode
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All of nodecert's configuration; see ``docs/configuration.md`` for each variable."""
+
+    home: Path = Path(".nodecert")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    organization: str = "nodecert"
+    trust_domain: str = "nodecert.local"
+    ca: str = "local"
+    ca_key_type: KeyType = KeyType.EC_P256
+    ca_passphrase: str | None = field(default=None, repr=False)
+    acmpca_ca_arn: str | None = None
+    acmpca_short_lived_ca_arn: str | None = None
+    acmpca_template_arn: str = "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate/V1"
+    aws_region: str | None = None
+    store: str = "sqlite"
+    database: Path | None = None
+    dynamodb_nodes_table: str = "nodecert-nodes"
+    dynamodb_certificates_table: str = "nodecert-certificates"
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    admin_group: str = "nodecert-admins"
+    ownership: OwnershipMode = OwnershipMode.REGISTRY
+    nodes_claim: str = "custom:nodes"
+    default_validity_days: int = 7
+    max_validity_days: int = 30
+    max_body_bytes: int = 64 * 1024
+    key_pool_size: int = 0
+    log_level: str = "INFO"
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file: ``NODECERT_DATABASE`` or ``$NODECERT_HOME/nodecert.db``."""
+        return self.database if self.database is not None else self.home / "nodecert.db"
+
+    @property
+    def dev_issuer(self) -> bool:
+        """True when no OIDC issuer is configured and the embedded dev issuer is used."""
+        return self.oidc_issuer is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Parse ``NODECERT_*`` variables (unknown ``NODECERT_`` names are an error).
+
+        Raises:
+            ConfigurationError: naming the variable and what is wrong with it.
+        """
+        known = {f"NODECERT_{name.upper()}" for name in cls.__dataclass_fields__}
+        unknown = sorted(k for k in env if k.startswith("NODECERT_") and k not in known)
+        # NODECERT_TOKEN is the CLI's credential, not a service setting.
+        unknown = [k for k in unknown if k != "NODECERT_TOKEN"]
+        if unknown:
+            raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}")
+        values: dict[str, object] = {}
+        for name, spec in cls.__dataclass_fields__.items():
+            raw = env.get(f"NODECERT_{name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[name] = _convert(name, str(spec.type), raw)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        _require(self.ca in ("local", "acmpca"), "NODECERT_CA: must be 'local' or 'acmpca'")
+        _require(
+            self.store in ("sqlite", "dynamodb"), "NODECERT_STORE: must be 'sqlite' or 'dynamodb'"
+        )
+        _require(
+            self.ca != "acmpca" or bool(self.acmpca_ca_arn),
+            "NODECERT_ACMPCA_CA_ARN: required when NODECERT_CA=acmpca",
+        )
+        _require(
+            (self.oidc_issuer is None) == (self.oidc_audience is None),
+            "NODECERT_OIDC_ISSUER and NODECERT_OIDC_AUDIENCE: set both or neither",
+        )
+        _require(1 <= self.port <= 65535, f"NODECERT_PORT: {self.port} is not a TCP port")
+        _require(self.workers >= 1, "NODECERT_WORKERS: must be at least 1")
+        _require(self.max_body_bytes >= 1024, "NODECERT_MAX_BODY_BYTES: must be >= 1024")
+        _require(self.key_pool_size >= 0, "NODECERT_KEY_POOL_SIZE: must be >= 0")
+        _require(
+            1 <= self.default_validity_days <= self.max_validity_days,
+            "NODECERT_DEFAULT_VALIDITY_DAYS: must be between 1 and NODECERT_MAX_VALIDITY_DAYS",
+        )
+        try:
+            validate_trust_domain(self.trust_domain)
+        except InvalidIdentifierError as exc:
+            raise ConfigurationError(f"NODECERT_TRUST_DOMAIN: {exc.detail}") from exc
+        _require(bool(self.organization.strip()), "NODECERT_ORGANIZATION: must not be empty")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigurationError(message)
+
+
+def _convert(name: str, type_name: str, raw: str) -> object:
+    variable = f"NODECERT_{name.upper()}"
+    try:
+        if "Path" in type_name:
+            return Path(raw)
+        if type_name == "int":
+            return int(raw)
+        if "KeyType" in type_name:
+            return KeyType(raw)
+        if "OwnershipMode" in type_name:
+            return OwnershipMode(raw)
+    except ValueError:
+        raise ConfigurationError(f"{variable}: {raw[:80]!r} is not a valid value") from None
+    return raw

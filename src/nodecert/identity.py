@@ -1,0 +1,182 @@
+"""The certificate identity schema: one module builds it and parses it back.
+
+A nodecert client certificate names exactly one user and one node:
+
+- Subject ``CN=<userId>, OU=<nodeId>, O=<organization>``;
+- SAN URI ``spiffe://<trust-domain>/user/<userId>/node/<nodeId>``.
+
+The SAN URI is authoritative; the subject must agree with it. The issuer, the gateway
+authorizer and the node-side check all use :meth:`Identity.from_certificate`, so they can
+never disagree on who a certificate belongs to.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from nodecert.errors import InvalidIdentifierError
+
+__all__ = [
+    "ID_PATTERN",
+    "Identity",
+    "format_serial",
+    "parse_serial",
+    "validate_id",
+    "validate_trust_domain",
+]
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_SERIAL_PATTERN = re.compile(r"[0-9a-f]{1,40}")
+# RFC 3986 reg-name, lower case, as the SPIFFE ID spec requires for trust domains.
+_TRUST_DOMAIN_PATTERN = re.compile(r"[a-z0-9._-]{1,255}")
+_URI_PATTERN = re.compile(
+    r"spiffe://(?P<td>[a-z0-9._-]+)/user/(?P<user>[A-Za-z0-9._-]+)/node/(?P<node>[A-Za-z0-9._-]+)"
+)
+
+
+def validate_id(value: object, *, field: str) -> str:
+    """Return ``value`` if it is a valid userId or nodeId.
+
+    Ids are ``[A-Za-z0-9._-]{1,128}``. Ids made only of dots (``.``, ``..``) are refused
+    too: they are path segments with a meaning in the SPIFFE URI (RFC 3986 section 3.3).
+
+    Raises:
+        InvalidIdentifierError: naming ``field`` and showing the offending value.
+    """
+    if not isinstance(value, str):
+        raise InvalidIdentifierError(f"{field}: must be a string, got {type(value).__name__}")
+    if not ID_PATTERN.fullmatch(value) or set(value) == {"."}:
+        shown = value if len(value) <= 140 else value[:140] + "…"
+        raise InvalidIdentifierError(
+            f"{field}: {shown!r} is not a valid id (1-128 characters from A-Z a-z 0-9 . _ -,"
+            " not only dots)"
+        )
+    return value
+
+
+def validate_trust_domain(value: str) -> str:
+    """Return ``value`` if it is a valid SPIFFE trust domain (lower-case host-like name).
+
+    Raises:
+        InvalidIdentifierError: when it is not.
+    """
+    if not _TRUST_DOMAIN_PATTERN.fullmatch(value) or set(value) == {"."}:
+        raise InvalidIdentifierError(
+            f"trust domain: {value!r} must be 1-255 characters from a-z 0-9 . _ -"
+        )
+    return value
+
+
+def format_serial(serial: int) -> str:
+    """Render a certificate serial number the way the API does: lower-case hex."""
+    return format(serial, "x")
+
+
+def parse_serial(value: str) -> int:
+    """Parse an API serial number (lower-case or upper-case hex, optional colons).
+
+    Raises:
+        InvalidIdentifierError: when it is not hex of at most 20 octets.
+    """
+    normalized = value.replace(":", "").lower() if isinstance(value, str) else ""
+    if not _SERIAL_PATTERN.fullmatch(normalized):
+        shown = value[:64] if isinstance(value, str) else type(value).__name__
+        raise InvalidIdentifierError(
+            f"serial: {shown!r} is not a hexadecimal serial number of at most 20 octets"
+        )
+    return int(normalized, 16)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a certificate is for: one user, one of their nodes.
+
+    Construction validates both ids.
+
+    Raises:
+        InvalidIdentifierError: for an id outside the allowed form.
+    """
+
+    user_id: str
+    node_id: str
+
+    def __post_init__(self) -> None:
+        validate_id(self.user_id, field="userId")
+        validate_id(self.node_id, field="nodeId")
+
+    def spiffe_id(self, trust_domain: str) -> str:
+        """The SAN URI that carries this identity."""
+        return f"spiffe://{trust_domain}/user/{self.user_id}/node/{self.node_id}"
+
+    def subject(self, organization: str) -> x509.Name:
+        """The certificate subject: ``CN=<userId>, OU=<nodeId>, O=<organization>``."""
+        return x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, self.node_id),
+                x509.NameAttribute(NameOID.COMMON_NAME, self.user_id),
+            ]
+        )
+
+    def san(self, trust_domain: str) -> x509.SubjectAlternativeName:
+        """The SubjectAlternativeName extension value carrying the SPIFFE URI."""
+        return x509.SubjectAlternativeName(
+            [x509.UniformResourceIdentifier(self.spiffe_id(trust_domain))]
+        )
+
+    @classmethod
+    def from_certificate(
+        cls, certificate: x509.Certificate, *, trust_domain: str | None = None
+    ) -> Identity:
+        """Read the identity back out of a certificate issued by nodecert.
+
+        Args:
+            certificate: The certificate to read.
+            trust_domain: When given, the SPIFFE URI must be in this trust domain.
+
+        Raises:
+            InvalidIdentifierError: when the certificate has no (or more than one) nodecert
+                SPIFFE URI, when it is in another trust domain, or when the subject's CN/OU
+                disagree with the URI.
+        """
+        try:
+            san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            raise InvalidIdentifierError(
+                "certificate: has no subjectAltName, so it carries no nodecert identity"
+            ) from None
+        uris = [u for u in san.get_values_for_type(x509.UniformResourceIdentifier)]
+        spiffe = [u for u in uris if u.startswith("spiffe://")]
+        if len(spiffe) != 1:
+            raise InvalidIdentifierError(
+                f"certificate: expected exactly one spiffe:// URI, found {len(spiffe)}"
+            )
+        match = _URI_PATTERN.fullmatch(spiffe[0])
+        if match is None:
+            raise InvalidIdentifierError(
+                f"certificate: {spiffe[0][:300]!r} is not a nodecert identity URI"
+            )
+        if trust_domain is not None and match["td"] != trust_domain:
+            raise InvalidIdentifierError(
+                f"certificate: trust domain {match['td']!r} is not {trust_domain!r}"
+            )
+        identity = cls(user_id=match["user"], node_id=match["node"])
+        cn = _single_attribute(certificate.subject, NameOID.COMMON_NAME)
+        ou = _single_attribute(certificate.subject, NameOID.ORGANIZATIONAL_UNIT_NAME)
+        if cn != identity.user_id or ou != identity.node_id:
+            raise InvalidIdentifierError(
+                "certificate: subject CN/OU do not agree with the SPIFFE URI"
+            )
+        return identity
+
+
+def _single_attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
+    values = name.get_attributes_for_oid(oid)
+    if len(values) != 1:
+        return None
+    value = values[0].value
+    return value if isinstance(value, str) else None

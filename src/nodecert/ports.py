@@ -1,0 +1,202 @@
+"""The small interfaces (ports) the core talks to, and the values that cross them.
+
+Adapters implement these: ``backends/`` the :class:`CABackend`, ``store/`` the
+:class:`Ledger` and :class:`NodeDirectory`, ``verifiers/`` the :class:`TokenVerifier`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from cryptography import x509
+
+from nodecert.identity import Identity
+
+__all__ = [
+    "CABackend",
+    "CertificateRecord",
+    "CertificateStatus",
+    "Ledger",
+    "NodeDirectory",
+    "NodeRecord",
+    "Principal",
+    "Profile",
+    "RevocationReason",
+    "SignedCertificate",
+    "SigningRequest",
+    "TokenVerifier",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller.
+
+    Attributes:
+        user_id: The token's ``sub``, already validated as an id.
+        groups: Group memberships (``cognito:groups``).
+        is_admin: Whether the caller is in the configured admin group.
+        claims: The verified claims, for the ``claims`` ownership policy.
+    """
+
+    user_id: str
+    groups: frozenset[str] = frozenset()
+    is_admin: bool = False
+    claims: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+
+
+class Profile(enum.StrEnum):
+    """Certificate profiles: ``client`` for users, ``node`` (server+client) for admins."""
+
+    CLIENT = "client"
+    NODE = "node"
+
+
+class RevocationReason(enum.StrEnum):
+    """RFC 5280 CRL reason codes that a caller may give."""
+
+    UNSPECIFIED = "unspecified"
+    KEY_COMPROMISE = "keyCompromise"
+    AFFILIATION_CHANGED = "affiliationChanged"
+    SUPERSEDED = "superseded"
+    CESSATION_OF_OPERATION = "cessationOfOperation"
+    PRIVILEGE_WITHDRAWN = "privilegeWithdrawn"
+
+
+class CertificateStatus(enum.StrEnum):
+    """Ledger status. ``expired`` is derived from ``not_after`` when listing."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class SigningRequest:
+    """What the core asks a CA backend to sign.
+
+    The backend must put ``identity`` (not whatever the CSR's subject says) into the
+    certificate, with the ``profile``'s extensions and exactly this validity window.
+    """
+
+    csr: x509.CertificateSigningRequest
+    identity: Identity
+    not_before: datetime
+    not_after: datetime
+    request_id: str
+    profile: Profile = Profile.CLIENT
+    dns_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SignedCertificate:
+    """A certificate as a CA backend returns it, with the chain up to the root."""
+
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRecord:
+    """One ledger row. ``serial`` is lower-case hex."""
+
+    serial: str
+    user_id: str
+    node_id: str
+    key_type: str
+    not_before: datetime
+    not_after: datetime
+    fingerprint_sha256: str
+    request_id: str
+    created_at: datetime
+    status: CertificateStatus = CertificateStatus.ACTIVE
+    revoked_at: datetime | None = None
+    revocation_reason: RevocationReason | None = None
+    profile: Profile = Profile.CLIENT
+    renewed_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """One node directory entry."""
+
+    node_id: str
+    owner: str
+    created_at: datetime
+
+
+class CABackend(Protocol):
+    """A certificate authority that signs, names its chain and revokes."""
+
+    def issue(self, request: SigningRequest) -> SignedCertificate:
+        """Sign ``request``.
+
+        Raises:
+            BackendUnavailableError: the CA cannot answer now (nothing was issued, or the
+                issued certificate cannot be retrieved in time).
+        """
+        ...
+
+    def chain(self) -> Sequence[x509.Certificate]:
+        """The CA certificates, issuing CA first, up to and including the root."""
+        ...
+
+    def revoke(self, certificate_serial: int, reason: RevocationReason) -> None:
+        """Tell the CA a certificate is revoked; already revoked is not an error."""
+        ...
+
+
+class Ledger(Protocol):
+    """The record of every certificate issued."""
+
+    def record(self, record: CertificateRecord) -> None:
+        """Commit a new row; raises ``ConflictError`` if the serial exists."""
+        ...
+
+    def get(self, serial: str) -> CertificateRecord | None:
+        """The row for ``serial``, or None."""
+        ...
+
+    def find(
+        self, *, user_id: str | None = None, node_id: str | None = None
+    ) -> list[CertificateRecord]:
+        """Rows for a user and/or a node, newest first."""
+        ...
+
+    def mark_revoked(
+        self, serial: str, *, reason: RevocationReason, at: datetime
+    ) -> CertificateRecord:
+        """Mark ``serial`` revoked (idempotent) and return the row as it now is."""
+        ...
+
+
+class NodeDirectory(Protocol):
+    """Which user owns which node."""
+
+    def owner_of(self, node_id: str) -> str | None:
+        """The owner of ``node_id``, or None for an unknown node."""
+        ...
+
+    def put_node(self, node_id: str, owner: str, *, at: datetime) -> NodeRecord:
+        """Create ``node_id`` or re-assign it to ``owner``; return the stored record."""
+        ...
+
+    def delete_node(self, node_id: str) -> bool:
+        """Remove a node; False if it did not exist."""
+        ...
+
+    def list_nodes(self, *, owner: str | None = None) -> list[NodeRecord]:
+        """All nodes, or those of ``owner``."""
+        ...
+
+
+class TokenVerifier(Protocol):
+    """Turns a bearer token into a :class:`Principal`, or raises AuthenticationError."""
+
+    def verify(self, token: str) -> Principal:
+        """Verify ``token`` (signature, issuer, audience, times) and return the caller."""
+        ...
