@@ -44,6 +44,9 @@ class Env:
 
 
 def make_settings(home: Path, **overrides: object) -> Settings:
+    # No background key generation in tests unless a test asks for it: it would only add
+    # CPU noise. The pool has tests of its own and `nodecert serve` runs with it.
+    overrides.setdefault("key_pool_size", 0)
     return Settings(home=home, **overrides)  # type: ignore[arg-type]
 
 
@@ -52,3 +55,4 @@ def env(tmp_path: Path) -> Iterator[Env]:
     service = build_service(make_settings(tmp_path / "home"))
     with TestClient(create_app(service), raise_server_exceptions=False) as client:
         yield Env(service, client)
+    service.close()

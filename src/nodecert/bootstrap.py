@@ -13,6 +13,8 @@ from nodecert.authority import Authority
 from nodecert.backends.local import LocalCA
 from nodecert.config import Settings
 from nodecert.errors import ConfigurationError
+from nodecert.keypool import KeyPool
+from nodecert.keys import KeyType
 from nodecert.policy import OwnershipPolicy, ValidityPolicy
 from nodecert.ports import CABackend
 from nodecert.store.sqlite import SQLiteStore
@@ -35,6 +37,11 @@ class Service:
     authority: Authority
     routes: Routes
     dev_issuer: DevIssuer | None
+    key_pool: KeyPool
+
+    def close(self) -> None:
+        """Stop background work (the key pool's filler) and drop pooled keys."""
+        self.key_pool.close()
 
 
 def settings_from_environment(env: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +57,7 @@ def build_service(settings: Settings) -> Service:
     """
     store = _store(settings)
     dev_issuer = DevIssuer.open_or_create(settings.home) if settings.dev_issuer else None
+    key_pool = KeyPool({kt: settings.key_pool_size for kt in KeyType if kt.is_rsa})
     authority = Authority(
         ca=_ca(settings),
         ledger=store,
@@ -58,6 +66,7 @@ def build_service(settings: Settings) -> Service:
         validity=ValidityPolicy(settings.default_validity_days, settings.max_validity_days),
         organization=settings.organization,
         trust_domain=settings.trust_domain,
+        keygen=key_pool,
     )
     if dev_issuer is not None:
         verifier = OIDCVerifier(
@@ -76,7 +85,7 @@ def build_service(settings: Settings) -> Service:
             jwks=RemoteJWKS(url),
             admin_group=settings.admin_group,
         )
-    return Service(settings, authority, Routes(authority, verifier), dev_issuer)
+    return Service(settings, authority, Routes(authority, verifier), dev_issuer, key_pool)
 
 
 def create_app() -> FastAPI:

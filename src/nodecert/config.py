@@ -50,7 +50,7 @@ class Settings:
     default_validity_days: int = 7
     max_validity_days: int = 30
     max_body_bytes: int = 64 * 1024
-    key_pool_size: int = 0
+    key_pool_size: int = 8
     log_level: str = "INFO"
 
     @property
