@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from schemathesis import checks
 from hypothesis import HealthCheck, settings
+from schemathesis import checks
 
 from nodecert.adapters.http import create_app
 from nodecert.bootstrap import build_service
