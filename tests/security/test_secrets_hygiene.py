@@ -49,11 +49,15 @@ def test_whole_flow_at_debug_logs_no_secret(
     env.client.post(f"/v1/certificates/{serial}/revoke", headers=headers)
     # Failures must not echo the secrets they were given either.
     responses = [
-        env.client.post("/generate-cert", json={"nodeId": "n1"},
-                        headers={"Authorization": f"Bearer {token[:-3]}xyz"}),
+        env.client.post(
+            "/generate-cert",
+            json={"nodeId": "n1"},
+            headers={"Authorization": f"Bearer {token[:-3]}xyz"},
+        ),
         env.client.post("/generate-cert", json={"nodeId": "other"}, headers=headers),
-        env.client.post("/generate-cert", json={"nodeId": "n1", "csr": issued["privateKey"]},
-                        headers=headers),
+        env.client.post(
+            "/generate-cert", json={"nodeId": "n1", "csr": issued["privateKey"]}, headers=headers
+        ),
     ]
     assert [r.status_code for r in responses] == [401, 403, 400]
     for response in responses:
@@ -63,8 +67,9 @@ def test_whole_flow_at_debug_logs_no_secret(
     # On disk: the ledger holds no key material; only the CA and dev issuer keys exist.
     home = env.service.settings.home
     key_files = sorted(
-        str(p.relative_to(home)) for p in home.rglob("*") if p.is_file()
-        and b"PRIVATE KEY" in p.read_bytes()
+        str(p.relative_to(home))
+        for p in home.rglob("*")
+        if p.is_file() and b"PRIVATE KEY" in p.read_bytes()
     )
     assert key_files == ["ca/ca.key", "dev-issuer.key"]
     database = b"".join(p.read_bytes() for p in home.glob("nodecert.db*"))
@@ -82,10 +87,15 @@ def test_server_process_at_debug_logs_no_secret(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NODECERT_")}
     env.update(NODECERT_HOME=str(home), NODECERT_PORT=str(port), NODECERT_LOG_LEVEL="DEBUG")
     nodecert = str(Path(sys.executable).parent / "nodecert")
-    subprocess.run([nodecert, "nodes", "add", "n1", "--owner", "alice"], env=env, check=True,
-                   capture_output=True)
-    token = subprocess.run([nodecert, "dev-token", "alice"], env=env, check=True,
-                           capture_output=True, text=True).stdout.strip()
+    subprocess.run(
+        [nodecert, "nodes", "add", "n1", "--owner", "alice"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    token = subprocess.run(
+        [nodecert, "dev-token", "alice"], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log:
         server = subprocess.Popen([nodecert, "serve"], env=env, stdout=log, stderr=log)
@@ -98,13 +108,15 @@ def test_server_process_at_debug_logs_no_secret(tmp_path: Path) -> None:
                 except OSError:
                     time.sleep(0.1)
             request = urllib.request.Request(
-                url + "/generate-cert", data=json.dumps({"nodeId": "n1"}).encode(),
+                url + "/generate-cert",
+                data=json.dumps({"nodeId": "n1"}).encode(),
                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
             )
             with urllib.request.urlopen(request, timeout=30) as response:
                 issued = json.loads(response.read())
             bad = urllib.request.Request(
-                url + "/generate-cert?token=" + token[:20], data=b"{}",
+                url + "/generate-cert?token=" + token[:20],
+                data=b"{}",
                 headers={"Authorization": f"Bearer {token}x"},
             )
             with pytest.raises(urllib.error.HTTPError):

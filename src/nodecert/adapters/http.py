@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 log = logging.getLogger("nodecert")
-_ID = r"^[A-Za-z0-9._-]{1,128}$"
+_ID = r"^[A-Za-z0-9._-]{1,64}$"
 
 
 class GenerateCertRequest(BaseModel):
