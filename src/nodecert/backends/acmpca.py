@@ -19,20 +19,31 @@ not retry underneath (its retries would not know our deadline).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from nodecert.aws import botocore_errors, error_code, error_message, is_transient
-from nodecert.errors import BackendUnavailableError, ConfigurationError, CSRError, NodecertError
+from nodecert.backends.pca_shapes import (
+    BACKDATE_ALLOWANCE,
+    DEFAULT_TEMPLATE_ARN,
+    NODE_TEMPLATE_ARN,
+    REASONS,
+    SHORT_LIVED_MAX,
+    SIGNING_ALGORITHMS,
+    RetryPolicy,
+    api_passthrough_template,
+    idempotency_token,
+    ordered_chain,
+    pca_serial,
+    translate,
+)
+from nodecert.errors import BackendUnavailableError, ConfigurationError
 from nodecert.ports import Profile, RevocationReason, SignedCertificate, SigningRequest
 
 if TYPE_CHECKING:
@@ -53,75 +64,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-
-DEFAULT_TEMPLATE_ARN = "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate/V1"
-NODE_TEMPLATE_ARN = "arn:aws:acm-pca:::template/EndEntityCertificate_APIPassthrough/V1"
-# A short-lived-mode CA refuses certificates valid for more than seven days. PCA itself
-# backdates NotBefore by 60 minutes when not told otherwise, so the limit is on the
-# lifetime from issuance; the hour below allows for our own (smaller) backdating.
-SHORT_LIVED_MAX = timedelta(days=7)
-_BACKDATE_ALLOWANCE = timedelta(hours=1)
-
-_SIGNING_ALGORITHMS: dict[str, SigningAlgorithmType] = {
-    "RSA_2048": "SHA256WITHRSA",
-    "RSA_3072": "SHA256WITHRSA",
-    "RSA_4096": "SHA256WITHRSA",
-    "EC_prime256v1": "SHA256WITHECDSA",
-    "EC_secp384r1": "SHA384WITHECDSA",
-    "EC_secp521r1": "SHA512WITHECDSA",
-    "SM2": "SM3WITHSM2",
-    "ML_DSA_44": "ML_DSA_44",
-    "ML_DSA_65": "ML_DSA_65",
-    "ML_DSA_87": "ML_DSA_87",
-}
-_REASONS: dict[RevocationReason, RevocationReasonType] = {
-    RevocationReason.UNSPECIFIED: "UNSPECIFIED",
-    RevocationReason.KEY_COMPROMISE: "KEY_COMPROMISE",
-    RevocationReason.AFFILIATION_CHANGED: "AFFILIATION_CHANGED",
-    RevocationReason.SUPERSEDED: "SUPERSEDED",
-    RevocationReason.CESSATION_OF_OPERATION: "CESSATION_OF_OPERATION",
-    RevocationReason.PRIVILEGE_WITHDRAWN: "PRIVILEGE_WITHDRAWN",
-}
-# Codes that mean the deployment is wrong, not that AWS is busy: retrying in a second will
-# not help, so callers are told to come back much later.
-_CONFIGURATION_CODES = {
-    "AccessDeniedException": "access denied; check the function's IAM role (acm-pca:*)",
-    "UnrecognizedClientException": "the AWS credentials are not valid",
-    "ResourceNotFoundException": "the certificate authority was not found; check the CA ARN",
-    "InvalidArnException": "the CA ARN is malformed",
-    "InvalidStateException": "the certificate authority is not ACTIVE",
-    "LimitExceededException": "an ACM PCA quota is exhausted",
-    "InvalidArgsException": "the request was refused (validity beyond the CA's, template?)",
-    "ValidationException": "the request was refused (validity beyond the CA's, template?)",
-    "NoCredentialsError": "no AWS credentials are available",
-    "NoRegionError": "no AWS region is configured",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Timing of one ACM PCA operation (all in seconds).
-
-    Attributes:
-        deadline: Total time for one ``issue`` (or ``revoke``, ``chain``), all calls
-            included; keep it well under API Gateway's 29 s integration timeout.
-        max_attempts: Attempts per call on throttling, 5xx and connection errors.
-        base_delay: First retry delay; doubles per attempt, with full jitter.
-        max_delay: Largest retry delay.
-        poll_first: First wait when the certificate is not ready (the stock botocore
-            waiter waits a whole second; PCA usually answers in well under one).
-        poll_max: Largest wait between two ``GetCertificate`` polls.
-        retry_after: What ``BackendUnavailableError.retry_after`` says on a transient
-            failure.
-    """
-
-    deadline: float = 10.0
-    max_attempts: int = 4
-    base_delay: float = 0.1
-    max_delay: float = 2.0
-    poll_first: float = 0.05
-    poll_max: float = 0.5
-    retry_after: int = 2
+_DEFAULT_RETRY = RetryPolicy()
 
 
 class _PCAError(Exception):
@@ -130,56 +73,6 @@ class _PCAError(Exception):
     def __init__(self, code: str) -> None:
         super().__init__(code)
         self.code = code
-
-
-def api_passthrough_template(template_arn: str) -> str:
-    """The ``_APIPassthrough`` variant of an AWS end-entity template ARN.
-
-    Raises:
-        ConfigurationError: for a CSR-passthrough template, which would copy extensions
-            from client CSRs into certificates.
-    """
-    prefix, slash, version = template_arn.rpartition("/")
-    if not slash or not prefix.startswith("arn:") or not version:
-        raise ConfigurationError(f"NODECERT_ACMPCA_TEMPLATE_ARN: {template_arn!r} is not an ARN")
-    if "CSRPassthrough" in prefix:
-        raise ConfigurationError(
-            f"NODECERT_ACMPCA_TEMPLATE_ARN: {template_arn!r} copies extensions from the CSR;"
-            " use a base or _APIPassthrough template"
-        )
-    if prefix.endswith("_APIPassthrough"):
-        return template_arn
-    return f"{prefix}_APIPassthrough/{version}"
-
-
-def pca_serial(serial: int) -> str:
-    """A serial number as ACM PCA's ``RevokeCertificate`` wants it: ``0a:1b:...``."""
-    digits = format(serial, "x")
-    digits = digits.zfill(len(digits) + len(digits) % 2)
-    return ":".join(digits[i : i + 2] for i in range(0, len(digits), 2))
-
-
-def idempotency_token(request: SigningRequest, ca_arn: str) -> str:
-    """The ``IdempotencyToken`` of a request: 32 hex digits, stable across retries.
-
-    PCA returns the first certificate for a token seen in the last five minutes. The token
-    covers the public key and identity as well as the request id: a retry that carries the
-    same request id but a new server-generated key must get a new certificate, not the one
-    for the key that was thrown away.
-    """
-    public_key = request.csr.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    parts = [
-        request.request_id.encode(),
-        ca_arn.encode(),
-        public_key,
-        request.identity.user_id.encode(),
-        request.identity.node_id.encode(),
-        request.profile.value.encode(),
-    ]
-    digest = hashlib.sha256(b"\x00".join(hashlib.sha256(p).digest() for p in parts))
-    return digest.hexdigest()[:32]
 
 
 class ACMPCABackend:
@@ -216,7 +109,7 @@ class ACMPCABackend:
         short_lived_client: ACMPCAClient | None = None,
         template_arn: str = DEFAULT_TEMPLATE_ARN,
         node_template_arn: str = NODE_TEMPLATE_ARN,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = _DEFAULT_RETRY,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
@@ -242,7 +135,7 @@ class ACMPCABackend:
     def ca_for(self, request: SigningRequest) -> str:
         """The ARN of the CA that will sign ``request`` (cost-aware routing)."""
         lifetime = request.not_after - request.not_before
-        if self._short_lived_ca_arn and lifetime <= SHORT_LIVED_MAX + _BACKDATE_ALLOWANCE:
+        if self._short_lived_ca_arn and lifetime <= SHORT_LIVED_MAX + BACKDATE_ALLOWANCE:
             return self._short_lived_ca_arn
         return self._ca_arn
 
@@ -290,7 +183,7 @@ class ACMPCABackend:
             )
             response = self._poll(client, arn, issued["CertificateArn"], deadline)
         except _PCAError as exc:
-            raise _translate(exc.code, "IssueCertificate") from exc.__cause__
+            raise translate(exc.code, "IssueCertificate") from exc.__cause__
         try:
             certificate = x509.load_pem_x509_certificate(response["Certificate"].encode())
             chain = tuple(x509.load_pem_x509_certificates(response["CertificateChain"].encode()))
@@ -327,7 +220,7 @@ class ACMPCABackend:
         arns = list(self._clients)
         for index, arn in enumerate(arns):
             try:
-                self._revoke_at(arn, serial, _REASONS[reason], deadline)
+                self._revoke_at(arn, serial, REASONS[reason], deadline)
                 return
             except _PCAError as exc:
                 if exc.code in ("RequestAlreadyProcessedException", "RequestInProgressException"):
@@ -335,7 +228,7 @@ class ACMPCABackend:
                 unknown = exc.code in ("ResourceNotFoundException", "InvalidRequestException")
                 if unknown and index + 1 < len(arns):
                     continue
-                raise _translate(exc.code, "RevokeCertificate") from exc.__cause__
+                raise translate(exc.code, "RevokeCertificate") from exc.__cause__
 
     def check(self) -> None:
         """Describe every configured CA once, for a start-up check.
@@ -348,7 +241,7 @@ class ACMPCABackend:
             try:
                 self._signing_algorithm(arn, self._monotonic() + self._retry.deadline)
             except _PCAError as exc:
-                detail = _translate(exc.code, "DescribeCertificateAuthority").detail
+                detail = translate(exc.code, "DescribeCertificateAuthority").detail
                 raise ConfigurationError(f"{arn}: {detail}") from exc.__cause__
             except BackendUnavailableError as exc:
                 raise ConfigurationError(f"{arn}: {exc.detail}") from exc
@@ -380,7 +273,7 @@ class ACMPCABackend:
         key_algorithm = authority.get("CertificateAuthorityConfiguration", {}).get(
             "KeyAlgorithm", ""
         )
-        algorithm = _SIGNING_ALGORITHMS.get(key_algorithm)
+        algorithm = SIGNING_ALGORITHMS.get(key_algorithm)
         if algorithm is None:
             raise BackendUnavailableError(
                 f"ca: no signing algorithm known for the CA's key algorithm {key_algorithm!r}",
@@ -401,14 +294,14 @@ class ACMPCABackend:
                 lambda: client.get_certificate_authority_certificate(CertificateAuthorityArn=arn),
             )
         except _PCAError as exc:
-            raise _translate(exc.code, "GetCertificateAuthorityCertificate") from exc.__cause__
+            raise translate(exc.code, "GetCertificateAuthorityCertificate") from exc.__cause__
         try:
             own = x509.load_pem_x509_certificate(response["Certificate"].encode())
             above = response.get("CertificateChain") or ""
             parents = x509.load_pem_x509_certificates(above.encode()) if above.strip() else []
         except (KeyError, ValueError) as exc:
             raise BackendUnavailableError("ca: ACM PCA returned an unreadable CA chain") from exc
-        chain = _ordered(own, parents)
+        chain = ordered_chain(own, parents)
         self._chains[arn] = chain
         return chain
 
@@ -462,26 +355,3 @@ class ACMPCABackend:
                         retry_after=self._retry.retry_after,
                     ) from exc
                 self._sleep(delay)
-
-
-def _translate(code: str, operation: str) -> NodecertError:
-    if code == "MalformedCSRException":
-        return CSRError("csr: ACM Private CA refused it (MalformedCSRException)")
-    why = _CONFIGURATION_CODES.get(code)
-    if why is not None:
-        return BackendUnavailableError(f"ca: {operation}: {why} ({code})", retry_after=60)
-    return BackendUnavailableError(f"ca: {operation} failed ({code})", retry_after=5)
-
-
-def _ordered(
-    own: x509.Certificate, parents: Sequence[x509.Certificate]
-) -> tuple[x509.Certificate, ...]:
-    """``own`` first, then each certificate's issuer, whatever order PCA sent them in."""
-    chain, rest = [own], list(parents)
-    while rest:
-        issuer = next((c for c in rest if c.subject == chain[-1].issuer), None)
-        if issuer is None or chain[-1].subject == chain[-1].issuer:
-            break
-        chain.append(issuer)
-        rest.remove(issuer)
-    return tuple(chain + rest)
