@@ -186,7 +186,8 @@ class ACMPCABackend:
             raise translate(exc.code, "IssueCertificate") from exc.__cause__
         try:
             certificate = x509.load_pem_x509_certificate(response["Certificate"].encode())
-            chain = tuple(x509.load_pem_x509_certificates(response["CertificateChain"].encode()))
+            chain_pem = str(response.get("CertificateChain") or "")
+            chain = tuple(_load_all(chain_pem))
         except (KeyError, ValueError) as exc:
             raise BackendUnavailableError("ca: ACM PCA returned an unreadable certificate") from exc
         return SignedCertificate(certificate=certificate, chain=chain or self._chain_of(arn))
@@ -297,8 +298,7 @@ class ACMPCABackend:
             raise translate(exc.code, "GetCertificateAuthorityCertificate") from exc.__cause__
         try:
             own = x509.load_pem_x509_certificate(response["Certificate"].encode())
-            above = response.get("CertificateChain") or ""
-            parents = x509.load_pem_x509_certificates(above.encode()) if above.strip() else []
+            parents = _load_all(response.get("CertificateChain") or "")
         except (KeyError, ValueError) as exc:
             raise BackendUnavailableError("ca: ACM PCA returned an unreadable CA chain") from exc
         chain = ordered_chain(own, parents)
@@ -355,3 +355,8 @@ class ACMPCABackend:
                         retry_after=self._retry.retry_after,
                     ) from exc
                 self._sleep(delay)
+
+
+def _load_all(pem: str) -> list[x509.Certificate]:
+    """Every certificate in a PEM bundle; an empty bundle is an empty list."""
+    return x509.load_pem_x509_certificates(pem.encode()) if pem.strip() else []
