@@ -11,9 +11,13 @@ import pytest
 REGION = "eu-west-1"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def aws_env() -> Iterator[None]:
-    """Dummy credentials and no profile, so nothing can ever reach a real account."""
+    """Dummy credentials and no profile, so nothing can ever reach a real account.
+
+    Module-scoped (clients read credentials when they are made), so that the opt-in real
+    AWS smoke test in its own module sees the real environment again.
+    """
     with pytest.MonkeyPatch.context() as patch:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
             patch.delenv(name, raising=False)
@@ -26,7 +30,7 @@ def aws_env() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint(aws_env: None) -> Iterator[str]:
+def moto_endpoint() -> Iterator[str]:
     """The URL of a moto server on a free loopback port, for the whole session."""
     from moto.server import ThreadedMotoServer
 
@@ -40,7 +44,7 @@ def moto_endpoint(aws_env: None) -> Iterator[str]:
 
 
 @pytest.fixture
-def aws_client(moto_endpoint: str) -> Callable[[str], Any]:
+def aws_client(aws_env: None, moto_endpoint: str) -> Callable[[str], Any]:
     """Make a boto3 client for ``service`` that talks to the moto server."""
     from nodecert.aws import make_client
 

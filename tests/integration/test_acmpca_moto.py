@@ -57,7 +57,7 @@ def create_active_ca(client) -> str:
 
 
 @pytest.fixture(scope="module")
-def pca(moto_endpoint):
+def pca(aws_env, moto_endpoint):
     from nodecert.aws import make_client
 
     return make_client("acm-pca", region="eu-west-1", max_attempts=1, endpoint_url=moto_endpoint)
