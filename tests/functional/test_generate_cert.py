@@ -213,7 +213,7 @@ def test_missing_or_malformed_authorization_is_401(env: Env, header: str | None)
         (b'{"userId": "alice"}', "nodeId: required"),
         (b'{"nodeId": "../etc"}', "nodeId"),
         (b'{"nodeId": 5}', "must be a string"),
-        (b'{"nodeId": "' + b"x" * 129 + b'"}', "not a valid id"),
+        (b'{"nodeId": "' + b"x" * 65 + b'"}', "not a valid id"),
         (b'{"nodeId": "n1", "keyType": "dsa-1024"}', "keyType"),
         (b'{"nodeId": "n1", "keyType": 3}', "keyType"),
         (b'{"nodeId": "n1", "validityDays": 31}', "validityDays"),
