@@ -24,6 +24,8 @@ from nodecert.verifiers.oidc import OIDCVerifier, RemoteJWKS, StaticJWKS
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from nodecert.store.dynamodb import DynamoDBStore
+
 __all__ = ["Service", "build_service", "create_app", "settings_from_environment"]
 
 log = logging.getLogger("nodecert")
@@ -107,9 +109,18 @@ def create_app() -> FastAPI:
     return create_http_app(service)
 
 
-def _store(settings: Settings) -> SQLiteStore:
+def _store(settings: Settings) -> SQLiteStore | DynamoDBStore:
     if settings.store == "sqlite":
         return SQLiteStore(settings.database_path)
+    if settings.store == "dynamodb":
+        from nodecert.aws import make_client
+        from nodecert.store.dynamodb import DynamoDBStore
+
+        return DynamoDBStore(
+            make_client("dynamodb", region=settings.aws_region),
+            nodes_table=settings.dynamodb_nodes_table,
+            certificates_table=settings.dynamodb_certificates_table,
+        )
     raise ConfigurationError(f"NODECERT_STORE: {settings.store!r} is not available yet")
 
 
@@ -121,5 +132,18 @@ def _ca(settings: Settings) -> CABackend:
             trust_domain=settings.trust_domain,
             key_type=settings.ca_key_type,
             passphrase=settings.ca_passphrase,
+        )
+    if settings.ca == "acmpca" and settings.acmpca_ca_arn:
+        from nodecert.aws import make_client
+        from nodecert.backends.acmpca import ACMPCABackend
+
+        # max_attempts=1: the backend retries by itself, under its own deadline.
+        return ACMPCABackend(
+            make_client("acm-pca", region=settings.aws_region, max_attempts=1),
+            ca_arn=settings.acmpca_ca_arn,
+            short_lived_ca_arn=settings.acmpca_short_lived_ca_arn,
+            template_arn=settings.acmpca_template_arn,
+            organization=settings.organization,
+            trust_domain=settings.trust_domain,
         )
     raise ConfigurationError(f"NODECERT_CA: {settings.ca!r} is not available yet")
