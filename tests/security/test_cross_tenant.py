@@ -1,4 +1,4 @@
-"""User A against user B's node, certificate and serial, on every route: all denied, nothing leaked."""
+"""User A against user B's node, certificate and serial on every route: denied, no leaks."""
 
 from __future__ import annotations
 
