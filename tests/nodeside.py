@@ -217,3 +217,78 @@ def event(name: str, *, pem: str, node: str = "n1") -> dict[str, Any]:
     holder = context["authentication"] if data.get("version") == "2.0" else context["identity"]
     holder["clientCert"]["clientCertPem"] = pem
     return data
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """An ASGI app served by uvicorn on a loopback port, in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        import threading
+
+        import uvicorn
+
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def node_server_certificate(ca: LocalCA, directory: Path) -> tuple[Path, Path]:
+    """A serverAuth certificate for ``localhost`` from ``ca``, written as PEM files."""
+    from nodecert.ports import Profile
+
+    key = generate_private_key(KeyType.EC_P256)
+    identity = Identity("operator", "n1")
+    now = datetime.now(UTC)
+    signed = ca.issue(
+        SigningRequest(
+            csr=build_csr(key, identity, organization="nodecert", trust_domain=TRUST_DOMAIN),
+            identity=identity,
+            not_before=now - timedelta(minutes=1),
+            not_after=now + timedelta(days=1),
+            request_id="server",
+            profile=Profile.NODE,
+            dns_names=("localhost",),
+        )
+    )
+    issued = Issued(signed.certificate, key)
+    cert_path, key_path = directory / "server.crt", directory / "server.key"
+    cert_path.write_text(issued.pem)
+    key_path.write_bytes(issued.key_pem)
+    return cert_path, key_path
+
+
+def write_client(issued: Issued, directory: Path, name: str) -> tuple[Path, Path]:
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_path.write_text(issued.pem)
+    key_path.write_bytes(issued.key_pem)
+    return cert_path, key_path
