@@ -18,6 +18,8 @@ from nodecert.authority import Authority
 from nodecert.backends.local import LocalCA
 from nodecert.config import Settings
 from nodecert.errors import ConfigurationError
+from nodecert.keypool import KeyPool
+from nodecert.keys import KeyType
 from nodecert.policy import OwnershipPolicy, ValidityPolicy
 from nodecert.ports import CABackend, CRLSigner, Ledger, NodeDirectory, ReplayGuard
 from nodecert.renewal import Renewer, renewal_audience
@@ -28,6 +30,8 @@ from nodecert.verifiers.oidc import OIDCVerifier, RemoteJWKS, StaticJWKS
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from nodecert.store.dynamodb import DynamoDBStore
 
 __all__ = [
     "Service",
@@ -48,7 +52,12 @@ class Service:
     authority: Authority
     routes: Routes
     dev_issuer: DevIssuer | None
+    key_pool: KeyPool
     node_routes: NodeRoutes | None = field(default=None, compare=False)
+
+    def close(self) -> None:
+        """Stop background work (the key pool's filler) and drop pooled keys."""
+        self.key_pool.close()
 
 
 def settings_from_environment(env: Mapping[str, str] | None = None) -> Settings:
@@ -65,6 +74,7 @@ def build_service(settings: Settings) -> Service:
     store = _store(settings)
     dev_issuer = DevIssuer.open_or_create(settings.home) if settings.dev_issuer else None
     ca = _ca(settings)
+    key_pool = KeyPool({kt: settings.key_pool_size for kt in KeyType if kt.is_rsa})
     authority = Authority(
         ca=ca,
         ledger=store,
@@ -73,6 +83,7 @@ def build_service(settings: Settings) -> Service:
         validity=ValidityPolicy(settings.default_validity_days, settings.max_validity_days),
         organization=settings.organization,
         trust_domain=settings.trust_domain,
+        keygen=key_pool,
     )
     if dev_issuer is not None:
         verifier = OIDCVerifier(
@@ -113,7 +124,9 @@ def build_service(settings: Settings) -> Service:
         crl=crl,
         authorize_secret=settings.authorize_secret,
     )
-    return Service(settings, authority, Routes(authority, verifier), dev_issuer, node_routes)
+    return Service(
+        settings, authority, Routes(authority, verifier), dev_issuer, key_pool, node_routes
+    )
 
 
 def build_decider(settings: Settings) -> AccessDecider:
@@ -176,9 +189,18 @@ def create_app() -> FastAPI:
     return create_http_app(service)
 
 
-def _store(settings: Settings) -> SQLiteStore:
+def _store(settings: Settings) -> SQLiteStore | DynamoDBStore:
     if settings.store == "sqlite":
         return SQLiteStore(settings.database_path)
+    if settings.store == "dynamodb":
+        from nodecert.aws import make_client
+        from nodecert.store.dynamodb import DynamoDBStore
+
+        return DynamoDBStore(
+            make_client("dynamodb", region=settings.aws_region),
+            nodes_table=settings.dynamodb_nodes_table,
+            certificates_table=settings.dynamodb_certificates_table,
+        )
     raise ConfigurationError(f"NODECERT_STORE: {settings.store!r} is not available yet")
 
 
@@ -190,5 +212,18 @@ def _ca(settings: Settings) -> CABackend:
             trust_domain=settings.trust_domain,
             key_type=settings.ca_key_type,
             passphrase=settings.ca_passphrase,
+        )
+    if settings.ca == "acmpca" and settings.acmpca_ca_arn:
+        from nodecert.aws import make_client
+        from nodecert.backends.acmpca import ACMPCABackend
+
+        # max_attempts=1: the backend retries by itself, under its own deadline.
+        return ACMPCABackend(
+            make_client("acm-pca", region=settings.aws_region, max_attempts=1),
+            ca_arn=settings.acmpca_ca_arn,
+            short_lived_ca_arn=settings.acmpca_short_lived_ca_arn,
+            template_arn=settings.acmpca_template_arn,
+            organization=settings.organization,
+            trust_domain=settings.trust_domain,
         )
     raise ConfigurationError(f"NODECERT_CA: {settings.ca!r} is not available yet")

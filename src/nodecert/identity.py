@@ -29,7 +29,9 @@ __all__ = [
     "validate_trust_domain",
 ]
 
-ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# 64 is RFC 5280's upper bound for both CN (ub-common-name) and OU
+# (ub-organizational-unit-name), which carry the user and node ids in the subject.
+ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SERIAL_PATTERN = re.compile(r"[0-9a-f]{1,40}")
 # RFC 3986 reg-name, lower case, as the SPIFFE ID spec requires for trust domains.
 _TRUST_DOMAIN_PATTERN = re.compile(r"[a-z0-9._-]{1,255}")
@@ -41,7 +43,8 @@ _URI_PATTERN = re.compile(
 def validate_id(value: object, *, field: str) -> str:
     """Return ``value`` if it is a valid userId or nodeId.
 
-    Ids are ``[A-Za-z0-9._-]{1,128}``. Ids made only of dots (``.``, ``..``) are refused
+    Ids are ``[A-Za-z0-9._-]{1,64}``: they become the subject's CN and OU, which RFC 5280
+    caps at 64 characters. Ids made only of dots (``.``, ``..``) are refused
     too: they are path segments with a meaning in the SPIFFE URI (RFC 3986 section 3.3).
 
     Raises:
@@ -50,9 +53,9 @@ def validate_id(value: object, *, field: str) -> str:
     if not isinstance(value, str):
         raise InvalidIdentifierError(f"{field}: must be a string, got {type(value).__name__}")
     if not ID_PATTERN.fullmatch(value) or set(value) == {"."}:
-        shown = value if len(value) <= 140 else value[:140] + "…"
+        shown = value if len(value) <= 80 else value[:80] + "…"
         raise InvalidIdentifierError(
-            f"{field}: {shown!r} is not a valid id (1-128 characters from A-Z a-z 0-9 . _ -,"
+            f"{field}: {shown!r} is not a valid id (1-64 characters from A-Z a-z 0-9 . _ -,"
             " not only dots)"
         )
     return value

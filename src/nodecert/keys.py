@@ -143,6 +143,8 @@ def load_client_csr(pem: object) -> tuple[x509.CertificateSigningRequest, KeyTyp
     data = pem.encode("utf-8", "replace")
     if len(data) > MAX_CSR_BYTES:
         raise CSRError(f"csr: {len(data)} bytes is over the {MAX_CSR_BYTES}-byte limit")
+    # Java keytool writes "NEW CERTIFICATE REQUEST"; both name the same PKCS#10 structure.
+    data = data.replace(b"NEW CERTIFICATE REQUEST-----", b"CERTIFICATE REQUEST-----")
     if b"-----BEGIN CERTIFICATE REQUEST-----" not in data:
         raise CSRError("csr: expected a PEM block 'BEGIN CERTIFICATE REQUEST'")
     try:

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nodecert.adapters.routes import Reply, problem
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 log = logging.getLogger("nodecert")
-_ID = r"^[A-Za-z0-9._-]{1,128}$"
+_ID = r"^[A-Za-z0-9._-]{1,64}$"
 
 
 class GenerateCertRequest(BaseModel):
@@ -137,6 +138,15 @@ def _body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
     }
 
 
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 def _render(reply: Reply) -> Response:
     return Response(
         content=reply.encoded() if reply.status != 204 else None,
@@ -166,25 +176,18 @@ def create_app(service: Service) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
-        error: NodecertError = (
-            NotFoundError(f"path: no route {request.url.path[:200]}")
-            if exc.status_code == 404
-            else InvalidRequestError(f"request: {exc.detail}")
-        )
-        reply = problem(error, instance=request.url.path)
+        path = request.url.path
         if exc.status_code == 405:
-            reply = Reply(
-                405,
-                {
-                    **reply.body,
-                    "status": 405,
-                    "code": "method_not_allowed",
-                    "title": "Method not allowed",
-                    "detail": f"method: {request.method} is not allowed here",
-                },
-                reply.headers,
-                reply.media_type,
-            )
+            reply = problem(MethodNotAllowedError(request.method), instance=path)
+        elif exc.status_code == 404:
+            reply = problem(NotFoundError(f"path: no route {path[:200]}"), instance=path)
+        else:
+            reply = problem(InvalidRequestError(f"request: {exc.detail}"), instance=path)
+        reply.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # RFC 9110 section 15.5.6: Allow lists every method of the resource. Starlette
+            # names only the first route that matched the path, so collect them all.
+            reply.headers["Allow"] = ", ".join(_allowed_methods(app, request))
         return _render(reply)
 
     @app.exception_handler(RequestValidationError)
@@ -306,6 +309,17 @@ def create_app(service: Service) -> FastAPI:
 
         add_node_routes(app, service.node_routes, authed, _render)
     return app
+
+
+class MethodNotAllowedError(NodecertError):
+    """The route exists, but not for this method (a framework error, not a core one)."""
+
+    code = "method_not_allowed"
+    title = "Method not allowed"
+    status = 405
+
+    def __init__(self, method: str) -> None:
+        super().__init__(f"method: {method[:20]} is not allowed here")
 
 
 class _BodyTooLargeError(Exception):

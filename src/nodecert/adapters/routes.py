@@ -91,7 +91,7 @@ def status_of(error: NodecertError) -> int:
     for cls, status in _STATUS:
         if isinstance(error, cls):
             return status
-    return 500
+    return getattr(error, "status", 500)
 
 
 def problem(error: NodecertError, *, instance: str | None = None) -> Reply:

@@ -79,15 +79,19 @@ class SQLiteStore:
         self.path = path
         self._local = threading.local()
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with self._transaction() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreUnavailableError(
-                    f"store: {path} has schema version {version}; this nodecert knows"
-                    f" {SCHEMA_VERSION} (upgrade nodecert)"
-                )
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        try:
+            with self._transaction() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise StoreUnavailableError(
+                        f"store: {path} has schema version {version}; this nodecert knows"
+                        f" {SCHEMA_VERSION} (upgrade nodecert)"
+                    )
+                db.executescript(_SCHEMA)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except StoreUnavailableError:
+            self.close()
+            raise
 
     # NodeDirectory
 

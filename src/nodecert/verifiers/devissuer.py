@@ -43,6 +43,12 @@ class DevIssuer:
             "keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "ES256"}]
         }
 
+    def public_pem(self) -> bytes:
+        """The issuer's public key as PEM (SubjectPublicKeyInfo)."""
+        return self._key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
     @classmethod
     def open_or_create(cls, home: Path) -> DevIssuer:
         """Load ``<home>/dev-issuer.key``, creating it (mode 0600) on first use.

@@ -13,12 +13,14 @@ configured audience as the client id.
 
 from __future__ import annotations
 
+import http.client
 import json
+import math
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 import jwt
 
@@ -37,7 +39,10 @@ class JWKS:
 
     def __init__(self, document: Mapping[str, Any]) -> None:
         self.keys: dict[str, jwt.PyJWK] = {}
-        for entry in document.get("keys", []):
+        entries = document.get("keys")
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict):
+                continue
             kid, kty = entry.get("kid"), entry.get("kty")
             if isinstance(kid, str) and kty in ("RSA", "EC") and entry.get("use", "sig") == "sig":
                 try:
@@ -112,10 +117,13 @@ class RemoteJWKS:
         self.fetches += 1
         try:
             document = json.loads(self._fetch(self.url, self._timeout_s))
-        except (OSError, ValueError):
+        except (OSError, ValueError, http.client.HTTPException):
             return  # Keep the keys we have; the next refresh may succeed.
-        if isinstance(document, dict):
-            self._jwks = JWKS(document)
+        jwks = JWKS(document) if isinstance(document, dict) else None
+        # A document without a single usable key is a broken answer, not a rotation
+        # (an issuer always publishes the key it signs with): keep the keys we have.
+        if jwks is not None and jwks.keys:
+            self._jwks = jwks
 
 
 def _http_get(url: str, timeout_s: float) -> bytes:
@@ -213,8 +221,8 @@ class OIDCVerifier:
             raise AuthenticationError("token: issuer ('iss') is not the configured issuer")
         now = self.clock()
         exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
-        if not isinstance(exp, int | float) or isinstance(exp, bool):
-            raise AuthenticationError("token: has no numeric expiry ('exp')")
+        if not _is_number(exp):
+            raise AuthenticationError("token: has no finite numeric expiry ('exp')")
         if now > exp + self.leeway_s:
             raise AuthenticationError("token: expired")
         for name, value in (("nbf", nbf), ("iat", iat)):
@@ -247,5 +255,6 @@ def groups_of(claims: Mapping[str, Any]) -> frozenset[str]:
     return frozenset()
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _is_number(value: object) -> TypeGuard[int | float]:
+    # JSON parsers accept NaN and Infinity; a token with exp=NaN must not live forever.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

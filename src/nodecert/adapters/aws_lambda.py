@@ -1,0 +1,236 @@
+"""API Gateway → Lambda front end: REST API (payload v1) and HTTP API (payload v2) events.
+
+The caller is taken from the claims an API Gateway authorizer already verified:
+
+- REST API with a Cognito authorizer: ``requestContext.authorizer.claims``, every value a
+  string and ``cognito:groups`` comma-joined (``"a,b"``);
+- HTTP API with a JWT authorizer: ``requestContext.authorizer.jwt.claims``, lists
+  flattened to ``"[a b]"``.
+
+Only API Gateway can set ``requestContext``, so those claims are trusted as they are. When
+no authorizer ran (open routes, or an API without one), a ``Bearer`` token is verified by
+the service's OIDC verifier, exactly as the HTTP server does. Everything else (parsing,
+errors as RFC 9457 problems) is :mod:`nodecert.adapters.routes`, shared with FastAPI.
+
+The service is wired once per container, on the first invocation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nodecert.adapters.routes import Reply, Routes, problem
+from nodecert.bootstrap import build_service, settings_from_environment
+from nodecert.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    NodecertError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+from nodecert.identity import validate_id
+from nodecert.ports import Principal
+from nodecert.verifiers.oidc import groups_of
+
+__all__ = ["LambdaApp", "application", "lambda_handler"]
+
+log = logging.getLogger("nodecert")
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    query: dict[str, str]
+    body: bytes
+    claims: Mapping[str, Any] | None
+
+
+_Handler = Callable[["LambdaApp", _Request, dict[str, str]], Reply]
+
+
+class LambdaApp:
+    """Turns API Gateway proxy events into calls of :class:`Routes` and back.
+
+    Args:
+        routes: The service's routes.
+        admin_group: Members of this group (from the authorizer's claims) are admins.
+        max_body_bytes: Larger bodies are refused with 413.
+    """
+
+    def __init__(self, routes: Routes, *, admin_group: str, max_body_bytes: int) -> None:
+        self.routes = routes
+        self.admin_group = admin_group
+        self.max_body_bytes = max_body_bytes
+
+    def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Answer one API Gateway event with a proxy-integration response."""
+        path = "/"
+        try:
+            request = self._parse(event)
+            path = request.path
+            reply = self._dispatch(request)
+        except NodecertError as exc:
+            if exc.code in ("ca_unavailable", "store_unavailable", "internal_error"):
+                log.warning("%s: %s", path[:200], exc.detail)
+            reply = problem(exc, instance=path[:200])
+        except Exception as exc:
+            log.error("unexpected %s on %s", type(exc).__name__, path[:200])
+            reply = problem(NodecertError("internal error; the request was not completed"))
+        return _render(reply)
+
+    def principal(self, request: _Request) -> Principal:
+        """The caller: the authorizer's claims, or else a verified Bearer token.
+
+        Raises:
+            AuthenticationError: no usable claims and no valid token.
+        """
+        if request.claims is None:
+            return self.routes.authenticate(request.headers.get("authorization"))
+        try:
+            user_id = validate_id(request.claims.get("sub"), field="sub")
+        except NodecertError as exc:
+            raise AuthenticationError(f"token: {exc.detail}") from exc
+        groups = groups_of(request.claims)
+        return Principal(
+            user_id=user_id,
+            groups=groups,
+            is_admin=self.admin_group in groups,
+            claims=dict(request.claims),
+        )
+
+    def _dispatch(self, request: _Request) -> Reply:
+        allowed: list[str] = []
+        for method, pattern, handler in _ROUTES:
+            match = pattern.fullmatch(request.path)
+            if match is None:
+                continue
+            if method == request.method:
+                return handler(self, request, match.groupdict())
+            allowed.append(method)
+        if not allowed:
+            raise NotFoundError(f"path: no route {request.path[:200]}")
+        base = problem(InvalidRequestError(f"method: {request.method[:10]} is not allowed here"))
+        body = {**base.body, "status": 405, "code": "method_not_allowed"}
+        body["title"] = "Method not allowed"
+        return Reply(405, body, {**base.headers, "Allow": ", ".join(allowed)}, base.media_type)
+
+    def _parse(self, event: Mapping[str, Any]) -> _Request:
+        context = event.get("requestContext") or {}
+        authorizer = context.get("authorizer") or {}
+        if event.get("version") == "2.0":
+            method = str((context.get("http") or {}).get("method", ""))
+            path = str(event.get("rawPath") or "/")
+            stage = context.get("stage")
+            if stage and stage != "$default" and path.startswith(f"/{stage}/"):
+                path = path[len(stage) + 1 :]
+            claims = (authorizer.get("jwt") or {}).get("claims")
+        else:
+            method = str(event.get("httpMethod", ""))
+            path = str(event.get("path") or "/")
+            claims = authorizer.get("claims")
+        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
+        raw = event.get("body") or ""
+        if len(raw) > self.max_body_bytes * 4 // 3 + 4:
+            raise PayloadTooLargeError(f"body: over the {self.max_body_bytes}-byte limit")
+        try:
+            body = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") else raw
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidRequestError("body: not valid base64") from exc
+        body_bytes = body if isinstance(body, bytes) else str(body).encode()
+        if len(body_bytes) > self.max_body_bytes:
+            raise PayloadTooLargeError(f"body: over the {self.max_body_bytes}-byte limit")
+        return _Request(
+            method=method.upper(),
+            path=path.rstrip("/") or "/",
+            headers=headers,
+            query=query,
+            body=body_bytes,
+            claims=claims if isinstance(claims, Mapping) else None,
+        )
+
+    # One method per route: each authenticates (if needed) and calls the shared routes.
+
+    def _generate_cert(self, request: _Request, _: dict[str, str]) -> Reply:
+        key = request.headers.get("idempotency-key")
+        return self.routes.generate_cert(self.principal(request), request.body, idempotency_key=key)
+
+    def _list_certificates(self, request: _Request, _: dict[str, str]) -> Reply:
+        return self.routes.list_certificates(
+            self.principal(request),
+            node_id=request.query.get("nodeId"),
+            status=request.query.get("status"),
+        )
+
+    def _get_certificate(self, request: _Request, params: dict[str, str]) -> Reply:
+        return self.routes.get_certificate(self.principal(request), params["serial"])
+
+    def _revoke(self, request: _Request, params: dict[str, str]) -> Reply:
+        return self.routes.revoke(self.principal(request), params["serial"], request.body)
+
+    def _list_nodes(self, request: _Request, _: dict[str, str]) -> Reply:
+        return self.routes.list_nodes(self.principal(request))
+
+    def _put_node(self, request: _Request, params: dict[str, str]) -> Reply:
+        return self.routes.put_node(self.principal(request), params["node"], request.body)
+
+    def _get_node(self, request: _Request, params: dict[str, str]) -> Reply:
+        return self.routes.get_node(self.principal(request), params["node"])
+
+    def _delete_node(self, request: _Request, params: dict[str, str]) -> Reply:
+        return self.routes.delete_node(self.principal(request), params["node"])
+
+    def _ca(self, request: _Request, _: dict[str, str]) -> Reply:
+        return self.routes.ca()
+
+    def _healthz(self, request: _Request, _: dict[str, str]) -> Reply:
+        return Routes.healthz()
+
+
+_SEGMENT = r"[^/]{1,256}"
+_ROUTES: tuple[tuple[str, re.Pattern[str], _Handler], ...] = tuple(
+    (method, re.compile(pattern), handler)
+    for method, pattern, handler in (
+        ("POST", "/generate-cert", LambdaApp._generate_cert),
+        ("GET", "/v1/certificates", LambdaApp._list_certificates),
+        ("GET", f"/v1/certificates/(?P<serial>{_SEGMENT})", LambdaApp._get_certificate),
+        ("POST", f"/v1/certificates/(?P<serial>{_SEGMENT})/revoke", LambdaApp._revoke),
+        ("GET", "/v1/nodes", LambdaApp._list_nodes),
+        ("PUT", f"/v1/nodes/(?P<node>{_SEGMENT})", LambdaApp._put_node),
+        ("GET", f"/v1/nodes/(?P<node>{_SEGMENT})", LambdaApp._get_node),
+        ("DELETE", f"/v1/nodes/(?P<node>{_SEGMENT})", LambdaApp._delete_node),
+        ("GET", "/v1/ca", LambdaApp._ca),
+        ("GET", "/healthz", LambdaApp._healthz),
+    )
+)
+
+
+def _render(reply: Reply) -> dict[str, Any]:
+    headers = {"Content-Type": reply.media_type, **reply.headers}
+    body = "" if reply.status == 204 else reply.encoded().decode()
+    return {"statusCode": reply.status, "headers": headers, "body": body, "isBase64Encoded": False}
+
+
+@functools.cache
+def application() -> LambdaApp:
+    """The container's :class:`LambdaApp`, wired from the environment on first use."""
+    settings = settings_from_environment()
+    logging.getLogger("nodecert").setLevel(settings.log_level)
+    service = build_service(settings)
+    return LambdaApp(
+        service.routes, admin_group=settings.admin_group, max_body_bytes=settings.max_body_bytes
+    )
+
+
+def lambda_handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    """Entry point: handler ``nodecert.adapters.aws_lambda.lambda_handler``."""
+    return application().handle(event)

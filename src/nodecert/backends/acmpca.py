@@ -1,0 +1,362 @@
+"""The AWS Private CA (ACM PCA) backend.
+
+Issuance is ``IssueCertificate`` then ``GetCertificate`` polled until the certificate is
+ready, all under one deadline well inside API Gateway's 29-second limit.
+
+The identity always travels in ``ApiPassthrough`` (Subject and SubjectAlternativeNames),
+with the ``_APIPassthrough`` variant of the configured template: AWS's templates copy
+Subject and SAN from the CSR otherwise, and a client-supplied CSR may name anyone. The
+passthrough is used even for CSRs the service built itself, so that there is one code path,
+one template to allow in the IAM policy (``acm-pca:TemplateArn``) and no byte-level
+comparison of a CSR's subject with the identity (AWS, template order of operations:
+https://docs.aws.amazon.com/privateca/latest/userguide/template-order-of-operations.html).
+
+Retries: ``ThrottlingException``, 5xx and connection errors are retried a few times with
+full jitter; everything else is translated at once. Build the client with
+``nodecert.aws.make_client("acm-pca", region=..., max_attempts=1)`` so that botocore does
+not retry underneath (its retries would not know our deadline).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from nodecert.aws import botocore_errors, error_code, error_message, is_transient
+from nodecert.backends.pca_shapes import (
+    BACKDATE_ALLOWANCE,
+    DEFAULT_TEMPLATE_ARN,
+    NODE_TEMPLATE_ARN,
+    REASONS,
+    SHORT_LIVED_MAX,
+    SIGNING_ALGORITHMS,
+    RetryPolicy,
+    api_passthrough_template,
+    idempotency_token,
+    ordered_chain,
+    pca_serial,
+    translate,
+)
+from nodecert.errors import BackendUnavailableError, ConfigurationError
+from nodecert.ports import Profile, RevocationReason, SignedCertificate, SigningRequest
+
+if TYPE_CHECKING:
+    from mypy_boto3_acm_pca import ACMPCAClient
+    from mypy_boto3_acm_pca.literals import RevocationReasonType, SigningAlgorithmType
+    from mypy_boto3_acm_pca.type_defs import ApiPassthroughTypeDef, GeneralNameTypeDef
+
+__all__ = [
+    "DEFAULT_TEMPLATE_ARN",
+    "NODE_TEMPLATE_ARN",
+    "SHORT_LIVED_MAX",
+    "ACMPCABackend",
+    "RetryPolicy",
+    "api_passthrough_template",
+    "idempotency_token",
+    "pca_serial",
+]
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_DEFAULT_RETRY = RetryPolicy()
+
+
+class _PCAError(Exception):
+    """A non-transient botocore error with its code, raised from the original error."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class ACMPCABackend:
+    """Issues, chains and revokes through AWS Private CA. Implements ``CABackend``.
+
+    Args:
+        client: A boto3 ``acm-pca`` client (see the module docstring for its retries).
+        ca_arn: The general-purpose CA (or the only one).
+        organization: The ``O=`` of issued certificates.
+        trust_domain: The SPIFFE trust domain of issued certificates.
+        short_lived_ca_arn: A CA in short-lived-certificate mode, for certificates valid
+            for at most seven days (cheaper per certificate).
+        short_lived_client: Its client, when it is not ``client`` (another region).
+        template_arn: The client-certificate template; its ``_APIPassthrough`` variant is
+            what is used (see :func:`api_passthrough_template`).
+        node_template_arn: The template for the ``node`` (server and client) profile.
+        retry: Deadlines, retries and polling.
+        sleep: Waits; injected so tests do not sleep.
+        monotonic: A monotonic clock in seconds; injected with ``sleep``.
+        jitter: Returns a float in [0, 1); injected so tests are deterministic.
+
+    Raises:
+        ConfigurationError: for a template that is not usable with passthrough.
+    """
+
+    def __init__(
+        self,
+        client: ACMPCAClient,
+        *,
+        ca_arn: str,
+        organization: str,
+        trust_domain: str,
+        short_lived_ca_arn: str | None = None,
+        short_lived_client: ACMPCAClient | None = None,
+        template_arn: str = DEFAULT_TEMPLATE_ARN,
+        node_template_arn: str = NODE_TEMPLATE_ARN,
+        retry: RetryPolicy = _DEFAULT_RETRY,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._ca_arn = ca_arn
+        self._short_lived_ca_arn = short_lived_ca_arn
+        self._clients = {ca_arn: client}
+        if short_lived_ca_arn is not None:
+            self._clients[short_lived_ca_arn] = short_lived_client or client
+        self._organization = organization
+        self._trust_domain = trust_domain
+        self._templates = {
+            Profile.CLIENT: api_passthrough_template(template_arn),
+            Profile.NODE: api_passthrough_template(node_template_arn),
+        }
+        self._retry = retry
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._jitter = jitter
+        self._signing: dict[str, SigningAlgorithmType] = {}
+        self._chains: dict[str, tuple[x509.Certificate, ...]] = {}
+
+    def ca_for(self, request: SigningRequest) -> str:
+        """The ARN of the CA that will sign ``request`` (cost-aware routing)."""
+        lifetime = request.not_after - request.not_before
+        if self._short_lived_ca_arn and lifetime <= SHORT_LIVED_MAX + BACKDATE_ALLOWANCE:
+            return self._short_lived_ca_arn
+        return self._ca_arn
+
+    def issue(self, request: SigningRequest) -> SignedCertificate:
+        """Issue ``request`` and wait (within the deadline) until the certificate is ready.
+
+        Raises:
+            BackendUnavailableError: PCA is throttling, failing, too slow or mis-configured.
+            CSRError: PCA refused the CSR itself.
+        """
+        deadline = self._monotonic() + self._retry.deadline
+        arn = self.ca_for(request)
+        client = self._clients[arn]
+        try:
+            signing_algorithm = self._signing_algorithm(arn, deadline)
+            names: list[GeneralNameTypeDef] = [
+                {"UniformResourceIdentifier": request.identity.spiffe_id(self._trust_domain)}
+            ]
+            if request.profile is Profile.NODE:
+                names.extend({"DnsName": name} for name in request.dns_names)
+            passthrough: ApiPassthroughTypeDef = {
+                "Subject": {
+                    "Organization": self._organization,
+                    "OrganizationalUnit": request.identity.node_id,
+                    "CommonName": request.identity.user_id,
+                },
+                "Extensions": {"SubjectAlternativeNames": names},
+            }
+            csr_pem = request.csr.public_bytes(serialization.Encoding.PEM)
+            issued = self._call(
+                deadline,
+                lambda: client.issue_certificate(
+                    CertificateAuthorityArn=arn,
+                    Csr=csr_pem,
+                    SigningAlgorithm=signing_algorithm,
+                    TemplateArn=self._templates[request.profile],
+                    Validity={"Type": "ABSOLUTE", "Value": int(request.not_after.timestamp())},
+                    ValidityNotBefore={
+                        "Type": "ABSOLUTE",
+                        "Value": int(request.not_before.timestamp()),
+                    },
+                    ApiPassthrough=passthrough,
+                    IdempotencyToken=idempotency_token(request, arn),
+                ),
+            )
+            response = self._poll(client, arn, issued["CertificateArn"], deadline)
+        except _PCAError as exc:
+            raise translate(exc.code, "IssueCertificate") from exc.__cause__
+        try:
+            certificate = x509.load_pem_x509_certificate(response["Certificate"].encode())
+            chain_pem = str(response.get("CertificateChain") or "")
+            chain = tuple(_load_all(chain_pem))
+        except (KeyError, ValueError) as exc:
+            raise BackendUnavailableError("ca: ACM PCA returned an unreadable certificate") from exc
+        return SignedCertificate(certificate=certificate, chain=chain or self._chain_of(arn))
+
+    def chain(self) -> Sequence[x509.Certificate]:
+        """The CA certificates, issuing CA first, up to the root (cached).
+
+        With a short-lived CA too, its chain follows, without the certificates already
+        listed, so that a truststore built from it accepts certificates of both.
+
+        Raises:
+            BackendUnavailableError: PCA cannot answer now, or the CA is not ACTIVE.
+        """
+        certificates: list[x509.Certificate] = []
+        for arn in self._clients:
+            certificates.extend(c for c in self._chain_of(arn) if c not in certificates)
+        return tuple(certificates)
+
+    def revoke(self, certificate_serial: int, reason: RevocationReason) -> None:
+        """Revoke a certificate at PCA; already revoked is not an error.
+
+        The ledger does not say which CA issued a serial, so with two CAs the
+        general-purpose one is asked first and, when it does not know the serial
+        (``ResourceNotFoundException`` or ``InvalidRequestException``), the short-lived one.
+
+        Raises:
+            BackendUnavailableError: PCA cannot answer now, or no CA knows the serial.
+        """
+        deadline = self._monotonic() + self._retry.deadline
+        serial = pca_serial(certificate_serial)
+        arns = list(self._clients)
+        for index, arn in enumerate(arns):
+            try:
+                self._revoke_at(arn, serial, REASONS[reason], deadline)
+                return
+            except _PCAError as exc:
+                if exc.code in ("RequestAlreadyProcessedException", "RequestInProgressException"):
+                    return
+                unknown = exc.code in ("ResourceNotFoundException", "InvalidRequestException")
+                if unknown and index + 1 < len(arns):
+                    continue
+                raise translate(exc.code, "RevokeCertificate") from exc.__cause__
+
+    def check(self) -> None:
+        """Describe every configured CA once, for a start-up check.
+
+        Raises:
+            ConfigurationError: a CA is unknown, not ACTIVE, not accessible or uses a key
+                algorithm without a known signing algorithm.
+        """
+        for arn in self._clients:
+            try:
+                self._signing_algorithm(arn, self._monotonic() + self._retry.deadline)
+            except _PCAError as exc:
+                detail = translate(exc.code, "DescribeCertificateAuthority").detail
+                raise ConfigurationError(f"{arn}: {detail}") from exc.__cause__
+            except BackendUnavailableError as exc:
+                raise ConfigurationError(f"{arn}: {exc.detail}") from exc
+
+    def _revoke_at(
+        self, arn: str, serial: str, reason: RevocationReasonType, deadline: float
+    ) -> None:
+        client = self._clients[arn]
+        self._call(
+            deadline,
+            lambda: client.revoke_certificate(
+                CertificateAuthorityArn=arn, CertificateSerial=serial, RevocationReason=reason
+            ),
+        )
+
+    def _signing_algorithm(self, arn: str, deadline: float) -> SigningAlgorithmType:
+        cached = self._signing.get(arn)
+        if cached is not None:
+            return cached
+        client = self._clients[arn]
+        authority = self._call(
+            deadline, lambda: client.describe_certificate_authority(CertificateAuthorityArn=arn)
+        )["CertificateAuthority"]
+        status = authority.get("Status", "UNKNOWN")
+        if status != "ACTIVE":
+            raise BackendUnavailableError(
+                f"ca: the ACM PCA certificate authority is {status}, not ACTIVE", retry_after=60
+            )
+        key_algorithm = authority.get("CertificateAuthorityConfiguration", {}).get(
+            "KeyAlgorithm", ""
+        )
+        algorithm = SIGNING_ALGORITHMS.get(key_algorithm)
+        if algorithm is None:
+            raise BackendUnavailableError(
+                f"ca: no signing algorithm known for the CA's key algorithm {key_algorithm!r}",
+                retry_after=60,
+            )
+        self._signing[arn] = algorithm
+        return algorithm
+
+    def _chain_of(self, arn: str) -> tuple[x509.Certificate, ...]:
+        cached = self._chains.get(arn)
+        if cached is not None:
+            return cached
+        client = self._clients[arn]
+        deadline = self._monotonic() + self._retry.deadline
+        try:
+            response = self._call(
+                deadline,
+                lambda: client.get_certificate_authority_certificate(CertificateAuthorityArn=arn),
+            )
+        except _PCAError as exc:
+            raise translate(exc.code, "GetCertificateAuthorityCertificate") from exc.__cause__
+        try:
+            own = x509.load_pem_x509_certificate(response["Certificate"].encode())
+            parents = _load_all(response.get("CertificateChain") or "")
+        except (KeyError, ValueError) as exc:
+            raise BackendUnavailableError("ca: ACM PCA returned an unreadable CA chain") from exc
+        chain = ordered_chain(own, parents)
+        self._chains[arn] = chain
+        return chain
+
+    def _poll(
+        self, client: ACMPCAClient, arn: str, certificate_arn: str, deadline: float
+    ) -> dict[str, Any]:
+        delay = self._retry.poll_first
+        while True:
+            try:
+                response = self._call(
+                    deadline,
+                    lambda: client.get_certificate(
+                        CertificateAuthorityArn=arn, CertificateArn=certificate_arn
+                    ),
+                )
+                return dict(response)
+            except _PCAError as exc:
+                if exc.code != "RequestInProgressException":
+                    raise
+                if self._monotonic() + delay > deadline:
+                    raise BackendUnavailableError(
+                        f"ca: ACM PCA did not finish issuing within {self._retry.deadline:g} s",
+                        retry_after=self._retry.retry_after,
+                    ) from exc.__cause__
+            self._sleep(delay)
+            delay = min(delay * 2, self._retry.poll_max)
+
+    def _call(self, deadline: float, call: Callable[[], _T]) -> _T:
+        """Run one PCA call, retrying transient errors with full jitter before ``deadline``.
+
+        Raises:
+            _PCAError: a non-transient error (from the botocore error).
+            BackendUnavailableError: transient errors persisted or the deadline is near.
+        """
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except botocore_errors() as exc:
+                code = error_code(exc)
+                if not is_transient(exc):
+                    _log.warning("acm-pca: %s: %s", code, error_message(exc))
+                    raise _PCAError(code) from exc
+                attempt += 1
+                ceiling = min(self._retry.max_delay, self._retry.base_delay * 2 ** (attempt - 1))
+                delay = self._jitter() * ceiling
+                if attempt >= self._retry.max_attempts or self._monotonic() + delay > deadline:
+                    _log.warning("acm-pca: giving up after %d attempts: %s", attempt, code)
+                    raise BackendUnavailableError(
+                        f"ca: ACM PCA is unavailable or throttling ({code}); try again later",
+                        retry_after=self._retry.retry_after,
+                    ) from exc
+                self._sleep(delay)
+
+
+def _load_all(pem: str) -> list[x509.Certificate]:
+    """Every certificate in a PEM bundle; an empty bundle is an empty list."""
+    return x509.load_pem_x509_certificates(pem.encode()) if pem.strip() else []

@@ -1,0 +1,370 @@
+"""The DynamoDB ledger and node directory (the serverless counterpart of SQLite).
+
+Two tables, created by ``deploy/template.yaml`` (or :func:`create_tables` in tests):
+
+- nodes: partition key ``nodeId``; GSI ``byUser`` (``userId``, ``nodeId``);
+- certificates: partition key ``serial``; GSIs ``byUser`` and ``byNode`` (``userId`` or
+  ``nodeId``, sorted by ``createdAt``).
+
+Times are stored as ISO 8601 UTC strings of fixed width, so that string order is time
+order. A serial is never overwritten (``attribute_not_exists``) and revocation is one
+conditional update, so two concurrent revocations keep the first time and reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from nodecert.aws import THROTTLING_CODES, botocore_errors, error_code, error_message
+from nodecert.errors import ConflictError, NotFoundError, StoreUnavailableError
+from nodecert.ports import (
+    CertificateRecord,
+    CertificateStatus,
+    NodeRecord,
+    Profile,
+    RevocationReason,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, CreateTableInputTypeDef
+
+__all__ = ["DynamoDBStore", "create_tables", "table_definitions"]
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_BY_USER = "byUser"
+_BY_NODE = "byNode"
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_CONFIGURATION_CODES = {
+    "ResourceNotFoundException": "the table does not exist; check NODECERT_DYNAMODB_*_TABLE",
+    "AccessDeniedException": "access denied; check the function's IAM role (dynamodb:*)",
+    "UnrecognizedClientException": "the AWS credentials are not valid",
+    "ValidationException": "the table does not have the expected keys or indexes",
+}
+
+
+def table_definitions(
+    *, nodes_table: str, certificates_table: str
+) -> list[CreateTableInputTypeDef]:
+    """The ``CreateTable`` requests of both tables (on-demand), as the SAM template has them."""
+
+    def by(name: str, key: str, sort: str) -> Any:
+        return {
+            "IndexName": name,
+            "KeySchema": [
+                {"AttributeName": key, "KeyType": "HASH"},
+                {"AttributeName": sort, "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+
+    return [
+        {
+            "TableName": nodes_table,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": "nodeId", "AttributeType": "S"},
+                {"AttributeName": "userId", "AttributeType": "S"},
+            ],
+            "KeySchema": [{"AttributeName": "nodeId", "KeyType": "HASH"}],
+            "GlobalSecondaryIndexes": [by(_BY_USER, "userId", "nodeId")],
+        },
+        {
+            "TableName": certificates_table,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": "serial", "AttributeType": "S"},
+                {"AttributeName": "userId", "AttributeType": "S"},
+                {"AttributeName": "nodeId", "AttributeType": "S"},
+                {"AttributeName": "createdAt", "AttributeType": "S"},
+            ],
+            "KeySchema": [{"AttributeName": "serial", "KeyType": "HASH"}],
+            "GlobalSecondaryIndexes": [
+                by(_BY_USER, "userId", "createdAt"),
+                by(_BY_NODE, "nodeId", "createdAt"),
+            ],
+        },
+    ]
+
+
+def create_tables(client: DynamoDBClient, *, nodes_table: str, certificates_table: str) -> None:
+    """Create both tables and wait until they are ACTIVE (for tests and local setups)."""
+    for definition in table_definitions(
+        nodes_table=nodes_table, certificates_table=certificates_table
+    ):
+        client.create_table(**definition)
+        client.get_waiter("table_exists").wait(
+            TableName=definition["TableName"], WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )
+
+
+class DynamoDBStore:
+    """Ledger and node directory in DynamoDB. Implements ``Ledger`` and ``NodeDirectory``.
+
+    Args:
+        client: A boto3 ``dynamodb`` client (``nodecert.aws.make_client("dynamodb", ...)``
+            gives it short timeouts; botocore's standard retries cover throttling).
+        nodes_table: The nodes table name.
+        certificates_table: The certificates table name.
+    """
+
+    def __init__(self, client: DynamoDBClient, *, nodes_table: str, certificates_table: str):
+        self._client = client
+        self._nodes = nodes_table
+        self._certificates = certificates_table
+
+    # NodeDirectory
+
+    def owner_of(self, node_id: str) -> str | None:
+        """The owner of ``node_id``, or None."""
+        response = self._call(
+            lambda: self._client.get_item(
+                TableName=self._nodes, Key={"nodeId": {"S": node_id}}, ConsistentRead=True
+            )
+        )
+        item = response.get("Item")
+        return None if item is None else _s(item, "userId")
+
+    def put_node(self, node_id: str, owner: str, *, at: datetime) -> NodeRecord:
+        """Create ``node_id`` or re-assign it to ``owner`` (keeping its creation time)."""
+        response = self._call(
+            lambda: self._client.update_item(
+                TableName=self._nodes,
+                Key={"nodeId": {"S": node_id}},
+                UpdateExpression="SET userId = :owner, createdAt = if_not_exists(createdAt, :at)",
+                ExpressionAttributeValues={":owner": {"S": owner}, ":at": {"S": _time(at)}},
+                ReturnValues="ALL_NEW",
+            )
+        )
+        return _node(response["Attributes"])
+
+    def delete_node(self, node_id: str) -> bool:
+        """Remove ``node_id``; False when there was no such node."""
+        response = self._call(
+            lambda: self._client.delete_item(
+                TableName=self._nodes, Key={"nodeId": {"S": node_id}}, ReturnValues="ALL_OLD"
+            )
+        )
+        return bool(response.get("Attributes"))
+
+    def list_nodes(self, *, owner: str | None = None) -> list[NodeRecord]:
+        """All nodes (or ``owner``'s), by node id."""
+        if owner is None:
+            items = self._pages(lambda start: self._client.scan(TableName=self._nodes, **start))
+        else:
+            items = self._pages(
+                lambda start: self._client.query(
+                    TableName=self._nodes,
+                    IndexName=_BY_USER,
+                    KeyConditionExpression="userId = :owner",
+                    ExpressionAttributeValues={":owner": {"S": owner}},
+                    **start,
+                )
+            )
+        return sorted((_node(item) for item in items), key=lambda node: node.node_id)
+
+    # Ledger
+
+    def record(self, record: CertificateRecord) -> None:
+        """Commit a new certificate row.
+
+        Raises:
+            ConflictError: the serial is already recorded (it is never overwritten).
+            StoreUnavailableError: DynamoDB cannot answer now.
+        """
+        try:
+            self._call(
+                lambda: self._client.put_item(
+                    TableName=self._certificates,
+                    Item=_item(record),
+                    ConditionExpression="attribute_not_exists(serial)",
+                ),
+                conflict=True,
+            )
+        except _ConditionFailedError as exc:
+            raise ConflictError(f"serial: {record.serial} is already recorded") from exc.__cause__
+
+    def get(self, serial: str) -> CertificateRecord | None:
+        """The row for ``serial``, or None."""
+        response = self._call(
+            lambda: self._client.get_item(
+                TableName=self._certificates, Key={"serial": {"S": serial}}, ConsistentRead=True
+            )
+        )
+        item = response.get("Item")
+        return None if item is None else _record(item)
+
+    def find(
+        self, *, user_id: str | None = None, node_id: str | None = None
+    ) -> list[CertificateRecord]:
+        """Rows of a user and/or a node, newest first."""
+        if node_id is not None:
+            index, key, value = _BY_NODE, "nodeId", node_id
+        elif user_id is not None:
+            index, key, value = _BY_USER, "userId", user_id
+        else:
+            scanned = self._pages(
+                lambda start: self._client.scan(TableName=self._certificates, **start)
+            )
+            rows = [_record(item) for item in scanned]
+            return sorted(rows, key=lambda row: row.created_at, reverse=True)
+        extra: dict[str, Any] = {}
+        values: dict[str, AttributeValueTypeDef] = {":key": {"S": value}}
+        if node_id is not None and user_id is not None:
+            # A node has few certificates; the user is a filter on the node's page.
+            extra["FilterExpression"] = "userId = :user"
+            values[":user"] = {"S": user_id}
+        items = self._pages(
+            lambda start: self._client.query(
+                TableName=self._certificates,
+                IndexName=index,
+                KeyConditionExpression=f"{key} = :key",
+                ExpressionAttributeValues=values,
+                ScanIndexForward=False,
+                **extra,
+                **start,
+            )
+        )
+        return [_record(item) for item in items]
+
+    def mark_revoked(
+        self, serial: str, *, reason: RevocationReason, at: datetime
+    ) -> CertificateRecord:
+        """Mark ``serial`` revoked; a second call keeps the first time and reason.
+
+        Raises:
+            NotFoundError: no such serial.
+            StoreUnavailableError: DynamoDB cannot answer now.
+        """
+        try:
+            response = self._call(
+                lambda: self._client.update_item(
+                    TableName=self._certificates,
+                    Key={"serial": {"S": serial}},
+                    UpdateExpression=(
+                        "SET #status = :revoked, revokedAt = :at, revocationReason = :why"
+                    ),
+                    ConditionExpression="attribute_exists(serial) AND #status <> :revoked",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues={
+                        ":revoked": {"S": CertificateStatus.REVOKED.value},
+                        ":at": {"S": _time(at)},
+                        ":why": {"S": reason.value},
+                    },
+                    ReturnValues="ALL_NEW",
+                ),
+                conflict=True,
+            )
+        except _ConditionFailedError:
+            # Either already revoked (return it as it is) or no such serial.
+            current = self.get(serial)
+            if current is None:
+                raise NotFoundError(f"serial: no certificate {serial}") from None
+            return current
+        return _record(response["Attributes"])
+
+    def _pages(self, page: Callable[[dict[str, Any]], Any]) -> Iterator[dict[str, Any]]:
+        start: dict[str, Any] = {}
+        while True:
+            response = self._call(functools.partial(page, start))
+            yield from response.get("Items", [])
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return
+            start = {"ExclusiveStartKey": last}
+
+    def _call(self, call: Callable[[], _T], *, conflict: bool = False) -> _T:
+        try:
+            return call()
+        except botocore_errors() as exc:
+            code = error_code(exc)
+            if conflict and code == "ConditionalCheckFailedException":
+                raise _ConditionFailedError from exc
+            _log.warning("dynamodb: %s: %s", code, error_message(exc))
+            why = _CONFIGURATION_CODES.get(code)
+            if why is not None:
+                raise StoreUnavailableError(
+                    f"store: DynamoDB: {why} ({code})", retry_after=60
+                ) from exc
+            busy = "throttled" if code in THROTTLING_CODES else "unavailable"
+            raise StoreUnavailableError(
+                f"store: DynamoDB is {busy} ({code})", retry_after=1
+            ) from exc
+
+
+class _ConditionFailedError(Exception):
+    """A conditional write's condition did not hold."""
+
+
+def _time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def _s(item: dict[str, Any], name: str) -> str:
+    return str(item[name]["S"])
+
+
+def _optional(item: dict[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return None if value is None else str(value["S"])
+
+
+def _node(item: dict[str, Any]) -> NodeRecord:
+    return NodeRecord(
+        node_id=_s(item, "nodeId"),
+        owner=_s(item, "userId"),
+        created_at=_parse_time(_s(item, "createdAt")),
+    )
+
+
+def _item(record: CertificateRecord) -> dict[str, AttributeValueTypeDef]:
+    item: dict[str, AttributeValueTypeDef] = {
+        "serial": {"S": record.serial},
+        "userId": {"S": record.user_id},
+        "nodeId": {"S": record.node_id},
+        "keyType": {"S": record.key_type},
+        "notBefore": {"S": _time(record.not_before)},
+        "notAfter": {"S": _time(record.not_after)},
+        "fingerprintSha256": {"S": record.fingerprint_sha256},
+        "requestId": {"S": record.request_id},
+        "createdAt": {"S": _time(record.created_at)},
+        "status": {"S": record.status.value},
+        "profile": {"S": record.profile.value},
+    }
+    if record.revoked_at is not None:
+        item["revokedAt"] = {"S": _time(record.revoked_at)}
+    if record.revocation_reason is not None:
+        item["revocationReason"] = {"S": record.revocation_reason.value}
+    if record.renewed_from is not None:
+        item["renewedFrom"] = {"S": record.renewed_from}
+    return item
+
+
+def _record(item: dict[str, Any]) -> CertificateRecord:
+    revoked_at = _optional(item, "revokedAt")
+    reason = _optional(item, "revocationReason")
+    return CertificateRecord(
+        serial=_s(item, "serial"),
+        user_id=_s(item, "userId"),
+        node_id=_s(item, "nodeId"),
+        key_type=_s(item, "keyType"),
+        not_before=_parse_time(_s(item, "notBefore")),
+        not_after=_parse_time(_s(item, "notAfter")),
+        fingerprint_sha256=_s(item, "fingerprintSha256"),
+        request_id=_s(item, "requestId"),
+        created_at=_parse_time(_s(item, "createdAt")),
+        status=CertificateStatus(_s(item, "status")),
+        revoked_at=None if revoked_at is None else _parse_time(revoked_at),
+        revocation_reason=None if reason is None else RevocationReason(reason),
+        profile=Profile(_optional(item, "profile") or Profile.CLIENT.value),
+        renewed_from=_optional(item, "renewedFrom"),
+    )

@@ -1,0 +1,298 @@
+"""SQLiteStore on a real file under tmp_path: schema, nodes, ledger, failures, concurrency."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from nodecert.errors import ConflictError, NotFoundError, StoreUnavailableError
+from nodecert.ports import (
+    CertificateRecord,
+    CertificateStatus,
+    NodeRecord,
+    Profile,
+    RevocationReason,
+)
+from nodecert.store.sqlite import SCHEMA_VERSION, SQLiteStore
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def certificate(serial: str, *, user: str = "alice", node: str = "n1", minutes: int = 0):
+    created = T0 + timedelta(minutes=minutes)
+    return CertificateRecord(
+        serial=serial,
+        user_id=user,
+        node_id=node,
+        key_type="ec-p256",
+        not_before=created - timedelta(minutes=5),
+        not_after=created + timedelta(days=7),
+        fingerprint_sha256="ab" * 32,
+        request_id=f"req-{serial}",
+        created_at=created,
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "nodecert.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[SQLiteStore]:
+    opened = SQLiteStore(db_path)
+    yield opened
+    opened.close()
+
+
+def raw(path: Path, query: str) -> list[tuple[object, ...]]:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute(query).fetchall()
+    finally:
+        connection.close()
+
+
+# Schema
+
+
+def test_new_database_is_wal_with_the_schema_version(store, db_path):
+    assert db_path.exists()
+    assert raw(db_path, "PRAGMA journal_mode") == [("wal",)]
+    assert raw(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    tables = {row[0] for row in raw(db_path, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"nodes", "certificates"} <= tables
+
+
+def test_parent_directory_is_created_private(tmp_path):
+    path = tmp_path / "deep" / "er" / "nodecert.db"
+    SQLiteStore(path).close()
+    assert path.exists()
+    assert (path.parent.stat().st_mode & 0o077) == 0
+
+
+def test_database_from_a_newer_nodecert_is_refused(db_path):
+    db_path.parent.mkdir(parents=True)
+    connection = sqlite3.connect(db_path)
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    connection.close()
+    with pytest.raises(StoreUnavailableError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        SQLiteStore(db_path)
+    # The newer database is left as it was.
+    assert raw(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]
+
+
+def test_a_directory_as_database_path_is_store_unavailable(tmp_path):
+    with pytest.raises(StoreUnavailableError, match="store: SQLite error") as caught:
+        SQLiteStore(tmp_path)
+    assert isinstance(caught.value.__cause__, sqlite3.Error)
+    assert caught.value.retry_after == 1
+
+
+def test_a_file_that_is_not_sqlite_is_store_unavailable(db_path):
+    db_path.parent.mkdir(parents=True)
+    db_path.write_bytes(b"this is not a database, just a text file " * 100)
+    with pytest.raises(StoreUnavailableError):
+        SQLiteStore(db_path)
+
+
+# Node directory
+
+
+def test_put_and_owner_of(store):
+    record = store.put_node("n1", "alice", at=T0)
+    assert record == NodeRecord(node_id="n1", owner="alice", created_at=T0)
+    assert store.owner_of("n1") == "alice"
+    assert store.owner_of("n2") is None
+
+
+def test_transfer_changes_the_owner_and_keeps_the_creation_time(store):
+    store.put_node("n1", "alice", at=T0)
+    moved = store.put_node("n1", "bob", at=T0 + timedelta(days=1))
+    assert moved == NodeRecord(node_id="n1", owner="bob", created_at=T0)
+    assert store.owner_of("n1") == "bob"
+    assert store.list_nodes(owner="alice") == []
+
+
+def test_delete_node(store):
+    store.put_node("n1", "alice", at=T0)
+    assert store.delete_node("n1") is True
+    assert store.owner_of("n1") is None
+    assert store.delete_node("n1") is False
+
+
+def test_list_nodes_sorted_with_owner_filter(store):
+    for node, owner in [("n3", "alice"), ("n1", "bob"), ("n2", "alice")]:
+        store.put_node(node, owner, at=T0)
+    assert [n.node_id for n in store.list_nodes()] == ["n1", "n2", "n3"]
+    assert [n.node_id for n in store.list_nodes(owner="alice")] == ["n2", "n3"]
+    assert store.list_nodes(owner="carol") == []
+
+
+# Ledger
+
+
+def test_record_and_get_round_trip(store):
+    row = certificate("0a1b")
+    store.record(row)
+    assert store.get("0a1b") == row
+    assert store.get("ffff") is None
+
+
+def test_every_field_round_trips(store):
+    row = dataclasses.replace(
+        certificate("beef"),
+        status=CertificateStatus.REVOKED,
+        revoked_at=T0 + timedelta(hours=1),
+        revocation_reason=RevocationReason.KEY_COMPROMISE,
+        profile=Profile.NODE,
+        renewed_from="0a1b",
+        not_before=T0 + timedelta(microseconds=123456),
+    )
+    store.record(row)
+    got = store.get("beef")
+    assert got == row
+    assert got.created_at.tzinfo is not None
+
+
+def test_find_by_user_and_by_node_newest_first(store):
+    store.record(certificate("01", user="alice", node="n1", minutes=0))
+    store.record(certificate("02", user="alice", node="n2", minutes=2))
+    store.record(certificate("03", user="bob", node="n1", minutes=1))
+    store.record(certificate("04", user="alice", node="n1", minutes=3))
+    assert [r.serial for r in store.find(user_id="alice")] == ["04", "02", "01"]
+    assert [r.serial for r in store.find(node_id="n1")] == ["04", "03", "01"]
+    assert [r.serial for r in store.find(user_id="alice", node_id="n1")] == ["04", "01"]
+    assert [r.serial for r in store.find()] == ["04", "02", "03", "01"]
+    assert store.find(user_id="carol") == []
+
+
+def test_find_orders_sub_second_creation_times(store):
+    # ISO text with and without microseconds must still sort by time.
+    base = certificate("10")
+    for serial, delta in [("10", 0), ("11", 500_000), ("12", 1_000_000), ("13", 1)]:
+        store.record(
+            dataclasses.replace(base, serial=serial, created_at=T0 + timedelta(microseconds=delta))
+        )
+    assert [r.serial for r in store.find(user_id="alice")] == ["12", "11", "13", "10"]
+
+
+def test_duplicate_serial_is_a_conflict_and_the_original_is_unchanged(store, db_path):
+    original = certificate("cafe", user="alice")
+    store.record(original)
+    with pytest.raises(ConflictError, match="cafe") as caught:
+        store.record(certificate("cafe", user="mallory", node="n9", minutes=5))
+    assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
+    assert store.get("cafe") == original
+    assert raw(db_path, "SELECT COUNT(*) FROM certificates") == [(1,)]
+    # The connection is still usable after the failed transaction.
+    store.record(certificate("cafe01"))
+    assert store.get("cafe01") is not None
+
+
+def test_mark_revoked_is_idempotent(store):
+    store.record(certificate("dead"))
+    first = store.mark_revoked("dead", reason=RevocationReason.KEY_COMPROMISE, at=T0)
+    assert first.status is CertificateStatus.REVOKED
+    assert first.revoked_at == T0
+    assert first.revocation_reason is RevocationReason.KEY_COMPROMISE
+    again = store.mark_revoked(
+        "dead", reason=RevocationReason.SUPERSEDED, at=T0 + timedelta(days=1)
+    )
+    assert again == first
+    assert store.get("dead") == first
+
+
+def test_mark_revoked_changes_only_that_row(store):
+    store.record(certificate("aa"))
+    store.record(certificate("bb", minutes=1))
+    store.mark_revoked("aa", reason=RevocationReason.UNSPECIFIED, at=T0)
+    assert store.get("bb").status is CertificateStatus.ACTIVE
+
+
+def test_mark_revoked_unknown_serial_is_not_found(store):
+    with pytest.raises(NotFoundError, match="abcdef"):
+        store.mark_revoked("abcdef", reason=RevocationReason.UNSPECIFIED, at=T0)
+
+
+def test_data_survives_closing_and_reopening(db_path):
+    first = SQLiteStore(db_path)
+    first.put_node("n1", "alice", at=T0)
+    first.record(certificate("0123"))
+    first.mark_revoked("0123", reason=RevocationReason.CESSATION_OF_OPERATION, at=T0)
+    first.close()
+
+    second = SQLiteStore(db_path)
+    try:
+        assert second.owner_of("n1") == "alice"
+        row = second.get("0123")
+        assert row is not None
+        assert row.status is CertificateStatus.REVOKED
+        assert row.revocation_reason is RevocationReason.CESSATION_OF_OPERATION
+    finally:
+        second.close()
+    assert raw(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+def test_close_then_use_opens_a_fresh_connection(store):
+    store.close()
+    store.close()  # Closing twice is harmless.
+    store.put_node("n1", "alice", at=T0)
+    assert store.owner_of("n1") == "alice"
+
+
+def test_two_stores_on_one_file_see_each_others_writes(db_path):
+    # Several workers (processes) share one file; two instances stand in for them.
+    a, b = SQLiteStore(db_path), SQLiteStore(db_path)
+    try:
+        a.record(certificate("01"))
+        assert b.get("01") is not None
+        with pytest.raises(ConflictError):
+            b.record(certificate("01"))
+    finally:
+        a.close()
+        b.close()
+
+
+# Concurrency
+
+THREADS = 8
+PER_THREAD = 50
+
+
+def test_concurrent_writers_all_land(store, db_path):
+    start = threading.Barrier(THREADS)
+
+    def write(worker: int) -> int:
+        try:
+            start.wait()
+            for i in range(PER_THREAD):
+                store.record(
+                    certificate(
+                        f"{worker:02x}{i:04x}",
+                        user=f"user-{worker}",
+                        node=f"node-{i % 5}",
+                        minutes=i,
+                    )
+                )
+            return len(store.find(user_id=f"user-{worker}"))
+        finally:
+            store.close()  # This worker thread's own connection.
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        seen = list(pool.map(write, range(THREADS)))
+
+    assert seen == [PER_THREAD] * THREADS
+    assert raw(db_path, "SELECT COUNT(*) FROM certificates") == [(THREADS * PER_THREAD,)]
+    assert raw(db_path, "SELECT COUNT(DISTINCT serial) FROM certificates") == [
+        (THREADS * PER_THREAD,)
+    ]
+    assert len(store.find()) == THREADS * PER_THREAD
+    assert raw(db_path, "PRAGMA integrity_check") == [("ok",)]

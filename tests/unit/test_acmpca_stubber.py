@@ -1,0 +1,600 @@
+"""ACMPCABackend against botocore's Stubber: request shapes and the error paths moto lacks.
+
+The Stubber validates every request against the real ACM PCA service model, so these
+tests also pin the wire shape (types, enums, required members). Time never passes here:
+``sleep`` records the waits and advances a fake monotonic clock.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from nodecert.backends.acmpca import (
+    ACMPCABackend,
+    RetryPolicy,
+    api_passthrough_template,
+    idempotency_token,
+    pca_serial,
+)
+from nodecert.backends.local import LocalCA
+from nodecert.errors import BackendUnavailableError, ConfigurationError, CSRError
+from nodecert.identity import Identity
+from nodecert.keys import KeyType, build_csr, generate_private_key
+from nodecert.ports import Profile, RevocationReason, SigningRequest
+
+CA_PREFIX = "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/"
+GENERAL = CA_PREFIX + "11111111-1111-1111-1111-111111111111"
+SHORT = CA_PREFIX + "22222222-2222-2222-2222-222222222222"
+CLIENT_TEMPLATE = "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate_APIPassthrough/V1"
+NODE_TEMPLATE = "arn:aws:acm-pca:::template/EndEntityCertificate_APIPassthrough/V1"
+TRUST_DOMAIN = "example.test"
+ORG = "Example"
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+ALICE = Identity(user_id="alice", node_id="node-1")
+
+
+class FakeTime:
+    """A monotonic clock that only moves when something sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def client():
+    return boto3.client(
+        "acm-pca",
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture
+def stub(client):
+    with Stubber(client) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
+
+
+@pytest.fixture
+def clock():
+    return FakeTime()
+
+
+@pytest.fixture(scope="module")
+def local_ca(tmp_path_factory):
+    return LocalCA.open_or_create(
+        tmp_path_factory.mktemp("ca"), organization=ORG, trust_domain=TRUST_DOMAIN
+    )
+
+
+@pytest.fixture(scope="module")
+def key():
+    return generate_private_key(KeyType.EC_P256)
+
+
+def make_backend(client, clock, **kwargs):
+    kwargs.setdefault("retry", RetryPolicy())
+    return ACMPCABackend(
+        client,
+        ca_arn=GENERAL,
+        organization=ORG,
+        trust_domain=TRUST_DOMAIN,
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        jitter=lambda: 0.5,
+        **kwargs,
+    )
+
+
+def make_request(key, *, identity=ALICE, csr_identity=None, days=7, request_id="req-1", **kw):
+    csr = build_csr(key, csr_identity or identity, organization=ORG, trust_domain=TRUST_DOMAIN)
+    return SigningRequest(
+        csr=csr,
+        identity=identity,
+        not_before=NOW - timedelta(minutes=1),
+        not_after=NOW + timedelta(days=days),
+        request_id=request_id,
+        **kw,
+    )
+
+
+def describe(stub, arn=GENERAL, key_algorithm="EC_prime256v1", status="ACTIVE"):
+    stub.add_response(
+        "describe_certificate_authority",
+        {
+            "CertificateAuthority": {
+                "Arn": arn,
+                "Status": status,
+                "CertificateAuthorityConfiguration": {
+                    "KeyAlgorithm": key_algorithm,
+                    "SigningAlgorithm": "SHA256WITHECDSA",
+                    "Subject": {"CommonName": "test CA"},
+                },
+            }
+        },
+        {"CertificateAuthorityArn": arn},
+    )
+
+
+def issued(stub, arn=GENERAL, expected=None):
+    stub.add_response(
+        "issue_certificate",
+        {"CertificateArn": f"{arn}/certificate/abc"},
+        expected or {k: ANY for k in ISSUE_KEYS} | {"CertificateAuthorityArn": arn},
+    )
+
+
+ISSUE_KEYS = (
+    "CertificateAuthorityArn",
+    "Csr",
+    "SigningAlgorithm",
+    "TemplateArn",
+    "Validity",
+    "ValidityNotBefore",
+    "ApiPassthrough",
+    "IdempotencyToken",
+)
+
+
+def ready(stub, local_ca, request, arn=GENERAL):
+    certificate = local_ca.issue(request).certificate
+    stub.add_response(
+        "get_certificate",
+        {
+            "Certificate": certificate.public_bytes(serialization.Encoding.PEM).decode(),
+            "CertificateChain": local_ca.certificate.public_bytes(
+                serialization.Encoding.PEM
+            ).decode(),
+        },
+        {"CertificateAuthorityArn": arn, "CertificateArn": f"{arn}/certificate/abc"},
+    )
+    return certificate
+
+
+def error(stub, method, code, status=400):
+    stub.add_client_error(method, service_error_code=code, http_status_code=status)
+
+
+# Request shape
+
+
+@pytest.mark.parametrize(
+    ("key_algorithm", "signing_algorithm"),
+    [
+        ("RSA_2048", "SHA256WITHRSA"),
+        ("RSA_4096", "SHA256WITHRSA"),
+        ("EC_prime256v1", "SHA256WITHECDSA"),
+        ("EC_secp384r1", "SHA384WITHECDSA"),
+    ],
+)
+def test_issue_sends_the_identity_validity_template_and_matching_algorithm(
+    client, stub, clock, local_ca, key, key_algorithm, signing_algorithm
+):
+    request = make_request(key)
+    describe(stub, key_algorithm=key_algorithm)
+    issued(
+        stub,
+        expected={
+            "CertificateAuthorityArn": GENERAL,
+            "Csr": request.csr.public_bytes(serialization.Encoding.PEM),
+            "SigningAlgorithm": signing_algorithm,
+            "TemplateArn": CLIENT_TEMPLATE,
+            "Validity": {"Type": "ABSOLUTE", "Value": int(request.not_after.timestamp())},
+            "ValidityNotBefore": {
+                "Type": "ABSOLUTE",
+                "Value": int(request.not_before.timestamp()),
+            },
+            "ApiPassthrough": {
+                "Subject": {
+                    "Organization": ORG,
+                    "OrganizationalUnit": "node-1",
+                    "CommonName": "alice",
+                },
+                "Extensions": {
+                    "SubjectAlternativeNames": [
+                        {
+                            "UniformResourceIdentifier": "spiffe://example.test/user/alice/node/node-1"
+                        }
+                    ]
+                },
+            },
+            "IdempotencyToken": idempotency_token(request, GENERAL),
+        },
+    )
+    certificate = ready(stub, local_ca, request)
+
+    signed = make_backend(client, clock).issue(request)
+
+    assert signed.certificate == certificate
+    assert signed.chain == (local_ca.certificate,)
+    assert clock.sleeps == []
+
+
+def test_the_ca_description_is_cached_per_arn(client, stub, clock, local_ca, key):
+    backend = make_backend(client, clock)
+    describe(stub)
+    for request_id in ("req-1", "req-2"):
+        request = make_request(key, request_id=request_id)
+        issued(stub)
+        ready(stub, local_ca, request)
+        backend.issue(request)
+
+
+def test_the_identity_comes_from_the_request_even_when_the_csr_names_someone_else(
+    client, stub, clock, local_ca, key
+):
+    request = make_request(key, csr_identity=Identity(user_id="mallory", node_id="node-9"))
+    describe(stub)
+    issued(
+        stub,
+        expected={k: ANY for k in ISSUE_KEYS}
+        | {
+            "TemplateArn": CLIENT_TEMPLATE,
+            "ApiPassthrough": {
+                "Subject": {
+                    "Organization": ORG,
+                    "OrganizationalUnit": "node-1",
+                    "CommonName": "alice",
+                },
+                "Extensions": {
+                    "SubjectAlternativeNames": [
+                        {
+                            "UniformResourceIdentifier": "spiffe://example.test/user/alice/node/node-1"
+                        }
+                    ]
+                },
+            },
+        },
+    )
+    ready(stub, local_ca, request)
+    make_backend(client, clock).issue(request)
+
+
+def test_the_node_profile_uses_the_server_and_client_template_with_dns_names(
+    client, stub, clock, local_ca, key
+):
+    request = make_request(key, profile=Profile.NODE, dns_names=("node-1.example.test",))
+    describe(stub)
+    issued(
+        stub,
+        expected={k: ANY for k in ISSUE_KEYS}
+        | {
+            "TemplateArn": NODE_TEMPLATE,
+            "ApiPassthrough": {
+                "Subject": ANY,
+                "Extensions": {
+                    "SubjectAlternativeNames": [
+                        {
+                            "UniformResourceIdentifier": "spiffe://example.test/user/alice/node/node-1"
+                        },
+                        {"DnsName": "node-1.example.test"},
+                    ]
+                },
+            },
+        },
+    )
+    ready(stub, local_ca, request)
+    make_backend(client, clock).issue(request)
+
+
+def test_idempotency_token_is_stable_per_request_and_key_and_fits_pca(key):
+    other_key = generate_private_key(KeyType.EC_P256)
+    first = idempotency_token(make_request(key, request_id="req-1"), GENERAL)
+
+    assert re.fullmatch(r"[\w-]{1,36}", first)
+    assert idempotency_token(make_request(key, request_id="req-1"), GENERAL) == first
+    assert idempotency_token(make_request(key, request_id="req-2"), GENERAL) != first
+    # A retry with a fresh server-side key must not get the certificate of the old key.
+    assert idempotency_token(make_request(other_key, request_id="req-1"), GENERAL) != first
+
+
+# Cost-aware routing
+
+
+@pytest.mark.parametrize(("days", "arn"), [(1, SHORT), (7, SHORT), (8, GENERAL), (30, GENERAL)])
+def test_validity_up_to_seven_days_goes_to_the_short_lived_ca(
+    client, stub, clock, local_ca, key, days, arn
+):
+    request = make_request(key, days=days)
+    describe(stub, arn=arn)
+    issued(stub, arn=arn)
+    ready(stub, local_ca, request, arn=arn)
+    make_backend(client, clock, short_lived_ca_arn=SHORT).issue(request)
+
+
+def test_without_a_short_lived_ca_everything_goes_to_the_general_ca(client, clock, key):
+    backend = make_backend(client, clock)
+    assert backend.ca_for(make_request(key, days=1)) == GENERAL
+
+
+# Retrieval: RequestInProgress polling under one deadline
+
+
+def test_request_in_progress_is_polled_from_50_ms_doubling(client, stub, clock, local_ca, key):
+    request = make_request(key)
+    describe(stub)
+    issued(stub)
+    for _ in range(3):
+        error(stub, "get_certificate", "RequestInProgressException")
+    certificate = ready(stub, local_ca, request)
+
+    signed = make_backend(client, clock).issue(request)
+
+    assert signed.certificate == certificate
+    assert clock.sleeps == [0.05, 0.1, 0.2]
+
+
+def test_polling_is_capped_and_gives_up_at_the_deadline(client, stub, clock, key):
+    request = make_request(key)
+    backend = make_backend(client, clock, retry=RetryPolicy(deadline=2.0))
+    describe(stub)
+    issued(stub)
+    # 0.05 + 0.1 + 0.2 + 0.4 + 0.5 + 0.5 = 1.75 s; the next 0.5 s wait would pass 2 s.
+    for _ in range(7):
+        error(stub, "get_certificate", "RequestInProgressException")
+
+    with pytest.raises(BackendUnavailableError, match="did not finish") as caught:
+        backend.issue(request)
+
+    assert caught.value.retry_after == 2
+    assert clock.sleeps == [0.05, 0.1, 0.2, 0.4, 0.5, 0.5]
+
+
+def test_a_failed_request_is_reported_without_polling_again(client, stub, clock, key):
+    describe(stub)
+    issued(stub)
+    error(stub, "get_certificate", "RequestFailedException")
+
+    with pytest.raises(BackendUnavailableError, match="RequestFailedException"):
+        make_backend(client, clock).issue(make_request(key))
+    assert clock.sleeps == []
+
+
+# Throttling and 5xx: bounded retries with full jitter
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("ThrottlingException", 400), ("InternalFailure", 500), ("ServiceUnavailable", 503)],
+)
+def test_transient_errors_are_retried_with_jitter(client, stub, clock, local_ca, key, code, status):
+    request = make_request(key)
+    describe(stub)
+    error(stub, "issue_certificate", code, status)
+    error(stub, "issue_certificate", code, status)
+    issued(stub)
+    ready(stub, local_ca, request)
+
+    make_backend(client, clock).issue(request)
+
+    # Full jitter with the injected 0.5: half of 0.1 s, then half of 0.2 s.
+    assert clock.sleeps == [0.05, 0.1]
+
+
+def test_throttling_that_persists_becomes_backend_unavailable(client, stub, clock, key):
+    describe(stub)
+    for _ in range(4):
+        error(stub, "issue_certificate", "ThrottlingException")
+
+    with pytest.raises(BackendUnavailableError, match="ThrottlingException") as caught:
+        make_backend(client, clock).issue(make_request(key))
+
+    assert caught.value.retry_after == 2
+    assert len(clock.sleeps) == 3
+    assert isinstance(caught.value.__cause__, Exception)
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("AccessDeniedException", "IAM role"),
+        ("ResourceNotFoundException", "CA ARN"),
+        ("InvalidArnException", "malformed"),
+    ],
+)
+def test_configuration_errors_are_clear_and_not_retried(client, stub, clock, key, code, message):
+    error(stub, "describe_certificate_authority", code)
+
+    with pytest.raises(BackendUnavailableError, match=message) as caught:
+        make_backend(client, clock).issue(make_request(key))
+
+    assert caught.value.retry_after == 60
+    assert clock.sleeps == []
+
+
+def test_an_inactive_ca_is_reported(client, stub, clock, key):
+    describe(stub, status="DISABLED")
+    with pytest.raises(BackendUnavailableError, match="DISABLED, not ACTIVE"):
+        make_backend(client, clock).issue(make_request(key))
+
+
+def test_check_turns_a_missing_ca_into_a_configuration_error(client, stub, clock):
+    error(stub, "describe_certificate_authority", "ResourceNotFoundException")
+    with pytest.raises(ConfigurationError, match="not found"):
+        make_backend(client, clock).check()
+
+
+def test_a_refused_csr_is_a_csr_error(client, stub, clock, key):
+    describe(stub)
+    error(stub, "issue_certificate", "MalformedCSRException")
+    with pytest.raises(CSRError):
+        make_backend(client, clock).issue(make_request(key))
+
+
+# Revocation
+
+
+@pytest.mark.parametrize(
+    ("reason", "pca_reason"),
+    [
+        (RevocationReason.UNSPECIFIED, "UNSPECIFIED"),
+        (RevocationReason.KEY_COMPROMISE, "KEY_COMPROMISE"),
+        (RevocationReason.AFFILIATION_CHANGED, "AFFILIATION_CHANGED"),
+        (RevocationReason.SUPERSEDED, "SUPERSEDED"),
+        (RevocationReason.CESSATION_OF_OPERATION, "CESSATION_OF_OPERATION"),
+        (RevocationReason.PRIVILEGE_WITHDRAWN, "PRIVILEGE_WITHDRAWN"),
+    ],
+)
+def test_revoke_sends_colon_hex_and_the_pca_reason(client, stub, clock, reason, pca_reason):
+    stub.add_response(
+        "revoke_certificate",
+        {},
+        {
+            "CertificateAuthorityArn": GENERAL,
+            "CertificateSerial": "0a:bc:de:f0",
+            "RevocationReason": pca_reason,
+        },
+    )
+    make_backend(client, clock).revoke(0x0ABCDEF0, reason)
+
+
+def test_revoking_an_already_revoked_certificate_is_not_an_error(client, stub, clock):
+    error(stub, "revoke_certificate", "RequestAlreadyProcessedException")
+    make_backend(client, clock).revoke(0xABC, RevocationReason.KEY_COMPROMISE)
+
+
+def test_revoke_asks_the_short_lived_ca_when_the_general_one_does_not_know_the_serial(
+    client, stub, clock
+):
+    error(stub, "revoke_certificate", "ResourceNotFoundException")
+    stub.add_response(
+        "revoke_certificate",
+        {},
+        {"CertificateAuthorityArn": SHORT, "CertificateSerial": "0a:bc", "RevocationReason": ANY},
+    )
+    make_backend(client, clock, short_lived_ca_arn=SHORT).revoke(0xABC, RevocationReason.SUPERSEDED)
+
+
+def test_revoke_of_a_serial_no_ca_knows_is_reported(client, stub, clock):
+    error(stub, "revoke_certificate", "ResourceNotFoundException")
+    error(stub, "revoke_certificate", "InvalidRequestException")
+    with pytest.raises(BackendUnavailableError, match="InvalidRequestException"):
+        make_backend(client, clock, short_lived_ca_arn=SHORT).revoke(
+            0xABC, RevocationReason.SUPERSEDED
+        )
+
+
+def test_revoke_retries_throttling(client, stub, clock):
+    error(stub, "revoke_certificate", "ThrottlingException")
+    stub.add_response("revoke_certificate", {}, None)
+    make_backend(client, clock).revoke(0xABC, RevocationReason.SUPERSEDED)
+    assert clock.sleeps == [0.05]
+
+
+@pytest.mark.parametrize(
+    ("serial", "expected"),
+    [(0x1, "01"), (0xABC, "0a:bc"), (0x1234, "12:34"), (2**159, "80" + ":00" * 19)],
+)
+def test_pca_serial_is_colon_separated_lower_case_octets(serial, expected):
+    assert pca_serial(serial) == expected
+
+
+# The CA chain
+
+
+def _ca(name, key, issuer_name=None, issuer_key=None):
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name or subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(issuer_key or key, hashes.SHA256())
+    )
+
+
+def _pem(*certificates):
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certificates)
+
+
+def test_chain_is_issuing_ca_first_up_to_the_root_and_cached(client, stub, clock):
+    root_key, middle_key, issuing_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _ca("root", root_key)
+    middle = _ca("middle", middle_key, root.subject, root_key)
+    issuing = _ca("issuing", issuing_key, middle.subject, middle_key)
+    stub.add_response(
+        "get_certificate_authority_certificate",
+        {"Certificate": _pem(issuing), "CertificateChain": _pem(root, middle)},
+        {"CertificateAuthorityArn": GENERAL},
+    )
+    backend = make_backend(client, clock)
+
+    assert list(backend.chain()) == [issuing, middle, root]
+    assert list(backend.chain()) == [issuing, middle, root]
+
+
+def test_chain_with_two_cas_lists_both_without_duplicates(client, stub, clock):
+    root_key, a_key, b_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _ca("root", root_key)
+    general = _ca("general", a_key, root.subject, root_key)
+    short = _ca("short", b_key, root.subject, root_key)
+    for arn, own in ((GENERAL, general), (SHORT, short)):
+        stub.add_response(
+            "get_certificate_authority_certificate",
+            {"Certificate": _pem(own), "CertificateChain": _pem(root)},
+            {"CertificateAuthorityArn": arn},
+        )
+
+    chain = make_backend(client, clock, short_lived_ca_arn=SHORT).chain()
+
+    assert list(chain) == [general, root, short]
+
+
+def test_chain_of_an_inactive_ca_is_backend_unavailable(client, stub, clock):
+    error(stub, "get_certificate_authority_certificate", "InvalidStateException")
+    with pytest.raises(BackendUnavailableError, match="not ACTIVE"):
+        make_backend(client, clock).chain()
+
+
+# Templates
+
+
+@pytest.mark.parametrize(
+    ("configured", "used"),
+    [
+        (
+            "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate/V1",
+            "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate_APIPassthrough/V1",
+        ),
+        (CLIENT_TEMPLATE, CLIENT_TEMPLATE),
+        (NODE_TEMPLATE, NODE_TEMPLATE),
+    ],
+)
+def test_the_api_passthrough_variant_of_the_template_is_used(configured, used):
+    assert api_passthrough_template(configured) == used
+
+
+@pytest.mark.parametrize(
+    "configured",
+    [
+        "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate_CSRPassthrough/V1",
+        "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate_APICSRPassthrough/V1",
+        "not-an-arn",
+    ],
+)
+def test_templates_that_copy_the_csr_are_refused(configured):
+    with pytest.raises(ConfigurationError, match="TEMPLATE_ARN"):
+        api_passthrough_template(configured)

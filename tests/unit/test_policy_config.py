@@ -1,0 +1,404 @@
+"""ValidityPolicy, OwnershipPolicy (with an in-memory node directory) and Settings.from_env."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from nodecert.config import Settings
+from nodecert.errors import (
+    AuthorizationError,
+    ConfigurationError,
+    InvalidRequestError,
+)
+from nodecert.keys import KeyType
+from nodecert.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
+from nodecert.ports import NodeRecord, Principal
+
+AT = datetime(2025, 1, 1, tzinfo=UTC)
+
+# ValidityPolicy
+
+
+def test_validity_default_is_seven_days():
+    assert ValidityPolicy().lifetime(None) == timedelta(days=7)
+
+
+@pytest.mark.parametrize("days", [1, 7, 29, 30])
+def test_validity_in_range_is_honoured(days):
+    assert ValidityPolicy(default_days=7, max_days=30).lifetime(days) == timedelta(days=days)
+
+
+@pytest.mark.parametrize(
+    ("requested", "message"),
+    [
+        pytest.param(31, "31 is outside 1..30", id="over-the-cap"),
+        pytest.param(10**9, "outside 1..30", id="huge"),
+        pytest.param(0, "0 is outside 1..30", id="zero"),
+        pytest.param(-1, "-1 is outside 1..30", id="negative"),
+        pytest.param(True, "whole number", id="bool-true"),
+        pytest.param(False, "whole number", id="bool-false"),
+        pytest.param(7.0, "whole number", id="float"),
+        pytest.param(7.5, "whole number", id="fraction"),
+        pytest.param("7", "whole number", id="string"),
+        pytest.param([7], "whole number", id="list"),
+    ],
+)
+def test_validity_out_of_range_or_wrong_type_is_refused(requested, message):
+    with pytest.raises(InvalidRequestError) as caught:
+        ValidityPolicy(default_days=7, max_days=30).lifetime(requested)
+    assert caught.value.detail.startswith("validityDays: ")
+    assert message in caught.value.detail
+
+
+@pytest.mark.parametrize(("default", "maximum"), [(0, 30), (-1, 30), (31, 30), (8, 7)], ids=str)
+def test_validity_policy_with_inconsistent_limits_is_a_configuration_error(default, maximum):
+    with pytest.raises(ConfigurationError, match="validity"):
+        ValidityPolicy(default_days=default, max_days=maximum)
+
+
+def test_validity_policy_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ValidityPolicy().max_days = 365  # type: ignore[misc]
+
+
+# OwnershipPolicy
+
+
+class InMemoryNodes:
+    """A NodeDirectory fake: a dict from node id to owner."""
+
+    def __init__(self, owners: dict[str, str] | None = None) -> None:
+        self.owners = dict(owners or {})
+        self.lookups: list[str] = []
+
+    def owner_of(self, node_id: str) -> str | None:
+        self.lookups.append(node_id)
+        return self.owners.get(node_id)
+
+    def put_node(self, node_id: str, owner: str, *, at: datetime) -> NodeRecord:
+        self.owners[node_id] = owner
+        return NodeRecord(node_id=node_id, owner=owner, created_at=at)
+
+    def delete_node(self, node_id: str) -> bool:
+        return self.owners.pop(node_id, None) is not None
+
+    def list_nodes(self, *, owner: str | None = None) -> list[NodeRecord]:
+        return [
+            NodeRecord(node_id=n, owner=o, created_at=AT)
+            for n, o in sorted(self.owners.items())
+            if owner is None or o == owner
+        ]
+
+
+ALICE = Principal(user_id="alice")
+BOB = Principal(user_id="bob")
+
+
+def registry(owners: dict[str, str]) -> OwnershipPolicy:
+    return OwnershipPolicy(OwnershipMode.REGISTRY, InMemoryNodes(owners))
+
+
+def test_registry_allows_the_owner():
+    registry({"n1": "alice"}).check(ALICE, "n1")
+
+
+@pytest.mark.parametrize(
+    ("principal", "node_id"),
+    [
+        pytest.param(BOB, "n1", id="someone-elses-node"),
+        pytest.param(ALICE, "n2", id="unknown-node"),
+        pytest.param(Principal(user_id="ALICE"), "n1", id="owner-match-is-case-sensitive"),
+        pytest.param(Principal(user_id="admin", is_admin=True), "n1", id="admin-is-not-owner"),
+    ],
+)
+def test_registry_refuses_everyone_else_with_one_message(principal, node_id):
+    with pytest.raises(AuthorizationError) as caught:
+        registry({"n1": "alice"}).check(principal, node_id)
+    # Unknown and foreign nodes read the same, so node ids cannot be probed.
+    assert caught.value.detail == f"nodeId: {node_id!r} is not one of your nodes"
+
+
+def test_registry_follows_a_transfer():
+    nodes = InMemoryNodes({"n1": "alice"})
+    policy = OwnershipPolicy(OwnershipMode.REGISTRY, nodes)
+    nodes.put_node("n1", "bob", at=AT)
+    policy.check(BOB, "n1")
+    with pytest.raises(AuthorizationError):
+        policy.check(ALICE, "n1")
+
+
+def claims_policy(claim: str = "custom:nodes") -> OwnershipPolicy:
+    return OwnershipPolicy(OwnershipMode.CLAIMS, InMemoryNodes(), claim=claim)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(["n1", "n2"], id="json-list"),
+        pytest.param("n1,n2", id="rest-api-comma-joined"),
+        pytest.param("n2, n1", id="comma-and-space"),
+        pytest.param("[n1 n2]", id="http-api-bracketed"),
+        pytest.param("[n1]", id="http-api-single"),
+        pytest.param("n1", id="single-string"),
+        pytest.param("n1 n2", id="space-separated"),
+    ],
+)
+def test_claims_mode_allows_nodes_named_in_the_claim(value):
+    principal = Principal(user_id="alice", claims={"custom:nodes": value})
+    claims_policy().check(principal, "n1")
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({}, id="missing"),
+        pytest.param({"custom:nodes": None}, id="null"),
+        pytest.param({"custom:nodes": ""}, id="empty-string"),
+        pytest.param({"custom:nodes": "[]"}, id="http-api-empty"),
+        pytest.param({"custom:nodes": []}, id="empty-list"),
+        pytest.param({"custom:nodes": ["n10", "xn1"]}, id="no-prefix-or-substring-match"),
+        pytest.param({"custom:nodes": "n10,xn1"}, id="no-substring-match-in-string"),
+        pytest.param({"custom:nodes": 1}, id="wrong-type"),
+        pytest.param({"custom:nodes": {"n1": True}}, id="object"),
+        pytest.param({"nodes": ["n1"]}, id="other-claim-name"),
+    ],
+)
+def test_claims_mode_refuses_nodes_not_named_in_the_claim(claims):
+    with pytest.raises(AuthorizationError, match="not one of your nodes"):
+        claims_policy().check(Principal(user_id="alice", claims=claims), "n1")
+
+
+def test_claims_mode_reads_the_configured_claim():
+    principal = Principal(user_id="alice", claims={"nodes": ["n1"], "custom:nodes": ["n2"]})
+    claims_policy("nodes").check(principal, "n1")
+    with pytest.raises(AuthorizationError):
+        claims_policy("nodes").check(principal, "n2")
+
+
+def test_claims_mode_does_not_consult_the_registry():
+    nodes = InMemoryNodes({"n1": "alice"})
+    policy = OwnershipPolicy(OwnershipMode.CLAIMS, nodes)
+    with pytest.raises(AuthorizationError):
+        policy.check(ALICE, "n1")
+    assert nodes.lookups == []
+
+
+def test_open_mode_allows_any_authenticated_user_any_node():
+    nodes = InMemoryNodes()
+    policy = OwnershipPolicy(OwnershipMode.OPEN, nodes)
+    policy.check(ALICE, "anything")
+    policy.check(BOB, "n1")
+    assert nodes.lookups == []
+
+
+def test_ownership_modes_are_the_documented_values():
+    assert [m.value for m in OwnershipMode] == ["registry", "claims", "open"]
+
+
+# Settings.from_env
+
+
+def test_settings_defaults():
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.home == Path(".nodecert")
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 8080
+    assert settings.ca == "local"
+    assert settings.store == "sqlite"
+    assert settings.ca_key_type is KeyType.EC_P256
+    assert settings.ownership is OwnershipMode.REGISTRY
+    assert settings.default_validity_days == 7
+    assert settings.max_validity_days == 30
+    assert settings.dev_issuer
+    assert settings.database_path == Path(".nodecert/nodecert.db")
+
+
+def test_settings_ignore_other_variables_and_empty_values():
+    env = {"PATH": "/bin", "HOME": "/root", "NODECERT_PORT": "", "NODECERT_TOKEN": "t"}
+    assert Settings.from_env(env) == Settings()
+
+
+FULL_ENV = {
+    "NODECERT_HOME": "/var/lib/nodecert",
+    "NODECERT_HOST": "0.0.0.0",
+    "NODECERT_PORT": "8443",
+    "NODECERT_WORKERS": "4",
+    "NODECERT_ORGANIZATION": "Acme",
+    "NODECERT_TRUST_DOMAIN": "acme.example",
+    "NODECERT_CA": "acmpca",
+    "NODECERT_CA_KEY_TYPE": "rsa-3072",
+    "NODECERT_CA_PASSPHRASE": "correct horse battery staple",
+    "NODECERT_ACMPCA_CA_ARN": "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/x",
+    "NODECERT_ACMPCA_SHORT_LIVED_CA_ARN": "arn:aws:acm-pca:eu-west-1:111:certificate-authority/y",
+    "NODECERT_ACMPCA_TEMPLATE_ARN": "arn:aws:acm-pca:::template/EndEntityCertificate/V1",
+    "NODECERT_AWS_REGION": "eu-west-1",
+    "NODECERT_STORE": "dynamodb",
+    "NODECERT_DATABASE": "/data/ledger.db",
+    "NODECERT_DYNAMODB_NODES_TABLE": "nodes",
+    "NODECERT_DYNAMODB_CERTIFICATES_TABLE": "certs",
+    "NODECERT_OIDC_ISSUER": "https://idp.example",
+    "NODECERT_OIDC_AUDIENCE": "client-1",
+    "NODECERT_OIDC_JWKS_URL": "https://idp.example/jwks.json",
+    "NODECERT_ADMIN_GROUP": "ops",
+    "NODECERT_OWNERSHIP": "claims",
+    "NODECERT_NODES_CLAIM": "nodes",
+    "NODECERT_DEFAULT_VALIDITY_DAYS": "1",
+    "NODECERT_MAX_VALIDITY_DAYS": "90",
+    "NODECERT_MAX_BODY_BYTES": "2048",
+    "NODECERT_KEY_POOL_SIZE": "8",
+    "NODECERT_LOG_LEVEL": "DEBUG",
+    "NODECERT_CA_BUNDLE": "/etc/nodecert/ca.pem",
+    "NODECERT_AUTHORIZE_SECRET": "a-long-shared-secret-for-nginx",
+    "NODECERT_AUTHORIZER_TARGET": "host",
+    "NODECERT_RENEW_AUDIENCE": "https://nodecert.acme.example",
+    "NODECERT_RENEW_GRACE_S": "600",
+    "NODECERT_CRL_LIFETIME_S": "7200",
+}
+
+
+def test_every_setting_is_read_and_converted():
+    # A new Settings field without a test line here fails this check.
+    assert {f"NODECERT_{f.upper()}" for f in Settings.__dataclass_fields__} == set(FULL_ENV)
+    settings = Settings.from_env(FULL_ENV)
+    assert settings.home == Path("/var/lib/nodecert")
+    assert settings.host == "0.0.0.0"
+    assert settings.port == 8443
+    assert settings.workers == 4
+    assert settings.organization == "Acme"
+    assert settings.trust_domain == "acme.example"
+    assert settings.ca == "acmpca"
+    assert settings.ca_key_type is KeyType.RSA_3072
+    assert settings.ca_passphrase == "correct horse battery staple"
+    assert settings.acmpca_ca_arn == FULL_ENV["NODECERT_ACMPCA_CA_ARN"]
+    assert settings.acmpca_short_lived_ca_arn == FULL_ENV["NODECERT_ACMPCA_SHORT_LIVED_CA_ARN"]
+    assert settings.acmpca_template_arn == FULL_ENV["NODECERT_ACMPCA_TEMPLATE_ARN"]
+    assert settings.aws_region == "eu-west-1"
+    assert settings.store == "dynamodb"
+    assert settings.database == Path("/data/ledger.db")
+    assert settings.database_path == Path("/data/ledger.db")
+    assert settings.dynamodb_nodes_table == "nodes"
+    assert settings.dynamodb_certificates_table == "certs"
+    assert settings.oidc_issuer == "https://idp.example"
+    assert settings.oidc_audience == "client-1"
+    assert settings.oidc_jwks_url == "https://idp.example/jwks.json"
+    assert not settings.dev_issuer
+    assert settings.admin_group == "ops"
+    assert settings.ownership is OwnershipMode.CLAIMS
+    assert settings.nodes_claim == "nodes"
+    assert settings.default_validity_days == 1
+    assert settings.max_validity_days == 90
+    assert settings.max_body_bytes == 2048
+    assert settings.key_pool_size == 8
+    assert settings.log_level == "DEBUG"
+    assert settings.ca_bundle == Path("/etc/nodecert/ca.pem")
+    assert settings.authorize_secret == "a-long-shared-secret-for-nginx"
+    assert "a-long-shared-secret" not in repr(settings)
+    assert settings.authorizer_target == "host"
+    assert settings.renew_audience == "https://nodecert.acme.example"
+    assert settings.renew_grace_s == 600
+    assert settings.crl_lifetime_s == 7200
+    for name in Settings.__dataclass_fields__:
+        value = getattr(settings, name)
+        assert not isinstance(value, str) or value == FULL_ENV[f"NODECERT_{name.upper()}"]
+
+
+def test_settings_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "names", [["NODECERT_PROT"], ["NODECERT_ZZZ", "NODECERT_AAA"], ["NODECERT_"]]
+)
+def test_unknown_nodecert_variables_are_refused_by_name(names):
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(dict.fromkeys(names, "1"))
+    assert caught.value.detail == f"unknown setting(s): {', '.join(sorted(names))}"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        pytest.param({"NODECERT_PORT": "http"}, "NODECERT_PORT: 'http' is not", id="port-not-int"),
+        pytest.param({"NODECERT_PORT": "80.5"}, "NODECERT_PORT", id="port-float"),
+        pytest.param({"NODECERT_PORT": "0"}, "NODECERT_PORT: 0 is not a TCP port", id="port-0"),
+        pytest.param({"NODECERT_PORT": "65536"}, "65536 is not a TCP port", id="port-too-big"),
+        pytest.param({"NODECERT_PORT": "-1"}, "is not a TCP port", id="port-negative"),
+        pytest.param({"NODECERT_WORKERS": "0"}, "NODECERT_WORKERS", id="workers-0"),
+        pytest.param({"NODECERT_WORKERS": "many"}, "NODECERT_WORKERS", id="workers-not-int"),
+        pytest.param({"NODECERT_MAX_BODY_BYTES": "1023"}, "NODECERT_MAX_BODY_BYTES", id="body"),
+        pytest.param({"NODECERT_KEY_POOL_SIZE": "-1"}, "NODECERT_KEY_POOL_SIZE", id="pool"),
+        pytest.param({"NODECERT_CA_KEY_TYPE": "rsa-1024"}, "NODECERT_CA_KEY_TYPE", id="key-type"),
+        pytest.param({"NODECERT_OWNERSHIP": "anyone"}, "NODECERT_OWNERSHIP", id="ownership"),
+        pytest.param({"NODECERT_CA": "vault"}, "NODECERT_CA: must be", id="ca-unknown"),
+        pytest.param({"NODECERT_STORE": "redis"}, "NODECERT_STORE: must be", id="store-unknown"),
+        pytest.param({"NODECERT_CA": "acmpca"}, "NODECERT_ACMPCA_CA_ARN", id="acmpca-no-arn"),
+        pytest.param(
+            {"NODECERT_OIDC_ISSUER": "https://idp.example"},
+            "NODECERT_OIDC_AUDIENCE",
+            id="issuer-without-audience",
+        ),
+        pytest.param(
+            {"NODECERT_OIDC_AUDIENCE": "client-1"},
+            "NODECERT_OIDC_ISSUER",
+            id="audience-without-issuer",
+        ),
+        pytest.param(
+            {"NODECERT_DEFAULT_VALIDITY_DAYS": "31"},
+            "NODECERT_DEFAULT_VALIDITY_DAYS",
+            id="default-over-max",
+        ),
+        pytest.param(
+            {"NODECERT_DEFAULT_VALIDITY_DAYS": "0"},
+            "NODECERT_DEFAULT_VALIDITY_DAYS",
+            id="default-0",
+        ),
+        pytest.param(
+            {"NODECERT_TRUST_DOMAIN": "Example.COM"}, "NODECERT_TRUST_DOMAIN", id="td-upper"
+        ),
+        pytest.param({"NODECERT_TRUST_DOMAIN": "a/b"}, "NODECERT_TRUST_DOMAIN", id="td-with-slash"),
+        pytest.param({"NODECERT_TRUST_DOMAIN": ".."}, "NODECERT_TRUST_DOMAIN", id="td-dots"),
+        pytest.param(
+            {"NODECERT_TRUST_DOMAIN": "x" * 256}, "NODECERT_TRUST_DOMAIN", id="td-too-long"
+        ),
+        pytest.param({"NODECERT_ORGANIZATION": "   "}, "NODECERT_ORGANIZATION", id="org-blank"),
+    ],
+)
+def test_invalid_settings_are_refused_naming_the_variable(env, message):
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(env)
+    assert message in caught.value.detail
+
+
+def test_bad_value_is_shown_truncated():
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"NODECERT_PORT": "9" * 50 + "x" * 500})
+    assert len(caught.value.detail) < 200
+
+
+def test_acmpca_with_an_arn_is_accepted():
+    arn = "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/x"
+    settings = Settings.from_env({"NODECERT_CA": "acmpca", "NODECERT_ACMPCA_CA_ARN": arn})
+    assert settings.ca == "acmpca"
+    assert settings.acmpca_ca_arn == arn
+
+
+def test_repr_does_not_show_the_ca_passphrase():
+    secret = "s3cret-passphrase-do-not-log"
+    settings = Settings.from_env({"NODECERT_CA_PASSPHRASE": secret})
+    assert settings.ca_passphrase == secret
+    assert secret not in repr(settings)
+    assert secret not in str(settings)
+    assert "ca_passphrase" not in repr(settings)
+
+
+def test_configuration_error_does_not_echo_the_passphrase():
+    secret = "s3cret-passphrase-do-not-log"
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"NODECERT_CA_PASSPHRASE": secret, "NODECERT_PORT": "0"})
+    assert secret not in caught.value.detail
