@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint format bench soak clean
+.PHONY: serve test deps lint format bench soak clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,17 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/nodecert serve
 
-test: $(STAMP)
+# nginx for the node-side recipe tests (tests/integration/test_nginx.py). Installed only
+# as root (CI containers); elsewhere a hint is printed and those tests skip.
+deps:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; \
+		else \
+			echo "hint: install nginx (apt-get install nginx-light) to run the nginx tests"; \
+		fi; }
+
+test: $(STAMP) deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider --cov=nodecert --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -18,6 +18,7 @@ from nodecert.errors import (
     AuthorizationError,
     BackendUnavailableError,
     InvalidIdentifierError,
+    InvalidRequestError,
     NotFoundError,
 )
 from nodecert.identity import Identity, format_serial, parse_serial, validate_id
@@ -53,6 +54,7 @@ class IssueRequest:
     csr: object | None = None
     validity_days: object | None = None
     claimed_user_id: object | None = None
+    renewed_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +160,7 @@ class Authority:
             fingerprint_sha256=fingerprint(certificate),
             request_id=request.request_id,
             created_at=now,
+            renewed_from=request.renewed_from,
         )
         self.ledger.record(record)
         return IssuedCertificate(
@@ -207,6 +210,36 @@ class Authority:
         self.ca.revoke(parse_serial(row.serial), reason)
         return revoked
 
+    def revoke_all(
+        self,
+        principal: Principal,
+        *,
+        node_id: object | None = None,
+        user_id: object | None = None,
+        reason: RevocationReason = RevocationReason.UNSPECIFIED,
+    ) -> list[CertificateRecord]:
+        """Revoke every live certificate of a node (its owner or an admin) or of a user
+        (that user or an admin). Give exactly one of ``node_id`` and ``user_id``.
+
+        Returns:
+            The rows revoked by this call (already revoked or expired ones are skipped).
+
+        Raises:
+            InvalidRequestError: neither or both selectors, or a malformed id.
+            AuthorizationError: the caller is neither the owner/user nor an admin.
+        """
+        if (node_id is None) == (user_id is None):
+            raise InvalidRequestError("revoke-all: name exactly one of a node or a user")
+        if node_id is not None:
+            node = validate_id(node_id, field="nodeId")
+            if not principal.is_admin and self.nodes.owner_of(node) != principal.user_id:
+                raise AuthorizationError(f"nodeId: {node!r} is not one of your nodes")
+            return self._revoke_rows(self.ledger.find(node_id=node), reason)
+        user = validate_id(user_id, field="userId")
+        if not principal.is_admin and user != principal.user_id:
+            raise AuthorizationError("userId: you may only revoke your own certificates")
+        return self._revoke_rows(self.ledger.find(user_id=user), reason)
+
     def put_node(self, principal: Principal, node_id: object, owner: object) -> NodeRecord:
         """Create a node or transfer it (admin only).
 
@@ -247,11 +280,19 @@ class Authority:
         return "".join(_pem(c) for c in self.ca.chain())
 
     def _revoke_node(self, node_id: str, reason: RevocationReason) -> None:
+        self._revoke_rows(self.ledger.find(node_id=node_id), reason)
+
+    def _revoke_rows(
+        self, rows: list[CertificateRecord], reason: RevocationReason
+    ) -> list[CertificateRecord]:
+        # The ledger first (the next access decision denies), then the CA (ACM PCA's CRL).
         now = self.clock()
-        for row in self.ledger.find(node_id=node_id):
+        revoked = []
+        for row in rows:
             if row.status is CertificateStatus.ACTIVE and row.not_after > now:
-                self.ledger.mark_revoked(row.serial, reason=reason, at=now)
+                revoked.append(self.ledger.mark_revoked(row.serial, reason=reason, at=now))
                 self.ca.revoke(parse_serial(row.serial), reason)
+        return revoked
 
     @staticmethod
     def _require_admin(principal: Principal) -> None:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from cryptography import x509
+
+from nodecert.access import AccessDecider
+from nodecert.adapters.node_routes import NodeRoutes
 from nodecert.adapters.routes import Routes
 from nodecert.authority import Authority
 from nodecert.backends.local import LocalCA
@@ -16,7 +21,9 @@ from nodecert.errors import ConfigurationError
 from nodecert.keypool import KeyPool
 from nodecert.keys import KeyType
 from nodecert.policy import OwnershipPolicy, ValidityPolicy
-from nodecert.ports import CABackend
+from nodecert.ports import CABackend, CRLSigner, Ledger, NodeDirectory, ReplayGuard
+from nodecert.renewal import Renewer, renewal_audience
+from nodecert.revocation import CRLPublisher
 from nodecert.store.sqlite import SQLiteStore
 from nodecert.verifiers.devissuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
 from nodecert.verifiers.oidc import OIDCVerifier, RemoteJWKS, StaticJWKS
@@ -26,7 +33,13 @@ if TYPE_CHECKING:
 
     from nodecert.store.dynamodb import DynamoDBStore
 
-__all__ = ["Service", "build_service", "create_app", "settings_from_environment"]
+__all__ = [
+    "Service",
+    "build_decider",
+    "build_service",
+    "create_app",
+    "settings_from_environment",
+]
 
 log = logging.getLogger("nodecert")
 
@@ -40,6 +53,7 @@ class Service:
     routes: Routes
     dev_issuer: DevIssuer | None
     key_pool: KeyPool
+    node_routes: NodeRoutes | None = field(default=None, compare=False)
 
     def close(self) -> None:
         """Stop background work (the key pool's filler) and drop pooled keys."""
@@ -59,9 +73,10 @@ def build_service(settings: Settings) -> Service:
     """
     store = _store(settings)
     dev_issuer = DevIssuer.open_or_create(settings.home) if settings.dev_issuer else None
+    ca = _ca(settings)
     key_pool = KeyPool({kt: settings.key_pool_size for kt in KeyType if kt.is_rsa})
     authority = Authority(
-        ca=_ca(settings),
+        ca=ca,
         ledger=store,
         nodes=store,
         ownership=OwnershipPolicy(settings.ownership, store, settings.nodes_claim),
@@ -87,7 +102,72 @@ def build_service(settings: Settings) -> Service:
             jwks=RemoteJWKS(url),
             admin_group=settings.admin_group,
         )
-    return Service(settings, authority, Routes(authority, verifier), dev_issuer, key_pool)
+    decider = _decider(settings, ca.chain(), store, store)
+    renewer = None
+    if isinstance(store, ReplayGuard):
+        renewer = Renewer(
+            authority=authority,
+            decider=decider,
+            replay=store,
+            audience=settings.renew_audience or renewal_audience(settings.trust_domain),
+            grace=timedelta(seconds=settings.renew_grace_s),
+        )
+    crl = (
+        CRLPublisher(ledger=store, signer=ca, lifetime=timedelta(seconds=settings.crl_lifetime_s))
+        if isinstance(ca, CRLSigner)
+        else None
+    )
+    node_routes = NodeRoutes(
+        authority=authority,
+        decider=decider,
+        renewer=renewer,
+        crl=crl,
+        authorize_secret=settings.authorize_secret,
+    )
+    return Service(
+        settings, authority, Routes(authority, verifier), dev_issuer, key_pool, node_routes
+    )
+
+
+def build_decider(settings: Settings) -> AccessDecider:
+    """The node-side decision alone (for the API Gateway authorizer Lambda).
+
+    It needs the store and the CA certificates only: no token verifier, no dev issuer,
+    nothing written to disk. With ``NODECERT_CA_BUNDLE`` set, the CA is never contacted.
+
+    Raises:
+        ConfigurationError: a setting cannot be honoured.
+    """
+    store = _store(settings)
+    chain: Sequence[x509.Certificate] = () if settings.ca_bundle else _ca(settings).chain()
+    return _decider(settings, chain, store, store)
+
+
+def _decider(
+    settings: Settings,
+    chain: Sequence[x509.Certificate],
+    ledger: Ledger,
+    nodes: NodeDirectory,
+) -> AccessDecider:
+    if settings.ca_bundle is not None:
+        try:
+            chain = x509.load_pem_x509_certificates(settings.ca_bundle.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(
+                f"NODECERT_CA_BUNDLE: cannot read certificates from {settings.ca_bundle}"
+            ) from exc
+        # A bundle lists trust anchors; every self-signed one is a root.
+        roots = [c for c in chain if c.issuer == c.subject]
+        return AccessDecider(
+            trust_anchors=roots or list(chain),
+            intermediates=[c for c in chain if c.issuer != c.subject],
+            ledger=ledger,
+            nodes=nodes,
+            trust_domain=settings.trust_domain,
+        )
+    return AccessDecider.from_chain(
+        chain, ledger=ledger, nodes=nodes, trust_domain=settings.trust_domain
+    )
 
 
 def create_app() -> FastAPI:

@@ -52,6 +52,12 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     key_pool_size: int = 8
     log_level: str = "INFO"
+    ca_bundle: Path | None = None
+    authorize_secret: str | None = field(default=None, repr=False)
+    authorizer_target: str = "path:nodeId"
+    renew_audience: str | None = None
+    renew_grace_s: int = 0
+    crl_lifetime_s: int = 3600
 
     @property
     def database_path(self) -> Path:
@@ -112,6 +118,17 @@ class Settings:
         except InvalidIdentifierError as exc:
             raise ConfigurationError(f"NODECERT_TRUST_DOMAIN: {exc.detail}") from exc
         _require(bool(self.organization.strip()), "NODECERT_ORGANIZATION: must not be empty")
+        _require(self.renew_grace_s >= 0, "NODECERT_RENEW_GRACE_S: must be >= 0")
+        _require(self.crl_lifetime_s >= 60, "NODECERT_CRL_LIFETIME_S: must be >= 60")
+        _require(
+            self.authorize_secret is None or len(self.authorize_secret) >= 16,
+            "NODECERT_AUTHORIZE_SECRET: must be at least 16 characters",
+        )
+        kind, _, name = self.authorizer_target.partition(":")
+        _require(
+            (kind == "host" and not name) or (kind == "path" and bool(name)),
+            "NODECERT_AUTHORIZER_TARGET: must be 'host' or 'path:<parameter>'",
+        )
 
 
 def _require(condition: bool, message: str) -> None:

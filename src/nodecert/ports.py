@@ -10,7 +10,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cryptography import x509
 
@@ -18,6 +18,7 @@ from nodecert.identity import Identity
 
 __all__ = [
     "CABackend",
+    "CRLSigner",
     "CertificateRecord",
     "CertificateStatus",
     "Ledger",
@@ -25,6 +26,7 @@ __all__ = [
     "NodeRecord",
     "Principal",
     "Profile",
+    "ReplayGuard",
     "RevocationReason",
     "SignedCertificate",
     "SigningRequest",
@@ -199,4 +201,33 @@ class TokenVerifier(Protocol):
 
     def verify(self, token: str) -> Principal:
         """Verify ``token`` (signature, issuer, audience, times) and return the caller."""
+        ...
+
+
+@runtime_checkable
+class ReplayGuard(Protocol):
+    """Optional store ability: remember single-use token ids (``jti``) across workers.
+
+    A store that implements it lets ``POST /v1/renew`` refuse a replayed proof-of-possession
+    token even when the replay reaches another worker or another Lambda instance.
+    """
+
+    def use_once(self, key: str, *, expires_at: datetime) -> None:
+        """Record ``key`` as used until ``expires_at``.
+
+        Raises:
+            ConflictError: ``key`` was already used (and has not expired yet).
+            StoreUnavailableError: the store cannot answer now.
+        """
+        ...
+
+
+@runtime_checkable
+class CRLSigner(Protocol):
+    """Optional CA ability: sign a CRL that nodecert builds (the local CA has it)."""
+
+    def sign_crl(
+        self, builder: x509.CertificateRevocationListBuilder
+    ) -> x509.CertificateRevocationList:
+        """Set the issuer and AKI, sign ``builder`` with the CA key and return the CRL."""
         ...

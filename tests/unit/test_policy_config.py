@@ -252,6 +252,12 @@ FULL_ENV = {
     "NODECERT_MAX_BODY_BYTES": "2048",
     "NODECERT_KEY_POOL_SIZE": "8",
     "NODECERT_LOG_LEVEL": "DEBUG",
+    "NODECERT_CA_BUNDLE": "/etc/nodecert/ca.pem",
+    "NODECERT_AUTHORIZE_SECRET": "a-long-shared-secret-for-nginx",
+    "NODECERT_AUTHORIZER_TARGET": "host",
+    "NODECERT_RENEW_AUDIENCE": "https://nodecert.acme.example",
+    "NODECERT_RENEW_GRACE_S": "600",
+    "NODECERT_CRL_LIFETIME_S": "7200",
 }
 
 
@@ -289,6 +295,13 @@ def test_every_setting_is_read_and_converted():
     assert settings.max_body_bytes == 2048
     assert settings.key_pool_size == 8
     assert settings.log_level == "DEBUG"
+    assert settings.ca_bundle == Path("/etc/nodecert/ca.pem")
+    assert settings.authorize_secret == "a-long-shared-secret-for-nginx"
+    assert "a-long-shared-secret" not in repr(settings)
+    assert settings.authorizer_target == "host"
+    assert settings.renew_audience == "https://nodecert.acme.example"
+    assert settings.renew_grace_s == 600
+    assert settings.crl_lifetime_s == 7200
     for name in Settings.__dataclass_fields__:
         value = getattr(settings, name)
         assert not isinstance(value, str) or value == FULL_ENV[f"NODECERT_{name.upper()}"]

@@ -103,6 +103,23 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--reason", default="unspecified")
     revoke.set_defaults(handler=_revoke)
 
+    renew = sub.add_parser(
+        "renew", help="renew a certificate with its own key (no login); --watch to keep it fresh"
+    )
+    renew.add_argument("--cert", type=Path, required=True, metavar="FILE")
+    renew.add_argument("--key", type=Path, required=True, metavar="FILE")
+    renew.add_argument(
+        "--server",
+        default=os.environ.get("NODECERT_SERVER", _DEFAULT_SERVER),
+        help=f"service URL (default $NODECERT_SERVER or {_DEFAULT_SERVER})",
+    )
+    renew.add_argument("--cacert", type=Path, help="CA bundle to trust for an https server")
+    renew.add_argument("--audience", help="renewal audience (default from the certificate)")
+    renew.add_argument(
+        "--watch", action="store_true", help="stay running; renew at 2/3 of each lifetime"
+    )
+    renew.set_defaults(handler=_renew)
+
     inspect = sub.add_parser("inspect", help="show a certificate's identity and validity")
     inspect.add_argument("file", type=Path, metavar="FILE")
     inspect.set_defaults(handler=_inspect)
@@ -179,6 +196,36 @@ def _authority() -> Any:
     from nodecert.bootstrap import build_service, settings_from_environment
 
     return build_service(settings_from_environment()).authority
+
+
+def _renew(args: argparse.Namespace) -> None:
+    import time
+
+    from nodecert.adapters.renew_client import (
+        RenewalClientError,
+        RenewalTarget,
+        renew_files,
+        watch,
+    )
+
+    target = RenewalTarget(
+        cert=args.cert,
+        key=args.key,
+        server=args.server,
+        cacert=args.cacert,
+        audience=args.audience,
+    )
+    try:
+        if args.watch:
+            watch(target, sleep=time.sleep)
+            return
+        renewed = renew_files(target)
+    except RenewalClientError as exc:
+        raise CLIError(str(exc)) from exc
+    print(
+        f"renewed: serial {format_serial(renewed.serial_number)}, valid until"
+        f" {renewed.not_valid_after_utc.isoformat()}: {args.cert}"
+    )
 
 
 def _inspect(args: argparse.Namespace) -> None:

@@ -304,6 +304,10 @@ def create_app(service: Service) -> FastAPI:
     async def healthz() -> Response:
         return _render(routes.healthz())
 
+    if service.node_routes is not None:
+        from nodecert.adapters.http_node import add_node_routes
+
+        add_node_routes(app, service.node_routes, authed, _render)
     return app
 
 

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodecert.authority import Authority, IssueRequest
+from nodecert.authority import Authority, IssuedCertificate, IssueRequest
 from nodecert.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -42,9 +42,11 @@ __all__ = [
     "Reply",
     "Routes",
     "certificate_json",
+    "issued_reply",
     "node_json",
     "parse_object",
     "problem",
+    "reason_of",
     "status_of",
 ]
 
@@ -76,7 +78,9 @@ class Reply:
     media_type: str = "application/json"
 
     def encoded(self) -> bytes:
-        """The body as bytes (JSON unless it is already text)."""
+        """The body as bytes (JSON unless it is already text or bytes)."""
+        if isinstance(self.body, bytes):
+            return self.body
         if isinstance(self.body, str):
             return self.body.encode()
         return json.dumps(self.body, separators=(",", ":")).encode()
@@ -157,23 +161,7 @@ class Routes:
             record.key_type,
             record.request_id,
         )
-        out: dict[str, Any] = {
-            "certificate": issued.certificate_pem,
-            "certificateChain": issued.chain_pem,
-            "serialNumber": record.serial,
-            "notBefore": _time(record.not_before),
-            "notAfter": _time(record.not_after),
-            "userId": record.user_id,
-            "nodeId": record.node_id,
-            "keyType": record.key_type,
-        }
-        if issued.private_key_pem is not None:
-            out["privateKey"] = issued.private_key_pem
-        headers = {
-            "Cache-Control": "no-store",
-            "Location": f"/v1/certificates/{record.serial}",
-        }
-        return Reply(201, out, headers)
+        return issued_reply(issued)
 
     def list_certificates(
         self, principal: Principal, *, node_id: str | None, status: str | None
@@ -235,6 +223,27 @@ class Routes:
         return Reply(200, {"status": "ok"})
 
 
+def issued_reply(issued: IssuedCertificate) -> Reply:
+    """The 201 reply for a newly issued certificate (``/generate-cert``, ``/v1/renew``)."""
+    record = issued.record
+    out: dict[str, Any] = {
+        "certificate": issued.certificate_pem,
+        "certificateChain": issued.chain_pem,
+        "serialNumber": record.serial,
+        "notBefore": _time(record.not_before),
+        "notAfter": _time(record.not_after),
+        "userId": record.user_id,
+        "nodeId": record.node_id,
+        "keyType": record.key_type,
+    }
+    if record.renewed_from is not None:
+        out["renewedFrom"] = record.renewed_from
+    if issued.private_key_pem is not None:
+        out["privateKey"] = issued.private_key_pem
+    headers = {"Cache-Control": "no-store", "Location": f"/v1/certificates/{record.serial}"}
+    return Reply(201, out, headers)
+
+
 def parse_object(body: bytes, *, allowed: frozenset[str], empty_ok: bool = False) -> dict[str, Any]:
     """Parse a JSON object body, refusing other JSON, bad UTF-8 and unknown fields.
 
@@ -285,6 +294,15 @@ def node_json(row: NodeRecord) -> dict[str, Any]:
 
 def _time(value: Any) -> str:
     return str(value.isoformat().replace("+00:00", "Z"))
+
+
+def reason_of(value: object) -> RevocationReason:
+    """Parse a revocation ``reason`` field.
+
+    Raises:
+        InvalidRequestError: naming the accepted reasons.
+    """
+    return _reason(value)
 
 
 def _reason(value: object) -> RevocationReason:

@@ -10,7 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nodecert.errors import ConflictError, NotFoundError, StoreUnavailableError
@@ -24,7 +24,9 @@ from nodecert.ports import (
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = 1
+# Version 2 added used_tokens (single-use renewal token ids); CREATE TABLE IF NOT EXISTS
+# upgrades a version 1 file in place.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
     node_id     TEXT PRIMARY KEY,
@@ -50,6 +52,11 @@ CREATE TABLE IF NOT EXISTS certificates (
 );
 CREATE INDEX IF NOT EXISTS certificates_by_user ON certificates (user_id, created_at);
 CREATE INDEX IF NOT EXISTS certificates_by_node ON certificates (node_id, created_at);
+CREATE TABLE IF NOT EXISTS used_tokens (
+    key         TEXT PRIMARY KEY,
+    expires_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS used_tokens_by_expiry ON used_tokens (expires_at);
 """
 _COLUMNS = (
     "serial, user_id, node_id, key_type, not_before, not_after, fingerprint_sha256,"
@@ -59,7 +66,7 @@ _BUSY_TIMEOUT_S = 5.0
 
 
 class SQLiteStore:
-    """Implements ``Ledger`` and ``NodeDirectory`` on one SQLite file.
+    """Implements ``Ledger``, ``NodeDirectory`` and ``ReplayGuard`` on one SQLite file.
 
     Args:
         path: The database file; created (with its schema) when missing.
@@ -198,6 +205,25 @@ class SQLiteStore:
             raise NotFoundError(f"serial: no certificate {serial}")
         return _certificate(row)
 
+    # ReplayGuard
+
+    def use_once(self, key: str, *, expires_at: datetime, now: datetime | None = None) -> None:
+        """Record ``key`` as used until ``expires_at``; expired keys are purged first.
+
+        Raises:
+            ConflictError: ``key`` is already recorded and has not expired.
+        """
+        purge_before = _stamp(now or datetime.now(UTC))
+        try:
+            with self._transaction() as db:
+                db.execute("DELETE FROM used_tokens WHERE expires_at < ?", (purge_before,))
+                db.execute(
+                    "INSERT INTO used_tokens (key, expires_at) VALUES (?, ?)",
+                    (key, _stamp(expires_at)),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError("token: already used") from exc
+
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
         db = getattr(self._local, "db", None)
@@ -229,6 +255,11 @@ class SQLiteStore:
             db.isolation_level = "DEFERRED"
             self._local.db = db
         return db
+
+
+def _stamp(at: datetime) -> str:
+    # Fixed width, so that the text comparison in the purge is a time comparison.
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _marks(count: int) -> str:

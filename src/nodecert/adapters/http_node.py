@@ -1,0 +1,88 @@
+"""FastAPI routes of the node side: ``/v1/authorize``, ``/v1/renew``, ``/v1/crl``, revoke-all.
+
+Thin, like ``http.py``: read raw input, run the route of
+:class:`~nodecert.adapters.node_routes.NodeRoutes` in the thread pool, render the reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from nodecert.adapters.node_routes import SECRET_HEADER, NodeRoutes
+from nodecert.adapters.routes import Reply
+from nodecert.ports import Principal
+
+__all__ = ["add_node_routes"]
+
+Authed = Callable[[Request, Callable[[Principal], Reply]], Awaitable[Response]]
+Render = Callable[[Reply], Response]
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"content": {"application/problem+json": {}}} for s in statuses}
+
+
+def add_node_routes(app: FastAPI, routes: NodeRoutes, authed: Authed, render: Render) -> None:
+    """Register the node-side routes of ``routes`` on ``app``."""
+
+    @app.post(
+        "/v1/authorize",
+        responses=_errors(401, 403),
+        summary="Node-side decision for a reverse proxy (nginx auth_request)",
+    )
+    async def authorize(request: Request) -> Response:
+        body = await request.body()
+        headers = request.headers
+        peer = request.client.host if request.client else None
+
+        def run() -> Reply:
+            return routes.authorize(
+                peer=peer,
+                secret=headers.get(SECRET_HEADER),
+                certificate=headers.get("x-client-cert"),
+                node_id=headers.get("x-nodecert-node"),
+                body=body,
+            )
+
+        return render(await run_in_threadpool(run))
+
+    @app.post(
+        "/v1/renew",
+        status_code=201,
+        responses=_errors(400, 401, 403, 503),
+        summary="Renew a certificate with a proof-of-possession token",
+    )
+    async def renew(request: Request) -> Response:
+        body = await request.body()
+        authorization = request.headers.get("authorization")
+        return render(await run_in_threadpool(routes.renew, authorization, body))
+
+    @app.get(
+        "/v1/crl",
+        responses={200: {"content": {"application/pkix-crl": {}}}, **_errors(404)},
+        summary="The local CA's CRL (DER)",
+    )
+    async def crl() -> Response:
+        return render(await run_in_threadpool(routes.crl))
+
+    @app.post(
+        "/v1/nodes/{nodeId}/revoke-all",
+        responses=_errors(400, 401, 403),
+        summary="Revoke every certificate of a node (owner or admin)",
+    )
+    async def revoke_node(request: Request, nodeId: str) -> Response:  # noqa: N803
+        body = await request.body()
+        return await authed(request, lambda p: routes.revoke_all(p, body, node_id=nodeId))
+
+    @app.post(
+        "/v1/users/{userId}/revoke-all",
+        responses=_errors(400, 401, 403),
+        summary="Revoke every certificate of a user (that user or admin)",
+    )
+    async def revoke_user(request: Request, userId: str) -> Response:  # noqa: N803
+        body = await request.body()
+        return await authed(request, lambda p: routes.revoke_all(p, body, user_id=userId))

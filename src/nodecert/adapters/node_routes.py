@@ -1,0 +1,212 @@
+"""The node-side HTTP routes without a web framework: authorize, renew, CRL, revoke-all.
+
+``POST /v1/authorize`` is what nginx's ``auth_request`` calls. It is not an open oracle:
+
+- with ``NODECERT_AUTHORIZE_SECRET`` set, the caller must send it in
+  ``X-Nodecert-Authorize-Secret`` (compared in constant time), from anywhere;
+- without it, only loopback peers (127.0.0.0/8, ::1) may call, i.e. an nginx on the same
+  machine as nodecert.
+
+It only ever receives a certificate that the proxy already verified in a TLS handshake
+(``$ssl_client_escaped_cert``), re-checks it in full, and answers 200 (with the identity
+in ``X-Nodecert-User``/``-Node``/``-Serial``) or 403 (with ``X-Nodecert-Reason``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import urllib.parse
+import uuid
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from nodecert.access import AccessDecider, AccessDeniedError, Decision, DenyReason
+from nodecert.adapters.routes import (
+    Reply,
+    certificate_json,
+    issued_reply,
+    parse_object,
+    problem,
+    reason_of,
+)
+from nodecert.authority import Authority
+from nodecert.errors import AuthenticationError, AuthorizationError, NotFoundError
+from nodecert.ports import Principal, RevocationReason
+from nodecert.renewal import RenewalRequest, Renewer
+from nodecert.revocation import CRLPublisher
+
+__all__ = ["SECRET_HEADER", "NodeRoutes"]
+
+log = logging.getLogger("nodecert")
+
+SECRET_HEADER = "X-Nodecert-Authorize-Secret"  # noqa: S105 - a header name, not a secret
+_AUTHORIZE_FIELDS = frozenset({"certificate", "nodeId"})
+_RENEW_FIELDS = frozenset({"csr", "keyType"})
+
+
+class NodeRoutes:
+    """``/v1/authorize``, ``/v1/renew``, ``/v1/crl`` and the revoke-all routes.
+
+    Args:
+        authority: The use-case orchestrator.
+        decider: The node-side decision.
+        renewer: Proof-of-possession renewal; None when the store has no ReplayGuard.
+        crl: The CRL publisher; None when the CA backend publishes its own CRL.
+        authorize_secret: The shared secret for ``/v1/authorize`` (None: loopback only).
+    """
+
+    def __init__(
+        self,
+        *,
+        authority: Authority,
+        decider: AccessDecider,
+        renewer: Renewer | None,
+        crl: CRLPublisher | None,
+        authorize_secret: str | None,
+    ) -> None:
+        self.authority = authority
+        self.decider = decider
+        self.renewer = renewer
+        self.crl_publisher = crl
+        self.authorize_secret = authorize_secret
+
+    def authorize(
+        self,
+        *,
+        peer: str | None,
+        secret: str | None,
+        certificate: str | None,
+        node_id: str | None,
+        body: bytes = b"",
+    ) -> Reply:
+        """``POST /v1/authorize``: the node-side decision for a proxy.
+
+        The certificate and the target node come from ``X-Client-Cert`` (URL-escaped PEM)
+        and ``X-Nodecert-Node``, or from a JSON body ``{"certificate", "nodeId"}``.
+
+        Raises:
+            AuthenticationError: a secret is configured and the caller's is wrong.
+            AuthorizationError: no secret is configured and the caller is not loopback.
+        """
+        self._check_caller(peer, secret)
+        data = parse_object(body, allowed=_AUTHORIZE_FIELDS, empty_ok=True)
+        pem = data.get("certificate") or (
+            urllib.parse.unquote(certificate) if certificate else None
+        )
+        target = data.get("nodeId") or node_id or ""
+        if isinstance(pem, str) and pem:
+            decision = self.decider.decide(pem, str(target))
+        else:
+            decision = Decision.deny(DenyReason.NO_CERTIFICATE, "none was forwarded")
+        if not decision.allowed or decision.identity is None:
+            log.info(
+                "authorize denied node=%s serial=%s reason=%s",
+                str(target)[:128],
+                decision.serial,
+                decision.reason,
+            )
+            reply = problem(AccessDeniedError(decision))
+            reason = decision.reason.value if decision.reason else "denied"
+            headers = {**reply.headers, "X-Nodecert-Reason": reason}
+            return Reply(403, {**reply.body, "reason": reason}, headers, reply.media_type)
+        identity = decision.identity
+        headers = {
+            "Cache-Control": "no-store",
+            "X-Nodecert-User": identity.user_id,
+            "X-Nodecert-Node": identity.node_id,
+            "X-Nodecert-Serial": decision.serial or "",
+        }
+        body_out = {
+            "allowed": True,
+            "userId": identity.user_id,
+            "nodeId": identity.node_id,
+            "serial": decision.serial,
+        }
+        return Reply(200, body_out, headers)
+
+    def renew(self, authorization: str | None, body: bytes) -> Reply:
+        """``POST /v1/renew`` with ``Authorization: Bearer <proof-of-possession JWT>``.
+
+        Raises:
+            AuthenticationError: no token, or the token fails (see :class:`Renewer`).
+            AccessDeniedError: the certificate may not be renewed.
+            NotFoundError: renewal is not available with this store.
+        """
+        if self.renewer is None:
+            raise NotFoundError("renew: the configured store cannot remember used tokens")
+        data = parse_object(body, allowed=_RENEW_FIELDS, empty_ok=True)
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("Authorization: expected 'Bearer <renewal token>'")
+        issued = self.renewer.renew(
+            RenewalRequest(
+                token=token.strip(),
+                request_id=uuid.uuid4().hex,
+                csr=data.get("csr"),
+                key_type=data.get("keyType"),
+            )
+        )
+        record = issued.record
+        log.info(
+            "renewed serial=%s from=%s user=%s node=%s",
+            record.serial,
+            record.renewed_from,
+            record.user_id,
+            record.node_id,
+        )
+        return issued_reply(issued)
+
+    def crl(self) -> Reply:
+        """``GET /v1/crl``: the local CA's CRL, DER.
+
+        Raises:
+            NotFoundError: the CA backend publishes its own CRL (ACM PCA: its S3 bucket).
+        """
+        if self.crl_publisher is None:
+            raise NotFoundError("crl: this CA backend publishes its own CRL")
+        der = self.crl_publisher.crl().public_bytes(Encoding.DER)
+        headers = {"Cache-Control": "public, max-age=60"}
+        return Reply(200, der, headers, media_type="application/pkix-crl")
+
+    def revoke_all(
+        self,
+        principal: Principal,
+        body: bytes,
+        *,
+        node_id: str | None = None,
+        user_id: str | None = None,
+    ) -> Reply:
+        """``POST /v1/nodes/{nodeId}/revoke-all`` or ``POST /v1/users/{userId}/revoke-all``."""
+        data = parse_object(body, allowed=frozenset({"reason"}), empty_ok=True)
+        reason = reason_of(data.get("reason", RevocationReason.UNSPECIFIED.value))
+        rows = self.authority.revoke_all(principal, node_id=node_id, user_id=user_id, reason=reason)
+        log.info(
+            "revoke-all node=%s user=%s by=%s count=%d",
+            node_id,
+            user_id,
+            principal.user_id,
+            len(rows),
+        )
+        return Reply(200, {"revoked": [certificate_json(r) for r in rows], "count": len(rows)})
+
+    def _check_caller(self, peer: str | None, secret: str | None) -> None:
+        if self.authorize_secret is not None:
+            given = (secret or "").encode()
+            if not hmac.compare_digest(given, self.authorize_secret.encode()):
+                raise AuthenticationError(f"{SECRET_HEADER}: missing or wrong")
+            return
+        if not _is_loopback(peer):
+            raise AuthorizationError(
+                "authorize: only loopback callers, unless NODECERT_AUTHORIZE_SECRET is set"
+            )
+
+
+def _is_loopback(peer: str | None) -> bool:
+    if not peer:
+        return False
+    try:
+        return ipaddress.ip_address(peer).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,248 @@
+"""Renewal without logging in again: a proof-of-possession token instead of a user token.
+
+The client signs a short JWT with its *current* certificate's private key and puts that
+certificate in the ``x5c`` header (RFC 7515 section 4.1.6). The token travels in an
+``Authorization: Bearer`` header, so it works behind TLS-terminating proxies and load
+balancers that would drop a client certificate (the same idea as step-ca's ``x5c``
+renewal tokens). nodecert then checks:
+
+- the JWT: algorithm fits the certificate's key, signature, ``aud`` is this service,
+  ``iat``/``exp`` present with ``exp - iat`` at most five minutes, ``jti`` present and
+  never seen before (:class:`~nodecert.ports.ReplayGuard`, shared by every worker);
+- the certificate, with the :class:`~nodecert.access.AccessDecider`: chains to our CA,
+  within its validity (plus a configurable grace after expiry, none by default), in the
+  ledger and not revoked, its node still owned by its user.
+
+It then issues a new certificate with the same identity and records the lineage
+(``renewed_from`` = the old serial). The old certificate stays valid until it expires,
+so a node can roll over without a gap.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from nodecert.access import AccessDecider, AccessDeniedError
+from nodecert.authority import Authority, IssuedCertificate, IssueRequest
+from nodecert.errors import AuthenticationError, ConflictError
+from nodecert.identity import format_serial
+from nodecert.keys import PrivateKey, key_type_of
+from nodecert.ports import Principal, ReplayGuard
+
+__all__ = [
+    "MAX_TOKEN_LIFETIME",
+    "RenewalRequest",
+    "Renewer",
+    "mint_renewal_token",
+    "renewal_audience",
+]
+
+MAX_TOKEN_LIFETIME = timedelta(minutes=5)
+_MAX_TOKEN_BYTES = 16 * 1024
+_LEEWAY = timedelta(seconds=30)
+_ALGORITHMS = {"ES256": "EC", "ES384": "EC", "RS256": "RSA", "PS256": "RSA"}
+
+
+def renewal_audience(trust_domain: str) -> str:
+    """The default ``aud`` of renewal tokens: this service, named in its trust domain."""
+    return f"spiffe://{trust_domain}/nodecert"
+
+
+def mint_renewal_token(
+    certificate: x509.Certificate,
+    key: PrivateKey,
+    *,
+    audience: str,
+    now: datetime | None = None,
+    lifetime: timedelta = timedelta(minutes=2),
+) -> str:
+    """A proof-of-possession token for renewing ``certificate`` (client side).
+
+    Args:
+        certificate: The current certificate.
+        key: Its private key (it signs the token; it is never sent).
+        audience: The service's renewal audience (see :func:`renewal_audience`).
+        now: The current time (default: the system clock).
+        lifetime: How long the token is good for, at most five minutes.
+    """
+    issued = now or datetime.now(UTC)
+    lifetime = min(lifetime, MAX_TOKEN_LIFETIME)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        algorithm = "ES384" if key.curve.key_size >= 384 else "ES256"
+    else:
+        algorithm = "RS256"
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    claims = {
+        "aud": audience,
+        "sub": format_serial(certificate.serial_number),
+        "iat": int(issued.timestamp()),
+        "exp": int((issued + lifetime).timestamp()),
+        "jti": uuid.uuid4().hex,
+    }
+    headers = {"x5c": [base64.b64encode(der).decode("ascii")], "typ": "JWT"}
+    return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalRequest:
+    """A renewal as parsed by an adapter: the token, and optionally a new CSR or key type."""
+
+    token: str
+    request_id: str
+    csr: object | None = None
+    key_type: object | None = None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Renewer:
+    """Checks a proof-of-possession token and renews the certificate it proves.
+
+    Args:
+        authority: Issues the new certificate and records it.
+        decider: The node-side decision (chain, validity, revocation, ownership).
+        replay: Where used ``jti`` values are remembered (shared by all workers).
+        audience: The ``aud`` renewal tokens must carry.
+        grace: How long after expiry a certificate may still be renewed (default none).
+        clock: Returns the current time, timezone-aware UTC.
+    """
+
+    def __init__(
+        self,
+        *,
+        authority: Authority,
+        decider: AccessDecider,
+        replay: ReplayGuard,
+        audience: str,
+        grace: timedelta = timedelta(0),
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.authority = authority
+        self.decider = decider
+        self.replay = replay
+        self.audience = audience
+        self.grace = grace
+        self.clock = clock
+
+    def renew(self, request: RenewalRequest) -> IssuedCertificate:
+        """Renew the certificate that signed ``request.token``.
+
+        Raises:
+            AuthenticationError: the token is malformed, forged, expired, too long-lived,
+                for another audience, or replayed.
+            AccessDeniedError: the certificate is foreign, expired (beyond the grace),
+                revoked, unknown, or its node changed owner.
+            InvalidRequestError: a bad CSR or key type.
+            BackendUnavailableError: the CA or the store cannot answer now.
+        """
+        certificate, claims = self._verify_token(request.token)
+        decision = self.decider.decide_for_renewal(certificate, grace=self.grace)
+        if not decision.allowed or decision.identity is None or decision.serial is None:
+            raise AccessDeniedError(decision)
+        # Consumed only once the token is known to be genuine, so a forger cannot burn
+        # someone else's jti; consumed before issuing, so two racing replays issue once.
+        self._use_once(decision.serial, claims)
+        key_type = request.key_type
+        if request.csr is None and key_type is None:
+            key_type = key_type_of(certificate.public_key()).value
+        identity = decision.identity
+        return self.authority.issue(
+            Principal(user_id=identity.user_id),
+            IssueRequest(
+                node_id=identity.node_id,
+                request_id=request.request_id,
+                key_type=key_type,
+                csr=request.csr,
+                renewed_from=decision.serial,
+            ),
+        )
+
+    def _verify_token(self, token: str) -> tuple[x509.Certificate, dict[str, Any]]:
+        if len(token) > _MAX_TOKEN_BYTES:
+            raise AuthenticationError(f"renewal token: longer than {_MAX_TOKEN_BYTES} bytes")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError("renewal token: not a well-formed JWT") from exc
+        alg = header.get("alg")
+        if alg not in _ALGORITHMS:
+            raise AuthenticationError(f"renewal token: algorithm {str(alg)[:20]!r} not accepted")
+        certificate = _x5c_leaf(header.get("x5c"))
+        public_key = certificate.public_key()
+        family = "EC" if isinstance(public_key, ec.EllipticCurvePublicKey) else "RSA"
+        if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise AuthenticationError("renewal token: the x5c certificate has an unusable key")
+        if _ALGORITHMS[alg] != family:
+            raise AuthenticationError(f"renewal token: {alg} does not fit the certificate's key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=public_key,
+                algorithms=[alg],
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                },
+            )
+        except jwt.InvalidSignatureError as exc:
+            raise AuthenticationError("renewal token: signature does not verify") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError("renewal token: cannot be decoded") from exc
+        self._check_claims(claims)
+        return certificate, claims
+
+    def _check_claims(self, claims: dict[str, Any]) -> None:
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        if self.audience not in audiences:
+            raise AuthenticationError("renewal token: audience ('aud') is not this service")
+        iat, exp, jti = claims.get("iat"), claims.get("exp"), claims.get("jti")
+        if not isinstance(iat, int | float) or not isinstance(exp, int | float):
+            raise AuthenticationError("renewal token: 'iat' and 'exp' are required")
+        if isinstance(iat, bool) or isinstance(exp, bool):
+            raise AuthenticationError("renewal token: 'iat' and 'exp' must be numbers")
+        if not isinstance(jti, str) or not 1 <= len(jti) <= 128:
+            raise AuthenticationError("renewal token: 'jti' (1-128 characters) is required")
+        now = self.clock().timestamp()
+        leeway = _LEEWAY.total_seconds()
+        if exp - iat > MAX_TOKEN_LIFETIME.total_seconds():
+            raise AuthenticationError("renewal token: lifetime ('exp' - 'iat') over 5 minutes")
+        if now > exp + leeway:
+            raise AuthenticationError("renewal token: expired")
+        if iat > now + leeway:
+            raise AuthenticationError("renewal token: not valid yet ('iat' is in the future)")
+
+    def _use_once(self, serial: str, claims: dict[str, Any]) -> None:
+        # Scoped to the certificate, so two clients picking the same jti never collide.
+        key = hashlib.sha256(f"{serial}\0{claims['jti']}".encode()).hexdigest()
+        expires_at = datetime.fromtimestamp(float(claims["exp"]), UTC) + _LEEWAY
+        try:
+            self.replay.use_once(key, expires_at=expires_at)
+        except ConflictError as exc:
+            raise AuthenticationError("renewal token: already used ('jti' replayed)") from exc
+
+
+def _x5c_leaf(x5c: object) -> x509.Certificate:
+    if not isinstance(x5c, list) or not x5c or not isinstance(x5c[0], str):
+        raise AuthenticationError("renewal token: header has no 'x5c' certificate")
+    try:
+        der = base64.b64decode(x5c[0], validate=True)
+        return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise AuthenticationError("renewal token: 'x5c' is not a DER certificate") from exc

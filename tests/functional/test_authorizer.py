@@ -1,0 +1,175 @@
+"""The API Gateway authorizer fed recorded events, over a real store.
+
+The store fixture is parametrized; the DynamoDB store arrives on the ``aws`` branch and
+joins the parameters there (see docs/node-side.md).
+"""
+
+import sqlite3
+
+import pytest
+
+from nodecert.adapters import authorizer
+from nodecert.adapters.authorizer import TargetSource, handle
+from nodecert.ports import RevocationReason
+from nodecert.store.sqlite import SQLiteStore
+from tests.nodeside import ADMIN, MemoryStore, authority, decider, event, issue, new_ca, sign
+
+REST = "authorizer_rest_request.json"
+HTTP = "authorizer_http_v2.json"
+PATH = TargetSource("path:nodeId")
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        store = SQLiteStore(tmp_path / "nodecert.db")
+        yield store
+        store.close()
+    else:
+        yield MemoryStore()
+
+
+@pytest.fixture
+def ca(tmp_path):
+    return new_ca(tmp_path / "ca")
+
+
+@pytest.fixture
+def auth(ca, store):
+    return authority(ca, store)
+
+
+def test_rest_allow_is_scoped_to_the_node_and_carries_the_identity(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    out = handle(event(REST, pem=cert.pem), decider(ca, store), PATH)
+    statement = out["policyDocument"]["Statement"][0]
+    assert statement["Effect"] == "Allow"
+    assert statement["Resource"] == [
+        "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5/prod/*/nodes/n1",
+        "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5/prod/*/nodes/n1/*",
+    ]
+    assert out["principalId"] == "alice"
+    assert out["context"] == {"userId": "alice", "nodeId": "n1", "serial": cert.serial}
+
+
+def test_the_identity_comes_from_the_pem_not_from_subject_dn(ca, store, auth):
+    # The recorded event's subjectDN names "mallory"; the PEM is what counts.
+    cert = issue(auth, "alice", "n1")
+    out = handle(event(REST, pem=cert.pem), decider(ca, store), PATH)
+    assert out["context"]["userId"] == "alice"
+
+
+def test_http_api_simple_response(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    out = handle(event(HTTP, pem=cert.pem), decider(ca, store), PATH)
+    assert out == {
+        "isAuthorized": True,
+        "context": {"userId": "alice", "nodeId": "n1", "serial": cert.serial},
+    }
+
+
+def test_host_target(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    decide = decider(ca, store)
+    assert handle(event(HTTP, pem=cert.pem), decide, TargetSource("host"))["isAuthorized"]
+    out = handle(event(REST, pem=cert.pem), decide, TargetSource("host"))
+    # REST event's Host is nodes.example.com: not this node.
+    assert out["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+
+
+def _deny_reason(out):
+    if "isAuthorized" in out:
+        assert out["isAuthorized"] is False
+    else:
+        assert out["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+        assert out["principalId"] == "anonymous"
+    return out["context"]["reason"]
+
+
+@pytest.mark.parametrize("name", [REST, HTTP])
+def test_every_deny_reason(tmp_path, ca, store, auth, name):
+    decide = decider(ca, store)
+    cert = issue(auth, "alice", "n1")
+    auth.put_node(ADMIN, "n2", "alice")
+    assert _deny_reason(handle(event(name, pem=cert.pem, node="n2"), decide, PATH)) == (
+        "wrong_node"
+    )
+    foreign = sign(new_ca(tmp_path / "foreign"), "alice", "n1")
+    assert _deny_reason(handle(event(name, pem=foreign.pem), decide, PATH)) == ("untrusted_issuer")
+    late = decider(
+        ca,
+        store,
+        clock=lambda: cert.certificate.not_valid_after_utc.replace(
+            year=cert.certificate.not_valid_after_utc.year + 1
+        ),
+    )
+    assert _deny_reason(handle(event(name, pem=cert.pem), late, PATH)) == "expired"
+    other = issue(auth, "alice", "n1")
+    auth.revoke(ADMIN, other.serial, RevocationReason.KEY_COMPROMISE)
+    assert _deny_reason(handle(event(name, pem=other.pem), decide, PATH)) == "revoked"
+    assert handle(event(name, pem=cert.pem), decide, PATH)["context"]["userId"] == "alice"
+    store.put_node("n1", "bob", at=cert.certificate.not_valid_before_utc)  # No sweep.
+    assert _deny_reason(handle(event(name, pem=cert.pem), decide, PATH)) == "node_not_owned"
+
+
+@pytest.mark.parametrize("name", [REST, HTTP])
+def test_missing_certificate_or_target_is_denied(ca, store, auth, name):
+    cert = issue(auth, "alice", "n1")
+    no_cert = event(name, pem="")
+    assert _deny_reason(handle(no_cert, decider(ca, store), PATH)) == "no_certificate"
+    no_target = event(name, pem=cert.pem)
+    no_target["pathParameters"] = {}
+    assert _deny_reason(handle(no_target, decider(ca, store), PATH)) == "invalid_target"
+
+
+@pytest.mark.parametrize("garbage", [{}, {"requestContext": "x"}, {"version": "2.0"}])
+def test_garbage_events_are_denied_not_raised(ca, store, garbage):
+    out = handle(garbage, decider(ca, store), PATH)
+    assert out.get("isAuthorized") is False or (
+        out["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    )
+
+
+def test_store_unreachable_fails_closed(ca, store, auth, monkeypatch):
+    cert = issue(auth, "alice", "n1")
+    if isinstance(store, SQLiteStore):
+        store.close()
+
+        def broken():
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(store, "_connection", broken)
+    else:
+        store.down = True
+    assert _deny_reason(handle(event(REST, pem=cert.pem), decider(ca, store), PATH)) == (
+        "store_unavailable"
+    )
+
+
+def test_lambda_handler_wires_itself_from_the_environment(tmp_path, monkeypatch):
+    from nodecert.bootstrap import build_service
+    from nodecert.config import Settings
+
+    service = build_service(Settings(home=tmp_path))
+    cert = issue(service.authority, "alice", "n1")
+    monkeypatch.setenv("NODECERT_HOME", str(tmp_path))
+    monkeypatch.setattr(authorizer, "_wired", None)
+    out = authorizer.lambda_handler(event(HTTP, pem=cert.pem), None)
+    assert out["isAuthorized"] is True
+    monkeypatch.setattr(authorizer, "_wired", None)
+    monkeypatch.setenv("NODECERT_STORE", "bogus")
+    assert authorizer.lambda_handler(event(HTTP, pem=cert.pem), None)["isAuthorized"] is False
+
+
+def test_lambda_handler_with_a_ca_bundle(tmp_path, monkeypatch):
+    from nodecert.bootstrap import build_service
+    from nodecert.config import Settings
+
+    service = build_service(Settings(home=tmp_path))
+    cert = issue(service.authority, "alice", "n1")
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(service.authority.ca_chain_pem())
+    monkeypatch.setenv("NODECERT_HOME", str(tmp_path))
+    monkeypatch.setenv("NODECERT_CA_BUNDLE", str(bundle))
+    monkeypatch.setattr(authorizer, "_wired", None)
+    assert authorizer.lambda_handler(event(REST, pem=cert.pem), None)["context"]["nodeId"] == "n1"

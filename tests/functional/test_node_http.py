@@ -1,0 +1,215 @@
+"""The node-side HTTP routes through the ASGI app: authorize, renew, CRL, revoke-all."""
+
+import urllib.parse
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from fastapi.testclient import TestClient
+
+from nodecert.adapters.http import create_app
+from nodecert.bootstrap import build_service
+from nodecert.config import Settings
+from nodecert.renewal import mint_renewal_token, renewal_audience
+from tests.nodeside import TRUST_DOMAIN, issue
+
+SECRET = "s3cret-s3cret-s3cret"
+
+
+@pytest.fixture
+def service(tmp_path):
+    return build_service(Settings(home=tmp_path))
+
+
+def client(service, host="127.0.0.1"):
+    return TestClient(create_app(service), client=(host, 40000))
+
+
+def token(service, user, admin=False):
+    group = service.settings.admin_group if admin else None
+    return {"Authorization": "Bearer " + service.dev_issuer.mint(user, admin_group=group)}
+
+
+def forwarded(cert, node):
+    return {"X-Client-Cert": urllib.parse.quote(cert.pem), "X-Nodecert-Node": node}
+
+
+def test_authorize_allows_the_right_node_with_identity_headers(service):
+    cert = issue(service.authority, "alice", "n1")
+    r = client(service).post("/v1/authorize", headers=forwarded(cert, "n1"))
+    assert r.status_code == 200
+    assert r.headers["x-nodecert-user"] == "alice"
+    assert r.headers["x-nodecert-node"] == "n1"
+    assert r.headers["x-nodecert-serial"] == cert.serial
+
+
+def test_authorize_denies_with_a_reason(service):
+    cert = issue(service.authority, "alice", "n1")
+    r = client(service).post("/v1/authorize", headers=forwarded(cert, "n2"))
+    assert r.status_code == 403
+    assert r.headers["x-nodecert-reason"] == "wrong_node"
+    assert r.json()["code"] == "access_denied"
+    r = client(service).post("/v1/authorize", headers={"X-Nodecert-Node": "n1"})
+    assert r.headers["x-nodecert-reason"] == "no_certificate"
+
+
+def test_authorize_takes_a_json_body_too(service):
+    cert = issue(service.authority, "alice", "n1")
+    r = client(service).post("/v1/authorize", json={"certificate": cert.pem, "nodeId": "n1"})
+    assert r.status_code == 200
+
+
+def test_authorize_is_not_an_open_oracle(tmp_path):
+    service = build_service(Settings(home=tmp_path))
+    cert = issue(service.authority, "alice", "n1")
+    r = client(service, host="203.0.113.9").post("/v1/authorize", headers=forwarded(cert, "n1"))
+    assert r.status_code == 403
+    assert r.json()["code"] == "forbidden"
+    with_secret = build_service(Settings(home=tmp_path, authorize_secret=SECRET))
+    remote = client(with_secret, host="203.0.113.9")
+    assert remote.post("/v1/authorize", headers=forwarded(cert, "n1")).status_code == 401
+    wrong = {**forwarded(cert, "n1"), "X-Nodecert-Authorize-Secret": "nope"}
+    assert remote.post("/v1/authorize", headers=wrong).status_code == 401
+    right = {**forwarded(cert, "n1"), "X-Nodecert-Authorize-Secret": SECRET}
+    assert remote.post("/v1/authorize", headers=right).status_code == 200
+    # With a secret configured, loopback alone is not enough.
+    assert client(with_secret).post("/v1/authorize", headers=forwarded(cert, "n1")).status_code == (
+        401
+    )
+
+
+def _renew_headers(cert, **kwargs):
+    pop = mint_renewal_token(cert.certificate, cert.key, audience=renewal_audience(TRUST_DOMAIN))
+    return {"Authorization": "Bearer " + pop}
+
+
+def test_renew_over_http_then_replay_then_revoked(service):
+    cert = issue(service.authority, "alice", "n1")
+    http = client(service)
+    headers = _renew_headers(cert)
+    r = http.post("/v1/renew", headers=headers)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["renewedFrom"] == cert.serial
+    assert (body["userId"], body["nodeId"]) == ("alice", "n1")
+    assert r.headers["cache-control"] == "no-store"
+    listed = http.get("/v1/certificates", headers=token(service, "alice")).json()
+    assert {c["serialNumber"]: c["renewedFrom"] for c in listed["certificates"]} == {
+        body["serialNumber"]: cert.serial,
+        cert.serial: None,
+    }
+    replay = http.post("/v1/renew", headers=headers)
+    assert replay.status_code == 401
+    assert "already used" in replay.json()["detail"]
+    http.post(f"/v1/certificates/{cert.serial}/revoke", headers=token(service, "alice"))
+    revoked = http.post("/v1/renew", headers=_renew_headers(cert))
+    assert revoked.status_code == 403
+    assert "revoked" in revoked.json()["detail"]
+
+
+def test_renew_with_a_csr_keeps_the_key_on_the_client(service):
+    from nodecert.identity import Identity
+    from nodecert.keys import KeyType, build_csr, generate_private_key
+
+    cert = issue(service.authority, "alice", "n1")
+    key = generate_private_key(KeyType.EC_P384)
+    csr = build_csr(key, Identity("x", "y"), organization="o", trust_domain="t.example")
+    pem = csr.public_bytes(serialization.Encoding.PEM).decode()
+    r = client(service).post("/v1/renew", headers=_renew_headers(cert), json={"csr": pem})
+    assert r.status_code == 201
+    assert "privateKey" not in r.json()
+    renewed = x509.load_pem_x509_certificate(r.json()["certificate"].encode())
+    assert renewed.public_key() == key.public_key()
+    assert r.json()["userId"] == "alice"  # The CSR's subject is ignored.
+
+
+def test_renew_without_a_token(service):
+    assert client(service).post("/v1/renew").status_code == 401
+
+
+def test_crl_is_der_signed_and_lists_revoked_certificates(service, tmp_path):
+    alice = issue(service.authority, "alice", "n1")
+    kept = issue(service.authority, "alice", "n1")
+    http = client(service)
+    http.post(
+        f"/v1/certificates/{alice.serial}/revoke",
+        headers=token(service, "alice"),
+        json={"reason": "keyCompromise"},
+    )
+    issue(service.authority, "bob", "n9")
+    http.post("/v1/users/bob/revoke-all", headers=token(service, "bob"))
+    r = http.get("/v1/crl")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/pkix-crl"
+    crl = x509.load_der_x509_crl(r.content)
+    ca = x509.load_pem_x509_certificate(http.get("/v1/ca").content)
+    assert crl.is_signature_valid(ca.public_key())
+    assert crl.next_update_utc > crl.last_update_utc
+    serials = {format(entry.serial_number, "x") for entry in crl}
+    assert alice.serial in serials
+    assert kept.serial not in serials
+    assert len(serials) == 2
+    assert _pkilint_findings(r.content) == []
+
+
+def _pkilint_findings(der):
+    # The same validators as pkilint's lint_crl (type CRL, profile PKIX), via the library:
+    # its CLI leaves the file open, which filterwarnings=error turns into a failure.
+    from pkilint import loader, pkix, report
+    from pkilint.pkix import crl, extension, name
+
+    validator = crl.create_pkix_crl_validator_container(
+        [
+            pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
+            pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS),
+        ],
+        [
+            crl.create_issuer_validator_container([]),
+            crl.create_validity_validator_container([]),
+            crl.create_extensions_validator_container([]),
+        ],
+    )
+    document = loader.RFC5280CertificateListDocumentLoader().load_der_document(der, "crl")
+    results = validator.validate(document.root)
+    assert report.get_findings_count(results) == sum(len(r.finding_descriptions) for r in results)
+    return [f"{d.finding.code} {d.message}" for r in results for d in r.finding_descriptions]
+
+
+def test_revoke_all_for_a_node_owner_or_admin_only(service):
+    a1 = issue(service.authority, "alice", "n1")
+    a2 = issue(service.authority, "alice", "n1")
+    issue(service.authority, "bob", "n2")
+    http = client(service)
+    assert http.post("/v1/nodes/n1/revoke-all", headers=token(service, "bob")).status_code == 403
+    r = http.post("/v1/nodes/n1/revoke-all", headers=token(service, "alice"))
+    assert r.status_code == 200
+    assert {c["serialNumber"] for c in r.json()["revoked"]} == {a1.serial, a2.serial}
+    for cert in (a1, a2):
+        denied = http.post("/v1/authorize", headers=forwarded(cert, "n1"))
+        assert denied.headers["x-nodecert-reason"] == "revoked"
+    again = http.post("/v1/nodes/n2/revoke-all", headers=token(service, "admin", admin=True))
+    assert again.json()["count"] == 1
+
+
+def test_revoke_all_for_a_user(service):
+    issue(service.authority, "alice", "n1")
+    http = client(service)
+    assert http.post("/v1/users/alice/revoke-all", headers=token(service, "bob")).status_code == (
+        403
+    )
+    r = http.post("/v1/users/alice/revoke-all", headers=token(service, "alice"))
+    assert r.json()["count"] == 1
+
+
+def test_deleting_or_transferring_a_node_denies_at_once(service):
+    a = issue(service.authority, "alice", "n1")
+    b = issue(service.authority, "bob", "n2")
+    http = client(service)
+    admin = token(service, "admin", admin=True)
+    assert http.put("/v1/nodes/n1", headers=admin, json={"owner": "carol"}).status_code == 200
+    assert (
+        http.post("/v1/authorize", headers=forwarded(a, "n1")).headers["x-nodecert-reason"]
+        == "revoked"
+    )
+    assert http.delete("/v1/nodes/n2", headers=admin).status_code == 204
+    assert http.post("/v1/authorize", headers=forwarded(b, "n2")).status_code == 403

@@ -1,0 +1,173 @@
+"""The node-side decision: one test per deny reason, with an in-memory store."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from nodecert.access import AccessDeniedError, DenyReason
+from nodecert.backends.local import LocalCA
+from nodecert.ports import RevocationReason
+from tests.nodeside import ADMIN, MemoryStore, authority, decider, issue, new_ca, record, sign
+
+
+@pytest.fixture
+def ca(tmp_path):
+    return new_ca(tmp_path / "ca")
+
+
+@pytest.fixture
+def store():
+    return MemoryStore()
+
+
+@pytest.fixture
+def auth(ca, store):
+    return authority(ca, store)
+
+
+def test_the_right_certificate_for_the_right_node_is_allowed(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    decision = decider(ca, store).decide(cert.pem, "n1")
+    assert decision.allowed
+    assert decision.reason is None
+    assert (decision.identity.user_id, decision.identity.node_id) == ("alice", "n1")
+    assert decision.serial == cert.serial
+
+
+def test_der_and_parsed_certificates_are_accepted_too(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    der = cert.certificate.public_bytes(serialization.Encoding.DER)
+    assert decider(ca, store).decide(der, "n1").allowed
+    assert decider(ca, store).decide(cert.certificate, "n1").allowed
+
+
+def test_a_decision_costs_one_ledger_get_and_one_owner_lookup(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    decide = decider(ca, store)
+    store.calls = 0
+    assert decide.decide(cert.pem, "n1").allowed
+    assert store.calls == 2
+
+
+def test_wrong_node_is_denied(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    auth.put_node(ADMIN, "n2", "alice")
+    decision = decider(ca, store).decide(cert.pem, "n2")
+    assert decision.reason is DenyReason.WRONG_NODE
+    assert decision.identity.node_id == "n1"
+
+
+def test_foreign_ca_is_denied_even_with_a_perfect_identity(tmp_path, ca, store, auth):
+    issue(auth, "alice", "n1")
+    foreign = new_ca(tmp_path / "foreign")  # Same organization, same names, other key.
+    forged = sign(foreign, "alice", "n1")
+    record(store, forged)  # Even a ledger row does not help.
+    assert decider(ca, store).decide(forged.pem, "n1").reason is DenyReason.UNTRUSTED_ISSUER
+
+
+def test_expired_and_not_yet_valid_certificates_are_denied(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    later = cert.certificate.not_valid_after_utc + timedelta(seconds=1)
+    earlier = cert.certificate.not_valid_before_utc - timedelta(seconds=1)
+    assert decider(ca, store, clock=lambda: later).decide(cert.pem, "n1").reason is (
+        DenyReason.EXPIRED
+    )
+    assert decider(ca, store, clock=lambda: earlier).decide(cert.pem, "n1").reason is (
+        DenyReason.NOT_YET_VALID
+    )
+
+
+def test_renewal_grace_applies_only_to_renewal(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    later = cert.certificate.not_valid_after_utc + timedelta(minutes=5)
+    decide = decider(ca, store, clock=lambda: later)
+    assert decide.decide(cert.pem, "n1").reason is DenyReason.EXPIRED
+    assert not decide.decide_for_renewal(cert.pem).allowed
+    assert decide.decide_for_renewal(cert.pem, grace=timedelta(minutes=10)).allowed
+
+
+def test_revocation_takes_effect_at_the_next_decision(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    decide = decider(ca, store)
+    assert decide.decide(cert.pem, "n1").allowed
+    auth.revoke(ADMIN, cert.serial, RevocationReason.KEY_COMPROMISE)
+    assert decide.decide(cert.pem, "n1").reason is DenyReason.REVOKED
+
+
+def test_node_transfer_denies_even_before_the_revocation_sweep(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    store.owners["n1"] = store.owners["n1"].__class__("n1", "bob", datetime.now(UTC))
+    assert decider(ca, store).decide(cert.pem, "n1").reason is DenyReason.NODE_NOT_OWNED
+
+
+def test_node_transfer_through_the_authority_revokes(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    auth.put_node(ADMIN, "n1", "bob")
+    assert decider(ca, store).decide(cert.pem, "n1").reason is DenyReason.REVOKED
+
+
+def test_deleted_node_is_denied(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    del store.owners["n1"]
+    assert decider(ca, store).decide(cert.pem, "n1").reason is DenyReason.NODE_NOT_OWNED
+
+
+def test_a_certificate_missing_from_the_ledger_is_denied(ca, store, auth):
+    issue(auth, "alice", "n1")
+    unrecorded = sign(ca, "alice", "n1")
+    assert decider(ca, store).decide(unrecorded.pem, "n1").reason is (
+        DenyReason.UNKNOWN_CERTIFICATE
+    )
+
+
+def test_another_trust_domain_has_no_identity(tmp_path, ca, store, auth):
+    other = LocalCA(
+        key=ca._key, certificate=ca.certificate, organization="nodecert", trust_domain="evil.org"
+    )
+    cert = sign(other, "alice", "n1")
+    record(store, cert)
+    assert decider(ca, store).decide(cert.pem, "n1").reason is DenyReason.NO_IDENTITY
+
+
+def test_store_failure_fails_closed(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    store.down = True
+    decision = decider(ca, store).decide(cert.pem, "n1")
+    assert not decision.allowed
+    assert decision.reason is DenyReason.STORE_UNAVAILABLE
+
+
+@pytest.mark.parametrize("garbage", ["", "not a cert", b"\x30\x03\x02\x01\x01", "x" * 20000])
+def test_garbage_is_malformed(ca, store, garbage):
+    assert decider(ca, store).decide(garbage, "n1").reason is DenyReason.MALFORMED_CERTIFICATE
+
+
+@pytest.mark.parametrize("target", ["", "a/b", "..", None])
+def test_a_bad_target_is_denied(ca, store, auth, target):
+    cert = issue(auth, "alice", "n1")
+    assert decider(ca, store).decide(cert.pem, target).reason is DenyReason.INVALID_TARGET
+
+
+def test_require_raises_with_the_decision(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    decide = decider(ca, store)
+    assert decide.require(cert.pem, "n1").user_id == "alice"
+    with pytest.raises(AccessDeniedError) as caught:
+        decide.require(cert.pem, "n2")
+    assert caught.value.decision.reason is DenyReason.WRONG_NODE
+    assert caught.value.code == "access_denied"
+
+
+def test_rsa_certificates_are_decided_the_same_way(tmp_path, store):
+    from nodecert.keys import KeyType
+
+    rsa_ca = LocalCA.open_or_create(
+        tmp_path / "rsa",
+        organization="nodecert",
+        trust_domain="nodecert.local",
+        key_type=KeyType.RSA_2048,
+    )
+    auth = authority(rsa_ca, store)
+    cert = issue(auth, "alice", "n1")
+    assert decider(rsa_ca, store).decide(cert.pem, "n1").allowed

@@ -1,0 +1,199 @@
+"""Proof-of-possession renewal: lineage, and every way a renewal token is refused."""
+
+import base64
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from nodecert.access import AccessDeniedError, DenyReason
+from nodecert.errors import AuthenticationError
+from nodecert.ports import RevocationReason
+from nodecert.renewal import RenewalRequest, Renewer, mint_renewal_token, renewal_audience
+from tests.nodeside import (
+    ADMIN,
+    TRUST_DOMAIN,
+    MemoryStore,
+    authority,
+    decider,
+    issue,
+    new_ca,
+    sign,
+)
+
+AUDIENCE = renewal_audience(TRUST_DOMAIN)
+
+
+@pytest.fixture
+def ca(tmp_path):
+    return new_ca(tmp_path / "ca")
+
+
+@pytest.fixture
+def store():
+    return MemoryStore()
+
+
+@pytest.fixture
+def auth(ca, store):
+    return authority(ca, store)
+
+
+def renewer(ca, store, auth, **kwargs):
+    return Renewer(
+        authority=auth, decider=decider(ca, store), replay=store, audience=AUDIENCE, **kwargs
+    )
+
+
+def renew(renewer_, token):
+    return renewer_.renew(RenewalRequest(token=token, request_id="renew-1"))
+
+
+def test_renewal_issues_the_same_identity_and_records_the_lineage(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    issued = renew(
+        renewer(ca, store, auth), mint_renewal_token(cert.certificate, cert.key, audience=AUDIENCE)
+    )
+    record = issued.record
+    assert (record.user_id, record.node_id) == ("alice", "n1")
+    assert record.renewed_from == cert.serial
+    assert record.serial != cert.serial
+    assert store.get(record.serial).renewed_from == cert.serial
+    assert issued.private_key_pem is not None  # No CSR sent: a fresh server-side key.
+
+
+def test_a_replayed_token_is_refused(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    token = mint_renewal_token(cert.certificate, cert.key, audience=AUDIENCE)
+    r = renewer(ca, store, auth)
+    renew(r, token)
+    with pytest.raises(AuthenticationError, match="already used"):
+        renew(r, token)
+
+
+def test_a_revoked_certificate_cannot_renew(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    auth.revoke(ADMIN, cert.serial, RevocationReason.KEY_COMPROMISE)
+    token = mint_renewal_token(cert.certificate, cert.key, audience=AUDIENCE)
+    with pytest.raises(AccessDeniedError) as caught:
+        renew(renewer(ca, store, auth), token)
+    assert caught.value.decision.reason is DenyReason.REVOKED
+
+
+def test_a_transferred_node_cannot_renew(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    auth.put_node(ADMIN, "n1", "bob")
+    token = mint_renewal_token(cert.certificate, cert.key, audience=AUDIENCE)
+    with pytest.raises(AccessDeniedError):
+        renew(renewer(ca, store, auth), token)
+
+
+def test_a_foreign_certificate_cannot_renew(tmp_path, ca, store, auth):
+    issue(auth, "alice", "n1")
+    forged = sign(new_ca(tmp_path / "foreign"), "alice", "n1")
+    token = mint_renewal_token(forged.certificate, forged.key, audience=AUDIENCE)
+    with pytest.raises(AccessDeniedError) as caught:
+        renew(renewer(ca, store, auth), token)
+    assert caught.value.decision.reason is DenyReason.UNTRUSTED_ISSUER
+
+
+def test_expiry_grace_is_off_by_default_and_configurable(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    later = cert.certificate.not_valid_after_utc + timedelta(minutes=1)
+    token = mint_renewal_token(cert.certificate, cert.key, audience=AUDIENCE, now=later)
+    strict = Renewer(
+        authority=auth,
+        decider=decider(ca, store, clock=lambda: later),
+        replay=store,
+        audience=AUDIENCE,
+        clock=lambda: later,
+    )
+    with pytest.raises(AccessDeniedError) as caught:
+        renew(strict, token)
+    assert caught.value.decision.reason is DenyReason.EXPIRED
+    lenient = Renewer(
+        authority=auth,
+        decider=decider(ca, store, clock=lambda: later),
+        replay=store,
+        audience=AUDIENCE,
+        grace=timedelta(minutes=5),
+        clock=lambda: later,
+    )
+    assert renew(lenient, token).record.renewed_from == cert.serial
+
+
+def _token(cert, key, *, headers=None, alg="ES256", **claims):
+    now = int(datetime.now(UTC).timestamp())
+    body = {"aud": AUDIENCE, "iat": now, "exp": now + 60, "jti": "j1", **claims}
+    body = {k: v for k, v in body.items() if v is not None}
+    der = cert.public_bytes(serialization.Encoding.DER)
+    head = {"x5c": [base64.b64encode(der).decode()]} if headers is None else headers
+    return jwt.encode(body, key, algorithm=alg, headers=head)
+
+
+@pytest.mark.parametrize(
+    ("claims", "match"),
+    [
+        ({"aud": "https://other.example"}, "audience"),
+        ({"jti": None}, "jti"),
+        ({"exp": None}, "'iat' and 'exp'"),
+        ({"exp": int(datetime.now(UTC).timestamp()) + 3600}, "over 5 minutes"),
+        (
+            {
+                "iat": int(datetime.now(UTC).timestamp()) - 400,
+                "exp": int(datetime.now(UTC).timestamp()) - 200,
+            },
+            "expired",
+        ),
+        (
+            {
+                "iat": int(datetime.now(UTC).timestamp()) + 600,
+                "exp": int(datetime.now(UTC).timestamp()) + 700,
+            },
+            "not valid yet",
+        ),
+    ],
+)
+def test_bad_claims_are_refused(ca, store, auth, claims, match):
+    cert = issue(auth, "alice", "n1")
+    with pytest.raises(AuthenticationError, match=match):
+        renew(renewer(ca, store, auth), _token(cert.certificate, cert.key, **claims))
+
+
+def test_a_token_signed_by_another_key_is_refused(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    thief = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(AuthenticationError, match="signature"):
+        renew(renewer(ca, store, auth), _token(cert.certificate, thief))
+    assert store.used == {}  # A forger cannot burn the jti.
+
+
+@pytest.mark.parametrize("headers", [{}, {"x5c": "abc"}, {"x5c": ["!!"]}, {"x5c": ["AAAA"]}])
+def test_a_missing_or_broken_x5c_is_refused(ca, store, auth, headers):
+    cert = issue(auth, "alice", "n1")
+    with pytest.raises(AuthenticationError, match="x5c"):
+        renew(renewer(ca, store, auth), _token(cert.certificate, cert.key, headers=headers))
+
+
+def test_hs256_and_none_are_refused(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    der = cert.certificate.public_bytes(serialization.Encoding.DER)
+    head = {"x5c": [base64.b64encode(der).decode()]}
+    token = jwt.encode({"aud": AUDIENCE}, "secret-secret-secret-secret-32b!", "HS256", head)
+    with pytest.raises(AuthenticationError, match="algorithm"):
+        renew(renewer(ca, store, auth), token)
+    with pytest.raises(AuthenticationError, match="well-formed"):
+        renew(renewer(ca, store, auth), "not.a.jwt")
+
+
+def test_an_rsa_algorithm_with_an_ec_certificate_is_refused(ca, store, auth):
+    cert = issue(auth, "alice", "n1")
+    token = _token(cert.certificate, cert.key)
+    header, payload, signature = token.split(".")
+    forged_header = jwt.utils.base64url_encode(
+        jwt.utils.base64url_decode(header).replace(b'"ES256"', b'"RS256"')
+    ).decode()
+    with pytest.raises(AuthenticationError, match="does not fit"):
+        renew(renewer(ca, store, auth), f"{forged_header}.{payload}.{signature}")
