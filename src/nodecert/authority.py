@@ -36,6 +36,7 @@ from nodecert.ports import (
     RevocationReason,
     SigningRequest,
 )
+from nodecert.quota import QuotaPolicy
 
 __all__ = ["Authority", "IssueRequest", "IssuedCertificate"]
 
@@ -84,6 +85,7 @@ class Authority:
         trust_domain: The SPIFFE trust domain of issued certificates.
         keygen: Makes server-side private keys (a pre-generating pool in production).
         clock: Returns the current time, timezone-aware UTC.
+        quota: Issuance limits (none when omitted).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class Authority:
         trust_domain: str,
         keygen: Callable[[KeyType], PrivateKey] = generate_private_key,
         clock: Callable[[], datetime] = _utcnow,
+        quota: QuotaPolicy | None = None,
     ) -> None:
         self.ca = ca
         self.ledger = ledger
@@ -108,6 +111,7 @@ class Authority:
         self.trust_domain = trust_domain
         self.keygen = keygen
         self.clock = clock
+        self.quota = quota
 
     def issue(self, principal: Principal, request: IssueRequest) -> IssuedCertificate:
         """Issue a client certificate for one of ``principal``'s nodes.
@@ -133,6 +137,8 @@ class Authority:
                 KeyType.RSA_2048 if request.key_type is None else KeyType.parse(request.key_type)
             )
         self.ownership.check(principal, node_id)
+        if self.quota is not None:
+            self.quota.check(principal.user_id, node_id, self.ledger, self.clock())
         if request.csr is None:
             key = self.keygen(key_type)
             csr = build_csr(

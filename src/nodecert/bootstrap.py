@@ -22,6 +22,7 @@ from nodecert.keypool import KeyPool
 from nodecert.keys import KeyType
 from nodecert.policy import OwnershipPolicy, ValidityPolicy
 from nodecert.ports import CABackend, CRLSigner, Ledger, NodeDirectory, ReplayGuard
+from nodecert.quota import QuotaPolicy, RateLimiter
 from nodecert.renewal import Renewer, renewal_audience
 from nodecert.revocation import CRLPublisher
 from nodecert.store.sqlite import SQLiteStore
@@ -84,6 +85,7 @@ def build_service(settings: Settings) -> Service:
         organization=settings.organization,
         trust_domain=settings.trust_domain,
         keygen=key_pool,
+        quota=_quota(settings, store),
     )
     if dev_issuer is not None:
         verifier = OIDCVerifier(
@@ -126,6 +128,20 @@ def build_service(settings: Settings) -> Service:
     )
     return Service(
         settings, authority, Routes(authority, verifier), dev_issuer, key_pool, node_routes
+    )
+
+
+def _quota(settings: Settings, store: object) -> QuotaPolicy:
+    limiter = store if isinstance(store, RateLimiter) else None
+    per_minute = settings.quota_per_minute
+    if per_minute and limiter is None:
+        log.warning("NODECERT_QUOTA_PER_MINUTE: this store keeps no rate buckets; rate is off")
+        per_minute = 0
+    return QuotaPolicy(
+        per_minute=per_minute,
+        burst=settings.quota_burst,
+        max_active=settings.max_active_per_node,
+        limiter=limiter,
     )
 
 

@@ -50,6 +50,9 @@ class Settings:
     default_validity_days: int = 7
     max_validity_days: int = 30
     max_body_bytes: int = 64 * 1024
+    quota_per_minute: int = 30
+    quota_burst: int = 30
+    max_active_per_node: int = 10
     key_pool_size: int = 8
     log_level: str = "INFO"
     ca_bundle: Path | None = None
@@ -108,6 +111,8 @@ class Settings:
         _require(1 <= self.port <= 65535, f"NODECERT_PORT: {self.port} is not a TCP port")
         _require(self.workers >= 1, "NODECERT_WORKERS: must be at least 1")
         _require(self.max_body_bytes >= 1024, "NODECERT_MAX_BODY_BYTES: must be >= 1024")
+        for name in ("quota_per_minute", "quota_burst", "max_active_per_node"):
+            _require(getattr(self, name) >= 0, f"NODECERT_{name.upper()}: must be >= 0 (0 = off)")
         _require(self.key_pool_size >= 0, "NODECERT_KEY_POOL_SIZE: must be >= 0")
         _require(
             1 <= self.default_validity_days <= self.max_validity_days,

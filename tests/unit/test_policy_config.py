@@ -250,6 +250,9 @@ FULL_ENV = {
     "NODECERT_DEFAULT_VALIDITY_DAYS": "1",
     "NODECERT_MAX_VALIDITY_DAYS": "90",
     "NODECERT_MAX_BODY_BYTES": "2048",
+    "NODECERT_QUOTA_PER_MINUTE": "120",
+    "NODECERT_QUOTA_BURST": "20",
+    "NODECERT_MAX_ACTIVE_PER_NODE": "3",
     "NODECERT_KEY_POOL_SIZE": "8",
     "NODECERT_LOG_LEVEL": "DEBUG",
     "NODECERT_CA_BUNDLE": "/etc/nodecert/ca.pem",
@@ -268,6 +271,8 @@ def test_every_setting_is_read_and_converted():
     assert settings.home == Path("/var/lib/nodecert")
     assert settings.host == "0.0.0.0"
     assert settings.port == 8443
+    assert (settings.quota_per_minute, settings.quota_burst) == (120, 20)
+    assert settings.max_active_per_node == 3
     assert settings.workers == 4
     assert settings.organization == "Acme"
     assert settings.trust_domain == "acme.example"

@@ -24,9 +24,9 @@ from nodecert.ports import (
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-# Version 2 added used_tokens (single-use renewal token ids); CREATE TABLE IF NOT EXISTS
-# upgrades a version 1 file in place.
-SCHEMA_VERSION = 2
+# Version 2 added used_tokens (single-use renewal token ids), version 3 rate_buckets
+# (issuance quotas); CREATE TABLE IF NOT EXISTS upgrades older files in place.
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
     node_id     TEXT PRIMARY KEY,
@@ -57,6 +57,11 @@ CREATE TABLE IF NOT EXISTS used_tokens (
     expires_at  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS used_tokens_by_expiry ON used_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS rate_buckets (
+    key         TEXT PRIMARY KEY,
+    tokens      REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
 """
 _COLUMNS = (
     "serial, user_id, node_id, key_type, not_before, not_after, fingerprint_sha256,"
@@ -223,6 +228,32 @@ class SQLiteStore:
                 )
         except sqlite3.IntegrityError as exc:
             raise ConflictError("token: already used") from exc
+
+    def take_token(self, key: str, *, capacity: float, refill_per_s: float, now: datetime) -> float:
+        """Take one token from bucket ``key`` (a ``RateLimiter``); 0.0 when granted.
+
+        One UPSERT does the read, the refill and the take, so concurrent workers can never
+        both spend the last token.
+        """
+        at = now.timestamp()
+        refill = "min(:capacity, tokens + max(0, :at - updated_at) * :rate)"
+        values = {"key": key, "capacity": capacity, "rate": refill_per_s, "at": at}
+        with self._transaction() as db:
+            granted = db.execute(
+                "INSERT INTO rate_buckets (key, tokens, updated_at)"
+                " VALUES (:key, :capacity - 1, :at)"
+                f" ON CONFLICT (key) DO UPDATE SET tokens = {refill} - 1, updated_at = :at"
+                f" WHERE {refill} >= 1"
+                " RETURNING tokens",
+                values,
+            ).fetchone()
+            if granted is not None:
+                return 0.0
+            row = db.execute(
+                f"SELECT {refill} FROM rate_buckets WHERE key = :key", values
+            ).fetchone()
+        available = float(row[0]) if row else 0.0
+        return (1.0 - available) / refill_per_s if refill_per_s > 0 else float("inf")
 
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
