@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import sqlite3
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 from cryptography import x509
 from fastapi.testclient import TestClient
 
 from nodecert.adapters.http import create_app
+from nodecert.backends.acmpca import ACMPCABackend, RetryPolicy
 from nodecert.bootstrap import build_service
 from nodecert.errors import BackendUnavailableError, StoreUnavailableError
 from nodecert.ports import CertificateRecord, RevocationReason, SignedCertificate, SigningRequest
+from nodecert.store.sqlite import SQLiteStore
 
 from ..conftest import ADMIN, make_settings
 
@@ -80,3 +86,123 @@ def test_ledger_down_is_503_and_no_certificate_leaves(tmp_path: Path, key_type: 
     assert response.status_code == 503
     assert response.headers["retry-after"] == "2"
     assert "BEGIN" not in response.text
+
+
+# ACM PCA misbehaving, through the real backend on botocore's Stubber (moto cannot throttle
+# or answer RequestInProgressException), and a SQLite file locked by another writer.
+
+CA_ARN = (
+    "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/"
+    "11111111-1111-1111-1111-111111111111"
+)
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _pca_client(tmp_path: Path, script: Callable[[Stubber], None]) -> tuple[TestClient, object]:
+    client = boto3.client(
+        "acm-pca", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stubber = Stubber(client)
+    stubber.add_response(
+        "describe_certificate_authority",
+        {
+            "CertificateAuthority": {
+                "Arn": CA_ARN,
+                "Status": "ACTIVE",
+                "CertificateAuthorityConfiguration": {
+                    "KeyAlgorithm": "EC_prime256v1",
+                    "SigningAlgorithm": "SHA256WITHECDSA",
+                    "Subject": {"CommonName": "test CA"},
+                },
+            }
+        },
+    )
+    script(stubber)
+    stubber.activate()
+    service = build_service(make_settings(tmp_path / "home"))
+    clock = FakeTime()
+    service.authority.ca = ACMPCABackend(
+        client,
+        ca_arn=CA_ARN,
+        organization="nodecert",
+        trust_domain="nodecert.local",
+        retry=RetryPolicy(),
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        jitter=lambda: 0.5,
+    )
+    service.authority.put_node(ADMIN, "n1", "alice")
+    return TestClient(create_app(service), raise_server_exceptions=False), service
+
+
+def _issued(stubber: Stubber) -> None:
+    stubber.add_response("issue_certificate", {"CertificateArn": f"{CA_ARN}/certificate/abc"})
+
+
+SCRIPTS = {
+    "throttled": lambda s: [
+        s.add_client_error("issue_certificate", "ThrottlingException", http_status_code=400)
+        for _ in range(10)
+    ],
+    "failing": lambda s: [
+        s.add_client_error("issue_certificate", "InternalFailure", http_status_code=500)
+        for _ in range(10)
+    ],
+    "stuck in progress": lambda s: [
+        _issued(s),
+        *[s.add_client_error("get_certificate", "RequestInProgressException") for _ in range(200)],
+    ],
+}
+
+
+@pytest.mark.parametrize("fault", sorted(SCRIPTS))
+def test_pca_faults_are_503_with_retry_after_and_no_row(tmp_path: Path, fault: str) -> None:
+    client, service = _pca_client(tmp_path, SCRIPTS[fault])
+    token = service.dev_issuer.mint("alice")  # type: ignore[attr-defined]
+    response = client.post(
+        "/generate-cert",
+        json={"nodeId": "n1", "keyType": "ec-p256"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 503, response.text
+    assert int(response.headers["retry-after"]) >= 1
+    assert response.json()["code"] == "ca_unavailable"
+    assert "BEGIN" not in response.text
+    assert service.authority.ledger.find(user_id="alice") == []  # type: ignore[attr-defined]
+
+
+def test_a_locked_database_is_503_and_returns_no_certificate(tmp_path: Path) -> None:
+    service = build_service(make_settings(tmp_path / "home"))
+    service.authority.put_node(ADMIN, "n1", "alice")
+    path = service.settings.database_path
+    store = SQLiteStore(path, busy_timeout_s=0.2)
+    service.authority.ledger = store
+    service.authority.quota = dataclasses.replace(service.authority.quota, limiter=store)  # type: ignore[arg-type]
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # Another process holds the write lock.
+    try:
+        with TestClient(create_app(service), raise_server_exceptions=False) as client:
+            token = service.dev_issuer.mint("alice")  # type: ignore[union-attr]
+            response = client.post(
+                "/generate-cert",
+                json={"nodeId": "n1", "keyType": "ec-p256"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert response.status_code == 503, response.text
+    assert response.json()["code"] == "store_unavailable"
+    assert "retry-after" in response.headers
+    assert "BEGIN" not in response.text
+    assert store.find(user_id="alice") == []

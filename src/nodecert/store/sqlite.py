@@ -75,13 +75,16 @@ class SQLiteStore:
 
     Args:
         path: The database file; created (with its schema) when missing.
+        busy_timeout_s: How long a write waits for another writer's lock before the
+            store reports itself unavailable (503).
 
     Raises:
         StoreUnavailableError: the file cannot be opened, or has a newer schema.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = _BUSY_TIMEOUT_S) -> None:
         self.path = path
+        self._busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
@@ -278,7 +281,7 @@ class SQLiteStore:
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+            db = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
             db.execute("PRAGMA journal_mode = WAL")
             # FULL makes each commit durable before the certificate leaves the process:
             # a kill -9 or power cut must not lose a row the client already has.
