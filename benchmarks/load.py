@@ -64,6 +64,9 @@ class LoadSpec:
         warmup: unmeasured requests per connection before the clock starts.
         timeout: grace for in-flight requests after the cap, and the connect timeout.
         engine: ``asyncio`` (default) or ``threads``.
+        variants: per-connection (extra headers, body) pairs, used round-robin by
+            connection number (e.g. one user's token and node per connection); empty: all
+            connections send ``headers`` and ``body``.
     """
 
     host: str
@@ -80,6 +83,7 @@ class LoadSpec:
     warmup: int = 1
     timeout: float = 30.0
     engine: str = "asyncio"
+    variants: tuple[tuple[dict[str, str], bytes], ...] = ()
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -87,18 +91,27 @@ class LoadSpec:
         if self.concurrency < 1 or self.max_requests < 1 or self.max_seconds <= 0:
             raise ValueError("concurrency, max_requests and max_seconds must be positive")
 
-    def request_bytes(self) -> bytes:
-        """The full HTTP/1.1 request, built once and sent as is."""
+    def request_for(self, connection: int) -> tuple[dict[str, str], bytes]:
+        """The headers and body that connection number ``connection`` sends."""
+        if not self.variants:
+            return self.headers, self.body
+        headers, body = self.variants[connection % len(self.variants)]
+        return {**self.headers, **headers}, body
+
+    def request_bytes(self, connection: int = 0) -> bytes:
+        """The full HTTP/1.1 request of one connection, built once and sent as is."""
+        headers, body = self.request_for(connection)
         lines = [f"{self.method} {self.path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
-        lines += [f"{name}: {value}" for name, value in self.headers.items()]
-        lines += [f"Content-Length: {len(self.body)}", "Connection: keep-alive", "", ""]
-        return "\r\n".join(lines).encode("latin-1") + self.body
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines += [f"Content-Length: {len(body)}", "Connection: keep-alive", "", ""]
+        return "\r\n".join(lines).encode("latin-1") + body
 
     def to_json(self) -> str:
         """Serialise for the subprocess (bodies are base64)."""
         data = asdict(self)
         data["body"] = base64.b64encode(self.body).decode()
         data["expect_body"] = base64.b64encode(self.expect_body).decode()
+        data["variants"] = [[h, base64.b64encode(b).decode()] for h, b in self.variants]
         return json.dumps(data)
 
     @classmethod
@@ -107,6 +120,7 @@ class LoadSpec:
         data = json.loads(text)
         data["body"] = base64.b64decode(data["body"])
         data["expect_body"] = base64.b64decode(data["expect_body"])
+        data["variants"] = tuple((h, base64.b64decode(b)) for h, b in data["variants"])
         return cls(**data)
 
 
@@ -274,11 +288,10 @@ async def _async_worker(
 
 async def _run_async(spec: LoadSpec) -> LoadResult:
     tally = _Tally(spec)
-    request = spec.request_bytes()
     ready, start = asyncio.Semaphore(0), asyncio.Event()
     tasks = [
-        asyncio.create_task(_async_worker(tally, request, ready, start))
-        for _ in range(spec.concurrency)
+        asyncio.create_task(_async_worker(tally, spec.request_bytes(i), ready, start))
+        for i in range(spec.concurrency)
     ]
     # Every worker connects and warms up before the clock starts.
     async with asyncio.timeout(spec.timeout * (spec.warmup + 1)):
@@ -303,14 +316,19 @@ async def _run_async(spec: LoadSpec) -> LoadResult:
 
 
 def _thread_worker(
-    tally: _Tally, ready: threading.Semaphore, start: threading.Event, failures: Counter[str]
+    tally: _Tally,
+    connection: int,
+    ready: threading.Semaphore,
+    start: threading.Event,
+    failures: Counter[str],
 ) -> None:
     spec = tally.spec
-    headers = {**spec.headers, "Connection": "keep-alive"}
+    headers, body = spec.request_for(connection)
+    headers = {**headers, "Connection": "keep-alive"}
     try:
         conn = http.client.HTTPConnection(spec.host, spec.port, timeout=spec.timeout)
         for _ in range(spec.warmup):
-            conn.request(spec.method, spec.path, spec.body, headers)
+            conn.request(spec.method, spec.path, body, headers)
             conn.getresponse().read()
     except Exception as exc:  # Reported in the result, not raised.
         failures[f"worker {type(exc).__name__}: {exc}"] += 1
@@ -322,7 +340,7 @@ def _thread_worker(
         while tally.take():
             began = time.perf_counter()
             try:
-                conn.request(spec.method, spec.path, spec.body, headers)
+                conn.request(spec.method, spec.path, body, headers)
                 response = conn.getresponse()
                 body = response.read()
             except (OSError, http.client.HTTPException) as exc:
@@ -341,8 +359,10 @@ def _run_threads(spec: LoadSpec) -> LoadResult:
     tally = _Tally(spec)
     ready, start, failures = threading.Semaphore(0), threading.Event(), Counter[str]()
     threads = [
-        threading.Thread(target=_thread_worker, args=(tally, ready, start, failures), daemon=True)
-        for _ in range(spec.concurrency)
+        threading.Thread(
+            target=_thread_worker, args=(tally, i, ready, start, failures), daemon=True
+        )
+        for i in range(spec.concurrency)
     ]
     for thread in threads:
         thread.start()
