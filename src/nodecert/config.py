@@ -17,6 +17,8 @@ from nodecert.policy import OwnershipMode
 
 __all__ = ["Settings"]
 
+_CLIENT_VARIABLES = frozenset({"NODECERT_TOKEN", "NODECERT_SERVER"})
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -48,7 +50,7 @@ class Settings:
     default_validity_days: int = 7
     max_validity_days: int = 30
     max_body_bytes: int = 64 * 1024
-    key_pool_size: int = 0
+    key_pool_size: int = 8
     log_level: str = "INFO"
 
     @property
@@ -70,8 +72,8 @@ class Settings:
         """
         known = {f"NODECERT_{name.upper()}" for name in cls.__dataclass_fields__}
         unknown = sorted(k for k in env if k.startswith("NODECERT_") and k not in known)
-        # NODECERT_TOKEN is the CLI's credential, not a service setting.
-        unknown = [k for k in unknown if k != "NODECERT_TOKEN"]
+        # The CLI's client settings are not service settings.
+        unknown = [k for k in unknown if k not in _CLIENT_VARIABLES]
         if unknown:
             raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}")
         values: dict[str, object] = {}

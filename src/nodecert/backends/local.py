@@ -33,11 +33,20 @@ class LocalCA:
     Args:
         key: The CA private key.
         certificate: The self-signed CA certificate.
+        organization: The ``O=`` of issued certificates.
         trust_domain: SPIFFE trust domain written into issued certificates.
     """
 
-    def __init__(self, *, key: PrivateKey, certificate: x509.Certificate, trust_domain: str):
+    def __init__(
+        self,
+        *,
+        key: PrivateKey,
+        certificate: x509.Certificate,
+        organization: str,
+        trust_domain: str,
+    ) -> None:
         self._key = key
+        self._organization = organization
         self._certificate = certificate
         self._trust_domain = trust_domain
         self._aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
@@ -81,7 +90,7 @@ class LocalCA:
             raise ConfigurationError(f"local CA: cannot read {cert_path}") from exc
         if cert.public_key() != key.public_key():
             raise ConfigurationError(f"local CA: {cert_path} does not match {key_path}")
-        return cls(key=key, certificate=cert, trust_domain=trust_domain)
+        return cls(key=key, certificate=cert, organization=organization, trust_domain=trust_domain)
 
     def issue(self, request: SigningRequest) -> SignedCertificate:
         """Sign ``request`` with the fixed client (or node) profile."""
@@ -90,7 +99,7 @@ class LocalCA:
             raise TypeError("LocalCA.issue: only RSA and EC keys reach the CA")
         builder = (
             x509.CertificateBuilder()
-            .subject_name(request.identity.subject(_organization(self._certificate)))
+            .subject_name(request.identity.subject(self._organization))
             .issuer_name(self._certificate.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
@@ -158,12 +167,6 @@ def client_extensions(
         (aki, False),
         (x509.SubjectAlternativeName(names), False),
     ]
-
-
-def _organization(certificate: x509.Certificate) -> str:
-    values = certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-    value = values[0].value if values else "nodecert"
-    return value if isinstance(value, str) else "nodecert"
 
 
 def _self_signed(key: PrivateKey, organization: str, now: datetime) -> x509.Certificate:

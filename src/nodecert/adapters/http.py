@@ -1,0 +1,360 @@
+"""The FastAPI front end: a thin shell over :class:`~nodecert.adapters.routes.Routes`.
+
+Handlers read raw input, run the route function in the thread pool (key generation and
+token verification are CPU work that must not block the event loop) and render the
+:class:`Reply`. The pydantic models below document the API in ``/openapi.json``; parsing
+itself is done by ``routes`` so that the Lambda front end answers identically.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nodecert.adapters.routes import Reply, problem
+from nodecert.errors import InvalidRequestError, NodecertError, NotFoundError, PayloadTooLargeError
+from nodecert.ports import Principal
+
+if TYPE_CHECKING:
+    from nodecert.bootstrap import Service
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("nodecert")
+_ID = r"^[A-Za-z0-9._-]{1,128}$"
+
+
+class GenerateCertRequest(BaseModel):
+    """Body of ``POST /generate-cert``."""
+
+    nodeId: str = Field(pattern=_ID)  # noqa: N815 - wire name
+    userId: str | None = Field(default=None, pattern=_ID)  # noqa: N815
+    keyType: Literal["rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"] | None = None  # noqa: N815
+    csr: str | None = Field(default=None, max_length=16384)
+    validityDays: int | None = Field(default=None, ge=1)  # noqa: N815
+
+
+class IssuedCertificate(BaseModel):
+    """Body of a 201 from ``POST /generate-cert``."""
+
+    certificate: str
+    certificateChain: str  # noqa: N815
+    privateKey: str | None = None  # noqa: N815
+    serialNumber: str  # noqa: N815
+    notBefore: str  # noqa: N815
+    notAfter: str  # noqa: N815
+    userId: str  # noqa: N815
+    nodeId: str  # noqa: N815
+    keyType: str  # noqa: N815
+
+
+class Certificate(BaseModel):
+    """A ledger row."""
+
+    serialNumber: str  # noqa: N815
+    userId: str  # noqa: N815
+    nodeId: str  # noqa: N815
+    keyType: str  # noqa: N815
+    status: Literal["active", "revoked", "expired"]
+    notBefore: str  # noqa: N815
+    notAfter: str  # noqa: N815
+    fingerprintSha256: str  # noqa: N815
+    createdAt: str  # noqa: N815
+    revokedAt: str | None  # noqa: N815
+    revocationReason: str | None  # noqa: N815
+    renewedFrom: str | None  # noqa: N815
+
+
+class CertificateList(BaseModel):
+    """Body of ``GET /v1/certificates``."""
+
+    certificates: list[Certificate]
+
+
+class RevokeRequest(BaseModel):
+    """Body of ``POST /v1/certificates/{serial}/revoke`` (optional)."""
+
+    reason: Literal[
+        "unspecified",
+        "keyCompromise",
+        "affiliationChanged",
+        "superseded",
+        "cessationOfOperation",
+        "privilegeWithdrawn",
+    ] = "unspecified"
+
+
+class NodeBody(BaseModel):
+    """Body of ``PUT /v1/nodes/{nodeId}``."""
+
+    owner: str = Field(pattern=_ID)
+
+
+class Node(BaseModel):
+    """A node directory entry."""
+
+    nodeId: str  # noqa: N815
+    owner: str
+    createdAt: str  # noqa: N815
+
+
+class NodeList(BaseModel):
+    """Body of ``GET /v1/nodes``."""
+
+    nodes: list[Node]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": Problem, "content": {"application/problem+json": {}}} for s in statuses}
+
+
+def _body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    return {
+        "requestBody": {
+            "required": required,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
+
+
+def _render(reply: Reply) -> Response:
+    return Response(
+        content=reply.encoded() if reply.status != 204 else None,
+        status_code=reply.status,
+        headers=reply.headers,
+        media_type=reply.media_type,
+    )
+
+
+def create_app(service: Service) -> FastAPI:
+    """The FastAPI application serving ``service``."""
+    routes = service.routes
+    app = FastAPI(
+        title="nodecert",
+        version="1",
+        description="Per-node mutual-TLS certificates on demand.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.add_middleware(BodyLimit, max_bytes=service.settings.max_body_bytes)
+
+    @app.exception_handler(NodecertError)
+    async def _nodecert_error(request: Request, exc: NodecertError) -> Response:
+        if exc.code in ("ca_unavailable", "store_unavailable", "internal_error"):
+            log.warning("%s %s: %s", request.method, request.url.path, exc.detail)
+        return _render(problem(exc, instance=request.url.path))
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        error: NodecertError = (
+            NotFoundError(f"path: no route {request.url.path[:200]}")
+            if exc.status_code == 404
+            else InvalidRequestError(f"request: {exc.detail}")
+        )
+        reply = problem(error, instance=request.url.path)
+        if exc.status_code == 405:
+            reply = Reply(
+                405,
+                {
+                    **reply.body,
+                    "status": 405,
+                    "code": "method_not_allowed",
+                    "title": "Method not allowed",
+                    "detail": f"method: {request.method} is not allowed here",
+                },
+                reply.headers,
+                reply.media_type,
+            )
+        return _render(reply)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
+        error = InvalidRequestError(f"{where or 'request'}: {first.get('msg', 'invalid')}")
+        return _render(problem(error, instance=request.url.path))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
+        error = NodecertError("internal error; the request was not completed")
+        return _render(problem(error, instance=request.url.path))
+
+    async def authed(request: Request, handler: Callable[[Principal], Reply]) -> Response:
+        authorization = request.headers.get("authorization")
+
+        def run() -> Reply:
+            return handler(routes.authenticate(authorization))
+
+        return _render(await run_in_threadpool(run))
+
+    @app.post(
+        "/generate-cert",
+        status_code=201,
+        response_model=IssuedCertificate,
+        responses=_errors(400, 401, 403, 413, 429, 503),
+        openapi_extra=_body(GenerateCertRequest),
+        summary="Issue a certificate for one of your nodes",
+    )
+    async def generate_cert(request: Request) -> Response:
+        body = await request.body()
+        key = request.headers.get("idempotency-key")
+        return await authed(request, lambda p: routes.generate_cert(p, body, idempotency_key=key))
+
+    @app.get(
+        "/v1/certificates",
+        response_model=CertificateList,
+        responses=_errors(400, 401),
+        summary="List your certificates",
+    )
+    async def list_certificates(
+        request: Request,
+        nodeId: str | None = None,  # noqa: N803 - wire name
+        status: str | None = None,
+    ) -> Response:
+        return await authed(
+            request, lambda p: routes.list_certificates(p, node_id=nodeId, status=status)
+        )
+
+    @app.get(
+        "/v1/certificates/{serial}",
+        response_model=Certificate,
+        responses=_errors(400, 401, 404),
+        summary="One of your certificates",
+    )
+    async def get_certificate(request: Request, serial: str) -> Response:
+        return await authed(request, lambda p: routes.get_certificate(p, serial))
+
+    @app.post(
+        "/v1/certificates/{serial}/revoke",
+        response_model=Certificate,
+        responses=_errors(400, 401, 404, 413, 503),
+        openapi_extra=_body(RevokeRequest, required=False),
+        summary="Revoke a certificate (owner or admin)",
+    )
+    async def revoke(request: Request, serial: str) -> Response:
+        body = await request.body()
+        return await authed(request, lambda p: routes.revoke(p, serial, body))
+
+    @app.get("/v1/nodes", response_model=NodeList, responses=_errors(401), summary="List nodes")
+    async def list_nodes(request: Request) -> Response:
+        return await authed(request, routes.list_nodes)
+
+    @app.put(
+        "/v1/nodes/{nodeId}",
+        response_model=Node,
+        responses=_errors(400, 401, 403, 413),
+        openapi_extra=_body(NodeBody),
+        summary="Create or transfer a node (admin)",
+    )
+    async def put_node(request: Request, nodeId: str) -> Response:  # noqa: N803
+        body = await request.body()
+        return await authed(request, lambda p: routes.put_node(p, nodeId, body))
+
+    @app.get(
+        "/v1/nodes/{nodeId}",
+        response_model=Node,
+        responses=_errors(400, 401, 403, 404),
+        summary="One node (admin)",
+    )
+    async def get_node(request: Request, nodeId: str) -> Response:  # noqa: N803
+        return await authed(request, lambda p: routes.get_node(p, nodeId))
+
+    @app.delete(
+        "/v1/nodes/{nodeId}",
+        status_code=204,
+        responses=_errors(400, 401, 403, 404),
+        summary="Delete a node and revoke its certificates (admin)",
+    )
+    async def delete_node(request: Request, nodeId: str) -> Response:  # noqa: N803
+        return await authed(request, lambda p: routes.delete_node(p, nodeId))
+
+    @app.get(
+        "/v1/ca",
+        responses={200: {"content": {"application/x-pem-file": {}}}},
+        summary="The CA chain (PEM) for node trust stores",
+    )
+    async def ca() -> Response:
+        return _render(routes.ca())
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> Response:
+        return _render(routes.healthz())
+
+    return app
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for bodies over ``max_bytes``, without reading them whole.
+
+    A declared ``Content-Length`` over the limit is refused before any byte is read; a
+    chunked body is counted as it streams and refused as soon as it crosses the limit.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(scope, send)
+            return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLargeError
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLargeError:
+            if not started:
+                await self._refuse(scope, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        error = PayloadTooLargeError(f"body: larger than {self.max_bytes} bytes")
+        reply = problem(error, instance=scope.get("path"))
+        headers = [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
+        headers.append((b"content-type", reply.media_type.encode()))
+        headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.encoded()})

@@ -1,0 +1,307 @@
+"""The HTTP contract without a web framework: parse, call the authority, render.
+
+Both front ends (FastAPI in ``http.py``, API Gateway in ``aws_lambda.py``) call these
+functions with raw input (header values, body bytes, path and query parameters), so bad
+input gets the very same problem document whichever way it came in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from nodecert.authority import Authority, IssueRequest
+from nodecert.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    BackendUnavailableError,
+    ConfigurationError,
+    ConflictError,
+    InvalidRequestError,
+    NodecertError,
+    NotFoundError,
+    PayloadTooLargeError,
+    QuotaExceededError,
+)
+from nodecert.ports import (
+    CertificateRecord,
+    CertificateStatus,
+    NodeRecord,
+    Principal,
+    RevocationReason,
+    TokenVerifier,
+)
+
+__all__ = [
+    "PROBLEM_TYPE_BASE",
+    "Reply",
+    "Routes",
+    "certificate_json",
+    "node_json",
+    "parse_object",
+    "problem",
+    "status_of",
+]
+
+log = logging.getLogger("nodecert")
+
+PROBLEM_TYPE_BASE = "https://nodecert.dev/problems/"
+_STATUS: tuple[tuple[type[NodecertError], int], ...] = (
+    (PayloadTooLargeError, 413),
+    (InvalidRequestError, 400),
+    (AuthenticationError, 401),
+    (AuthorizationError, 403),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (QuotaExceededError, 429),
+    (BackendUnavailableError, 503),
+    (ConfigurationError, 500),
+)
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_ISSUE_FIELDS = frozenset({"nodeId", "userId", "keyType", "csr", "validityDays"})
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A framework-neutral HTTP response."""
+
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = "application/json"
+
+    def encoded(self) -> bytes:
+        """The body as bytes (JSON unless it is already text)."""
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+def status_of(error: NodecertError) -> int:
+    """The HTTP status for an error class (the one table of the HTTP contract)."""
+    for cls, status in _STATUS:
+        if isinstance(error, cls):
+            return status
+    return 500
+
+
+def problem(error: NodecertError, *, instance: str | None = None) -> Reply:
+    """An RFC 9457 problem document for ``error``, with Retry-After when it has one."""
+    status = status_of(error)
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + error.code,
+        "title": error.title,
+        "status": status,
+        "detail": error.detail,
+        "code": error.code,
+    }
+    if instance:
+        body["instance"] = instance
+    headers = {"Cache-Control": "no-store"}
+    if error.retry_after is not None or status in (429, 503):
+        headers["Retry-After"] = str(error.retry_after or 1)
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="nodecert"'
+    return Reply(status, body, headers, "application/problem+json")
+
+
+class Routes:
+    """Every route of the v1 contract, as plain methods returning :class:`Reply`."""
+
+    def __init__(self, authority: Authority, verifier: TokenVerifier) -> None:
+        self.authority = authority
+        self.verifier = verifier
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The caller named by an ``Authorization: Bearer`` header value.
+
+        Raises:
+            AuthenticationError: no header, another scheme, or a token that fails.
+        """
+        if not authorization:
+            raise AuthenticationError("Authorization: a Bearer token is required")
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("Authorization: expected 'Bearer <token>'")
+        return self.verifier.verify(token.strip())
+
+    def generate_cert(
+        self, principal: Principal, body: bytes, *, idempotency_key: str | None = None
+    ) -> Reply:
+        """``POST /generate-cert``: issue a certificate (201)."""
+        data = parse_object(body, allowed=_ISSUE_FIELDS)
+        if "nodeId" not in data:
+            raise InvalidRequestError("nodeId: required")
+        issued = self.authority.issue(
+            principal,
+            IssueRequest(
+                node_id=data["nodeId"],
+                key_type=data.get("keyType"),
+                csr=data.get("csr"),
+                validity_days=data.get("validityDays"),
+                claimed_user_id=data.get("userId"),
+                request_id=_request_id(principal, idempotency_key),
+            ),
+        )
+        record = issued.record
+        log.info(
+            "issued serial=%s user=%s node=%s key_type=%s request_id=%s",
+            record.serial,
+            record.user_id,
+            record.node_id,
+            record.key_type,
+            record.request_id,
+        )
+        out: dict[str, Any] = {
+            "certificate": issued.certificate_pem,
+            "certificateChain": issued.chain_pem,
+            "serialNumber": record.serial,
+            "notBefore": _time(record.not_before),
+            "notAfter": _time(record.not_after),
+            "userId": record.user_id,
+            "nodeId": record.node_id,
+            "keyType": record.key_type,
+        }
+        if issued.private_key_pem is not None:
+            out["privateKey"] = issued.private_key_pem
+        headers = {
+            "Cache-Control": "no-store",
+            "Location": f"/v1/certificates/{record.serial}",
+        }
+        return Reply(201, out, headers)
+
+    def list_certificates(
+        self, principal: Principal, *, node_id: str | None, status: str | None
+    ) -> Reply:
+        """``GET /v1/certificates``: the caller's certificates."""
+        wanted = None
+        if status is not None:
+            try:
+                wanted = CertificateStatus(status)
+            except ValueError:
+                raise InvalidRequestError(
+                    f"status: {status[:20]!r} is not one of active, revoked, expired"
+                ) from None
+        rows = self.authority.list_certificates(principal, node_id=node_id, status=wanted)
+        return Reply(200, {"certificates": [certificate_json(r) for r in rows]})
+
+    def get_certificate(self, principal: Principal, serial: str) -> Reply:
+        """``GET /v1/certificates/{serial}``."""
+        return Reply(200, certificate_json(self.authority.get_certificate(principal, serial)))
+
+    def revoke(self, principal: Principal, serial: str, body: bytes) -> Reply:
+        """``POST /v1/certificates/{serial}/revoke`` with optional ``{"reason": ...}``."""
+        data = parse_object(body, allowed=frozenset({"reason"}), empty_ok=True)
+        reason = _reason(data.get("reason", RevocationReason.UNSPECIFIED.value))
+        row = self.authority.revoke(principal, serial, reason)
+        log.info("revoked serial=%s by=%s reason=%s", row.serial, principal.user_id, reason)
+        return Reply(200, certificate_json(row))
+
+    def put_node(self, principal: Principal, node_id: str, body: bytes) -> Reply:
+        """``PUT /v1/nodes/{nodeId}`` with ``{"owner": userId}`` (admin)."""
+        data = parse_object(body, allowed=frozenset({"owner"}))
+        if "owner" not in data:
+            raise InvalidRequestError("owner: required")
+        record = self.authority.put_node(principal, node_id, data["owner"])
+        log.info("node put node=%s owner=%s by=%s", record.node_id, record.owner, principal.user_id)
+        return Reply(200, node_json(record))
+
+    def get_node(self, principal: Principal, node_id: str) -> Reply:
+        """``GET /v1/nodes/{nodeId}`` (admin)."""
+        return Reply(200, node_json(self.authority.get_node(principal, node_id)))
+
+    def delete_node(self, principal: Principal, node_id: str) -> Reply:
+        """``DELETE /v1/nodes/{nodeId}`` (admin): also revokes the node's certificates."""
+        self.authority.delete_node(principal, node_id)
+        log.info("node deleted node=%s by=%s", node_id, principal.user_id)
+        return Reply(204, "", media_type="text/plain")
+
+    def list_nodes(self, principal: Principal) -> Reply:
+        """``GET /v1/nodes``: all nodes (admin) or the caller's own."""
+        return Reply(200, {"nodes": [node_json(n) for n in self.authority.list_nodes(principal)]})
+
+    def ca(self) -> Reply:
+        """``GET /v1/ca``: the CA chain as PEM, for node trust stores."""
+        return Reply(200, self.authority.ca_chain_pem(), media_type="application/x-pem-file")
+
+    @staticmethod
+    def healthz() -> Reply:
+        """``GET /healthz``: liveness."""
+        return Reply(200, {"status": "ok"})
+
+
+def parse_object(body: bytes, *, allowed: frozenset[str], empty_ok: bool = False) -> dict[str, Any]:
+    """Parse a JSON object body, refusing other JSON, bad UTF-8 and unknown fields.
+
+    Raises:
+        InvalidRequestError: naming what is wrong.
+    """
+    if not body.strip():
+        if empty_ok:
+            return {}
+        raise InvalidRequestError("body: a JSON object is required")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequestError("body: not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequestError(f"body: expected a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        shown = ", ".join(repr(k[:40]) for k in unknown[:5])
+        raise InvalidRequestError(
+            f"body: unknown field(s) {shown} (allowed: {', '.join(sorted(allowed))})"
+        )
+    return data
+
+
+def certificate_json(row: CertificateRecord) -> dict[str, Any]:
+    """The API view of a ledger row."""
+    return {
+        "serialNumber": row.serial,
+        "userId": row.user_id,
+        "nodeId": row.node_id,
+        "keyType": row.key_type,
+        "status": row.status.value,
+        "notBefore": _time(row.not_before),
+        "notAfter": _time(row.not_after),
+        "fingerprintSha256": row.fingerprint_sha256,
+        "createdAt": _time(row.created_at),
+        "revokedAt": _time(row.revoked_at) if row.revoked_at else None,
+        "revocationReason": row.revocation_reason.value if row.revocation_reason else None,
+        "renewedFrom": row.renewed_from,
+    }
+
+
+def node_json(row: NodeRecord) -> dict[str, Any]:
+    """The API view of a node directory entry."""
+    return {"nodeId": row.node_id, "owner": row.owner, "createdAt": _time(row.created_at)}
+
+
+def _time(value: Any) -> str:
+    return str(value.isoformat().replace("+00:00", "Z"))
+
+
+def _reason(value: object) -> RevocationReason:
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return RevocationReason(value)
+    except ValueError:
+        accepted = ", ".join(r.value for r in RevocationReason)
+        raise InvalidRequestError(f"reason: {str(value)[:40]!r} is not one of {accepted}") from None
+
+
+def _request_id(principal: Principal, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return uuid.uuid4().hex
+    if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        raise InvalidRequestError("Idempotency-Key: 1-128 characters from A-Z a-z 0-9 . _ : -")
+    # Scoped to the caller, so two users picking the same key never share a request.
+    digest = hashlib.sha256(f"{principal.user_id}\0{idempotency_key}".encode()).hexdigest()
+    return f"idem-{digest[:32]}"

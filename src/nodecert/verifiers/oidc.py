@@ -1,0 +1,251 @@
+"""Bearer-token verification for any OIDC issuer (Cognito, Keycloak, Auth0, the dev issuer).
+
+Only asymmetric algorithms (RS256, ES256) are accepted, and the algorithm must match the
+key type the JWKS publishes for the token's ``kid``: this closes ``alg: none``, HS256
+signed with a public key, and RS/ES confusion. Times are checked against an injected
+clock with a small leeway.
+
+Cognito issues two kinds of token (see the Cognito developer guide, "Verifying a JSON web
+token"): ID tokens carry ``aud`` = app client id and ``token_use: id``; access tokens
+carry no ``aud`` but ``client_id`` and ``token_use: access``. Both are accepted with the
+configured audience as the client id.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jwt
+
+from nodecert.errors import AuthenticationError, BackendUnavailableError, NodecertError
+from nodecert.identity import validate_id
+from nodecert.ports import Principal
+
+__all__ = ["JWKS", "OIDCVerifier", "RemoteJWKS", "StaticJWKS", "groups_of"]
+
+_ALGORITHMS = {"RS256": "RSA", "ES256": "EC"}
+_MAX_TOKEN_BYTES = 8 * 1024
+
+
+class JWKS:
+    """A set of public keys by ``kid``."""
+
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        self.keys: dict[str, jwt.PyJWK] = {}
+        for entry in document.get("keys", []):
+            kid, kty = entry.get("kid"), entry.get("kty")
+            if isinstance(kid, str) and kty in ("RSA", "EC") and entry.get("use", "sig") == "sig":
+                try:
+                    self.keys[kid] = jwt.PyJWK(entry)
+                except jwt.PyJWTError:
+                    continue  # An unusable key is ignored, as RFC 7517 section 5 allows.
+
+    def get(self, kid: str) -> jwt.PyJWK | None:
+        """The key for ``kid``, or None."""
+        return self.keys.get(kid)
+
+
+class StaticJWKS:
+    """A JWKS known in advance (the dev issuer's, or a test's)."""
+
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        self._jwks = JWKS(document)
+
+    def key(self, kid: str) -> jwt.PyJWK | None:
+        """The key for ``kid``, or None."""
+        return self._jwks.get(kid)
+
+
+class RemoteJWKS:
+    """A JWKS fetched over HTTPS and cached, refreshed when an unknown ``kid`` shows up.
+
+    Refreshes are rate-limited to one per ``min_refresh_s``, so a flood of tokens with
+    made-up ``kid`` values cannot make nodecert hammer the issuer.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_refresh_s: float = 60.0,
+        timeout_s: float = 5.0,
+        fetch: Callable[[str, float], bytes] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self.fetches = 0
+        self._min_refresh_s = min_refresh_s
+        self._timeout_s = timeout_s
+        self._fetch = fetch or _http_get
+        self._monotonic = monotonic
+        self._jwks: JWKS | None = None
+        self._last_fetch: float | None = None
+        self._lock = threading.Lock()
+
+    def key(self, kid: str) -> jwt.PyJWK | None:
+        """The key for ``kid``, refreshing the set (rate-limited) when it is unknown.
+
+        Raises:
+            BackendUnavailableError: the JWKS has never been fetched successfully.
+        """
+        jwks = self._jwks
+        if jwks is not None and (found := jwks.get(kid)) is not None:
+            return found
+        with self._lock:
+            now = self._monotonic()
+            due = self._last_fetch is None or now - self._last_fetch >= self._min_refresh_s
+            if due:
+                self._last_fetch = now
+                self._refresh()
+        if self._jwks is None:
+            raise BackendUnavailableError(
+                "oidc: the issuer's JWKS cannot be fetched", retry_after=int(self._min_refresh_s)
+            )
+        return self._jwks.get(kid)
+
+    def _refresh(self) -> None:
+        self.fetches += 1
+        try:
+            document = json.loads(self._fetch(self.url, self._timeout_s))
+        except (OSError, ValueError):
+            return  # Keep the keys we have; the next refresh may succeed.
+        if isinstance(document, dict):
+            self._jwks = JWKS(document)
+
+
+def _http_get(url: str, timeout_s: float) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310
+        data: bytes = response.read(1024 * 1024)
+        return data
+
+
+class OIDCVerifier:
+    """Verifies bearer JWTs from one issuer and returns the caller. Implements
+    ``TokenVerifier``.
+
+    Args:
+        issuer: The exact ``iss`` expected.
+        audience: The app client id: ``aud`` of ID tokens, ``client_id`` of access tokens.
+        jwks: Where the issuer's public keys come from.
+        admin_group: Members of this group (``cognito:groups``/``groups``) are admins.
+        leeway_s: Clock skew tolerated on ``exp``/``nbf``/``iat``.
+        clock: Returns the current Unix time.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        jwks: StaticJWKS | RemoteJWKS,
+        admin_group: str,
+        leeway_s: int = 30,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.jwks = jwks
+        self.admin_group = admin_group
+        self.leeway_s = leeway_s
+        self.clock = clock
+
+    def verify(self, token: str) -> Principal:
+        """Verify ``token`` and return the :class:`Principal` it names.
+
+        Raises:
+            AuthenticationError: for any defect; the message says which check failed but
+                never echoes the token.
+            BackendUnavailableError: the issuer's keys cannot be fetched at all.
+        """
+        if len(token) > _MAX_TOKEN_BYTES:
+            raise AuthenticationError(f"token: longer than {_MAX_TOKEN_BYTES} bytes")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError("token: not a well-formed JWT") from exc
+        alg, kid = header.get("alg"), header.get("kid")
+        if alg not in _ALGORITHMS:
+            raise AuthenticationError(f"token: algorithm {str(alg)[:20]!r} is not accepted")
+        if not isinstance(kid, str) or not kid:
+            raise AuthenticationError("token: header has no 'kid'")
+        key = self.jwks.key(kid)
+        if key is None:
+            raise AuthenticationError("token: signed with an unknown key ('kid')")
+        if _ALGORITHMS[alg] != key.key_type:
+            raise AuthenticationError(f"token: algorithm {alg} does not fit the key's type")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key.key,
+                algorithms=[alg],
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                },
+            )
+        except jwt.InvalidSignatureError as exc:
+            raise AuthenticationError("token: signature does not verify") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError("token: cannot be decoded") from exc
+        self._check_claims(claims)
+        try:
+            user_id = validate_id(claims.get("sub"), field="sub")
+        except NodecertError as exc:
+            raise AuthenticationError(f"token: {exc.detail}") from exc
+        groups = groups_of(claims)
+        return Principal(
+            user_id=user_id,
+            groups=groups,
+            is_admin=self.admin_group in groups,
+            claims=claims,
+        )
+
+    def _check_claims(self, claims: Mapping[str, Any]) -> None:
+        if claims.get("iss") != self.issuer:
+            raise AuthenticationError("token: issuer ('iss') is not the configured issuer")
+        now = self.clock()
+        exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
+        if not isinstance(exp, int | float) or isinstance(exp, bool):
+            raise AuthenticationError("token: has no numeric expiry ('exp')")
+        if now > exp + self.leeway_s:
+            raise AuthenticationError("token: expired")
+        for name, value in (("nbf", nbf), ("iat", iat)):
+            if value is not None and (not _is_number(value) or value > now + self.leeway_s):
+                raise AuthenticationError(f"token: not valid yet ('{name}' is in the future)")
+        token_use = claims.get("token_use")
+        if token_use == "access":
+            if claims.get("client_id") != self.audience:
+                raise AuthenticationError("token: access token for another client ('client_id')")
+            return
+        if token_use not in (None, "id"):
+            raise AuthenticationError("token: 'token_use' must be 'id' or 'access'")
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        if self.audience not in audiences:
+            raise AuthenticationError("token: audience ('aud') is not this service")
+
+
+def groups_of(claims: Mapping[str, Any]) -> frozenset[str]:
+    """Group names from ``cognito:groups`` (or ``groups``).
+
+    API Gateway hands claims over as strings: REST APIs comma-join lists (``"a,b"``), HTTP
+    APIs flatten them to ``"[a b]"``. Both forms, and real JSON lists, are understood.
+    """
+    value = claims.get("cognito:groups", claims.get("groups"))
+    if isinstance(value, list):
+        return frozenset(v for v in value if isinstance(v, str))
+    if isinstance(value, str):
+        return frozenset(value.strip("[]").replace(",", " ").split())
+    return frozenset()
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
