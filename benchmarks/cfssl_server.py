@@ -127,11 +127,16 @@ class CFSSL:
         # Level 2 (warnings): per-request logging at the default level would cost the baseline.
         argv += ["-loglevel", "2"]
         self.service = Service("cfssl serve", argv, log=self.workdir / "cfssl.log").start()
-        wait_until(
-            lambda: self.service is not None and self.service.check_running() and self._ready(),
-            timeout=timeout,
-            what="cfssl serve",
-        )
+        try:
+            wait_until(
+                lambda: self.service is not None and self.service.check_running() and self._ready(),
+                timeout=timeout,
+                what="cfssl serve",
+            )
+        except SetupError as exc:
+            log = self.service.tail() if self.service is not None else ""
+            self.stop()
+            raise SetupError(f"{exc}\n{log}") from exc
         return self
 
     def _ready(self) -> bool:

@@ -67,6 +67,7 @@ class Nodecert:
         key_pool_size: ``NODECERT_KEY_POOL_SIZE``; None leaves the service default.
         users: how many (user, node, token) credentials to provision.
         extra_env: more ``NODECERT_*`` settings, passed as they are.
+        executable: the ``nodecert`` command to run (default: :func:`find_nodecert`).
     """
 
     def __init__(
@@ -77,13 +78,14 @@ class Nodecert:
         key_pool_size: int | None = None,
         users: int = 1,
         extra_env: dict[str, str] | None = None,
+        executable: str | None = None,
     ) -> None:
         self.home = home
         self.workers = workers
         self.key_pool_size = key_pool_size
         self.users = users
         self.extra_env = dict(extra_env or {})
-        self.executable = ""
+        self.executable = executable or ""
         self.port = 0
         self.credentials: list[Credential] = []
         self.service: Service | None = None
@@ -155,7 +157,7 @@ class Nodecert:
         Raises:
             SetupError: if nodecert is missing, does not start, or provisioning fails.
         """
-        self.executable = find_nodecert()
+        self.executable = self.executable or find_nodecert()
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         early: SetupError | None = None
@@ -166,11 +168,16 @@ class Nodecert:
         argv = [self.executable, "serve"]
         self.service = Service("nodecert serve", argv, log=self.home / "serve.log", env=self.env())
         self.service.start()
-        wait_until(
-            lambda: self.service is not None and self.service.check_running() and self._ready(),
-            timeout=timeout,
-            what="nodecert serve (GET /healthz)",
-        )
+        try:
+            wait_until(
+                lambda: self.service is not None and self.service.check_running() and self._ready(),
+                timeout=timeout,
+                what="nodecert serve (GET /healthz)",
+            )
+        except SetupError as exc:
+            log = self.service.tail() if self.service is not None else ""
+            self.stop()
+            raise SetupError(f"{exc}\n{log}") from exc
         if early is not None:
             try:
                 self.provision()

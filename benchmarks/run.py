@@ -50,6 +50,7 @@ GOALS = {
     "rsa-newcert": Goal(0.5),
     "rsa-floor": Goal(0.8),
     "generator-cpu": Goal(0.25, higher_is_better=False),
+    "keepalive-p50-ms": Goal(5.0, higher_is_better=False),
 }
 
 
@@ -77,6 +78,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="NAME=VALUE",
         help="extra NODECERT_* setting for the service (repeatable)",
+    )
+    parser.add_argument(
+        "--nodecert-bin", help="the nodecert command to bench (default: this venv's script)"
     )
     parser.add_argument("--no-cfssl", action="store_true", help="skip cfssl")
     parser.add_argument("--no-nodecert", action="store_true", help="skip nodecert")
@@ -202,8 +206,46 @@ class Bench:
                 )
                 self._run(scenario, "cfssl", spec)
 
+    def keepalive_probe(self, server: Nodecert) -> None:
+        """``GET /healthz`` over one kept-alive connection: the floor of any request.
+
+        A p50 near 40 ms here is Nagle's algorithm meeting the client's delayed ACK: the
+        server's accepted sockets lack TCP_NODELAY (uvicorn ``--workers N`` binds its
+        listener with ``proto=0``, so asyncio never sets it: Kludex/uvicorn#3149).
+        """
+        spec = LoadSpec(
+            host="127.0.0.1",
+            port=server.port,
+            path="/healthz",
+            method="GET",
+            concurrency=1,
+            max_requests=50,
+            max_seconds=min(self.args.seconds, 2.5),
+            warmup=self.args.warmup,
+            timeout=self.args.timeout,
+            engine=self.args.engine,
+        )
+        result = run_in_subprocess(spec)
+        print(f"  keep-alive probe: GET /healthz p50 {result.p50_ms:.2f} ms", flush=True)
+        self.report.add_row(
+            "nodecert",
+            "GET /healthz p50 on a keep-alive connection",
+            result.p50_ms,
+            GOALS["keepalive-p50-ms"],
+            unit="ms",
+            note=f"n={result.requests}, errors={result.errors}",
+        )
+        if result.p50_ms > 30:
+            self.report.add_note(
+                f"nodecert: every keep-alive request waits ~{result.p50_ms:.0f} ms (GET /healthz"
+                " p50): Nagle + delayed ACK, TCP_NODELAY is not set on accepted sockets"
+                " (uvicorn --workers N binds with proto=0: Kludex/uvicorn#3149); the figures"
+                " below include that wait."
+            )
+
     def nodecert(self, server: Nodecert) -> None:
         """Every scenario against nodecert; connections take the users in turn."""
+        self.keepalive_probe(server)
         for scenario in self.args.scenarios:
             variants = []
             for cred in server.credentials:
@@ -362,6 +404,7 @@ def measure(args: argparse.Namespace, report: Report) -> float:
                 key_pool_size=args.key_pool_size,
                 users=args.users,
                 extra_env=extra,
+                executable=args.nodecert_bin,
             )
             stack.callback(nodecert.stop)
             try:
