@@ -2,7 +2,7 @@
 
 Each hook is a function ``hook(context) -> None`` that measures something and calls
 ``context.report.add_row(section, name, value, goal, met)``. ``run.py`` calls every hook in
-:data:`HOOKS` after the load scenarios, with the servers still up; a hook that raises is
+:data:`HOOKS` after the load scenarios, with nodecert still up; a hook that raises is
 reported as a row with its error, and the run goes on.
 
 The three below are placeholders until their measurements exist: they add a "pending" row,
@@ -32,7 +32,7 @@ class BenchContext:
         workdir: a temporary directory of this run, deleted at its end.
         report: where to add rows.
         nodecert: the running server, or None when it could not start.
-        cfssl: the running cfssl, or None.
+        cfssl: None: cfssl is stopped after its runs (kept for hooks that start their own).
     """
 
     args: argparse.Namespace

@@ -5,7 +5,7 @@ One run, in this order, so that no server competes with another for the 2 cores:
 1. calibrate the load generator against a trivial endpoint;
 2. cfssl (Debian's ``golang-cfssl``, installed when missing) with a fresh EC P-256 CA:
    every scenario at every concurrency;
-3. the in-process RSA-2048 keygen floor (one process per core, cfssl idle);
+3. the in-process RSA-2048 keygen floor (one process per core, cfssl stopped);
 4. nodecert (``nodecert serve``, 2 workers, temporary home): every scenario again;
 5. the extra-figure hooks of ``extras.py`` and the goals below.
 
@@ -34,7 +34,7 @@ if not __package__:  # Run as a script: import ``benchmarks`` from the repositor
 from benchmarks import extras
 from benchmarks.calibrate import calibrate
 from benchmarks.cfssl_server import CFSSL, ensure_cfssl
-from benchmarks.floor import rsa_keygen_floor
+from benchmarks.floor import FloorResult, rsa_keygen_floor
 from benchmarks.load import LoadResult, LoadSpec, run_in_subprocess
 from benchmarks.nodecert_server import Nodecert
 from benchmarks.results import Goal, Report
@@ -49,7 +49,8 @@ GOALS = {
     "ec-csr": Goal(0.5),
     "rsa-newcert": Goal(0.5),
     "rsa-floor": Goal(0.8),
-    "generator-cpu": Goal(0.25, higher_is_better=False),
+    # The generator has its own process: it must stay far from saturating its core.
+    "generator-cpu": Goal(0.5, higher_is_better=False),
     "keepalive-p50-ms": Goal(5.0, higher_is_better=False),
 }
 
@@ -147,6 +148,7 @@ def machine_info(cfssl_version: str, *, measured: bool) -> dict[str, str]:
         "cfssl": cfssl_version or "not available",
         "nodecert": Nodecert.version() + ("" if measured else " (not measured)"),
         "commit": commit or "unknown",
+        "load average (1, 5, 15 min) at the end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
 
@@ -239,8 +241,8 @@ class Bench:
             self.report.add_note(
                 f"nodecert: every keep-alive request waits ~{result.p50_ms:.0f} ms (GET /healthz"
                 " p50): Nagle + delayed ACK, TCP_NODELAY is not set on accepted sockets"
-                " (uvicorn --workers N binds with proto=0: Kludex/uvicorn#3149); the figures"
-                " below include that wait."
+                " (uvicorn --workers N binds with proto=0: Kludex/uvicorn#3149); the nodecert"
+                " figures above include that wait."
             )
 
     def nodecert(self, server: Nodecert) -> None:
@@ -310,6 +312,16 @@ def judge(report: Report, args: argparse.Namespace) -> None:
         )
 
 
+def keygen_floor(args: argparse.Namespace, report: Report) -> FloorResult:
+    """Measure the RSA-2048 keygen floor; keep the highest so far in ``report``."""
+    print(f"RSA-2048 keygen floor: 2 processes x {args.floor_seconds:g} s", flush=True)
+    floor = rsa_keygen_floor(seconds=args.floor_seconds, processes=2)
+    print(f"  {floor.keys_per_s} keys/s ({floor.keys} keys, CPU {floor.cpu_share:.0%})", flush=True)
+    if report.floor is None or floor.keys_per_s > report.floor.keys_per_s:
+        report.floor = floor
+    return floor
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
@@ -343,6 +355,12 @@ def measure(args: argparse.Namespace, report: Report) -> float:
     """Start the servers, run every load, fill ``report``; return the seconds taken."""
     started = datetime.datetime.now(datetime.UTC)
     report.machine = machine_info("", measured=False)
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5:
+        report.add_note(
+            f"load average {load_before:.2f} at the start (recent or concurrent work), "
+            "so the figures are noisier than usual."
+        )
     report.settings = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "mode": "quick (smoke)" if args.quick else "full",
@@ -389,11 +407,13 @@ def measure(args: argparse.Namespace, report: Report) -> float:
                 cfssl = None
         if cfssl is not None:
             bench.cfssl(cfssl)
+            # Stopped at once, so that nothing of it can run during the floor or nodecert.
+            cfssl.stop()
+            cfssl = None
 
+        floors = []
         if "rsa-newcert" in args.scenarios:
-            print(f"RSA-2048 keygen floor: 2 processes x {args.floor_seconds:g} s", flush=True)
-            report.floor = rsa_keygen_floor(seconds=args.floor_seconds, processes=2)
-            print(f"  {report.floor.keys_per_s} keys/s ({report.floor.keys} keys)", flush=True)
+            floors.append(keygen_floor(args, report))
 
         nodecert: Nodecert | None = None
         if not args.no_nodecert:
@@ -423,9 +443,21 @@ def measure(args: argparse.Namespace, report: Report) -> float:
                 report.add_note(f"nodecert run failed: {exc}; server log: {nodecert.tail()}")
                 raise
 
-        judge(report, args)
+        # The hooks run while the servers are up; the second floor runs with them stopped
+        # (nodecert refills its RSA key pool in the background after the RSA runs).
         extras.run_hooks(extras.BenchContext(args, workdir, report, nodecert, cfssl))
-        report.machine = machine_info(cfssl_version, measured=nodecert is not None)
+        measured = nodecert is not None
+        stack.close()
+        if floors:
+            # RSA keygen time varies from key to key, and a shared host varies too.
+            floors.append(keygen_floor(args, report))
+            report.add_note(
+                "RSA keygen floor, both measurements: "
+                + ", ".join(f"{f.keys_per_s} keys/s (CPU {f.cpu_share:.0%})" for f in floors)
+                + "; the higher one is used."
+            )
+        judge(report, args)
+        report.machine = machine_info(cfssl_version, measured=measured)
         took = (datetime.datetime.now(datetime.UTC) - started).total_seconds()
         report.settings["took"] = f"{took:.0f} s"
     return took
