@@ -140,26 +140,18 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(_args: argparse.Namespace) -> None:
-    import uvicorn
-
+    from nodecert.adapters.serve import run
     from nodecert.bootstrap import build_service, settings_from_environment
 
     settings = settings_from_environment()
     # Create (or unlock) the CA and the store once, before workers start, so that a
     # configuration mistake is one clear line instead of a crash in every worker.
-    build_service(settings)
+    build_service(settings).close()
     print(
         f"nodecert: serving on http://{settings.host}:{settings.port} (data in {settings.home})",
         file=sys.stderr,
     )
-    uvicorn.run(
-        "nodecert.bootstrap:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level.lower(),
-    )
+    run(settings)
 
 
 def _dev_token(args: argparse.Namespace) -> None:
