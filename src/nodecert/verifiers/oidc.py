@@ -13,12 +13,14 @@ configured audience as the client id.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import math
 import threading
 import time
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard
 
@@ -143,6 +145,9 @@ class OIDCVerifier:
         admin_group: Members of this group (``cognito:groups``/``groups``) are admins.
         leeway_s: Clock skew tolerated on ``exp``/``nbf``/``iat``.
         clock: Returns the current Unix time.
+        cache_size: How many verified tokens to remember (0: none). A client sends the
+            same token with every request for up to an hour; checking its signature once
+            is enough, while its times are checked again on every use.
     """
 
     def __init__(
@@ -154,6 +159,7 @@ class OIDCVerifier:
         admin_group: str,
         leeway_s: int = 30,
         clock: Callable[[], float] = time.time,
+        cache_size: int = 4096,
     ) -> None:
         self.issuer = issuer
         self.audience = audience
@@ -161,6 +167,10 @@ class OIDCVerifier:
         self.admin_group = admin_group
         self.leeway_s = leeway_s
         self.clock = clock
+        self._cache_size = cache_size
+        # Keyed by the token's SHA-256, so the cache itself holds no usable credential.
+        self._cache: OrderedDict[bytes, Principal] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def verify(self, token: str) -> Principal:
         """Verify ``token`` and return the :class:`Principal` it names.
@@ -172,6 +182,23 @@ class OIDCVerifier:
         """
         if len(token) > _MAX_TOKEN_BYTES:
             raise AuthenticationError(f"token: longer than {_MAX_TOKEN_BYTES} bytes")
+        digest = hashlib.sha256(token.encode()).digest()
+        with self._cache_lock:
+            cached = self._cache.get(digest)
+            if cached is not None:
+                self._cache.move_to_end(digest)
+        if cached is not None:
+            self._check_times(cached.claims)
+            return cached
+        principal = self._verify(token)
+        if self._cache_size:
+            with self._cache_lock:
+                self._cache[digest] = principal
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -219,6 +246,10 @@ class OIDCVerifier:
     def _check_claims(self, claims: Mapping[str, Any]) -> None:
         if claims.get("iss") != self.issuer:
             raise AuthenticationError("token: issuer ('iss') is not the configured issuer")
+        self._check_times(claims)
+        self._check_audience(claims)
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
         now = self.clock()
         exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
         if not _is_number(exp):
@@ -228,6 +259,8 @@ class OIDCVerifier:
         for name, value in (("nbf", nbf), ("iat", iat)):
             if value is not None and (not _is_number(value) or value > now + self.leeway_s):
                 raise AuthenticationError(f"token: not valid yet ('{name}' is in the future)")
+
+    def _check_audience(self, claims: Mapping[str, Any]) -> None:
         token_use = claims.get("token_use")
         if token_use == "access":
             if claims.get("client_id") != self.audience:
