@@ -72,7 +72,7 @@ def build_service(settings: Settings) -> Service:
     Raises:
         ConfigurationError: a setting cannot be honoured (for example, a locked CA key).
     """
-    store = _store(settings)
+    store, limits = _store(settings)
     dev_issuer = DevIssuer.open_or_create(settings.home) if settings.dev_issuer else None
     ca = _ca(settings)
     key_pool = KeyPool({kt: settings.key_pool_size for kt in KeyType if kt.is_rsa})
@@ -85,7 +85,7 @@ def build_service(settings: Settings) -> Service:
         organization=settings.organization,
         trust_domain=settings.trust_domain,
         keygen=key_pool,
-        quota=_quota(settings, store),
+        quota=_quota(settings, limits),
     )
     if dev_issuer is not None:
         verifier = OIDCVerifier(
@@ -106,11 +106,11 @@ def build_service(settings: Settings) -> Service:
         )
     decider = _decider(settings, ca.chain(), store, store)
     renewer = None
-    if isinstance(store, ReplayGuard):
+    if isinstance(limits, ReplayGuard):
         renewer = Renewer(
             authority=authority,
             decider=decider,
-            replay=store,
+            replay=limits,
             audience=settings.renew_audience or renewal_audience(settings.trust_domain),
             grace=timedelta(seconds=settings.renew_grace_s),
         )
@@ -131,8 +131,8 @@ def build_service(settings: Settings) -> Service:
     )
 
 
-def _quota(settings: Settings, store: object) -> QuotaPolicy:
-    limiter = store if isinstance(store, RateLimiter) else None
+def _quota(settings: Settings, limits: object) -> QuotaPolicy:
+    limiter = limits if isinstance(limits, RateLimiter) else None
     per_minute = settings.quota_per_minute
     if per_minute and limiter is None:
         log.warning("NODECERT_QUOTA_PER_MINUTE: this store keeps no rate buckets; rate is off")
@@ -154,7 +154,7 @@ def build_decider(settings: Settings) -> AccessDecider:
     Raises:
         ConfigurationError: a setting cannot be honoured.
     """
-    store = _store(settings)
+    store, _ = _store(settings)
     chain: Sequence[x509.Certificate] = () if settings.ca_bundle else _ca(settings).chain()
     return _decider(settings, chain, store, store)
 
@@ -205,18 +205,28 @@ def create_app() -> FastAPI:
     return create_http_app(service)
 
 
-def _store(settings: Settings) -> SQLiteStore | DynamoDBStore:
+def _store(settings: Settings) -> tuple[SQLiteStore | DynamoDBStore, object]:
+    """The ledger and node directory, and what keeps single-use tokens and rate buckets.
+
+    The second is checked for the optional abilities (``ReplayGuard``, ``RateLimiter``)
+    with ``isinstance``: SQLite keeps them in its own file; DynamoDB in a third table,
+    through an object of its own over the same client.
+    """
     if settings.store == "sqlite":
-        return SQLiteStore(settings.database_path)
+        store = SQLiteStore(settings.database_path)
+        return store, store
     if settings.store == "dynamodb":
         from nodecert.aws import make_client
         from nodecert.store.dynamodb import DynamoDBStore
+        from nodecert.store.dynamodb_limits import DynamoDBLimits
 
-        return DynamoDBStore(
-            make_client("dynamodb", region=settings.aws_region),
+        client = make_client("dynamodb", region=settings.aws_region)
+        dynamodb = DynamoDBStore(
+            client,
             nodes_table=settings.dynamodb_nodes_table,
             certificates_table=settings.dynamodb_certificates_table,
         )
+        return dynamodb, DynamoDBLimits(client, table=settings.dynamodb_limits_table)
     raise ConfigurationError(f"NODECERT_STORE: {settings.store!r} is not available yet")
 
 

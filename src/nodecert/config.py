@@ -41,6 +41,7 @@ class Settings:
     database: Path | None = None
     dynamodb_nodes_table: str = "nodecert-nodes"
     dynamodb_certificates_table: str = "nodecert-certificates"
+    dynamodb_limits_table: str = "nodecert-limits"
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None

@@ -27,8 +27,13 @@ def event(name):
 @pytest.fixture
 def lambda_env(aws_client, moto_endpoint, unique, monkeypatch, tmp_path):
     ca_arn = create_active_ca(aws_client("acm-pca"))
-    nodes, certificates = f"nodes-{unique}", f"certificates-{unique}"
-    create_tables(aws_client("dynamodb"), nodes_table=nodes, certificates_table=certificates)
+    nodes, certificates, limits = f"nodes-{unique}", f"certificates-{unique}", f"limits-{unique}"
+    create_tables(
+        aws_client("dynamodb"),
+        nodes_table=nodes,
+        certificates_table=certificates,
+        limits_table=limits,
+    )
     variables = {
         "AWS_ENDPOINT_URL": moto_endpoint,
         "NODECERT_HOME": str(tmp_path / "home"),
@@ -38,6 +43,7 @@ def lambda_env(aws_client, moto_endpoint, unique, monkeypatch, tmp_path):
         "NODECERT_AWS_REGION": "eu-west-1",
         "NODECERT_DYNAMODB_NODES_TABLE": nodes,
         "NODECERT_DYNAMODB_CERTIFICATES_TABLE": certificates,
+        "NODECERT_DYNAMODB_LIMITS_TABLE": limits,
         "NODECERT_OIDC_ISSUER": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_EXAMPLE",
         "NODECERT_OIDC_AUDIENCE": "4example0clientid",
         "NODECERT_TRUST_DOMAIN": "nodecert.example",

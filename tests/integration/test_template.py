@@ -12,6 +12,7 @@ from cfnlint.decode import decode
 
 from nodecert.backends.acmpca import NODE_TEMPLATE_ARN, api_passthrough_template
 from nodecert.config import Settings
+from nodecert.store._dynamodb import LIMITS_TTL_ATTRIBUTE
 from nodecert.store.dynamodb import table_definitions
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "template.yaml"
@@ -33,12 +34,33 @@ def test_cfn_lint_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+TABLES = ("NodesTable", "CertificatesTable", "LimitsTable")
+
+
 def test_tables_match_the_store(template):
-    expected = table_definitions(nodes_table="n", certificates_table="c")
-    for logical, definition in zip(("NodesTable", "CertificatesTable"), expected, strict=True):
+    expected = table_definitions(nodes_table="n", certificates_table="c", limits_table="l")
+    for logical, definition in zip(TABLES, expected, strict=True):
         properties = template["Resources"][logical]["Properties"]
         for key in ("BillingMode", "KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes"):
-            assert properties[key] == definition[key], (logical, key)
+            assert properties.get(key) == definition.get(key), (logical, key)
+
+
+def test_the_limits_table_expires_items_on_the_attribute_the_code_writes(template):
+    properties = template["Resources"]["LimitsTable"]["Properties"]
+    assert properties["TimeToLiveSpecification"] == {
+        "AttributeName": LIMITS_TTL_ATTRIBUTE,
+        "Enabled": True,
+    }
+
+
+def test_every_table_reaches_the_function(template):
+    variables = template["Resources"]["NodecertFunction"]["Properties"]["Environment"]["Variables"]
+    for logical, setting in zip(
+        TABLES,
+        ("DYNAMODB_NODES_TABLE", "DYNAMODB_CERTIFICATES_TABLE", "DYNAMODB_LIMITS_TABLE"),
+        strict=True,
+    ):
+        assert variables[f"NODECERT_{setting}"] == {"Ref": logical}
 
 
 def test_lambda_environment_is_valid_settings(template):
@@ -54,19 +76,38 @@ def _statements(template):
     return policy["Statement"]
 
 
-def test_iam_allows_only_the_calls_the_adapters_make(template):
-    allowed = set()
-    for statement in _statements(template):
-        actions = statement["Action"]
-        allowed.update([actions] if isinstance(actions, str) else actions)
+def _calls(module, service):
     called = set()
-    for module, service in (("backends/acmpca.py", "acm-pca"), ("store/dynamodb.py", "dynamodb")):
-        source = (SRC / module).read_text()
-        for name in re.findall(r"client\.([a-z_]+)\(", source):
-            if name in {"get_waiter", "create_table"}:
-                continue  # create_tables is for tests; the stack creates the tables.
-            called.add(f"{service}:{''.join(p.title() for p in name.split('_'))}")
+    for name in re.findall(r"client\.([a-z_]+)\(", (SRC / module).read_text()):
+        if name in {"get_waiter", "create_table", "update_time_to_live"}:
+            continue  # create_tables is for tests; the stack creates the tables.
+        called.add(f"{service}:{''.join(p.title() for p in name.split('_'))}")
+    return called
+
+
+def _actions(statement):
+    actions = statement["Action"]
+    return {actions} if isinstance(actions, str) else set(actions)
+
+
+def test_iam_allows_only_the_calls_the_adapters_make(template):
+    allowed = set().union(*(_actions(s) for s in _statements(template)))
+    called = (
+        _calls("backends/acmpca.py", "acm-pca")
+        | _calls("store/dynamodb.py", "dynamodb")
+        | _calls("store/dynamodb_limits.py", "dynamodb")
+        | _calls("store/_dynamodb.py", "dynamodb")
+    )
     assert called == allowed
+
+
+def test_each_table_allows_only_the_calls_of_its_adapter(template):
+    by_sid = {s["Sid"]: s for s in _statements(template)}
+    ledger, limits = by_sid["LedgerAndNodeDirectory"], by_sid["RenewalTokensAndRateBuckets"]
+    assert _actions(ledger) == _calls("store/dynamodb.py", "dynamodb")
+    assert _actions(limits) == _calls("store/dynamodb_limits.py", "dynamodb")
+    assert limits["Resource"] == {"Fn::GetAtt": ["LimitsTable", "Arn"]}
+    assert "LimitsTable" not in str(ledger["Resource"])
 
 
 def test_issuance_is_limited_to_the_passthrough_templates(template):

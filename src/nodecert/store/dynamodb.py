@@ -1,10 +1,12 @@
 """The DynamoDB ledger and node directory (the serverless counterpart of SQLite).
 
-Two tables, created by ``deploy/template.yaml`` (or :func:`create_tables` in tests):
+Three tables, created by ``deploy/template.yaml`` (or :func:`create_tables` in tests):
 
 - nodes: partition key ``nodeId``; GSI ``byUser`` (``userId``, ``nodeId``);
 - certificates: partition key ``serial``; GSIs ``byUser`` and ``byNode`` (``userId`` or
-  ``nodeId``, sorted by ``createdAt``).
+  ``nodeId``, sorted by ``createdAt``);
+- limits: partition key ``key``, TTL on ``expiresAt``: single-use tokens and rate buckets,
+  kept by :class:`nodecert.store.dynamodb_limits.DynamoDBLimits`.
 
 Times are stored as ISO 8601 UTC strings of fixed width, so that string order is time
 order. A serial is never overwritten (``attribute_not_exists``) and revocation is one
@@ -14,13 +16,11 @@ conditional update, so two concurrent revocations keep the first time and reason
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from nodecert.aws import THROTTLING_CODES, botocore_errors, error_code, error_message
-from nodecert.errors import ConflictError, NotFoundError, StoreUnavailableError
+from nodecert.errors import ConflictError, NotFoundError
 from nodecert.ports import (
     CertificateRecord,
     CertificateStatus,
@@ -28,79 +28,23 @@ from nodecert.ports import (
     Profile,
     RevocationReason,
 )
+from nodecert.store._dynamodb import (
+    BY_NODE,
+    BY_USER,
+    ConditionFailedError,
+    create_tables,
+    dynamodb_call,
+    table_definitions,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, CreateTableInputTypeDef
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 __all__ = ["DynamoDBStore", "create_tables", "table_definitions"]
 
-_log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-_BY_USER = "byUser"
-_BY_NODE = "byNode"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-_CONFIGURATION_CODES = {
-    "ResourceNotFoundException": "the table does not exist; check NODECERT_DYNAMODB_*_TABLE",
-    "AccessDeniedException": "access denied; check the function's IAM role (dynamodb:*)",
-    "UnrecognizedClientException": "the AWS credentials are not valid",
-    "ValidationException": "the table does not have the expected keys or indexes",
-}
-
-
-def table_definitions(
-    *, nodes_table: str, certificates_table: str
-) -> list[CreateTableInputTypeDef]:
-    """The ``CreateTable`` requests of both tables (on-demand), as the SAM template has them."""
-
-    def by(name: str, key: str, sort: str) -> Any:
-        return {
-            "IndexName": name,
-            "KeySchema": [
-                {"AttributeName": key, "KeyType": "HASH"},
-                {"AttributeName": sort, "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-        }
-
-    return [
-        {
-            "TableName": nodes_table,
-            "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": [
-                {"AttributeName": "nodeId", "AttributeType": "S"},
-                {"AttributeName": "userId", "AttributeType": "S"},
-            ],
-            "KeySchema": [{"AttributeName": "nodeId", "KeyType": "HASH"}],
-            "GlobalSecondaryIndexes": [by(_BY_USER, "userId", "nodeId")],
-        },
-        {
-            "TableName": certificates_table,
-            "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": [
-                {"AttributeName": "serial", "AttributeType": "S"},
-                {"AttributeName": "userId", "AttributeType": "S"},
-                {"AttributeName": "nodeId", "AttributeType": "S"},
-                {"AttributeName": "createdAt", "AttributeType": "S"},
-            ],
-            "KeySchema": [{"AttributeName": "serial", "KeyType": "HASH"}],
-            "GlobalSecondaryIndexes": [
-                by(_BY_USER, "userId", "createdAt"),
-                by(_BY_NODE, "nodeId", "createdAt"),
-            ],
-        },
-    ]
-
-
-def create_tables(client: DynamoDBClient, *, nodes_table: str, certificates_table: str) -> None:
-    """Create both tables and wait until they are ACTIVE (for tests and local setups)."""
-    for definition in table_definitions(
-        nodes_table=nodes_table, certificates_table=certificates_table
-    ):
-        client.create_table(**definition)
-        client.get_waiter("table_exists").wait(
-            TableName=definition["TableName"], WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-        )
 
 
 class DynamoDBStore:
@@ -160,7 +104,7 @@ class DynamoDBStore:
             items = self._pages(
                 lambda start: self._client.query(
                     TableName=self._nodes,
-                    IndexName=_BY_USER,
+                    IndexName=BY_USER,
                     KeyConditionExpression="userId = :owner",
                     ExpressionAttributeValues={":owner": {"S": owner}},
                     **start,
@@ -186,7 +130,7 @@ class DynamoDBStore:
                 ),
                 conflict=True,
             )
-        except _ConditionFailedError as exc:
+        except ConditionFailedError as exc:
             raise ConflictError(f"serial: {record.serial} is already recorded") from exc.__cause__
 
     def get(self, serial: str) -> CertificateRecord | None:
@@ -204,9 +148,9 @@ class DynamoDBStore:
     ) -> list[CertificateRecord]:
         """Rows of a user and/or a node, newest first."""
         if node_id is not None:
-            index, key, value = _BY_NODE, "nodeId", node_id
+            index, key, value = BY_NODE, "nodeId", node_id
         elif user_id is not None:
-            index, key, value = _BY_USER, "userId", user_id
+            index, key, value = BY_USER, "userId", user_id
         else:
             scanned = self._pages(
                 lambda start: self._client.scan(TableName=self._certificates, **start)
@@ -260,7 +204,7 @@ class DynamoDBStore:
                 ),
                 conflict=True,
             )
-        except _ConditionFailedError:
+        except ConditionFailedError:
             # Either already revoked (return it as it is) or no such serial.
             current = self.get(serial)
             if current is None:
@@ -279,26 +223,7 @@ class DynamoDBStore:
             start = {"ExclusiveStartKey": last}
 
     def _call(self, call: Callable[[], _T], *, conflict: bool = False) -> _T:
-        try:
-            return call()
-        except botocore_errors() as exc:
-            code = error_code(exc)
-            if conflict and code == "ConditionalCheckFailedException":
-                raise _ConditionFailedError from exc
-            _log.warning("dynamodb: %s: %s", code, error_message(exc))
-            why = _CONFIGURATION_CODES.get(code)
-            if why is not None:
-                raise StoreUnavailableError(
-                    f"store: DynamoDB: {why} ({code})", retry_after=60
-                ) from exc
-            busy = "throttled" if code in THROTTLING_CODES else "unavailable"
-            raise StoreUnavailableError(
-                f"store: DynamoDB is {busy} ({code})", retry_after=1
-            ) from exc
-
-
-class _ConditionFailedError(Exception):
-    """A conditional write's condition did not hold."""
+        return dynamodb_call(call, conflict=conflict)
 
 
 def _time(value: datetime) -> str:
