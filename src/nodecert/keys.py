@@ -149,6 +149,9 @@ def load_client_csr(pem: object) -> tuple[x509.CertificateSigningRequest, KeyTyp
         raise CSRError("csr: expected a PEM block 'BEGIN CERTIFICATE REQUEST'")
     try:
         csr = x509.load_pem_x509_csr(data)
+    except x509.InvalidVersion as exc:
+        # PKCS#10 (RFC 2986) knows only version 0 (v1); InvalidVersion is no ValueError.
+        raise CSRError(f"csr: version {exc.parsed_version} is not PKCS#10 v1") from exc
     except ValueError as exc:
         raise CSRError("csr: not a parsable PKCS#10 request") from exc
     try:

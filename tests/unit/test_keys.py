@@ -342,3 +342,23 @@ def test_client_csr_size_is_counted_in_utf8_bytes():
 def test_client_csr_with_lone_surrogates_is_a_csr_error():
     with pytest.raises(CSRError):
         load_client_csr("-----BEGIN CERTIFICATE REQUEST-----\n\udcff\n")
+
+
+def test_a_csr_with_an_unknown_version_is_a_csr_error():
+    # Found by Hypothesis: cryptography raises InvalidVersion, which is not a ValueError.
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = bytearray(
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    index = der.index(bytes([0x02, 0x01, 0x00]))  # INTEGER 0: the version, first in the TBS.
+    der[index + 2] = 1
+    pem = (
+        "-----BEGIN CERTIFICATE REQUEST-----\n"
+        + base64.encodebytes(bytes(der)).decode()
+        + "-----END CERTIFICATE REQUEST-----\n"
+    )
+    with pytest.raises(CSRError, match="version 1 is not PKCS#10 v1"):
+        load_client_csr(pem)
