@@ -163,6 +163,21 @@ class Routes:
         )
         return issued_reply(issued)
 
+    @staticmethod
+    def generates_rsa_key(body: bytes) -> bool:
+        """Whether a ``/generate-cert`` body asks for a server-side RSA key (slow to make).
+
+        Anything unparsable answers False: it fails fast with a 400 anyway.
+        """
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            return False
+        if not isinstance(data, dict) or data.get("csr") is not None:
+            return False
+        key_type = data.get("keyType")
+        return key_type is None or (isinstance(key_type, str) and key_type.startswith("rsa"))
+
     def list_certificates(
         self, principal: Principal, *, node_id: str | None, status: str | None
     ) -> Reply:
