@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.errors import (
     AuthorizationError,
@@ -22,7 +23,14 @@ from nodecert.errors import (
     NotFoundError,
 )
 from nodecert.identity import Identity, format_serial, parse_serial, validate_id
-from nodecert.keys import KeyType, PrivateKey, build_csr, generate_private_key, load_client_csr
+from nodecert.keys import (
+    KeyType,
+    PrivateKey,
+    PublicKey,
+    build_csr,
+    generate_private_key,
+    load_client_csr,
+)
 from nodecert.keys import private_key_pem as render_private_key
 from nodecert.policy import OwnershipPolicy, ValidityPolicy
 from nodecert.ports import (
@@ -139,23 +147,32 @@ class Authority:
         self.ownership.check(principal, node_id)
         if self.quota is not None:
             self.quota.check(principal.user_id, node_id, self.ledger, self.clock())
+        in_process = getattr(self.ca, "builds_in_process", False) is True
+        signing_csr: x509.CertificateSigningRequest | None = None
         if request.csr is None:
             key = self.keygen(key_type)
-            csr = build_csr(
-                key, identity, organization=self.organization, trust_domain=self.trust_domain
-            )
+            public_key = key.public_key()
+            if not in_process:
+                signing_csr = build_csr(
+                    key, identity, organization=self.organization, trust_domain=self.trust_domain
+                )
+        else:
+            signing_csr = csr
+            public_key = _public_key(csr)
         now = self.clock()
         signed = self.ca.issue(
             SigningRequest(
-                csr=csr,
+                csr=signing_csr,
                 identity=identity,
                 not_before=now - _BACKDATE,
                 not_after=now + lifetime,
                 request_id=request.request_id,
+                public_key=public_key,
             )
         )
         certificate = signed.certificate
-        self._check_signed(certificate, csr, identity)
+        if not in_process:
+            self._check_signed(certificate, public_key, identity)
         record = CertificateRecord(
             serial=format_serial(certificate.serial_number),
             user_id=identity.user_id,
@@ -314,12 +331,12 @@ class Authority:
     def _check_signed(
         self,
         certificate: x509.Certificate,
-        csr: x509.CertificateSigningRequest,
+        public_key: PublicKey,
         identity: Identity,
     ) -> None:
         # A CA backend that signed something other than what was asked for (another key, a
         # template that dropped the SAN) must never hand out a credential.
-        if certificate.public_key() != csr.public_key():
+        if certificate.public_key() != public_key:
             raise BackendUnavailableError("ca: returned a certificate for a different key")
         try:
             signed_identity = Identity.from_certificate(certificate, trust_domain=self.trust_domain)
@@ -329,6 +346,13 @@ class Authority:
             ) from exc
         if signed_identity != identity:
             raise BackendUnavailableError("ca: returned a certificate for another identity")
+
+
+def _public_key(csr: x509.CertificateSigningRequest) -> PublicKey:
+    key = csr.public_key()
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise TypeError("a checked CSR has an RSA or EC key")  # load_client_csr ensures it.
+    return key
 
 
 def _pem(certificate: x509.Certificate) -> str:

@@ -13,8 +13,10 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.identity import Identity
+from nodecert.keys import PublicKey
 
 __all__ = [
     "CABackend",
@@ -83,15 +85,30 @@ class SigningRequest:
 
     The backend must put ``identity`` (not whatever the CSR's subject says) into the
     certificate, with the ``profile``'s extensions and exactly this validity window.
+
+    ``csr`` is None only for a backend whose ``builds_in_process`` is true (see
+    :class:`CABackend`): such a backend needs nothing but ``public_key``.
     """
 
-    csr: x509.CertificateSigningRequest
+    csr: x509.CertificateSigningRequest | None
     identity: Identity
     not_before: datetime
     not_after: datetime
     request_id: str
     profile: Profile = Profile.CLIENT
     dns_names: tuple[str, ...] = ()
+    public_key: PublicKey | None = None
+
+    def subject_public_key(self) -> PublicKey:
+        """The key to certify: ``public_key``, or the CSR's."""
+        if self.public_key is not None:
+            return self.public_key
+        if self.csr is None:
+            raise TypeError("SigningRequest: needs a csr or a public_key")
+        key = self.csr.public_key()
+        if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise TypeError("SigningRequest: only RSA and EC keys reach a CA")
+        return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +149,14 @@ class NodeRecord:
 
 
 class CABackend(Protocol):
-    """A certificate authority that signs, names its chain and revokes."""
+    """A certificate authority that signs, names its chain and revokes.
+
+    A backend may set a class attribute ``builds_in_process = True`` when it builds the
+    certificate itself, in this process, from the request's identity and public key (the
+    local CA): the authority then skips making a CSR for server-side keys and skips
+    re-reading the identity out of the certificate it gets back. Other backends (ACM PCA)
+    always get a CSR, and their certificates are always checked.
+    """
 
     def issue(self, request: SigningRequest) -> SignedCertificate:
         """Sign ``request``.

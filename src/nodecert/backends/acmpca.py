@@ -164,6 +164,8 @@ class ACMPCABackend:
                 },
                 "Extensions": {"SubjectAlternativeNames": names},
             }
+            if request.csr is None:
+                raise TypeError("ACMPCABackend.issue: ACM PCA signs CSRs; the request has none")
             csr_pem = request.csr.public_bytes(serialization.Encoding.PEM)
             issued = self._call(
                 deadline,

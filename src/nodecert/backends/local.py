@@ -30,12 +30,17 @@ _CA_LIFETIME = timedelta(days=3650)
 class LocalCA:
     """A CA whose key lives on this machine. Implements ``CABackend``.
 
+    It builds every certificate from the request's identity and public key, in this
+    process (``builds_in_process``): it needs no CSR.
+
     Args:
         key: The CA private key.
         certificate: The self-signed CA certificate.
         organization: The ``O=`` of issued certificates.
         trust_domain: SPIFFE trust domain written into issued certificates.
     """
+
+    builds_in_process = True
 
     def __init__(
         self,
@@ -94,9 +99,7 @@ class LocalCA:
 
     def issue(self, request: SigningRequest) -> SignedCertificate:
         """Sign ``request`` with the fixed client (or node) profile."""
-        public_key = request.csr.public_key()
-        if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-            raise TypeError("LocalCA.issue: only RSA and EC keys reach the CA")
+        public_key = request.subject_public_key()
         builder = (
             x509.CertificateBuilder()
             .subject_name(request.identity.subject(self._organization))

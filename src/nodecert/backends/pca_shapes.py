@@ -141,7 +141,7 @@ def idempotency_token(request: SigningRequest, ca_arn: str) -> str:
     same request id but a new server-generated key must get a new certificate, not the one
     for the key that was thrown away.
     """
-    public_key = request.csr.public_key().public_bytes(
+    public_key = request.subject_public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     parts = [

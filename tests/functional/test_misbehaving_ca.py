@@ -1,0 +1,63 @@
+"""A remote CA that signs something else than asked must never hand out a credential."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from nodecert.authority import IssueRequest
+from nodecert.backends.local import LocalCA
+from nodecert.bootstrap import build_service
+from nodecert.errors import BackendUnavailableError
+from nodecert.identity import Identity
+from nodecert.keys import KeyType, generate_private_key
+from nodecert.ports import Principal, RevocationReason, SignedCertificate, SigningRequest
+
+from ..conftest import ADMIN, make_settings
+
+
+class RemoteCA:
+    """Stands for a remote CA (no ``builds_in_process``) that twists each request."""
+
+    def __init__(self, inner: LocalCA, twist: str) -> None:
+        self.inner, self.twist = inner, twist
+        self.saw_csr: list[bool] = []
+
+    def issue(self, request: SigningRequest) -> SignedCertificate:
+        self.saw_csr.append(request.csr is not None)
+        if self.twist == "other key":
+            other = generate_private_key(KeyType.EC_P256).public_key()
+            request = replace(request, public_key=other)
+        elif self.twist == "other identity":
+            request = replace(request, identity=Identity("mallory", request.identity.node_id))
+        return self.inner.issue(request)
+
+    def chain(self) -> Sequence[x509.Certificate]:
+        return self.inner.chain()
+
+    def revoke(self, certificate_serial: int, reason: RevocationReason) -> None:
+        pass
+
+
+@pytest.mark.parametrize("twist", ["other key", "other identity", "faithful"])
+def test_the_authority_checks_what_a_remote_ca_returns(tmp_path: Path, twist: str) -> None:
+    service = build_service(make_settings(tmp_path / "home"))
+    service.authority.put_node(ADMIN, "n1", "alice")
+    local = service.authority.ca
+    assert isinstance(local, LocalCA)
+    remote = RemoteCA(local, twist)
+    service.authority.ca = remote
+    request = IssueRequest(node_id="n1", request_id="r1", key_type="ec-p256")
+    if twist == "faithful":
+        issued = service.authority.issue(Principal("alice"), request)
+        assert issued.record.user_id == "alice"
+    else:
+        with pytest.raises(BackendUnavailableError, match="ca: returned a certificate"):
+            service.authority.issue(Principal("alice"), request)
+        assert service.authority.ledger.find(user_id="alice") == []
+    # A remote CA always gets a CSR; the local CA needs none.
+    assert remote.saw_csr == [True]
