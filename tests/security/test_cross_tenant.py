@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import urllib.parse
+
 import pytest
+from fastapi.testclient import TestClient
+
+from nodecert.access import AccessDecider
+from nodecert.adapters import authorizer
+from nodecert.adapters.http import create_app
+from tests import nodeside
 
 from ..conftest import Env
 
@@ -60,3 +69,63 @@ def test_listings_show_only_the_callers_own(env: Env, victim_serial: str) -> Non
         assert response.status_code == 200
         assert victim_serial not in response.text
         assert VICTIM not in response.text
+
+
+# The node side: the attacker's own, genuine certificate against the victim's node.
+
+
+def _attacker_certificate(env: Env) -> str:
+    return str(env.issue("attacker", "attackers-node", keyType="ec-p256")["certificate"])
+
+
+@pytest.mark.parametrize(
+    "path", [f"/v1/nodes/{VICTIM_NODE}/revoke-all", f"/v1/users/{VICTIM}/revoke-all"]
+)
+def test_attacker_cannot_revoke_all_of_the_victims(env: Env, victim_serial: str, path: str) -> None:
+    response = env.client.post(path, headers=env.auth("attacker"))
+    assert response.status_code in (403, 404), response.text
+    assert victim_serial not in response.text
+    row = env.service.authority.ledger.get(victim_serial)
+    assert row is not None
+    assert row.status.value == "active"
+
+
+def test_attackers_certificate_is_denied_at_the_victims_node(env: Env, victim_serial: str) -> None:
+    pem = _attacker_certificate(env)
+    headers = {"X-Client-Cert": urllib.parse.quote(pem), "X-Nodecert-Node": VICTIM_NODE}
+    # /v1/authorize answers loopback callers (nginx beside the node) only.
+    with TestClient(create_app(env.service), client=("127.0.0.1", 40000)) as nginx:
+        response = nginx.post("/v1/authorize", headers=headers)
+    assert response.status_code == 403
+    assert response.headers["x-nodecert-reason"] == "wrong_node"
+    assert VICTIM not in response.text
+
+
+@pytest.mark.parametrize("event_name", ["authorizer_rest_request.json", "authorizer_http_v2.json"])
+def test_the_gateway_authorizer_denies_the_attacker(
+    env: Env, victim_serial: str, event_name: str
+) -> None:
+    decider = AccessDecider.from_chain(
+        env.service.authority.ca.chain(),
+        ledger=env.service.authority.ledger,
+        nodes=env.service.authority.nodes,
+        trust_domain="nodecert.local",
+    )
+    pem = _attacker_certificate(env)
+    answer = authorizer.handle(
+        nodeside.event(event_name, pem=pem, node=VICTIM_NODE), decider, authorizer.TargetSource()
+    )
+    text = json.dumps(answer)
+    if "isAuthorized" in answer:
+        assert answer["isAuthorized"] is False
+    else:
+        assert answer["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert VICTIM not in text
+    # The same certificate at its own node is allowed: the deny is about the node.
+    own = authorizer.handle(
+        nodeside.event(event_name, pem=pem, node="attackers-node"),
+        decider,
+        authorizer.TargetSource(),
+    )
+    assert own.get("isAuthorized", True) is True
+    assert "Deny" not in json.dumps(own.get("policyDocument", {}))
