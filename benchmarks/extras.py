@@ -88,8 +88,8 @@ def lambda_cold_start(context: BenchContext) -> None:
             f"median of {cold.repetitions} fresh processes each: handler {cold.handler_ms:.0f}"
             f" ms (start + imports {cold.import_ms:.0f} ms, first event with wiring"
             f" {cold.first_event_ms:.0f} ms, the rest spawn and exit),"
-            f" floor {cold.floor_ms:.0f} ms; REST v1 POST /generate-cert (EC P-256) against moto server on loopback, nothing"
-            " subtracted"
+            f" floor {cold.floor_ms:.0f} ms; REST v1 POST /generate-cert (EC P-256)"
+            " against moto server on loopback, nothing subtracted"
         ),
     )
     print(f"  Lambda cold start: {cold.ratio:.2f}x the floor ({row.note})", flush=True)
