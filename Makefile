@@ -41,5 +41,10 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
+# Ten minutes of mixed load against `nodecert serve` (issue 6): errors, RSS, fds, ledger.
+# Not part of `make test`. Shorter: make soak SOAK_ARGS="--minutes 2".
+soak: $(STAMP)
+	$(BIN)/python benchmarks/soak.py $(SOAK_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

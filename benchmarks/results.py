@@ -188,8 +188,12 @@ class Report:
         out += [f"- **{k}**: {v}" for k, v in self.settings.items()]
         out += ["", "## Machine", ""]
         out += _table(["", ""], [[k, v] for k, v in self.machine.items()])
-        out += self._runs_section() + self._ratio_section() + self._floor_section()
-        out += self._generator_section() + self._rows_section()
+        if self.runs:  # An extras-only run has no load runs: no empty tables.
+            out += self._runs_section() + self._ratio_section()
+        out += self._floor_section()
+        if self.runs or self.calibration:
+            out += self._generator_section()
+        out += self._rows_section()
         if self.notes:
             out += ["", "## Notes", ""] + [f"- {note}" for note in self.notes]
         return "\n".join(out) + "\n"

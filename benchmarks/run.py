@@ -86,7 +86,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-cfssl", action="store_true", help="skip cfssl")
     parser.add_argument("--no-nodecert", action="store_true", help="skip nodecert")
     parser.add_argument("--no-install", action="store_true", help="do not apt-get cfssl")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="Markdown report path")
+    parser.add_argument(
+        "--only-extras",
+        action="store_true",
+        help="only the extra figures of extras.py (no servers, ~1 min; results/extras.md)",
+    )
+    parser.add_argument("--output", type=Path, help="Markdown report path (results/latest.md)")
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
     quick = args.quick
@@ -100,6 +105,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.output is None:
+        args.output = RESULTS.with_name("extras.md") if args.only_extras else RESULTS
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     for item in args.nodecert_env:
@@ -348,11 +355,35 @@ def main(argv: list[str] | None = None) -> int:
         raise
     report.write(args.output)
     print(f"wrote {args.output} ({took:.0f} s)")
-    return 0 if report.runs else 1
+    return 0 if report.runs or (args.only_extras and report.rows) else 1
+
+
+def only_extras(args: argparse.Namespace, report: Report) -> float:
+    """Run the hooks of ``extras.py`` alone, with no server up; return the seconds taken."""
+    started = datetime.datetime.now(datetime.UTC)
+    report.title = "nodecert benchmark: extra figures"
+    report.settings = {
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "mode": "extra figures only" + (" (quick)" if args.quick else ""),
+        "command": "benchmarks/run.py " + " ".join(args.argv),
+    }
+    if os.getloadavg()[0] > 0.5:
+        report.add_note(
+            f"load average {os.getloadavg()[0]:.2f} at the start (concurrent work), "
+            "so the figures are noisier than usual."
+        )
+    with tempfile.TemporaryDirectory(prefix="nodecert-bench-") as tmp:
+        extras.run_hooks(extras.BenchContext(args, Path(tmp), report))
+    report.machine = machine_info("", measured=True)
+    took = (datetime.datetime.now(datetime.UTC) - started).total_seconds()
+    report.settings["took"] = f"{took:.0f} s"
+    return took
 
 
 def measure(args: argparse.Namespace, report: Report) -> float:
     """Start the servers, run every load, fill ``report``; return the seconds taken."""
+    if args.only_extras:
+        return only_extras(args, report)
     started = datetime.datetime.now(datetime.UTC)
     report.machine = machine_info("", measured=False)
     load_before = os.getloadavg()[0]
