@@ -37,7 +37,7 @@ from cryptography.x509.verification import (
 )
 
 from nodecert.authority import fingerprint
-from nodecert.errors import AuthorizationError, InvalidIdentifierError
+from nodecert.errors import AuthorizationError, InvalidIdentifierError, NodecertError
 from nodecert.identity import Identity, format_serial, validate_id
 from nodecert.ports import CertificateStatus, Ledger, NodeDirectory
 
@@ -152,6 +152,8 @@ class AccessDecider:
         intermediates: Intermediate CA certificates between a leaf and a root (ACM PCA
             subordinate CAs); API Gateway hands over the leaf only.
         clock: Returns the current time, timezone-aware UTC.
+        chain_source: Instead of ``trust_anchors``: fetches the CA chain (issuing CA
+            first, root last) on the first decision.
     """
 
     def __init__(
@@ -163,17 +165,44 @@ class AccessDecider:
         trust_domain: str,
         intermediates: Sequence[x509.Certificate] = (),
         clock: Callable[[], datetime] = _utcnow,
+        chain_source: Callable[[], Sequence[x509.Certificate]] | None = None,
     ) -> None:
-        if not trust_anchors:
+        if not trust_anchors and chain_source is None:
             raise ValueError("AccessDecider: at least one trust anchor is required")
         self.ledger = ledger
         self.nodes = nodes
         self.trust_domain = trust_domain
         self.clock = clock
-        self._store = Store(list(trust_anchors))
+        self._store: Store | None = Store(list(trust_anchors)) if trust_anchors else None
         self._intermediates = list(intermediates)
+        self._chain_source = chain_source
         self._verifier_lock = threading.Lock()
         self._verifier: tuple[int, ClientVerifier] | None = None
+
+    @classmethod
+    def from_chain_source(
+        cls,
+        chain_source: Callable[[], Sequence[x509.Certificate]],
+        *,
+        ledger: Ledger,
+        nodes: NodeDirectory,
+        trust_domain: str,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> AccessDecider:
+        """Like :meth:`from_chain`, but the chain is fetched on the first decision.
+
+        A process that never decides (a Lambda serving only issuance) then never asks
+        the CA for its chain: with ACM PCA that is two API calls off every cold start.
+        A failing fetch denies (``untrusted_issuer``) and is tried again next time.
+        """
+        return cls(
+            trust_anchors=(),
+            ledger=ledger,
+            nodes=nodes,
+            trust_domain=trust_domain,
+            clock=clock,
+            chain_source=chain_source,
+        )
 
     @classmethod
     def from_chain(
@@ -294,9 +323,17 @@ class AccessDecider:
     def _chains(self, certificate: x509.Certificate, at: datetime) -> bool:
         try:
             self._verifier_at(at).verify(certificate, self._intermediates)
-        except (VerificationError, ValueError):
+        except (VerificationError, ValueError, NodecertError):
             return False
         return True
+
+    def _load_chain(self) -> Store:
+        chain = list(self._chain_source()) if self._chain_source is not None else []
+        if not chain:
+            raise ValueError("AccessDecider: the CA chain is empty")
+        self._intermediates = chain[:-1]
+        self._store = Store([chain[-1]])
+        return self._store
 
     def _verifier_at(self, at: datetime) -> ClientVerifier:
         # Building a verifier is cheap but not free; one per second of wall time is plenty
@@ -306,6 +343,7 @@ class AccessDecider:
             cached = self._verifier
             if cached is not None and cached[0] == second:
                 return cached[1]
-            built = PolicyBuilder().store(self._store).time(at).build_client_verifier()
+            store = self._store if self._store is not None else self._load_chain()
+            built = PolicyBuilder().store(store).time(at).build_client_verifier()
             self._verifier = (second, built)
             return built

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -104,7 +104,7 @@ def build_service(settings: Settings) -> Service:
             jwks=RemoteJWKS(url),
             admin_group=settings.admin_group,
         )
-    decider = _decider(settings, ca.chain(), store, store)
+    decider = _decider(settings, ca.chain, store, store)
     renewer = None
     if isinstance(limits, ReplayGuard):
         renewer = Renewer(
@@ -155,13 +155,14 @@ def build_decider(settings: Settings) -> AccessDecider:
         ConfigurationError: a setting cannot be honoured.
     """
     store, _ = _store(settings)
-    chain: Sequence[x509.Certificate] = () if settings.ca_bundle else _ca(settings).chain()
-    return _decider(settings, chain, store, store)
+    if settings.ca_bundle:
+        return _decider(settings, tuple, store, store)
+    return _decider(settings, _ca(settings).chain, store, store)
 
 
 def _decider(
     settings: Settings,
-    chain: Sequence[x509.Certificate],
+    chain_source: Callable[[], Sequence[x509.Certificate]],
     ledger: Ledger,
     nodes: NodeDirectory,
 ) -> AccessDecider:
@@ -181,8 +182,8 @@ def _decider(
             nodes=nodes,
             trust_domain=settings.trust_domain,
         )
-    return AccessDecider.from_chain(
-        chain, ledger=ledger, nodes=nodes, trust_domain=settings.trust_domain
+    return AccessDecider.from_chain_source(
+        chain_source, ledger=ledger, nodes=nodes, trust_domain=settings.trust_domain
     )
 
 

@@ -171,3 +171,46 @@ def test_rsa_certificates_are_decided_the_same_way(tmp_path, store):
     auth = authority(rsa_ca, store)
     cert = issue(auth, "alice", "n1")
     assert decider(rsa_ca, store).decide(cert.pem, "n1").allowed
+
+
+def test_a_lazy_chain_is_fetched_on_the_first_decision_only(ca, store, auth):
+    from nodecert.access import AccessDecider
+    from tests.nodeside import TRUST_DOMAIN
+
+    calls = []
+
+    def chain():
+        calls.append(1)
+        return ca.chain()
+
+    lazy = AccessDecider.from_chain_source(
+        chain, ledger=store, nodes=store, trust_domain=TRUST_DOMAIN
+    )
+    assert calls == []  # Building it asks the CA nothing (Lambda cold start).
+    cert = issue(auth, "alice", "n1")
+    assert lazy.decide(cert.pem, "n1").allowed
+    assert lazy.decide(cert.pem, "n1").allowed
+    assert calls == [1]
+
+
+def test_a_failing_lazy_chain_denies_and_is_retried(ca, store, auth):
+    from nodecert.access import AccessDecider
+    from nodecert.errors import BackendUnavailableError
+    from tests.nodeside import TRUST_DOMAIN
+
+    answers = [BackendUnavailableError("ca: down"), None]
+
+    def chain():
+        answer = answers.pop(0)
+        if answer is not None:
+            raise answer
+        return ca.chain()
+
+    lazy = AccessDecider.from_chain_source(
+        chain, ledger=store, nodes=store, trust_domain=TRUST_DOMAIN
+    )
+    cert = issue(auth, "alice", "n1")
+    first = lazy.decide(cert.pem, "n1")
+    assert not first.allowed
+    assert first.reason is DenyReason.UNTRUSTED_ISSUER
+    assert lazy.decide(cert.pem, "n1").allowed

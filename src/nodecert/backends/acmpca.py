@@ -345,7 +345,9 @@ class ACMPCABackend:
             except botocore_errors() as exc:
                 code = error_code(exc)
                 if not is_transient(exc):
-                    _log.warning("acm-pca: %s: %s", code, error_message(exc))
+                    # "Not ready yet" is the normal answer while polling, not a problem.
+                    if code != "RequestInProgressException":
+                        _log.warning("acm-pca: %s: %s", code, error_message(exc))
                     raise _PCAError(code) from exc
                 attempt += 1
                 ceiling = min(self._retry.max_delay, self._retry.base_delay * 2 ** (attempt - 1))
