@@ -9,6 +9,7 @@ share of this floor.
 from __future__ import annotations
 
 import multiprocessing
+import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -27,20 +28,27 @@ class FloorResult:
     keys_per_s: float
     cpu_share: float = 0.0
     """CPU time of the processes over their wall time (1.0: each had a core to itself)."""
+    median_ms: float = 0.0
+    """Median time to make one key, over every key of every process."""
 
 
-def _generate_for(seconds: float, bits: int) -> tuple[int, float, float]:
-    """Generate RSA keys for about ``seconds``; return (keys, wall seconds, CPU seconds)."""
+def _generate_for(seconds: float, bits: int) -> tuple[int, float, float, list[float]]:
+    """Generate RSA keys for about ``seconds``.
+
+    Returns:
+        (keys, wall seconds, CPU seconds, each key's time in milliseconds).
+    """
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     cpu = time.process_time()
     began = time.perf_counter()
     deadline = began + seconds
-    keys = 0
+    times: list[float] = []
     while time.perf_counter() < deadline:
+        start = time.perf_counter()
         rsa.generate_private_key(public_exponent=65537, key_size=bits)
-        keys += 1
-    return keys, time.perf_counter() - began, time.process_time() - cpu
+        times.append((time.perf_counter() - start) * 1000.0)
+    return len(times), time.perf_counter() - began, time.process_time() - cpu, times
 
 
 def rsa_keygen_floor(*, seconds: float, processes: int = 2, bits: int = 2048) -> FloorResult:
@@ -50,7 +58,11 @@ def rsa_keygen_floor(*, seconds: float, processes: int = 2, bits: int = 2048) ->
         # Start every process (and import cryptography) before the timed part.
         list(pool.map(_generate_for, [0.0] * processes, [bits] * processes))
         runs = list(pool.map(_generate_for, [seconds] * processes, [bits] * processes))
-    keys = sum(k for k, _, _ in runs)
-    rate = sum(k / s for k, s, _ in runs if s > 0)
-    share = sum(c for _, _, c in runs) / max(sum(s for _, s, _ in runs), 1e-9)
-    return FloorResult(bits, processes, seconds, keys, round(rate, 2), round(share, 3))
+    keys = sum(k for k, _, _, _ in runs)
+    rate = sum(k / s for k, s, _, _ in runs if s > 0)
+    share = sum(c for _, _, c, _ in runs) / max(sum(s for _, s, _, _ in runs), 1e-9)
+    times = [t for _, _, _, each in runs for t in each]
+    median = statistics.median(times) if times else 0.0
+    return FloorResult(
+        bits, processes, seconds, keys, round(rate, 2), round(share, 3), round(median, 2)
+    )

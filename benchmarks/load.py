@@ -67,6 +67,10 @@ class LoadSpec:
         variants: per-connection (extra headers, body) pairs, used round-robin by
             connection number (e.g. one user's token and node per connection); empty: all
             connections send ``headers`` and ``body``.
+        rate: requests per second for the whole run, sent on a fixed schedule (open
+            loop, asyncio engine only); a latency is then measured from the request's
+            scheduled time, so time spent queued behind a slow server counts. 0: closed
+            loop, each connection sends as soon as it has its answer.
     """
 
     host: str
@@ -84,12 +88,15 @@ class LoadSpec:
     timeout: float = 30.0
     engine: str = "asyncio"
     variants: tuple[tuple[dict[str, str], bytes], ...] = ()
+    rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"engine: {self.engine!r} is not one of {ENGINES}")
         if self.concurrency < 1 or self.max_requests < 1 or self.max_seconds <= 0:
             raise ValueError("concurrency, max_requests and max_seconds must be positive")
+        if self.rate < 0 or (self.rate and self.engine != "asyncio"):
+            raise ValueError("rate: must be >= 0, and needs the asyncio engine")
 
     def request_for(self, connection: int) -> tuple[dict[str, str], bytes]:
         """The headers and body that connection number ``connection`` sends."""
@@ -177,14 +184,24 @@ class _Tally:
         self.issued = 0
         self.lock = threading.Lock()
         self.deadline = 0.0
+        self.started = 0.0
 
-    def take(self) -> bool:
-        """Reserve one request if the budget and the clock allow it."""
+    def take(self) -> float | None:
+        """Reserve one request if the budget and the clock allow it.
+
+        Returns:
+            When to send it (``perf_counter`` time: now, or its slot on the schedule of a
+            paced run), or None when the run is over.
+        """
         with self.lock:
-            if self.issued >= self.spec.max_requests or time.perf_counter() >= self.deadline:
-                return False
+            now = time.perf_counter()
+            if self.issued >= self.spec.max_requests or now >= self.deadline:
+                return None
+            slot = self.started + self.issued / self.spec.rate if self.spec.rate else now
+            if slot >= self.deadline:
+                return None
             self.issued += 1
-            return True
+            return slot
 
     def record(self, status: int, body: bytes, seconds: float) -> None:
         if status != self.spec.expect_status:
@@ -269,8 +286,10 @@ async def _async_worker(
         ready.release()
     try:
         await start.wait()
-        while tally.take():
-            began = time.perf_counter()
+        while (slot := tally.take()) is not None:
+            if slot > time.perf_counter():
+                await asyncio.sleep(slot - time.perf_counter())
+            began = slot if spec.rate else time.perf_counter()
             try:
                 writer.write(request)
                 status, body, close = await _read_response(reader)
@@ -299,6 +318,7 @@ async def _run_async(spec: LoadSpec) -> LoadResult:
             await ready.acquire()
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     tally.deadline = wall0 + spec.max_seconds
+    tally.started = wall0
     start.set()
     done, pending = await asyncio.wait(tasks, timeout=spec.max_seconds + spec.timeout)
     for task in pending:
@@ -337,7 +357,7 @@ def _thread_worker(
         ready.release()
     start.wait()
     try:
-        while tally.take():
+        while tally.take() is not None:
             began = time.perf_counter()
             try:
                 conn.request(spec.method, spec.path, body, headers)
@@ -371,6 +391,7 @@ def _run_threads(spec: LoadSpec) -> LoadResult:
             raise TimeoutError("load: workers did not connect in time")
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     tally.deadline = wall0 + spec.max_seconds
+    tally.started = wall0
     start.set()
     cap = wall0 + spec.max_seconds + spec.timeout
     for thread in threads:
