@@ -332,6 +332,9 @@ class SQLiteStore:
             # buckets use a connection without fsync: losing the last few token takes
             # in a power cut only gives a user a few more requests.
             db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'OFF'}")
+            # Every thread keeps its connections, so the page cache is per thread: 1 MiB
+            # each (SQLite's default is 2 MiB) keeps a busy thread pool's memory bounded.
+            db.execute("PRAGMA cache_size = -1024")
             db.isolation_level = "DEFERRED"
             setattr(self._local, name, db)
         return db
