@@ -47,7 +47,7 @@ from nodecert.identity import validate_id
 from nodecert.ports import Principal
 from nodecert.verifiers.oidc import groups_of
 
-__all__ = ["LambdaApp", "application", "lambda_handler"]
+__all__ = ["ROUTE_KEYS", "LambdaApp", "application", "lambda_handler"]
 
 log = logging.getLogger("nodecert")
 
@@ -198,13 +198,13 @@ class LambdaApp:
         return self.routes.list_nodes(self.principal(request))
 
     def _put_node(self, request: _Request, params: dict[str, str]) -> Reply:
-        return self.routes.put_node(self.principal(request), params["node"], request.body)
+        return self.routes.put_node(self.principal(request), params["nodeId"], request.body)
 
     def _get_node(self, request: _Request, params: dict[str, str]) -> Reply:
-        return self.routes.get_node(self.principal(request), params["node"])
+        return self.routes.get_node(self.principal(request), params["nodeId"])
 
     def _delete_node(self, request: _Request, params: dict[str, str]) -> Reply:
-        return self.routes.delete_node(self.principal(request), params["node"])
+        return self.routes.delete_node(self.principal(request), params["nodeId"])
 
     def _renew(self, request: _Request, _: dict[str, str]) -> Reply:
         # The proof-of-possession token is the only credential: no claims, no OIDC token.
@@ -213,12 +213,12 @@ class LambdaApp:
     def _revoke_node(self, request: _Request, params: dict[str, str]) -> Reply:
         node_routes = self._node_routes("revoke-all")
         principal = self.principal(request)
-        return node_routes.revoke_all(principal, request.body, node_id=params["node"])
+        return node_routes.revoke_all(principal, request.body, node_id=params["nodeId"])
 
     def _revoke_user(self, request: _Request, params: dict[str, str]) -> Reply:
         node_routes = self._node_routes("revoke-all")
         principal = self.principal(request)
-        return node_routes.revoke_all(principal, request.body, user_id=params["user"])
+        return node_routes.revoke_all(principal, request.body, user_id=params["userId"])
 
     def _node_routes(self, route: str) -> NodeRoutes:
         if self.node_routes is None:
@@ -232,24 +232,32 @@ class LambdaApp:
         return Routes.healthz()
 
 
-_SEGMENT = r"[^/]{1,256}"
+# In API Gateway's own notation, so that deploy/template.yaml can be checked against it.
+_TABLE: tuple[tuple[str, str, _Handler], ...] = (
+    ("POST", "/generate-cert", LambdaApp._generate_cert),
+    ("GET", "/v1/certificates", LambdaApp._list_certificates),
+    ("GET", "/v1/certificates/{serial}", LambdaApp._get_certificate),
+    ("POST", "/v1/certificates/{serial}/revoke", LambdaApp._revoke),
+    ("GET", "/v1/nodes", LambdaApp._list_nodes),
+    ("PUT", "/v1/nodes/{nodeId}", LambdaApp._put_node),
+    ("GET", "/v1/nodes/{nodeId}", LambdaApp._get_node),
+    ("DELETE", "/v1/nodes/{nodeId}", LambdaApp._delete_node),
+    ("POST", "/v1/nodes/{nodeId}/revoke-all", LambdaApp._revoke_node),
+    ("POST", "/v1/users/{userId}/revoke-all", LambdaApp._revoke_user),
+    ("POST", "/v1/renew", LambdaApp._renew),
+    ("GET", "/v1/ca", LambdaApp._ca),
+    ("GET", "/healthz", LambdaApp._healthz),
+)
+ROUTE_KEYS: tuple[str, ...] = tuple(f"{method} {path}" for method, path, _ in _TABLE)
+"""Every route the adapter answers, as API Gateway route keys (``"GET /v1/nodes/{nodeId}"``)."""
+
+
+def _compile(path: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]{1,256})", re.escape(path)))
+
+
 _ROUTES: tuple[tuple[str, re.Pattern[str], _Handler], ...] = tuple(
-    (method, re.compile(pattern), handler)
-    for method, pattern, handler in (
-        ("POST", "/generate-cert", LambdaApp._generate_cert),
-        ("GET", "/v1/certificates", LambdaApp._list_certificates),
-        ("GET", f"/v1/certificates/(?P<serial>{_SEGMENT})", LambdaApp._get_certificate),
-        ("POST", f"/v1/certificates/(?P<serial>{_SEGMENT})/revoke", LambdaApp._revoke),
-        ("GET", "/v1/nodes", LambdaApp._list_nodes),
-        ("PUT", f"/v1/nodes/(?P<node>{_SEGMENT})", LambdaApp._put_node),
-        ("GET", f"/v1/nodes/(?P<node>{_SEGMENT})", LambdaApp._get_node),
-        ("DELETE", f"/v1/nodes/(?P<node>{_SEGMENT})", LambdaApp._delete_node),
-        ("POST", f"/v1/nodes/(?P<node>{_SEGMENT})/revoke-all", LambdaApp._revoke_node),
-        ("POST", f"/v1/users/(?P<user>{_SEGMENT})/revoke-all", LambdaApp._revoke_user),
-        ("POST", "/v1/renew", LambdaApp._renew),
-        ("GET", "/v1/ca", LambdaApp._ca),
-        ("GET", "/healthz", LambdaApp._healthz),
-    )
+    (method, _compile(path), handler) for method, path, handler in _TABLE
 )
 
 
