@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import PolicyBuilder, Store
 
 from nodecert.aws import make_client
 from nodecert.backends.acmpca import ACMPCABackend
@@ -76,6 +77,11 @@ def test_a_real_pca_honours_validity_passthrough_template_and_idempotency(backen
     assert not basic.value.ca
     certificate.verify_directly_issued_by(signed.chain[0])
     assert next(iter(backend.chain())) == signed.chain[0]
+    # The node side (authorizer, renewal) walks an RFC 5280 client chain, which moto's
+    # certificates fail (no AKI, no EKU): a real PCA certificate must pass it.
+    chain = list(backend.chain())
+    verifier = PolicyBuilder().store(Store([chain[-1]])).build_client_verifier()
+    verifier.verify(certificate, chain[:-1])
 
     # The same request within five minutes: PCA's IdempotencyToken gives the same certificate.
     again = backend.issue(request)

@@ -1,5 +1,8 @@
 """The whole serverless shape on moto: lambda_handler → bootstrap → ACM PCA + DynamoDB.
 
+Issue, renew (proof-of-possession token, replay refused across containers) and revoke-all,
+each through the handler with a recorded API Gateway event.
+
 The environment is what deploy/template.yaml gives the function, with botocore pointed at
 the moto server through ``AWS_ENDPOINT_URL``.
 """
@@ -11,13 +14,19 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 
+from nodecert.access import AccessDecider
 from nodecert.adapters import aws_lambda
 from nodecert.identity import Identity
+from nodecert.renewal import mint_renewal_token, renewal_audience
 from nodecert.store.dynamodb import create_tables
+from nodecert.store.dynamodb_limits import DynamoDBLimits
 from tests.integration.test_acmpca_moto import create_active_ca
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
+TRUST_DOMAIN = "nodecert.example"
 
 
 def event(name):
@@ -46,7 +55,7 @@ def lambda_env(aws_client, moto_endpoint, unique, monkeypatch, tmp_path):
         "NODECERT_DYNAMODB_LIMITS_TABLE": limits,
         "NODECERT_OIDC_ISSUER": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_EXAMPLE",
         "NODECERT_OIDC_AUDIENCE": "4example0clientid",
-        "NODECERT_TRUST_DOMAIN": "nodecert.example",
+        "NODECERT_TRUST_DOMAIN": TRUST_DOMAIN,
         "NODECERT_MAX_VALIDITY_DAYS": "7",
     }
     for name, value in variables.items():
@@ -75,3 +84,92 @@ def test_recorded_events_issue_through_pca_and_record_in_dynamodb(lambda_env):
     ]
     ca = aws_lambda.lambda_handler(event("rest_ca.json"), None)
     assert x509.load_pem_x509_certificates(ca["body"].encode()) == chain
+
+
+@pytest.fixture
+def moto_chain(lambda_env, monkeypatch):
+    """Check only the CA's signature where the node side walks an RFC 5280 chain.
+
+    moto's ACM PCA leaves the template's extensions out (no AKI, no EKU clientAuth; see
+    docs/aws.md), so cryptography's client verifier rightly refuses what it issues, and a
+    renewal on moto would stop at ``untrusted_issuer``. Everything else about renewal on
+    the serverless shape stays real here: the PoP token, the ledger row and the owner in
+    DynamoDB, the used-token item in the limits table, the new certificate from PCA. The
+    full chain check of renewal is covered with the local CA (``test_aws_lambda_node.py``,
+    ``test_dynamodb_service.py``) and, on a real CA, by ``test_aws_smoke.py``.
+    """
+    ca = aws_lambda.lambda_handler(event("rest_ca.json"), None)
+    roots = x509.load_pem_x509_certificates(ca["body"].encode())
+
+    def signed_by_our_ca(self, certificate, at):
+        for root in roots:
+            try:
+                certificate.verify_directly_issued_by(root)
+            except (InvalidSignature, TypeError, ValueError):
+                continue
+            return True
+        return False
+
+    monkeypatch.setattr(AccessDecider, "_chains", signed_by_our_ca)
+
+
+def _renew_event(name, token):
+    raw = event(name)
+    raw["headers"]["Authorization" if "Authorization" in raw["headers"] else "authorization"] = (
+        f"Bearer {token}"
+    )
+    return raw
+
+
+@pytest.mark.parametrize("renew_event", ["rest_renew.json", "http_api_renew.json"])
+def test_issue_then_renew_through_the_lambda_and_a_replay_is_refused(moto_chain, renew_event):
+    assert aws_lambda.lambda_handler(event("rest_put_node_admin.json"), None)["statusCode"] == 200
+    issued = aws_lambda.lambda_handler(event("rest_generate_cert.json"), None)
+    assert issued["statusCode"] == 201, issued["body"]
+    data = json.loads(issued["body"])
+    certificate = x509.load_pem_x509_certificate(data["certificate"].encode())
+    key = serialization.load_pem_private_key(data["privateKey"].encode(), None)
+    app = aws_lambda.application()
+    assert isinstance(app.node_routes.renewer.replay, DynamoDBLimits)
+    raw = _renew_event(
+        renew_event, mint_renewal_token(certificate, key, audience=renewal_audience(TRUST_DOMAIN))
+    )
+
+    renewed = aws_lambda.lambda_handler(raw, None)
+
+    assert renewed["statusCode"] == 201, renewed["body"]
+    new = json.loads(renewed["body"])
+    assert new["renewedFrom"] == data["serialNumber"]
+    assert (new["userId"], new["nodeId"]) == ("alice", "node-1")
+    assert new["serialNumber"] != data["serialNumber"]
+    chain = x509.load_pem_x509_certificates(new["certificateChain"].encode())
+    x509.load_pem_x509_certificate(new["certificate"].encode()).verify_directly_issued_by(chain[0])
+    listed = aws_lambda.lambda_handler(event("http_api_list_certificates.json"), None)
+    lineage = {
+        c["serialNumber"]: c["renewedFrom"] for c in json.loads(listed["body"])["certificates"]
+    }
+    assert lineage == {new["serialNumber"]: data["serialNumber"], data["serialNumber"]: None}
+
+    # Another container (a cold start) shares the limits table: the token stays used.
+    aws_lambda.application.cache_clear()
+    replay = aws_lambda.lambda_handler(raw, None)
+    assert replay["statusCode"] == 401
+    assert "already used" in json.loads(replay["body"])["detail"]
+
+
+def test_revoke_all_through_the_lambda_then_renewal_is_refused(moto_chain):
+    aws_lambda.lambda_handler(event("rest_put_node_admin.json"), None)
+    issued = json.loads(aws_lambda.lambda_handler(event("rest_generate_cert.json"), None)["body"])
+    key = serialization.load_pem_private_key(issued["privateKey"].encode(), None)
+    certificate = x509.load_pem_x509_certificate(issued["certificate"].encode())
+
+    revoked = aws_lambda.lambda_handler(event("rest_revoke_all_node.json"), None)
+
+    assert revoked["statusCode"] == 200, revoked["body"]
+    assert [c["serialNumber"] for c in json.loads(revoked["body"])["revoked"]] == [
+        issued["serialNumber"]
+    ]
+    token = mint_renewal_token(certificate, key, audience=renewal_audience(TRUST_DOMAIN))
+    refused = aws_lambda.lambda_handler(_renew_event("rest_renew.json", token), None)
+    assert refused["statusCode"] == 403
+    assert "revoked" in json.loads(refused["body"])["detail"]

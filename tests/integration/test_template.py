@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import decode
 
+from nodecert.adapters.aws_lambda import ROUTE_KEYS
 from nodecert.backends.acmpca import NODE_TEMPLATE_ARN, api_passthrough_template
 from nodecert.config import Settings
 from nodecert.store._dynamodb import LIMITS_TTL_ATTRIBUTE
@@ -118,3 +120,70 @@ def test_issuance_is_limited_to_the_passthrough_templates(template):
         api_passthrough_template(Settings().acmpca_template_arn),
         NODE_TEMPLATE_ARN,
     }
+
+
+# Open at API Gateway: the CA chain, liveness, and renewal, whose Bearer token is a
+# proof-of-possession JWT (nodecert.renewal) that a Cognito authorizer would reject.
+OPEN_ROUTES = {"GET /v1/ca", "GET /healthz", "POST /v1/renew"}
+
+
+def _api_events(template):
+    events = template["Resources"]["NodecertFunction"]["Properties"]["Events"]
+    return {
+        f"{e['Properties']['Method'].upper()} {e['Properties']['Path']}": e
+        for e in events.values()
+        if e["Type"] == "Api"
+    }
+
+
+def test_the_api_routes_are_exactly_the_lambda_adapters(template):
+    assert set(_api_events(template)) == set(ROUTE_KEYS)
+    # The nginx-side decision and the local CA's CRL have no place behind API Gateway
+    # (docs/aws.md): the authorizer Lambda decides there, and ACM PCA publishes its own CRL.
+    assert not {"POST /v1/authorize", "GET /v1/crl"} & set(ROUTE_KEYS)
+
+
+def test_only_the_open_routes_skip_the_cognito_authorizer(template):
+    auth = template["Resources"]["Api"]["Properties"]["Auth"]
+    assert auth["DefaultAuthorizer"] == "CognitoAuthorizer"
+    skipped = {
+        key
+        for key, e in _api_events(template).items()
+        if e["Properties"].get("Auth", {}).get("Authorizer") == "NONE"
+    }
+    assert skipped == OPEN_ROUTES
+
+
+@pytest.fixture(scope="module")
+def transformed(template):
+    """The template after the SAM transform, as CloudFormation would deploy it."""
+    from samtranslator.translator.transform import transform
+
+    document = copy.deepcopy(template)
+    # The transform wants an S3 location; sam build puts build/lambda there.
+    document["Resources"]["NodecertFunction"]["Properties"]["CodeUri"] = "s3://bucket/key"
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+        return transform(document, {"AWS::Region": "eu-west-1"}, NoManagedPolicies())
+
+
+def test_the_deployed_methods_use_cognito_except_the_open_routes(transformed):
+    (api,) = [
+        r for r in transformed["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"
+    ]
+    body = api["Properties"]["Body"]
+    security = {
+        f"{method.upper()} {path}": [name for entry in op["security"] for name in entry]
+        for path, operations in body["paths"].items()
+        for method, op in operations.items()
+    }
+    assert set(security) == set(ROUTE_KEYS)
+    for key, names in security.items():
+        # SAM marks a method without authorizer with a "NONE" entry, not in securityDefinitions.
+        assert names == (["NONE"] if key in OPEN_ROUTES else ["CognitoAuthorizer"]), key
+    assert set(body["securityDefinitions"]) == {"CognitoAuthorizer"}

@@ -10,7 +10,14 @@ The caller is taken from the claims an API Gateway authorizer already verified:
 Only API Gateway can set ``requestContext``, so those claims are trusted as they are. When
 no authorizer ran (open routes, or an API without one), a ``Bearer`` token is verified by
 the service's OIDC verifier, exactly as the HTTP server does. Everything else (parsing,
-errors as RFC 9457 problems) is :mod:`nodecert.adapters.routes`, shared with FastAPI.
+errors as RFC 9457 problems) is :mod:`nodecert.adapters.routes` and
+:mod:`nodecert.adapters.node_routes`, shared with FastAPI.
+
+``POST /v1/renew`` is the exception: its Bearer token is a proof-of-possession JWT signed
+by the certificate being renewed, checked by the :class:`~nodecert.renewal.Renewer`. Claims
+are never consulted for it, even if an authorizer did run. ``POST /v1/authorize`` (for an
+nginx beside a self-hosted node; the authorizer Lambda plays that role here) and
+``GET /v1/crl`` (local CA only; ACM PCA publishes its own to S3) are not routed.
 
 The service is wired once per container, on the first invocation.
 """
@@ -26,6 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nodecert.adapters.node_routes import NodeRoutes
 from nodecert.adapters.routes import Reply, Routes, problem
 from nodecert.bootstrap import build_service, settings_from_environment
 from nodecert.errors import (
@@ -39,7 +47,7 @@ from nodecert.identity import validate_id
 from nodecert.ports import Principal
 from nodecert.verifiers.oidc import groups_of
 
-__all__ = ["LambdaApp", "application", "lambda_handler"]
+__all__ = ["ROUTE_KEYS", "LambdaApp", "application", "lambda_handler"]
 
 log = logging.getLogger("nodecert")
 
@@ -64,12 +72,21 @@ class LambdaApp:
         routes: The service's routes.
         admin_group: Members of this group (from the authorizer's claims) are admins.
         max_body_bytes: Larger bodies are refused with 413.
+        node_routes: Renewal and revoke-all; without them those routes answer 404.
     """
 
-    def __init__(self, routes: Routes, *, admin_group: str, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        routes: Routes,
+        *,
+        admin_group: str,
+        max_body_bytes: int,
+        node_routes: NodeRoutes | None = None,
+    ) -> None:
         self.routes = routes
         self.admin_group = admin_group
         self.max_body_bytes = max_body_bytes
+        self.node_routes = node_routes
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Answer one API Gateway event with a proxy-integration response."""
@@ -181,13 +198,32 @@ class LambdaApp:
         return self.routes.list_nodes(self.principal(request))
 
     def _put_node(self, request: _Request, params: dict[str, str]) -> Reply:
-        return self.routes.put_node(self.principal(request), params["node"], request.body)
+        return self.routes.put_node(self.principal(request), params["nodeId"], request.body)
 
     def _get_node(self, request: _Request, params: dict[str, str]) -> Reply:
-        return self.routes.get_node(self.principal(request), params["node"])
+        return self.routes.get_node(self.principal(request), params["nodeId"])
 
     def _delete_node(self, request: _Request, params: dict[str, str]) -> Reply:
-        return self.routes.delete_node(self.principal(request), params["node"])
+        return self.routes.delete_node(self.principal(request), params["nodeId"])
+
+    def _renew(self, request: _Request, _: dict[str, str]) -> Reply:
+        # The proof-of-possession token is the only credential: no claims, no OIDC token.
+        return self._node_routes("renew").renew(request.headers.get("authorization"), request.body)
+
+    def _revoke_node(self, request: _Request, params: dict[str, str]) -> Reply:
+        node_routes = self._node_routes("revoke-all")
+        principal = self.principal(request)
+        return node_routes.revoke_all(principal, request.body, node_id=params["nodeId"])
+
+    def _revoke_user(self, request: _Request, params: dict[str, str]) -> Reply:
+        node_routes = self._node_routes("revoke-all")
+        principal = self.principal(request)
+        return node_routes.revoke_all(principal, request.body, user_id=params["userId"])
+
+    def _node_routes(self, route: str) -> NodeRoutes:
+        if self.node_routes is None:
+            raise NotFoundError(f"{route}: not available in this deployment")
+        return self.node_routes
 
     def _ca(self, request: _Request, _: dict[str, str]) -> Reply:
         return self.routes.ca()
@@ -196,21 +232,32 @@ class LambdaApp:
         return Routes.healthz()
 
 
-_SEGMENT = r"[^/]{1,256}"
+# In API Gateway's own notation, so that deploy/template.yaml can be checked against it.
+_TABLE: tuple[tuple[str, str, _Handler], ...] = (
+    ("POST", "/generate-cert", LambdaApp._generate_cert),
+    ("GET", "/v1/certificates", LambdaApp._list_certificates),
+    ("GET", "/v1/certificates/{serial}", LambdaApp._get_certificate),
+    ("POST", "/v1/certificates/{serial}/revoke", LambdaApp._revoke),
+    ("GET", "/v1/nodes", LambdaApp._list_nodes),
+    ("PUT", "/v1/nodes/{nodeId}", LambdaApp._put_node),
+    ("GET", "/v1/nodes/{nodeId}", LambdaApp._get_node),
+    ("DELETE", "/v1/nodes/{nodeId}", LambdaApp._delete_node),
+    ("POST", "/v1/nodes/{nodeId}/revoke-all", LambdaApp._revoke_node),
+    ("POST", "/v1/users/{userId}/revoke-all", LambdaApp._revoke_user),
+    ("POST", "/v1/renew", LambdaApp._renew),
+    ("GET", "/v1/ca", LambdaApp._ca),
+    ("GET", "/healthz", LambdaApp._healthz),
+)
+ROUTE_KEYS: tuple[str, ...] = tuple(f"{method} {path}" for method, path, _ in _TABLE)
+"""Every route the adapter answers, as API Gateway route keys (``"GET /v1/nodes/{nodeId}"``)."""
+
+
+def _compile(path: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]{1,256})", re.escape(path)))
+
+
 _ROUTES: tuple[tuple[str, re.Pattern[str], _Handler], ...] = tuple(
-    (method, re.compile(pattern), handler)
-    for method, pattern, handler in (
-        ("POST", "/generate-cert", LambdaApp._generate_cert),
-        ("GET", "/v1/certificates", LambdaApp._list_certificates),
-        ("GET", f"/v1/certificates/(?P<serial>{_SEGMENT})", LambdaApp._get_certificate),
-        ("POST", f"/v1/certificates/(?P<serial>{_SEGMENT})/revoke", LambdaApp._revoke),
-        ("GET", "/v1/nodes", LambdaApp._list_nodes),
-        ("PUT", f"/v1/nodes/(?P<node>{_SEGMENT})", LambdaApp._put_node),
-        ("GET", f"/v1/nodes/(?P<node>{_SEGMENT})", LambdaApp._get_node),
-        ("DELETE", f"/v1/nodes/(?P<node>{_SEGMENT})", LambdaApp._delete_node),
-        ("GET", "/v1/ca", LambdaApp._ca),
-        ("GET", "/healthz", LambdaApp._healthz),
-    )
+    (method, _compile(path), handler) for method, path, handler in _TABLE
 )
 
 
@@ -227,7 +274,10 @@ def application() -> LambdaApp:
     logging.getLogger("nodecert").setLevel(settings.log_level)
     service = build_service(settings)
     return LambdaApp(
-        service.routes, admin_group=settings.admin_group, max_body_bytes=settings.max_body_bytes
+        service.routes,
+        admin_group=settings.admin_group,
+        max_body_bytes=settings.max_body_bytes,
+        node_routes=service.node_routes,
     )
 
 
