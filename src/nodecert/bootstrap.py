@@ -214,7 +214,7 @@ def _store(settings: Settings) -> tuple[SQLiteStore | DynamoDBStore, object]:
     through an object of its own over the same client.
     """
     if settings.store == "sqlite":
-        store = SQLiteStore(settings.database_path)
+        store = SQLiteStore(settings.database_path, synchronous=settings.sqlite_synchronous)
         return store, store
     if settings.store == "dynamodb":
         from nodecert.aws import make_client

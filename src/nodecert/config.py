@@ -39,6 +39,7 @@ class Settings:
     aws_region: str | None = None
     store: str = "sqlite"
     database: Path | None = None
+    sqlite_synchronous: str = "full"
     dynamodb_nodes_table: str = "nodecert-nodes"
     dynamodb_certificates_table: str = "nodecert-certificates"
     dynamodb_limits_table: str = "nodecert-limits"
@@ -108,6 +109,10 @@ class Settings:
         _require(
             (self.oidc_issuer is None) == (self.oidc_audience is None),
             "NODECERT_OIDC_ISSUER and NODECERT_OIDC_AUDIENCE: set both or neither",
+        )
+        _require(
+            self.sqlite_synchronous in ("full", "normal"),
+            "NODECERT_SQLITE_SYNCHRONOUS: must be 'full' or 'normal'",
         )
         _require(1 <= self.port <= 65535, f"NODECERT_PORT: {self.port} is not a TCP port")
         _require(self.workers >= 1, "NODECERT_WORKERS: must be at least 1")

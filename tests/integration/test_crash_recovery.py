@@ -14,6 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from nodecert.store.sqlite import SQLiteStore
 
 
@@ -43,7 +45,8 @@ def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     raise AssertionError("server did not start")
 
 
-def test_kill_9_under_load_loses_no_issued_certificate(tmp_path: Path) -> None:
+@pytest.mark.parametrize("synchronous", ["full", "normal"])
+def test_kill_9_under_load_loses_no_issued_certificate(tmp_path: Path, synchronous: str) -> None:
     home, port = tmp_path / "home", _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NODECERT_")}
     env.update(
@@ -51,6 +54,7 @@ def test_kill_9_under_load_loses_no_issued_certificate(tmp_path: Path) -> None:
         NODECERT_PORT=str(port),
         NODECERT_WORKERS="2",
         NODECERT_LOG_LEVEL="WARNING",
+        NODECERT_SQLITE_SYNCHRONOUS=synchronous,
         # This test wants many certificates quickly; the quotas have tests of their own.
         NODECERT_QUOTA_PER_MINUTE="0",
         NODECERT_MAX_ACTIVE_PER_NODE="0",

@@ -296,3 +296,17 @@ def test_concurrent_writers_all_land(store, db_path):
     ]
     assert len(store.find()) == THREADS * PER_THREAD
     assert raw(db_path, "PRAGMA integrity_check") == [("ok",)]
+
+
+@pytest.mark.parametrize(("mode", "pragma"), [("full", 2), ("normal", 1)])
+def test_the_ledger_durability_mode_is_applied(tmp_path, mode, pragma):
+    store = SQLiteStore(tmp_path / "ledger.db", synchronous=mode)
+    assert store._connection().execute("PRAGMA synchronous").fetchone()[0] == pragma
+    # Rate buckets never wait for the disk, whatever the ledger does.
+    assert store._connection(durable=False).execute("PRAGMA synchronous").fetchone()[0] == 0
+    store.close()
+
+
+def test_an_unknown_durability_mode_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="synchronous"):
+        SQLiteStore(tmp_path / "ledger.db", synchronous="off")

@@ -239,6 +239,7 @@ FULL_ENV = {
     "NODECERT_AWS_REGION": "eu-west-1",
     "NODECERT_STORE": "dynamodb",
     "NODECERT_DATABASE": "/data/ledger.db",
+    "NODECERT_SQLITE_SYNCHRONOUS": "normal",
     "NODECERT_DYNAMODB_NODES_TABLE": "nodes",
     "NODECERT_DYNAMODB_CERTIFICATES_TABLE": "certs",
     "NODECERT_DYNAMODB_LIMITS_TABLE": "limits",
@@ -274,6 +275,7 @@ def test_every_setting_is_read_and_converted():
     assert settings.port == 8443
     assert (settings.quota_per_minute, settings.quota_burst) == (120, 20)
     assert settings.max_active_per_node == 3
+    assert settings.sqlite_synchronous == "normal"
     assert settings.workers == 4
     assert settings.organization == "Acme"
     assert settings.trust_domain == "acme.example"

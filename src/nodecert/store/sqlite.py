@@ -82,14 +82,28 @@ class SQLiteStore:
         path: The database file; created (with its schema) when missing.
         busy_timeout_s: How long a write waits for another writer's lock before the
             store reports itself unavailable (503).
+        synchronous: ``full`` (default) makes every commit durable on disk before it
+            returns: a certificate is never handed out whose row a power cut could lose.
+            ``normal`` (WAL) skips that fsync: commits survive a crash or ``kill -9`` of
+            nodecert but not of the machine, and issuance is much faster
+            (docs/performance.md).
 
     Raises:
         StoreUnavailableError: the file cannot be opened, or has a newer schema.
     """
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = _BUSY_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_s: float = _BUSY_TIMEOUT_S,
+        synchronous: str = "full",
+    ) -> None:
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous: {synchronous!r} is not 'full' or 'normal'")
         self.path = path
         self._busy_timeout_s = busy_timeout_s
+        self._synchronous = synchronous.upper()
         self._write_mutex = threading.Lock()
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock_file = os.open(
@@ -327,11 +341,11 @@ class SQLiteStore:
         if db is None:
             db = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
             db.execute("PRAGMA journal_mode = WAL")
-            # FULL makes each commit durable before the certificate leaves the process:
-            # a kill -9 or power cut must not lose a row the client already has. Rate
+            # FULL (the default) makes each commit durable before the certificate leaves
+            # the process: a power cut must not lose a row the client already has. Rate
             # buckets use a connection without fsync: losing the last few token takes
             # in a power cut only gives a user a few more requests.
-            db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'OFF'}")
+            db.execute(f"PRAGMA synchronous = {self._synchronous if durable else 'OFF'}")
             # Every thread keeps its connections, so the page cache is per thread: 1 MiB
             # each (SQLite's default is 2 MiB) keeps a busy thread pool's memory bounded.
             db.execute("PRAGMA cache_size = -1024")
