@@ -39,6 +39,7 @@ from nodecert.errors import AuthenticationError, ConflictError
 from nodecert.identity import format_serial
 from nodecert.keys import PrivateKey, key_type_of
 from nodecert.ports import Principal, ReplayGuard
+from nodecert.verifiers.oidc import decode_signed, is_finite_number
 
 __all__ = [
     "MAX_TOKEN_LIFETIME",
@@ -187,23 +188,7 @@ class Renewer:
             raise AuthenticationError("renewal token: the x5c certificate has an unusable key")
         if _ALGORITHMS[alg] != family:
             raise AuthenticationError(f"renewal token: {alg} does not fit the certificate's key")
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key=public_key,
-                algorithms=[alg],
-                options={
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    "verify_aud": False,
-                    "verify_iss": False,
-                },
-            )
-        except jwt.InvalidSignatureError as exc:
-            raise AuthenticationError("renewal token: signature does not verify") from exc
-        except jwt.PyJWTError as exc:
-            raise AuthenticationError("renewal token: cannot be decoded") from exc
+        claims = decode_signed(token, public_key, alg, what="renewal token")
         self._check_claims(claims)
         return certificate, claims
 
@@ -213,10 +198,8 @@ class Renewer:
         if self.audience not in audiences:
             raise AuthenticationError("renewal token: audience ('aud') is not this service")
         iat, exp, jti = claims.get("iat"), claims.get("exp"), claims.get("jti")
-        if not isinstance(iat, int | float) or not isinstance(exp, int | float):
-            raise AuthenticationError("renewal token: 'iat' and 'exp' are required")
-        if isinstance(iat, bool) or isinstance(exp, bool):
-            raise AuthenticationError("renewal token: 'iat' and 'exp' must be numbers")
+        if not is_finite_number(iat) or not is_finite_number(exp):
+            raise AuthenticationError("renewal token: 'iat' and 'exp' must be finite numbers")
         if not isinstance(jti, str) or not 1 <= len(jti) <= 128:
             raise AuthenticationError("renewal token: 'jti' (1-128 characters) is required")
         now = self.clock().timestamp()

@@ -139,6 +139,11 @@ def _token(cert, key, *, headers=None, alg="ES256", **claims):
         ({"aud": "https://other.example"}, "audience"),
         ({"jti": None}, "jti"),
         ({"exp": None}, "'iat' and 'exp'"),
+        # PyJWT's JSON parser accepts these; an infinite exp must not mean "never expires"
+        # (and NaN used to crash the replay guard's expiry with a ValueError).
+        ({"exp": float("nan")}, "finite numbers"),
+        ({"exp": float("inf")}, "finite numbers"),
+        ({"iat": True}, "finite numbers"),
         ({"exp": int(datetime.now(UTC).timestamp()) + 3600}, "over 5 minutes"),
         (
             {

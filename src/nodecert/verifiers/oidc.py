@@ -30,7 +30,15 @@ from nodecert.errors import AuthenticationError, BackendUnavailableError, Nodece
 from nodecert.identity import validate_id
 from nodecert.ports import Principal
 
-__all__ = ["JWKS", "OIDCVerifier", "RemoteJWKS", "StaticJWKS", "groups_of"]
+__all__ = [
+    "JWKS",
+    "OIDCVerifier",
+    "RemoteJWKS",
+    "StaticJWKS",
+    "decode_signed",
+    "groups_of",
+    "is_finite_number",
+]
 
 _ALGORITHMS = {"RS256": "RSA", "ES256": "EC"}
 _MAX_TOKEN_BYTES = 8 * 1024
@@ -213,23 +221,7 @@ class OIDCVerifier:
             raise AuthenticationError("token: signed with an unknown key ('kid')")
         if _ALGORITHMS[alg] != key.key_type:
             raise AuthenticationError(f"token: algorithm {alg} does not fit the key's type")
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key=key.key,
-                algorithms=[alg],
-                options={
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    "verify_aud": False,
-                    "verify_iss": False,
-                },
-            )
-        except jwt.InvalidSignatureError as exc:
-            raise AuthenticationError("token: signature does not verify") from exc
-        except jwt.PyJWTError as exc:
-            raise AuthenticationError("token: cannot be decoded") from exc
+        claims = decode_signed(token, key.key, alg, what="token")
         self._check_claims(claims)
         try:
             user_id = validate_id(claims.get("sub"), field="sub")
@@ -252,12 +244,12 @@ class OIDCVerifier:
     def _check_times(self, claims: Mapping[str, Any]) -> None:
         now = self.clock()
         exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
-        if not _is_number(exp):
+        if not is_finite_number(exp):
             raise AuthenticationError("token: has no finite numeric expiry ('exp')")
         if now > exp + self.leeway_s:
             raise AuthenticationError("token: expired")
         for name, value in (("nbf", nbf), ("iat", iat)):
-            if value is not None and (not _is_number(value) or value > now + self.leeway_s):
+            if value is not None and (not is_finite_number(value) or value > now + self.leeway_s):
                 raise AuthenticationError(f"token: not valid yet ('{name}' is in the future)")
 
     def _check_audience(self, claims: Mapping[str, Any]) -> None:
@@ -274,6 +266,40 @@ class OIDCVerifier:
             raise AuthenticationError("token: audience ('aud') is not this service")
 
 
+def decode_signed(token: str, key: Any, alg: str, *, what: str) -> dict[str, Any]:
+    """The claims of ``token`` once its ``alg`` signature verifies with ``key``.
+
+    Only the signature is checked here; times, issuer and audience are the caller's (with
+    its own clock). ``what`` names the token in error messages.
+
+    Raises:
+        AuthenticationError: a bad signature, or a token PyJWT cannot decode.
+    """
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key=key,
+            algorithms=[alg],
+            options={
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "verify_aud": False,
+                "verify_iss": False,
+            },
+        )
+    except jwt.InvalidSignatureError as exc:
+        raise AuthenticationError(f"{what}: signature does not verify") from exc
+    except jwt.PyJWTError as exc:
+        raise AuthenticationError(f"{what}: cannot be decoded") from exc
+    return claims
+
+
+def is_finite_number(value: object) -> TypeGuard[int | float]:
+    """A JSON number that is not a boolean, NaN or infinite (JSON parsers accept those)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def groups_of(claims: Mapping[str, Any]) -> frozenset[str]:
     """Group names from ``cognito:groups`` (or ``groups``).
 
@@ -286,8 +312,3 @@ def groups_of(claims: Mapping[str, Any]) -> frozenset[str]:
     if isinstance(value, str):
         return frozenset(value.strip("[]").replace(",", " ").split())
     return frozenset()
-
-
-def _is_number(value: object) -> TypeGuard[int | float]:
-    # JSON parsers accept NaN and Infinity; a token with exp=NaN must not live forever.
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
