@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,45 +13,18 @@ from cryptography import x509
 
 from nodecert.adapters.cli import main
 from nodecert.identity import Identity
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.processes import free_port, nodecert_env, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     home = tmp_path_factory.mktemp("serve") / "data"
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NODECERT_")}
-    env.update(NODECERT_HOME=str(home), NODECERT_PORT=str(port))
-    log = (home.parent / "serve.log").open("w")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "nodecert"), "serve"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    port = free_port()
+    process = start_server(nodecert_env(home, port), home.parent / "serve.log")
     try:
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None:
-                    pytest.fail((home.parent / "serve.log").read_text())
-                time.sleep(0.1)
-        else:
-            pytest.fail("nodecert serve did not answer /healthz within 30 s")
-        yield url, home
+        yield f"http://127.0.0.1:{port}", home
     finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
+        stop_server(process)
 
 
 @pytest.fixture

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import http.client
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from nodecert.adapters.serve import bind
 from nodecert.errors import ConfigurationError
+from tests.processes import free_port, nodecert_env, start_server, stop_server
 
 
 def test_the_listening_socket_is_tcp_so_accepted_ones_get_nodelay() -> None:
@@ -44,28 +40,13 @@ def test_an_address_in_use_is_a_clear_error() -> None:
 
 
 def test_two_workers_serve_keep_alive_requests(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NODECERT_")}
-    env.update(NODECERT_HOME=str(tmp_path / "home"), NODECERT_PORT=str(port), NODECERT_WORKERS="2")
-    with (tmp_path / "serve.log").open("w") as log:
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "nodecert"), "serve"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    port = free_port()
+    server = start_server(
+        nodecert_env(tmp_path / "home", port, workers="2"), tmp_path / "serve.log"
+    )
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        for _ in range(300):
-            try:
-                connection.request("GET", "/healthz")
-                break
-            except OSError:
-                connection.close()
-                time.sleep(0.1)
+        connection.request("GET", "/healthz")
         connection.getresponse().read()
         # Twenty requests on one connection: with the delayed-ACK stall each took ~40 ms.
         # The check is on the socket option, not on time, so that it cannot be flaky.
@@ -76,6 +57,5 @@ def test_two_workers_serve_keep_alive_requests(tmp_path: Path) -> None:
             response.read()
         connection.close()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=20)
+        stop_server(server)
     assert "Started parent process" in (tmp_path / "serve.log").read_text()

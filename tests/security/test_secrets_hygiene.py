@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.processes import cli, free_port, nodecert_env, start_server, stop_server
 
 from ..conftest import Env
 
@@ -76,54 +73,31 @@ def test_whole_flow_at_debug_logs_no_secret(
     assert all(fragment.encode() not in database for fragment in secrets)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_server_process_at_debug_logs_no_secret(tmp_path: Path) -> None:
-    home, port = tmp_path / "home", _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NODECERT_")}
-    env.update(NODECERT_HOME=str(home), NODECERT_PORT=str(port), NODECERT_LOG_LEVEL="DEBUG")
-    nodecert = str(Path(sys.executable).parent / "nodecert")
-    subprocess.run(
-        [nodecert, "nodes", "add", "n1", "--owner", "alice"],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    token = subprocess.run(
-        [nodecert, "dev-token", "alice"], env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    home, port = tmp_path / "home", free_port()
+    env = nodecert_env(home, port, log_level="DEBUG")
+    cli(env, "nodes", "add", "n1", "--owner", "alice")
+    token = cli(env, "dev-token", "alice")
     log_path = tmp_path / "serve.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen([nodecert, "serve"], env=env, stdout=log, stderr=log)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(300):
-                try:
-                    urllib.request.urlopen(url + "/healthz", timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            request = urllib.request.Request(
-                url + "/generate-cert",
-                data=json.dumps({"nodeId": "n1"}).encode(),
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(request, timeout=30) as response:
-                issued = json.loads(response.read())
-            bad = urllib.request.Request(
-                url + "/generate-cert?token=" + token[:20],
-                data=b"{}",
-                headers={"Authorization": f"Bearer {token}x"},
-            )
-            with pytest.raises(urllib.error.HTTPError):
-                urllib.request.urlopen(bad, timeout=30)
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
+    server = start_server(env, log_path)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        request = urllib.request.Request(
+            url + "/generate-cert",
+            data=json.dumps({"nodeId": "n1"}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            issued = json.loads(response.read())
+        bad = urllib.request.Request(
+            url + "/generate-cert?token=" + token[:20],
+            data=b"{}",
+            headers={"Authorization": f"Bearer {token}x"},
+        )
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(bad, timeout=30)
+    finally:
+        stop_server(server)
     text = log_path.read_text()
     assert "DEBUG" in text or "debug" in text.lower()
     assert "/generate-cert" in text
