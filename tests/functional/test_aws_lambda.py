@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from nodecert.adapters import aws_lambda
 from nodecert.adapters.aws_lambda import LambdaApp
@@ -57,7 +58,8 @@ def test_rest_admin_puts_a_node_and_the_owner_gets_a_certificate(app, env):
     assert Identity.from_certificate(certificate, trust_domain=trust_domain) == Identity(
         user_id="alice", node_id="node-1"
     )
-    assert "BEGIN PRIVATE KEY" in data["privateKey"]
+    key = serialization.load_pem_private_key(data["privateKey"].encode(), password=None)
+    assert key.public_key() == certificate.public_key()
 
 
 def test_http_api_v2_event_with_stage_base64_body_and_flattened_groups(app):

@@ -75,7 +75,8 @@ def test_rest_renew_with_a_pop_token_then_the_replay_is_refused(app, env, alice)
     assert Identity.from_certificate(certificate, trust_domain=TRUST_DOMAIN) == Identity(
         user_id="alice", node_id="node-1"
     )
-    assert "BEGIN PRIVATE KEY" in data["privateKey"]
+    key = serialization.load_pem_private_key(data["privateKey"].encode(), password=None)
+    assert key.public_key() == certificate.public_key()
     row = env.service.authority.ledger.get(data["serialNumber"])
     assert row is not None and row.renewed_from == alice.serial
 

@@ -7,6 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from nodecert.backends.local import LocalCA
 from nodecert.errors import ConfigurationError
@@ -35,7 +37,13 @@ def test_created_once_and_reloaded(tmp_path: Path) -> None:
 def test_passphrase_encrypts_the_key_at_rest(tmp_path: Path) -> None:
     _open(tmp_path / "ca", passphrase="correct horse")
     pem = (tmp_path / "ca" / "ca.key").read_bytes()
-    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    with pytest.raises(TypeError, match="encrypted"):  # No password: cryptography refuses.
+        serialization.load_pem_private_key(pem, password=None)
+    key = serialization.load_pem_private_key(pem, password=b"correct horse")
+    assert (
+        key.public_key()
+        == x509.load_pem_x509_certificate((tmp_path / "ca" / "ca.crt").read_bytes()).public_key()
+    )
     with pytest.raises(ConfigurationError, match="NODECERT_CA_PASSPHRASE"):
         _open(tmp_path / "ca")
     with pytest.raises(ConfigurationError, match="wrong NODECERT_CA_PASSPHRASE"):

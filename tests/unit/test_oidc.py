@@ -541,7 +541,8 @@ def test_dev_issuer_creates_its_key_with_mode_0600(tmp_path):
     DevIssuer.open_or_create(home)
     key_file = home / "dev-issuer.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert b"BEGIN PRIVATE KEY" in key_file.read_bytes()
+    key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
 
 
 def test_dev_issuer_reopens_the_same_key(tmp_path):
