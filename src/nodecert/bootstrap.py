@@ -190,8 +190,10 @@ def _decider(
 def create_app() -> FastAPI:
     """The ASGI application for ``uvicorn --factory`` (one per worker process)."""
     from nodecert.adapters.http import create_app as create_http_app
+    from nodecert.adapters.serve import BoundedHttpToolsProtocol
 
     settings = settings_from_environment()
+    BoundedHttpToolsProtocol.max_header_bytes = settings.max_header_bytes
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )

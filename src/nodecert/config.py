@@ -52,6 +52,7 @@ class Settings:
     default_validity_days: int = 7
     max_validity_days: int = 30
     max_body_bytes: int = 64 * 1024
+    max_header_bytes: int = 32 * 1024
     quota_per_minute: int = 30
     quota_burst: int = 30
     max_active_per_node: int = 10
@@ -117,6 +118,10 @@ class Settings:
         _require(1 <= self.port <= 65535, f"NODECERT_PORT: {self.port} is not a TCP port")
         _require(self.workers >= 1, "NODECERT_WORKERS: must be at least 1")
         _require(self.max_body_bytes >= 1024, "NODECERT_MAX_BODY_BYTES: must be >= 1024")
+        _require(
+            self.max_header_bytes >= 8192,
+            "NODECERT_MAX_HEADER_BYTES: must be >= 8192 (a bearer token alone may be 8 KiB)",
+        )
         for name in ("quota_per_minute", "quota_burst", "max_active_per_node"):
             _require(getattr(self, name) >= 0, f"NODECERT_{name.upper()}: must be >= 0 (0 = off)")
         _require(self.key_pool_size >= 0, "NODECERT_KEY_POOL_SIZE: must be >= 0")

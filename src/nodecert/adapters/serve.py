@@ -1,23 +1,31 @@
 """``nodecert serve``: uvicorn on a listening socket that nodecert binds itself.
 
-uvicorn binds its socket with ``socket.socket(family, SOCK_STREAM)`` (protocol 0) when it
-runs several workers, and asyncio only sets TCP_NODELAY on sockets whose ``proto`` is
-IPPROTO_TCP (uvicorn issue #3149). Without TCP_NODELAY every response after the first on a
-kept-alive connection waits for the client's delayed ACK: about 40 ms per request. Binding
-the socket here with an explicit IPPROTO_TCP fixes it for one worker and for many.
+Two things stock uvicorn does not do are done here:
+
+- TCP_NODELAY. uvicorn binds its socket with ``socket.socket(family, SOCK_STREAM)``
+  (protocol 0) when it runs several workers, and asyncio only sets TCP_NODELAY on sockets
+  whose ``proto`` is IPPROTO_TCP (uvicorn issue #3149). Without it every response after the
+  first on a kept-alive connection waits for the client's delayed ACK: ~40 ms per request.
+  Binding the socket here with an explicit IPPROTO_TCP fixes it for one worker and many.
+- A bound on the request line and headers. uvicorn's httptools parser accepts headers of
+  any size (a 10 MB header is read into memory whole); :class:`BoundedHttpToolsProtocol`
+  answers 431 once they pass ``NODECERT_MAX_HEADER_BYTES``, before the application runs.
 """
 
 from __future__ import annotations
 
+import json
 import socket
+from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from nodecert.config import Settings
 from nodecert.errors import ConfigurationError
 
-__all__ = ["bind", "run"]
+__all__ = ["BoundedHttpToolsProtocol", "bind", "run"]
 
 _BACKLOG = 2048  # uvicorn's default.
 
@@ -47,6 +55,68 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _HeadersTooLargeError(Exception):
+    pass
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing request heads over ``max_header_bytes``.
+
+    The limit is a class attribute because uvicorn creates the protocol itself; each worker
+    process sets it from its settings when it builds the application
+    (``bootstrap.create_app``).
+    """
+
+    max_header_bytes = 32 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0
+        self._head_too_large = False
+
+    def on_message_begin(self) -> None:
+        self._head_bytes = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self.max_header_bytes:
+            self._head_too_large = True
+            # Raised inside the parser's callback: uvicorn turns it into an answer through
+            # send_400_response, below, and closes the connection.
+            raise _HeadersTooLargeError
+
+    def send_400_response(self, msg: str) -> None:
+        """The 400 of a malformed request, or a 431 problem document for a huge head."""
+        if not self._head_too_large:
+            super().send_400_response(msg)
+            return
+        body = json.dumps(
+            {
+                "type": "https://nodecert.dev/problems/headers_too_large",
+                "title": "Request header fields too large",
+                "status": 431,
+                "detail": f"headers: larger than {self.max_header_bytes} bytes",
+                "code": "headers_too_large",
+            }
+        ).encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/problem+json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + body
+        )
+        self.transport.close()
+
+
 def run(settings: Settings) -> None:
     """Serve the HTTP API with ``settings.workers`` processes until interrupted."""
     config = uvicorn.Config(
@@ -56,6 +126,7 @@ def run(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level.lower(),
+        http=BoundedHttpToolsProtocol,
     )
     sock = bind(settings.host, settings.port)
     server = uvicorn.Server(config)
