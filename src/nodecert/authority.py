@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from nodecert.errors import (
     AuthorizationError,
     BackendUnavailableError,
+    ConflictError,
     InvalidIdentifierError,
     InvalidRequestError,
     NotFoundError,
@@ -185,7 +186,19 @@ class Authority:
             created_at=now,
             renewed_from=request.renewed_from,
         )
-        self.ledger.record(record)
+        try:
+            self.ledger.record(record)
+        except ConflictError:
+            # A remote CA answers a retried request (same idempotency token) with the
+            # certificate it already issued. Same request, same certificate: hand it out
+            # again instead of failing; anything else is a real clash.
+            existing = self.ledger.get(record.serial)
+            if existing is None or (existing.request_id, existing.fingerprint_sha256) != (
+                record.request_id,
+                record.fingerprint_sha256,
+            ):
+                raise
+            record = existing
         return IssuedCertificate(
             record=record,
             certificate_pem=_pem(certificate),

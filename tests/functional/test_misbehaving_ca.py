@@ -12,7 +12,7 @@ from cryptography import x509
 from nodecert.authority import IssueRequest
 from nodecert.backends.local import LocalCA
 from nodecert.bootstrap import build_service
-from nodecert.errors import BackendUnavailableError
+from nodecert.errors import BackendUnavailableError, ConflictError
 from nodecert.identity import Identity
 from nodecert.keys import KeyType, generate_private_key
 from nodecert.ports import Principal, RevocationReason, SignedCertificate, SigningRequest
@@ -61,3 +61,52 @@ def test_the_authority_checks_what_a_remote_ca_returns(tmp_path: Path, twist: st
         assert service.authority.ledger.find(user_id="alice") == []
     # A remote CA always gets a CSR; the local CA needs none.
     assert remote.saw_csr == [True]
+
+
+class IdempotentCA(RemoteCA):
+    """A remote CA that answers a repeated request id with the certificate it issued."""
+
+    def __init__(self, inner: LocalCA) -> None:
+        super().__init__(inner, "faithful")
+        self.issued: dict[str, SignedCertificate] = {}
+
+    def issue(self, request: SigningRequest) -> SignedCertificate:
+        if request.request_id not in self.issued:
+            self.issued[request.request_id] = super().issue(request)
+        return self.issued[request.request_id]
+
+
+def test_a_retried_request_gets_the_same_certificate_once_recorded(tmp_path: Path) -> None:
+    service = build_service(make_settings(tmp_path / "home"))
+    service.authority.put_node(ADMIN, "n1", "alice")
+    local = service.authority.ca
+    assert isinstance(local, LocalCA)
+    service.authority.ca = IdempotentCA(local)
+    csr = _client_csr()
+    first = service.authority.issue(
+        Principal("alice"), IssueRequest(node_id="n1", request_id="idem-1", csr=csr)
+    )
+    again = service.authority.issue(
+        Principal("alice"), IssueRequest(node_id="n1", request_id="idem-1", csr=csr)
+    )
+    assert again.certificate_pem == first.certificate_pem
+    assert len(service.authority.ledger.find(user_id="alice")) == 1
+    # Another request that comes back with an already recorded serial is still a clash.
+    service.authority.ca.issued["idem-2"] = service.authority.ca.issued["idem-1"]
+    with pytest.raises(ConflictError):
+        service.authority.issue(
+            Principal("alice"), IssueRequest(node_id="n1", request_id="idem-2", csr=csr)
+        )
+
+
+def _client_csr() -> str:
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    key = generate_private_key(KeyType.EC_P256)
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
