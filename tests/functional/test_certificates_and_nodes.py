@@ -169,3 +169,33 @@ def test_healthz_openapi_and_unknown_routes(env: Env) -> None:
     wrong_method = env.client.get("/generate-cert")
     assert wrong_method.status_code == 405
     assert wrong_method.json()["code"] == "method_not_allowed"
+
+
+def test_listing_comes_in_pages_newest_first(env: Env) -> None:
+    env.add_node("a1", "alice")
+    issued = [env.issue("alice", "a1", keyType="ec-p256")["serialNumber"] for _ in range(5)]
+    headers = env.auth("alice")
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        query = "limit=2" + (f"&cursor={cursor}" if cursor else "")
+        body = env.client.get(f"/v1/certificates?{query}", headers=headers).json()
+        assert len(body["certificates"]) <= 2
+        seen += [c["serialNumber"] for c in body["certificates"]]
+        pages += 1
+        cursor = body["nextCursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == list(reversed(issued))
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [("limit=0", "limit"), ("limit=1001", "limit"), ("limit=x", "limit"), ("cursor=abc", "cursor")],
+)
+def test_bad_paging_is_400(env: Env, query: str, fragment: str) -> None:
+    response = env.client.get(f"/v1/certificates?{query}", headers=env.auth("alice"))
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith(fragment)

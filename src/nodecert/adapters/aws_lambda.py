@@ -186,6 +186,8 @@ class LambdaApp:
             self.principal(request),
             node_id=request.query.get("nodeId"),
             status=request.query.get("status"),
+            limit=request.query.get("limit"),
+            cursor=request.query.get("cursor"),
         )
 
     def _get_certificate(self, request: _Request, params: dict[str, str]) -> Reply:

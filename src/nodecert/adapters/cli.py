@@ -269,13 +269,20 @@ def _request(args: argparse.Namespace) -> None:
 
 
 def _certs(args: argparse.Namespace) -> None:
-    query = []
+    query = ["limit=1000"]
     if args.node:
         query.append(f"nodeId={validate_id(args.node, field='--node')}")
     if args.status:
         query.append(f"status={args.status}")
-    path = "/v1/certificates" + ("?" + "&".join(query) if query else "")
-    rows = _call(args, "GET", path)["certificates"]
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    while True:  # Every page: the service answers at most 1,000 at a time.
+        page_query = query + ([f"cursor={cursor}"] if cursor else [])
+        page = _call(args, "GET", "/v1/certificates?" + "&".join(page_query))
+        rows += page["certificates"]
+        cursor = page.get("nextCursor")
+        if not cursor:
+            break
     if args.json:
         print(json.dumps(rows, indent=2))
         return

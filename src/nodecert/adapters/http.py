@@ -78,6 +78,7 @@ class CertificateList(BaseModel):
     """Body of ``GET /v1/certificates``."""
 
     certificates: list[Certificate]
+    nextCursor: str | None  # noqa: N815
 
 
 class RevokeRequest(BaseModel):
@@ -246,9 +247,14 @@ def create_app(service: Service) -> FastAPI:
         request: Request,
         nodeId: str | None = None,  # noqa: N803 - wire name
         status: str | None = None,
+        limit: str | None = None,
+        cursor: str | None = None,
     ) -> Response:
         return await authed(
-            request, lambda p: routes.list_certificates(p, node_id=nodeId, status=status)
+            request,
+            lambda p: routes.list_certificates(
+                p, node_id=nodeId, status=status, limit=limit, cursor=cursor
+            ),
         )
 
     @app.get(

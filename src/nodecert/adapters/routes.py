@@ -179,9 +179,20 @@ class Routes:
         return key_type is None or (isinstance(key_type, str) and key_type.startswith("rsa"))
 
     def list_certificates(
-        self, principal: Principal, *, node_id: str | None, status: str | None
+        self,
+        principal: Principal,
+        *,
+        node_id: str | None,
+        status: str | None,
+        limit: str | None = None,
+        cursor: str | None = None,
     ) -> Reply:
-        """``GET /v1/certificates``: the caller's certificates."""
+        """``GET /v1/certificates``: the caller's certificates, newest first, a page at a time.
+
+        ``limit`` (1-1000, default 100) bounds a page; ``nextCursor`` in the answer, passed
+        back as ``cursor``, asks for the next one (null on the last page).
+        """
+        size = _page_size(limit)
         wanted = None
         if status is not None:
             try:
@@ -191,7 +202,21 @@ class Routes:
                     f"status: {status[:20]!r} is not one of active, revoked, expired"
                 ) from None
         rows = self.authority.list_certificates(principal, node_id=node_id, status=wanted)
-        return Reply(200, {"certificates": [certificate_json(r) for r in rows]})
+        start = 0
+        if cursor is not None:
+            serials = [row.serial for row in rows]
+            if cursor not in serials:
+                raise InvalidRequestError(f"cursor: {cursor[:48]!r} is not in this listing")
+            start = serials.index(cursor) + 1
+        page = rows[start : start + size]
+        more = start + size < len(rows)
+        return Reply(
+            200,
+            {
+                "certificates": [certificate_json(r) for r in page],
+                "nextCursor": page[-1].serial if more and page else None,
+            },
+        )
 
     def get_certificate(self, principal: Principal, serial: str) -> Reply:
         """``GET /v1/certificates/{serial}``."""
@@ -282,6 +307,17 @@ def parse_object(body: bytes, *, allowed: frozenset[str], empty_ok: bool = False
             f"body: unknown field(s) {shown} (allowed: {', '.join(sorted(allowed))})"
         )
     return data
+
+
+_DEFAULT_PAGE, _MAX_PAGE = 100, 1000
+
+
+def _page_size(limit: str | None) -> int:
+    if limit is None:
+        return _DEFAULT_PAGE
+    if not limit.isdigit() or not 1 <= int(limit) <= _MAX_PAGE:
+        raise InvalidRequestError(f"limit: {limit[:20]!r} is not a number from 1 to {_MAX_PAGE}")
+    return int(limit)
 
 
 def certificate_json(row: CertificateRecord) -> dict[str, Any]:
