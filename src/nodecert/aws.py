@@ -7,6 +7,7 @@ when an AWS adapter is actually built. The core never imports this module.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 if TYPE_CHECKING:
@@ -87,15 +88,25 @@ def make_client(
             backend retries by itself, under one deadline, so it asks for 1.
         endpoint_url: A non-AWS endpoint (moto, LocalStack), for tests.
     """
-    import boto3  # Lazy: see the module docstring.
-    from botocore.config import Config
+    from botocore.config import Config  # Lazy: see the module docstring.
 
     config = Config(
         connect_timeout=2,
         read_timeout=5,
         retries={"mode": "standard", "max_attempts": max_attempts},
     )
-    return boto3.client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+    return _session().create_client(
+        service, region_name=region, endpoint_url=endpoint_url, config=config
+    )
+
+
+@functools.cache
+def _session() -> Any:
+    # botocore's session, not boto3's: a client is all nodecert needs, and importing boto3
+    # (its resources, s3transfer) costs a Lambda cold start tens of milliseconds.
+    import botocore.session
+
+    return botocore.session.get_session()
 
 
 def botocore_errors() -> tuple[type[Exception], ...]:
