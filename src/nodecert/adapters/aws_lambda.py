@@ -97,7 +97,7 @@ class LambdaApp:
             reply = self._dispatch(request)
         except NodecertError as exc:
             if exc.code in ("ca_unavailable", "store_unavailable", "internal_error"):
-                log.warning("%s: %s", path[:200], exc.detail)
+                log.warning("%r: %s", path[:200], exc.detail)
             reply = problem(exc, instance=path[:200])
         except Exception as exc:
             log.error("unexpected %s on %s", type(exc).__name__, path[:200])

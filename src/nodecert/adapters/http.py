@@ -172,7 +172,7 @@ def create_app(service: Service) -> FastAPI:
     @app.exception_handler(NodecertError)
     async def _nodecert_error(request: Request, exc: NodecertError) -> Response:
         if exc.code in ("ca_unavailable", "store_unavailable", "internal_error"):
-            log.warning("%s %s: %s", request.method, request.url.path, exc.detail)
+            log.warning("%s %r: %s", request.method, request.url.path, exc.detail)
         return _render(problem(exc, instance=request.url.path))
 
     @app.exception_handler(HTTPException)
@@ -200,7 +200,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
+        log.error("unexpected %s on %s %r", type(exc).__name__, request.method, request.url.path)
         error = NodecertError("internal error; the request was not completed")
         return _render(problem(error, instance=request.url.path))
 

@@ -102,7 +102,7 @@ class NodeRoutes:
             decision = Decision.deny(DenyReason.NO_CERTIFICATE, "none was forwarded")
         if not decision.allowed or decision.identity is None:
             log.info(
-                "authorize denied node=%s serial=%s reason=%s",
+                "authorize denied node=%r serial=%s reason=%s",
                 str(target)[:128],
                 decision.serial,
                 decision.reason,
