@@ -154,6 +154,9 @@ class AccessDecider:
         clock: Returns the current time, timezone-aware UTC.
         chain_source: Instead of ``trust_anchors``: fetches the CA chain (issuing CA
             first, root last) on the first decision.
+        check_owner: Whether the node must still belong to the certificate's user in the
+            node directory. Off for the ``claims`` and ``open`` ownership policies, which
+            keep no directory: there the ledger (revocation) is the only state checked.
     """
 
     def __init__(
@@ -166,6 +169,7 @@ class AccessDecider:
         intermediates: Sequence[x509.Certificate] = (),
         clock: Callable[[], datetime] = _utcnow,
         chain_source: Callable[[], Sequence[x509.Certificate]] | None = None,
+        check_owner: bool = True,
     ) -> None:
         if not trust_anchors and chain_source is None:
             raise ValueError("AccessDecider: at least one trust anchor is required")
@@ -176,6 +180,7 @@ class AccessDecider:
         self._store: Store | None = Store(list(trust_anchors)) if trust_anchors else None
         self._intermediates = list(intermediates)
         self._chain_source = chain_source
+        self._check_owner = check_owner
         self._verifier_lock = threading.Lock()
         self._verifier: tuple[int, ClientVerifier] | None = None
 
@@ -188,6 +193,7 @@ class AccessDecider:
         nodes: NodeDirectory,
         trust_domain: str,
         clock: Callable[[], datetime] = _utcnow,
+        check_owner: bool = True,
     ) -> AccessDecider:
         """Like :meth:`from_chain`, but the chain is fetched on the first decision.
 
@@ -202,6 +208,7 @@ class AccessDecider:
             trust_domain=trust_domain,
             clock=clock,
             chain_source=chain_source,
+            check_owner=check_owner,
         )
 
     @classmethod
@@ -288,7 +295,11 @@ class AccessDecider:
     ) -> Decision:
         try:
             row = self.ledger.get(serial)
-            owner = self.nodes.owner_of(identity.node_id) if row is not None else None
+            owner = (
+                self.nodes.owner_of(identity.node_id)
+                if row is not None and self._check_owner
+                else identity.user_id
+            )
         except Exception as exc:
             # Any store failure must deny, never allow: fail closed.
             log.warning("access: store unavailable for serial=%s: %s", serial, exc)

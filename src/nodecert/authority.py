@@ -145,7 +145,7 @@ class Authority:
             key_type = (
                 KeyType.RSA_2048 if request.key_type is None else KeyType.parse(request.key_type)
             )
-        self.ownership.check(principal, node_id)
+        self.ownership.check(principal, node_id, renewal=request.renewed_from is not None)
         if self.quota is not None:
             self.quota.check(principal.user_id, node_id, self.ledger, self.clock())
         in_process = getattr(self.ca, "builds_in_process", False) is True

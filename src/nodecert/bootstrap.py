@@ -20,7 +20,7 @@ from nodecert.config import Settings
 from nodecert.errors import ConfigurationError
 from nodecert.keypool import KeyPool
 from nodecert.keys import KeyType
-from nodecert.policy import OwnershipPolicy, ValidityPolicy
+from nodecert.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
 from nodecert.ports import CABackend, CRLSigner, Ledger, NodeDirectory, ReplayGuard
 from nodecert.quota import QuotaPolicy, RateLimiter
 from nodecert.renewal import Renewer, renewal_audience
@@ -166,6 +166,8 @@ def _decider(
     ledger: Ledger,
     nodes: NodeDirectory,
 ) -> AccessDecider:
+    # Only the registry policy keeps a node directory to check ownership against.
+    check_owner = settings.ownership is OwnershipMode.REGISTRY
     if settings.ca_bundle is not None:
         try:
             chain = x509.load_pem_x509_certificates(settings.ca_bundle.read_bytes())
@@ -181,9 +183,14 @@ def _decider(
             ledger=ledger,
             nodes=nodes,
             trust_domain=settings.trust_domain,
+            check_owner=check_owner,
         )
     return AccessDecider.from_chain_source(
-        chain_source, ledger=ledger, nodes=nodes, trust_domain=settings.trust_domain
+        chain_source,
+        ledger=ledger,
+        nodes=nodes,
+        trust_domain=settings.trust_domain,
+        check_owner=check_owner,
     )
 
 

@@ -69,8 +69,13 @@ class OwnershipPolicy:
     nodes: NodeDirectory
     claim: str = "custom:nodes"
 
-    def check(self, principal: Principal, node_id: str) -> None:
+    def check(self, principal: Principal, node_id: str, *, renewal: bool = False) -> None:
         """Raise unless ``principal`` owns ``node_id``.
+
+        A ``renewal`` (the caller proved possession of a valid, unrevoked certificate for
+        the node) passes in the ``claims`` and ``open`` modes: there is no token to read
+        claims from, and ownership was checked when the first certificate was issued. In
+        ``registry`` mode the directory is checked again, so a transfer stops renewals.
 
         Raises:
             AuthorizationError: not their node, or no such node. The message is the same
@@ -81,6 +86,8 @@ class OwnershipPolicy:
             OwnershipMode.CLAIMS: self._claims,
             OwnershipMode.OPEN: lambda _p, _n: True,
         }[self.mode]
+        if renewal and self.mode is not OwnershipMode.REGISTRY:
+            return
         if not allowed(principal, node_id):
             raise AuthorizationError(f"nodeId: {node_id!r} is not one of your nodes")
 

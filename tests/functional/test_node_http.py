@@ -213,3 +213,32 @@ def test_deleting_or_transferring_a_node_denies_at_once(service):
     )
     assert http.delete("/v1/nodes/n2", headers=admin).status_code == 204
     assert http.post("/v1/authorize", headers=forwarded(b, "n2")).status_code == 403
+
+
+@pytest.mark.parametrize("mode", ["claims", "open"])
+def test_the_node_side_works_without_a_node_directory(tmp_path, mode):
+    # The claims and open policies keep no directory: ownership was proven at issuance,
+    # so the node side checks the chain, the node and the ledger (revocation) only.
+    service = build_service(Settings(home=tmp_path, ownership=mode))
+    mint = service.dev_issuer.mint("alice", extra={"custom:nodes": ["n1"]})
+    http = client(service)
+    issued = http.post(
+        "/generate-cert",
+        json={"nodeId": "n1", "keyType": "ec-p256"},
+        headers={"Authorization": f"Bearer {mint}"},
+    )
+    assert issued.status_code == 201, issued.text
+    pem = issued.json()["certificate"]
+    allowed = http.post("/v1/authorize", json={"certificate": pem, "nodeId": "n1"})
+    assert allowed.status_code == 200, allowed.text
+    wrong = http.post("/v1/authorize", json={"certificate": pem, "nodeId": "n2"})
+    assert wrong.headers["x-nodecert-reason"] == "wrong_node"
+    key = serialization.load_pem_private_key(issued.json()["privateKey"].encode(), None)
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    pop = mint_renewal_token(cert, key, audience=renewal_audience(service.settings.trust_domain))
+    renewed = http.post("/v1/renew", headers={"Authorization": f"Bearer {pop}"})
+    assert renewed.status_code == 201, renewed.text
+    serial = issued.json()["serialNumber"]
+    http.post(f"/v1/certificates/{serial}/revoke", headers={"Authorization": f"Bearer {mint}"})
+    revoked = http.post("/v1/authorize", json={"certificate": pem, "nodeId": "n1"})
+    assert revoked.headers["x-nodecert-reason"] == "revoked"

@@ -412,3 +412,18 @@ def test_configuration_error_does_not_echo_the_passphrase():
     with pytest.raises(ConfigurationError) as caught:
         Settings.from_env({"NODECERT_CA_PASSPHRASE": secret, "NODECERT_PORT": "0"})
     assert secret not in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    ("mode", "allowed"),
+    [(OwnershipMode.REGISTRY, False), (OwnershipMode.CLAIMS, True), (OwnershipMode.OPEN, True)],
+)
+def test_a_renewal_needs_no_claims_but_still_the_directory(mode, allowed):
+    # Bob holds a certificate for n1 but the directory says n1 is alice's now.
+    policy = OwnershipPolicy(mode, InMemoryNodes({"n1": "alice"}))
+    bob = Principal(user_id="bob")
+    if allowed:
+        policy.check(bob, "n1", renewal=True)
+    else:
+        with pytest.raises(AuthorizationError):
+            policy.check(bob, "n1", renewal=True)
