@@ -23,7 +23,13 @@ from nodecert.errors import (
     InvalidRequestError,
     NotFoundError,
 )
-from nodecert.identity import Identity, format_serial, parse_serial, validate_id
+from nodecert.identity import (
+    Identity,
+    format_serial,
+    parse_serial,
+    validate_dns_names,
+    validate_id,
+)
 from nodecert.keys import (
     KeyType,
     PrivateKey,
@@ -42,6 +48,7 @@ from nodecert.ports import (
     NodeDirectory,
     NodeRecord,
     Principal,
+    Profile,
     RevocationReason,
     SigningRequest,
 )
@@ -136,21 +143,76 @@ class Authority:
             raise AuthorizationError("userId: does not match the authenticated user")
         identity = Identity(user_id=principal.user_id, node_id=node_id)
         lifetime = self.validity.lifetime(request.validity_days)
-        if request.csr is not None:
-            if request.key_type is not None:
-                KeyType.parse(request.key_type)  # Still refuse nonsense, even if unused.
-            csr, key_type = load_client_csr(request.csr)
-            key: PrivateKey | None = None
-        else:
-            key_type = (
-                KeyType.RSA_2048 if request.key_type is None else KeyType.parse(request.key_type)
-            )
+        csr, key_type = _key_request(request.key_type, request.csr)
         self.ownership.check(principal, node_id, renewal=request.renewed_from is not None)
         if self.quota is not None:
             self.quota.check(principal.user_id, node_id, self.ledger, self.clock())
+        return self._sign_and_record(
+            identity,
+            key_type=key_type,
+            csr=csr,
+            lifetime=lifetime,
+            request_id=request.request_id,
+            renewed_from=request.renewed_from,
+        )
+
+    def issue_node_certificate(
+        self,
+        principal: Principal,
+        node_id: object,
+        *,
+        dns_names: object,
+        request_id: str,
+        key_type: object | None = None,
+        csr: object | None = None,
+        validity_days: object | None = None,
+    ) -> IssuedCertificate:
+        """Issue a node's own (server) certificate: serverAuth + clientAuth, DNS names.
+
+        Admin only. The certificate names the node's current owner and the node, like its
+        users' client certificates, plus the host names the node serves under, so a node's
+        TLS server and its clients can trust one CA.
+
+        Raises:
+            AuthorizationError: the caller is not an admin.
+            NotFoundError: no such node in the directory.
+            InvalidRequestError: bad DNS names, keyType, validityDays or CSR.
+        """
+        self._require_admin(principal)
+        node = validate_id(node_id, field="nodeId")
+        names = validate_dns_names(dns_names)
+        lifetime = self.validity.lifetime(validity_days)
+        parsed_csr, parsed_type = _key_request(key_type, csr)
+        owner = self.nodes.owner_of(node)
+        if owner is None:
+            raise NotFoundError(f"nodeId: no node {node!r}")
+        return self._sign_and_record(
+            Identity(user_id=owner, node_id=node),
+            key_type=parsed_type,
+            csr=parsed_csr,
+            lifetime=lifetime,
+            request_id=request_id,
+            profile=Profile.NODE,
+            dns_names=names,
+        )
+
+    def _sign_and_record(
+        self,
+        identity: Identity,
+        *,
+        key_type: KeyType,
+        csr: x509.CertificateSigningRequest | None,
+        lifetime: timedelta,
+        request_id: str,
+        renewed_from: str | None = None,
+        profile: Profile = Profile.CLIENT,
+        dns_names: tuple[str, ...] = (),
+    ) -> IssuedCertificate:
+        """Make the key (unless there is a CSR), have the CA sign, commit the ledger row."""
+        key: PrivateKey | None = None
         in_process = getattr(self.ca, "builds_in_process", False) is True
         signing_csr: x509.CertificateSigningRequest | None = None
-        if request.csr is None:
+        if csr is None:
             key = self.keygen(key_type)
             public_key = key.public_key()
             if not in_process:
@@ -167,7 +229,9 @@ class Authority:
                 identity=identity,
                 not_before=now - _BACKDATE,
                 not_after=now + lifetime,
-                request_id=request.request_id,
+                request_id=request_id,
+                profile=profile,
+                dns_names=dns_names,
                 public_key=public_key,
             )
         )
@@ -182,9 +246,10 @@ class Authority:
             not_before=certificate.not_valid_before_utc,
             not_after=certificate.not_valid_after_utc,
             fingerprint_sha256=fingerprint(certificate),
-            request_id=request.request_id,
+            request_id=request_id,
             created_at=now,
-            renewed_from=request.renewed_from,
+            profile=profile,
+            renewed_from=renewed_from,
         )
         try:
             self.ledger.record(record)
@@ -359,6 +424,17 @@ class Authority:
             ) from exc
         if signed_identity != identity:
             raise BackendUnavailableError("ca: returned a certificate for another identity")
+
+
+def _key_request(
+    key_type: object | None, csr: object | None
+) -> tuple[x509.CertificateSigningRequest | None, KeyType]:
+    """The checked client CSR (or None) and the key type of the certificate to make."""
+    if csr is not None:
+        if key_type is not None:
+            KeyType.parse(key_type)  # Still refuse nonsense, even if unused.
+        return load_client_csr(csr)
+    return None, KeyType.RSA_2048 if key_type is None else KeyType.parse(key_type)
 
 
 def _public_key(csr: x509.CertificateSigningRequest) -> PublicKey:

@@ -25,6 +25,7 @@ __all__ = [
     "Identity",
     "format_serial",
     "parse_serial",
+    "validate_dns_names",
     "validate_id",
     "validate_trust_domain",
 ]
@@ -72,6 +73,40 @@ def validate_trust_domain(value: str) -> str:
             f"trust domain: {value!r} must be 1-255 characters from a-z 0-9 . _ -"
         )
     return value
+
+
+_DNS_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+MAX_DNS_NAMES = 20
+
+
+def validate_dns_names(value: object) -> tuple[str, ...]:
+    """Return the host names of a node certificate, lower-cased, in order, without repeats.
+
+    Each is an RFC 1123 host name (letters, digits, hyphens; labels of 1-63 characters;
+    253 in all). Wildcards and IP addresses are refused: a node certificate names hosts.
+
+    Raises:
+        InvalidIdentifierError: naming the offending entry.
+    """
+    if not isinstance(value, list) or not value or len(value) > MAX_DNS_NAMES:
+        raise InvalidIdentifierError(
+            f"dnsNames: a list of 1 to {MAX_DNS_NAMES} host names is required"
+        )
+    names: list[str] = []
+    for entry in value:
+        name = entry.lower().rstrip(".") if isinstance(entry, str) else ""
+        labels = name.split(".")
+        valid = (
+            0 < len(name) <= 253
+            and all(_DNS_LABEL.fullmatch(label) for label in labels)
+            and not labels[-1].isdigit()  # 10.0.0.1 is an address, not a host name.
+        )
+        if not valid:
+            shown = entry[:80] if isinstance(entry, str) else type(entry).__name__
+            raise InvalidIdentifierError(f"dnsNames: {shown!r} is not a host name")
+        if name not in names:
+            names.append(name)
+    return tuple(names)
 
 
 def format_serial(serial: int) -> str:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from nodecert.errors import ConfigurationError, QuotaExceededError
-from nodecert.ports import CertificateStatus, Ledger
+from nodecert.ports import CertificateStatus, Ledger, Profile
 
 __all__ = ["QuotaPolicy", "RateLimiter"]
 
@@ -66,7 +66,9 @@ class QuotaPolicy:
             active = [
                 row
                 for row in ledger.find(user_id=user_id, node_id=node_id)
-                if row.status is CertificateStatus.ACTIVE and row.not_after > now
+                if row.status is CertificateStatus.ACTIVE
+                and row.not_after > now
+                and row.profile is Profile.CLIENT  # A node's own certificates do not count.
             ]
             if len(active) >= self.max_active:
                 soonest = min(row.not_after for row in active)

@@ -161,3 +161,30 @@ def test_lambda_handler_wires_the_service_once_from_the_environment(monkeypatch,
         assert aws_lambda.application.cache_info().currsize == 1
     finally:
         aws_lambda.application.cache_clear()
+
+
+def test_rest_admin_gets_a_node_certificate(app):
+    assert app.handle(event("rest_put_node_admin.json"))["statusCode"] == 200
+    issued = app.handle(
+        event(
+            "rest_put_node_admin.json",
+            resource="/v1/nodes/{nodeId}/certificate",
+            path="/v1/nodes/node-1/certificate",
+            httpMethod="POST",
+            body=json.dumps({"dnsNames": ["node-1.example"], "keyType": "ec-p256"}),
+        )
+    )
+    assert issued["statusCode"] == 201, issued["body"]
+    certificate = x509.load_pem_x509_certificate(body(issued)["certificate"].encode())
+    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["node-1.example"]
+    user = app.handle(
+        event(
+            "rest_generate_cert.json",
+            resource="/v1/nodes/{nodeId}/certificate",
+            path="/v1/nodes/node-1/certificate",
+            pathParameters={"nodeId": "node-1"},
+            body=json.dumps({"dnsNames": ["node-1.example"]}),
+        )
+    )
+    assert user["statusCode"] == 403

@@ -196,3 +196,31 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["request"])
     assert exc.value.code == 2
     assert main([]) == 2
+
+
+def test_nodes_certificate_writes_the_nodes_server_key_and_certificate(
+    cli_env: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(capsys, "nodes", "add", "cli-n3", "--owner", "gina")
+    code, out, err = _run(
+        capsys,
+        "nodes",
+        "certificate",
+        "cli-n3",
+        "--dns",
+        "n3.example",
+        "--dns",
+        "n3.lan",
+        "--out",
+        str(tmp_path),
+    )
+    assert code == 0, err
+    assert "issued node certificate" in out
+    assert stat.S_IMODE((tmp_path / "cli-n3-server.key").stat().st_mode) == 0o600
+    cert = x509.load_pem_x509_certificate((tmp_path / "cli-n3-server.crt").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["n3.example", "n3.lan"]
+    assert Identity.from_certificate(cert) == Identity("gina", "cli-n3")
+    code, _, err = _run(capsys, "nodes", "certificate", "cli-n3", "--dns", "*.bad")
+    assert code == 1
+    assert "dnsNames" in err

@@ -181,6 +181,14 @@ class LambdaApp:
         key = request.headers.get("idempotency-key")
         return self.routes.generate_cert(self.principal(request), request.body, idempotency_key=key)
 
+    def _node_certificate(self, request: _Request, params: dict[str, str]) -> Reply:
+        return self.routes.issue_node_certificate(
+            self.principal(request),
+            params["nodeId"],
+            request.body,
+            idempotency_key=request.headers.get("idempotency-key"),
+        )
+
     def _list_certificates(self, request: _Request, _: dict[str, str]) -> Reply:
         return self.routes.list_certificates(
             self.principal(request),
@@ -245,6 +253,7 @@ _TABLE: tuple[tuple[str, str, _Handler], ...] = (
     ("GET", "/v1/nodes/{nodeId}", LambdaApp._get_node),
     ("DELETE", "/v1/nodes/{nodeId}", LambdaApp._delete_node),
     ("POST", "/v1/nodes/{nodeId}/revoke-all", LambdaApp._revoke_node),
+    ("POST", "/v1/nodes/{nodeId}/certificate", LambdaApp._node_certificate),
     ("POST", "/v1/users/{userId}/revoke-all", LambdaApp._revoke_user),
     ("POST", "/v1/renew", LambdaApp._renew),
     ("GET", "/v1/ca", LambdaApp._ca),

@@ -75,6 +75,20 @@ def _parser() -> argparse.ArgumentParser:
     listing = nodes_sub.add_parser("list", help="list nodes")
     listing.add_argument("--owner", metavar="USER")
     listing.set_defaults(handler=_nodes_list)
+    node_cert = nodes_sub.add_parser(
+        "certificate", help="issue the node's own server certificate (local CA and store)"
+    )
+    node_cert.add_argument("node", metavar="NODE")
+    node_cert.add_argument(
+        "--dns",
+        action="append",
+        required=True,
+        metavar="HOST",
+        help="a host name the node serves under (repeatable)",
+    )
+    node_cert.add_argument("--key-type", default="ec-p256", help="default ec-p256")
+    node_cert.add_argument("--out", type=Path, default=Path("."), metavar="DIR")
+    node_cert.set_defaults(handler=_nodes_certificate)
     remove = nodes_sub.add_parser("remove", help="remove a node, revoking its certificates")
     remove.add_argument("node", metavar="NODE")
     remove.set_defaults(handler=_nodes_remove)
@@ -177,6 +191,28 @@ def _nodes_list(args: argparse.Namespace) -> None:
     owner = None if args.owner is None else validate_id(args.owner, field="owner")
     for record in _authority().nodes.list_nodes(owner=owner):
         print(f"{record.node_id}\t{record.owner}\t{record.created_at.isoformat()}")
+
+
+def _nodes_certificate(args: argparse.Namespace) -> None:
+    import uuid
+
+    if not args.out.is_dir():
+        raise CLIError(f"--out: {args.out} is not a directory")
+    issued = _authority().issue_node_certificate(
+        _CLI_ADMIN,
+        args.node,
+        dns_names=list(args.dns),
+        key_type=args.key_type,
+        request_id=uuid.uuid4().hex,
+    )
+    node = issued.record.node_id
+    write_atomic(args.out / f"{node}-server.crt", issued.certificate_pem.encode())
+    write_atomic(args.out / f"{node}-server.key", issued.private_key_pem.encode(), mode=0o600)
+    write_atomic(args.out / "ca.crt", issued.chain_pem.encode())
+    print(
+        f"issued node certificate {issued.record.serial} for {node}"
+        f" ({', '.join(args.dns)}): {args.out / (node + '-server.crt')}"
+    )
 
 
 def _nodes_remove(args: argparse.Namespace) -> None:

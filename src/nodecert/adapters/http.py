@@ -72,6 +72,7 @@ class Certificate(BaseModel):
     revokedAt: str | None  # noqa: N815
     revocationReason: str | None  # noqa: N815
     renewedFrom: str | None  # noqa: N815
+    profile: Literal["client", "node"]
 
 
 class CertificateList(BaseModel):
@@ -92,6 +93,15 @@ class RevokeRequest(BaseModel):
         "cessationOfOperation",
         "privilegeWithdrawn",
     ] = "unspecified"
+
+
+class NodeCertificateRequest(BaseModel):
+    """Body of ``POST /v1/nodes/{nodeId}/certificate`` (admin)."""
+
+    dnsNames: list[str] = Field(min_length=1, max_length=20)  # noqa: N815
+    keyType: Literal["rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"] | None = None  # noqa: N815
+    csr: str | None = Field(default=None, max_length=16384)
+    validityDays: int | None = Field(default=None, ge=1)  # noqa: N815
 
 
 class NodeBody(BaseModel):
@@ -291,6 +301,21 @@ def create_app(service: Service) -> FastAPI:
     async def put_node(request: Request, nodeId: str) -> Response:  # noqa: N803
         body = await request.body()
         return await authed(request, lambda p: routes.put_node(p, nodeId, body))
+
+    @app.post(
+        "/v1/nodes/{nodeId}/certificate",
+        status_code=201,
+        response_model=IssuedCertificate,
+        responses=_errors(400, 401, 403, 404, 413, 503),
+        openapi_extra=_body(NodeCertificateRequest),
+        summary="Issue a node's own server (and client) certificate (admin)",
+    )
+    async def node_certificate(request: Request, nodeId: str) -> Response:  # noqa: N803
+        body = await request.body()
+        key = request.headers.get("idempotency-key")
+        return await authed(
+            request, lambda p: routes.issue_node_certificate(p, nodeId, body, idempotency_key=key)
+        )
 
     @app.get(
         "/v1/nodes/{nodeId}",

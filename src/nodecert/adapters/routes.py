@@ -66,6 +66,7 @@ _STATUS: tuple[tuple[type[NodecertError], int], ...] = (
 )
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _ISSUE_FIELDS = frozenset({"nodeId", "userId", "keyType", "csr", "validityDays"})
+_NODE_CERT_FIELDS = frozenset({"dnsNames", "keyType", "csr", "validityDays"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +161,35 @@ class Routes:
             record.node_id,
             record.key_type,
             record.request_id,
+        )
+        return issued_reply(issued)
+
+    def issue_node_certificate(
+        self,
+        principal: Principal,
+        node_id: str,
+        body: bytes,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Reply:
+        """``POST /v1/nodes/{nodeId}/certificate`` (admin): the node's own certificate (201)."""
+        data = parse_object(body, allowed=_NODE_CERT_FIELDS)
+        if "dnsNames" not in data:
+            raise InvalidRequestError("dnsNames: required")
+        issued = self.authority.issue_node_certificate(
+            principal,
+            node_id,
+            dns_names=data["dnsNames"],
+            key_type=data.get("keyType"),
+            csr=data.get("csr"),
+            validity_days=data.get("validityDays"),
+            request_id=_request_id(principal, idempotency_key),
+        )
+        log.info(
+            "issued node certificate serial=%s node=%s by=%s",
+            issued.record.serial,
+            issued.record.node_id,
+            principal.user_id,
         )
         return issued_reply(issued)
 
@@ -335,6 +365,7 @@ def certificate_json(row: CertificateRecord) -> dict[str, Any]:
         "revokedAt": _time(row.revoked_at) if row.revoked_at else None,
         "revocationReason": row.revocation_reason.value if row.revocation_reason else None,
         "renewedFrom": row.renewed_from,
+        "profile": row.profile.value,
     }
 
 
