@@ -10,17 +10,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nodecert.adapters.routes import Reply, problem
+from nodecert.adapters.schemas import (
+    Certificate,
+    CertificateList,
+    GenerateCertRequest,
+    IssuedCertificate,
+    Node,
+    NodeBody,
+    NodeCertificateRequest,
+    NodeList,
+    Problem,
+    RevokeRequest,
+)
 from nodecert.errors import InvalidRequestError, NodecertError, NotFoundError, PayloadTooLargeError
 from nodecert.ports import Principal
 
@@ -31,108 +43,6 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("nodecert")
 _ID = r"^[A-Za-z0-9._-]{1,64}$"
-
-
-class GenerateCertRequest(BaseModel):
-    """Body of ``POST /generate-cert``."""
-
-    nodeId: str = Field(pattern=_ID)  # noqa: N815 - wire name
-    userId: str | None = Field(default=None, pattern=_ID)  # noqa: N815
-    keyType: Literal["rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"] | None = None  # noqa: N815
-    csr: str | None = Field(default=None, max_length=16384)
-    validityDays: int | None = Field(default=None, ge=1)  # noqa: N815
-
-
-class IssuedCertificate(BaseModel):
-    """Body of a 201 from ``POST /generate-cert``."""
-
-    certificate: str
-    certificateChain: str  # noqa: N815
-    privateKey: str | None = None  # noqa: N815
-    serialNumber: str  # noqa: N815
-    notBefore: str  # noqa: N815
-    notAfter: str  # noqa: N815
-    userId: str  # noqa: N815
-    nodeId: str  # noqa: N815
-    keyType: str  # noqa: N815
-
-
-class Certificate(BaseModel):
-    """A ledger row."""
-
-    serialNumber: str  # noqa: N815
-    userId: str  # noqa: N815
-    nodeId: str  # noqa: N815
-    keyType: str  # noqa: N815
-    status: Literal["active", "revoked", "expired"]
-    notBefore: str  # noqa: N815
-    notAfter: str  # noqa: N815
-    fingerprintSha256: str  # noqa: N815
-    createdAt: str  # noqa: N815
-    revokedAt: str | None  # noqa: N815
-    revocationReason: str | None  # noqa: N815
-    renewedFrom: str | None  # noqa: N815
-    profile: Literal["client", "node"]
-
-
-class CertificateList(BaseModel):
-    """Body of ``GET /v1/certificates``."""
-
-    certificates: list[Certificate]
-    nextCursor: str | None  # noqa: N815
-
-
-class RevokeRequest(BaseModel):
-    """Body of ``POST /v1/certificates/{serial}/revoke`` (optional)."""
-
-    reason: Literal[
-        "unspecified",
-        "keyCompromise",
-        "affiliationChanged",
-        "superseded",
-        "cessationOfOperation",
-        "privilegeWithdrawn",
-    ] = "unspecified"
-
-
-class NodeCertificateRequest(BaseModel):
-    """Body of ``POST /v1/nodes/{nodeId}/certificate`` (admin)."""
-
-    dnsNames: list[str] = Field(min_length=1, max_length=20)  # noqa: N815
-    keyType: Literal["rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"] | None = None  # noqa: N815
-    csr: str | None = Field(default=None, max_length=16384)
-    validityDays: int | None = Field(default=None, ge=1)  # noqa: N815
-
-
-class NodeBody(BaseModel):
-    """Body of ``PUT /v1/nodes/{nodeId}``."""
-
-    owner: str = Field(pattern=_ID)
-
-
-class Node(BaseModel):
-    """A node directory entry."""
-
-    nodeId: str  # noqa: N815
-    owner: str
-    createdAt: str  # noqa: N815
-
-
-class NodeList(BaseModel):
-    """Body of ``GET /v1/nodes``."""
-
-    nodes: list[Node]
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem document."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    code: str
-    instance: str | None = None
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
