@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 log = logging.getLogger("nodecert")
-_ID = r"^[A-Za-z0-9._-]{1,64}$"
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
