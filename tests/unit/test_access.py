@@ -8,22 +8,7 @@ from cryptography.hazmat.primitives import serialization
 from nodecert.access import AccessDeniedError, DenyReason
 from nodecert.backends.local import LocalCA
 from nodecert.ports import RevocationReason
-from tests.nodeside import ADMIN, MemoryStore, authority, decider, issue, new_ca, record, sign
-
-
-@pytest.fixture
-def ca(tmp_path):
-    return new_ca(tmp_path / "ca")
-
-
-@pytest.fixture
-def store():
-    return MemoryStore()
-
-
-@pytest.fixture
-def auth(ca, store):
-    return authority(ca, store)
+from tests.nodeside import ADMIN, authority, decider, issue, new_ca, record, sign
 
 
 def test_the_right_certificate_for_the_right_node_is_allowed(ca, store, auth):

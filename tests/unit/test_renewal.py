@@ -15,8 +15,6 @@ from nodecert.renewal import RenewalRequest, Renewer, mint_renewal_token, renewa
 from tests.nodeside import (
     ADMIN,
     TRUST_DOMAIN,
-    MemoryStore,
-    authority,
     decider,
     issue,
     new_ca,
@@ -24,21 +22,6 @@ from tests.nodeside import (
 )
 
 AUDIENCE = renewal_audience(TRUST_DOMAIN)
-
-
-@pytest.fixture
-def ca(tmp_path):
-    return new_ca(tmp_path / "ca")
-
-
-@pytest.fixture
-def store():
-    return MemoryStore()
-
-
-@pytest.fixture
-def auth(ca, store):
-    return authority(ca, store)
 
 
 def renewer(ca, store, auth, **kwargs):
