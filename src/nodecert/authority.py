@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -42,6 +43,7 @@ from nodecert.policy import OwnershipPolicy, ValidityPolicy
 from nodecert.ports import (
     CABackend,
     CertificateRecord,
+    DeferredLedger,
     Ledger,
     NodeDirectory,
     Principal,
@@ -134,6 +136,25 @@ class Authority(Administration):
             BackendUnavailableError: the CA or the ledger cannot answer now; nothing was
                 returned and nothing was recorded.
         """
+        issued, _ = self._issue(principal, request, defer=False)
+        return issued
+
+    def issue_deferred(
+        self, principal: Principal, request: IssueRequest
+    ) -> tuple[IssuedCertificate, Future[None]]:
+        """Like :meth:`issue`, but return before the ledger row is durable.
+
+        The certificate must not leave the process before the future completes; when it
+        fails (with the error :meth:`issue` would have raised), the certificate must be
+        dropped. Only certificates the CA builds in this process are deferred; with
+        another CA, or a ledger that cannot defer (no ``DeferredLedger``), the row is
+        committed first and the future is already done.
+        """
+        return self._issue(principal, request, defer=True)
+
+    def _issue(
+        self, principal: Principal, request: IssueRequest, *, defer: bool
+    ) -> tuple[IssuedCertificate, Future[None]]:
         node_id = validate_id(request.node_id, field="nodeId")
         if request.claimed_user_id is not None and request.claimed_user_id != principal.user_id:
             raise AuthorizationError("userId: does not match the authenticated user")
@@ -150,6 +171,7 @@ class Authority(Administration):
             lifetime=lifetime,
             request_id=request.request_id,
             renewed_from=request.renewed_from,
+            defer=defer,
         )
 
     def issue_node_certificate(
@@ -182,7 +204,7 @@ class Authority(Administration):
         owner = self.nodes.owner_of(node)
         if owner is None:
             raise NotFoundError(f"nodeId: no node {node!r}")
-        return self._sign_and_record(
+        issued, _ = self._sign_and_record(
             Identity(user_id=owner, node_id=node),
             key_type=parsed_type,
             csr=parsed_csr,
@@ -191,6 +213,7 @@ class Authority(Administration):
             profile=Profile.NODE,
             dns_names=names,
         )
+        return issued
 
     def _sign_and_record(
         self,
@@ -203,8 +226,13 @@ class Authority(Administration):
         renewed_from: str | None = None,
         profile: Profile = Profile.CLIENT,
         dns_names: tuple[str, ...] = (),
-    ) -> IssuedCertificate:
-        """Make the key (unless there is a CSR), have the CA sign, commit the ledger row."""
+        defer: bool = False,
+    ) -> tuple[IssuedCertificate, Future[None]]:
+        """Make the key (unless there is a CSR), have the CA sign, commit the ledger row.
+
+        With ``defer`` and a ``DeferredLedger``, the row is queued and the returned future
+        says when it is durable; otherwise it is committed before this returns.
+        """
         key: PrivateKey | None = None
         in_process = getattr(self.ca, "builds_in_process", False) is True
         signing_csr: x509.CertificateSigningRequest | None = None
@@ -247,6 +275,23 @@ class Authority(Administration):
             profile=profile,
             renewed_from=renewed_from,
         )
+        # Only a certificate built here has a serial that no retry can bring back; a remote
+        # CA's answer to a retried request needs the conflict check of _record, at once.
+        if defer and in_process and isinstance(self.ledger, DeferredLedger):
+            committed = self.ledger.record_deferred(record)
+        else:
+            record = self._record(record)
+            committed = Future()
+            committed.set_result(None)
+        issued = IssuedCertificate(
+            record=record,
+            certificate_pem=_pem(certificate),
+            chain_pem="".join(_pem(c) for c in signed.chain),
+            private_key_pem=render_private_key(key) if key is not None else None,
+        )
+        return issued, committed
+
+    def _record(self, record: CertificateRecord) -> CertificateRecord:
         try:
             self.ledger.record(record)
         except ConflictError:
@@ -259,13 +304,8 @@ class Authority(Administration):
                 record.fingerprint_sha256,
             ):
                 raise
-            record = existing
-        return IssuedCertificate(
-            record=record,
-            certificate_pem=_pem(certificate),
-            chain_pem="".join(_pem(c) for c in signed.chain),
-            private_key_pem=render_private_key(key) if key is not None else None,
-        )
+            return existing
+        return record
 
     def ca_chain_pem(self) -> str:
         """The CA chain, issuing CA first, up to the root, as PEM."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -23,6 +24,7 @@ __all__ = [
     "CRLSigner",
     "CertificateRecord",
     "CertificateStatus",
+    "DeferredLedger",
     "Ledger",
     "NodeDirectory",
     "NodeRecord",
@@ -197,6 +199,19 @@ class Ledger(Protocol):
         self, serial: str, *, reason: RevocationReason, at: datetime
     ) -> CertificateRecord:
         """Mark ``serial`` revoked (idempotent) and return the row as it now is."""
+        ...
+
+
+@runtime_checkable
+class DeferredLedger(Protocol):
+    """Optional ability of a ``Ledger``: queue a row and learn later that it is durable.
+
+    Lets a caller that must not block (an event loop) go on with other requests while its
+    row is committed, typically together with theirs in one transaction.
+    """
+
+    def record_deferred(self, record: CertificateRecord) -> Future[None]:
+        """Queue a new row; the future fails with what ``record`` would raise."""
         ...
 
 

@@ -138,7 +138,7 @@ def test_store_unreachable_fails_closed(ca, store, auth, monkeypatch):
         def broken():
             raise sqlite3.OperationalError("disk I/O error")
 
-        monkeypatch.setattr(store, "_connection", broken)
+        monkeypatch.setattr(store._db, "_connection", broken)
     else:
         store.down = True
     assert _deny_reason(handle(event(REST, pem=cert.pem), decider(ca, store), PATH)) == (

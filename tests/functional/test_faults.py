@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 import boto3
@@ -48,6 +49,11 @@ class FailingLedger:
     def record(self, record: CertificateRecord) -> None:
         raise StoreUnavailableError("store: database is locked", retry_after=2)
 
+    def record_deferred(self, record: CertificateRecord) -> Future[None]:
+        failed: Future[None] = Future()
+        failed.set_exception(StoreUnavailableError("store: database is locked", retry_after=2))
+        return failed
+
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)
 
@@ -73,7 +79,9 @@ def test_ca_down_is_503_with_retry_after_and_no_row(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("key_type", ["ec-p256", "rsa-2048"])
-def test_ledger_down_is_503_and_no_certificate_leaves(tmp_path: Path, key_type: str) -> None:
+def test_ledger_down_is_503_and_no_certificate_leaves(
+    tmp_path: Path, key_type: str, caplog: pytest.LogCaptureFixture
+) -> None:
     client, service = _client(tmp_path)
     authority = service.authority  # type: ignore[attr-defined]
     authority.ledger = FailingLedger(authority.ledger)
@@ -86,6 +94,8 @@ def test_ledger_down_is_503_and_no_certificate_leaves(tmp_path: Path, key_type: 
     assert response.status_code == 503
     assert response.headers["retry-after"] == "2"
     assert "BEGIN" not in response.text
+    # The log never names a certificate that was dropped.
+    assert "issued serial" not in caplog.text
 
 
 # ACM PCA misbehaving, through the real backend on botocore's Stubber (moto cannot throttle

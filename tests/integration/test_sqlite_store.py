@@ -301,12 +301,47 @@ def test_concurrent_writers_all_land(store, db_path):
 @pytest.mark.parametrize(("mode", "pragma"), [("full", 2), ("normal", 1)])
 def test_the_ledger_durability_mode_is_applied(tmp_path, mode, pragma):
     store = SQLiteStore(tmp_path / "ledger.db", synchronous=mode)
-    assert store._connection().execute("PRAGMA synchronous").fetchone()[0] == pragma
-    # Rate buckets never wait for the disk, whatever the ledger does.
-    assert store._connection(durable=False).execute("PRAGMA synchronous").fetchone()[0] == 0
+    with store._db.transaction() as db:
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == pragma
+    # Rate buckets never wait for the disk, whatever the ledger does, in a file of their own.
+    with store._rates.transaction() as db:
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 0
+        assert db.execute("PRAGMA database_list").fetchone()[2].endswith("ledger-rates.db")
     store.close()
 
 
 def test_an_unknown_durability_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="synchronous"):
         SQLiteStore(tmp_path / "ledger.db", synchronous="off")
+
+
+def test_deferred_rows_commit_together_and_conflicts_stay_per_row(store, db_path):
+    store.record(certificate("00aa"))
+    futures = [store.record_deferred(certificate(f"{i:04x}", minutes=i)) for i in range(1, 60)]
+    clash = store.record_deferred(certificate("00aa", user="mallory"))
+    twice = [store.record_deferred(certificate("beef")) for _ in range(2)]
+    for future in futures:
+        assert future.result(10) is None
+    with pytest.raises(ConflictError, match="00aa") as caught:
+        clash.result(10)
+    assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
+    assert sorted(f.exception(10) is None for f in twice) == [False, True]
+    assert raw(db_path, "SELECT COUNT(*) FROM certificates") == [(61,)]
+    assert store.get("00aa").user_id == "alice"  # The original row is unchanged.
+
+
+def _record_in_child(store: SQLiteStore, serial: str) -> None:
+    store.record(certificate(serial))
+
+
+def test_a_store_used_before_a_fork_commits_in_the_child(store, db_path):
+    import multiprocessing
+
+    store.record(certificate("0001"))  # The parent's committer thread is running.
+    child = multiprocessing.get_context("fork").Process(
+        target=_record_in_child, args=(store, "0002")
+    )
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert store.get("0002") is not None

@@ -8,18 +8,19 @@ itself is done by ``routes`` so that the Lambda front end answers identically.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nodecert.adapters.asgi import BodyLimit, DirectEndpoint, NodecertAPI, error_reply, render
 from nodecert.adapters.routes import Reply, problem
 from nodecert.adapters.schemas import (
     Certificate,
@@ -33,15 +34,13 @@ from nodecert.adapters.schemas import (
     Problem,
     RevokeRequest,
 )
-from nodecert.errors import InvalidRequestError, NodecertError, NotFoundError, PayloadTooLargeError
+from nodecert.errors import InvalidRequestError, NodecertError, NotFoundError
 from nodecert.ports import Principal
 
 if TYPE_CHECKING:
     from nodecert.bootstrap import Service
 
 __all__ = ["create_app"]
-
-log = logging.getLogger("nodecert")
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -67,19 +66,10 @@ def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
     return sorted(methods)
 
 
-def _render(reply: Reply) -> Response:
-    return Response(
-        content=reply.encoded() if reply.status != 204 else None,
-        status_code=reply.status,
-        headers=reply.headers,
-        media_type=reply.media_type,
-    )
-
-
 def create_app(service: Service) -> FastAPI:
     """The FastAPI application serving ``service``."""
     routes = service.routes
-    app = FastAPI(
+    app = NodecertAPI(
         title="nodecert",
         version="1",
         description="Per-node mutual-TLS certificates on demand.",
@@ -90,9 +80,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.exception_handler(NodecertError)
     async def _nodecert_error(request: Request, exc: NodecertError) -> Response:
-        if exc.code in ("ca_unavailable", "store_unavailable", "internal_error"):
-            log.warning("%s %r: %s", request.method, request.url.path, exc.detail)
-        return _render(problem(exc, instance=request.url.path))
+        return render(error_reply(exc, request.method, request.url.path))
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
@@ -108,28 +96,29 @@ def create_app(service: Service) -> FastAPI:
             # RFC 9110 section 15.5.6: Allow lists every method of the resource. Starlette
             # names only the first route that matched the path, so collect them all.
             reply.headers["Allow"] = ", ".join(_allowed_methods(app, request))
-        return _render(reply)
+        return render(reply)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
         error = InvalidRequestError(f"{where or 'request'}: {first.get('msg', 'invalid')}")
-        return _render(problem(error, instance=request.url.path))
+        return render(problem(error, instance=request.url.path))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unexpected %s on %s %r", type(exc).__name__, request.method, request.url.path)
-        error = NodecertError("internal error; the request was not completed")
-        return _render(problem(error, instance=request.url.path))
+        return render(error_reply(exc, request.method, request.url.path))
 
     local_ca = service.settings.ca == "local"
 
     async def authed(
         request: Request, handler: Callable[[Principal], Reply], *, inline: bool = False
     ) -> Response:
-        authorization = request.headers.get("authorization")
+        return render(await call(request.headers.get("authorization"), handler, inline=inline))
 
+    async def call(
+        authorization: str | None, handler: Callable[[Principal], Reply], *, inline: bool
+    ) -> Reply:
         def run() -> Reply:
             return handler(routes.authenticate(authorization))
 
@@ -137,7 +126,19 @@ def create_app(service: Service) -> FastAPI:
         # runs on the event loop: the hop to the thread pool and back costs about a third
         # of such a request (docs/performance.md). RSA key generation and remote CAs go
         # to the thread pool, so the loop never stalls on them.
-        return _render(run() if inline else await run_in_threadpool(run))
+        reply = run() if inline else await run_in_threadpool(run)
+        if reply.committed is not None:
+            # The event loop serves other requests while the row is on its way to disk.
+            await asyncio.wrap_future(reply.committed)
+        return reply
+
+    def issue(headers: Headers, body: bytes) -> Awaitable[Reply]:
+        key = headers.get("idempotency-key")
+        return call(
+            headers.get("authorization"),
+            lambda p: routes.generate_cert(p, body, idempotency_key=key, deferred=True),
+            inline=local_ca and not routes.generates_rsa_key(body),
+        )
 
     @app.post(
         "/generate-cert",
@@ -148,13 +149,11 @@ def create_app(service: Service) -> FastAPI:
         summary="Issue a certificate for one of your nodes",
     )
     async def generate_cert(request: Request) -> Response:
-        body = await request.body()
-        key = request.headers.get("idempotency-key")
-        return await authed(
-            request,
-            lambda p: routes.generate_cert(p, body, idempotency_key=key),
-            inline=local_ca and not routes.generates_rsa_key(body),
-        )
+        return render(await issue(request.headers, await request.body()))
+
+    app.direct[("POST", "/generate-cert")] = DirectEndpoint(
+        issue, max_body_bytes=service.settings.max_body_bytes
+    )
 
     @app.get(
         "/v1/certificates",
@@ -250,16 +249,16 @@ def create_app(service: Service) -> FastAPI:
         summary="The CA chain (PEM) for node trust stores",
     )
     async def ca() -> Response:
-        return _render(routes.ca())
+        return render(routes.ca())
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> Response:
-        return _render(routes.healthz())
+        return render(routes.healthz())
 
     if service.node_routes is not None:
         from nodecert.adapters.http_node import add_node_routes
 
-        add_node_routes(app, service.node_routes, authed, _render)
+        add_node_routes(app, service.node_routes, authed, render)
     return app
 
 
@@ -272,59 +271,3 @@ class MethodNotAllowedError(NodecertError):
 
     def __init__(self, method: str) -> None:
         super().__init__(f"method: {method[:20]} is not allowed here")
-
-
-class _BodyTooLargeError(Exception):
-    pass
-
-
-class BodyLimit:
-    """ASGI middleware: 413 for bodies over ``max_bytes``, without reading them whole.
-
-    A declared ``Content-Length`` over the limit is refused before any byte is read; a
-    chunked body is counted as it streams and refused as soon as it crosses the limit.
-    """
-
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(scope, send)
-            return
-        seen = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _BodyTooLargeError
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLargeError:
-            if not started:
-                await self._refuse(scope, send)
-
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        error = PayloadTooLargeError(f"body: larger than {self.max_bytes} bytes")
-        reply = problem(error, instance=scope.get("path"))
-        headers = [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
-        headers.append((b"content-type", reply.media_type.encode()))
-        headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": reply.encoded()})

@@ -12,7 +12,8 @@ import json
 import logging
 import re
 import uuid
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nodecert.authority import Authority, IssuedCertificate, IssueRequest
@@ -71,12 +72,18 @@ _NODE_CERT_FIELDS = frozenset({"dnsNames", "keyType", "csr", "validityDays"})
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A framework-neutral HTTP response."""
+    """A framework-neutral HTTP response.
+
+    ``committed``, when set, must complete before the reply is sent: it is the ledger
+    commit of the certificate in the body. When it fails, the reply must be dropped and
+    the future's error answered instead.
+    """
 
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
     media_type: str = "application/json"
+    committed: Future[None] | None = field(default=None, compare=False)
 
     def encoded(self) -> bytes:
         """The body as bytes (JSON unless it is already text or bytes)."""
@@ -136,33 +143,44 @@ class Routes:
         return self.verifier.verify(token.strip())
 
     def generate_cert(
-        self, principal: Principal, body: bytes, *, idempotency_key: str | None = None
+        self,
+        principal: Principal,
+        body: bytes,
+        *,
+        idempotency_key: str | None = None,
+        deferred: bool = False,
     ) -> Reply:
-        """``POST /generate-cert``: issue a certificate (201)."""
+        """``POST /generate-cert``: issue a certificate (201).
+
+        With ``deferred``, the reply may come back before the ledger row is durable: its
+        ``committed`` future says when it may be sent (see :class:`Reply`).
+        """
         data = parse_object(body, allowed=_ISSUE_FIELDS)
         if "nodeId" not in data:
             raise InvalidRequestError("nodeId: required")
-        issued = self.authority.issue(
-            principal,
-            IssueRequest(
-                node_id=data["nodeId"],
-                key_type=data.get("keyType"),
-                csr=data.get("csr"),
-                validity_days=data.get("validityDays"),
-                claimed_user_id=data.get("userId"),
-                request_id=_request_id(principal, idempotency_key),
-            ),
+        request = IssueRequest(
+            node_id=data["nodeId"],
+            key_type=data.get("keyType"),
+            csr=data.get("csr"),
+            validity_days=data.get("validityDays"),
+            claimed_user_id=data.get("userId"),
+            request_id=_request_id(principal, idempotency_key),
         )
+        if not deferred:
+            issued = self.authority.issue(principal, request)
+            _log_issued(issued.record)
+            return issued_reply(issued)
+        issued, committed = self.authority.issue_deferred(principal, request)
         record = issued.record
-        log.info(
-            "issued serial=%s user=%s node=%s key_type=%s request_id=%s",
-            record.serial,
-            record.user_id,
-            record.node_id,
-            record.key_type,
-            record.request_id,
-        )
-        return issued_reply(issued)
+
+        # Logged once durable, like the synchronous path, so the log never names a
+        # certificate that was dropped because its row failed to commit.
+        def log_if_durable(done: Future[None]) -> None:
+            if done.exception() is None:
+                _log_issued(record)
+
+        committed.add_done_callback(log_if_durable)
+        return replace(issued_reply(issued), committed=committed)
 
     def issue_node_certificate(
         self,
@@ -291,6 +309,17 @@ class Routes:
     def healthz() -> Reply:
         """``GET /healthz``: liveness."""
         return Reply(200, {"status": "ok"})
+
+
+def _log_issued(record: CertificateRecord) -> None:
+    log.info(
+        "issued serial=%s user=%s node=%s key_type=%s request_id=%s",
+        record.serial,
+        record.user_id,
+        record.node_id,
+        record.key_type,
+        record.request_id,
+    )
 
 
 def issued_reply(issued: IssuedCertificate) -> Reply:

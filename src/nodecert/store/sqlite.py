@@ -1,19 +1,15 @@
 """SQLite ledger and node directory: one file, WAL mode, safe for several workers.
 
-Each thread gets its own connection. Every write is its own transaction, committed
-before the method returns, so a certificate is never handed out without its row.
+Each thread gets its own connection. Every write is committed before the method returns,
+so a certificate is never handed out without its row; certificate rows from concurrent
+requests share one commit (``groupcommit``).
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import sqlite3
-import threading
-import time
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +21,8 @@ from nodecert.ports import (
     Profile,
     RevocationReason,
 )
+from nodecert.store.groupcommit import GroupCommitter
+from nodecert.store.sqlite_file import SQLiteFile
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -61,6 +59,10 @@ CREATE TABLE IF NOT EXISTS used_tokens (
     expires_at  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS used_tokens_by_expiry ON used_tokens (expires_at);
+"""
+# Rate buckets live in a file of their own, written without fsync: a bucket write must
+# never queue behind a ledger commit that is waiting for the disk.
+_RATES_SCHEMA = """
 CREATE TABLE IF NOT EXISTS rate_buckets (
     key         TEXT PRIMARY KEY,
     tokens      REAL NOT NULL,
@@ -71,15 +73,18 @@ _COLUMNS = (
     "serial, user_id, node_id, key_type, not_before, not_after, fingerprint_sha256,"
     " request_id, created_at, status, revoked_at, revocation_reason, profile, renewed_from"
 )
+_INSERT_CERTIFICATE = (
+    f"INSERT INTO certificates ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))})"
+)
 _BUSY_TIMEOUT_S = 5.0
-_LOCK_POLL_S = 0.0002
 
 
 class SQLiteStore:
-    """Implements ``Ledger``, ``NodeDirectory`` and ``ReplayGuard`` on one SQLite file.
+    """Implements ``Ledger``, ``NodeDirectory``, ``ReplayGuard`` and ``RateLimiter``.
 
     Args:
-        path: The database file; created (with its schema) when missing.
+        path: The database file; created (with its schema) when missing. Rate buckets go
+            to a second file beside it (``<name>-rates<suffix>``).
         busy_timeout_s: How long a write waits for another writer's lock before the
             store reports itself unavailable (503).
         synchronous: ``full`` (default) makes every commit durable on disk before it
@@ -102,18 +107,15 @@ class SQLiteStore:
         if synchronous not in ("full", "normal"):
             raise ValueError(f"synchronous: {synchronous!r} is not 'full' or 'normal'")
         self.path = path
-        self._busy_timeout_s = busy_timeout_s
-        self._synchronous = synchronous.upper()
-        self._write_mutex = threading.Lock()
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._lock_file = os.open(
-            path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600
+        self._db = SQLiteFile(path, synchronous=synchronous.upper(), busy_timeout_s=busy_timeout_s)
+        self._rates = SQLiteFile(
+            path.with_name(f"{path.stem}-rates{path.suffix}"),
+            synchronous="OFF",
+            busy_timeout_s=busy_timeout_s,
         )
-        weakref.finalize(self, os.close, self._lock_file)
-        self._local = threading.local()
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._committer = GroupCommitter(self._commit_rows, name="nodecert-ledger-commit")
         try:
-            with self._transaction(write=True) as db:
+            with self._db.transaction(write=True) as db:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
                     raise StoreUnavailableError(
@@ -122,6 +124,8 @@ class SQLiteStore:
                     )
                 db.executescript(_SCHEMA)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            with self._rates.transaction(write=True) as db:
+                db.executescript(_RATES_SCHEMA)
         except StoreUnavailableError:
             self.close()
             raise
@@ -130,13 +134,13 @@ class SQLiteStore:
 
     def owner_of(self, node_id: str) -> str | None:
         """The owner of ``node_id``, or None."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             row = db.execute("SELECT owner FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
         return None if row is None else str(row[0])
 
     def put_node(self, node_id: str, owner: str, *, at: datetime) -> NodeRecord:
         """Create ``node_id`` or re-assign it to ``owner``."""
-        with self._transaction(write=True) as db:
+        with self._db.transaction(write=True) as db:
             db.execute(
                 "INSERT INTO nodes (node_id, owner, created_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (node_id) DO UPDATE SET owner = excluded.owner",
@@ -149,7 +153,7 @@ class SQLiteStore:
 
     def delete_node(self, node_id: str) -> bool:
         """Remove ``node_id``; False when there was no such node."""
-        with self._transaction(write=True) as db:
+        with self._db.transaction(write=True) as db:
             return db.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,)).rowcount > 0
 
     def list_nodes(self, *, owner: str | None = None) -> list[NodeRecord]:
@@ -158,7 +162,7 @@ class SQLiteStore:
         args: tuple[str, ...] = ()
         if owner is not None:
             query, args = query + " WHERE owner = ?", (owner,)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             return [_node(row) for row in db.execute(query + " ORDER BY node_id", args)]
 
     # Ledger
@@ -168,32 +172,36 @@ class SQLiteStore:
 
         Raises:
             ConflictError: the serial is already recorded (it is never overwritten).
+            StoreUnavailableError: the row could not be committed.
         """
-        values = (
-            record.serial,
-            record.user_id,
-            record.node_id,
-            record.key_type,
-            record.not_before.isoformat(),
-            record.not_after.isoformat(),
-            record.fingerprint_sha256,
-            record.request_id,
-            record.created_at.isoformat(),
-            record.status.value,
-            record.revoked_at.isoformat() if record.revoked_at else None,
-            record.revocation_reason.value if record.revocation_reason else None,
-            record.profile.value,
-            record.renewed_from,
-        )
-        try:
-            with self._transaction(write=True) as db:
-                db.execute(f"INSERT INTO certificates ({_COLUMNS}) VALUES ({_marks(14)})", values)
-        except sqlite3.IntegrityError as exc:
-            raise ConflictError(f"serial: {record.serial} is already recorded") from exc
+        self.record_deferred(record).result()
+
+    def record_deferred(self, record: CertificateRecord) -> Future[None]:
+        """Queue a new certificate row for the next group commit (``DeferredLedger``).
+
+        The future completes once the row is durable, or fails with the error
+        :meth:`record` would raise. Rows from every thread of this process share commits,
+        so concurrent issuances pay for one fsync between them.
+        """
+        return self._committer.submit(_row(record))
+
+    def _commit_rows(self, rows: Sequence[tuple[object, ...]]) -> list[Exception | None]:
+        outcomes: list[Exception | None] = []
+        with self._db.transaction(write=True) as db:
+            for values in rows:
+                try:
+                    db.execute(_INSERT_CERTIFICATE, values)
+                    outcomes.append(None)
+                except sqlite3.IntegrityError as exc:
+                    # Only this statement is rolled back; the other rows still commit.
+                    conflict = ConflictError(f"serial: {values[0]} is already recorded")
+                    conflict.__cause__ = exc
+                    outcomes.append(conflict)
+        return outcomes
 
     def get(self, serial: str) -> CertificateRecord | None:
         """The row for ``serial``, or None."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             row = db.execute(
                 f"SELECT {_COLUMNS} FROM certificates WHERE serial = ?", (serial,)
             ).fetchone()
@@ -209,7 +217,7 @@ class SQLiteStore:
                 clauses.append(f"{column} = ?")
                 args.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM certificates{where} ORDER BY created_at DESC", args
             ).fetchall()
@@ -219,7 +227,7 @@ class SQLiteStore:
         self, serial: str, *, reason: RevocationReason, at: datetime
     ) -> CertificateRecord:
         """Mark ``serial`` revoked; a second call keeps the first time and reason."""
-        with self._transaction(write=True) as db:
+        with self._db.transaction(write=True) as db:
             db.execute(
                 "UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?"
                 " WHERE serial = ? AND status != ?",
@@ -248,7 +256,7 @@ class SQLiteStore:
         """
         purge_before = _stamp(now or datetime.now(UTC))
         try:
-            with self._transaction(write=True) as db:
+            with self._db.transaction(write=True) as db:
                 db.execute("DELETE FROM used_tokens WHERE expires_at < ?", (purge_before,))
                 db.execute(
                     "INSERT INTO used_tokens (key, expires_at) VALUES (?, ?)",
@@ -266,7 +274,7 @@ class SQLiteStore:
         at = now.timestamp()
         refill = "min(:capacity, tokens + max(0, :at - updated_at) * :rate)"
         values = {"key": key, "capacity": capacity, "rate": refill_per_s, "at": at}
-        with self._transaction(write=True, durable=False) as db:
+        with self._rates.transaction(write=True) as db:
             granted = db.execute(
                 "INSERT INTO rate_buckets (key, tokens, updated_at)"
                 " VALUES (:key, :capacity - 1, :at)"
@@ -284,74 +292,10 @@ class SQLiteStore:
         return (1.0 - available) / refill_per_s if refill_per_s > 0 else float("inf")
 
     def close(self) -> None:
-        """Close this thread's connection (others close when their threads end)."""
-        for name in ("db", "db_fast"):
-            db = getattr(self._local, name, None)
-            if db is not None:
-                db.close()
-                setattr(self._local, name, None)
-
-    @contextmanager
-    def _transaction(
-        self, *, write: bool = False, durable: bool = True
-    ) -> Iterator[sqlite3.Connection]:
-        try:
-            with self._writer() if write else nullcontext():
-                db = self._connection(durable=durable)
-                with db:
-                    yield db
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
-            raise StoreUnavailableError(
-                f"store: SQLite error on {self.path.name}: {exc}", retry_after=1
-            ) from exc
-
-    @contextmanager
-    def _writer(self) -> Iterator[None]:
-        # SQLite lets one writer in at a time and makes the others wait in its busy
-        # handler, which sleeps in steps of 1 to 100 ms: under load that turns a
-        # sub-millisecond commit into tens of milliseconds. Writers of this process queue
-        # on a mutex, and writers of other nodecert processes on a file lock beside the
-        # database, so SQLite itself almost never sees two writers at once.
-        deadline = time.monotonic() + self._busy_timeout_s
-        if not self._write_mutex.acquire(timeout=self._busy_timeout_s):
-            raise StoreUnavailableError("store: timed out waiting to write", retry_after=1)
-        try:
-            while True:
-                try:
-                    fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise StoreUnavailableError(
-                            "store: timed out waiting to write", retry_after=1
-                        ) from None
-                    time.sleep(_LOCK_POLL_S)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-        finally:
-            self._write_mutex.release()
-
-    def _connection(self, *, durable: bool = True) -> sqlite3.Connection:
-        name = "db" if durable else "db_fast"
-        db: sqlite3.Connection | None = getattr(self._local, name, None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
-            db.execute("PRAGMA journal_mode = WAL")
-            # FULL (the default) makes each commit durable before the certificate leaves
-            # the process: a power cut must not lose a row the client already has. Rate
-            # buckets use a connection without fsync: losing the last few token takes
-            # in a power cut only gives a user a few more requests.
-            db.execute(f"PRAGMA synchronous = {self._synchronous if durable else 'OFF'}")
-            # Every thread keeps its connections, so the page cache is per thread: 1 MiB
-            # each (SQLite's default is 2 MiB) keeps a busy thread pool's memory bounded.
-            db.execute("PRAGMA cache_size = -1024")
-            db.isolation_level = "DEFERRED"
-            setattr(self._local, name, db)
-        return db
+        """Commit queued rows; close this thread's connections (others close with their threads)."""
+        self._committer.close()
+        self._db.close()
+        self._rates.close()
 
 
 def _stamp(at: datetime) -> str:
@@ -359,8 +303,23 @@ def _stamp(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _marks(count: int) -> str:
-    return ", ".join("?" * count)
+def _row(record: CertificateRecord) -> tuple[object, ...]:
+    return (
+        record.serial,
+        record.user_id,
+        record.node_id,
+        record.key_type,
+        record.not_before.isoformat(),
+        record.not_after.isoformat(),
+        record.fingerprint_sha256,
+        record.request_id,
+        record.created_at.isoformat(),
+        record.status.value,
+        record.revoked_at.isoformat() if record.revoked_at else None,
+        record.revocation_reason.value if record.revocation_reason else None,
+        record.profile.value,
+        record.renewed_from,
+    )
 
 
 def _node(row: tuple[str, str, str]) -> NodeRecord:

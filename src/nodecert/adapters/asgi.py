@@ -1,0 +1,177 @@
+"""ASGI pieces under the FastAPI app: rendering, error replies, the body limit, direct routes.
+
+``POST /generate-cert`` is the route every node connection sets up goes through. FastAPI's
+stack (its telemetry and body-limit middlewares, Starlette's error and exception
+middlewares, routing, dependency solving, the request object) costs more CPU than issuing
+an EC certificate itself (docs/performance.md). :class:`NodecertAPI` answers such a route
+from a :class:`DirectEndpoint` before that stack, with the very same functions the
+framework route uses (same body limit, same handler, same error replies, same rendering),
+so a reply is byte for byte the one FastAPI would have sent. The route stays declared on
+the FastAPI app, for ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Response
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nodecert.adapters.routes import Reply, problem
+from nodecert.errors import NodecertError, PayloadTooLargeError
+
+__all__ = ["BodyLimit", "DirectEndpoint", "NodecertAPI", "error_reply", "render"]
+
+log = logging.getLogger("nodecert")
+
+# Errors that say the service itself is in trouble, worth a line in the log.
+_LOGGED = ("ca_unavailable", "store_unavailable", "internal_error")
+
+
+def render(reply: Reply) -> Response:
+    """The Starlette response for ``reply``."""
+    return Response(
+        content=reply.encoded() if reply.status != 204 else None,
+        status_code=reply.status,
+        headers=reply.headers,
+        media_type=reply.media_type,
+    )
+
+
+def error_reply(exc: Exception, method: str, path: str) -> Reply:
+    """The problem reply for an error raised while answering ``method path``.
+
+    A ``NodecertError`` says what failed; anything else is logged (by class only: its
+    message could hold input) and answered as a plain 500.
+    """
+    if isinstance(exc, NodecertError):
+        if exc.code in _LOGGED:
+            log.warning("%s %r: %s", method, path, exc.detail)
+        return problem(exc, instance=path)
+    log.error("unexpected %s on %s %r", type(exc).__name__, method, path)
+    error = NodecertError("internal error; the request was not completed")
+    return problem(error, instance=path)
+
+
+class NodecertAPI(FastAPI):
+    """FastAPI, plus ``direct``: endpoints by (method, path) answered ahead of its stack."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.direct: dict[tuple[str, str], DirectEndpoint] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a direct route, or hand the request to FastAPI."""
+        if scope["type"] == "http":
+            endpoint = self.direct.get((scope["method"], scope["path"]))
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+class DirectEndpoint:
+    """An ASGI endpoint: read the body (within the limit), call ``handler``, render.
+
+    Args:
+        handler: Answers the request headers and body; raises ``NodecertError`` (or
+            anything, answered as a 500) on failure.
+        max_body_bytes: Bodies over this are refused with 413, as by :class:`BodyLimit`.
+    """
+
+    def __init__(
+        self, handler: Callable[[Headers, bytes], Awaitable[Reply]], *, max_body_bytes: int
+    ) -> None:
+        self.handler = handler
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one HTTP request."""
+        if _declared_too_large(scope, self.max_body_bytes):
+            await _refuse(scope, send, self.max_body_bytes)
+            return
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # Nobody to answer.
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_body_bytes:
+                await _refuse(scope, send, self.max_body_bytes)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        try:
+            reply = await self.handler(Headers(scope=scope), b"".join(chunks))
+        except Exception as exc:  # Every failure gets its problem document.
+            reply = error_reply(exc, scope["method"], scope["path"])
+        await render(reply)(scope, receive, send)
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for bodies over ``max_bytes``, without reading them whole.
+
+    A declared ``Content-Length`` over the limit is refused before any byte is read; a
+    chunked body is counted as it streams and refused as soon as it crosses the limit.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, counting its body."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if _declared_too_large(scope, self.max_bytes):
+            await _refuse(scope, send, self.max_bytes)
+            return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLargeError
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLargeError:
+            if not started:
+                await _refuse(scope, send, self.max_bytes)
+
+
+def _declared_too_large(scope: Scope, max_bytes: int) -> bool:
+    declared = dict(scope["headers"]).get(b"content-length")
+    return declared is not None and (not declared.isdigit() or int(declared) > max_bytes)
+
+
+async def _refuse(scope: Scope, send: Send, max_bytes: int) -> None:
+    reply = problem(
+        PayloadTooLargeError(f"body: larger than {max_bytes} bytes"), instance=scope.get("path")
+    )
+    headers = [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
+    headers.append((b"content-type", reply.media_type.encode()))
+    headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.encoded()})

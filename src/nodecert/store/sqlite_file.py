@@ -1,0 +1,114 @@
+"""One SQLite file shared by threads and processes: connections, the writer lock, errors."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+from nodecert.errors import StoreUnavailableError
+
+__all__ = ["SQLiteFile"]
+
+_LOCK_POLL_S = 0.0002
+
+
+class SQLiteFile:
+    """A SQLite database in WAL mode, with one connection per thread.
+
+    Args:
+        path: The database file; its directory is created (mode 0700) when missing.
+        synchronous: SQLite's ``synchronous`` pragma: ``FULL`` (each commit durable before
+            it returns), ``NORMAL`` (WAL: durable across a crash of the process, not of
+            the machine) or ``OFF``.
+        busy_timeout_s: How long a write waits for other writers before the file is
+            reported unavailable.
+    """
+
+    def __init__(self, path: Path, *, synchronous: str, busy_timeout_s: float) -> None:
+        if synchronous not in ("FULL", "NORMAL", "OFF"):
+            raise ValueError(f"synchronous: {synchronous!r} is not FULL, NORMAL or OFF")
+        self.path = path
+        self._synchronous = synchronous
+        self._busy_timeout_s = busy_timeout_s
+        self._write_mutex = threading.Lock()
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock_file = os.open(
+            path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600
+        )
+        weakref.finalize(self, os.close, self._lock_file)
+        self._local = threading.local()
+
+    @contextmanager
+    def transaction(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """This thread's connection inside a transaction, committed on success.
+
+        Raises:
+            sqlite3.IntegrityError: a constraint failed (the caller knows what it means).
+            StoreUnavailableError: any other SQLite error, or no write lock in time.
+        """
+        try:
+            with self._writer() if write else nullcontext():
+                db = self._connection()
+                with db:
+                    yield db
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(
+                f"store: SQLite error on {self.path.name}: {exc}", retry_after=1
+            ) from exc
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    @contextmanager
+    def _writer(self) -> Iterator[None]:
+        # SQLite lets one writer in at a time and makes the others wait in its busy
+        # handler, which sleeps in steps of 1 to 100 ms: under load that turns a
+        # sub-millisecond commit into tens of milliseconds. Writers of this process queue
+        # on a mutex, and writers of other nodecert processes on a file lock beside the
+        # database, so SQLite itself almost never sees two writers at once.
+        deadline = time.monotonic() + self._busy_timeout_s
+        if not self._write_mutex.acquire(timeout=self._busy_timeout_s):
+            raise StoreUnavailableError("store: timed out waiting to write", retry_after=1)
+        try:
+            while True:
+                try:
+                    fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreUnavailableError(
+                            "store: timed out waiting to write", retry_after=1
+                        ) from None
+                    time.sleep(_LOCK_POLL_S)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        finally:
+            self._write_mutex.release()
+
+    def _connection(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            # Every thread keeps its connection, so the page cache is per thread: 1 MiB
+            # each (SQLite's default is 2 MiB) keeps a busy thread pool's memory bounded.
+            db.execute("PRAGMA cache_size = -1024")
+            db.isolation_level = "DEFERRED"
+            self._local.db = db
+        return db

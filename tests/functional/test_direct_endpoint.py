@@ -1,0 +1,198 @@
+"""``POST /generate-cert`` answered ahead of FastAPI's stack: the same replies, byte for byte.
+
+Every request below goes once through the direct endpoint and once through the FastAPI
+route it shadows (the same app with its ``direct`` table emptied); status, headers and body
+must match, for every kind of failure and for success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from nodecert.adapters.asgi import NodecertAPI
+from nodecert.adapters.http import create_app
+from nodecert.bootstrap import Service, build_service
+from nodecert.errors import BackendUnavailableError
+
+from ..conftest import ADMIN, make_settings
+
+# Answered by the server, not the app, or different on every issuance.
+_VARYING_HEADERS = {"date", "server", "location", "content-length"}
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    service = build_service(make_settings(tmp_path / "home", max_body_bytes=4096))
+    service.authority.put_node(ADMIN, "n1", "alice")
+    service.authority.put_node(ADMIN, "n2", "bob")
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def clients(service: Service) -> Iterator[tuple[TestClient, TestClient]]:
+    direct = create_app(service)
+    framework = create_app(service)
+    assert isinstance(direct, NodecertAPI) and isinstance(framework, NodecertAPI)
+    assert ("POST", "/generate-cert") in direct.direct
+    framework.direct.clear()
+    with (
+        TestClient(direct, raise_server_exceptions=False) as a,
+        TestClient(framework, raise_server_exceptions=False) as b,
+    ):
+        yield a, b
+
+
+def _both(clients: tuple[TestClient, TestClient], **request: Any) -> tuple[Any, Any]:
+    direct, framework = clients
+    return (
+        direct.post("/generate-cert", **request),
+        framework.post("/generate-cert", **request),
+    )
+
+
+def _headers(response: Any) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in response.headers.multi_items() if k not in _VARYING_HEADERS]
+
+
+def _token(service: Service, user: str = "alice") -> dict[str, str]:
+    assert service.dev_issuer is not None
+    return {"Authorization": f"Bearer {service.dev_issuer.mint(user)}"}
+
+
+def _refusals(service: Service) -> list[tuple[str, dict[str, Any]]]:
+    auth = _token(service)
+    return [
+        ("no token", {"json": {"nodeId": "n1"}}),
+        ("other scheme", {"json": {"nodeId": "n1"}, "headers": {"Authorization": "Basic eA=="}}),
+        ("forged token", {"json": {"nodeId": "n1"}, "headers": {"Authorization": "Bearer x.y.z"}}),
+        ("not JSON", {"content": b"{nope", "headers": auth}),
+        ("not an object", {"content": b"[1]", "headers": auth}),
+        ("unknown field", {"json": {"nodeId": "n1", "admin": True}, "headers": auth}),
+        ("no nodeId", {"json": {}, "headers": auth}),
+        ("bad nodeId", {"json": {"nodeId": "../etc"}, "headers": auth}),
+        ("someone else's node", {"json": {"nodeId": "n2"}, "headers": auth}),
+        ("unknown node", {"json": {"nodeId": "n9"}, "headers": auth}),
+        ("bad key type", {"json": {"nodeId": "n1", "keyType": "dsa"}, "headers": auth}),
+        ("bad CSR", {"json": {"nodeId": "n1", "csr": "-----BEGIN"}, "headers": auth}),
+        ("too long", {"content": b'{"nodeId": "' + b"a" * 5000 + b'"}', "headers": auth}),
+        (
+            "too long, chunked",
+            {"content": iter([b'{"nodeId": "', b"a" * 3000, b"a" * 3000, b'"}']), "headers": auth},
+        ),
+        (
+            "bad idempotency key",
+            {"json": {"nodeId": "n1"}, "headers": {**auth, "Idempotency-Key": "a b"}},
+        ),
+    ]
+
+
+def test_every_refusal_is_the_same_as_through_fastapi(
+    service: Service, clients: tuple[TestClient, TestClient]
+) -> None:
+    for name, request in _refusals(service):
+        if isinstance(request.get("content"), Iterator):
+            chunks = list(request["content"])
+            direct, framework = (
+                client.post("/generate-cert", content=iter(chunks), headers=request["headers"])
+                for client in clients
+            )
+        else:
+            direct, framework = _both(clients, **request)
+        assert direct.status_code >= 400, name
+        assert (direct.status_code, _headers(direct), direct.content) == (
+            framework.status_code,
+            _headers(framework),
+            framework.content,
+        ), name
+
+
+def test_an_issued_certificate_is_answered_alike(
+    service: Service, clients: tuple[TestClient, TestClient]
+) -> None:
+    direct, framework = _both(
+        clients, json={"nodeId": "n1", "keyType": "ec-p256"}, headers=_token(service)
+    )
+    assert direct.status_code == framework.status_code == 201
+    assert _headers(direct) == _headers(framework)
+    assert direct.headers["location"] == f"/v1/certificates/{direct.json()['serialNumber']}"
+    issued, other = direct.json(), framework.json()
+    assert issued.keys() == other.keys()
+    assert {k: issued[k] for k in ("userId", "nodeId", "keyType")} == {
+        "userId": "alice",
+        "nodeId": "n1",
+        "keyType": "ec-p256",
+    }
+    # Both rows are in the ledger, committed before the replies left.
+    assert service.authority.ledger.get(issued["serialNumber"]) is not None
+    assert service.authority.ledger.get(other["serialNumber"]) is not None
+
+
+def test_backend_and_unexpected_failures_are_answered_alike(
+    service: Service,
+    clients: tuple[TestClient, TestClient],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def ca_down(*args: object, **kwargs: object) -> None:
+        raise BackendUnavailableError("ca: down for maintenance", retry_after=7)
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret-looking internals")
+
+    for failure, status in ((ca_down, 503), (bug, 500)):
+        monkeypatch.setattr(service.authority.ca, "issue", failure)
+        direct, framework = _both(clients, json={"nodeId": "n1"}, headers=_token(service))
+        assert direct.status_code == status
+        assert (direct.status_code, _headers(direct), direct.content) == (
+            framework.status_code,
+            _headers(framework),
+            framework.content,
+        )
+    assert "secret-looking" not in caplog.text
+    assert "unexpected RuntimeError on POST '/generate-cert'" in caplog.text
+
+
+def test_the_direct_endpoint_skips_the_framework(service: Service) -> None:
+    app = create_app(service)
+
+    def no_framework() -> None:
+        raise AssertionError("the FastAPI stack was built")
+
+    app.build_middleware_stack = no_framework  # type: ignore[method-assign]
+    client = TestClient(app, raise_server_exceptions=False)  # No lifespan: it builds the stack.
+    issued = client.post(
+        "/generate-cert", json={"nodeId": "n1", "keyType": "ec-p256"}, headers=_token(service)
+    )
+    assert issued.status_code == 201, issued.text
+    # Any other route, or another method on this path, goes to FastAPI.
+    assert client.get("/healthz").status_code == 500
+    assert client.get("/generate-cert").status_code == 500
+
+
+def test_a_client_gone_before_its_body_gets_no_answer(service: Service) -> None:
+    import asyncio
+
+    app = create_app(service)
+    sent: list[dict[str, Any]] = []
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/generate-cert",
+        "headers": [(b"content-type", b"application/json")],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    assert sent == []
+    assert service.authority.ledger.find(user_id="alice") == []

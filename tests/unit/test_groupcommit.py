@@ -1,0 +1,97 @@
+"""GroupCommitter: rows queued meanwhile share one commit; each waiter hears its own outcome."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from nodecert.errors import ConflictError, StoreUnavailableError
+from nodecert.store.groupcommit import GroupCommitter
+
+
+class Disk:
+    """A commit function whose first commit waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.first_started = threading.Event()
+        self.release = threading.Event()
+        self.fail_with: dict[str, Exception] = {}
+
+    def commit(self, items: Sequence[str]) -> list[Exception | None]:
+        if not self.batches:
+            self.first_started.set()
+            assert self.release.wait(10)
+        self.batches.append(list(items))
+        for item in items:
+            if item in self.fail_with:
+                raise self.fail_with[item]
+        return [
+            ConflictError(f"serial: {i} is already recorded") if "dup" in i else None for i in items
+        ]
+
+
+def test_rows_queued_during_a_commit_share_the_next_one() -> None:
+    disk = Disk()
+    committer = GroupCommitter(disk.commit, name="test-commit")
+    first = committer.submit("a")
+    assert disk.first_started.wait(10)
+    waiting = [committer.submit(name) for name in ("b", "c", "d")]
+    disk.release.set()
+    first.result(10)
+    for future in waiting:
+        assert future.result(10) is None
+    assert disk.batches == [["a"], ["b", "c", "d"]]
+    committer.close()
+
+
+def test_each_row_gets_its_own_outcome() -> None:
+    disk = Disk()
+    disk.release.set()
+    committer = GroupCommitter(disk.commit, name="test-commit")
+    futures = [committer.submit(name) for name in ("ok-1", "dup-2", "ok-3")]
+    assert futures[0].result(10) is None
+    with pytest.raises(ConflictError, match="dup-2"):
+        futures[1].result(10)
+    assert futures[2].result(10) is None
+    committer.close()
+
+
+def test_a_failed_commit_fails_every_row_of_its_batch_and_no_other() -> None:
+    disk = Disk()
+    disk.fail_with["b"] = StoreUnavailableError("store: disk I/O error")
+    committer = GroupCommitter(disk.commit, name="test-commit")
+    first = committer.submit("a")
+    assert disk.first_started.wait(10)
+    batch = [committer.submit(name) for name in ("b", "c")]
+    disk.release.set()
+    assert first.result(10) is None
+    for future in batch:
+        assert isinstance(future.exception(10), StoreUnavailableError)
+    assert committer.submit("d").result(10) is None
+    assert disk.batches == [["a"], ["b", "c"], ["d"]]
+    committer.close()
+
+
+def test_a_commit_that_miscounts_fails_its_rows() -> None:
+    committer = GroupCommitter(lambda items: [], name="test-commit")
+    with pytest.raises(RuntimeError, match="wrong number of outcomes"):
+        committer.submit("a").result(10)
+    committer.close()
+
+
+def test_close_commits_what_is_queued_and_a_later_submit_starts_again() -> None:
+    disk = Disk()
+    committer = GroupCommitter(disk.commit, name="test-commit")
+    first = committer.submit("a")
+    assert disk.first_started.wait(10)
+    queued = committer.submit("b")
+    disk.release.set()
+    committer.close()
+    assert first.done() and queued.done() and queued.result() is None
+    assert not any(t.name == "test-commit" for t in threading.enumerate())
+    assert committer.submit("c").result(10) is None
+    assert disk.batches[-1] == ["c"]
+    committer.close()
