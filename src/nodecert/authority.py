@@ -6,14 +6,14 @@ Adapters (HTTP, Lambda, CLI) parse their input into the values below, call one m
 
 from __future__ import annotations
 
-import hashlib
+import functools
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.administration import Administration
@@ -43,7 +43,6 @@ from nodecert.policy import OwnershipPolicy, ValidityPolicy
 from nodecert.ports import (
     CABackend,
     CertificateRecord,
-    DeferredLedger,
     Ledger,
     NodeDirectory,
     Principal,
@@ -277,8 +276,11 @@ class Authority(Administration):
         )
         # Only a certificate built here has a serial that no retry can bring back; a remote
         # CA's answer to a retried request needs the conflict check of _record, at once.
-        if defer and in_process and isinstance(self.ledger, DeferredLedger):
-            committed = self.ledger.record_deferred(record)
+        record_deferred = (
+            getattr(self.ledger, "record_deferred", None) if defer and in_process else None
+        )
+        if record_deferred is not None:
+            committed: Future[None] = record_deferred(record)
         else:
             record = self._record(record)
             committed = Future()
@@ -286,7 +288,7 @@ class Authority(Administration):
         issued = IssuedCertificate(
             record=record,
             certificate_pem=_pem(certificate),
-            chain_pem="".join(_pem(c) for c in signed.chain),
+            chain_pem=_chain_pem(tuple(signed.chain)),
             private_key_pem=render_private_key(key) if key is not None else None,
         )
         return issued, committed
@@ -353,6 +355,12 @@ def _pem(certificate: x509.Certificate) -> str:
     return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
+@functools.lru_cache(maxsize=16)
+def _chain_pem(chain: tuple[x509.Certificate, ...]) -> str:
+    # The same few CA certificates on every issuance: rendered once.
+    return "".join(_pem(c) for c in chain)
+
+
 def fingerprint(certificate: x509.Certificate) -> str:
     """SHA-256 fingerprint of a certificate, lower-case hex."""
-    return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
+    return certificate.fingerprint(hashes.SHA256()).hex()

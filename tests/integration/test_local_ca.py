@@ -1,18 +1,25 @@
-"""The local CA on disk: file modes, passphrase, restart, concurrent first start."""
+"""The local CA: files, passphrase, restart, concurrent first start, the issued profile."""
 
 from __future__ import annotations
 
 import multiprocessing
 import stat
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nodecert.backends.local import LocalCA
 from nodecert.errors import ConfigurationError
+from nodecert.identity import Identity
 from nodecert.keys import KeyType
+from nodecert.ports import Profile, SigningRequest
 
 
 def _open(directory: Path, passphrase: str | None = None, **kwargs: object) -> LocalCA:
@@ -80,3 +87,118 @@ def test_workers_starting_together_share_one_ca(tmp_path: Path) -> None:
         worker.join(60)
     serials = {queue.get(timeout=10) for _ in workers}
     assert len(serials) == 1
+
+
+def _reference_tbs(ca: LocalCA, request: SigningRequest, serial: int) -> bytes:
+    """The profile made with the chained CertificateBuilder methods, spelled out."""
+    key = request.subject_public_key()
+    is_rsa = isinstance(key, rsa.RSAPublicKey)
+    node = request.profile is Profile.NODE
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH] if node else []
+    names: list[x509.GeneralName] = [
+        x509.UniformResourceIdentifier(request.identity.spiffe_id("acme.test"))
+    ]
+    names += [x509.DNSName(n) for n in request.dns_names] if node else []
+    usage = dict.fromkeys(
+        (
+            "content_commitment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        ),
+        False,
+    )
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(request.identity.subject("Acme"))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key)
+        .serial_number(serial)
+        .not_valid_before(request.not_before)
+        .not_valid_after(request.not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(digital_signature=True, key_encipherment=is_rsa, **usage), critical=True
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([*usages, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.certificate.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        )
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    )
+    return certificate.tbs_certificate_bytes
+
+
+_KEYS = {
+    "ec": ec.generate_private_key(ec.SECP256R1()).public_key(),
+    "rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key(),
+}
+_IDS = st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True).filter(lambda s: set(s) != {"."})
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    user=_IDS,
+    node=_IDS,
+    key=st.sampled_from(sorted(_KEYS)),
+    profile=st.sampled_from(Profile),
+    dns=st.lists(
+        st.from_regex(r"[a-z0-9]{1,20}(\.[a-z0-9]{1,20}){0,3}", fullmatch=True), max_size=3
+    ),
+    offset_hours=st.integers(min_value=-14, max_value=14),
+    lifetime_s=st.integers(min_value=60, max_value=400 * 86400),
+)
+def test_issued_certificates_are_byte_for_byte_the_chained_builders(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    user: str,
+    node: str,
+    key: str,
+    profile: Profile,
+    dns: list[str],
+    offset_hours: int,
+    lifetime_s: int,
+) -> None:
+    ca = _open(tmp_path / "ca")
+    start = datetime(
+        2026, 11, 27, 8, 30, 15, 123456, tzinfo=timezone(timedelta(hours=offset_hours))
+    )
+    request = SigningRequest(
+        csr=None,
+        identity=Identity(user_id=user, node_id=node),
+        not_before=start,
+        not_after=start + timedelta(seconds=lifetime_s),
+        request_id="r",
+        profile=profile,
+        dns_names=tuple(dns) if profile is Profile.NODE else (),
+        public_key=_KEYS[key],
+    )
+    serial = x509.random_serial_number()
+    monkeypatch.setattr(x509, "random_serial_number", lambda: serial)
+    issued = ca.issue(request).certificate
+    assert issued.tbs_certificate_bytes == _reference_tbs(ca, request, serial)
+    issued.verify_directly_issued_by(ca.certificate)
+
+
+def test_naive_times_are_refused(tmp_path: Path) -> None:
+    ca = _open(tmp_path / "ca")
+    request = SigningRequest(
+        csr=None,
+        identity=Identity(user_id="alice", node_id="n1"),
+        not_before=datetime(2026, 1, 1),
+        not_after=datetime(2026, 1, 2),
+        request_id="r",
+        public_key=_KEYS["ec"],
+    )
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ca.issue(request)
