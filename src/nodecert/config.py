@@ -115,6 +115,10 @@ class Settings:
             self.sqlite_synchronous in ("full", "normal"),
             "NODECERT_SQLITE_SYNCHRONOUS: must be 'full' or 'normal'",
         )
+        _require(
+            self.log_level in _LOG_LEVELS,
+            f"NODECERT_LOG_LEVEL: {self.log_level[:20]!r} is not one of {', '.join(_LOG_LEVELS)}",
+        )
         _require(1 <= self.port <= 65535, f"NODECERT_PORT: {self.port} is not a TCP port")
         _require(self.workers >= 1, "NODECERT_WORKERS: must be at least 1")
         _require(self.max_body_bytes >= 1024, "NODECERT_MAX_BODY_BYTES: must be >= 1024")
@@ -147,6 +151,9 @@ class Settings:
         )
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigurationError(message)
@@ -154,6 +161,8 @@ def _require(condition: bool, message: str) -> None:
 
 def _convert(name: str, type_name: str, raw: str) -> object:
     variable = f"NODECERT_{name.upper()}"
+    if name == "log_level":
+        return raw.strip().upper()  # logging knows only upper-case level names.
     try:
         if "Path" in type_name:
             return Path(raw)

@@ -377,12 +377,18 @@ def test_unknown_nodecert_variables_are_refused_by_name(names):
             {"NODECERT_TRUST_DOMAIN": "x" * 256}, "NODECERT_TRUST_DOMAIN", id="td-too-long"
         ),
         pytest.param({"NODECERT_ORGANIZATION": "   "}, "NODECERT_ORGANIZATION", id="org-blank"),
+        pytest.param({"NODECERT_LOG_LEVEL": "chatty"}, "NODECERT_LOG_LEVEL: 'CHATTY'", id="log"),
     ],
 )
 def test_invalid_settings_are_refused_naming_the_variable(env, message):
     with pytest.raises(ConfigurationError) as caught:
         Settings.from_env(env)
     assert message in caught.value.detail
+
+
+@pytest.mark.parametrize("raw", ["warning", "Warning", " WARNING "])
+def test_log_levels_are_read_in_any_case(raw):
+    assert Settings.from_env({"NODECERT_LOG_LEVEL": raw}).log_level == "WARNING"
 
 
 def test_bad_value_is_shown_truncated():
