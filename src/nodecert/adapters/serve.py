@@ -1,6 +1,6 @@
 """``nodecert serve``: uvicorn on a listening socket that nodecert binds itself.
 
-Two things stock uvicorn does not do are done here:
+Three things stock uvicorn does not do are done here:
 
 - TCP_NODELAY. uvicorn binds its socket with ``socket.socket(family, SOCK_STREAM)``
   (protocol 0) when it runs several workers, and asyncio only sets TCP_NODELAY on sockets
@@ -10,6 +10,8 @@ Two things stock uvicorn does not do are done here:
 - A bound on the request line and headers. uvicorn's httptools parser accepts headers of
   any size (a 10 MB header is read into memory whole); :class:`BoundedHttpToolsProtocol`
   answers 431 once they pass ``NODECERT_MAX_HEADER_BYTES``, before the application runs.
+- With several workers on Linux, a listening socket per worker (``SO_REUSEPORT``), so the
+  kernel spreads connections over the workers (``adapters/supervisor.py``).
 """
 
 from __future__ import annotations
@@ -22,16 +24,20 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess
 
+from nodecert.adapters.supervisor import SpreadingSupervisor, reuse_port_available
 from nodecert.config import Settings
 from nodecert.errors import ConfigurationError
 
-__all__ = ["BoundedHttpToolsProtocol", "bind", "run"]
+__all__ = ["BoundedHttpToolsProtocol", "bind", "run", "worker_sockets"]
 
 _BACKLOG = 2048  # uvicorn's default.
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A listening TCP socket on ``host:port`` whose accepted connections get TCP_NODELAY.
+
+    With ``reuse_port``, the socket joins the port's ``SO_REUSEPORT`` group (see
+    :func:`worker_sockets`).
 
     Raises:
         ConfigurationError: the address cannot be resolved or is in use.
@@ -43,6 +49,8 @@ def bind(host: str, port: int) -> socket.socket:
         )[0]
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(_BACKLOG)
     except OSError as exc:
@@ -53,6 +61,28 @@ def bind(host: str, port: int) -> socket.socket:
         ) from exc
     sock.set_inheritable(True)
     return sock
+
+
+def worker_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` listening sockets on one port, in one ``SO_REUSEPORT`` group (Linux).
+
+    Raises:
+        ConfigurationError: the address is taken, or cannot be bound.
+    """
+    # A socket with SO_REUSEPORT joins any group of the same user already on the port,
+    # silently sharing its traffic: a second nodecert started by mistake would get half of
+    # the first one's connections. A plain bind first turns that into "in use".
+    bind(host, port).close()
+    first = bind(host, port, reuse_port=True)
+    chosen = int(first.getsockname()[1])  # Port 0 picks one; the others must share it.
+    sockets = [first]
+    try:
+        sockets.extend(bind(host, chosen, reuse_port=True) for _ in range(count - 1))
+    except ConfigurationError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 class _HeadersTooLargeError(Exception):
@@ -128,9 +158,14 @@ def run(settings: Settings) -> None:
         log_level=settings.log_level.lower(),
         http=BoundedHttpToolsProtocol,
     )
+    if settings.workers > 1 and reuse_port_available():
+        # One socket per worker, so that connections opened together are spread over the
+        # workers instead of all landing on the first to wake (adapters/supervisor.py).
+        sockets = worker_sockets(settings.host, settings.port, settings.workers)
+        SpreadingSupervisor(config, sockets).run()
+        return
     sock = bind(settings.host, settings.port)
-    server = uvicorn.Server(config)
     if settings.workers > 1:
         Multiprocess(config, sockets=[sock]).run()
     else:
-        server.run(sockets=[sock])
+        uvicorn.Server(config).run(sockets=[sock])

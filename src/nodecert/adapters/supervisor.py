@@ -1,0 +1,93 @@
+"""Several ``nodecert serve`` workers, each with a listening socket of its own (Linux).
+
+uvicorn's supervisor hands one listening socket to every worker; whichever worker's event
+loop wakes first accepts every pending connection (uvloop accepts in a loop). Clients that
+open their connections together (a proxy's keep-alive pool, a load test) then often all
+land on one worker while the others idle: half the throughput on two workers, measured.
+
+With ``SO_REUSEPORT`` each worker listens on a socket of its own, all bound to the same
+port, and the kernel spreads new connections over them by a hash of the addresses. The
+supervisor keeps every socket open, so a worker that dies and is replaced leaves the
+connections waiting in its queue to its replacement instead of resetting them.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+from uvicorn.config import STARTUP_FAILURE, Config
+from uvicorn.supervisors.multiprocess import Multiprocess, Process, logger
+
+__all__ = ["SpreadingSupervisor", "reuse_port_available"]
+
+
+def reuse_port_available() -> bool:
+    """Whether the kernel balances connections over ``SO_REUSEPORT`` sockets.
+
+    Linux does; BSD and macOS accept the option but give every connection to one socket.
+    """
+    return sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
+
+
+class SpreadingSupervisor(Multiprocess):
+    """uvicorn's supervisor, giving worker ``i`` only ``sockets[i]``.
+
+    Starting, replacing a dead worker and restarting all (``SIGHUP``) follow uvicorn's
+    own code; only the sockets a worker gets differ.
+    """
+
+    def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
+        if len(sockets) != config.workers:
+            raise ValueError("SpreadingSupervisor: one socket per worker")
+        super().__init__(config, sockets=sockets)
+
+    def _spawn(self, index: int) -> Process:
+        process = Process(self.config, [self.sockets[index]])
+        process.start()
+        return process
+
+    def init_processes(self) -> None:
+        """Start one worker per socket."""
+        for index in range(self.processes_num):
+            self.processes.append(self._spawn(index))
+
+    def restart_all(self) -> None:
+        """Replace each worker, its replacement serving before the old one is stopped."""
+        for index, old in enumerate(self.processes):
+            if self.should_exit.is_set():
+                return
+            new = self._spawn(index)
+            if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
+                new.kill()
+                new.join()
+                if not self.should_exit.is_set():
+                    logger.error(
+                        "New child process [%s] was not ready in time; keeping worker [%s]"
+                        " and aborting the restart.",
+                        new.pid,
+                        old.pid,
+                    )
+                return
+            old.terminate()
+            old.join()
+            self.processes[index] = new
+
+    def keep_subprocess_alive(self) -> None:
+        """Replace a worker that died or hangs, on its own socket."""
+        if self.should_exit.is_set():
+            return
+        for index, process in enumerate(self.processes):
+            if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                continue
+            process.kill()
+            process.join()
+            if process.exitcode == STARTUP_FAILURE:
+                # It failed before serving: the next one would fail the same way.
+                logger.error("Child process [%s] failed to start, stopping.", process.pid)
+                self.should_exit.set()
+                return
+            if self.should_exit.is_set():
+                return
+            logger.info("Child process [%s] died", process.pid)
+            self.processes[index] = self._spawn(index)
