@@ -173,3 +173,26 @@ def test_connections_are_spread_over_the_workers_and_a_replaced_worker_keeps_its
         assert len([n for n in per_worker.values() if n]) == 2, per_worker
     finally:
         stop_server(server)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_a_port_in_use_says_so_and_never_that_it_serves(
+    tmp_path: Path,
+    workers: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from nodecert.adapters import cli
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        env = nodecert_env(tmp_path / "home", taken.getsockname()[1], workers=workers)
+        monkeypatch.setattr(os, "environ", env)
+        assert cli.main(["serve"]) == 1
+    finally:
+        taken.close()
+    err = capsys.readouterr().err
+    assert "Address already in use" in err
+    assert "serving on" not in err

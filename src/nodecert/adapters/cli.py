@@ -161,11 +161,12 @@ def _serve(_args: argparse.Namespace) -> None:
     # Create (or unlock) the CA and the store once, before workers start, so that a
     # configuration mistake is one clear line instead of a crash in every worker.
     build_service(settings).close()
-    print(
-        f"nodecert: serving on http://{settings.host}:{settings.port} (data in {settings.home})",
-        file=sys.stderr,
-    )
-    run(settings)
+
+    def announce() -> None:
+        where = f"http://{settings.host}:{settings.port}"
+        print(f"nodecert: serving on {where} (data in {settings.home})", file=sys.stderr)
+
+    run(settings, on_listening=announce)
 
 
 def _dev_token(args: argparse.Namespace) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -147,8 +148,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def run(settings: Settings) -> None:
-    """Serve the HTTP API with ``settings.workers`` processes until interrupted."""
+def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) -> None:
+    """Serve the HTTP API with ``settings.workers`` processes until interrupted.
+
+    ``on_listening`` is called once the port is bound, before the workers start.
+
+    Raises:
+        ConfigurationError: the address cannot be bound.
+    """
     config = uvicorn.Config(
         "nodecert.bootstrap:create_app",
         factory=True,
@@ -162,9 +169,11 @@ def run(settings: Settings) -> None:
         # One socket per worker, so that connections opened together are spread over the
         # workers instead of all landing on the first to wake (adapters/supervisor.py).
         sockets = worker_sockets(settings.host, settings.port, settings.workers)
+        on_listening()
         SpreadingSupervisor(config, sockets).run()
         return
     sock = bind(settings.host, settings.port)
+    on_listening()
     if settings.workers > 1:
         Multiprocess(config, sockets=[sock]).run()
     else:
