@@ -16,6 +16,7 @@ from nodecert.errors import ConflictError, NotFoundError, StoreUnavailableError
 from nodecert.ports import (
     CertificateRecord,
     CertificateStatus,
+    DeferredLedger,
     NodeRecord,
     Profile,
     RevocationReason,
@@ -316,6 +317,7 @@ def test_an_unknown_durability_mode_is_refused(tmp_path):
 
 
 def test_deferred_rows_commit_together_and_conflicts_stay_per_row(store, db_path):
+    assert isinstance(store, DeferredLedger)  # What the authority looks for.
     store.record(certificate("00aa"))
     futures = [store.record_deferred(certificate(f"{i:04x}", minutes=i)) for i in range(1, 60)]
     clash = store.record_deferred(certificate("00aa", user="mallory"))
