@@ -9,7 +9,13 @@ from cryptography import x509
 
 from nodecert.adapters import cli
 from nodecert.adapters.http import create_app
-from nodecert.adapters.renew_client import RenewalClientError, RenewalTarget, renew_at, watch
+from nodecert.adapters.renew_client import (
+    RenewalClientError,
+    RenewalTarget,
+    renew_at,
+    run_deploy_hook,
+    watch,
+)
 from nodecert.bootstrap import build_service
 from nodecert.config import Settings
 from nodecert.ports import RevocationReason
@@ -93,3 +99,51 @@ def test_watch_gives_up_once_the_certificate_expired(tmp_path, service):
             sleep=lambda s: None,
             clock=lambda: end + timedelta(seconds=1),
         )
+
+
+def test_the_deploy_hook_runs_after_a_renewal_with_the_new_files(tmp_path, service, capsys):
+    old = issue(service.authority, "alice", "n1")
+    cert, key = write_client(old, tmp_path, "n1")
+    seen = tmp_path / "seen"
+    hook = f'printf "%s %s %s" "$RENEWED_CERT" "$RENEWED_KEY" "$RENEWED_SERIAL" > {seen}'
+    with LiveServer(create_app(service)) as server:
+        argv = ["renew", "--cert", str(cert), "--key", str(key), "--server", server.url]
+        assert cli.main([*argv, "--deploy-hook", hook]) == 0
+        new = x509.load_pem_x509_certificate(cert.read_bytes())
+        assert seen.read_text() == f"{cert} {key} {new.serial_number:x}"
+        # A failing hook: the files are renewed all the same, and the exit status says so.
+        assert cli.main([*argv, "--deploy-hook", "exit 3"]) == 1
+        assert "renewed, but --deploy-hook: exited with status 3" in capsys.readouterr().err
+        newer = x509.load_pem_x509_certificate(cert.read_bytes())
+        assert newer.serial_number != new.serial_number
+
+
+def test_a_hook_that_fails_during_watch_is_logged_and_the_watch_goes_on(tmp_path, service, caplog):
+    old = issue(service.authority, "alice", "n1")
+    cert, key = write_client(old, tmp_path, "n1")
+    target = RenewalTarget(cert=cert, key=key, server="http://unused")
+    ran = []
+
+    def hook(certificate):
+        ran.append(certificate.serial_number)
+        run_deploy_hook("exit 7", target, certificate)
+
+    watch(
+        target,
+        renew=lambda t: old.certificate,
+        sleep=lambda s: None,
+        max_renewals=2,
+        after_renewal=hook,
+    )
+    assert ran == [old.certificate.serial_number] * 2
+    assert caplog.text.count("--deploy-hook: exited with status 7") == 2
+
+
+def test_a_hook_that_hangs_is_stopped(tmp_path, service, monkeypatch):
+    from nodecert.adapters import renew_client
+
+    old = issue(service.authority, "alice", "n1")
+    cert, key = write_client(old, tmp_path, "n1")
+    monkeypatch.setattr(renew_client, "_HOOK_TIMEOUT_S", 0.2)
+    with pytest.raises(RenewalClientError, match="still running after 0 s; stopped"):
+        run_deploy_hook("sleep 30", RenewalTarget(cert=cert, key=key, server="x"), old.certificate)

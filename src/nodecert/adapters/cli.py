@@ -132,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
     renew.add_argument(
         "--watch", action="store_true", help="stay running; renew at 2/3 of each lifetime"
     )
+    renew.add_argument(
+        "--deploy-hook",
+        metavar="COMMAND",
+        help="shell command run after each renewal (e.g. 'nginx -s reload'); it sees"
+        " RENEWED_CERT, RENEWED_KEY and RENEWED_SERIAL",
+    )
     renew.set_defaults(handler=_renew)
 
     inspect = sub.add_parser("inspect", help="show a certificate's identity and validity")
@@ -234,6 +240,7 @@ def _renew(args: argparse.Namespace) -> None:
         RenewalClientError,
         RenewalTarget,
         renew_files,
+        run_deploy_hook,
         watch,
     )
 
@@ -244,9 +251,15 @@ def _renew(args: argparse.Namespace) -> None:
         cacert=args.cacert,
         audience=args.audience,
     )
+    hook: str | None = args.deploy_hook
+
+    def deploy(certificate: x509.Certificate) -> None:
+        if hook:
+            run_deploy_hook(hook, target, certificate)
+
     try:
         if args.watch:
-            watch(target, sleep=time.sleep)
+            watch(target, sleep=time.sleep, after_renewal=deploy)
             return
         renewed = renew_files(target)
     except RenewalClientError as exc:
@@ -255,6 +268,11 @@ def _renew(args: argparse.Namespace) -> None:
         f"renewed: serial {format_serial(renewed.serial_number)}, valid until"
         f" {renewed.not_valid_after_utc.isoformat()}: {args.cert}"
     )
+    try:
+        deploy(renewed)
+    except RenewalClientError as exc:
+        # The files are renewed; the exit status still tells a script the hook failed.
+        raise CLIError(f"renewed, but {exc}") from exc
 
 
 def _inspect(args: argparse.Namespace) -> None:

@@ -1,4 +1,4 @@
-"""The client side of renewal: ``nodecert renew --cert F --key F [--watch]``.
+"""The client side of renewal: ``nodecert renew --cert F --key F [--watch] [--deploy-hook C]``.
 
 A renewal makes a fresh key of the same type locally, sends only its CSR, and proves
 possession of the current certificate with a short JWT signed by the current key
@@ -6,14 +6,17 @@ possession of the current certificate with a short JWT signed by the current key
 
 Files are replaced atomically (each reader sees the old or the new file, never half of
 one); the certificate is written right after the key, so the window in which a reader
-could pair a new key with the old certificate is a single rename.
+could pair a new key with the old certificate is a single rename. A deploy hook (a shell
+command, like certbot's ``--deploy-hook``) then tells the consumer, nginx say, to reload.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import ssl
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -31,7 +34,14 @@ from nodecert.identity import Identity
 from nodecert.keys import PrivateKey, build_csr, generate_private_key, key_type_of, private_key_pem
 from nodecert.renewal import mint_renewal_token, renewal_audience
 
-__all__ = ["RenewalClientError", "RenewalTarget", "renew_at", "renew_files", "watch"]
+__all__ = [
+    "RenewalClientError",
+    "RenewalTarget",
+    "renew_at",
+    "renew_files",
+    "run_deploy_hook",
+    "watch",
+]
 
 log = logging.getLogger("nodecert")
 
@@ -151,10 +161,13 @@ def watch(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     retry: timedelta = timedelta(seconds=60),
     max_renewals: int | None = None,
+    after_renewal: Callable[[x509.Certificate], None] | None = None,
 ) -> None:
     """Renew ``target`` at two thirds of each certificate's lifetime, forever.
 
-    Failures are retried every ``retry`` until the certificate expires.
+    Failures are retried every ``retry`` until the certificate expires. ``after_renewal``
+    runs after each renewal (the deploy hook); when it fails, the failure is logged and
+    the watch goes on: the new files are in place either way.
 
     Raises:
         RenewalClientError: the certificate expired before a renewal succeeded.
@@ -176,3 +189,41 @@ def watch(
             continue
         renewals += 1
         log.info("renew: renewed, valid until %s", renewed.not_valid_after_utc.isoformat())
+        if after_renewal is not None:
+            try:
+                after_renewal(renewed)
+            except RenewalClientError as exc:
+                log.warning("renew: %s", exc)
+
+
+_HOOK_TIMEOUT_S = 300.0
+
+
+def run_deploy_hook(command: str, target: RenewalTarget, certificate: x509.Certificate) -> None:
+    """Run ``command`` with ``/bin/sh`` after a renewal, as certbot runs its deploy hooks.
+
+    The hook sees ``RENEWED_CERT``, ``RENEWED_KEY`` (the files just written) and
+    ``RENEWED_SERIAL`` (hex) in its environment; its output goes where ours goes.
+
+    Raises:
+        RenewalClientError: the command could not start, exited non-zero or ran for
+            more than five minutes.
+    """
+    env = {
+        **os.environ,
+        "RENEWED_CERT": str(target.cert),
+        "RENEWED_KEY": str(target.key),
+        "RENEWED_SERIAL": format(certificate.serial_number, "x"),
+    }
+    try:
+        done = subprocess.run(
+            ["/bin/sh", "-c", command], env=env, timeout=_HOOK_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise RenewalClientError(
+            f"--deploy-hook: still running after {_HOOK_TIMEOUT_S:.0f} s; stopped"
+        ) from None
+    except OSError as exc:
+        raise RenewalClientError(f"--deploy-hook: cannot run /bin/sh: {exc.strerror}") from None
+    if done.returncode != 0:
+        raise RenewalClientError(f"--deploy-hook: exited with status {done.returncode}")
