@@ -14,6 +14,7 @@ from nodecert.errors import AuthorizationError, InvalidRequestError, NotFoundErr
 from nodecert.identity import format_serial, parse_serial, validate_id
 from nodecert.ports import (
     CABackend,
+    CertificateQuery,
     CertificateRecord,
     CertificateStatus,
     Ledger,
@@ -21,6 +22,7 @@ from nodecert.ports import (
     NodeRecord,
     Principal,
     RevocationReason,
+    query_ledger,
 )
 
 __all__ = ["Administration"]
@@ -40,13 +42,41 @@ class Administration:
         *,
         node_id: object | None = None,
         status: CertificateStatus | None = None,
+        limit: int | None = None,
+        after: str | None = None,
     ) -> list[CertificateRecord]:
-        """The caller's certificates, optionally for one node and/or in one status."""
+        """The caller's certificates, newest first, optionally for one node, in one status.
+
+        ``limit`` and ``after`` (the serial of the last row of the previous page) page
+        through them; the store does the filtering and paging when it can
+        (``LedgerQueries``), so a page costs the same however many rows a user has.
+
+        Raises:
+            InvalidRequestError: a bad node id, or an ``after`` that is not one of the
+                caller's certificates (of that node).
+        """
         node = None if node_id is None else validate_id(node_id, field="nodeId")
-        rows = self.ledger.find(user_id=principal.user_id, node_id=node)
+        if after is not None:
+            after = self._cursor_row(principal, after, node)
         now = self.clock()
-        rows = [self._effective(row, now) for row in rows]
-        return [r for r in rows if status is None or r.status is status]
+        query = CertificateQuery(
+            user_id=principal.user_id,
+            node_id=node,
+            status=status,
+            now=now,
+            limit=limit,
+            after=after,
+        )
+        return [self._effective(row, now) for row in query_ledger(self.ledger, query)]
+
+    def _cursor_row(self, principal: Principal, cursor: str, node: str | None) -> str:
+        try:
+            row = self.ledger.get(format_serial(parse_serial(cursor)))
+        except InvalidRequestError:
+            row = None
+        if row is None or row.user_id != principal.user_id or node not in (None, row.node_id):
+            raise InvalidRequestError(f"cursor: {cursor[:48]!r} is not in this listing")
+        return row.serial
 
     def get_certificate(self, principal: Principal, serial: str) -> CertificateRecord:
         """One certificate of the caller's (any certificate, for an admin).

@@ -7,7 +7,7 @@ Adapters implement these: ``backends/`` the :class:`CABackend`, ``store/`` the
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,10 +22,12 @@ from nodecert.keys import PublicKey
 __all__ = [
     "CABackend",
     "CRLSigner",
+    "CertificateQuery",
     "CertificateRecord",
     "CertificateStatus",
     "DeferredLedger",
     "Ledger",
+    "LedgerQueries",
     "NodeDirectory",
     "NodeRecord",
     "Principal",
@@ -35,6 +37,8 @@ __all__ = [
     "SignedCertificate",
     "SigningRequest",
     "TokenVerifier",
+    "query_ledger",
+    "query_rows",
 ]
 
 
@@ -142,6 +146,49 @@ class CertificateRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class CertificateQuery:
+    """Which ledger rows to list, newest first.
+
+    Rows come by ``created_at`` descending, ties by ``serial`` (DynamoDB keeps rows of the
+    same microsecond in its index's own order). ``status`` is the status a client sees at
+    ``now``: an active row past its ``not_after`` is expired. ``after`` is the serial of
+    the last row of the previous page; the rows after it in that order follow. ``limit``
+    caps the rows returned.
+    """
+
+    user_id: str | None = None
+    node_id: str | None = None
+    status: CertificateStatus | None = None
+    now: datetime | None = None
+    profile: Profile | None = None
+    limit: int | None = None
+    after: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.now is None:
+            raise ValueError("CertificateQuery: a status needs the time it holds at (now)")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("CertificateQuery: limit must be at least 1")
+
+    def matches(self, row: CertificateRecord) -> bool:
+        """Whether ``row`` passes the filters (``after`` and ``limit`` aside)."""
+        if self.user_id is not None and row.user_id != self.user_id:
+            return False
+        if self.node_id is not None and row.node_id != self.node_id:
+            return False
+        if self.profile is not None and row.profile is not self.profile:
+            return False
+        if self.status is None or self.now is None:
+            return True
+        if self.status is CertificateStatus.REVOKED:
+            return row.status is CertificateStatus.REVOKED
+        if row.status is not CertificateStatus.ACTIVE:
+            return False
+        expired = row.not_after <= self.now
+        return expired is (self.status is CertificateStatus.EXPIRED)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeRecord:
     """One node directory entry."""
 
@@ -200,6 +247,38 @@ class Ledger(Protocol):
     ) -> CertificateRecord:
         """Mark ``serial`` revoked (idempotent) and return the row as it now is."""
         ...
+
+
+@runtime_checkable
+class LedgerQueries(Protocol):
+    """Optional ability of a ``Ledger``: filter, order and page rows in the store itself.
+
+    Without it, :func:`query_ledger` reads the user's (or node's) rows whole and does the
+    same in memory.
+    """
+
+    def query(self, query: CertificateQuery) -> list[CertificateRecord]:
+        """The rows ``query`` asks for, newest first."""
+        ...
+
+
+def query_ledger(ledger: Ledger, query: CertificateQuery) -> list[CertificateRecord]:
+    """Run ``query`` on ``ledger``: in the store when it can (``LedgerQueries``)."""
+    if isinstance(ledger, LedgerQueries):
+        return ledger.query(query)
+    return query_rows(ledger.find(user_id=query.user_id, node_id=query.node_id), query)
+
+
+def query_rows(
+    rows: Iterable[CertificateRecord], query: CertificateQuery
+) -> list[CertificateRecord]:
+    """Run ``query`` over ``rows`` in memory: the reference for every ``LedgerQueries``."""
+    rows = sorted(rows, key=lambda row: (row.created_at, row.serial), reverse=True)
+    if query.after is not None:
+        positions = [i for i, row in enumerate(rows) if row.serial == query.after]
+        rows = rows[positions[0] + 1 :] if positions else []
+    matching = [row for row in rows if query.matches(row)]
+    return matching if query.limit is None else matching[: query.limit]
 
 
 @runtime_checkable

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from nodecert.errors import ConfigurationError, QuotaExceededError
-from nodecert.ports import CertificateStatus, Ledger, Profile
+from nodecert.ports import CertificateQuery, CertificateStatus, Ledger, Profile, query_ledger
 
 __all__ = ["QuotaPolicy", "RateLimiter"]
 
@@ -63,13 +63,16 @@ class QuotaPolicy:
             QuotaExceededError: with ``retry_after`` in seconds.
         """
         if self.max_active:
-            active = [
-                row
-                for row in ledger.find(user_id=user_id, node_id=node_id)
-                if row.status is CertificateStatus.ACTIVE
-                and row.not_after > now
-                and row.profile is Profile.CLIENT  # A node's own certificates do not count.
-            ]
+            active = query_ledger(
+                ledger,
+                CertificateQuery(
+                    user_id=user_id,
+                    node_id=node_id,
+                    status=CertificateStatus.ACTIVE,
+                    now=now,
+                    profile=Profile.CLIENT,  # A node's own certificates do not count.
+                ),
+            )
             if len(active) >= self.max_active:
                 soonest = min(row.not_after for row in active)
                 raise QuotaExceededError(

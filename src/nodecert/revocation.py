@@ -15,7 +15,14 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 
 from nodecert.identity import parse_serial
-from nodecert.ports import CertificateStatus, CRLSigner, Ledger, RevocationReason
+from nodecert.ports import (
+    CertificateQuery,
+    CertificateStatus,
+    CRLSigner,
+    Ledger,
+    RevocationReason,
+    query_ledger,
+)
 
 __all__ = ["CRLPublisher"]
 
@@ -70,9 +77,10 @@ class CRLPublisher:
             # restarts and workers without any shared counter (RFC 5280 section 5.2.3).
             .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
         )
-        for row in self.ledger.find():
-            if row.status is not CertificateStatus.REVOKED or row.not_after <= now:
-                continue
+        revoked = CertificateQuery(status=CertificateStatus.REVOKED, now=now)
+        for row in query_ledger(self.ledger, revoked):
+            if row.not_after <= now:
+                continue  # Expired: RFC 5280 lets a CRL drop it.
             entry = (
                 x509.RevokedCertificateBuilder()
                 .serial_number(parse_serial(row.serial))

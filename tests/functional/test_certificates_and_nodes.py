@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from cryptography import x509
 
@@ -199,3 +201,27 @@ def test_bad_paging_is_400(env: Env, query: str, fragment: str) -> None:
     response = env.client.get(f"/v1/certificates?{query}", headers=env.auth("alice"))
     assert response.status_code == 400
     assert response.json()["detail"].startswith(fragment)
+
+
+def test_a_cursor_must_be_one_of_the_callers_certificates_of_that_node(env: Env) -> None:
+    env.add_node("a1", "alice")
+    env.add_node("a2", "alice")
+    env.add_node("b1", "bob")
+    mine = env.issue("alice", "a1", keyType="ec-p256")["serialNumber"]
+    other_node = env.issue("alice", "a2", keyType="ec-p256")["serialNumber"]
+    bobs = env.issue("bob", "b1", keyType="ec-p256")["serialNumber"]
+    headers = env.auth("alice")
+
+    def listing(query: str) -> Any:
+        return env.client.get(f"/v1/certificates?{query}", headers=headers)
+
+    assert listing(f"cursor={mine}").status_code == 200
+    # Someone else's serial, or one of another node under a node filter: not this listing,
+    # and the answer does not tell whether the serial exists.
+    for query in (f"cursor={bobs}", f"nodeId=a1&cursor={other_node}", "cursor=ffff"):
+        refused = listing(query)
+        assert refused.status_code == 400, query
+        assert refused.json()["detail"].endswith("is not in this listing")
+    # A revoked cursor (revoked between two pages) still pages on from its place.
+    env.client.post(f"/v1/certificates/{mine}/revoke", headers=headers)
+    assert listing(f"status=active&cursor={mine}").json()["certificates"] == []

@@ -249,15 +249,12 @@ class Routes:
                 raise InvalidRequestError(
                     f"status: {status[:20]!r} is not one of active, revoked, expired"
                 ) from None
-        rows = self.authority.list_certificates(principal, node_id=node_id, status=wanted)
-        start = 0
-        if cursor is not None:
-            serials = [row.serial for row in rows]
-            if cursor not in serials:
-                raise InvalidRequestError(f"cursor: {cursor[:48]!r} is not in this listing")
-            start = serials.index(cursor) + 1
-        page = rows[start : start + size]
-        more = start + size < len(rows)
+        # One row more than the page says whether there is a next one.
+        rows = self.authority.list_certificates(
+            principal, node_id=node_id, status=wanted, limit=size + 1, after=cursor
+        )
+        page = rows[:size]
+        more = len(rows) > size
         return Reply(
             200,
             {

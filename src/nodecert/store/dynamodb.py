@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from nodecert.errors import ConflictError, NotFoundError
 from nodecert.ports import (
+    CertificateQuery,
     CertificateRecord,
     CertificateStatus,
     NodeRecord,
     Profile,
     RevocationReason,
+    query_rows,
 )
 from nodecert.store._dynamodb import (
     BY_NODE,
@@ -45,10 +47,11 @@ __all__ = ["DynamoDBStore", "create_tables", "table_definitions"]
 
 _T = TypeVar("_T")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_MIN_READ = 25
 
 
 class DynamoDBStore:
-    """Ledger and node directory in DynamoDB. Implements ``Ledger`` and ``NodeDirectory``.
+    """Ledger and node directory in DynamoDB: ``Ledger`` (``LedgerQueries`` too), ``NodeDirectory``.
 
     Args:
         client: A boto3 ``dynamodb`` client (``nodecert.aws.make_client("dynamodb", ...)``
@@ -175,6 +178,72 @@ class DynamoDBStore:
             )
         )
         return [_record(item) for item in items]
+
+    def query(self, query: CertificateQuery) -> list[CertificateRecord]:
+        """The rows ``query`` asks for (``LedgerQueries``).
+
+        For a user or a node, one index is queried newest first, the other filters run in
+        DynamoDB and reading stops once the page is full. Without either (an admin's
+        listing, the CRL) the table is scanned and the rest done in memory.
+        """
+        if query.node_id is not None:
+            index, key, value = BY_NODE, "nodeId", query.node_id
+        elif query.user_id is not None:
+            index, key, value = BY_USER, "userId", query.user_id
+        else:
+            return query_rows(self.find(), query)
+        names: dict[str, str] = {}
+        values: dict[str, AttributeValueTypeDef] = {":key": {"S": value}}
+        filters: list[str] = []
+        if query.node_id is not None and query.user_id is not None:
+            filters.append("userId = :user")
+            values[":user"] = {"S": query.user_id}
+        if query.profile is not None:
+            filters.append("#profile = :profile")
+            names["#profile"] = "profile"
+            values[":profile"] = {"S": query.profile.value}
+        if query.status is not None and query.now is not None:
+            names["#status"] = "status"
+            if query.status is CertificateStatus.REVOKED:
+                filters.append("#status = :revoked")
+                values[":revoked"] = {"S": CertificateStatus.REVOKED.value}
+            else:
+                expired = query.status is CertificateStatus.EXPIRED
+                filters.append(f"#status = :active AND notAfter {'<=' if expired else '>'} :now")
+                values[":active"] = {"S": CertificateStatus.ACTIVE.value}
+                values[":now"] = {"S": _time(query.now)}
+        params: dict[str, Any] = {
+            "TableName": self._certificates,
+            "IndexName": index,
+            "KeyConditionExpression": f"{key} = :key",
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+        }
+        if filters:
+            params["FilterExpression"] = " AND ".join(f"({f})" for f in filters)
+        if names:
+            params["ExpressionAttributeNames"] = names
+        if query.after is not None:
+            last = self.get(query.after)
+            if last is None:
+                return []
+            index_value = last.node_id if key == "nodeId" else last.user_id
+            params["ExclusiveStartKey"] = {
+                "serial": {"S": last.serial},
+                key: {"S": index_value},
+                "createdAt": {"S": _time(last.created_at)},
+            }
+        rows: list[CertificateRecord] = []
+        while query.limit is None or len(rows) < query.limit:
+            if query.limit is not None:
+                # Limit counts items read before the filter: read a little ahead.
+                params["Limit"] = max(query.limit - len(rows), _MIN_READ)
+            response = self._call(functools.partial(self._client.query, **params))
+            rows.extend(_record(item) for item in response.get("Items", []))
+            if not response.get("LastEvaluatedKey"):
+                break
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return rows if query.limit is None else rows[: query.limit]
 
     def mark_revoked(
         self, serial: str, *, reason: RevocationReason, at: datetime

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from nodecert.errors import ConflictError, NotFoundError, StoreUnavailableError
 from nodecert.ports import (
+    CertificateQuery,
     CertificateRecord,
     CertificateStatus,
     NodeRecord,
@@ -80,7 +81,10 @@ _BUSY_TIMEOUT_S = 5.0
 
 
 class SQLiteStore:
-    """Implements ``Ledger``, ``NodeDirectory``, ``ReplayGuard`` and ``RateLimiter``.
+    """The ledger, node directory, used tokens and rate buckets, in SQLite files.
+
+    Implements ``Ledger`` (with ``DeferredLedger`` and ``LedgerQueries``),
+    ``NodeDirectory``, ``ReplayGuard`` and ``RateLimiter``.
 
     Args:
         path: The database file; created (with its schema) when missing. Rate buckets go
@@ -223,6 +227,48 @@ class SQLiteStore:
             ).fetchall()
         return [_certificate(row) for row in rows]
 
+    def query(self, query: CertificateQuery) -> list[CertificateRecord]:
+        """The rows ``query`` asks for, filtered, ordered and paged in SQL (``LedgerQueries``)."""
+        clauses: list[str] = []
+        args: dict[str, object] = {}
+        for column, value in (
+            ("user_id", query.user_id),
+            ("node_id", query.node_id),
+            ("profile", query.profile.value if query.profile else None),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = :{column}")
+                args[column] = value
+        if query.status is not None and query.now is not None:
+            args["revoked"] = CertificateStatus.REVOKED.value
+            args["active"] = CertificateStatus.ACTIVE.value
+            # ISO 8601 UTC text sorts as time does (see _row), so expiry is a text comparison.
+            args["now"] = query.now.astimezone(UTC).isoformat()
+            clauses.append(
+                {
+                    CertificateStatus.REVOKED: "status = :revoked",
+                    CertificateStatus.ACTIVE: "status = :active AND not_after > :now",
+                    CertificateStatus.EXPIRED: "status = :active AND not_after <= :now",
+                }[query.status]
+            )
+        if query.after is not None:
+            clauses.append(
+                "(created_at, serial) < (SELECT created_at, serial FROM certificates"
+                " WHERE serial = :after)"
+            )
+            args["after"] = query.after
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        limit = ""
+        if query.limit is not None:
+            limit, args["limit"] = " LIMIT :limit", query.limit
+        with self._db.transaction() as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM certificates{where}"
+                f" ORDER BY created_at DESC, serial DESC{limit}",
+                args,
+            ).fetchall()
+        return [_certificate(row) for row in rows]
+
     def mark_revoked(
         self, serial: str, *, reason: RevocationReason, at: datetime
     ) -> CertificateRecord:
@@ -304,6 +350,8 @@ def _stamp(at: datetime) -> str:
 
 
 def _row(record: CertificateRecord) -> tuple[object, ...]:
+    # Times are isoformat() of UTC datetimes: "...:SS+00:00" or "...:SS.ffffff+00:00".
+    # Text order is time order ("+" sorts before "."), which ORDER BY and query() rely on.
     return (
         record.serial,
         record.user_id,
