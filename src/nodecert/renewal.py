@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -92,6 +91,8 @@ def mint_renewal_token(
         "jti": uuid.uuid4().hex,
     }
     headers = {"x5c": [base64.b64encode(der).decode("ascii")], "typ": "JWT"}
+    import jwt  # Lazily: see verifiers/oidc.py.
+
     return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
 
 
@@ -174,6 +175,8 @@ class Renewer:
     def _verify_token(self, token: str) -> tuple[x509.Certificate, dict[str, Any]]:
         if len(token) > _MAX_TOKEN_BYTES:
             raise AuthenticationError(f"renewal token: longer than {_MAX_TOKEN_BYTES} bytes")
+        import jwt
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

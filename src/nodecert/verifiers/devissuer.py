@@ -18,7 +18,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -36,6 +35,8 @@ class DevIssuer:
     """Mints ES256 tokens for the embedded default; publishes its JWKS."""
 
     def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
+        import jwt  # Lazily: see verifiers/oidc.py.
+
         self._key = key
         jwk: dict[str, Any] = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
         self.kid = _thumbprint(jwk)
@@ -100,6 +101,8 @@ class DevIssuer:
         if admin_group:
             claims["cognito:groups"] = [admin_group]
         claims.update(extra or {})
+        import jwt
+
         return jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self.kid})
 
 

@@ -22,13 +22,14 @@ import time
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any, TypeGuard
-
-import jwt
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from nodecert.errors import AuthenticationError, BackendUnavailableError, NodecertError
 from nodecert.identity import validate_id
 from nodecert.ports import Principal
+
+if TYPE_CHECKING:
+    import jwt
 
 __all__ = [
     "JWKS",
@@ -48,6 +49,8 @@ class JWKS:
     """A set of public keys by ``kid``."""
 
     def __init__(self, document: Mapping[str, Any]) -> None:
+        import jwt  # Lazily: PyJWT costs a Lambda cold start ~11 ms it rarely needs.
+
         self.keys: dict[str, jwt.PyJWK] = {}
         entries = document.get("keys")
         for entry in entries if isinstance(entries, list) else []:
@@ -207,6 +210,8 @@ class OIDCVerifier:
         return principal
 
     def _verify(self, token: str) -> Principal:
+        import jwt
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -275,6 +280,8 @@ def decode_signed(token: str, key: Any, alg: str, *, what: str) -> dict[str, Any
     Raises:
         AuthenticationError: a bad signature, or a token PyJWT cannot decode.
     """
+    import jwt
+
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
