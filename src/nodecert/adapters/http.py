@@ -1,9 +1,13 @@
 """The FastAPI front end: a thin shell over :class:`~nodecert.adapters.routes.Routes`.
 
-Handlers read raw input, run the route function in the thread pool (key generation and
-token verification are CPU work that must not block the event loop) and render the
-:class:`Reply`. The pydantic models below document the API in ``/openapi.json``; parsing
-itself is done by ``routes`` so that the Lambda front end answers identically.
+Handlers read raw input, run the route function and render the :class:`Reply`. A route
+runs in the thread pool when it may wait (RSA key generation, a remote CA); an EC or CSR
+issuance by the local CA, well under a millisecond of CPU, runs on the event loop. Either
+way a new certificate is sent only once its ledger row is committed, which the event loop
+awaits without blocking (``Reply.committed``). ``POST /generate-cert`` is answered ahead of
+FastAPI's own stack (``adapters/asgi.py``) with the same handler. The pydantic models in
+``schemas`` document the API in ``/openapi.json``; parsing itself is done by ``routes`` so
+that the Lambda front end answers identically.
 """
 
 from __future__ import annotations
