@@ -101,7 +101,7 @@ class Administration:
         """
         row = self.get_certificate(principal, serial)
         revoked = self.ledger.mark_revoked(row.serial, reason=reason, at=self.clock())
-        self.ca.revoke(parse_serial(row.serial), reason)
+        self.ca.revoke(parse_serial(row.serial), reason, issuer=row.issuer)
         return revoked
 
     def revoke_all(
@@ -181,7 +181,7 @@ class Administration:
         for row in rows:
             if row.status is CertificateStatus.ACTIVE and row.not_after > now:
                 revoked.append(self.ledger.mark_revoked(row.serial, reason=reason, at=now))
-                self.ca.revoke(parse_serial(row.serial), reason)
+                self.ca.revoke(parse_serial(row.serial), reason, issuer=row.issuer)
         return revoked
 
     @staticmethod

@@ -273,6 +273,7 @@ class Authority(Administration):
             created_at=now,
             profile=profile,
             renewed_from=renewed_from,
+            issuer=signed.issuer,
         )
         # Only a certificate built here has a serial that no retry can bring back; a remote
         # CA's answer to a retried request needs the conflict check of _record, at once.

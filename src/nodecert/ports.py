@@ -119,10 +119,15 @@ class SigningRequest:
 
 @dataclass(frozen=True, slots=True)
 class SignedCertificate:
-    """A certificate as a CA backend returns it, with the chain up to the root."""
+    """A certificate as a CA backend returns it, with the chain up to the root.
+
+    ``issuer`` names the CA that signed when a backend has several (an ACM PCA ARN), so
+    that revocation goes to that CA; None for a backend with one.
+    """
 
     certificate: x509.Certificate
     chain: tuple[x509.Certificate, ...]
+    issuer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +148,7 @@ class CertificateRecord:
     revocation_reason: RevocationReason | None = None
     profile: Profile = Profile.CLIENT
     renewed_from: str | None = None
+    issuer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,8 +226,14 @@ class CABackend(Protocol):
         """The CA certificates, issuing CA first, up to and including the root."""
         ...
 
-    def revoke(self, certificate_serial: int, reason: RevocationReason) -> None:
-        """Tell the CA a certificate is revoked; already revoked is not an error."""
+    def revoke(
+        self, certificate_serial: int, reason: RevocationReason, *, issuer: str | None = None
+    ) -> None:
+        """Tell the CA a certificate is revoked; already revoked is not an error.
+
+        ``issuer`` is what ``SignedCertificate.issuer`` said when it was issued (None for
+        rows recorded before it was kept).
+        """
         ...
 
 

@@ -36,7 +36,9 @@ class FailingCA:
     def chain(self) -> Sequence[x509.Certificate]:
         return self._chain
 
-    def revoke(self, certificate_serial: int, reason: RevocationReason) -> None:
+    def revoke(
+        self, certificate_serial: int, reason: RevocationReason, *, issuer: str | None = None
+    ) -> None:
         raise BackendUnavailableError("ca: throttled", retry_after=7)
 
 

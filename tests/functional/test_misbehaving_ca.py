@@ -39,7 +39,9 @@ class RemoteCA:
     def chain(self) -> Sequence[x509.Certificate]:
         return self.inner.chain()
 
-    def revoke(self, certificate_serial: int, reason: RevocationReason) -> None:
+    def revoke(
+        self, certificate_serial: int, reason: RevocationReason, *, issuer: str | None = None
+    ) -> None:
         pass
 
 

@@ -113,7 +113,7 @@ def test_an_unknown_ca_is_backend_unavailable_with_a_clear_message(pca, ca_arn, 
 
 
 def test_the_authority_issues_records_and_revokes_through_pca_and_dynamodb(
-    backend, aws_client, unique
+    backend, ca_arn, aws_client, unique
 ):
     dynamodb = aws_client("dynamodb")
     nodes_table, certificates_table = f"nodes-{unique}", f"certificates-{unique}"
@@ -137,5 +137,7 @@ def test_the_authority_issues_records_and_revokes_through_pca_and_dynamodb(
     assert issued.private_key_pem is not None
     assert issued.chain_pem == authority.ca_chain_pem()
     assert [r.serial for r in authority.list_certificates(alice)] == [issued.record.serial]
+    # The ledger names the CA that signed, and revocation goes there (moto accepts it).
+    assert store.get(issued.record.serial).issuer == ca_arn
     revoked = authority.revoke(alice, issued.record.serial, RevocationReason.SUPERSEDED)
     assert revoked.status is CertificateStatus.REVOKED

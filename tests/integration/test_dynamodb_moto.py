@@ -45,7 +45,9 @@ def row(serial, *, user="alice", node="node-1", minutes=0, **kwargs):
 
 
 def test_record_then_get_round_trips_every_field(store):
-    record = row("0a1b", renewed_from="99")
+    record = row(
+        "0a1b", renewed_from="99", issuer="arn:aws:acm-pca:eu-west-1:1:certificate-authority/x"
+    )
     store.record(record)
     assert store.get("0a1b") == record
     assert store.get("ffff") is None

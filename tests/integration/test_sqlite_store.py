@@ -72,6 +72,53 @@ def test_new_database_is_wal_with_the_schema_version(store, db_path):
     assert {"nodes", "certificates"} <= tables
 
 
+_VERSION_3_CERTIFICATES = """
+CREATE TABLE certificates (
+    serial TEXT PRIMARY KEY, user_id TEXT NOT NULL, node_id TEXT NOT NULL,
+    key_type TEXT NOT NULL, not_before TEXT NOT NULL, not_after TEXT NOT NULL,
+    fingerprint_sha256 TEXT NOT NULL, request_id TEXT NOT NULL, created_at TEXT NOT NULL,
+    status TEXT NOT NULL, revoked_at TEXT, revocation_reason TEXT, profile TEXT NOT NULL,
+    renewed_from TEXT
+);
+"""
+
+
+def test_a_version_3_database_is_upgraded_in_place_and_keeps_its_rows(db_path):
+    db_path.parent.mkdir(parents=True)
+    old = certificate("0a1b")
+    connection = sqlite3.connect(db_path)
+    connection.executescript(_VERSION_3_CERTIFICATES)
+    connection.execute(
+        "INSERT INTO certificates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, NULL)",
+        (
+            old.serial,
+            old.user_id,
+            old.node_id,
+            old.key_type,
+            old.not_before.isoformat(),
+            old.not_after.isoformat(),
+            old.fingerprint_sha256,
+            old.request_id,
+            old.created_at.isoformat(),
+            "active",
+            "client",
+        ),
+    )
+    connection.execute("PRAGMA user_version = 3")
+    connection.commit()
+    connection.close()
+    store = SQLiteStore(db_path)
+    try:
+        assert store.get("0a1b") == old  # issuer None: recorded before it was kept.
+        newer = dataclasses.replace(certificate("0c0d"), issuer="arn:ca")
+        store.record(newer)
+        assert store.get("0c0d") == newer
+    finally:
+        store.close()
+    assert raw(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    SQLiteStore(db_path).close()  # Opening an upgraded file again changes nothing.
+
+
 def test_parent_directory_is_created_private(tmp_path):
     path = tmp_path / "deep" / "er" / "nodecert.db"
     SQLiteStore(path).close()
@@ -156,6 +203,7 @@ def test_every_field_round_trips(store):
         profile=Profile.NODE,
         renewed_from="0a1b",
         not_before=T0 + timedelta(microseconds=123456),
+        issuer="arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/x",
     )
     store.record(row)
     got = store.get("beef")

@@ -318,7 +318,8 @@ def test_validity_up_to_seven_days_goes_to_the_short_lived_ca(
     describe(stub, arn=arn)
     issued(stub, arn=arn)
     ready(stub, local_ca, request, arn=arn)
-    make_backend(client, clock, short_lived_ca_arn=SHORT).issue(request)
+    signed = make_backend(client, clock, short_lived_ca_arn=SHORT).issue(request)
+    assert signed.issuer == arn  # Recorded in the ledger, for revocation.
 
 
 def test_without_a_short_lived_ca_everything_goes_to_the_general_ca(client, clock, key):
@@ -482,6 +483,28 @@ def test_revoke_asks_the_short_lived_ca_when_the_general_one_does_not_know_the_s
         {"CertificateAuthorityArn": SHORT, "CertificateSerial": "0a:bc", "RevocationReason": ANY},
     )
     make_backend(client, clock, short_lived_ca_arn=SHORT).revoke(0xABC, RevocationReason.SUPERSEDED)
+
+
+@pytest.mark.parametrize("issuer", [SHORT, GENERAL, CA_PREFIX + "33333333-rotated-out"])
+def test_revoke_goes_to_the_ca_that_issued_only(client, stub, clock, issuer):
+    # One RevokeCertificate, at the recorded issuer, even a CA no longer configured; no
+    # guessing, whatever PCA would answer the other CA.
+    stub.add_response(
+        "revoke_certificate",
+        {},
+        {"CertificateAuthorityArn": issuer, "CertificateSerial": "0a:bc", "RevocationReason": ANY},
+    )
+    backend = make_backend(client, clock, short_lived_ca_arn=SHORT)
+    backend.revoke(0xABC, RevocationReason.SUPERSEDED, issuer=issuer)
+    stub.assert_no_pending_responses()
+
+
+def test_revoke_at_the_recorded_issuer_reports_its_refusal(client, stub, clock):
+    error(stub, "revoke_certificate", "ResourceNotFoundException")
+    with pytest.raises(BackendUnavailableError, match="ResourceNotFoundException"):
+        make_backend(client, clock, short_lived_ca_arn=SHORT).revoke(
+            0xABC, RevocationReason.SUPERSEDED, issuer=SHORT
+        )
 
 
 def test_revoke_of_a_serial_no_ca_knows_is_reported(client, stub, clock):

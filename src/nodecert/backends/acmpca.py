@@ -192,7 +192,9 @@ class ACMPCABackend:
             chain = tuple(_load_all(chain_pem))
         except (KeyError, ValueError) as exc:
             raise BackendUnavailableError("ca: ACM PCA returned an unreadable certificate") from exc
-        return SignedCertificate(certificate=certificate, chain=chain or self._chain_of(arn))
+        return SignedCertificate(
+            certificate=certificate, chain=chain or self._chain_of(arn), issuer=arn
+        )
 
     def chain(self) -> Sequence[x509.Certificate]:
         """The CA certificates, issuing CA first, up to the root (cached).
@@ -208,19 +210,23 @@ class ACMPCABackend:
             certificates.extend(c for c in self._chain_of(arn) if c not in certificates)
         return tuple(certificates)
 
-    def revoke(self, certificate_serial: int, reason: RevocationReason) -> None:
+    def revoke(
+        self, certificate_serial: int, reason: RevocationReason, *, issuer: str | None = None
+    ) -> None:
         """Revoke a certificate at PCA; already revoked is not an error.
 
-        The ledger does not say which CA issued a serial, so with two CAs the
-        general-purpose one is asked first and, when it does not know the serial
-        (``ResourceNotFoundException`` or ``InvalidRequestException``), the short-lived one.
+        The ledger row names the CA that issued it (``issuer``, its ARN), and that CA is
+        asked, even one no longer configured (after a rotation). Rows recorded before the
+        issuer was kept have none: with two CAs, the general-purpose one is asked first
+        and, when it does not know the serial (``ResourceNotFoundException`` or
+        ``InvalidRequestException``), the short-lived one.
 
         Raises:
             BackendUnavailableError: PCA cannot answer now, or no CA knows the serial.
         """
         deadline = self._monotonic() + self._retry.deadline
         serial = pca_serial(certificate_serial)
-        arns = list(self._clients)
+        arns = [issuer] if issuer is not None else list(self._clients)
         for index, arn in enumerate(arns):
             try:
                 self._revoke_at(arn, serial, REASONS[reason], deadline)
@@ -252,7 +258,9 @@ class ACMPCABackend:
     def _revoke_at(
         self, arn: str, serial: str, reason: RevocationReasonType, deadline: float
     ) -> None:
-        client = self._clients[arn]
+        # A CA no longer configured (rotated out) is asked through the general client: in
+        # another region, PCA refuses and the revocation is a 503 (the ledger row stands).
+        client = self._clients.get(arn, self._clients[self._ca_arn])
         self._call(
             deadline,
             lambda: client.revoke_certificate(

@@ -125,7 +125,9 @@ class LocalCA:
         """The CA chain: the local CA is its own root."""
         return self._chain
 
-    def revoke(self, certificate_serial: int, reason: RevocationReason) -> None:
+    def revoke(
+        self, certificate_serial: int, reason: RevocationReason, *, issuer: str | None = None
+    ) -> None:
         """Nothing to tell: the local CA's revocation state is the ledger (and its CRL)."""
 
     def sign_crl(

@@ -340,6 +340,8 @@ def _item(record: CertificateRecord) -> dict[str, AttributeValueTypeDef]:
         item["revocationReason"] = {"S": record.revocation_reason.value}
     if record.renewed_from is not None:
         item["renewedFrom"] = {"S": record.renewed_from}
+    if record.issuer is not None:
+        item["issuer"] = {"S": record.issuer}
     return item
 
 
@@ -361,4 +363,5 @@ def _record(item: dict[str, Any]) -> CertificateRecord:
         revocation_reason=None if reason is None else RevocationReason(reason),
         profile=Profile(_optional(item, "profile") or Profile.CLIENT.value),
         renewed_from=_optional(item, "renewedFrom"),
+        issuer=_optional(item, "issuer"),
     )

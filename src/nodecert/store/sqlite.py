@@ -28,8 +28,9 @@ from nodecert.store.sqlite_file import SQLiteFile
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 # Version 2 added used_tokens (single-use renewal token ids), version 3 rate_buckets
-# (issuance quotas); CREATE TABLE IF NOT EXISTS upgrades older files in place.
-SCHEMA_VERSION = 3
+# (issuance quotas, since moved to a file of their own), version 4 certificates.issuer (the
+# CA that signed). CREATE TABLE IF NOT EXISTS and _upgrade bring older files up in place.
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
     node_id     TEXT PRIMARY KEY,
@@ -51,7 +52,8 @@ CREATE TABLE IF NOT EXISTS certificates (
     revoked_at          TEXT,
     revocation_reason   TEXT,
     profile             TEXT NOT NULL,
-    renewed_from        TEXT
+    renewed_from        TEXT,
+    issuer              TEXT
 );
 CREATE INDEX IF NOT EXISTS certificates_by_user ON certificates (user_id, created_at);
 CREATE INDEX IF NOT EXISTS certificates_by_node ON certificates (node_id, created_at);
@@ -72,7 +74,8 @@ CREATE TABLE IF NOT EXISTS rate_buckets (
 """
 _COLUMNS = (
     "serial, user_id, node_id, key_type, not_before, not_after, fingerprint_sha256,"
-    " request_id, created_at, status, revoked_at, revocation_reason, profile, renewed_from"
+    " request_id, created_at, status, revoked_at, revocation_reason, profile, renewed_from,"
+    " issuer"
 )
 _INSERT_CERTIFICATE = (
     f"INSERT INTO certificates ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))})"
@@ -127,6 +130,7 @@ class SQLiteStore:
                         f" {SCHEMA_VERSION} (upgrade nodecert)"
                     )
                 db.executescript(_SCHEMA)
+                _upgrade(db)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             with self._rates.transaction(write=True) as db:
                 db.executescript(_RATES_SCHEMA)
@@ -344,6 +348,14 @@ class SQLiteStore:
         self._rates.close()
 
 
+def _upgrade(db: sqlite3.Connection) -> None:
+    # Columns added after a table was first created (CREATE TABLE IF NOT EXISTS leaves an
+    # existing table as it is). Rows written before have NULL there.
+    columns = {row[1] for row in db.execute("PRAGMA table_info(certificates)")}
+    if "issuer" not in columns:
+        db.execute("ALTER TABLE certificates ADD COLUMN issuer TEXT")
+
+
 def _stamp(at: datetime) -> str:
     # Fixed width, so that the text comparison in the purge is a time comparison.
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -367,6 +379,7 @@ def _row(record: CertificateRecord) -> tuple[object, ...]:
         record.revocation_reason.value if record.revocation_reason else None,
         record.profile.value,
         record.renewed_from,
+        record.issuer,
     )
 
 
@@ -390,4 +403,5 @@ def _certificate(row: tuple[str, ...]) -> CertificateRecord:
         revocation_reason=RevocationReason(row[11]) if row[11] else None,
         profile=Profile(row[12]),
         renewed_from=row[13],
+        issuer=row[14],
     )
