@@ -16,14 +16,23 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/nodecert serve
 
-# nginx for the node-side recipe tests (tests/integration/test_nginx.py). Installed only
-# as root (CI containers); elsewhere a hint is printed and those tests skip.
+# nginx for the node-side recipe tests (tests/integration/test_nginx.py) and the
+# PostgreSQL server binaries for the PostgreSQL store tests. Installed only as root (CI
+# containers); elsewhere a hint is printed and those tests skip. The tests start a cluster
+# of their own (temporary data directory, free port); the one the Debian package may
+# create and start (main, port 5432) is neither used nor touched.
 deps:
 	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; \
 		else \
 			echo "hint: install nginx (apt-get install nginx-light) to run the nginx tests"; \
+		fi; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+		else \
+			echo "hint: install PostgreSQL (apt-get install postgresql) to run the PostgreSQL tests"; \
 		fi; }
 
 test: $(STAMP) deps

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from nodecert.store.dynamodb import DynamoDBStore
+    from nodecert.store.postgres import PostgresStore
 
 __all__ = [
     "Service",
@@ -55,10 +56,13 @@ class Service:
     dev_issuer: DevIssuer | None
     key_pool: KeyPool
     node_routes: NodeRoutes | None = field(default=None, compare=False)
+    closers: tuple[Callable[[], None], ...] = field(default=(), compare=False)
 
     def close(self) -> None:
-        """Stop background work (the key pool's filler) and drop pooled keys."""
+        """Stop background work (the key pool's filler), drop pooled keys, close the store."""
         self.key_pool.close()
+        for close in self.closers:
+            close()
 
 
 def settings_from_environment(env: Mapping[str, str] | None = None) -> Settings:
@@ -72,7 +76,7 @@ def build_service(settings: Settings) -> Service:
     Raises:
         ConfigurationError: a setting cannot be honoured (for example, a locked CA key).
     """
-    store, limits = _store(settings)
+    store, limits, closers = _store(settings)
     dev_issuer = DevIssuer.open_or_create(settings.home) if settings.dev_issuer else None
     ca = _ca(settings)
     key_pool = KeyPool({kt: settings.key_pool_size for kt in KeyType if kt.is_rsa})
@@ -127,7 +131,13 @@ def build_service(settings: Settings) -> Service:
         authorize_secret=settings.authorize_secret,
     )
     return Service(
-        settings, authority, Routes(authority, verifier), dev_issuer, key_pool, node_routes
+        settings,
+        authority,
+        Routes(authority, verifier),
+        dev_issuer,
+        key_pool,
+        node_routes,
+        closers,
     )
 
 
@@ -154,7 +164,7 @@ def build_decider(settings: Settings) -> AccessDecider:
     Raises:
         ConfigurationError: a setting cannot be honoured.
     """
-    store, _ = _store(settings)
+    store, _, _ = _store(settings)
     if settings.ca_bundle:
         return _decider(settings, tuple, store, store)
     return _decider(settings, _ca(settings).chain, store, store)
@@ -215,16 +225,39 @@ def create_app() -> FastAPI:
     return create_http_app(service)
 
 
-def _store(settings: Settings) -> tuple[SQLiteStore | DynamoDBStore, object]:
-    """The ledger and node directory, and what keeps single-use tokens and rate buckets.
+def _store(
+    settings: Settings,
+) -> tuple[SQLiteStore | DynamoDBStore | PostgresStore, object, tuple[Callable[[], None], ...]]:
+    """The ledger and node directory, what keeps single-use tokens and rate buckets, and
+    what ``Service.close`` must close.
 
     The second is checked for the optional abilities (``ReplayGuard``, ``RateLimiter``)
-    with ``isinstance``: SQLite keeps them in its own file; DynamoDB in a third table,
-    through an object of its own over the same client.
+    with ``isinstance``: SQLite keeps them in its own file and PostgreSQL in its own
+    tables, the store object being both; DynamoDB in a third table, through an object of
+    its own over the same client. Only a PostgreSQL pool needs closing: it holds server
+    connections and threads of its own, while SQLite's connections belong to the threads
+    that opened them and DynamoDB's client to boto3.
+
+    Raises:
+        ConfigurationError: the store is unknown or its settings are incomplete.
+        StoreUnavailableError: the database cannot be opened or reached.
     """
     if settings.store == "sqlite":
         store = SQLiteStore(settings.database_path, synchronous=settings.sqlite_synchronous)
-        return store, store
+        return store, store, ()
+    if settings.store == "postgres":
+        if not settings.database_url:
+            raise ConfigurationError("NODECERT_DATABASE_URL: required when NODECERT_STORE=postgres")
+        # Imported here: psycopg is an extra (nodecert[postgres]), like boto3 for DynamoDB.
+        try:
+            from nodecert.store.postgres import PostgresStore
+        except ImportError as exc:
+            raise ConfigurationError(
+                "NODECERT_STORE=postgres: psycopg is not installed"
+                " (pip install 'nodecert[postgres]')"
+            ) from exc
+        postgres = PostgresStore(settings.database_url)
+        return postgres, postgres, (postgres.close,)
     if settings.store == "dynamodb":
         from nodecert.aws import make_client
         from nodecert.store.dynamodb import DynamoDBStore
@@ -236,7 +269,7 @@ def _store(settings: Settings) -> tuple[SQLiteStore | DynamoDBStore, object]:
             nodes_table=settings.dynamodb_nodes_table,
             certificates_table=settings.dynamodb_certificates_table,
         )
-        return dynamodb, DynamoDBLimits(client, table=settings.dynamodb_limits_table)
+        return dynamodb, DynamoDBLimits(client, table=settings.dynamodb_limits_table), ()
     raise ConfigurationError(f"NODECERT_STORE: {settings.store!r} is not available yet")
 
 

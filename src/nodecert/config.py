@@ -40,6 +40,7 @@ class Settings:
     store: str = "sqlite"
     database: Path | None = None
     sqlite_synchronous: str = "full"
+    database_url: str | None = field(default=None, repr=False)
     dynamodb_nodes_table: str = "nodecert-nodes"
     dynamodb_certificates_table: str = "nodecert-certificates"
     dynamodb_limits_table: str = "nodecert-limits"
@@ -101,7 +102,16 @@ class Settings:
     def _check(self) -> None:
         _require(self.ca in ("local", "acmpca"), "NODECERT_CA: must be 'local' or 'acmpca'")
         _require(
-            self.store in ("sqlite", "dynamodb"), "NODECERT_STORE: must be 'sqlite' or 'dynamodb'"
+            self.store in ("sqlite", "dynamodb", "postgres"),
+            "NODECERT_STORE: must be 'sqlite', 'dynamodb' or 'postgres'",
+        )
+        _require(
+            self.store != "postgres" or bool(self.database_url),
+            "NODECERT_DATABASE_URL: required when NODECERT_STORE=postgres",
+        )
+        _require(
+            self.database_url is None or self.store == "postgres",
+            "NODECERT_DATABASE_URL: only read when NODECERT_STORE=postgres",
         )
         _require(
             self.ca != "acmpca" or bool(self.acmpca_ca_arn),

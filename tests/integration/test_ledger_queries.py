@@ -1,8 +1,9 @@
 """Ledger queries (filter, order, page in the store) on every store, against one reference.
 
-The same rows go into SQLite, DynamoDB (moto server) and a ledger that can only ``find``
-(the in-memory fallback of ``query_ledger``); every query must return what
-``query_rows`` computes over the rows, and walking the pages must give the whole listing.
+The same rows go into SQLite, DynamoDB (moto server), PostgreSQL (a throwaway cluster) and
+a ledger that can only ``find`` (the in-memory fallback of ``query_ledger``); every query
+must return what ``query_rows`` computes over the rows, and walking the pages must give the
+whole listing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from nodecert.ports import (
     query_rows,
 )
 from nodecert.store.dynamodb import DynamoDBStore, create_tables
+from nodecert.store.postgres import PostgresStore
 from nodecert.store.sqlite import SQLiteStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -86,13 +88,22 @@ def _fill(store: Any) -> None:
             store.mark_revoked(row.serial, reason=row.revocation_reason, at=row.revoked_at)
 
 
-@pytest.fixture(params=["sqlite", "dynamodb", "find-only"])
+@pytest.fixture(
+    params=["sqlite", "dynamodb", pytest.param("postgres", marks=pytest.mark.postgres), "find-only"]
+)
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "find-only":
         yield FindOnly(_rows())
         return
     if request.param == "sqlite":
         store: Any = SQLiteStore(tmp_path / "ledger.db")
+        _fill(store)
+        assert isinstance(store, LedgerQueries)
+        yield store
+        store.close()
+        return
+    if request.param == "postgres":
+        store = PostgresStore(request.getfixturevalue("postgres_dsn"))
         _fill(store)
         assert isinstance(store, LedgerQueries)
         yield store

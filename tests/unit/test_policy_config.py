@@ -237,9 +237,10 @@ FULL_ENV = {
     "NODECERT_ACMPCA_SHORT_LIVED_CA_ARN": "arn:aws:acm-pca:eu-west-1:111:certificate-authority/y",
     "NODECERT_ACMPCA_TEMPLATE_ARN": "arn:aws:acm-pca:::template/EndEntityCertificate/V1",
     "NODECERT_AWS_REGION": "eu-west-1",
-    "NODECERT_STORE": "dynamodb",
+    "NODECERT_STORE": "postgres",
     "NODECERT_DATABASE": "/data/ledger.db",
     "NODECERT_SQLITE_SYNCHRONOUS": "normal",
+    "NODECERT_DATABASE_URL": "postgresql://nodecert:db-s3cret-pw@db.acme.example/nodecert",
     "NODECERT_DYNAMODB_NODES_TABLE": "nodes",
     "NODECERT_DYNAMODB_CERTIFICATES_TABLE": "certs",
     "NODECERT_DYNAMODB_LIMITS_TABLE": "limits",
@@ -287,7 +288,9 @@ def test_every_setting_is_read_and_converted():
     assert settings.acmpca_short_lived_ca_arn == FULL_ENV["NODECERT_ACMPCA_SHORT_LIVED_CA_ARN"]
     assert settings.acmpca_template_arn == FULL_ENV["NODECERT_ACMPCA_TEMPLATE_ARN"]
     assert settings.aws_region == "eu-west-1"
-    assert settings.store == "dynamodb"
+    assert settings.store == "postgres"
+    assert settings.database_url == FULL_ENV["NODECERT_DATABASE_URL"]
+    assert "db-s3cret-pw" not in repr(settings)
     assert settings.database == Path("/data/ledger.db")
     assert settings.database_path == Path("/data/ledger.db")
     assert settings.dynamodb_nodes_table == "nodes"
@@ -347,6 +350,16 @@ def test_unknown_nodecert_variables_are_refused_by_name(names):
         pytest.param({"NODECERT_OWNERSHIP": "anyone"}, "NODECERT_OWNERSHIP", id="ownership"),
         pytest.param({"NODECERT_CA": "vault"}, "NODECERT_CA: must be", id="ca-unknown"),
         pytest.param({"NODECERT_STORE": "redis"}, "NODECERT_STORE: must be", id="store-unknown"),
+        pytest.param(
+            {"NODECERT_STORE": "postgres"},
+            "NODECERT_DATABASE_URL: required when NODECERT_STORE=postgres",
+            id="postgres-without-url",
+        ),
+        pytest.param(
+            {"NODECERT_DATABASE_URL": "postgresql://db.example/nodecert"},
+            "NODECERT_DATABASE_URL: only read when NODECERT_STORE=postgres",
+            id="url-without-postgres",
+        ),
         pytest.param({"NODECERT_CA": "acmpca"}, "NODECERT_ACMPCA_CA_ARN", id="acmpca-no-arn"),
         pytest.param(
             {"NODECERT_OIDC_ISSUER": "https://idp.example"},
@@ -411,6 +424,16 @@ def test_repr_does_not_show_the_ca_passphrase():
     assert secret not in repr(settings)
     assert secret not in str(settings)
     assert "ca_passphrase" not in repr(settings)
+
+
+def test_postgres_with_a_url_is_accepted_and_the_url_is_not_shown():
+    url = "postgresql://nodecert:db-s3cret-pw@db.example:5432/nodecert?sslmode=verify-full"
+    settings = Settings.from_env({"NODECERT_STORE": "postgres", "NODECERT_DATABASE_URL": url})
+    assert (settings.store, settings.database_url) == ("postgres", url)
+    assert "db-s3cret-pw" not in repr(settings)
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"NODECERT_DATABASE_URL": url})  # The store is still sqlite.
+    assert "db-s3cret-pw" not in caught.value.detail
 
 
 def test_configuration_error_does_not_echo_the_passphrase():

@@ -113,7 +113,8 @@ def create_app(service: Service) -> FastAPI:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         return render(error_reply(exc, request.method, request.url.path))
 
-    local_ca = service.settings.ca == "local"
+    # Inline issuance must never wait on the network: a remote CA or a database server.
+    inline_ec = service.settings.ca == "local" and service.settings.store == "sqlite"
 
     async def authed(
         request: Request, handler: Callable[[Principal], Reply], *, inline: bool = False
@@ -141,7 +142,7 @@ def create_app(service: Service) -> FastAPI:
         return call(
             headers.get("authorization"),
             lambda p: routes.generate_cert(p, body, idempotency_key=key, deferred=True),
-            inline=local_ca and not routes.generates_rsa_key(body),
+            inline=inline_ec and not routes.generates_rsa_key(body),
         )
 
     @app.post(

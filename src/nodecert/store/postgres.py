@@ -1,0 +1,434 @@
+"""PostgreSQL ledger, node directory, used tokens and rate buckets (several servers, one database).
+
+The same behaviour as :mod:`nodecert.store.sqlite`, for nodecert servers behind a load
+balancer that share one database. Connections come from a ``psycopg_pool`` pool and run
+in autocommit mode: every method is one statement, or one explicit transaction, that is
+committed before it returns, so a certificate is never handed out without its row.
+
+Every psycopg error becomes a :class:`StoreUnavailableError` (503 with ``Retry-After``);
+a duplicate serial or a used token is a :class:`ConflictError`, as in SQLite. Messages
+never contain the connection string: it usually holds the password.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import psycopg.conninfo
+import psycopg.errors
+from psycopg_pool import ConnectionPool
+
+from nodecert.errors import ConfigurationError, ConflictError, NotFoundError, StoreUnavailableError
+from nodecert.ports import (
+    CertificateQuery,
+    CertificateRecord,
+    CertificateStatus,
+    NodeRecord,
+    Profile,
+    RevocationReason,
+)
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+
+log = logging.getLogger("nodecert.store")
+
+SCHEMA_VERSION = 1
+# Any constant works: it only has to be the same in every nodecert server.
+_SCHEMA_LOCK = 0x6E6F6465636572  # "nodecer"
+# Ids compare as bytes (COLLATE "C"), as in SQLite and Python: the database's own locale
+# would order "N2" before "n1" differently and break the keyset cursor of query().
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id     TEXT COLLATE "C" PRIMARY KEY,
+    owner       TEXT COLLATE "C" NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX IF NOT EXISTS nodes_by_owner ON nodes (owner);
+CREATE TABLE IF NOT EXISTS certificates (
+    serial              TEXT COLLATE "C" PRIMARY KEY,
+    user_id             TEXT COLLATE "C" NOT NULL,
+    node_id             TEXT COLLATE "C" NOT NULL,
+    key_type            TEXT NOT NULL,
+    not_before          TIMESTAMPTZ NOT NULL,
+    not_after           TIMESTAMPTZ NOT NULL,
+    fingerprint_sha256  TEXT NOT NULL,
+    request_id          TEXT NOT NULL,
+    created_at          TIMESTAMPTZ NOT NULL,
+    status              TEXT NOT NULL,
+    revoked_at          TIMESTAMPTZ,
+    revocation_reason   TEXT,
+    profile             TEXT NOT NULL,
+    renewed_from        TEXT
+);
+CREATE INDEX IF NOT EXISTS certificates_by_user ON certificates (user_id, created_at);
+CREATE INDEX IF NOT EXISTS certificates_by_node ON certificates (node_id, created_at);
+CREATE TABLE IF NOT EXISTS used_tokens (
+    key         TEXT COLLATE "C" PRIMARY KEY,
+    expires_at  TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX IF NOT EXISTS used_tokens_by_expiry ON used_tokens (expires_at);
+-- Unlogged, like SQLite's rates file written without fsync: a bucket write never waits
+-- for the WAL, and after a crash the buckets start full again, which only costs a burst.
+CREATE UNLOGGED TABLE IF NOT EXISTS rate_buckets (
+    key         TEXT COLLATE "C" PRIMARY KEY,
+    tokens      DOUBLE PRECISION NOT NULL,
+    updated_at  DOUBLE PRECISION NOT NULL
+);
+"""
+_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS nodecert_schema (
+    one      BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+    version  INTEGER NOT NULL
+)
+"""
+_COLUMNS = (
+    "serial, user_id, node_id, key_type, not_before, not_after, fingerprint_sha256,"
+    " request_id, created_at, status, revoked_at, revocation_reason, profile, renewed_from"
+)
+_PLACEHOLDERS = ", ".join(["%s"] * len(_COLUMNS.split(",")))
+_INSERT_CERTIFICATE = f"INSERT INTO certificates ({_COLUMNS}) VALUES ({_PLACEHOLDERS})"
+_TIMEOUT_S = 5.0
+
+
+class PostgresStore:
+    """The ledger, node directory, used tokens and rate buckets, in PostgreSQL.
+
+    Implements ``Ledger`` (with ``LedgerQueries``), ``NodeDirectory``, ``ReplayGuard`` and
+    ``RateLimiter``. The tables are created on start (``CREATE TABLE IF NOT EXISTS``)
+    under an advisory lock, so servers that start together do not race.
+
+    Args:
+        dsn: A libpq connection string or ``postgresql://`` URL. It is a secret (it
+            usually carries the password) and never appears in an error or a log line.
+        min_size: Connections the pool keeps open.
+        max_size: Most connections the pool opens (one per concurrent request).
+        timeout_s: How long a request waits for a pooled connection, and how long one
+            statement may run, before the store reports itself unavailable (503).
+
+    Raises:
+        ConfigurationError: ``dsn`` is not a connection string.
+        StoreUnavailableError: the database cannot be reached, or has a newer schema.
+    """
+
+    def __init__(
+        self, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = _TIMEOUT_S
+    ) -> None:
+        try:
+            password = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
+        except psycopg.Error:
+            # Not "from exc": libpq quotes the malformed part, which may be the password.
+            raise ConfigurationError(
+                "NODECERT_DATABASE_URL: not a libpq connection string or postgresql:// URL"
+            ) from None
+        self._secret = str(password) if password else None
+        self._timeout_ms = max(1, round(timeout_s * 1000))
+        self._create_schema(dsn, timeout_s)
+        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout_s,
+            kwargs={"autocommit": True, "connect_timeout": max(2, round(timeout_s))},
+            configure=self._configure,
+            open=False,
+            name="nodecert-store",
+        )
+        # Connections are made in the pool's background threads: start does not wait.
+        self._pool.open(wait=False)
+
+    def _create_schema(self, dsn: str, timeout_s: float) -> None:
+        try:
+            with psycopg.connect(dsn, connect_timeout=max(2, round(timeout_s))) as db:
+                self._configure(db)
+                with db.transaction():
+                    # Held until the transaction ends: one server creates, the others see.
+                    db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                    db.execute(_VERSION_TABLE)
+                    row = db.execute("SELECT version FROM nodecert_schema").fetchone()
+                    version = 0 if row is None else int(row[0])
+                    if version > SCHEMA_VERSION:
+                        raise StoreUnavailableError(
+                            f"store: the database has schema version {version}; this nodecert"
+                            f" knows {SCHEMA_VERSION} (upgrade nodecert)"
+                        )
+                    db.execute(_SCHEMA)
+                    db.execute(
+                        "INSERT INTO nodecert_schema (one, version) VALUES (TRUE, %s)"
+                        " ON CONFLICT (one) DO UPDATE SET version = excluded.version",
+                        (SCHEMA_VERSION,),
+                    )
+        except psycopg.Error as exc:
+            raise self._unavailable(exc, "start") from exc
+
+    def _configure(self, db: psycopg.Connection[Any]) -> None:
+        # UTC sessions return UTC datetimes; a statement stuck on a lock fails in time
+        # instead of holding a request (and a pooled connection) for ever.
+        db.autocommit = True
+        db.execute("SET TIME ZONE 'UTC'")
+        db.execute(f"SET statement_timeout = {self._timeout_ms}")
+
+    @contextmanager
+    def _connection(
+        self, action: str, *, conflict: str | None = None
+    ) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        """A pooled connection; psycopg errors become nodecert errors.
+
+        Raises:
+            ConflictError: a unique key clashed and ``conflict`` says what that means.
+            StoreUnavailableError: any other database, network or pool error.
+        """
+        try:
+            with self._pool.connection() as db:
+                yield db
+        except psycopg.errors.UniqueViolation as exc:
+            if conflict is None:
+                raise self._unavailable(exc, action) from exc
+            raise ConflictError(conflict) from exc
+        except psycopg.Error as exc:
+            raise self._unavailable(exc, action) from exc
+
+    def _unavailable(self, exc: psycopg.Error, action: str) -> StoreUnavailableError:
+        # The caller sees the kind of failure; the log gets libpq's words (host, port,
+        # server message) with the password blanked out, should libpq ever quote it.
+        reason = str(exc)
+        if self._secret:
+            reason = reason.replace(self._secret, "***")
+        log.warning("store: PostgreSQL %s failed: %s", action, reason)
+        state = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
+        return StoreUnavailableError(
+            f"store: PostgreSQL {action} failed: {type(exc).__name__}{state}", retry_after=1
+        )
+
+    # NodeDirectory
+
+    def owner_of(self, node_id: str) -> str | None:
+        """The owner of ``node_id``, or None."""
+        with self._connection("read") as db:
+            row = db.execute("SELECT owner FROM nodes WHERE node_id = %s", (node_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_node(self, node_id: str, owner: str, *, at: datetime) -> NodeRecord:
+        """Create ``node_id`` or re-assign it to ``owner`` (keeping its creation time)."""
+        with self._connection("write") as db:
+            row = db.execute(
+                "INSERT INTO nodes (node_id, owner, created_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (node_id) DO UPDATE SET owner = excluded.owner"
+                " RETURNING node_id, owner, created_at",
+                (node_id, owner, at),
+            ).fetchone()
+        assert row is not None  # INSERT ... RETURNING always returns the row.
+        return _node(row)
+
+    def delete_node(self, node_id: str) -> bool:
+        """Remove ``node_id``; False when there was no such node."""
+        with self._connection("write") as db:
+            return db.execute("DELETE FROM nodes WHERE node_id = %s", (node_id,)).rowcount > 0
+
+    def list_nodes(self, *, owner: str | None = None) -> list[NodeRecord]:
+        """All nodes (or ``owner``'s), by node id."""
+        query = "SELECT node_id, owner, created_at FROM nodes"
+        args: tuple[str, ...] = ()
+        if owner is not None:
+            query, args = query + " WHERE owner = %s", (owner,)
+        with self._connection("read") as db:
+            rows = db.execute(query + " ORDER BY node_id", args).fetchall()
+        return [_node(row) for row in rows]
+
+    # Ledger
+
+    def record(self, record: CertificateRecord) -> None:
+        """Commit a new certificate row.
+
+        Raises:
+            ConflictError: the serial is already recorded (it is never overwritten).
+            StoreUnavailableError: the row could not be committed.
+        """
+        conflict = f"serial: {record.serial} is already recorded"
+        with self._connection("write", conflict=conflict) as db:
+            db.execute(_INSERT_CERTIFICATE, _row(record))
+
+    def get(self, serial: str) -> CertificateRecord | None:
+        """The row for ``serial``, or None."""
+        with self._connection("read") as db:
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM certificates WHERE serial = %s", (serial,)
+            ).fetchone()
+        return None if row is None else _certificate(row)
+
+    def find(
+        self, *, user_id: str | None = None, node_id: str | None = None
+    ) -> list[CertificateRecord]:
+        """Rows of a user and/or a node, newest first."""
+        return self.query(CertificateQuery(user_id=user_id, node_id=node_id))
+
+    def query(self, query: CertificateQuery) -> list[CertificateRecord]:
+        """The rows ``query`` asks for, filtered, ordered and paged in SQL (``LedgerQueries``)."""
+        clauses: list[str] = []
+        args: dict[str, object] = {}
+        for column, value in (
+            ("user_id", query.user_id),
+            ("node_id", query.node_id),
+            ("profile", query.profile.value if query.profile else None),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = %({column})s")
+                args[column] = value
+        if query.status is not None and query.now is not None:
+            args["revoked"] = CertificateStatus.REVOKED.value
+            args["active"] = CertificateStatus.ACTIVE.value
+            args["now"] = query.now
+            clauses.append(
+                {
+                    CertificateStatus.REVOKED: "status = %(revoked)s",
+                    CertificateStatus.ACTIVE: "status = %(active)s AND not_after > %(now)s",
+                    CertificateStatus.EXPIRED: "status = %(active)s AND not_after <= %(now)s",
+                }[query.status]
+            )
+        if query.after is not None:
+            # An unknown cursor gives NULL, and no rows, as query_rows does.
+            clauses.append(
+                "(created_at, serial) < (SELECT created_at, serial FROM certificates"
+                " WHERE serial = %(after)s)"
+            )
+            args["after"] = query.after
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        limit = ""
+        if query.limit is not None:
+            limit, args["limit"] = " LIMIT %(limit)s", query.limit
+        with self._connection("read") as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM certificates{where}"
+                f" ORDER BY created_at DESC, serial DESC{limit}",
+                args,
+            ).fetchall()
+        return [_certificate(row) for row in rows]
+
+    def mark_revoked(
+        self, serial: str, *, reason: RevocationReason, at: datetime
+    ) -> CertificateRecord:
+        """Mark ``serial`` revoked; a second call keeps the first time and reason.
+
+        Raises:
+            NotFoundError: no certificate has this serial.
+            StoreUnavailableError: the database cannot answer now.
+        """
+        revoked = CertificateStatus.REVOKED.value
+        with self._connection("write") as db:
+            # The row lock makes a concurrent second UPDATE re-check the status and skip.
+            row = db.execute(
+                "UPDATE certificates SET status = %s, revoked_at = %s, revocation_reason = %s"
+                f" WHERE serial = %s AND status != %s RETURNING {_COLUMNS}",
+                (revoked, at, reason.value, serial, revoked),
+            ).fetchone()
+            if row is None:
+                row = db.execute(
+                    f"SELECT {_COLUMNS} FROM certificates WHERE serial = %s", (serial,)
+                ).fetchone()
+        if row is None:
+            raise NotFoundError(f"serial: no certificate {serial}")
+        return _certificate(row)
+
+    # ReplayGuard
+
+    def use_once(self, key: str, *, expires_at: datetime, now: datetime | None = None) -> None:
+        """Record ``key`` as used until ``expires_at``; expired keys are purged first.
+
+        Raises:
+            ConflictError: ``key`` is already recorded and has not expired.
+            StoreUnavailableError: the database cannot answer now.
+        """
+        purge_before = now or datetime.now(UTC)
+        with self._connection("write", conflict="token: already used") as db, db.transaction():
+            db.execute("DELETE FROM used_tokens WHERE expires_at < %s", (purge_before,))
+            db.execute(
+                "INSERT INTO used_tokens (key, expires_at) VALUES (%s, %s)", (key, expires_at)
+            )
+
+    # RateLimiter
+
+    def take_token(self, key: str, *, capacity: float, refill_per_s: float, now: datetime) -> float:
+        """Take one token from bucket ``key`` (a ``RateLimiter``); 0.0 when granted.
+
+        One UPSERT does the read, the refill and the take, so concurrent servers can never
+        both spend the last token.
+
+        Raises:
+            StoreUnavailableError: the database cannot answer now.
+        """
+        refill = (
+            "LEAST(%(capacity)s, rate_buckets.tokens"
+            " + GREATEST(0, %(at)s - rate_buckets.updated_at) * %(rate)s)"
+        )
+        values = {
+            "key": key,
+            "capacity": float(capacity),
+            "rate": float(refill_per_s),
+            "at": now.timestamp(),
+        }
+        with self._connection("write") as db:
+            granted = db.execute(
+                "INSERT INTO rate_buckets (key, tokens, updated_at)"
+                " VALUES (%(key)s, %(capacity)s - 1, %(at)s)"
+                f" ON CONFLICT (key) DO UPDATE SET tokens = {refill} - 1, updated_at = %(at)s"
+                f" WHERE {refill} >= 1"
+                " RETURNING tokens",
+                values,
+            ).fetchone()
+            if granted is not None:
+                return 0.0
+            row = db.execute(
+                f"SELECT {refill} FROM rate_buckets WHERE key = %(key)s", values
+            ).fetchone()
+        available = float(row[0]) if row else 0.0
+        return (1.0 - available) / refill_per_s if refill_per_s > 0 else float("inf")
+
+    def close(self) -> None:
+        """Close the pool: its connections and its threads. Closing twice is harmless."""
+        self._pool.close()
+
+
+def _row(record: CertificateRecord) -> tuple[object, ...]:
+    return (
+        record.serial,
+        record.user_id,
+        record.node_id,
+        record.key_type,
+        record.not_before,
+        record.not_after,
+        record.fingerprint_sha256,
+        record.request_id,
+        record.created_at,
+        record.status.value,
+        record.revoked_at,
+        record.revocation_reason.value if record.revocation_reason else None,
+        record.profile.value,
+        record.renewed_from,
+    )
+
+
+def _node(row: tuple[Any, ...]) -> NodeRecord:
+    return NodeRecord(node_id=row[0], owner=row[1], created_at=row[2])
+
+
+def _certificate(row: tuple[Any, ...]) -> CertificateRecord:
+    return CertificateRecord(
+        serial=row[0],
+        user_id=row[1],
+        node_id=row[2],
+        key_type=row[3],
+        not_before=row[4],
+        not_after=row[5],
+        fingerprint_sha256=row[6],
+        request_id=row[7],
+        created_at=row[8],
+        status=CertificateStatus(row[9]),
+        revoked_at=row[10],
+        revocation_reason=RevocationReason(row[11]) if row[11] else None,
+        profile=Profile(row[12]),
+        renewed_from=row[13],
+    )

@@ -1,0 +1,492 @@
+"""PostgresStore on a real PostgreSQL server: schema, nodes, ledger, limits, failures.
+
+Each test gets a schema of its own in the session's throwaway cluster (conftest.py).
+Two store objects on one database stand in for two nodecert servers behind a balancer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import psycopg
+import pytest
+
+from nodecert.errors import (
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    StoreUnavailableError,
+)
+from nodecert.ports import (
+    CertificateRecord,
+    CertificateStatus,
+    DeferredLedger,
+    LedgerQueries,
+    NodeRecord,
+    Profile,
+    ReplayGuard,
+    RevocationReason,
+)
+from nodecert.quota import RateLimiter
+from nodecert.store.postgres import SCHEMA_VERSION, PostgresStore
+
+from .conftest import PostgresServer
+
+pytestmark = pytest.mark.postgres
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def certificate(serial: str, *, user: str = "alice", node: str = "n1", minutes: int = 0):
+    created = T0 + timedelta(minutes=minutes)
+    return CertificateRecord(
+        serial=serial,
+        user_id=user,
+        node_id=node,
+        key_type="ec-p256",
+        not_before=created - timedelta(minutes=5),
+        not_after=created + timedelta(days=7),
+        fingerprint_sha256="ab" * 32,
+        request_id=f"req-{serial}",
+        created_at=created,
+    )
+
+
+@pytest.fixture
+def store(postgres_dsn: str) -> Iterator[PostgresStore]:
+    opened = PostgresStore(postgres_dsn)
+    yield opened
+    opened.close()
+
+
+def raw(dsn: str, query: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as db:
+        cursor = db.execute(query, args)
+        return cursor.fetchall() if cursor.description else []
+
+
+# Schema
+
+
+def test_new_database_gets_the_schema_and_its_version(store, postgres_dsn):
+    assert raw(postgres_dsn, "SELECT version FROM nodecert_schema") == [(SCHEMA_VERSION,)]
+    columns = dict(
+        raw(
+            postgres_dsn,
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_name = 'certificates' AND table_schema = current_schema()",
+        )
+    )
+    assert columns["created_at"] == "timestamp with time zone"
+    assert columns["revoked_at"] == "timestamp with time zone"
+    assert columns["serial"] == "text"
+    indexes = {
+        row[0]
+        for row in raw(
+            postgres_dsn, "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+        )
+    }
+    assert {
+        "certificates_by_user",
+        "certificates_by_node",
+        "nodes_by_owner",
+        "used_tokens_by_expiry",
+    } <= indexes
+
+
+def test_the_store_has_every_ability_but_deferred_commits(store):
+    assert isinstance(store, LedgerQueries)
+    assert isinstance(store, ReplayGuard)
+    assert isinstance(store, RateLimiter)
+    assert not isinstance(store, DeferredLedger)  # Group commit is SQLite's alone.
+
+
+def test_reopening_keeps_the_data_and_the_version(postgres_dsn):
+    first = PostgresStore(postgres_dsn)
+    first.put_node("n1", "alice", at=T0)
+    first.record(certificate("0123"))
+    first.close()
+    second = PostgresStore(postgres_dsn)
+    try:
+        assert second.owner_of("n1") == "alice"
+        assert second.get("0123") == certificate("0123")
+    finally:
+        second.close()
+    assert raw(postgres_dsn, "SELECT version FROM nodecert_schema") == [(SCHEMA_VERSION,)]
+
+
+def test_servers_starting_together_do_not_race_on_the_schema(postgres_dsn):
+    start = threading.Barrier(6)
+
+    def open_store(_: int) -> PostgresStore:
+        start.wait()
+        return PostgresStore(postgres_dsn)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        stores = list(pool.map(open_store, range(6)))
+    try:
+        stores[0].record(certificate("01"))
+        assert all(s.get("01") is not None for s in stores)
+    finally:
+        for opened in stores:
+            opened.close()
+
+
+def test_database_from_a_newer_nodecert_is_refused(store, postgres_dsn):
+    raw(postgres_dsn, "UPDATE nodecert_schema SET version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StoreUnavailableError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        PostgresStore(postgres_dsn)
+    # The newer database is left as it was.
+    assert raw(postgres_dsn, "SELECT version FROM nodecert_schema") == [(SCHEMA_VERSION + 1,)]
+
+
+# Failures
+
+
+def test_an_unreachable_server_is_unavailable_and_the_password_is_never_shown(
+    postgres_server: PostgresServer, caplog: pytest.LogCaptureFixture
+):
+    import socket
+
+    with socket.socket() as sock:  # A port where nothing listens.
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    password = "Db-Pa55word-never-shown"
+    dsn = f"postgresql://nodecert:{password}@127.0.0.1:{port}/nodecert"
+    with caplog.at_level(logging.DEBUG), pytest.raises(StoreUnavailableError) as caught:
+        PostgresStore(dsn, timeout_s=2)
+    assert caught.value.detail.startswith("store: PostgreSQL start failed: OperationalError")
+    assert caught.value.retry_after == 1
+    assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+    assert "refused" in caplog.text.lower()  # The operator's log says why.
+    for text in (caught.value.detail, str(caught.value), caplog.text):
+        assert password not in text
+        assert str(port) not in caught.value.detail
+
+
+def test_a_wrong_password_is_unavailable_without_the_password(postgres_server):
+    dsn = postgres_server.dsn("postgres").replace(
+        postgres_server.password, "Wr0ng-password-never-shown"
+    )
+    with pytest.raises(StoreUnavailableError, match="start failed") as caught:
+        PostgresStore(dsn)
+    assert "Wr0ng-password" not in caught.value.detail
+    assert postgres_server.password not in caught.value.detail
+
+
+def test_a_malformed_connection_string_is_a_configuration_error_without_its_text():
+    with pytest.raises(ConfigurationError, match="NODECERT_DATABASE_URL") as caught:
+        PostgresStore("host=db password secretpw nonsense")
+    assert "secretpw" not in caught.value.detail
+    assert caught.value.__cause__ is None  # libpq's message quotes the string.
+
+
+def test_a_lost_connection_is_unavailable_once_then_the_pool_recovers(postgres_dsn):
+    # A restart or failover of the server: each pooled connection fails one request with
+    # a 503 (Retry-After: 1) and is replaced. One connection makes that count exact.
+    store = PostgresStore(postgres_dsn, min_size=1, max_size=1)
+    try:
+        store.put_node("n1", "alice", at=T0)
+        raw(
+            postgres_dsn,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid != pg_backend_pid()",
+        )
+        with pytest.raises(StoreUnavailableError, match="read failed: AdminShutdown") as caught:
+            store.owner_of("n1")
+        assert caught.value.retry_after == 1
+        assert store.owner_of("n1") == "alice"  # The broken connection was replaced.
+    finally:
+        store.close()
+
+
+def test_a_closed_store_is_unavailable(postgres_dsn):
+    opened = PostgresStore(postgres_dsn)
+    opened.close()
+    opened.close()  # Closing twice is harmless.
+    with pytest.raises(StoreUnavailableError):
+        opened.owner_of("n1")
+
+
+# Node directory
+
+
+def test_put_and_owner_of(store):
+    record = store.put_node("n1", "alice", at=T0)
+    assert record == NodeRecord(node_id="n1", owner="alice", created_at=T0)
+    assert store.owner_of("n1") == "alice"
+    assert store.owner_of("n2") is None
+
+
+def test_transfer_changes_the_owner_and_keeps_the_creation_time(store):
+    store.put_node("n1", "alice", at=T0)
+    moved = store.put_node("n1", "bob", at=T0 + timedelta(days=1))
+    assert moved == NodeRecord(node_id="n1", owner="bob", created_at=T0)
+    assert store.owner_of("n1") == "bob"
+    assert store.list_nodes(owner="alice") == []
+
+
+def test_delete_node(store):
+    store.put_node("n1", "alice", at=T0)
+    assert store.delete_node("n1") is True
+    assert store.owner_of("n1") is None
+    assert store.delete_node("n1") is False
+
+
+def test_list_nodes_sorted_with_owner_filter(store):
+    for node, owner in [("n3", "alice"), ("n1", "bob"), ("n2", "alice")]:
+        store.put_node(node, owner, at=T0)
+    assert [n.node_id for n in store.list_nodes()] == ["n1", "n2", "n3"]
+    assert [n.node_id for n in store.list_nodes(owner="alice")] == ["n2", "n3"]
+    assert store.list_nodes(owner="carol") == []
+
+
+def test_ids_sort_as_bytes_whatever_the_database_locale(postgres_server):
+    # An ICU locale sorts "a-b" next to "ab" and "N2" next to "n2"; SQLite, DynamoDB and
+    # query_rows compare bytes. The columns are COLLATE "C", so the order is the same.
+    name = postgres_server.create_database(
+        "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+    )
+    ids = ["n2", "N1", "a-b", "ab", "a.c", "Z9", "a_b"]
+    icu_order = [
+        row[0]
+        for row in raw(
+            postgres_server.dsn(name),
+            "SELECT v FROM unnest(%s::text[]) AS v ORDER BY v",
+            (ids,),
+        )
+    ]
+    assert icu_order != sorted(ids)  # The database's own order does differ.
+    opened = PostgresStore(postgres_server.dsn(name))
+    try:
+        for node in ids:
+            opened.put_node(node, "alice", at=T0)
+            opened.record(certificate(node, node=node))  # Same time: ordered by serial.
+        assert [n.node_id for n in opened.list_nodes()] == sorted(ids)
+        assert [r.serial for r in opened.find(user_id="alice")] == sorted(ids, reverse=True)
+    finally:
+        opened.close()
+
+
+# Ledger
+
+
+def test_every_field_round_trips(store):
+    row = dataclasses.replace(
+        certificate("beef"),
+        status=CertificateStatus.REVOKED,
+        revoked_at=T0 + timedelta(hours=1),
+        revocation_reason=RevocationReason.KEY_COMPROMISE,
+        profile=Profile.NODE,
+        renewed_from="0a1b",
+        not_before=T0 + timedelta(microseconds=123456),
+    )
+    store.record(row)
+    got = store.get("beef")
+    assert got == row
+    assert [getattr(got, f.name) for f in dataclasses.fields(got)] == [
+        getattr(row, f.name) for f in dataclasses.fields(row)
+    ]
+    assert got.created_at.tzinfo is not None
+    assert store.get("ffff") is None
+
+
+def test_times_in_another_zone_are_the_same_instants(store):
+    east = timezone(timedelta(hours=5, minutes=30))
+    row = dataclasses.replace(certificate("0e"), created_at=T0.astimezone(east))
+    store.record(row)
+    got = store.get("0e")
+    assert got.created_at == T0
+    assert got.created_at.utcoffset() == timedelta(0)
+
+
+def test_find_by_user_and_by_node_newest_first(store):
+    store.record(certificate("01", user="alice", node="n1", minutes=0))
+    store.record(certificate("02", user="alice", node="n2", minutes=2))
+    store.record(certificate("03", user="bob", node="n1", minutes=1))
+    store.record(certificate("04", user="alice", node="n1", minutes=3))
+    assert [r.serial for r in store.find(user_id="alice")] == ["04", "02", "01"]
+    assert [r.serial for r in store.find(node_id="n1")] == ["04", "03", "01"]
+    assert [r.serial for r in store.find(user_id="alice", node_id="n1")] == ["04", "01"]
+    assert [r.serial for r in store.find()] == ["04", "02", "03", "01"]
+    assert store.find(user_id="carol") == []
+
+
+def test_find_orders_sub_second_creation_times(store):
+    base = certificate("10")
+    for serial, delta in [("10", 0), ("11", 500_000), ("12", 1_000_000), ("13", 1)]:
+        store.record(
+            dataclasses.replace(base, serial=serial, created_at=T0 + timedelta(microseconds=delta))
+        )
+    assert [r.serial for r in store.find(user_id="alice")] == ["12", "11", "13", "10"]
+
+
+def test_duplicate_serial_is_a_conflict_and_the_original_is_unchanged(store, postgres_dsn):
+    original = certificate("cafe", user="alice")
+    store.record(original)
+    with pytest.raises(ConflictError, match="cafe") as caught:
+        store.record(certificate("cafe", user="mallory", node="n9", minutes=5))
+    assert isinstance(caught.value.__cause__, psycopg.errors.UniqueViolation)
+    assert store.get("cafe") == original
+    assert raw(postgres_dsn, "SELECT COUNT(*) FROM certificates") == [(1,)]
+    # The pooled connection is still usable after the failed statement.
+    store.record(certificate("cafe01"))
+    assert store.get("cafe01") is not None
+
+
+def test_mark_revoked_is_idempotent(store):
+    store.record(certificate("dead"))
+    first = store.mark_revoked("dead", reason=RevocationReason.KEY_COMPROMISE, at=T0)
+    assert first.status is CertificateStatus.REVOKED
+    assert first.revoked_at == T0
+    assert first.revocation_reason is RevocationReason.KEY_COMPROMISE
+    again = store.mark_revoked(
+        "dead", reason=RevocationReason.SUPERSEDED, at=T0 + timedelta(days=1)
+    )
+    assert again == first
+    assert store.get("dead") == first
+
+
+def test_mark_revoked_changes_only_that_row(store):
+    store.record(certificate("aa"))
+    store.record(certificate("bb", minutes=1))
+    store.mark_revoked("aa", reason=RevocationReason.UNSPECIFIED, at=T0)
+    assert store.get("bb").status is CertificateStatus.ACTIVE
+
+
+def test_mark_revoked_unknown_serial_is_not_found(store):
+    with pytest.raises(NotFoundError, match="abcdef"):
+        store.mark_revoked("abcdef", reason=RevocationReason.UNSPECIFIED, at=T0)
+
+
+def test_two_servers_see_each_others_writes(postgres_dsn):
+    a, b = PostgresStore(postgres_dsn), PostgresStore(postgres_dsn)
+    try:
+        a.record(certificate("01"))
+        assert b.get("01") is not None
+        with pytest.raises(ConflictError):
+            b.record(certificate("01"))
+        # Concurrent revocations from both keep the first time and reason.
+        first = b.mark_revoked("01", reason=RevocationReason.KEY_COMPROMISE, at=T0)
+        later = T0 + timedelta(days=1)
+        assert a.mark_revoked("01", reason=RevocationReason.SUPERSEDED, at=later) == first
+        assert a.get("01") == first
+    finally:
+        a.close()
+        b.close()
+
+
+THREADS = 8
+PER_THREAD = 50
+
+
+def test_concurrent_writers_all_land(store, postgres_dsn):
+    start = threading.Barrier(THREADS)
+
+    def write(worker: int) -> int:
+        start.wait()
+        for i in range(PER_THREAD):
+            store.record(
+                certificate(
+                    f"{worker:02x}{i:04x}", user=f"user-{worker}", node=f"node-{i % 5}", minutes=i
+                )
+            )
+        return len(store.find(user_id=f"user-{worker}"))
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        seen = list(pool.map(write, range(THREADS)))
+    assert seen == [PER_THREAD] * THREADS
+    assert raw(postgres_dsn, "SELECT COUNT(DISTINCT serial) FROM certificates") == [
+        (THREADS * PER_THREAD,)
+    ]
+    assert len(store.find()) == THREADS * PER_THREAD
+
+
+# Single-use tokens
+
+
+def test_a_token_id_is_used_once(store):
+    expires = T0 + timedelta(minutes=5)
+    store.use_once("jti-1", expires_at=expires, now=T0)
+    with pytest.raises(ConflictError, match="already used") as caught:
+        store.use_once("jti-1", expires_at=expires, now=T0 + timedelta(minutes=1))
+    assert isinstance(caught.value.__cause__, psycopg.errors.UniqueViolation)
+    store.use_once("jti-2", expires_at=expires, now=T0)
+
+
+def test_expired_token_ids_are_purged(store, postgres_dsn):
+    store.use_once("old", expires_at=T0 + timedelta(minutes=5), now=T0)
+    store.use_once("keep", expires_at=T0 + timedelta(hours=5), now=T0)
+    later = T0 + timedelta(minutes=6)
+    store.use_once("new", expires_at=later + timedelta(minutes=5), now=later)
+    assert sorted(r[0] for r in raw(postgres_dsn, "SELECT key FROM used_tokens")) == [
+        "keep",
+        "new",
+    ]
+    store.use_once("old", expires_at=later + timedelta(minutes=5), now=later)  # Expired: free.
+
+
+def test_a_token_used_on_one_server_is_refused_on_another(postgres_dsn):
+    a, b = PostgresStore(postgres_dsn), PostgresStore(postgres_dsn)
+    try:
+        a.use_once("jti", expires_at=T0 + timedelta(minutes=5), now=T0)
+        with pytest.raises(ConflictError):
+            b.use_once("jti", expires_at=T0 + timedelta(minutes=5), now=T0)
+    finally:
+        a.close()
+        b.close()
+
+
+# Rate buckets
+
+
+def test_the_bucket_refills_with_time_and_holds_across_servers(postgres_dsn):
+    first, second = PostgresStore(postgres_dsn), PostgresStore(postgres_dsn)
+    take = {"capacity": 2.0, "refill_per_s": 1.0}
+    try:
+        assert first.take_token("u", now=T0, **take) == 0.0
+        assert second.take_token("u", now=T0, **take) == 0.0
+        assert first.take_token("u", now=T0, **take) == 1.0
+        assert second.take_token("u", now=T0 + timedelta(seconds=0.5), **take) == 0.5
+        assert first.take_token("u", now=T0 + timedelta(seconds=1), **take) == 0.0
+        # Never more than the capacity, however long the bucket rested.
+        later = T0 + timedelta(hours=1)
+        assert [second.take_token("u", now=later, **take) for _ in range(3)] == [0.0, 0.0, 1.0]
+        # A clock that went backwards refills nothing; other buckets are their own.
+        assert first.take_token("u", now=T0, **take) == 1.0
+        assert first.take_token("v", now=T0, **take) == 0.0
+        assert first.take_token("w", capacity=1.0, refill_per_s=0.0, now=T0) == 0.0
+        assert first.take_token("w", capacity=1.0, refill_per_s=0.0, now=later) == float("inf")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_concurrent_servers_never_overspend(postgres_dsn):
+    stores = [PostgresStore(postgres_dsn) for _ in range(2)]
+    granted: list[float] = []
+    lock = threading.Lock()
+
+    def worker(index: int) -> None:
+        for _ in range(25):
+            result = stores[index % 2].take_token("u", capacity=30.0, refill_per_s=0.0001, now=T0)
+            with lock:
+                granted.append(result)
+
+    try:
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for opened in stores:
+            opened.close()
+    assert len(granted) == 200
+    assert sum(1 for g in granted if g == 0.0) == 30
