@@ -286,6 +286,7 @@ def test_every_field_round_trips(store):
         profile=Profile.NODE,
         renewed_from="0a1b",
         not_before=T0 + timedelta(microseconds=123456),
+        issuer="arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/x",
     )
     store.record(row)
     got = store.get("beef")

@@ -63,7 +63,8 @@ CREATE TABLE IF NOT EXISTS certificates (
     revoked_at          TIMESTAMPTZ,
     revocation_reason   TEXT,
     profile             TEXT NOT NULL,
-    renewed_from        TEXT
+    renewed_from        TEXT,
+    issuer              TEXT
 );
 CREATE INDEX IF NOT EXISTS certificates_by_user ON certificates (user_id, created_at);
 CREATE INDEX IF NOT EXISTS certificates_by_node ON certificates (node_id, created_at);
@@ -88,7 +89,8 @@ CREATE TABLE IF NOT EXISTS nodecert_schema (
 """
 _COLUMNS = (
     "serial, user_id, node_id, key_type, not_before, not_after, fingerprint_sha256,"
-    " request_id, created_at, status, revoked_at, revocation_reason, profile, renewed_from"
+    " request_id, created_at, status, revoked_at, revocation_reason, profile, renewed_from,"
+    " issuer"
 )
 _PLACEHOLDERS = ", ".join(["%s"] * len(_COLUMNS.split(",")))
 _INSERT_CERTIFICATE = f"INSERT INTO certificates ({_COLUMNS}) VALUES ({_PLACEHOLDERS})"
@@ -408,6 +410,7 @@ def _row(record: CertificateRecord) -> tuple[object, ...]:
         record.revocation_reason.value if record.revocation_reason else None,
         record.profile.value,
         record.renewed_from,
+        record.issuer,
     )
 
 
@@ -431,4 +434,5 @@ def _certificate(row: tuple[Any, ...]) -> CertificateRecord:
         revocation_reason=RevocationReason(row[11]) if row[11] else None,
         profile=Profile(row[12]),
         renewed_from=row[13],
+        issuer=row[14],
     )
