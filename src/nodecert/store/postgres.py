@@ -32,6 +32,7 @@ from nodecert.ports import (
     Profile,
     RevocationReason,
 )
+from nodecert.store._sql import certificate_select
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
@@ -270,44 +271,11 @@ class PostgresStore:
 
     def query(self, query: CertificateQuery) -> list[CertificateRecord]:
         """The rows ``query`` asks for, filtered, ordered and paged in SQL (``LedgerQueries``)."""
-        clauses: list[str] = []
-        args: dict[str, object] = {}
-        for column, value in (
-            ("user_id", query.user_id),
-            ("node_id", query.node_id),
-            ("profile", query.profile.value if query.profile else None),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = %({column})s")
-                args[column] = value
-        if query.status is not None and query.now is not None:
-            args["revoked"] = CertificateStatus.REVOKED.value
-            args["active"] = CertificateStatus.ACTIVE.value
-            args["now"] = query.now
-            clauses.append(
-                {
-                    CertificateStatus.REVOKED: "status = %(revoked)s",
-                    CertificateStatus.ACTIVE: "status = %(active)s AND not_after > %(now)s",
-                    CertificateStatus.EXPIRED: "status = %(active)s AND not_after <= %(now)s",
-                }[query.status]
-            )
-        if query.after is not None:
-            # An unknown cursor gives NULL, and no rows, as query_rows does.
-            clauses.append(
-                "(created_at, serial) < (SELECT created_at, serial FROM certificates"
-                " WHERE serial = %(after)s)"
-            )
-            args["after"] = query.after
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        limit = ""
-        if query.limit is not None:
-            limit, args["limit"] = " LIMIT %(limit)s", query.limit
+        sql, args = certificate_select(
+            query, _COLUMNS, mark=lambda name: f"%({name})s", time=lambda at: at
+        )
         with self._connection("read") as db:
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM certificates{where}"
-                f" ORDER BY created_at DESC, serial DESC{limit}",
-                args,
-            ).fetchall()
+            rows = db.execute(sql, args).fetchall()
         return [_certificate(row) for row in rows]
 
     def mark_revoked(

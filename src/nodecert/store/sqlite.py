@@ -22,6 +22,7 @@ from nodecert.ports import (
     Profile,
     RevocationReason,
 )
+from nodecert.store._sql import certificate_select
 from nodecert.store.groupcommit import GroupCommitter
 from nodecert.store.sqlite_file import SQLiteFile
 
@@ -233,44 +234,15 @@ class SQLiteStore:
 
     def query(self, query: CertificateQuery) -> list[CertificateRecord]:
         """The rows ``query`` asks for, filtered, ordered and paged in SQL (``LedgerQueries``)."""
-        clauses: list[str] = []
-        args: dict[str, object] = {}
-        for column, value in (
-            ("user_id", query.user_id),
-            ("node_id", query.node_id),
-            ("profile", query.profile.value if query.profile else None),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = :{column}")
-                args[column] = value
-        if query.status is not None and query.now is not None:
-            args["revoked"] = CertificateStatus.REVOKED.value
-            args["active"] = CertificateStatus.ACTIVE.value
-            # ISO 8601 UTC text sorts as time does (see _row), so expiry is a text comparison.
-            args["now"] = query.now.astimezone(UTC).isoformat()
-            clauses.append(
-                {
-                    CertificateStatus.REVOKED: "status = :revoked",
-                    CertificateStatus.ACTIVE: "status = :active AND not_after > :now",
-                    CertificateStatus.EXPIRED: "status = :active AND not_after <= :now",
-                }[query.status]
-            )
-        if query.after is not None:
-            clauses.append(
-                "(created_at, serial) < (SELECT created_at, serial FROM certificates"
-                " WHERE serial = :after)"
-            )
-            args["after"] = query.after
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        limit = ""
-        if query.limit is not None:
-            limit, args["limit"] = " LIMIT :limit", query.limit
+        # ISO 8601 UTC text sorts as time does (see _row), so expiry is a text comparison.
+        sql, args = certificate_select(
+            query,
+            _COLUMNS,
+            mark=lambda name: f":{name}",
+            time=lambda at: at.astimezone(UTC).isoformat(),
+        )
         with self._db.transaction() as db:
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM certificates{where}"
-                f" ORDER BY created_at DESC, serial DESC{limit}",
-                args,
-            ).fetchall()
+            rows = db.execute(sql, args).fetchall()
         return [_certificate(row) for row in rows]
 
     def mark_revoked(
