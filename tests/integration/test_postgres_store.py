@@ -1,4 +1,6 @@
-"""PostgresStore on a real PostgreSQL server: schema, nodes, ledger, limits, failures.
+"""PostgresStore on a real PostgreSQL server: schema, failures, several servers, limits.
+
+The behaviour every store shares is in test_store_contract.py.
 
 Each test gets a schema of its own in the session's throwaway cluster (conftest.py).
 Two store objects on one database stand in for two nodecert servers behind a balancer.
@@ -11,7 +13,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -20,42 +22,21 @@ import pytest
 from nodecert.errors import (
     ConfigurationError,
     ConflictError,
-    NotFoundError,
     StoreUnavailableError,
 )
 from nodecert.ports import (
-    CertificateRecord,
-    CertificateStatus,
     DeferredLedger,
     LedgerQueries,
-    NodeRecord,
-    Profile,
     ReplayGuard,
     RevocationReason,
 )
 from nodecert.quota import RateLimiter
 from nodecert.store.postgres import SCHEMA_VERSION, PostgresStore
+from tests.records import T0, certificate
 
 from .conftest import PostgresServer
 
 pytestmark = pytest.mark.postgres
-
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def certificate(serial: str, *, user: str = "alice", node: str = "n1", minutes: int = 0):
-    created = T0 + timedelta(minutes=minutes)
-    return CertificateRecord(
-        serial=serial,
-        user_id=user,
-        node_id=node,
-        key_type="ec-p256",
-        not_before=created - timedelta(minutes=5),
-        not_after=created + timedelta(days=7),
-        fingerprint_sha256="ab" * 32,
-        request_id=f"req-{serial}",
-        created_at=created,
-    )
 
 
 @pytest.fixture
@@ -217,36 +198,6 @@ def test_a_closed_store_is_unavailable(postgres_dsn):
 # Node directory
 
 
-def test_put_and_owner_of(store):
-    record = store.put_node("n1", "alice", at=T0)
-    assert record == NodeRecord(node_id="n1", owner="alice", created_at=T0)
-    assert store.owner_of("n1") == "alice"
-    assert store.owner_of("n2") is None
-
-
-def test_transfer_changes_the_owner_and_keeps_the_creation_time(store):
-    store.put_node("n1", "alice", at=T0)
-    moved = store.put_node("n1", "bob", at=T0 + timedelta(days=1))
-    assert moved == NodeRecord(node_id="n1", owner="bob", created_at=T0)
-    assert store.owner_of("n1") == "bob"
-    assert store.list_nodes(owner="alice") == []
-
-
-def test_delete_node(store):
-    store.put_node("n1", "alice", at=T0)
-    assert store.delete_node("n1") is True
-    assert store.owner_of("n1") is None
-    assert store.delete_node("n1") is False
-
-
-def test_list_nodes_sorted_with_owner_filter(store):
-    for node, owner in [("n3", "alice"), ("n1", "bob"), ("n2", "alice")]:
-        store.put_node(node, owner, at=T0)
-    assert [n.node_id for n in store.list_nodes()] == ["n1", "n2", "n3"]
-    assert [n.node_id for n in store.list_nodes(owner="alice")] == ["n2", "n3"]
-    assert store.list_nodes(owner="carol") == []
-
-
 def test_ids_sort_as_bytes_whatever_the_database_locale(postgres_server):
     # An ICU locale sorts "a-b" next to "ab" and "N2" next to "n2"; SQLite, DynamoDB and
     # query_rows compare bytes. The columns are COLLATE "C", so the order is the same.
@@ -277,27 +228,6 @@ def test_ids_sort_as_bytes_whatever_the_database_locale(postgres_server):
 # Ledger
 
 
-def test_every_field_round_trips(store):
-    row = dataclasses.replace(
-        certificate("beef"),
-        status=CertificateStatus.REVOKED,
-        revoked_at=T0 + timedelta(hours=1),
-        revocation_reason=RevocationReason.KEY_COMPROMISE,
-        profile=Profile.NODE,
-        renewed_from="0a1b",
-        not_before=T0 + timedelta(microseconds=123456),
-        issuer="arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/x",
-    )
-    store.record(row)
-    got = store.get("beef")
-    assert got == row
-    assert [getattr(got, f.name) for f in dataclasses.fields(got)] == [
-        getattr(row, f.name) for f in dataclasses.fields(row)
-    ]
-    assert got.created_at.tzinfo is not None
-    assert store.get("ffff") is None
-
-
 def test_times_in_another_zone_are_the_same_instants(store):
     east = timezone(timedelta(hours=5, minutes=30))
     row = dataclasses.replace(certificate("0e"), created_at=T0.astimezone(east))
@@ -305,65 +235,6 @@ def test_times_in_another_zone_are_the_same_instants(store):
     got = store.get("0e")
     assert got.created_at == T0
     assert got.created_at.utcoffset() == timedelta(0)
-
-
-def test_find_by_user_and_by_node_newest_first(store):
-    store.record(certificate("01", user="alice", node="n1", minutes=0))
-    store.record(certificate("02", user="alice", node="n2", minutes=2))
-    store.record(certificate("03", user="bob", node="n1", minutes=1))
-    store.record(certificate("04", user="alice", node="n1", minutes=3))
-    assert [r.serial for r in store.find(user_id="alice")] == ["04", "02", "01"]
-    assert [r.serial for r in store.find(node_id="n1")] == ["04", "03", "01"]
-    assert [r.serial for r in store.find(user_id="alice", node_id="n1")] == ["04", "01"]
-    assert [r.serial for r in store.find()] == ["04", "02", "03", "01"]
-    assert store.find(user_id="carol") == []
-
-
-def test_find_orders_sub_second_creation_times(store):
-    base = certificate("10")
-    for serial, delta in [("10", 0), ("11", 500_000), ("12", 1_000_000), ("13", 1)]:
-        store.record(
-            dataclasses.replace(base, serial=serial, created_at=T0 + timedelta(microseconds=delta))
-        )
-    assert [r.serial for r in store.find(user_id="alice")] == ["12", "11", "13", "10"]
-
-
-def test_duplicate_serial_is_a_conflict_and_the_original_is_unchanged(store, postgres_dsn):
-    original = certificate("cafe", user="alice")
-    store.record(original)
-    with pytest.raises(ConflictError, match="cafe") as caught:
-        store.record(certificate("cafe", user="mallory", node="n9", minutes=5))
-    assert isinstance(caught.value.__cause__, psycopg.errors.UniqueViolation)
-    assert store.get("cafe") == original
-    assert raw(postgres_dsn, "SELECT COUNT(*) FROM certificates") == [(1,)]
-    # The pooled connection is still usable after the failed statement.
-    store.record(certificate("cafe01"))
-    assert store.get("cafe01") is not None
-
-
-def test_mark_revoked_is_idempotent(store):
-    store.record(certificate("dead"))
-    first = store.mark_revoked("dead", reason=RevocationReason.KEY_COMPROMISE, at=T0)
-    assert first.status is CertificateStatus.REVOKED
-    assert first.revoked_at == T0
-    assert first.revocation_reason is RevocationReason.KEY_COMPROMISE
-    again = store.mark_revoked(
-        "dead", reason=RevocationReason.SUPERSEDED, at=T0 + timedelta(days=1)
-    )
-    assert again == first
-    assert store.get("dead") == first
-
-
-def test_mark_revoked_changes_only_that_row(store):
-    store.record(certificate("aa"))
-    store.record(certificate("bb", minutes=1))
-    store.mark_revoked("aa", reason=RevocationReason.UNSPECIFIED, at=T0)
-    assert store.get("bb").status is CertificateStatus.ACTIVE
-
-
-def test_mark_revoked_unknown_serial_is_not_found(store):
-    with pytest.raises(NotFoundError, match="abcdef"):
-        store.mark_revoked("abcdef", reason=RevocationReason.UNSPECIFIED, at=T0)
 
 
 def test_two_servers_see_each_others_writes(postgres_dsn):
@@ -381,32 +252,6 @@ def test_two_servers_see_each_others_writes(postgres_dsn):
     finally:
         a.close()
         b.close()
-
-
-THREADS = 8
-PER_THREAD = 50
-
-
-def test_concurrent_writers_all_land(store, postgres_dsn):
-    start = threading.Barrier(THREADS)
-
-    def write(worker: int) -> int:
-        start.wait()
-        for i in range(PER_THREAD):
-            store.record(
-                certificate(
-                    f"{worker:02x}{i:04x}", user=f"user-{worker}", node=f"node-{i % 5}", minutes=i
-                )
-            )
-        return len(store.find(user_id=f"user-{worker}"))
-
-    with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        seen = list(pool.map(write, range(THREADS)))
-    assert seen == [PER_THREAD] * THREADS
-    assert raw(postgres_dsn, "SELECT COUNT(DISTINCT serial) FROM certificates") == [
-        (THREADS * PER_THREAD,)
-    ]
-    assert len(store.find()) == THREADS * PER_THREAD
 
 
 # Single-use tokens

@@ -1,4 +1,5 @@
-"""SQLiteStore on a real file under tmp_path: schema, nodes, ledger, failures, concurrency."""
+"""SQLiteStore on a real file under tmp_path: what only SQLite has (the behaviour every
+store shares is in test_store_contract.py): schema, files, durability, group commit, forks."""
 
 from __future__ import annotations
 
@@ -7,38 +8,18 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from nodecert.errors import ConflictError, NotFoundError, StoreUnavailableError
+from nodecert.errors import ConflictError, StoreUnavailableError
 from nodecert.ports import (
-    CertificateRecord,
     CertificateStatus,
     DeferredLedger,
-    NodeRecord,
-    Profile,
     RevocationReason,
 )
 from nodecert.store.sqlite import SCHEMA_VERSION, SQLiteStore
-
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def certificate(serial: str, *, user: str = "alice", node: str = "n1", minutes: int = 0):
-    created = T0 + timedelta(minutes=minutes)
-    return CertificateRecord(
-        serial=serial,
-        user_id=user,
-        node_id=node,
-        key_type="ec-p256",
-        not_before=created - timedelta(minutes=5),
-        not_after=created + timedelta(days=7),
-        fingerprint_sha256="ab" * 32,
-        request_id=f"req-{serial}",
-        created_at=created,
-    )
+from tests.records import T0, certificate
 
 
 @pytest.fixture
@@ -151,124 +132,15 @@ def test_a_file_that_is_not_sqlite_is_store_unavailable(db_path):
         SQLiteStore(db_path)
 
 
-# Node directory
+# Ledger (what every store does: test_store_contract.py)
 
 
-def test_put_and_owner_of(store):
-    record = store.put_node("n1", "alice", at=T0)
-    assert record == NodeRecord(node_id="n1", owner="alice", created_at=T0)
-    assert store.owner_of("n1") == "alice"
-    assert store.owner_of("n2") is None
-
-
-def test_transfer_changes_the_owner_and_keeps_the_creation_time(store):
-    store.put_node("n1", "alice", at=T0)
-    moved = store.put_node("n1", "bob", at=T0 + timedelta(days=1))
-    assert moved == NodeRecord(node_id="n1", owner="bob", created_at=T0)
-    assert store.owner_of("n1") == "bob"
-    assert store.list_nodes(owner="alice") == []
-
-
-def test_delete_node(store):
-    store.put_node("n1", "alice", at=T0)
-    assert store.delete_node("n1") is True
-    assert store.owner_of("n1") is None
-    assert store.delete_node("n1") is False
-
-
-def test_list_nodes_sorted_with_owner_filter(store):
-    for node, owner in [("n3", "alice"), ("n1", "bob"), ("n2", "alice")]:
-        store.put_node(node, owner, at=T0)
-    assert [n.node_id for n in store.list_nodes()] == ["n1", "n2", "n3"]
-    assert [n.node_id for n in store.list_nodes(owner="alice")] == ["n2", "n3"]
-    assert store.list_nodes(owner="carol") == []
-
-
-# Ledger
-
-
-def test_record_and_get_round_trip(store):
-    row = certificate("0a1b")
-    store.record(row)
-    assert store.get("0a1b") == row
-    assert store.get("ffff") is None
-
-
-def test_every_field_round_trips(store):
-    row = dataclasses.replace(
-        certificate("beef"),
-        status=CertificateStatus.REVOKED,
-        revoked_at=T0 + timedelta(hours=1),
-        revocation_reason=RevocationReason.KEY_COMPROMISE,
-        profile=Profile.NODE,
-        renewed_from="0a1b",
-        not_before=T0 + timedelta(microseconds=123456),
-        issuer="arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/x",
-    )
-    store.record(row)
-    got = store.get("beef")
-    assert got == row
-    assert got.created_at.tzinfo is not None
-
-
-def test_find_by_user_and_by_node_newest_first(store):
-    store.record(certificate("01", user="alice", node="n1", minutes=0))
-    store.record(certificate("02", user="alice", node="n2", minutes=2))
-    store.record(certificate("03", user="bob", node="n1", minutes=1))
-    store.record(certificate("04", user="alice", node="n1", minutes=3))
-    assert [r.serial for r in store.find(user_id="alice")] == ["04", "02", "01"]
-    assert [r.serial for r in store.find(node_id="n1")] == ["04", "03", "01"]
-    assert [r.serial for r in store.find(user_id="alice", node_id="n1")] == ["04", "01"]
-    assert [r.serial for r in store.find()] == ["04", "02", "03", "01"]
-    assert store.find(user_id="carol") == []
-
-
-def test_find_orders_sub_second_creation_times(store):
-    # ISO text with and without microseconds must still sort by time.
-    base = certificate("10")
-    for serial, delta in [("10", 0), ("11", 500_000), ("12", 1_000_000), ("13", 1)]:
-        store.record(
-            dataclasses.replace(base, serial=serial, created_at=T0 + timedelta(microseconds=delta))
-        )
-    assert [r.serial for r in store.find(user_id="alice")] == ["12", "11", "13", "10"]
-
-
-def test_duplicate_serial_is_a_conflict_and_the_original_is_unchanged(store, db_path):
-    original = certificate("cafe", user="alice")
-    store.record(original)
+def test_a_duplicate_serial_is_refused_by_the_primary_key_and_no_row_is_added(store, db_path):
+    store.record(certificate("cafe"))
     with pytest.raises(ConflictError, match="cafe") as caught:
-        store.record(certificate("cafe", user="mallory", node="n9", minutes=5))
+        store.record(certificate("cafe", user="mallory"))
     assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
-    assert store.get("cafe") == original
     assert raw(db_path, "SELECT COUNT(*) FROM certificates") == [(1,)]
-    # The connection is still usable after the failed transaction.
-    store.record(certificate("cafe01"))
-    assert store.get("cafe01") is not None
-
-
-def test_mark_revoked_is_idempotent(store):
-    store.record(certificate("dead"))
-    first = store.mark_revoked("dead", reason=RevocationReason.KEY_COMPROMISE, at=T0)
-    assert first.status is CertificateStatus.REVOKED
-    assert first.revoked_at == T0
-    assert first.revocation_reason is RevocationReason.KEY_COMPROMISE
-    again = store.mark_revoked(
-        "dead", reason=RevocationReason.SUPERSEDED, at=T0 + timedelta(days=1)
-    )
-    assert again == first
-    assert store.get("dead") == first
-
-
-def test_mark_revoked_changes_only_that_row(store):
-    store.record(certificate("aa"))
-    store.record(certificate("bb", minutes=1))
-    store.mark_revoked("aa", reason=RevocationReason.UNSPECIFIED, at=T0)
-    assert store.get("bb").status is CertificateStatus.ACTIVE
-
-
-def test_mark_revoked_unknown_serial_is_not_found(store):
-    with pytest.raises(NotFoundError, match="abcdef"):
-        store.mark_revoked("abcdef", reason=RevocationReason.UNSPECIFIED, at=T0)
 
 
 def test_data_survives_closing_and_reopening(db_path):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from nodecert.ports import CertificateQuery, CertificateStatus
 
-__all__ = ["certificate_select"]
+__all__ = ["bucket_statements", "certificate_select", "seconds_until_token"]
 
 
 def certificate_select(
@@ -58,3 +59,26 @@ def certificate_select(
         limit, args["limit"] = f" LIMIT {mark('limit')}", query.limit
     sql = f"SELECT {columns} FROM certificates{where} ORDER BY created_at DESC, serial DESC{limit}"
     return sql, args
+
+
+def bucket_statements(mark: Callable[[str], str], refill: str) -> tuple[str, str]:
+    """The token-bucket UPSERT (take one token, or nothing) and the look at what is left.
+
+    One UPSERT reads, refills and takes, so concurrent writers can never both spend the
+    last token; it returns a row only when a token was taken. ``refill`` is the dialect's
+    expression of the refilled level (parameters ``capacity``, ``at`` and ``rate``).
+    """
+    take = (
+        "INSERT INTO rate_buckets (key, tokens, updated_at)"
+        f" VALUES ({mark('key')}, {mark('capacity')} - 1, {mark('at')})"
+        f" ON CONFLICT (key) DO UPDATE SET tokens = {refill} - 1, updated_at = {mark('at')}"
+        f" WHERE {refill} >= 1"
+        " RETURNING tokens"
+    )
+    return take, f"SELECT {refill} FROM rate_buckets WHERE key = {mark('key')}"
+
+
+def seconds_until_token(level: tuple[Any, ...] | None, refill_per_s: float) -> float:
+    """How long until the bucket whose refilled ``level`` row was read holds a token."""
+    available = float(level[0]) if level else 0.0
+    return (1.0 - available) / refill_per_s if refill_per_s > 0 else float("inf")

@@ -32,7 +32,7 @@ from nodecert.ports import (
     Profile,
     RevocationReason,
 )
-from nodecert.store._sql import certificate_select
+from nodecert.store._sql import bucket_statements, certificate_select, seconds_until_token
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
@@ -340,22 +340,12 @@ class PostgresStore:
             "rate": float(refill_per_s),
             "at": now.timestamp(),
         }
+        take, level = bucket_statements(lambda name: f"%({name})s", refill)
         with self._connection("write") as db:
-            granted = db.execute(
-                "INSERT INTO rate_buckets (key, tokens, updated_at)"
-                " VALUES (%(key)s, %(capacity)s - 1, %(at)s)"
-                f" ON CONFLICT (key) DO UPDATE SET tokens = {refill} - 1, updated_at = %(at)s"
-                f" WHERE {refill} >= 1"
-                " RETURNING tokens",
-                values,
-            ).fetchone()
-            if granted is not None:
+            if db.execute(take, values).fetchone() is not None:
                 return 0.0
-            row = db.execute(
-                f"SELECT {refill} FROM rate_buckets WHERE key = %(key)s", values
-            ).fetchone()
-        available = float(row[0]) if row else 0.0
-        return (1.0 - available) / refill_per_s if refill_per_s > 0 else float("inf")
+            row = db.execute(level, values).fetchone()
+        return seconds_until_token(row, refill_per_s)
 
     def close(self) -> None:
         """Close the pool: its connections and its threads. Closing twice is harmless."""

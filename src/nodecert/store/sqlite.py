@@ -22,7 +22,7 @@ from nodecert.ports import (
     Profile,
     RevocationReason,
 )
-from nodecert.store._sql import certificate_select
+from nodecert.store._sql import bucket_statements, certificate_select, seconds_until_token
 from nodecert.store.groupcommit import GroupCommitter
 from nodecert.store.sqlite_file import SQLiteFile
 
@@ -296,22 +296,12 @@ class SQLiteStore:
         at = now.timestamp()
         refill = "min(:capacity, tokens + max(0, :at - updated_at) * :rate)"
         values = {"key": key, "capacity": capacity, "rate": refill_per_s, "at": at}
+        take, level = bucket_statements(lambda name: f":{name}", refill)
         with self._rates.transaction(write=True) as db:
-            granted = db.execute(
-                "INSERT INTO rate_buckets (key, tokens, updated_at)"
-                " VALUES (:key, :capacity - 1, :at)"
-                f" ON CONFLICT (key) DO UPDATE SET tokens = {refill} - 1, updated_at = :at"
-                f" WHERE {refill} >= 1"
-                " RETURNING tokens",
-                values,
-            ).fetchone()
-            if granted is not None:
+            if db.execute(take, values).fetchone() is not None:
                 return 0.0
-            row = db.execute(
-                f"SELECT {refill} FROM rate_buckets WHERE key = :key", values
-            ).fetchone()
-        available = float(row[0]) if row else 0.0
-        return (1.0 - available) / refill_per_s if refill_per_s > 0 else float("inf")
+            row = db.execute(level, values).fetchone()
+        return seconds_until_token(row, refill_per_s)
 
     def close(self) -> None:
         """Commit queued rows; close this thread's connections (others close with their threads)."""
