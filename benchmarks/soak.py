@@ -397,7 +397,8 @@ def render(
         + f"; {tally.late} ticks behind schedule. Issued {len(tally.issued)} certificates "
         f"(the {len(tally.issued) - sum(tally.done[op] for op in ('ec', 'rsa', 'csr'))} "
         f"never-revoked anchors for /v1/authorize included), revoked {len(tally.revoked)}.",
-        "`list` returns every certificate of the node, so it grows with the run.",
+        "`list` asks for the node's first page (the 100 newest); the store reads only that"
+        " page, however long the ledger grows.",
         "",
         "## Server processes (sum over master and workers)",
         "",
