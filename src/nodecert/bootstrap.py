@@ -256,7 +256,7 @@ def _store(
                 "NODECERT_STORE=postgres: psycopg is not installed"
                 " (pip install 'nodecert[postgres]')"
             ) from exc
-        postgres = PostgresStore(settings.database_url)
+        postgres = PostgresStore(settings.database_url, max_size=settings.database_pool_size)
         return postgres, postgres, (postgres.close,)
     if settings.store == "dynamodb":
         from nodecert.aws import make_client

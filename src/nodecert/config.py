@@ -41,6 +41,7 @@ class Settings:
     database: Path | None = None
     sqlite_synchronous: str = "full"
     database_url: str | None = field(default=None, repr=False)
+    database_pool_size: int = 10
     dynamodb_nodes_table: str = "nodecert-nodes"
     dynamodb_certificates_table: str = "nodecert-certificates"
     dynamodb_limits_table: str = "nodecert-limits"
@@ -112,6 +113,10 @@ class Settings:
         _require(
             self.database_url is None or self.store == "postgres",
             "NODECERT_DATABASE_URL: only read when NODECERT_STORE=postgres",
+        )
+        _require(
+            1 <= self.database_pool_size <= 1000,
+            "NODECERT_DATABASE_POOL_SIZE: must be between 1 and 1000",
         )
         _require(
             self.ca != "acmpca" or bool(self.acmpca_ca_arn),

@@ -117,12 +117,15 @@ def test_postgres_without_a_url_is_a_configuration_error(tmp_path: Path):
         build_service(make_settings(tmp_path / "home", store="postgres"))
 
 
-def test_the_service_closes_its_pool(tmp_path: Path, postgres_dsn: str):
+def test_the_service_sizes_and_closes_its_pool(tmp_path: Path, postgres_dsn: str):
     service = build_service(
-        make_settings(tmp_path / "home", store="postgres", database_url=postgres_dsn)
+        make_settings(
+            tmp_path / "home", store="postgres", database_url=postgres_dsn, database_pool_size=3
+        )
     )
     store = service.authority.ledger
     assert isinstance(store, PostgresStore)
+    assert store._pool.max_size == 3  # NODECERT_DATABASE_POOL_SIZE
     service.close()
     assert store._pool.closed
 

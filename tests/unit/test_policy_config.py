@@ -241,6 +241,7 @@ FULL_ENV = {
     "NODECERT_DATABASE": "/data/ledger.db",
     "NODECERT_SQLITE_SYNCHRONOUS": "normal",
     "NODECERT_DATABASE_URL": "postgresql://nodecert:db-s3cret-pw@db.acme.example/nodecert",
+    "NODECERT_DATABASE_POOL_SIZE": "25",
     "NODECERT_DYNAMODB_NODES_TABLE": "nodes",
     "NODECERT_DYNAMODB_CERTIFICATES_TABLE": "certs",
     "NODECERT_DYNAMODB_LIMITS_TABLE": "limits",
@@ -290,6 +291,7 @@ def test_every_setting_is_read_and_converted():
     assert settings.aws_region == "eu-west-1"
     assert settings.store == "postgres"
     assert settings.database_url == FULL_ENV["NODECERT_DATABASE_URL"]
+    assert settings.database_pool_size == 25
     assert "db-s3cret-pw" not in repr(settings)
     assert settings.database == Path("/data/ledger.db")
     assert settings.database_path == Path("/data/ledger.db")
@@ -391,6 +393,12 @@ def test_unknown_nodecert_variables_are_refused_by_name(names):
         ),
         pytest.param({"NODECERT_ORGANIZATION": "   "}, "NODECERT_ORGANIZATION", id="org-blank"),
         pytest.param({"NODECERT_LOG_LEVEL": "chatty"}, "NODECERT_LOG_LEVEL: 'CHATTY'", id="log"),
+        pytest.param(
+            {"NODECERT_DATABASE_POOL_SIZE": "0"}, "NODECERT_DATABASE_POOL_SIZE", id="pool-0"
+        ),
+        pytest.param(
+            {"NODECERT_DATABASE_POOL_SIZE": "many"}, "NODECERT_DATABASE_POOL_SIZE", id="pool-text"
+        ),
     ],
 )
 def test_invalid_settings_are_refused_naming_the_variable(env, message):
