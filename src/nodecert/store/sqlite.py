@@ -220,17 +220,7 @@ class SQLiteStore:
         self, *, user_id: str | None = None, node_id: str | None = None
     ) -> list[CertificateRecord]:
         """Rows of a user and/or a node, newest first."""
-        clauses, args = [], []
-        for column, value in (("user_id", user_id), ("node_id", node_id)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                args.append(value)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self._db.transaction() as db:
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM certificates{where} ORDER BY created_at DESC", args
-            ).fetchall()
-        return [_certificate(row) for row in rows]
+        return self.query(CertificateQuery(user_id=user_id, node_id=node_id))
 
     def query(self, query: CertificateQuery) -> list[CertificateRecord]:
         """The rows ``query`` asks for, filtered, ordered and paged in SQL (``LedgerQueries``)."""
