@@ -42,7 +42,7 @@ REGION = "eu-west-1"
 FLOOR_CODE = "import boto3, cryptography.x509"
 HANDLER_CODE = """\
 import json, sys, time
-from nodecert.adapters.aws_lambda import lambda_handler
+from nodecert.aws.handler import lambda_handler
 imported = time.time()
 event = json.loads(sys.argv[1])
 response = lambda_handler(event, None)

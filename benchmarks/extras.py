@@ -169,11 +169,11 @@ def measure_authorizer(home: Path, *, calls: int, warmup: int = 200) -> tuple[fl
     import time
 
     from benchmarks.load import percentile
-    from nodecert.adapters.authorizer import TargetSource, handle
-    from nodecert.authority import IssueRequest
+    from nodecert.aws.authorizer import TargetSource, handle
     from nodecert.bootstrap import build_decider, build_service
-    from nodecert.config import Settings
-    from nodecert.ports import Principal
+    from nodecert.core.config import Settings
+    from nodecert.core.ports import Principal
+    from nodecert.issuing.authority import IssueRequest
 
     settings = Settings(home=home, key_pool_size=0)
     service = build_service(settings)

@@ -129,8 +129,8 @@ class SlowPCA:
     def _sign(self, body: dict[str, Any]) -> str:
         import base64
 
-        from nodecert.identity import Identity
-        from nodecert.ports import SigningRequest
+        from nodecert.core.identity import Identity
+        from nodecert.core.ports import SigningRequest
 
         csr = x509.load_pem_x509_csr(base64.b64decode(body["Csr"]))
         subject = body["ApiPassthrough"]["Subject"]
@@ -173,7 +173,7 @@ def _handler_for(pca: SlowPCA) -> type[BaseHTTPRequestHandler]:
 
 
 def _client(endpoint: str) -> Any:
-    """A boto3 ``acm-pca`` client configured as ``nodecert.aws.make_client`` does."""
+    """A boto3 ``acm-pca`` client configured as ``nodecert.awsclients.make_client`` does."""
     import boto3
     from botocore.config import Config
 
@@ -200,9 +200,9 @@ def measure_pca_overhead(*, delay: float = 0.3, issues: int = 20) -> PCAOverhead
         NodecertError: the backend failed.
     """
     from nodecert.backends.acmpca import ACMPCABackend
-    from nodecert.identity import Identity
-    from nodecert.keys import KeyType, build_csr, generate_private_key
-    from nodecert.ports import SigningRequest
+    from nodecert.core.identity import Identity
+    from nodecert.core.keys import KeyType, build_csr, generate_private_key
+    from nodecert.core.ports import SigningRequest
 
     identity = Identity("bench-user", "bench-node")
     requests = []

@@ -46,11 +46,11 @@ def find_nodecert() -> str:
         SetupError: if the package or its script is not installed.
     """
     try:
-        cli = importlib.util.find_spec("nodecert.adapters.cli")
+        cli = importlib.util.find_spec("nodecert.cli.commands")
     except ImportError:
         cli = None
     if cli is None:
-        raise SetupError("nodecert: nodecert.adapters.cli is not importable (not built yet?)")
+        raise SetupError("nodecert: nodecert.cli.commands is not importable (not built yet?)")
     beside = Path(sys.executable).parent / "nodecert"
     found = str(beside) if beside.exists() else shutil.which("nodecert")
     if not found:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from nodecert.adapters.http import create_app
 from nodecert.bootstrap import Service, build_service
-from nodecert.config import Settings
-from nodecert.ports import Principal
+from nodecert.core.config import Settings
+from nodecert.core.ports import Principal
+from nodecert.http.app import create_app
 
 ADMIN = Principal(user_id="root-admin", is_admin=True)
 

@@ -11,14 +11,12 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from nodecert.access import AccessDecider
-from nodecert.authority import Authority, IssueRequest, fingerprint
 from nodecert.backends.local import LocalCA
-from nodecert.errors import ConflictError, NotFoundError, StoreUnavailableError
-from nodecert.identity import Identity, format_serial
-from nodecert.keys import KeyType, PrivateKey, build_csr, generate_private_key
-from nodecert.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
-from nodecert.ports import (
+from nodecert.core.errors import ConflictError, NotFoundError, StoreUnavailableError
+from nodecert.core.identity import Identity, format_serial
+from nodecert.core.keys import KeyType, PrivateKey, build_csr, generate_private_key
+from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
+from nodecert.core.ports import (
     CertificateRecord,
     CertificateStatus,
     NodeRecord,
@@ -26,6 +24,8 @@ from nodecert.ports import (
     RevocationReason,
     SigningRequest,
 )
+from nodecert.issuing.authority import Authority, IssueRequest, fingerprint
+from nodecert.nodeside.access import AccessDecider
 
 EVENTS = Path(__file__).parent / "events"
 TRUST_DOMAIN = "nodecert.local"
@@ -264,7 +264,7 @@ class LiveServer:
 
 def node_server_certificate(ca: LocalCA, directory: Path) -> tuple[Path, Path]:
     """A serverAuth certificate for ``localhost`` from ``ca``, written as PEM files."""
-    from nodecert.ports import Profile
+    from nodecert.core.ports import Profile
 
     key = generate_private_key(KeyType.EC_P256)
     identity = Identity("operator", "n1")

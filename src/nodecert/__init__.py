@@ -3,7 +3,7 @@
 The public API is re-exported here; everything else is an implementation detail.
 """
 
-from nodecert.errors import (
+from nodecert.core.errors import (
     AuthenticationError,
     AuthorizationError,
     BackendUnavailableError,
@@ -18,7 +18,7 @@ from nodecert.errors import (
     QuotaExceededError,
     StoreUnavailableError,
 )
-from nodecert.identity import Identity
+from nodecert.core.identity import Identity
 
 __all__ = [
     "AuthenticationError",

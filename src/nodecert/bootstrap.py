@@ -1,4 +1,4 @@
-"""Wiring: the only place that turns :class:`~nodecert.config.Settings` into objects."""
+"""Wiring: the only place that turns :class:`~nodecert.core.config.Settings` into objects."""
 
 from __future__ import annotations
 
@@ -11,20 +11,20 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from nodecert.access import AccessDecider
-from nodecert.adapters.node_routes import NodeRoutes
-from nodecert.adapters.routes import Routes
-from nodecert.authority import Authority
 from nodecert.backends.local import LocalCA
-from nodecert.config import Settings
-from nodecert.errors import ConfigurationError
-from nodecert.keypool import KeyPool
-from nodecert.keys import KeyType
-from nodecert.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
-from nodecert.ports import CABackend, CRLSigner, Ledger, NodeDirectory, ReplayGuard
-from nodecert.quota import QuotaPolicy, RateLimiter
-from nodecert.renewal import Renewer, renewal_audience
-from nodecert.revocation import CRLPublisher
+from nodecert.core.config import Settings
+from nodecert.core.errors import ConfigurationError
+from nodecert.core.keys import KeyType
+from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
+from nodecert.core.ports import CABackend, CRLSigner, Ledger, NodeDirectory, ReplayGuard
+from nodecert.http.node_routes import NodeRoutes
+from nodecert.http.routes import Routes
+from nodecert.issuing.authority import Authority
+from nodecert.issuing.crl import CRLPublisher
+from nodecert.issuing.keypool import KeyPool
+from nodecert.issuing.quota import QuotaPolicy, RateLimiter
+from nodecert.issuing.renewal import Renewer, renewal_audience
+from nodecert.nodeside.access import AccessDecider
 from nodecert.store.sqlite import SQLiteStore
 from nodecert.verifiers.devissuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
 from nodecert.verifiers.oidc import OIDCVerifier, RemoteJWKS, StaticJWKS
@@ -206,8 +206,8 @@ def _decider(
 
 def create_app() -> FastAPI:
     """The ASGI application for ``uvicorn --factory`` (one per worker process)."""
-    from nodecert.adapters.http import create_app as create_http_app
-    from nodecert.adapters.serve import BoundedHttpToolsProtocol
+    from nodecert.http.app import create_app as create_http_app
+    from nodecert.server.serve import BoundedHttpToolsProtocol
 
     settings = settings_from_environment()
     BoundedHttpToolsProtocol.max_header_bytes = settings.max_header_bytes
@@ -259,7 +259,7 @@ def _store(
         postgres = PostgresStore(settings.database_url, max_size=settings.database_pool_size)
         return postgres, postgres, (postgres.close,)
     if settings.store == "dynamodb":
-        from nodecert.aws import make_client
+        from nodecert.awsclients import make_client
         from nodecert.store.dynamodb import DynamoDBStore
         from nodecert.store.dynamodb_limits import DynamoDBLimits
 
@@ -283,7 +283,7 @@ def _ca(settings: Settings) -> CABackend:
             passphrase=settings.ca_passphrase,
         )
     if settings.ca == "acmpca" and settings.acmpca_ca_arn:
-        from nodecert.aws import make_client
+        from nodecert.awsclients import make_client
         from nodecert.backends.acmpca import ACMPCABackend
 
         # max_attempts=1: the backend retries by itself, under its own deadline.

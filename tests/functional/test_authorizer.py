@@ -8,9 +8,9 @@ import sqlite3
 
 import pytest
 
-from nodecert.adapters import authorizer
-from nodecert.adapters.authorizer import TargetSource, handle
-from nodecert.ports import RevocationReason
+from nodecert.aws import authorizer
+from nodecert.aws.authorizer import TargetSource, handle
+from nodecert.core.ports import RevocationReason
 from nodecert.store.sqlite import SQLiteStore
 from tests.nodeside import ADMIN, MemoryStore, authority, decider, event, issue, new_ca, sign
 
@@ -148,7 +148,7 @@ def test_store_unreachable_fails_closed(ca, store, auth, monkeypatch):
 
 def test_lambda_handler_wires_itself_from_the_environment(tmp_path, monkeypatch):
     from nodecert.bootstrap import build_service
-    from nodecert.config import Settings
+    from nodecert.core.config import Settings
 
     service = build_service(Settings(home=tmp_path))
     cert = issue(service.authority, "alice", "n1")
@@ -163,7 +163,7 @@ def test_lambda_handler_wires_itself_from_the_environment(tmp_path, monkeypatch)
 
 def test_lambda_handler_with_a_ca_bundle(tmp_path, monkeypatch):
     from nodecert.bootstrap import build_service
-    from nodecert.config import Settings
+    from nodecert.core.config import Settings
 
     service = build_service(Settings(home=tmp_path))
     cert = issue(service.authority, "alice", "n1")

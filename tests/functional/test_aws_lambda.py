@@ -15,9 +15,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from nodecert.adapters import aws_lambda
-from nodecert.adapters.aws_lambda import LambdaApp
-from nodecert.identity import Identity
+from nodecert.aws import handler as aws_lambda
+from nodecert.aws.handler import LambdaApp
+from nodecert.core.identity import Identity
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 

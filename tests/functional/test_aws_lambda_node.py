@@ -16,11 +16,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from nodecert.adapters import aws_lambda
-from nodecert.adapters.aws_lambda import LambdaApp
-from nodecert.identity import Identity
-from nodecert.keys import KeyType, build_csr, generate_private_key
-from nodecert.renewal import mint_renewal_token, renewal_audience
+from nodecert.aws import handler as aws_lambda
+from nodecert.aws.handler import LambdaApp
+from nodecert.core.identity import Identity
+from nodecert.core.keys import KeyType, build_csr, generate_private_key
+from nodecert.issuing.renewal import mint_renewal_token, renewal_audience
 from tests.nodeside import TRUST_DOMAIN, issue
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"

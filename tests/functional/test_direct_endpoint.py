@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nodecert.adapters.asgi import NodecertAPI
-from nodecert.adapters.http import create_app
 from nodecert.bootstrap import Service, build_service
-from nodecert.errors import BackendUnavailableError
+from nodecert.core.errors import BackendUnavailableError
+from nodecert.http.app import create_app
+from nodecert.http.direct import NodecertAPI
 
 from ..conftest import ADMIN, make_settings
 

@@ -14,11 +14,16 @@ from botocore.stub import Stubber
 from cryptography import x509
 from fastapi.testclient import TestClient
 
-from nodecert.adapters.http import create_app
 from nodecert.backends.acmpca import ACMPCABackend, RetryPolicy
 from nodecert.bootstrap import build_service
-from nodecert.errors import BackendUnavailableError, StoreUnavailableError
-from nodecert.ports import CertificateRecord, RevocationReason, SignedCertificate, SigningRequest
+from nodecert.core.errors import BackendUnavailableError, StoreUnavailableError
+from nodecert.core.ports import (
+    CertificateRecord,
+    RevocationReason,
+    SignedCertificate,
+    SigningRequest,
+)
+from nodecert.http.app import create_app
 from nodecert.store.sqlite import SQLiteStore
 
 from ..conftest import ADMIN, make_settings

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from nodecert.identity import Identity
-from nodecert.keys import KeyType
+from nodecert.core.identity import Identity
+from nodecert.core.keys import KeyType
 
 from ..conftest import Env
 

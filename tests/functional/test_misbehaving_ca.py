@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from nodecert.authority import IssueRequest
 from nodecert.backends.local import LocalCA
 from nodecert.bootstrap import build_service
-from nodecert.errors import BackendUnavailableError, ConflictError
-from nodecert.identity import Identity
-from nodecert.keys import KeyType, generate_private_key
-from nodecert.ports import Principal, RevocationReason, SignedCertificate, SigningRequest
+from nodecert.core.errors import BackendUnavailableError, ConflictError
+from nodecert.core.identity import Identity
+from nodecert.core.keys import KeyType, generate_private_key
+from nodecert.core.ports import Principal, RevocationReason, SignedCertificate, SigningRequest
+from nodecert.issuing.authority import IssueRequest
 
 from ..conftest import ADMIN, make_settings
 

@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from nodecert.identity import Identity
+from nodecert.core.identity import Identity
 
 from ..conftest import Env, make_settings
 from ..integration.test_mtls import pkilint
@@ -71,8 +71,8 @@ def test_bad_dns_names_are_400(env: Env, names: object) -> None:
 def test_node_certificates_do_not_use_up_the_owners_allowance(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from nodecert.adapters.http import create_app
     from nodecert.bootstrap import build_service
+    from nodecert.http.app import create_app
 
     service = build_service(make_settings(tmp_path / "home", max_active_per_node=1))
     env = Env(service, TestClient(create_app(service)))

@@ -7,10 +7,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
-from nodecert.adapters.http import create_app
 from nodecert.bootstrap import build_service
-from nodecert.config import Settings
-from nodecert.renewal import mint_renewal_token, renewal_audience
+from nodecert.core.config import Settings
+from nodecert.http.app import create_app
+from nodecert.issuing.renewal import mint_renewal_token, renewal_audience
 from tests.nodeside import TRUST_DOMAIN, issue
 
 SECRET = "s3cret-s3cret-s3cret"
@@ -108,8 +108,8 @@ def test_renew_over_http_then_replay_then_revoked(service):
 
 
 def test_renew_with_a_csr_keeps_the_key_on_the_client(service):
-    from nodecert.identity import Identity
-    from nodecert.keys import KeyType, build_csr, generate_private_key
+    from nodecert.core.identity import Identity
+    from nodecert.core.keys import KeyType, build_csr, generate_private_key
 
     cert = issue(service.authority, "alice", "n1")
     key = generate_private_key(KeyType.EC_P384)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from nodecert.adapters.http import create_app
 from nodecert.bootstrap import build_service
+from nodecert.http.app import create_app
 from nodecert.store.sqlite import SQLiteStore
 
 from ..conftest import ADMIN, make_settings

@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography import x509
 
-from nodecert.authority import Authority, IssueRequest
 from nodecert.backends.acmpca import ACMPCABackend
-from nodecert.errors import BackendUnavailableError
-from nodecert.identity import Identity
-from nodecert.keys import KeyType, build_csr, generate_private_key
-from nodecert.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
-from nodecert.ports import CertificateStatus, Principal, RevocationReason, SigningRequest
+from nodecert.core.errors import BackendUnavailableError
+from nodecert.core.identity import Identity
+from nodecert.core.keys import KeyType, build_csr, generate_private_key
+from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
+from nodecert.core.ports import CertificateStatus, Principal, RevocationReason, SigningRequest
+from nodecert.issuing.authority import Authority, IssueRequest
 from nodecert.store.dynamodb import DynamoDBStore, create_tables
 
 ORG = "Example"
@@ -58,7 +58,7 @@ def create_active_ca(client) -> str:
 
 @pytest.fixture(scope="module")
 def pca(aws_env, moto_endpoint):
-    from nodecert.aws import make_client
+    from nodecert.awsclients import make_client
 
     return make_client("acm-pca", region="eu-west-1", max_attempts=1, endpoint_url=moto_endpoint)
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from nodecert.adapters.authorizer import TargetSource, handle
-from nodecert.ports import RevocationReason
+from nodecert.aws.authorizer import TargetSource, handle
+from nodecert.core.ports import RevocationReason
 from nodecert.store.sqlite import SQLiteStore
 from tests.nodeside import ADMIN, authority, decider, event, issue, new_ca, sign
 

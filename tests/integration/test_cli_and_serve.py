@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from nodecert.adapters.cli import main
-from nodecert.identity import Identity
+from nodecert.cli.commands import main
+from nodecert.core.identity import Identity
 from tests.processes import free_port, nodecert_env, start_server, stop_server
 
 

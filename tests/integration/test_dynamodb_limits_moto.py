@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nodecert.errors import ConflictError, StoreUnavailableError
-from nodecert.ports import ReplayGuard
-from nodecert.quota import RateLimiter
+from nodecert.core.errors import ConflictError, StoreUnavailableError
+from nodecert.core.ports import ReplayGuard
+from nodecert.issuing.quota import RateLimiter
 from nodecert.store.dynamodb import DynamoDBStore, create_tables
 from nodecert.store.dynamodb_limits import DynamoDBLimits
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from nodecert.errors import StoreUnavailableError
+from nodecert.core.errors import StoreUnavailableError
 from nodecert.store.dynamodb import DynamoDBStore, create_tables
 from tests.records import certificate
 

@@ -12,9 +12,9 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
-from nodecert.adapters.http import create_app
 from nodecert.bootstrap import build_service
-from nodecert.renewal import mint_renewal_token, renewal_audience
+from nodecert.http.app import create_app
+from nodecert.issuing.renewal import mint_renewal_token, renewal_audience
 from nodecert.store.dynamodb import create_tables
 from nodecert.store.dynamodb_limits import DynamoDBLimits
 from tests.conftest import make_settings

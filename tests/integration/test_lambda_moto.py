@@ -17,10 +17,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from nodecert.access import AccessDecider
-from nodecert.adapters import aws_lambda
-from nodecert.identity import Identity
-from nodecert.renewal import mint_renewal_token, renewal_audience
+from nodecert.aws import handler as aws_lambda
+from nodecert.core.identity import Identity
+from nodecert.issuing.renewal import mint_renewal_token, renewal_audience
+from nodecert.nodeside.access import AccessDecider
 from nodecert.store.dynamodb import create_tables
 from nodecert.store.dynamodb_limits import DynamoDBLimits
 from tests.integration.test_acmpca_moto import create_active_ca

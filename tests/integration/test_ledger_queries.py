@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from nodecert.ports import (
+from nodecert.core.ports import (
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,

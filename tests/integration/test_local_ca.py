@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nodecert.backends.local import LocalCA
-from nodecert.errors import ConfigurationError
-from nodecert.identity import Identity
-from nodecert.keys import KeyType
-from nodecert.ports import Profile, SigningRequest
+from nodecert.core.errors import ConfigurationError
+from nodecert.core.identity import Identity
+from nodecert.core.keys import KeyType
+from nodecert.core.ports import Profile, SigningRequest
 
 
 def _open(directory: Path, passphrase: str | None = None, **kwargs: object) -> LocalCA:

@@ -15,7 +15,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from nodecert.identity import Identity
+from nodecert.core.identity import Identity
 
 from ..conftest import Env
 from ..tls import connect, mtls_server

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from nodecert.adapters.http import create_app
 from nodecert.bootstrap import build_service
-from nodecert.config import Settings
-from nodecert.ports import RevocationReason
+from nodecert.core.config import Settings
+from nodecert.core.ports import RevocationReason
+from nodecert.http.app import create_app
 from tests.nodeside import (
     ADMIN,
     LiveServer,

@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
-from nodecert.adapters.http import create_app
 from nodecert.bootstrap import build_service
+from nodecert.http.app import create_app
 
 from ..conftest import ADMIN, make_settings
 

@@ -14,10 +14,10 @@ import pytest
 from cryptography import x509
 from fastapi.testclient import TestClient
 
-from nodecert.adapters.http import create_app
 from nodecert.bootstrap import Service, build_service
-from nodecert.errors import ConfigurationError
-from nodecert.ports import CertificateStatus
+from nodecert.core.errors import ConfigurationError
+from nodecert.core.ports import CertificateStatus
+from nodecert.http.app import create_app
 from nodecert.store.postgres import PostgresStore
 
 from ..conftest import make_settings

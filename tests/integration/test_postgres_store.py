@@ -19,18 +19,18 @@ from typing import Any
 import psycopg
 import pytest
 
-from nodecert.errors import (
+from nodecert.core.errors import (
     ConfigurationError,
     ConflictError,
     StoreUnavailableError,
 )
-from nodecert.ports import (
+from nodecert.core.ports import (
     DeferredLedger,
     LedgerQueries,
     ReplayGuard,
     RevocationReason,
 )
-from nodecert.quota import RateLimiter
+from nodecert.issuing.quota import RateLimiter
 from nodecert.store.postgres import SCHEMA_VERSION, PostgresStore
 from tests.records import T0, certificate
 

@@ -7,18 +7,18 @@ from datetime import timedelta
 import pytest
 from cryptography import x509
 
-from nodecert.adapters import cli
-from nodecert.adapters.http import create_app
-from nodecert.adapters.renew_client import (
+from nodecert.bootstrap import build_service
+from nodecert.cli import commands as cli
+from nodecert.client.renew import (
     RenewalClientError,
     RenewalTarget,
     renew_at,
     run_deploy_hook,
     watch,
 )
-from nodecert.bootstrap import build_service
-from nodecert.config import Settings
-from nodecert.ports import RevocationReason
+from nodecert.core.config import Settings
+from nodecert.core.ports import RevocationReason
+from nodecert.http.app import create_app
 from tests.nodeside import ADMIN, LiveServer, issue, write_client
 
 
@@ -140,7 +140,7 @@ def test_a_hook_that_fails_during_watch_is_logged_and_the_watch_goes_on(tmp_path
 
 
 def test_a_hook_that_hangs_is_stopped(tmp_path, service, monkeypatch):
-    from nodecert.adapters import renew_client
+    from nodecert.client import renew as renew_client
 
     old = issue(service.authority, "alice", "n1")
     cert, key = write_client(old, tmp_path, "n1")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from nodecert.adapters.serve import bind, worker_sockets
-from nodecert.adapters.supervisor import reuse_port_available
-from nodecert.errors import ConfigurationError
+from nodecert.core.errors import ConfigurationError
+from nodecert.server.serve import bind, worker_sockets
+from nodecert.server.supervisor import reuse_port_available
 from tests.processes import free_port, nodecert_env, start_server, stop_server
 
 
@@ -182,7 +182,7 @@ def test_serve_on_a_port_in_use_says_so_and_never_that_it_serves(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from nodecert.adapters import cli
+    from nodecert.cli import commands as cli
 
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nodecert.errors import ConflictError
+from nodecert.core.errors import ConflictError
 from nodecert.store.sqlite import SCHEMA_VERSION, SQLiteStore
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from nodecert.errors import ConflictError, StoreUnavailableError
-from nodecert.ports import (
+from nodecert.core.errors import ConflictError, StoreUnavailableError
+from nodecert.core.ports import (
     CertificateStatus,
     DeferredLedger,
     RevocationReason,

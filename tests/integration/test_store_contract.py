@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from nodecert.errors import ConflictError, NotFoundError
-from nodecert.ports import (
+from nodecert.core.errors import ConflictError, NotFoundError
+from nodecert.core.ports import (
     CertificateStatus,
     NodeRecord,
     Profile,

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import decode
 
-from nodecert.adapters.aws_lambda import ROUTE_KEYS
+from nodecert.aws.handler import ROUTE_KEYS
 from nodecert.backends.acmpca import NODE_TEMPLATE_ARN, api_passthrough_template
-from nodecert.config import Settings
+from nodecert.core.config import Settings
 from nodecert.store._dynamodb import LIMITS_TTL_ATTRIBUTE
 from nodecert.store.dynamodb import table_definitions
 
@@ -123,7 +123,7 @@ def test_issuance_is_limited_to_the_passthrough_templates(template):
 
 
 # Open at API Gateway: the CA chain, liveness, and renewal, whose Bearer token is a
-# proof-of-possession JWT (nodecert.renewal) that a Cognito authorizer would reject.
+# proof-of-possession JWT (nodecert.issuing.renewal) that a Cognito authorizer would reject.
 OPEN_ROUTES = {"GET /v1/ca", "GET /healthz", "POST /v1/renew"}
 
 

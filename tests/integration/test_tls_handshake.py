@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nodecert.access import AccessDeniedError
-from nodecert.ports import RevocationReason
+from nodecert.core.ports import RevocationReason
+from nodecert.nodeside.access import AccessDeniedError
 from nodecert.store.sqlite import SQLiteStore
 from nodecert.verify import verify_client
 from tests.nodeside import (

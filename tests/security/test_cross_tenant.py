@@ -8,9 +8,9 @@ import urllib.parse
 import pytest
 from fastapi.testclient import TestClient
 
-from nodecert.access import AccessDecider
-from nodecert.adapters import authorizer
-from nodecert.adapters.http import create_app
+from nodecert.aws import authorizer
+from nodecert.http.app import create_app
+from nodecert.nodeside.access import AccessDecider
 from tests import nodeside
 
 from ..conftest import Env

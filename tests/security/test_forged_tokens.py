@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
 
-from nodecert.adapters.http import create_app
 from nodecert.bootstrap import Service, build_service
+from nodecert.http.app import create_app
 from nodecert.verifiers.oidc import OIDCVerifier, RemoteJWKS
 
 from ..conftest import ADMIN, make_settings

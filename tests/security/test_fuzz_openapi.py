@@ -14,8 +14,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from nodecert.adapters.http import create_app
 from nodecert.bootstrap import build_service
+from nodecert.http.app import create_app
 
 from ..conftest import ADMIN, make_settings
 

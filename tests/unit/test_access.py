@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from nodecert.access import AccessDeniedError, DenyReason
 from nodecert.backends.local import LocalCA
-from nodecert.ports import RevocationReason
+from nodecert.core.ports import RevocationReason
+from nodecert.nodeside.access import AccessDeniedError, DenyReason
 from tests.nodeside import ADMIN, authority, decider, issue, new_ca, record, sign
 
 
@@ -145,7 +145,7 @@ def test_require_raises_with_the_decision(ca, store, auth):
 
 
 def test_rsa_certificates_are_decided_the_same_way(tmp_path, store):
-    from nodecert.keys import KeyType
+    from nodecert.core.keys import KeyType
 
     rsa_ca = LocalCA.open_or_create(
         tmp_path / "rsa",
@@ -159,7 +159,7 @@ def test_rsa_certificates_are_decided_the_same_way(tmp_path, store):
 
 
 def test_a_lazy_chain_is_fetched_on_the_first_decision_only(ca, store, auth):
-    from nodecert.access import AccessDecider
+    from nodecert.nodeside.access import AccessDecider
     from tests.nodeside import TRUST_DOMAIN
 
     calls = []
@@ -179,8 +179,8 @@ def test_a_lazy_chain_is_fetched_on_the_first_decision_only(ca, store, auth):
 
 
 def test_a_failing_lazy_chain_denies_and_is_retried(ca, store, auth):
-    from nodecert.access import AccessDecider
-    from nodecert.errors import BackendUnavailableError
+    from nodecert.core.errors import BackendUnavailableError
+    from nodecert.nodeside.access import AccessDecider
     from tests.nodeside import TRUST_DOMAIN
 
     answers = [BackendUnavailableError("ca: down"), None]

@@ -26,10 +26,10 @@ from nodecert.backends.acmpca import (
     pca_serial,
 )
 from nodecert.backends.local import LocalCA
-from nodecert.errors import BackendUnavailableError, ConfigurationError, CSRError
-from nodecert.identity import Identity
-from nodecert.keys import KeyType, build_csr, generate_private_key
-from nodecert.ports import Profile, RevocationReason, SigningRequest
+from nodecert.core.errors import BackendUnavailableError, ConfigurationError, CSRError
+from nodecert.core.identity import Identity
+from nodecert.core.keys import KeyType, build_csr, generate_private_key
+from nodecert.core.ports import Profile, RevocationReason, SigningRequest
 
 CA_PREFIX = "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/"
 GENERAL = CA_PREFIX + "11111111-1111-1111-1111-111111111111"

@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from nodecert.errors import ConflictError, StoreUnavailableError
+from nodecert.core.errors import ConflictError, StoreUnavailableError
 from nodecert.store.dynamodb_limits import DynamoDBLimits
 
 TABLE = "limits"

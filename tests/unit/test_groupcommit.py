@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from nodecert.errors import ConflictError, StoreUnavailableError
+from nodecert.core.errors import ConflictError, StoreUnavailableError
 from nodecert.store.groupcommit import GroupCommitter
 
 

@@ -6,8 +6,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from nodecert.errors import InvalidIdentifierError
-from nodecert.identity import Identity, format_serial, parse_serial, validate_id
+from nodecert.core.errors import InvalidIdentifierError
+from nodecert.core.identity import Identity, format_serial, parse_serial, validate_id
 
 
 @pytest.mark.parametrize("value", ["a", "node-1", "A.b_c-9", "x" * 64, "..a", "user.name"])

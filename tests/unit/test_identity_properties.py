@@ -15,9 +15,9 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodecert.errors import CSRError, InvalidIdentifierError
-from nodecert.identity import ID_PATTERN, Identity, validate_id
-from nodecert.keys import KeyType, load_client_csr
+from nodecert.core.errors import CSRError, InvalidIdentifierError
+from nodecert.core.identity import ID_PATTERN, Identity, validate_id
+from nodecert.core.keys import KeyType, load_client_csr
 
 # Small example counts keep the suite fast; no example database is written to the tree.
 PROPERTY = settings(max_examples=75, deadline=None, database=None)

@@ -3,8 +3,8 @@ import time
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from nodecert.keypool import KeyPool
-from nodecert.keys import KeyType, PrivateKey
+from nodecert.core.keys import KeyType, PrivateKey
+from nodecert.issuing.keypool import KeyPool
 
 
 class CountingGenerator:

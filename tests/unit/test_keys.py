@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from nodecert.errors import CSRError, InvalidRequestError
-from nodecert.identity import Identity
-from nodecert.keys import (
+from nodecert.core.errors import CSRError, InvalidRequestError
+from nodecert.core.identity import Identity
+from nodecert.core.keys import (
     MAX_CSR_BYTES,
     KeyType,
     build_csr,

@@ -20,8 +20,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nodecert.errors import AuthenticationError, BackendUnavailableError, ConfigurationError
-from nodecert.ports import Principal
+from nodecert.core.errors import AuthenticationError, BackendUnavailableError, ConfigurationError
+from nodecert.core.ports import Principal
 from nodecert.verifiers.devissuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
 from nodecert.verifiers.oidc import OIDCVerifier, RemoteJWKS, StaticJWKS, groups_of
 

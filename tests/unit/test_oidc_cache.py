@@ -8,7 +8,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from nodecert.errors import AuthenticationError
+from nodecert.core.errors import AuthenticationError
 from nodecert.verifiers.oidc import OIDCVerifier, StaticJWKS
 
 KEY = ec.generate_private_key(ec.SECP256R1())

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from nodecert.config import Settings
-from nodecert.errors import (
+from nodecert.core.config import Settings
+from nodecert.core.errors import (
     AuthorizationError,
     ConfigurationError,
     InvalidRequestError,
 )
-from nodecert.keys import KeyType
-from nodecert.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
-from nodecert.ports import NodeRecord, Principal
+from nodecert.core.keys import KeyType
+from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
+from nodecert.core.ports import NodeRecord, Principal
 
 AT = datetime(2025, 1, 1, tzinfo=UTC)
 

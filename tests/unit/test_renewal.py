@@ -8,10 +8,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from nodecert.access import AccessDeniedError, DenyReason
-from nodecert.errors import AuthenticationError
-from nodecert.ports import RevocationReason
-from nodecert.renewal import RenewalRequest, Renewer, mint_renewal_token, renewal_audience
+from nodecert.core.errors import AuthenticationError
+from nodecert.core.ports import RevocationReason
+from nodecert.issuing.renewal import RenewalRequest, Renewer, mint_renewal_token, renewal_audience
+from nodecert.nodeside.access import AccessDeniedError, DenyReason
 from tests.nodeside import (
     ADMIN,
     TRUST_DOMAIN,

@@ -1,6 +1,6 @@
 import pytest
 
-from nodecert.adapters.routes import Routes
+from nodecert.http.routes import Routes
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ https://docs.aws.amazon.com/privateca/latest/userguide/template-order-of-operati
 
 Retries: ``ThrottlingException``, 5xx and connection errors are retried a few times with
 full jitter; everything else is translated at once. Build the client with
-``nodecert.aws.make_client("acm-pca", region=..., max_attempts=1)`` so that botocore does
+``nodecert.awsclients.make_client("acm-pca", region=..., max_attempts=1)`` so that botocore does
 not retry underneath (its retries would not know our deadline).
 """
 
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from nodecert.aws import botocore_errors, error_code, error_message, is_transient
+from nodecert.awsclients import botocore_errors, error_code, error_message, is_transient
 from nodecert.backends.pca_shapes import (
     BACKDATE_ALLOWANCE,
     DEFAULT_TEMPLATE_ARN,
@@ -43,8 +43,8 @@ from nodecert.backends.pca_shapes import (
     pca_serial,
     translate,
 )
-from nodecert.errors import BackendUnavailableError, ConfigurationError
-from nodecert.ports import Profile, RevocationReason, SignedCertificate, SigningRequest
+from nodecert.core.errors import BackendUnavailableError, ConfigurationError
+from nodecert.core.ports import Profile, RevocationReason, SignedCertificate, SigningRequest
 
 if TYPE_CHECKING:
     from mypy_boto3_acm_pca import ACMPCAClient

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
-from nodecert.errors import ConfigurationError
-from nodecert.files import write_atomic
-from nodecert.keys import KeyType, PrivateKey, generate_private_key, hash_for
-from nodecert.ports import Profile, RevocationReason, SignedCertificate, SigningRequest
+from nodecert.core.errors import ConfigurationError
+from nodecert.core.files import write_atomic
+from nodecert.core.keys import KeyType, PrivateKey, generate_private_key, hash_for
+from nodecert.core.ports import Profile, RevocationReason, SignedCertificate, SigningRequest
 
 __all__ = ["LocalCA", "client_extensions"]
 

@@ -15,8 +15,13 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from nodecert.errors import BackendUnavailableError, ConfigurationError, CSRError, NodecertError
-from nodecert.ports import RevocationReason, SigningRequest
+from nodecert.core.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    CSRError,
+    NodecertError,
+)
+from nodecert.core.ports import RevocationReason, SigningRequest
 
 if TYPE_CHECKING:
     from mypy_boto3_acm_pca.literals import RevocationReasonType, SigningAlgorithmType

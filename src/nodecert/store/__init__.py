@@ -1,0 +1,1 @@
+"""Stores: ledger, node directory, rate buckets, replay guard (SQLite, PostgreSQL, DynamoDB)."""

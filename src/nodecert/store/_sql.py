@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from nodecert.ports import CertificateQuery, CertificateStatus
+from nodecert.core.ports import CertificateQuery, CertificateStatus
 
 __all__ = ["bucket_statements", "certificate_select", "seconds_until_token"]
 

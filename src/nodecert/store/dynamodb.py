@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from nodecert.errors import ConflictError, NotFoundError
-from nodecert.ports import (
+from nodecert.core.errors import ConflictError, NotFoundError
+from nodecert.core.ports import (
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,
@@ -54,7 +54,7 @@ class DynamoDBStore:
     """Ledger and node directory in DynamoDB: ``Ledger`` (``LedgerQueries`` too), ``NodeDirectory``.
 
     Args:
-        client: A boto3 ``dynamodb`` client (``nodecert.aws.make_client("dynamodb", ...)``
+        client: A boto3 ``dynamodb`` client (``nodecert.awsclients.make_client("dynamodb", ...)``
             gives it short timeouts; botocore's standard retries cover throttling).
         nodes_table: The nodes table name.
         certificates_table: The certificates table name.

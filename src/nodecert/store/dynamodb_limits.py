@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from nodecert.errors import ConflictError
+from nodecert.core.errors import ConflictError
 from nodecert.store._dynamodb import (
     LIMITS_TTL_ATTRIBUTE,
     ConditionFailedError,
@@ -45,7 +45,7 @@ _IDLE_MARGIN_S = 60
 class DynamoDBLimits:
     """Single-use token ids and token buckets in one DynamoDB table.
 
-    Implements ``nodecert.ports.ReplayGuard`` and ``nodecert.quota.RateLimiter``.
+    Implements ``nodecert.core.ports.ReplayGuard`` and ``nodecert.issuing.quota.RateLimiter``.
 
     Args:
         client: A boto3 ``dynamodb`` client (the store's).

@@ -23,8 +23,13 @@ import psycopg.conninfo
 import psycopg.errors
 from psycopg_pool import ConnectionPool
 
-from nodecert.errors import ConfigurationError, ConflictError, NotFoundError, StoreUnavailableError
-from nodecert.ports import (
+from nodecert.core.errors import (
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    StoreUnavailableError,
+)
+from nodecert.core.ports import (
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,

@@ -13,8 +13,8 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nodecert.errors import ConflictError, NotFoundError, StoreUnavailableError
-from nodecert.ports import (
+from nodecert.core.errors import ConflictError, NotFoundError, StoreUnavailableError
+from nodecert.core.ports import (
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from nodecert.errors import StoreUnavailableError
+from nodecert.core.errors import StoreUnavailableError
 
 __all__ = ["SQLiteFile"]
 

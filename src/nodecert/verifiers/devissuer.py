@@ -21,9 +21,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from nodecert.errors import ConfigurationError
-from nodecert.files import write_atomic
-from nodecert.identity import validate_id
+from nodecert.core.errors import ConfigurationError
+from nodecert.core.files import write_atomic
+from nodecert.core.identity import validate_id
 
 __all__ = ["DEV_AUDIENCE", "DEV_ISSUER", "DevIssuer"]
 

@@ -24,9 +24,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from nodecert.errors import AuthenticationError, BackendUnavailableError, NodecertError
-from nodecert.identity import validate_id
-from nodecert.ports import Principal
+from nodecert.core.errors import AuthenticationError, BackendUnavailableError, NodecertError
+from nodecert.core.identity import validate_id
+from nodecert.core.ports import Principal
 
 if TYPE_CHECKING:
     import jwt

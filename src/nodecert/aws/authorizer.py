@@ -2,7 +2,7 @@
 
 API Gateway checks the client certificate's chain against the truststore of the custom
 domain, but not revocation. This authorizer makes the full decision
-(:class:`~nodecert.access.AccessDecider`) on the PEM that API Gateway forwards; it parses
+(:class:`~nodecert.nodeside.access.AccessDecider`) on the PEM that API Gateway forwards; it parses
 the certificate and never trusts ``subjectDN``.
 
 Two event shapes are understood:
@@ -28,8 +28,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from nodecert.access import Decision, DenyReason
-from nodecert.verify import Decider
+from nodecert.nodeside.access import Decision, DenyReason
+from nodecert.nodeside.verify import Decider
 
 __all__ = ["TargetSource", "handle", "lambda_handler"]
 

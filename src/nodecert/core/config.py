@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nodecert.errors import ConfigurationError, InvalidIdentifierError
-from nodecert.identity import validate_trust_domain
-from nodecert.keys import KeyType
-from nodecert.policy import OwnershipMode
+from nodecert.core.errors import ConfigurationError, InvalidIdentifierError
+from nodecert.core.identity import validate_trust_domain
+from nodecert.core.keys import KeyType
+from nodecert.core.policy import OwnershipMode
 
 __all__ = ["Settings"]
 

@@ -10,8 +10,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nodecert.errors import CSRError, InvalidRequestError
-from nodecert.identity import Identity
+from nodecert.core.errors import CSRError, InvalidRequestError
+from nodecert.core.identity import Identity
 
 __all__ = [
     "MAX_CSR_BYTES",

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from nodecert.errors import AuthorizationError, ConfigurationError, InvalidRequestError
-from nodecert.ports import NodeDirectory, Principal
+from nodecert.core.errors import AuthorizationError, ConfigurationError, InvalidRequestError
+from nodecert.core.ports import NodeDirectory, Principal
 
 __all__ = ["OwnershipMode", "OwnershipPolicy", "ValidityPolicy"]
 

@@ -8,8 +8,8 @@ renewal tokens). nodecert then checks:
 
 - the JWT: algorithm fits the certificate's key, signature, ``aud`` is this service,
   ``iat``/``exp`` present with ``exp - iat`` at most five minutes, ``jti`` present and
-  never seen before (:class:`~nodecert.ports.ReplayGuard`, shared by every worker);
-- the certificate, with the :class:`~nodecert.access.AccessDecider`: chains to our CA,
+  never seen before (:class:`~nodecert.core.ports.ReplayGuard`, shared by every worker);
+- the certificate, with the :class:`~nodecert.nodeside.access.AccessDecider`: chains to our CA,
   within its validity (plus a configurable grace after expiry, none by default), in the
   ledger and not revoked, its node still owned by its user.
 
@@ -32,12 +32,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nodecert.access import AccessDecider, AccessDeniedError
-from nodecert.authority import Authority, IssuedCertificate, IssueRequest
-from nodecert.errors import AuthenticationError, ConflictError
-from nodecert.identity import format_serial
-from nodecert.keys import PrivateKey, key_type_of
-from nodecert.ports import Principal, ReplayGuard
+from nodecert.core.errors import AuthenticationError, ConflictError
+from nodecert.core.identity import format_serial
+from nodecert.core.keys import PrivateKey, key_type_of
+from nodecert.core.ports import Principal, ReplayGuard
+from nodecert.issuing.authority import Authority, IssuedCertificate, IssueRequest
+from nodecert.nodeside.access import AccessDecider, AccessDeniedError
 from nodecert.verifiers.oidc import decode_signed, is_finite_number
 
 __all__ = [

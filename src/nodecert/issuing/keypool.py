@@ -16,7 +16,7 @@ import queue
 import threading
 from collections.abc import Callable, Mapping
 
-from nodecert.keys import KeyType, PrivateKey, generate_private_key
+from nodecert.core.keys import KeyType, PrivateKey, generate_private_key
 
 __all__ = ["KeyPool"]
 

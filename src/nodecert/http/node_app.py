@@ -1,7 +1,7 @@
 """FastAPI routes of the node side: ``/v1/authorize``, ``/v1/renew``, ``/v1/crl``, revoke-all.
 
 Thin, like ``http.py``: read raw input, run the route of
-:class:`~nodecert.adapters.node_routes.NodeRoutes` in the thread pool, render the reply.
+:class:`~nodecert.http.node_routes.NodeRoutes` in the thread pool, render the reply.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from nodecert.adapters.node_routes import SECRET_HEADER, NodeRoutes
-from nodecert.adapters.routes import Reply
-from nodecert.ports import Principal
+from nodecert.core.ports import Principal
+from nodecert.http.node_routes import SECRET_HEADER, NodeRoutes
+from nodecert.http.routes import Reply
 
 __all__ = ["add_node_routes"]
 

@@ -16,21 +16,20 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nodecert.administration import Administration
-from nodecert.errors import (
+from nodecert.core.errors import (
     AuthorizationError,
     BackendUnavailableError,
     ConflictError,
     InvalidIdentifierError,
     NotFoundError,
 )
-from nodecert.identity import (
+from nodecert.core.identity import (
     Identity,
     format_serial,
     validate_dns_names,
     validate_id,
 )
-from nodecert.keys import (
+from nodecert.core.keys import (
     KeyType,
     PrivateKey,
     PublicKey,
@@ -38,9 +37,9 @@ from nodecert.keys import (
     generate_private_key,
     load_client_csr,
 )
-from nodecert.keys import private_key_pem as render_private_key
-from nodecert.policy import OwnershipPolicy, ValidityPolicy
-from nodecert.ports import (
+from nodecert.core.keys import private_key_pem as render_private_key
+from nodecert.core.policy import OwnershipPolicy, ValidityPolicy
+from nodecert.core.ports import (
     CABackend,
     CertificateRecord,
     Ledger,
@@ -49,7 +48,8 @@ from nodecert.ports import (
     Profile,
     SigningRequest,
 )
-from nodecert.quota import QuotaPolicy
+from nodecert.issuing.administration import Administration
+from nodecert.issuing.quota import QuotaPolicy
 
 __all__ = ["Authority", "IssueRequest", "IssuedCertificate"]
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 
-from nodecert.identity import parse_serial
-from nodecert.ports import (
+from nodecert.core.identity import parse_serial
+from nodecert.core.ports import (
     CertificateQuery,
     CertificateStatus,
     CRLSigner,

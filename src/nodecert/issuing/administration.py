@@ -1,6 +1,6 @@
 """Everything the authority does besides issuing: listings, revocation, the node directory.
 
-:class:`~nodecert.authority.Authority` inherits these operations; they live here to keep
+:class:`~nodecert.issuing.authority.Authority` inherits these operations; they live here to keep
 each module small. They need only the ledger, the node directory, the CA and the clock.
 """
 
@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from nodecert.errors import AuthorizationError, InvalidRequestError, NotFoundError
-from nodecert.identity import format_serial, parse_serial, validate_id
-from nodecert.ports import (
+from nodecert.core.errors import AuthorizationError, InvalidRequestError, NotFoundError
+from nodecert.core.identity import format_serial, parse_serial, validate_id
+from nodecert.core.ports import (
     CABackend,
     CertificateQuery,
     CertificateRecord,

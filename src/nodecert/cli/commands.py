@@ -19,10 +19,10 @@ from typing import Any
 
 from cryptography import x509
 
-from nodecert.errors import NodecertError
-from nodecert.files import write_atomic
-from nodecert.identity import Identity, format_serial, validate_id
-from nodecert.ports import Principal
+from nodecert.core.errors import NodecertError
+from nodecert.core.files import write_atomic
+from nodecert.core.identity import Identity, format_serial, validate_id
+from nodecert.core.ports import Principal
 
 __all__ = ["main"]
 
@@ -160,8 +160,8 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(_args: argparse.Namespace) -> None:
-    from nodecert.adapters.serve import run
     from nodecert.bootstrap import build_service, settings_from_environment
+    from nodecert.server.serve import run
 
     settings = settings_from_environment()
     # Create (or unlock) the CA and the store once, before workers start, so that a
@@ -236,7 +236,7 @@ def _authority() -> Any:
 def _renew(args: argparse.Namespace) -> None:
     import time
 
-    from nodecert.adapters.renew_client import (
+    from nodecert.client.renew import (
         RenewalClientError,
         RenewalTarget,
         renew_files,

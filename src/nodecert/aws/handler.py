@@ -10,11 +10,11 @@ The caller is taken from the claims an API Gateway authorizer already verified:
 Only API Gateway can set ``requestContext``, so those claims are trusted as they are. When
 no authorizer ran (open routes, or an API without one), a ``Bearer`` token is verified by
 the service's OIDC verifier, exactly as the HTTP server does. Everything else (parsing,
-errors as RFC 9457 problems) is :mod:`nodecert.adapters.routes` and
-:mod:`nodecert.adapters.node_routes`, shared with FastAPI.
+errors as RFC 9457 problems) is :mod:`nodecert.http.routes` and
+:mod:`nodecert.http.node_routes`, shared with FastAPI.
 
 ``POST /v1/renew`` is the exception: its Bearer token is a proof-of-possession JWT signed
-by the certificate being renewed, checked by the :class:`~nodecert.renewal.Renewer`. Claims
+by the certificate being renewed, checked by the :class:`~nodecert.issuing.renewal.Renewer`. Claims
 are never consulted for it, even if an authorizer did run. ``POST /v1/authorize`` (for an
 nginx beside a self-hosted node; the authorizer Lambda plays that role here) and
 ``GET /v1/crl`` (local CA only; ACM PCA publishes its own to S3) are not routed.
@@ -33,18 +33,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nodecert.adapters.node_routes import NodeRoutes
-from nodecert.adapters.routes import Reply, Routes, problem
 from nodecert.bootstrap import build_service, settings_from_environment
-from nodecert.errors import (
+from nodecert.core.errors import (
     AuthenticationError,
     InvalidRequestError,
     NodecertError,
     NotFoundError,
     PayloadTooLargeError,
 )
-from nodecert.identity import validate_id
-from nodecert.ports import Principal
+from nodecert.core.identity import validate_id
+from nodecert.core.ports import Principal
+from nodecert.http.node_routes import NodeRoutes
+from nodecert.http.routes import Reply, Routes, problem
 from nodecert.verifiers.oidc import groups_of
 
 __all__ = ["ROUTE_KEYS", "LambdaApp", "application", "lambda_handler"]
@@ -293,5 +293,5 @@ def application() -> LambdaApp:
 
 
 def lambda_handler(event: dict[str, Any], context: object) -> dict[str, Any]:
-    """Entry point: handler ``nodecert.adapters.aws_lambda.lambda_handler``."""
+    """Entry point: handler ``nodecert.aws.handler.lambda_handler``."""
     return application().handle(event)

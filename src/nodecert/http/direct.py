@@ -20,8 +20,8 @@ from fastapi import FastAPI, Response
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nodecert.adapters.routes import Reply, problem
-from nodecert.errors import NodecertError, PayloadTooLargeError
+from nodecert.core.errors import NodecertError, PayloadTooLargeError
+from nodecert.http.routes import Reply, problem
 
 __all__ = ["BodyLimit", "DirectEndpoint", "NodecertAPI", "error_reply", "render"]
 

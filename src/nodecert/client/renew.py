@@ -2,7 +2,7 @@
 
 A renewal makes a fresh key of the same type locally, sends only its CSR, and proves
 possession of the current certificate with a short JWT signed by the current key
-(:func:`nodecert.renewal.mint_renewal_token`). The new key never leaves the machine.
+(:func:`nodecert.issuing.renewal.mint_renewal_token`). The new key never leaves the machine.
 
 Files are replaced atomically (each reader sees the old or the new file, never half of
 one); the certificate is written right after the key, so the window in which a reader
@@ -28,11 +28,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nodecert.errors import NodecertError
-from nodecert.files import write_atomic
-from nodecert.identity import Identity
-from nodecert.keys import PrivateKey, build_csr, generate_private_key, key_type_of, private_key_pem
-from nodecert.renewal import mint_renewal_token, renewal_audience
+from nodecert.core.errors import NodecertError
+from nodecert.core.files import write_atomic
+from nodecert.core.identity import Identity
+from nodecert.core.keys import (
+    PrivateKey,
+    build_csr,
+    generate_private_key,
+    key_type_of,
+    private_key_pem,
+)
+from nodecert.issuing.renewal import mint_renewal_token, renewal_audience
 
 __all__ = [
     "RenewalClientError",

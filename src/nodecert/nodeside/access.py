@@ -1,7 +1,7 @@
 """The node-side access decision: may this client certificate call this node now?
 
 One class, :class:`AccessDecider`, makes the decision for every front end: the API Gateway
-authorizer (``adapters/authorizer.py``), the node's own Python app (``nodecert.verify``)
+authorizer (``adapters/authorizer.py``), the node's own Python app (``nodecert.nodeside.verify``)
 and nginx through ``POST /v1/authorize``. A certificate is allowed only when all hold:
 
 1. it parses, and it is within its validity window (an optional grace after expiry is
@@ -36,10 +36,10 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from nodecert.authority import fingerprint
-from nodecert.errors import AuthorizationError, InvalidIdentifierError, NodecertError
-from nodecert.identity import Identity, format_serial, validate_id
-from nodecert.ports import CertificateStatus, Ledger, NodeDirectory
+from nodecert.core.errors import AuthorizationError, InvalidIdentifierError, NodecertError
+from nodecert.core.identity import Identity, format_serial, validate_id
+from nodecert.core.ports import CertificateStatus, Ledger, NodeDirectory
+from nodecert.issuing.authority import fingerprint
 
 __all__ = [
     "AccessDecider",

@@ -16,8 +16,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from nodecert.authority import Authority, IssuedCertificate, IssueRequest
-from nodecert.errors import (
+from nodecert.core.errors import (
     AuthenticationError,
     AuthorizationError,
     BackendUnavailableError,
@@ -29,7 +28,7 @@ from nodecert.errors import (
     PayloadTooLargeError,
     QuotaExceededError,
 )
-from nodecert.ports import (
+from nodecert.core.ports import (
     CertificateRecord,
     CertificateStatus,
     NodeRecord,
@@ -37,6 +36,7 @@ from nodecert.ports import (
     RevocationReason,
     TokenVerifier,
 )
+from nodecert.issuing.authority import Authority, IssuedCertificate, IssueRequest
 
 __all__ = [
     "PROBLEM_TYPE_BASE",

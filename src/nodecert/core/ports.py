@@ -16,8 +16,8 @@ from typing import Protocol, runtime_checkable
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nodecert.identity import Identity
-from nodecert.keys import PublicKey
+from nodecert.core.identity import Identity
+from nodecert.core.keys import PublicKey
 
 __all__ = [
     "CABackend",

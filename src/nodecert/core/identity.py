@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from nodecert.errors import InvalidIdentifierError
+from nodecert.core.errors import InvalidIdentifierError
 
 __all__ = [
     "ID_PATTERN",

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from nodecert.errors import ConfigurationError, QuotaExceededError
-from nodecert.ports import CertificateQuery, CertificateStatus, Ledger, Profile, query_ledger
+from nodecert.core.errors import ConfigurationError, QuotaExceededError
+from nodecert.core.ports import CertificateQuery, CertificateStatus, Ledger, Profile, query_ledger
 
 __all__ = ["QuotaPolicy", "RateLimiter"]
 

@@ -25,9 +25,9 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from nodecert.adapters.supervisor import SpreadingSupervisor, reuse_port_available
-from nodecert.config import Settings
-from nodecert.errors import ConfigurationError
+from nodecert.core.config import Settings
+from nodecert.core.errors import ConfigurationError
+from nodecert.server.supervisor import SpreadingSupervisor, reuse_port_available
 
 __all__ = ["BoundedHttpToolsProtocol", "bind", "run", "worker_sockets"]
 

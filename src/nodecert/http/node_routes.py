@@ -22,8 +22,9 @@ import uuid
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nodecert.access import AccessDecider, AccessDeniedError, Decision, DenyReason
-from nodecert.adapters.routes import (
+from nodecert.core.errors import AuthenticationError, AuthorizationError, NotFoundError
+from nodecert.core.ports import Principal, RevocationReason
+from nodecert.http.routes import (
     Reply,
     certificate_json,
     issued_reply,
@@ -31,11 +32,10 @@ from nodecert.adapters.routes import (
     problem,
     reason_of,
 )
-from nodecert.authority import Authority
-from nodecert.errors import AuthenticationError, AuthorizationError, NotFoundError
-from nodecert.ports import Principal, RevocationReason
-from nodecert.renewal import RenewalRequest, Renewer
-from nodecert.revocation import CRLPublisher
+from nodecert.issuing.authority import Authority
+from nodecert.issuing.crl import CRLPublisher
+from nodecert.issuing.renewal import RenewalRequest, Renewer
+from nodecert.nodeside.access import AccessDecider, AccessDeniedError, Decision, DenyReason
 
 __all__ = ["SECRET_HEADER", "NodeRoutes"]
 

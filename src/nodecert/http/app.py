@@ -1,4 +1,4 @@
-"""The FastAPI front end: a thin shell over :class:`~nodecert.adapters.routes.Routes`.
+"""The FastAPI front end: a thin shell over :class:`~nodecert.http.routes.Routes`.
 
 Handlers read raw input, run the route function and render the :class:`Reply`. A route
 runs in the thread pool when it may wait (RSA key generation, a remote CA); an EC or CSR
@@ -24,9 +24,11 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from nodecert.adapters.asgi import BodyLimit, DirectEndpoint, NodecertAPI, error_reply, render
-from nodecert.adapters.routes import Reply, problem
-from nodecert.adapters.schemas import (
+from nodecert.core.errors import InvalidRequestError, NodecertError, NotFoundError
+from nodecert.core.ports import Principal
+from nodecert.http.direct import BodyLimit, DirectEndpoint, NodecertAPI, error_reply, render
+from nodecert.http.routes import Reply, problem
+from nodecert.http.schemas import (
     Certificate,
     CertificateList,
     GenerateCertRequest,
@@ -38,8 +40,6 @@ from nodecert.adapters.schemas import (
     Problem,
     RevokeRequest,
 )
-from nodecert.errors import InvalidRequestError, NodecertError, NotFoundError
-from nodecert.ports import Principal
 
 if TYPE_CHECKING:
     from nodecert.bootstrap import Service
@@ -261,7 +261,7 @@ def create_app(service: Service) -> FastAPI:
         return render(routes.healthz())
 
     if service.node_routes is not None:
-        from nodecert.adapters.http_node import add_node_routes
+        from nodecert.http.node_app import add_node_routes
 
         add_node_routes(app, service.node_routes, authed, render)
     return app

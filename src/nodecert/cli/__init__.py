@@ -1,0 +1,5 @@
+"""The command line: parse, call, print."""
+
+from nodecert.cli.commands import main
+
+__all__ = ["main"]

@@ -1,0 +1,1 @@
+"""``nodecert serve``: sockets, workers, request limits and TLS around the HTTP service."""
