@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from nodecert.bootstrap import Service, build_service
+from nodecert.bootstrap import build_service
 from nodecert.core.config import Settings
 from nodecert.core.ports import Principal
 from nodecert.http.app import create_app
+from nodecert.issuing.service import Service
 
 ADMIN = Principal(user_id="root-admin", is_admin=True)
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from nodecert.backends.local import LocalCA
 from nodecert.core.errors import ConflictError, NotFoundError, StoreUnavailableError
 from nodecert.core.identity import Identity, format_serial
-from nodecert.core.keys import KeyType, PrivateKey, build_csr, generate_private_key
+from nodecert.core.keys import KeyType, PrivateKey, build_csr, fingerprint, generate_private_key
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
 from nodecert.core.ports import (
     CertificateRecord,
@@ -24,7 +24,7 @@ from nodecert.core.ports import (
     RevocationReason,
     SigningRequest,
 )
-from nodecert.issuing.authority import Authority, IssueRequest, fingerprint
+from nodecert.issuing.authority import Authority, IssueRequest
 from nodecert.nodeside.access import AccessDecider
 
 EVENTS = Path(__file__).parent / "events"

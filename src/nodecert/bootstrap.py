@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -17,21 +16,19 @@ from nodecert.core.errors import ConfigurationError
 from nodecert.core.keys import KeyType
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
 from nodecert.core.ports import CABackend, CRLSigner, Ledger, NodeDirectory, ReplayGuard
-from nodecert.http.node_routes import NodeRoutes
-from nodecert.http.routes import Routes
+from nodecert.core.tokens import renewal_audience
 from nodecert.issuing.authority import Authority
 from nodecert.issuing.crl import CRLPublisher
 from nodecert.issuing.keypool import KeyPool
 from nodecert.issuing.quota import QuotaPolicy, RateLimiter
-from nodecert.issuing.renewal import Renewer, renewal_audience
+from nodecert.issuing.renewal import Renewer
+from nodecert.issuing.service import Service
 from nodecert.nodeside.access import AccessDecider
 from nodecert.store.sqlite import SQLiteStore
 from nodecert.verifiers.devissuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
 from nodecert.verifiers.oidc import OIDCVerifier, RemoteJWKS, StaticJWKS
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
     from nodecert.store.dynamodb import DynamoDBStore
     from nodecert.store.postgres import PostgresStore
 
@@ -39,30 +36,10 @@ __all__ = [
     "Service",
     "build_decider",
     "build_service",
-    "create_app",
     "settings_from_environment",
 ]
 
 log = logging.getLogger("nodecert")
-
-
-@dataclass(frozen=True, slots=True)
-class Service:
-    """Everything a front end needs, built once per process."""
-
-    settings: Settings
-    authority: Authority
-    routes: Routes
-    dev_issuer: DevIssuer | None
-    key_pool: KeyPool
-    node_routes: NodeRoutes | None = field(default=None, compare=False)
-    closers: tuple[Callable[[], None], ...] = field(default=(), compare=False)
-
-    def close(self) -> None:
-        """Stop background work (the key pool's filler), drop pooled keys, close the store."""
-        self.key_pool.close()
-        for close in self.closers:
-            close()
 
 
 def settings_from_environment(env: Mapping[str, str] | None = None) -> Settings:
@@ -123,21 +100,16 @@ def build_service(settings: Settings) -> Service:
         if isinstance(ca, CRLSigner)
         else None
     )
-    node_routes = NodeRoutes(
+    return Service(
+        settings=settings,
         authority=authority,
+        verifier=verifier,
         decider=decider,
         renewer=renewer,
         crl=crl,
-        authorize_secret=settings.authorize_secret,
-    )
-    return Service(
-        settings,
-        authority,
-        Routes(authority, verifier),
-        dev_issuer,
-        key_pool,
-        node_routes,
-        closers,
+        dev_issuer=dev_issuer,
+        key_pool=key_pool,
+        closers=closers,
     )
 
 
@@ -202,27 +174,6 @@ def _decider(
         trust_domain=settings.trust_domain,
         check_owner=check_owner,
     )
-
-
-def create_app() -> FastAPI:
-    """The ASGI application for ``uvicorn --factory`` (one per worker process)."""
-    from nodecert.http.app import create_app as create_http_app
-    from nodecert.server.serve import BoundedHttpToolsProtocol
-
-    settings = settings_from_environment()
-    BoundedHttpToolsProtocol.max_header_bytes = settings.max_header_bytes
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    service = build_service(settings)
-    if service.dev_issuer is not None:
-        log.warning(
-            "DEV ISSUER ACTIVE: tokens are signed by %s/dev-issuer.key and anyone who can read"
-            " it can act as any user. Set NODECERT_OIDC_ISSUER and NODECERT_OIDC_AUDIENCE for"
-            " production.",
-            settings.home,
-        )
-    return create_http_app(service)
 
 
 def _store(

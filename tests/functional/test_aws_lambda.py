@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from nodecert.aws import handler as aws_lambda
 from nodecert.aws.handler import LambdaApp
 from nodecert.core.identity import Identity
+from nodecert.http.routes import Routes
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -32,7 +33,7 @@ def event(name, **changes):
 def app(env):
     settings = env.service.settings
     return LambdaApp(
-        env.service.routes,
+        Routes.for_service(env.service),
         admin_group=settings.admin_group,
         max_body_bytes=settings.max_body_bytes,
     )

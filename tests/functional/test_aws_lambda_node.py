@@ -20,7 +20,8 @@ from nodecert.aws import handler as aws_lambda
 from nodecert.aws.handler import LambdaApp
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
-from nodecert.issuing.renewal import mint_renewal_token, renewal_audience
+from nodecert.core.tokens import mint_renewal_token, renewal_audience
+from nodecert.http.routes import Routes
 from tests.nodeside import TRUST_DOMAIN, issue
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -46,13 +47,7 @@ def body(response):
 
 @pytest.fixture
 def app(env):
-    service = env.service
-    return LambdaApp(
-        service.routes,
-        admin_group=service.settings.admin_group,
-        max_body_bytes=service.settings.max_body_bytes,
-        node_routes=service.node_routes,
-    )
+    return LambdaApp.for_service(env.service)
 
 
 @pytest.fixture
@@ -147,7 +142,7 @@ def test_rest_revoke_all_for_a_node_by_its_owner(app, env, alice):
     assert data["count"] == 2
     assert {c["serialNumber"] for c in data["revoked"]} == {alice.serial, second.serial}
     assert {c["revocationReason"] for c in data["revoked"]} == {"keyCompromise"}
-    decider = env.service.node_routes.decider
+    decider = env.service.decider
     assert decider.decide(alice.certificate, "node-1").reason.value == "revoked"
     assert decider.decide(other.certificate, "node-2").allowed
 
@@ -159,7 +154,7 @@ def test_revoke_all_for_another_users_node_is_403(app, env, alice):
     assert response["statusCode"] == 403
     assert response["headers"]["Content-Type"] == "application/problem+json"
     assert body(response)["code"] == "forbidden"
-    assert env.service.node_routes.decider.decide(alice.certificate, "node-1").allowed
+    assert env.service.decider.decide(alice.certificate, "node-1").allowed
 
 
 def test_an_admin_revokes_all_of_any_node(app, alice):
@@ -222,7 +217,7 @@ def test_routes_left_out_on_lambda(app, method, path, status):
 def test_without_node_routes_renew_and_revoke_all_are_404(env, alice):
     settings = env.service.settings
     bare = LambdaApp(
-        env.service.routes,
+        Routes.for_service(env.service),
         admin_group=settings.admin_group,
         max_body_bytes=settings.max_body_bytes,
     )

@@ -17,10 +17,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nodecert.bootstrap import Service, build_service
+from nodecert.bootstrap import build_service
 from nodecert.core.errors import BackendUnavailableError
 from nodecert.http.app import create_app
 from nodecert.http.direct import NodecertAPI
+from nodecert.issuing.service import Service
 
 from ..conftest import ADMIN, make_settings
 

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 
 from nodecert.bootstrap import build_service
 from nodecert.core.config import Settings
+from nodecert.core.tokens import mint_renewal_token, renewal_audience
 from nodecert.http.app import create_app
-from nodecert.issuing.renewal import mint_renewal_token, renewal_audience
 from tests.nodeside import TRUST_DOMAIN, issue
 
 SECRET = "s3cret-s3cret-s3cret"

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from nodecert.bootstrap import build_service
+from nodecert.core.tokens import mint_renewal_token, renewal_audience
 from nodecert.http.app import create_app
-from nodecert.issuing.renewal import mint_renewal_token, renewal_audience
 from nodecert.store.dynamodb import create_tables
 from nodecert.store.dynamodb_limits import DynamoDBLimits
 from tests.conftest import make_settings
@@ -58,8 +58,8 @@ def _renew_headers(cert):
 def test_renewal_works_and_a_replay_is_refused_by_another_instance(settings, caplog):
     caplog.set_level(logging.WARNING, logger="nodecert")
     first, second = build_service(settings()), build_service(settings())
-    assert first.node_routes is not None
-    assert isinstance(first.node_routes.renewer.replay, DynamoDBLimits)
+    assert first.renewer is not None
+    assert isinstance(first.renewer.replay, DynamoDBLimits)
     cert = issue(first.authority, "alice", "n1")
     headers = _renew_headers(cert)
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 
 from nodecert.aws import handler as aws_lambda
 from nodecert.core.identity import Identity
-from nodecert.issuing.renewal import mint_renewal_token, renewal_audience
+from nodecert.core.tokens import mint_renewal_token, renewal_audience
 from nodecert.nodeside.access import AccessDecider
 from nodecert.store.dynamodb import create_tables
 from nodecert.store.dynamodb_limits import DynamoDBLimits

@@ -14,10 +14,11 @@ import pytest
 from cryptography import x509
 from fastapi.testclient import TestClient
 
-from nodecert.bootstrap import Service, build_service
+from nodecert.bootstrap import build_service
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.ports import CertificateStatus
 from nodecert.http.app import create_app
+from nodecert.issuing.service import Service
 from nodecert.store.postgres import PostgresStore
 
 from ..conftest import make_settings

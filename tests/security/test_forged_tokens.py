@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
 
-from nodecert.bootstrap import Service, build_service
+from nodecert.bootstrap import build_service
 from nodecert.http.app import create_app
+from nodecert.issuing.service import Service
 from nodecert.verifiers.oidc import OIDCVerifier, RemoteJWKS
 
 from ..conftest import ADMIN, make_settings
@@ -125,13 +127,15 @@ def service(tmp_path: Path) -> Iterator[tuple[Service, TestClient, CountingFetch
         oidc_audience=CLIENT_ID,
         oidc_jwks_url="http://127.0.0.1:9/unused",
     )
-    service = build_service(settings)
     fetch = CountingFetch()
-    service.routes.verifier = OIDCVerifier(
-        issuer=ISSUER,
-        audience=CLIENT_ID,
-        jwks=RemoteJWKS("http://idp/jwks", fetch=fetch),
-        admin_group="admins",
+    service = replace(
+        build_service(settings),
+        verifier=OIDCVerifier(
+            issuer=ISSUER,
+            audience=CLIENT_ID,
+            jwks=RemoteJWKS("http://idp/jwks", fetch=fetch),
+            admin_group="admins",
+        ),
     )
     service.authority.put_node(ADMIN, "n1", "alice")
     with TestClient(create_app(service)) as client:

@@ -1,17 +1,13 @@
 """API Gateway → Lambda front end: REST API (payload v1) and HTTP API (payload v2) events.
 
-The caller is taken from the claims an API Gateway authorizer already verified:
-
-- REST API with a Cognito authorizer: ``requestContext.authorizer.claims``, every value a
-  string and ``cognito:groups`` comma-joined (``"a,b"``);
-- HTTP API with a JWT authorizer: ``requestContext.authorizer.jwt.claims``, lists
-  flattened to ``"[a b]"``.
-
-Only API Gateway can set ``requestContext``, so those claims are trusted as they are. When
-no authorizer ran (open routes, or an API without one), a ``Bearer`` token is verified by
-the service's OIDC verifier, exactly as the HTTP server does. Everything else (parsing,
-errors as RFC 9457 problems) is :mod:`nodecert.http.routes` and
-:mod:`nodecert.http.node_routes`, shared with FastAPI.
+The caller is taken from the claims an API Gateway authorizer already verified
+(:mod:`nodecert.verifiers.gateway`: REST API ``requestContext.authorizer.claims``, HTTP API
+``requestContext.authorizer.jwt.claims``). Only API Gateway can set ``requestContext``, so
+those claims are trusted as they are. When no authorizer ran (open routes, or an API
+without one), a ``Bearer`` token is verified by the service's OIDC verifier, exactly as the
+HTTP server does. Everything else is shared with FastAPI: parsing in
+:mod:`nodecert.http.routes` and :mod:`nodecert.http.nodeside_routes`, every reply and error
+(the 405 included) in :mod:`nodecert.http.contract`.
 
 ``POST /v1/renew`` is the exception: its Bearer token is a proof-of-possession JWT signed
 by the certificate being renewed, checked by the :class:`~nodecert.issuing.renewal.Renewer`. Claims
@@ -34,18 +30,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodecert.bootstrap import build_service, settings_from_environment
-from nodecert.core.errors import (
-    AuthenticationError,
-    InvalidRequestError,
-    NodecertError,
-    NotFoundError,
-    PayloadTooLargeError,
-)
-from nodecert.core.identity import validate_id
+from nodecert.core.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
 from nodecert.core.ports import Principal
-from nodecert.http.node_routes import NodeRoutes
-from nodecert.http.routes import Reply, Routes, problem
-from nodecert.verifiers.oidc import groups_of
+from nodecert.http.contract import Reply, error_reply, method_not_allowed, no_route
+from nodecert.http.nodeside_routes import NodeSideRoutes
+from nodecert.http.routes import Routes
+from nodecert.issuing.service import Service
+from nodecert.verifiers.gateway import principal_from_claims
 
 __all__ = ["ROUTE_KEYS", "LambdaApp", "application", "lambda_handler"]
 
@@ -81,27 +72,32 @@ class LambdaApp:
         *,
         admin_group: str,
         max_body_bytes: int,
-        node_routes: NodeRoutes | None = None,
+        node_routes: NodeSideRoutes | None = None,
     ) -> None:
         self.routes = routes
         self.admin_group = admin_group
         self.max_body_bytes = max_body_bytes
         self.node_routes = node_routes
 
+    @classmethod
+    def for_service(cls, service: Service) -> LambdaApp:
+        """The adapter for ``service``, with its settings' admin group and body limit."""
+        return cls(
+            Routes.for_service(service),
+            admin_group=service.settings.admin_group,
+            max_body_bytes=service.settings.max_body_bytes,
+            node_routes=NodeSideRoutes.for_service(service),
+        )
+
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Answer one API Gateway event with a proxy-integration response."""
-        path = "/"
+        method, path = "", "/"
         try:
             request = self._parse(event)
-            path = request.path
+            method, path = request.method, request.path
             reply = self._dispatch(request)
-        except NodecertError as exc:
-            if exc.code in ("ca_unavailable", "store_unavailable", "internal_error"):
-                log.warning("%r: %s", path[:200], exc.detail)
-            reply = problem(exc, instance=path[:200])
-        except Exception as exc:
-            log.error("unexpected %s on %s", type(exc).__name__, path[:200])
-            reply = problem(NodecertError("internal error; the request was not completed"))
+        except Exception as exc:  # Every failure gets its problem document.
+            reply = error_reply(exc, method, path)
         return _render(reply)
 
     def principal(self, request: _Request) -> Principal:
@@ -112,17 +108,7 @@ class LambdaApp:
         """
         if request.claims is None:
             return self.routes.authenticate(request.headers.get("authorization"))
-        try:
-            user_id = validate_id(request.claims.get("sub"), field="sub")
-        except NodecertError as exc:
-            raise AuthenticationError(f"token: {exc.detail}") from exc
-        groups = groups_of(request.claims)
-        return Principal(
-            user_id=user_id,
-            groups=groups,
-            is_admin=self.admin_group in groups,
-            claims=dict(request.claims),
-        )
+        return principal_from_claims(request.claims, admin_group=self.admin_group)
 
     def _dispatch(self, request: _Request) -> Reply:
         allowed: list[str] = []
@@ -134,11 +120,8 @@ class LambdaApp:
                 return handler(self, request, match.groupdict())
             allowed.append(method)
         if not allowed:
-            raise NotFoundError(f"path: no route {request.path[:200]}")
-        base = problem(InvalidRequestError(f"method: {request.method[:10]} is not allowed here"))
-        body = {**base.body, "status": 405, "code": "method_not_allowed"}
-        body["title"] = "Method not allowed"
-        return Reply(405, body, {**base.headers, "Allow": ", ".join(allowed)}, base.media_type)
+            raise no_route(request.path)
+        return method_not_allowed(request.method, allowed, path=request.path)
 
     def _parse(self, event: Mapping[str, Any]) -> _Request:
         context = event.get("requestContext") or {}
@@ -230,7 +213,7 @@ class LambdaApp:
         principal = self.principal(request)
         return node_routes.revoke_all(principal, request.body, user_id=params["userId"])
 
-    def _node_routes(self, route: str) -> NodeRoutes:
+    def _node_routes(self, route: str) -> NodeSideRoutes:
         if self.node_routes is None:
             raise NotFoundError(f"{route}: not available in this deployment")
         return self.node_routes
@@ -283,13 +266,7 @@ def application() -> LambdaApp:
     """The container's :class:`LambdaApp`, wired from the environment on first use."""
     settings = settings_from_environment()
     logging.getLogger("nodecert").setLevel(settings.log_level)
-    service = build_service(settings)
-    return LambdaApp(
-        service.routes,
-        admin_group=settings.admin_group,
-        max_body_bytes=settings.max_body_bytes,
-        node_routes=service.node_routes,
-    )
+    return LambdaApp.for_service(build_service(settings))
 
 
 def lambda_handler(event: dict[str, Any], context: object) -> dict[str, Any]:

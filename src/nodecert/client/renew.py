@@ -38,7 +38,7 @@ from nodecert.core.keys import (
     key_type_of,
     private_key_pem,
 )
-from nodecert.issuing.renewal import mint_renewal_token, renewal_audience
+from nodecert.core.tokens import mint_renewal_token, renewal_audience
 
 __all__ = [
     "RenewalClientError",

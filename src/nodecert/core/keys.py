@@ -19,6 +19,7 @@ __all__ = [
     "PrivateKey",
     "PublicKey",
     "build_csr",
+    "fingerprint",
     "generate_private_key",
     "hash_for",
     "key_type_of",
@@ -179,3 +180,8 @@ def hash_for(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
         return hashes.SHA384()
     return hashes.SHA256()
+
+
+def fingerprint(certificate: x509.Certificate) -> str:
+    """SHA-256 fingerprint of a certificate, lower-case hex."""
+    return certificate.fingerprint(hashes.SHA256()).hex()

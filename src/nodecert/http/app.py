@@ -5,16 +5,17 @@ runs in the thread pool when it may wait (RSA key generation, a remote CA); an E
 issuance by the local CA, well under a millisecond of CPU, runs on the event loop. Either
 way a new certificate is sent only once its ledger row is committed, which the event loop
 awaits without blocking (``Reply.committed``). ``POST /generate-cert`` is answered ahead of
-FastAPI's own stack (``adapters/asgi.py``) with the same handler. The pydantic models in
-``schemas`` document the API in ``/openapi.json``; parsing itself is done by ``routes`` so
-that the Lambda front end answers identically.
+FastAPI's own stack (:mod:`nodecert.http.direct`) with the same handler. The pydantic models
+in ``schemas`` document the API in ``/openapi.json``; parsing itself is done by ``routes``
+and every reply, error included, is built by :mod:`nodecert.http.contract`, so that the
+Lambda front end answers identically.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -24,10 +25,13 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from nodecert.core.errors import InvalidRequestError, NodecertError, NotFoundError
+from nodecert.core.errors import InvalidRequestError, NodecertError
 from nodecert.core.ports import Principal
-from nodecert.http.direct import BodyLimit, DirectEndpoint, NodecertAPI, error_reply, render
-from nodecert.http.routes import Reply, problem
+from nodecert.http.contract import Reply, error_reply, method_not_allowed, no_route, problem
+from nodecert.http.direct import BodyLimit, DirectEndpoint, NodecertAPI, render
+from nodecert.http.nodeside_app import add_nodeside_routes
+from nodecert.http.nodeside_routes import NodeSideRoutes
+from nodecert.http.routes import Routes
 from nodecert.http.schemas import (
     Certificate,
     CertificateList,
@@ -40,9 +44,7 @@ from nodecert.http.schemas import (
     Problem,
     RevokeRequest,
 )
-
-if TYPE_CHECKING:
-    from nodecert.bootstrap import Service
+from nodecert.issuing.service import Service
 
 __all__ = ["create_app"]
 
@@ -72,7 +74,7 @@ def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
 
 def create_app(service: Service) -> FastAPI:
     """The FastAPI application serving ``service``."""
-    routes = service.routes
+    routes = Routes.for_service(service)
     app = NodecertAPI(
         title="nodecert",
         version="1",
@@ -90,16 +92,16 @@ def create_app(service: Service) -> FastAPI:
     async def _http_error(request: Request, exc: HTTPException) -> Response:
         path = request.url.path
         if exc.status_code == 405:
-            reply = problem(MethodNotAllowedError(request.method), instance=path)
-        elif exc.status_code == 404:
-            reply = problem(NotFoundError(f"path: no route {path[:200]}"), instance=path)
+            # Starlette names only the first route that matched the path in Allow, so
+            # collect the methods of them all.
+            return render(
+                method_not_allowed(request.method, _allowed_methods(app, request), path=path)
+            )
+        if exc.status_code == 404:
+            reply = problem(no_route(path), instance=path)
         else:
             reply = problem(InvalidRequestError(f"request: {exc.detail}"), instance=path)
         reply.headers.update(exc.headers or {})
-        if exc.status_code == 405:
-            # RFC 9110 section 15.5.6: Allow lists every method of the resource. Starlette
-            # names only the first route that matched the path, so collect them all.
-            reply.headers["Allow"] = ", ".join(_allowed_methods(app, request))
         return render(reply)
 
     @app.exception_handler(RequestValidationError)
@@ -260,19 +262,5 @@ def create_app(service: Service) -> FastAPI:
     async def healthz() -> Response:
         return render(routes.healthz())
 
-    if service.node_routes is not None:
-        from nodecert.http.node_app import add_node_routes
-
-        add_node_routes(app, service.node_routes, authed, render)
+    add_nodeside_routes(app, NodeSideRoutes.for_service(service), authed, render)
     return app
-
-
-class MethodNotAllowedError(NodecertError):
-    """The route exists, but not for this method (a framework error, not a core one)."""
-
-    code = "method_not_allowed"
-    title = "Method not allowed"
-    status = 405
-
-    def __init__(self, method: str) -> None:
-        super().__init__(f"method: {method[:20]} is not allowed here")

@@ -12,7 +12,6 @@ the FastAPI app, for ``/openapi.json``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,15 +19,10 @@ from fastapi import FastAPI, Response
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nodecert.core.errors import NodecertError, PayloadTooLargeError
-from nodecert.http.routes import Reply, problem
+from nodecert.core.errors import PayloadTooLargeError
+from nodecert.http.contract import Reply, error_reply, problem
 
-__all__ = ["BodyLimit", "DirectEndpoint", "NodecertAPI", "error_reply", "render"]
-
-log = logging.getLogger("nodecert")
-
-# Errors that say the service itself is in trouble, worth a line in the log.
-_LOGGED = ("ca_unavailable", "store_unavailable", "internal_error")
+__all__ = ["BodyLimit", "DirectEndpoint", "NodecertAPI", "render"]
 
 
 def render(reply: Reply) -> Response:
@@ -39,21 +33,6 @@ def render(reply: Reply) -> Response:
         headers=reply.headers,
         media_type=reply.media_type,
     )
-
-
-def error_reply(exc: Exception, method: str, path: str) -> Reply:
-    """The problem reply for an error raised while answering ``method path``.
-
-    A ``NodecertError`` says what failed; anything else is logged (by class only: its
-    message could hold input) and answered as a plain 500.
-    """
-    if isinstance(exc, NodecertError):
-        if exc.code in _LOGGED:
-            log.warning("%s %r: %s", method, path, exc.detail)
-        return problem(exc, instance=path)
-    log.error("unexpected %s on %s %r", type(exc).__name__, method, path)
-    error = NodecertError("internal error; the request was not completed")
-    return problem(error, instance=path)
 
 
 class NodecertAPI(FastAPI):

@@ -1,8 +1,9 @@
-"""The HTTP contract without a web framework: parse, call the authority, render.
+"""The v1 routes without a web framework: parse the raw input, call the authority, reply.
 
-Both front ends (FastAPI in ``http.py``, API Gateway in ``aws_lambda.py``) call these
-functions with raw input (header values, body bytes, path and query parameters), so bad
-input gets the very same problem document whichever way it came in.
+Every front end (the FastAPI app in :mod:`nodecert.http.app`, the direct route, the Lambda
+handler in :mod:`nodecert.aws.handler`) calls these methods with raw input (header values,
+body bytes, path and query parameters), so bad input gets the very same problem document
+whichever way it came in. What a reply looks like is :mod:`nodecert.http.contract`.
 """
 
 from __future__ import annotations
@@ -13,113 +14,35 @@ import logging
 import re
 import uuid
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
-from nodecert.core.errors import (
-    AuthenticationError,
-    AuthorizationError,
-    BackendUnavailableError,
-    ConfigurationError,
-    ConflictError,
-    InvalidRequestError,
-    NodecertError,
-    NotFoundError,
-    PayloadTooLargeError,
-    QuotaExceededError,
-)
+from nodecert.core.errors import AuthenticationError, InvalidRequestError
 from nodecert.core.ports import (
     CertificateRecord,
     CertificateStatus,
-    NodeRecord,
     Principal,
     RevocationReason,
     TokenVerifier,
 )
-from nodecert.issuing.authority import Authority, IssuedCertificate, IssueRequest
+from nodecert.http.contract import (
+    Reply,
+    certificate_json,
+    issued_reply,
+    node_json,
+    parse_object,
+    reason_of,
+)
+from nodecert.issuing.authority import Authority, IssueRequest
+from nodecert.issuing.service import Service
 
-__all__ = [
-    "PROBLEM_TYPE_BASE",
-    "Reply",
-    "Routes",
-    "certificate_json",
-    "issued_reply",
-    "node_json",
-    "parse_object",
-    "problem",
-    "reason_of",
-    "status_of",
-]
+__all__ = ["Routes"]
 
 log = logging.getLogger("nodecert")
 
-PROBLEM_TYPE_BASE = "https://nodecert.dev/problems/"
-_STATUS: tuple[tuple[type[NodecertError], int], ...] = (
-    (PayloadTooLargeError, 413),
-    (InvalidRequestError, 400),
-    (AuthenticationError, 401),
-    (AuthorizationError, 403),
-    (NotFoundError, 404),
-    (ConflictError, 409),
-    (QuotaExceededError, 429),
-    (BackendUnavailableError, 503),
-    (ConfigurationError, 500),
-)
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _ISSUE_FIELDS = frozenset({"nodeId", "userId", "keyType", "csr", "validityDays"})
 _NODE_CERT_FIELDS = frozenset({"dnsNames", "keyType", "csr", "validityDays"})
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A framework-neutral HTTP response.
-
-    ``committed``, when set, must complete before the reply is sent: it is the ledger
-    commit of the certificate in the body. When it fails, the reply must be dropped and
-    the future's error answered instead.
-    """
-
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-    media_type: str = "application/json"
-    committed: Future[None] | None = field(default=None, compare=False)
-
-    def encoded(self) -> bytes:
-        """The body as bytes (JSON unless it is already text or bytes)."""
-        if isinstance(self.body, bytes):
-            return self.body
-        if isinstance(self.body, str):
-            return self.body.encode()
-        return json.dumps(self.body, separators=(",", ":")).encode()
-
-
-def status_of(error: NodecertError) -> int:
-    """The HTTP status for an error class (the one table of the HTTP contract)."""
-    for cls, status in _STATUS:
-        if isinstance(error, cls):
-            return status
-    return getattr(error, "status", 500)
-
-
-def problem(error: NodecertError, *, instance: str | None = None) -> Reply:
-    """An RFC 9457 problem document for ``error``, with Retry-After when it has one."""
-    status = status_of(error)
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + error.code,
-        "title": error.title,
-        "status": status,
-        "detail": error.detail,
-        "code": error.code,
-    }
-    if instance:
-        body["instance"] = instance
-    headers = {"Cache-Control": "no-store"}
-    if error.retry_after is not None or status in (429, 503):
-        headers["Retry-After"] = str(error.retry_after or 1)
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="nodecert"'
-    return Reply(status, body, headers, "application/problem+json")
+_DEFAULT_PAGE, _MAX_PAGE = 100, 1000
 
 
 class Routes:
@@ -128,6 +51,11 @@ class Routes:
     def __init__(self, authority: Authority, verifier: TokenVerifier) -> None:
         self.authority = authority
         self.verifier = verifier
+
+    @classmethod
+    def for_service(cls, service: Service) -> Routes:
+        """The v1 routes of ``service``."""
+        return cls(service.authority, service.verifier)
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The caller named by an ``Authorization: Bearer`` header value.
@@ -270,7 +198,7 @@ class Routes:
     def revoke(self, principal: Principal, serial: str, body: bytes) -> Reply:
         """``POST /v1/certificates/{serial}/revoke`` with optional ``{"reason": ...}``."""
         data = parse_object(body, allowed=frozenset({"reason"}), empty_ok=True)
-        reason = _reason(data.get("reason", RevocationReason.UNSPECIFIED.value))
+        reason = reason_of(data.get("reason", RevocationReason.UNSPECIFIED.value))
         row = self.authority.revoke(principal, serial, reason)
         log.info("revoked serial=%s by=%s reason=%s", row.serial, principal.user_id, reason)
         return Reply(200, certificate_json(row))
@@ -319,108 +247,12 @@ def _log_issued(record: CertificateRecord) -> None:
     )
 
 
-def issued_reply(issued: IssuedCertificate) -> Reply:
-    """The 201 reply for a newly issued certificate (``/generate-cert``, ``/v1/renew``)."""
-    record = issued.record
-    out: dict[str, Any] = {
-        "certificate": issued.certificate_pem,
-        "certificateChain": issued.chain_pem,
-        "serialNumber": record.serial,
-        "notBefore": _time(record.not_before),
-        "notAfter": _time(record.not_after),
-        "userId": record.user_id,
-        "nodeId": record.node_id,
-        "keyType": record.key_type,
-    }
-    if record.renewed_from is not None:
-        out["renewedFrom"] = record.renewed_from
-    if issued.private_key_pem is not None:
-        out["privateKey"] = issued.private_key_pem
-    headers = {"Cache-Control": "no-store", "Location": f"/v1/certificates/{record.serial}"}
-    return Reply(201, out, headers)
-
-
-def parse_object(body: bytes, *, allowed: frozenset[str], empty_ok: bool = False) -> dict[str, Any]:
-    """Parse a JSON object body, refusing other JSON, bad UTF-8 and unknown fields.
-
-    Raises:
-        InvalidRequestError: naming what is wrong.
-    """
-    if not body.strip():
-        if empty_ok:
-            return {}
-        raise InvalidRequestError("body: a JSON object is required")
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidRequestError("body: not valid JSON") from exc
-    if not isinstance(data, dict):
-        raise InvalidRequestError(f"body: expected a JSON object, got {type(data).__name__}")
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        shown = ", ".join(repr(k[:40]) for k in unknown[:5])
-        raise InvalidRequestError(
-            f"body: unknown field(s) {shown} (allowed: {', '.join(sorted(allowed))})"
-        )
-    return data
-
-
-_DEFAULT_PAGE, _MAX_PAGE = 100, 1000
-
-
 def _page_size(limit: str | None) -> int:
     if limit is None:
         return _DEFAULT_PAGE
     if not limit.isdigit() or not 1 <= int(limit) <= _MAX_PAGE:
         raise InvalidRequestError(f"limit: {limit[:20]!r} is not a number from 1 to {_MAX_PAGE}")
     return int(limit)
-
-
-def certificate_json(row: CertificateRecord) -> dict[str, Any]:
-    """The API view of a ledger row."""
-    return {
-        "serialNumber": row.serial,
-        "userId": row.user_id,
-        "nodeId": row.node_id,
-        "keyType": row.key_type,
-        "status": row.status.value,
-        "notBefore": _time(row.not_before),
-        "notAfter": _time(row.not_after),
-        "fingerprintSha256": row.fingerprint_sha256,
-        "createdAt": _time(row.created_at),
-        "revokedAt": _time(row.revoked_at) if row.revoked_at else None,
-        "revocationReason": row.revocation_reason.value if row.revocation_reason else None,
-        "renewedFrom": row.renewed_from,
-        "profile": row.profile.value,
-    }
-
-
-def node_json(row: NodeRecord) -> dict[str, Any]:
-    """The API view of a node directory entry."""
-    return {"nodeId": row.node_id, "owner": row.owner, "createdAt": _time(row.created_at)}
-
-
-def _time(value: Any) -> str:
-    return str(value.isoformat().replace("+00:00", "Z"))
-
-
-def reason_of(value: object) -> RevocationReason:
-    """Parse a revocation ``reason`` field.
-
-    Raises:
-        InvalidRequestError: naming the accepted reasons.
-    """
-    return _reason(value)
-
-
-def _reason(value: object) -> RevocationReason:
-    try:
-        if not isinstance(value, str):
-            raise ValueError(value)
-        return RevocationReason(value)
-    except ValueError:
-        accepted = ", ".join(r.value for r in RevocationReason)
-        raise InvalidRequestError(f"reason: {str(value)[:40]!r} is not one of {accepted}") from None
 
 
 def _request_id(principal: Principal, idempotency_key: str | None) -> str:

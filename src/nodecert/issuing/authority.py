@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.core.errors import (
@@ -34,6 +34,7 @@ from nodecert.core.keys import (
     PrivateKey,
     PublicKey,
     build_csr,
+    fingerprint,
     generate_private_key,
     load_client_csr,
 )
@@ -360,8 +361,3 @@ def _pem(certificate: x509.Certificate) -> str:
 def _chain_pem(chain: tuple[x509.Certificate, ...]) -> str:
     # The same few CA certificates on every issuance: rendered once.
     return "".join(_pem(c) for c in chain)
-
-
-def fingerprint(certificate: x509.Certificate) -> str:
-    """SHA-256 fingerprint of a certificate, lower-case hex."""
-    return certificate.fingerprint(hashes.SHA256()).hex()

@@ -22,23 +22,27 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.core.errors import AuthenticationError, ConflictError
-from nodecert.core.identity import format_serial
-from nodecert.core.keys import PrivateKey, key_type_of
+from nodecert.core.keys import key_type_of
 from nodecert.core.ports import Principal, ReplayGuard
+from nodecert.core.tokens import (
+    MAX_RENEWAL_TOKEN_LIFETIME,
+    decode_signed,
+    is_finite_number,
+    mint_renewal_token,
+    renewal_audience,
+    unverified_header,
+)
 from nodecert.issuing.authority import Authority, IssuedCertificate, IssueRequest
 from nodecert.nodeside.access import AccessDecider, AccessDeniedError
-from nodecert.verifiers.oidc import decode_signed, is_finite_number
 
 __all__ = [
     "MAX_TOKEN_LIFETIME",
@@ -48,52 +52,10 @@ __all__ = [
     "renewal_audience",
 ]
 
-MAX_TOKEN_LIFETIME = timedelta(minutes=5)
+MAX_TOKEN_LIFETIME = MAX_RENEWAL_TOKEN_LIFETIME
 _MAX_TOKEN_BYTES = 16 * 1024
 _LEEWAY = timedelta(seconds=30)
 _ALGORITHMS = {"ES256": "EC", "ES384": "EC", "RS256": "RSA", "PS256": "RSA"}
-
-
-def renewal_audience(trust_domain: str) -> str:
-    """The default ``aud`` of renewal tokens: this service, named in its trust domain."""
-    return f"spiffe://{trust_domain}/nodecert"
-
-
-def mint_renewal_token(
-    certificate: x509.Certificate,
-    key: PrivateKey,
-    *,
-    audience: str,
-    now: datetime | None = None,
-    lifetime: timedelta = timedelta(minutes=2),
-) -> str:
-    """A proof-of-possession token for renewing ``certificate`` (client side).
-
-    Args:
-        certificate: The current certificate.
-        key: Its private key (it signs the token; it is never sent).
-        audience: The service's renewal audience (see :func:`renewal_audience`).
-        now: The current time (default: the system clock).
-        lifetime: How long the token is good for, at most five minutes.
-    """
-    issued = now or datetime.now(UTC)
-    lifetime = min(lifetime, MAX_TOKEN_LIFETIME)
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        algorithm = "ES384" if key.curve.key_size >= 384 else "ES256"
-    else:
-        algorithm = "RS256"
-    der = certificate.public_bytes(serialization.Encoding.DER)
-    claims = {
-        "aud": audience,
-        "sub": format_serial(certificate.serial_number),
-        "iat": int(issued.timestamp()),
-        "exp": int((issued + lifetime).timestamp()),
-        "jti": uuid.uuid4().hex,
-    }
-    headers = {"x5c": [base64.b64encode(der).decode("ascii")], "typ": "JWT"}
-    import jwt  # Lazily: see verifiers/oidc.py.
-
-    return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,12 +137,7 @@ class Renewer:
     def _verify_token(self, token: str) -> tuple[x509.Certificate, dict[str, Any]]:
         if len(token) > _MAX_TOKEN_BYTES:
             raise AuthenticationError(f"renewal token: longer than {_MAX_TOKEN_BYTES} bytes")
-        import jwt
-
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise AuthenticationError("renewal token: not a well-formed JWT") from exc
+        header = unverified_header(token, what="renewal token")
         alg = header.get("alg")
         if alg not in _ALGORITHMS:
             raise AuthenticationError(f"renewal token: algorithm {str(alg)[:20]!r} not accepted")

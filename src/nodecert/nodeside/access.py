@@ -38,8 +38,8 @@ from cryptography.x509.verification import (
 
 from nodecert.core.errors import AuthorizationError, InvalidIdentifierError, NodecertError
 from nodecert.core.identity import Identity, format_serial, validate_id
+from nodecert.core.keys import fingerprint
 from nodecert.core.ports import CertificateStatus, Ledger, NodeDirectory
-from nodecert.issuing.authority import fingerprint
 
 __all__ = [
     "AccessDecider",

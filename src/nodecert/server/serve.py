@@ -16,7 +16,6 @@ Three things stock uvicorn does not do are done here:
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +26,7 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
+from nodecert.http.contract import HeadersTooLargeError, problem
 from nodecert.server.supervisor import SpreadingSupervisor, reuse_port_available
 
 __all__ = ["BoundedHttpToolsProtocol", "bind", "run", "worker_sockets"]
@@ -95,7 +95,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     The limit is a class attribute because uvicorn creates the protocol itself; each worker
     process sets it from its settings when it builds the application
-    (``bootstrap.create_app``).
+    (``nodecert.server.asgi.create_app``).
     """
 
     max_header_bytes = 32 * 1024
@@ -130,15 +130,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if not self._head_too_large:
             super().send_400_response(msg)
             return
-        body = json.dumps(
-            {
-                "type": "https://nodecert.dev/problems/headers_too_large",
-                "title": "Request header fields too large",
-                "status": 431,
-                "detail": f"headers: larger than {self.max_header_bytes} bytes",
-                "code": "headers_too_large",
-            }
-        ).encode()
+        error = HeadersTooLargeError(f"headers: larger than {self.max_header_bytes} bytes")
+        body = problem(error).encoded()
         self.transport.write(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
             b"content-type: application/problem+json\r\n"
@@ -157,7 +150,7 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
         ConfigurationError: the address cannot be bound.
     """
     config = uvicorn.Config(
-        "nodecert.bootstrap:create_app",
+        "nodecert.server.asgi:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,

@@ -16,17 +16,18 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import math
 import threading
 import time
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any
 
 from nodecert.core.errors import AuthenticationError, BackendUnavailableError, NodecertError
 from nodecert.core.identity import validate_id
 from nodecert.core.ports import Principal
+from nodecert.core.tokens import decode_signed, is_finite_number, unverified_header
+from nodecert.verifiers.gateway import groups_of
 
 if TYPE_CHECKING:
     import jwt
@@ -210,12 +211,7 @@ class OIDCVerifier:
         return principal
 
     def _verify(self, token: str) -> Principal:
-        import jwt
-
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise AuthenticationError("token: not a well-formed JWT") from exc
+        header = unverified_header(token, what="token")
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in _ALGORITHMS:
             raise AuthenticationError(f"token: algorithm {str(alg)[:20]!r} is not accepted")
@@ -269,53 +265,3 @@ class OIDCVerifier:
         audiences = audience if isinstance(audience, list) else [audience]
         if self.audience not in audiences:
             raise AuthenticationError("token: audience ('aud') is not this service")
-
-
-def decode_signed(token: str, key: Any, alg: str, *, what: str) -> dict[str, Any]:
-    """The claims of ``token`` once its ``alg`` signature verifies with ``key``.
-
-    Only the signature is checked here; times, issuer and audience are the caller's (with
-    its own clock). ``what`` names the token in error messages.
-
-    Raises:
-        AuthenticationError: a bad signature, or a token PyJWT cannot decode.
-    """
-    import jwt
-
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key=key,
-            algorithms=[alg],
-            options={
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-                "verify_aud": False,
-                "verify_iss": False,
-            },
-        )
-    except jwt.InvalidSignatureError as exc:
-        raise AuthenticationError(f"{what}: signature does not verify") from exc
-    except jwt.PyJWTError as exc:
-        raise AuthenticationError(f"{what}: cannot be decoded") from exc
-    return claims
-
-
-def is_finite_number(value: object) -> TypeGuard[int | float]:
-    """A JSON number that is not a boolean, NaN or infinite (JSON parsers accept those)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def groups_of(claims: Mapping[str, Any]) -> frozenset[str]:
-    """Group names from ``cognito:groups`` (or ``groups``).
-
-    API Gateway hands claims over as strings: REST APIs comma-join lists (``"a,b"``), HTTP
-    APIs flatten them to ``"[a b]"``. Both forms, and real JSON lists, are understood.
-    """
-    value = claims.get("cognito:groups", claims.get("groups"))
-    if isinstance(value, list):
-        return frozenset(v for v in value if isinstance(v, str))
-    if isinstance(value, str):
-        return frozenset(value.strip("[]").replace(",", " ").split())
-    return frozenset()

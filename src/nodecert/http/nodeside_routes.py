@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from nodecert.core.errors import AuthenticationError, AuthorizationError, NotFoundError
 from nodecert.core.ports import Principal, RevocationReason
-from nodecert.http.routes import (
+from nodecert.http.contract import (
     Reply,
     certificate_json,
     issued_reply,
@@ -35,9 +35,10 @@ from nodecert.http.routes import (
 from nodecert.issuing.authority import Authority
 from nodecert.issuing.crl import CRLPublisher
 from nodecert.issuing.renewal import RenewalRequest, Renewer
+from nodecert.issuing.service import Service
 from nodecert.nodeside.access import AccessDecider, AccessDeniedError, Decision, DenyReason
 
-__all__ = ["SECRET_HEADER", "NodeRoutes"]
+__all__ = ["SECRET_HEADER", "NodeSideRoutes"]
 
 log = logging.getLogger("nodecert")
 
@@ -46,8 +47,8 @@ _AUTHORIZE_FIELDS = frozenset({"certificate", "nodeId"})
 _RENEW_FIELDS = frozenset({"csr", "keyType"})
 
 
-class NodeRoutes:
-    """``/v1/authorize``, ``/v1/renew``, ``/v1/crl`` and the revoke-all routes.
+class NodeSideRoutes:
+    """The node side's routes: ``/v1/authorize``, ``/v1/renew``, ``/v1/crl``, revoke-all.
 
     Args:
         authority: The use-case orchestrator.
@@ -71,6 +72,17 @@ class NodeRoutes:
         self.renewer = renewer
         self.crl_publisher = crl
         self.authorize_secret = authorize_secret
+
+    @classmethod
+    def for_service(cls, service: Service) -> NodeSideRoutes:
+        """The node-side routes of ``service``."""
+        return cls(
+            authority=service.authority,
+            decider=service.decider,
+            renewer=service.renewer,
+            crl=service.crl,
+            authorize_secret=service.settings.authorize_secret,
+        )
 
     def authorize(
         self,

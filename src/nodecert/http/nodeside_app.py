@@ -1,7 +1,7 @@
 """FastAPI routes of the node side: ``/v1/authorize``, ``/v1/renew``, ``/v1/crl``, revoke-all.
 
-Thin, like ``http.py``: read raw input, run the route of
-:class:`~nodecert.http.node_routes.NodeRoutes` in the thread pool, render the reply.
+Thin, like :mod:`nodecert.http.app`: read raw input, run the route of
+:class:`~nodecert.http.nodeside_routes.NodeSideRoutes` in the thread pool, render the reply.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from nodecert.core.ports import Principal
-from nodecert.http.node_routes import SECRET_HEADER, NodeRoutes
-from nodecert.http.routes import Reply
+from nodecert.http.contract import Reply
+from nodecert.http.nodeside_routes import SECRET_HEADER, NodeSideRoutes
 
-__all__ = ["add_node_routes"]
+__all__ = ["add_nodeside_routes"]
 
 Authed = Callable[[Request, Callable[[Principal], Reply]], Awaitable[Response]]
 Render = Callable[[Reply], Response]
@@ -26,7 +26,9 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"content": {"application/problem+json": {}}} for s in statuses}
 
 
-def add_node_routes(app: FastAPI, routes: NodeRoutes, authed: Authed, render: Render) -> None:
+def add_nodeside_routes(
+    app: FastAPI, routes: NodeSideRoutes, authed: Authed, render: Render
+) -> None:
     """Register the node-side routes of ``routes`` on ``app``."""
 
     @app.post(

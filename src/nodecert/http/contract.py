@@ -1,0 +1,271 @@
+"""The HTTP contract: every reply, problem document and status, built here and nowhere else.
+
+The FastAPI app (:mod:`nodecert.http.app`), the direct route (:mod:`nodecert.http.direct`),
+the Lambda handler (:mod:`nodecert.aws.handler`) and the server's own refusals
+(:mod:`nodecert.server.serve`) all answer with what this module builds, so an error reads
+the same whichever way a request came in. The one error-class to status table::
+
+    PayloadTooLargeError      413     InvalidRequestError (CSRError, ...)  400
+    AuthenticationError       401     AuthorizationError                   403
+    NotFoundError             404     MethodNotAllowedError                405
+    ConflictError             409     HeadersTooLargeError                 431
+    QuotaExceededError        429     BackendUnavailableError (store too)  503
+    ConfigurationError        500     anything else                        500
+
+Errors are RFC 9457 ``application/problem+json`` documents with a stable ``code``; 429 and
+503 carry ``Retry-After``, 401 carries ``WWW-Authenticate``. The framework-neutral
+:class:`Reply` is rendered by each front end into its own response type.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from nodecert.core.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    BackendUnavailableError,
+    ConfigurationError,
+    ConflictError,
+    InvalidRequestError,
+    NodecertError,
+    NotFoundError,
+    PayloadTooLargeError,
+    QuotaExceededError,
+)
+from nodecert.core.ports import CertificateRecord, NodeRecord, RevocationReason
+from nodecert.issuing.authority import IssuedCertificate
+
+__all__ = [
+    "PROBLEM_TYPE_BASE",
+    "HeadersTooLargeError",
+    "MethodNotAllowedError",
+    "Reply",
+    "certificate_json",
+    "error_reply",
+    "issued_reply",
+    "method_not_allowed",
+    "no_route",
+    "node_json",
+    "parse_object",
+    "problem",
+    "reason_of",
+    "status_of",
+]
+
+log = logging.getLogger("nodecert")
+
+PROBLEM_TYPE_BASE = "https://nodecert.dev/problems/"
+_MAX_INSTANCE = 200
+# Errors that say the service itself is in trouble, worth a line in the log.
+_LOGGED = frozenset({"ca_unavailable", "store_unavailable", "internal_error"})
+
+
+class MethodNotAllowedError(NodecertError):
+    """The route exists, but not for this method (an HTTP error, not a core one)."""
+
+    code = "method_not_allowed"
+    title = "Method not allowed"
+
+    def __init__(self, method: str) -> None:
+        super().__init__(f"method: {method[:20]} is not allowed here")
+
+
+class HeadersTooLargeError(NodecertError):
+    """The request head is over the server's limit (an HTTP error, not a core one)."""
+
+    code = "headers_too_large"
+    title = "Request header fields too large"
+
+
+# Subclasses before their bases: the first match wins.
+_STATUS: tuple[tuple[type[NodecertError], int], ...] = (
+    (PayloadTooLargeError, 413),
+    (InvalidRequestError, 400),
+    (AuthenticationError, 401),
+    (AuthorizationError, 403),
+    (NotFoundError, 404),
+    (MethodNotAllowedError, 405),
+    (ConflictError, 409),
+    (HeadersTooLargeError, 431),
+    (QuotaExceededError, 429),
+    (BackendUnavailableError, 503),
+    (ConfigurationError, 500),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A framework-neutral HTTP response.
+
+    ``committed``, when set, must complete before the reply is sent: it is the ledger
+    commit of the certificate in the body. When it fails, the reply must be dropped and
+    the future's error answered instead.
+    """
+
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = "application/json"
+    committed: Future[None] | None = field(default=None, compare=False)
+
+    def encoded(self) -> bytes:
+        """The body as bytes (JSON unless it is already text or bytes)."""
+        if isinstance(self.body, bytes):
+            return self.body
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+def status_of(error: NodecertError) -> int:
+    """The HTTP status for an error (the one table of the HTTP contract; 500 if unlisted)."""
+    for cls, status in _STATUS:
+        if isinstance(error, cls):
+            return status
+    return 500
+
+
+def problem(error: NodecertError, *, instance: str | None = None) -> Reply:
+    """An RFC 9457 problem document for ``error``, with Retry-After when it has one."""
+    status = status_of(error)
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + error.code,
+        "title": error.title,
+        "status": status,
+        "detail": error.detail,
+        "code": error.code,
+    }
+    if instance:
+        body["instance"] = instance[:_MAX_INSTANCE]
+    headers = {"Cache-Control": "no-store"}
+    if error.retry_after is not None or status in (429, 503):
+        headers["Retry-After"] = str(error.retry_after or 1)
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="nodecert"'
+    return Reply(status, body, headers, "application/problem+json")
+
+
+def error_reply(exc: BaseException, method: str, path: str) -> Reply:
+    """The problem reply for an error raised while answering ``method path``.
+
+    A ``NodecertError`` says what failed; anything else is logged (by class only: its
+    message could hold input) and answered as a plain 500.
+    """
+    if isinstance(exc, NodecertError):
+        if exc.code in _LOGGED:
+            log.warning("%s %r: %s", method, path[:_MAX_INSTANCE], exc.detail)
+        return problem(exc, instance=path)
+    log.error("unexpected %s on %s %r", type(exc).__name__, method, path[:_MAX_INSTANCE])
+    error = NodecertError("internal error; the request was not completed")
+    return problem(error, instance=path)
+
+
+def method_not_allowed(method: str, allowed: Iterable[str], *, path: str) -> Reply:
+    """The 405 for ``method`` on ``path``, whose resource answers the ``allowed`` methods.
+
+    RFC 9110 section 15.5.6: ``Allow`` lists every method of the resource.
+    """
+    reply = problem(MethodNotAllowedError(method), instance=path)
+    reply.headers["Allow"] = ", ".join(sorted(set(allowed)))
+    return reply
+
+
+def no_route(path: str) -> NotFoundError:
+    """The error for a path that no route answers (raise it, or pass it to :func:`problem`)."""
+    return NotFoundError(f"path: no route {path[:_MAX_INSTANCE]}")
+
+
+def issued_reply(issued: IssuedCertificate) -> Reply:
+    """The 201 reply for a newly issued certificate (``/generate-cert``, ``/v1/renew``)."""
+    record = issued.record
+    out: dict[str, Any] = {
+        "certificate": issued.certificate_pem,
+        "certificateChain": issued.chain_pem,
+        "serialNumber": record.serial,
+        "notBefore": _time(record.not_before),
+        "notAfter": _time(record.not_after),
+        "userId": record.user_id,
+        "nodeId": record.node_id,
+        "keyType": record.key_type,
+    }
+    if record.renewed_from is not None:
+        out["renewedFrom"] = record.renewed_from
+    if issued.private_key_pem is not None:
+        out["privateKey"] = issued.private_key_pem
+    headers = {"Cache-Control": "no-store", "Location": f"/v1/certificates/{record.serial}"}
+    return Reply(201, out, headers)
+
+
+def certificate_json(row: CertificateRecord) -> dict[str, Any]:
+    """The API view of a ledger row."""
+    return {
+        "serialNumber": row.serial,
+        "userId": row.user_id,
+        "nodeId": row.node_id,
+        "keyType": row.key_type,
+        "status": row.status.value,
+        "notBefore": _time(row.not_before),
+        "notAfter": _time(row.not_after),
+        "fingerprintSha256": row.fingerprint_sha256,
+        "createdAt": _time(row.created_at),
+        "revokedAt": _time(row.revoked_at) if row.revoked_at else None,
+        "revocationReason": row.revocation_reason.value if row.revocation_reason else None,
+        "renewedFrom": row.renewed_from,
+        "profile": row.profile.value,
+    }
+
+
+def node_json(row: NodeRecord) -> dict[str, Any]:
+    """The API view of a node directory entry."""
+    return {"nodeId": row.node_id, "owner": row.owner, "createdAt": _time(row.created_at)}
+
+
+def _time(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def parse_object(body: bytes, *, allowed: frozenset[str], empty_ok: bool = False) -> dict[str, Any]:
+    """Parse a JSON object body, refusing other JSON, bad UTF-8 and unknown fields.
+
+    Raises:
+        InvalidRequestError: naming what is wrong.
+    """
+    if not body.strip():
+        if empty_ok:
+            return {}
+        raise InvalidRequestError("body: a JSON object is required")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequestError("body: not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequestError(f"body: expected a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        shown = ", ".join(repr(k[:40]) for k in unknown[:5])
+        raise InvalidRequestError(
+            f"body: unknown field(s) {shown} (allowed: {', '.join(sorted(allowed))})"
+        )
+    return data
+
+
+def reason_of(value: object) -> RevocationReason:
+    """Parse a revocation ``reason`` field.
+
+    Raises:
+        InvalidRequestError: naming the accepted reasons.
+    """
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return RevocationReason(value)
+    except ValueError:
+        accepted = ", ".join(r.value for r in RevocationReason)
+        raise InvalidRequestError(f"reason: {str(value)[:40]!r} is not one of {accepted}") from None

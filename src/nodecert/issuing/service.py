@@ -1,0 +1,63 @@
+"""The service value: every use-case object a front end needs, built once per process.
+
+:mod:`nodecert.bootstrap` builds it from the settings; the front ends (the FastAPI app, the
+Lambda handler) receive it and build their routes from it. It lives here, below the
+front ends and ``bootstrap`` alike, so that no front end has to import ``bootstrap``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from nodecert.core.config import Settings
+from nodecert.core.ports import TokenVerifier
+from nodecert.issuing.authority import Authority
+from nodecert.issuing.crl import CRLPublisher
+from nodecert.issuing.keypool import KeyPool
+from nodecert.issuing.renewal import Renewer
+from nodecert.nodeside.access import AccessDecider
+
+__all__ = ["Service", "TokenMinter"]
+
+
+class TokenMinter(Protocol):
+    """An issuer of user tokens for development (the built-in dev issuer)."""
+
+    def mint(self, user_id: str, *, admin_group: str | None = None, lifetime_s: int = 3600) -> str:
+        """A signed token naming ``user_id`` (in ``admin_group`` when given)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """Everything a front end needs, built once per process.
+
+    Attributes:
+        settings: What it was built from.
+        authority: Issuing and administration.
+        verifier: Checks the callers' Bearer tokens.
+        decider: The node-side decision (``/v1/authorize``, renewal).
+        renewer: Proof-of-possession renewal; None when the store remembers no used tokens.
+        crl: The CRL publisher; None when the CA backend publishes its own CRL.
+        dev_issuer: The built-in development issuer, when it is on.
+        key_pool: Pre-generated RSA keys.
+        closers: What :meth:`close` closes, after the key pool (the store).
+    """
+
+    settings: Settings
+    authority: Authority
+    verifier: TokenVerifier
+    decider: AccessDecider
+    renewer: Renewer | None
+    crl: CRLPublisher | None
+    dev_issuer: TokenMinter | None
+    key_pool: KeyPool
+    closers: tuple[Callable[[], None], ...] = field(default=(), compare=False)
+
+    def close(self) -> None:
+        """Stop background work (the key pool's filler), drop pooled keys, close the store."""
+        self.key_pool.close()
+        for close in self.closers:
+            close()

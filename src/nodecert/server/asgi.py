@@ -1,0 +1,33 @@
+"""The ASGI application factory that ``nodecert serve`` hands to uvicorn (one per worker)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from nodecert.bootstrap import build_service, settings_from_environment
+from nodecert.http.app import create_app as create_http_app
+from nodecert.server.serve import BoundedHttpToolsProtocol
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("nodecert")
+
+
+def create_app() -> FastAPI:
+    """The ASGI application for ``uvicorn --factory`` (one per worker process)."""
+    settings = settings_from_environment()
+    BoundedHttpToolsProtocol.max_header_bytes = settings.max_header_bytes
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    service = build_service(settings)
+    if service.dev_issuer is not None:
+        log.warning(
+            "DEV ISSUER ACTIVE: tokens are signed by %s/dev-issuer.key and anyone who can read"
+            " it can act as any user. Set NODECERT_OIDC_ISSUER and NODECERT_OIDC_AUDIENCE for"
+            " production.",
+            settings.home,
+        )
+    return create_http_app(service)
