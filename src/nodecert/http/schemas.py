@@ -1,14 +1,20 @@
 """Pydantic models of the HTTP API, for ``/openapi.json`` only.
 
 Parsing is done by ``routes`` (so that the Lambda front end answers identically); these
-models describe the same shapes to clients, documentation and schemathesis.
+models describe the same shapes to clients, documentation and schemathesis. The choices
+(key types, revocation reasons, statuses, profiles) are read off the core's enums, so a
+new member shows up here without a second list to keep in step.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import enum
+from typing import Annotated, TypeAlias
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
+
+from nodecert.core.keys import KeyType
+from nodecert.core.ports import CertificateStatus, Profile, RevocationReason
 
 __all__ = [
     "Certificate",
@@ -26,12 +32,23 @@ __all__ = [
 _ID = r"^[A-Za-z0-9._-]{1,64}$"
 
 
+def _one_of(choices: type[enum.StrEnum]) -> WithJsonSchema:
+    """Documents a string field as one of the values of ``choices``, inline."""
+    return WithJsonSchema({"type": "string", "enum": [c.value for c in choices]})
+
+
+KeyTypeName: TypeAlias = Annotated[str, _one_of(KeyType)]
+ReasonName: TypeAlias = Annotated[str, _one_of(RevocationReason)]
+StatusName: TypeAlias = Annotated[str, _one_of(CertificateStatus)]
+ProfileName: TypeAlias = Annotated[str, _one_of(Profile)]
+
+
 class GenerateCertRequest(BaseModel):
     """Body of ``POST /generate-cert``."""
 
     nodeId: str = Field(pattern=_ID)  # noqa: N815 - wire name
     userId: str | None = Field(default=None, pattern=_ID)  # noqa: N815
-    keyType: Literal["rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"] | None = None  # noqa: N815
+    keyType: KeyTypeName | None = None  # noqa: N815
     csr: str | None = Field(default=None, max_length=16384)
     validityDays: int | None = Field(default=None, ge=1)  # noqa: N815
 
@@ -57,7 +74,7 @@ class Certificate(BaseModel):
     userId: str  # noqa: N815
     nodeId: str  # noqa: N815
     keyType: str  # noqa: N815
-    status: Literal["active", "revoked", "expired"]
+    status: StatusName
     notBefore: str  # noqa: N815
     notAfter: str  # noqa: N815
     fingerprintSha256: str  # noqa: N815
@@ -65,7 +82,7 @@ class Certificate(BaseModel):
     revokedAt: str | None  # noqa: N815
     revocationReason: str | None  # noqa: N815
     renewedFrom: str | None  # noqa: N815
-    profile: Literal["client", "node"]
+    profile: ProfileName
 
 
 class CertificateList(BaseModel):
@@ -78,21 +95,14 @@ class CertificateList(BaseModel):
 class RevokeRequest(BaseModel):
     """Body of ``POST /v1/certificates/{serial}/revoke`` (optional)."""
 
-    reason: Literal[
-        "unspecified",
-        "keyCompromise",
-        "affiliationChanged",
-        "superseded",
-        "cessationOfOperation",
-        "privilegeWithdrawn",
-    ] = "unspecified"
+    reason: ReasonName = RevocationReason.UNSPECIFIED.value
 
 
 class NodeCertificateRequest(BaseModel):
     """Body of ``POST /v1/nodes/{nodeId}/certificate`` (admin)."""
 
     dnsNames: list[str] = Field(min_length=1, max_length=20)  # noqa: N815
-    keyType: Literal["rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"] | None = None  # noqa: N815
+    keyType: KeyTypeName | None = None  # noqa: N815
     csr: str | None = Field(default=None, max_length=16384)
     validityDays: int | None = Field(default=None, ge=1)  # noqa: N815
 

@@ -1,0 +1,129 @@
+"""The HTTP contract: one status table, problem documents, the 405, the schemas' choices."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+import pytest
+
+from nodecert.core import errors
+from nodecert.core.errors import NodecertError
+from nodecert.core.keys import KeyType
+from nodecert.core.ports import CertificateStatus, Profile, RevocationReason
+from nodecert.http import schemas
+from nodecert.http.contract import (
+    PROBLEM_TYPE_BASE,
+    HeadersTooLargeError,
+    MethodNotAllowedError,
+    error_reply,
+    method_not_allowed,
+    no_route,
+    problem,
+    status_of,
+)
+
+EXPECTED = {
+    "NodecertError": 500,
+    "InvalidRequestError": 400,
+    "InvalidIdentifierError": 400,
+    "CSRError": 400,
+    "PayloadTooLargeError": 413,
+    "AuthenticationError": 401,
+    "AuthorizationError": 403,
+    "NotFoundError": 404,
+    "ConflictError": 409,
+    "QuotaExceededError": 429,
+    "BackendUnavailableError": 503,
+    "StoreUnavailableError": 503,
+    "ConfigurationError": 500,
+}
+
+
+def _core_errors() -> list[type[NodecertError]]:
+    return [
+        cls
+        for _, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, NodecertError) and cls.__module__ == errors.__name__
+    ]
+
+
+@pytest.mark.parametrize("cls", _core_errors(), ids=lambda c: c.__name__)
+def test_every_core_error_has_its_status_in_the_one_table(cls: type[NodecertError]) -> None:
+    # A class added to the core without a deliberate status would fall through to 500;
+    # a subclass inherits its base's status (e.g. a 409 ConflictError subclass).
+    base = next(b.__name__ for b in cls.__mro__ if b.__name__ in EXPECTED)
+    assert status_of(cls("x")) == EXPECTED[base]
+
+
+def test_http_only_errors_have_their_statuses() -> None:
+    assert status_of(MethodNotAllowedError("PATCH")) == 405
+    assert status_of(HeadersTooLargeError("headers: too large")) == 431
+
+
+def test_a_problem_document_names_its_code_in_its_type() -> None:
+    reply = problem(errors.QuotaExceededError("quota: 3 per minute", retry_after=7), instance="/x")
+    assert reply.status == 429
+    assert reply.media_type == "application/problem+json"
+    assert reply.body == {
+        "type": PROBLEM_TYPE_BASE + "quota_exceeded",
+        "title": errors.QuotaExceededError.title,
+        "status": 429,
+        "detail": "quota: 3 per minute",
+        "code": "quota_exceeded",
+        "instance": "/x",
+    }
+    assert reply.headers["Retry-After"] == "7"
+    assert reply.headers["Cache-Control"] == "no-store"
+
+
+def test_a_401_says_how_to_authenticate_and_a_503_when_to_retry() -> None:
+    assert problem(errors.AuthenticationError("token: expired")).headers["WWW-Authenticate"] == (
+        'Bearer realm="nodecert"'
+    )
+    assert problem(errors.StoreUnavailableError("store: down")).headers["Retry-After"] == "1"
+    assert "Retry-After" not in problem(errors.InvalidRequestError("bad")).headers
+
+
+def test_the_instance_is_bounded() -> None:
+    reply = problem(no_route("/" + "a" * 5000), instance="/" + "a" * 5000)
+    assert len(reply.body["instance"]) == 200
+    assert len(reply.body["detail"]) < 250
+
+
+def test_the_405_lists_every_method_once_in_order() -> None:
+    reply = method_not_allowed("DELETE", ["PUT", "GET", "GET", "DELETE"], path="/v1/nodes/n1")
+    assert reply.status == 405
+    assert reply.headers["Allow"] == "DELETE, GET, PUT"
+    assert reply.body["code"] == "method_not_allowed"
+    assert reply.body["type"] == PROBLEM_TYPE_BASE + "method_not_allowed"
+    assert reply.body["title"] == "Method not allowed"
+    assert reply.body["instance"] == "/v1/nodes/n1"
+
+
+def test_an_unexpected_error_is_a_plain_500_that_leaks_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="nodecert")
+    reply = error_reply(RuntimeError("password=hunter2"), "POST", "/generate-cert")
+    assert reply.status == 500
+    assert "hunter2" not in reply.encoded().decode()
+    assert "hunter2" not in caplog.text
+    assert "RuntimeError" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "choices"),
+    [
+        (schemas.GenerateCertRequest, "keyType", KeyType),
+        (schemas.NodeCertificateRequest, "keyType", KeyType),
+        (schemas.RevokeRequest, "reason", RevocationReason),
+        (schemas.Certificate, "status", CertificateStatus),
+        (schemas.Certificate, "profile", Profile),
+    ],
+)
+def test_the_schemas_list_exactly_the_enums_values(model, field, choices) -> None:
+    schema = model.model_json_schema()["properties"][field]
+    options = schema.get("anyOf", [schema])
+    enums = [o["enum"] for o in options if "enum" in o]
+    assert enums == [[c.value for c in choices]]
