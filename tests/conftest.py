@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +52,36 @@ def make_settings(home: Path, **overrides: object) -> Settings:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    service = build_service(make_settings(tmp_path / "home"))
+def make_service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    """Build services on ``tmp_path / "home"`` (one CA and ledger), closed after the test.
+
+    Keyword arguments are settings (see :func:`make_settings`).
+    """
+    built: list[Service] = []
+
+    def make(**overrides: object) -> Service:
+        service = build_service(make_settings(tmp_path / "home", **overrides))
+        built.append(service)
+        return service
+
+    yield make
+    for service in built:
+        service.close()
+
+
+@pytest.fixture
+def service_settings() -> dict[str, object]:
+    """Settings of the ``service`` fixture; a test module overrides this to change them."""
+    return {}
+
+
+@pytest.fixture
+def service(make_service: Callable[..., Service], service_settings: dict[str, object]) -> Service:
+    """A service on the embedded default (see ``service_settings``)."""
+    return make_service(**service_settings)
+
+
+@pytest.fixture
+def env(service: Service) -> Iterator[Env]:
     with TestClient(create_app(service), raise_server_exceptions=False) as client:
         yield Env(service, client)
-    service.close()

@@ -26,6 +26,7 @@ from nodecert.core.ports import (
 )
 from nodecert.issuing.authority import Authority, IssueRequest
 from nodecert.nodeside.access import AccessDecider
+from tests.processes import free_port
 
 EVENTS = Path(__file__).parent / "events"
 TRUST_DOMAIN = "nodecert.local"
@@ -217,14 +218,6 @@ def event(name: str, *, pem: str, node: str = "n1") -> dict[str, Any]:
     holder = context["authentication"] if data.get("version") == "2.0" else context["identity"]
     holder["clientCert"]["clientCertPem"] = pem
     return data
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LiveServer:

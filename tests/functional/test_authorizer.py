@@ -4,8 +4,6 @@ The store fixture is parametrized; the DynamoDB store arrives on the ``aws`` bra
 joins the parameters there (see docs/node-side.md).
 """
 
-import sqlite3
-
 import pytest
 
 from nodecert.aws import authorizer
@@ -130,15 +128,17 @@ def test_garbage_events_are_denied_not_raised(ca, store, garbage):
     )
 
 
-def test_store_unreachable_fails_closed(ca, store, auth, monkeypatch):
+def test_store_unreachable_fails_closed(ca, store, auth):
     cert = issue(auth, "alice", "n1")
     if isinstance(store, SQLiteStore):
+        # The file is gone and something that is not a database stands in its place: the
+        # next connection cannot open it, as with a lost disk or a bad mount.
         store.close()
-
-        def broken():
-            raise sqlite3.OperationalError("disk I/O error")
-
-        monkeypatch.setattr(store._db, "_connection", broken)
+        for name in (store.path.name, store.path.name + "-wal", store.path.name + "-shm"):
+            gone = store.path.with_name(name)
+            if gone.exists():
+                gone.rename(gone.with_name(name + ".moved"))
+        store.path.mkdir()
     else:
         store.down = True
     assert _deny_reason(handle(event(REST, pem=cert.pem), decider(ca, store), PATH)) == (

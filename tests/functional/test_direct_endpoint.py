@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,30 +16,28 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nodecert.bootstrap import build_service
 from nodecert.core.errors import BackendUnavailableError
 from nodecert.http.app import create_app
 from nodecert.http.direct import NodecertAPI
 from nodecert.issuing.service import Service
 
-from ..conftest import ADMIN, make_settings
+from ..conftest import ADMIN
 
 # Answered by the server, not the app, or different on every issuance.
 _VARYING_HEADERS = {"date", "server", "location", "content-length"}
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
+def service_settings() -> dict[str, object]:
     # No quotas: both paths issue for the same user, and a rate or cap running out between
     # the two answers would make them differ for a reason that is not theirs.
-    settings = make_settings(
-        tmp_path / "home", max_body_bytes=4096, quota_per_minute=0, max_active_per_node=0
-    )
-    service = build_service(settings)
+    return {"max_body_bytes": 4096, "quota_per_minute": 0, "max_active_per_node": 0}
+
+
+@pytest.fixture(autouse=True)
+def nodes(service: Service) -> None:
     service.authority.put_node(ADMIN, "n1", "alice")
     service.authority.put_node(ADMIN, "n2", "bob")
-    yield service
-    service.close()
 
 
 @pytest.fixture

@@ -7,18 +7,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
-from nodecert.bootstrap import build_service
-from nodecert.core.config import Settings
 from nodecert.core.tokens import mint_renewal_token, renewal_audience
 from nodecert.http.app import create_app
 from tests.nodeside import TRUST_DOMAIN, issue
 
 SECRET = "s3cret-s3cret-s3cret"
-
-
-@pytest.fixture
-def service(tmp_path):
-    return build_service(Settings(home=tmp_path))
 
 
 def client(service, host="127.0.0.1"):
@@ -59,13 +52,13 @@ def test_authorize_takes_a_json_body_too(service):
     assert r.status_code == 200
 
 
-def test_authorize_is_not_an_open_oracle(tmp_path):
-    service = build_service(Settings(home=tmp_path))
+def test_authorize_is_not_an_open_oracle(make_service):
+    service = make_service()
     cert = issue(service.authority, "alice", "n1")
     r = client(service, host="203.0.113.9").post("/v1/authorize", headers=forwarded(cert, "n1"))
     assert r.status_code == 403
     assert r.json()["code"] == "forbidden"
-    with_secret = build_service(Settings(home=tmp_path, authorize_secret=SECRET))
+    with_secret = make_service(authorize_secret=SECRET)
     remote = client(with_secret, host="203.0.113.9")
     assert remote.post("/v1/authorize", headers=forwarded(cert, "n1")).status_code == 401
     wrong = {**forwarded(cert, "n1"), "X-Nodecert-Authorize-Secret": "nope"}
@@ -216,10 +209,10 @@ def test_deleting_or_transferring_a_node_denies_at_once(service):
 
 
 @pytest.mark.parametrize("mode", ["claims", "open"])
-def test_the_node_side_works_without_a_node_directory(tmp_path, mode):
+def test_the_node_side_works_without_a_node_directory(make_service, mode):
     # The claims and open policies keep no directory: ownership was proven at issuance,
     # so the node side checks the chain, the node and the ledger (revocation) only.
-    service = build_service(Settings(home=tmp_path, ownership=mode))
+    service = make_service(ownership=mode)
     mint = service.dev_issuer.mint("alice", extra={"custom:nodes": ["n1"]})
     http = client(service)
     issued = http.post(

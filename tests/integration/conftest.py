@@ -7,7 +7,6 @@ import glob
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -18,6 +17,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+
+from tests.processes import free_port
 
 REGION = "eu-west-1"
 
@@ -127,12 +128,6 @@ def _postgres_bindir() -> Path | None:
     return Path(pg_ctl).parent if pg_ctl and shutil.which("initdb") else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A PostgreSQL cluster in a temporary directory on a free port, for the whole session.
@@ -158,7 +153,7 @@ def postgres_server() -> Iterator[PostgresServer]:
             shutil.rmtree(base)
             pytest.skip("running as root needs the postgres user: apt-get install postgresql")
         as_user = ["runuser", "-u", "postgres", "--"]
-    server = PostgresServer(port=_free_port(), user="nodecert", password=secrets.token_urlsafe(16))
+    server = PostgresServer(port=free_port(), user="nodecert", password=secrets.token_urlsafe(16))
     data, log = base / "data", base / "server.log"
     password_file = base / "password"
     password_file.write_text(server.password)

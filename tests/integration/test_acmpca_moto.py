@@ -9,6 +9,7 @@ models: the calls, the signature, the chain and revocation being accepted. The r
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -100,9 +101,26 @@ def test_issue_returns_a_certificate_signed_by_the_ca_with_its_chain(backend, rs
     assert ca_certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
 
 
-def test_revoke_is_accepted_and_repeatable(backend):
-    backend.revoke(0x1234ABCD, RevocationReason.KEY_COMPROMISE)
-    backend.revoke(0x1234ABCD, RevocationReason.KEY_COMPROMISE)
+def test_revoke_is_accepted_and_repeatable(backend, pca, ca_arn):
+    # What moto models here is the wire: the request as botocore serialized it, and an
+    # answer without an error, twice. It keeps no revocation list to read back.
+    sent = []
+
+    def record(request, **_):
+        sent.append(json.loads(request.body))
+
+    pca.meta.events.register("before-send.acm-pca.RevokeCertificate", record)
+    try:
+        backend.revoke(0x1234ABCD, RevocationReason.KEY_COMPROMISE)
+        backend.revoke(0x1234ABCD, RevocationReason.KEY_COMPROMISE)
+    finally:
+        pca.meta.events.unregister("before-send.acm-pca.RevokeCertificate", record)
+    expected = {
+        "CertificateAuthorityArn": ca_arn,
+        "CertificateSerial": "12:34:ab:cd",
+        "RevocationReason": "KEY_COMPROMISE",
+    }
+    assert sent == [expected, expected]
 
 
 def test_an_unknown_ca_is_backend_unavailable_with_a_clear_message(pca, ca_arn, rsa_key):

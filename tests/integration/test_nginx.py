@@ -13,20 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from nodecert.bootstrap import build_service
-from nodecert.core.config import Settings
 from nodecert.core.ports import RevocationReason
 from nodecert.http.app import create_app
 from tests.nodeside import (
     ADMIN,
     LiveServer,
-    free_port,
     issue,
     new_ca,
     node_server_certificate,
     sign,
     write_client,
 )
+from tests.processes import free_port
 
 pytestmark = pytest.mark.nginx
 
@@ -82,8 +80,8 @@ http {{
 
 
 @pytest.fixture
-def service(tmp_path):
-    return build_service(Settings(home=tmp_path / "home", authorize_secret=SECRET))
+def service_settings():
+    return {"authorize_secret": SECRET}
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from cryptography import x509
 
-from nodecert.bootstrap import build_service
 from nodecert.cli import commands as cli
 from nodecert.client.renew import (
     RenewalClientError,
@@ -16,15 +15,9 @@ from nodecert.client.renew import (
     run_deploy_hook,
     watch,
 )
-from nodecert.core.config import Settings
 from nodecert.core.ports import RevocationReason
 from nodecert.http.app import create_app
 from tests.nodeside import ADMIN, LiveServer, issue, write_client
-
-
-@pytest.fixture
-def service(tmp_path):
-    return build_service(Settings(home=tmp_path / "home"))
 
 
 def test_renew_rewrites_both_files_and_records_the_lineage(tmp_path, service, capsys):

@@ -34,10 +34,25 @@ def test_a_key_is_used_once_across_stores_and_threads(tmp_path):
 
 
 def test_expired_keys_are_purged(tmp_path):
-    store = SQLiteStore(tmp_path / "nodecert.db")
+    path = tmp_path / "nodecert.db"
+    store = SQLiteStore(path)
     now = datetime.now(UTC)
     store.use_once("k", expires_at=now + timedelta(seconds=1), now=now)
+    store.use_once("old", expires_at=now + timedelta(seconds=1), now=now)
+    # Before it expires, the key is taken.
+    with pytest.raises(ConflictError):
+        store.use_once("k", expires_at=now + timedelta(hours=1), now=now)
+    # Once expired, it is purged and may be used again, until its new expiry.
     store.use_once("k", expires_at=now + timedelta(hours=1), now=now + timedelta(seconds=2))
+    with pytest.raises(ConflictError):
+        store.use_once("k", expires_at=now + timedelta(hours=1), now=now + timedelta(seconds=3))
+    store.close()
+    db = sqlite3.connect(path)
+    try:
+        keys = [row[0] for row in db.execute("SELECT key FROM used_tokens")]
+    finally:
+        db.close()
+    assert keys == ["k"]  # "old" went with the purge, not only the key used again.
 
 
 def test_a_version_1_file_is_upgraded(tmp_path):
