@@ -133,7 +133,10 @@ class Issued:
         return format_serial(self.certificate.serial_number)
 
 
-def new_ca(directory: Path, organization: str = "nodecert") -> LocalCA:
+def new_ca(directory: Path | None = None, organization: str = "nodecert") -> LocalCA:
+    """A local CA: in memory (unit tests), or with its files in ``directory``."""
+    if directory is None:
+        return LocalCA.generate(organization=organization, trust_domain=TRUST_DOMAIN)
     return LocalCA.open_or_create(directory, organization=organization, trust_domain=TRUST_DOMAIN)
 
 

@@ -6,6 +6,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from nodecert.backends.local import LocalCA
+from nodecert.core.keys import KeyType, generate_private_key
 from nodecert.core.ports import RevocationReason
 from nodecert.nodeside.access import AccessDeniedError, DenyReason
 from tests.nodeside import ADMIN, authority, decider, issue, new_ca, record, sign
@@ -43,9 +44,9 @@ def test_wrong_node_is_denied(ca, store, auth):
     assert decision.identity.node_id == "n1"
 
 
-def test_foreign_ca_is_denied_even_with_a_perfect_identity(tmp_path, ca, store, auth):
+def test_foreign_ca_is_denied_even_with_a_perfect_identity(ca, store, auth):
     issue(auth, "alice", "n1")
-    foreign = new_ca(tmp_path / "foreign")  # Same organization, same names, other key.
+    foreign = new_ca()  # Same organization, same names, other key.
     forged = sign(foreign, "alice", "n1")
     record(store, forged)  # Even a ledger row does not help.
     assert decider(ca, store).decide(forged.pem, "n1").reason is DenyReason.UNTRUSTED_ISSUER
@@ -106,13 +107,16 @@ def test_a_certificate_missing_from_the_ledger_is_denied(ca, store, auth):
     )
 
 
-def test_another_trust_domain_has_no_identity(tmp_path, ca, store, auth):
+def test_another_trust_domain_has_no_identity(store):
+    # The very same CA key and certificate, writing another trust domain's SAN URI.
+    key = generate_private_key(KeyType.EC_P256)
+    ours = LocalCA.generate(organization="nodecert", trust_domain="nodecert.local", key=key)
     other = LocalCA(
-        key=ca._key, certificate=ca.certificate, organization="nodecert", trust_domain="evil.org"
+        key=key, certificate=ours.certificate, organization="nodecert", trust_domain="evil.org"
     )
     cert = sign(other, "alice", "n1")
     record(store, cert)
-    assert decider(ca, store).decide(cert.pem, "n1").reason is DenyReason.NO_IDENTITY
+    assert decider(ours, store).decide(cert.pem, "n1").reason is DenyReason.NO_IDENTITY
 
 
 def test_store_failure_fails_closed(ca, store, auth):
@@ -144,14 +148,9 @@ def test_require_raises_with_the_decision(ca, store, auth):
     assert caught.value.code == "access_denied"
 
 
-def test_rsa_certificates_are_decided_the_same_way(tmp_path, store):
-    from nodecert.core.keys import KeyType
-
-    rsa_ca = LocalCA.open_or_create(
-        tmp_path / "rsa",
-        organization="nodecert",
-        trust_domain="nodecert.local",
-        key_type=KeyType.RSA_2048,
+def test_rsa_certificates_are_decided_the_same_way(store):
+    rsa_ca = LocalCA.generate(
+        organization="nodecert", trust_domain="nodecert.local", key_type=KeyType.RSA_2048
     )
     auth = authority(rsa_ca, store)
     cert = issue(auth, "alice", "n1")

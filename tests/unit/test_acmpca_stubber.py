@@ -80,10 +80,8 @@ def clock():
 
 
 @pytest.fixture(scope="module")
-def local_ca(tmp_path_factory):
-    return LocalCA.open_or_create(
-        tmp_path_factory.mktemp("ca"), organization=ORG, trust_domain=TRUST_DOMAIN
-    )
+def local_ca():
+    return LocalCA.generate(organization=ORG, trust_domain=TRUST_DOMAIN)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import http.client
 import json
-import stat
 from typing import Any
 
 import jwt
@@ -20,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nodecert.core.errors import AuthenticationError, BackendUnavailableError, ConfigurationError
+from nodecert.core.errors import AuthenticationError, BackendUnavailableError
 from nodecert.core.ports import Principal
 from nodecert.verifiers.devissuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
 from nodecert.verifiers.oidc import OIDCVerifier, RemoteJWKS, StaticJWKS, groups_of
@@ -518,67 +517,35 @@ def dev_verifier(issuer: DevIssuer) -> OIDCVerifier:
     )
 
 
-def test_dev_issuer_creates_its_key_with_mode_0600(tmp_path):
-    home = tmp_path / "home"
-    DevIssuer.open_or_create(home)
-    key_file = home / "dev-issuer.key"
-    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
+def new_dev_issuer() -> DevIssuer:
+    """A dev issuer in memory (the file it keeps its key in is tests/integration's)."""
+    return DevIssuer(ec.generate_private_key(ec.SECP256R1()))
 
 
-def test_dev_issuer_reopens_the_same_key(tmp_path):
-    first = DevIssuer.open_or_create(tmp_path)
-    second = DevIssuer.open_or_create(tmp_path)
-    assert second.kid == first.kid
-    assert second.jwks == first.jwks
-    # A token minted by one instance verifies with the other's JWKS.
-    token = first.mint("alice", now=NOW)
-    assert dev_verifier(second).verify(token).user_id == "alice"
-
-
-def test_dev_issuer_tokens_round_trip_through_the_oidc_verifier(tmp_path):
-    issuer = DevIssuer.open_or_create(tmp_path)
+def test_dev_issuer_tokens_round_trip_through_the_oidc_verifier():
+    issuer = new_dev_issuer()
     principal = dev_verifier(issuer).verify(issuer.mint("alice", now=NOW))
     assert principal.user_id == "alice"
     assert not principal.is_admin
     assert principal.claims["iss"] == DEV_ISSUER
 
 
-def test_dev_issuer_admin_tokens_are_admins(tmp_path):
-    issuer = DevIssuer.open_or_create(tmp_path)
+def test_dev_issuer_admin_tokens_are_admins():
+    issuer = new_dev_issuer()
     principal = dev_verifier(issuer).verify(issuer.mint("root", admin_group=ADMIN_GROUP, now=NOW))
     assert principal.is_admin
     assert ADMIN_GROUP in principal.groups
 
 
-def test_dev_issuer_tokens_expire(tmp_path):
-    issuer = DevIssuer.open_or_create(tmp_path)
+def test_dev_issuer_tokens_expire():
+    issuer = new_dev_issuer()
     token = issuer.mint("alice", lifetime_s=60, now=NOW - 3600)
     with pytest.raises(AuthenticationError, match="expired"):
         dev_verifier(issuer).verify(token)
 
 
-def test_another_dev_issuers_tokens_are_refused(tmp_path):
-    ours = DevIssuer.open_or_create(tmp_path / "ours")
-    theirs = DevIssuer.open_or_create(tmp_path / "theirs")
+def test_another_dev_issuers_tokens_are_refused():
+    ours, theirs = new_dev_issuer(), new_dev_issuer()
     assert ours.kid != theirs.kid
     with pytest.raises(AuthenticationError, match="kid"):
         dev_verifier(ours).verify(theirs.mint("alice", now=NOW))
-
-
-def test_dev_issuer_with_a_corrupt_key_file_is_a_configuration_error(tmp_path):
-    (tmp_path / "dev-issuer.key").write_bytes(b"not a key")
-    with pytest.raises(ConfigurationError, match="dev issuer"):
-        DevIssuer.open_or_create(tmp_path)
-
-
-def test_dev_issuer_with_an_rsa_key_file_is_a_configuration_error(tmp_path):
-    pem = RSA_KEY.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    (tmp_path / "dev-issuer.key").write_bytes(pem)
-    with pytest.raises(ConfigurationError, match="not an EC key"):
-        DevIssuer.open_or_create(tmp_path)

@@ -66,6 +66,27 @@ class LocalCA:
         return self._certificate
 
     @classmethod
+    def generate(
+        cls,
+        *,
+        organization: str,
+        trust_domain: str,
+        key: PrivateKey | None = None,
+        key_type: KeyType = KeyType.EC_P256,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> LocalCA:
+        """A new self-signed CA held in memory only: nothing is written anywhere.
+
+        For throwaway CAs (tests, a one-off demonstration). ``key`` reuses a given key;
+        otherwise a new one of ``key_type`` is made.
+        """
+        key = key or generate_private_key(key_type)
+        certificate = _self_signed(key, organization, clock())
+        return cls(
+            key=key, certificate=certificate, organization=organization, trust_domain=trust_domain
+        )
+
+    @classmethod
     def open_or_create(
         cls,
         directory: Path,
