@@ -40,8 +40,6 @@ from nodecert.verifiers.gateway import principal_from_claims
 
 __all__ = ["ROUTE_KEYS", "LambdaApp", "application", "lambda_handler"]
 
-log = logging.getLogger("nodecert")
-
 
 @dataclass(frozen=True, slots=True)
 class _Request:
