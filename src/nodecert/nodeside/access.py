@@ -1,7 +1,7 @@
 """The node-side access decision: may this client certificate call this node now?
 
 One class, :class:`AccessDecider`, makes the decision for every front end: the API Gateway
-authorizer (``adapters/authorizer.py``), the node's own Python app (``nodecert.nodeside.verify``)
+authorizer (``aws/authorizer.py``), the node's own Python app (``nodecert.nodeside.verify``)
 and nginx through ``POST /v1/authorize``. A certificate is allowed only when all hold:
 
 1. it parses, and it is within its validity window (an optional grace after expiry is

@@ -11,7 +11,7 @@ Three things stock uvicorn does not do are done here:
   any size (a 10 MB header is read into memory whole); :class:`BoundedHttpToolsProtocol`
   answers 431 once they pass ``NODECERT_MAX_HEADER_BYTES``, before the application runs.
 - With several workers on Linux, a listening socket per worker (``SO_REUSEPORT``), so the
-  kernel spreads connections over the workers (``adapters/supervisor.py``).
+  kernel spreads connections over the workers (``server/supervisor.py``).
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
     )
     if settings.workers > 1 and reuse_port_available():
         # One socket per worker, so that connections opened together are spread over the
-        # workers instead of all landing on the first to wake (adapters/supervisor.py).
+        # workers instead of all landing on the first to wake (server/supervisor.py).
         sockets = worker_sockets(settings.host, settings.port, settings.workers)
         on_listening()
         SpreadingSupervisor(config, sockets).run()
