@@ -50,10 +50,10 @@ def _core_errors() -> list[type[NodecertError]]:
 
 @pytest.mark.parametrize("cls", _core_errors(), ids=lambda c: c.__name__)
 def test_every_core_error_has_its_status_in_the_one_table(cls: type[NodecertError]) -> None:
-    # A class added to the core without a deliberate status would fall through to 500;
-    # a subclass inherits its base's status (e.g. a 409 ConflictError subclass).
-    base = next(b.__name__ for b in cls.__mro__ if b.__name__ in EXPECTED)
-    assert status_of(cls("x")) == EXPECTED[base]
+    # A class added to the core must get its status deliberately: in the contract's table
+    # (or by subclassing a listed class) and in EXPECTED here.
+    assert cls.__name__ in EXPECTED, f"{cls.__name__}: give it a status in http/contract.py"
+    assert status_of(cls("x")) == EXPECTED[cls.__name__]
 
 
 def test_http_only_errors_have_their_statuses() -> None:
