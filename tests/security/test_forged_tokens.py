@@ -9,7 +9,6 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -18,12 +17,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
 
-from nodecert.bootstrap import build_service
 from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
 from nodecert.verifiers.oidc import OIDCVerifier, RemoteJWKS
 
-from ..conftest import ADMIN, make_settings
+from ..conftest import ADMIN
 
 ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Sec"
 CLIENT_ID = "app-client"
@@ -120,16 +118,13 @@ FORGERIES = {
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[tuple[Service, TestClient, CountingFetch]]:
-    settings = make_settings(
-        tmp_path / "home",
-        oidc_issuer=ISSUER,
-        oidc_audience=CLIENT_ID,
-        oidc_jwks_url="http://127.0.0.1:9/unused",
-    )
+def remote_idp(make_service) -> Iterator[tuple[Service, TestClient, CountingFetch]]:
+    """A service whose OIDC verifier fetches its JWKS through a counting fake."""
     fetch = CountingFetch()
     service = replace(
-        build_service(settings),
+        make_service(
+            oidc_issuer=ISSUER, oidc_audience=CLIENT_ID, oidc_jwks_url="http://127.0.0.1:9/unused"
+        ),
         verifier=OIDCVerifier(
             issuer=ISSUER,
             audience=CLIENT_ID,
@@ -140,7 +135,6 @@ def service(tmp_path: Path) -> Iterator[tuple[Service, TestClient, CountingFetch
     service.authority.put_node(ADMIN, "n1", "alice")
     with TestClient(create_app(service)) as client:
         yield service, client, fetch
-    service.close()
 
 
 def _post(client: TestClient, token: str) -> Any:
@@ -151,8 +145,8 @@ def _post(client: TestClient, token: str) -> Any:
     )
 
 
-def test_genuine_tokens_pass(service: tuple[Service, TestClient, CountingFetch]) -> None:
-    _, client, _ = service
+def test_genuine_tokens_pass(remote_idp: tuple[Service, TestClient, CountingFetch]) -> None:
+    _, client, _ = remote_idp
     assert _post(client, _sign(_claims())).status_code == 201
     assert _post(client, _sign(_claims(), key=RSA_KEY, alg="RS256", kid="rsa")).status_code == 201
     access = _sign(_claims(aud=None, token_use="access", client_id=CLIENT_ID))
@@ -161,9 +155,9 @@ def test_genuine_tokens_pass(service: tuple[Service, TestClient, CountingFetch])
 
 @pytest.mark.parametrize("forgery", sorted(FORGERIES))
 def test_forged_tokens_are_401(
-    service: tuple[Service, TestClient, CountingFetch], forgery: str
+    remote_idp: tuple[Service, TestClient, CountingFetch], forgery: str
 ) -> None:
-    svc, client, _ = service
+    svc, client, _ = remote_idp
     token = FORGERIES[forgery]()
     response = _post(client, token)
     assert response.status_code == 401, (forgery, response.text)
@@ -174,9 +168,9 @@ def test_forged_tokens_are_401(
 
 
 def test_made_up_kids_cannot_hammer_the_issuer(
-    service: tuple[Service, TestClient, CountingFetch],
+    remote_idp: tuple[Service, TestClient, CountingFetch],
 ) -> None:
-    _, client, fetch = service
+    _, client, fetch = remote_idp
     for i in range(50):
         assert _post(client, _sign(_claims(), kid=f"made-up-{i}")).status_code == 401
     # One fetch to load the keys, at most one refresh per minute after that.
