@@ -1,0 +1,78 @@
+"""When to ask ACM PCA whether a certificate is ready: a pure, adaptive schedule.
+
+``IssueCertificate`` is asynchronous; ``GetCertificate`` answers
+``RequestInProgressException`` until the certificate exists. The two calls have separate
+account-wide quotas (https://docs.aws.amazon.com/general/latest/gr/pca.html: 25 and 75
+requests per second by default), so an account issuing at its full IssueCertificate rate
+can afford three polls per certificate on average. Polling from 50 ms and doubling spends
+five or six polls on a certificate that takes a second, and is throttled.
+
+The schedule therefore waits, before the first poll, about as long as certificates have
+recently taken (measured, per backend instance, so per Lambda container), then backs off
+exponentially with jitter; a throttled poll doubles the wait instead of retrying at once.
+Everything stays under the caller's deadline.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PollSchedule"]
+
+
+class PollSchedule:
+    """The waits between ``GetCertificate`` polls, learning how long issuance takes.
+
+    Args:
+        first: The first wait before any measurement (seconds).
+        floor: The shortest first wait the estimate may shrink to.
+        ceiling: The longest wait between two polls after the first.
+        longest_first: The longest first wait the estimate may grow to (a CA that takes
+            three seconds is polled once after about three seconds, not every second).
+    """
+
+    def __init__(
+        self,
+        *,
+        first: float = 0.3,
+        floor: float = 0.05,
+        ceiling: float = 1.0,
+        longest_first: float = 5.0,
+    ) -> None:
+        if not 0 < floor <= first <= ceiling <= longest_first:
+            raise ValueError("PollSchedule: need 0 < floor <= first <= ceiling <= longest_first")
+        self.first = first
+        self.floor = floor
+        self.ceiling = ceiling
+        self.longest_first = longest_first
+        self._estimate = first
+
+    @property
+    def estimate(self) -> float:
+        """How long certificates currently take to be ready, as far as we know (seconds)."""
+        return self._estimate
+
+    def first_wait(self) -> float:
+        """The wait between ``IssueCertificate`` and the first ``GetCertificate``."""
+        return self._estimate
+
+    def next_wait(self, previous: float, jitter: float, *, throttled: bool = False) -> float:
+        """The wait after a poll that found the certificate not ready (or was throttled).
+
+        Args:
+            previous: The wait before that poll.
+            jitter: A number in [0, 1): spreads polls of concurrent issuances apart.
+            throttled: The poll was refused for the quota; back off twice as far.
+        """
+        grown = previous * (4 if throttled else 2)
+        # "Equal jitter": between half and all of the exponential step, never shorter.
+        step = min(self.ceiling, grown)
+        return max(self.floor, step / 2 + step / 2 * jitter)
+
+    def observe(self, elapsed: float, polls: int) -> None:
+        """Learn from one issuance: ready after ``elapsed`` seconds and ``polls`` polls.
+
+        A certificate ready at the first poll may have been ready earlier: the estimate
+        shrinks by a tenth, so it follows a faster CA down. One that needed more polls
+        moves the estimate halfway towards what it took.
+        """
+        target = self._estimate * 0.9 if polls <= 1 else (self._estimate + elapsed) / 2
+        self._estimate = min(self.longest_first, max(self.floor, target))
