@@ -100,3 +100,43 @@ def test_a_method_the_matched_route_lacks_is_405_with_its_methods(app):
 def test_an_http_api_route_key_with_any_uses_the_request_method(app):
     raw = event("http_api_stage_v1_custom_domain.json", routeKey="ANY /v1/ca")
     assert app.handle(raw)["statusCode"] == 200
+
+
+class LambdaContext:
+    """The part of the Lambda context object the handler reads."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_the_request_budget_is_the_lambda_time_left_less_a_margin(monkeypatch, tmp_path):
+    import time
+
+    from nodecert.aws import handler as aws_lambda
+    from nodecert.core import budget
+
+    monkeypatch.setenv("NODECERT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NODECERT_KEY_POOL_SIZE", "0")
+    aws_lambda.application.cache_clear()
+    seen = []
+    try:
+        app = aws_lambda.application()
+        real_ca = app.routes.ca
+
+        def ca():
+            seen.append((budget.deadline(), time.monotonic()))
+            return real_ca()
+
+        monkeypatch.setattr(app.routes, "ca", ca)
+        response = aws_lambda.lambda_handler(event("rest_ca.json"), LambdaContext(20_000))
+        assert response["statusCode"] == 200
+        outside = aws_lambda.lambda_handler(event("rest_ca.json"), object())
+        assert outside["statusCode"] == 200
+    finally:
+        aws_lambda.application.cache_clear()
+    (at, now), (none, _) = seen
+    assert 17.0 <= at - now <= 18.0  # 20 s left, 2 s kept back.
+    assert none is None  # Not on Lambda (no context): no budget.

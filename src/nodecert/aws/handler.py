@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodecert.bootstrap import build_service, settings_from_environment
+from nodecert.core.budget import time_budget
 from nodecert.core.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -101,8 +102,22 @@ class LambdaApp:
         self.max_body_bytes = max_body_bytes
         self.node_routes = node_routes
 
-    def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """Answer one API Gateway event with a proxy-integration response."""
+    def handle(self, event: Mapping[str, Any], *, budget_s: float | None = None) -> dict[str, Any]:
+        """Answer one API Gateway event with a proxy-integration response.
+
+        Args:
+            event: The API Gateway proxy event.
+            budget_s: Seconds the request may spend (see :mod:`nodecert.core.budget`):
+                remote CA calls that cannot start in time are left undone (a revocation
+                stays queued for the scheduled drain) instead of being cut off by the
+                Lambda timeout.
+        """
+        if budget_s is None:
+            return self._handle(event)
+        with time_budget(budget_s):
+            return self._handle(event)
+
+    def _handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         path = "/"
         try:
             request = self._parse(event)
@@ -352,6 +367,15 @@ def application() -> LambdaApp:
     )
 
 
+# Kept back from the Lambda timeout: rendering the reply, the ledger writes after a CA call.
+_TIMEOUT_MARGIN_S = 2.0
+
+
 def lambda_handler(event: dict[str, Any], context: object) -> dict[str, Any]:
-    """Entry point: handler ``nodecert.aws.handler.lambda_handler``."""
-    return application().handle(event)
+    """Entry point: handler ``nodecert.aws.handler.lambda_handler``.
+
+    The request's time budget is what the Lambda context says is left, less a margin.
+    """
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    budget = remaining() / 1000 - _TIMEOUT_MARGIN_S if callable(remaining) else None
+    return application().handle(event, budget_s=budget)

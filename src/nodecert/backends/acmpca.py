@@ -57,6 +57,7 @@ from nodecert.backends.pca_shapes import (
     pca_validity,
     translate,
 )
+from nodecert.core.budget import deadline as request_deadline
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
 from nodecert.core.ports import Profile, RevocationReason, SignedCertificate, SigningRequest
 
@@ -172,7 +173,7 @@ class ACMPCABackend:
             BackendUnavailableError: PCA is throttling, failing, too slow or mis-configured.
             CSRError: PCA refused the CSR itself.
         """
-        deadline = self._monotonic() + self._retry.deadline
+        deadline = self._deadline()
         arn = self.ca_for(request)
         client = self._clients[arn]
         try:
@@ -250,7 +251,7 @@ class ACMPCABackend:
         Raises:
             BackendUnavailableError: PCA cannot answer now, or no CA knows the serial.
         """
-        deadline = self._monotonic() + self._retry.deadline
+        deadline = self._deadline()
         serial = pca_serial(certificate_serial)
         arns = [issuer] if issuer is not None else list(self._clients)
         for index, arn in enumerate(arns):
@@ -274,7 +275,7 @@ class ACMPCABackend:
         """
         for arn in self._clients:
             try:
-                self._signing_algorithm(arn, self._monotonic() + self._retry.deadline)
+                self._signing_algorithm(arn, self._deadline())
             except _PCAError as exc:
                 detail = translate(exc.code, "DescribeCertificateAuthority").detail
                 raise ConfigurationError(f"{arn}: {detail}") from exc.__cause__
@@ -324,7 +325,7 @@ class ACMPCABackend:
         if cached is not None:
             return cached
         client = self._clients[arn]
-        deadline = self._monotonic() + self._retry.deadline
+        deadline = self._deadline()
         try:
             response = self._call(
                 deadline,
@@ -375,6 +376,12 @@ class ACMPCABackend:
             self._schedule.observe(self._monotonic() - started, polls)
             return dict(response)
 
+    def _deadline(self) -> float:
+        """This operation's deadline: the policy's, or the request's budget if sooner."""
+        own = self._monotonic() + self._retry.deadline
+        budget = request_deadline()
+        return own if budget is None else min(own, budget)
+
     def _call(self, deadline: float, call: Callable[[], _T]) -> _T:
         """Run one PCA call, retrying transient errors with full jitter before ``deadline``.
 
@@ -384,6 +391,12 @@ class ACMPCABackend:
         """
         attempt = 0
         while True:
+            if self._monotonic() >= deadline:
+                # The request's budget is spent (core.budget): not even one more call.
+                raise BackendUnavailableError(
+                    "ca: no time left in this request for ACM PCA; try again later",
+                    retry_after=self._retry.retry_after,
+                )
             try:
                 return call()
             except botocore_errors() as exc:
