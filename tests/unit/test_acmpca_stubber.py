@@ -60,14 +60,25 @@ class FakeTime:
         self.now += seconds
 
 
+ISSUE_ROUND_TRIP = 0.15
+
+
 @pytest.fixture
-def client():
-    return boto3.client(
+def client(clock):
+    client = boto3.client(
         "acm-pca",
         region_name="eu-west-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+    # Every IssueCertificate takes 150 ms of the fake clock: the unmeasured first poll
+    # waits twice that, 0.3 s (RetryPolicy.poll_first, its cap).
+    def takes_time(**_: object) -> None:
+        clock.now += ISSUE_ROUND_TRIP
+
+    client.meta.events.register("before-parameter-build.acm-pca.IssueCertificate", takes_time)
+    return client
 
 
 @pytest.fixture
@@ -229,7 +240,8 @@ def test_issue_sends_the_identity_validity_template_and_matching_algorithm(
 
     assert signed.certificate == certificate
     assert signed.chain == (local_ca.certificate,)
-    assert clock.sleeps == [0.3]  # One wait (the initial estimate), one poll.
+    # One wait (twice the IssueCertificate round trip), one poll.
+    assert clock.sleeps == pytest.approx([0.3])
 
 
 def test_the_ca_description_is_cached_per_arn(client, stub, clock, local_ca, key):
@@ -361,20 +373,21 @@ def test_the_first_wait_follows_how_long_certificates_took(client, stub, clock, 
     ready(stub, local_ca, slow)
     backend.issue(slow)
     assert clock.sleeps == pytest.approx([0.3, 0.45, 0.675])
-    # ...halfway to the 1.425 s it took: the next first poll waits 0.8625 s and succeeds...
+    # ...to the 1.425 s it took (the first measurement): the next first poll waits that
+    # long and succeeds...
     clock.sleeps.clear()
     fast = make_request(key, request_id="fast")
     issued(stub)
     ready(stub, local_ca, fast)
     backend.issue(fast)
-    assert clock.sleeps == pytest.approx([0.8625])
+    assert clock.sleeps == pytest.approx([1.425])
     # ...and a certificate ready at the first poll shrinks the estimate by a tenth.
     clock.sleeps.clear()
     again = make_request(key, request_id="again")
     issued(stub)
     ready(stub, local_ca, again)
     backend.issue(again)
-    assert clock.sleeps == pytest.approx([0.8625 * 0.9])
+    assert clock.sleeps == pytest.approx([1.425 * 0.9])
 
 
 def test_a_throttled_poll_backs_off_four_fold_and_polling_goes_on(
@@ -416,7 +429,7 @@ def test_a_failed_request_is_reported_without_polling_again(client, stub, clock,
 
     with pytest.raises(BackendUnavailableError, match="RequestFailedException"):
         make_backend(client, clock).issue(make_request(key))
-    assert clock.sleeps == [0.3]  # The one wait before the first poll.
+    assert clock.sleeps == pytest.approx([0.3])  # The one wait before the first poll.
 
 
 # Throttling and 5xx: bounded retries with full jitter
@@ -783,6 +796,11 @@ def test_ca_arns_of_unknown_or_mixed_partitions_are_refused(client, ca_arn, shor
         )
 
 
+@pytest.mark.parametrize(("round_trip", "first"), [(0.0, 0.05), (0.01, 0.05), (0.1, 0.2), (2, 0.3)])
+def test_before_any_measurement_the_first_wait_is_twice_the_issue_round_trip(round_trip, first):
+    assert PollSchedule(first=0.3).first_wait(round_trip) == pytest.approx(first)
+
+
 # The GetCertificate quota at the IssueCertificate quota
 
 
@@ -799,7 +817,7 @@ def test_polls_per_certificate_stay_under_the_get_certificate_quota(ready_after)
     counts = []
     for _ in range(200):
         latency = ready_after * (0.8 + 0.4 * rng.random())
-        elapsed, wait, polls = 0.0, schedule.first_wait(), 0
+        elapsed, wait, polls = 0.0, schedule.first_wait(0.1), 0
         while True:
             elapsed += wait
             polls += 1

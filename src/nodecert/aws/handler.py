@@ -28,7 +28,9 @@ neither can be stripped reliably. A greedy route (``/{proxy+}``) is resolved fro
 ``proxy`` parameter; only an HTTP API's ``$default`` route, which names no path, falls back
 to ``rawPath`` (with the stage removed when it leads the path).
 
-The service is wired once per container, on the first invocation.
+The service is wired once per execution environment: on Lambda, in the init phase (when
+this module is imported; see :mod:`nodecert.aws.lifecycle` for SnapStart), elsewhere on
+the first call of :func:`lambda_handler`.
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ import base64
 import binascii
 import functools
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nodecert.bootstrap import build_service, settings_from_environment
+from nodecert.bootstrap import Service, build_service, settings_from_environment
 from nodecert.core.budget import time_budget
 from nodecert.core.errors import (
     AuthenticationError,
@@ -101,6 +104,8 @@ class LambdaApp:
         self.admin_group = admin_group
         self.max_body_bytes = max_body_bytes
         self.node_routes = node_routes
+        # The wired service, when application() built this (for the init phase's warm-up).
+        self.service: Service | None = None
 
     def handle(self, event: Mapping[str, Any], *, budget_s: float | None = None) -> dict[str, Any]:
         """Answer one API Gateway event with a proxy-integration response.
@@ -359,12 +364,14 @@ def application() -> LambdaApp:
     settings = settings_from_environment()
     logging.getLogger("nodecert").setLevel(settings.log_level)
     service = build_service(settings)
-    return LambdaApp(
+    app = LambdaApp(
         service.routes,
         admin_group=settings.admin_group,
         max_body_bytes=settings.max_body_bytes,
         node_routes=service.node_routes,
     )
+    app.service = service
+    return app
 
 
 # Kept back from the Lambda timeout: rendering the reply, the ledger writes after a CA call.
@@ -379,3 +386,10 @@ def lambda_handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     budget = remaining() / 1000 - _TIMEOUT_MARGIN_S if callable(remaining) else None
     return application().handle(event, budget_s=budget)
+
+
+# AWS_LAMBDA_FUNCTION_NAME is set by the Lambda runtime (and by SAM's local emulation).
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    from nodecert.aws.lifecycle import init_phase
+
+    init_phase(lambda: application().service)

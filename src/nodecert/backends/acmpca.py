@@ -197,6 +197,7 @@ class ACMPCABackend:
             not_before, not_after = pca_validity(
                 request, short_lived=arn == self._short_lived_ca_arn
             )
+            sent = self._monotonic()
             issued = self._call(
                 deadline,
                 lambda: client.issue_certificate(
@@ -210,7 +211,8 @@ class ACMPCABackend:
                     IdempotencyToken=idempotency_token(request, arn),
                 ),
             )
-            response = self._poll(client, arn, issued["CertificateArn"], deadline)
+            round_trip = self._monotonic() - sent
+            response = self._poll(client, arn, issued["CertificateArn"], deadline, round_trip)
         except _PCAError as exc:
             raise translate(exc.code, "IssueCertificate") from exc.__cause__
         try:
@@ -343,7 +345,12 @@ class ACMPCABackend:
         return chain
 
     def _poll(
-        self, client: ACMPCAClient, arn: str, certificate_arn: str, deadline: float
+        self,
+        client: ACMPCAClient,
+        arn: str,
+        certificate_arn: str,
+        deadline: float,
+        round_trip: float,
     ) -> dict[str, Any]:
         """``GetCertificate`` until ready, on the adaptive schedule, before ``deadline``.
 
@@ -351,7 +358,7 @@ class ACMPCABackend:
         goes on while the deadline allows.
         """
         started = self._monotonic()
-        delay = self._schedule.first_wait()
+        delay = self._schedule.first_wait(round_trip)
         polls = 0
         while True:
             if self._monotonic() + delay > deadline:

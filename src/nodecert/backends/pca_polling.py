@@ -8,9 +8,10 @@ can afford three polls per certificate on average. Polling from 50 ms and doubli
 five or six polls on a certificate that takes a second, and is throttled.
 
 The schedule therefore waits, before the first poll, about as long as certificates have
-recently taken (measured, per backend instance, so per Lambda container), then backs off
-exponentially with jitter; a throttled poll doubles the wait instead of retrying at once.
-Everything stays under the caller's deadline.
+recently taken (measured, per backend instance, so per Lambda container; before the first
+measurement, twice the round trip of the ``IssueCertificate`` call itself, up to
+``first``), then backs off exponentially with jitter; a throttled poll quadruples the wait
+instead of retrying at once. Everything stays under the caller's deadline.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class PollSchedule:
     """The waits between ``GetCertificate`` polls, learning how long issuance takes.
 
     Args:
-        first: The first wait before any measurement (seconds).
+        first: The longest first wait before any measurement (seconds).
         floor: The shortest first wait the estimate may shrink to.
         ceiling: The longest wait between two polls after the first.
         longest_first: The longest first wait the estimate may grow to (a CA that takes
@@ -43,16 +44,24 @@ class PollSchedule:
         self.floor = floor
         self.ceiling = ceiling
         self.longest_first = longest_first
-        self._estimate = first
+        self._estimate: float | None = None
 
     @property
-    def estimate(self) -> float:
-        """How long certificates currently take to be ready, as far as we know (seconds)."""
+    def estimate(self) -> float | None:
+        """How long certificates take to be ready, as measured (None before any issuance)."""
         return self._estimate
 
-    def first_wait(self) -> float:
-        """The wait between ``IssueCertificate`` and the first ``GetCertificate``."""
-        return self._estimate
+    def first_wait(self, round_trip: float) -> float:
+        """The wait between ``IssueCertificate`` and the first ``GetCertificate``.
+
+        Args:
+            round_trip: How long the ``IssueCertificate`` call took: before anything was
+                measured, the wait is twice that (a CA that answers fast signs fast),
+                between ``floor`` and ``first``.
+        """
+        if self._estimate is not None:
+            return self._estimate
+        return min(self.first, max(self.floor, 2 * round_trip))
 
     def next_wait(self, previous: float, jitter: float, *, throttled: bool = False) -> float:
         """The wait after a poll that found the certificate not ready (or was throttled).
@@ -70,9 +79,10 @@ class PollSchedule:
     def observe(self, elapsed: float, polls: int) -> None:
         """Learn from one issuance: ready after ``elapsed`` seconds and ``polls`` polls.
 
-        A certificate ready at the first poll may have been ready earlier: the estimate
-        shrinks by a tenth, so it follows a faster CA down. One that needed more polls
-        moves the estimate halfway towards what it took.
+        The first measurement starts the estimate. A certificate ready at the first poll
+        may have been ready earlier: the estimate shrinks by a tenth, so it follows a
+        faster CA down. One that needed more polls moves it halfway towards what it took.
         """
-        target = self._estimate * 0.9 if polls <= 1 else (self._estimate + elapsed) / 2
+        previous = elapsed if self._estimate is None else self._estimate
+        target = previous * 0.9 if polls <= 1 else (previous + elapsed) / 2
         self._estimate = min(self.longest_first, max(self.floor, target))
