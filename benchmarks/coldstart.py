@@ -155,9 +155,7 @@ def _function_env(endpoint: str, home: Path) -> dict[str, str]:
     nodes, certificates = f"nodes-{suffix}", f"certificates-{suffix}"
     limits = f"limits-{suffix}"
     dynamodb = _client("dynamodb", endpoint)
-    create_tables(
-        dynamodb, nodes_table=nodes, certificates_table=certificates, limits_table=limits
-    )
+    create_tables(dynamodb, nodes_table=nodes, certificates_table=certificates, limits_table=limits)
     # The recorded event asks for alice's node-1.
     dynamodb.put_item(
         TableName=nodes,
