@@ -345,7 +345,7 @@ def test_without_a_short_lived_ca_everything_goes_to_the_general_ca(client, cloc
 # Retrieval: RequestInProgress polling under one deadline
 
 
-def test_the_first_poll_waits_the_estimate_then_backs_off_with_jitter(
+def test_the_first_poll_waits_the_estimate_then_polls_closer_with_jitter(
     client, stub, clock, local_ca, key
 ):
     request = make_request(key)
@@ -358,36 +358,39 @@ def test_the_first_poll_waits_the_estimate_then_backs_off_with_jitter(
     signed = make_backend(client, clock).issue(request)
 
     assert signed.certificate == certificate
-    # 0.3 s, then doubling with "equal jitter" (0.5 → three quarters of the step), capped at 1 s.
-    assert clock.sleeps == pytest.approx([0.3, 0.45, 0.675, 0.75])
+    # 0.3 s (twice the issue round trip), then from 50 ms doubling with "equal jitter"
+    # (0.5 → three quarters of the step, never under 50 ms).
+    assert clock.sleeps == pytest.approx([0.3, 0.05, 0.075, 0.15])
 
 
 def test_the_first_wait_follows_how_long_certificates_took(client, stub, clock, local_ca, key):
     backend = make_backend(client, clock)
     describe(stub)
-    # A slow issuance (ready after the third poll) moves the estimate up...
+    # A slow issuance (ready at the third poll, 0.425 s in, so during its last 75 ms wait)
+    # is the first measurement: 0.3875 s, the middle of that wait...
     slow = make_request(key, request_id="slow")
     issued(stub)
     error(stub, "get_certificate", "RequestInProgressException")
     error(stub, "get_certificate", "RequestInProgressException")
     ready(stub, local_ca, slow)
     backend.issue(slow)
-    assert clock.sleeps == pytest.approx([0.3, 0.45, 0.675])
-    # ...to the 1.425 s it took (the first measurement): the next first poll waits that
-    # long and succeeds...
+    assert clock.sleeps == pytest.approx([0.3, 0.05, 0.075])
+    # ...so the next first poll waits that long, and succeeds...
     clock.sleeps.clear()
     fast = make_request(key, request_id="fast")
     issued(stub)
     ready(stub, local_ca, fast)
     backend.issue(fast)
-    assert clock.sleeps == pytest.approx([1.425])
-    # ...and a certificate ready at the first poll shrinks the estimate by a tenth.
+    assert clock.sleeps == pytest.approx([0.3875])
+    # ...and a certificate ready at the first poll shrinks the estimate by a tenth; one
+    # not ready then is polled again soon (an eighth of the estimate, at least 50 ms).
     clock.sleeps.clear()
     again = make_request(key, request_id="again")
     issued(stub)
+    error(stub, "get_certificate", "RequestInProgressException")
     ready(stub, local_ca, again)
     backend.issue(again)
-    assert clock.sleeps == pytest.approx([1.425 * 0.9])
+    assert clock.sleeps == pytest.approx([0.3875 * 0.9, 0.05])
 
 
 def test_a_throttled_poll_backs_off_four_fold_and_polling_goes_on(
@@ -403,7 +406,7 @@ def test_a_throttled_poll_backs_off_four_fold_and_polling_goes_on(
     make_backend(client, clock, retry=RetryPolicy(poll_first=0.1)).issue(request)
 
     # Not given up after a few throttled attempts, and never re-polled at once.
-    assert clock.sleeps == pytest.approx([0.1, 0.3, 0.75])
+    assert clock.sleeps == pytest.approx([0.1, 0.15, 0.3])
 
 
 def test_polling_is_capped_and_gives_up_at_the_deadline(client, stub, clock, key):
@@ -411,15 +414,16 @@ def test_polling_is_capped_and_gives_up_at_the_deadline(client, stub, clock, key
     backend = make_backend(client, clock, retry=RetryPolicy(deadline=2.9))
     describe(stub)
     issued(stub)
-    # 0.3 + 0.45 + 0.675 + 0.75 = 2.175 s; the next 0.75 s wait would pass 2.9 s.
-    for _ in range(4):
+    # 0.15 s issuing + 0.3 + 0.05 + 0.075 + 0.15 + 0.3 + 0.6 + 0.75 = 2.375 s; the next
+    # 0.75 s wait (the 1 s cap, jittered) would pass 2.9 s.
+    for _ in range(7):
         error(stub, "get_certificate", "RequestInProgressException")
 
     with pytest.raises(BackendUnavailableError, match="did not finish") as caught:
         backend.issue(request)
 
     assert caught.value.retry_after == 2
-    assert clock.sleeps == pytest.approx([0.3, 0.45, 0.675, 0.75])
+    assert clock.sleeps == pytest.approx([0.3, 0.05, 0.075, 0.15, 0.3, 0.6, 0.75])
 
 
 def test_a_failed_request_is_reported_without_polling_again(client, stub, clock, key):
@@ -814,7 +818,7 @@ def test_polls_per_certificate_stay_under_the_get_certificate_quota(ready_after)
     """
     schedule = PollSchedule()
     rng = random.Random(7)
-    counts = []
+    counts, late = [], []
     for _ in range(200):
         latency = ready_after * (0.8 + 0.4 * rng.random())
         elapsed, wait, polls = 0.0, schedule.first_wait(0.1), 0
@@ -823,11 +827,16 @@ def test_polls_per_certificate_stay_under_the_get_certificate_quota(ready_after)
             polls += 1
             if elapsed >= latency:
                 break
-            wait = schedule.next_wait(wait, rng.random())
-        schedule.observe(elapsed, polls)
+            wait = schedule.next_wait(polls, rng.random())
+        schedule.observe(elapsed, polls, last_wait=wait)
         counts.append(polls)
+        late.append((elapsed - latency) / ready_after)
     learned = counts[20:]
     assert sum(learned) / len(learned) < 3.0
+    # And a certificate is picked up soon after it is ready: on average within a quarter
+    # of the CA's own time (or the 50 ms floor).
+    picked = late[20:]
+    assert sum(picked) / len(picked) < max(0.25, 0.05 / ready_after)
     # What it replaces (50 ms, doubling, capped at 0.5 s) needs more for any CA over ~0.3 s.
     old, waited = 0, 0.0
     for step in (0.05, 0.1, 0.2, 0.4, *(0.5,) * 20):

@@ -354,8 +354,8 @@ class ACMPCABackend:
     ) -> dict[str, Any]:
         """``GetCertificate`` until ready, on the adaptive schedule, before ``deadline``.
 
-        A throttled poll is not an error here: the wait grows (four-fold) and polling
-        goes on while the deadline allows.
+        A throttled poll (or a 5xx) is not an error here: the wait grows and polling goes
+        on while the deadline allows.
         """
         started = self._monotonic()
         delay = self._schedule.first_wait(round_trip)
@@ -378,9 +378,9 @@ class ACMPCABackend:
                 if code != "RequestInProgressException" and not is_transient(exc):
                     _log.warning("acm-pca: %s: %s", code, error_message(exc))
                     raise _PCAError(code) from exc
-                delay = self._schedule.next_wait(delay, self._jitter(), throttled=throttled)
+                delay = self._schedule.next_wait(polls, self._jitter(), throttled=throttled)
                 continue
-            self._schedule.observe(self._monotonic() - started, polls)
+            self._schedule.observe(self._monotonic() - started, polls, last_wait=delay)
             return dict(response)
 
     def _deadline(self) -> float:

@@ -10,8 +10,10 @@ five or six polls on a certificate that takes a second, and is throttled.
 The schedule therefore waits, before the first poll, about as long as certificates have
 recently taken (measured, per backend instance, so per Lambda container; before the first
 measurement, twice the round trip of the ``IssueCertificate`` call itself, up to
-``first``), then backs off exponentially with jitter; a throttled poll quadruples the wait
-instead of retrying at once. Everything stays under the caller's deadline.
+``first``); a certificate not ready then is close, so the next polls come after a quarter
+of that, doubling, with jitter; a throttled poll waits four times as long instead of
+retrying at once. Everything stays under the caller's deadline. Once learned, an issuance
+costs one or two polls and is picked up within a fraction of its own duration.
 """
 
 from __future__ import annotations
@@ -63,26 +65,38 @@ class PollSchedule:
             return self._estimate
         return min(self.first, max(self.floor, 2 * round_trip))
 
-    def next_wait(self, previous: float, jitter: float, *, throttled: bool = False) -> float:
-        """The wait after a poll that found the certificate not ready (or was throttled).
+    def next_wait(self, attempt: int, jitter: float, *, throttled: bool = False) -> float:
+        """The wait after the ``attempt``-th poll (from 1) found the certificate not ready.
+
+        The first poll came when certificates are usually ready, so the certificate is
+        likely close: the waits start at a quarter of the estimate (``floor`` before any
+        measurement) and double, up to ``ceiling``. A certificate is thus picked up soon
+        after it is ready without spending polls on the wait before.
 
         Args:
-            previous: The wait before that poll.
+            attempt: How many polls found it not ready so far.
             jitter: A number in [0, 1): spreads polls of concurrent issuances apart.
-            throttled: The poll was refused for the quota; back off twice as far.
+            throttled: That poll was refused for the quota: wait four times as long.
         """
-        grown = previous * (4 if throttled else 2)
-        # "Equal jitter": between half and all of the exponential step, never shorter.
-        step = min(self.ceiling, grown)
+        base = self.floor if self._estimate is None else max(self.floor, self._estimate / 8)
+        step = min(self.ceiling, base * 2.0 ** (attempt - 1) * (4 if throttled else 1))
+        # "Equal jitter": between half and all of the step.
         return max(self.floor, step / 2 + step / 2 * jitter)
 
-    def observe(self, elapsed: float, polls: int) -> None:
-        """Learn from one issuance: ready after ``elapsed`` seconds and ``polls`` polls.
+    def observe(self, elapsed: float, polls: int, *, last_wait: float = 0.0) -> None:
+        """Learn from one issuance: ready at the ``polls``-th poll, ``elapsed`` seconds in.
+
+        Args:
+            elapsed: From ``IssueCertificate``'s answer to the poll that found it ready.
+            polls: How many polls it took.
+            last_wait: The wait before that poll: the certificate became ready during it.
 
         The first measurement starts the estimate. A certificate ready at the first poll
         may have been ready earlier: the estimate shrinks by a tenth, so it follows a
-        faster CA down. One that needed more polls moves it halfway towards what it took.
+        faster CA down. One that needed more polls was ready somewhere in the last wait:
+        the estimate moves halfway towards the middle of it.
         """
-        previous = elapsed if self._estimate is None else self._estimate
-        target = previous * 0.9 if polls <= 1 else (previous + elapsed) / 2
+        ready = elapsed if polls <= 1 else elapsed - last_wait / 2
+        previous = ready if self._estimate is None else self._estimate
+        target = previous * 0.9 if polls <= 1 else (previous + ready) / 2
         self._estimate = min(self.longest_first, max(self.floor, target))
