@@ -6,9 +6,12 @@ What is timed, from the parent, as whole processes (spawn → exit, ``time.perf_
   (v1) ``POST /generate-cert`` event of ``tests/events`` (authorizer claims, so no token
   check), wired as ``deploy/template.yaml`` wires the function (``NODECERT_CA=acmpca``,
   ``NODECERT_STORE=dynamodb``) with botocore pointed at a ``moto.server.ThreadedMotoServer``
-  on 127.0.0.1 through ``AWS_ENDPOINT_URL``. Nothing is subtracted: the process includes
-  interpreter start, imports, wiring (two boto3 clients, the CA chain) and the whole
-  issuance (moto's answers included: ~6 loopback AWS calls);
+  on 127.0.0.1 through ``AWS_ENDPOINT_URL``, and ``AWS_LAMBDA_FUNCTION_NAME`` set as the
+  Lambda runtime sets it (so the handler module wires the service on import, in what is
+  Lambda's init phase). Nothing is subtracted: the process includes interpreter start,
+  imports, wiring (three botocore clients' worth of models, the CA description) and the
+  whole issuance (moto's answers included: ~7 loopback AWS calls, two of them the
+  Idempotency-Key's claim);
 - **floor**: ``python -c "import boto3, cryptography.x509"``, the least any such function
   pays.
 
@@ -150,8 +153,9 @@ def _function_env(endpoint: str, home: Path) -> dict[str, str]:
 
     suffix = uuid.uuid4().hex[:8]
     nodes, certificates = f"nodes-{suffix}", f"certificates-{suffix}"
+    limits = f"limits-{suffix}"
     dynamodb = _client("dynamodb", endpoint)
-    create_tables(dynamodb, nodes_table=nodes, certificates_table=certificates)
+    create_tables(dynamodb, nodes_table=nodes, certificates_table=certificates, limits_table=limits)
     # The recorded event asks for alice's node-1.
     dynamodb.put_item(
         TableName=nodes,
@@ -170,10 +174,13 @@ def _function_env(endpoint: str, home: Path) -> dict[str, str]:
         NODECERT_AWS_REGION=REGION,
         NODECERT_DYNAMODB_NODES_TABLE=nodes,
         NODECERT_DYNAMODB_CERTIFICATES_TABLE=certificates,
+        NODECERT_DYNAMODB_LIMITS_TABLE=limits,
         NODECERT_OIDC_ISSUER="https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_EXAMPLE",
         NODECERT_OIDC_AUDIENCE="4example0clientid",
         NODECERT_TRUST_DOMAIN="nodecert.example",
         NODECERT_MAX_VALIDITY_DAYS="7",
+        # Set by the Lambda runtime: the handler wires in the init phase, on import.
+        AWS_LAMBDA_FUNCTION_NAME="nodecert-issuer",
         # Many certificates for one (user, node): the bench is not about quotas.
         NODECERT_QUOTA_PER_MINUTE="0",
         NODECERT_MAX_ACTIVE_PER_NODE="0",

@@ -8,6 +8,7 @@ when an AWS adapter is actually built. The core never imports this module.
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 if TYPE_CHECKING:
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = [
     "THROTTLING_CODES",
     "botocore_errors",
+    "close_connections",
     "error_code",
     "error_message",
     "is_transient",
@@ -95,9 +97,33 @@ def make_client(
         read_timeout=5,
         retries={"mode": "standard", "max_attempts": max_attempts},
     )
-    return _session().create_client(
+    client = _session().create_client(
         service, region_name=region, endpoint_url=endpoint_url, config=config
     )
+    _MADE.add(client)
+    return client
+
+
+# Every client made, for close_connections (weakly: a client nobody holds is gone).
+_MADE: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def close_connections() -> int:
+    """Close the pooled HTTPS connections of every client made here; return how many clients.
+
+    The clients stay usable: their next call opens a new connection. For a process that
+    is restored from a copy (Lambda SnapStart), whose old sockets lead nowhere.
+    """
+    closed = 0
+    for client in list(_MADE):
+        # botocore keeps the connection pool on the client's endpoint; there is no public
+        # way to reach it, and a client without one (another SDK version) is skipped.
+        session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+        close = getattr(session, "close", None)
+        if callable(close):
+            close()
+            closed += 1
+    return closed
 
 
 @functools.cache

@@ -19,6 +19,7 @@ from nodecert.core.ports import CABackend, CRLSigner, Ledger, NodeDirectory, Rep
 from nodecert.core.tokens import renewal_audience
 from nodecert.issuing.authority import Authority
 from nodecert.issuing.crl import CRLPublisher
+from nodecert.issuing.idempotency import IdempotencyGuard
 from nodecert.issuing.keypool import KeyPool
 from nodecert.issuing.quota import QuotaPolicy, RateLimiter
 from nodecert.issuing.renewal import Renewer
@@ -67,6 +68,7 @@ def build_service(settings: Settings) -> Service:
         trust_domain=settings.trust_domain,
         keygen=key_pool,
         quota=_quota(settings, limits),
+        idempotency=IdempotencyGuard(limits, store) if isinstance(limits, ReplayGuard) else None,
     )
     if dev_issuer is not None:
         verifier = OIDCVerifier(

@@ -124,7 +124,7 @@ def test_the_body_user_id_must_be_the_callers(app):
 
 
 def test_unknown_route_is_404_and_wrong_method_is_405(app):
-    assert app.handle(event("rest_ca.json", path="/nope"))["statusCode"] == 404
+    assert app.handle(event("rest_ca.json", resource="/nope", path="/nope"))["statusCode"] == 404
     wrong = app.handle(event("rest_ca.json", httpMethod="DELETE"))
     assert wrong["statusCode"] == 405
     assert wrong["headers"]["Allow"] == "GET"
@@ -156,7 +156,8 @@ def test_lambda_handler_wires_the_service_once_from_the_environment(monkeypatch,
     aws_lambda.application.cache_clear()
     try:
         first = aws_lambda.lambda_handler(copy.deepcopy(event("rest_ca.json")), None)
-        again = aws_lambda.lambda_handler(event("rest_ca.json", path="/healthz"), None)
+        healthz = event("rest_ca.json", resource="/healthz", path="/healthz")
+        again = aws_lambda.lambda_handler(healthz, None)
         assert first["statusCode"] == 200
         assert body(again) == {"status": "ok"}
         assert aws_lambda.application.cache_info().currsize == 1

@@ -198,16 +198,18 @@ def test_a_bad_reason_is_the_same_400_as_over_http(app, env, alice):
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "status"),
+    ("method", "resource", "path", "status"),
     [
-        ("POST", "/v1/authorize", 404),  # The authorizer Lambda's job behind API Gateway.
-        ("GET", "/v1/crl", 404),  # Local CA only; ACM PCA publishes its CRL to S3.
-        ("GET", "/v1/renew", 405),
-        ("GET", "/v1/nodes/node-1/revoke-all", 405),
+        ("POST", "/v1/authorize", "/v1/authorize", 404),  # The authorizer Lambda's job.
+        ("GET", "/v1/crl", "/v1/crl", 404),  # Local CA only; ACM PCA publishes its CRL to S3.
+        ("GET", "/v1/renew", "/v1/renew", 405),
+        ("GET", "/v1/nodes/{nodeId}/revoke-all", "/v1/nodes/node-1/revoke-all", 405),
     ],
 )
-def test_routes_left_out_on_lambda(app, method, path, status):
-    response = app.handle(event("rest_ca.json", httpMethod=method, path=path))
+def test_routes_left_out_on_lambda(app, method, resource, path, status):
+    params = {"nodeId": "node-1"} if "{nodeId}" in resource else None
+    raw = event("rest_ca.json", httpMethod=method, resource=resource, path=path)
+    response = app.handle({**raw, "pathParameters": params})
     assert response["statusCode"] == status
     assert response["headers"]["Content-Type"] == "application/problem+json"
     if status == 405:

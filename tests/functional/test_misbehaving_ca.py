@@ -79,6 +79,8 @@ class IdempotentCA(RemoteCA):
 
 
 def test_a_retried_request_gets_the_same_certificate_once_recorded(tmp_path: Path) -> None:
+    # Request ids without the client Idempotency-Key prefix: those are refused before the
+    # CA (tests/functional/test_idempotency.py); this is the CA answering a request id again.
     service = build_service(make_settings(tmp_path / "home"))
     service.authority.put_node(ADMIN, "n1", "alice")
     local = service.authority.ca
@@ -86,18 +88,18 @@ def test_a_retried_request_gets_the_same_certificate_once_recorded(tmp_path: Pat
     service.authority.ca = IdempotentCA(local)
     csr = _client_csr()
     first = service.authority.issue(
-        Principal("alice"), IssueRequest(node_id="n1", request_id="idem-1", csr=csr)
+        Principal("alice"), IssueRequest(node_id="n1", request_id="retry-1", csr=csr)
     )
     again = service.authority.issue(
-        Principal("alice"), IssueRequest(node_id="n1", request_id="idem-1", csr=csr)
+        Principal("alice"), IssueRequest(node_id="n1", request_id="retry-1", csr=csr)
     )
     assert again.certificate_pem == first.certificate_pem
     assert len(service.authority.ledger.find(user_id="alice")) == 1
     # Another request that comes back with an already recorded serial is still a clash.
-    service.authority.ca.issued["idem-2"] = service.authority.ca.issued["idem-1"]
+    service.authority.ca.issued["retry-2"] = service.authority.ca.issued["retry-1"]
     with pytest.raises(ConflictError):
         service.authority.issue(
-            Principal("alice"), IssueRequest(node_id="n1", request_id="idem-2", csr=csr)
+            Principal("alice"), IssueRequest(node_id="n1", request_id="retry-2", csr=csr)
         )
 
 

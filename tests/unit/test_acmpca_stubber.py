@@ -7,6 +7,7 @@ tests also pin the wire shape (types, enums, required members). Time never passe
 
 from __future__ import annotations
 
+import random
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -24,8 +25,10 @@ from nodecert.backends.acmpca import (
     api_passthrough_template,
     idempotency_token,
     pca_serial,
+    pca_validity,
 )
 from nodecert.backends.local import LocalCA
+from nodecert.backends.pca_polling import PollSchedule
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError, CSRError
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
@@ -57,14 +60,25 @@ class FakeTime:
         self.now += seconds
 
 
+ISSUE_ROUND_TRIP = 0.15
+
+
 @pytest.fixture
-def client():
-    return boto3.client(
+def client(clock):
+    client = boto3.client(
         "acm-pca",
         region_name="eu-west-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+    # Every IssueCertificate takes 150 ms of the fake clock: the unmeasured first poll
+    # waits twice that, 0.3 s (RetryPolicy.poll_first, its cap).
+    def takes_time(**_: object) -> None:
+        clock.now += ISSUE_ROUND_TRIP
+
+    client.meta.events.register("before-parameter-build.acm-pca.IssueCertificate", takes_time)
+    return client
 
 
 @pytest.fixture
@@ -224,7 +238,8 @@ def test_issue_sends_the_identity_validity_template_and_matching_algorithm(
 
     assert signed.certificate == certificate
     assert signed.chain == (local_ca.certificate,)
-    assert clock.sleeps == []
+    # One wait (twice the IssueCertificate round trip), one poll.
+    assert clock.sleeps == pytest.approx([0.3])
 
 
 def test_the_ca_description_is_cached_per_arn(client, stub, clock, local_ca, key):
@@ -328,7 +343,9 @@ def test_without_a_short_lived_ca_everything_goes_to_the_general_ca(client, cloc
 # Retrieval: RequestInProgress polling under one deadline
 
 
-def test_request_in_progress_is_polled_from_50_ms_doubling(client, stub, clock, local_ca, key):
+def test_the_first_poll_waits_the_estimate_then_polls_closer_with_jitter(
+    client, stub, clock, local_ca, key
+):
     request = make_request(key)
     describe(stub)
     issued(stub)
@@ -339,15 +356,64 @@ def test_request_in_progress_is_polled_from_50_ms_doubling(client, stub, clock, 
     signed = make_backend(client, clock).issue(request)
 
     assert signed.certificate == certificate
-    assert clock.sleeps == [0.05, 0.1, 0.2]
+    # 0.3 s (twice the issue round trip), then from 50 ms doubling with "equal jitter"
+    # (0.5 → three quarters of the step, never under 50 ms).
+    assert clock.sleeps == pytest.approx([0.3, 0.05, 0.075, 0.15])
+
+
+def test_the_first_wait_follows_how_long_certificates_took(client, stub, clock, local_ca, key):
+    backend = make_backend(client, clock)
+    describe(stub)
+    # A slow issuance (ready at the third poll, 0.425 s in, so during its last 75 ms wait)
+    # is the first measurement: 0.3875 s, the middle of that wait...
+    slow = make_request(key, request_id="slow")
+    issued(stub)
+    error(stub, "get_certificate", "RequestInProgressException")
+    error(stub, "get_certificate", "RequestInProgressException")
+    ready(stub, local_ca, slow)
+    backend.issue(slow)
+    assert clock.sleeps == pytest.approx([0.3, 0.05, 0.075])
+    # ...so the next first poll waits that long, and succeeds...
+    clock.sleeps.clear()
+    fast = make_request(key, request_id="fast")
+    issued(stub)
+    ready(stub, local_ca, fast)
+    backend.issue(fast)
+    assert clock.sleeps == pytest.approx([0.3875])
+    # ...and a certificate ready at the first poll shrinks the estimate by a tenth; one
+    # not ready then is polled again soon (an eighth of the estimate, at least 50 ms).
+    clock.sleeps.clear()
+    again = make_request(key, request_id="again")
+    issued(stub)
+    error(stub, "get_certificate", "RequestInProgressException")
+    ready(stub, local_ca, again)
+    backend.issue(again)
+    assert clock.sleeps == pytest.approx([0.3875 * 0.9, 0.05])
+
+
+def test_a_throttled_poll_backs_off_four_fold_and_polling_goes_on(
+    client, stub, clock, local_ca, key
+):
+    request = make_request(key)
+    describe(stub)
+    issued(stub)
+    error(stub, "get_certificate", "ThrottlingException")
+    error(stub, "get_certificate", "ThrottlingException")
+    ready(stub, local_ca, request)
+
+    make_backend(client, clock, retry=RetryPolicy(poll_first=0.1)).issue(request)
+
+    # Not given up after a few throttled attempts, and never re-polled at once.
+    assert clock.sleeps == pytest.approx([0.1, 0.15, 0.3])
 
 
 def test_polling_is_capped_and_gives_up_at_the_deadline(client, stub, clock, key):
     request = make_request(key)
-    backend = make_backend(client, clock, retry=RetryPolicy(deadline=2.0))
+    backend = make_backend(client, clock, retry=RetryPolicy(deadline=2.9))
     describe(stub)
     issued(stub)
-    # 0.05 + 0.1 + 0.2 + 0.4 + 0.5 + 0.5 = 1.75 s; the next 0.5 s wait would pass 2 s.
+    # 0.15 s issuing + 0.3 + 0.05 + 0.075 + 0.15 + 0.3 + 0.6 + 0.75 = 2.375 s; the next
+    # 0.75 s wait (the 1 s cap, jittered) would pass 2.9 s.
     for _ in range(7):
         error(stub, "get_certificate", "RequestInProgressException")
 
@@ -355,7 +421,7 @@ def test_polling_is_capped_and_gives_up_at_the_deadline(client, stub, clock, key
         backend.issue(request)
 
     assert caught.value.retry_after == 2
-    assert clock.sleeps == [0.05, 0.1, 0.2, 0.4, 0.5, 0.5]
+    assert clock.sleeps == pytest.approx([0.3, 0.05, 0.075, 0.15, 0.3, 0.6, 0.75])
 
 
 def test_a_failed_request_is_reported_without_polling_again(client, stub, clock, key):
@@ -365,7 +431,7 @@ def test_a_failed_request_is_reported_without_polling_again(client, stub, clock,
 
     with pytest.raises(BackendUnavailableError, match="RequestFailedException"):
         make_backend(client, clock).issue(make_request(key))
-    assert clock.sleeps == []
+    assert clock.sleeps == pytest.approx([0.3])  # The one wait before the first poll.
 
 
 # Throttling and 5xx: bounded retries with full jitter
@@ -385,8 +451,8 @@ def test_transient_errors_are_retried_with_jitter(client, stub, clock, local_ca,
 
     make_backend(client, clock).issue(request)
 
-    # Full jitter with the injected 0.5: half of 0.1 s, then half of 0.2 s.
-    assert clock.sleeps == [0.05, 0.1]
+    # Full jitter with the injected 0.5: half of 0.1 s, then half of 0.2 s; then the poll.
+    assert clock.sleeps == [0.05, 0.1, 0.3]
 
 
 def test_throttling_that_persists_becomes_backend_unavailable(client, stub, clock, key):
@@ -619,3 +685,161 @@ def test_the_api_passthrough_variant_of_the_template_is_used(configured, used):
 def test_templates_that_copy_the_csr_are_refused(configured):
     with pytest.raises(ConfigurationError, match="TEMPLATE_ARN"):
         api_passthrough_template(configured)
+
+
+# Short-lived mode: NotAfter - NotBefore <= 7 days exactly, backdating included
+
+
+@pytest.mark.parametrize("days", [1, 7])
+def test_a_short_lived_ca_is_asked_for_at_most_seven_days_from_not_before(
+    client, stub, clock, local_ca, key, days
+):
+    request = make_request(key, days=days)  # Backdated a minute, like the authority does.
+    not_before = int(request.not_before.timestamp())
+    not_after = min(int(request.not_after.timestamp()), not_before + 7 * 86400)
+    describe(stub, arn=SHORT)
+    issued(
+        stub,
+        arn=SHORT,
+        expected={k: ANY for k in ISSUE_KEYS}
+        | {
+            "CertificateAuthorityArn": SHORT,
+            "ValidityNotBefore": {"Type": "ABSOLUTE", "Value": not_before},
+            "Validity": {"Type": "ABSOLUTE", "Value": not_after},
+        },
+    )
+    ready(stub, local_ca, request, arn=SHORT)
+
+    make_backend(client, clock, short_lived_ca_arn=SHORT).issue(request)
+
+    assert not_after - not_before <= 7 * 86400
+    if days == 7:  # The default: cut by exactly the backdating, to 7 days to the second.
+        assert not_after - not_before == 7 * 86400
+
+
+def test_sub_second_times_never_add_up_to_more_than_seven_days(key):
+    request = make_request(key)
+    request = SigningRequest(
+        csr=request.csr,
+        identity=ALICE,
+        not_before=NOW + timedelta(microseconds=999_999),
+        not_after=NOW + timedelta(days=7, microseconds=999_999),
+        request_id="req",
+    )
+    not_before, not_after = pca_validity(request, short_lived=True)
+    assert not_after - not_before == 7 * 86400
+    # A general-purpose CA gets what was asked for (rounded down to seconds).
+    assert pca_validity(request, short_lived=False) == (not_before, not_after)
+
+
+def test_a_general_purpose_ca_keeps_the_requested_validity(client, stub, clock, local_ca, key):
+    request = make_request(key, days=30)
+    describe(stub)
+    issued(
+        stub,
+        expected={k: ANY for k in ISSUE_KEYS}
+        | {
+            "CertificateAuthorityArn": GENERAL,
+            "Validity": {"Type": "ABSOLUTE", "Value": int(request.not_after.timestamp())},
+        },
+    )
+    ready(stub, local_ca, request)
+    make_backend(client, clock, short_lived_ca_arn=SHORT).issue(request)
+
+
+# Partitions: template ARNs follow the CA's
+
+
+@pytest.mark.parametrize("partition", ["aws", "aws-us-gov", "aws-cn"])
+def test_templates_are_in_the_partition_of_the_ca(client, stub, clock, local_ca, key, partition):
+    ca_arn = f"arn:{partition}:acm-pca:us-gov-west-1:111122223333:certificate-authority/1"
+    request = make_request(key)
+    describe(stub, arn=ca_arn)
+    issued(
+        stub,
+        arn=ca_arn,
+        expected={k: ANY for k in ISSUE_KEYS}
+        | {
+            "CertificateAuthorityArn": ca_arn,
+            "TemplateArn": f"arn:{partition}:acm-pca:::template/"
+            "EndEntityClientAuthCertificate_APIPassthrough/V1",
+        },
+    )
+    ready(stub, local_ca, request, arn=ca_arn)
+    backend = ACMPCABackend(
+        client,
+        ca_arn=ca_arn,
+        organization=ORG,
+        trust_domain=TRUST_DOMAIN,
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        # The configured default is spelled in the aws partition: it is moved, not refused.
+        template_arn="arn:aws:acm-pca:::template/EndEntityClientAuthCertificate/V1",
+    )
+    backend.issue(request)
+
+
+@pytest.mark.parametrize(
+    ("ca_arn", "short", "message"),
+    [
+        ("not-an-arn", None, "not an ARN"),
+        ("arn:aws-mars:acm-pca:x:1:certificate-authority/1", None, "known partition"),
+        (GENERAL, "arn:aws-cn:acm-pca:cn-north-1:1:certificate-authority/2", "partition"),
+    ],
+)
+def test_ca_arns_of_unknown_or_mixed_partitions_are_refused(client, ca_arn, short, message):
+    with pytest.raises(ConfigurationError, match=message):
+        ACMPCABackend(
+            client,
+            ca_arn=ca_arn,
+            short_lived_ca_arn=short,
+            organization=ORG,
+            trust_domain=TRUST_DOMAIN,
+        )
+
+
+@pytest.mark.parametrize(("round_trip", "first"), [(0.0, 0.05), (0.01, 0.05), (0.1, 0.2), (2, 0.3)])
+def test_before_any_measurement_the_first_wait_is_twice_the_issue_round_trip(round_trip, first):
+    assert PollSchedule(first=0.3).first_wait(round_trip) == pytest.approx(first)
+
+
+# The GetCertificate quota at the IssueCertificate quota
+
+
+@pytest.mark.parametrize("ready_after", [0.08, 0.3, 0.7, 1.5, 3.0])
+def test_polls_per_certificate_stay_under_the_get_certificate_quota(ready_after):
+    """At 25 issuances/s an account can afford 75/25 = 3 polls per certificate.
+
+    PCA is modelled as ready ``ready_after`` seconds after IssueCertificate (±20%,
+    deterministic); the schedule must average fewer than three polls once it has
+    learned, for fast and slow CAs alike, and fewer than the 50 ms doubling it replaces.
+    """
+    schedule = PollSchedule()
+    rng = random.Random(7)
+    counts, late = [], []
+    for _ in range(200):
+        latency = ready_after * (0.8 + 0.4 * rng.random())
+        elapsed, wait, polls = 0.0, schedule.first_wait(0.1), 0
+        while True:
+            elapsed += wait
+            polls += 1
+            if elapsed >= latency:
+                break
+            wait = schedule.next_wait(polls, rng.random())
+        schedule.observe(elapsed, polls, last_wait=wait)
+        counts.append(polls)
+        late.append((elapsed - latency) / ready_after)
+    learned = counts[20:]
+    assert sum(learned) / len(learned) < 3.0
+    # And a certificate is picked up soon after it is ready: on average within a quarter
+    # of the CA's own time (or the 50 ms floor).
+    picked = late[20:]
+    assert sum(picked) / len(picked) < max(0.25, 0.05 / ready_after)
+    # What it replaces (50 ms, doubling, capped at 0.5 s) needs more for any CA over ~0.3 s.
+    old, waited = 0, 0.0
+    for step in (0.05, 0.1, 0.2, 0.4, *(0.5,) * 20):
+        old += 1
+        if waited >= ready_after:
+            break
+        waited += step
+    assert ready_after < 0.3 or old > 3

@@ -15,7 +15,18 @@ are never consulted for it, even if an authorizer did run. ``POST /v1/authorize`
 nginx beside a self-hosted node; the authorizer Lambda plays that role here) and
 ``GET /v1/crl`` (local CA only; ACM PCA publishes its own to S3) are not routed.
 
-The service is wired once per container, on the first invocation.
+Routing uses what API Gateway matched, never the raw URL path: ``resource`` (REST, payload
+v1) or ``routeKey`` (HTTP API, payload v2) names the route in API Gateway's notation
+(``/v1/nodes/{nodeId}``) and ``pathParameters`` carries its values. The raw path includes a
+custom domain's base path (``/certs/v1/nodes/n1`` for the route ``/v1/nodes/{nodeId}``)
+and, on HTTP APIs, the stage only when called through the execute-api endpoint, so
+neither can be stripped reliably. A greedy route (``/{proxy+}``) is resolved from its
+``proxy`` parameter; only an HTTP API's ``$default`` route, which names no path, falls back
+to ``rawPath`` (with the stage removed when it leads the path).
+
+The service is wired once per execution environment: on Lambda, in the init phase (when
+this module is imported; see :mod:`nodecert.aws.lifecycle` for SnapStart), elsewhere on
+the first call of :func:`lambda_handler`.
 """
 
 from __future__ import annotations
@@ -24,13 +35,19 @@ import base64
 import binascii
 import functools
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from nodecert.bootstrap import build_service, settings_from_environment
-from nodecert.core.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
+from nodecert.core.budget import time_budget
+from nodecert.core.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
 from nodecert.core.ports import Principal
 from nodecert.http.contract import Reply, error_reply, method_not_allowed, no_route
 from nodecert.http.nodeside_routes import NodeSideRoutes
@@ -49,6 +66,10 @@ class _Request:
     query: dict[str, str]
     body: bytes
     claims: Mapping[str, Any] | None
+    # The route API Gateway matched (``/v1/nodes/{nodeId}``) and its parameters; None when
+    # the route is greedy or ``$default`` and ``path`` is what is left to match.
+    route: str | None = None
+    params: dict[str, str] | None = None
 
 
 _Handler = Callable[["LambdaApp", _Request, dict[str, str]], Reply]
@@ -76,6 +97,8 @@ class LambdaApp:
         self.admin_group = admin_group
         self.max_body_bytes = max_body_bytes
         self.node_routes = node_routes
+        # The wired service, when application() built this (for the init phase's warm-up).
+        self.service: Service | None = None
 
     @classmethod
     def for_service(cls, service: Service) -> LambdaApp:
@@ -87,9 +110,23 @@ class LambdaApp:
             node_routes=NodeSideRoutes.for_service(service),
         )
 
-    def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """Answer one API Gateway event with a proxy-integration response."""
-        method, path = "", "/"
+    def handle(self, event: Mapping[str, Any], *, budget_s: float | None = None) -> dict[str, Any]:
+        """Answer one API Gateway event with a proxy-integration response.
+
+        Args:
+            event: The API Gateway proxy event.
+            budget_s: Seconds the request may spend (see :mod:`nodecert.core.budget`):
+                remote CA calls that cannot start in time are left undone (a revocation
+                stays queued for the scheduled drain) instead of being cut off by the
+                Lambda timeout.
+        """
+        if budget_s is None:
+            return self._handle(event)
+        with time_budget(budget_s):
+            return self._handle(event)
+
+    def _handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        path = "/"
         try:
             request = self._parse(event)
             method, path = request.method, request.path
@@ -110,12 +147,18 @@ class LambdaApp:
 
     def _dispatch(self, request: _Request) -> Reply:
         allowed: list[str] = []
-        for method, pattern, handler in _ROUTES:
-            match = pattern.fullmatch(request.path)
-            if match is None:
-                continue
+        for method, template, pattern, handler in _ROUTES:
+            if request.route is not None:
+                if template != request.route:
+                    continue
+                params = _route_params(template, request.params or {})
+            else:
+                match = pattern.fullmatch(request.path)
+                if match is None:
+                    continue
+                params = match.groupdict()
             if method == request.method:
-                return handler(self, request, match.groupdict())
+                return handler(self, request, params)
             allowed.append(method)
         if not allowed:
             raise no_route(request.path)
@@ -124,17 +167,32 @@ class LambdaApp:
     def _parse(self, event: Mapping[str, Any]) -> _Request:
         context = event.get("requestContext") or {}
         authorizer = context.get("authorizer") or {}
+        params = event.get("pathParameters") or {}
+        params = {str(k): v for k, v in params.items()} if isinstance(params, Mapping) else {}
         if event.get("version") == "2.0":
             method = str((context.get("http") or {}).get("method", ""))
             path = str(event.get("rawPath") or "/")
-            stage = context.get("stage")
-            if stage and stage != "$default" and path.startswith(f"/{stage}/"):
-                path = path[len(stage) + 1 :]
+            route_key = str(event.get("routeKey") or "$default")
+            route = route_key.partition(" ")[2] if " " in route_key else None
+            if route is None:
+                # $default: no route to go by. The stage leads rawPath only through the
+                # execute-api endpoint; a route of our own never starts with it.
+                stage = context.get("stage")
+                if stage and stage != "$default" and path.startswith(f"/{stage}/"):
+                    trimmed = path[len(stage) + 1 :]
+                    if not _matches_any(path) and _matches_any(trimmed):
+                        path = trimmed
             claims = (authorizer.get("jwt") or {}).get("claims")
         else:
             method = str(event.get("httpMethod", ""))
             path = str(event.get("path") or "/")
+            route = str(event["resource"]) if event.get("resource") else None
             claims = authorizer.get("claims")
+        if route is not None and "{proxy+}" in route:
+            # A greedy route: what it matched is the path to route on, base path excluded.
+            prefix = route.split("{proxy+}", 1)[0].rstrip("/")
+            path = f"{prefix}/{params.get('proxy') or ''}"
+            route = None
         headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
         query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
         raw = event.get("body") or ""
@@ -154,6 +212,8 @@ class LambdaApp:
             query=query,
             body=body_bytes,
             claims=claims if isinstance(claims, Mapping) else None,
+            route=route.rstrip("/") or "/" if route is not None else None,
+            params={k: v for k, v in params.items() if isinstance(v, str)},
         )
 
     # One method per route: each authenticates (if needed) and calls the shared routes.
@@ -244,13 +304,37 @@ ROUTE_KEYS: tuple[str, ...] = tuple(f"{method} {path}" for method, path, _ in _T
 """Every route the adapter answers, as API Gateway route keys (``"GET /v1/nodes/{nodeId}"``)."""
 
 
+_PARAMETER = re.compile(r"\{(\w+)\}")
+_VALUE = re.compile(r"[^/]{1,256}")
+
+
 def _compile(path: str) -> re.Pattern[str]:
     return re.compile(re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]{1,256})", re.escape(path)))
 
 
-_ROUTES: tuple[tuple[str, re.Pattern[str], _Handler], ...] = tuple(
-    (method, _compile(path), handler) for method, path, handler in _TABLE
+_ROUTES: tuple[tuple[str, str, re.Pattern[str], _Handler], ...] = tuple(
+    (method, path, _compile(path), handler) for method, path, handler in _TABLE
 )
+
+
+def _matches_any(path: str) -> bool:
+    return any(pattern.fullmatch(path.rstrip("/") or "/") for _, _, pattern, _ in _ROUTES)
+
+
+def _route_params(template: str, params: Mapping[str, str]) -> dict[str, str]:
+    """The values of ``template``'s parameters from ``pathParameters``.
+
+    Raises:
+        NotFoundError: one is missing or not a single path segment (as the URL path
+            pattern would not have matched).
+    """
+    values: dict[str, str] = {}
+    for name in _PARAMETER.findall(template):
+        value = params.get(name)
+        if value is None or not _VALUE.fullmatch(value):
+            raise NotFoundError(f"path: no value for {{{name}}} in {template}")
+        values[name] = value
+    return values
 
 
 def _render(reply: Reply) -> dict[str, Any]:
@@ -264,9 +348,28 @@ def application() -> LambdaApp:
     """The container's :class:`LambdaApp`, wired from the environment on first use."""
     settings = settings_from_environment()
     logging.getLogger("nodecert").setLevel(settings.log_level)
-    return LambdaApp.for_service(build_service(settings))
+    service = build_service(settings)
+    app = LambdaApp.for_service(service)
+    app.service = service
+    return app
+
+
+# Kept back from the Lambda timeout: rendering the reply, the ledger writes after a CA call.
+_TIMEOUT_MARGIN_S = 2.0
 
 
 def lambda_handler(event: dict[str, Any], context: object) -> dict[str, Any]:
-    """Entry point: handler ``nodecert.aws.handler.lambda_handler``."""
-    return application().handle(event)
+    """Entry point: handler ``nodecert.aws.handler.lambda_handler``.
+
+    The request's time budget is what the Lambda context says is left, less a margin.
+    """
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    budget = remaining() / 1000 - _TIMEOUT_MARGIN_S if callable(remaining) else None
+    return application().handle(event, budget_s=budget)
+
+
+# AWS_LAMBDA_FUNCTION_NAME is set by the Lambda runtime (and by SAM's local emulation).
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    from nodecert.aws.lifecycle import init_phase
+
+    init_phase(lambda: application().service)

@@ -11,6 +11,11 @@ one template to allow in the IAM policy (``acm-pca:TemplateArn``) and no byte-le
 comparison of a CSR's subject with the identity (AWS, template order of operations:
 https://docs.aws.amazon.com/privateca/latest/userguide/template-order-of-operations.html).
 
+Validity on a short-lived-mode CA is cut to seven days exactly (:func:`pca_validity`);
+template ARNs are moved into the CA's partition (GovCloud, China); ``GetCertificate`` is
+polled on an adaptive schedule that keeps an account at its IssueCertificate quota under
+its GetCertificate quota (:mod:`nodecert.backends.pca_polling`).
+
 Retries: ``ThrottlingException``, 5xx and connection errors are retried a few times with
 full jitter; everything else is translated at once. Build the client with
 ``nodecert.awsclients.make_client("acm-pca", region=..., max_attempts=1)`` so that botocore does
@@ -28,7 +33,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from nodecert.awsclients import botocore_errors, error_code, error_message, is_transient
+from nodecert.awsclients import (
+    THROTTLING_CODES,
+    botocore_errors,
+    error_code,
+    error_message,
+    is_transient,
+)
+from nodecert.backends.pca_polling import PollSchedule
 from nodecert.backends.pca_shapes import (
     BACKDATE_ALLOWANCE,
     DEFAULT_TEMPLATE_ARN,
@@ -40,9 +52,12 @@ from nodecert.backends.pca_shapes import (
     api_passthrough_template,
     idempotency_token,
     ordered_chain,
+    partition_of,
     pca_serial,
+    pca_validity,
     translate,
 )
+from nodecert.core.budget import deadline as request_deadline
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
 from nodecert.core.ports import Profile, RevocationReason, SignedCertificate, SigningRequest
 
@@ -59,7 +74,9 @@ __all__ = [
     "RetryPolicy",
     "api_passthrough_template",
     "idempotency_token",
+    "partition_of",
     "pca_serial",
+    "pca_validity",
 ]
 
 _log = logging.getLogger(__name__)
@@ -86,8 +103,8 @@ class ACMPCABackend:
         short_lived_ca_arn: A CA in short-lived-certificate mode, for certificates valid
             for at most seven days (cheaper per certificate).
         short_lived_client: Its client, when it is not ``client`` (another region).
-        template_arn: The client-certificate template; its ``_APIPassthrough`` variant is
-            what is used (see :func:`api_passthrough_template`).
+        template_arn: The client-certificate template; its ``_APIPassthrough`` variant, in
+            the CA's partition, is what is used (see :func:`api_passthrough_template`).
         node_template_arn: The template for the ``node`` (server and client) profile.
         retry: Deadlines, retries and polling.
         sleep: Waits; injected so tests do not sleep.
@@ -95,7 +112,8 @@ class ACMPCABackend:
         jitter: Returns a float in [0, 1); injected so tests are deterministic.
 
     Raises:
-        ConfigurationError: for a template that is not usable with passthrough.
+        ConfigurationError: for a template that is not usable with passthrough, a CA ARN
+            that is not an ARN, or two CAs in different partitions.
     """
 
     def __init__(
@@ -121,10 +139,19 @@ class ACMPCABackend:
             self._clients[short_lived_ca_arn] = short_lived_client or client
         self._organization = organization
         self._trust_domain = trust_domain
+        partition = partition_of(ca_arn)
+        if short_lived_ca_arn is not None and partition_of(short_lived_ca_arn) != partition:
+            raise ConfigurationError(
+                "NODECERT_ACMPCA_SHORT_LIVED_CA_ARN: not in the partition of the CA"
+                f" ({partition!r})"
+            )
         self._templates = {
-            Profile.CLIENT: api_passthrough_template(template_arn),
-            Profile.NODE: api_passthrough_template(node_template_arn),
+            Profile.CLIENT: api_passthrough_template(template_arn, partition=partition),
+            Profile.NODE: api_passthrough_template(node_template_arn, partition=partition),
         }
+        self._schedule = PollSchedule(
+            first=retry.poll_first, floor=retry.poll_min, ceiling=retry.poll_max
+        )
         self._retry = retry
         self._sleep = sleep
         self._monotonic = monotonic
@@ -146,7 +173,7 @@ class ACMPCABackend:
             BackendUnavailableError: PCA is throttling, failing, too slow or mis-configured.
             CSRError: PCA refused the CSR itself.
         """
-        deadline = self._monotonic() + self._retry.deadline
+        deadline = self._deadline()
         arn = self.ca_for(request)
         client = self._clients[arn]
         try:
@@ -167,6 +194,10 @@ class ACMPCABackend:
             if request.csr is None:
                 raise TypeError("ACMPCABackend.issue: ACM PCA signs CSRs; the request has none")
             csr_pem = request.csr.public_bytes(serialization.Encoding.PEM)
+            not_before, not_after = pca_validity(
+                request, short_lived=arn == self._short_lived_ca_arn
+            )
+            sent = self._monotonic()
             issued = self._call(
                 deadline,
                 lambda: client.issue_certificate(
@@ -174,16 +205,14 @@ class ACMPCABackend:
                     Csr=csr_pem,
                     SigningAlgorithm=signing_algorithm,
                     TemplateArn=self._templates[request.profile],
-                    Validity={"Type": "ABSOLUTE", "Value": int(request.not_after.timestamp())},
-                    ValidityNotBefore={
-                        "Type": "ABSOLUTE",
-                        "Value": int(request.not_before.timestamp()),
-                    },
+                    Validity={"Type": "ABSOLUTE", "Value": not_after},
+                    ValidityNotBefore={"Type": "ABSOLUTE", "Value": not_before},
                     ApiPassthrough=passthrough,
                     IdempotencyToken=idempotency_token(request, arn),
                 ),
             )
-            response = self._poll(client, arn, issued["CertificateArn"], deadline)
+            round_trip = self._monotonic() - sent
+            response = self._poll(client, arn, issued["CertificateArn"], deadline, round_trip)
         except _PCAError as exc:
             raise translate(exc.code, "IssueCertificate") from exc.__cause__
         try:
@@ -224,7 +253,7 @@ class ACMPCABackend:
         Raises:
             BackendUnavailableError: PCA cannot answer now, or no CA knows the serial.
         """
-        deadline = self._monotonic() + self._retry.deadline
+        deadline = self._deadline()
         serial = pca_serial(certificate_serial)
         arns = [issuer] if issuer is not None else list(self._clients)
         for index, arn in enumerate(arns):
@@ -248,7 +277,7 @@ class ACMPCABackend:
         """
         for arn in self._clients:
             try:
-                self._signing_algorithm(arn, self._monotonic() + self._retry.deadline)
+                self._signing_algorithm(arn, self._deadline())
             except _PCAError as exc:
                 detail = translate(exc.code, "DescribeCertificateAuthority").detail
                 raise ConfigurationError(f"{arn}: {detail}") from exc.__cause__
@@ -298,7 +327,7 @@ class ACMPCABackend:
         if cached is not None:
             return cached
         client = self._clients[arn]
-        deadline = self._monotonic() + self._retry.deadline
+        deadline = self._deadline()
         try:
             response = self._call(
                 deadline,
@@ -316,28 +345,49 @@ class ACMPCABackend:
         return chain
 
     def _poll(
-        self, client: ACMPCAClient, arn: str, certificate_arn: str, deadline: float
+        self,
+        client: ACMPCAClient,
+        arn: str,
+        certificate_arn: str,
+        deadline: float,
+        round_trip: float,
     ) -> dict[str, Any]:
-        delay = self._retry.poll_first
+        """``GetCertificate`` until ready, on the adaptive schedule, before ``deadline``.
+
+        A throttled poll (or a 5xx) is not an error here: the wait grows and polling goes
+        on while the deadline allows.
+        """
+        started = self._monotonic()
+        delay = self._schedule.first_wait(round_trip)
+        polls = 0
         while True:
-            try:
-                response = self._call(
-                    deadline,
-                    lambda: client.get_certificate(
-                        CertificateAuthorityArn=arn, CertificateArn=certificate_arn
-                    ),
+            if self._monotonic() + delay > deadline:
+                raise BackendUnavailableError(
+                    f"ca: ACM PCA did not finish issuing within {self._retry.deadline:g} s",
+                    retry_after=self._retry.retry_after,
                 )
-                return dict(response)
-            except _PCAError as exc:
-                if exc.code != "RequestInProgressException":
-                    raise
-                if self._monotonic() + delay > deadline:
-                    raise BackendUnavailableError(
-                        f"ca: ACM PCA did not finish issuing within {self._retry.deadline:g} s",
-                        retry_after=self._retry.retry_after,
-                    ) from exc.__cause__
             self._sleep(delay)
-            delay = min(delay * 2, self._retry.poll_max)
+            polls += 1
+            try:
+                response = client.get_certificate(
+                    CertificateAuthorityArn=arn, CertificateArn=certificate_arn
+                )
+            except botocore_errors() as exc:
+                code = error_code(exc)
+                throttled = code in THROTTLING_CODES
+                if code != "RequestInProgressException" and not is_transient(exc):
+                    _log.warning("acm-pca: %s: %s", code, error_message(exc))
+                    raise _PCAError(code) from exc
+                delay = self._schedule.next_wait(polls, self._jitter(), throttled=throttled)
+                continue
+            self._schedule.observe(self._monotonic() - started, polls, last_wait=delay)
+            return dict(response)
+
+    def _deadline(self) -> float:
+        """This operation's deadline: the policy's, or the request's budget if sooner."""
+        own = self._monotonic() + self._retry.deadline
+        budget = request_deadline()
+        return own if budget is None else min(own, budget)
 
     def _call(self, deadline: float, call: Callable[[], _T]) -> _T:
         """Run one PCA call, retrying transient errors with full jitter before ``deadline``.
@@ -348,6 +398,12 @@ class ACMPCABackend:
         """
         attempt = 0
         while True:
+            if self._monotonic() >= deadline:
+                # The request's budget is spent (core.budget): not even one more call.
+                raise BackendUnavailableError(
+                    "ca: no time left in this request for ACM PCA; try again later",
+                    retry_after=self._retry.retry_after,
+                )
             try:
                 return call()
             except botocore_errors() as exc:

@@ -30,6 +30,7 @@ __all__ = [
     "BACKDATE_ALLOWANCE",
     "DEFAULT_TEMPLATE_ARN",
     "NODE_TEMPLATE_ARN",
+    "PARTITIONS",
     "REASONS",
     "SHORT_LIVED_MAX",
     "SIGNING_ALGORITHMS",
@@ -37,17 +38,26 @@ __all__ = [
     "api_passthrough_template",
     "idempotency_token",
     "ordered_chain",
+    "partition_of",
     "pca_serial",
+    "pca_validity",
     "translate",
 ]
 
+# AWS-managed templates have ARNs without region or account, in every partition; these are
+# the ``aws`` spellings, moved into the CA's partition by :func:`api_passthrough_template`.
 DEFAULT_TEMPLATE_ARN = "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate/V1"
 NODE_TEMPLATE_ARN = "arn:aws:acm-pca:::template/EndEntityCertificate_APIPassthrough/V1"
-# A short-lived-mode CA refuses certificates valid for more than seven days. PCA itself
-# backdates NotBefore by 60 minutes when not told otherwise, so the limit is on the
-# lifetime from issuance; the hour below allows for our own (smaller) backdating.
+# A short-lived-mode CA refuses certificates valid for more than seven days. AWS does not
+# say whether it counts from NotBefore or from the time of issuance, so requests to it are
+# cut to NotAfter - NotBefore <= 7 days exactly, which fits either reading (see
+# :func:`pca_validity`). Requests up to seven days plus this allowance (our own backdating)
+# are routed to it.
 SHORT_LIVED_MAX = timedelta(days=7)
 BACKDATE_ALLOWANCE = timedelta(hours=1)
+PARTITIONS = frozenset(
+    {"aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b", "aws-iso-e", "aws-iso-f", "aws-eusc"}
+)
 
 SIGNING_ALGORITHMS: dict[str, SigningAlgorithmType] = {
     "RSA_2048": "SHA256WITHRSA",
@@ -95,8 +105,9 @@ class RetryPolicy:
         max_attempts: Attempts per call on throttling, 5xx and connection errors.
         base_delay: First retry delay; doubles per attempt, with full jitter.
         max_delay: Largest retry delay.
-        poll_first: First wait when the certificate is not ready (the stock botocore
-            waiter waits a whole second; PCA usually answers in well under one).
+        poll_first: First wait before ``GetCertificate``, until the backend has measured
+            how long certificates take (see :class:`~nodecert.backends.pca_polling.PollSchedule`).
+        poll_min: The shortest first wait the measurement may lead to.
         poll_max: Largest wait between two ``GetCertificate`` polls.
         retry_after: What ``BackendUnavailableError.retry_after`` says on a transient
             failure.
@@ -106,29 +117,72 @@ class RetryPolicy:
     max_attempts: int = 4
     base_delay: float = 0.1
     max_delay: float = 2.0
-    poll_first: float = 0.05
-    poll_max: float = 0.5
+    poll_first: float = 0.3
+    poll_min: float = 0.05
+    poll_max: float = 1.0
     retry_after: int = 2
 
 
-def api_passthrough_template(template_arn: str) -> str:
-    """The ``_APIPassthrough`` variant of an AWS end-entity template ARN.
+def partition_of(arn: str) -> str:
+    """The partition of an ARN (``aws``, ``aws-cn``, ``aws-us-gov``…).
+
+    Raises:
+        ConfigurationError: ``arn`` is not an ARN of a known partition.
+    """
+    parts = arn.split(":", 5)
+    if len(parts) < 6 or parts[0] != "arn" or parts[1] not in PARTITIONS:
+        raise ConfigurationError(f"ACM PCA: {arn[:200]!r} is not an ARN of a known partition")
+    return parts[1]
+
+
+def api_passthrough_template(template_arn: str, *, partition: str = "aws") -> str:
+    """The ``_APIPassthrough`` variant of an AWS end-entity template ARN, in ``partition``.
+
+    AWS-managed templates exist in every partition under the same name; only the
+    partition of their ARN differs (``arn:aws-us-gov:acm-pca:::template/...``), and it
+    must be the CA's: a template ARN of another partition is AccessDenied.
 
     Raises:
         ConfigurationError: for a CSR-passthrough template, which would copy extensions
-            from client CSRs into certificates.
+            from client CSRs into certificates, or something that is not a template ARN.
     """
     prefix, slash, version = template_arn.rpartition("/")
-    if not slash or not prefix.startswith("arn:") or not version:
-        raise ConfigurationError(f"NODECERT_ACMPCA_TEMPLATE_ARN: {template_arn!r} is not an ARN")
+    fields = prefix.split(":", 5)
+    if (
+        not slash
+        or not version
+        or len(fields) != 6
+        or fields[0] != "arn"
+        or fields[2] != "acm-pca"
+        or not fields[5].startswith("template")
+    ):
+        raise ConfigurationError(
+            f"NODECERT_ACMPCA_TEMPLATE_ARN: {template_arn!r} is not an ACM PCA template ARN"
+        )
+    prefix = ":".join(["arn", partition, *fields[2:]])
     if "CSRPassthrough" in prefix:
         raise ConfigurationError(
             f"NODECERT_ACMPCA_TEMPLATE_ARN: {template_arn!r} copies extensions from the CSR;"
             " use a base or _APIPassthrough template"
         )
     if prefix.endswith("_APIPassthrough"):
-        return template_arn
+        return f"{prefix}/{version}"
     return f"{prefix}_APIPassthrough/{version}"
+
+
+def pca_validity(request: SigningRequest, *, short_lived: bool) -> tuple[int, int]:
+    """``ValidityNotBefore`` and ``Validity`` (both ABSOLUTE, epoch seconds) of a request.
+
+    Both are whole seconds, rounded down. For a short-lived-mode CA, NotAfter is cut so
+    that NotAfter - NotBefore is at most seven days exactly: the backdating stays (a
+    client whose clock is behind can use the certificate at once) and the certificate
+    ends that much earlier.
+    """
+    not_before = int(request.not_before.timestamp())
+    not_after = int(request.not_after.timestamp())
+    if short_lived:
+        not_after = min(not_after, not_before + int(SHORT_LIVED_MAX.total_seconds()))
+    return not_before, not_after
 
 
 def pca_serial(serial: int) -> str:

@@ -9,12 +9,14 @@ status codes: the HTTP and Lambda adapters map classes to statuses in one table.
     NodecertError
     ├── InvalidRequestError          bad input (400)
     │   ├── InvalidIdentifierError   an id outside [A-Za-z0-9._-]{1,128}
-    │   └── CSRError                 a client CSR that is malformed, forged or weak
+    │   ├── CSRError                 a client CSR that is malformed, forged or weak
+    │   └── IdempotencyKeyReusedError  an Idempotency-Key used for another request
     ├── PayloadTooLargeError         body over the size limit (413)
     ├── AuthenticationError          missing, malformed, forged or expired token (401)
     ├── AuthorizationError           authenticated, but not allowed (403)
     ├── NotFoundError                no such certificate or node (404)
     ├── ConflictError                the change clashes with current state (409)
+    │   └── IdempotentReplayError    an Idempotency-Key's request was already made
     ├── QuotaExceededError           rate or count limit reached (429, Retry-After)
     ├── BackendUnavailableError      CA or store cannot answer now (503, Retry-After)
     │   └── StoreUnavailableError    the ledger / node directory cannot answer now
@@ -30,6 +32,8 @@ __all__ = [
     "CSRError",
     "ConfigurationError",
     "ConflictError",
+    "IdempotencyKeyReusedError",
+    "IdempotentReplayError",
     "InvalidIdentifierError",
     "InvalidRequestError",
     "NodecertError",
@@ -79,6 +83,13 @@ class CSRError(InvalidRequestError):
     title = "Invalid certificate signing request"
 
 
+class IdempotencyKeyReusedError(InvalidRequestError):
+    """An ``Idempotency-Key`` already used for a different request."""
+
+    code = "idempotency_key_reused"
+    title = "Idempotency key reused"
+
+
 class PayloadTooLargeError(NodecertError):
     """The request body is larger than the configured limit."""
 
@@ -112,6 +123,22 @@ class ConflictError(NodecertError):
 
     code = "conflict"
     title = "Conflict"
+
+
+class IdempotentReplayError(ConflictError):
+    """The request of this ``Idempotency-Key`` was already made; the CA is not asked again.
+
+    Args:
+        detail: As for :class:`NodecertError`.
+        serial_number: The certificate that request got, when it is in the ledger.
+    """
+
+    code = "idempotent_replay"
+    title = "Request already made"
+
+    def __init__(self, detail: str, *, serial_number: str | None) -> None:
+        super().__init__(detail)
+        self.serial_number = serial_number
 
 
 class QuotaExceededError(NodecertError):

@@ -144,6 +144,9 @@ def problem(error: NodecertError, *, instance: str | None = None) -> Reply:
     }
     if instance:
         body["instance"] = instance[:_MAX_INSTANCE]
+    serial = getattr(error, "serial_number", None)
+    if serial:  # idempotent_replay: the certificate the first request got.
+        body["serialNumber"] = serial
     headers = {"Cache-Control": "no-store"}
     if error.retry_after is not None or status in (429, 503):
         headers["Retry-After"] = str(error.retry_after or 1)

@@ -50,6 +50,7 @@ from nodecert.core.ports import (
     SigningRequest,
 )
 from nodecert.issuing.administration import Administration
+from nodecert.issuing.idempotency import IdempotencyGuard, request_hash
 from nodecert.issuing.quota import QuotaPolicy
 
 __all__ = ["Authority", "IssueRequest", "IssuedCertificate"]
@@ -100,6 +101,8 @@ class Authority(Administration):
         keygen: Makes server-side private keys (a pre-generating pool in production).
         clock: Returns the current time, timezone-aware UTC.
         quota: Issuance limits (none when omitted).
+        idempotency: Claims client ``Idempotency-Key`` values before the CA signs, so a
+            retry never makes (and bills) a second certificate (none when omitted).
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class Authority(Administration):
         keygen: Callable[[KeyType], PrivateKey] = generate_private_key,
         clock: Callable[[], datetime] = _utcnow,
         quota: QuotaPolicy | None = None,
+        idempotency: IdempotencyGuard | None = None,
     ) -> None:
         self.ca = ca
         self.ledger = ledger
@@ -126,6 +130,7 @@ class Authority(Administration):
         self.keygen = keygen
         self.clock = clock
         self.quota = quota
+        self.idempotency = idempotency
 
     def issue(self, principal: Principal, request: IssueRequest) -> IssuedCertificate:
         """Issue a client certificate for one of ``principal``'s nodes.
@@ -233,6 +238,16 @@ class Authority(Administration):
         With ``defer`` and a ``DeferredLedger``, the row is queued and the returned future
         says when it is durable; otherwise it is committed before this returns.
         """
+        if self.idempotency is not None:
+            digest = request_hash(
+                identity,
+                profile=profile,
+                key_type=key_type.value,
+                csr=csr,
+                lifetime=lifetime,
+                dns_names=dns_names,
+            )
+            self.idempotency.claim(request_id, identity, digest, now=self.clock())
         key: PrivateKey | None = None
         in_process = getattr(self.ca, "builds_in_process", False) is True
         signing_csr: x509.CertificateSigningRequest | None = None

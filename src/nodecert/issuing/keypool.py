@@ -76,6 +76,22 @@ class KeyPool:
         pool = self._queues.get(key_type)
         return 0 if pool is None else pool.qsize()
 
+    def drain(self) -> int:
+        """Drop every pooled key (the pool refills on the next use); return how many.
+
+        For a process that is about to be copied (a Lambda SnapStart snapshot): a key in
+        the copy would be handed out by every restored copy, so it must not be there.
+        """
+        dropped = 0
+        for pool in self._queues.values():
+            while True:
+                try:
+                    pool.get_nowait()
+                except queue.Empty:
+                    break
+                dropped += 1
+        return dropped
+
     def close(self) -> None:
         """Stop the filler thread and drop every pooled key."""
         with self._wake:

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# From a deployed stack to a node call over mutual TLS (docs/aws.md, "Walkthrough").
+# Inputs, from the stack's outputs (aws cloudformation describe-stacks):
+#   POOL (UserPoolId), CLIENT (UserPoolClientId), API (ApiUrl, no trailing slash),
+#   NODE_URL (https://<NodeDomainName>/nodes/node-1/), and two passwords of your choice:
+#   ADMIN_PASSWORD, ALICE_PASSWORD (8+ characters, upper, lower, digit, symbol).
+set -euo pipefail
+: "${POOL:?}" "${CLIENT:?}" "${API:?}" "${NODE_URL:?}" "${ADMIN_PASSWORD:?}" "${ALICE_PASSWORD:?}"
+umask 077  # node-1.key is a private key: readable by you only.
+
+# 1. An administrator: a Cognito user in the nodecert-admins group.
+aws cognito-idp admin-create-user --user-pool-id "$POOL" --username admin \
+    --message-action SUPPRESS >/dev/null
+aws cognito-idp admin-set-user-password --user-pool-id "$POOL" --username admin \
+    --password "$ADMIN_PASSWORD" --permanent
+aws cognito-idp admin-add-user-to-group --user-pool-id "$POOL" --username admin \
+    --group-name nodecert-admins
+
+# 2. A user, alice. nodecert knows her by her token's `sub` (a UUID), not her user name.
+aws cognito-idp admin-create-user --user-pool-id "$POOL" --username alice \
+    --message-action SUPPRESS >/dev/null
+aws cognito-idp admin-set-user-password --user-pool-id "$POOL" --username alice \
+    --password "$ALICE_PASSWORD" --permanent
+ALICE_SUB=$(aws cognito-idp admin-get-user --user-pool-id "$POOL" --username alice \
+    --query "UserAttributes[?Name=='sub'].Value" --output text)
+
+# 3. ID tokens (API Gateway's Cognito authorizer checks the ID token's audience).
+token() {
+    aws cognito-idp initiate-auth --client-id "$CLIENT" --auth-flow USER_PASSWORD_AUTH \
+        --auth-parameters "USERNAME=$1,PASSWORD=$2" \
+        --query AuthenticationResult.IdToken --output text
+}
+ADMIN_TOKEN=$(token admin "$ADMIN_PASSWORD")
+ALICE_TOKEN=$(token alice "$ALICE_PASSWORD")
+
+# 4. The admin registers node-1 with alice's sub as its owner.
+curl --fail-with-body -sS -X PUT "$API/v1/nodes/node-1" \
+    -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+    -d "{\"owner\": \"$ALICE_SUB\"}"
+echo
+
+# 5. Alice asks for a certificate for node-1 (a retry with the same Idempotency-Key is
+#    never issued, nor billed, twice).
+curl --fail-with-body -sS -X POST "$API/generate-cert" \
+    -H "Authorization: Bearer $ALICE_TOKEN" -H 'Content-Type: application/json' \
+    -H "Idempotency-Key: walkthrough-$ALICE_SUB-node-1" \
+    -d '{"nodeId": "node-1"}' >issued.json
+jq -r .certificate issued.json >node-1.crt
+jq -r .privateKey issued.json >node-1.key
+rm issued.json
+openssl x509 -in node-1.crt -noout -subject -enddate
+
+# 6. Alice calls node-1 through the mutual-TLS domain with that certificate.
+curl --fail-with-body -sS --cert node-1.crt --key node-1.key "$NODE_URL"
+echo

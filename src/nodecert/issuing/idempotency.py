@@ -1,0 +1,140 @@
+"""``Idempotency-Key``: one client key, at most one certificate, never billed twice.
+
+A retry of a request whose answer was lost (a timeout, a dropped connection) must not make
+the CA sign again: with ACM Private CA every signature is billed. The CA's own
+``IdempotencyToken`` cannot cover it for server-generated keys, because a retry makes a new
+key (the token hashes the public key so that a new key never gets the certificate of the
+one thrown away), and it only lasts five minutes. Storing the private key to answer the
+retry with it is not an option either: private keys never reach disk.
+
+So an Idempotency-Key is claimed, in the store that keeps single-use tokens (SQLite,
+PostgreSQL, DynamoDB: shared by all workers and Lambda containers), before the CA is asked,
+with a hash of the request; the claim is a record with a status in the style of Powertools
+for AWS Lambda, spelled with two single-use entries:
+
+- ``(key, request hash)`` claimed now: a new request. ``key`` alone claimed too: first use
+  of the key, the CA signs. ``key`` alone already claimed: the key was used for another
+  request, :class:`IdempotencyKeyReusedError` (400).
+- ``(key, request hash)`` already claimed: the same request again. When the ledger has its
+  certificate (status completed), :class:`IdempotentReplayError` (409) names its serial;
+  otherwise (in progress, or failed after reaching the CA) the 409 says so. Either way the
+  CA is not asked again; a new key is a new, deliberately billed, request.
+
+Claims last 24 hours. Requests without an Idempotency-Key are not claimed: each is new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from nodecert.core.errors import ConflictError, IdempotencyKeyReusedError, IdempotentReplayError
+from nodecert.core.identity import Identity
+from nodecert.core.ports import (
+    CertificateQuery,
+    Ledger,
+    Profile,
+    ReplayGuard,
+    query_ledger,
+)
+
+__all__ = ["CLIENT_KEY_PREFIX", "IdempotencyGuard", "request_hash"]
+
+CLIENT_KEY_PREFIX = "idem-"
+"""Request ids made from a client's ``Idempotency-Key`` start with this (see the routes)."""
+
+
+def request_hash(
+    identity: Identity,
+    *,
+    profile: Profile,
+    key_type: str,
+    csr: x509.CertificateSigningRequest | None,
+    lifetime: timedelta,
+    dns_names: tuple[str, ...] = (),
+) -> str:
+    """SHA-256 (hex) of everything that decides what certificate a request gets."""
+    csr_der = csr.public_bytes(serialization.Encoding.DER).hex() if csr is not None else None
+    canonical = json.dumps(
+        {
+            "userId": identity.user_id,
+            "nodeId": identity.node_id,
+            "profile": profile.value,
+            "keyType": key_type,
+            "csr": csr_der,
+            "seconds": int(lifetime.total_seconds()),
+            "dnsNames": list(dns_names),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class IdempotencyGuard:
+    """Claims client idempotency keys before a CA signs (see the module docstring).
+
+    Args:
+        replay: The store's single-use facility.
+        ledger: Where the certificate of a completed request is found.
+        ttl: How long a key is remembered.
+    """
+
+    def __init__(
+        self, replay: ReplayGuard, ledger: Ledger, *, ttl: timedelta = timedelta(hours=24)
+    ) -> None:
+        self._replay = replay
+        self._ledger = ledger
+        self._ttl = ttl
+
+    def claim(self, request_id: str, identity: Identity, digest: str, *, now: datetime) -> None:
+        """Claim ``request_id`` for the request hashed to ``digest``; a no-op without a key.
+
+        Raises:
+            IdempotentReplayError: the same request was made before with this key.
+            IdempotencyKeyReusedError: the key was used for a different request.
+            StoreUnavailableError: the store cannot answer now (nothing was signed).
+        """
+        if not request_id.startswith(CLIENT_KEY_PREFIX):
+            return
+        expires_at = now + self._ttl
+        try:
+            self._replay.use_once(_entry(request_id, digest), expires_at=expires_at)
+        except ConflictError:
+            raise self._replayed(request_id, identity) from None
+        try:
+            self._replay.use_once(_entry(request_id, None), expires_at=expires_at)
+        except ConflictError:
+            raise IdempotencyKeyReusedError(
+                "Idempotency-Key: already used for a different request (another node, key"
+                " type, CSR, validity or DNS names); use a new key for a new request"
+            ) from None
+
+    def _replayed(self, request_id: str, identity: Identity) -> IdempotentReplayError:
+        rows = query_ledger(
+            self._ledger, CertificateQuery(user_id=identity.user_id, node_id=identity.node_id)
+        )
+        row = next((r for r in rows if r.request_id == request_id), None)
+        if row is None:
+            return IdempotentReplayError(
+                "Idempotency-Key: an earlier request with this key has not finished, or failed"
+                " after reaching the CA; it is not sent to the CA again. List the node's"
+                " certificates in a few seconds, or use a new key for a new certificate",
+                serial_number=None,
+            )
+        return IdempotentReplayError(
+            f"Idempotency-Key: already used; certificate {row.serial} was issued for this"
+            " request. Its private key (if the server made it) was never stored and cannot"
+            " be sent again: revoke it if it is lost, and use a new key for a new certificate",
+            serial_number=row.serial,
+        )
+
+
+def _entry(request_id: str, digest: str | None) -> str:
+    # Hashed, so an entry cannot collide with the renewal tokens' entries in the same store.
+    raw = f"idempotency\0{request_id}\0{digest or ''}"
+    return "idem:" + hashlib.sha256(raw.encode()).hexdigest()

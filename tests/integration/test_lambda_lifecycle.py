@@ -1,0 +1,106 @@
+"""The Lambda execution environment: wiring in the init phase, SnapStart's snapshot/restore."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nodecert.aws import lifecycle
+from nodecert.awsclients import close_connections
+from nodecert.bootstrap import build_service
+from nodecert.core.keys import KeyType
+
+from ..conftest import make_settings
+
+CHILD = """
+import json, time
+began = time.perf_counter()
+from nodecert.aws import handler
+print(json.dumps({"wired": handler.application.cache_info().currsize,
+                  "import_ms": (time.perf_counter() - began) * 1000}))
+"""
+
+
+@pytest.mark.parametrize(("on_lambda", "wired"), [(True, 1), (False, 0)])
+def test_on_lambda_the_service_is_wired_in_the_init_phase(tmp_path, on_lambda, wired):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NODECERT_", "AWS_"))}
+    env.update(NODECERT_HOME=str(tmp_path / "home"), NODECERT_KEY_POOL_SIZE="0")
+    if on_lambda:
+        env["AWS_LAMBDA_FUNCTION_NAME"] = "nodecert-issuer"
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout)["wired"] == wired
+
+
+def test_a_wiring_failure_in_the_init_phase_is_logged_and_left_to_the_first_event(caplog):
+    def broken():
+        raise RuntimeError("no table")
+
+    with caplog.at_level(logging.ERROR, logger="nodecert"):
+        assert lifecycle.init_phase(broken) is None
+    assert "could not be wired (RuntimeError)" in caplog.text
+
+
+def test_prepare_describes_the_ca_once_so_the_first_issuance_does_not(
+    aws_client, tmp_path, moto_endpoint
+):
+    from nodecert.backends.acmpca import ACMPCABackend
+
+    pca = aws_client("acm-pca")
+    arn = pca.create_certificate_authority(
+        CertificateAuthorityConfiguration={
+            "KeyAlgorithm": "EC_prime256v1",
+            "SigningAlgorithm": "SHA256WITHECDSA",
+            "Subject": {"CommonName": "lifecycle test"},
+        },
+        CertificateAuthorityType="ROOT",
+    )["CertificateAuthorityArn"]
+    service = build_service(make_settings(tmp_path / "home"))
+    backend = ACMPCABackend(pca, ca_arn=arn, organization="o", trust_domain="t.example")
+    service.authority.ca = backend
+    calls: list[str] = []
+    pca.meta.events.register("before-call.acm-pca.*", lambda model, **_: calls.append(model.name))
+    # moto's new CA is PENDING_CERTIFICATE, not ACTIVE: logged, not raised (the first
+    # request will say so with a 503).
+    lifecycle.prepare(service)
+    assert calls == ["DescribeCertificateAuthority"]
+    service.close()
+
+
+def test_before_a_snapshot_and_after_a_restore_no_pooled_key_survives(tmp_path):
+    service = build_service(make_settings(tmp_path / "home", key_pool_size=2))
+    pool = service.key_pool
+    pool(KeyType.RSA_2048)  # First use starts the filler; wait for the pool to fill.
+    for _ in range(600):
+        if pool.ready(KeyType.RSA_2048) == 2:
+            break
+        time.sleep(0.05)
+    assert pool.ready(KeyType.RSA_2048) >= 1
+
+    lifecycle.before_snapshot(service)
+    assert pool.ready(KeyType.RSA_2048) == 0
+    lifecycle.after_restore(service)
+    assert pool.ready(KeyType.RSA_2048) == 0
+    service.close()
+
+
+def test_closed_connections_are_reopened_by_the_next_call(aws_client):
+    dynamodb = aws_client("dynamodb")
+    dynamodb.list_tables()
+    assert close_connections() >= 1
+    dynamodb.list_tables()  # A new connection, no error.
+
+
+def test_without_the_lambda_runtime_no_snapshot_hooks_are_registered(tmp_path):
+    # snapshot_restore_py ships with the Lambda Python runtimes only.
+    service = build_service(make_settings(tmp_path / "home"))
+    assert lifecycle.register_snapshot_hooks(service) is False
+    service.close()
