@@ -26,12 +26,7 @@ def event(name, **changes):
 
 @pytest.fixture
 def app(env):
-    settings = env.service.settings
-    return LambdaApp(
-        env.service.routes,
-        admin_group=settings.admin_group,
-        max_body_bytes=settings.max_body_bytes,
-    )
+    return LambdaApp.for_service(env.service)
 
 
 def test_a_custom_domain_base_path_does_not_hide_the_route(app):
@@ -94,7 +89,7 @@ def test_a_method_the_matched_route_lacks_is_405_with_its_methods(app):
     raw = event("rest_custom_domain_base_path.json", httpMethod="POST")
     response = app.handle(raw)
     assert response["statusCode"] == 405
-    assert response["headers"]["Allow"] == "PUT, GET, DELETE"
+    assert response["headers"]["Allow"] == "DELETE, GET, PUT"
 
 
 def test_an_http_api_route_key_with_any_uses_the_request_method(app):

@@ -37,6 +37,8 @@ EXPECTED = {
     "BackendUnavailableError": 503,
     "StoreUnavailableError": 503,
     "ConfigurationError": 500,
+    "IdempotencyKeyReusedError": 400,
+    "IdempotentReplayError": 409,
 }
 
 

@@ -126,7 +126,7 @@ class LambdaApp:
             return self._handle(event)
 
     def _handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        path = "/"
+        method, path = "", "/"
         try:
             request = self._parse(event)
             method, path = request.method, request.path

@@ -136,7 +136,7 @@ class IdempotentReplayError(ConflictError):
     code = "idempotent_replay"
     title = "Request already made"
 
-    def __init__(self, detail: str, *, serial_number: str | None) -> None:
+    def __init__(self, detail: str, *, serial_number: str | None = None) -> None:
         super().__init__(detail)
         self.serial_number = serial_number
 
