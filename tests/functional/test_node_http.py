@@ -242,3 +242,14 @@ def test_the_node_side_works_without_a_node_directory(tmp_path, mode):
     http.post(f"/v1/certificates/{serial}/revoke", headers={"Authorization": f"Bearer {mint}"})
     revoked = http.post("/v1/authorize", json={"certificate": pem, "nodeId": "n1"})
     assert revoked.headers["x-nodecert-reason"] == "revoked"
+
+
+def test_renew_with_an_unknown_key_algorithm_in_x5c_is_401_not_500(service):
+    from tests.unit.test_renewal import _token, x5c_with_unknown_key_algorithm
+
+    cert = issue(service.authority, "alice", "n1")
+    head = {"x5c": [x5c_with_unknown_key_algorithm(cert.certificate)]}
+    pop = _token(cert.certificate, cert.key, headers=head, aud=renewal_audience(TRUST_DOMAIN))
+    r = client(service).post("/v1/renew", headers={"Authorization": "Bearer " + pop})
+    assert r.status_code == 401
+    assert r.json()["code"] == "unauthenticated"
