@@ -253,3 +253,41 @@ def test_renew_with_an_unknown_key_algorithm_in_x5c_is_401_not_500(service):
     r = client(service).post("/v1/renew", headers={"Authorization": "Bearer " + pop})
     assert r.status_code == 401
     assert r.json()["code"] == "unauthenticated"
+
+
+@pytest.mark.parametrize("body", ["node", "certificate", "both"])
+def test_authorize_refuses_a_body_that_contradicts_the_proxy_headers(service, body):
+    # Issue 12: with X-Client-Cert (for n0) and X-Nodecert-Node: n1, a body {"nodeId": "n0"}
+    # turned a 403 into a 200, and a body certificate made the answer name another user.
+    mine = issue(service.authority, "bob", "n0")
+    theirs = issue(service.authority, "alice", "n1")
+    fields = {
+        "node": {"nodeId": "n0"},
+        "certificate": {"certificate": theirs.pem},
+        "both": {"nodeId": "n1", "certificate": theirs.pem},
+    }[body]
+    r = client(service).post("/v1/authorize", headers=forwarded(mine, "n1"), json=fields)
+    assert r.status_code == 400
+    assert r.json()["code"] == "conflicting_input"
+    assert "x-nodecert-user" not in r.headers
+
+
+def test_authorize_refuses_a_body_beside_either_proxy_header(service):
+    cert = issue(service.authority, "alice", "n1")
+    only_node = client(service).post(
+        "/v1/authorize", headers={"X-Nodecert-Node": "n1"}, json={"certificate": cert.pem}
+    )
+    assert only_node.json()["code"] == "conflicting_input"
+    only_cert = client(service).post(
+        "/v1/authorize",
+        headers={"X-Client-Cert": urllib.parse.quote(cert.pem)},
+        json={"nodeId": "n1"},
+    )
+    assert only_cert.json()["code"] == "conflicting_input"
+
+
+def test_authorize_accepts_a_body_that_repeats_the_proxy_headers(service):
+    cert = issue(service.authority, "alice", "n1")
+    same = {"certificate": cert.pem, "nodeId": "n1"}
+    r = client(service).post("/v1/authorize", headers=forwarded(cert, "n1"), json=same)
+    assert r.status_code == 200

@@ -9,7 +9,8 @@ status codes: the HTTP and Lambda adapters map classes to statuses in one table.
     NodecertError
     ├── InvalidRequestError          bad input (400)
     │   ├── InvalidIdentifierError   an id outside [A-Za-z0-9._-]{1,128}
-    │   └── CSRError                 a client CSR that is malformed, forged or weak
+    │   ├── CSRError                 a client CSR that is malformed, forged or weak
+    │   └── ConflictingInputError    two sources of one input disagree (body vs. proxy)
     ├── PayloadTooLargeError         body over the size limit (413)
     ├── AuthenticationError          missing, malformed, forged or expired token (401)
     ├── AuthorizationError           authenticated, but not allowed (403)
@@ -30,6 +31,7 @@ __all__ = [
     "CSRError",
     "ConfigurationError",
     "ConflictError",
+    "ConflictingInputError",
     "InvalidIdentifierError",
     "InvalidRequestError",
     "NodecertError",
@@ -77,6 +79,13 @@ class CSRError(InvalidRequestError):
 
     code = "invalid_csr"
     title = "Invalid certificate signing request"
+
+
+class ConflictingInputError(InvalidRequestError):
+    """Two sources of the same input disagree, for example a body against proxy headers."""
+
+    code = "conflicting_input"
+    title = "Conflicting input"
 
 
 class PayloadTooLargeError(NodecertError):

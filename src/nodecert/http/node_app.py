@@ -18,6 +18,8 @@ from nodecert.http.routes import Reply
 
 __all__ = ["add_node_routes"]
 
+_FORWARDED_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+
 Authed = Callable[[Request, Callable[[Principal], Reply]], Awaitable[Response]]
 Render = Callable[[Reply], Response]
 
@@ -46,6 +48,7 @@ def add_node_routes(app: FastAPI, routes: NodeRoutes, authed: Authed, render: Re
                 certificate=headers.get("x-client-cert"),
                 node_id=headers.get("x-nodecert-node"),
                 body=body,
+                forwarded=any(name in headers for name in _FORWARDED_HEADERS),
             )
 
         return render(await run_in_threadpool(run))
