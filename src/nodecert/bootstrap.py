@@ -14,6 +14,7 @@ from cryptography import x509
 from nodecert.backends.local import LocalCA
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
+from nodecert.core.files import secure_home
 from nodecert.core.keys import KeyType
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
 from nodecert.core.ports import CABackend, CRLSigner, Ledger, NodeDirectory, ReplayGuard
@@ -74,8 +75,11 @@ def build_service(settings: Settings) -> Service:
     """Build the authority, its backends and the token verifier from ``settings``.
 
     Raises:
-        ConfigurationError: a setting cannot be honoured (for example, a locked CA key).
+        ConfigurationError: a setting cannot be honoured (for example, a locked CA key,
+            or a group- or world-accessible NODECERT_HOME that cannot be tightened).
     """
+    if settings.store == "sqlite" or settings.ca == "local" or settings.dev_issuer:
+        secure_home(settings.home)
     store, limits, closers = _store(settings)
     dev_issuer = DevIssuer.open_or_create(settings.home) if settings.dev_issuer else None
     ca = _ca(settings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,13 +85,14 @@ class LocalCA:
         """
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         key_path, cert_path = directory / "ca.key", directory / "ca.crt"
-        with open(directory / ".lock", "a") as lock:
+        with os.fdopen(os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not key_path.exists():
                 key = generate_private_key(key_type)
                 cert = _self_signed(key, organization, clock())
                 write_atomic(key_path, _key_bytes(key, passphrase), mode=0o600)
-                write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+                # Public, but under NODECERT_HOME every file is private (0600).
+                write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o600)
         key = _load_key(key_path, passphrase)
         try:
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())

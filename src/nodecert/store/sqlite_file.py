@@ -13,6 +13,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from nodecert.core.errors import StoreUnavailableError
+from nodecert.core.files import create_private
 
 __all__ = ["SQLiteFile"]
 
@@ -39,6 +40,13 @@ class SQLiteFile:
         self._busy_timeout_s = busy_timeout_s
         self._write_mutex = threading.Lock()
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
+        # database file's mode, so the rows never sit in a file others can read.
+        create_private(path)
+        for suffix in ("-wal", "-shm"):
+            companion = path.with_name(path.name + suffix)
+            if companion.exists():
+                create_private(companion)
         self._lock_file = os.open(
             path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600
         )
