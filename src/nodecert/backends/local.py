@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import os
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from nodecert.core.errors import ConfigurationError
-from nodecert.core.files import write_atomic
+from nodecert.core.files import CounterFile, write_atomic
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key, hash_for
 from nodecert.core.ports import Profile, RevocationReason, SignedCertificate, SigningRequest
 
@@ -51,7 +52,15 @@ class LocalCA:
         certificate: x509.Certificate,
         organization: str,
         trust_domain: str,
+        directory: Path | None = None,
     ) -> None:
+        self._revocations: CounterFile | _MemoryCounter = _MemoryCounter()
+        self._crl_numbers: CounterFile | _MemoryCounter = _MemoryCounter()
+        if directory is not None:
+            # The revocation count need not survive a crash (a restart rebuilds the CRL
+            # anyway); the CRL number must, so that it never goes back.
+            self._revocations = CounterFile(directory / "revocations", durable=False)
+            self._crl_numbers = CounterFile(directory / "crlnumber")
         self._key = key
         self._organization = organization
         self._certificate = certificate
@@ -100,7 +109,13 @@ class LocalCA:
             raise ConfigurationError(f"local CA: cannot read {cert_path}") from exc
         if cert.public_key() != key.public_key():
             raise ConfigurationError(f"local CA: {cert_path} does not match {key_path}")
-        return cls(key=key, certificate=cert, organization=organization, trust_domain=trust_domain)
+        return cls(
+            key=key,
+            certificate=cert,
+            organization=organization,
+            trust_domain=trust_domain,
+            directory=directory,
+        )
 
     def issue(self, request: SigningRequest) -> SignedCertificate:
         """Sign ``request`` with the fixed client (or node) profile."""
@@ -130,7 +145,21 @@ class LocalCA:
     def revoke(
         self, certificate_serial: int, reason: RevocationReason, *, issuer: str | None = None
     ) -> None:
-        """Nothing to tell: the local CA's revocation state is the ledger (and its CRL)."""
+        """Count the revocation: the CRL built from the ledger is stale from now on.
+
+        The revocation state itself is the ledger; only the counter is kept here, in a
+        file every process using this CA shares (so a CRL cached by another worker is
+        rebuilt too).
+        """
+        self._revocations.advance()
+
+    def crl_revision(self) -> int:
+        """How many revocations this CA has been told of (see ``issuing.crl.CRLState``)."""
+        return self._revocations.value()
+
+    def next_crl_number(self, *, at_least: int) -> int:
+        """The next CRL number, persisted beside the CA key, above every earlier one."""
+        return self._crl_numbers.advance(at_least=at_least)
 
     def sign_crl(
         self, builder: x509.CertificateRevocationListBuilder
@@ -141,6 +170,22 @@ class LocalCA:
             .add_extension(self._aki.value, critical=False)
             .sign(self._key, self._hash)
         )
+
+
+class _MemoryCounter:
+    """A :class:`CounterFile` for a CA that has no directory (kept in memory)."""
+
+    def __init__(self) -> None:
+        self._value = 0
+        self._lock = threading.Lock()
+
+    def value(self) -> int:
+        return self._value
+
+    def advance(self, *, at_least: int = 0) -> int:
+        with self._lock:
+            self._value = max(self._value + 1, at_least)
+            return self._value
 
 
 def client_extensions(

@@ -7,13 +7,14 @@ ledger (which says who owns which node). Files are created 0600 and the home is 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 from pathlib import Path
 
 from nodecert.core.errors import ConfigurationError
 
-__all__ = ["create_private", "secure_home", "write_atomic"]
+__all__ = ["CounterFile", "create_private", "secure_home", "write_atomic"]
 
 _PRIVATE_FILE = 0o600
 _PRIVATE_DIRECTORY = 0o700
@@ -109,3 +110,51 @@ def _tighten(path: Path) -> None:
             f"NODECERT_HOME: {path} has mode {mode:04o} and cannot be tightened to"
             f" {private:04o}: {exc.strerror or exc}; run chmod go-rwx on it as its owner"
         ) from exc
+
+
+class CounterFile:
+    """A non-negative integer in a private file, shared by every process that opens it.
+
+    :meth:`advance` holds an exclusive ``flock`` while it reads and rewrites the value, so
+    two processes never hand out the same number.
+
+    Args:
+        path: The file (created 0600 on first use).
+        durable: Whether each advance is ``fsync``-ed before it returns.
+    """
+
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
+        self.path = path
+        self.durable = durable
+
+    def value(self) -> int:
+        """The current value (0 when the file does not exist yet)."""
+        try:
+            return _parse_counter(self.path.read_bytes())
+        except FileNotFoundError:
+            return 0
+
+    def advance(self, *, at_least: int = 0) -> int:
+        """Store and return ``max(value + 1, at_least)``.
+
+        Raises:
+            OSError: the file cannot be read or written.
+        """
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _PRIVATE_FILE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            current = _parse_counter(os.pread(fd, 64, 0))
+            new = max(current + 1, at_least)
+            data = str(new).encode()
+            # The new value has at least as many digits as the old: no truncation needed.
+            os.pwrite(fd, data, 0)
+            if self.durable:
+                os.fsync(fd)
+            return new
+        finally:
+            os.close(fd)  # Closing releases the lock.
+
+
+def _parse_counter(data: bytes) -> int:
+    text = data.strip()
+    return int(text) if text.isdigit() else 0

@@ -69,8 +69,9 @@ def add_node_routes(app: FastAPI, routes: NodeRoutes, authed: Authed, render: Re
         responses={200: {"content": {"application/pkix-crl": {}}}, **_errors(404)},
         summary="The local CA's CRL (DER)",
     )
-    async def crl() -> Response:
-        return render(await run_in_threadpool(routes.crl))
+    async def crl(request: Request) -> Response:
+        if_none_match = request.headers.get("if-none-match")
+        return render(await run_in_threadpool(routes.crl, if_none_match))
 
     @app.post(
         "/v1/nodes/{nodeId}/revoke-all",

@@ -26,9 +26,8 @@ import ipaddress
 import logging
 import urllib.parse
 import uuid
+from email.utils import format_datetime
 from typing import Any
-
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from nodecert.core.errors import (
     AuthenticationError,
@@ -188,17 +187,26 @@ class NodeRoutes:
         )
         return issued_reply(issued)
 
-    def crl(self) -> Reply:
-        """``GET /v1/crl``: the local CA's CRL, DER.
+    def crl(self, if_none_match: str | None = None) -> Reply:
+        """``GET /v1/crl``: the local CA's CRL, DER, with ``ETag`` and ``Last-Modified``.
+
+        Answers 304 with no body when ``If-None-Match`` names the current CRL's tag.
 
         Raises:
             NotFoundError: the CA backend publishes its own CRL (ACM PCA: its S3 bucket).
         """
         if self.crl_publisher is None:
             raise NotFoundError("crl: this CA backend publishes its own CRL")
-        der = self.crl_publisher.crl().public_bytes(Encoding.DER)
-        headers = {"Cache-Control": "public, max-age=60"}
-        return Reply(200, der, headers, media_type="application/pkix-crl")
+        published = self.crl_publisher.published()
+        headers = {
+            "Cache-Control": "public, max-age=60",
+            "ETag": published.etag,
+            "Last-Modified": format_datetime(published.this_update, usegmt=True),
+            "Expires": format_datetime(published.next_update, usegmt=True),
+        }
+        if _matches(if_none_match, published.etag):
+            return Reply(304, b"", headers, media_type="application/pkix-crl")
+        return Reply(200, published.der, headers, media_type="application/pkix-crl")
 
     def revoke_all(
         self,
@@ -259,6 +267,13 @@ def _same_certificate(body_pem: object, header_pem: str | None) -> bool:
         return load_certificate(body_pem) == load_certificate(header_pem)
     except InvalidIdentifierError:
         return False
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
 
 
 def _is_loopback(peer: str | None) -> bool:
