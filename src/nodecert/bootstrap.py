@@ -215,6 +215,8 @@ def create_app() -> FastAPI:
 
     settings = settings_from_environment()
     BoundedHttpToolsProtocol.max_header_bytes = settings.max_header_bytes
+    BoundedHttpToolsProtocol.head_timeout_s = float(settings.head_timeout_s)
+    BoundedHttpToolsProtocol.body_timeout_s = float(settings.body_timeout_s)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
