@@ -10,6 +10,7 @@ nodecert, through ``auth_request``, for the rest of the decision.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import posixpath
@@ -19,6 +20,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,9 @@ NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
 )
 CURL = shutil.which("curl")
+# The asgi-proxy recipe sends no secret: nginx there does not call nodecert, the app does
+# (deploy/asgi/node_app.py, with NODECERT_AUTHORIZE_SECRET from test_node_app_recipe).
+from tests.integration.test_node_app_recipe import SECRET  # noqa: E402
 
 MAIN = """
 daemon off;
@@ -152,54 +157,71 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
-def _serve(tmp_path, home, name, node, owner, dns, *, service_secret=None):
+@contextlib.contextmanager
+def _normalizing_upstream(service_url: str, log: Path) -> Iterator[str]:
+    upstream = NormalizingUpstream()
+    upstream.thread.start()
+    try:
+        yield upstream.url
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+
+
+@contextlib.contextmanager
+def _node_app_upstream(service_url: str, log: Path) -> Iterator[str]:
+    # deploy/asgi/node_app.py as its docstring runs it behind nginx.
+    from tests.integration.test_node_app_recipe import app_env, node_app
+
+    env = app_env(service_url, NODE_TRUSTED_PROXY="127.0.0.1")
+    with node_app(env, "--no-proxy-headers", log=log) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def _serve(
+    tmp_path, home, name, node, owner, dns, *, service_secret=None, upstream=_normalizing_upstream
+):
     """nginx with recipe ``name``; nodecert configured with the recipe's secret (or another)."""
     if NGINX is None or CURL is None:
         pytest.skip("nginx or curl not found: `make test` installs nginx (nginx-light)")
     recipe = (RECIPES / name).read_text()
-    service = build_service(
-        Settings(home=home, authorize_secret=service_secret or secret_of(recipe))
-    )
+    secret = service_secret or (secret_of(recipe) if "Secret" in recipe else SECRET)
+    service = build_service(Settings(home=home, authorize_secret=secret))
     # The server certificate, as the recipe's comment says to make it.
     env = nodecert_env(home)
     cli(env, "nodes", "add", node, "--owner", owner)
     (tmp_path / "nodecert").mkdir()
     cli(env, "nodes", "certificate", node, "--dns", dns, "--out", str(tmp_path / "nodecert"))
-    upstream = NormalizingUpstream()
-    upstream.thread.start()
     port = free_port()
-    try:
-        with LiveServer(create_app(service)) as nodecert:
-            conf_d = tmp_path / "conf.d"
-            conf_d.mkdir()
-            (conf_d / name).write_text(
-                substitute(
-                    recipe,
-                    {
-                        "listen 443 ssl;": f"listen 127.0.0.1:{port} ssl;",
-                        "/etc/nginx/nodecert/": f"{tmp_path}/nodecert/",
-                        "http://127.0.0.1:8080": nodecert.url,
-                        "http://127.0.0.1:9000": upstream.url,
-                    },
-                )
-            )
-            (tmp_path / "nginx.conf").write_text(MAIN.format(tmp=tmp_path))
-            process = subprocess.Popen(
-                [NGINX, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            try:
-                _wait_for(port, process, tmp_path)
-                yield Site(tmp_path, port, dns), service
-            finally:
-                process.terminate()
-                process.wait(timeout=10)
-                assert process.stderr is not None
-                process.stderr.close()
-    finally:
-        upstream.shutdown()
-        upstream.server_close()
+    with (
+        LiveServer(create_app(service)) as nodecert,
+        upstream(nodecert.url, tmp_path / "upstream.log") as upstream_url,
+    ):
+        replacements = {
+            "listen 443 ssl;": f"listen 127.0.0.1:{port} ssl;",
+            "/etc/nginx/nodecert/": f"{tmp_path}/nodecert/",
+            "http://127.0.0.1:8080": nodecert.url,
+            "http://127.0.0.1:9000": upstream_url,
+        }
+        if "auth_request" not in recipe:  # nginx does not call nodecert itself.
+            del replacements["http://127.0.0.1:8080"]
+        conf_d = tmp_path / "conf.d"
+        conf_d.mkdir()
+        (conf_d / name).write_text(substitute(recipe, replacements))
+        (tmp_path / "nginx.conf").write_text(MAIN.format(tmp=tmp_path))
+        process = subprocess.Popen(
+            [NGINX, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            _wait_for(port, process, tmp_path)
+            yield Site(tmp_path, port, dns), service
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+            assert process.stderr is not None
+            process.stderr.close()
 
 
 @pytest.fixture
@@ -368,3 +390,35 @@ def test_harmless_encodings_and_queries_reach_the_same_node(gateway_site, tmp_pa
         assert (status, json.loads(body)["node"]) == (200, "n9"), (path, body)
         # And never n1 through the same encodings.
         assert site.get(path.replace("9", "1", 1), bob)[0] == 403, path
+
+
+# -- A node's own ASGI app behind nginx: deploy/nginx/nodecert-asgi-proxy.conf -------------
+
+
+@pytest.fixture
+def asgi_site(tmp_path: Path, home: Path):
+    yield from _serve(
+        tmp_path,
+        home,
+        "nodecert-asgi-proxy.conf",
+        "n1",
+        "alice",
+        "n1.nodes.example",
+        upstream=_node_app_upstream,
+    )
+
+
+def test_the_node_app_behind_nginx_decides_with_the_remote_service(asgi_site, tmp_path):
+    site, service = asgi_site
+    issued = issue(service.authority, "alice", "n1")
+    alice = write_client(issued, tmp_path, "alice")
+    bob = issue(service.authority, "bob", "n9")
+    # A client-sent X-Client-Cert is replaced by the certificate nginx verified.
+    forged = {"X-Client-Cert": urllib.parse.quote(bob.pem), "X-Forwarded-For": "127.0.0.1"}
+    status, body = site.get("/", alice, headers=forged)
+    assert (status, json.loads(body)) == (200, {"user": "alice", "node": "n1"})
+    status, body = site.get("/", write_client(bob, tmp_path, "bob"))
+    assert (status, json.loads(body)["reason"]) == (403, "wrong_node")
+    service.authority.revoke(ADMIN, issued.serial, RevocationReason.KEY_COMPROMISE)
+    status, body = site.get("/", alice)
+    assert (status, json.loads(body)["reason"]) == (403, "revoked")
