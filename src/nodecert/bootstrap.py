@@ -58,6 +58,9 @@ class Service:
     key_pool: KeyPool
     node_routes: NodeRoutes | None = field(default=None, compare=False)
     closers: tuple[Callable[[], None], ...] = field(default=(), compare=False)
+    #: Whether EC issuance may run on the event loop: nothing on its path (the CA, the
+    #: ledger write, the token check) ever waits on the network.
+    inline_issuance: bool = False
 
     def close(self) -> None:
         """Stop background work (the key pool's filler), drop pooled keys, close the store."""
@@ -71,8 +74,11 @@ def settings_from_environment(env: Mapping[str, str] | None = None) -> Settings:
     return Settings.from_env(os.environ if env is None else env)
 
 
-def build_service(settings: Settings) -> Service:
+def build_service(settings: Settings, *, event_loop: bool = False) -> Service:
     """Build the authority, its backends and the token verifier from ``settings``.
+
+    With ``event_loop`` (``nodecert serve``), the issuer's keys are fetched at start and
+    refreshed in the background, so that checking a token never waits on the network.
 
     Raises:
         ConfigurationError: a setting cannot be honoured (for example, a locked CA key,
@@ -106,10 +112,13 @@ def build_service(settings: Settings) -> Service:
         if settings.oidc_issuer is None or settings.oidc_audience is None:
             raise ConfigurationError("NODECERT_OIDC_ISSUER and NODECERT_OIDC_AUDIENCE: set both")
         url = settings.oidc_jwks_url or settings.oidc_issuer.rstrip("/") + "/.well-known/jwks.json"
+        jwks = RemoteJWKS(url, background=event_loop)
+        if event_loop:
+            jwks.start()
         verifier = OIDCVerifier(
             issuer=settings.oidc_issuer,
             audience=settings.oidc_audience,
-            jwks=RemoteJWKS(url),
+            jwks=jwks,
             admin_group=settings.admin_group,
         )
     decider = _decider(settings, ca.chain, store, store)
@@ -142,7 +151,15 @@ def build_service(settings: Settings) -> Service:
         key_pool,
         node_routes,
         closers,
+        inline_issuance=_never_waits_on_network(ca, store, verifier),
     )
+
+
+def _never_waits_on_network(ca: CABackend, store: object, verifier: OIDCVerifier) -> bool:
+    # Decided from what the parts are, not from setting strings: the local CA signs in
+    # process, SQLite is a local file whose ledger writes are deferred to a committer
+    # thread, and a token check waits on the issuer only with a JWKS refreshed inline.
+    return isinstance(ca, LocalCA) and isinstance(store, SQLiteStore) and not verifier.may_block
 
 
 def _quota(settings: Settings, limits: object) -> QuotaPolicy:
@@ -220,7 +237,7 @@ def create_app() -> FastAPI:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    service = build_service(settings)
+    service = build_service(settings, event_loop=True)
     if service.dev_issuer is not None:
         log.warning(
             "DEV ISSUER ACTIVE: tokens are signed by %s/dev-issuer.key and anyone who can read"

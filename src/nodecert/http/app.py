@@ -113,8 +113,9 @@ def create_app(service: Service) -> FastAPI:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         return render(error_reply(exc, request.method, request.url.path))
 
-    # Inline issuance must never wait on the network: a remote CA or a database server.
-    inline_ec = service.settings.ca == "local" and service.settings.store == "sqlite"
+    # Inline issuance must never wait on the network: a remote CA, a database server or
+    # the issuer's keys (bootstrap decides it from what the parts are).
+    inline_ec = service.inline_issuance
 
     async def authed(
         request: Request, handler: Callable[[Principal], Reply], *, inline: bool = False
