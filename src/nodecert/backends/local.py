@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from nodecert.core.errors import ConfigurationError
@@ -160,6 +160,12 @@ class LocalCA:
     def next_crl_number(self, *, at_least: int) -> int:
         """The next CRL number, persisted beside the CA key, above every earlier one."""
         return self._crl_numbers.advance(at_least=at_least)
+
+    def sign_tbs(self, tbs: bytes) -> bytes:
+        """Sign DER bytes with the CA key and the hash of :meth:`sign_crl` (a CRL's TBS)."""
+        if isinstance(self._key, ec.EllipticCurvePrivateKey):
+            return self._key.sign(tbs, ec.ECDSA(self._hash))
+        return self._key.sign(tbs, padding.PKCS1v15(), self._hash)
 
     def sign_crl(
         self, builder: x509.CertificateRevocationListBuilder

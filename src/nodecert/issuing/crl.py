@@ -26,7 +26,6 @@ from typing import Protocol, runtime_checkable
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nodecert.core.identity import parse_serial
 from nodecert.core.ports import (
     CertificateQuery,
     CertificateStatus,
@@ -35,6 +34,7 @@ from nodecert.core.ports import (
     RevocationReason,
     query_ledger,
 )
+from nodecert.issuing.crlder import assemble, entries_der, splice_entries
 
 __all__ = ["CRLPublisher", "CRLState", "PublishedCRL"]
 
@@ -64,6 +64,26 @@ class CRLState(Protocol):
 
     def next_crl_number(self, *, at_least: int) -> int:
         """Persist and return a CRL number above every one handed out before."""
+        ...
+
+
+@runtime_checkable
+class TBSSigner(Protocol):
+    """Optional CRL signer ability: sign DER bytes with the CA key, as ``sign_crl`` does."""
+
+    def sign_tbs(self, tbs: bytes) -> bytes:
+        """The signature value over ``tbs`` (the algorithm of the signer's own CRLs)."""
+        ...
+
+
+@runtime_checkable
+class RevokedEntries(Protocol):
+    """Optional ledger ability: the revoked, unexpired certificates, three columns each."""
+
+    def revoked_entries(
+        self, *, now: datetime
+    ) -> list[tuple[str, datetime | None, RevocationReason | None]]:
+        """(serial, revoked at, reason) of every revoked row with ``not_after`` after ``now``."""
         ...
 
 
@@ -135,31 +155,46 @@ class CRLPublisher:
 
     def _build(self, now: datetime) -> PublishedCRL:
         number = self._next_number(int(now.timestamp()))
-        revoked = CertificateQuery(status=CertificateStatus.REVOKED, now=now)
-        entries = []
-        for row in query_ledger(self.ledger, revoked):
-            if row.not_after <= now:
-                continue  # Expired: RFC 5280 lets a CRL drop it.
-            entry = (
-                x509.RevokedCertificateBuilder()
-                .serial_number(parse_serial(row.serial))
-                .revocation_date((row.revoked_at or now).replace(microsecond=0))
+        # Serials come from our own ledger, validated when written: plain hex. Dates keep
+        # their microseconds; both encoders write whole seconds.
+        rows = [
+            (int(serial, 16), revoked_at or now, reason)
+            for serial, revoked_at, reason in self._revoked(now)
+        ]
+        extensions: list[x509.Extension[x509.ExtensionType]] = [
+            x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(number))
+        ]
+        if rows and isinstance(self.signer, TBSSigner):
+            # Linear and fast: the entries written as DER into a CRL signed without them,
+            # then signed again (crlder.py).
+            builder = x509.CertificateRevocationListBuilder(
+                last_update=now, next_update=now + self.lifetime, extensions=extensions
             )
-            flag = _REASON_FLAGS.get(row.revocation_reason or RevocationReason.UNSPECIFIED)
-            if flag is not None:
-                entry = entry.add_extension(x509.CRLReason(flag), critical=False)
-            entries.append(entry.build())
-        # All entries at once: adding them one by one copies the builder's list each
-        # time, which made building quadratic in the number of revoked certificates.
-        builder = x509.CertificateRevocationListBuilder(
-            last_update=now,
-            next_update=now + self.lifetime,
-            extensions=[x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(number))],
-            revoked_certificates=entries,
-        )
-        der = self.signer.sign_crl(builder).public_bytes(Encoding.DER)
+            empty = self.signer.sign_crl(builder).public_bytes(Encoding.DER)
+            tbs, algorithm = splice_entries(empty, entries_der(rows))
+            der = assemble(tbs, algorithm, self.signer.sign_tbs(tbs))
+        else:
+            # All entries at once: adding them one by one copies the builder's list each
+            # time, which made building quadratic in the number of revoked certificates.
+            builder = x509.CertificateRevocationListBuilder(
+                last_update=now,
+                next_update=now + self.lifetime,
+                extensions=extensions,
+                revoked_certificates=[_entry(*row) for row in rows],
+            )
+            der = self.signer.sign_crl(builder).public_bytes(Encoding.DER)
         etag = '"' + hashlib.sha256(der).hexdigest()[:32] + '"'
         return PublishedCRL(der, number, now, now + self.lifetime, etag)
+
+    def _revoked(self, now: datetime) -> list[tuple[str, datetime | None, RevocationReason | None]]:
+        if isinstance(self.ledger, RevokedEntries):
+            return self.ledger.revoked_entries(now=now)
+        revoked = CertificateQuery(status=CertificateStatus.REVOKED, now=now)
+        return [
+            (row.serial, row.revoked_at, row.revocation_reason)
+            for row in query_ledger(self.ledger, revoked)
+            if row.not_after > now  # Expired: RFC 5280 lets a CRL drop it.
+        ]
 
     def _next_number(self, floor: int) -> int:
         # The epoch-seconds floor keeps numbers above those of older versions (which used
@@ -168,3 +203,17 @@ class CRLPublisher:
             return self._state.next_crl_number(at_least=floor)
         self._last_number = max(self._last_number + 1, floor)
         return self._last_number
+
+
+def _entry(
+    serial: int, revoked_at: datetime, reason: RevocationReason | None
+) -> x509.RevokedCertificate:
+    entry = (
+        x509.RevokedCertificateBuilder()
+        .serial_number(serial)
+        .revocation_date(revoked_at.replace(microsecond=0))
+    )
+    flag = _REASON_FLAGS.get(reason or RevocationReason.UNSPECIFIED)
+    if flag is not None:
+        entry = entry.add_extension(x509.CRLReason(flag), critical=False)
+    return entry.build()
