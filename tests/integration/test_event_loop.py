@@ -115,3 +115,59 @@ def test_inline_issuance_is_decided_from_what_the_parts_are(tmp_path: Path):
     assert not build_service(oidc).inline_issuance
     # Keys fetched at start and refreshed in the background: the loop never waits.
     assert build_service(oidc, event_loop=True).inline_issuance
+
+
+def test_healthz_answers_while_the_rate_bucket_file_is_locked(tmp_path: Path):
+    # An inline EC issuance takes a token from the SQLite rate buckets; with the bucket
+    # file locked by another process (another worker), that write used to wait on the
+    # event loop. Now it moves the request to the thread pool and waits there.
+    import fcntl
+    import os
+
+    from nodecert.bootstrap import build_service
+    from nodecert.core.config import Settings
+    from tests.nodeside import ADMIN
+
+    home = tmp_path / "home"
+    port = free_port()
+    process = start_server(nodecert_env(home, port), tmp_path / "serve.log")
+    try:
+        local = build_service(Settings(home=home))
+        local.authority.put_node(ADMIN, "n1", "alice")
+        assert local.dev_issuer is not None
+        token = local.dev_issuer.mint("alice")
+        lock = os.open(home / "nodecert-rates.db.lock", os.O_RDWR)
+        answers: list[int] = []
+
+        def issue() -> None:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            body = json.dumps({"nodeId": "n1", "keyType": "ec-p256"})
+            connection.request(
+                "POST", "/generate-cert", body=body, headers={"Authorization": "Bearer " + token}
+            )
+            answers.append(connection.getresponse().status)
+            connection.close()
+
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            caller = threading.Thread(target=issue)
+            caller.start()
+            time.sleep(0.3)  # The issuance is waiting for the bucket file now.
+            health = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            times = []
+            for _ in range(10):
+                started = time.perf_counter()
+                health.request("GET", "/healthz")
+                health.getresponse().read()
+                times.append(time.perf_counter() - started)
+            health.close()
+            assert not answers  # Still waiting for the lock, off the loop.
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            os.close(lock)
+        caller.join(timeout=30)
+        assert answers == [201]
+        assert statistics.median(times) < 0.050, times
+        assert max(times) < 1.0, times
+    finally:
+        stop_server(process)
