@@ -33,7 +33,7 @@ def add_node_routes(app: FastAPI, routes: NodeRoutes, authed: Authed, render: Re
 
     @app.post(
         "/v1/authorize",
-        responses=_errors(401, 403),
+        responses=_errors(400, 401, 403),
         summary="Node-side decision for a reverse proxy (nginx auth_request)",
     )
     async def authorize(request: Request) -> Response:
@@ -66,7 +66,11 @@ def add_node_routes(app: FastAPI, routes: NodeRoutes, authed: Authed, render: Re
 
     @app.get(
         "/v1/crl",
-        responses={200: {"content": {"application/pkix-crl": {}}}, **_errors(404)},
+        responses={
+            200: {"content": {"application/pkix-crl": {}}},
+            304: {"description": "Not modified: If-None-Match names the current CRL"},
+            **_errors(404),
+        },
         summary="The local CA's CRL (DER)",
     )
     async def crl(request: Request) -> Response:
