@@ -9,7 +9,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
 from nodecert.core.blocking import WouldBlockError, must_not_wait
@@ -43,11 +43,14 @@ class SQLiteFile:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
         # database file's mode, so the rows never sit in a file others can read.
-        create_private(path)
-        for suffix in ("-wal", "-shm"):
-            companion = path.with_name(path.name + suffix)
-            if companion.exists():
-                create_private(companion)
+        # A path SQLite cannot open (a directory, no permission) is left for SQLite to
+        # report, as StoreUnavailableError, when the first transaction opens it.
+        with suppress(OSError):
+            create_private(path)
+            for suffix in ("-wal", "-shm"):
+                companion = path.with_name(path.name + suffix)
+                if companion.exists():
+                    create_private(companion)
         self._lock_file = os.open(
             path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600
         )
