@@ -201,3 +201,36 @@ def measure_authorizer(home: Path, *, calls: int, warmup: int = 200) -> tuple[fl
         times.append((clock() - began) * 1000)
     times.sort()
     return round(percentile(times, 0.5), 3), round(percentile(times, 0.99), 3), calls
+
+
+@hook
+def crl_build_and_cache(context: BenchContext) -> None:
+    """The local CA's CRL with 100,000 revoked certificates: cold build, cached reply.
+
+    See :mod:`benchmarks.crlbench`: in process, SQLite ledger on the run's directory.
+    """
+    from benchmarks.crlbench import measure_crl
+
+    result = measure_crl(10_000 if context.args.quick else 100_000, workdir=context.workdir)
+    note = f"{result.count:,} revoked, unexpired rows; CRL of {result.crl_bytes:,} bytes"
+    context.report.add_row(
+        "CRL",
+        f"build (query, entries, sign) with {result.count:,} revoked",
+        result.build_s,
+        Goal(1.0, higher_is_better=False),
+        unit="s",
+        note=note,
+    )
+    context.report.add_row(
+        "CRL",
+        "cached reply (no revocation since), median of 50",
+        result.cached_ms,
+        Goal(5.0, higher_is_better=False),
+        unit="ms",
+        note=note,
+    )
+    print(
+        f"  CRL: build {result.build_s:.2f} s, cached {result.cached_ms:.3f} ms"
+        f" ({result.count:,} revoked)",
+        flush=True,
+    )

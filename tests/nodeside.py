@@ -226,15 +226,14 @@ def event(name: str, *, pem: str, node: str = "n1") -> dict[str, Any]:
 class LiveServer:
     """An ASGI app served by uvicorn on a loopback port, in a thread."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **config_options: Any) -> None:
         import threading
 
         import uvicorn
 
         self.port = free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
+        options = {"host": "127.0.0.1", "log_level": "warning", "lifespan": "off"}
+        config = uvicorn.Config(app, port=self.port, **{**options, **config_options})
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -13,6 +13,7 @@ from cryptography import x509
 from nodecert.backends.local import LocalCA
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
+from nodecert.core.files import secure_home
 from nodecert.core.keys import KeyType
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
 from nodecert.core.ports import CABackend, CRLSigner, Ledger, NodeDirectory, ReplayGuard
@@ -48,12 +49,18 @@ def settings_from_environment(env: Mapping[str, str] | None = None) -> Settings:
     return Settings.from_env(os.environ if env is None else env)
 
 
-def build_service(settings: Settings) -> Service:
+def build_service(settings: Settings, *, event_loop: bool = False) -> Service:
     """Build the authority, its backends and the token verifier from ``settings``.
 
+    With ``event_loop`` (``nodecert serve``), the issuer's keys are fetched at start and
+    refreshed in the background, so that checking a token never waits on the network.
+
     Raises:
-        ConfigurationError: a setting cannot be honoured (for example, a locked CA key).
+        ConfigurationError: a setting cannot be honoured (for example, a locked CA key,
+            or a group- or world-accessible NODECERT_HOME that cannot be tightened).
     """
+    if settings.store == "sqlite" or settings.ca == "local" or settings.dev_issuer:
+        secure_home(settings.home)
     store, limits, closers = _store(settings)
     dev_issuer = DevIssuer.open_or_create(settings.home) if settings.dev_issuer else None
     ca = _ca(settings)
@@ -81,10 +88,13 @@ def build_service(settings: Settings) -> Service:
         if settings.oidc_issuer is None or settings.oidc_audience is None:
             raise ConfigurationError("NODECERT_OIDC_ISSUER and NODECERT_OIDC_AUDIENCE: set both")
         url = settings.oidc_jwks_url or settings.oidc_issuer.rstrip("/") + "/.well-known/jwks.json"
+        jwks = RemoteJWKS(url, background=event_loop)
+        if event_loop:
+            jwks.start()
         verifier = OIDCVerifier(
             issuer=settings.oidc_issuer,
             audience=settings.oidc_audience,
-            jwks=RemoteJWKS(url),
+            jwks=jwks,
             admin_group=settings.admin_group,
         )
     decider = _decider(settings, ca.chain, store, store)
@@ -112,7 +122,15 @@ def build_service(settings: Settings) -> Service:
         dev_issuer=dev_issuer,
         key_pool=key_pool,
         closers=closers,
+        inline_issuance=_never_waits_on_network(ca, store, verifier),
     )
+
+
+def _never_waits_on_network(ca: CABackend, store: object, verifier: OIDCVerifier) -> bool:
+    # Decided from what the parts are, not from setting strings: the local CA signs in
+    # process, SQLite is a local file whose ledger writes are deferred to a committer
+    # thread, and a token check waits on the issuer only with a JWKS refreshed inline.
+    return isinstance(ca, LocalCA) and isinstance(store, SQLiteStore) and not verifier.may_block
 
 
 def _quota(settings: Settings, limits: object) -> QuotaPolicy:

@@ -235,3 +235,52 @@ def test_the_node_side_works_without_a_node_directory(make_service, mode):
     http.post(f"/v1/certificates/{serial}/revoke", headers={"Authorization": f"Bearer {mint}"})
     revoked = http.post("/v1/authorize", json={"certificate": pem, "nodeId": "n1"})
     assert revoked.headers["x-nodecert-reason"] == "revoked"
+
+
+def test_renew_with_an_unknown_key_algorithm_in_x5c_is_401_not_500(service):
+    from tests.unit.test_renewal import _token, x5c_with_unknown_key_algorithm
+
+    cert = issue(service.authority, "alice", "n1")
+    head = {"x5c": [x5c_with_unknown_key_algorithm(cert.certificate)]}
+    pop = _token(cert.certificate, cert.key, headers=head, aud=renewal_audience(TRUST_DOMAIN))
+    r = client(service).post("/v1/renew", headers={"Authorization": "Bearer " + pop})
+    assert r.status_code == 401
+    assert r.json()["code"] == "unauthenticated"
+
+
+@pytest.mark.parametrize("body", ["node", "certificate", "both"])
+def test_authorize_refuses_a_body_that_contradicts_the_proxy_headers(service, body):
+    # Issue 12: with X-Client-Cert (for n0) and X-Nodecert-Node: n1, a body {"nodeId": "n0"}
+    # turned a 403 into a 200, and a body certificate made the answer name another user.
+    mine = issue(service.authority, "bob", "n0")
+    theirs = issue(service.authority, "alice", "n1")
+    fields = {
+        "node": {"nodeId": "n0"},
+        "certificate": {"certificate": theirs.pem},
+        "both": {"nodeId": "n1", "certificate": theirs.pem},
+    }[body]
+    r = client(service).post("/v1/authorize", headers=forwarded(mine, "n1"), json=fields)
+    assert r.status_code == 400
+    assert r.json()["code"] == "conflicting_input"
+    assert "x-nodecert-user" not in r.headers
+
+
+def test_authorize_refuses_a_body_beside_either_proxy_header(service):
+    cert = issue(service.authority, "alice", "n1")
+    only_node = client(service).post(
+        "/v1/authorize", headers={"X-Nodecert-Node": "n1"}, json={"certificate": cert.pem}
+    )
+    assert only_node.json()["code"] == "conflicting_input"
+    only_cert = client(service).post(
+        "/v1/authorize",
+        headers={"X-Client-Cert": urllib.parse.quote(cert.pem)},
+        json={"nodeId": "n1"},
+    )
+    assert only_cert.json()["code"] == "conflicting_input"
+
+
+def test_authorize_accepts_a_body_that_repeats_the_proxy_headers(service):
+    cert = issue(service.authority, "alice", "n1")
+    same = {"certificate": cert.pem, "nodeId": "n1"}
+    r = client(service).post("/v1/authorize", headers=forwarded(cert, "n1"), json=same)
+    assert r.status_code == 200

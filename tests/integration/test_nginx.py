@@ -1,18 +1,32 @@
-"""The nginx recipe of docs/node-side.md, with real nginx and real mutual-TLS handshakes.
+"""The nginx recipes of docs/node-side.md, run as written with real nginx and curl.
 
-nginx verifies the chain (``ssl_verify_client on``) and asks nodecert, through
-``auth_request``, for the rest of the decision (node, revocation, ownership).
+``deploy/nginx/nodecert-node.conf`` (one node) and ``deploy/nginx/nodecert-gateway.conf``
+(many nodes by path) are included unchanged but for the machine-specific literals in
+:data:`SUBSTITUTIONS` (paths, ports), each of which must occur in the file. The server
+certificate files are written by ``nodecert nodes certificate``, under the names and
+host names the recipes name. nginx verifies the chain (``ssl_verify_client on``) and asks
+nodecert, through ``auth_request``, for the rest of the decision.
 """
 
-import http.client
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import posixpath
+import re
 import shutil
-import ssl
 import subprocess
+import threading
 import time
+import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from nodecert.bootstrap import build_service
+from nodecert.core.config import Settings
 from nodecert.core.ports import RevocationReason
 from nodecert.http.app import create_app
 from tests.nodeside import (
@@ -20,20 +34,24 @@ from tests.nodeside import (
     LiveServer,
     issue,
     new_ca,
-    node_server_certificate,
     sign,
     write_client,
 )
-from tests.processes import free_port
+from tests.processes import cli, free_port, nodecert_env
 
 pytestmark = pytest.mark.nginx
 
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = ROOT / "deploy" / "nginx"
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
 )
-SECRET = "nginx-to-nodecert-shared-secret"
+CURL = shutil.which("curl")
+# The asgi-proxy recipe sends no secret: nginx there does not call nodecert, the app does
+# (deploy/asgi/node_app.py, with NODECERT_AUTHORIZE_SECRET from test_node_app_recipe).
+from tests.integration.test_node_app_recipe import SECRET  # noqa: E402
 
-CONFIG = """
+MAIN = """
 daemon off;
 master_process off;
 worker_processes 1;
@@ -47,34 +65,7 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
-
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        server_name localhost;
-        ssl_certificate {tmp}/server.crt;
-        ssl_certificate_key {tmp}/server.key;
-        ssl_client_certificate {tmp}/ca.crt;
-        ssl_verify_client on;
-        ssl_verify_depth 2;
-
-        location = /_nodecert_authorize {{
-            internal;
-            proxy_pass {nodecert}/v1/authorize;
-            proxy_method POST;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Client-Cert $ssl_client_escaped_cert;
-            proxy_set_header X-Nodecert-Node n1;
-            proxy_set_header X-Nodecert-Authorize-Secret "{secret}";
-        }}
-
-        location / {{
-            auth_request /_nodecert_authorize;
-            auth_request_set $nodecert_user $upstream_http_x_nodecert_user;
-            add_header X-Nodecert-User $nodecert_user always;
-            root {tmp}/www;
-        }}
-    }}
+    include {tmp}/conf.d/*.conf;
 }}
 """
 
@@ -84,42 +75,187 @@ def service_settings():
     return {"authorize_secret": SECRET}
 
 
+def secret_of(recipe: str) -> str:
+    """The shared secret the recipe sends (the service under test is configured with it)."""
+    match = re.search(r'X-Nodecert-Authorize-Secret "([^"]+)"', recipe)
+    assert match, "the recipe sends no X-Nodecert-Authorize-Secret"
+    return match.group(1)
+
+
+def substitute(recipe: str, replacements: dict[str, str]) -> str:
+    for literal, value in replacements.items():
+        assert literal in recipe, f"the recipe no longer contains {literal!r}"
+        recipe = recipe.replace(literal, value)
+    return recipe
+
+
+class NormalizingUpstream(http.server.ThreadingHTTPServer):
+    """A node API that normalizes paths the way many frameworks do, and says what it served.
+
+    It percent-decodes (``%2f`` included), drops ``;`` parameters, merges slashes and
+    resolves dot segments, then answers ``{"node": <the node in the normalized path>, ...}``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _UpstreamHandler)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _UpstreamHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        raw = self.path.split("?", 1)[0]
+        path = urllib.parse.unquote(raw)
+        path = "/".join(segment.split(";", 1)[0] for segment in path.split("/"))
+        path = posixpath.normpath(re.sub("/+", "/", path))
+        parts = path.strip("/").split("/")
+        node = parts[1] if len(parts) > 1 and parts[0] == "nodes" else None
+        body = json.dumps(
+            {
+                "node": node,
+                "raw": raw,
+                "user": self.headers.get("X-Nodecert-User"),
+                "forwarded_node": self.headers.get("X-Nodecert-Node"),
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class Site:
+    """nginx running one recipe, and a curl that talks to it as a given client."""
+
+    def __init__(self, tmp: Path, port: int, host: str) -> None:
+        self.tmp, self.port, self.host = tmp, port, host
+
+    def get(
+        self, path: str, client: tuple[Path, Path] | None, *, headers: dict[str, str] | None = None
+    ) -> tuple[int, str]:
+        argv = [
+            CURL,
+            "--silent",
+            "--path-as-is",
+            "--max-time",
+            "20",
+            "--cacert",
+            str(self.tmp / "nodecert" / "ca.crt"),
+            "--resolve",
+            f"{self.host}:{self.port}:127.0.0.1",
+            "--write-out",
+            "\n%{http_code}",
+        ]
+        if client is not None:
+            argv += ["--cert", str(client[0]), "--key", str(client[1])]
+        for name, value in (headers or {}).items():
+            argv += ["--header", f"{name}: {value}"]
+        argv.append(f"https://{self.host}:{self.port}{path}")
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+        body, _, status = done.stdout.rpartition("\n")
+        assert status.isdigit() and status != "000", f"curl failed: {done.stderr}"
+        return int(status), body
+
+
 @pytest.fixture
-def nginx(tmp_path, service):
-    if NGINX is None:
-        pytest.skip("nginx not found: `make test` installs it (apt-get install nginx-light)")
-    ca = service.authority.ca
-    (tmp_path / "ca.crt").write_text(service.authority.ca_chain_pem())
-    node_server_certificate(ca, tmp_path)
-    (tmp_path / "www").mkdir()
-    (tmp_path / "www" / "index.html").write_text("hello from n1\n")
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@contextlib.contextmanager
+def _normalizing_upstream(service_url: str, log: Path) -> Iterator[str]:
+    upstream = NormalizingUpstream()
+    upstream.thread.start()
+    try:
+        yield upstream.url
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+
+
+@contextlib.contextmanager
+def _node_app_upstream(service_url: str, log: Path) -> Iterator[str]:
+    # deploy/asgi/node_app.py as its docstring runs it behind nginx.
+    from tests.integration.test_node_app_recipe import app_env, node_app
+
+    env = app_env(service_url, NODE_TRUSTED_PROXY="127.0.0.1")
+    with node_app(env, "--no-proxy-headers", log=log) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def _serve(
+    tmp_path, home, name, node, owner, dns, *, service_secret=None, upstream=_normalizing_upstream
+):
+    """nginx with recipe ``name``; nodecert configured with the recipe's secret (or another)."""
+    if NGINX is None or CURL is None:
+        pytest.skip("nginx or curl not found: `make test` installs nginx (nginx-light)")
+    recipe = (RECIPES / name).read_text()
+    secret = service_secret or (secret_of(recipe) if "Secret" in recipe else SECRET)
+    service = build_service(Settings(home=home, authorize_secret=secret))
+    # The server certificate, as the recipe's comment says to make it.
+    env = nodecert_env(home)
+    cli(env, "nodes", "add", node, "--owner", owner)
+    (tmp_path / "nodecert").mkdir()
+    cli(env, "nodes", "certificate", node, "--dns", dns, "--out", str(tmp_path / "nodecert"))
     port = free_port()
-    with LiveServer(create_app(service)) as nodecert:
-        conf = tmp_path / "nginx.conf"
-        conf.write_text(
-            CONFIG.format(tmp=tmp_path, port=port, nodecert=nodecert.url, secret=SECRET)
-        )
+    with (
+        LiveServer(create_app(service)) as nodecert,
+        upstream(nodecert.url, tmp_path / "upstream.log") as upstream_url,
+    ):
+        replacements = {
+            "listen 443 ssl;": f"listen 127.0.0.1:{port} ssl;",
+            "/etc/nginx/nodecert/": f"{tmp_path}/nodecert/",
+            "http://127.0.0.1:8080": nodecert.url,
+            "http://127.0.0.1:9000": upstream_url,
+        }
+        if "auth_request" not in recipe:  # nginx does not call nodecert itself.
+            del replacements["http://127.0.0.1:8080"]
+        conf_d = tmp_path / "conf.d"
+        conf_d.mkdir()
+        (conf_d / name).write_text(substitute(recipe, replacements))
+        (tmp_path / "nginx.conf").write_text(MAIN.format(tmp=tmp_path))
         process = subprocess.Popen(
-            [NGINX, "-c", str(conf), "-p", str(tmp_path)],
+            [NGINX, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
         try:
             _wait_for(port, process, tmp_path)
-            yield port
+            yield Site(tmp_path, port, dns), service
         finally:
             process.terminate()
             process.wait(timeout=10)
+            assert process.stderr is not None
             process.stderr.close()
 
 
-def _wait_for(port, process, tmp_path):
+@pytest.fixture
+def node_site(tmp_path: Path, home: Path):
+    yield from _serve(tmp_path, home, "nodecert-node.conf", "n1", "alice", "n1.nodes.example")
+
+
+@pytest.fixture
+def gateway_site(tmp_path: Path, home: Path):
+    yield from _serve(
+        tmp_path, home, "nodecert-gateway.conf", "gateway", "operator", "nodes.example"
+    )
+
+
+def _wait_for(port: int, process: subprocess.Popen[bytes], tmp_path: Path) -> None:
     import socket
 
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log = (tmp_path / "error.log").read_text() if (tmp_path / "error.log").exists() else ""
+            assert process.stderr is not None
             pytest.fail(f"nginx exited: {process.stderr.read().decode()} {log}")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
@@ -128,55 +264,173 @@ def _wait_for(port, process, tmp_path):
     pytest.fail("nginx did not start listening")
 
 
-def get(port, tmp_path, client):
-    context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
-    if client is not None:
-        context.load_cert_chain(*client)
-    connection = http.client.HTTPSConnection("localhost", port, context=context, timeout=10)
-    try:
-        connection.request("GET", "/")
-        response = connection.getresponse()
-        return response.status, response.getheader("X-Nodecert-User"), response.read()
-    finally:
-        connection.close()
+def _client(service, tmp_path: Path, user: str, node: str) -> tuple[Path, Path]:
+    return write_client(issue(service.authority, user, node), tmp_path, f"{user}-{node}")
 
 
-def test_the_right_node_is_allowed(nginx, tmp_path, service):
-    client = write_client(issue(service.authority, "alice", "n1"), tmp_path, "alice")
-    status, user, body = get(nginx, tmp_path, client)
-    assert (status, user, body) == (200, "alice", b"hello from n1\n")
+# -- One node: deploy/nginx/nodecert-node.conf ------------------------------------------
 
 
-def test_the_wrong_node_is_403(nginx, tmp_path, service):
-    client = write_client(issue(service.authority, "alice", "n2"), tmp_path, "alice-n2")
-    assert get(nginx, tmp_path, client)[0] == 403
+def test_the_right_node_is_allowed_and_the_user_reaches_the_upstream(node_site, tmp_path):
+    site, service = node_site
+    alice = _client(service, tmp_path, "alice", "n1")
+    status, body = site.get("/api/x", alice, headers={"X-Nodecert-User": "mallory"})
+    assert status == 200, body
+    assert json.loads(body)["user"] == "alice"  # The client's own header is replaced.
 
 
-def test_a_revoked_certificate_is_403_at_once(nginx, tmp_path, service):
+def test_the_wrong_node_is_403(node_site, tmp_path):
+    site, service = node_site
+    assert site.get("/", _client(service, tmp_path, "alice", "n2"))[0] == 403
+
+
+def test_a_revoked_certificate_is_403_at_once(node_site, tmp_path):
+    site, service = node_site
     issued = issue(service.authority, "alice", "n1")
     client = write_client(issued, tmp_path, "alice")
-    assert get(nginx, tmp_path, client)[0] == 200
+    assert site.get("/", client)[0] == 200
     service.authority.revoke(ADMIN, issued.serial, RevocationReason.KEY_COMPROMISE)
-    assert get(nginx, tmp_path, client)[0] == 403
+    assert site.get("/", client)[0] == 403
 
 
-def test_a_transferred_node_is_403(nginx, tmp_path, service):
-    client = write_client(issue(service.authority, "alice", "n1"), tmp_path, "alice")
+def test_a_transferred_node_is_403(node_site, tmp_path):
+    site, service = node_site
+    client = _client(service, tmp_path, "alice", "n1")
     service.authority.put_node(ADMIN, "n1", "bob")
-    assert get(nginx, tmp_path, client)[0] == 403
+    assert site.get("/", client)[0] == 403
 
 
-def test_a_foreign_ca_never_gets_through(nginx, tmp_path, service):
+def test_a_foreign_ca_never_gets_through(node_site, tmp_path):
+    site, service = node_site
     issue(service.authority, "alice", "n1")
     foreign = write_client(sign(new_ca(tmp_path / "foreign"), "alice", "n1"), tmp_path, "evil")
     # nginx verifies the chain in the handshake but, by design, reports a failure as an HTTP
     # 400 on the established connection ("The SSL certificate error"), not as a TLS alert.
-    status, user, body = get(nginx, tmp_path, foreign)
-    assert (status, user) == (400, None)
-    assert b"SSL certificate error" in body
-
-
-def test_no_client_certificate_never_gets_through(nginx, tmp_path, service):
-    status, _, body = get(nginx, tmp_path, None)
+    status, body = site.get("/", foreign)
     assert status == 400
-    assert b"No required SSL certificate" in body
+    assert "SSL certificate error" in body
+
+
+def test_no_client_certificate_never_gets_through(node_site):
+    site, _ = node_site
+    status, body = site.get("/", None)
+    assert status == 400
+    assert "No required SSL certificate" in body
+
+
+def test_client_headers_do_not_reach_the_authorize_call(node_site, tmp_path):
+    # A client-sent X-Forwarded-For or X-Client-Cert must not influence the decision.
+    site, service = node_site
+    alice = _client(service, tmp_path, "alice", "n1")
+    bob = issue(service.authority, "bob", "n9")
+    forged = {"X-Forwarded-For": "127.0.0.1", "X-Client-Cert": urllib.parse.quote(bob.pem)}
+    status, body = site.get("/", alice, headers=forged)
+    assert (status, json.loads(body)["user"]) == (200, "alice")
+
+
+def test_the_shared_secret_is_checked(tmp_path, home):
+    # The recipe's secret against a service configured with another: every call is refused.
+    other = "a-different-secret-of-the-service"
+    sites = _serve(
+        tmp_path,
+        home,
+        "nodecert-node.conf",
+        "n1",
+        "alice",
+        "n1.nodes.example",
+        service_secret=other,
+    )
+    site, service = next(sites)
+    try:
+        status, _ = site.get("/", _client(service, tmp_path, "alice", "n1"))
+        assert status in (401, 500)  # auth_request turns a 401 into 401; nothing passes.
+    finally:
+        sites.close()
+
+
+# -- Many nodes: deploy/nginx/nodecert-gateway.conf ------------------------------------
+
+
+def test_the_gateway_serves_each_user_their_own_node_only(gateway_site, tmp_path):
+    site, service = gateway_site
+    bob = _client(service, tmp_path, "bob", "n9")
+    status, body = site.get("/nodes/n9/x", bob)
+    assert status == 200, body
+    served = json.loads(body)
+    assert (served["node"], served["user"], served["forwarded_node"]) == ("n9", "bob", "n9")
+    assert site.get("/nodes/n1/x", bob)[0] == 403
+    assert site.get("/elsewhere", bob)[0] == 404
+
+
+BYPASS_ATTEMPTS = [
+    "/nodes/n9/../n1/x",
+    "/nodes/n9/..",
+    "/nodes/n9/./../n1/x",
+    "/nodes/n9/%2e%2e/n1/x",
+    "/nodes/n9/%2E%2e/n1/x",
+    "/nodes/n9/.%2E/n1/x",
+    "/nodes/n9%2f..%2fn1/x",
+    "/nodes/n9%2F..%2Fn1/x",
+    "/nodes/n9%2fx",
+    "/nodes/n9%5c..%5cn1/x",
+    "/nodes/n9%252e%252e/n1/x",
+    "//nodes/n1/x",
+    "/nodes//n9/x",
+    "/nodes/n9;/../n1/x",
+    "/nodes/n9/..;/n1/x",
+    "/nodes/n9;x=1/x",
+    "/nodes/n9\\..\\n1/x",
+]
+
+
+def test_the_gateway_refuses_paths_that_could_name_another_node(gateway_site, tmp_path):
+    # Issue 12: bob's certificate for n9 asked for /nodes/n9/../n1/x and got alice's n1
+    # from an upstream that normalizes dot segments; %2e%2e did the same.
+    site, service = gateway_site
+    issue(service.authority, "alice", "n1")
+    bob = _client(service, tmp_path, "bob", "n9")
+    answers = {path: site.get(path, bob) for path in BYPASS_ATTEMPTS}
+    assert {path: status for path, (status, _) in answers.items() if status != 400} == {}
+    assert not any('"n1"' in body for _, body in answers.values())
+
+
+def test_harmless_encodings_and_queries_reach_the_same_node(gateway_site, tmp_path):
+    site, service = gateway_site
+    bob = _client(service, tmp_path, "bob", "n9")
+    for path in ("/nodes/%6e9/x", "/nodes/n9/a%20b", "/nodes/n9/x?next=/../n1"):
+        status, body = site.get(path, bob)
+        assert (status, json.loads(body)["node"]) == (200, "n9"), (path, body)
+        # And never n1 through the same encodings.
+        assert site.get(path.replace("9", "1", 1), bob)[0] == 403, path
+
+
+# -- A node's own ASGI app behind nginx: deploy/nginx/nodecert-asgi-proxy.conf -------------
+
+
+@pytest.fixture
+def asgi_site(tmp_path: Path, home: Path):
+    yield from _serve(
+        tmp_path,
+        home,
+        "nodecert-asgi-proxy.conf",
+        "n1",
+        "alice",
+        "n1.nodes.example",
+        upstream=_node_app_upstream,
+    )
+
+
+def test_the_node_app_behind_nginx_decides_with_the_remote_service(asgi_site, tmp_path):
+    site, service = asgi_site
+    issued = issue(service.authority, "alice", "n1")
+    alice = write_client(issued, tmp_path, "alice")
+    bob = issue(service.authority, "bob", "n9")
+    # A client-sent X-Client-Cert is replaced by the certificate nginx verified.
+    forged = {"X-Client-Cert": urllib.parse.quote(bob.pem), "X-Forwarded-For": "127.0.0.1"}
+    status, body = site.get("/", alice, headers=forged)
+    assert (status, json.loads(body)) == (200, {"user": "alice", "node": "n1"})
+    status, body = site.get("/", write_client(bob, tmp_path, "bob"))
+    assert (status, json.loads(body)["reason"]) == (403, "wrong_node")
+    service.authority.revoke(ADMIN, issued.serial, RevocationReason.KEY_COMPROMISE)
+    status, body = site.get("/", alice)
+    assert (status, json.loads(body)["reason"]) == (403, "revoked")

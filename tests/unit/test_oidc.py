@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import http.client
 import json
+import threading
+import time
 from typing import Any
 
 import jwt
@@ -549,3 +551,51 @@ def test_another_dev_issuers_tokens_are_refused():
     assert ours.kid != theirs.kid
     with pytest.raises(AuthenticationError, match="kid"):
         dev_verifier(ours).verify(theirs.mint("alice", now=NOW))
+
+
+class GatedFetch(FakeFetch):
+    """A fetch that waits until the test opens the gate (a slow issuer)."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        super().__init__(document)
+        self.gate = threading.Event()
+
+    def __call__(self, url: str, timeout_s: float) -> bytes:
+        assert self.gate.wait(timeout=10)
+        return super().__call__(url, timeout_s)
+
+
+def test_background_jwks_never_waits_on_the_issuer():
+    fetch, clock = GatedFetch(rsa_only()), FakeClock()
+    jwks = RemoteJWKS(URL, min_refresh_s=REFRESH, fetch=fetch, monotonic=clock, background=True)
+    assert not jwks.may_block and RemoteJWKS(URL).may_block
+    jwks.start()  # Returns at once although the issuer has not answered.
+    with pytest.raises(BackendUnavailableError, match="try again"):
+        jwks.key(RSA_KID)
+    fetch.gate.set()
+    _wait(lambda: not _raises(jwks.key, RSA_KID))
+    # A made-up kid: a refresh in the background, answered at once meanwhile; then None.
+    fetch.gate.clear()
+    clock.now += REFRESH
+    with pytest.raises(BackendUnavailableError):
+        jwks.key("made-up")
+    fetch.gate.set()
+    _wait(lambda: len(fetch.calls) == 2)
+    _wait(lambda: not _raises(jwks.key, "made-up"))
+    assert jwks.key("made-up") is None
+    assert jwks.key(RSA_KID) is not None
+
+
+def _raises(function: Any, *args: Any) -> bool:
+    try:
+        function(*args)
+    except BackendUnavailableError:
+        return True
+    return False
+
+
+def _wait(condition: Any) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)

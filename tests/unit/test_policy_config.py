@@ -255,6 +255,9 @@ FULL_ENV = {
     "NODECERT_MAX_VALIDITY_DAYS": "90",
     "NODECERT_MAX_BODY_BYTES": "2048",
     "NODECERT_MAX_HEADER_BYTES": "16384",
+    "NODECERT_HEAD_TIMEOUT_S": "5",
+    "NODECERT_BODY_TIMEOUT_S": "20",
+    "NODECERT_LIMIT_CONCURRENCY": "500",
     "NODECERT_QUOTA_PER_MINUTE": "120",
     "NODECERT_QUOTA_BURST": "20",
     "NODECERT_MAX_ACTIVE_PER_NODE": "3",
@@ -308,6 +311,8 @@ def test_every_setting_is_read_and_converted():
     assert settings.default_validity_days == 1
     assert settings.max_validity_days == 90
     assert settings.max_body_bytes == 2048
+    assert (settings.head_timeout_s, settings.body_timeout_s) == (5, 20)
+    assert settings.limit_concurrency == 500
     assert settings.key_pool_size == 8
     assert settings.log_level == "DEBUG"
     assert settings.ca_bundle == Path("/etc/nodecert/ca.pem")
@@ -464,3 +469,9 @@ def test_a_renewal_needs_no_claims_but_still_the_directory(mode, allowed):
     else:
         with pytest.raises(AuthorizationError):
             policy.check(bob, "n1", renewal=True)
+
+
+@pytest.mark.parametrize("name", ["HEAD_TIMEOUT_S", "BODY_TIMEOUT_S", "LIMIT_CONCURRENCY"])
+def test_slow_client_limits_must_be_positive(name):
+    with pytest.raises(ConfigurationError, match=f"NODECERT_{name}"):
+        Settings.from_env({f"NODECERT_{name}": "0"})

@@ -185,3 +185,25 @@ def test_an_rsa_algorithm_with_an_ec_certificate_is_refused(ca, store, auth):
     ).decode()
     with pytest.raises(AuthenticationError, match="does not fit"):
         renew(renewer(ca, store, auth), f"{forged_header}.{payload}.{signature}")
+
+
+# id-ecPublicKey (1.2.840.10045.2.1) as DER, and an OID of the same length no library knows.
+_EC_PUBLIC_KEY_OID = bytes.fromhex("06072a8648ce3d0201")
+_UNKNOWN_KEY_OID = bytes.fromhex("06072a8648ce3d0209")
+
+
+def x5c_with_unknown_key_algorithm(cert):
+    """The certificate's DER with its SubjectPublicKeyInfo algorithm swapped for an unknown one."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert der.count(_EC_PUBLIC_KEY_OID) == 1
+    return base64.b64encode(der.replace(_EC_PUBLIC_KEY_OID, _UNKNOWN_KEY_OID)).decode()
+
+
+def test_an_x5c_certificate_with_an_unknown_key_algorithm_is_refused(ca, store, auth):
+    # Issue 12: this raised cryptography's UnsupportedAlgorithm uncaught (an anonymous 500).
+    cert = issue(auth, "alice", "n1")
+    head = {"x5c": [x5c_with_unknown_key_algorithm(cert.certificate)]}
+    token = _token(cert.certificate, cert.key, headers=head)
+    with pytest.raises(AuthenticationError, match="x5c"):
+        renew(renewer(ca, store, auth), token)
+    assert store.used == {}

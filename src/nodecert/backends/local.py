@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import os
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from nodecert.core.errors import ConfigurationError
-from nodecert.core.files import write_atomic
+from nodecert.core.files import CounterFile, write_atomic
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key, hash_for
 from nodecert.core.ports import Profile, RevocationReason, SignedCertificate, SigningRequest
 
@@ -50,7 +52,15 @@ class LocalCA:
         certificate: x509.Certificate,
         organization: str,
         trust_domain: str,
+        directory: Path | None = None,
     ) -> None:
+        self._revocations: CounterFile | _MemoryCounter = _MemoryCounter()
+        self._crl_numbers: CounterFile | _MemoryCounter = _MemoryCounter()
+        if directory is not None:
+            # The revocation count need not survive a crash (a restart rebuilds the CRL
+            # anyway); the CRL number must, so that it never goes back.
+            self._revocations = CounterFile(directory / "revocations", durable=False)
+            self._crl_numbers = CounterFile(directory / "crlnumber")
         self._key = key
         self._organization = organization
         self._certificate = certificate
@@ -105,13 +115,14 @@ class LocalCA:
         """
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         key_path, cert_path = directory / "ca.key", directory / "ca.crt"
-        with open(directory / ".lock", "a") as lock:
+        with os.fdopen(os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not key_path.exists():
                 key = generate_private_key(key_type)
                 cert = _self_signed(key, organization, clock())
                 write_atomic(key_path, _key_bytes(key, passphrase), mode=0o600)
-                write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+                # Public, but under NODECERT_HOME every file is private (0600).
+                write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o600)
         key = _load_key(key_path, passphrase)
         try:
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -119,7 +130,13 @@ class LocalCA:
             raise ConfigurationError(f"local CA: cannot read {cert_path}") from exc
         if cert.public_key() != key.public_key():
             raise ConfigurationError(f"local CA: {cert_path} does not match {key_path}")
-        return cls(key=key, certificate=cert, organization=organization, trust_domain=trust_domain)
+        return cls(
+            key=key,
+            certificate=cert,
+            organization=organization,
+            trust_domain=trust_domain,
+            directory=directory,
+        )
 
     def issue(self, request: SigningRequest) -> SignedCertificate:
         """Sign ``request`` with the fixed client (or node) profile."""
@@ -149,7 +166,27 @@ class LocalCA:
     def revoke(
         self, certificate_serial: int, reason: RevocationReason, *, issuer: str | None = None
     ) -> None:
-        """Nothing to tell: the local CA's revocation state is the ledger (and its CRL)."""
+        """Count the revocation: the CRL built from the ledger is stale from now on.
+
+        The revocation state itself is the ledger; only the counter is kept here, in a
+        file every process using this CA shares (so a CRL cached by another worker is
+        rebuilt too).
+        """
+        self._revocations.advance()
+
+    def crl_revision(self) -> int:
+        """How many revocations this CA has been told of (see ``issuing.crl.CRLState``)."""
+        return self._revocations.value()
+
+    def next_crl_number(self, *, at_least: int) -> int:
+        """The next CRL number, persisted beside the CA key, above every earlier one."""
+        return self._crl_numbers.advance(at_least=at_least)
+
+    def sign_tbs(self, tbs: bytes) -> bytes:
+        """Sign DER bytes with the CA key and the hash of :meth:`sign_crl` (a CRL's TBS)."""
+        if isinstance(self._key, ec.EllipticCurvePrivateKey):
+            return self._key.sign(tbs, ec.ECDSA(self._hash))
+        return self._key.sign(tbs, padding.PKCS1v15(), self._hash)
 
     def sign_crl(
         self, builder: x509.CertificateRevocationListBuilder
@@ -160,6 +197,22 @@ class LocalCA:
             .add_extension(self._aki.value, critical=False)
             .sign(self._key, self._hash)
         )
+
+
+class _MemoryCounter:
+    """A :class:`CounterFile` for a CA that has no directory (kept in memory)."""
+
+    def __init__(self) -> None:
+        self._value = 0
+        self._lock = threading.Lock()
+
+    def value(self) -> int:
+        return self._value
+
+    def advance(self, *, at_least: int = 0) -> int:
+        with self._lock:
+            self._value = max(self._value + 1, at_least)
+            return self._value
 
 
 def client_extensions(

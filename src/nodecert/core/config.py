@@ -55,6 +55,9 @@ class Settings:
     max_validity_days: int = 30
     max_body_bytes: int = 64 * 1024
     max_header_bytes: int = 32 * 1024
+    head_timeout_s: int = 10
+    body_timeout_s: int = 30
+    limit_concurrency: int = 1000
     quota_per_minute: int = 30
     quota_burst: int = 30
     max_active_per_node: int = 10
@@ -136,6 +139,8 @@ class Settings:
         )
         _require(1 <= self.port <= 65535, f"NODECERT_PORT: {self.port} is not a TCP port")
         _require(self.workers >= 1, "NODECERT_WORKERS: must be at least 1")
+        for name in ("head_timeout_s", "body_timeout_s", "limit_concurrency"):
+            _require(getattr(self, name) >= 1, f"NODECERT_{name.upper()}: must be >= 1")
         _require(self.max_body_bytes >= 1024, "NODECERT_MAX_BODY_BYTES: must be >= 1024")
         _require(
             self.max_header_bytes >= 8192,

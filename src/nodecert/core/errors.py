@@ -11,6 +11,7 @@ status codes: the HTTP and Lambda adapters map classes to statuses in one table.
     │   ├── InvalidIdentifierError   an id outside [A-Za-z0-9._-]{1,128}
     │   ├── CSRError                 a client CSR that is malformed, forged or weak
     │   └── IdempotencyKeyReusedError  an Idempotency-Key used for another request
+    │   └── ConflictingInputError    two sources of one input disagree (body vs. proxy)
     ├── PayloadTooLargeError         body over the size limit (413)
     ├── AuthenticationError          missing, malformed, forged or expired token (401)
     ├── AuthorizationError           authenticated, but not allowed (403)
@@ -32,6 +33,7 @@ __all__ = [
     "CSRError",
     "ConfigurationError",
     "ConflictError",
+    "ConflictingInputError",
     "IdempotencyKeyReusedError",
     "IdempotentReplayError",
     "InvalidIdentifierError",
@@ -88,6 +90,13 @@ class IdempotencyKeyReusedError(InvalidRequestError):
 
     code = "idempotency_key_reused"
     title = "Idempotency key reused"
+
+
+class ConflictingInputError(InvalidRequestError):
+    """Two sources of the same input disagree, for example a body against proxy headers."""
+
+    code = "conflicting_input"
+    title = "Conflicting input"
 
 
 class PayloadTooLargeError(NodecertError):

@@ -25,6 +25,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
+from nodecert.core.blocking import WouldBlockError, never_wait
 from nodecert.core.errors import InvalidRequestError, NodecertError
 from nodecert.core.ports import Principal
 from nodecert.http.contract import Reply, error_reply, method_not_allowed, no_route, problem
@@ -115,8 +116,9 @@ def create_app(service: Service) -> FastAPI:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         return render(error_reply(exc, request.method, request.url.path))
 
-    # Inline issuance must never wait on the network: a remote CA or a database server.
-    inline_ec = service.settings.ca == "local" and service.settings.store == "sqlite"
+    # Inline issuance must never wait on the network: a remote CA, a database server or
+    # the issuer's keys (bootstrap decides it from what the parts are).
+    inline_ec = service.inline_issuance
 
     async def authed(
         request: Request, handler: Callable[[Principal], Reply], *, inline: bool = False
@@ -133,7 +135,16 @@ def create_app(service: Service) -> FastAPI:
         # runs on the event loop: the hop to the thread pool and back costs about a third
         # of such a request (docs/performance.md). RSA key generation and remote CAs go
         # to the thread pool, so the loop never stalls on them.
-        reply = run() if inline else await run_in_threadpool(run)
+        if inline:
+            try:
+                with never_wait():
+                    reply = run()
+            except WouldBlockError:
+                # Something on the way would have waited (a SQLite lock held by another
+                # worker): nothing was done yet, so run it again where waiting is fine.
+                reply = await run_in_threadpool(run)
+        else:
+            reply = await run_in_threadpool(run)
         if reply.committed is not None:
             # The event loop serves other requests while the row is on its way to disk.
             await asyncio.wrap_future(reply.committed)

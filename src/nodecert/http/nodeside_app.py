@@ -18,6 +18,8 @@ from nodecert.http.nodeside_routes import SECRET_HEADER, NodeSideRoutes
 
 __all__ = ["add_nodeside_routes"]
 
+_FORWARDED_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+
 Authed = Callable[[Request, Callable[[Principal], Reply]], Awaitable[Response]]
 Render = Callable[[Reply], Response]
 
@@ -33,7 +35,7 @@ def add_nodeside_routes(
 
     @app.post(
         "/v1/authorize",
-        responses=_errors(401, 403),
+        responses=_errors(400, 401, 403),
         summary="Node-side decision for a reverse proxy (nginx auth_request)",
     )
     async def authorize(request: Request) -> Response:
@@ -48,6 +50,7 @@ def add_nodeside_routes(
                 certificate=headers.get("x-client-cert"),
                 node_id=headers.get("x-nodecert-node"),
                 body=body,
+                forwarded=any(name in headers for name in _FORWARDED_HEADERS),
             )
 
         return render(await run_in_threadpool(run))
@@ -65,11 +68,16 @@ def add_nodeside_routes(
 
     @app.get(
         "/v1/crl",
-        responses={200: {"content": {"application/pkix-crl": {}}}, **_errors(404)},
+        responses={
+            200: {"content": {"application/pkix-crl": {}}},
+            304: {"description": "Not modified: If-None-Match names the current CRL"},
+            **_errors(404),
+        },
         summary="The local CA's CRL (DER)",
     )
-    async def crl() -> Response:
-        return render(await run_in_threadpool(routes.crl))
+    async def crl(request: Request) -> Response:
+        if_none_match = request.headers.get("if-none-match")
+        return render(await run_in_threadpool(routes.crl, if_none_match))
 
     @app.post(
         "/v1/nodes/{nodeId}/revoke-all",

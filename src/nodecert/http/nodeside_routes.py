@@ -4,8 +4,15 @@
 
 - with ``NODECERT_AUTHORIZE_SECRET`` set, the caller must send it in
   ``X-Nodecert-Authorize-Secret`` (compared in constant time), from anywhere;
-- without it, only loopback peers (127.0.0.0/8, ::1) may call, i.e. an nginx on the same
-  machine as nodecert.
+- without it, only direct loopback peers (127.0.0.0/8, ::1) may call, i.e. an nginx on the
+  same machine as nodecert. Forwarded-address headers never count: a request carrying
+  ``X-Forwarded-For``, ``Forwarded`` or ``X-Real-IP`` is refused, because a server that
+  honours them (uvicorn's ``--proxy-headers --forwarded-allow-ips``) rewrites the peer
+  address from what the client wrote.
+
+When the proxy's ``X-Client-Cert`` or ``X-Nodecert-Node`` header is present, a JSON body
+naming another certificate or node is refused (400 ``conflicting_input``), never merged:
+gateways that forward the client's body to the auth call must not let it speak.
 
 It only ever receives a certificate that the proxy already verified in a TLS handshake
 (``$ssl_client_escaped_cert``), re-checks it in full, and answers 200 (with the identity
@@ -19,10 +26,16 @@ import ipaddress
 import logging
 import urllib.parse
 import uuid
+from email.utils import format_datetime
+from typing import Any
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
-from nodecert.core.errors import AuthenticationError, AuthorizationError, NotFoundError
+from nodecert.core.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    ConflictingInputError,
+    InvalidIdentifierError,
+    NotFoundError,
+)
 from nodecert.core.ports import Principal, RevocationReason
 from nodecert.http.contract import (
     Reply,
@@ -36,7 +49,13 @@ from nodecert.issuing.authority import Authority
 from nodecert.issuing.crl import CRLPublisher
 from nodecert.issuing.renewal import RenewalRequest, Renewer
 from nodecert.issuing.service import Service
-from nodecert.nodeside.access import AccessDecider, AccessDeniedError, Decision, DenyReason
+from nodecert.nodeside.access import (
+    AccessDecider,
+    AccessDeniedError,
+    Decision,
+    DenyReason,
+    load_certificate,
+)
 
 __all__ = ["SECRET_HEADER", "NodeSideRoutes"]
 
@@ -92,22 +111,32 @@ class NodeSideRoutes:
         certificate: str | None,
         node_id: str | None,
         body: bytes = b"",
+        forwarded: bool = False,
     ) -> Reply:
         """``POST /v1/authorize``: the node-side decision for a proxy.
 
         The certificate and the target node come from ``X-Client-Cert`` (URL-escaped PEM)
-        and ``X-Nodecert-Node``, or from a JSON body ``{"certificate", "nodeId"}``.
+        and ``X-Nodecert-Node``, or, for callers that send neither header, from a JSON body
+        ``{"certificate", "nodeId"}``. ``forwarded`` says the request carries a
+        forwarded-address header (``X-Forwarded-For``, ``Forwarded``, ``X-Real-IP``).
 
         Raises:
             AuthenticationError: a secret is configured and the caller's is wrong.
-            AuthorizationError: no secret is configured and the caller is not loopback.
+            AuthorizationError: no secret is configured and the caller is not a direct
+                loopback peer (a forwarded-address header means it may not be).
+            ConflictingInputError: a proxy header is present and the body names another
+                certificate or node.
         """
-        self._check_caller(peer, secret)
+        self._check_caller(peer, secret, forwarded=forwarded)
         data = parse_object(body, allowed=_AUTHORIZE_FIELDS, empty_ok=True)
-        pem = data.get("certificate") or (
-            urllib.parse.unquote(certificate) if certificate else None
-        )
-        target = data.get("nodeId") or node_id or ""
+        header_pem = urllib.parse.unquote(certificate) if certificate else None
+        if certificate is not None or node_id is not None:
+            # What the proxy established wins; a body (which a gateway may have copied
+            # from the client's own request) may repeat it but never change it.
+            _refuse_conflicts(data, header_pem, node_id)
+            pem, target = header_pem, node_id or ""
+        else:
+            pem, target = data.get("certificate"), data.get("nodeId") or ""
         if isinstance(pem, str) and pem:
             decision = self.decider.decide(pem, str(target))
         else:
@@ -170,17 +199,26 @@ class NodeSideRoutes:
         )
         return issued_reply(issued)
 
-    def crl(self) -> Reply:
-        """``GET /v1/crl``: the local CA's CRL, DER.
+    def crl(self, if_none_match: str | None = None) -> Reply:
+        """``GET /v1/crl``: the local CA's CRL, DER, with ``ETag`` and ``Last-Modified``.
+
+        Answers 304 with no body when ``If-None-Match`` names the current CRL's tag.
 
         Raises:
             NotFoundError: the CA backend publishes its own CRL (ACM PCA: its S3 bucket).
         """
         if self.crl_publisher is None:
             raise NotFoundError("crl: this CA backend publishes its own CRL")
-        der = self.crl_publisher.crl().public_bytes(Encoding.DER)
-        headers = {"Cache-Control": "public, max-age=60"}
-        return Reply(200, der, headers, media_type="application/pkix-crl")
+        published = self.crl_publisher.published()
+        headers = {
+            "Cache-Control": "public, max-age=60",
+            "ETag": published.etag,
+            "Last-Modified": format_datetime(published.this_update, usegmt=True),
+            "Expires": format_datetime(published.next_update, usegmt=True),
+        }
+        if _matches(if_none_match, published.etag):
+            return Reply(304, b"", headers, media_type="application/pkix-crl")
+        return Reply(200, published.der, headers, media_type="application/pkix-crl")
 
     def revoke_all(
         self,
@@ -203,16 +241,51 @@ class NodeSideRoutes:
         )
         return Reply(200, {"revoked": [certificate_json(r) for r in rows], "count": len(rows)})
 
-    def _check_caller(self, peer: str | None, secret: str | None) -> None:
+    def _check_caller(self, peer: str | None, secret: str | None, *, forwarded: bool) -> None:
         if self.authorize_secret is not None:
             given = (secret or "").encode()
             if not hmac.compare_digest(given, self.authorize_secret.encode()):
                 raise AuthenticationError(f"{SECRET_HEADER}: missing or wrong")
             return
+        if forwarded:
+            # The peer address may have been rewritten from X-Forwarded-For (uvicorn's
+            # proxy_headers), which anyone can send: loopback trust needs the socket itself.
+            raise AuthorizationError(
+                "authorize: a forwarded-address header is present; without"
+                " NODECERT_AUTHORIZE_SECRET only direct loopback callers are trusted"
+            )
         if not _is_loopback(peer):
             raise AuthorizationError(
                 "authorize: only loopback callers, unless NODECERT_AUTHORIZE_SECRET is set"
             )
+
+
+def _refuse_conflicts(data: dict[str, Any], header_pem: str | None, node_id: str | None) -> None:
+    body_node, body_pem = data.get("nodeId"), data.get("certificate")
+    if body_node is not None and body_node != node_id:
+        raise ConflictingInputError(
+            "authorize: the body names a node the proxy's X-Nodecert-Node does not"
+        )
+    if body_pem is not None and not _same_certificate(body_pem, header_pem):
+        raise ConflictingInputError(
+            "authorize: the body names a certificate the proxy's X-Client-Cert does not"
+        )
+
+
+def _same_certificate(body_pem: object, header_pem: str | None) -> bool:
+    if not isinstance(body_pem, str) or header_pem is None:
+        return False
+    try:
+        return load_certificate(body_pem) == load_certificate(header_pem)
+    except InvalidIdentifierError:
+        return False
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
 
 
 def _is_loopback(peer: str | None) -> bool:

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.core.errors import AuthenticationError, ConflictError
@@ -142,7 +143,14 @@ class Renewer:
         if alg not in _ALGORITHMS:
             raise AuthenticationError(f"renewal token: algorithm {str(alg)[:20]!r} not accepted")
         certificate = _x5c_leaf(header.get("x5c"))
-        public_key = certificate.public_key()
+        try:
+            public_key = certificate.public_key()
+        except (UnsupportedAlgorithm, ValueError) as exc:
+            # The x5c certificate is untrusted input: an unknown key algorithm (or a key
+            # that does not parse) is the caller's fault, not ours.
+            raise AuthenticationError(
+                "renewal token: the x5c certificate's public key is not usable"
+            ) from exc
         family = "EC" if isinstance(public_key, ec.EllipticCurvePublicKey) else "RSA"
         if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
             raise AuthenticationError("renewal token: the x5c certificate has an unusable key")

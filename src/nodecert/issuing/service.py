@@ -55,6 +55,9 @@ class Service:
     dev_issuer: TokenMinter | None
     key_pool: KeyPool
     closers: tuple[Callable[[], None], ...] = field(default=(), compare=False)
+    #: Whether EC issuance may run on the event loop: nothing on its path (the CA, the
+    #: ledger write, the token check) ever waits on the network.
+    inline_issuance: bool = False
 
     def close(self) -> None:
         """Stop background work (the key pool's filler), drop pooled keys, close the store."""

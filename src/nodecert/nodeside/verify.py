@@ -32,8 +32,15 @@ from cryptography import x509
 
 from nodecert.core.identity import Identity
 from nodecert.nodeside.access import AccessDeniedError, Decision, DenyReason
+from nodecert.nodeside.remote import RemoteDecider
 
-__all__ = ["Decider", "NodeAccessMiddleware", "client_certificate_from_scope", "verify_client"]
+__all__ = [
+    "Decider",
+    "NodeAccessMiddleware",
+    "RemoteDecider",
+    "client_certificate_from_scope",
+    "verify_client",
+]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Any]

@@ -19,10 +19,12 @@ def create_app() -> FastAPI:
     """The ASGI application for ``uvicorn --factory`` (one per worker process)."""
     settings = settings_from_environment()
     BoundedHttpToolsProtocol.max_header_bytes = settings.max_header_bytes
+    BoundedHttpToolsProtocol.head_timeout_s = float(settings.head_timeout_s)
+    BoundedHttpToolsProtocol.body_timeout_s = float(settings.body_timeout_s)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    service = build_service(settings)
+    service = build_service(settings, event_loop=True)
     if service.dev_issuer is not None:
         log.warning(
             "DEV ISSUER ACTIVE: tokens are signed by %s/dev-issuer.key and anyone who can read"

@@ -10,12 +10,20 @@ Three things stock uvicorn does not do are done here:
 - A bound on the request line and headers. uvicorn's httptools parser accepts headers of
   any size (a 10 MB header is read into memory whole); :class:`BoundedHttpToolsProtocol`
   answers 431 once they pass ``NODECERT_MAX_HEADER_BYTES``, before the application runs.
+- Deadlines for slow clients. uvicorn times out idle kept-alive connections only: a
+  request head or body left unfinished held its connection for ever, and enough of them
+  exhausted the descriptors. :class:`BoundedHttpToolsProtocol` gives the head
+  ``NODECERT_HEAD_TIMEOUT_S`` from the connection (or the request's first byte) and the
+  body ``NODECERT_BODY_TIMEOUT_S`` from the end of the head, then answers 408 and closes;
+  beyond ``NODECERT_LIMIT_CONCURRENCY`` connections per worker, uvicorn answers 503.
 - With several workers on Linux, a listening socket per worker (``SO_REUSEPORT``), so the
   kernel spreads connections over the workers (``server/supervisor.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -91,23 +99,86 @@ class _HeadersTooLargeError(Exception):
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, refusing request heads over ``max_header_bytes``.
+    """uvicorn's httptools protocol with a bounded head, and deadlines for head and body.
 
-    The limit is a class attribute because uvicorn creates the protocol itself; each worker
-    process sets it from its settings when it builds the application
+    The limits are class attributes because uvicorn creates the protocol itself; each
+    worker process sets them from its settings when it builds the application
     (``nodecert.server.asgi.create_app``).
     """
 
     max_header_bytes = 32 * 1024
+    head_timeout_s = 10.0
+    body_timeout_s = 30.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_bytes = 0
         self._head_too_large = False
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the head's deadline: a client that sends nothing is closed too."""
+        super().connection_made(transport)
+        self._arm(self.head_timeout_s)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Drop the deadline with the connection."""
+        self._disarm()
+        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         self._head_bytes = 0
+        if self._deadline is None:
+            # A kept-alive connection: uvicorn's keep-alive timeout covered the idle wait.
+            self._arm(self.head_timeout_s)
         super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        """The head is in: the body's deadline starts (ended by :meth:`on_message_complete`)."""
+        self._arm(self.body_timeout_s)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        """The whole request is in: no deadline until the next one begins."""
+        self._disarm()
+        super().on_message_complete()
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            body = json.dumps(
+                {
+                    "type": "https://nodecert.dev/problems/request_timeout",
+                    "title": "Request timeout",
+                    "status": 408,
+                    "detail": "request: not received in time",
+                    "code": "request_timeout",
+                }
+            ).encode()
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\n"
+                b"content-type: application/problem+json\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n"
+                b"connection: close\r\n\r\n" + body
+            )
+        if cycle is not None and not cycle.response_complete:
+            # The application may be waiting for the rest of the body: it sees a
+            # disconnect, and whatever it answers later is dropped.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.transport.close()
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -157,6 +228,11 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
         workers=settings.workers,
         log_level=settings.log_level.lower(),
         http=BoundedHttpToolsProtocol,
+        limit_concurrency=settings.limit_concurrency,
+        # nodecert never rewrites the peer address from X-Forwarded-For: /v1/authorize's
+        # loopback trust must rest on the socket (and the request is refused anyway when
+        # such a header is present, see http/node_routes.py).
+        proxy_headers=False,
     )
     if settings.workers > 1 and reuse_port_available():
         # One socket per worker, so that connections opened together are spread over the

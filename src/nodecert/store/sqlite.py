@@ -235,6 +235,30 @@ class SQLiteStore:
             rows = db.execute(sql, args).fetchall()
         return [_certificate(row) for row in rows]
 
+    def revoked_entries(
+        self, *, now: datetime
+    ) -> list[tuple[str, datetime | None, RevocationReason | None]]:
+        """Serial, revocation time and reason of each revoked, unexpired row (for the CRL).
+
+        Three columns and no ordering: the CRL of 100,000 revoked certificates reads them
+        in a fraction of what full rows would cost.
+        """
+        sql = (
+            "SELECT serial, revoked_at, revocation_reason FROM certificates"
+            " WHERE status = ? AND not_after > ?"
+        )
+        args = (CertificateStatus.REVOKED.value, now.astimezone(UTC).isoformat())
+        with self._db.transaction() as db:
+            rows = db.execute(sql, args).fetchall()
+        return [
+            (
+                serial,
+                datetime.fromisoformat(at) if at else None,
+                RevocationReason(reason) if reason else None,
+            )
+            for serial, at, reason in rows
+        ]
+
     def mark_revoked(
         self, serial: str, *, reason: RevocationReason, at: datetime
     ) -> CertificateRecord:

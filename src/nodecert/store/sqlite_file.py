@@ -9,10 +9,12 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
+from nodecert.core.blocking import WouldBlockError, must_not_wait
 from nodecert.core.errors import StoreUnavailableError
+from nodecert.core.files import create_private
 
 __all__ = ["SQLiteFile"]
 
@@ -39,6 +41,16 @@ class SQLiteFile:
         self._busy_timeout_s = busy_timeout_s
         self._write_mutex = threading.Lock()
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
+        # database file's mode, so the rows never sit in a file others can read.
+        # A path SQLite cannot open (a directory, no permission) is left for SQLite to
+        # report, as StoreUnavailableError, when the first transaction opens it.
+        with suppress(OSError):
+            create_private(path)
+            for suffix in ("-wal", "-shm"):
+                companion = path.with_name(path.name + suffix)
+                if companion.exists():
+                    create_private(companion)
         self._lock_file = os.open(
             path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600
         )
@@ -79,6 +91,10 @@ class SQLiteFile:
         # sub-millisecond commit into tens of milliseconds. Writers of this process queue
         # on a mutex, and writers of other nodecert processes on a file lock beside the
         # database, so SQLite itself almost never sees two writers at once.
+        if must_not_wait():
+            with self._writer_now():
+                yield
+            return
         deadline = time.monotonic() + self._busy_timeout_s
         if not self._write_mutex.acquire(timeout=self._busy_timeout_s):
             raise StoreUnavailableError("store: timed out waiting to write", retry_after=1)
@@ -93,6 +109,24 @@ class SQLiteFile:
                             "store: timed out waiting to write", retry_after=1
                         ) from None
                     time.sleep(_LOCK_POLL_S)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        finally:
+            self._write_mutex.release()
+
+    @contextmanager
+    def _writer_now(self) -> Iterator[None]:
+        # On an event loop: take both locks at once or not at all (WouldBlockError, and
+        # the caller retries in a thread). Nothing has been written at that point.
+        if not self._write_mutex.acquire(blocking=False):
+            raise WouldBlockError
+        try:
+            try:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WouldBlockError from None
             try:
                 yield
             finally:

@@ -13,6 +13,7 @@ import base64
 import fcntl
 import hashlib
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -59,7 +60,7 @@ class DevIssuer:
         """
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = home / "dev-issuer.key"
-        with open(home / ".dev-issuer.lock", "a") as lock:
+        with os.fdopen(os.open(home / ".dev-issuer.lock", os.O_RDWR | os.O_CREAT, 0o600)) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not path.exists():
                 new_key = ec.generate_private_key(ec.SECP256R1())

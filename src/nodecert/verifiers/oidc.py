@@ -72,6 +72,9 @@ class JWKS:
 class StaticJWKS:
     """A JWKS known in advance (the dev issuer's, or a test's)."""
 
+    #: Never waits on the network: token checks with it may run on an event loop.
+    may_block = False
+
     def __init__(self, document: Mapping[str, Any]) -> None:
         self._jwks = JWKS(document)
 
@@ -85,6 +88,12 @@ class RemoteJWKS:
 
     Refreshes are rate-limited to one per ``min_refresh_s``, so a flood of tokens with
     made-up ``kid`` values cannot make nodecert hammer the issuer.
+
+    By default a refresh runs in the calling thread (fine in a Lambda, or in a thread
+    pool). With ``background=True`` (``nodecert serve``, where token checks may run on the
+    event loop) nothing ever waits on the issuer: :meth:`start` fetches the keys in a
+    thread of its own, and an unknown ``kid`` starts a refresh in another and is answered
+    at once: "unavailable, retry in a second" while the refresh runs, "unknown key" after.
     """
 
     def __init__(
@@ -95,6 +104,7 @@ class RemoteJWKS:
         timeout_s: float = 5.0,
         fetch: Callable[[str, float], bytes] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        background: bool = False,
     ) -> None:
         self.url = url
         self.fetches = 0
@@ -105,12 +115,29 @@ class RemoteJWKS:
         self._jwks: JWKS | None = None
         self._last_fetch: float | None = None
         self._lock = threading.Lock()
+        self._background = background
+        self._refreshing: threading.Thread | None = None
+
+    @property
+    def may_block(self) -> bool:
+        """Whether :meth:`key` may wait on the network (False in background mode)."""
+        return not self._background
+
+    def start(self) -> None:
+        """Fetch the keys now: in a background thread in background mode, else inline."""
+        with self._lock:
+            self._last_fetch = self._monotonic()
+            if self._background:
+                self._spawn()
+                return
+            self._refresh()
 
     def key(self, kid: str) -> jwt.PyJWK | None:
         """The key for ``kid``, refreshing the set (rate-limited) when it is unknown.
 
         Raises:
-            BackendUnavailableError: the JWKS has never been fetched successfully.
+            BackendUnavailableError: the JWKS has never been fetched successfully, or (in
+                background mode) a refresh that may bring ``kid`` is under way.
         """
         jwks = self._jwks
         if jwks is not None and (found := jwks.get(kid)) is not None:
@@ -120,12 +147,28 @@ class RemoteJWKS:
             due = self._last_fetch is None or now - self._last_fetch >= self._min_refresh_s
             if due:
                 self._last_fetch = now
-                self._refresh()
+                if self._background:
+                    self._spawn()
+                else:
+                    self._refresh()
+            refreshing = self._refreshing is not None and self._refreshing.is_alive()
+        if self._background and refreshing:
+            raise BackendUnavailableError(
+                "oidc: fetching the issuer's keys, try again shortly", retry_after=1
+            )
         if self._jwks is None:
             raise BackendUnavailableError(
                 "oidc: the issuer's JWKS cannot be fetched", retry_after=int(self._min_refresh_s)
             )
         return self._jwks.get(kid)
+
+    def _spawn(self) -> None:
+        if self._refreshing is not None and self._refreshing.is_alive():
+            return
+        self._refreshing = threading.Thread(
+            target=self._refresh, name="nodecert-jwks-refresh", daemon=True
+        )
+        self._refreshing.start()
 
     def _refresh(self) -> None:
         self.fetches += 1
@@ -183,6 +226,11 @@ class OIDCVerifier:
         # Keyed by the token's SHA-256, so the cache itself holds no usable credential.
         self._cache: OrderedDict[bytes, Principal] = OrderedDict()
         self._cache_lock = threading.Lock()
+
+    @property
+    def may_block(self) -> bool:
+        """Whether :meth:`verify` may wait on the network (for the issuer's keys)."""
+        return bool(getattr(self.jwks, "may_block", True))
 
     def verify(self, token: str) -> Principal:
         """Verify ``token`` and return the :class:`Principal` it names.
