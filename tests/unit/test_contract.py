@@ -39,6 +39,7 @@ EXPECTED = {
     "ConfigurationError": 500,
     "IdempotencyKeyReusedError": 400,
     "IdempotentReplayError": 409,
+    "ConflictingInputError": 400,
 }
 
 
