@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from nodecert.store.dynamodb import DynamoDBStore
+    from nodecert.store.dynamodb_outbox import DynamoDBOutbox
     from nodecert.store.postgres import PostgresStore
 
 __all__ = [
@@ -77,6 +78,7 @@ def build_service(settings: Settings) -> Service:
         ConfigurationError: a setting cannot be honoured (for example, a locked CA key).
     """
     store, limits, closers = _store(settings)
+    outbox = _outbox(settings, store)
     dev_issuer = DevIssuer.open_or_create(settings.home) if settings.dev_issuer else None
     ca = _ca(settings)
     key_pool = KeyPool({kt: settings.key_pool_size for kt in KeyType if kt.is_rsa})
@@ -90,6 +92,8 @@ def build_service(settings: Settings) -> Service:
         trust_domain=settings.trust_domain,
         keygen=key_pool,
         quota=_quota(settings, limits),
+        outbox=outbox,
+        audit=outbox,
     )
     if dev_issuer is not None:
         verifier = OIDCVerifier(
@@ -271,6 +275,25 @@ def _store(
         )
         return dynamodb, DynamoDBLimits(client, table=settings.dynamodb_limits_table), ()
     raise ConfigurationError(f"NODECERT_STORE: {settings.store!r} is not available yet")
+
+
+def _outbox(
+    settings: Settings, store: SQLiteStore | DynamoDBStore | PostgresStore
+) -> SQLiteStore | PostgresStore | DynamoDBOutbox:
+    """The revocation outbox and audit trail: the SQL stores are both; DynamoDB keeps them
+    in the limits table, through an object of its own over the store's client."""
+    if settings.store != "dynamodb":
+        return store  # type: ignore[return-value]  # SQLiteStore or PostgresStore.
+    from nodecert.store.dynamodb import DynamoDBStore
+    from nodecert.store.dynamodb_outbox import DynamoDBOutbox
+
+    assert isinstance(store, DynamoDBStore)  # What _store makes for NODECERT_STORE=dynamodb.
+
+    return DynamoDBOutbox(
+        store.client,
+        certificates_table=settings.dynamodb_certificates_table,
+        table=settings.dynamodb_limits_table,
+    )
 
 
 def _ca(settings: Settings) -> CABackend:

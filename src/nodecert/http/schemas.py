@@ -57,7 +57,7 @@ class Certificate(BaseModel):
     userId: str  # noqa: N815
     nodeId: str  # noqa: N815
     keyType: str  # noqa: N815
-    status: Literal["active", "revoked", "expired"]
+    status: Literal["active", "superseded", "revoked", "expired"]
     notBefore: str  # noqa: N815
     notAfter: str  # noqa: N815
     fingerprintSha256: str  # noqa: N815
@@ -65,7 +65,9 @@ class Certificate(BaseModel):
     revokedAt: str | None  # noqa: N815
     revocationReason: str | None  # noqa: N815
     renewedFrom: str | None  # noqa: N815
+    supersededBy: str | None  # noqa: N815
     profile: Literal["client", "node"]
+    dnsNames: list[str]  # noqa: N815
 
 
 class CertificateList(BaseModel):
@@ -109,6 +111,13 @@ class Node(BaseModel):
     nodeId: str  # noqa: N815
     owner: str
     createdAt: str  # noqa: N815
+
+
+class NodeChange(Node):
+    """Body of the reply to ``PUT /v1/nodes/{nodeId}``: the node, and what the PUT revoked."""
+
+    previousOwner: str | None  # noqa: N815
+    revoked: int
 
 
 class NodeList(BaseModel):

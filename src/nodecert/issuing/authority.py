@@ -7,18 +7,22 @@ Adapters (HTTP, Lambda, CLI) parse their input into the values below, call one m
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.core.errors import (
+    AlreadyRenewedError,
     AuthorizationError,
     BackendUnavailableError,
+    ConfigurationError,
     ConflictError,
     InvalidIdentifierError,
     NotFoundError,
@@ -40,16 +44,21 @@ from nodecert.core.keys import (
 from nodecert.core.keys import private_key_pem as render_private_key
 from nodecert.core.policy import OwnershipPolicy, ValidityPolicy
 from nodecert.core.ports import (
+    AuditTrail,
     CABackend,
     CertificateRecord,
+    CertificateStatus,
     Ledger,
     NodeDirectory,
     Principal,
     Profile,
+    RevocationOutbox,
     SigningRequest,
 )
 from nodecert.issuing.administration import Administration
 from nodecert.issuing.quota import QuotaPolicy
+
+log = logging.getLogger("nodecert.renewal")
 
 __all__ = ["Authority", "IssueRequest", "IssuedCertificate"]
 
@@ -99,6 +108,12 @@ class Authority(Administration):
         keygen: Makes server-side private keys (a pre-generating pool in production).
         clock: Returns the current time, timezone-aware UTC.
         quota: Issuance limits (none when omitted).
+        outbox: The queue of CA revocations (default: the ledger, which every store makes
+            one).
+        audit: Where administrative actions are recorded (default: the ledger).
+
+    Raises:
+        ConfigurationError: no outbox or audit trail given and the ledger is neither.
     """
 
     def __init__(
@@ -114,7 +129,11 @@ class Authority(Administration):
         keygen: Callable[[KeyType], PrivateKey] = generate_private_key,
         clock: Callable[[], datetime] = _utcnow,
         quota: QuotaPolicy | None = None,
+        outbox: RevocationOutbox | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
+        self.outbox = _ability(outbox, ledger, "revoke_and_queue", "a revocation outbox")
+        self.audit = _ability(audit, ledger, "append_audit", "an audit trail")
         self.ca = ca
         self.ledger = ledger
         self.nodes = nodes
@@ -162,7 +181,13 @@ class Authority(Administration):
         csr, key_type = _key_request(request.key_type, request.csr)
         self.ownership.check(principal, node_id, renewal=request.renewed_from is not None)
         if self.quota is not None:
-            self.quota.check(principal.user_id, node_id, self.ledger, self.clock())
+            self.quota.check(
+                principal.user_id,
+                node_id,
+                self.ledger,
+                self.clock(),
+                renewal=request.renewed_from is not None,
+            )
         return self._sign_and_record(
             identity,
             key_type=key_type,
@@ -171,6 +196,71 @@ class Authority(Administration):
             request_id=request.request_id,
             renewed_from=request.renewed_from,
             defer=defer,
+        )
+
+    def issue_successor(
+        self,
+        serial: str,
+        *,
+        request_id: str,
+        key_type: object | None = None,
+        csr: object | None = None,
+    ) -> IssuedCertificate:
+        """Renew certificate ``serial``: its successor keeps what it had.
+
+        The same identity, profile (a node certificate stays serverAuth + clientAuth),
+        DNS names and lifetime, and a fresh key of the same type unless ``key_type`` or a
+        ``csr`` says otherwise. The successor supersedes it in the same transaction that
+        records the successor: a certificate renews at most once. Its owner must still own
+        the node (``registry`` policy); renewals do not use up the per-node cap.
+
+        Raises:
+            AlreadyRenewedError: ``serial`` was renewed before (logged as a possible
+                stolen key: two holders of one key).
+            AuthorizationError: unknown or revoked, or the node changed owner.
+            QuotaExceededError: the issuance rate.
+            BackendUnavailableError: the CA or the ledger cannot answer now.
+        """
+        predecessor = self.ledger.get(serial)
+        if predecessor is None or predecessor.status is CertificateStatus.REVOKED:
+            raise AuthorizationError(f"serial: {serial} cannot be renewed (unknown or revoked)")
+        if predecessor.status is CertificateStatus.SUPERSEDED:
+            raise self._already_renewed(predecessor)
+        identity = Identity(user_id=predecessor.user_id, node_id=predecessor.node_id)
+        self.ownership.check(Principal(user_id=identity.user_id), identity.node_id, renewal=True)
+        if self.quota is not None:
+            self.quota.check(
+                identity.user_id, identity.node_id, self.ledger, self.clock(), renewal=True
+            )
+        if key_type is None and csr is None:
+            key_type = predecessor.key_type
+        parsed_csr, parsed_type = _key_request(key_type, csr)
+        days = round((predecessor.not_after - predecessor.not_before) / timedelta(days=1))
+        lifetime = self.validity.lifetime(min(max(days, 1), self.validity.max_days))
+        issued, _ = self._sign_and_record(
+            identity,
+            key_type=parsed_type,
+            csr=parsed_csr,
+            lifetime=lifetime,
+            request_id=request_id,
+            renewed_from=predecessor.serial,
+            profile=predecessor.profile,
+            dns_names=predecessor.dns_names,
+        )
+        return issued
+
+    def _already_renewed(self, predecessor: CertificateRecord) -> AlreadyRenewedError:
+        log.warning(
+            "renewal: %s (user %s, node %s) was already renewed by %s: a second renewal of"
+            " one certificate means its key is in two hands (a copy, or a stolen key)",
+            predecessor.serial,
+            predecessor.user_id,
+            predecessor.node_id,
+            predecessor.superseded_by,
+        )
+        return AlreadyRenewedError(
+            f"serial: {predecessor.serial} was already renewed; a certificate renews once"
+            " (renew its successor, or revoke both if its key may be stolen)"
         )
 
     def issue_node_certificate(
@@ -274,16 +364,21 @@ class Authority(Administration):
             profile=profile,
             renewed_from=renewed_from,
             issuer=signed.issuer,
+            dns_names=dns_names,
         )
         # Only a certificate built here has a serial that no retry can bring back; a remote
         # CA's answer to a retried request needs the conflict check of _record, at once.
         record_deferred = (
             getattr(self.ledger, "record_deferred", None) if defer and in_process else None
         )
-        if record_deferred is not None:
-            committed: Future[None] = record_deferred(record)
+        committed: Future[None]
+        if record_deferred is not None and renewed_from is None:
+            committed = record_deferred(record)
         else:
-            record = self._record(record)
+            if renewed_from is not None:
+                record = self._record_successor(record)
+            else:
+                record = self._record(record)
             committed = Future()
             committed.set_result(None)
         issued = IssuedCertificate(
@@ -310,6 +405,29 @@ class Authority(Administration):
             return existing
         return record
 
+    def _record_successor(self, record: CertificateRecord) -> CertificateRecord:
+        try:
+            self.ledger.record_successor(record)
+        except ConflictError:
+            predecessor = self.ledger.get(record.renewed_from or "")
+            existing = self.ledger.get(record.serial)
+            if (
+                predecessor is not None
+                and existing is not None
+                and predecessor.superseded_by == record.serial
+                and (existing.request_id, existing.fingerprint_sha256)
+                == (record.request_id, record.fingerprint_sha256)
+            ):
+                return existing  # A retried request that a remote CA answered again.
+            if predecessor is not None and predecessor.status is CertificateStatus.SUPERSEDED:
+                raise self._already_renewed(predecessor) from None
+            if predecessor is not None and predecessor.status is CertificateStatus.REVOKED:
+                raise AuthorizationError(
+                    f"serial: {predecessor.serial} was revoked while it renewed"
+                ) from None
+            raise
+        return record
+
     def ca_chain_pem(self) -> str:
         """The CA chain, issuing CA first, up to the root, as PEM."""
         return "".join(_pem(c) for c in self.ca.chain())
@@ -332,6 +450,13 @@ class Authority(Administration):
             ) from exc
         if signed_identity != identity:
             raise BackendUnavailableError("ca: returned a certificate for another identity")
+
+
+def _ability(given: object | None, ledger: object, method: str, what: str) -> Any:
+    found = given if given is not None else ledger
+    if not hasattr(found, method):
+        raise ConfigurationError(f"authority: needs {what}; the ledger is not one")
+    return found
 
 
 def _key_request(

@@ -62,6 +62,7 @@ class DynamoDBStore:
 
     def __init__(self, client: DynamoDBClient, *, nodes_table: str, certificates_table: str):
         self._client = client
+        self.client = client
         self._nodes = nodes_table
         self._certificates = certificates_table
 
@@ -208,10 +209,14 @@ class DynamoDBStore:
                 filters.append("#status = :revoked")
                 values[":revoked"] = {"S": CertificateStatus.REVOKED.value}
             else:
-                expired = query.status is CertificateStatus.EXPIRED
-                filters.append(f"#status = :active AND notAfter {'<=' if expired else '>'} :now")
-                values[":active"] = {"S": CertificateStatus.ACTIVE.value}
                 values[":now"] = {"S": _time(query.now)}
+                if query.status is CertificateStatus.EXPIRED:
+                    filters.append("#status IN (:active, :superseded) AND notAfter <= :now")
+                    values[":active"] = {"S": CertificateStatus.ACTIVE.value}
+                    values[":superseded"] = {"S": CertificateStatus.SUPERSEDED.value}
+                else:
+                    filters.append("#status = :wanted AND notAfter > :now")
+                    values[":wanted"] = {"S": query.status.value}
         params: dict[str, Any] = {
             "TableName": self._certificates,
             "IndexName": index,
@@ -281,6 +286,51 @@ class DynamoDBStore:
             return current
         return _record(response["Attributes"])
 
+    def record_successor(self, record: CertificateRecord) -> None:
+        """Commit ``record`` and supersede ``record.renewed_from``: one DynamoDB transaction.
+
+        The predecessor's update is conditional on its status being ``active``, so of two
+        racing renewals exactly one commits.
+
+        Raises:
+            ConflictError: the predecessor is not active any more, or the serial exists.
+            StoreUnavailableError: DynamoDB cannot answer now.
+        """
+        predecessor = record.renewed_from or ""
+        try:
+            self._call(
+                lambda: self._client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": self._certificates,
+                                "Key": {"serial": {"S": predecessor}},
+                                "UpdateExpression": "SET #status = :superseded, supersededBy = :by",
+                                "ConditionExpression": "#status = :active",
+                                "ExpressionAttributeNames": {"#status": "status"},
+                                "ExpressionAttributeValues": {
+                                    ":superseded": {"S": CertificateStatus.SUPERSEDED.value},
+                                    ":active": {"S": CertificateStatus.ACTIVE.value},
+                                    ":by": {"S": record.serial},
+                                },
+                            }
+                        },
+                        {
+                            "Put": {
+                                "TableName": self._certificates,
+                                "Item": _item(record),
+                                "ConditionExpression": "attribute_not_exists(serial)",
+                            }
+                        },
+                    ]
+                ),
+                conflict=True,
+            )
+        except ConditionFailedError as exc:
+            raise ConflictError(
+                f"renewal: {predecessor} is not active any more, or {record.serial} exists"
+            ) from exc.__cause__
+
     def _pages(self, page: Callable[[dict[str, Any]], Any]) -> Iterator[dict[str, Any]]:
         start: dict[str, Any] = {}
         while True:
@@ -297,6 +347,9 @@ class DynamoDBStore:
 
 def _time(value: datetime) -> str:
     return value.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+_item_time = _time  # For dynamodb_outbox: the one time format of every nodecert item.
 
 
 def _parse_time(value: str) -> datetime:
@@ -342,6 +395,11 @@ def _item(record: CertificateRecord) -> dict[str, AttributeValueTypeDef]:
         item["renewedFrom"] = {"S": record.renewed_from}
     if record.issuer is not None:
         item["issuer"] = {"S": record.issuer}
+    if record.dns_names:
+        # DNS names never contain a comma (validate_dns_names).
+        item["dnsNames"] = {"S": ",".join(record.dns_names)}
+    if record.superseded_by is not None:
+        item["supersededBy"] = {"S": record.superseded_by}
     return item
 
 
@@ -364,4 +422,8 @@ def _record(item: dict[str, Any]) -> CertificateRecord:
         profile=Profile(_optional(item, "profile") or Profile.CLIENT.value),
         renewed_from=_optional(item, "renewedFrom"),
         issuer=_optional(item, "issuer"),
+        dns_names=tuple((_optional(item, "dnsNames") or "").split(","))
+        if "dnsNames" in item
+        else (),
+        superseded_by=_optional(item, "supersededBy"),
     )
