@@ -219,6 +219,10 @@ def create_app() -> FastAPI:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     service = build_service(settings)
+    from nodecert.server.drainer import RevocationDrainer
+
+    # Revocations the CA did not take at once (an outage) are retried in the background.
+    RevocationDrainer(service.authority.finish_revocations).start()
     if service.dev_issuer is not None:
         log.warning(
             "DEV ISSUER ACTIVE: tokens are signed by %s/dev-issuer.key and anyone who can read"
