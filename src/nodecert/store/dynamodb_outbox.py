@@ -27,7 +27,7 @@ from nodecert.core.ports import (
     RevocationReason,
 )
 from nodecert.store._dynamodb import ConditionFailedError, dynamodb_call
-from nodecert.store.dynamodb import _item_time, _parse_time, _record
+from nodecert.store._dynamodb_items import certificate_from_item, item_time, parse_time
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -85,10 +85,10 @@ class DynamoDBOutbox:
         )
         if "Item" not in response:
             return None
-        row = _record(response["Item"])
+        row = certificate_from_item(response["Item"])
         if not row.status.is_live:
             return None
-        stamp = _item_time(at)
+        stamp = item_time(at)
         queued: dict[str, Any] = {
             "key": {"S": _REVOKE + serial},
             "serial": {"S": serial},
@@ -131,7 +131,7 @@ class DynamoDBOutbox:
         return replace(
             row,
             status=CertificateStatus.REVOKED,
-            revoked_at=_parse_time(stamp),
+            revoked_at=parse_time(stamp),
             revocation_reason=reason,
         )
 
@@ -145,7 +145,7 @@ class DynamoDBOutbox:
                 serial=item["serial"]["S"],
                 reason=RevocationReason(item["reason"]["S"]),
                 issuer=item["issuer"]["S"] if "issuer" in item else None,
-                queued_at=_parse_time(item["queuedAt"]["S"]),
+                queued_at=parse_time(item["queuedAt"]["S"]),
             )
             for item in items[:limit]
         ]
@@ -166,7 +166,7 @@ class DynamoDBOutbox:
 
     def append_audit(self, entry: AuditEntry) -> None:
         """Record an administrative action."""
-        stamp = _item_time(entry.at)
+        stamp = item_time(entry.at)
         dynamodb_call(
             lambda: self._client.put_item(
                 TableName=self._table,
@@ -186,7 +186,7 @@ class DynamoDBOutbox:
         items = sorted(self._scan(_AUDIT), key=lambda item: item["key"]["S"], reverse=True)
         return [
             AuditEntry(
-                at=_parse_time(item["at"]["S"]),
+                at=parse_time(item["at"]["S"]),
                 actor=item["actor"]["S"],
                 action=item["action"]["S"],
                 target=item["target"]["S"],
