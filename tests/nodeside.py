@@ -234,8 +234,10 @@ def record(store: Any, issued: Issued) -> None:
     )
 
 
-def authority(ca: LocalCA, store: Any) -> Authority:
+def authority(ca: LocalCA, store: Any, *, outbox: Any = None) -> Authority:
     return Authority(
+        outbox=outbox,
+        audit=outbox,
         ca=ca,
         ledger=store,
         nodes=store,
