@@ -6,8 +6,9 @@ single-use tokens and rate buckets, under key prefixes of their own (``revoke#``
 
 - a revocation is one transaction per certificate: the row's conditional update to
   ``revoked`` together with a ``revoke#<serial>`` item, the queued CA revocation. A sweep
-  of many rows is as many transactions; the audit entry written after the last one is its
-  completion marker, and a repeated request sweeps again from the ledger;
+  of many rows is first written down as ``sweep#`` items (its serials), then done as that
+  many transactions, and each ``sweep#`` item is deleted once its rows are done: the
+  completion marker. One left behind (a crash, an outage) is finished by the next drain;
 - ``audit#<time>#<random>`` items are the audit trail.
 """
 
@@ -36,6 +37,9 @@ __all__ = ["DynamoDBOutbox"]
 
 _REVOKE = "revoke#"
 _AUDIT = "audit#"
+_SWEEP = "sweep#"
+# Serials per sweep item: 1,000 of at most 40 characters stay far below DynamoDB's 400 KB.
+_SWEEP_CHUNK = 1000
 
 
 class DynamoDBOutbox:
@@ -64,16 +68,59 @@ class DynamoDBOutbox:
         Returns:
             The rows this call revoked (already revoked or unknown serials are skipped).
 
+        DynamoDB has no transaction of unbounded size, so a sweep is first written down
+        (a ``sweep#`` item naming its serials, in chunks), then done row by row, and the
+        item deleted when the last row is done: its completion marker. A sweep cut short
+        (a crash, an outage) is finished by the next :meth:`pending_revocations`.
+
         Raises:
             StoreUnavailableError: DynamoDB cannot answer now; the rows revoked before the
-                failure stay revoked (and queued), a repeated sweep does the rest.
+                failure stay revoked (and queued), and the sweep is finished later.
         """
+        revoked = []
+        for start in range(0, len(serials), _SWEEP_CHUNK):
+            chunk = list(serials[start : start + _SWEEP_CHUNK])
+            key = f"{_SWEEP}{item_time(at)}#{uuid.uuid4().hex}"
+            dynamodb_call(
+                lambda chunk=chunk, key=key: self._client.put_item(  # type: ignore[misc]
+                    TableName=self._table,
+                    Item={
+                        "key": {"S": key},
+                        "serials": {"L": [{"S": serial} for serial in chunk]},
+                        "reason": {"S": reason.value},
+                        "at": {"S": item_time(at)},
+                    },
+                )
+            )
+            revoked += self._sweep(chunk, reason=reason, at=at)
+            self._delete(key)
+        return revoked
+
+    def _sweep(
+        self, serials: Sequence[str], *, reason: RevocationReason, at: datetime
+    ) -> list[CertificateRecord]:
         revoked = []
         for serial in serials:
             row = self._revoke_one(serial, reason=reason, at=at)
             if row is not None:
                 revoked.append(row)
         return revoked
+
+    def _finish_sweeps(self) -> None:
+        # Per-row writes are conditional, so finishing a sweep that is still running
+        # elsewhere only repeats writes that change nothing.
+        for item in self._scan(_SWEEP):
+            self._sweep(
+                [value["S"] for value in item["serials"]["L"]],
+                reason=RevocationReason(item["reason"]["S"]),
+                at=parse_time(item["at"]["S"]),
+            )
+            self._delete(item["key"]["S"])
+
+    def _delete(self, key: str) -> None:
+        dynamodb_call(
+            lambda: self._client.delete_item(TableName=self._table, Key={"key": {"S": key}})
+        )
 
     def _revoke_one(
         self, serial: str, *, reason: RevocationReason, at: datetime
@@ -136,7 +183,9 @@ class DynamoDBOutbox:
         )
 
     def pending_revocations(self, *, limit: int) -> list[PendingRevocation]:
-        """Up to ``limit`` queued CA revocations, oldest first."""
+        """Up to ``limit`` queued CA revocations, oldest first (sweeps cut short finished
+        first)."""
+        self._finish_sweeps()
         items = sorted(
             self._scan(_REVOKE), key=lambda item: (item["queuedAt"]["S"], item["serial"]["S"])
         )
@@ -152,11 +201,7 @@ class DynamoDBOutbox:
 
     def revocation_sent(self, serial: str) -> None:
         """Take ``serial`` off the CA revocation queue."""
-        dynamodb_call(
-            lambda: self._client.delete_item(
-                TableName=self._table, Key={"key": {"S": _REVOKE + serial}}
-            )
-        )
+        self._delete(_REVOKE + serial)
 
     def count_pending_revocations(self) -> int:
         """How many CA revocations are queued."""
