@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from fastapi.testclient import TestClient
@@ -209,3 +209,38 @@ def test_two_racing_renewals_of_one_certificate_issue_exactly_one(env: Env) -> N
     assert statuses == [201, 409, 409, 409]
     rows = env.service.authority.ledger.find(node_id="n1")
     assert len(rows) == 2
+
+
+def test_a_csr_renewal_of_a_node_certificate_keeps_profile_names_and_lifetime(env: Env) -> None:
+    # What `nodecert renew` does: a fresh key made by the client, only its CSR sent.
+    from cryptography.x509.oid import NameOID
+
+    env.add_node("n1", "alice")
+    first = _node_certificate(env, ["n1.nodes.example"], keyType="ec-p256", validityDays=3)
+    old = x509.load_pem_x509_certificate(first["certificate"].encode())
+    old_key = serialization.load_pem_private_key(first["privateKey"].encode(), password=None)
+    assert isinstance(old_key, ec.EllipticCurvePrivateKey)
+    new_key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ignored")]))
+        .sign(new_key, hashes.SHA256())
+    )
+    token = mint_renewal_token(
+        old, old_key, audience=renewal_audience(env.service.settings.trust_domain)
+    )
+    response = env.client.post(
+        "/v1/renew",
+        json={"csr": csr.public_bytes(serialization.Encoding.PEM).decode()},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 201, response.text
+    assert "privateKey" not in response.json() or response.json()["privateKey"] is None
+    cert = x509.load_pem_x509_certificate(response.json()["certificate"].encode())
+    assert cert.public_key() == new_key.public_key()
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.SERVER_AUTH in list(eku)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["n1.nodes.example"]
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert abs(lifetime - (old.not_valid_after_utc - old.not_valid_before_utc)).total_seconds() < 5
