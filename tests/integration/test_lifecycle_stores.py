@@ -304,3 +304,14 @@ def test_a_single_revoke_succeeds_while_the_ca_is_down(stores: Stores, flaky: Fl
     flaky.down = False
     assert auth.finish_revocations() == 0
     assert sorted(flaky.revoked) == sorted([first.serial, second.serial])
+
+
+def test_a_repeated_delete_sweeps_what_a_crash_left(stores: Stores, flaky: FlakyCA) -> None:
+    auth = _authority(stores, flaky)
+    issue(auth, "alice", "n1")
+    issue(auth, "alice", "n1")
+    # A crash after the node left the directory, before the sweep: the DELETE is retried.
+    assert stores.store.delete_node("n1") is True
+    assert auth.delete_node(ADMIN, "n1") == 2  # Not a 404: there was something to finish.
+    assert {row.status for row in auth.ledger.find(node_id="n1")} == {CertificateStatus.REVOKED}
+    assert auth.finish_revocations() == 0
