@@ -7,7 +7,6 @@ Adapters (HTTP, Lambda, CLI) parse their input into the values below, call one m
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.core.errors import (
-    AlreadyRenewedError,
     AuthorizationError,
     BackendUnavailableError,
     ConfigurationError,
@@ -57,8 +55,7 @@ from nodecert.core.ports import (
 )
 from nodecert.issuing.administration import Administration
 from nodecert.issuing.quota import QuotaPolicy
-
-log = logging.getLogger("nodecert.renewal")
+from nodecert.issuing.succession import already_renewed, record_successor
 
 __all__ = ["Authority", "IssueRequest", "IssuedCertificate"]
 
@@ -225,7 +222,7 @@ class Authority(Administration):
         if predecessor is None or predecessor.status is CertificateStatus.REVOKED:
             raise AuthorizationError(f"serial: {serial} cannot be renewed (unknown or revoked)")
         if predecessor.status is CertificateStatus.SUPERSEDED:
-            raise self._already_renewed(predecessor)
+            raise already_renewed(predecessor)
         identity = Identity(user_id=predecessor.user_id, node_id=predecessor.node_id)
         self.ownership.check(Principal(user_id=identity.user_id), identity.node_id, renewal=True)
         if self.quota is not None:
@@ -248,20 +245,6 @@ class Authority(Administration):
             dns_names=predecessor.dns_names,
         )
         return issued
-
-    def _already_renewed(self, predecessor: CertificateRecord) -> AlreadyRenewedError:
-        log.warning(
-            "renewal: %s (user %s, node %s) was already renewed by %s: a second renewal of"
-            " one certificate means its key is in two hands (a copy, or a stolen key)",
-            predecessor.serial,
-            predecessor.user_id,
-            predecessor.node_id,
-            predecessor.superseded_by,
-        )
-        return AlreadyRenewedError(
-            f"serial: {predecessor.serial} was already renewed; a certificate renews once"
-            " (renew its successor, or revoke both if its key may be stolen)"
-        )
 
     def issue_node_certificate(
         self,
@@ -376,7 +359,7 @@ class Authority(Administration):
             committed = record_deferred(record)
         else:
             if renewed_from is not None:
-                record = self._record_successor(record)
+                record = record_successor(self.ledger, record)
             else:
                 record = self._record(record)
             committed = Future()
@@ -403,29 +386,6 @@ class Authority(Administration):
             ):
                 raise
             return existing
-        return record
-
-    def _record_successor(self, record: CertificateRecord) -> CertificateRecord:
-        try:
-            self.ledger.record_successor(record)
-        except ConflictError:
-            predecessor = self.ledger.get(record.renewed_from or "")
-            existing = self.ledger.get(record.serial)
-            if (
-                predecessor is not None
-                and existing is not None
-                and predecessor.superseded_by == record.serial
-                and (existing.request_id, existing.fingerprint_sha256)
-                == (record.request_id, record.fingerprint_sha256)
-            ):
-                return existing  # A retried request that a remote CA answered again.
-            if predecessor is not None and predecessor.status is CertificateStatus.SUPERSEDED:
-                raise self._already_renewed(predecessor) from None
-            if predecessor is not None and predecessor.status is CertificateStatus.REVOKED:
-                raise AuthorizationError(
-                    f"serial: {predecessor.serial} was revoked while it renewed"
-                ) from None
-            raise
         return record
 
     def ca_chain_pem(self) -> str:
