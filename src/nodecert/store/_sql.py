@@ -8,7 +8,6 @@ Everything else (the tables, the order of the columns, the mapping between a row
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,11 +15,9 @@ from typing import Any, Protocol
 
 from nodecert.core.errors import ConflictError
 from nodecert.core.ports import (
-    AuditEntry,
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,
-    PendingRevocation,
     Profile,
     RevocationReason,
 )
@@ -30,18 +27,12 @@ __all__ = [
     "COLUMNS",
     "Dialect",
     "add_late_columns",
-    "audit_entries",
     "bucket_statements",
     "certificate_from_row",
     "certificate_select",
     "certificate_values",
-    "count_pending",
-    "insert_audit",
     "insert_certificate",
-    "pending_revocations",
     "record_successor",
-    "revocation_sent",
-    "revoke_and_queue",
     "schema",
     "seconds_until_token",
 ]
@@ -244,114 +235,6 @@ def record_successor(db: Connection, record: CertificateRecord, dialect: Dialect
     )
     if inserted.rowcount != 1:
         raise ConflictError(f"serial: {record.serial} is already recorded")
-
-
-def revoke_and_queue(
-    db: Connection,
-    serials: Sequence[str],
-    *,
-    reason: RevocationReason,
-    at: datetime,
-    dialect: Dialect,
-) -> list[CertificateRecord]:
-    """In the caller's transaction: revoke the live rows of ``serials``, queue each for the CA."""
-    m = dialect.mark
-    revoked: list[CertificateRecord] = []
-    for serial in serials:
-        row = db.execute(
-            f"UPDATE certificates SET status = {m('revoked')}, revoked_at = {m('at')},"
-            f" revocation_reason = {m('reason')}"
-            f" WHERE serial = {m('serial')} AND status IN ({m('active')}, {m('superseded')})"
-            f" RETURNING {COLUMNS}",
-            {
-                "revoked": CertificateStatus.REVOKED.value,
-                "at": dialect.to_time(at),
-                "reason": reason.value,
-                "serial": serial,
-                "active": CertificateStatus.ACTIVE.value,
-                "superseded": CertificateStatus.SUPERSEDED.value,
-            },
-        ).fetchone()
-        if row is None:
-            continue
-        record = certificate_from_row(row, dialect)
-        db.execute(
-            "INSERT INTO revocation_outbox (serial, reason, issuer, queued_at)"
-            f" VALUES ({m('serial')}, {m('reason')}, {m('issuer')}, {m('at')})"
-            " ON CONFLICT (serial) DO NOTHING",
-            {
-                "serial": serial,
-                "reason": reason.value,
-                "issuer": record.issuer,
-                "at": dialect.to_time(at),
-            },
-        )
-        revoked.append(record)
-    return revoked
-
-
-def pending_revocations(db: Connection, *, limit: int, dialect: Dialect) -> list[PendingRevocation]:
-    """Up to ``limit`` queued CA revocations, oldest first."""
-    rows = db.execute(
-        "SELECT serial, reason, issuer, queued_at FROM revocation_outbox"
-        f" ORDER BY queued_at, serial LIMIT {dialect.mark('limit')}",
-        {"limit": limit},
-    ).fetchall()
-    return [
-        PendingRevocation(
-            serial=row[0],
-            reason=RevocationReason(row[1]),
-            issuer=row[2],
-            queued_at=dialect.from_time(row[3]),
-        )
-        for row in rows
-    ]
-
-
-def revocation_sent(db: Connection, serial: str, dialect: Dialect) -> None:
-    """Take ``serial`` off the queue."""
-    db.execute(
-        f"DELETE FROM revocation_outbox WHERE serial = {dialect.mark('serial')}",
-        {"serial": serial},
-    )
-
-
-def count_pending(db: Connection) -> int:
-    """How many CA revocations are queued."""
-    return int(db.execute("SELECT COUNT(*) FROM revocation_outbox").fetchone()[0])
-
-
-def insert_audit(db: Connection, entry: AuditEntry, dialect: Dialect) -> None:
-    """Append ``entry`` to the audit log."""
-    m = dialect.mark
-    db.execute(
-        "INSERT INTO audit_log (id, at, actor, action, target, detail) VALUES"
-        f" ({m('id')}, {m('at')}, {m('actor')}, {m('action')}, {m('target')}, {m('detail')})",
-        {
-            # Time-ordered, so that entries of the same microsecond keep their order.
-            "id": f"{entry.at.timestamp():017.6f}-{uuid.uuid4().hex}",
-            "at": dialect.to_time(entry.at),
-            "actor": entry.actor,
-            "action": entry.action,
-            "target": entry.target,
-            "detail": entry.detail,
-        },
-    )
-
-
-def audit_entries(db: Connection, *, limit: int, dialect: Dialect) -> list[AuditEntry]:
-    """The ``limit`` most recent audit entries, newest first."""
-    rows = db.execute(
-        "SELECT at, actor, action, target, detail FROM audit_log"
-        f" ORDER BY at DESC, id DESC LIMIT {dialect.mark('limit')}",
-        {"limit": limit},
-    ).fetchall()
-    return [
-        AuditEntry(
-            at=dialect.from_time(row[0]), actor=row[1], action=row[2], target=row[3], detail=row[4]
-        )
-        for row in rows
-    ]
 
 
 def certificate_select(

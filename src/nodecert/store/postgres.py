@@ -38,7 +38,7 @@ from nodecert.core.ports import (
     PendingRevocation,
     RevocationReason,
 )
-from nodecert.store import _sql
+from nodecert.store import _sql, _sql_outbox
 from nodecert.store._sql import (
     COLUMNS,
     Dialect,
@@ -322,34 +322,36 @@ class PostgresStore:
         """Revoke the live rows of ``serials`` and queue their CA revocations, in one
         transaction; return the rows this call revoked."""
         with self._connection("write") as db, db.transaction():
-            return _sql.revoke_and_queue(db, serials, reason=reason, at=at, dialect=_POSTGRES)
+            return _sql_outbox.revoke_and_queue(
+                db, serials, reason=reason, at=at, dialect=_POSTGRES
+            )
 
     def pending_revocations(self, *, limit: int) -> list[PendingRevocation]:
         """Up to ``limit`` queued CA revocations, oldest first."""
         with self._connection("read") as db:
-            return _sql.pending_revocations(db, limit=limit, dialect=_POSTGRES)
+            return _sql_outbox.pending_revocations(db, limit=limit, dialect=_POSTGRES)
 
     def revocation_sent(self, serial: str) -> None:
         """Take ``serial`` off the CA revocation queue."""
         with self._connection("write") as db:
-            _sql.revocation_sent(db, serial, _POSTGRES)
+            _sql_outbox.revocation_sent(db, serial, _POSTGRES)
 
     def count_pending_revocations(self) -> int:
         """How many CA revocations are queued."""
         with self._connection("read") as db:
-            return _sql.count_pending(db)
+            return _sql_outbox.count_pending(db)
 
     # AuditTrail
 
     def append_audit(self, entry: AuditEntry) -> None:
         """Record an administrative action (committed before this returns)."""
         with self._connection("write") as db:
-            _sql.insert_audit(db, entry, _POSTGRES)
+            _sql_outbox.insert_audit(db, entry, _POSTGRES)
 
     def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
         """The ``limit`` most recent audit entries, newest first."""
         with self._connection("read") as db:
-            return _sql.audit_entries(db, limit=limit, dialect=_POSTGRES)
+            return _sql_outbox.audit_entries(db, limit=limit, dialect=_POSTGRES)
 
     # ReplayGuard
 

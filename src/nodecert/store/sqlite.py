@@ -23,7 +23,7 @@ from nodecert.core.ports import (
     PendingRevocation,
     RevocationReason,
 )
-from nodecert.store import _sql
+from nodecert.store import _sql, _sql_outbox
 from nodecert.store._sql import (
     COLUMNS,
     Dialect,
@@ -261,34 +261,34 @@ class SQLiteStore:
         """Revoke the live rows of ``serials`` and queue their CA revocations, in one
         transaction; return the rows this call revoked."""
         with self._db.transaction(write=True) as db:
-            return _sql.revoke_and_queue(db, serials, reason=reason, at=at, dialect=_SQLITE)
+            return _sql_outbox.revoke_and_queue(db, serials, reason=reason, at=at, dialect=_SQLITE)
 
     def pending_revocations(self, *, limit: int) -> list[PendingRevocation]:
         """Up to ``limit`` queued CA revocations, oldest first."""
         with self._db.transaction() as db:
-            return _sql.pending_revocations(db, limit=limit, dialect=_SQLITE)
+            return _sql_outbox.pending_revocations(db, limit=limit, dialect=_SQLITE)
 
     def revocation_sent(self, serial: str) -> None:
         """Take ``serial`` off the CA revocation queue."""
         with self._db.transaction(write=True) as db:
-            _sql.revocation_sent(db, serial, _SQLITE)
+            _sql_outbox.revocation_sent(db, serial, _SQLITE)
 
     def count_pending_revocations(self) -> int:
         """How many CA revocations are queued."""
         with self._db.transaction() as db:
-            return _sql.count_pending(db)
+            return _sql_outbox.count_pending(db)
 
     # AuditTrail
 
     def append_audit(self, entry: AuditEntry) -> None:
         """Record an administrative action (committed before this returns)."""
         with self._db.transaction(write=True) as db:
-            _sql.insert_audit(db, entry, _SQLITE)
+            _sql_outbox.insert_audit(db, entry, _SQLITE)
 
     def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
         """The ``limit`` most recent audit entries, newest first."""
         with self._db.transaction() as db:
-            return _sql.audit_entries(db, limit=limit, dialect=_SQLITE)
+            return _sql_outbox.audit_entries(db, limit=limit, dialect=_SQLITE)
 
     # ReplayGuard
 
