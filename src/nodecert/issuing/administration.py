@@ -5,9 +5,9 @@ each module small. They need the ledger, the node directory, the CA, the revocat
 the audit trail and the clock.
 
 Revocation always finishes: every affected ledger row is marked revoked first, together
-with a queued CA revocation (``RevocationOutbox``), and only then is the CA told, by
-:meth:`Administration.finish_revocations`, which is called after every revocation and again
-by ``nodecert serve`` (and a scheduled Lambda) until the queue is empty. A CA outage leaves
+with a queued CA revocation (``RevocationOutbox``), and only then is the CA told: at once
+for what the request revoked, and by :meth:`Administration.finish_revocations`, which
+``nodecert serve`` (and a scheduled Lambda) runs until the queue is empty. A CA outage leaves
 the ledger right (the next access decision denies) and the queue full, never a row active.
 """
 
@@ -155,9 +155,9 @@ class Administration:
             actor: Who to name in the audit trail (default: the caller's user id).
         """
         row = self.get_certificate(principal, serial)
-        self.outbox.revoke_and_queue([row.serial], reason=reason, at=self.clock())
+        queued = self.outbox.revoke_and_queue([row.serial], reason=reason, at=self.clock())
         self._audit(principal, actor, "certificate.revoke", row.serial, f"reason={reason}")
-        self._drain()
+        self._tell_ca(queued)
         revoked = self.ledger.get(row.serial)
         if revoked is None:  # A ledger row is never deleted.
             raise NotFoundError(f"serial: no certificate {row.serial}")
@@ -316,19 +316,28 @@ class Administration:
         now = self.clock()
         live = [row.serial for row in rows if row.status.is_live and row.not_after > now]
         revoked = self.outbox.revoke_and_queue(live, reason=reason, at=now) if live else []
-        self._drain()
+        self._tell_ca(revoked)
         return revoked
 
-    def _drain(self) -> None:
-        # The revocation has happened in the ledger: a CA or queue failure here is retried
-        # by the next finish_revocations, not reported to the caller.
+    def _tell_ca(self, rows: list[CertificateRecord]) -> None:
+        # The revocations this request queued, at once; an older backlog is left to the
+        # background drain, so that a request after a CA outage does not pay for it. A
+        # failure here is retried by that drain, not reported: the ledger is done.
         try:
-            left = self.finish_revocations()
+            for row in rows:
+                reason = row.revocation_reason or RevocationReason.UNSPECIFIED
+                try:
+                    self.ca.revoke(parse_serial(row.serial), reason, issuer=row.issuer)
+                except NodecertError as exc:
+                    log.warning(
+                        "revocation: the CA did not take %s now (%s); it stays queued",
+                        row.serial,
+                        exc.detail,
+                    )
+                    return
+                self.outbox.revocation_sent(row.serial)
         except NodecertError as exc:
-            log.warning("revocation: the queue could not be drained now (%s)", exc.detail)
-            return
-        if left:
-            log.warning("revocation: %d CA revocation(s) queued for a later retry", left)
+            log.warning("revocation: the queue could not be updated now (%s)", exc.detail)
 
     def _audit(
         self, principal: Principal, actor: str | None, action: str, target: str, detail: str
