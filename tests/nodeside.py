@@ -17,9 +17,11 @@ from nodecert.core.identity import Identity, format_serial
 from nodecert.core.keys import KeyType, PrivateKey, build_csr, fingerprint, generate_private_key
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
 from nodecert.core.ports import (
+    AuditEntry,
     CertificateRecord,
     CertificateStatus,
     NodeRecord,
+    PendingRevocation,
     Principal,
     RevocationReason,
     SigningRequest,
@@ -34,12 +36,15 @@ ADMIN = Principal("admin", is_admin=True)
 
 
 class MemoryStore:
-    """Ledger + NodeDirectory + ReplayGuard in memory; ``down`` makes every call fail."""
+    """Ledger (with its outbox and audit trail) + NodeDirectory + ReplayGuard in memory;
+    ``down`` makes every call fail."""
 
     def __init__(self) -> None:
         self.rows: dict[str, CertificateRecord] = {}
         self.owners: dict[str, NodeRecord] = {}
         self.used: dict[str, datetime] = {}
+        self.queue: dict[str, PendingRevocation] = {}
+        self.audit: list[AuditEntry] = []
         self.down = False
         self.calls = 0
 
@@ -101,6 +106,55 @@ class MemoryStore:
             )
             self.rows[serial] = row
         return row
+
+    def record_successor(self, record: CertificateRecord) -> None:
+        self._touch()
+        predecessor = self.rows.get(record.renewed_from or "")
+        if predecessor is None or predecessor.status is not CertificateStatus.ACTIVE:
+            raise ConflictError("renewal: predecessor not active")
+        if record.serial in self.rows:
+            raise ConflictError("exists")
+        self.rows[predecessor.serial] = replace(
+            predecessor, status=CertificateStatus.SUPERSEDED, superseded_by=record.serial
+        )
+        self.rows[record.serial] = record
+
+    def revoke_and_queue(
+        self, serials: Any, *, reason: RevocationReason, at: datetime
+    ) -> list[CertificateRecord]:
+        self._touch()
+        revoked = []
+        for serial in serials:
+            row = self.rows.get(serial)
+            if row is None or not row.status.is_live:
+                continue
+            row = replace(
+                row, status=CertificateStatus.REVOKED, revoked_at=at, revocation_reason=reason
+            )
+            self.rows[serial] = row
+            self.queue.setdefault(serial, PendingRevocation(serial, reason, row.issuer, at))
+            revoked.append(row)
+        return revoked
+
+    def pending_revocations(self, *, limit: int) -> list[PendingRevocation]:
+        self._touch()
+        return list(self.queue.values())[:limit]
+
+    def revocation_sent(self, serial: str) -> None:
+        self._touch()
+        self.queue.pop(serial, None)
+
+    def count_pending_revocations(self) -> int:
+        self._touch()
+        return len(self.queue)
+
+    def append_audit(self, entry: AuditEntry) -> None:
+        self._touch()
+        self.audit.append(entry)
+
+    def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
+        self._touch()
+        return self.audit[::-1][:limit]
 
     def use_once(self, key: str, *, expires_at: datetime) -> None:
         self._touch()
@@ -184,8 +238,10 @@ def record(store: Any, issued: Issued) -> None:
     )
 
 
-def authority(ca: LocalCA, store: Any) -> Authority:
+def authority(ca: LocalCA, store: Any, *, outbox: Any = None) -> Authority:
     return Authority(
+        outbox=outbox,
+        audit=outbox,
         ca=ca,
         ledger=store,
         nodes=store,

@@ -32,6 +32,7 @@ from nodecert.verifiers.oidc import OIDCVerifier, RemoteJWKS, StaticJWKS
 
 if TYPE_CHECKING:
     from nodecert.store.dynamodb import DynamoDBStore
+    from nodecert.store.dynamodb_outbox import DynamoDBOutbox
     from nodecert.store.postgres import PostgresStore
 
 __all__ = [
@@ -62,6 +63,7 @@ def build_service(settings: Settings, *, event_loop: bool = False) -> Service:
     if settings.store == "sqlite" or settings.ca == "local" or settings.dev_issuer:
         secure_home(settings.home)
     store, limits, closers = _store(settings)
+    outbox = _outbox(settings, store)
     dev_issuer = DevIssuer.open_or_create(settings.home) if settings.dev_issuer else None
     ca = _ca(settings)
     key_pool = KeyPool({kt: settings.key_pool_size for kt in KeyType if kt.is_rsa})
@@ -76,6 +78,8 @@ def build_service(settings: Settings, *, event_loop: bool = False) -> Service:
         keygen=key_pool,
         quota=_quota(settings, limits),
         idempotency=IdempotencyGuard(limits, store) if isinstance(limits, ReplayGuard) else None,
+        outbox=outbox,
+        audit=outbox,
     )
     if dev_issuer is not None:
         verifier = OIDCVerifier(
@@ -242,6 +246,25 @@ def _store(
         )
         return dynamodb, DynamoDBLimits(client, table=settings.dynamodb_limits_table), ()
     raise ConfigurationError(f"NODECERT_STORE: {settings.store!r} is not available yet")
+
+
+def _outbox(
+    settings: Settings, store: SQLiteStore | DynamoDBStore | PostgresStore
+) -> SQLiteStore | PostgresStore | DynamoDBOutbox:
+    """The revocation outbox and audit trail: the SQL stores are both; DynamoDB keeps them
+    in the limits table, through an object of its own over the store's client."""
+    if settings.store != "dynamodb":
+        return store  # type: ignore[return-value]  # SQLiteStore or PostgresStore.
+    from nodecert.store.dynamodb import DynamoDBStore
+    from nodecert.store.dynamodb_outbox import DynamoDBOutbox
+
+    assert isinstance(store, DynamoDBStore)  # What _store makes for NODECERT_STORE=dynamodb.
+
+    return DynamoDBOutbox(
+        store.client,
+        certificates_table=settings.dynamodb_certificates_table,
+        table=settings.dynamodb_limits_table,
+    )
 
 
 def _ca(settings: Settings) -> CABackend:

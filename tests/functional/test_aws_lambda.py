@@ -66,7 +66,13 @@ def test_rest_admin_puts_a_node_and_the_owner_gets_a_certificate(app, env):
 def test_http_api_v2_event_with_stage_base64_body_and_flattened_groups(app):
     put = app.handle(event("http_api_put_node.json"))
     assert put["statusCode"] == 200, put["body"]
-    assert body(put) == {"nodeId": "node-2", "owner": "alice", "createdAt": body(put)["createdAt"]}
+    assert body(put) == {
+        "nodeId": "node-2",
+        "owner": "alice",
+        "createdAt": body(put)["createdAt"],
+        "previousOwner": None,
+        "revoked": 0,
+    }
 
 
 def test_http_api_v2_lists_the_callers_certificates_for_a_node(app):

@@ -134,9 +134,19 @@ def test_the_authority_issues_records_and_revokes_through_pca_and_dynamodb(
     backend, ca_arn, aws_client, unique
 ):
     dynamodb = aws_client("dynamodb")
+    from nodecert.store.dynamodb_outbox import DynamoDBOutbox
+
     nodes_table, certificates_table = f"nodes-{unique}", f"certificates-{unique}"
-    create_tables(dynamodb, nodes_table=nodes_table, certificates_table=certificates_table)
+    create_tables(
+        dynamodb,
+        nodes_table=nodes_table,
+        certificates_table=certificates_table,
+        limits_table=f"limits-{unique}",
+    )
     store = DynamoDBStore(dynamodb, nodes_table=nodes_table, certificates_table=certificates_table)
+    outbox = DynamoDBOutbox(
+        dynamodb, certificates_table=certificates_table, table=f"limits-{unique}"
+    )
     authority = Authority(
         ca=backend,
         ledger=store,
@@ -145,6 +155,8 @@ def test_the_authority_issues_records_and_revokes_through_pca_and_dynamodb(
         validity=ValidityPolicy(),
         organization=ORG,
         trust_domain=TRUST_DOMAIN,
+        outbox=outbox,
+        audit=outbox,
     )
     admin = Principal(user_id="root", is_admin=True)
     alice = Principal(user_id="alice")
@@ -159,3 +171,4 @@ def test_the_authority_issues_records_and_revokes_through_pca_and_dynamodb(
     assert store.get(issued.record.serial).issuer == ca_arn
     revoked = authority.revoke(alice, issued.record.serial, RevocationReason.SUPERSEDED)
     assert revoked.status is CertificateStatus.REVOKED
+    assert authority.finish_revocations() == 0  # PCA took it (moto accepts it).

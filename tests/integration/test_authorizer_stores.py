@@ -14,24 +14,31 @@ PATH = TargetSource("path:nodeId")
 def store(request, tmp_path):
     if request.param == "sqlite":
         store = SQLiteStore(tmp_path / "nodecert.db")
-        yield store
+        yield store, store
         store.close()
         return
     from nodecert.store.dynamodb import DynamoDBStore, create_tables
+    from nodecert.store.dynamodb_outbox import DynamoDBOutbox
 
     client = request.getfixturevalue("aws_client")("dynamodb")
     unique = request.getfixturevalue("unique")
-    nodes, certificates = f"nodes-{unique}", f"certificates-{unique}"
-    create_tables(client, nodes_table=nodes, certificates_table=certificates)
-    yield DynamoDBStore(client, nodes_table=nodes, certificates_table=certificates)
-    for table in (nodes, certificates):
+    tables = f"nodes-{unique}", f"certificates-{unique}", f"limits-{unique}"
+    create_tables(
+        client, nodes_table=tables[0], certificates_table=tables[1], limits_table=tables[2]
+    )
+    yield (
+        DynamoDBStore(client, nodes_table=tables[0], certificates_table=tables[1]),
+        DynamoDBOutbox(client, certificates_table=tables[1], table=tables[2]),
+    )
+    for table in tables:
         client.delete_table(TableName=table)
 
 
 @pytest.mark.parametrize("name", ["authorizer_rest_request.json", "authorizer_http_v2.json"])
 def test_decisions_over_the_store(tmp_path, store, name):
+    store, outbox = store
     ca = new_ca(tmp_path / "ca")
-    auth = authority(ca, store)
+    auth = authority(ca, store, outbox=outbox)
     decide = decider(ca, store)
 
     def outcome(pem, node="n1"):

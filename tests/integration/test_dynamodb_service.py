@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
 from nodecert.bootstrap import build_service
@@ -70,9 +72,22 @@ def test_renewal_works_and_a_replay_is_refused_by_another_instance(settings, cap
     replay = TestClient(create_app(second)).post("/v1/renew", headers=headers)
     assert replay.status_code == 401
     assert "already used" in replay.json()["detail"]
-    # A fresh token for the same certificate is fine.
+    # A fresh token for the same certificate: it renewed once already (at-most-once).
     again = TestClient(create_app(second)).post("/v1/renew", headers=_renew_headers(cert))
-    assert again.status_code == 201, again.text
+    assert again.status_code == 409, again.text
+    assert again.json()["code"] == "already_renewed"
+    # Its successor renews.
+    successor = renewed.json()
+    pem, key = successor["certificate"], successor["privateKey"]
+    token = mint_renewal_token(
+        x509.load_pem_x509_certificate(pem.encode()),
+        serialization.load_pem_private_key(key.encode(), password=None),  # type: ignore[arg-type]
+        audience=renewal_audience(TRUST_DOMAIN),
+    )
+    onward = TestClient(create_app(second)).post(
+        "/v1/renew", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert onward.status_code == 201, onward.text
     assert "rate is off" not in caplog.text
 
 

@@ -35,7 +35,7 @@ NOW = T0 + timedelta(days=10)
 
 
 def _rows() -> list[CertificateRecord]:
-    """Two users, three nodes; active, expired and revoked rows; both profiles."""
+    """Two users, three nodes; active, superseded, expired and revoked rows; both profiles."""
     rows = []
     for i in range(36):
         created = T0 + timedelta(hours=i, microseconds=7 * i)
@@ -59,6 +59,8 @@ def _rows() -> list[CertificateRecord]:
                 revoked_at=created + timedelta(hours=1),
                 revocation_reason=RevocationReason.SUPERSEDED,
             )
+        elif i % 5 == 2:
+            row = replace(row, status=CertificateStatus.SUPERSEDED, superseded_by=f"{i:x}")
         rows.append(row)
     return rows
 
@@ -79,13 +81,14 @@ class FindOnly:
 
 def _fill(store: Any) -> None:
     for row in _rows():
-        revoked = row.status is CertificateStatus.REVOKED
+        if row.status is not CertificateStatus.REVOKED:
+            store.record(row)  # Active, or superseded as its successor left it.
+            continue
         store.record(
             replace(row, status=CertificateStatus.ACTIVE, revoked_at=None, revocation_reason=None)
         )
-        if revoked:
-            assert row.revoked_at is not None and row.revocation_reason is not None
-            store.mark_revoked(row.serial, reason=row.revocation_reason, at=row.revoked_at)
+        assert row.revoked_at is not None and row.revocation_reason is not None
+        store.mark_revoked(row.serial, reason=row.revocation_reason, at=row.revoked_at)
 
 
 @pytest.fixture(
@@ -130,6 +133,9 @@ QUERIES = [
     CertificateQuery(user_id="alice", status=CertificateStatus.ACTIVE, now=NOW),
     CertificateQuery(user_id="alice", status=CertificateStatus.EXPIRED, now=NOW),
     CertificateQuery(user_id="alice", status=CertificateStatus.REVOKED, now=NOW),
+    CertificateQuery(user_id="alice", status=CertificateStatus.SUPERSEDED, now=NOW),
+    CertificateQuery(node_id="n2", status=CertificateStatus.SUPERSEDED, now=NOW),
+    CertificateQuery(status=CertificateStatus.SUPERSEDED, now=NOW),
     CertificateQuery(status=CertificateStatus.REVOKED, now=NOW),
     CertificateQuery(
         user_id="alice",

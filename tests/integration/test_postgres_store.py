@@ -336,3 +336,28 @@ def test_concurrent_servers_never_overspend(postgres_dsn):
             opened.close()
     assert len(granted) == 200
     assert sum(1 for g in granted if g == 0.0) == 30
+
+
+def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(postgres_dsn):
+    first = PostgresStore(postgres_dsn)
+    old = dataclasses.replace(certificate("0a1b"), issuer="arn:ca")
+    first.record(old)
+    first.close()
+    # What schema version 1 had: no DNS names, no successors, no outbox, no audit trail.
+    raw(postgres_dsn, "ALTER TABLE certificates DROP COLUMN dns_names, DROP COLUMN superseded_by")
+    raw(postgres_dsn, "DROP TABLE revocation_outbox, audit_log")
+    raw(postgres_dsn, "UPDATE nodecert_schema SET version = 1")
+    upgraded = PostgresStore(postgres_dsn)
+    try:
+        assert upgraded.get("0a1b") == old
+        upgraded.record_successor(
+            certificate("0c0d", minutes=1, renewed_from="0a1b", dns_names=("n1.example",))
+        )
+        assert upgraded.get("0c0d").dns_names == ("n1.example",)
+        assert upgraded.get("0a1b").superseded_by == "0c0d"
+        upgraded.revoke_and_queue(["0c0d"], reason=RevocationReason.UNSPECIFIED, at=T0)
+        assert upgraded.count_pending_revocations() == 1
+    finally:
+        upgraded.close()
+    assert raw(postgres_dsn, "SELECT version FROM nodecert_schema") == [(SCHEMA_VERSION,)]
+    assert SCHEMA_VERSION == 2

@@ -267,3 +267,50 @@ def test_a_store_used_before_a_fork_commits_in_the_child(store, db_path):
     child.join(30)
     assert child.exitcode == 0
     assert store.get("0002") is not None
+
+
+_VERSION_4_CERTIFICATES = _VERSION_3_CERTIFICATES.replace(
+    "renewed_from TEXT\n", "renewed_from TEXT, issuer TEXT\n"
+)
+
+
+def test_a_version_4_database_gets_successors_the_outbox_and_the_audit_trail(db_path):
+    db_path.parent.mkdir(parents=True)
+    old = dataclasses.replace(certificate("0a1b"), issuer="arn:ca")
+    connection = sqlite3.connect(db_path)
+    connection.executescript(_VERSION_4_CERTIFICATES)
+    connection.execute(
+        "INSERT INTO certificates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, NULL, ?)",
+        (
+            old.serial,
+            old.user_id,
+            old.node_id,
+            old.key_type,
+            old.not_before.isoformat(),
+            old.not_after.isoformat(),
+            old.fingerprint_sha256,
+            old.request_id,
+            old.created_at.isoformat(),
+            "active",
+            "client",
+            "arn:ca",
+        ),
+    )
+    connection.execute("PRAGMA user_version = 4")
+    connection.commit()
+    connection.close()
+    store = SQLiteStore(db_path)
+    try:
+        assert store.get("0a1b") == old  # No DNS names, no successor: as it was.
+        successor = certificate("0c0d", minutes=1, renewed_from="0a1b", dns_names=("n1.example",))
+        store.record_successor(successor)
+        assert store.get("0c0d") == successor
+        assert store.get("0a1b").superseded_by == "0c0d"
+        revoked = store.revoke_and_queue(["0a1b"], reason=RevocationReason.KEY_COMPROMISE, at=T0)
+        assert [row.serial for row in revoked] == ["0a1b"]
+        assert [p.issuer for p in store.pending_revocations(limit=5)] == ["arn:ca"]
+    finally:
+        store.close()
+    assert raw(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert SCHEMA_VERSION == 5
+    SQLiteStore(db_path).close()  # Opening an upgraded file again changes nothing.

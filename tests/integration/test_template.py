@@ -78,11 +78,20 @@ def _statements(template):
     return policy["Statement"]
 
 
+# A transaction needs no permission of its own: each of its items needs the permission of
+# the single-item call (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/
+# transaction-apis-iam.html). nodecert's transactions update and put.
+_TRANSACTION_ITEMS = {"dynamodb:UpdateItem", "dynamodb:PutItem"}
+
+
 def _calls(module, service):
     called = set()
     for name in re.findall(r"client\.([a-z_]+)\(", (SRC / module).read_text()):
         if name in {"get_waiter", "create_table", "update_time_to_live"}:
             continue  # create_tables is for tests; the stack creates the tables.
+        if name == "transact_write_items":
+            called |= _TRANSACTION_ITEMS
+            continue
         called.add(f"{service}:{''.join(p.title() for p in name.split('_'))}")
     return called
 
@@ -98,6 +107,7 @@ def test_iam_allows_only_the_calls_the_adapters_make(template):
         _calls("backends/acmpca.py", "acm-pca")
         | _calls("store/dynamodb.py", "dynamodb")
         | _calls("store/dynamodb_limits.py", "dynamodb")
+        | _calls("store/dynamodb_outbox.py", "dynamodb")
         | _calls("store/_dynamodb.py", "dynamodb")
     )
     assert called == allowed
@@ -107,7 +117,13 @@ def test_each_table_allows_only_the_calls_of_its_adapter(template):
     by_sid = {s["Sid"]: s for s in _statements(template)}
     ledger, limits = by_sid["LedgerAndNodeDirectory"], by_sid["RenewalTokensAndRateBuckets"]
     assert _actions(ledger) == _calls("store/dynamodb.py", "dynamodb")
-    assert _actions(limits) == _calls("store/dynamodb_limits.py", "dynamodb")
+    # The outbox reads and updates certificate rows (the ledger's statement allows it), and
+    # puts, scans and deletes its own items in the limits table.
+    outbox = _calls("store/dynamodb_outbox.py", "dynamodb")
+    assert outbox <= _actions(ledger)
+    own_items = outbox - {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    assert own_items == {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"}
+    assert _actions(limits) == _calls("store/dynamodb_limits.py", "dynamodb") | own_items
     assert limits["Resource"] == {"Fn::GetAtt": ["LimitsTable", "Arn"]}
     assert "LimitsTable" not in str(ledger["Resource"])
 

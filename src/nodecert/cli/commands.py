@@ -68,9 +68,14 @@ def _parser() -> argparse.ArgumentParser:
 
     nodes = sub.add_parser("nodes", help="the node directory of the local store")
     nodes_sub = nodes.add_subparsers(metavar="ACTION")
-    add = nodes_sub.add_parser("add", help="register (or transfer) a node")
+    add = nodes_sub.add_parser("add", help="register (or, with --transfer, transfer) a node")
     add.add_argument("node", metavar="NODE")
     add.add_argument("--owner", required=True, metavar="USER")
+    add.add_argument(
+        "--transfer",
+        action="store_true",
+        help="give an existing node to another owner, revoking its certificates",
+    )
     add.set_defaults(handler=_nodes_add)
     listing = nodes_sub.add_parser("list", help="list nodes")
     listing.add_argument("--owner", metavar="USER")
@@ -107,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     certs = sub.add_parser("certs", help="list your certificates")
     _client_options(certs)
     certs.add_argument("--node", metavar="NODE")
-    certs.add_argument("--status", choices=["active", "revoked", "expired"])
+    certs.add_argument("--status", choices=["active", "superseded", "revoked", "expired"])
     certs.add_argument("--json", action="store_true", help="print JSON")
     certs.set_defaults(handler=_certs)
 
@@ -190,8 +195,25 @@ def _dev_token(args: argparse.Namespace) -> None:
 
 
 def _nodes_add(args: argparse.Namespace) -> None:
-    record = _authority().put_node(_CLI_ADMIN, args.node, args.owner)
+    from nodecert.core.errors import ConflictError
+
+    try:
+        change = _authority().put_node(
+            _CLI_ADMIN, args.node, args.owner, transfer=args.transfer, actor=_cli_actor()
+        )
+    except ConflictError as exc:
+        if args.transfer:
+            raise
+        raise CLIError(f"{exc.detail} (--transfer)") from exc
+    record = change.record
     print(f"{record.node_id}\t{record.owner}")
+    if change.transferred:
+        print(
+            f"transferred {record.node_id} from {change.previous_owner} to {record.owner}:"
+            f" revoked {change.revoked} certificate(s)"
+        )
+    elif change.revoked:
+        print(f"revoked {change.revoked} certificate(s) left from a former owner")
 
 
 def _nodes_list(args: argparse.Namespace) -> None:
@@ -223,8 +245,18 @@ def _nodes_certificate(args: argparse.Namespace) -> None:
 
 
 def _nodes_remove(args: argparse.Namespace) -> None:
-    _authority().delete_node(_CLI_ADMIN, args.node)
-    print(f"removed {args.node}")
+    revoked = _authority().delete_node(_CLI_ADMIN, args.node, actor=_cli_actor())
+    print(f"removed {args.node}: revoked {revoked} certificate(s)")
+
+
+def _cli_actor() -> str:
+    # Who ran the command, for the audit trail: the local account, as "cli:<name>".
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return f"cli:uid-{os.getuid()}"
 
 
 def _authority() -> Any:

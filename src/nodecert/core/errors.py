@@ -18,6 +18,7 @@ status codes: the HTTP and Lambda adapters map classes to statuses in one table.
     ├── NotFoundError                no such certificate or node (404)
     ├── ConflictError                the change clashes with current state (409)
     │   └── IdempotentReplayError    an Idempotency-Key's request was already made
+    │   └── AlreadyRenewedError      a certificate renewed a second time (a stolen-key signal)
     ├── QuotaExceededError           rate or count limit reached (429, Retry-After)
     ├── BackendUnavailableError      CA or store cannot answer now (503, Retry-After)
     │   └── StoreUnavailableError    the ledger / node directory cannot answer now
@@ -27,6 +28,7 @@ status codes: the HTTP and Lambda adapters map classes to statuses in one table.
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyRenewedError",
     "AuthenticationError",
     "AuthorizationError",
     "BackendUnavailableError",
@@ -148,6 +150,17 @@ class IdempotentReplayError(ConflictError):
     def __init__(self, detail: str, *, serial_number: str | None = None) -> None:
         super().__init__(detail)
         self.serial_number = serial_number
+
+
+class AlreadyRenewedError(ConflictError):
+    """The certificate was already renewed once: its successor superseded it.
+
+    A certificate renews at most once. A second renewal means that two parties hold the
+    same private key (a copy, or a stolen key), so it is refused and logged.
+    """
+
+    code = "already_renewed"
+    title = "Certificate already renewed"
 
 
 class QuotaExceededError(NodecertError):

@@ -20,6 +20,8 @@ from nodecert.core.identity import Identity
 from nodecert.core.keys import PublicKey
 
 __all__ = [
+    "AuditEntry",
+    "AuditTrail",
     "CABackend",
     "CRLSigner",
     "CertificateQuery",
@@ -30,9 +32,11 @@ __all__ = [
     "LedgerQueries",
     "NodeDirectory",
     "NodeRecord",
+    "PendingRevocation",
     "Principal",
     "Profile",
     "ReplayGuard",
+    "RevocationOutbox",
     "RevocationReason",
     "SignedCertificate",
     "SigningRequest",
@@ -78,11 +82,22 @@ class RevocationReason(enum.StrEnum):
 
 
 class CertificateStatus(enum.StrEnum):
-    """Ledger status. ``expired`` is derived from ``not_after`` when listing."""
+    """Ledger status. ``expired`` is derived from ``not_after`` when listing.
+
+    ``superseded``: renewed once (its successor's serial is ``superseded_by``); still
+    valid until it expires, but it cannot renew again and does not count toward the
+    per-node cap. Past its ``not_after`` it lists as ``expired``, like an active row.
+    """
 
     ACTIVE = "active"
     REVOKED = "revoked"
     EXPIRED = "expired"
+    SUPERSEDED = "superseded"
+
+    @property
+    def is_live(self) -> bool:
+        """Whether a row in this status is usable until its ``not_after`` (not revoked)."""
+        return self in (CertificateStatus.ACTIVE, CertificateStatus.SUPERSEDED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +164,8 @@ class CertificateRecord:
     profile: Profile = Profile.CLIENT
     renewed_from: str | None = None
     issuer: str | None = None
+    dns_names: tuple[str, ...] = ()
+    superseded_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +174,9 @@ class CertificateQuery:
 
     Rows come by ``created_at`` descending, ties by ``serial`` (DynamoDB keeps rows of the
     same microsecond in its index's own order). ``status`` is the status a client sees at
-    ``now``: an active row past its ``not_after`` is expired. ``after`` is the serial of
-    the last row of the previous page; the rows after it in that order follow. ``limit``
-    caps the rows returned.
+    ``now``: an active or superseded row past its ``not_after`` is expired. ``after`` is
+    the serial of the last row of the previous page; the rows after it in that order
+    follow. ``limit`` caps the rows returned.
     """
 
     user_id: str | None = None
@@ -188,10 +205,11 @@ class CertificateQuery:
             return True
         if self.status is CertificateStatus.REVOKED:
             return row.status is CertificateStatus.REVOKED
-        if row.status is not CertificateStatus.ACTIVE:
+        if not row.status.is_live:
             return False
-        expired = row.not_after <= self.now
-        return expired is (self.status is CertificateStatus.EXPIRED)
+        if row.not_after <= self.now:
+            return self.status is CertificateStatus.EXPIRED
+        return row.status is self.status
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +276,93 @@ class Ledger(Protocol):
         self, serial: str, *, reason: RevocationReason, at: datetime
     ) -> CertificateRecord:
         """Mark ``serial`` revoked (idempotent) and return the row as it now is."""
+        ...
+
+    def record_successor(self, record: CertificateRecord) -> None:
+        """Commit ``record`` and mark its predecessor (``record.renewed_from``) superseded.
+
+        Both or neither, atomically: the predecessor must still be active, so of two
+        renewals of one certificate racing, exactly one commits.
+
+        Raises:
+            ConflictError: the predecessor is not active any more (superseded, revoked or
+                missing), or the serial exists; nothing was written.
+            StoreUnavailableError: the store cannot answer now.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRevocation:
+    """A CA revocation that the ledger has recorded and the CA has not confirmed yet."""
+
+    serial: str
+    reason: RevocationReason
+    issuer: str | None
+    queued_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One administrative action, as the audit trail keeps it.
+
+    Attributes:
+        at: When it was done.
+        actor: Who did it: the caller's user id, or what the CLI names (``cli:root``).
+        action: What was done (``node.add``, ``node.transfer``, ``node.remove``,
+            ``certificate.revoke``, ``certificates.revoke_all``).
+        target: What it was done to (a node id, a serial, ``user:<id>``).
+        detail: The rest, one short line (new owner, reason, how many revoked).
+    """
+
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    detail: str = ""
+
+
+class RevocationOutbox(Protocol):
+    """Revocations that always finish: the ledger first, then the CA through a queue.
+
+    Every store implements it. ``revoke_and_queue`` marks rows revoked and queues one CA
+    revocation per row in the same transaction (DynamoDB: one transaction per row), so a
+    CA outage never leaves a row active that should be revoked, and a queued revocation
+    is never lost.
+    """
+
+    def revoke_and_queue(
+        self, serials: Sequence[str], *, reason: RevocationReason, at: datetime
+    ) -> list[CertificateRecord]:
+        """Revoke the rows of ``serials`` that are still live; queue their CA revocations.
+
+        Returns:
+            The rows this call revoked (already revoked rows are skipped).
+        """
+        ...
+
+    def pending_revocations(self, *, limit: int) -> list[PendingRevocation]:
+        """Up to ``limit`` queued CA revocations, oldest first."""
+        ...
+
+    def revocation_sent(self, serial: str) -> None:
+        """Take ``serial`` off the queue: the CA has it."""
+        ...
+
+    def count_pending_revocations(self) -> int:
+        """How many CA revocations are queued."""
+        ...
+
+
+class AuditTrail(Protocol):
+    """Where administrative actions are recorded, with who did them."""
+
+    def append_audit(self, entry: AuditEntry) -> None:
+        """Record ``entry`` (committed before this returns)."""
+        ...
+
+    def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
+        """The ``limit`` most recent entries, newest first."""
         ...
 
 

@@ -41,6 +41,7 @@ from nodecert.http.schemas import (
     Node,
     NodeBody,
     NodeCertificateRequest,
+    NodeChange,
     NodeList,
     Problem,
     RevokeRequest,
@@ -219,10 +220,10 @@ def create_app(service: Service) -> FastAPI:
 
     @app.put(
         "/v1/nodes/{nodeId}",
-        response_model=Node,
+        response_model=NodeChange,
         responses=_errors(400, 401, 403, 413),
         openapi_extra=_body(NodeBody),
-        summary="Create or transfer a node (admin)",
+        summary="Create or transfer a node (admin); says how many certificates it revoked",
     )
     async def put_node(request: Request, nodeId: str) -> Response:  # noqa: N803
         body = await request.body()

@@ -221,7 +221,9 @@ def certificate_json(row: CertificateRecord) -> dict[str, Any]:
         "revokedAt": _time(row.revoked_at) if row.revoked_at else None,
         "revocationReason": row.revocation_reason.value if row.revocation_reason else None,
         "renewedFrom": row.renewed_from,
+        "supersededBy": row.superseded_by,
         "profile": row.profile.value,
+        "dnsNames": list(row.dns_names),
     }
 
 

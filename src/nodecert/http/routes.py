@@ -175,7 +175,7 @@ class Routes:
                 wanted = CertificateStatus(status)
             except ValueError:
                 raise InvalidRequestError(
-                    f"status: {status[:20]!r} is not one of active, revoked, expired"
+                    f"status: {status[:20]!r} is not one of active, superseded, revoked, expired"
                 ) from None
         # One row more than the page says whether there is a next one.
         rows = self.authority.list_certificates(
@@ -208,9 +208,13 @@ class Routes:
         data = parse_object(body, allowed=frozenset({"owner"}))
         if "owner" not in data:
             raise InvalidRequestError("owner: required")
-        record = self.authority.put_node(principal, node_id, data["owner"])
+        change = self.authority.put_node(principal, node_id, data["owner"])
+        record = change.record
         log.info("node put node=%s owner=%s by=%s", record.node_id, record.owner, principal.user_id)
-        return Reply(200, node_json(record))
+        return Reply(
+            200,
+            node_json(record) | {"previousOwner": change.previous_owner, "revoked": change.revoked},
+        )
 
     def get_node(self, principal: Principal, node_id: str) -> Reply:
         """``GET /v1/nodes/{nodeId}`` (admin)."""

@@ -82,7 +82,9 @@ class Certificate(BaseModel):
     revokedAt: str | None  # noqa: N815
     revocationReason: str | None  # noqa: N815
     renewedFrom: str | None  # noqa: N815
+    supersededBy: str | None  # noqa: N815
     profile: ProfileName
+    dnsNames: list[str]  # noqa: N815
 
 
 class CertificateList(BaseModel):
@@ -119,6 +121,13 @@ class Node(BaseModel):
     nodeId: str  # noqa: N815
     owner: str
     createdAt: str  # noqa: N815
+
+
+class NodeChange(Node):
+    """Body of the reply to ``PUT /v1/nodes/{nodeId}``: the node, and what the PUT revoked."""
+
+    previousOwner: str | None  # noqa: N815
+    revoked: int
 
 
 class NodeList(BaseModel):

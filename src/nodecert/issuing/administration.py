@@ -1,18 +1,35 @@
 """Everything the authority does besides issuing: listings, revocation, the node directory.
 
 :class:`~nodecert.issuing.authority.Authority` inherits these operations; they live here to keep
-each module small. They need only the ledger, the node directory, the CA and the clock.
+each module small. They need the ledger, the node directory, the CA, the revocation outbox,
+the audit trail and the clock.
+
+Revocation always finishes: every affected ledger row is marked revoked first, together
+with a queued CA revocation (``RevocationOutbox``), and only then is the CA told: at once
+for what the request revoked, and by :meth:`Administration.finish_revocations`, which
+``nodecert serve`` (and a scheduled Lambda) runs until the queue is empty. A CA outage leaves
+the ledger right (the next access decision denies) and the queue full, never a row active.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from nodecert.core.errors import AuthorizationError, InvalidRequestError, NotFoundError
+from nodecert.core.errors import (
+    AuthorizationError,
+    ConflictError,
+    InvalidRequestError,
+    NodecertError,
+    NotFoundError,
+)
 from nodecert.core.identity import format_serial, parse_serial, validate_id
+from nodecert.core.policy import OwnershipMode, OwnershipPolicy
 from nodecert.core.ports import (
+    AuditEntry,
+    AuditTrail,
     CABackend,
     CertificateQuery,
     CertificateRecord,
@@ -21,19 +38,47 @@ from nodecert.core.ports import (
     NodeDirectory,
     NodeRecord,
     Principal,
+    RevocationOutbox,
     RevocationReason,
     query_ledger,
 )
 
-__all__ = ["Administration"]
+__all__ = ["Administration", "NodeAssignment"]
+
+log = logging.getLogger("nodecert.revocation")
+audit_log = logging.getLogger("nodecert.audit")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAssignment:
+    """What ``put_node`` did.
+
+    Attributes:
+        record: The node as it is now.
+        previous_owner: Its owner before (None for a new node).
+        revoked: How many certificates this call revoked (a transfer revokes every live
+            certificate of the node that names another user).
+    """
+
+    record: NodeRecord
+    previous_owner: str | None
+    revoked: int
+
+    @property
+    def transferred(self) -> bool:
+        """Whether the node changed owner."""
+        return self.previous_owner is not None and self.previous_owner != self.record.owner
 
 
 class Administration:
-    """Listing and revoking certificates, and keeping the node directory."""
+    """Listing and revoking certificates, keeping the node directory, the audit trail."""
 
     ca: CABackend
     ledger: Ledger
     nodes: NodeDirectory
+    outbox: RevocationOutbox
+    audit: AuditTrail
+    ownership: OwnershipPolicy
     clock: Callable[[], datetime]
 
     def list_certificates(
@@ -92,16 +137,30 @@ class Administration:
         return self._effective(row, self.clock())
 
     def revoke(
-        self, principal: Principal, serial: str, reason: RevocationReason
+        self,
+        principal: Principal,
+        serial: str,
+        reason: RevocationReason,
+        *,
+        actor: str | None = None,
     ) -> CertificateRecord:
         """Revoke one certificate (owner or admin). Revoking twice is not an error.
 
-        The ledger is marked first, so the very next authorization decision denies; the CA
-        is told after (for ACM PCA, so that its CRL carries it too).
+        The ledger is marked first (with the CA revocation queued in the same transaction),
+        so the very next authorization decision denies; the CA is told after (for ACM PCA,
+        so that its CRL carries it too). A CA that cannot answer now is retried later
+        (:meth:`finish_revocations`): the revocation itself has happened.
+
+        Args:
+            actor: Who to name in the audit trail (default: the caller's user id).
         """
         row = self.get_certificate(principal, serial)
-        revoked = self.ledger.mark_revoked(row.serial, reason=reason, at=self.clock())
-        self.ca.revoke(parse_serial(row.serial), reason, issuer=row.issuer)
+        queued = self.outbox.revoke_and_queue([row.serial], reason=reason, at=self.clock())
+        self._audit(principal, actor, "certificate.revoke", row.serial, f"reason={reason}")
+        self._tell_ca(queued)
+        revoked = self.ledger.get(row.serial)
+        if revoked is None:  # A ledger row is never deleted.
+            raise NotFoundError(f"serial: no certificate {row.serial}")
         return revoked
 
     def revoke_all(
@@ -111,9 +170,13 @@ class Administration:
         node_id: object | None = None,
         user_id: object | None = None,
         reason: RevocationReason = RevocationReason.UNSPECIFIED,
+        actor: str | None = None,
     ) -> list[CertificateRecord]:
         """Revoke every live certificate of a node (its owner or an admin) or of a user
         (that user or an admin). Give exactly one of ``node_id`` and ``user_id``.
+
+        Repeating it is harmless, and finishes what a failed call left: rows already
+        revoked are skipped, CA revocations still queued are sent.
 
         Returns:
             The rows revoked by this call (already revoked or expired ones are skipped).
@@ -128,25 +191,63 @@ class Administration:
             node = validate_id(node_id, field="nodeId")
             if not principal.is_admin and self.nodes.owner_of(node) != principal.user_id:
                 raise AuthorizationError(f"nodeId: {node!r} is not one of your nodes")
-            return self._revoke_rows(self.ledger.find(node_id=node), reason)
-        user = validate_id(user_id, field="userId")
-        if not principal.is_admin and user != principal.user_id:
-            raise AuthorizationError("userId: you may only revoke your own certificates")
-        return self._revoke_rows(self.ledger.find(user_id=user), reason)
+            rows, target = self.ledger.find(node_id=node), node
+        else:
+            user = validate_id(user_id, field="userId")
+            if not principal.is_admin and user != principal.user_id:
+                raise AuthorizationError("userId: you may only revoke your own certificates")
+            rows, target = self.ledger.find(user_id=user), f"user:{user}"
+        revoked = self._sweep(rows, reason)
+        detail = f"reason={reason} revoked={len(revoked)}"
+        self._audit(principal, actor, "certificates.revoke_all", target, detail)
+        return revoked
 
-    def put_node(self, principal: Principal, node_id: object, owner: object) -> NodeRecord:
+    def put_node(
+        self,
+        principal: Principal,
+        node_id: object,
+        owner: object,
+        *,
+        transfer: bool = True,
+        actor: str | None = None,
+    ) -> NodeAssignment:
         """Create a node or transfer it (admin only).
 
-        A transfer revokes every certificate of the node, since they name the old owner.
+        A transfer revokes every live certificate of the node that names another user
+        (they name the old owner). The directory changes first, so no new certificate can
+        be issued to the old owner, then the ledger is swept; with the ``registry`` policy
+        a repeated call with the same owner sweeps again, finishing what a failed call
+        left.
+
+        Args:
+            transfer: False refuses to change the owner of an existing node (the CLI's
+                ``nodes add`` without ``--transfer``).
+            actor: Who to name in the audit trail (default: the caller's user id).
+
+        Raises:
+            ConflictError: the node has another owner and ``transfer`` is False.
         """
         self._require_admin(principal)
         node = validate_id(node_id, field="nodeId")
         new_owner = validate_id(owner, field="owner")
         previous = self.nodes.owner_of(node)
+        changes_owner = previous is not None and previous != new_owner
+        if changes_owner and not transfer:
+            raise ConflictError(
+                f"nodeId: {node!r} belongs to {previous!r}; giving it to {new_owner!r} is a"
+                " transfer, which revokes its certificates: ask for the transfer explicitly"
+            )
         record = self.nodes.put_node(node, new_owner, at=self.clock())
-        if previous is not None and previous != new_owner:
-            self._revoke_node(node, RevocationReason.AFFILIATION_CHANGED)
-        return record
+        revoked: list[CertificateRecord] = []
+        if changes_owner or (
+            previous is not None and self.ownership.mode is OwnershipMode.REGISTRY
+        ):
+            stale = [row for row in self.ledger.find(node_id=node) if row.user_id != new_owner]
+            revoked = self._sweep(stale, RevocationReason.AFFILIATION_CHANGED)
+        action = "node.transfer" if changes_owner else "node.add"
+        detail = f"owner={new_owner} previous={previous or '-'} revoked={len(revoked)}"
+        self._audit(principal, actor, action, node, detail)
+        return NodeAssignment(record=record, previous_owner=previous, revoked=len(revoked))
 
     def get_node(self, principal: Principal, node_id: object) -> NodeRecord:
         """One node directory entry (admin only)."""
@@ -157,32 +258,103 @@ class Administration:
                 return record
         raise NotFoundError(f"nodeId: no node {node!r}")
 
-    def delete_node(self, principal: Principal, node_id: object) -> None:
-        """Remove a node (admin only) and revoke all its certificates."""
+    def delete_node(
+        self, principal: Principal, node_id: object, *, actor: str | None = None
+    ) -> int:
+        """Remove a node (admin only) and revoke all its certificates; return how many.
+
+        Repeating it sweeps again: when a node is already gone, what a failed call left
+        (live certificates, queued CA revocations) is finished; only when there was
+        nothing left to do is it a 404.
+
+        Raises:
+            NotFoundError: no such node, and nothing left to revoke.
+        """
         self._require_admin(principal)
         node = validate_id(node_id, field="nodeId")
-        if not self.nodes.delete_node(node):
+        existed = self.nodes.delete_node(node)
+        revoked = self._sweep(
+            self.ledger.find(node_id=node), RevocationReason.CESSATION_OF_OPERATION
+        )
+        if not existed and not revoked:
             raise NotFoundError(f"nodeId: no node {node!r}")
-        self._revoke_node(node, RevocationReason.CESSATION_OF_OPERATION)
+        self._audit(principal, actor, "node.remove", node, f"revoked={len(revoked)}")
+        return len(revoked)
 
     def list_nodes(self, principal: Principal) -> list[NodeRecord]:
         """All nodes for an admin; the caller's own nodes otherwise."""
         return self.nodes.list_nodes(owner=None if principal.is_admin else principal.user_id)
 
-    def _revoke_node(self, node_id: str, reason: RevocationReason) -> None:
-        self._revoke_rows(self.ledger.find(node_id=node_id), reason)
+    def finish_revocations(self, *, limit: int = 100) -> int:
+        """Tell the CA about up to ``limit`` queued revocations; return how many are left.
 
-    def _revoke_rows(
+        Stops at the first CA failure (the CA is likely down: the rest would fail too) and
+        leaves that revocation queued for the next call. Safe to run from several
+        processes at once: telling the CA twice is not an error.
+
+        Raises:
+            StoreUnavailableError: the queue cannot be read or updated now.
+        """
+        for pending in self.outbox.pending_revocations(limit=limit):
+            try:
+                self.ca.revoke(parse_serial(pending.serial), pending.reason, issuer=pending.issuer)
+            except NodecertError as exc:
+                log.warning(
+                    "revocation: the CA did not take %s yet (%s); it stays queued",
+                    pending.serial,
+                    exc.detail,
+                )
+                break
+            self.outbox.revocation_sent(pending.serial)
+        return self.outbox.count_pending_revocations()
+
+    def _sweep(
         self, rows: list[CertificateRecord], reason: RevocationReason
     ) -> list[CertificateRecord]:
-        # The ledger first (the next access decision denies), then the CA (ACM PCA's CRL).
+        # The ledger first (the next access decision denies), with the CA revocations
+        # queued in the same transaction; then the CA (ACM PCA's CRL), now or later.
         now = self.clock()
-        revoked = []
-        for row in rows:
-            if row.status is CertificateStatus.ACTIVE and row.not_after > now:
-                revoked.append(self.ledger.mark_revoked(row.serial, reason=reason, at=now))
-                self.ca.revoke(parse_serial(row.serial), reason, issuer=row.issuer)
+        live = [row.serial for row in rows if row.status.is_live and row.not_after > now]
+        revoked = self.outbox.revoke_and_queue(live, reason=reason, at=now) if live else []
+        self._tell_ca(revoked)
         return revoked
+
+    def _tell_ca(self, rows: list[CertificateRecord]) -> None:
+        # The revocations this request queued, at once; an older backlog is left to the
+        # background drain, so that a request after a CA outage does not pay for it. A
+        # failure here is retried by that drain, not reported: the ledger is done.
+        try:
+            for row in rows:
+                reason = row.revocation_reason or RevocationReason.UNSPECIFIED
+                try:
+                    self.ca.revoke(parse_serial(row.serial), reason, issuer=row.issuer)
+                except NodecertError as exc:
+                    log.warning(
+                        "revocation: the CA did not take %s now (%s); it stays queued",
+                        row.serial,
+                        exc.detail,
+                    )
+                    return
+                self.outbox.revocation_sent(row.serial)
+        except NodecertError as exc:
+            log.warning("revocation: the queue could not be updated now (%s)", exc.detail)
+
+    def _audit(
+        self, principal: Principal, actor: str | None, action: str, target: str, detail: str
+    ) -> None:
+        entry = AuditEntry(
+            at=self.clock(),
+            actor=actor or principal.user_id,
+            action=action,
+            target=target,
+            detail=detail,
+        )
+        audit_log.info("audit actor=%s action=%s target=%s %s", entry.actor, action, target, detail)
+        try:
+            self.audit.append_audit(entry)
+        except NodecertError as exc:
+            # Done is done: the log line above is the record of last resort.
+            audit_log.error("audit: entry not stored (%s)", exc.detail)
 
     @staticmethod
     def _require_admin(principal: Principal) -> None:
@@ -191,6 +363,6 @@ class Administration:
 
     @staticmethod
     def _effective(row: CertificateRecord, now: datetime) -> CertificateRecord:
-        if row.status is CertificateStatus.ACTIVE and row.not_after <= now:
+        if row.status.is_live and row.not_after <= now:
             return replace(row, status=CertificateStatus.EXPIRED)
         return row

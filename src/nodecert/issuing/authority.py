@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from nodecert.core.errors import (
     AuthorizationError,
     BackendUnavailableError,
+    ConfigurationError,
     ConflictError,
     InvalidIdentifierError,
     NotFoundError,
@@ -41,17 +43,21 @@ from nodecert.core.keys import (
 from nodecert.core.keys import private_key_pem as render_private_key
 from nodecert.core.policy import OwnershipPolicy, ValidityPolicy
 from nodecert.core.ports import (
+    AuditTrail,
     CABackend,
     CertificateRecord,
+    CertificateStatus,
     Ledger,
     NodeDirectory,
     Principal,
     Profile,
+    RevocationOutbox,
     SigningRequest,
 )
 from nodecert.issuing.administration import Administration
 from nodecert.issuing.idempotency import IdempotencyGuard, request_hash
 from nodecert.issuing.quota import QuotaPolicy
+from nodecert.issuing.succession import already_renewed, record_successor
 
 __all__ = ["Authority", "IssueRequest", "IssuedCertificate"]
 
@@ -103,6 +109,12 @@ class Authority(Administration):
         quota: Issuance limits (none when omitted).
         idempotency: Claims client ``Idempotency-Key`` values before the CA signs, so a
             retry never makes (and bills) a second certificate (none when omitted).
+        outbox: The queue of CA revocations (default: the ledger, which every store makes
+            one).
+        audit: Where administrative actions are recorded (default: the ledger).
+
+    Raises:
+        ConfigurationError: no outbox or audit trail given and the ledger is neither.
     """
 
     def __init__(
@@ -119,7 +131,11 @@ class Authority(Administration):
         clock: Callable[[], datetime] = _utcnow,
         quota: QuotaPolicy | None = None,
         idempotency: IdempotencyGuard | None = None,
+        outbox: RevocationOutbox | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
+        self.outbox = _ability(outbox, ledger, "revoke_and_queue", "a revocation outbox")
+        self.audit = _ability(audit, ledger, "append_audit", "an audit trail")
         self.ca = ca
         self.ledger = ledger
         self.nodes = nodes
@@ -168,7 +184,13 @@ class Authority(Administration):
         csr, key_type = _key_request(request.key_type, request.csr)
         self.ownership.check(principal, node_id, renewal=request.renewed_from is not None)
         if self.quota is not None:
-            self.quota.check(principal.user_id, node_id, self.ledger, self.clock())
+            self.quota.check(
+                principal.user_id,
+                node_id,
+                self.ledger,
+                self.clock(),
+                renewal=request.renewed_from is not None,
+            )
         return self._sign_and_record(
             identity,
             key_type=key_type,
@@ -178,6 +200,57 @@ class Authority(Administration):
             renewed_from=request.renewed_from,
             defer=defer,
         )
+
+    def issue_successor(
+        self,
+        serial: str,
+        *,
+        request_id: str,
+        key_type: object | None = None,
+        csr: object | None = None,
+    ) -> IssuedCertificate:
+        """Renew certificate ``serial``: its successor keeps what it had.
+
+        The same identity, profile (a node certificate stays serverAuth + clientAuth),
+        DNS names and lifetime, and a fresh key of the same type unless ``key_type`` or a
+        ``csr`` says otherwise. The successor supersedes it in the same transaction that
+        records the successor: a certificate renews at most once. Its owner must still own
+        the node (``registry`` policy); renewals do not use up the per-node cap.
+
+        Raises:
+            AlreadyRenewedError: ``serial`` was renewed before (logged as a possible
+                stolen key: two holders of one key).
+            AuthorizationError: unknown or revoked, or the node changed owner.
+            QuotaExceededError: the issuance rate.
+            BackendUnavailableError: the CA or the ledger cannot answer now.
+        """
+        predecessor = self.ledger.get(serial)
+        if predecessor is None or predecessor.status is CertificateStatus.REVOKED:
+            raise AuthorizationError(f"serial: {serial} cannot be renewed (unknown or revoked)")
+        if predecessor.status is CertificateStatus.SUPERSEDED:
+            raise already_renewed(predecessor)
+        identity = Identity(user_id=predecessor.user_id, node_id=predecessor.node_id)
+        self.ownership.check(Principal(user_id=identity.user_id), identity.node_id, renewal=True)
+        if self.quota is not None:
+            self.quota.check(
+                identity.user_id, identity.node_id, self.ledger, self.clock(), renewal=True
+            )
+        if key_type is None and csr is None:
+            key_type = predecessor.key_type
+        parsed_csr, parsed_type = _key_request(key_type, csr)
+        days = round((predecessor.not_after - predecessor.not_before) / timedelta(days=1))
+        lifetime = self.validity.lifetime(min(max(days, 1), self.validity.max_days))
+        issued, _ = self._sign_and_record(
+            identity,
+            key_type=parsed_type,
+            csr=parsed_csr,
+            lifetime=lifetime,
+            request_id=request_id,
+            renewed_from=predecessor.serial,
+            profile=predecessor.profile,
+            dns_names=predecessor.dns_names,
+        )
+        return issued
 
     def issue_node_certificate(
         self,
@@ -290,16 +363,21 @@ class Authority(Administration):
             profile=profile,
             renewed_from=renewed_from,
             issuer=signed.issuer,
+            dns_names=dns_names,
         )
         # Only a certificate built here has a serial that no retry can bring back; a remote
         # CA's answer to a retried request needs the conflict check of _record, at once.
         record_deferred = (
             getattr(self.ledger, "record_deferred", None) if defer and in_process else None
         )
-        if record_deferred is not None:
-            committed: Future[None] = record_deferred(record)
+        committed: Future[None]
+        if record_deferred is not None and renewed_from is None:
+            committed = record_deferred(record)
         else:
-            record = self._record(record)
+            if renewed_from is not None:
+                record = record_successor(self.ledger, record)
+            else:
+                record = self._record(record)
             committed = Future()
             committed.set_result(None)
         issued = IssuedCertificate(
@@ -348,6 +426,13 @@ class Authority(Administration):
             ) from exc
         if signed_identity != identity:
             raise BackendUnavailableError("ca: returned a certificate for another identity")
+
+
+def _ability(given: object | None, ledger: object, method: str, what: str) -> Any:
+    found = given if given is not None else ledger
+    if not hasattr(found, method):
+        raise ConfigurationError(f"authority: needs {what}; the ledger is not one")
+    return found
 
 
 def _key_request(

@@ -38,7 +38,8 @@ class QuotaPolicy:
     Args:
         per_minute: Certificates a user may be issued per minute (token bucket refill).
         burst: Bucket capacity: how many may be issued at once after a quiet period.
-        max_active: Active (unrevoked, unexpired) certificates per (user, node).
+        max_active: Active (unrevoked, unexpired, not superseded) certificates per
+            (user, node).
         limiter: Where the buckets live; required when ``per_minute`` is set.
     """
 
@@ -53,16 +54,20 @@ class QuotaPolicy:
         if self.per_minute and self.limiter is None:
             raise ConfigurationError("quota: a rate limit needs a store that keeps buckets")
 
-    def check(self, user_id: str, node_id: str, ledger: Ledger, now: datetime) -> None:
+    def check(
+        self, user_id: str, node_id: str, ledger: Ledger, now: datetime, *, renewal: bool = False
+    ) -> None:
         """Raise unless ``user_id`` may be issued one more certificate for ``node_id``.
 
         The active-certificate cap is checked first, so a refused request does not use up
-        a token of the rate.
+        a token of the rate. A ``renewal`` skips the cap: its successor supersedes the
+        certificate it renews in the same transaction, so the count of active ones stays
+        the same (superseded certificates do not count).
 
         Raises:
             QuotaExceededError: with ``retry_after`` in seconds.
         """
-        if self.max_active:
+        if self.max_active and not renewal:
             active = query_ledger(
                 ledger,
                 CertificateQuery(

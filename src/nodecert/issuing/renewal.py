@@ -13,9 +13,11 @@ renewal tokens). nodecert then checks:
   within its validity (plus a configurable grace after expiry, none by default), in the
   ledger and not revoked, its node still owned by its user.
 
-It then issues a new certificate with the same identity and records the lineage
-(``renewed_from`` = the old serial). The old certificate stays valid until it expires,
-so a node can roll over without a gap.
+It then issues the successor (:meth:`Authority.issue_successor`): the same identity,
+profile, DNS names and lifetime, a fresh key, the lineage recorded (``renewed_from`` = the
+old serial). The old certificate becomes ``superseded`` in the same transaction: it stays
+valid until it expires, so a node can roll over without a gap, but it cannot renew again
+(409 ``already_renewed``: two holders of one key) and no longer counts toward the cap.
 """
 
 from __future__ import annotations
@@ -32,8 +34,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.core.errors import AuthenticationError, ConflictError
-from nodecert.core.keys import key_type_of
-from nodecert.core.ports import Principal, ReplayGuard
+from nodecert.core.ports import ReplayGuard
 from nodecert.core.tokens import (
     MAX_RENEWAL_TOKEN_LIFETIME,
     decode_signed,
@@ -42,7 +43,7 @@ from nodecert.core.tokens import (
     renewal_audience,
     unverified_header,
 )
-from nodecert.issuing.authority import Authority, IssuedCertificate, IssueRequest
+from nodecert.issuing.authority import Authority, IssuedCertificate
 from nodecert.nodeside.access import AccessDecider, AccessDeniedError
 
 __all__ = [
@@ -110,6 +111,7 @@ class Renewer:
                 for another audience, or replayed.
             AccessDeniedError: the certificate is foreign, expired (beyond the grace),
                 revoked, unknown, or its node changed owner.
+            AlreadyRenewedError: the certificate was renewed before.
             InvalidRequestError: a bad CSR or key type.
             BackendUnavailableError: the CA or the store cannot answer now.
         """
@@ -120,19 +122,11 @@ class Renewer:
         # Consumed only once the token is known to be genuine, so a forger cannot burn
         # someone else's jti; consumed before issuing, so two racing replays issue once.
         self._use_once(decision.serial, claims)
-        key_type = request.key_type
-        if request.csr is None and key_type is None:
-            key_type = key_type_of(certificate.public_key()).value
-        identity = decision.identity
-        return self.authority.issue(
-            Principal(user_id=identity.user_id),
-            IssueRequest(
-                node_id=identity.node_id,
-                request_id=request.request_id,
-                key_type=key_type,
-                csr=request.csr,
-                renewed_from=decision.serial,
-            ),
+        return self.authority.issue_successor(
+            decision.serial,
+            request_id=request.request_id,
+            key_type=request.key_type,
+            csr=request.csr,
         )
 
     def _verify_token(self, token: str) -> tuple[x509.Certificate, dict[str, Any]]:

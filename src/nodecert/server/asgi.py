@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from nodecert.bootstrap import build_service, settings_from_environment
 from nodecert.http.app import create_app as create_http_app
+from nodecert.server.drainer import RevocationDrainer
 from nodecert.server.serve import BoundedHttpToolsProtocol
 
 __all__ = ["create_app"]
@@ -25,6 +26,8 @@ def create_app() -> FastAPI:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     service = build_service(settings, event_loop=True)
+    # Revocations the CA did not take at once (an outage) are retried in the background.
+    RevocationDrainer(service.authority.finish_revocations).start()
     if service.dev_issuer is not None:
         log.warning(
             "DEV ISSUER ACTIVE: tokens are signed by %s/dev-issuer.key and anyone who can read"

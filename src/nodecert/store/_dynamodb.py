@@ -146,12 +146,26 @@ def dynamodb_call(call: Callable[[], _T], *, conflict: bool = False) -> _T:
         code = error_code(exc)
         if conflict and code == "ConditionalCheckFailedException":
             raise ConditionFailedError from exc
+        if conflict and code == "TransactionCanceledException" and _condition_failed(exc):
+            raise ConditionFailedError from exc
         _log.warning("dynamodb: %s: %s", code, error_message(exc))
         why = _CONFIGURATION_CODES.get(code)
         if why is not None:
             raise StoreUnavailableError(f"store: DynamoDB: {why} ({code})", retry_after=60) from exc
         busy = "throttled" if code in THROTTLING_CODES else "unavailable"
         raise StoreUnavailableError(f"store: DynamoDB is {busy} ({code})", retry_after=1) from exc
+
+
+def _condition_failed(exc: BaseException) -> bool:
+    # A cancelled transaction names, per item, why: "ConditionalCheckFailed" is ours to
+    # report as a conflict; "TransactionConflict" (another transaction on the item) and
+    # throttling are transient.
+    response = getattr(exc, "response", None)
+    reasons = response.get("CancellationReasons", []) if isinstance(response, dict) else []
+    if not reasons:
+        # Some clients only put the reasons in the message.
+        return "ConditionalCheckFailed" in str(exc)
+    return any(isinstance(r, dict) and r.get("Code") == "ConditionalCheckFailed" for r in reasons)
 
 
 class ConditionFailedError(Exception):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nodecert.core.errors import ConflictError, NotFoundError
@@ -26,7 +26,6 @@ from nodecert.core.ports import (
     CertificateRecord,
     CertificateStatus,
     NodeRecord,
-    Profile,
     RevocationReason,
     query_rows,
 )
@@ -38,6 +37,12 @@ from nodecert.store._dynamodb import (
     dynamodb_call,
     table_definitions,
 )
+from nodecert.store._dynamodb_items import (
+    certificate_from_item,
+    certificate_item,
+    item_time,
+    node_from_item,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -46,7 +51,6 @@ if TYPE_CHECKING:
 __all__ = ["DynamoDBStore", "create_tables", "table_definitions"]
 
 _T = TypeVar("_T")
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _MIN_READ = 25
 
 
@@ -62,6 +66,7 @@ class DynamoDBStore:
 
     def __init__(self, client: DynamoDBClient, *, nodes_table: str, certificates_table: str):
         self._client = client
+        self.client = client
         self._nodes = nodes_table
         self._certificates = certificates_table
 
@@ -75,7 +80,7 @@ class DynamoDBStore:
             )
         )
         item = response.get("Item")
-        return None if item is None else _s(item, "userId")
+        return None if item is None else item["userId"]["S"]
 
     def put_node(self, node_id: str, owner: str, *, at: datetime) -> NodeRecord:
         """Create ``node_id`` or re-assign it to ``owner`` (keeping its creation time)."""
@@ -84,11 +89,11 @@ class DynamoDBStore:
                 TableName=self._nodes,
                 Key={"nodeId": {"S": node_id}},
                 UpdateExpression="SET userId = :owner, createdAt = if_not_exists(createdAt, :at)",
-                ExpressionAttributeValues={":owner": {"S": owner}, ":at": {"S": _time(at)}},
+                ExpressionAttributeValues={":owner": {"S": owner}, ":at": {"S": item_time(at)}},
                 ReturnValues="ALL_NEW",
             )
         )
-        return _node(response["Attributes"])
+        return node_from_item(response["Attributes"])
 
     def delete_node(self, node_id: str) -> bool:
         """Remove ``node_id``; False when there was no such node."""
@@ -113,7 +118,7 @@ class DynamoDBStore:
                     **start,
                 )
             )
-        return sorted((_node(item) for item in items), key=lambda node: node.node_id)
+        return sorted((node_from_item(item) for item in items), key=lambda node: node.node_id)
 
     # Ledger
 
@@ -128,7 +133,7 @@ class DynamoDBStore:
             self._call(
                 lambda: self._client.put_item(
                     TableName=self._certificates,
-                    Item=_item(record),
+                    Item=certificate_item(record),
                     ConditionExpression="attribute_not_exists(serial)",
                 ),
                 conflict=True,
@@ -144,7 +149,7 @@ class DynamoDBStore:
             )
         )
         item = response.get("Item")
-        return None if item is None else _record(item)
+        return None if item is None else certificate_from_item(item)
 
     def find(
         self, *, user_id: str | None = None, node_id: str | None = None
@@ -158,7 +163,7 @@ class DynamoDBStore:
             scanned = self._pages(
                 lambda start: self._client.scan(TableName=self._certificates, **start)
             )
-            rows = [_record(item) for item in scanned]
+            rows = [certificate_from_item(item) for item in scanned]
             return sorted(rows, key=lambda row: row.created_at, reverse=True)
         extra: dict[str, Any] = {}
         values: dict[str, AttributeValueTypeDef] = {":key": {"S": value}}
@@ -177,7 +182,7 @@ class DynamoDBStore:
                 **start,
             )
         )
-        return [_record(item) for item in items]
+        return [certificate_from_item(item) for item in items]
 
     def query(self, query: CertificateQuery) -> list[CertificateRecord]:
         """The rows ``query`` asks for (``LedgerQueries``).
@@ -208,10 +213,14 @@ class DynamoDBStore:
                 filters.append("#status = :revoked")
                 values[":revoked"] = {"S": CertificateStatus.REVOKED.value}
             else:
-                expired = query.status is CertificateStatus.EXPIRED
-                filters.append(f"#status = :active AND notAfter {'<=' if expired else '>'} :now")
-                values[":active"] = {"S": CertificateStatus.ACTIVE.value}
-                values[":now"] = {"S": _time(query.now)}
+                values[":now"] = {"S": item_time(query.now)}
+                if query.status is CertificateStatus.EXPIRED:
+                    filters.append("#status IN (:active, :superseded) AND notAfter <= :now")
+                    values[":active"] = {"S": CertificateStatus.ACTIVE.value}
+                    values[":superseded"] = {"S": CertificateStatus.SUPERSEDED.value}
+                else:
+                    filters.append("#status = :wanted AND notAfter > :now")
+                    values[":wanted"] = {"S": query.status.value}
         params: dict[str, Any] = {
             "TableName": self._certificates,
             "IndexName": index,
@@ -231,7 +240,7 @@ class DynamoDBStore:
             params["ExclusiveStartKey"] = {
                 "serial": {"S": last.serial},
                 key: {"S": index_value},
-                "createdAt": {"S": _time(last.created_at)},
+                "createdAt": {"S": item_time(last.created_at)},
             }
         rows: list[CertificateRecord] = []
         while query.limit is None or len(rows) < query.limit:
@@ -239,7 +248,7 @@ class DynamoDBStore:
                 # Limit counts items read before the filter: read a little ahead.
                 params["Limit"] = max(query.limit - len(rows), _MIN_READ)
             response = self._call(functools.partial(self._client.query, **params))
-            rows.extend(_record(item) for item in response.get("Items", []))
+            rows.extend(certificate_from_item(item) for item in response.get("Items", []))
             if not response.get("LastEvaluatedKey"):
                 break
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -266,7 +275,7 @@ class DynamoDBStore:
                     ExpressionAttributeNames={"#status": "status"},
                     ExpressionAttributeValues={
                         ":revoked": {"S": CertificateStatus.REVOKED.value},
-                        ":at": {"S": _time(at)},
+                        ":at": {"S": item_time(at)},
                         ":why": {"S": reason.value},
                     },
                     ReturnValues="ALL_NEW",
@@ -279,7 +288,52 @@ class DynamoDBStore:
             if current is None:
                 raise NotFoundError(f"serial: no certificate {serial}") from None
             return current
-        return _record(response["Attributes"])
+        return certificate_from_item(response["Attributes"])
+
+    def record_successor(self, record: CertificateRecord) -> None:
+        """Commit ``record`` and supersede ``record.renewed_from``: one DynamoDB transaction.
+
+        The predecessor's update is conditional on its status being ``active``, so of two
+        racing renewals exactly one commits.
+
+        Raises:
+            ConflictError: the predecessor is not active any more, or the serial exists.
+            StoreUnavailableError: DynamoDB cannot answer now.
+        """
+        predecessor = record.renewed_from or ""
+        try:
+            self._call(
+                lambda: self._client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": self._certificates,
+                                "Key": {"serial": {"S": predecessor}},
+                                "UpdateExpression": "SET #status = :superseded, supersededBy = :by",
+                                "ConditionExpression": "#status = :active",
+                                "ExpressionAttributeNames": {"#status": "status"},
+                                "ExpressionAttributeValues": {
+                                    ":superseded": {"S": CertificateStatus.SUPERSEDED.value},
+                                    ":active": {"S": CertificateStatus.ACTIVE.value},
+                                    ":by": {"S": record.serial},
+                                },
+                            }
+                        },
+                        {
+                            "Put": {
+                                "TableName": self._certificates,
+                                "Item": certificate_item(record),
+                                "ConditionExpression": "attribute_not_exists(serial)",
+                            }
+                        },
+                    ]
+                ),
+                conflict=True,
+            )
+        except ConditionFailedError as exc:
+            raise ConflictError(
+                f"renewal: {predecessor} is not active any more, or {record.serial} exists"
+            ) from exc.__cause__
 
     def _pages(self, page: Callable[[dict[str, Any]], Any]) -> Iterator[dict[str, Any]]:
         start: dict[str, Any] = {}
@@ -293,75 +347,3 @@ class DynamoDBStore:
 
     def _call(self, call: Callable[[], _T], *, conflict: bool = False) -> _T:
         return dynamodb_call(call, conflict=conflict)
-
-
-def _time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime(_TIME_FORMAT)
-
-
-def _parse_time(value: str) -> datetime:
-    return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
-
-
-def _s(item: dict[str, Any], name: str) -> str:
-    return str(item[name]["S"])
-
-
-def _optional(item: dict[str, Any], name: str) -> str | None:
-    value = item.get(name)
-    return None if value is None else str(value["S"])
-
-
-def _node(item: dict[str, Any]) -> NodeRecord:
-    return NodeRecord(
-        node_id=_s(item, "nodeId"),
-        owner=_s(item, "userId"),
-        created_at=_parse_time(_s(item, "createdAt")),
-    )
-
-
-def _item(record: CertificateRecord) -> dict[str, AttributeValueTypeDef]:
-    item: dict[str, AttributeValueTypeDef] = {
-        "serial": {"S": record.serial},
-        "userId": {"S": record.user_id},
-        "nodeId": {"S": record.node_id},
-        "keyType": {"S": record.key_type},
-        "notBefore": {"S": _time(record.not_before)},
-        "notAfter": {"S": _time(record.not_after)},
-        "fingerprintSha256": {"S": record.fingerprint_sha256},
-        "requestId": {"S": record.request_id},
-        "createdAt": {"S": _time(record.created_at)},
-        "status": {"S": record.status.value},
-        "profile": {"S": record.profile.value},
-    }
-    if record.revoked_at is not None:
-        item["revokedAt"] = {"S": _time(record.revoked_at)}
-    if record.revocation_reason is not None:
-        item["revocationReason"] = {"S": record.revocation_reason.value}
-    if record.renewed_from is not None:
-        item["renewedFrom"] = {"S": record.renewed_from}
-    if record.issuer is not None:
-        item["issuer"] = {"S": record.issuer}
-    return item
-
-
-def _record(item: dict[str, Any]) -> CertificateRecord:
-    revoked_at = _optional(item, "revokedAt")
-    reason = _optional(item, "revocationReason")
-    return CertificateRecord(
-        serial=_s(item, "serial"),
-        user_id=_s(item, "userId"),
-        node_id=_s(item, "nodeId"),
-        key_type=_s(item, "keyType"),
-        not_before=_parse_time(_s(item, "notBefore")),
-        not_after=_parse_time(_s(item, "notAfter")),
-        fingerprint_sha256=_s(item, "fingerprintSha256"),
-        request_id=_s(item, "requestId"),
-        created_at=_parse_time(_s(item, "createdAt")),
-        status=CertificateStatus(_s(item, "status")),
-        revoked_at=None if revoked_at is None else _parse_time(revoked_at),
-        revocation_reason=None if reason is None else RevocationReason(reason),
-        profile=Profile(_optional(item, "profile") or Profile.CLIENT.value),
-        renewed_from=_optional(item, "renewedFrom"),
-        issuer=_optional(item, "issuer"),
-    )

@@ -13,7 +13,7 @@ never contain the connection string: it usually holds the password.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -30,55 +30,49 @@ from nodecert.core.errors import (
     StoreUnavailableError,
 )
 from nodecert.core.ports import (
+    AuditEntry,
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,
     NodeRecord,
-    Profile,
+    PendingRevocation,
     RevocationReason,
 )
-from nodecert.store._sql import bucket_statements, certificate_select, seconds_until_token
+from nodecert.store import _sql, _sql_outbox
+from nodecert.store._sql import (
+    COLUMNS,
+    Dialect,
+    add_late_columns,
+    bucket_statements,
+    certificate_from_row,
+    certificate_select,
+    certificate_values,
+    insert_certificate,
+    schema,
+    seconds_until_token,
+)
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
 log = logging.getLogger("nodecert.store")
 
-SCHEMA_VERSION = 1
+# Version 2 added certificates.dns_names and superseded_by, revocation_outbox and
+# audit_log; an older database is brought up in place when a server starts.
+SCHEMA_VERSION = 2
 # Any constant works: it only has to be the same in every nodecert server.
 _SCHEMA_LOCK = 0x6E6F6465636572  # "nodecer"
 # Ids compare as bytes (COLLATE "C"), as in SQLite and Python: the database's own locale
 # would order "N2" before "n1" differently and break the keyset cursor of query().
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS nodes (
-    node_id     TEXT COLLATE "C" PRIMARY KEY,
-    owner       TEXT COLLATE "C" NOT NULL,
-    created_at  TIMESTAMPTZ NOT NULL
-);
-CREATE INDEX IF NOT EXISTS nodes_by_owner ON nodes (owner);
-CREATE TABLE IF NOT EXISTS certificates (
-    serial              TEXT COLLATE "C" PRIMARY KEY,
-    user_id             TEXT COLLATE "C" NOT NULL,
-    node_id             TEXT COLLATE "C" NOT NULL,
-    key_type            TEXT NOT NULL,
-    not_before          TIMESTAMPTZ NOT NULL,
-    not_after           TIMESTAMPTZ NOT NULL,
-    fingerprint_sha256  TEXT NOT NULL,
-    request_id          TEXT NOT NULL,
-    created_at          TIMESTAMPTZ NOT NULL,
-    status              TEXT NOT NULL,
-    revoked_at          TIMESTAMPTZ,
-    revocation_reason   TEXT,
-    profile             TEXT NOT NULL,
-    renewed_from        TEXT,
-    issuer              TEXT
-);
-CREATE INDEX IF NOT EXISTS certificates_by_user ON certificates (user_id, created_at);
-CREATE INDEX IF NOT EXISTS certificates_by_node ON certificates (node_id, created_at);
-CREATE TABLE IF NOT EXISTS used_tokens (
-    key         TEXT COLLATE "C" PRIMARY KEY,
-    expires_at  TIMESTAMPTZ NOT NULL
-);
-CREATE INDEX IF NOT EXISTS used_tokens_by_expiry ON used_tokens (expires_at);
+_POSTGRES = Dialect(
+    mark=lambda name: f"%({name})s",
+    time_type="TIMESTAMPTZ",
+    id_type='TEXT COLLATE "C"',
+    to_time=lambda at: at,
+    from_time=lambda at: at,
+)
+_SCHEMA = (
+    schema(_POSTGRES)
+    + """
 -- Unlogged, like SQLite's rates file written without fsync: a bucket write never waits
 -- for the WAL, and after a crash the buckets start full again, which only costs a burst.
 CREATE UNLOGGED TABLE IF NOT EXISTS rate_buckets (
@@ -87,28 +81,24 @@ CREATE UNLOGGED TABLE IF NOT EXISTS rate_buckets (
     updated_at  DOUBLE PRECISION NOT NULL
 );
 """
+)
 _VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS nodecert_schema (
     one      BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
     version  INTEGER NOT NULL
 )
 """
-_COLUMNS = (
-    "serial, user_id, node_id, key_type, not_before, not_after, fingerprint_sha256,"
-    " request_id, created_at, status, revoked_at, revocation_reason, profile, renewed_from,"
-    " issuer"
-)
-_PLACEHOLDERS = ", ".join(["%s"] * len(_COLUMNS.split(",")))
-_INSERT_CERTIFICATE = f"INSERT INTO certificates ({_COLUMNS}) VALUES ({_PLACEHOLDERS})"
+_INSERT_CERTIFICATE = insert_certificate(_POSTGRES)
 _TIMEOUT_S = 5.0
 
 
 class PostgresStore:
     """The ledger, node directory, used tokens and rate buckets, in PostgreSQL.
 
-    Implements ``Ledger`` (with ``LedgerQueries``), ``NodeDirectory``, ``ReplayGuard`` and
-    ``RateLimiter``. The tables are created on start (``CREATE TABLE IF NOT EXISTS``)
-    under an advisory lock, so servers that start together do not race.
+    Implements ``Ledger`` (with ``LedgerQueries``), ``NodeDirectory``, ``RevocationOutbox``,
+    ``AuditTrail``, ``ReplayGuard`` and ``RateLimiter``. The tables are created on start
+    (``CREATE TABLE IF NOT EXISTS``, then the columns an older database lacks) under an
+    advisory lock, so servers that start together do not race.
 
     Args:
         dsn: A libpq connection string or ``postgresql://`` URL. It is a secret (it
@@ -165,6 +155,12 @@ class PostgresStore:
                             f" knows {SCHEMA_VERSION} (upgrade nodecert)"
                         )
                     db.execute(_SCHEMA)
+                    columns = db.execute(
+                        "SELECT column_name FROM information_schema.columns"
+                        " WHERE table_schema = current_schema() AND table_name = 'certificates'"
+                    ).fetchall()
+                    for statement in add_late_columns({str(row[0]) for row in columns}):
+                        db.execute(statement)
                     db.execute(
                         "INSERT INTO nodecert_schema (one, version) VALUES (TRUE, %s)"
                         " ON CONFLICT (one) DO UPDATE SET version = excluded.version",
@@ -258,15 +254,15 @@ class PostgresStore:
         """
         conflict = f"serial: {record.serial} is already recorded"
         with self._connection("write", conflict=conflict) as db:
-            db.execute(_INSERT_CERTIFICATE, _row(record))
+            db.execute(_INSERT_CERTIFICATE, certificate_values(record, _POSTGRES))
 
     def get(self, serial: str) -> CertificateRecord | None:
         """The row for ``serial``, or None."""
         with self._connection("read") as db:
             row = db.execute(
-                f"SELECT {_COLUMNS} FROM certificates WHERE serial = %s", (serial,)
+                f"SELECT {COLUMNS} FROM certificates WHERE serial = %s", (serial,)
             ).fetchone()
-        return None if row is None else _certificate(row)
+        return None if row is None else certificate_from_row(row, _POSTGRES)
 
     def find(
         self, *, user_id: str | None = None, node_id: str | None = None
@@ -277,11 +273,11 @@ class PostgresStore:
     def query(self, query: CertificateQuery) -> list[CertificateRecord]:
         """The rows ``query`` asks for, filtered, ordered and paged in SQL (``LedgerQueries``)."""
         sql, args = certificate_select(
-            query, _COLUMNS, mark=lambda name: f"%({name})s", time=lambda at: at
+            query, COLUMNS, mark=lambda name: f"%({name})s", time=lambda at: at
         )
         with self._connection("read") as db:
             rows = db.execute(sql, args).fetchall()
-        return [_certificate(row) for row in rows]
+        return [certificate_from_row(row, _POSTGRES) for row in rows]
 
     def mark_revoked(
         self, serial: str, *, reason: RevocationReason, at: datetime
@@ -297,16 +293,65 @@ class PostgresStore:
             # The row lock makes a concurrent second UPDATE re-check the status and skip.
             row = db.execute(
                 "UPDATE certificates SET status = %s, revoked_at = %s, revocation_reason = %s"
-                f" WHERE serial = %s AND status != %s RETURNING {_COLUMNS}",
+                f" WHERE serial = %s AND status != %s RETURNING {COLUMNS}",
                 (revoked, at, reason.value, serial, revoked),
             ).fetchone()
             if row is None:
                 row = db.execute(
-                    f"SELECT {_COLUMNS} FROM certificates WHERE serial = %s", (serial,)
+                    f"SELECT {COLUMNS} FROM certificates WHERE serial = %s", (serial,)
                 ).fetchone()
         if row is None:
             raise NotFoundError(f"serial: no certificate {serial}")
-        return _certificate(row)
+        return certificate_from_row(row, _POSTGRES)
+
+    def record_successor(self, record: CertificateRecord) -> None:
+        """Commit ``record`` and supersede ``record.renewed_from``, in one transaction.
+
+        Raises:
+            ConflictError: the predecessor is not active any more, or the serial exists.
+            StoreUnavailableError: the database cannot answer now.
+        """
+        with self._connection("write") as db, db.transaction():
+            _sql.record_successor(db, record, _POSTGRES)
+
+    # RevocationOutbox
+
+    def revoke_and_queue(
+        self, serials: Sequence[str], *, reason: RevocationReason, at: datetime
+    ) -> list[CertificateRecord]:
+        """Revoke the live rows of ``serials`` and queue their CA revocations, in one
+        transaction; return the rows this call revoked."""
+        with self._connection("write") as db, db.transaction():
+            return _sql_outbox.revoke_and_queue(
+                db, serials, reason=reason, at=at, dialect=_POSTGRES
+            )
+
+    def pending_revocations(self, *, limit: int) -> list[PendingRevocation]:
+        """Up to ``limit`` queued CA revocations, oldest first."""
+        with self._connection("read") as db:
+            return _sql_outbox.pending_revocations(db, limit=limit, dialect=_POSTGRES)
+
+    def revocation_sent(self, serial: str) -> None:
+        """Take ``serial`` off the CA revocation queue."""
+        with self._connection("write") as db:
+            _sql_outbox.revocation_sent(db, serial, _POSTGRES)
+
+    def count_pending_revocations(self) -> int:
+        """How many CA revocations are queued."""
+        with self._connection("read") as db:
+            return _sql_outbox.count_pending(db)
+
+    # AuditTrail
+
+    def append_audit(self, entry: AuditEntry) -> None:
+        """Record an administrative action (committed before this returns)."""
+        with self._connection("write") as db:
+            _sql_outbox.insert_audit(db, entry, _POSTGRES)
+
+    def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
+        """The ``limit`` most recent audit entries, newest first."""
+        with self._connection("read") as db:
+            return _sql_outbox.audit_entries(db, limit=limit, dialect=_POSTGRES)
 
     # ReplayGuard
 
@@ -357,45 +402,5 @@ class PostgresStore:
         self._pool.close()
 
 
-def _row(record: CertificateRecord) -> tuple[object, ...]:
-    return (
-        record.serial,
-        record.user_id,
-        record.node_id,
-        record.key_type,
-        record.not_before,
-        record.not_after,
-        record.fingerprint_sha256,
-        record.request_id,
-        record.created_at,
-        record.status.value,
-        record.revoked_at,
-        record.revocation_reason.value if record.revocation_reason else None,
-        record.profile.value,
-        record.renewed_from,
-        record.issuer,
-    )
-
-
 def _node(row: tuple[Any, ...]) -> NodeRecord:
     return NodeRecord(node_id=row[0], owner=row[1], created_at=row[2])
-
-
-def _certificate(row: tuple[Any, ...]) -> CertificateRecord:
-    return CertificateRecord(
-        serial=row[0],
-        user_id=row[1],
-        node_id=row[2],
-        key_type=row[3],
-        not_before=row[4],
-        not_after=row[5],
-        fingerprint_sha256=row[6],
-        request_id=row[7],
-        created_at=row[8],
-        status=CertificateStatus(row[9]),
-        revoked_at=row[10],
-        revocation_reason=RevocationReason(row[11]) if row[11] else None,
-        profile=Profile(row[12]),
-        renewed_from=row[13],
-        issuer=row[14],
-    )

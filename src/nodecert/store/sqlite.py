@@ -15,14 +15,26 @@ from pathlib import Path
 
 from nodecert.core.errors import ConflictError, NotFoundError, StoreUnavailableError
 from nodecert.core.ports import (
+    AuditEntry,
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,
     NodeRecord,
-    Profile,
+    PendingRevocation,
     RevocationReason,
 )
-from nodecert.store._sql import bucket_statements, certificate_select, seconds_until_token
+from nodecert.store import _sql, _sql_outbox
+from nodecert.store._sql import (
+    COLUMNS,
+    Dialect,
+    bucket_statements,
+    certificate_from_row,
+    certificate_select,
+    certificate_values,
+    insert_certificate,
+    schema,
+    seconds_until_token,
+)
 from nodecert.store.groupcommit import GroupCommitter
 from nodecert.store.sqlite_file import SQLiteFile
 
@@ -30,40 +42,19 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 # Version 2 added used_tokens (single-use renewal token ids), version 3 rate_buckets
 # (issuance quotas, since moved to a file of their own), version 4 certificates.issuer (the
-# CA that signed). CREATE TABLE IF NOT EXISTS and _upgrade bring older files up in place.
-SCHEMA_VERSION = 4
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS nodes (
-    node_id     TEXT PRIMARY KEY,
-    owner       TEXT NOT NULL,
-    created_at  TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS nodes_by_owner ON nodes (owner);
-CREATE TABLE IF NOT EXISTS certificates (
-    serial              TEXT PRIMARY KEY,
-    user_id             TEXT NOT NULL,
-    node_id             TEXT NOT NULL,
-    key_type            TEXT NOT NULL,
-    not_before          TEXT NOT NULL,
-    not_after           TEXT NOT NULL,
-    fingerprint_sha256  TEXT NOT NULL,
-    request_id          TEXT NOT NULL,
-    created_at          TEXT NOT NULL,
-    status              TEXT NOT NULL,
-    revoked_at          TEXT,
-    revocation_reason   TEXT,
-    profile             TEXT NOT NULL,
-    renewed_from        TEXT,
-    issuer              TEXT
-);
-CREATE INDEX IF NOT EXISTS certificates_by_user ON certificates (user_id, created_at);
-CREATE INDEX IF NOT EXISTS certificates_by_node ON certificates (node_id, created_at);
-CREATE TABLE IF NOT EXISTS used_tokens (
-    key         TEXT PRIMARY KEY,
-    expires_at  TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS used_tokens_by_expiry ON used_tokens (expires_at);
-"""
+# CA that signed), version 5 certificates.dns_names and superseded_by, revocation_outbox
+# and audit_log. CREATE TABLE IF NOT EXISTS and _upgrade bring older files up in place.
+SCHEMA_VERSION = 5
+# ISO 8601 UTC text sorts as time does ("+" sorts before "."), which ORDER BY and query()
+# rely on: every time is written by _SQLITE.to_time.
+_SQLITE = Dialect(
+    mark=lambda name: f":{name}",
+    time_type="TEXT",
+    id_type="TEXT",
+    to_time=lambda at: at.astimezone(UTC).isoformat(),
+    from_time=datetime.fromisoformat,
+)
+_SCHEMA = schema(_SQLITE)
 # Rate buckets live in a file of their own, written without fsync: a bucket write must
 # never queue behind a ledger commit that is waiting for the disk.
 _RATES_SCHEMA = """
@@ -73,14 +64,7 @@ CREATE TABLE IF NOT EXISTS rate_buckets (
     updated_at  REAL NOT NULL
 );
 """
-_COLUMNS = (
-    "serial, user_id, node_id, key_type, not_before, not_after, fingerprint_sha256,"
-    " request_id, created_at, status, revoked_at, revocation_reason, profile, renewed_from,"
-    " issuer"
-)
-_INSERT_CERTIFICATE = (
-    f"INSERT INTO certificates ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))})"
-)
+_INSERT_CERTIFICATE = insert_certificate(_SQLITE)
 _BUSY_TIMEOUT_S = 5.0
 
 
@@ -88,7 +72,8 @@ class SQLiteStore:
     """The ledger, node directory, used tokens and rate buckets, in SQLite files.
 
     Implements ``Ledger`` (with ``DeferredLedger`` and ``LedgerQueries``),
-    ``NodeDirectory``, ``ReplayGuard`` and ``RateLimiter``.
+    ``NodeDirectory``, ``RevocationOutbox``, ``AuditTrail``, ``ReplayGuard`` and
+    ``RateLimiter``.
 
     Args:
         path: The database file; created (with its schema) when missing. Rate buckets go
@@ -192,9 +177,9 @@ class SQLiteStore:
         :meth:`record` would raise. Rows from every thread of this process share commits,
         so concurrent issuances pay for one fsync between them.
         """
-        return self._committer.submit(_row(record))
+        return self._committer.submit(certificate_values(record, _SQLITE))
 
-    def _commit_rows(self, rows: Sequence[tuple[object, ...]]) -> list[Exception | None]:
+    def _commit_rows(self, rows: Sequence[dict[str, object]]) -> list[Exception | None]:
         outcomes: list[Exception | None] = []
         with self._db.transaction(write=True) as db:
             for values in rows:
@@ -203,7 +188,7 @@ class SQLiteStore:
                     outcomes.append(None)
                 except sqlite3.IntegrityError as exc:
                     # Only this statement is rolled back; the other rows still commit.
-                    conflict = ConflictError(f"serial: {values[0]} is already recorded")
+                    conflict = ConflictError(f"serial: {values['serial']} is already recorded")
                     conflict.__cause__ = exc
                     outcomes.append(conflict)
         return outcomes
@@ -212,9 +197,9 @@ class SQLiteStore:
         """The row for ``serial``, or None."""
         with self._db.transaction() as db:
             row = db.execute(
-                f"SELECT {_COLUMNS} FROM certificates WHERE serial = ?", (serial,)
+                f"SELECT {COLUMNS} FROM certificates WHERE serial = ?", (serial,)
             ).fetchone()
-        return None if row is None else _certificate(row)
+        return None if row is None else certificate_from_row(row, _SQLITE)
 
     def find(
         self, *, user_id: str | None = None, node_id: str | None = None
@@ -227,13 +212,13 @@ class SQLiteStore:
         # ISO 8601 UTC text sorts as time does (see _row), so expiry is a text comparison.
         sql, args = certificate_select(
             query,
-            _COLUMNS,
+            COLUMNS,
             mark=lambda name: f":{name}",
             time=lambda at: at.astimezone(UTC).isoformat(),
         )
         with self._db.transaction() as db:
             rows = db.execute(sql, args).fetchall()
-        return [_certificate(row) for row in rows]
+        return [certificate_from_row(row, _SQLITE) for row in rows]
 
     def revoked_entries(
         self, *, now: datetime
@@ -276,11 +261,58 @@ class SQLiteStore:
                 ),
             )
             row = db.execute(
-                f"SELECT {_COLUMNS} FROM certificates WHERE serial = ?", (serial,)
+                f"SELECT {COLUMNS} FROM certificates WHERE serial = ?", (serial,)
             ).fetchone()
         if row is None:
             raise NotFoundError(f"serial: no certificate {serial}")
-        return _certificate(row)
+        return certificate_from_row(row, _SQLITE)
+
+    def record_successor(self, record: CertificateRecord) -> None:
+        """Commit ``record`` and supersede ``record.renewed_from``, in one transaction.
+
+        Raises:
+            ConflictError: the predecessor is not active any more, or the serial exists.
+            StoreUnavailableError: the row could not be committed.
+        """
+        with self._db.transaction(write=True) as db:
+            _sql.record_successor(db, record, _SQLITE)
+
+    # RevocationOutbox
+
+    def revoke_and_queue(
+        self, serials: Sequence[str], *, reason: RevocationReason, at: datetime
+    ) -> list[CertificateRecord]:
+        """Revoke the live rows of ``serials`` and queue their CA revocations, in one
+        transaction; return the rows this call revoked."""
+        with self._db.transaction(write=True) as db:
+            return _sql_outbox.revoke_and_queue(db, serials, reason=reason, at=at, dialect=_SQLITE)
+
+    def pending_revocations(self, *, limit: int) -> list[PendingRevocation]:
+        """Up to ``limit`` queued CA revocations, oldest first."""
+        with self._db.transaction() as db:
+            return _sql_outbox.pending_revocations(db, limit=limit, dialect=_SQLITE)
+
+    def revocation_sent(self, serial: str) -> None:
+        """Take ``serial`` off the CA revocation queue."""
+        with self._db.transaction(write=True) as db:
+            _sql_outbox.revocation_sent(db, serial, _SQLITE)
+
+    def count_pending_revocations(self) -> int:
+        """How many CA revocations are queued."""
+        with self._db.transaction() as db:
+            return _sql_outbox.count_pending(db)
+
+    # AuditTrail
+
+    def append_audit(self, entry: AuditEntry) -> None:
+        """Record an administrative action (committed before this returns)."""
+        with self._db.transaction(write=True) as db:
+            _sql_outbox.insert_audit(db, entry, _SQLITE)
+
+    def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
+        """The ``limit`` most recent audit entries, newest first."""
+        with self._db.transaction() as db:
+            return _sql_outbox.audit_entries(db, limit=limit, dialect=_SQLITE)
 
     # ReplayGuard
 
@@ -328,8 +360,8 @@ def _upgrade(db: sqlite3.Connection) -> None:
     # Columns added after a table was first created (CREATE TABLE IF NOT EXISTS leaves an
     # existing table as it is). Rows written before have NULL there.
     columns = {row[1] for row in db.execute("PRAGMA table_info(certificates)")}
-    if "issuer" not in columns:
-        db.execute("ALTER TABLE certificates ADD COLUMN issuer TEXT")
+    for statement in _sql.add_late_columns(columns):
+        db.execute(statement)
 
 
 def _stamp(at: datetime) -> str:
@@ -337,47 +369,5 @@ def _stamp(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _row(record: CertificateRecord) -> tuple[object, ...]:
-    # Times are isoformat() of UTC datetimes: "...:SS+00:00" or "...:SS.ffffff+00:00".
-    # Text order is time order ("+" sorts before "."), which ORDER BY and query() rely on.
-    return (
-        record.serial,
-        record.user_id,
-        record.node_id,
-        record.key_type,
-        record.not_before.isoformat(),
-        record.not_after.isoformat(),
-        record.fingerprint_sha256,
-        record.request_id,
-        record.created_at.isoformat(),
-        record.status.value,
-        record.revoked_at.isoformat() if record.revoked_at else None,
-        record.revocation_reason.value if record.revocation_reason else None,
-        record.profile.value,
-        record.renewed_from,
-        record.issuer,
-    )
-
-
 def _node(row: tuple[str, str, str]) -> NodeRecord:
     return NodeRecord(node_id=row[0], owner=row[1], created_at=datetime.fromisoformat(row[2]))
-
-
-def _certificate(row: tuple[str, ...]) -> CertificateRecord:
-    return CertificateRecord(
-        serial=row[0],
-        user_id=row[1],
-        node_id=row[2],
-        key_type=row[3],
-        not_before=datetime.fromisoformat(row[4]),
-        not_after=datetime.fromisoformat(row[5]),
-        fingerprint_sha256=row[6],
-        request_id=row[7],
-        created_at=datetime.fromisoformat(row[8]),
-        status=CertificateStatus(row[9]),
-        revoked_at=datetime.fromisoformat(row[10]) if row[10] else None,
-        revocation_reason=RevocationReason(row[11]) if row[11] else None,
-        profile=Profile(row[12]),
-        renewed_from=row[13],
-        issuer=row[14],
-    )

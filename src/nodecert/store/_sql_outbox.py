@@ -1,0 +1,137 @@
+"""SQL shared by the SQLite and PostgreSQL stores: the revocation outbox and the audit log.
+
+Each function runs in the caller's connection (and transaction, where it says so), with the
+caller's :class:`~nodecert.store._sql.Dialect`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from nodecert.core.ports import (
+    AuditEntry,
+    CertificateRecord,
+    CertificateStatus,
+    PendingRevocation,
+    RevocationReason,
+)
+from nodecert.store._sql import COLUMNS, Connection, Dialect, certificate_from_row
+
+__all__ = [
+    "audit_entries",
+    "count_pending",
+    "insert_audit",
+    "pending_revocations",
+    "revocation_sent",
+    "revoke_and_queue",
+]
+
+
+def revoke_and_queue(
+    db: Connection,
+    serials: Sequence[str],
+    *,
+    reason: RevocationReason,
+    at: datetime,
+    dialect: Dialect,
+) -> list[CertificateRecord]:
+    """In the caller's transaction: revoke the live rows of ``serials``, queue each for the CA."""
+    m = dialect.mark
+    revoked: list[CertificateRecord] = []
+    for serial in serials:
+        row = db.execute(
+            f"UPDATE certificates SET status = {m('revoked')}, revoked_at = {m('at')},"
+            f" revocation_reason = {m('reason')}"
+            f" WHERE serial = {m('serial')} AND status IN ({m('active')}, {m('superseded')})"
+            f" RETURNING {COLUMNS}",
+            {
+                "revoked": CertificateStatus.REVOKED.value,
+                "at": dialect.to_time(at),
+                "reason": reason.value,
+                "serial": serial,
+                "active": CertificateStatus.ACTIVE.value,
+                "superseded": CertificateStatus.SUPERSEDED.value,
+            },
+        ).fetchone()
+        if row is None:
+            continue
+        record = certificate_from_row(row, dialect)
+        db.execute(
+            "INSERT INTO revocation_outbox (serial, reason, issuer, queued_at)"
+            f" VALUES ({m('serial')}, {m('reason')}, {m('issuer')}, {m('at')})"
+            " ON CONFLICT (serial) DO NOTHING",
+            {
+                "serial": serial,
+                "reason": reason.value,
+                "issuer": record.issuer,
+                "at": dialect.to_time(at),
+            },
+        )
+        revoked.append(record)
+    return revoked
+
+
+def pending_revocations(db: Connection, *, limit: int, dialect: Dialect) -> list[PendingRevocation]:
+    """Up to ``limit`` queued CA revocations, oldest first."""
+    rows = db.execute(
+        "SELECT serial, reason, issuer, queued_at FROM revocation_outbox"
+        f" ORDER BY queued_at, serial LIMIT {dialect.mark('limit')}",
+        {"limit": limit},
+    ).fetchall()
+    return [
+        PendingRevocation(
+            serial=row[0],
+            reason=RevocationReason(row[1]),
+            issuer=row[2],
+            queued_at=dialect.from_time(row[3]),
+        )
+        for row in rows
+    ]
+
+
+def revocation_sent(db: Connection, serial: str, dialect: Dialect) -> None:
+    """Take ``serial`` off the queue."""
+    db.execute(
+        f"DELETE FROM revocation_outbox WHERE serial = {dialect.mark('serial')}",
+        {"serial": serial},
+    )
+
+
+def count_pending(db: Connection) -> int:
+    """How many CA revocations are queued."""
+    return int(db.execute("SELECT COUNT(*) FROM revocation_outbox").fetchone()[0])
+
+
+def insert_audit(db: Connection, entry: AuditEntry, dialect: Dialect) -> None:
+    """Append ``entry`` to the audit log."""
+    m = dialect.mark
+    db.execute(
+        "INSERT INTO audit_log (id, at, actor, action, target, detail) VALUES"
+        f" ({m('id')}, {m('at')}, {m('actor')}, {m('action')}, {m('target')}, {m('detail')})",
+        {
+            # Time-ordered, so that entries of the same microsecond keep their order.
+            "id": f"{entry.at.timestamp():017.6f}-{uuid.uuid4().hex}",
+            "at": dialect.to_time(entry.at),
+            "actor": entry.actor,
+            "action": entry.action,
+            "target": entry.target,
+            "detail": entry.detail,
+        },
+    )
+
+
+def audit_entries(db: Connection, *, limit: int, dialect: Dialect) -> list[AuditEntry]:
+    """The ``limit`` most recent audit entries, newest first."""
+    rows = db.execute(
+        "SELECT at, actor, action, target, detail FROM audit_log"
+        f" ORDER BY at DESC, id DESC LIMIT {dialect.mark('limit')}",
+        {"limit": limit},
+    ).fetchall()
+    return [
+        AuditEntry(
+            at=dialect.from_time(row[0]), actor=row[1], action=row[2], target=row[3], detail=row[4]
+        )
+        for row in rows
+    ]

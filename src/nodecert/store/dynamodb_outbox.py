@@ -1,0 +1,263 @@
+"""Revocations that always finish, and the audit trail, in DynamoDB.
+
+Both live in the limits table (``LimitsTable`` in ``deploy/template.yaml``), next to the
+single-use tokens and rate buckets, under key prefixes of their own (``revoke#``,
+``audit#``) and without a TTL, so DynamoDB never deletes them by itself:
+
+- a revocation is one transaction per certificate: the row's conditional update to
+  ``revoked`` together with a ``revoke#<serial>`` item, the queued CA revocation. A sweep
+  of many rows is first written down as ``sweep#`` items (its serials), then done as that
+  many transactions, and each ``sweep#`` item is deleted once its rows are done: the
+  completion marker. One left behind (a crash, an outage) is finished by the next drain;
+- ``audit#<time>#<random>`` items are the audit trail.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from nodecert.core.ports import (
+    AuditEntry,
+    CertificateRecord,
+    CertificateStatus,
+    PendingRevocation,
+    RevocationReason,
+)
+from nodecert.store._dynamodb import ConditionFailedError, dynamodb_call
+from nodecert.store._dynamodb_items import certificate_from_item, item_time, parse_time
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+__all__ = ["DynamoDBOutbox"]
+
+_REVOKE = "revoke#"
+_AUDIT = "audit#"
+_SWEEP = "sweep#"
+# Serials per sweep item: 1,000 of at most 40 characters stay far below DynamoDB's 400 KB.
+_SWEEP_CHUNK = 1000
+
+
+class DynamoDBOutbox:
+    """The CA revocation queue and the audit trail, in the limits table.
+
+    Implements ``nodecert.core.ports.RevocationOutbox`` and ``AuditTrail``.
+
+    Args:
+        client: A boto3 ``dynamodb`` client (the store's).
+        certificates_table: The certificates table (revocations update its rows).
+        table: The limits table name.
+    """
+
+    def __init__(self, client: DynamoDBClient, *, certificates_table: str, table: str) -> None:
+        self._client = client
+        self._certificates = certificates_table
+        self._table = table
+
+    # RevocationOutbox
+
+    def revoke_and_queue(
+        self, serials: Sequence[str], *, reason: RevocationReason, at: datetime
+    ) -> list[CertificateRecord]:
+        """Revoke the live rows of ``serials``, each with its queue item in one transaction.
+
+        Returns:
+            The rows this call revoked (already revoked or unknown serials are skipped).
+
+        DynamoDB has no transaction of unbounded size, so a sweep is first written down
+        (a ``sweep#`` item naming its serials, in chunks), then done row by row, and the
+        item deleted when the last row is done: its completion marker. A sweep cut short
+        (a crash, an outage) is finished by the next :meth:`pending_revocations`.
+
+        Raises:
+            StoreUnavailableError: DynamoDB cannot answer now; the rows revoked before the
+                failure stay revoked (and queued), and the sweep is finished later.
+        """
+        revoked = []
+        for start in range(0, len(serials), _SWEEP_CHUNK):
+            chunk = list(serials[start : start + _SWEEP_CHUNK])
+            key = f"{_SWEEP}{item_time(at)}#{uuid.uuid4().hex}"
+            dynamodb_call(
+                lambda chunk=chunk, key=key: self._client.put_item(  # type: ignore[misc]
+                    TableName=self._table,
+                    Item={
+                        "key": {"S": key},
+                        "serials": {"L": [{"S": serial} for serial in chunk]},
+                        "reason": {"S": reason.value},
+                        "at": {"S": item_time(at)},
+                    },
+                )
+            )
+            revoked += self._sweep(chunk, reason=reason, at=at)
+            self._delete(key)
+        return revoked
+
+    def _sweep(
+        self, serials: Sequence[str], *, reason: RevocationReason, at: datetime
+    ) -> list[CertificateRecord]:
+        revoked = []
+        for serial in serials:
+            row = self._revoke_one(serial, reason=reason, at=at)
+            if row is not None:
+                revoked.append(row)
+        return revoked
+
+    def _finish_sweeps(self) -> None:
+        # Per-row writes are conditional, so finishing a sweep that is still running
+        # elsewhere only repeats writes that change nothing.
+        for item in self._scan(_SWEEP):
+            self._sweep(
+                [value["S"] for value in item["serials"]["L"]],
+                reason=RevocationReason(item["reason"]["S"]),
+                at=parse_time(item["at"]["S"]),
+            )
+            self._delete(item["key"]["S"])
+
+    def _delete(self, key: str) -> None:
+        dynamodb_call(
+            lambda: self._client.delete_item(TableName=self._table, Key={"key": {"S": key}})
+        )
+
+    def _revoke_one(
+        self, serial: str, *, reason: RevocationReason, at: datetime
+    ) -> CertificateRecord | None:
+        response = dynamodb_call(
+            lambda: self._client.get_item(
+                TableName=self._certificates, Key={"serial": {"S": serial}}, ConsistentRead=True
+            )
+        )
+        if "Item" not in response:
+            return None
+        row = certificate_from_item(response["Item"])
+        if not row.status.is_live:
+            return None
+        stamp = item_time(at)
+        queued: dict[str, Any] = {
+            "key": {"S": _REVOKE + serial},
+            "serial": {"S": serial},
+            "reason": {"S": reason.value},
+            "queuedAt": {"S": stamp},
+        }
+        if row.issuer is not None:
+            # Read above: a row's issuer never changes once recorded.
+            queued["issuer"] = {"S": row.issuer}
+        try:
+            dynamodb_call(
+                lambda: self._client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": self._certificates,
+                                "Key": {"serial": {"S": serial}},
+                                "UpdateExpression": (
+                                    "SET #status = :revoked, revokedAt = :at,"
+                                    " revocationReason = :why"
+                                ),
+                                "ConditionExpression": "#status IN (:active, :superseded)",
+                                "ExpressionAttributeNames": {"#status": "status"},
+                                "ExpressionAttributeValues": {
+                                    ":revoked": {"S": CertificateStatus.REVOKED.value},
+                                    ":active": {"S": CertificateStatus.ACTIVE.value},
+                                    ":superseded": {"S": CertificateStatus.SUPERSEDED.value},
+                                    ":at": {"S": stamp},
+                                    ":why": {"S": reason.value},
+                                },
+                            }
+                        },
+                        {"Put": {"TableName": self._table, "Item": queued}},
+                    ]
+                ),
+                conflict=True,
+            )
+        except ConditionFailedError:
+            return None  # Revoked meanwhile by another sweep, which queued it.
+        return replace(
+            row,
+            status=CertificateStatus.REVOKED,
+            revoked_at=parse_time(stamp),
+            revocation_reason=reason,
+        )
+
+    def pending_revocations(self, *, limit: int) -> list[PendingRevocation]:
+        """Up to ``limit`` queued CA revocations, oldest first (sweeps cut short finished
+        first)."""
+        self._finish_sweeps()
+        items = sorted(
+            self._scan(_REVOKE), key=lambda item: (item["queuedAt"]["S"], item["serial"]["S"])
+        )
+        return [
+            PendingRevocation(
+                serial=item["serial"]["S"],
+                reason=RevocationReason(item["reason"]["S"]),
+                issuer=item["issuer"]["S"] if "issuer" in item else None,
+                queued_at=parse_time(item["queuedAt"]["S"]),
+            )
+            for item in items[:limit]
+        ]
+
+    def revocation_sent(self, serial: str) -> None:
+        """Take ``serial`` off the CA revocation queue."""
+        self._delete(_REVOKE + serial)
+
+    def count_pending_revocations(self) -> int:
+        """How many CA revocations are queued."""
+        return len(self._scan(_REVOKE))
+
+    # AuditTrail
+
+    def append_audit(self, entry: AuditEntry) -> None:
+        """Record an administrative action."""
+        stamp = item_time(entry.at)
+        dynamodb_call(
+            lambda: self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "key": {"S": f"{_AUDIT}{stamp}#{uuid.uuid4().hex}"},
+                    "at": {"S": stamp},
+                    "actor": {"S": entry.actor},
+                    "action": {"S": entry.action},
+                    "target": {"S": entry.target},
+                    "detail": {"S": entry.detail},
+                },
+            )
+        )
+
+    def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
+        """The ``limit`` most recent audit entries, newest first."""
+        items = sorted(self._scan(_AUDIT), key=lambda item: item["key"]["S"], reverse=True)
+        return [
+            AuditEntry(
+                at=parse_time(item["at"]["S"]),
+                actor=item["actor"]["S"],
+                action=item["action"]["S"],
+                target=item["target"]["S"],
+                detail=item["detail"]["S"],
+            )
+            for item in items[:limit]
+        ]
+
+    def _scan(self, prefix: str) -> list[dict[str, Any]]:
+        # The limits table holds short-lived tokens and one bucket per user besides these:
+        # a filtered scan reads it whole, which stays small.
+        items: list[dict[str, Any]] = []
+        start: dict[str, Any] = {}
+        while True:
+            response = dynamodb_call(
+                lambda start=start: self._client.scan(  # type: ignore[misc]
+                    TableName=self._table,
+                    FilterExpression="begins_with(#key, :prefix)",
+                    ExpressionAttributeNames={"#key": "key"},
+                    ExpressionAttributeValues={":prefix": {"S": prefix}},
+                    ConsistentRead=True,
+                    **start,
+                )
+            )
+            items.extend(response.get("Items", []))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return items
+            start = {"ExclusiveStartKey": last}

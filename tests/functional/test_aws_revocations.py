@@ -1,0 +1,37 @@
+"""The scheduled Lambda that drains the CA revocation queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nodecert.aws import revocations
+from nodecert.bootstrap import build_service
+from nodecert.core.ports import RevocationReason
+from tests.nodeside import issue
+
+from ..conftest import make_settings
+
+
+def test_the_scheduled_handler_drains_the_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    service = build_service(make_settings(home))
+    cert = issue(service.authority, "alice", "n1")
+    # Queued as a revocation whose CA call failed would leave it: ledger done, CA not told.
+    service.authority.outbox.revoke_and_queue(
+        [cert.serial], reason=RevocationReason.KEY_COMPROMISE, at=service.authority.clock()
+    )
+    assert service.authority.outbox.count_pending_revocations() == 1
+    monkeypatch.setenv("NODECERT_HOME", str(home))
+    monkeypatch.setenv("NODECERT_KEY_POOL_SIZE", "0")
+    revocations._service.cache_clear()
+    try:
+        assert revocations.lambda_handler({"source": "aws.events"}, None) == {"pending": 0}
+    finally:
+        revocations._service().close()
+        revocations._service.cache_clear()
+    assert service.authority.outbox.count_pending_revocations() == 0
+    service.close()

@@ -1,0 +1,54 @@
+"""The background drain of the CA revocation queue survives failures and stops cleanly."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from nodecert.core.errors import StoreUnavailableError
+from nodecert.server.drainer import RevocationDrainer
+
+
+def test_a_failed_run_is_logged_and_the_next_run_still_comes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outcomes: list[object] = [StoreUnavailableError("store: down (test)"), 2, 0]
+    done = threading.Event()
+
+    def finish() -> int:
+        outcome = outcomes.pop(0) if outcomes else 0
+        if not outcomes:
+            done.set()
+        if isinstance(outcome, Exception):
+            raise outcome
+        assert isinstance(outcome, int)
+        return outcome
+
+    drainer = RevocationDrainer(finish, interval_s=0.01)
+    drainer.start()
+    assert done.wait(30)
+    drainer.stop()
+    assert drainer.runs >= 3
+    assert "draining the CA queue failed" in caplog.text
+    assert "2 CA revocation(s) still queued" in caplog.text
+
+
+def test_run_once_reports_what_is_left_or_none() -> None:
+    assert RevocationDrainer(lambda: 3).run_once() == 3
+
+    def down() -> int:
+        raise StoreUnavailableError("store: down (test)")
+
+    assert RevocationDrainer(down).run_once() is None
+    with pytest.raises(ValueError, match="positive"):
+        RevocationDrainer(lambda: 0, interval_s=0)
+
+
+def test_stop_ends_the_thread_promptly() -> None:
+    drainer = RevocationDrainer(lambda: 0, interval_s=3600)
+    drainer.start()
+    started = time.monotonic()
+    drainer.stop()
+    assert time.monotonic() - started < 10
