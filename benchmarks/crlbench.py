@@ -30,7 +30,8 @@ class CRLResult:
 
 def measure_crl(count: int = 100_000, *, workdir: Path | None = None) -> CRLResult:
     """Fill a ledger with ``count`` revoked rows and time the CRL, cold then cached."""
-    from nodecert.bootstrap import build_service
+    from nodecert.http.nodeside_routes import NodeSideRoutes
+from nodecert.bootstrap import build_service
     from nodecert.core.config import Settings
     from nodecert.core.ports import CertificateRecord, CertificateStatus, RevocationReason
 
@@ -60,8 +61,7 @@ def measure_crl(count: int = 100_000, *, workdir: Path | None = None) -> CRLResu
             ]
             for future in futures:
                 future.result()
-            routes = service.node_routes
-            assert routes is not None
+            routes = NodeSideRoutes.for_service(service)
             started = time.perf_counter()
             reply = routes.crl()
             build_s = time.perf_counter() - started

@@ -178,7 +178,7 @@ def test_a_superseded_certificate_is_still_allowed_until_it_expires(env: Env) ->
     first = env.issue("alice", "n1", keyType="ec-p256")
     assert _renew(env, first).status_code == 201
     certificate = x509.load_pem_x509_certificate(str(first["certificate"]).encode())
-    decision = env.service.node_routes.decider.decide(certificate, "n1")
+    decision = env.service.decider.decide(certificate, "n1")
     assert decision.allowed, decision
 
 

@@ -40,6 +40,7 @@ EXPECTED = {
     "IdempotencyKeyReusedError": 400,
     "IdempotentReplayError": 409,
     "ConflictingInputError": 400,
+    "AlreadyRenewedError": 409,
 }
 
 
