@@ -1,4 +1,4 @@
-"""The shipped systemd units (deploy/systemd): valid for systemd, runnable by our CLI, in the docs."""
+"""The shipped systemd units (deploy/systemd): valid, runnable by our CLI, shown in the docs."""
 
 from __future__ import annotations
 
