@@ -226,3 +226,23 @@ def test_bad_configuration_is_refused() -> None:
             Client(url)
     with pytest.raises(InvalidRequestError):
         Client("http://x", timeout=0)
+
+
+def _readme_blocks() -> list[str]:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("## The Python client") :]
+    section = section[: section.index("\n## ", 1)]
+    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+
+
+def test_the_readme_examples_run_as_written(live: Live) -> None:
+    example, fake = _readme_blocks()
+    live.admin.put_node("n1", owner="readme")
+    namespace = {"token": live.mint("readme")}
+    exec(example.replace("https://nodecert.example.com", live.url), namespace)  # noqa: S102
+    assert {r.status for r in live.user("readme").certificates(node_id="n1")} == {"revoked"}
+    namespace = {}
+    exec("from nodecert.client import Client\n" + fake, namespace)  # noqa: S102
+    with pytest.raises(NotFoundError, match="no node 'n9'"):
+        namespace["client"].node("n9")
+    assert namespace["transport"].requests[0].url.endswith("/v1/nodes/n9")
