@@ -239,10 +239,10 @@ def test_the_readme_examples_run_as_written(live: Live) -> None:
     example, fake = _readme_blocks()
     live.admin.put_node("n1", owner="readme")
     namespace = {"token": live.mint("readme")}
-    exec(example.replace("https://nodecert.example.com", live.url), namespace)  # noqa: S102
+    exec(example.replace("https://nodecert.example.com", live.url), namespace)
     assert {r.status for r in live.user("readme").certificates(node_id="n1")} == {"revoked"}
     namespace = {}
-    exec("from nodecert.client import Client\n" + fake, namespace)  # noqa: S102
+    exec("from nodecert.client import Client\n" + fake, namespace)
     with pytest.raises(NotFoundError, match="no node 'n9'"):
         namespace["client"].node("n9")
     assert namespace["transport"].requests[0].url.endswith("/v1/nodes/n9")
