@@ -229,3 +229,22 @@ def test_a_token_from_another_home_gets_a_hint(
     code, _, err = _run(capsys, "certs", "--token", token)
     assert code == 1 and "HTTP 401" in err and "another NODECERT_HOME" in err
     assert token not in err
+
+
+def test_renew_watch_logs_its_schedule_to_stderr(
+    server: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    env = server[1]
+    cli(env, "request", "s-n2", "--key-type", "ec-p256", "--out", str(tmp_path), "--force")
+    cert, key = tmp_path / "s-n2.crt", tmp_path / "s-n2.key"
+    argv = [NODECERT, "renew", "--watch", "--cert", str(cert), "--key", str(key)]
+    child = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    assert child.stderr is not None
+    try:
+        with child.stderr:
+            line = child.stderr.readline()
+    finally:
+        child.terminate()
+        child.wait(timeout=30)
+    assert " nodecert: INFO: renew: " in line and f"{cert} (serial " in line, line
+    assert "renews at 20" in line and "PRIVATE KEY" not in line

@@ -291,3 +291,27 @@ def test_a_hook_that_hangs_is_stopped(tmp_path, service, monkeypatch):
         run_deploy_hook(
             "sleep 30", RenewalTarget(cert=cert, key=key, client=_unused()), old.certificate
         )
+
+
+def test_watch_never_renews_in_the_first_tenth_of_a_lifetime(tmp_path, service):
+    old = issue(service.authority, "alice", "n1")
+    cert, key = write_client(old, tmp_path, "n1")
+    start = old.certificate.not_valid_before_utc
+    now, _, sleep = _clocked(start)
+    attempts = []
+
+    def renew(t):
+        attempts.append(now[0])
+        return old.certificate
+
+    watch(
+        RenewalTarget(cert=cert, key=key, client=_unused()),
+        renew=renew,
+        sleep=sleep,
+        clock=lambda: now[0],
+        jitter=lambda: 0,
+        renew_before=timedelta(days=30),  # "Always due": without the floor, a tight loop.
+        max_renewals=1,
+    )
+    lifetime = old.certificate.not_valid_after_utc - start
+    assert attempts == [start + lifetime / 10]

@@ -104,17 +104,30 @@ def cli_admin() -> Principal:
 def setup_logging() -> None:
     """Log ``nodecert`` messages at INFO and above to stderr, with UTC timestamps."""
     logger = logging.getLogger("nodecert")
-    if any(getattr(h, "_nodecert_cli", False) for h in logger.handlers):
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    formatter = logging.Formatter(
-        "%(asctime)s nodecert: %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ"
-    )
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
-    handler._nodecert_cli = True  # type: ignore[attr-defined]
-    logger.addHandler(handler)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        formatter = logging.Formatter(
+            "%(asctime)s nodecert: %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ"
+        )
+        formatter.converter = time.gmtime
+        handler = _StderrHandler()
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now (``main()`` may run many times in a process)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
 
 
 _DURATION = re.compile(r"(\d+)([smhd])")

@@ -185,9 +185,10 @@ def watch(
 
     Each round logs the schedule: the renewal time is :func:`due_at` minus a random
     jitter of up to a twentieth of the lifetime (so a fleet issued at once does not renew
-    at once). Transient failures (service down or busy, unreadable files) are logged and
-    retried with :class:`Backoff`; ``after_renewal`` (the deploy hook) failures are logged
-    and the watch goes on, the new files being in place either way.
+    at once), and never within the first tenth of the lifetime. Transient failures
+    (service down or busy, unreadable files) are logged and retried with :class:`Backoff`;
+    ``after_renewal`` (the deploy hook) failures are logged and the watch goes on, the new
+    files being in place either way.
 
     Raises:
         NodecertError: a failure no retry can fix (:func:`is_permanent`), or any failure
@@ -208,6 +209,9 @@ def watch(
         end = certificate.not_valid_after_utc
         lifetime = end - certificate.not_valid_before_utc
         when = due_at(certificate, renew_before=renew_before) - lifetime / 20 * jitter()
+        # Never within the first tenth of a lifetime: a --renew-before close to the
+        # lifetime must not turn the watch into a loop that renews without pause.
+        when = max(when, certificate.not_valid_before_utc + lifetime / 10)
         wait = (when - clock()).total_seconds()
         if wait > 0:
             log.info(
