@@ -16,9 +16,7 @@ from nodecert.cli.output import check_writable
 from nodecert.client.renew import (
     RenewalClientError,
     RenewalTarget,
-    due_at,
-    load_pair,
-    renew_files,
+    renew_if_due,
     run_deploy_hook,
     watch,
 )
@@ -80,17 +78,27 @@ def _renew(args: argparse.Namespace) -> None:
         setup_logging()
         watch(target, sleep=time.sleep, renew_before=args.renew_before, after_renewal=deploy)
         return
-    certificate, _ = load_pair(target)
-    due = due_at(certificate, renew_before=args.renew_before)
-    if not args.force and datetime.now(UTC) < due:
+
+    def writable() -> None:
+        for path in {args.cert.parent, args.key.parent}:
+            check_writable(path, option="--cert/--key")
+
+    outcome = renew_if_due(
+        target,
+        now=datetime.now(UTC),
+        renew_before=args.renew_before,
+        force=args.force,
+        before_renewal=writable,
+    )
+    renewed = outcome.renewed
+    if renewed is None:
+        current = outcome.current
         print(
-            f"not due: {args.cert} (serial {format_serial(certificate.serial_number)}) is due"
-            f" for renewal at {_time(due)}; valid until {_time(certificate.not_valid_after_utc)}"
+            f"not due: {args.cert} (serial {format_serial(current.serial_number)}) is due"
+            f" for renewal at {_time(outcome.due)}; valid until"
+            f" {_time(current.not_valid_after_utc)}"
         )
         return
-    for path in {args.cert.parent, args.key.parent}:
-        check_writable(path, option="--cert/--key")
-    renewed = renew_files(target)
     print(
         f"renewed: serial {format_serial(renewed.serial_number)}, valid until"
         f" {_time(renewed.not_valid_after_utc)}: {args.cert}"

@@ -38,11 +38,13 @@ __all__ = [
     "Backoff",
     "KeyMismatchError",
     "RenewalClientError",
+    "RenewalOutcome",
     "RenewalTarget",
     "due_at",
     "is_permanent",
     "load_pair",
     "renew_files",
+    "renew_if_due",
     "run_deploy_hook",
     "watch",
 ]
@@ -140,6 +142,42 @@ def renew_files(target: RenewalTarget, *, now: datetime | None = None) -> x509.C
             " the old files are unchanged"
         ) from None
     return renewed
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalOutcome:
+    """What :func:`renew_if_due` did: ``renewed`` is the new certificate, or None when the
+    current one (``current``) is not due until ``due``."""
+
+    current: x509.Certificate
+    due: datetime
+    renewed: x509.Certificate | None
+
+
+def renew_if_due(
+    target: RenewalTarget,
+    *,
+    now: datetime,
+    renew_before: timedelta | None = None,
+    force: bool = False,
+    before_renewal: Callable[[], None] | None = None,
+) -> RenewalOutcome:
+    """Renew ``target`` if it is due at ``now`` (or ``force``); otherwise call nothing.
+
+    What a timer runs (``nodecert renew``): most runs find the certificate not due and
+    return without touching the network or the files. ``before_renewal`` runs once it is
+    due, before the service is called (the CLI checks that the files can be written).
+
+    Raises:
+        The errors of :func:`load_pair` and :func:`renew_files`.
+    """
+    certificate, _ = load_pair(target)
+    due = due_at(certificate, renew_before=renew_before)
+    if not force and now < due:
+        return RenewalOutcome(certificate, due, None)
+    if before_renewal is not None:
+        before_renewal()
+    return RenewalOutcome(certificate, due, renew_files(target, now=now))
 
 
 def _mode_of(path: Path) -> int:
