@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 from cryptography import x509
@@ -107,4 +108,4 @@ def test_a_month_of_twice_daily_renew_when_due(tmp_path: Path) -> None:
     # Renewed in the last third of each lifetime: about every 4.7 days, never every run.
     assert renewed == len(calls)
     assert 5 <= renewed <= 7
-    assert all(later - earlier >= timedelta(days=4) for earlier, later in zip(calls, calls[1:]))
+    assert all(later - earlier >= timedelta(days=4) for earlier, later in pairwise(calls))
