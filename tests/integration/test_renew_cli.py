@@ -139,8 +139,11 @@ def test_watch_renews_when_due_with_jitter_and_backs_off(tmp_path, service, capl
     attempts = []
     failures = [ServiceUnreachableError("down (test)"), QuotaExceededError("busy", retry_after=90)]
 
+    marks = []
+
     def renew(t):
         attempts.append(now[0])
+        marks.append(len(sleeps))
         if failures:
             raise failures.pop(0)
         return old.certificate
@@ -157,7 +160,8 @@ def test_watch_renews_when_due_with_jitter_and_backs_off(tmp_path, service, capl
     )
     lifetime = old.certificate.not_valid_after_utc - old.certificate.not_valid_before_utc
     assert attempts[0] == due_at(old.certificate) - lifetime / 40
-    assert sleeps[1:] == [10, 90]  # Backoff, then the service's Retry-After (longer).
+    assert all(nap <= 3600 for nap in sleeps[: marks[0]])  # Naps of at most an hour.
+    assert sleeps[marks[0] :] == [10, 90]  # Backoff, then the service's Retry-After (longer).
     assert len(attempts) == 3
     assert "renews at" in caplog.text and "retry 1 in 10 s" in caplog.text
     assert "renewed" in caplog.text and "PRIVATE KEY" not in caplog.text
@@ -177,8 +181,10 @@ def test_watch_stops_on_what_a_retry_cannot_fix(tmp_path, service, error):
     old = issue(service.authority, "alice", "n1")
     cert, key = write_client(old, tmp_path, "n1")
     now, sleeps, sleep = _clocked(old.certificate.not_valid_before_utc)
+    marks = []
 
     def renew(t):
+        marks.append(len(sleeps))
         raise error
 
     with pytest.raises(type(error)):
@@ -189,7 +195,7 @@ def test_watch_stops_on_what_a_retry_cannot_fix(tmp_path, service, error):
             clock=lambda: now[0],
             jitter=lambda: 0,
         )
-    assert len(sleeps) == 1  # The wait until due; no retry.
+    assert marks == [len(sleeps)]  # One attempt, and no retry after it.
 
 
 def test_watch_survives_files_that_vanish_for_a_while(tmp_path, service):
@@ -265,6 +271,7 @@ def test_a_hook_that_fails_during_watch_is_logged_and_the_watch_goes_on(tmp_path
     cert, key = write_client(old, tmp_path, "n1")
     target = RenewalTarget(cert=cert, key=key, client=_unused())
     ran = []
+    now, _, sleep = _clocked(old.certificate.not_valid_before_utc)
 
     def hook(certificate):
         ran.append(certificate.serial_number)
@@ -273,7 +280,8 @@ def test_a_hook_that_fails_during_watch_is_logged_and_the_watch_goes_on(tmp_path
     watch(
         target,
         renew=lambda t: old.certificate,
-        sleep=lambda s: None,
+        sleep=sleep,
+        clock=lambda: now[0],
         max_renewals=2,
         after_renewal=hook,
     )
@@ -315,3 +323,32 @@ def test_watch_never_renews_in_the_first_tenth_of_a_lifetime(tmp_path, service):
     )
     lifetime = old.certificate.not_valid_after_utc - start
     assert attempts == [start + lifetime / 10]
+
+
+def test_watch_follows_a_certificate_replaced_while_it_sleeps(tmp_path, service, caplog):
+    old = issue(service.authority, "alice", "n1")
+    cert, key = write_client(old, tmp_path, "n1")
+    now, sleeps, sleep = _clocked(old.certificate.not_valid_before_utc)
+    replacement = issue(service.authority, "alice", "n1")
+    attempts = []
+
+    def nap(seconds: float) -> None:
+        sleep(seconds)
+        if len(sleeps) == 3:  # Someone ran `nodecert renew --force` by hand meanwhile.
+            write_client(replacement, tmp_path, "n1")
+
+    def renew(t):
+        attempts.append(x509.load_pem_x509_certificate(t.cert.read_bytes()).serial_number)
+        return replacement.certificate
+
+    caplog.set_level("INFO", logger="nodecert")
+    watch(
+        RenewalTarget(cert=cert, key=key, client=_unused()),
+        renew=renew,
+        sleep=nap,
+        clock=lambda: now[0],
+        jitter=lambda: 0,
+        max_renewals=1,
+    )
+    assert attempts == [replacement.certificate.serial_number]
+    assert caplog.text.count("renews at") == 2  # Logged once per certificate, not per nap.

@@ -216,6 +216,7 @@ def watch(
     jitter: Callable[[], float] = random.random,
     renew_before: timedelta | None = None,
     backoff: Backoff = Backoff(),
+    recheck: timedelta = timedelta(hours=1),
     max_renewals: int | None = None,
     after_renewal: Callable[[x509.Certificate], None] | None = None,
 ) -> None:
@@ -223,7 +224,8 @@ def watch(
 
     Each round logs the schedule: the renewal time is :func:`due_at` minus a random
     jitter of up to a twentieth of the lifetime (so a fleet issued at once does not renew
-    at once), and never within the first tenth of the lifetime. Transient failures
+    at once), and never within the first tenth of the lifetime; the files are read again
+    at least every ``recheck``, so a certificate replaced meanwhile is followed. Transient failures
     (service down or busy, unreadable files) are logged and retried with :class:`Backoff`;
     ``after_renewal`` (the deploy hook) failures are logged and the watch goes on, the new
     files being in place either way.
@@ -233,6 +235,7 @@ def watch(
             once the certificate has expired.
     """
     renewals = failures = 0
+    planned: tuple[int, datetime] | None = None
     while max_renewals is None or renewals < max_renewals:
         try:
             certificate, _ = load_pair(target)
@@ -245,13 +248,9 @@ def watch(
             sleep(pause)
             continue
         end = certificate.not_valid_after_utc
-        lifetime = end - certificate.not_valid_before_utc
-        when = due_at(certificate, renew_before=renew_before) - lifetime / 20 * jitter()
-        # Never within the first tenth of a lifetime: a --renew-before close to the
-        # lifetime must not turn the watch into a loop that renews without pause.
-        when = max(when, certificate.not_valid_before_utc + lifetime / 10)
-        wait = (when - clock()).total_seconds()
-        if wait > 0:
+        if planned is None or planned[0] != certificate.serial_number:
+            when = _renewal_time(certificate, renew_before, jitter())
+            planned = (certificate.serial_number, when)
             log.info(
                 "renew: %s (serial %s, valid until %s) renews at %s",
                 target.cert,
@@ -259,7 +258,12 @@ def watch(
                 _time(end),
                 _time(when),
             )
-            sleep(wait)
+        wait = (planned[1] - clock()).total_seconds()
+        if wait > 0:
+            # In naps of at most ``recheck``: after a suspend, a clock step or files
+            # replaced by hand, the next nap starts from the truth.
+            sleep(min(wait, recheck.total_seconds()))
+            continue
         try:
             renewed = renew(target)
         except NodecertError as exc:
@@ -286,6 +290,17 @@ def watch(
                 after_renewal(renewed)
             except RenewalClientError as exc:
                 log.warning("renew: %s", exc.detail)
+
+
+def _renewal_time(
+    certificate: x509.Certificate, renew_before: timedelta | None, jitter: float
+) -> datetime:
+    start = certificate.not_valid_before_utc
+    lifetime = certificate.not_valid_after_utc - start
+    when = due_at(certificate, renew_before=renew_before) - lifetime / 20 * jitter
+    # Never within the first tenth of a lifetime: a --renew-before close to the lifetime
+    # must not turn the watch into a loop that renews without pause.
+    return max(when, start + lifetime / 10)
 
 
 def _time(value: datetime) -> str:
