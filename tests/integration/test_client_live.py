@@ -246,3 +246,12 @@ def test_the_readme_examples_run_as_written(live: Live) -> None:
     with pytest.raises(NotFoundError, match="no node 'n9'"):
         namespace["client"].node("n9")
     assert namespace["transport"].requests[0].url.endswith("/v1/nodes/n9")
+
+
+def test_a_reply_larger_than_the_limit_is_not_read(live: Live) -> None:
+    from nodecert.client import UnexpectedReplyError, UrllibTransport
+
+    client = Client(live.url, transport=UrllibTransport(max_reply_bytes=10))
+    with pytest.raises(UnexpectedReplyError, match="larger than 10 bytes"):
+        client.ca_chain()
+    assert Client(live.url, transport=UrllibTransport()).ca_chain().startswith("-----BEGIN")

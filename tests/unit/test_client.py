@@ -210,3 +210,10 @@ def test_problem_response_agrees_with_the_services_status_table() -> None:
 
     for error in (CSRError("x"), NotFoundError("x"), ConflictError("x"), AuthenticationError("x")):
         assert problem_response(error).status == status_of(error)
+
+
+@pytest.mark.parametrize("token", ["", "abc def", "tok\r\nX-Injected: 1", "tök"])
+def test_a_token_that_cannot_be_a_bearer_token_is_refused_unechoed(token: str) -> None:
+    with pytest.raises(InvalidRequestError) as refused:
+        Client(URL, token=token, transport=UnreachableTransport())
+    assert token not in refused.value.detail or not token

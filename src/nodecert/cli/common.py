@@ -60,7 +60,7 @@ def client_from(args: argparse.Namespace, *, token: bool = True) -> Client:
     """
     bearer = None
     if token:
-        bearer = args.token or os.environ.get("NODECERT_TOKEN")
+        bearer = (args.token or os.environ.get("NODECERT_TOKEN") or "").strip()
         if not bearer:
             raise CLIError("a token is required: --token or $NODECERT_TOKEN")
     if not str(args.server).startswith(("http://", "https://")):

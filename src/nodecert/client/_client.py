@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +37,8 @@ from nodecert.core.keys import (
 __all__ = ["Client"]
 
 _PAGE = 1000
+# RFC 6750's b64token, plus '.' separated JWT segments: no spaces, no line breaks.
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 class Client:
@@ -76,6 +79,9 @@ class Client:
             raise InvalidRequestError(f"server: {base_url[:100]!r} has a query or fragment")
         if not timeout > 0:
             raise InvalidRequestError(f"timeout: {timeout!r} must be a positive number")
+        if token is not None and not _TOKEN.fullmatch(token):
+            # Never echo it: a mistyped token is still a secret.
+            raise InvalidRequestError("token: empty, or has characters a bearer token cannot")
         self.base_url = base_url.rstrip("/")
         self.timeout = float(timeout)
         self._token = token

@@ -14,9 +14,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from nodecert.client._errors import ServiceUnreachableError
+from nodecert.client._models import UnexpectedReplyError
+from nodecert.core.errors import InvalidRequestError
 
 __all__ = ["Request", "Response", "Transport", "UrllibTransport"]
 
@@ -58,9 +60,14 @@ class UrllibTransport:
 
     Args:
         cafile: A PEM bundle to trust for ``https://`` (default: the system store).
+        max_reply_bytes: The largest reply body read (default 64 MiB): a broken or
+            hostile server cannot make the client read without end.
     """
 
-    def __init__(self, *, cafile: Path | str | None = None) -> None:
+    def __init__(
+        self, *, cafile: Path | str | None = None, max_reply_bytes: int = 64 * 1024 * 1024
+    ) -> None:
+        self.max_reply_bytes = max_reply_bytes
         self._context: ssl.SSLContext | None = None
         if cafile is not None:
             try:
@@ -83,6 +90,8 @@ class UrllibTransport:
         Raises:
             ServiceUnreachableError: no response: refused, unresolvable, reset, timed out
                 or a failed TLS handshake; the message names the URL's host and the reason.
+            UnexpectedReplyError: the reply body is larger than ``max_reply_bytes``.
+            InvalidRequestError: a header value urllib refuses (a line break, say).
         """
         outgoing = urllib.request.Request(  # noqa: S310 - the client checks the scheme.
             request.url, data=request.body, method=request.method, headers=request.headers
@@ -90,11 +99,15 @@ class UrllibTransport:
         where = _origin(request.url)
         try:
             with self._opener.open(outgoing, timeout=timeout) as reply:
-                return Response(reply.status, _headers(reply.headers.items()), reply.read())
+                body = self._read(reply)
+                return Response(reply.status, _headers(reply.headers.items()), body)
         except urllib.error.HTTPError as exc:
             with exc:
-                body = exc.read()
+                body = self._read(exc)
             return Response(exc.code, _headers(exc.headers.items()), body)
+        except ValueError:
+            # http.client refuses header values with line breaks; never echo the value.
+            raise InvalidRequestError("request: a header value has invalid characters") from None
         except urllib.error.URLError as exc:
             raise ServiceUnreachableError(f"cannot reach {where}: {_reason(exc.reason)}") from None
         except TimeoutError:
@@ -103,6 +116,14 @@ class UrllibTransport:
             ) from None
         except (OSError, http.client.HTTPException) as exc:
             raise ServiceUnreachableError(f"cannot reach {where}: {_reason(exc)}") from None
+
+    def _read(self, reply: Any) -> bytes:
+        body: bytes = reply.read(self.max_reply_bytes + 1)
+        if len(body) > self.max_reply_bytes:
+            raise UnexpectedReplyError(
+                f"reply: larger than {self.max_reply_bytes} bytes; not read further"
+            )
+        return body
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
