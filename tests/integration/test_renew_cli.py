@@ -352,3 +352,11 @@ def test_watch_follows_a_certificate_replaced_while_it_sleeps(tmp_path, service,
     )
     assert attempts == [replacement.certificate.serial_number]
     assert caplog.text.count("renews at") == 2  # Logged once per certificate, not per nap.
+
+
+def test_force_and_watch_together_is_a_usage_error(tmp_path, capsys):
+    argv = ["renew", "--cert", "c", "--key", "k", "--watch", "--force"]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == (
+        "nodecert: error: --force: not with --watch (it renews whenever due)\n"
+    )

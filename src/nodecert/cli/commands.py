@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from nodecert import __version__
-from nodecert.cli.common import CLIError
+from nodecert.cli.common import CLIError, UsageError
 from nodecert.cli.local import add_local_commands
 from nodecert.cli.remote import add_remote_commands
 from nodecert.cli.renewing import add_renew_command
@@ -42,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("output closed early (broken pipe)")
     except NodecertError as exc:
         return _fail(_line(exc))
+    except UsageError as exc:
+        _fail(str(exc))
+        return 2
     except CLIError as exc:
         return _fail(str(exc))
     except OSError as exc:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_SERVER",
     "CLIError",
+    "UsageError",
     "add_client_options",
     "cli_admin",
     "client_from",
@@ -34,7 +35,11 @@ DEFAULT_SERVER = "http://127.0.0.1:8080"
 
 
 class CLIError(Exception):
-    """A failure to report as one line."""
+    """A failure to report as one line (exit status 1)."""
+
+
+class UsageError(CLIError):
+    """Options that do not go together (exit status 2, like argparse's own errors)."""
 
 
 def add_client_options(parser: argparse.ArgumentParser, *, token: bool = True) -> None:

@@ -11,7 +11,14 @@ from typing import Any
 
 from cryptography import x509
 
-from nodecert.cli.common import CLIError, add_client_options, client_from, duration, setup_logging
+from nodecert.cli.common import (
+    CLIError,
+    UsageError,
+    add_client_options,
+    client_from,
+    duration,
+    setup_logging,
+)
 from nodecert.cli.output import check_writable
 from nodecert.client.renew import (
     RenewalClientError,
@@ -64,7 +71,7 @@ def add_renew_command(sub: Any) -> None:
 
 def _renew(args: argparse.Namespace) -> None:
     if args.watch and args.force:
-        raise CLIError("--force: not with --watch (it renews whenever due)")
+        raise UsageError("--force: not with --watch (it renews whenever due)")
     target = RenewalTarget(
         cert=args.cert, key=args.key, client=client_from(args, token=False), audience=args.audience
     )
