@@ -128,7 +128,8 @@ def renew_files(target: RenewalTarget, *, now: datetime | None = None) -> x509.C
     certificate, key = load_pair(target)
     issued = target.client.renew(certificate, key, audience=target.audience, now=now)
     renewed = x509.load_pem_x509_certificate(issued.certificate.encode())
-    assert issued.private_key is not None  # The client made it.
+    if issued.private_key is None:  # Client.renew always makes one; a fake might not.
+        raise RenewalClientError("renew: no new private key came back; files unchanged")
     try:
         write_together(
             [
