@@ -582,3 +582,23 @@ def test_dev_issuer_with_an_rsa_key_file_is_a_configuration_error(tmp_path):
     (tmp_path / "dev-issuer.key").write_bytes(pem)
     with pytest.raises(ConfigurationError, match="not an EC key"):
         DevIssuer.open_or_create(tmp_path)
+
+
+def test_a_dev_token_from_another_home_gets_a_hint():
+    here = DevIssuer(ec.generate_private_key(ec.SECP256R1()))
+    elsewhere = DevIssuer(ec.generate_private_key(ec.SECP256R1()))
+    dev = OIDCVerifier(
+        issuer=DEV_ISSUER,
+        audience=DEV_AUDIENCE,
+        jwks=StaticJWKS(here.jwks),
+        admin_group=ADMIN_GROUP,
+    )
+    assert dev.verify(here.mint("alice")).user_id == "alice"
+    with pytest.raises(AuthenticationError, match="another NODECERT_HOME"):
+        dev.verify(elsewhere.mint("alice"))
+
+
+def test_an_unknown_kid_from_a_real_issuer_gets_no_dev_hint(verifier):
+    with pytest.raises(AuthenticationError) as refused:
+        verifier.verify(mint(id_claims(), kid="rotated-away"))
+    assert refused.value.detail == "token: signed with an unknown key ('kid')"
