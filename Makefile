@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/nodecert serve
 
-# nginx for the node-side recipe tests (tests/integration/test_nginx.py) and the
+# nginx for the node-side recipe tests (tests/integration/test_nginx.py), systemd-analyze
+# for the shipped units (tests/integration/test_systemd_units.py) and the
 # PostgreSQL server binaries for the PostgreSQL store tests. Installed only as root (CI
 # containers); elsewhere a hint is printed and those tests skip. The tests start a cluster
 # of their own (temporary data directory, free port); the one the Debian package may
@@ -27,6 +28,12 @@ deps:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; \
 		else \
 			echo "hint: install nginx (apt-get install nginx-light) to run the nginx tests"; \
+		fi; }
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd; \
+		else \
+			echo "hint: install systemd (apt-get install systemd) to verify deploy/systemd"; \
 		fi; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -1,103 +1,111 @@
-"""A simulated month of timer-driven renewal: the Done-when of issue 11.
+"""A simulated month of timer-driven renewal (issue 11): 30 days, twice a day, 7-day certificates.
 
-The use cases in-process (Authority + Renewer, a real local CA, a real SQLite ledger with
-the default quotas) under an injected clock. A twice-daily timer renews a 7-day
-certificate when due (in the last third of its lifetime) for 30 days: the node always
-holds a valid certificate, never has more than 5 active or superseded ones, and never
-meets a 429.
+The real use cases with one injected clock (authority, node-side decision, renewal), the
+real local CA, and ``nodecert.client`` talking to them through ``nodecert.testing``'s
+``MockTransport``: the service side of ``POST /v1/renew`` without sockets. The node runs
+:func:`nodecert.client.renew.renew_if_due` as ``nodecert renew`` on a timer would.
 """
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
+from nodecert.client import Client, Request, Response
+from nodecert.client.renew import RenewalTarget, renew_if_due
+from nodecert.core.errors import NodecertError
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
-from nodecert.core.ports import CertificateQuery, CertificateStatus, Principal, query_ledger
+from nodecert.core.ports import CertificateStatus, Principal
+from nodecert.http.contract import issued_reply
 from nodecert.issuing.authority import Authority, IssueRequest
 from nodecert.issuing.quota import QuotaPolicy
-from nodecert.issuing.renewal import RenewalRequest, Renewer, mint_renewal_token, renewal_audience
+from nodecert.issuing.renewal import RenewalRequest, Renewer, renewal_audience
 from nodecert.nodeside.access import AccessDecider
-from nodecert.store.sqlite import SQLiteStore
-from tests.nodeside import ADMIN, TRUST_DOMAIN, new_ca
-
-
-class Clock:
-    """The injected time: moved by the test, read by every use case.
-
-    It starts a few minutes from now, since the CA made for the test is valid from now on.
-    """
-
-    def __init__(self) -> None:
-        self.start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
-        self.now = self.start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def _due(certificate: x509.Certificate) -> datetime:
-    # Renew-when-due as the CLI does by default: in the last third of the lifetime.
-    start, end = certificate.not_valid_before_utc, certificate.not_valid_after_utc
-    return end - (end - start) / 3
+from nodecert.testing import MockTransport, json_response, problem_response
+from tests.nodeside import ADMIN, TRUST_DOMAIN, MemoryStore, new_ca
 
 
 def test_a_month_of_twice_daily_renew_when_due(tmp_path: Path) -> None:
-    clock = Clock()
+    start = datetime.now(UTC).replace(microsecond=0)
+    now = [start]
+
+    def clock() -> datetime:
+        return now[0]
+
+    store = MemoryStore()
     ca = new_ca(tmp_path / "ca")
-    store = SQLiteStore(tmp_path / "nodecert.db")
     authority = Authority(
         ca=ca,
         ledger=store,
         nodes=store,
         ownership=OwnershipPolicy(OwnershipMode.REGISTRY, store),
-        validity=ValidityPolicy(default_days=7),
+        validity=ValidityPolicy(),
         organization="nodecert",
         trust_domain=TRUST_DOMAIN,
         clock=clock,
-        quota=QuotaPolicy(per_minute=30, burst=30, max_active=10, limiter=store),
+        # Stricter than the default 10: a renewal that left its predecessors counting
+        # would hit it within the month.
+        quota=QuotaPolicy(per_minute=0, burst=0, max_active=5),
     )
-    decider = AccessDecider.from_chain(
-        ca.chain(), ledger=store, nodes=store, trust_domain=TRUST_DOMAIN, clock=clock
-    )
-    audience = renewal_audience(TRUST_DOMAIN)
     renewer = Renewer(
-        authority=authority, decider=decider, replay=store, audience=audience, clock=clock
+        authority=authority,
+        decider=AccessDecider.from_chain(
+            ca.chain(), ledger=store, nodes=store, trust_domain=TRUST_DOMAIN, clock=clock
+        ),
+        replay=store,
+        audience=renewal_audience(TRUST_DOMAIN),
+        clock=clock,
     )
+    calls: list[datetime] = []
+
+    def service(request: Request) -> Response:
+        assert (request.method, request.url) == ("POST", "https://svc/v1/renew")
+        calls.append(now[0])
+        token = request.headers["Authorization"].removeprefix("Bearer ")
+        csr = json.loads(request.body or b"{}")["csr"]
+        try:
+            issued = renewer.renew(RenewalRequest(token, uuid.uuid4().hex, csr=csr))
+        except NodecertError as exc:
+            return problem_response(exc)
+        return json_response(issued_reply(issued).body, 201)
+
     authority.put_node(ADMIN, "n1", "alice")
-    issued = authority.issue(
-        Principal("alice"), IssueRequest(node_id="n1", request_id="first", key_type="ec-p256")
+    first = authority.issue(
+        Principal("alice"), IssueRequest(node_id="n1", request_id="r0", key_type="ec-p256")
     )
-    renewals = 0
-    for run in range(61):  # 30 days of a timer at 03:00 and 15:00.
-        clock.now = clock.start + timedelta(hours=12 * run)
-        certificate = x509.load_pem_x509_certificate(issued.certificate_pem.encode())
-        if clock.now >= _due(certificate):
-            key = serialization.load_pem_private_key(
-                (issued.private_key_pem or "").encode(), password=None
-            )
-            assert isinstance(key, ec.EllipticCurvePrivateKey)
-            token = mint_renewal_token(certificate, key, audience=audience, now=clock.now)
-            issued = renewer.renew(RenewalRequest(token=token, request_id=f"run-{run}"))
-            renewals += 1
-        current = x509.load_pem_x509_certificate(issued.certificate_pem.encode())
-        assert current.not_valid_before_utc <= clock.now < current.not_valid_after_utc
-        assert decider.decide(current, "n1").allowed
+    cert, key = tmp_path / "n1.crt", tmp_path / "n1.key"
+    cert.write_text(first.certificate_pem)
+    key.write_text(str(first.private_key_pem))
+    target = RenewalTarget(
+        cert=cert, key=key, client=Client("https://svc", transport=MockTransport(service))
+    )
+
+    renewed = 0
+    for run in range(60):  # 30 days, twice a day: every run either renews or says "not due".
+        now[0] = start + timedelta(hours=12 * run)
+        outcome = renew_if_due(target, now=now[0])
+        current = x509.load_pem_x509_certificate(cert.read_bytes())
+        assert current.not_valid_before_utc <= now[0] < current.not_valid_after_utc
+        if outcome.renewed is not None:
+            renewed += 1
+            assert outcome.renewed.serial_number == current.serial_number
+        else:
+            assert outcome.due > now[0]
         live = [
             row
-            for status in (CertificateStatus.ACTIVE, CertificateStatus.SUPERSEDED)
-            for row in query_ledger(
-                store, CertificateQuery(node_id="n1", status=status, now=clock.now)
-            )
+            for row in store.rows.values()
+            if row.node_id == "n1"
+            and row.status != CertificateStatus.REVOKED
+            and row.not_after > now[0]
         ]
-        assert len(live) <= 5, live
-    assert renewals == 6  # Due after 4.67 days: renewed every 5 days.
-    active = query_ledger(
-        store, CertificateQuery(node_id="n1", status=CertificateStatus.ACTIVE, now=clock.now)
-    )
-    assert [row.serial for row in active] == [issued.record.serial]
-    store.close()
+        assert len(live) <= 5
+
+    # Renewed in the last third of each lifetime: about every 4.7 days, never every run.
+    assert renewed == len(calls)
+    assert 5 <= renewed <= 7
+    assert all(later - earlier >= timedelta(days=4) for earlier, later in pairwise(calls))

@@ -30,6 +30,7 @@ def test_kill_9_under_load_loses_no_issued_certificate(tmp_path: Path, synchrono
         quota_per_minute="0",
         max_active_per_node="0",
     )
+    cli(env, "init")
     cli(env, "nodes", "add", "n1", "--owner", "alice")
     token = cli(env, "dev-token", "alice")
     log = tmp_path / "serve.log"

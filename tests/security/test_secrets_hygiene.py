@@ -76,6 +76,7 @@ def test_whole_flow_at_debug_logs_no_secret(
 def test_server_process_at_debug_logs_no_secret(tmp_path: Path) -> None:
     home, port = tmp_path / "home", free_port()
     env = nodecert_env(home, port, log_level="DEBUG")
+    cli(env, "init")
     cli(env, "nodes", "add", "n1", "--owner", "alice")
     token = cli(env, "dev-token", "alice")
     log_path = tmp_path / "serve.log"

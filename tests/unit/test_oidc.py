@@ -599,3 +599,23 @@ def _wait(condition: Any) -> None:
     while not condition():
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_a_dev_token_from_another_home_gets_a_hint():
+    here = DevIssuer(ec.generate_private_key(ec.SECP256R1()))
+    elsewhere = DevIssuer(ec.generate_private_key(ec.SECP256R1()))
+    dev = OIDCVerifier(
+        issuer=DEV_ISSUER,
+        audience=DEV_AUDIENCE,
+        jwks=StaticJWKS(here.jwks),
+        admin_group=ADMIN_GROUP,
+    )
+    assert dev.verify(here.mint("alice")).user_id == "alice"
+    with pytest.raises(AuthenticationError, match="another NODECERT_HOME"):
+        dev.verify(elsewhere.mint("alice"))
+
+
+def test_an_unknown_kid_from_a_real_issuer_gets_no_dev_hint(verifier):
+    with pytest.raises(AuthenticationError) as refused:
+        verifier.verify(mint(id_claims(), kid="rotated-away"))
+    assert refused.value.detail == "token: signed with an unknown key ('kid')"

@@ -1,1 +1,50 @@
-"""The Python client over the HTTP API (the CLI's only network code)."""
+"""The public Python client over nodecert's HTTP API (the CLI's only network code).
+
+::
+
+    from nodecert.client import Client
+
+    client = Client("https://certs.example.com", token=token, timeout=10)
+    issued = client.issue("n1", key_type="ec-p256")
+    for row in client.certificates(node_id="n1", status="active"):
+        print(row.serial, row.not_after)
+
+Errors are the project's own (:mod:`nodecert.core.errors`), rebuilt from the service's
+problem documents by their ``code``; no answer at all is :class:`ServiceUnreachableError`
+(a :class:`~nodecert.core.errors.BackendUnavailableError`)::
+
+    NodecertError
+    ├── ... every class of nodecert.core.errors, by the problem's code
+    ├── BackendUnavailableError
+    │   └── ServiceUnreachableError   refused, unresolvable, timed out, TLS failed
+    ├── UnexpectedReplyError          a 2xx reply this client cannot read
+    └── RenewalClientError            renewal files or deploy hook (nodecert.client.renew)
+        └── KeyMismatchError          the key is not the certificate's
+
+Only the standard library is used for HTTP (:class:`UrllibTransport`); tests point the
+client at :class:`nodecert.testing.MockTransport` instead.
+"""
+
+from nodecert.client._client import Client
+from nodecert.client._errors import ServiceUnreachableError, http_status_of
+from nodecert.client._models import (
+    CertificateInfo,
+    IssuedCertificate,
+    NodeInfo,
+    UnexpectedReplyError,
+)
+from nodecert.client._transport import Request, Response, Transport, UrllibTransport
+
+__all__ = [
+    "CertificateInfo",
+    "Client",
+    "IssuedCertificate",
+    "NodeInfo",
+    "Request",
+    "Response",
+    "ServiceUnreachableError",
+    "Transport",
+    "UnexpectedReplyError",
+    "UrllibTransport",
+    "http_status_of",
+]

@@ -1,24 +1,24 @@
-"""The client side of renewal: ``nodecert renew --cert F --key F [--watch] [--deploy-hook C]``.
+"""Renewing certificate files: when it is due, with what, and forever under ``--watch``.
 
 A renewal makes a fresh key of the same type locally, sends only its CSR, and proves
-possession of the current certificate with a short JWT signed by the current key
-(:func:`nodecert.issuing.renewal.mint_renewal_token`). The new key never leaves the machine.
+possession of the current certificate with a short token signed by the current key
+(:meth:`nodecert.client.Client.renew`). The new key never leaves the machine.
 
-Files are replaced atomically (each reader sees the old or the new file, never half of
-one); the certificate is written right after the key, so the window in which a reader
-could pair a new key with the old certificate is a single rename. A deploy hook (a shell
-command, like certbot's ``--deploy-hook``) then tells the consumer, nginx say, to reload.
+Both files are replaced together (:func:`~nodecert.client._files.write_together`): each
+reader sees the old or the new file, never half of one, and a failure leaves the old pair.
+A deploy hook (a shell command, like certbot's ``--deploy-hook``) then tells the consumer,
+nginx say, to reload.
+
+When to renew is one pure function, :func:`due_at`: by default in the last third of the
+lifetime (at two thirds, like step and cert-manager), or ``renew_before`` the end.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import ssl
+import random
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,178 +28,291 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nodecert.core.errors import NodecertError
-from nodecert.core.files import write_atomic
-from nodecert.core.identity import Identity
+from nodecert.client._client import Client
+from nodecert.client._files import OutputFile, write_together
+from nodecert.core.errors import AuthorizationError, ConflictError, NodecertError
+from nodecert.core.identity import format_serial
 from nodecert.core.keys import (
     PrivateKey,
-    build_csr,
-    generate_private_key,
-    key_type_of,
-    private_key_pem,
 )
-from nodecert.core.tokens import mint_renewal_token, renewal_audience
 
 __all__ = [
+    "Backoff",
+    "KeyMismatchError",
     "RenewalClientError",
+    "RenewalOutcome",
     "RenewalTarget",
-    "renew_at",
+    "due_at",
+    "is_permanent",
+    "load_pair",
     "renew_files",
+    "renew_if_due",
     "run_deploy_hook",
     "watch",
 ]
 
-log = logging.getLogger("nodecert")
+log = logging.getLogger("nodecert.renew")
 
 
-class RenewalClientError(Exception):
-    """A renewal failed; the message is one line for the user."""
+class RenewalClientError(NodecertError):
+    """A local renewal step failed (files, deploy hook); the message is one line."""
+
+    code = "renewal_failed"
+    title = "Renewal failed"
+
+
+class KeyMismatchError(RenewalClientError):
+    """The key file does not belong to the certificate file: no retry can fix that."""
+
+    code = "key_mismatch"
+    title = "Key does not match certificate"
 
 
 @dataclass(frozen=True, slots=True)
 class RenewalTarget:
-    """Where to renew: the files to rewrite and the service to ask."""
+    """What to renew: the certificate and key files, and the service to ask."""
 
     cert: Path
     key: Path
-    server: str
-    cacert: Path | None = None
+    client: Client
     audience: str | None = None
 
 
-def renew_at(certificate: x509.Certificate, fraction: float = 2 / 3) -> datetime:
-    """When to renew: ``fraction`` of the way through the certificate's lifetime."""
+def due_at(certificate: x509.Certificate, *, renew_before: timedelta | None = None) -> datetime:
+    """When ``certificate`` becomes due for renewal.
+
+    Args:
+        certificate: The current certificate.
+        renew_before: Renew this long before it expires; default: the last third of its
+            lifetime. A value longer than the lifetime makes it due from the start.
+    """
     start, end = certificate.not_valid_before_utc, certificate.not_valid_after_utc
-    return start + (end - start) * fraction
+    if renew_before is None:
+        return start + (end - start) * 2 / 3
+    return max(start, end - renew_before)
 
 
-def _load(target: RenewalTarget) -> tuple[x509.Certificate, PrivateKey]:
+def load_pair(target: RenewalTarget) -> tuple[x509.Certificate, PrivateKey]:
+    """Read the certificate and its key.
+
+    Raises:
+        RenewalClientError: a file is unreadable or not PEM.
+        KeyMismatchError: the key belongs to another certificate, or is not RSA/EC.
+    """
     try:
-        certificate = x509.load_pem_x509_certificate(target.cert.read_bytes())
-        key = serialization.load_pem_private_key(target.key.read_bytes(), password=None)
+        cert_pem, key_pem = target.cert.read_bytes(), target.key.read_bytes()
     except OSError as exc:
-        raise RenewalClientError(f"{exc.filename}: {exc.strerror}") from exc
-    except (ValueError, TypeError) as exc:
-        raise RenewalClientError(f"{target.cert}/{target.key}: not a PEM certificate/key") from exc
-    if key.public_key() != certificate.public_key():
-        raise RenewalClientError(f"{target.key}: does not belong to {target.cert}")
+        raise RenewalClientError(f"{exc.filename}: {exc.strerror}") from None
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        raise RenewalClientError(f"{target.cert}: not a PEM certificate") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        raise RenewalClientError(f"{target.key}: not an unencrypted PEM private key") from None
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise RenewalClientError(f"{target.key}: only RSA and EC keys are supported")
+        raise KeyMismatchError(f"{target.key}: only RSA and EC keys are supported")
+    if key.public_key() != certificate.public_key():
+        raise KeyMismatchError(f"{target.key}: does not belong to {target.cert}")
     return certificate, key
 
 
-def _trust_domain(certificate: x509.Certificate) -> str:
-    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-        if uri.startswith("spiffe://"):
-            return uri.removeprefix("spiffe://").split("/", 1)[0]
-    raise RenewalClientError("certificate: carries no spiffe:// identity")
-
-
 def renew_files(target: RenewalTarget, *, now: datetime | None = None) -> x509.Certificate:
-    """Renew the certificate in ``target.cert`` and rewrite both files.
+    """Renew the certificate in ``target.cert`` now and replace both files.
 
     Raises:
-        RenewalClientError: unreadable files, an unreachable service or a refusal.
+        RenewalClientError: unreadable files, or the new files could not be written (the
+            old pair is left in place).
+        KeyMismatchError: the key does not belong to the certificate.
+        NodecertError: the service refused or could not be reached (see :class:`Client`).
     """
-    certificate, key = _load(target)
+    certificate, key = load_pair(target)
+    issued = target.client.renew(certificate, key, audience=target.audience, now=now)
+    renewed = x509.load_pem_x509_certificate(issued.certificate.encode())
+    if issued.private_key is None:  # Client.renew always makes one; a fake might not.
+        raise RenewalClientError("renew: no new private key came back; files unchanged")
     try:
-        identity = Identity.from_certificate(certificate)
-        key_type = key_type_of(certificate.public_key())
-    except NodecertError as exc:
-        raise RenewalClientError(f"{target.cert}: {exc.detail}") from exc
-    trust_domain = _trust_domain(certificate)
-    new_key = generate_private_key(key_type)
-    organizations = certificate.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)
-    organization = str(organizations[0].value) if organizations else "nodecert"
-    csr = build_csr(new_key, identity, organization=organization, trust_domain=trust_domain)
-    token = mint_renewal_token(
-        certificate,
-        key,
-        audience=target.audience or renewal_audience(trust_domain),
-        now=now,
-    )
-    body = {"csr": csr.public_bytes(serialization.Encoding.PEM).decode("ascii")}
-    reply = _post(target, "/v1/renew", token, body)
-    try:
-        renewed = x509.load_pem_x509_certificate(str(reply["certificate"]).encode())
-    except (KeyError, ValueError) as exc:
-        raise RenewalClientError("renew: the service sent no certificate") from exc
-    if renewed.public_key() != new_key.public_key():
-        raise RenewalClientError("renew: the service certified another key")
-    write_atomic(target.key, private_key_pem(new_key).encode(), mode=0o600)
-    write_atomic(target.cert, renewed.public_bytes(serialization.Encoding.PEM))
+        write_together(
+            [
+                OutputFile(target.key, issued.private_key.encode(), 0o600),
+                OutputFile(target.cert, issued.certificate.encode(), _mode_of(target.cert)),
+            ]
+        )
+    except OSError as exc:
+        raise RenewalClientError(
+            f"renewed as serial {issued.serial}, but {exc.filename}: {exc.strerror};"
+            " the old files are unchanged"
+        ) from None
     return renewed
 
 
-def _post(target: RenewalTarget, path: str, token: str, body: dict[str, str]) -> dict[str, object]:
-    url = target.server.rstrip("/") + path
-    if not url.startswith(("http://", "https://")):
-        raise RenewalClientError(f"--server: {target.server!r} must start with http(s)://")
-    request = urllib.request.Request(  # noqa: S310 - the scheme is checked just above.
-        url, data=json.dumps(body).encode(), method="POST"
-    )
-    request.add_header("Authorization", f"Bearer {token}")
-    request.add_header("Content-Type", "application/json")
-    context = ssl.create_default_context(cafile=target.cacert) if target.cacert else None
+@dataclass(frozen=True, slots=True)
+class RenewalOutcome:
+    """What :func:`renew_if_due` did: ``renewed`` is the new certificate, or None when the
+    current one (``current``) is not due until ``due``."""
+
+    current: x509.Certificate
+    due: datetime
+    renewed: x509.Certificate | None
+
+
+def renew_if_due(
+    target: RenewalTarget,
+    *,
+    now: datetime,
+    renew_before: timedelta | None = None,
+    force: bool = False,
+    before_renewal: Callable[[], None] | None = None,
+) -> RenewalOutcome:
+    """Renew ``target`` if it is due at ``now`` (or ``force``); otherwise call nothing.
+
+    What a timer runs (``nodecert renew``): most runs find the certificate not due and
+    return without touching the network or the files. ``before_renewal`` runs once it is
+    due, before the service is called (the CLI checks that the files can be written).
+
+    Raises:
+        The errors of :func:`load_pair` and :func:`renew_files`.
+    """
+    certificate, _ = load_pair(target)
+    due = due_at(certificate, renew_before=renew_before)
+    if not force and now < due:
+        return RenewalOutcome(certificate, due, None)
+    if before_renewal is not None:
+        before_renewal()
+    return RenewalOutcome(certificate, due, renew_files(target, now=now))
+
+
+def _mode_of(path: Path) -> int:
     try:
-        with urllib.request.urlopen(request, timeout=60, context=context) as response:  # noqa: S310
-            data = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            problem = json.loads(exc.read())
-            detail = f"{problem['detail']} ({problem['code']}, HTTP {exc.code})"
-        except (ValueError, KeyError, TypeError):
-            detail = f"HTTP {exc.code} {exc.reason}"
-        raise RenewalClientError(f"renew: {detail}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise RenewalClientError(f"cannot reach {target.server}: {exc}") from None
-    if not isinstance(data, dict):
-        raise RenewalClientError("renew: unexpected reply")
-    return data
+        return path.stat().st_mode & 0o777
+    except OSError:
+        return 0o644
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether a retry cannot fix ``error``: a revoked, foreign or already renewed
+    certificate (403, 409) or a key that does not match."""
+    return isinstance(error, KeyMismatchError | AuthorizationError | ConflictError)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Retry delays after transient failures: ``first``, doubling, at most ``cap``."""
+
+    first: timedelta = timedelta(seconds=10)
+    cap: timedelta = timedelta(hours=1)
+
+    def delay(self, failures: int, retry_after: int | None = None) -> float:
+        """Seconds to wait after the ``failures``-th failure in a row (1-based)."""
+        seconds = self.first.total_seconds() * float(1 << min(max(failures - 1, 0), 30))
+        seconds = min(seconds, self.cap.total_seconds())
+        return max(seconds, float(retry_after or 0))
 
 
 def watch(
     target: RenewalTarget,
     *,
-    renew: Callable[[RenewalTarget], x509.Certificate] = renew_files,
     sleep: Callable[[float], None],
+    renew: Callable[[RenewalTarget], x509.Certificate] = renew_files,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    retry: timedelta = timedelta(seconds=60),
+    jitter: Callable[[], float] = random.random,
+    renew_before: timedelta | None = None,
+    backoff: Backoff = Backoff(),
+    recheck: timedelta = timedelta(hours=1),
     max_renewals: int | None = None,
     after_renewal: Callable[[x509.Certificate], None] | None = None,
 ) -> None:
-    """Renew ``target`` at two thirds of each certificate's lifetime, forever.
+    """Keep ``target`` renewed, forever (or ``max_renewals`` times).
 
-    Failures are retried every ``retry`` until the certificate expires. ``after_renewal``
-    runs after each renewal (the deploy hook); when it fails, the failure is logged and
-    the watch goes on: the new files are in place either way.
+    Each round logs the schedule: the renewal time is :func:`due_at` minus a random
+    jitter of up to a twentieth of the lifetime (so a fleet issued at once does not renew
+    at once), and never within the first tenth of the lifetime; the files are read again
+    at least every ``recheck``, so a certificate replaced meanwhile is followed. Transient failures
+    (service down or busy, unreadable files) are logged and retried with :class:`Backoff`;
+    ``after_renewal`` (the deploy hook) failures are logged and the watch goes on, the new
+    files being in place either way.
 
     Raises:
-        RenewalClientError: the certificate expired before a renewal succeeded.
+        NodecertError: a failure no retry can fix (:func:`is_permanent`), or any failure
+            once the certificate has expired.
     """
-    renewals = 0
+    renewals = failures = 0
+    planned: tuple[int, datetime] | None = None
     while max_renewals is None or renewals < max_renewals:
-        certificate, _ = _load(target)
-        wait = (renew_at(certificate) - clock()).total_seconds()
+        try:
+            certificate, _ = load_pair(target)
+        except KeyMismatchError:
+            raise
+        except RenewalClientError as exc:
+            failures += 1
+            pause = backoff.delay(failures)
+            log.warning("renew: %s; retry %d in %.0f s", exc.detail, failures, pause)
+            sleep(pause)
+            continue
+        end = certificate.not_valid_after_utc
+        if planned is None or planned[0] != certificate.serial_number:
+            when = _renewal_time(certificate, renew_before, jitter())
+            planned = (certificate.serial_number, when)
+            log.info(
+                "renew: %s (serial %s, valid until %s) renews at %s",
+                target.cert,
+                format_serial(certificate.serial_number),
+                _time(end),
+                _time(when),
+            )
+        wait = (planned[1] - clock()).total_seconds()
         if wait > 0:
-            log.info("renew: next renewal in %.0f s", wait)
-            sleep(wait)
+            # In naps of at most ``recheck``: after a suspend, a clock step or files
+            # replaced by hand, the next nap starts from the truth.
+            sleep(min(wait, recheck.total_seconds()))
+            continue
         try:
             renewed = renew(target)
-        except RenewalClientError as exc:
-            if clock() >= certificate.not_valid_after_utc:
-                raise RenewalClientError(f"{exc}; the certificate has expired") from exc
-            log.warning("renew: %s; retrying in %.0f s", exc, retry.total_seconds())
-            sleep(retry.total_seconds())
+        except NodecertError as exc:
+            if is_permanent(exc):
+                log.error("renew: %s; giving up: a retry cannot fix this", exc.detail)
+                raise
+            if clock() >= end:
+                log.error("renew: %s; the certificate has expired", exc.detail)
+                raise RenewalClientError(f"{exc.detail}; the certificate has expired") from exc
+            failures += 1
+            pause = min(backoff.delay(failures, exc.retry_after), _until(end, clock()))
+            log.warning("renew: %s; retry %d in %.0f s", exc.detail, failures, pause)
+            sleep(pause)
             continue
-        renewals += 1
-        log.info("renew: renewed, valid until %s", renewed.not_valid_after_utc.isoformat())
+        renewals, failures = renewals + 1, 0
+        log.info(
+            "renew: renewed %s: serial %s, valid until %s",
+            target.cert,
+            format_serial(renewed.serial_number),
+            _time(renewed.not_valid_after_utc),
+        )
         if after_renewal is not None:
             try:
                 after_renewal(renewed)
             except RenewalClientError as exc:
-                log.warning("renew: %s", exc)
+                log.warning("renew: %s", exc.detail)
+
+
+def _renewal_time(
+    certificate: x509.Certificate, renew_before: timedelta | None, jitter: float
+) -> datetime:
+    start = certificate.not_valid_before_utc
+    lifetime = certificate.not_valid_after_utc - start
+    when = due_at(certificate, renew_before=renew_before) - lifetime / 20 * jitter
+    # Never within the first tenth of a lifetime: a --renew-before close to the lifetime
+    # must not turn the watch into a loop that renews without pause.
+    return max(when, start + lifetime / 10)
+
+
+def _time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _until(end: datetime, now: datetime) -> float:
+    # Retry once more right at expiry rather than sleeping past it.
+    return max((end - now).total_seconds(), 1.0)
 
 
 _HOOK_TIMEOUT_S = 300.0

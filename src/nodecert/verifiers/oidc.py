@@ -42,6 +42,9 @@ __all__ = [
     "is_finite_number",
 ]
 
+# The embedded dev issuer (verifiers/devissuer.py), named here without importing it.
+_DEV_ISSUER = "urn:nodecert:dev-issuer"
+
 _ALGORITHMS = {"RS256": "RSA", "ES256": "EC"}
 _MAX_TOKEN_BYTES = 8 * 1024
 
@@ -267,7 +270,14 @@ class OIDCVerifier:
             raise AuthenticationError("token: header has no 'kid'")
         key = self.jwks.key(kid)
         if key is None:
-            raise AuthenticationError("token: signed with an unknown key ('kid')")
+            hint = ""
+            if self.issuer == _DEV_ISSUER:
+                # The usual cause: `nodecert dev-token` ran against another home directory.
+                hint = (
+                    "; the dev issuer's key is per home: was the token made by"
+                    " `nodecert dev-token` with another NODECERT_HOME?"
+                )
+            raise AuthenticationError(f"token: signed with an unknown key ('kid'){hint}")
         if _ALGORITHMS[alg] != key.key_type:
             raise AuthenticationError(f"token: algorithm {alg} does not fit the key's type")
         claims = decode_signed(token, key.key, alg, what="token")

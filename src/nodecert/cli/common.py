@@ -1,0 +1,169 @@
+"""What every command shares: the one-line error, the client options, the home, logging."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import re
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nodecert.client import Client
+from nodecert.core.ports import Principal
+
+if TYPE_CHECKING:
+    from nodecert.core.config import Settings
+
+__all__ = [
+    "DEFAULT_SERVER",
+    "CLIError",
+    "UsageError",
+    "add_client_options",
+    "cli_actor",
+    "cli_admin",
+    "client_from",
+    "duration",
+    "local_settings",
+    "setup_logging",
+]
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+
+class CLIError(Exception):
+    """A failure to report as one line (exit status 1)."""
+
+
+class UsageError(CLIError):
+    """Options that do not go together (exit status 2, like argparse's own errors)."""
+
+
+def add_client_options(parser: argparse.ArgumentParser, *, token: bool = True) -> None:
+    """``--server``, ``--cacert``, ``--timeout`` (and ``--token``): for API commands."""
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("NODECERT_SERVER", DEFAULT_SERVER),
+        help=f"service URL (default $NODECERT_SERVER or {DEFAULT_SERVER})",
+    )
+    if token:
+        parser.add_argument("--token", help="bearer token (default $NODECERT_TOKEN)")
+    parser.add_argument("--cacert", type=Path, help="CA bundle to trust for an https server")
+    parser.add_argument(
+        "--timeout", type=_seconds, default=30.0, metavar="SECONDS", help="default 30"
+    )
+
+
+def client_from(args: argparse.Namespace, *, token: bool = True) -> Client:
+    """The :class:`Client` the options describe.
+
+    Raises:
+        CLIError: no token (when one is needed), or a ``--server`` that is not http(s).
+    """
+    bearer = None
+    if token:
+        bearer = (args.token or os.environ.get("NODECERT_TOKEN") or "").strip()
+        if not bearer:
+            raise CLIError("a token is required: --token or $NODECERT_TOKEN")
+    if not str(args.server).startswith(("http://", "https://")):
+        raise CLIError(f"--server: {args.server[:100]!r} must start with http:// or https://")
+    return Client(args.server, token=bearer, timeout=args.timeout, cafile=args.cacert)
+
+
+def local_settings() -> Settings:
+    """The settings of a command that works on the local home, which must exist.
+
+    Admin and dev commands never create a home: run in the wrong directory, they would
+    make a second CA and dev issuer that the server knows nothing about.
+
+    Raises:
+        CLIError: the home does not exist, naming it and how to create it.
+    """
+    from nodecert.bootstrap import settings_from_environment
+
+    settings = settings_from_environment()
+    home = settings.home.absolute()
+    if not settings.home.is_dir():
+        raise CLIError(
+            f"no nodecert home at {home}: create it with `nodecert init` (or run"
+            " `nodecert serve` there), or point NODECERT_HOME at the server's home"
+        )
+    return settings
+
+
+def cli_actor() -> str:
+    """Who ran a command on the server's machine, for the audit trail: ``cli:<os user>``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid-{os.getuid()}"
+    return f"cli:{user}"
+
+
+def cli_admin() -> Principal:
+    """The principal of an admin command run on the server's machine.
+
+    ``claims["actor"]`` says who ran it (:func:`cli_actor`), for the audit trail.
+    """
+    return Principal(user_id="nodecert-cli", is_admin=True, claims={"actor": cli_actor()})
+
+
+def setup_logging() -> None:
+    """Log ``nodecert`` messages at INFO and above to stderr, with UTC timestamps."""
+    logger = logging.getLogger("nodecert")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        formatter = logging.Formatter(
+            "%(asctime)s nodecert: %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ"
+        )
+        formatter.converter = time.gmtime
+        handler = _StderrHandler()
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now (``main()`` may run many times in a process)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> timedelta:
+    """Parse ``2d``, ``36h``, ``1d12h``, ``90m`` or ``45s`` (an argparse ``type``)."""
+    value = text.strip()
+    parts = _DURATION.findall(value)
+    if not value or "".join(n + u for n, u in parts) != value:
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} is not a duration like 2d, 36h, 1d12h, 90m or 45s"
+        )
+    seconds = sum(int(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number of seconds (0-3600]")
+    return value

@@ -1,0 +1,118 @@
+"""The API commands, through :class:`nodecert.client.Client`: ``request``, ``certs``, ``revoke``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from nodecert.cli.common import CLIError, add_client_options, client_from
+from nodecert.cli.output import OutputFile, check_outputs, write_outputs
+from nodecert.core.identity import validate_id
+
+__all__ = ["add_remote_commands"]
+
+
+def add_remote_commands(sub: Any) -> None:
+    """Add the API commands to the ``sub`` subparsers."""
+    request = sub.add_parser("request", help="get a certificate for one of your nodes")
+    request.add_argument("node", metavar="NODE")
+    add_client_options(request)
+    request.add_argument(
+        "--key-type", help="rsa-2048 (default), rsa-3072, rsa-4096, ec-p256, ec-p384"
+    )
+    request.add_argument("--csr", type=Path, metavar="FILE", help="send this CSR, keep your key")
+    request.add_argument("--validity-days", type=int, metavar="N")
+    request.add_argument("--out", type=Path, default=Path("."), metavar="DIR")
+    request.add_argument("--force", action="store_true", help="replace existing files")
+    request.set_defaults(handler=_request)
+
+    certs = sub.add_parser("certs", help="list your certificates")
+    add_client_options(certs)
+    certs.add_argument("--node", metavar="NODE")
+    certs.add_argument("--status", choices=["active", "superseded", "revoked", "expired"])
+    certs.add_argument("--json", action="store_true", help="print JSON")
+    certs.set_defaults(handler=_certs)
+
+    revoke = sub.add_parser("revoke", help="revoke one of your certificates")
+    revoke.add_argument("serial", metavar="SERIAL")
+    add_client_options(revoke)
+    revoke.add_argument("--reason", default="unspecified")
+    revoke.set_defaults(handler=_revoke)
+
+
+def _request(args: argparse.Namespace) -> None:
+    node = validate_id(args.node, field="NODE")
+    csr = None
+    if args.csr is not None:
+        try:
+            csr = args.csr.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CLIError(f"{args.csr}: {getattr(exc, 'strerror', None) or 'not text'}") from None
+    client = client_from(args)
+    names = [f"{node}.crt", "ca.crt"] + ([] if csr is not None else [f"{node}.key"])
+    chain: list[str] = []
+
+    def same_chain(path: Path) -> bool:
+        # An existing ca.crt with the service's chain is no conflict (one per directory).
+        if path.name != "ca.crt":
+            return False
+        if not chain:
+            chain.append(client.ca_chain())
+        return path.read_text() == chain[0]
+
+    paths = check_outputs(args.out, names, force=args.force, unchanged=same_chain)
+    issued = client.issue(node, key_type=args.key_type, csr=csr, validity_days=args.validity_days)
+    files = [
+        OutputFile(paths[0], issued.certificate.encode()),
+        OutputFile(paths[1], issued.chain.encode()),
+    ]
+    if issued.private_key is not None:
+        if csr is not None:
+            raise CLIError("the service sent a private key for a CSR request; nothing written")
+        files.append(OutputFile(paths[2], issued.private_key.encode(), 0o600))
+    write_outputs(files, issued=f"serial {issued.serial}")
+    print(
+        f"issued serial {issued.serial} for node {node}, valid until"
+        f" {_time(issued.not_after.isoformat())}"
+    )
+    for item in files:
+        print(f"wrote {item.path}" + (" (mode 0600)" if item.mode == 0o600 else ""))
+
+
+def _certs(args: argparse.Namespace) -> None:
+    node = None if args.node is None else validate_id(args.node, field="--node")
+    rows = client_from(args).certificates(node_id=node, status=args.status)
+    if args.json:
+        print(json.dumps([_row_json(row) for row in rows], indent=2))
+        return
+    for row in rows:
+        print(f"{row.serial}\t{row.node_id}\t{row.status}\t{_time(row.not_after.isoformat())}")
+
+
+def _row_json(row: Any) -> dict[str, Any]:
+    return {
+        "serialNumber": row.serial,
+        "userId": row.user_id,
+        "nodeId": row.node_id,
+        "keyType": row.key_type,
+        "status": row.status,
+        "notBefore": _time(row.not_before.isoformat()),
+        "notAfter": _time(row.not_after.isoformat()),
+        "fingerprintSha256": row.fingerprint_sha256,
+        "createdAt": _time(row.created_at.isoformat()),
+        "revokedAt": _time(row.revoked_at.isoformat()) if row.revoked_at else None,
+        "revocationReason": row.revocation_reason,
+        "renewedFrom": row.renewed_from,
+        "profile": row.profile,
+    }
+
+
+def _revoke(args: argparse.Namespace) -> None:
+    row = client_from(args).revoke(args.serial, reason=args.reason)
+    print(f"revoked {row.serial} ({row.revocation_reason})")
+
+
+def _time(text: str) -> str:
+    return text.replace("+00:00", "Z")

@@ -1,0 +1,122 @@
+"""``nodecert renew``: renew when due (a timer can call it forever), or ``--watch``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from nodecert.cli.common import (
+    CLIError,
+    UsageError,
+    add_client_options,
+    client_from,
+    duration,
+    setup_logging,
+)
+from nodecert.cli.output import check_writable
+from nodecert.client.renew import (
+    RenewalClientError,
+    RenewalTarget,
+    renew_if_due,
+    run_deploy_hook,
+    watch,
+)
+from nodecert.core.identity import format_serial
+
+__all__ = ["add_renew_command"]
+
+
+def add_renew_command(sub: Any) -> None:
+    """Add ``renew`` to the ``sub`` subparsers."""
+    renew = sub.add_parser(
+        "renew",
+        help="renew a certificate with its own key (no login) when it is due;"
+        " --watch to keep it fresh",
+        description="Renew when due: in the last third of the lifetime, or --renew-before"
+        " the end. When not due, print when it will be and exit 0 without calling the"
+        " service, so a timer can run it as often as it likes.",
+    )
+    renew.add_argument("--cert", type=Path, required=True, metavar="FILE")
+    renew.add_argument("--key", type=Path, required=True, metavar="FILE")
+    add_client_options(renew, token=False)
+    renew.add_argument("--audience", help="renewal audience (default from the certificate)")
+    when = renew.add_mutually_exclusive_group()
+    when.add_argument(
+        "--renew-before",
+        type=duration,
+        metavar="DURATION",
+        help="due this long before expiry, e.g. 2d, 36h (default: the last third)",
+    )
+    when.add_argument("--force", action="store_true", help="renew now, due or not")
+    renew.add_argument(
+        "--watch",
+        action="store_true",
+        help="stay running: renew each certificate when due (with jitter), log to stderr,"
+        " retry transient failures with backoff",
+    )
+    renew.add_argument(
+        "--deploy-hook",
+        metavar="COMMAND",
+        help="shell command run after each renewal (e.g. 'nginx -s reload'); it sees"
+        " RENEWED_CERT, RENEWED_KEY and RENEWED_SERIAL",
+    )
+    renew.set_defaults(handler=_renew)
+
+
+def _renew(args: argparse.Namespace) -> None:
+    if args.watch and args.force:
+        raise UsageError("--force: not with --watch (it renews whenever due)")
+    target = RenewalTarget(
+        cert=args.cert, key=args.key, client=client_from(args, token=False), audience=args.audience
+    )
+    hook: str | None = args.deploy_hook
+
+    def deploy(certificate: x509.Certificate) -> None:
+        if hook:
+            run_deploy_hook(hook, target, certificate)
+
+    if args.watch:
+        setup_logging()
+        watch(target, sleep=time.sleep, renew_before=args.renew_before, after_renewal=deploy)
+        return
+
+    def writable() -> None:
+        for path in {args.cert.parent, args.key.parent}:
+            check_writable(path, option="--cert/--key")
+
+    outcome = renew_if_due(
+        target,
+        now=datetime.now(UTC),
+        renew_before=args.renew_before,
+        force=args.force,
+        before_renewal=writable,
+    )
+    renewed = outcome.renewed
+    if renewed is None:
+        current = outcome.current
+        print(
+            f"not due: {args.cert} (serial {format_serial(current.serial_number)}) is due"
+            f" for renewal at {_time(outcome.due)}; valid until"
+            f" {_time(current.not_valid_after_utc)}"
+        )
+        return
+    print(
+        f"renewed: serial {format_serial(renewed.serial_number)}, valid until"
+        f" {_time(renewed.not_valid_after_utc)}: {args.cert}"
+    )
+    sys.stdout.flush()
+    try:
+        deploy(renewed)
+    except RenewalClientError as exc:
+        # The files are renewed; the exit status still tells a script the hook failed.
+        raise CLIError(f"renewed, but {exc.detail}") from exc
+
+
+def _time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
