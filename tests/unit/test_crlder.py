@@ -19,6 +19,8 @@ ENTRIES = [
     (2**152 + 5, datetime(2026, 6, 1, tzinfo=UTC), RevocationReason.AFFILIATION_CHANGED),
     (0xFFFF, datetime(2026, 6, 1, tzinfo=UTC), RevocationReason.CESSATION_OF_OPERATION),
     (300, datetime(2026, 6, 1, tzinfo=UTC), RevocationReason.PRIVILEGE_WITHDRAWN),
+    (2**400 + 1, datetime(2026, 6, 1, tzinfo=UTC), None),  # Longer than RFC 5280 allows.
+    (2**1100 + 3, datetime(2026, 6, 1, tzinfo=UTC), None),  # Two length octets.
 ]
 FLAGS = {
     RevocationReason.KEY_COMPROMISE: x509.ReasonFlags.key_compromise,

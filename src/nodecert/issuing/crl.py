@@ -157,10 +157,7 @@ class CRLPublisher:
         number = self._next_number(int(now.timestamp()))
         # Serials come from our own ledger, validated when written: plain hex. Dates keep
         # their microseconds; both encoders write whole seconds.
-        rows = [
-            (int(serial, 16), revoked_at or now, reason)
-            for serial, revoked_at, reason in self._revoked(now)
-        ]
+        rows = [(int(s, 16), at or now, why) for s, at, why in self._revoked(now)]
         extensions: list[x509.Extension[x509.ExtensionType]] = [
             x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(number))
         ]

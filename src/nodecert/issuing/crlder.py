@@ -32,7 +32,7 @@ _REASON_CODES = {
     RevocationReason.PRIVILEGE_WITHDRAWN: 9,
 }
 # Extensions SEQUENCE { Extension SEQUENCE { OID 2.5.29.21, OCTET STRING { ENUMERATED } } }
-_REASON_EXTENSIONS = {
+_REASON_EXTENSIONS: dict[RevocationReason | None, bytes] = {
     reason: bytes.fromhex("300c300a0603551d150403") + bytes((0x0A, 0x01, code))
     for reason, code in _REASON_CODES.items()
 }
@@ -66,15 +66,22 @@ def entries_der(
         entries: (serial number, revocation date, reason) per revoked certificate.
     """
     times: dict[datetime, bytes] = {}
-    out = []
+    extensions = _REASON_EXTENSIONS
+    out: list[bytes] = []
+    append = out.append
     for serial, revoked_at, reason in entries:
         number = serial.to_bytes(serial.bit_length() // 8 + 1, "big")
         when = times.get(revoked_at)
         if when is None:
             when = times[revoked_at] = _time(revoked_at)
-        body = b"\x02" + _length(len(number)) + number + when
-        body += _REASON_EXTENSIONS.get(reason, b"") if reason is not None else b""
-        out.append(b"\x30" + _length(len(body)) + body)
+        if len(number) <= 21:
+            # RFC 5280 4.1.2.2 serials (at most 20 octets, plus a sign octet): every
+            # length fits in one byte, so the TLVs are written in one step.
+            body = b"\x02%c%b%b%b" % (len(number), number, when, extensions.get(reason, b""))
+            append(b"\x30%c%b" % (len(body), body))
+        else:
+            body = _tlv(0x02, number) + when + extensions.get(reason, b"")
+            append(_tlv(0x30, body))
     return _tlv(0x30, b"".join(out))
 
 

@@ -235,13 +235,10 @@ class SQLiteStore:
         args = (CertificateStatus.REVOKED.value, now.astimezone(UTC).isoformat())
         with self._db.transaction() as db:
             rows = db.execute(sql, args).fetchall()
+        reasons = {reason.value: reason for reason in RevocationReason}
+        parse = datetime.fromisoformat
         return [
-            (
-                serial,
-                datetime.fromisoformat(at) if at else None,
-                RevocationReason(reason) if reason else None,
-            )
-            for serial, at, reason in rows
+            (serial, parse(at) if at else None, reasons.get(reason)) for serial, at, reason in rows
         ]
 
     def mark_revoked(
