@@ -86,7 +86,7 @@ def lambda_cold_start(context: BenchContext) -> None:
         goal,
         note=(
             f"median of {cold.repetitions} fresh processes each: handler {cold.handler_ms:.0f}"
-            f" ms (start + imports {cold.import_ms:.0f} ms, first event with wiring"
+            f" ms (start + imports + init-phase wiring {cold.import_ms:.0f} ms, first event"
             f" {cold.first_event_ms:.0f} ms, the rest spawn and exit),"
             f" floor {cold.floor_ms:.0f} ms; REST v1 POST /generate-cert (EC P-256)"
             " against moto server on loopback, nothing subtracted"

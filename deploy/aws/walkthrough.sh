@@ -2,8 +2,8 @@
 # From a deployed stack to a node call over mutual TLS (docs/aws.md, "Walkthrough").
 # Inputs, from the stack's outputs (aws cloudformation describe-stacks):
 #   POOL (UserPoolId), CLIENT (UserPoolClientId), API (ApiUrl, no trailing slash),
-#   NODE_URL (https://<NodeDomainName>/nodes/node-1/), and two passwords of your choice:
-#   ADMIN_PASSWORD, ALICE_PASSWORD (8+ characters, upper, lower, digit, symbol).
+#   NODE_URL (https://<NodeDomainName>/nodes/node-1/status: any path of the node), and
+#   two passwords: ADMIN_PASSWORD, ALICE_PASSWORD (8+ characters: upper, lower, digit, symbol).
 set -euo pipefail
 : "${POOL:?}" "${CLIENT:?}" "${API:?}" "${NODE_URL:?}" "${ADMIN_PASSWORD:?}" "${ALICE_PASSWORD:?}"
 umask 077  # node-1.key is a private key: readable by you only.

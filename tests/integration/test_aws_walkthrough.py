@@ -134,7 +134,7 @@ def test_the_walkthrough_runs_as_written(stack, moto_endpoint, tmp_path):
             "POOL": pool,
             "CLIENT": client,
             "API": api,
-            "NODE_URL": f"https://localhost:{domain_port}/nodes/node-1/",
+            "NODE_URL": f"https://localhost:{domain_port}/nodes/node-1/status",
             "ADMIN_PASSWORD": "Adm1n-Passw0rd!",
             "ALICE_PASSWORD": "Al1ce-Passw0rd!",
         }

@@ -89,6 +89,9 @@ def test_before_a_snapshot_and_after_a_restore_no_pooled_key_survives(tmp_path):
     assert pool.ready(KeyType.RSA_2048) == 0
     lifecycle.after_restore(service)
     assert pool.ready(KeyType.RSA_2048) == 0
+    # A restored environment still hands out keys (generated inline), each new.
+    assert pool(KeyType.RSA_2048).public_key() != pool(KeyType.RSA_2048).public_key()
+    assert pool.ready(KeyType.RSA_2048) == 0
     service.close()
 
 
@@ -99,8 +102,49 @@ def test_closed_connections_are_reopened_by_the_next_call(aws_client):
     dynamodb.list_tables()  # A new connection, no error.
 
 
-def test_without_the_lambda_runtime_no_snapshot_hooks_are_registered(tmp_path):
-    # snapshot_restore_py ships with the Lambda Python runtimes only.
+def test_snapstart_hooks_run_as_the_runtime_runs_them(tmp_path, aws_client):
+    """Registered with the real snapshot_restore_py; run in its order, as Lambda does."""
+    import snapshot_restore_py
+
+    service = build_service(make_settings(tmp_path / "home", key_pool_size=2))
+    before = list(snapshot_restore_py._before_snapshot_registry)
+    after = list(snapshot_restore_py._after_restore_registry)
+    try:
+        assert lifecycle.register_snapshot_hooks(service) is True
+        new_before = snapshot_restore_py._before_snapshot_registry[len(before) :]
+        new_after = snapshot_restore_py._after_restore_registry[len(after) :]
+        assert [f for f, _, _ in new_before] == [lifecycle.before_snapshot]
+        assert [f for f, _, _ in new_after] == [lifecycle.after_restore]
+        pool = service.key_pool
+        pool(KeyType.RSA_2048)  # Starts the filler: a key ready now would be in a snapshot.
+        for _ in range(600):
+            if pool.ready(KeyType.RSA_2048) >= 1:
+                break
+            time.sleep(0.05)
+        assert pool.ready(KeyType.RSA_2048) >= 1
+        dynamodb = aws_client("dynamodb")
+        dynamodb.list_tables()
+        # Before snapshot (the runtime runs these in reverse order of registration).
+        for function, args, kwargs in reversed(new_before):
+            function(*args, **kwargs)
+        assert pool.ready(KeyType.RSA_2048) == 0
+        time.sleep(0.2)  # The filler is stopped: nothing refills the pool behind our back.
+        assert pool.ready(KeyType.RSA_2048) == 0
+        # After restore, in order of registration.
+        for function, args, kwargs in new_after:
+            function(*args, **kwargs)
+        assert pool.ready(KeyType.RSA_2048) == 0
+        dynamodb.list_tables()  # A new connection after the restore.
+    finally:
+        snapshot_restore_py._before_snapshot_registry[:] = before
+        snapshot_restore_py._after_restore_registry[:] = after
+        service.close()
+
+
+def test_without_the_lambda_runtime_no_snapshot_hooks_are_registered(tmp_path, monkeypatch):
+    # snapshot_restore_py ships with the Lambda Python runtimes (and nodecert's dev extra);
+    # elsewhere the import fails and nothing is registered.
+    monkeypatch.setitem(sys.modules, "snapshot_restore_py", None)
     service = build_service(make_settings(tmp_path / "home"))
     assert lifecycle.register_snapshot_hooks(service) is False
     service.close()

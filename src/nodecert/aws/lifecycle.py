@@ -10,8 +10,9 @@ issuance needs, is fetched (:func:`prepare`).
 A snapshot is copied into every environment restored from it, so it must hold nothing that
 has to be unique or fresh (https://docs.aws.amazon.com/lambda/latest/dg/snapstart-uniqueness.html):
 
-- pooled private keys: dropped before the snapshot and again after restore
-  (:meth:`KeyPool.drain`), so no two environments can hand out one key;
+- pooled private keys: the pool is closed (its filler stopped, its keys dropped) before
+  the snapshot and emptied again after restore, so no two environments can hand out one
+  key;
 - open HTTPS connections: closed before the snapshot and after restore; the clients open
   new ones on their next call;
 - the ``random`` module's state (the jitter of retries and polls): reseeded after restore
@@ -72,10 +73,16 @@ def prepare(service: Service) -> None:
 
 
 def before_snapshot(service: Service) -> None:
-    """SnapStart, before the snapshot: no pooled keys, no open connections in it."""
+    """SnapStart, before the snapshot: no pooled keys, no open connections in it.
+
+    The key pool is closed, not only emptied: its filler thread could otherwise put a key
+    in after the drain and before the snapshot. Restored environments generate keys
+    inline, which is what a Lambda function should do anyway (the pool's thread does not
+    run while the environment is frozen between invocations).
+    """
     from nodecert.awsclients import close_connections
 
-    service.key_pool.drain()
+    service.key_pool.close()
     close_connections()
 
 
@@ -97,7 +104,7 @@ def register_snapshot_hooks(service: Service) -> bool:
         Whether they were registered (False outside Lambda's Python runtimes).
     """
     try:
-        import snapshot_restore_py  # type: ignore[import-not-found]
+        import snapshot_restore_py
     except ImportError:
         return False
     snapshot_restore_py.register_before_snapshot(before_snapshot, service)

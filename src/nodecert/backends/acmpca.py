@@ -49,8 +49,10 @@ from nodecert.backends.pca_shapes import (
     SHORT_LIVED_MAX,
     SIGNING_ALGORITHMS,
     RetryPolicy,
+    api_passthrough,
     api_passthrough_template,
     idempotency_token,
+    load_all,
     ordered_chain,
     partition_of,
     pca_serial,
@@ -64,7 +66,6 @@ from nodecert.core.ports import Profile, RevocationReason, SignedCertificate, Si
 if TYPE_CHECKING:
     from mypy_boto3_acm_pca import ACMPCAClient
     from mypy_boto3_acm_pca.literals import RevocationReasonType, SigningAlgorithmType
-    from mypy_boto3_acm_pca.type_defs import ApiPassthroughTypeDef, GeneralNameTypeDef
 
 __all__ = [
     "DEFAULT_TEMPLATE_ARN",
@@ -178,19 +179,9 @@ class ACMPCABackend:
         client = self._clients[arn]
         try:
             signing_algorithm = self._signing_algorithm(arn, deadline)
-            names: list[GeneralNameTypeDef] = [
-                {"UniformResourceIdentifier": request.identity.spiffe_id(self._trust_domain)}
-            ]
-            if request.profile is Profile.NODE:
-                names.extend({"DnsName": name} for name in request.dns_names)
-            passthrough: ApiPassthroughTypeDef = {
-                "Subject": {
-                    "Organization": self._organization,
-                    "OrganizationalUnit": request.identity.node_id,
-                    "CommonName": request.identity.user_id,
-                },
-                "Extensions": {"SubjectAlternativeNames": names},
-            }
+            passthrough = api_passthrough(
+                request, organization=self._organization, trust_domain=self._trust_domain
+            )
             if request.csr is None:
                 raise TypeError("ACMPCABackend.issue: ACM PCA signs CSRs; the request has none")
             csr_pem = request.csr.public_bytes(serialization.Encoding.PEM)
@@ -218,7 +209,7 @@ class ACMPCABackend:
         try:
             certificate = x509.load_pem_x509_certificate(response["Certificate"].encode())
             chain_pem = str(response.get("CertificateChain") or "")
-            chain = tuple(_load_all(chain_pem))
+            chain = tuple(load_all(chain_pem))
         except (KeyError, ValueError) as exc:
             raise BackendUnavailableError("ca: ACM PCA returned an unreadable certificate") from exc
         return SignedCertificate(
@@ -337,7 +328,7 @@ class ACMPCABackend:
             raise translate(exc.code, "GetCertificateAuthorityCertificate") from exc.__cause__
         try:
             own = x509.load_pem_x509_certificate(response["Certificate"].encode())
-            parents = _load_all(response.get("CertificateChain") or "")
+            parents = load_all(response.get("CertificateChain") or "")
         except (KeyError, ValueError) as exc:
             raise BackendUnavailableError("ca: ACM PCA returned an unreadable CA chain") from exc
         chain = ordered_chain(own, parents)
@@ -423,8 +414,3 @@ class ACMPCABackend:
                         retry_after=self._retry.retry_after,
                     ) from exc
                 self._sleep(delay)
-
-
-def _load_all(pem: str) -> list[x509.Certificate]:
-    """Every certificate in a PEM bundle; an empty bundle is an empty list."""
-    return x509.load_pem_x509_certificates(pem.encode()) if pem.strip() else []

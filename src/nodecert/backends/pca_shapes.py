@@ -21,10 +21,11 @@ from nodecert.core.errors import (
     CSRError,
     NodecertError,
 )
-from nodecert.core.ports import RevocationReason, SigningRequest
+from nodecert.core.ports import Profile, RevocationReason, SigningRequest
 
 if TYPE_CHECKING:
     from mypy_boto3_acm_pca.literals import RevocationReasonType, SigningAlgorithmType
+    from mypy_boto3_acm_pca.type_defs import ApiPassthroughTypeDef, GeneralNameTypeDef
 
 __all__ = [
     "BACKDATE_ALLOWANCE",
@@ -35,8 +36,10 @@ __all__ = [
     "SHORT_LIVED_MAX",
     "SIGNING_ALGORITHMS",
     "RetryPolicy",
+    "api_passthrough",
     "api_passthrough_template",
     "idempotency_token",
+    "load_all",
     "ordered_chain",
     "partition_of",
     "pca_serial",
@@ -121,6 +124,32 @@ class RetryPolicy:
     poll_min: float = 0.05
     poll_max: float = 1.0
     retry_after: int = 2
+
+
+def api_passthrough(
+    request: SigningRequest, *, organization: str, trust_domain: str
+) -> ApiPassthroughTypeDef:
+    """The ``ApiPassthrough`` of a request: the identity's subject and SAN (plus DNS names
+    for the node profile), which the ``_APIPassthrough`` templates put in the certificate.
+    """
+    names: list[GeneralNameTypeDef] = [
+        {"UniformResourceIdentifier": request.identity.spiffe_id(trust_domain)}
+    ]
+    if request.profile is Profile.NODE:
+        names.extend({"DnsName": name} for name in request.dns_names)
+    return {
+        "Subject": {
+            "Organization": organization,
+            "OrganizationalUnit": request.identity.node_id,
+            "CommonName": request.identity.user_id,
+        },
+        "Extensions": {"SubjectAlternativeNames": names},
+    }
+
+
+def load_all(pem: str) -> list[x509.Certificate]:
+    """Every certificate in a PEM bundle; an empty bundle is an empty list."""
+    return x509.load_pem_x509_certificates(pem.encode()) if pem.strip() else []
 
 
 def partition_of(arn: str) -> str:
