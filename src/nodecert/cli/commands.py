@@ -143,6 +143,10 @@ def _parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="show a certificate's identity and validity")
     inspect.add_argument("file", type=Path, metavar="FILE")
     inspect.set_defaults(handler=_inspect)
+
+    from nodecert.aws.truststore import register as register_aws
+
+    register_aws(sub)  # nodecert aws truststore
     return parser
 
 
