@@ -9,9 +9,8 @@ sources and with the result TTL the template sets), and calls the integration:
 with the template's ``requestParameters``). Events follow AWS's documentation of the REST
 proxy integration and of REQUEST authorizers.
 
-:class:`DomainListener` is the custom domain: a real TLS listener that requires a client
-certificate chaining to the truststore, and hands it to the gateway as
-``requestContext.identity.clientCert`` (after the handshake).
+Functions run in :mod:`tests.rehearsal.lambdas`; the custom domain is
+:mod:`tests.rehearsal.domain`.
 """
 
 from __future__ import annotations
@@ -19,14 +18,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import json
-import os
 import re
-import shutil
-import ssl
-import subprocess
-import sys
-import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -34,17 +26,13 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
+from tests.rehearsal.lambdas import Container
 from tests.rehearsal.stack import ACCOUNT, REGION, Stack, TemplateError
 
-CONTAINER = Path(__file__).with_name("container.py")
 DEFAULT_TTL = 300
 EXPLICIT_DENY = json.dumps(
     {"Message": "User is not authorized to access this resource with an explicit deny"}
@@ -63,72 +51,11 @@ class Reply:
         return json.loads(self.body)
 
 
-def _message(status: int, message: str | None) -> Reply:
+def message(status: int, message: str | None) -> Reply:
+    """An API Gateway error reply (``{"message": ...}``)."""
     return Reply(
         status, {"Content-Type": "application/json"}, json.dumps({"message": message}).encode()
     )
-
-
-class Container:
-    """One warm Lambda execution environment (tests/rehearsal/container.py)."""
-
-    def __init__(self, handler: str, environment: dict[str, str], timeout: float, endpoint: str):
-        self.tmp = Path(tempfile.mkdtemp(prefix="lambda-tmp-"))
-        env = {
-            # What the Lambda runtime sets, pointed at moto; nothing of the test process.
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_CONFIG_FILE": "/nonexistent",
-            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_LAMBDA_FUNCTION_NAME": handler,
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        for name, value in environment.items():
-            # Each container has a /tmp of its own, as on Lambda.
-            env[name] = str(self.tmp) + value[4:] if value.startswith("/tmp/") else value
-        self.log = self.tmp / "log.txt"
-        self._log_file = self.log.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, str(CONTAINER), handler, str(timeout)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log_file,
-            env=env,
-            text=True,
-        )
-        self.lock = threading.Lock()
-
-    def invoke(self, event: dict[str, Any]) -> tuple[Any, str | None]:
-        """The handler's result, or None and the error type when it raised."""
-        assert self.process.stdin is not None and self.process.stdout is not None
-        with self.lock:
-            self.process.stdin.write(json.dumps(event) + "\n")
-            self.process.stdin.flush()
-            line = self.process.stdout.readline()
-        if not line:
-            return None, "Runtime.ExitError"
-        reply = json.loads(line)
-        if "error" in reply:
-            return None, f"{reply['error']}: {reply['message']}"
-        return reply["result"], None
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self._log_file.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 @dataclass
@@ -225,7 +152,7 @@ class Gateway:
         headers = dict(headers or {})
         route, parameters = self._match(api, method, path)
         if route is None:
-            return _message(403, "Missing Authentication Token")
+            return message(403, "Missing Authentication Token")
         api_id, stage = self.stack.physical[api], self.stack.stage_of(api)
         context: dict[str, Any] = {
             "resourceId": uuid.uuid4().hex[:6],
@@ -310,7 +237,7 @@ class Gateway:
         if token.lower().startswith("bearer "):
             token = token[7:]
         if not token:
-            return _message(401, "Unauthorized")
+            return message(401, "Unauthorized")
         (pool_arn,) = (self.stack.resolve(a) for a in authorizer["providerARNs"])
         pool_id = pool_arn.rsplit("/", 1)[-1]
         jwks = json.loads(
@@ -327,9 +254,9 @@ class Gateway:
                 options={"verify_aud": False},
             )
         except (jwt.PyJWTError, ValueError):
-            return _message(401, "Unauthorized")
+            return message(401, "Unauthorized")
         if claims.get("token_use") not in ("id", "access"):
-            return _message(401, "Unauthorized")
+            return message(401, "Unauthorized")
         # REST APIs hand claims over as strings; lists are comma-joined.
         event["requestContext"]["authorizer"] = {
             "claims": {
@@ -370,7 +297,7 @@ class Gateway:
         sources = [s.strip() for s in authorizer.get("identitySource", "").split(",") if s.strip()]
         values = self._identity_values(sources, event)
         if sources and any(v is None for v in values):
-            return _message(401, "Unauthorized")  # a missing identity source: no call
+            return message(401, "Unauthorized")  # a missing identity source: no call
         key = (f"{api}.{name}", tuple(v or "" for v in values))
         cached = self.cache.get(key) if ttl > 0 else None
         if cached is not None and cached[0] > time.monotonic():
@@ -391,10 +318,10 @@ class Gateway:
             answer, error = self._container(function).invoke(authorizer_event)
             if error is not None:
                 if "Unauthorized" in error:
-                    return _message(401, "Unauthorized")
-                return _message(500, None)  # AuthorizerConfigurationException
+                    return message(401, "Unauthorized")
+                return message(500, None)  # AuthorizerConfigurationException
             if not isinstance(answer, dict) or "policyDocument" not in answer:
-                return _message(500, None)
+                return message(500, None)
             if ttl > 0:
                 self.cache[key] = (time.monotonic() + ttl, answer)
         if not _allows(answer["policyDocument"], method_arn):
@@ -411,7 +338,7 @@ class Gateway:
     def _lambda_proxy(self, function: str, event: dict[str, Any]) -> Reply:
         result, error = self._container(function).invoke(event)
         if error is not None or not isinstance(result, dict) or "statusCode" not in result:
-            return _message(502, "Internal server error")
+            return message(502, "Internal server error")
         body = result.get("body") or ""
         raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
         return Reply(int(result["statusCode"]), dict(result.get("headers") or {}), raw)
@@ -466,119 +393,3 @@ def _allows(policy: dict[str, Any], method_arn: str) -> bool:
             return False
         allowed = allowed or statement.get("Effect") == "Allow"
     return allowed
-
-
-def client_cert_context(der: bytes) -> dict[str, Any]:
-    """``requestContext.identity.clientCert`` for a certificate, as API Gateway fills it."""
-    certificate = x509.load_der_x509_certificate(der)
-    digits = f"{certificate.serial_number:x}"
-    digits = "0" * (len(digits) % 2) + digits
-    serial = ":".join(digits[i : i + 2] for i in range(0, len(digits), 2))
-    fmt = "%b %d %H:%M:%S %Y GMT"
-    return {
-        "clientCertPem": certificate.public_bytes(serialization.Encoding.PEM).decode(),
-        "subjectDN": certificate.subject.rfc4514_string(),
-        "issuerDN": certificate.issuer.rfc4514_string(),
-        "serialNumber": serial,
-        "validity": {
-            "notBefore": certificate.not_valid_before_utc.strftime(fmt),
-            "notAfter": certificate.not_valid_after_utc.strftime(fmt),
-        },
-    }
-
-
-class DomainListener:
-    """The mutual-TLS custom domain: TLS 1.2+, client certificate required.
-
-    Args:
-        gateway: Where requests go after the handshake.
-        stack: For the domain's base path mapping.
-        domain: The ``AWS::ApiGateway::DomainName`` logical id.
-        truststore_pem: The CA bundle client certificates must chain to.
-        server_cert: ``(certificate chain file, key file)`` for the domain name.
-    """
-
-    def __init__(
-        self,
-        gateway: Gateway,
-        stack: Stack,
-        domain: str,
-        truststore_pem: str,
-        server_cert: tuple[str, str],
-    ) -> None:
-        mappings = [
-            m["Properties"]
-            for m in stack.of_type("AWS::ApiGateway::BasePathMapping").values()
-            if m["Properties"]["DomainName"] == {"Ref": domain}
-        ]
-        if len(mappings) != 1:
-            raise TemplateError(f"{domain}: {len(mappings)} base path mappings")
-        (mapping,) = mappings
-        api = mapping["RestApiId"]["Ref"]
-        base = "/" + str(stack.resolve(mapping.get("BasePath", ""))).strip("/")
-        name = stack.physical[domain]
-        policy = stack.resources[domain]["Properties"].get("SecurityPolicy", "TLS_1_0")
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = (
-            ssl.TLSVersion.TLSv1_2 if policy == "TLS_1_2" else ssl.TLSVersion.TLSv1
-        )
-        context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(cadata=truststore_pem)
-        context.load_cert_chain(*server_cert)
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                der = self.connection.getpeercert(binary_form=True)  # type: ignore[attr-defined]
-                path, _, raw_query = self.path.partition("?")
-                query = dict(urllib.parse.parse_qsl(raw_query))
-                if base != "/" and not (path == base or path.startswith(base + "/")):
-                    reply = _message(403, "Forbidden")
-                else:
-                    inner = path[len(base) :] if base != "/" else path
-                    reply = gateway.request(
-                        api,
-                        self.command,
-                        inner or "/",
-                        headers=dict(self.headers.items()),
-                        query=query,
-                        body=body,
-                        client_cert=client_cert_context(der),
-                        domain=name,
-                        source_ip=self.client_address[0],
-                    )
-                self.send_response(reply.status)
-                for key, value in reply.headers.items():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any  # noqa: N815
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def get_request(self) -> tuple[Any, Any]:
-                sock, address = super().get_request()
-                return context.wrap_socket(sock, server_side=True), address
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a refused handshake: the client sees the TLS alert
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.name = name
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

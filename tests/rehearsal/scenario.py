@@ -39,7 +39,8 @@ from typing import Any
 
 from cryptography import x509
 
-from tests.rehearsal.apigw import DomainListener, Gateway, Reply
+from tests.rehearsal.apigw import Gateway, Reply
+from tests.rehearsal.domain import DomainListener
 from tests.rehearsal.stack import REGION, Stack
 from tests.rehearsal.template import sam_translate
 
