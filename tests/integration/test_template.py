@@ -238,6 +238,8 @@ def test_the_mtls_domain_uses_the_truststore_and_maps_the_node_api(transformed):
     mapping = resources["NodeBasePathMapping"]["Properties"]
     assert mapping["RestApiId"] == {"Ref": "NodeApi"}
     assert mapping["DomainName"] == {"Ref": "NodeDomain"}
+    assert mapping["Stage"] == {"Ref": "NodeApiStage"}
+    assert resources["NodeApiStage"]["Properties"]["RestApiId"] == {"Ref": "NodeApi"}
 
 
 def test_the_node_api_is_reachable_only_through_the_domain(transformed):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,7 @@ class Container:
             text=True,
         )
         self.lock = threading.Lock()
+        self.timeout = timeout
 
     def invoke(self, event: dict[str, Any]) -> tuple[Any, str | None]:
         """The handler's result, or None and the error type when it raised."""
@@ -56,6 +58,11 @@ class Container:
         with self.lock:
             self.process.stdin.write(json.dumps(event) + "\n")
             self.process.stdin.flush()
+            # The function's own timeout, plus a cold start on a busy machine.
+            ready, _, _ = select.select([self.process.stdout], [], [], self.timeout + 60)
+            if not ready:
+                self.process.kill()
+                return None, "Task timed out"
             line = self.process.stdout.readline()
         if not line:
             return None, "Runtime.ExitError"
