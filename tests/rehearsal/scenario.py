@@ -23,11 +23,13 @@ identity still comes from nodecert: its CSR carries the same subject and SAN as 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
+import os
 import re
 import socket
 import ssl
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -44,10 +46,21 @@ from tests.rehearsal.domain import DomainListener
 from tests.rehearsal.stack import REGION, Stack
 from tests.rehearsal.template import sam_translate
 
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "aws.md"
 DOMAIN = "nodes.rehearsal.test"
 PASSWORD = "Rehearsal-Passw0rd"
 CLIENT_AUTH = "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate_APIPassthrough/V1"
 SERVER_AND_CLIENT = "arn:aws:acm-pca:::template/EndEntityCertificate_APIPassthrough/V1"
+
+
+def documented_truststore_command() -> str:
+    """The ``nodecert aws truststore`` line of docs/aws.md's deploy recipe."""
+    (line,) = [
+        line
+        for line in DOCS.read_text().splitlines()
+        if line.startswith("nodecert aws truststore ")
+    ]
+    return line.split("#", 1)[0].strip()
 
 
 class RehearsalError(AssertionError):
@@ -212,28 +225,29 @@ def _walk(world: World, stack: contextlib.ExitStack) -> None:
         expect(not deployed.of_type("AWS::ApiGateway::DomainName"), "domain before truststore")
 
     with step(world, "nodecert aws truststore"):
-        from nodecert.cli import main
-
-        bucket = deployed.physical["TruststoreBucket"]
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            code = main(
-                [
-                    "aws",
-                    "truststore",
-                    "--ca-arn",
-                    deployed.physical["CertificateAuthority"],
-                    "--bucket",
-                    bucket,
-                    "--region",
-                    REGION,
-                    "--endpoint-url",
-                    world.gateway.endpoint,
-                ]
-            )
-        expect(code == 0, f"exit {code}")
-        version = re.search(r"^version: (\S+)$", out.getvalue(), re.M)
-        expect(version is not None, out.getvalue())
+        # The command exactly as docs/aws.md writes it, with the stack's outputs.
+        result = subprocess.run(
+            documented_truststore_command(),
+            shell=True,
+            env={
+                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+                "CA_ARN": deployed.physical["CertificateAuthority"],
+                "TRUSTSTORE_BUCKET": deployed.physical["TruststoreBucket"],
+                "AWS_ENDPOINT_URL": world.gateway.endpoint,
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_CONFIG_FILE": "/nonexistent",
+                "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        expect(result.returncode == 0, f"exit {result.returncode}: {result.stderr}")
+        version = re.search(r"^version: (\S+)$", result.stdout, re.M)
+        expect(version is not None, result.stdout)
         assert version is not None
 
     with step(world, "second deploy creates the mutual-TLS domain"):
