@@ -419,8 +419,20 @@ def test_the_sweep_runs_on_a_schedule_and_may_only_revoke(template, transformed)
     statements = _function_statements(template, "RevocationSweepFunction")
     actions = set().union(*map(_actions, statements))
     assert {a for a in actions if a.startswith("acm-pca:")} == {"acm-pca:RevokeCertificate"}
-    assert actions - {"acm-pca:RevokeCertificate"} <= _calls("store/dynamodb.py", "dynamodb")
-    assert "LimitsTable" not in str(statements) and "NodesTable" not in str(statements)
+    assert "NodesTable" not in str(statements)  # a sweep never touches the node directory
+    by_sid = {s["Sid"]: s for s in statements}
+    assert _actions(by_sid["LedgerRows"]) == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    assert _actions(by_sid["LedgerIndexes"]) == {"dynamodb:Query"}
+    outbox = by_sid["RevocationOutbox"]
+    assert outbox["Resource"] == {"Fn::GetAtt": ["LimitsTable", "Arn"]}
+    own_items = {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"}
+    assert _actions(outbox) == own_items
+    if (SRC / "store" / "dynamodb_outbox.py").exists():
+        # With the revocation outbox in the tree: its calls are exactly these, plus reads
+        # and transactional updates of certificate rows.
+        called = _calls("store/dynamodb_outbox.py", "dynamodb")
+        called.discard("dynamodb:TransactWriteItems")
+        assert called <= own_items | {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     variables = _variables(template, "RevocationSweepFunction")
     shared = _variables(template, "NodecertFunction")
     for name in ("NODECERT_CA", "NODECERT_ACMPCA_CA_ARN", "NODECERT_DYNAMODB_CERTIFICATES_TABLE"):
