@@ -117,6 +117,19 @@ class Gateway:
             f"--- {name}\n{c.log.read_text()[-3000:]}" for name, c in self.containers.items()
         )
 
+    def run_schedules(self) -> dict[str, tuple[Any, str | None]]:
+        """Fire every EventBridge Scheduler schedule once: target function → (result, error).
+
+        The event is the schedule's ``Input``, or ``{}`` (Scheduler's default).
+        """
+        fired = {}
+        for schedule in self.stack.of_type("AWS::Scheduler::Schedule").values():
+            target = schedule["Properties"]["Target"]
+            function = target["Arn"]["Fn::GetAtt"][0]
+            event = json.loads(self.stack.resolve(target.get("Input", "{}")))
+            fired[function] = self._container(function).invoke(event)
+        return fired
+
     def _container(self, function: str) -> Container:
         if function not in self.containers:
             spec = self.stack.functions.get(function)
