@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import nodecert
 from tests.rehearsal.stack import REGION
 
 CONTAINER = Path(__file__).with_name("container.py")
@@ -35,6 +36,8 @@ class Container:
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_LAMBDA_FUNCTION_NAME": handler,
             "PYTHONDONTWRITEBYTECODE": "1",
+            # The function's code (Lambda: LAMBDA_TASK_ROOT on the path): this nodecert.
+            "PYTHONPATH": str(Path(nodecert.__file__).resolve().parents[1]),
         }
         for name, value in environment.items():
             # Each container has a /tmp of its own, as on Lambda.
