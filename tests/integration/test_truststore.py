@@ -121,3 +121,62 @@ def test_the_cli_reports_a_bad_ca_as_one_line(clients, moto_endpoint, capsys):
     err = capsys.readouterr().err
     assert err.startswith("nodecert: error: truststore: no certificate authority")
     assert "Traceback" not in err
+
+
+# What moto cannot return: chains that are not a CA chain (botocore Stubber, real shapes).
+
+ARN = "arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/" + "1" * 36
+
+
+def _stubbed(certificate: str, chain: str | None):
+    import boto3
+    from botocore.stub import Stubber
+
+    pca = boto3.session.Session().client(
+        "acm-pca", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stubber = Stubber(pca)
+    response = {"Certificate": certificate}
+    if chain is not None:
+        response["CertificateChain"] = chain
+    stubber.add_response(
+        "get_certificate_authority_certificate", response, {"CertificateAuthorityArn": ARN}
+    )
+    stubber.activate()
+    return pca
+
+
+def test_a_leaf_certificate_is_no_truststore():
+    import trustme
+
+    from nodecert.aws.truststore import chain_pem
+
+    leaf = trustme.CA().issue_cert("node.example.test").cert_chain_pems[0].bytes().decode()
+    with pytest.raises(BackendUnavailableError, match="is not a CA certificate"):
+        chain_pem(_stubbed(leaf, None), ARN)
+
+
+def test_a_chain_out_of_order_is_refused():
+    import trustme
+
+    from nodecert.aws.truststore import chain_pem
+
+    intermediate = trustme.CA().create_child_ca().cert_pem.bytes().decode()
+    unrelated_root = trustme.CA().cert_pem.bytes().decode()
+    with pytest.raises(BackendUnavailableError, match="not in order"):
+        chain_pem(_stubbed(intermediate, unrelated_root), ARN)
+
+
+def test_a_subordinate_ca_brings_its_chain():
+    import trustme
+
+    from nodecert.aws.truststore import chain_pem
+
+    root = trustme.CA()
+    intermediate = root.create_child_ca()
+    pem, count = chain_pem(
+        _stubbed(intermediate.cert_pem.bytes().decode(), root.cert_pem.bytes().decode()), ARN
+    )
+    assert count == 2
+    expected = [x509.load_pem_x509_certificate(ca.cert_pem.bytes()) for ca in (intermediate, root)]
+    assert x509.load_pem_x509_certificates(pem.encode()) == expected

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError, NotFoundError
 
@@ -86,7 +87,7 @@ def chain_pem(pca: Any, ca_arn: str) -> tuple[str, int]:
     for child, parent in itertools.pairwise(certificates):
         if child.issuer != parent.subject:
             raise BackendUnavailableError("truststore: the CA chain is not in order")
-    pem = "".join(c.public_bytes(encoding=_pem_encoding()).decode() for c in certificates)
+    pem = "".join(c.public_bytes(Encoding.PEM).decode() for c in certificates)
     return pem, len(certificates)
 
 
@@ -128,12 +129,6 @@ def publish(pca: Any, s3: Any, *, ca_arn: str, bucket: str, key: str) -> Publish
             f"truststore: S3 {uri}: {code}: {error_message(exc)}"
         ) from exc
     return Published(uri, written.get("VersionId"), digest, count, True)
-
-
-def _pem_encoding() -> Any:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return Encoding.PEM
 
 
 def register(sub: Any) -> None:
