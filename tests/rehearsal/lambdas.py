@@ -62,8 +62,10 @@ class Container:
             self.process.stdin.write(json.dumps(event) + "\n")
             self.process.stdin.flush()
             # The function's own timeout, plus a cold start on a busy machine.
-            ready, _, _ = select.select([self.process.stdout], [], [], self.timeout + 60)
-            if not ready:
+            # poll, not select: a long test session may hold descriptors above 1024.
+            poller = select.poll()
+            poller.register(self.process.stdout, select.POLLIN)
+            if not poller.poll((self.timeout + 60) * 1000):
                 self.process.kill()
                 return None, "Task timed out"
             line = self.process.stdout.readline()
