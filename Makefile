@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_PATHS := src tests $(wildcard benchmarks)
 
-.PHONY: serve test deps lint format bench soak clean
+.PHONY: serve test aws-rehearsal deps lint format bench soak clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ deps:
 
 test: $(STAMP) deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider --cov=nodecert --cov-report=term:skip-covered $(PYTEST_ARGS)
+
+# The AWS system of deploy/template.yaml end to end on one machine (docs/aws.md): moto for
+# Cognito, ACM PCA, DynamoDB and S3, API Gateway emulated from the SAM-translated template,
+# a real mutual-TLS listener for the custom domain. `make test` runs it too.
+aws-rehearsal: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/test_aws_rehearsal.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)

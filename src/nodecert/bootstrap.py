@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -155,14 +156,29 @@ def build_decider(settings: Settings) -> AccessDecider:
     """The node-side decision alone (for the API Gateway authorizer Lambda).
 
     It needs the store and the CA certificates only: no token verifier, no dev issuer,
-    nothing written to disk. With ``NODECERT_CA_BUNDLE`` set, the CA is never contacted.
+    nothing written to disk, and never a CA of its own. The certificates come from
+    ``NODECERT_CA_BUNDLE`` (the CA is never contacted), from ACM PCA
+    (``NODECERT_CA=acmpca`` and ``NODECERT_ACMPCA_CA_ARN``), or from the local CA's
+    certificate ``<home>/ca/ca.crt`` when that CA already exists (its key is not read).
 
     Raises:
-        ConfigurationError: a setting cannot be honoured.
+        ConfigurationError: a setting cannot be honoured, or no CA is configured.
     """
-    store, _, _ = _store(settings)
     if settings.ca_bundle:
+        store, _, _ = _store(settings)
         return _decider(settings, tuple, store, store)
+    if settings.ca == "local":
+        certificate = settings.home / "ca" / "ca.crt"
+        if not certificate.is_file():
+            raise ConfigurationError(
+                "authorizer: no CA to check client certificates against. Set"
+                " NODECERT_CA_BUNDLE to a PEM file of the CA chain, or NODECERT_CA=acmpca"
+                f" with NODECERT_ACMPCA_CA_ARN ({certificate} does not exist either; the"
+                " node-side check never creates a CA)"
+            )
+        store, _, _ = _store(settings)
+        return _decider(replace(settings, ca_bundle=certificate), tuple, store, store)
+    store, _, _ = _store(settings)
     return _decider(settings, _ca(settings).chain, store, store)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from nodecert.aws import authorizer
 from nodecert.aws.authorizer import TargetSource, handle
+from nodecert.core.errors import ConfigurationError
 from nodecert.core.ports import RevocationReason
 from nodecert.store.sqlite import SQLiteStore
 from tests.nodeside import ADMIN, MemoryStore, authority, decider, event, issue, new_ca, sign
@@ -158,7 +159,40 @@ def test_lambda_handler_wires_itself_from_the_environment(tmp_path, monkeypatch)
     assert out["isAuthorized"] is True
     monkeypatch.setattr(authorizer, "_wired", None)
     monkeypatch.setenv("NODECERT_STORE", "bogus")
-    assert authorizer.lambda_handler(event(HTTP, pem=cert.pem), None)["isAuthorized"] is False
+    # A function that cannot start fails every invocation (API Gateway: 500, never Allow).
+    with pytest.raises(ConfigurationError, match="NODECERT_STORE"):
+        authorizer.lambda_handler(event(HTTP, pem=cert.pem), None)
+
+
+def test_an_authorizer_without_a_ca_refuses_to_start_and_creates_none(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setenv("NODECERT_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(authorizer, "_wired", None)
+    with pytest.raises(ConfigurationError) as raised:
+        authorizer.lambda_handler(event(REST, pem="x"), None)
+    message = str(raised.value)
+    assert "NODECERT_CA_BUNDLE" in message and "NODECERT_ACMPCA_CA_ARN" in message
+    assert message in caplog.text  # in the function's log, for the operator
+    assert not (tmp_path / "home" / "ca").exists()
+    # Still refused on the next invocation: the failure is not cached as a decider.
+    with pytest.raises(ConfigurationError):
+        authorizer.lambda_handler(event(REST, pem="x"), None)
+    assert authorizer._wired is None
+
+
+def test_an_authorizer_with_a_bad_target_refuses_to_start(tmp_path, monkeypatch):
+    bundle = tmp_path / "bundle.pem"
+    from nodecert.bootstrap import build_service
+    from nodecert.core.config import Settings
+
+    bundle.write_text(build_service(Settings(home=tmp_path)).authority.ca_chain_pem())
+    monkeypatch.setenv("NODECERT_HOME", str(tmp_path))
+    monkeypatch.setenv("NODECERT_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("NODECERT_AUTHORIZER_TARGET", "header")
+    monkeypatch.setattr(authorizer, "_wired", None)
+    with pytest.raises(ConfigurationError, match="NODECERT_AUTHORIZER_TARGET"):
+        authorizer.lambda_handler(event(REST, pem="x"), None)
 
 
 def test_lambda_handler_with_a_ca_bundle(tmp_path, monkeypatch):

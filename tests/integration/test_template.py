@@ -16,8 +16,15 @@ from nodecert.backends.acmpca import NODE_TEMPLATE_ARN, api_passthrough_template
 from nodecert.core.config import Settings
 from nodecert.store._dynamodb import LIMITS_TTL_ATTRIBUTE
 from nodecert.store.dynamodb import table_definitions
+from tests.rehearsal.template import (
+    TEMPLATE,
+    cached_authorizer_violations,
+    function_of,
+    rest_apis,
+    sam_translate,
+    security_schemes,
+)
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "template.yaml"
 SRC = Path(__file__).resolve().parents[2] / "src" / "nodecert"
 
 
@@ -113,19 +120,35 @@ def test_iam_allows_only_the_calls_the_adapters_make(template):
     assert called == allowed
 
 
+LEDGER_SIDS = ("LedgerAndNodeDirectory", "NodeDirectoryDelete", "LedgerIndexes")
+
+
 def test_each_table_allows_only_the_calls_of_its_adapter(template):
     by_sid = {s["Sid"]: s for s in _statements(template)}
-    ledger, limits = by_sid["LedgerAndNodeDirectory"], by_sid["RenewalTokensAndRateBuckets"]
-    assert _actions(ledger) == _calls("store/dynamodb.py", "dynamodb")
-    # The outbox reads and updates certificate rows (the ledger's statement allows it), and
+    ledger = set().union(*(_actions(by_sid[sid]) for sid in LEDGER_SIDS))
+    limits = by_sid["RenewalTokensAndRateBuckets"]
+    assert ledger == _calls("store/dynamodb.py", "dynamodb")
+    # The outbox reads and updates certificate rows (the ledger's statements allow it), and
     # puts, scans and deletes its own items in the limits table.
     outbox = _calls("store/dynamodb_outbox.py", "dynamodb")
-    assert outbox <= _actions(ledger)
+    assert outbox <= ledger
     own_items = outbox - {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     assert own_items == {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"}
     assert _actions(limits) == _calls("store/dynamodb_limits.py", "dynamodb") | own_items
     assert limits["Resource"] == {"Fn::GetAtt": ["LimitsTable", "Arn"]}
-    assert "LimitsTable" not in str(ledger["Resource"])
+    assert "LimitsTable" not in str([s["Resource"] for s in ledger])
+
+
+def test_the_ledger_grants_are_as_narrow_as_the_calls(template):
+    by_sid = {s["Sid"]: s for s in _statements(template)}
+    # Every query names an index; only the node directory is ever deleted from.
+    source = (SRC / "store" / "dynamodb.py").read_text()
+    assert source.count("self._client.query(") + source.count('"IndexName"') >= 2
+    assert _actions(by_sid["LedgerIndexes"]) == {"dynamodb:Query"}
+    assert all("/index/*" in str(r) for r in by_sid["LedgerIndexes"]["Resource"])
+    assert "dynamodb:Query" not in _actions(by_sid["LedgerAndNodeDirectory"])
+    assert by_sid["NodeDirectoryDelete"]["Resource"] == {"Fn::GetAtt": ["NodesTable", "Arn"]}
+    assert re.findall(r"delete_item\(\s*TableName=self\.(\w+)", source) == ["_nodes"]
 
 
 def test_issuance_is_limited_to_the_passthrough_templates(template):
@@ -173,26 +196,11 @@ def test_only_the_open_routes_skip_the_cognito_authorizer(template):
 @pytest.fixture(scope="module")
 def transformed(template):
     """The template after the SAM transform, as CloudFormation would deploy it."""
-    from samtranslator.translator.transform import transform
-
-    document = copy.deepcopy(template)
-    # The transform wants an S3 location; sam build puts build/lambda there.
-    document["Resources"]["NodecertFunction"]["Properties"]["CodeUri"] = "s3://bucket/key"
-
-    class NoManagedPolicies:
-        def load(self):
-            return {}
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-        return transform(document, {"AWS::Region": "eu-west-1"}, NoManagedPolicies())
+    return sam_translate(template)
 
 
 def test_the_deployed_methods_use_cognito_except_the_open_routes(transformed):
-    (api,) = [
-        r for r in transformed["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"
-    ]
-    body = api["Properties"]["Body"]
+    body = transformed["Resources"]["Api"]["Properties"]["Body"]
     security = {
         f"{method.upper()} {path}": [name for entry in op["security"] for name in entry]
         for path, operations in body["paths"].items()
@@ -203,3 +211,245 @@ def test_the_deployed_methods_use_cognito_except_the_open_routes(transformed):
         # SAM marks a method without authorizer with a "NONE" entry, not in securityDefinitions.
         assert names == (["NONE"] if key in OPEN_ROUTES else ["CognitoAuthorizer"]), key
     assert set(body["securityDefinitions"]) == {"CognitoAuthorizer"}
+
+
+# The node half (issue 13 item 1) and its caching rule (issue 12 item 4).
+
+
+def _functions(transformed):
+    return {
+        name: r["Properties"]
+        for name, r in transformed["Resources"].items()
+        if r["Type"] == "AWS::Lambda::Function"
+    }
+
+
+def test_every_function_handler_exists(transformed):
+    import importlib
+
+    handlers = {name: p["Handler"] for name, p in _functions(transformed).items()}
+    assert handlers == {
+        "NodecertFunction": "nodecert.aws.handler.lambda_handler",
+        "NodeAuthorizerFunction": "nodecert.aws.authorizer.lambda_handler",
+        "RevocationSweepFunction": "nodecert.aws.sweep.sweep_handler",
+    }
+    for handler in handlers.values():
+        module, _, name = handler.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), name)), handler
+
+
+def test_the_mtls_domain_uses_the_truststore_and_maps_the_node_api(transformed):
+    resources = transformed["Resources"]
+    domain = resources["NodeDomain"]
+    assert domain["Type"] == "AWS::ApiGateway::DomainName"
+    assert domain["Condition"] == "NodeDomainReady"
+    properties = domain["Properties"]
+    assert properties["SecurityPolicy"] == "TLS_1_2"
+    assert properties["RegionalCertificateArn"] == {"Ref": "NodeDomainCertificateArn"}
+    mtls = properties["MutualTlsAuthentication"]
+    assert mtls["TruststoreUri"] == {"Fn::Sub": "s3://${TruststoreBucket}/${NodeTruststoreKey}"}
+    assert mtls["TruststoreVersion"] == {"Ref": "NodeTruststoreVersion"}
+    bucket = resources["TruststoreBucket"]
+    assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    mapping = resources["NodeBasePathMapping"]["Properties"]
+    assert mapping["RestApiId"] == {"Ref": "NodeApi"}
+    assert mapping["DomainName"] == {"Ref": "NodeDomain"}
+    assert mapping["Stage"] == {"Ref": "NodeApiStage"}
+    assert resources["NodeApiStage"]["Properties"]["RestApiId"] == {"Ref": "NodeApi"}
+
+
+def test_the_node_api_is_reachable_only_through_the_domain(transformed):
+    body = rest_apis(transformed)["NodeApi"]
+    # OpenAPI 3 carries it in servers[]; Swagger 2 at the top level.
+    holders = [body, *body.get("servers", [])]
+    flags = [
+        h["x-amazon-apigateway-endpoint-configuration"]["disableExecuteApiEndpoint"]
+        for h in holders
+        if "x-amazon-apigateway-endpoint-configuration" in h
+    ]
+    assert flags == [True]
+
+
+def test_every_node_route_runs_the_node_authorizer_and_proxies_to_the_backend(transformed):
+    body = rest_apis(transformed)["NodeApi"]
+    assert set(body["paths"]) == {"/nodes/{nodeId}", "/nodes/{nodeId}/{proxy+}"}
+    for path, operations in body["paths"].items():
+        (operation,) = operations.values()
+        assert operation["security"] == [{"NodeAuthorizer": []}], path
+        integration = operation["x-amazon-apigateway-integration"]
+        assert integration["type"] == "http_proxy"
+        assert integration["uri"]["Fn::Sub"].startswith("${NodeBackendUrl}/nodes/{nodeId}")
+        # The backend learns the caller from the authorizer, never from a client header.
+        assert integration["requestParameters"]["integration.request.header.X-Nodecert-User"] == (
+            "context.authorizer.userId"
+        )
+    (scheme,) = security_schemes(body).values()
+    authorizer = scheme["x-amazon-apigateway-authorizer"]
+    assert authorizer["type"] == "request"
+    assert function_of(transformed, authorizer) == "NodeAuthorizerFunction"
+
+
+def test_no_cached_authorizer_can_reuse_an_allow_across_certificates_or_nodes(transformed):
+    assert cached_authorizer_violations(transformed) == []
+
+
+def _with_node_authorizer(template, identity):
+    document = copy.deepcopy(template)
+    authorizers = document["Resources"]["NodeApi"]["Properties"]["Auth"]["Authorizers"]
+    authorizers["NodeAuthorizer"]["Identity"] = identity
+    return sam_translate(document)
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        {"Headers": ["Host"]},  # the old advice: any trusted certificate on that host
+        {"Headers": ["Host"], "ReauthorizeEvery": 300},
+        {"Context": ["identity.clientCert.clientCertPem"], "ReauthorizeEvery": 60},
+        {"Headers": ["X-Anything"], "Context": ["identity.clientCert.serialNumber"]},
+    ],
+)
+def test_the_caching_rule_fails_on_a_cache_keyed_on_less_than_both(template, identity):
+    (problem,) = cached_authorizer_violations(_with_node_authorizer(template, identity))
+    assert "NodeApi.NodeAuthorizer" in problem
+
+
+def test_the_caching_rule_accepts_a_cache_keyed_on_certificate_and_node(template):
+    identity = {
+        "Context": ["identity.clientCert.clientCertPem"],
+        "ReauthorizeEvery": 60,
+    }
+    document = copy.deepcopy(template)
+    document["Resources"]["NodeApi"]["Properties"]["Auth"]["Authorizers"]["NodeAuthorizer"][
+        "Identity"
+    ] = identity
+    transformed = sam_translate(document)
+    for scheme in security_schemes(rest_apis(transformed)["NodeApi"]).values():
+        authorizer = scheme["x-amazon-apigateway-authorizer"]
+        authorizer["identitySource"] += ", method.request.path.nodeId"
+    assert cached_authorizer_violations(transformed) == []
+
+
+def _variables(template, function):
+    return template["Resources"][function]["Properties"]["Environment"]["Variables"]
+
+
+def test_the_authorizer_environment_names_a_ca_and_the_tables(template):
+    variables = _variables(template, "NodeAuthorizerFunction")
+    assert variables["NODECERT_CA"] == "acmpca"
+    assert variables["NODECERT_ACMPCA_CA_ARN"] == {"Ref": "CertificateAuthority"}
+    assert variables["NODECERT_DYNAMODB_NODES_TABLE"] == {"Ref": "NodesTable"}
+    assert variables["NODECERT_DYNAMODB_CERTIFICATES_TABLE"] == {"Ref": "CertificatesTable"}
+    assert variables["NODECERT_TRUST_DOMAIN"] == {"Ref": "TrustDomain"}
+    placeholders = {k: v if isinstance(v, str) else "x" for k, v in variables.items()}
+    settings = Settings.from_env(placeholders)
+    assert (settings.ca, settings.store, settings.authorizer_target) == (
+        "acmpca",
+        "dynamodb",
+        "path:nodeId",
+    )
+
+
+def _function_statements(template, function):
+    (policy,) = template["Resources"][function]["Properties"]["Policies"]
+    return policy["Statement"]
+
+
+def test_the_authorizer_may_read_two_items_and_the_ca_chain_only(template):
+    grants = {
+        (action, str(s["Resource"]))
+        for s in _function_statements(template, "NodeAuthorizerFunction")
+        for action in _actions(s)
+    }
+    assert grants == {
+        ("acm-pca:GetCertificateAuthorityCertificate", str({"Ref": "CertificateAuthority"})),
+        (
+            "dynamodb:GetItem",
+            str(
+                [
+                    {"Fn::GetAtt": ["NodesTable", "Arn"]},
+                    {"Fn::GetAtt": ["CertificatesTable", "Arn"]},
+                ]
+            ),
+        ),
+    }
+    # What the decision reads: the certificate's ledger row and the node's owner.
+    access = (SRC / "nodeside" / "access.py").read_text()
+    assert "self.ledger.get(" in access and "self.nodes.owner_of(" in access
+
+
+# Hardening (issue 13 item 3).
+
+
+def test_no_arn_hard_codes_the_partition():
+    assert "arn:aws:" not in TEMPLATE.read_text()
+
+
+def test_every_function_has_a_log_group_with_retention(template, transformed):
+    groups = {
+        r["Properties"]["LogGroupName"]["Fn::Sub"]: r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Logs::LogGroup"
+    }
+    for function in _functions(transformed):
+        assert groups[f"/aws/lambda/${{{function}}}"]["RetentionInDays"] == {
+            "Ref": "LogRetentionDays"
+        }
+
+
+def test_every_stage_throttles_and_never_traces_data(transformed):
+    stages = [r for r in transformed["Resources"].values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    assert len(stages) == 2
+    for stage in stages:
+        (settings,) = stage["Properties"]["MethodSettings"]
+        assert settings["DataTraceEnabled"] is False  # responses carry private keys
+        assert settings["ThrottlingRateLimit"] == {"Ref": "ThrottlingRateLimit"}
+        assert settings["ThrottlingBurstLimit"] == {"Ref": "ThrottlingBurstLimit"}
+        assert (settings["ResourcePath"], settings["HttpMethod"]) == ("/*", "*")
+
+
+def test_the_issuer_has_reserved_concurrency(transformed):
+    function = _functions(transformed)["NodecertFunction"]
+    assert function["ReservedConcurrentExecutions"] == {"Ref": "IssuerReservedConcurrency"}
+
+
+def test_the_ledger_keeps_point_in_time_recovery_and_survives_sam_delete(template):
+    for logical in ("NodesTable", "CertificatesTable"):
+        resource = template["Resources"][logical]
+        assert resource["Properties"]["PointInTimeRecoverySpecification"] == {
+            "PointInTimeRecoveryEnabled": True
+        }
+        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+    assert template["Resources"]["TruststoreBucket"]["DeletionPolicy"] == "Retain"
+
+
+def test_the_sweep_runs_on_a_schedule_and_may_only_revoke(template, transformed):
+    schedules = [
+        r["Properties"]
+        for r in transformed["Resources"].values()
+        if r["Type"] == "AWS::Scheduler::Schedule"
+    ]
+    (schedule,) = schedules
+    assert schedule["ScheduleExpression"].startswith("rate(")
+    assert schedule["Target"]["Arn"] == {"Fn::GetAtt": ["RevocationSweepFunction", "Arn"]}
+    statements = _function_statements(template, "RevocationSweepFunction")
+    actions = set().union(*map(_actions, statements))
+    assert {a for a in actions if a.startswith("acm-pca:")} == {"acm-pca:RevokeCertificate"}
+    assert "NodesTable" not in str(statements)  # a sweep never touches the node directory
+    by_sid = {s["Sid"]: s for s in statements}
+    assert _actions(by_sid["LedgerRows"]) == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    assert _actions(by_sid["LedgerIndexes"]) == {"dynamodb:Query"}
+    outbox = by_sid["RevocationOutbox"]
+    assert outbox["Resource"] == {"Fn::GetAtt": ["LimitsTable", "Arn"]}
+    own_items = {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"}
+    assert _actions(outbox) == own_items
+    if (SRC / "store" / "dynamodb_outbox.py").exists():
+        # With the revocation outbox in the tree: its calls are exactly these, plus reads
+        # and transactional updates of certificate rows.
+        called = _calls("store/dynamodb_outbox.py", "dynamodb")
+        called.discard("dynamodb:TransactWriteItems")
+        assert called <= own_items | {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    variables = _variables(template, "RevocationSweepFunction")
+    shared = _variables(template, "NodecertFunction")
+    for name in ("NODECERT_CA", "NODECERT_ACMPCA_CA_ARN", "NODECERT_DYNAMODB_CERTIFICATES_TABLE"):
+        assert variables[name] == shared[name], name

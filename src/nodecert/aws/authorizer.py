@@ -19,7 +19,11 @@ Both carry the context ``userId``, ``nodeId``, ``serial`` when allowed (and ``re
 denied). The target node comes from ``NODECERT_AUTHORIZER_TARGET``: ``path:nodeId``
 (default; a path parameter) or ``host`` (the first label of the Host header).
 
-The handler never raises: any failure, including an unreachable store, is a Deny.
+Once started, the handler never raises: any failure, including an unreachable store, is a
+Deny. Starting is different: without a CA to check against (``NODECERT_CA_BUNDLE``, or
+``NODECERT_CA=acmpca`` with its ARN) or with another setting it cannot honour, every
+invocation fails with a :class:`~nodecert.core.errors.ConfigurationError` whose message says
+what to set; it never makes a CA of its own.
 """
 
 from __future__ import annotations
@@ -162,18 +166,22 @@ def _wiring() -> tuple[Decider, TargetSource]:
 
 
 def lambda_handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
-    """The Lambda entry point: module-level wiring (built once per container), one call."""
+    """The Lambda entry point: module-level wiring (built once per container), one call.
+
+    Raises:
+        ConfigurationError: the function cannot start (no CA configured, an unknown store,
+            a malformed setting). The message is logged and the invocation fails, so API
+            Gateway answers 500 (never an Allow) and the function's error metric shows it;
+            the wiring is tried again on the next invocation.
+    """
+    from nodecert.core.errors import ConfigurationError
+
     try:
         decider, target = _wiring()
-    except Exception as exc:
-        log.error("authorizer: cannot start (%s); denying", type(exc).__name__)
-        decider, target = _DENY_ALL, TargetSource()
+    except ConfigurationError as exc:
+        log.error("authorizer: cannot start: %s", exc)
+        raise
+    except ValueError as exc:
+        log.error("authorizer: cannot start: %s", exc)
+        raise ConfigurationError(f"authorizer: cannot start: {exc}") from exc
     return handle(event, decider, target)
-
-
-class _DenyAll:
-    def decide(self, certificate: object, target_node: str) -> Decision:
-        return Decision.deny(DenyReason.STORE_UNAVAILABLE, "authorizer not configured")
-
-
-_DENY_ALL: Decider = _DenyAll()

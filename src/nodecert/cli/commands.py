@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_local_commands(sub)
     add_remote_commands(sub)
     add_renew_command(sub)
+    from nodecert.aws.truststore import register as register_aws
+
+    register_aws(sub)  # nodecert aws truststore
     return parser
 
 

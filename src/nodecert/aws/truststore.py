@@ -1,0 +1,166 @@
+"""``nodecert aws truststore``: the mutual-TLS custom domain's truststore, from the CA.
+
+API Gateway checks a client certificate's chain against a PEM bundle in S3 (the domain's
+``MutualTlsAuthentication.TruststoreUri``, pinned to one ``TruststoreVersion``). This
+module fetches the CA certificate and its chain from ACM PCA
+(``GetCertificateAuthorityCertificate``), checks that they are CA certificates that chain
+up, and writes them to the bucket. The S3 version it prints is the stack's
+``NodeTruststoreVersion`` parameter (deploy/template.yaml, docs/aws.md).
+
+Writing the same bundle again writes nothing and reports the current version, so the
+command is safe to run on every deploy: the domain changes only when the CA does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from nodecert.core.errors import BackendUnavailableError, ConfigurationError, NotFoundError
+
+__all__ = ["Published", "chain_pem", "publish", "register"]
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """Where the truststore is and which version API Gateway should use."""
+
+    uri: str
+    version: str | None
+    sha256: str
+    certificates: int
+    changed: bool
+
+    def lines(self) -> list[str]:
+        """The human-readable report, one fact a line."""
+        state = "written" if self.changed else "unchanged (same certificates)"
+        return [
+            f"truststore: {self.uri} ({self.certificates} certificate(s), {state})",
+            f"sha256: {self.sha256}",
+            "version: "
+            + (self.version or "none: the bucket is not versioned (API Gateway uses the latest)"),
+        ]
+
+
+def chain_pem(pca: Any, ca_arn: str) -> tuple[str, int]:
+    """The CA certificate and its chain as one PEM bundle, and how many certificates.
+
+    ``pca`` is a boto3 ACM PCA client.
+
+    Raises:
+        NotFoundError: no such certificate authority.
+        BackendUnavailableError: ACM PCA refused or returned something that is no CA chain.
+    """
+    from nodecert.awsclients import botocore_errors, error_code, error_message
+
+    try:
+        response = pca.get_certificate_authority_certificate(CertificateAuthorityArn=ca_arn)
+    except botocore_errors() as exc:
+        code = error_code(exc)
+        if code == "ResourceNotFoundException":
+            raise NotFoundError(f"truststore: no certificate authority {ca_arn}") from exc
+        raise BackendUnavailableError(
+            f"truststore: ACM PCA GetCertificateAuthorityCertificate: {code}: {error_message(exc)}"
+        ) from exc
+    text = (response.get("Certificate") or "") + "\n" + (response.get("CertificateChain") or "")
+    try:
+        certificates = x509.load_pem_x509_certificates(text.encode())
+    except ValueError as exc:
+        raise BackendUnavailableError(
+            "truststore: the CA has no certificate yet (is it activated?)"
+        ) from exc
+    for certificate in certificates:
+        try:
+            is_ca = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
+            raise BackendUnavailableError(
+                f"truststore: {certificate.subject.rfc4514_string()} is not a CA certificate"
+            )
+    for child, parent in itertools.pairwise(certificates):
+        if child.issuer != parent.subject:
+            raise BackendUnavailableError("truststore: the CA chain is not in order")
+    pem = "".join(c.public_bytes(Encoding.PEM).decode() for c in certificates)
+    return pem, len(certificates)
+
+
+def publish(pca: Any, s3: Any, *, ca_arn: str, bucket: str, key: str) -> Published:
+    """Write the CA chain of ``ca_arn`` to ``s3://bucket/key`` unless it is already there.
+
+    ``pca`` and ``s3`` are boto3 clients (ACM PCA, S3).
+
+    Raises:
+        NotFoundError: no such certificate authority, or no such bucket.
+        BackendUnavailableError: ACM PCA or S3 refused.
+    """
+    from nodecert.awsclients import botocore_errors, error_code, error_message
+
+    pem, count = chain_pem(pca, ca_arn)
+    digest = hashlib.sha256(pem.encode()).hexdigest()
+    uri = f"s3://{bucket}/{key}"
+    try:
+        try:
+            current = s3.get_object(Bucket=bucket, Key=key)
+        except botocore_errors() as exc:
+            if error_code(exc) not in {"NoSuchKey", "404"}:
+                raise
+        else:
+            with current["Body"] as body:
+                if body.read() == pem.encode():
+                    return Published(uri, current.get("VersionId"), digest, count, False)
+        written = s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=pem.encode(),
+            ContentType="application/x-pem-file",
+        )
+    except botocore_errors() as exc:
+        code = error_code(exc)
+        if code == "NoSuchBucket":
+            raise NotFoundError(f"truststore: no bucket {bucket!r}") from exc
+        raise BackendUnavailableError(
+            f"truststore: S3 {uri}: {code}: {error_message(exc)}"
+        ) from exc
+    return Published(uri, written.get("VersionId"), digest, count, True)
+
+
+def register(sub: Any) -> None:
+    """Add ``aws truststore`` to the CLI's subcommands (``sub`` from ``add_subparsers``)."""
+    aws = sub.add_parser("aws", help="AWS deployment helpers (deploy/template.yaml)")
+    aws_sub = aws.add_subparsers(metavar="ACTION")
+    truststore = aws_sub.add_parser(
+        "truststore",
+        help="write the ACM PCA chain to the mTLS domain's truststore in S3",
+        description=(
+            "Fetch the CA certificate and chain from ACM PCA and write them to S3 for the"
+            " mutual-TLS custom domain; print the S3 version for NodeTruststoreVersion."
+        ),
+    )
+    truststore.add_argument("--ca-arn", required=True, help="the ACM PCA certificate authority")
+    truststore.add_argument("--bucket", required=True, help="the TruststoreBucketName output")
+    truststore.add_argument("--key", default="truststore.pem", help="the object key")
+    truststore.add_argument("--region", default=None, help="AWS region (default: the SDK's)")
+    truststore.add_argument("--endpoint-url", default=None, help=argparse.SUPPRESS)
+    truststore.set_defaults(handler=_command)
+
+
+def _command(args: argparse.Namespace) -> None:
+    try:
+        import boto3
+    except ImportError as exc:
+        raise ConfigurationError(
+            "nodecert aws truststore: boto3 is not installed (pip install 'nodecert[aws]')"
+        ) from exc
+    session = boto3.session.Session()
+    pca = session.client("acm-pca", region_name=args.region, endpoint_url=args.endpoint_url)
+    s3 = session.client("s3", region_name=args.region, endpoint_url=args.endpoint_url)
+    result = publish(pca, s3, ca_arn=args.ca_arn, bucket=args.bucket, key=args.key)
+    for line in result.lines():
+        print(line)

@@ -1,0 +1,182 @@
+"""`nodecert aws truststore` against moto (server mode): ACM PCA in, S3 out."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from cryptography import x509
+
+from nodecert.aws.truststore import publish
+from nodecert.cli import main
+from nodecert.core.errors import BackendUnavailableError, NotFoundError
+from tests.integration.conftest import REGION
+from tests.integration.test_acmpca_moto import create_active_ca
+
+
+@pytest.fixture(scope="module")
+def clients(aws_env, moto_endpoint):
+    import boto3
+
+    session = boto3.session.Session()
+    return (
+        session.client("acm-pca", region_name=REGION, endpoint_url=moto_endpoint),
+        session.client("s3", region_name=REGION, endpoint_url=moto_endpoint),
+    )
+
+
+@pytest.fixture(scope="module")
+def ca_arn(clients):
+    return create_active_ca(clients[0])
+
+
+def _bucket(s3, *, versioned=True):
+    name = f"truststore-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+    if versioned:
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+def test_an_unknown_ca_is_refused_and_nothing_is_written(clients):
+    pca, s3 = clients
+    bucket = _bucket(s3)
+    missing = "arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/" + str(uuid.uuid4())
+    with pytest.raises(NotFoundError, match="no certificate authority"):
+        publish(pca, s3, ca_arn=missing, bucket=bucket, key="truststore.pem")
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_a_ca_without_its_certificate_is_refused(clients):
+    pca, s3 = clients
+    pending = pca.create_certificate_authority(
+        CertificateAuthorityConfiguration={
+            "KeyAlgorithm": "RSA_2048",
+            "SigningAlgorithm": "SHA256WITHRSA",
+            "Subject": {"CommonName": "never activated"},
+        },
+        CertificateAuthorityType="ROOT",
+    )["CertificateAuthorityArn"]
+    with pytest.raises(BackendUnavailableError, match="truststore"):
+        publish(pca, s3, ca_arn=pending, bucket=_bucket(s3), key="truststore.pem")
+
+
+def test_a_missing_bucket_is_refused(clients, ca_arn):
+    pca, s3 = clients
+    with pytest.raises(NotFoundError, match="no bucket"):
+        publish(pca, s3, ca_arn=ca_arn, bucket="no-such-bucket-" + uuid.uuid4().hex, key="t.pem")
+
+
+def test_the_truststore_is_the_ca_chain_and_its_version_is_reported(clients, ca_arn):
+    pca, s3 = clients
+    bucket = _bucket(s3)
+    first = publish(pca, s3, ca_arn=ca_arn, bucket=bucket, key="truststore.pem")
+    assert first.changed and first.version and first.certificates == 1
+    stored = s3.get_object(Bucket=bucket, Key="truststore.pem", VersionId=first.version)
+    assert stored["ContentType"] == "application/x-pem-file"
+    (certificate,) = x509.load_pem_x509_certificates(stored["Body"].read())
+    expected = pca.get_certificate_authority_certificate(CertificateAuthorityArn=ca_arn)
+    assert certificate == x509.load_pem_x509_certificate(expected["Certificate"].encode())
+    # The same chain again writes nothing: the domain's TruststoreVersion stays valid.
+    again = publish(pca, s3, ca_arn=ca_arn, bucket=bucket, key="truststore.pem")
+    assert (again.changed, again.version) == (False, first.version)
+    versions = s3.list_object_versions(Bucket=bucket, Prefix="truststore.pem")["Versions"]
+    assert len(versions) == 1
+
+
+def test_a_changed_chain_gets_a_new_version(clients, ca_arn):
+    pca, s3 = clients
+    bucket = _bucket(s3)
+    s3.put_object(Bucket=bucket, Key="truststore.pem", Body=b"an old CA\n")
+    written = publish(pca, s3, ca_arn=ca_arn, bucket=bucket, key="truststore.pem")
+    assert written.changed
+    versions = s3.list_object_versions(Bucket=bucket, Prefix="truststore.pem")["Versions"]
+    assert [v["VersionId"] for v in versions if v["IsLatest"]] == [written.version]
+
+
+def test_an_unversioned_bucket_says_there_is_no_version(clients, ca_arn):
+    pca, s3 = clients
+    published = publish(pca, s3, ca_arn=ca_arn, bucket=_bucket(s3, versioned=False), key="t.pem")
+    assert published.version in (None, "null")
+    if published.version is None:
+        assert "not versioned" in published.lines()[-1]
+
+
+def test_the_cli_prints_the_version_for_the_stack(clients, ca_arn, moto_endpoint, capsys):
+    _, s3 = clients
+    bucket = _bucket(s3)
+    argv = ["aws", "truststore", "--ca-arn", ca_arn, "--bucket", bucket]
+    assert main([*argv, "--region", REGION, "--endpoint-url", moto_endpoint]) == 0
+    out = capsys.readouterr().out
+    latest = s3.head_object(Bucket=bucket, Key="truststore.pem")["VersionId"]
+    assert f"version: {latest}" in out.splitlines()
+    assert f"s3://{bucket}/truststore.pem" in out
+
+
+def test_the_cli_reports_a_bad_ca_as_one_line(clients, moto_endpoint, capsys):
+    _, s3 = clients
+    missing = "arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/" + str(uuid.uuid4())
+    argv = ["aws", "truststore", "--ca-arn", missing, "--bucket", _bucket(s3)]
+    assert main([*argv, "--region", REGION, "--endpoint-url", moto_endpoint]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("nodecert: error: truststore: no certificate authority")
+    assert "Traceback" not in err
+
+
+# What moto cannot return: chains that are not a CA chain (botocore Stubber, real shapes).
+
+ARN = "arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/" + "1" * 36
+
+
+def _stubbed(certificate: str, chain: str | None):
+    import boto3
+    from botocore.stub import Stubber
+
+    pca = boto3.session.Session().client(
+        "acm-pca", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stubber = Stubber(pca)
+    response = {"Certificate": certificate}
+    if chain is not None:
+        response["CertificateChain"] = chain
+    stubber.add_response(
+        "get_certificate_authority_certificate", response, {"CertificateAuthorityArn": ARN}
+    )
+    stubber.activate()
+    return pca
+
+
+def test_a_leaf_certificate_is_no_truststore():
+    import trustme
+
+    from nodecert.aws.truststore import chain_pem
+
+    leaf = trustme.CA().issue_cert("node.example.test").cert_chain_pems[0].bytes().decode()
+    with pytest.raises(BackendUnavailableError, match="is not a CA certificate"):
+        chain_pem(_stubbed(leaf, None), ARN)
+
+
+def test_a_chain_out_of_order_is_refused():
+    import trustme
+
+    from nodecert.aws.truststore import chain_pem
+
+    intermediate = trustme.CA().create_child_ca().cert_pem.bytes().decode()
+    unrelated_root = trustme.CA().cert_pem.bytes().decode()
+    with pytest.raises(BackendUnavailableError, match="not in order"):
+        chain_pem(_stubbed(intermediate, unrelated_root), ARN)
+
+
+def test_a_subordinate_ca_brings_its_chain():
+    import trustme
+
+    from nodecert.aws.truststore import chain_pem
+
+    root = trustme.CA()
+    intermediate = root.create_child_ca()
+    pem, count = chain_pem(
+        _stubbed(intermediate.cert_pem.bytes().decode(), root.cert_pem.bytes().decode()), ARN
+    )
+    assert count == 2
+    expected = [x509.load_pem_x509_certificate(ca.cert_pem.bytes()) for ca in (intermediate, root)]
+    assert x509.load_pem_x509_certificates(pem.encode()) == expected

@@ -1,0 +1,379 @@
+"""The whole AWS system on one machine: deploy/template.yaml, rehearsed end to end.
+
+:func:`rehearse` "deploys" a (possibly altered) template into moto (tests/rehearsal/stack.py)
+in the two phases docs/aws.md describes (stack; ``nodecert aws truststore``; stack again
+with the truststore version), puts the API Gateway emulation (tests/rehearsal/apigw.py) in
+front of it, and walks the story: users sign in to Cognito, an admin registers nodes with
+their owners' ``sub``, a user gets a certificate through ``POST /generate-cert``, calls
+its node through the mutual-TLS domain (allowed), another node (denied), revokes (denied),
+and after a transfer the old owner is denied. Every step that does not go as AWS would
+answer raises :class:`RehearsalError` naming the step.
+
+What moto does not model, and what this does about it: moto's ACM PCA signs with the CA's
+key and copies the CSR's subject and subjectAltName, but ignores ``ApiPassthrough`` and the
+fixed extensions of the two ``*_APIPassthrough`` templates nodecert uses, so its
+certificates would carry neither an authority key identifier nor the clientAuth EKU, and
+the node-side check would (rightly) refuse them. :func:`pca_templates` teaches moto's CA
+those templates' fixed extensions as AWS documents them (BasicConstraints CA:FALSE,
+AKI, SKI, KeyUsage, EKU clientAuth; serverAuth too for the node-server template). The
+identity still comes from nodecert: its CSR carries the same subject and SAN as its
+``ApiPassthrough``. Validity is moto's own (it ignores ``Validity``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.client import HTTPConnection
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from tests.rehearsal.apigw import Gateway, Reply
+from tests.rehearsal.domain import DomainListener
+from tests.rehearsal.stack import REGION, Stack
+from tests.rehearsal.template import sam_translate
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "aws.md"
+DOMAIN = "nodes.rehearsal.test"
+PASSWORD = "Rehearsal-Passw0rd"
+CLIENT_AUTH = "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate_APIPassthrough/V1"
+SERVER_AND_CLIENT = "arn:aws:acm-pca:::template/EndEntityCertificate_APIPassthrough/V1"
+
+
+def documented_truststore_command() -> str:
+    """The ``nodecert aws truststore`` line of docs/aws.md's deploy recipe."""
+    (line,) = [
+        line
+        for line in DOCS.read_text().splitlines()
+        if line.startswith("nodecert aws truststore ")
+    ]
+    return line.split("#", 1)[0].strip()
+
+
+def outbox_exists() -> bool:
+    """Whether this nodecert queues CA revocations for the scheduled sweep to finish."""
+    from nodecert.issuing.administration import Administration
+
+    return hasattr(Administration, "finish_revocations")
+
+
+class RehearsalError(AssertionError):
+    """A step of the rehearsal did not behave as the deployed system must."""
+
+
+@contextlib.contextmanager
+def pca_templates() -> Iterator[None]:
+    """moto's CA, taught the fixed extensions of nodecert's two passthrough templates."""
+    from moto.acmpca import models
+
+    original = models.CertificateAuthority._x509_extensions
+
+    def extensions(self: Any, csr: Any, template_arn: str | None) -> Any:
+        if template_arn not in (CLIENT_AUTH, SERVER_AND_CLIENT):
+            return original(self, csr, template_arn)
+        fixed = original(self, csr, "arn:aws:acm-pca:::template/EndEntityCertificate/V1")
+        if template_arn == CLIENT_AUTH:
+            fixed = [
+                (x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+                if isinstance(value, x509.ExtendedKeyUsage)
+                else (value, critical)
+                for value, critical in fixed
+            ]
+        return fixed
+
+    models.CertificateAuthority._x509_extensions = extensions
+    try:
+        yield
+    finally:
+        models.CertificateAuthority._x509_extensions = original
+
+
+class Backend:
+    """The node backend: answers every call with what API Gateway told it."""
+
+    def __init__(self) -> None:
+        seen = self.seen = []  # type: list[dict[str, Any]]
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                call = {
+                    "path": self.path,
+                    "user": self.headers.get("X-Nodecert-User"),
+                    "node": self.headers.get("X-Nodecert-Node"),
+                }
+                seen.append(call)
+                body = json.dumps(call).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class World:
+    """Everything one rehearsal made; closed by :func:`rehearse`."""
+
+    stack: Stack
+    gateway: Gateway
+    workdir: Path
+    server_ca: Any
+    listener: DomainListener | None = None
+    tokens: dict[str, str] = field(default_factory=dict)
+    subs: dict[str, str] = field(default_factory=dict)
+    steps: list[str] = field(default_factory=list)
+
+    def api(self, method: str, path: str, user: str | None, body: Any = None) -> Reply:
+        headers = {"Content-Type": "application/json", "User-Agent": "rehearsal"}
+        if user is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[user]}"
+        raw = b"" if body is None else json.dumps(body).encode()
+        return self.gateway.request("Api", method, path, headers=headers, body=raw)
+
+    def node_call(self, certificate: tuple[str, str] | None, path: str) -> tuple[int, Any]:
+        """GET ``path`` on the mutual-TLS domain; (status, JSON body)."""
+        assert self.listener is not None
+        context = ssl.create_default_context(cadata=self.server_ca.cert_pem.bytes().decode())
+        if certificate is not None:
+            cert_file = self.workdir / "client.crt"
+            key_file = self.workdir / "client.key"
+            cert_file.write_text(certificate[0])
+            key_file.write_text(certificate[1])
+            key_file.chmod(0o600)
+            context.load_cert_chain(cert_file, key_file)
+        raw = socket.create_connection(("127.0.0.1", self.listener.port), timeout=60)
+        # SNI and the server name check use the domain, as a client of AWS would.
+        connection = HTTPConnection(DOMAIN)
+        connection.sock = context.wrap_socket(raw, server_hostname=DOMAIN)
+        try:
+            connection.request("GET", path, headers={"User-Agent": "rehearsal"})
+            response = connection.getresponse()
+            body = response.read()
+        finally:
+            connection.close()
+        try:
+            return response.status, json.loads(body)
+        except ValueError:
+            return response.status, body
+
+
+@contextlib.contextmanager
+def step(world: World, name: str) -> Iterator[None]:
+    try:
+        yield
+    except RehearsalError:
+        raise
+    except Exception as exc:
+        raise RehearsalError(
+            f"step {name!r}: {type(exc).__name__}: {exc}\n{world.gateway.logs()}"
+        ) from exc
+    world.steps.append(name)
+
+
+def expect(condition: bool, what: str) -> None:
+    if not condition:
+        raise AssertionError(what)
+
+
+def rehearse(template: dict[str, Any], clients: Any, endpoint: str) -> list[str]:
+    """Deploy ``template`` into moto and walk the story; the steps passed, in order.
+
+    Raises:
+        RehearsalError: a step went otherwise than the deployed system must behave.
+    """
+    import trustme
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(pca_templates())
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rehearsal-")))
+        backend = Backend()
+        stack.callback(backend.close)
+        parameters = {
+            "NodeDomainName": DOMAIN,
+            "NodeDomainCertificateArn": f"arn:aws:acm:{REGION}:123456789012:certificate/r",
+            "NodeBackendUrl": backend.url,
+        }
+        translated = sam_translate(template)
+        deployed = Stack(translated, parameters, clients).deploy()
+        gateway = Gateway(deployed, endpoint)
+        stack.callback(gateway.close)
+        world = World(deployed, gateway, workdir, trustme.CA())
+        _walk(world, stack)
+        return world.steps
+
+
+def _walk(world: World, stack: contextlib.ExitStack) -> None:
+    deployed = world.stack
+    with step(world, "first deploy leaves the domain for the truststore"):
+        expect(not deployed.of_type("AWS::ApiGateway::DomainName"), "domain before truststore")
+
+    with step(world, "nodecert aws truststore"):
+        # The command exactly as docs/aws.md writes it, with the stack's outputs.
+        result = subprocess.run(
+            documented_truststore_command(),
+            shell=True,
+            env={
+                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+                "CA_ARN": deployed.physical["CertificateAuthority"],
+                "TRUSTSTORE_BUCKET": deployed.physical["TruststoreBucket"],
+                "AWS_ENDPOINT_URL": world.gateway.endpoint,
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_CONFIG_FILE": "/nonexistent",
+                "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        expect(result.returncode == 0, f"exit {result.returncode}: {result.stderr}")
+        version = re.search(r"^version: (\S+)$", result.stdout, re.M)
+        expect(version is not None, result.stdout)
+        assert version is not None
+
+    with step(world, "second deploy creates the mutual-TLS domain"):
+        deployed.parameters["NodeTruststoreVersion"] = version[1]
+        (domain,) = deployed.of_type("AWS::ApiGateway::DomainName")
+        properties = deployed.resources[domain]["Properties"]
+        deployed.physical[domain] = deployed.resolve(properties["DomainName"])
+        mtls = deployed.resolve(properties["MutualTlsAuthentication"])
+        uri = re.fullmatch(r"s3://([^/]+)/(.+)", mtls["TruststoreUri"])
+        expect(uri is not None, f"truststore URI {mtls['TruststoreUri']}")
+        assert uri is not None
+        truststore = (
+            world.stack.clients("s3")
+            .get_object(Bucket=uri[1], Key=uri[2], VersionId=mtls["TruststoreVersion"])["Body"]
+            .read()
+            .decode()
+        )
+        server = world.server_ca.issue_cert(DOMAIN)
+        chain, key = world.workdir / "server.pem", world.workdir / "server.key"
+        chain.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
+        server.private_key_pem.write_to_path(str(key))
+        world.listener = DomainListener(
+            world.gateway, deployed, domain, truststore, (str(chain), str(key))
+        )
+        stack.callback(world.listener.close)
+
+    cognito = deployed.clients("cognito-idp")
+    pool, client = deployed.physical["UserPool"], deployed.physical["UserPoolClient"]
+    with step(world, "users sign in to Cognito"):
+        for user in ("admin", "alice", "bob"):
+            cognito.admin_create_user(UserPoolId=pool, Username=user)
+            cognito.admin_set_user_password(
+                UserPoolId=pool, Username=user, Password=PASSWORD, Permanent=True
+            )
+            attributes = cognito.admin_get_user(UserPoolId=pool, Username=user)["UserAttributes"]
+            world.subs[user] = next(a["Value"] for a in attributes if a["Name"] == "sub")
+        cognito.admin_add_user_to_group(
+            UserPoolId=pool, Username="admin", GroupName=deployed.physical["AdminUserGroup"]
+        )
+        for user in ("admin", "alice", "bob"):
+            result = cognito.initiate_auth(
+                ClientId=client,
+                AuthFlow="USER_PASSWORD_AUTH",
+                AuthParameters={"USERNAME": user, "PASSWORD": PASSWORD},
+            )["AuthenticationResult"]
+            world.tokens[user] = result["IdToken"]
+        world.tokens["forged"] = world.tokens["alice"][:-4] + "AAAA"
+
+    with step(world, "no token, a forged token: 401 at API Gateway"):
+        expect(world.api("GET", "/v1/nodes", None).status == 401, "no token")
+        expect(world.api("GET", "/v1/nodes", "forged").status == 401, "forged token")
+
+    with step(world, "the admin registers nodes with their owners' sub"):
+        for node, owner in (("n1", "alice"), ("n2", "bob")):
+            reply = world.api("PUT", f"/v1/nodes/{node}", "admin", {"owner": world.subs[owner]})
+            expect(reply.status in (200, 201), f"PUT {node}: {reply.status} {reply.body!r}")
+        reply = world.api("PUT", "/v1/nodes/n3", "alice", {"owner": world.subs["alice"]})
+        expect(reply.status == 403, f"a user registered a node: {reply.status}")
+
+    def certificate(user: str, node: str) -> tuple[str, str, str]:
+        reply = world.api("POST", "/generate-cert", user, {"nodeId": node})
+        expect(reply.status == 201, f"generate-cert: {reply.status} {reply.body!r}")
+        issued = reply.json()
+        expect(issued["userId"] == world.subs[user], f"issued to {issued['userId']}")
+        return issued["certificate"], issued["privateKey"], issued["serialNumber"]
+
+    with step(world, "alice gets a certificate for her node"):
+        alice = certificate("alice", "n1")
+
+    with step(world, "alice calls her node through the mutual-TLS domain: allowed"):
+        status, body = world.node_call(alice[:2], "/nodes/n1/status")
+        expect(status == 200, f"{status} {body!r}")
+        expect(
+            body == {"path": "/nodes/n1/status", "user": world.subs["alice"], "node": "n1"},
+            f"backend saw {body!r}",
+        )
+
+    with step(world, "alice calls bob's node: denied"):
+        status, body = world.node_call(alice[:2], "/nodes/n2/status")
+        expect(status == 403, f"{status} {body!r}")
+
+    with step(world, "no client certificate, or one from another CA: no handshake"):
+        for attempt in (None, _foreign(world)):
+            try:
+                status, _ = world.node_call(attempt, "/nodes/n1/status")
+            except (ssl.SSLError, ConnectionError):
+                continue
+            raise AssertionError(f"answered {status} without a trusted client certificate")
+
+    with step(world, "alice revokes her certificate: denied"):
+        reply = world.api("POST", f"/v1/certificates/{alice[2]}/revoke", "alice", {})
+        expect(reply.status == 200, f"revoke: {reply.status} {reply.body!r}")
+        status, body = world.node_call(alice[:2], "/nodes/n1/status")
+        expect(status == 403, f"revoked certificate: {status} {body!r}")
+
+    if outbox_exists():
+        with step(world, "the scheduled sweep leaves no revocation pending at the CA"):
+            fired = world.gateway.run_schedules()
+            result, error = fired["RevocationSweepFunction"]
+            expect(error is None and result["pending"] == 0, f"sweep: {result} {error}")
+
+    with step(world, "after a transfer to bob, alice is denied and bob allowed"):
+        again = certificate("alice", "n1")
+        status, _ = world.node_call(again[:2], "/nodes/n1/status")
+        expect(status == 200, f"new certificate before the transfer: {status}")
+        reply = world.api("PUT", "/v1/nodes/n1", "admin", {"owner": world.subs["bob"]})
+        expect(reply.status == 200, f"transfer: {reply.status} {reply.body!r}")
+        status, body = world.node_call(again[:2], "/nodes/n1/status")
+        expect(status == 403, f"the old owner after the transfer: {status} {body!r}")
+        bob = certificate("bob", "n1")
+        status, body = world.node_call(bob[:2], "/nodes/n1/status")
+        expect(status == 200 and body["user"] == world.subs["bob"], f"bob: {status} {body!r}")
+
+
+def _foreign(world: World) -> tuple[str, str]:
+    import trustme
+
+    other = trustme.CA().issue_cert("mallory@example.test")
+    return (
+        b"".join(blob.bytes() for blob in other.cert_chain_pems).decode(),
+        other.private_key_pem.bytes().decode(),
+    )

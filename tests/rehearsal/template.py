@@ -1,0 +1,118 @@
+"""deploy/template.yaml as CloudFormation would see it: read, SAM-translated, inspected.
+
+Shared by tests/integration/test_template.py (static checks) and the API Gateway emulation
+(tests/rehearsal/apigw.py), so that both read the very same translated document.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from cfnlint.decode import decode
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "template.yaml"
+REGION = "eu-west-1"
+
+# API Gateway's documented default when authorizerResultTtlInSeconds is absent.
+DEFAULT_AUTHORIZER_TTL = 300
+
+
+def load(path: Path = TEMPLATE) -> dict[str, Any]:
+    """The template as a document (CloudFormation's YAML tags become ``Fn::`` maps)."""
+    data, matches = decode(str(path))
+    assert matches == [], matches
+    assert isinstance(data, dict)
+    return data
+
+
+def sam_translate(template: dict[str, Any]) -> dict[str, Any]:
+    """The template after the SAM transform (aws-sam-translator), as CloudFormation deploys."""
+    import pytest
+    from samtranslator.translator.transform import transform
+
+    document = copy.deepcopy(template)
+    for resource in document["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            # The transform wants an S3 location; sam build puts build/lambda there.
+            resource["Properties"]["CodeUri"] = "s3://bucket/key"
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", REGION)
+        result = transform(document, {"AWS::Region": REGION}, NoManagedPolicies())
+    assert isinstance(result, dict)
+    return result
+
+
+def rest_apis(transformed: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Logical id → OpenAPI body of every REST API in the translated template."""
+    return {
+        name: resource["Properties"]["Body"]
+        for name, resource in transformed["Resources"].items()
+        if resource["Type"] == "AWS::ApiGateway::RestApi"
+    }
+
+
+def security_schemes(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The authorizers of one API body (Swagger 2 or OpenAPI 3 spelling)."""
+    schemes = body.get("securityDefinitions") or body.get("components", {}).get(
+        "securitySchemes", {}
+    )
+    assert isinstance(schemes, dict)
+    return schemes
+
+
+def function_of(transformed: dict[str, Any], authorizer: dict[str, Any]) -> str:
+    """The logical id of the Lambda function an ``x-amazon-apigateway-authorizer`` invokes."""
+    uri = authorizer["authorizerUri"]
+    _, variables = uri["Fn::Sub"]
+    (arn,) = variables.values()
+    name = arn["Fn::GetAtt"][0]
+    assert transformed["Resources"][name]["Type"] == "AWS::Lambda::Function"
+    return str(name)
+
+
+def cached_authorizer_violations(transformed: dict[str, Any]) -> list[str]:
+    """Every REQUEST authorizer whose cached Allow could serve another certificate or node.
+
+    API Gateway caches an authorizer's answer for ``authorizerResultTtlInSeconds`` (300 by
+    default), keyed on its identity sources. Safe is a TTL of 0, or identity sources that
+    name both the client certificate and the target node (the path parameter or the Host
+    header, as the function's ``NODECERT_AUTHORIZER_TARGET`` says).
+    """
+    problems = []
+    for api, body in rest_apis(transformed).items():
+        for name, scheme in security_schemes(body).items():
+            authorizer = scheme.get("x-amazon-apigateway-authorizer") or {}
+            if str(authorizer.get("type", "")).lower() != "request":
+                continue
+            ttl = int(authorizer.get("authorizerResultTtlInSeconds", DEFAULT_AUTHORIZER_TTL))
+            if ttl == 0:
+                continue
+            sources = {
+                s.strip().lower()
+                for s in str(authorizer.get("identitySource", "")).split(",")
+                if s.strip()
+            }
+            function = transformed["Resources"][function_of(transformed, authorizer)]
+            variables = function["Properties"].get("Environment", {}).get("Variables", {})
+            kind, _, parameter = str(
+                variables.get("NODECERT_AUTHORIZER_TARGET", "path:nodeId")
+            ).partition(":")
+            node = (
+                "method.request.header.host"
+                if kind == "host"
+                else f"method.request.path.{parameter.lower()}"
+            )
+            has_cert = any("clientcert" in s for s in sources)
+            if not (has_cert and node in sources):
+                problems.append(
+                    f"{api}.{name}: cached for {ttl} s on {sorted(sources)}, which does not"
+                    f" name both the client certificate and the target node ({node})"
+                )
+    return problems
