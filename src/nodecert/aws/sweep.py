@@ -17,9 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
-
-from nodecert.core.errors import ConfigurationError
+from typing import Any, Protocol
 
 __all__ = ["BATCH", "SAFETY_MS", "drain", "sweep_handler"]
 
@@ -32,8 +30,7 @@ SAFETY_MS = 30_000
 """No new batch starts with less than this much of the invocation left."""
 
 
-@runtime_checkable
-class RevocationOutbox(Protocol):
+class Drainable(Protocol):
     """What the sweep needs: ``Administration.finish_revocations``."""
 
     def finish_revocations(self, *, limit: int = 100) -> int:
@@ -41,7 +38,7 @@ class RevocationOutbox(Protocol):
         ...  # pragma: no cover - protocol
 
 
-def drain(outbox: RevocationOutbox, remaining_ms: Any = None) -> dict[str, int]:
+def drain(outbox: Drainable, remaining_ms: Any = None) -> dict[str, int]:
     """Drain ``outbox`` in batches of :data:`BATCH`.
 
     Args:
@@ -72,18 +69,12 @@ def drain(outbox: RevocationOutbox, remaining_ms: Any = None) -> dict[str, int]:
 
 
 @functools.cache
-def _outbox() -> RevocationOutbox:
+def _outbox() -> Drainable:
     from nodecert.bootstrap import build_service, settings_from_environment
 
     settings = settings_from_environment()
     logging.getLogger("nodecert").setLevel(settings.log_level)
-    authority: object = build_service(settings).authority
-    if not isinstance(authority, RevocationOutbox):
-        raise ConfigurationError(
-            "revocation sweep: this nodecert has no revocation outbox"
-            " (Administration.finish_revocations)"
-        )
-    return authority
+    return build_service(settings).authority
 
 
 def sweep_handler(event: Mapping[str, Any], context: object) -> dict[str, int]:
