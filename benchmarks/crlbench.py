@@ -32,7 +32,7 @@ def measure_crl(count: int = 100_000, *, workdir: Path | None = None) -> CRLResu
     """Fill a ledger with ``count`` revoked rows and time the CRL, cold then cached."""
     from nodecert.bootstrap import build_service
     from nodecert.core.config import Settings
-    from nodecert.core.ports import CertificateRecord, CertificateStatus, RevocationReason
+    from nodecert.core.values import CertificateRecord, CertificateStatus, RevocationReason
     from nodecert.http.nodeside_routes import NodeSideRoutes
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:

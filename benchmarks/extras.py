@@ -172,7 +172,7 @@ def measure_authorizer(home: Path, *, calls: int, warmup: int = 200) -> tuple[fl
     from nodecert.aws.authorizer import TargetSource, handle
     from nodecert.bootstrap import build_decider, build_service
     from nodecert.core.config import Settings
-    from nodecert.core.ports import Principal
+    from nodecert.core.values import Principal
     from nodecert.issuing.authority import IssueRequest
 
     settings = Settings(home=home, key_pool_size=0)

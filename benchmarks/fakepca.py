@@ -130,7 +130,7 @@ class SlowPCA:
         import base64
 
         from nodecert.core.identity import Identity
-        from nodecert.core.ports import SigningRequest
+        from nodecert.core.values import SigningRequest
 
         csr = x509.load_pem_x509_csr(base64.b64decode(body["Csr"]))
         subject = body["ApiPassthrough"]["Subject"]
@@ -202,7 +202,7 @@ def measure_pca_overhead(*, delay: float = 0.3, issues: int = 20) -> PCAOverhead
     from nodecert.backends.acmpca import ACMPCABackend
     from nodecert.core.identity import Identity
     from nodecert.core.keys import KeyType, build_csr, generate_private_key
-    from nodecert.core.ports import SigningRequest
+    from nodecert.core.values import SigningRequest
 
     identity = Identity("bench-user", "bench-node")
     requests = []

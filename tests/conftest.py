@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from nodecert.bootstrap import build_service
 from nodecert.core.config import Settings
-from nodecert.core.ports import Principal
+from nodecert.core.values import Principal
 from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
 

@@ -16,7 +16,7 @@ from nodecert.core.errors import ConflictError, NotFoundError, StoreUnavailableE
 from nodecert.core.identity import Identity, format_serial
 from nodecert.core.keys import KeyType, PrivateKey, build_csr, fingerprint, generate_private_key
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
-from nodecert.core.ports import (
+from nodecert.core.values import (
     AuditEntry,
     CertificateRecord,
     CertificateStatus,
@@ -315,7 +315,7 @@ class LiveServer:
 
 def node_server_certificate(ca: LocalCA, directory: Path) -> tuple[Path, Path]:
     """A serverAuth certificate for ``localhost`` from ``ca``, written as PEM files."""
-    from nodecert.core.ports import Profile
+    from nodecert.core.values import Profile
 
     key = generate_private_key(KeyType.EC_P256)
     identity = Identity("operator", "n1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nodecert.core.ports import CertificateRecord
+from nodecert.core.values import CertificateRecord
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ import pytest
 from nodecert.aws import authorizer
 from nodecert.aws.authorizer import TargetSource, handle
 from nodecert.core.errors import ConfigurationError
-from nodecert.core.ports import RevocationReason
+from nodecert.core.values import RevocationReason
 from nodecert.store.sqlite import SQLiteStore
 from tests.nodeside import ADMIN, MemoryStore, authority, decider, event, issue, new_ca, sign
 

@@ -8,7 +8,7 @@ import pytest
 
 from nodecert.aws import revocations
 from nodecert.bootstrap import build_service
-from nodecert.core.ports import RevocationReason
+from nodecert.core.values import RevocationReason
 from tests.nodeside import issue
 
 from ..conftest import make_settings

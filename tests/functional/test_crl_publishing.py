@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from nodecert.bootstrap import build_service
 from nodecert.core.config import Settings
-from nodecert.core.ports import CertificateQuery, CertificateStatus, RevocationReason
+from nodecert.core.values import CertificateQuery, CertificateStatus, RevocationReason
 from nodecert.http.app import create_app
 from nodecert.issuing.crl import CRLPublisher
 from tests.nodeside import ADMIN, issue

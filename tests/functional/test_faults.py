@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from nodecert.backends.acmpca import ACMPCABackend, RetryPolicy
 from nodecert.bootstrap import build_service
 from nodecert.core.errors import BackendUnavailableError, StoreUnavailableError
-from nodecert.core.ports import (
+from nodecert.core.values import (
     CertificateRecord,
     RevocationReason,
     SignedCertificate,

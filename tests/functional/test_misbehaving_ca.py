@@ -14,7 +14,7 @@ from nodecert.bootstrap import build_service
 from nodecert.core.errors import BackendUnavailableError, ConflictError
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, generate_private_key
-from nodecert.core.ports import Principal, RevocationReason, SignedCertificate, SigningRequest
+from nodecert.core.values import Principal, RevocationReason, SignedCertificate, SigningRequest
 from nodecert.issuing.authority import IssueRequest
 
 from ..conftest import ADMIN, make_settings

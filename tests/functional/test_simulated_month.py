@@ -20,7 +20,7 @@ from nodecert.client import Client, Request, Response
 from nodecert.client.renew import RenewalTarget, renew_if_due
 from nodecert.core.errors import NodecertError
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
-from nodecert.core.ports import CertificateStatus, Principal
+from nodecert.core.values import CertificateStatus, Principal
 from nodecert.http.contract import issued_reply
 from nodecert.issuing.authority import Authority, IssueRequest
 from nodecert.issuing.quota import QuotaPolicy

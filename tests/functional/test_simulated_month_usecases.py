@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
-from nodecert.core.ports import CertificateQuery, CertificateStatus, Principal, query_ledger
+from nodecert.core.ports import query_ledger
+from nodecert.core.values import CertificateQuery, CertificateStatus, Principal
 from nodecert.issuing.authority import Authority, IssueRequest
 from nodecert.issuing.quota import QuotaPolicy
 from nodecert.issuing.renewal import RenewalRequest, Renewer, mint_renewal_token, renewal_audience

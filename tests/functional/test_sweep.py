@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nodecert.aws import sweep
 from nodecert.core.identity import format_serial
-from nodecert.core.ports import Principal, RevocationReason
+from nodecert.core.values import Principal, RevocationReason
 from tests.nodeside import issue
 
 

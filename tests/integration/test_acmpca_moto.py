@@ -20,7 +20,7 @@ from nodecert.core.errors import BackendUnavailableError
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
-from nodecert.core.ports import CertificateStatus, Principal, RevocationReason, SigningRequest
+from nodecert.core.values import CertificateStatus, Principal, RevocationReason, SigningRequest
 from nodecert.issuing.authority import Authority, IssueRequest
 from nodecert.store.dynamodb import DynamoDBStore, create_tables
 

@@ -3,7 +3,7 @@
 import pytest
 
 from nodecert.aws.authorizer import TargetSource, handle
-from nodecert.core.ports import RevocationReason
+from nodecert.core.values import RevocationReason
 from nodecert.store.sqlite import SQLiteStore
 from tests.nodeside import ADMIN, authority, decider, event, issue, new_ca, sign
 

@@ -24,7 +24,7 @@ from nodecert.awsclients import make_client
 from nodecert.backends.acmpca import ACMPCABackend
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
-from nodecert.core.ports import RevocationReason, SigningRequest
+from nodecert.core.values import RevocationReason, SigningRequest
 
 CA_ARN = os.environ.get("NODECERT_AWS_SMOKE_CA_ARN", "")
 TRUST_DOMAIN = "smoke.nodecert.test"

@@ -54,7 +54,7 @@ def test_a_missing_table_is_a_clear_store_error(aws_client, unique):
 
 
 def test_a_sweep_cut_short_is_finished_by_the_next_drain(aws_client, unique, monkeypatch):
-    from nodecert.core.ports import CertificateStatus, RevocationReason
+    from nodecert.core.values import CertificateStatus, RevocationReason
     from nodecert.store.dynamodb_outbox import DynamoDBOutbox
     from tests.records import T0
 

@@ -16,15 +16,13 @@ from typing import Any
 
 import pytest
 
-from nodecert.core.ports import (
+from nodecert.core.ports import LedgerQueries, query_ledger, query_rows
+from nodecert.core.values import (
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,
-    LedgerQueries,
     Profile,
     RevocationReason,
-    query_ledger,
-    query_rows,
 )
 from nodecert.store.dynamodb import DynamoDBStore, create_tables
 from nodecert.store.postgres import PostgresStore

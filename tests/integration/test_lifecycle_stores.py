@@ -23,14 +23,14 @@ from nodecert.backends.local import LocalCA
 from nodecert.core.errors import BackendUnavailableError, ConflictError
 from nodecert.core.identity import format_serial
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
-from nodecert.core.ports import (
+from nodecert.core.ports import query_ledger
+from nodecert.core.values import (
     AuditEntry,
     CertificateQuery,
     CertificateStatus,
     RevocationReason,
     SignedCertificate,
     SigningRequest,
-    query_ledger,
 )
 from nodecert.issuing.authority import Authority
 from tests.nodeside import ADMIN, TRUST_DOMAIN, issue, new_ca

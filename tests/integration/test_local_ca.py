@@ -19,7 +19,7 @@ from nodecert.backends.local import LocalCA
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType
-from nodecert.core.ports import Profile, SigningRequest
+from nodecert.core.values import Profile, SigningRequest
 
 
 def _open(directory: Path, passphrase: str | None = None, **kwargs: object) -> LocalCA:

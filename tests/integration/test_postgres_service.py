@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from nodecert.bootstrap import build_service
 from nodecert.core.errors import ConfigurationError
-from nodecert.core.ports import CertificateStatus
+from nodecert.core.values import CertificateStatus
 from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
 from nodecert.store.postgres import PostgresStore

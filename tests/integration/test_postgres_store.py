@@ -24,12 +24,8 @@ from nodecert.core.errors import (
     ConflictError,
     StoreUnavailableError,
 )
-from nodecert.core.ports import (
-    DeferredLedger,
-    LedgerQueries,
-    ReplayGuard,
-    RevocationReason,
-)
+from nodecert.core.ports import DeferredLedger, LedgerQueries, ReplayGuard
+from nodecert.core.values import RevocationReason
 from nodecert.issuing.quota import RateLimiter
 from nodecert.store.postgres import SCHEMA_VERSION, PostgresStore
 from tests.records import T0, certificate

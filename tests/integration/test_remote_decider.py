@@ -15,7 +15,7 @@ import pytest
 
 from nodecert.bootstrap import build_service
 from nodecert.core.config import Settings
-from nodecert.core.ports import RevocationReason
+from nodecert.core.values import RevocationReason
 from nodecert.http.app import create_app
 from nodecert.nodeside.access import DenyReason
 from nodecert.verify import RemoteDecider

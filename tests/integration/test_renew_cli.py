@@ -19,7 +19,7 @@ from nodecert.client.renew import (
     watch,
 )
 from nodecert.core.errors import ConflictError, QuotaExceededError
-from nodecert.core.ports import RevocationReason
+from nodecert.core.values import RevocationReason
 from nodecert.http.app import create_app
 from nodecert.nodeside.access import AccessDeniedError
 from tests.files import unwritable

@@ -13,11 +13,8 @@ from pathlib import Path
 import pytest
 
 from nodecert.core.errors import ConflictError, StoreUnavailableError
-from nodecert.core.ports import (
-    CertificateStatus,
-    DeferredLedger,
-    RevocationReason,
-)
+from nodecert.core.ports import DeferredLedger
+from nodecert.core.values import CertificateStatus, RevocationReason
 from nodecert.store.sqlite import SCHEMA_VERSION, SQLiteStore
 from tests.records import T0, certificate
 

@@ -18,12 +18,7 @@ from typing import Any
 import pytest
 
 from nodecert.core.errors import ConflictError, NotFoundError
-from nodecert.core.ports import (
-    CertificateStatus,
-    NodeRecord,
-    Profile,
-    RevocationReason,
-)
+from nodecert.core.values import CertificateStatus, NodeRecord, Profile, RevocationReason
 from tests.records import T0, certificate
 
 

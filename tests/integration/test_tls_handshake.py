@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nodecert.core.ports import RevocationReason
+from nodecert.core.values import RevocationReason
 from nodecert.nodeside.access import AccessDeniedError
 from nodecert.store.sqlite import SQLiteStore
 from nodecert.verify import verify_client

@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives import serialization
 
 from nodecert.backends.local import LocalCA
 from nodecert.core.keys import KeyType, generate_private_key
-from nodecert.core.ports import RevocationReason
+from nodecert.core.values import RevocationReason
 from nodecert.nodeside.access import AccessDeniedError, DenyReason
 from tests.nodeside import ADMIN, authority, decider, issue, new_ca, record, sign
 

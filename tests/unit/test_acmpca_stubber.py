@@ -32,7 +32,7 @@ from nodecert.backends.pca_polling import PollSchedule
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError, CSRError
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
-from nodecert.core.ports import Profile, RevocationReason, SigningRequest
+from nodecert.core.values import Profile, RevocationReason, SigningRequest
 
 CA_PREFIX = "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/"
 GENERAL = CA_PREFIX + "11111111-1111-1111-1111-111111111111"

@@ -16,7 +16,7 @@ from botocore.stub import Stubber
 from nodecert.backends.acmpca import ACMPCABackend, RetryPolicy
 from nodecert.core.budget import deadline, time_budget
 from nodecert.core.errors import BackendUnavailableError
-from nodecert.core.ports import RevocationReason
+from nodecert.core.values import RevocationReason
 
 CA = "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/1"
 

@@ -10,7 +10,7 @@ import pytest
 from nodecert.core import errors
 from nodecert.core.errors import NodecertError
 from nodecert.core.keys import KeyType
-from nodecert.core.ports import CertificateStatus, Profile, RevocationReason
+from nodecert.core.values import CertificateStatus, Profile, RevocationReason
 from nodecert.http import schemas
 from nodecert.http.contract import (
     PROBLEM_TYPE_BASE,

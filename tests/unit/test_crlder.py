@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nodecert.core.ports import RevocationReason
+from nodecert.core.values import RevocationReason
 from nodecert.issuing.crlder import assemble, entries_der, splice_entries
 
 ENTRIES = [

@@ -16,7 +16,7 @@ from nodecert.core.errors import (
 )
 from nodecert.core.keys import KeyType
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
-from nodecert.core.ports import NodeRecord, Principal
+from nodecert.core.values import NodeRecord, Principal
 
 AT = datetime(2025, 1, 1, tzinfo=UTC)
 

@@ -48,7 +48,7 @@ from nodecert.core.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from nodecert.core.ports import Principal
+from nodecert.core.values import Principal
 from nodecert.http.contract import Reply, error_reply, method_not_allowed, no_route
 from nodecert.http.nodeside_routes import NodeSideRoutes
 from nodecert.http.routes import Routes

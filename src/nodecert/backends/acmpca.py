@@ -61,7 +61,7 @@ from nodecert.backends.pca_shapes import (
 )
 from nodecert.core.budget import deadline as request_deadline
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
-from nodecert.core.ports import Profile, RevocationReason, SignedCertificate, SigningRequest
+from nodecert.core.values import Profile, RevocationReason, SignedCertificate, SigningRequest
 
 if TYPE_CHECKING:
     from mypy_boto3_acm_pca import ACMPCAClient

@@ -23,7 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.files import CounterFile, write_atomic
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key, hash_for
-from nodecert.core.ports import Profile, RevocationReason, SignedCertificate, SigningRequest
+from nodecert.core.values import Profile, RevocationReason, SignedCertificate, SigningRequest
 
 __all__ = ["LocalCA", "client_extensions"]
 

@@ -21,7 +21,7 @@ from nodecert.core.errors import (
     CSRError,
     NodecertError,
 )
-from nodecert.core.ports import Profile, RevocationReason, SigningRequest
+from nodecert.core.values import Profile, RevocationReason, SigningRequest
 
 if TYPE_CHECKING:
     from mypy_boto3_acm_pca.literals import RevocationReasonType, SigningAlgorithmType

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nodecert.client import Client
-from nodecert.core.ports import Principal
+from nodecert.core.values import Principal
 
 if TYPE_CHECKING:
     from nodecert.core.config import Settings

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from nodecert.core.errors import AuthorizationError, ConfigurationError, InvalidRequestError
-from nodecert.core.ports import NodeDirectory, Principal
+from nodecert.core.ports import NodeDirectory
+from nodecert.core.values import Principal
 
 __all__ = ["OwnershipMode", "OwnershipPolicy", "ValidityPolicy"]
 

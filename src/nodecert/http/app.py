@@ -27,7 +27,7 @@ from starlette.routing import Match
 
 from nodecert.core.blocking import WouldBlockError, never_wait
 from nodecert.core.errors import InvalidRequestError, NodecertError
-from nodecert.core.ports import Principal
+from nodecert.core.values import Principal
 from nodecert.http.contract import Reply, error_reply, method_not_allowed, no_route, problem
 from nodecert.http.direct import BodyLimit, DirectEndpoint, NodecertAPI, render
 from nodecert.http.nodeside_app import add_nodeside_routes

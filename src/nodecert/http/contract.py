@@ -39,7 +39,7 @@ from nodecert.core.errors import (
     PayloadTooLargeError,
     QuotaExceededError,
 )
-from nodecert.core.ports import CertificateRecord, NodeRecord, RevocationReason
+from nodecert.core.values import CertificateRecord, NodeRecord, RevocationReason
 from nodecert.issuing.authority import IssuedCertificate
 
 __all__ = [

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from nodecert.core.ports import Principal
+from nodecert.core.values import Principal
 from nodecert.http.contract import Reply
 from nodecert.http.nodeside_routes import SECRET_HEADER, NodeSideRoutes
 

@@ -36,7 +36,7 @@ from nodecert.core.errors import (
     InvalidIdentifierError,
     NotFoundError,
 )
-from nodecert.core.ports import Principal, RevocationReason
+from nodecert.core.values import Principal, RevocationReason
 from nodecert.http.contract import (
     Reply,
     certificate_json,

@@ -17,13 +17,8 @@ from concurrent.futures import Future
 from dataclasses import replace
 
 from nodecert.core.errors import AuthenticationError, InvalidRequestError
-from nodecert.core.ports import (
-    CertificateRecord,
-    CertificateStatus,
-    Principal,
-    RevocationReason,
-    TokenVerifier,
-)
+from nodecert.core.ports import TokenVerifier
+from nodecert.core.values import CertificateRecord, CertificateStatus, Principal, RevocationReason
 from nodecert.http.contract import (
     Reply,
     certificate_json,

@@ -14,7 +14,7 @@ from typing import Annotated, TypeAlias
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from nodecert.core.keys import KeyType
-from nodecert.core.ports import CertificateStatus, Profile, RevocationReason
+from nodecert.core.values import CertificateStatus, Profile, RevocationReason
 
 __all__ = [
     "Certificate",

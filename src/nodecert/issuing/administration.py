@@ -28,19 +28,21 @@ from nodecert.core.errors import (
 from nodecert.core.identity import format_serial, parse_serial, validate_id
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy
 from nodecert.core.ports import (
-    AuditEntry,
     AuditTrail,
     CABackend,
+    Ledger,
+    NodeDirectory,
+    RevocationOutbox,
+    query_ledger,
+)
+from nodecert.core.values import (
+    AuditEntry,
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,
-    Ledger,
-    NodeDirectory,
     NodeRecord,
     Principal,
-    RevocationOutbox,
     RevocationReason,
-    query_ledger,
 )
 
 __all__ = ["Administration", "NodeAssignment"]

@@ -42,16 +42,12 @@ from nodecert.core.keys import (
 )
 from nodecert.core.keys import private_key_pem as render_private_key
 from nodecert.core.policy import OwnershipPolicy, ValidityPolicy
-from nodecert.core.ports import (
-    AuditTrail,
-    CABackend,
+from nodecert.core.ports import AuditTrail, CABackend, Ledger, NodeDirectory, RevocationOutbox
+from nodecert.core.values import (
     CertificateRecord,
     CertificateStatus,
-    Ledger,
-    NodeDirectory,
     Principal,
     Profile,
-    RevocationOutbox,
     SigningRequest,
 )
 from nodecert.issuing.administration import Administration

@@ -26,14 +26,8 @@ from typing import Protocol, runtime_checkable
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nodecert.core.ports import (
-    CertificateQuery,
-    CertificateStatus,
-    CRLSigner,
-    Ledger,
-    RevocationReason,
-    query_ledger,
-)
+from nodecert.core.ports import CRLSigner, Ledger, query_ledger
+from nodecert.core.values import CertificateQuery, CertificateStatus, RevocationReason
 from nodecert.issuing.crlder import assemble, entries_der, splice_entries
 
 __all__ = ["CRLPublisher", "CRLState", "PublishedCRL"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from nodecert.core.ports import RevocationReason
+from nodecert.core.values import RevocationReason
 
 __all__ = ["assemble", "entries_der", "splice_entries"]
 

@@ -34,13 +34,8 @@ from cryptography.hazmat.primitives import serialization
 
 from nodecert.core.errors import ConflictError, IdempotencyKeyReusedError, IdempotentReplayError
 from nodecert.core.identity import Identity
-from nodecert.core.ports import (
-    CertificateQuery,
-    Ledger,
-    Profile,
-    ReplayGuard,
-    query_ledger,
-)
+from nodecert.core.ports import Ledger, ReplayGuard, query_ledger
+from nodecert.core.values import CertificateQuery, Profile
 
 __all__ = ["CLIENT_KEY_PREFIX", "IdempotencyGuard", "request_hash"]
 

@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from nodecert.core.errors import ConfigurationError, QuotaExceededError
-from nodecert.core.ports import CertificateQuery, CertificateStatus, Ledger, Profile, query_ledger
+from nodecert.core.ports import Ledger, query_ledger
+from nodecert.core.values import CertificateQuery, CertificateStatus, Profile
 
 __all__ = ["QuotaPolicy", "RateLimiter"]
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 
 from nodecert.core.errors import AlreadyRenewedError, AuthorizationError, ConflictError
-from nodecert.core.ports import CertificateRecord, CertificateStatus, Ledger
+from nodecert.core.ports import Ledger
+from nodecert.core.values import CertificateRecord, CertificateStatus
 
 __all__ = ["already_renewed", "record_successor"]
 

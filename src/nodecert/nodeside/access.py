@@ -39,7 +39,8 @@ from cryptography.x509.verification import (
 from nodecert.core.errors import AuthorizationError, InvalidIdentifierError, NodecertError
 from nodecert.core.identity import Identity, format_serial, validate_id
 from nodecert.core.keys import fingerprint
-from nodecert.core.ports import CertificateStatus, Ledger, NodeDirectory
+from nodecert.core.ports import Ledger, NodeDirectory
+from nodecert.core.values import CertificateStatus
 
 __all__ = [
     "AccessDecider",

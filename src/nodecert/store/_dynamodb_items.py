@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from nodecert.core.ports import (
+from nodecert.core.values import (
     CertificateRecord,
     CertificateStatus,
     NodeRecord,

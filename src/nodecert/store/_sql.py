@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from nodecert.core.errors import ConflictError
-from nodecert.core.ports import (
+from nodecert.core.values import (
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,

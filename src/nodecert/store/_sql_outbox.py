@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from nodecert.core.ports import (
+from nodecert.core.values import (
     AuditEntry,
     CertificateRecord,
     CertificateStatus,

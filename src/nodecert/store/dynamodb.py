@@ -21,13 +21,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nodecert.core.errors import ConflictError, NotFoundError
-from nodecert.core.ports import (
+from nodecert.core.ports import query_rows
+from nodecert.core.values import (
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,
     NodeRecord,
     RevocationReason,
-    query_rows,
 )
 from nodecert.store._dynamodb import (
     BY_NODE,

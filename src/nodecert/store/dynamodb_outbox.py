@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from nodecert.core.ports import (
+from nodecert.core.values import (
     AuditEntry,
     CertificateRecord,
     CertificateStatus,

@@ -29,7 +29,7 @@ from nodecert.core.errors import (
     NotFoundError,
     StoreUnavailableError,
 )
-from nodecert.core.ports import (
+from nodecert.core.values import (
     AuditEntry,
     CertificateQuery,
     CertificateRecord,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nodecert.core.errors import ConflictError, NotFoundError, StoreUnavailableError
-from nodecert.core.ports import (
+from nodecert.core.values import (
     AuditEntry,
     CertificateQuery,
     CertificateRecord,

@@ -19,7 +19,7 @@ from typing import Any
 
 from nodecert.core.errors import AuthenticationError, NodecertError
 from nodecert.core.identity import validate_id
-from nodecert.core.ports import Principal
+from nodecert.core.values import Principal
 
 __all__ = ["groups_of", "principal_from_claims"]
 

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from nodecert.core.errors import AuthenticationError, BackendUnavailableError, NodecertError
 from nodecert.core.identity import validate_id
-from nodecert.core.ports import Principal
 from nodecert.core.tokens import decode_signed, is_finite_number, unverified_header
+from nodecert.core.values import Principal
 from nodecert.verifiers.gateway import groups_of
 
 if TYPE_CHECKING:
