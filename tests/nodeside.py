@@ -1,9 +1,9 @@
-"""Shared helpers for the node-side tests: a CA, issued certificates, an in-memory store."""
+"""Shared helpers for the node-side tests: a CA, issued certificates, the in-memory store."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,18 +12,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from nodecert.backends.local import LocalCA
-from nodecert.core.errors import ConflictError, NotFoundError, StoreUnavailableError
 from nodecert.core.identity import Identity, format_serial
 from nodecert.core.keys import KeyType, PrivateKey, build_csr, fingerprint, generate_private_key
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
 from nodecert.core.values import (
-    AuditEntry,
     CertificateRecord,
-    CertificateStatus,
-    NodeRecord,
-    PendingRevocation,
     Principal,
-    RevocationReason,
     SigningRequest,
 )
 from nodecert.issuing.authority import Authority, IssueRequest
@@ -33,134 +27,6 @@ from tests.processes import free_port
 EVENTS = Path(__file__).parent / "events"
 TRUST_DOMAIN = "nodecert.local"
 ADMIN = Principal("admin", is_admin=True)
-
-
-class MemoryStore:
-    """Ledger (with its outbox and audit trail) + NodeDirectory + ReplayGuard in memory;
-    ``down`` makes every call fail."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, CertificateRecord] = {}
-        self.owners: dict[str, NodeRecord] = {}
-        self.used: dict[str, datetime] = {}
-        self.queue: dict[str, PendingRevocation] = {}
-        self.audit: list[AuditEntry] = []
-        self.down = False
-        self.calls = 0
-
-    def _touch(self) -> None:
-        self.calls += 1
-        if self.down:
-            raise StoreUnavailableError("store: down (test)")
-
-    def owner_of(self, node_id: str) -> str | None:
-        self._touch()
-        record = self.owners.get(node_id)
-        return None if record is None else record.owner
-
-    def put_node(self, node_id: str, owner: str, *, at: datetime) -> NodeRecord:
-        self._touch()
-        record = NodeRecord(node_id, owner, at)
-        self.owners[node_id] = record
-        return record
-
-    def delete_node(self, node_id: str) -> bool:
-        self._touch()
-        return self.owners.pop(node_id, None) is not None
-
-    def list_nodes(self, *, owner: str | None = None) -> list[NodeRecord]:
-        self._touch()
-        return [r for r in self.owners.values() if owner is None or r.owner == owner]
-
-    def record(self, record: CertificateRecord) -> None:
-        self._touch()
-        if record.serial in self.rows:
-            raise ConflictError("exists")
-        self.rows[record.serial] = record
-
-    def get(self, serial: str) -> CertificateRecord | None:
-        self._touch()
-        return self.rows.get(serial)
-
-    def find(
-        self, *, user_id: str | None = None, node_id: str | None = None
-    ) -> list[CertificateRecord]:
-        self._touch()
-        return [
-            r
-            for r in sorted(self.rows.values(), key=lambda r: r.created_at, reverse=True)
-            if (user_id is None or r.user_id == user_id)
-            and (node_id is None or r.node_id == node_id)
-        ]
-
-    def mark_revoked(
-        self, serial: str, *, reason: RevocationReason, at: datetime
-    ) -> CertificateRecord:
-        self._touch()
-        row = self.rows.get(serial)
-        if row is None:
-            raise NotFoundError(serial)
-        if row.status is not CertificateStatus.REVOKED:
-            row = replace(
-                row, status=CertificateStatus.REVOKED, revoked_at=at, revocation_reason=reason
-            )
-            self.rows[serial] = row
-        return row
-
-    def record_successor(self, record: CertificateRecord) -> None:
-        self._touch()
-        predecessor = self.rows.get(record.renewed_from or "")
-        if predecessor is None or predecessor.status is not CertificateStatus.ACTIVE:
-            raise ConflictError("renewal: predecessor not active")
-        if record.serial in self.rows:
-            raise ConflictError("exists")
-        self.rows[predecessor.serial] = replace(
-            predecessor, status=CertificateStatus.SUPERSEDED, superseded_by=record.serial
-        )
-        self.rows[record.serial] = record
-
-    def revoke_and_queue(
-        self, serials: Any, *, reason: RevocationReason, at: datetime
-    ) -> list[CertificateRecord]:
-        self._touch()
-        revoked = []
-        for serial in serials:
-            row = self.rows.get(serial)
-            if row is None or not row.status.is_live:
-                continue
-            row = replace(
-                row, status=CertificateStatus.REVOKED, revoked_at=at, revocation_reason=reason
-            )
-            self.rows[serial] = row
-            self.queue.setdefault(serial, PendingRevocation(serial, reason, row.issuer, at))
-            revoked.append(row)
-        return revoked
-
-    def pending_revocations(self, *, limit: int) -> list[PendingRevocation]:
-        self._touch()
-        return list(self.queue.values())[:limit]
-
-    def revocation_sent(self, serial: str) -> None:
-        self._touch()
-        self.queue.pop(serial, None)
-
-    def count_pending_revocations(self) -> int:
-        self._touch()
-        return len(self.queue)
-
-    def append_audit(self, entry: AuditEntry) -> None:
-        self._touch()
-        self.audit.append(entry)
-
-    def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
-        self._touch()
-        return self.audit[::-1][:limit]
-
-    def use_once(self, key: str, *, expires_at: datetime) -> None:
-        self._touch()
-        if key in self.used:
-            raise ConflictError("token: already used")
-        self.used[key] = expires_at
 
 
 @dataclass

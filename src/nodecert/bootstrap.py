@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -17,13 +17,22 @@ from nodecert.core.errors import ConfigurationError
 from nodecert.core.files import secure_home
 from nodecert.core.keys import KeyType
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
-from nodecert.core.ports import CABackend, CRLSigner, Ledger, NodeDirectory, ReplayGuard
+from nodecert.core.ports import (
+    AuditTrail,
+    CABackend,
+    CRLSigner,
+    Ledger,
+    NodeDirectory,
+    RateLimiter,
+    ReplayGuard,
+    RevocationOutbox,
+)
 from nodecert.core.tokens import renewal_audience
 from nodecert.issuing.authority import Authority
 from nodecert.issuing.crl import CRLPublisher
 from nodecert.issuing.idempotency import IdempotencyGuard
 from nodecert.issuing.keypool import KeyPool
-from nodecert.issuing.quota import QuotaPolicy, RateLimiter
+from nodecert.issuing.quota import QuotaPolicy
 from nodecert.issuing.renewal import Renewer
 from nodecert.issuing.service import Service
 from nodecert.nodeside.access import AccessDecider
@@ -33,17 +42,45 @@ from nodecert.verifiers.oidc import OIDCVerifier, RemoteJWKS, StaticJWKS
 
 if TYPE_CHECKING:
     from nodecert.store.dynamodb import DynamoDBStore
-    from nodecert.store.dynamodb_outbox import DynamoDBOutbox
-    from nodecert.store.postgres import PostgresStore
 
 __all__ = [
     "Service",
+    "Stores",
     "build_decider",
     "build_service",
     "settings_from_environment",
 ]
 
 log = logging.getLogger("nodecert")
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """What one store setting gives: every store port, and what closes them.
+
+    SQLite and PostgreSQL are one object in every role; DynamoDB keeps single-use tokens,
+    rate buckets, the revocation outbox and the audit trail in a table of their own,
+    through objects of their own over the same client.
+
+    Attributes:
+        ledger: The certificate ledger.
+        nodes: The node directory.
+        replay: Single-use token ids (proof-of-possession renewal, idempotency keys).
+        limiter: Token buckets (the issuance rate).
+        outbox: The queue of CA revocations.
+        audit: The audit trail of administrative actions.
+        closers: What ``Service.close`` must call: only a PostgreSQL pool holds server
+            connections and threads of its own (SQLite's connections belong to the
+            threads that opened them, DynamoDB's client to boto3).
+    """
+
+    ledger: Ledger
+    nodes: NodeDirectory
+    replay: ReplayGuard
+    limiter: RateLimiter
+    outbox: RevocationOutbox
+    audit: AuditTrail
+    closers: tuple[Callable[[], None], ...] = ()
 
 
 def settings_from_environment(env: Mapping[str, str] | None = None) -> Settings:
@@ -63,24 +100,28 @@ def build_service(settings: Settings, *, event_loop: bool = False) -> Service:
     """
     if settings.store == "sqlite" or settings.ca == "local" or settings.dev_issuer:
         secure_home(settings.home)
-    store, limits, closers = _store(settings)
-    outbox = _outbox(settings, store)
+    stores = _stores(settings)
     dev_issuer = DevIssuer.open_or_create(settings.home) if settings.dev_issuer else None
     ca = _ca(settings)
     key_pool = KeyPool({kt: settings.key_pool_size for kt in KeyType if kt.is_rsa})
     authority = Authority(
         ca=ca,
-        ledger=store,
-        nodes=store,
-        ownership=OwnershipPolicy(settings.ownership, store, settings.nodes_claim),
+        ledger=stores.ledger,
+        nodes=stores.nodes,
+        ownership=OwnershipPolicy(settings.ownership, stores.nodes, settings.nodes_claim),
         validity=ValidityPolicy(settings.default_validity_days, settings.max_validity_days),
         organization=settings.organization,
         trust_domain=settings.trust_domain,
         keygen=key_pool,
-        quota=_quota(settings, limits),
-        idempotency=IdempotencyGuard(limits, store) if isinstance(limits, ReplayGuard) else None,
-        outbox=outbox,
-        audit=outbox,
+        quota=QuotaPolicy(
+            per_minute=settings.quota_per_minute,
+            burst=settings.quota_burst,
+            max_active=settings.max_active_per_node,
+            limiter=stores.limiter,
+        ),
+        idempotency=IdempotencyGuard(stores.replay, stores.ledger),
+        outbox=stores.outbox,
+        audit=stores.audit,
     )
     if dev_issuer is not None:
         verifier = OIDCVerifier(
@@ -102,18 +143,18 @@ def build_service(settings: Settings, *, event_loop: bool = False) -> Service:
             jwks=jwks,
             admin_group=settings.admin_group,
         )
-    decider = _decider(settings, ca.chain, store, store)
-    renewer = None
-    if isinstance(limits, ReplayGuard):
-        renewer = Renewer(
-            authority=authority,
-            decider=decider,
-            replay=limits,
-            audience=settings.renew_audience or renewal_audience(settings.trust_domain),
-            grace=timedelta(seconds=settings.renew_grace_s),
-        )
+    decider = _decider(settings, ca.chain, stores.ledger, stores.nodes)
+    renewer = Renewer(
+        authority=authority,
+        decider=decider,
+        replay=stores.replay,
+        audience=settings.renew_audience or renewal_audience(settings.trust_domain),
+        grace=timedelta(seconds=settings.renew_grace_s),
+    )
     crl = (
-        CRLPublisher(ledger=store, signer=ca, lifetime=timedelta(seconds=settings.crl_lifetime_s))
+        CRLPublisher(
+            ledger=stores.ledger, signer=ca, lifetime=timedelta(seconds=settings.crl_lifetime_s)
+        )
         if isinstance(ca, CRLSigner)
         else None
     )
@@ -126,8 +167,8 @@ def build_service(settings: Settings, *, event_loop: bool = False) -> Service:
         crl=crl,
         dev_issuer=dev_issuer,
         key_pool=key_pool,
-        closers=closers,
-        inline_issuance=_never_waits_on_network(ca, store, verifier),
+        closers=stores.closers,
+        inline_issuance=_never_waits_on_network(ca, stores.ledger, verifier),
     )
 
 
@@ -136,20 +177,6 @@ def _never_waits_on_network(ca: CABackend, store: object, verifier: OIDCVerifier
     # process, SQLite is a local file whose ledger writes are deferred to a committer
     # thread, and a token check waits on the issuer only with a JWKS refreshed inline.
     return isinstance(ca, LocalCA) and isinstance(store, SQLiteStore) and not verifier.may_block
-
-
-def _quota(settings: Settings, limits: object) -> QuotaPolicy:
-    limiter = limits if isinstance(limits, RateLimiter) else None
-    per_minute = settings.quota_per_minute
-    if per_minute and limiter is None:
-        log.warning("NODECERT_QUOTA_PER_MINUTE: this store keeps no rate buckets; rate is off")
-        per_minute = 0
-    return QuotaPolicy(
-        per_minute=per_minute,
-        burst=settings.quota_burst,
-        max_active=settings.max_active_per_node,
-        limiter=limiter,
-    )
 
 
 def build_decider(settings: Settings) -> AccessDecider:
@@ -165,8 +192,8 @@ def build_decider(settings: Settings) -> AccessDecider:
         ConfigurationError: a setting cannot be honoured, or no CA is configured.
     """
     if settings.ca_bundle:
-        store, _, _ = _store(settings)
-        return _decider(settings, tuple, store, store)
+        stores = _stores(settings)
+        return _decider(settings, tuple, stores.ledger, stores.nodes)
     if settings.ca == "local":
         certificate = settings.home / "ca" / "ca.crt"
         if not certificate.is_file():
@@ -176,10 +203,12 @@ def build_decider(settings: Settings) -> AccessDecider:
                 f" with NODECERT_ACMPCA_CA_ARN ({certificate} does not exist either; the"
                 " node-side check never creates a CA)"
             )
-        store, _, _ = _store(settings)
-        return _decider(replace(settings, ca_bundle=certificate), tuple, store, store)
-    store, _, _ = _store(settings)
-    return _decider(settings, _ca(settings).chain, store, store)
+        stores = _stores(settings)
+        return _decider(
+            replace(settings, ca_bundle=certificate), tuple, stores.ledger, stores.nodes
+        )
+    stores = _stores(settings)
+    return _decider(settings, _ca(settings).chain, stores.ledger, stores.nodes)
 
 
 def _decider(
@@ -216,18 +245,8 @@ def _decider(
     )
 
 
-def _store(
-    settings: Settings,
-) -> tuple[SQLiteStore | DynamoDBStore | PostgresStore, object, tuple[Callable[[], None], ...]]:
-    """The ledger and node directory, what keeps single-use tokens and rate buckets, and
-    what ``Service.close`` must close.
-
-    The second is checked for the optional abilities (``ReplayGuard``, ``RateLimiter``)
-    with ``isinstance``: SQLite keeps them in its own file and PostgreSQL in its own
-    tables, the store object being both; DynamoDB in a third table, through an object of
-    its own over the same client. Only a PostgreSQL pool needs closing: it holds server
-    connections and threads of its own, while SQLite's connections belong to the threads
-    that opened them and DynamoDB's client to boto3.
+def _stores(settings: Settings) -> Stores:
+    """Every store port, from ``settings.store``.
 
     Raises:
         ConfigurationError: the store is unknown or its settings are incomplete.
@@ -235,7 +254,7 @@ def _store(
     """
     if settings.store == "sqlite":
         store = SQLiteStore(settings.database_path, synchronous=settings.sqlite_synchronous)
-        return store, store, ()
+        return Stores(store, store, store, store, store, store)
     if settings.store == "postgres":
         if not settings.database_url:
             raise ConfigurationError("NODECERT_DATABASE_URL: required when NODECERT_STORE=postgres")
@@ -247,40 +266,32 @@ def _store(
                 "NODECERT_STORE=postgres: psycopg is not installed"
                 " (pip install 'nodecert[postgres]')"
             ) from exc
-        postgres = PostgresStore(settings.database_url, max_size=settings.database_pool_size)
-        return postgres, postgres, (postgres.close,)
+        pg = PostgresStore(settings.database_url, max_size=settings.database_pool_size)
+        return Stores(pg, pg, pg, pg, pg, pg, closers=(pg.close,))
     if settings.store == "dynamodb":
-        from nodecert.awsclients import make_client
-        from nodecert.store.dynamodb import DynamoDBStore
-        from nodecert.store.dynamodb_limits import DynamoDBLimits
-
-        client = make_client("dynamodb", region=settings.aws_region)
-        dynamodb = DynamoDBStore(
-            client,
-            nodes_table=settings.dynamodb_nodes_table,
-            certificates_table=settings.dynamodb_certificates_table,
-        )
-        return dynamodb, DynamoDBLimits(client, table=settings.dynamodb_limits_table), ()
+        return _dynamodb_stores(settings)
     raise ConfigurationError(f"NODECERT_STORE: {settings.store!r} is not available yet")
 
 
-def _outbox(
-    settings: Settings, store: SQLiteStore | DynamoDBStore | PostgresStore
-) -> SQLiteStore | PostgresStore | DynamoDBOutbox:
-    """The revocation outbox and audit trail: the SQL stores are both; DynamoDB keeps them
-    in the limits table, through an object of its own over the store's client."""
-    if settings.store != "dynamodb":
-        return store  # type: ignore[return-value]  # SQLiteStore or PostgresStore.
+def _dynamodb_stores(settings: Settings) -> Stores:
+    from nodecert.awsclients import make_client
     from nodecert.store.dynamodb import DynamoDBStore
+    from nodecert.store.dynamodb_limits import DynamoDBLimits
     from nodecert.store.dynamodb_outbox import DynamoDBOutbox
 
-    assert isinstance(store, DynamoDBStore)  # What _store makes for NODECERT_STORE=dynamodb.
-
-    return DynamoDBOutbox(
-        store.client,
+    client = make_client("dynamodb", region=settings.aws_region)
+    dynamodb: DynamoDBStore = DynamoDBStore(
+        client,
+        nodes_table=settings.dynamodb_nodes_table,
+        certificates_table=settings.dynamodb_certificates_table,
+    )
+    limits = DynamoDBLimits(client, table=settings.dynamodb_limits_table)
+    outbox = DynamoDBOutbox(
+        client,
         certificates_table=settings.dynamodb_certificates_table,
         table=settings.dynamodb_limits_table,
     )
+    return Stores(dynamodb, dynamodb, limits, limits, outbox, outbox)
 
 
 def _ca(settings: Settings) -> CABackend:

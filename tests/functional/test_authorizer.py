@@ -11,7 +11,8 @@ from nodecert.aws.authorizer import TargetSource, handle
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.values import RevocationReason
 from nodecert.store.sqlite import SQLiteStore
-from tests.nodeside import ADMIN, MemoryStore, authority, decider, event, issue, new_ca, sign
+from nodecert.testing import MemoryStore
+from tests.nodeside import ADMIN, authority, decider, event, issue, new_ca, sign
 
 REST = "authorizer_rest_request.json"
 HTTP = "authorizer_http_v2.json"

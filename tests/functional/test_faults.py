@@ -32,6 +32,8 @@ from ..conftest import ADMIN, make_settings
 class FailingCA:
     """A CA that is down."""
 
+    builds_in_process = False
+
     def __init__(self, chain: Sequence[x509.Certificate]) -> None:
         self._chain = chain
 

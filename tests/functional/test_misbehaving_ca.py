@@ -21,7 +21,9 @@ from ..conftest import ADMIN, make_settings
 
 
 class RemoteCA:
-    """Stands for a remote CA (no ``builds_in_process``) that twists each request."""
+    """Stands for a remote CA (``builds_in_process`` false) that twists each request."""
+
+    builds_in_process = False
 
     def __init__(self, inner: LocalCA, twist: str) -> None:
         self.inner, self.twist = inner, twist

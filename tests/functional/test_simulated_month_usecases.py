@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
-from nodecert.core.ports import query_ledger
 from nodecert.core.values import CertificateQuery, CertificateStatus, Principal
 from nodecert.issuing.authority import Authority, IssueRequest
 from nodecert.issuing.quota import QuotaPolicy
@@ -91,14 +90,12 @@ def test_a_month_of_twice_daily_renew_when_due(tmp_path: Path) -> None:
         live = [
             row
             for status in (CertificateStatus.ACTIVE, CertificateStatus.SUPERSEDED)
-            for row in query_ledger(
-                store, CertificateQuery(node_id="n1", status=status, now=clock.now)
-            )
+            for row in store.query(CertificateQuery(node_id="n1", status=status, now=clock.now))
         ]
         assert len(live) <= 5, live
     assert renewals == 6  # Due after 4.67 days: renewed every 5 days.
-    active = query_ledger(
-        store, CertificateQuery(node_id="n1", status=CertificateStatus.ACTIVE, now=clock.now)
+    active = store.query(
+        CertificateQuery(node_id="n1", status=CertificateStatus.ACTIVE, now=clock.now)
     )
     assert [row.serial for row in active] == [issued.record.serial]
     store.close()

@@ -6,8 +6,9 @@ import urllib.parse
 
 import pytest
 
+from nodecert.testing import MemoryStore
 from nodecert.verify import NodeAccessMiddleware, client_certificate_from_scope
-from tests.nodeside import MemoryStore, authority, decider, issue, new_ca
+from tests.nodeside import authority, decider, issue, new_ca
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """Ledger queries (filter, order, page in the store) on every store, against one reference.
 
 The same rows go into SQLite, DynamoDB (moto server), PostgreSQL (a throwaway cluster) and
-a ledger that can only ``find`` (the in-memory fallback of ``query_ledger``); every query
-must return what ``query_rows`` computes over the rows, and walking the pages must give the
+the shipped fake (``nodecert.testing.MemoryStore``); every query must return what the
+reference ``select_rows`` computes over the rows, and walking the pages must give the
 whole listing.
 """
 
@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from nodecert.core.ports import LedgerQueries, query_ledger, query_rows
 from nodecert.core.values import (
     CertificateQuery,
     CertificateRecord,
@@ -24,9 +23,11 @@ from nodecert.core.values import (
     Profile,
     RevocationReason,
 )
+from nodecert.store._select import select_rows
 from nodecert.store.dynamodb import DynamoDBStore, create_tables
 from nodecert.store.postgres import PostgresStore
 from nodecert.store.sqlite import SQLiteStore
+from nodecert.testing import MemoryStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=10)
@@ -63,20 +64,6 @@ def _rows() -> list[CertificateRecord]:
     return rows
 
 
-class FindOnly:
-    """A ledger without ``LedgerQueries``: ``query_ledger`` must page it in memory."""
-
-    def __init__(self, rows: list[CertificateRecord]) -> None:
-        self.rows = rows
-
-    def find(
-        self, *, user_id: str | None = None, node_id: str | None = None
-    ) -> list[CertificateRecord]:
-        return [
-            r for r in self.rows if user_id in (None, r.user_id) and node_id in (None, r.node_id)
-        ]
-
-
 def _fill(store: Any) -> None:
     for row in _rows():
         if row.status is not CertificateStatus.REVOKED:
@@ -90,23 +77,23 @@ def _fill(store: Any) -> None:
 
 
 @pytest.fixture(
-    params=["sqlite", "dynamodb", pytest.param("postgres", marks=pytest.mark.postgres), "find-only"]
+    params=["sqlite", "dynamodb", pytest.param("postgres", marks=pytest.mark.postgres), "memory"]
 )
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    if request.param == "find-only":
-        yield FindOnly(_rows())
+    if request.param == "memory":
+        memory = MemoryStore()
+        _fill(memory)
+        yield memory
         return
     if request.param == "sqlite":
         store: Any = SQLiteStore(tmp_path / "ledger.db")
         _fill(store)
-        assert isinstance(store, LedgerQueries)
         yield store
         store.close()
         return
     if request.param == "postgres":
         store = PostgresStore(request.getfixturevalue("postgres_dsn"))
         _fill(store)
-        assert isinstance(store, LedgerQueries)
         yield store
         store.close()
         return
@@ -117,7 +104,6 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     create_tables(client, nodes_table=nodes, certificates_table=certificates)
     store = DynamoDBStore(client, nodes_table=nodes, certificates_table=certificates)
     _fill(store)
-    assert isinstance(store, LedgerQueries)
     yield store
     for table in (nodes, certificates):
         client.delete_table(TableName=table)
@@ -149,9 +135,9 @@ QUERIES = [
 
 @pytest.mark.parametrize("query", QUERIES, ids=str)
 def test_every_store_answers_like_the_reference(ledger: Any, query: CertificateQuery) -> None:
-    expected = query_rows(_rows(), query)
-    assert [r.serial for r in query_ledger(ledger, query)] == [r.serial for r in expected]
-    assert query_ledger(ledger, query) == expected  # Every field, revocations included.
+    expected = select_rows(_rows(), query)
+    assert [r.serial for r in ledger.query(query)] == [r.serial for r in expected]
+    assert ledger.query(query) == expected  # Every field, revocations included.
 
 
 @pytest.mark.parametrize("size", [1, 4, 7, 100])
@@ -167,11 +153,11 @@ def test_every_store_answers_like_the_reference(ledger: Any, query: CertificateQ
 def test_walking_the_pages_gives_the_whole_listing(
     ledger: Any, query: CertificateQuery, size: int
 ) -> None:
-    whole = [r.serial for r in query_rows(_rows(), query)]
+    whole = [r.serial for r in select_rows(_rows(), query)]
     walked: list[str] = []
     after = None
     for _ in range(len(whole) + 2):
-        page = query_ledger(ledger, replace(query, limit=size, after=after))
+        page = ledger.query(replace(query, limit=size, after=after))
         assert len(page) <= size
         walked += [r.serial for r in page]
         if len(page) < size:
@@ -185,12 +171,12 @@ def test_a_page_after_a_row_outside_the_filter_goes_on_from_its_place(ledger: An
     # still starts right after the cursor's place in time.
     query = CertificateQuery(user_id="alice", status=CertificateStatus.ACTIVE, now=NOW)
     revoked = [
-        r.serial for r in query_rows(_rows(), replace(query, status=CertificateStatus.REVOKED))
+        r.serial for r in select_rows(_rows(), replace(query, status=CertificateStatus.REVOKED))
     ]
     cursor = revoked[1]
-    expected = query_rows(_rows(), replace(query, after=cursor))
+    expected = select_rows(_rows(), replace(query, after=cursor))
     assert expected  # Older active rows exist after it.
-    assert query_ledger(ledger, replace(query, after=cursor)) == expected
+    assert ledger.query(replace(query, after=cursor)) == expected
 
 
 def test_limits_and_statuses_are_checked() -> None:

@@ -23,7 +23,6 @@ from nodecert.backends.local import LocalCA
 from nodecert.core.errors import BackendUnavailableError, ConflictError
 from nodecert.core.identity import format_serial
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
-from nodecert.core.ports import query_ledger
 from nodecert.core.values import (
     AuditEntry,
     CertificateQuery,
@@ -175,7 +174,7 @@ def test_superseded_rows_list_as_superseded_then_expired_and_never_as_active(
 
     def listed(status: CertificateStatus, at: Any) -> list[str]:
         query = CertificateQuery(user_id="alice", node_id="n1", status=status, now=at)
-        return [row.serial for row in query_ledger(store, query)]
+        return [row.serial for row in store.query(query)]
 
     now = T0 + timedelta(days=1)
     assert listed(CertificateStatus.ACTIVE, now) == ["0d02"]

@@ -1,7 +1,8 @@
 """The store contract: the same node directory and ledger behaviour from every store.
 
-SQLite (a file under tmp_path), PostgreSQL (a schema of the session's throwaway cluster)
-and DynamoDB (tables on the session's moto server) run the very same tests. What only one
+SQLite (a file under tmp_path), PostgreSQL (a schema of the session's throwaway cluster),
+DynamoDB (tables on the session's moto server) and the shipped fake users test with
+(``nodecert.testing.MemoryStore``) run the very same tests. What only one
 store has (schema upgrades, durability modes, connection failures, fork safety, DynamoDB
 paging) stays in that store's own test module.
 """
@@ -22,9 +23,15 @@ from nodecert.core.values import CertificateStatus, NodeRecord, Profile, Revocat
 from tests.records import T0, certificate
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "dynamodb"])
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "dynamodb", "memory"]
+)
 def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
-    if request.param == "sqlite":
+    if request.param == "memory":
+        from nodecert.testing import MemoryStore
+
+        yield MemoryStore()
+    elif request.param == "sqlite":
         from nodecert.store.sqlite import SQLiteStore
 
         opened: Any = SQLiteStore(tmp_path / "data" / "nodecert.db")

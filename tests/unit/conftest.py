@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.nodeside import MemoryStore, authority, new_ca
+from nodecert.testing import MemoryStore
+from tests.nodeside import authority, new_ca
 
 
 @pytest.fixture

@@ -117,6 +117,8 @@ class ACMPCABackend:
             that is not an ARN, or two CAs in different partitions.
     """
 
+    builds_in_process = False  # A CSR goes to ACM PCA; what comes back is checked.
+
     def __init__(
         self,
         client: ACMPCAClient,

@@ -8,7 +8,7 @@ Adapters implement these: ``backends/`` the :class:`CABackend`, ``store/`` the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -33,25 +33,26 @@ __all__ = [
     "CRLSigner",
     "DeferredLedger",
     "Ledger",
-    "LedgerQueries",
+    "LedgerReader",
     "NodeDirectory",
+    "RateLimiter",
     "ReplayGuard",
     "RevocationOutbox",
     "TokenVerifier",
-    "query_ledger",
-    "query_rows",
 ]
 
 
 class CABackend(Protocol):
     """A certificate authority that signs, names its chain and revokes.
 
-    A backend may set a class attribute ``builds_in_process = True`` when it builds the
-    certificate itself, in this process, from the request's identity and public key (the
-    local CA): the authority then skips making a CSR for server-side keys and skips
-    re-reading the identity out of the certificate it gets back. Other backends (ACM PCA)
-    always get a CSR, and their certificates are always checked.
+    ``builds_in_process`` is true for a backend that builds the certificate itself, in this
+    process, from the request's identity and public key (the local CA): the authority then
+    skips making a CSR for server-side keys and skips re-reading the identity out of the
+    certificate it gets back. Other backends (ACM PCA) always get a CSR, and their
+    certificates are always checked.
     """
+
+    builds_in_process: bool
 
     def issue(self, request: SigningRequest) -> SignedCertificate:
         """Sign ``request``.
@@ -77,12 +78,12 @@ class CABackend(Protocol):
         ...
 
 
-class Ledger(Protocol):
-    """The record of every certificate issued."""
+class LedgerReader(Protocol):
+    """Reading the record of every certificate issued.
 
-    def record(self, record: CertificateRecord) -> None:
-        """Commit a new row; raises ``ConflictError`` if the serial exists."""
-        ...
+    ``find`` is ``query`` without filters; ``query`` filters, orders and pages in the
+    store itself, so a page costs the same however many rows there are.
+    """
 
     def get(self, serial: str) -> CertificateRecord | None:
         """The row for ``serial``, or None."""
@@ -92,6 +93,18 @@ class Ledger(Protocol):
         self, *, user_id: str | None = None, node_id: str | None = None
     ) -> list[CertificateRecord]:
         """Rows for a user and/or a node, newest first."""
+        ...
+
+    def query(self, query: CertificateQuery) -> list[CertificateRecord]:
+        """The rows ``query`` asks for, newest first (see ``CertificateQuery``)."""
+        ...
+
+
+class Ledger(LedgerReader, Protocol):
+    """The record of every certificate issued: reading it, and writing to it."""
+
+    def record(self, record: CertificateRecord) -> None:
+        """Commit a new row; raises ``ConflictError`` if the serial exists."""
         ...
 
     def mark_revoked(
@@ -159,38 +172,6 @@ class AuditTrail(Protocol):
 
 
 @runtime_checkable
-class LedgerQueries(Protocol):
-    """Optional ability of a ``Ledger``: filter, order and page rows in the store itself.
-
-    Without it, :func:`query_ledger` reads the user's (or node's) rows whole and does the
-    same in memory.
-    """
-
-    def query(self, query: CertificateQuery) -> list[CertificateRecord]:
-        """The rows ``query`` asks for, newest first."""
-        ...
-
-
-def query_ledger(ledger: Ledger, query: CertificateQuery) -> list[CertificateRecord]:
-    """Run ``query`` on ``ledger``: in the store when it can (``LedgerQueries``)."""
-    if isinstance(ledger, LedgerQueries):
-        return ledger.query(query)
-    return query_rows(ledger.find(user_id=query.user_id, node_id=query.node_id), query)
-
-
-def query_rows(
-    rows: Iterable[CertificateRecord], query: CertificateQuery
-) -> list[CertificateRecord]:
-    """Run ``query`` over ``rows`` in memory: the reference for every ``LedgerQueries``."""
-    rows = sorted(rows, key=lambda row: (row.created_at, row.serial), reverse=True)
-    if query.after is not None:
-        positions = [i for i, row in enumerate(rows) if row.serial == query.after]
-        rows = rows[positions[0] + 1 :] if positions else []
-    matching = [row for row in rows if query.matches(row)]
-    return matching if query.limit is None else matching[: query.limit]
-
-
-@runtime_checkable
 class DeferredLedger(Protocol):
     """Optional ability of a ``Ledger``: queue a row and learn later that it is durable.
 
@@ -231,11 +212,10 @@ class TokenVerifier(Protocol):
         ...
 
 
-@runtime_checkable
 class ReplayGuard(Protocol):
-    """Optional store ability: remember single-use token ids (``jti``) across workers.
+    """Remembers single-use token ids (``jti``) across workers; every store implements it.
 
-    A store that implements it lets ``POST /v1/renew`` refuse a replayed proof-of-possession
+    It lets ``POST /v1/renew`` refuse a replayed proof-of-possession
     token even when the replay reaches another worker or another Lambda instance.
     """
 
@@ -257,4 +237,19 @@ class CRLSigner(Protocol):
         self, builder: x509.CertificateRevocationListBuilder
     ) -> x509.CertificateRevocationList:
         """Set the issuer and AKI, sign ``builder`` with the CA key and return the CRL."""
+        ...
+
+
+class RateLimiter(Protocol):
+    """Keeps token buckets atomically, shared by every worker (the issuance rate).
+
+    Every store implements it (DynamoDB through ``DynamoDBLimits``).
+    """
+
+    def take_token(self, key: str, *, capacity: float, refill_per_s: float, now: datetime) -> float:
+        """Take one token from bucket ``key``.
+
+        Returns:
+            0.0 when a token was taken, else the seconds until one will be available.
+        """
         ...

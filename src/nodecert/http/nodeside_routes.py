@@ -72,7 +72,7 @@ class NodeSideRoutes:
     Args:
         authority: The use-case orchestrator.
         decider: The node-side decision.
-        renewer: Proof-of-possession renewal; None when the store has no ReplayGuard.
+        renewer: Proof-of-possession renewal.
         crl: The CRL publisher; None when the CA backend publishes its own CRL.
         authorize_secret: The shared secret for ``/v1/authorize`` (None: loopback only).
     """
@@ -82,7 +82,7 @@ class NodeSideRoutes:
         *,
         authority: Authority,
         decider: AccessDecider,
-        renewer: Renewer | None,
+        renewer: Renewer,
         crl: CRLPublisher | None,
         authorize_secret: str | None,
     ) -> None:
@@ -173,10 +173,7 @@ class NodeSideRoutes:
         Raises:
             AuthenticationError: no token, or the token fails (see :class:`Renewer`).
             AccessDeniedError: the certificate may not be renewed.
-            NotFoundError: renewal is not available with this store.
         """
-        if self.renewer is None:
-            raise NotFoundError("renew: the configured store cannot remember used tokens")
         data = parse_object(body, allowed=_RENEW_FIELDS, empty_ok=True)
         scheme, _, token = (authorization or "").strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():

@@ -33,7 +33,6 @@ from nodecert.core.ports import (
     Ledger,
     NodeDirectory,
     RevocationOutbox,
-    query_ledger,
 )
 from nodecert.core.values import (
     AuditEntry,
@@ -95,8 +94,8 @@ class Administration:
         """The caller's certificates, newest first, optionally for one node, in one status.
 
         ``limit`` and ``after`` (the serial of the last row of the previous page) page
-        through them; the store does the filtering and paging when it can
-        (``LedgerQueries``), so a page costs the same however many rows a user has.
+        through them; the store does the filtering and paging, so a page costs the same
+        however many rows a user has.
 
         Raises:
             InvalidRequestError: a bad node id, or an ``after`` that is not one of the
@@ -114,7 +113,7 @@ class Administration:
             limit=limit,
             after=after,
         )
-        return [self._effective(row, now) for row in query_ledger(self.ledger, query)]
+        return [self._effective(row, now) for row in self.ledger.query(query)]
 
     def _cursor_row(self, principal: Principal, cursor: str, node: str | None) -> str:
         try:

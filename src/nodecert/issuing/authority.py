@@ -318,7 +318,7 @@ class Authority(Administration):
             )
             self.idempotency.claim(request_id, identity, digest, now=self.clock())
         key: PrivateKey | None = None
-        in_process = getattr(self.ca, "builds_in_process", False) is True
+        in_process = self.ca.builds_in_process
         signing_csr: x509.CertificateSigningRequest | None = None
         if csr is None:
             key = self.keygen(key_type)

@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nodecert.core.ports import CRLSigner, Ledger, query_ledger
+from nodecert.core.ports import CRLSigner, Ledger
 from nodecert.core.values import CertificateQuery, CertificateStatus, RevocationReason
 from nodecert.issuing.crlder import assemble, entries_der, splice_entries
 
@@ -183,7 +183,7 @@ class CRLPublisher:
         revoked = CertificateQuery(status=CertificateStatus.REVOKED, now=now)
         return [
             (row.serial, row.revoked_at, row.revocation_reason)
-            for row in query_ledger(self.ledger, revoked)
+            for row in self.ledger.query(revoked)
             if row.not_after > now  # Expired: RFC 5280 lets a CRL drop it.
         ]
 

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 
 from nodecert.core.errors import ConflictError, IdempotencyKeyReusedError, IdempotentReplayError
 from nodecert.core.identity import Identity
-from nodecert.core.ports import Ledger, ReplayGuard, query_ledger
+from nodecert.core.ports import Ledger, ReplayGuard
 from nodecert.core.values import CertificateQuery, Profile
 
 __all__ = ["CLIENT_KEY_PREFIX", "IdempotencyGuard", "request_hash"]
@@ -110,8 +110,8 @@ class IdempotencyGuard:
             ) from None
 
     def _replayed(self, request_id: str, identity: Identity) -> IdempotentReplayError:
-        rows = query_ledger(
-            self._ledger, CertificateQuery(user_id=identity.user_id, node_id=identity.node_id)
+        rows = self._ledger.query(
+            CertificateQuery(user_id=identity.user_id, node_id=identity.node_id)
         )
         row = next((r for r in rows if r.request_id == request_id), None)
         if row is None:

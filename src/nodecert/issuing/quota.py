@@ -1,8 +1,8 @@
 """Quotas: a per-user issuance rate and a cap on active certificates per (user, node).
 
 Both limits live in the store, so they hold across worker processes and Lambda
-containers: the rate is a token bucket kept by a :class:`RateLimiter` (an optional ability
-of a store), the cap counts the ledger's active rows.
+containers: the rate is a token bucket kept by a :class:`RateLimiter` (every store keeps
+one), the cap counts the ledger's active rows.
 """
 
 from __future__ import annotations
@@ -10,26 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
 
 from nodecert.core.errors import ConfigurationError, QuotaExceededError
-from nodecert.core.ports import Ledger, query_ledger
+from nodecert.core.ports import Ledger, RateLimiter
 from nodecert.core.values import CertificateQuery, CertificateStatus, Profile
 
-__all__ = ["QuotaPolicy", "RateLimiter"]
-
-
-@runtime_checkable
-class RateLimiter(Protocol):
-    """A store that can keep token buckets atomically."""
-
-    def take_token(self, key: str, *, capacity: float, refill_per_s: float, now: datetime) -> float:
-        """Take one token from bucket ``key``.
-
-        Returns:
-            0.0 when a token was taken, else the seconds until one will be available.
-        """
-        ...
+__all__ = ["QuotaPolicy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +55,7 @@ class QuotaPolicy:
             QuotaExceededError: with ``retry_after`` in seconds.
         """
         if self.max_active and not renewal:
-            active = query_ledger(
-                ledger,
+            active = ledger.query(
                 CertificateQuery(
                     user_id=user_id,
                     node_id=node_id,

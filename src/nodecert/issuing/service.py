@@ -39,7 +39,7 @@ class Service:
         authority: Issuing and administration.
         verifier: Checks the callers' Bearer tokens.
         decider: The node-side decision (``/v1/authorize``, renewal).
-        renewer: Proof-of-possession renewal; None when the store remembers no used tokens.
+        renewer: Proof-of-possession renewal.
         crl: The CRL publisher; None when the CA backend publishes its own CRL.
         dev_issuer: The built-in development issuer, when it is on.
         key_pool: Pre-generated RSA keys.
@@ -50,7 +50,7 @@ class Service:
     authority: Authority
     verifier: TokenVerifier
     decider: AccessDecider
-    renewer: Renewer | None
+    renewer: Renewer
     crl: CRLPublisher | None
     dev_issuer: TokenMinter | None
     key_pool: KeyPool

@@ -278,7 +278,7 @@ def certificate_select(
             }[query.status]
         )
     if query.after is not None:
-        # An unknown cursor gives NULL, and no rows, as query_rows does.
+        # An unknown cursor gives NULL, and no rows, as select_rows does.
         clauses.append(
             "(created_at, serial) < (SELECT created_at, serial FROM certificates"
             f" WHERE serial = {mark('after')})"

@@ -21,7 +21,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nodecert.core.errors import ConflictError, NotFoundError
-from nodecert.core.ports import query_rows
 from nodecert.core.values import (
     CertificateQuery,
     CertificateRecord,
@@ -43,6 +42,7 @@ from nodecert.store._dynamodb_items import (
     item_time,
     node_from_item,
 )
+from nodecert.store._select import select_rows
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -55,7 +55,7 @@ _MIN_READ = 25
 
 
 class DynamoDBStore:
-    """Ledger and node directory in DynamoDB: ``Ledger`` (``LedgerQueries`` too), ``NodeDirectory``.
+    """Ledger and node directory in DynamoDB: ``Ledger``, ``NodeDirectory``.
 
     Args:
         client: A boto3 ``dynamodb`` client (``nodecert.awsclients.make_client("dynamodb", ...)``
@@ -185,7 +185,7 @@ class DynamoDBStore:
         return [certificate_from_item(item) for item in items]
 
     def query(self, query: CertificateQuery) -> list[CertificateRecord]:
-        """The rows ``query`` asks for (``LedgerQueries``).
+        """The rows ``query`` asks for.
 
         For a user or a node, one index is queried newest first, the other filters run in
         DynamoDB and reading stops once the page is full. Without either (an admin's
@@ -196,7 +196,7 @@ class DynamoDBStore:
         elif query.user_id is not None:
             index, key, value = BY_USER, "userId", query.user_id
         else:
-            return query_rows(self.find(), query)
+            return select_rows(self.find(), query)
         names: dict[str, str] = {}
         values: dict[str, AttributeValueTypeDef] = {":key": {"S": value}}
         filters: list[str] = []

@@ -45,7 +45,7 @@ _IDLE_MARGIN_S = 60
 class DynamoDBLimits:
     """Single-use token ids and token buckets in one DynamoDB table.
 
-    Implements ``nodecert.core.ports.ReplayGuard`` and ``nodecert.issuing.quota.RateLimiter``.
+    Implements ``nodecert.core.ports.ReplayGuard`` and ``nodecert.core.ports.RateLimiter``.
 
     Args:
         client: A boto3 ``dynamodb`` client (the store's).

@@ -95,7 +95,7 @@ _TIMEOUT_S = 5.0
 class PostgresStore:
     """The ledger, node directory, used tokens and rate buckets, in PostgreSQL.
 
-    Implements ``Ledger`` (with ``LedgerQueries``), ``NodeDirectory``, ``RevocationOutbox``,
+    Implements ``Ledger``, ``NodeDirectory``, ``RevocationOutbox``,
     ``AuditTrail``, ``ReplayGuard`` and ``RateLimiter``. The tables are created on start
     (``CREATE TABLE IF NOT EXISTS``, then the columns an older database lacks) under an
     advisory lock, so servers that start together do not race.
@@ -271,7 +271,7 @@ class PostgresStore:
         return self.query(CertificateQuery(user_id=user_id, node_id=node_id))
 
     def query(self, query: CertificateQuery) -> list[CertificateRecord]:
-        """The rows ``query`` asks for, filtered, ordered and paged in SQL (``LedgerQueries``)."""
+        """The rows ``query`` asks for, filtered, ordered and paged in SQL."""
         sql, args = certificate_select(
             query, COLUMNS, mark=lambda name: f"%({name})s", time=lambda at: at
         )

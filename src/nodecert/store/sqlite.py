@@ -71,7 +71,7 @@ _BUSY_TIMEOUT_S = 5.0
 class SQLiteStore:
     """The ledger, node directory, used tokens and rate buckets, in SQLite files.
 
-    Implements ``Ledger`` (with ``DeferredLedger`` and ``LedgerQueries``),
+    Implements ``Ledger`` (with ``DeferredLedger``),
     ``NodeDirectory``, ``RevocationOutbox``, ``AuditTrail``, ``ReplayGuard`` and
     ``RateLimiter``.
 
@@ -208,7 +208,7 @@ class SQLiteStore:
         return self.query(CertificateQuery(user_id=user_id, node_id=node_id))
 
     def query(self, query: CertificateQuery) -> list[CertificateRecord]:
-        """The rows ``query`` asks for, filtered, ordered and paged in SQL (``LedgerQueries``)."""
+        """The rows ``query`` asks for, filtered, ordered and paged in SQL."""
         # ISO 8601 UTC text sorts as time does (see _row), so expiry is a text comparison.
         sql, args = certificate_select(
             query,
