@@ -40,8 +40,8 @@ def measure_crl(count: int = 100_000, *, workdir: Path | None = None) -> CRLResu
         try:
             store = service.authority.ledger
             now = datetime.now(UTC)
-            futures = [
-                store.record_deferred(  # type: ignore[attr-defined]
+            commits = [
+                store.record(
                     CertificateRecord(
                         serial=secrets.token_hex(16),
                         user_id=f"u{i % 1000}",
@@ -59,8 +59,8 @@ def measure_crl(count: int = 100_000, *, workdir: Path | None = None) -> CRLResu
                 )
                 for i in range(count)
             ]
-            for future in futures:
-                future.result()
+            for commit in commits:
+                commit.wait()
             routes = NodeSideRoutes.for_service(service)
             started = time.perf_counter()
             reply = routes.crl()

@@ -178,7 +178,7 @@ def measure_authorizer(home: Path, *, calls: int, warmup: int = 200) -> tuple[fl
     settings = Settings(home=home, key_pool_size=0)
     service = build_service(settings)
     try:
-        service.authority.put_node(Principal("admin", is_admin=True), "n1", "alice")
+        service.administration.put_node(Principal("admin", is_admin=True), "n1", "alice")
         issued = service.authority.issue(
             Principal("alice"), IssueRequest(node_id="n1", request_id="bench", key_type="ec-p256")
         )

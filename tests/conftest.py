@@ -34,7 +34,7 @@ class Env:
         return {"Authorization": f"Bearer {self.token(user, admin=admin)}"}
 
     def add_node(self, node: str, owner: str) -> None:
-        self.service.authority.put_node(ADMIN, node, owner)
+        self.service.administration.put_node(ADMIN, node, owner)
 
     def issue(self, user: str, node: str, **body: object) -> dict[str, object]:
         response = self.client.post(

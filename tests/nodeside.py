@@ -20,6 +20,7 @@ from nodecert.core.values import (
     Principal,
     SigningRequest,
 )
+from nodecert.issuing.administration import Administration
 from nodecert.issuing.authority import Authority, IssueRequest
 from nodecert.nodeside.access import AccessDecider
 from tests.processes import free_port
@@ -101,13 +102,11 @@ def record(store: Any, issued: Issued) -> None:
             request_id="test",
             created_at=datetime.now(UTC),
         )
-    )
+    ).wait()
 
 
-def authority(ca: LocalCA, store: Any, *, outbox: Any = None) -> Authority:
+def authority(ca: LocalCA, store: Any) -> Authority:
     return Authority(
-        outbox=outbox,
-        audit=outbox,
         ca=ca,
         ledger=store,
         nodes=store,
@@ -118,10 +117,24 @@ def authority(ca: LocalCA, store: Any, *, outbox: Any = None) -> Authority:
     )
 
 
-def issue(auth: Authority, user: str, node: str) -> Issued:
-    """Issue through the authority (recorded), registering the node for ``user`` first."""
+def admin_of(auth: Authority, *, outbox: Any = None) -> Administration:
+    """The administration over ``auth``'s collaborators (``outbox``: also the audit trail)."""
+    return Administration(
+        ca=auth.ca,
+        ledger=auth.ledger,
+        nodes=auth.nodes,
+        ownership=auth.ownership,
+        clock=auth.clock,
+        outbox=outbox,
+        audit=outbox,
+    )
+
+
+def issue(auth: Authority, user: str, node: str, *, admin: Administration | None = None) -> Issued:
+    """Issue through the authority (recorded), registering the node for ``user`` first
+    (through ``admin``, by default the administration over the same store)."""
     if auth.nodes.owner_of(node) is None:
-        auth.put_node(ADMIN, node, user)
+        (admin or admin_of(auth)).put_node(ADMIN, node, user)
     result = auth.issue(
         Principal(user), IssueRequest(node_id=node, request_id="r", key_type="ec-p256")
     )

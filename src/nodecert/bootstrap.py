@@ -28,6 +28,7 @@ from nodecert.core.ports import (
     RevocationOutbox,
 )
 from nodecert.core.tokens import renewal_audience
+from nodecert.issuing.administration import Administration
 from nodecert.issuing.authority import Authority
 from nodecert.issuing.crl import CRLPublisher
 from nodecert.issuing.idempotency import IdempotencyGuard
@@ -120,6 +121,12 @@ def build_service(settings: Settings, *, event_loop: bool = False) -> Service:
             limiter=stores.limiter,
         ),
         idempotency=IdempotencyGuard(stores.replay, stores.ledger),
+    )
+    administration = Administration(
+        ca=ca,
+        ledger=stores.ledger,
+        nodes=stores.nodes,
+        ownership=authority.ownership,
         outbox=stores.outbox,
         audit=stores.audit,
     )
@@ -161,6 +168,7 @@ def build_service(settings: Settings, *, event_loop: bool = False) -> Service:
     return Service(
         settings=settings,
         authority=authority,
+        administration=administration,
         verifier=verifier,
         decider=decider,
         renewer=renewer,

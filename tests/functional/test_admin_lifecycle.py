@@ -38,7 +38,10 @@ def test_nodes_add_refuses_a_silent_transfer_and_says_what_a_transfer_revoked(
 ) -> None:
     assert _cli(capsys, "nodes", "add", "n1", "--owner", "alice")[0] == 0
     service = build_service(make_settings(home))
-    serials = {issue(service.authority, "alice", "n1").serial for _ in range(2)}
+    serials = {
+        issue(service.authority, "alice", "n1", admin=service.administration).serial
+        for _ in range(2)
+    }
 
     code, out, err = _cli(capsys, "nodes", "add", "n1", "--owner", "bob")
     assert (code, out) == (1, "")
@@ -59,7 +62,7 @@ def test_nodes_add_refuses_a_silent_transfer_and_says_what_a_transfer_revoked(
     code, out, _ = _cli(capsys, "nodes", "remove", "n1")
     assert (code, out.strip()) == (0, "removed n1: revoked 0 certificate(s)")
 
-    trail = service.authority.audit.audit_entries(limit=10)
+    trail = service.administration.audit.audit_entries(limit=10)
     assert [(e.action, e.target) for e in trail][:3] == [
         ("node.remove", "n1"),
         ("node.add", "n1"),
@@ -85,7 +88,7 @@ def test_put_node_says_how_many_it_revoked_and_the_audit_names_the_admin(env: En
         f"/v1/certificates/{serial}/revoke", json={"reason": "keyCompromise"}, headers=admin
     )
     assert revoked.status_code == 200, revoked.text
-    trail = env.service.authority.audit.audit_entries(limit=10)
+    trail = env.service.administration.audit.audit_entries(limit=10)
     assert [(e.actor, e.action, e.target) for e in trail][:3] == [
         ("root", "certificate.revoke", serial),
         ("root", "node.add", "n1"),

@@ -12,7 +12,7 @@ from nodecert.core.errors import ConfigurationError
 from nodecert.core.values import RevocationReason
 from nodecert.store.sqlite import SQLiteStore
 from nodecert.testing import MemoryStore
-from tests.nodeside import ADMIN, authority, decider, event, issue, new_ca, sign
+from tests.nodeside import ADMIN, admin_of, authority, decider, event, issue, new_ca, sign
 
 REST = "authorizer_rest_request.json"
 HTTP = "authorizer_http_v2.json"
@@ -90,7 +90,7 @@ def _deny_reason(out):
 def test_every_deny_reason(tmp_path, ca, store, auth, name):
     decide = decider(ca, store)
     cert = issue(auth, "alice", "n1")
-    auth.put_node(ADMIN, "n2", "alice")
+    admin_of(auth).put_node(ADMIN, "n2", "alice")
     assert _deny_reason(handle(event(name, pem=cert.pem, node="n2"), decide, PATH)) == (
         "wrong_node"
     )
@@ -105,7 +105,7 @@ def test_every_deny_reason(tmp_path, ca, store, auth, name):
     )
     assert _deny_reason(handle(event(name, pem=cert.pem), late, PATH)) == "expired"
     other = issue(auth, "alice", "n1")
-    auth.revoke(ADMIN, other.serial, RevocationReason.KEY_COMPROMISE)
+    admin_of(auth).revoke(ADMIN, other.serial, RevocationReason.KEY_COMPROMISE)
     assert _deny_reason(handle(event(name, pem=other.pem), decide, PATH)) == "revoked"
     assert handle(event(name, pem=cert.pem), decide, PATH)["context"]["userId"] == "alice"
     store.put_node("n1", "bob", at=cert.certificate.not_valid_before_utc)  # No sweep.
@@ -153,7 +153,7 @@ def test_lambda_handler_wires_itself_from_the_environment(tmp_path, monkeypatch)
     from nodecert.core.config import Settings
 
     service = build_service(Settings(home=tmp_path))
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     monkeypatch.setenv("NODECERT_HOME", str(tmp_path))
     monkeypatch.setattr(authorizer, "_wired", None)
     out = authorizer.lambda_handler(event(HTTP, pem=cert.pem), None)
@@ -201,7 +201,7 @@ def test_lambda_handler_with_a_ca_bundle(tmp_path, monkeypatch):
     from nodecert.core.config import Settings
 
     service = build_service(Settings(home=tmp_path))
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     bundle = tmp_path / "bundle.pem"
     bundle.write_text(service.authority.ca_chain_pem())
     monkeypatch.setenv("NODECERT_HOME", str(tmp_path))

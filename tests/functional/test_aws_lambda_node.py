@@ -52,7 +52,7 @@ def app(env):
 
 @pytest.fixture
 def alice(env):
-    return issue(env.service.authority, "alice", "node-1")
+    return issue(env.service.authority, "alice", "node-1", admin=env.service.administration)
 
 
 def test_rest_renew_with_a_pop_token_then_the_replay_is_refused(app, env, alice):
@@ -132,8 +132,8 @@ def test_renewing_a_revoked_certificate_is_403(app, env, alice):
 
 
 def test_rest_revoke_all_for_a_node_by_its_owner(app, env, alice):
-    second = issue(env.service.authority, "alice", "node-1")
-    other = issue(env.service.authority, "bob", "node-2")
+    second = issue(env.service.authority, "alice", "node-1", admin=env.service.administration)
+    other = issue(env.service.authority, "bob", "node-2", admin=env.service.administration)
 
     response = app.handle(event("rest_revoke_all_node.json"))
 
@@ -166,7 +166,7 @@ def test_an_admin_revokes_all_of_any_node(app, alice):
 
 
 def test_http_api_revoke_all_for_a_user_by_that_user_only(app, env, alice):
-    issue(env.service.authority, "alice", "node-3")
+    issue(env.service.authority, "alice", "node-3", admin=env.service.administration)
     bob = event("http_api_revoke_all_user.json")
     bob["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = "bob"
     denied = app.handle(bob)

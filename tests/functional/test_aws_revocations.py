@@ -19,12 +19,12 @@ def test_the_scheduled_handler_drains_the_queue(
 ) -> None:
     home = tmp_path / "home"
     service = build_service(make_settings(home))
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     # Queued as a revocation whose CA call failed would leave it: ledger done, CA not told.
-    service.authority.outbox.revoke_and_queue(
+    service.administration.outbox.revoke_and_queue(
         [cert.serial], reason=RevocationReason.KEY_COMPROMISE, at=service.authority.clock()
     )
-    assert service.authority.outbox.count_pending_revocations() == 1
+    assert service.administration.outbox.count_pending_revocations() == 1
     monkeypatch.setenv("NODECERT_HOME", str(home))
     monkeypatch.setenv("NODECERT_KEY_POOL_SIZE", "0")
     revocations._service.cache_clear()
@@ -33,5 +33,5 @@ def test_the_scheduled_handler_drains_the_queue(
     finally:
         revocations._service().close()
         revocations._service.cache_clear()
-    assert service.authority.outbox.count_pending_revocations() == 0
+    assert service.administration.outbox.count_pending_revocations() == 0
     service.close()

@@ -48,8 +48,8 @@ def test_two_crls_in_the_same_second_have_strictly_increasing_numbers(service):
     clock = Clock()
     publisher = _publisher(service, clock)
     first = publisher.published()
-    cert = issue(service.authority, "alice", "n1")
-    service.authority.revoke(ADMIN, cert.serial, RevocationReason.KEY_COMPROMISE)
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
+    service.administration.revoke(ADMIN, cert.serial, RevocationReason.KEY_COMPROMISE)
     second = publisher.published()
     assert second.der != first.der
     assert _number(second.der) > _number(first.der)
@@ -74,8 +74,8 @@ def test_the_signed_crl_is_cached_until_a_revocation(service):
     clock.now += timedelta(minutes=20)
     assert publisher.published() is first
     assert len(signed) == 1
-    cert = issue(service.authority, "alice", "n1")
-    service.authority.revoke(ADMIN, cert.serial, RevocationReason.UNSPECIFIED)
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
+    service.administration.revoke(ADMIN, cert.serial, RevocationReason.UNSPECIFIED)
     fresh = publisher.published()
     assert fresh is not first
     assert int(cert.serial, 16) in {e.serial_number for e in x509.load_der_x509_crl(fresh.der)}
@@ -86,8 +86,8 @@ def test_a_revocation_by_another_process_is_seen(tmp_path, service):
     publisher = _publisher(service, clock)
     first = publisher.published()
     other = build_service(Settings(home=tmp_path))  # Another worker, or the CLI.
-    cert = issue(other.authority, "bob", "n9")
-    other.authority.revoke(ADMIN, cert.serial, RevocationReason.UNSPECIFIED)
+    cert = issue(other.authority, "bob", "n9", admin=other.administration)
+    other.administration.revoke(ADMIN, cert.serial, RevocationReason.UNSPECIFIED)
     assert publisher.published().etag != first.etag
 
 
@@ -117,8 +117,8 @@ def test_http_etag_last_modified_and_304(service):
     assert unchanged.headers["etag"] == etag
     assert http.get("/v1/crl", headers={"If-None-Match": '"other", ' + etag}).status_code == 304
     assert http.get("/v1/crl", headers={"If-None-Match": "*"}).status_code == 304
-    cert = issue(service.authority, "alice", "n1")
-    service.authority.revoke(ADMIN, cert.serial, RevocationReason.UNSPECIFIED)
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
+    service.administration.revoke(ADMIN, cert.serial, RevocationReason.UNSPECIFIED)
     changed = http.get("/v1/crl", headers={"If-None-Match": etag})
     assert changed.status_code == 200
     assert changed.headers["etag"] != etag
@@ -127,7 +127,7 @@ def test_http_etag_last_modified_and_304(service):
 def test_building_reads_only_revoked_unexpired_rows_once(service):
     for i in range(3):
         cert = issue(service.authority, "alice", f"n{i}")
-        service.authority.revoke(ADMIN, cert.serial, RevocationReason.UNSPECIFIED)
+        service.administration.revoke(ADMIN, cert.serial, RevocationReason.UNSPECIFIED)
     now = datetime.now(UTC)
     revoked = service.authority.ledger.query(
         CertificateQuery(status=CertificateStatus.REVOKED, now=now)

@@ -36,8 +36,8 @@ def service_settings() -> dict[str, object]:
 
 @pytest.fixture(autouse=True)
 def nodes(service: Service) -> None:
-    service.authority.put_node(ADMIN, "n1", "alice")
-    service.authority.put_node(ADMIN, "n2", "bob")
+    service.administration.put_node(ADMIN, "n1", "alice")
+    service.administration.put_node(ADMIN, "n2", "bob")
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 
 import boto3
@@ -19,6 +18,7 @@ from nodecert.bootstrap import build_service
 from nodecert.core.errors import BackendUnavailableError, StoreUnavailableError
 from nodecert.core.values import (
     CertificateRecord,
+    Commit,
     RevocationReason,
     SignedCertificate,
     SigningRequest,
@@ -50,18 +50,18 @@ class FailingCA:
 
 
 class FailingLedger:
-    """Wraps the real store, failing every write of a new certificate."""
+    """Wraps the real store, failing every write of a new certificate: ``at_once`` (as a
+    store that commits before returning) or through the commit (as a group commit)."""
 
-    def __init__(self, inner: object) -> None:
+    def __init__(self, inner: object, *, at_once: bool) -> None:
         self._inner = inner
+        self._at_once = at_once
 
-    def record(self, record: CertificateRecord) -> None:
-        raise StoreUnavailableError("store: database is locked", retry_after=2)
-
-    def record_deferred(self, record: CertificateRecord) -> Future[None]:
-        failed: Future[None] = Future()
-        failed.set_exception(StoreUnavailableError("store: database is locked", retry_after=2))
-        return failed
+    def record(self, record: CertificateRecord) -> Commit:
+        error = StoreUnavailableError("store: database is locked", retry_after=2)
+        if self._at_once:
+            raise error
+        return Commit.failed(error)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)
@@ -69,7 +69,7 @@ class FailingLedger:
 
 def _client(tmp_path: Path) -> tuple[TestClient, object]:
     service = build_service(make_settings(tmp_path / "home"))
-    service.authority.put_node(ADMIN, "n1", "alice")
+    service.administration.put_node(ADMIN, "n1", "alice")
     return TestClient(create_app(service), raise_server_exceptions=False), service
 
 
@@ -87,13 +87,14 @@ def test_ca_down_is_503_with_retry_after_and_no_row(tmp_path: Path) -> None:
     assert authority.ledger.find(user_id="alice") == []
 
 
+@pytest.mark.parametrize("at_once", [True, False], ids=["raises", "commit-fails"])
 @pytest.mark.parametrize("key_type", ["ec-p256", "rsa-2048"])
 def test_ledger_down_is_503_and_no_certificate_leaves(
-    tmp_path: Path, key_type: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, key_type: str, at_once: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     client, service = _client(tmp_path)
     authority = service.authority  # type: ignore[attr-defined]
-    authority.ledger = FailingLedger(authority.ledger)
+    authority.ledger = FailingLedger(authority.ledger, at_once=at_once)
     token = service.dev_issuer.mint("alice")  # type: ignore[attr-defined]
     response = client.post(
         "/generate-cert",
@@ -160,7 +161,7 @@ def _pca_client(tmp_path: Path, script: Callable[[Stubber], None]) -> tuple[Test
         monotonic=clock.monotonic,
         jitter=lambda: 0.5,
     )
-    service.authority.put_node(ADMIN, "n1", "alice")
+    service.administration.put_node(ADMIN, "n1", "alice")
     return TestClient(create_app(service), raise_server_exceptions=False), service
 
 
@@ -202,7 +203,7 @@ def test_pca_faults_are_503_with_retry_after_and_no_row(tmp_path: Path, fault: s
 
 def test_a_locked_database_is_503_and_returns_no_certificate(tmp_path: Path) -> None:
     service = build_service(make_settings(tmp_path / "home"))
-    service.authority.put_node(ADMIN, "n1", "alice")
+    service.administration.put_node(ADMIN, "n1", "alice")
     path = service.settings.database_path
     store = SQLiteStore(path, busy_timeout_s=0.2)
     service.authority.ledger = store

@@ -160,7 +160,7 @@ def test_a_retry_after_pca_issued_but_never_answered_is_not_sent_to_pca_again(
         monotonic=clock.monotonic,
         jitter=lambda: 0.5,
     )
-    service.authority.put_node(ADMIN, "n1", "alice")
+    service.administration.put_node(ADMIN, "n1", "alice")
     token = service.dev_issuer.mint("alice")  # type: ignore[union-attr]
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "deploy-42"}
     with TestClient(create_app(service), raise_server_exceptions=False) as http:

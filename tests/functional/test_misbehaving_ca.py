@@ -50,7 +50,7 @@ class RemoteCA:
 @pytest.mark.parametrize("twist", ["other key", "other identity", "faithful"])
 def test_the_authority_checks_what_a_remote_ca_returns(tmp_path: Path, twist: str) -> None:
     service = build_service(make_settings(tmp_path / "home"))
-    service.authority.put_node(ADMIN, "n1", "alice")
+    service.administration.put_node(ADMIN, "n1", "alice")
     local = service.authority.ca
     assert isinstance(local, LocalCA)
     remote = RemoteCA(local, twist)
@@ -84,7 +84,7 @@ def test_a_retried_request_gets_the_same_certificate_once_recorded(tmp_path: Pat
     # Request ids without the client Idempotency-Key prefix: those are refused before the
     # CA (tests/functional/test_idempotency.py); this is the CA answering a request id again.
     service = build_service(make_settings(tmp_path / "home"))
-    service.authority.put_node(ADMIN, "n1", "alice")
+    service.administration.put_node(ADMIN, "n1", "alice")
     local = service.authority.ca
     assert isinstance(local, LocalCA)
     service.authority.ca = IdempotentCA(local)

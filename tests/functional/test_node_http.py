@@ -28,7 +28,7 @@ def forwarded(cert, node):
 
 
 def test_authorize_allows_the_right_node_with_identity_headers(service):
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     r = client(service).post("/v1/authorize", headers=forwarded(cert, "n1"))
     assert r.status_code == 200
     assert r.headers["x-nodecert-user"] == "alice"
@@ -37,7 +37,7 @@ def test_authorize_allows_the_right_node_with_identity_headers(service):
 
 
 def test_authorize_denies_with_a_reason(service):
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     r = client(service).post("/v1/authorize", headers=forwarded(cert, "n2"))
     assert r.status_code == 403
     assert r.headers["x-nodecert-reason"] == "wrong_node"
@@ -47,14 +47,14 @@ def test_authorize_denies_with_a_reason(service):
 
 
 def test_authorize_takes_a_json_body_too(service):
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     r = client(service).post("/v1/authorize", json={"certificate": cert.pem, "nodeId": "n1"})
     assert r.status_code == 200
 
 
 def test_authorize_is_not_an_open_oracle(make_service):
     service = make_service()
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     r = client(service, host="203.0.113.9").post("/v1/authorize", headers=forwarded(cert, "n1"))
     assert r.status_code == 403
     assert r.json()["code"] == "forbidden"
@@ -77,7 +77,7 @@ def _renew_headers(cert, **kwargs):
 
 
 def test_renew_over_http_then_replay_then_revoked(service):
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     http = client(service)
     headers = _renew_headers(cert)
     r = http.post("/v1/renew", headers=headers)
@@ -104,7 +104,7 @@ def test_renew_with_a_csr_keeps_the_key_on_the_client(service):
     from nodecert.core.identity import Identity
     from nodecert.core.keys import KeyType, build_csr, generate_private_key
 
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     key = generate_private_key(KeyType.EC_P384)
     csr = build_csr(key, Identity("x", "y"), organization="o", trust_domain="t.example")
     pem = csr.public_bytes(serialization.Encoding.PEM).decode()
@@ -121,15 +121,15 @@ def test_renew_without_a_token(service):
 
 
 def test_crl_is_der_signed_and_lists_revoked_certificates(service, tmp_path):
-    alice = issue(service.authority, "alice", "n1")
-    kept = issue(service.authority, "alice", "n1")
+    alice = issue(service.authority, "alice", "n1", admin=service.administration)
+    kept = issue(service.authority, "alice", "n1", admin=service.administration)
     http = client(service)
     http.post(
         f"/v1/certificates/{alice.serial}/revoke",
         headers=token(service, "alice"),
         json={"reason": "keyCompromise"},
     )
-    issue(service.authority, "bob", "n9")
+    issue(service.authority, "bob", "n9", admin=service.administration)
     http.post("/v1/users/bob/revoke-all", headers=token(service, "bob"))
     r = http.get("/v1/crl")
     assert r.status_code == 200
@@ -169,9 +169,9 @@ def _pkilint_findings(der):
 
 
 def test_revoke_all_for_a_node_owner_or_admin_only(service):
-    a1 = issue(service.authority, "alice", "n1")
-    a2 = issue(service.authority, "alice", "n1")
-    issue(service.authority, "bob", "n2")
+    a1 = issue(service.authority, "alice", "n1", admin=service.administration)
+    a2 = issue(service.authority, "alice", "n1", admin=service.administration)
+    issue(service.authority, "bob", "n2", admin=service.administration)
     http = client(service)
     assert http.post("/v1/nodes/n1/revoke-all", headers=token(service, "bob")).status_code == 403
     r = http.post("/v1/nodes/n1/revoke-all", headers=token(service, "alice"))
@@ -185,7 +185,7 @@ def test_revoke_all_for_a_node_owner_or_admin_only(service):
 
 
 def test_revoke_all_for_a_user(service):
-    issue(service.authority, "alice", "n1")
+    issue(service.authority, "alice", "n1", admin=service.administration)
     http = client(service)
     assert http.post("/v1/users/alice/revoke-all", headers=token(service, "bob")).status_code == (
         403
@@ -195,8 +195,8 @@ def test_revoke_all_for_a_user(service):
 
 
 def test_deleting_or_transferring_a_node_denies_at_once(service):
-    a = issue(service.authority, "alice", "n1")
-    b = issue(service.authority, "bob", "n2")
+    a = issue(service.authority, "alice", "n1", admin=service.administration)
+    b = issue(service.authority, "bob", "n2", admin=service.administration)
     http = client(service)
     admin = token(service, "admin", admin=True)
     assert http.put("/v1/nodes/n1", headers=admin, json={"owner": "carol"}).status_code == 200
@@ -240,7 +240,7 @@ def test_the_node_side_works_without_a_node_directory(make_service, mode):
 def test_renew_with_an_unknown_key_algorithm_in_x5c_is_401_not_500(service):
     from tests.unit.test_renewal import _token, x5c_with_unknown_key_algorithm
 
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     head = {"x5c": [x5c_with_unknown_key_algorithm(cert.certificate)]}
     pop = _token(cert.certificate, cert.key, headers=head, aud=renewal_audience(TRUST_DOMAIN))
     r = client(service).post("/v1/renew", headers={"Authorization": "Bearer " + pop})
@@ -252,8 +252,8 @@ def test_renew_with_an_unknown_key_algorithm_in_x5c_is_401_not_500(service):
 def test_authorize_refuses_a_body_that_contradicts_the_proxy_headers(service, body):
     # Issue 12: with X-Client-Cert (for n0) and X-Nodecert-Node: n1, a body {"nodeId": "n0"}
     # turned a 403 into a 200, and a body certificate made the answer name another user.
-    mine = issue(service.authority, "bob", "n0")
-    theirs = issue(service.authority, "alice", "n1")
+    mine = issue(service.authority, "bob", "n0", admin=service.administration)
+    theirs = issue(service.authority, "alice", "n1", admin=service.administration)
     fields = {
         "node": {"nodeId": "n0"},
         "certificate": {"certificate": theirs.pem},
@@ -266,7 +266,7 @@ def test_authorize_refuses_a_body_that_contradicts_the_proxy_headers(service, bo
 
 
 def test_authorize_refuses_a_body_beside_either_proxy_header(service):
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     only_node = client(service).post(
         "/v1/authorize", headers={"X-Nodecert-Node": "n1"}, json={"certificate": cert.pem}
     )
@@ -280,7 +280,7 @@ def test_authorize_refuses_a_body_beside_either_proxy_header(service):
 
 
 def test_authorize_accepts_a_body_that_repeats_the_proxy_headers(service):
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     same = {"certificate": cert.pem, "nodeId": "n1"}
     r = client(service).post("/v1/authorize", headers=forwarded(cert, "n1"), json=same)
     assert r.status_code == 200

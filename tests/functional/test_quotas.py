@@ -17,8 +17,8 @@ from ..conftest import ADMIN, make_settings
 
 def _client(tmp_path: Path, **settings: object) -> tuple[TestClient, object]:
     service = build_service(make_settings(tmp_path / "home", **settings))
-    service.authority.put_node(ADMIN, "n1", "alice")
-    service.authority.put_node(ADMIN, "n2", "alice")
+    service.administration.put_node(ADMIN, "n1", "alice")
+    service.administration.put_node(ADMIN, "n2", "alice")
     return TestClient(create_app(service)), service
 
 

@@ -27,7 +27,7 @@ from nodecert.issuing.quota import QuotaPolicy
 from nodecert.issuing.renewal import RenewalRequest, Renewer, renewal_audience
 from nodecert.nodeside.access import AccessDecider
 from nodecert.testing import MemoryStore, MockTransport, json_response, problem_response
-from tests.nodeside import ADMIN, TRUST_DOMAIN, new_ca
+from tests.nodeside import ADMIN, TRUST_DOMAIN, admin_of, new_ca
 
 
 def test_a_month_of_twice_daily_renew_when_due(tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_a_month_of_twice_daily_renew_when_due(tmp_path: Path) -> None:
             return problem_response(exc)
         return json_response(issued_reply(issued).body, 201)
 
-    authority.put_node(ADMIN, "n1", "alice")
+    admin_of(authority).put_node(ADMIN, "n1", "alice")
     first = authority.issue(
         Principal("alice"), IssueRequest(node_id="n1", request_id="r0", key_type="ec-p256")
     )

@@ -23,7 +23,7 @@ from nodecert.issuing.quota import QuotaPolicy
 from nodecert.issuing.renewal import RenewalRequest, Renewer, mint_renewal_token, renewal_audience
 from nodecert.nodeside.access import AccessDecider
 from nodecert.store.sqlite import SQLiteStore
-from tests.nodeside import ADMIN, TRUST_DOMAIN, new_ca
+from tests.nodeside import ADMIN, TRUST_DOMAIN, admin_of, new_ca
 
 
 class Clock:
@@ -68,7 +68,7 @@ def test_a_month_of_twice_daily_renew_when_due(tmp_path: Path) -> None:
     renewer = Renewer(
         authority=authority, decider=decider, replay=store, audience=audience, clock=clock
     )
-    authority.put_node(ADMIN, "n1", "alice")
+    admin_of(authority).put_node(ADMIN, "n1", "alice")
     issued = authority.issue(
         Principal("alice"), IssueRequest(node_id="n1", request_id="first", key_type="ec-p256")
     )

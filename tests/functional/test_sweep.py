@@ -56,10 +56,11 @@ def test_the_handler_drains_the_service_outbox(tmp_path, monkeypatch):
     try:
         from nodecert.bootstrap import build_service, settings_from_environment
 
-        authority = build_service(settings_from_environment()).authority
-        cert = issue(authority, "alice", "n1")
+        service = build_service(settings_from_environment())
+        authority = service.authority
+        cert = issue(authority, "alice", "n1", admin=service.administration)
         serial = format_serial(cert.certificate.serial_number)
-        authority.revoke(Principal("alice"), serial, RevocationReason.KEY_COMPROMISE)
+        service.administration.revoke(Principal("alice"), serial, RevocationReason.KEY_COMPROMISE)
         assert sweep.sweep_handler({}, None)["pending"] == 0
     finally:
         sweep._outbox.cache_clear()

@@ -21,6 +21,7 @@ from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
 from nodecert.core.values import CertificateStatus, Principal, RevocationReason, SigningRequest
+from nodecert.issuing.administration import Administration
 from nodecert.issuing.authority import Authority, IssueRequest
 from nodecert.store.dynamodb import DynamoDBStore, create_tables
 
@@ -155,20 +156,26 @@ def test_the_authority_issues_records_and_revokes_through_pca_and_dynamodb(
         validity=ValidityPolicy(),
         organization=ORG,
         trust_domain=TRUST_DOMAIN,
+    )
+    administration = Administration(
+        ca=backend,
+        ledger=store,
+        nodes=store,
+        ownership=authority.ownership,
         outbox=outbox,
         audit=outbox,
     )
     admin = Principal(user_id="root", is_admin=True)
     alice = Principal(user_id="alice")
-    authority.put_node(admin, "node-7", "alice")
+    administration.put_node(admin, "node-7", "alice")
 
     issued = authority.issue(alice, IssueRequest(node_id="node-7", request_id="req-moto-2"))
 
     assert issued.private_key_pem is not None
     assert issued.chain_pem == authority.ca_chain_pem()
-    assert [r.serial for r in authority.list_certificates(alice)] == [issued.record.serial]
+    assert [r.serial for r in administration.list_certificates(alice)] == [issued.record.serial]
     # The ledger names the CA that signed, and revocation goes there (moto accepts it).
     assert store.get(issued.record.serial).issuer == ca_arn
-    revoked = authority.revoke(alice, issued.record.serial, RevocationReason.SUPERSEDED)
+    revoked = administration.revoke(alice, issued.record.serial, RevocationReason.SUPERSEDED)
     assert revoked.status is CertificateStatus.REVOKED
-    assert authority.finish_revocations() == 0  # PCA took it (moto accepts it).
+    assert administration.finish_revocations() == 0  # PCA took it (moto accepts it).

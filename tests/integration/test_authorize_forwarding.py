@@ -41,7 +41,7 @@ def _post(host, port, headers):
 @pytest.fixture
 def forwarding_server(tmp_path):
     service = build_service(Settings(home=tmp_path / "home"))
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     app = create_app(service)
     with LiveServer(app, host="0.0.0.0", proxy_headers=True, forwarded_allow_ips="*") as live:
         yield live.port, cert

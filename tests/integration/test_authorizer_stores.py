@@ -5,7 +5,7 @@ import pytest
 from nodecert.aws.authorizer import TargetSource, handle
 from nodecert.core.values import RevocationReason
 from nodecert.store.sqlite import SQLiteStore
-from tests.nodeside import ADMIN, authority, decider, event, issue, new_ca, sign
+from tests.nodeside import ADMIN, admin_of, authority, decider, event, issue, new_ca, sign
 
 PATH = TargetSource("path:nodeId")
 
@@ -38,7 +38,8 @@ def store(request, tmp_path):
 def test_decisions_over_the_store(tmp_path, store, name):
     store, outbox = store
     ca = new_ca(tmp_path / "ca")
-    auth = authority(ca, store, outbox=outbox)
+    auth = authority(ca, store)
+    admin = admin_of(auth, outbox=outbox)
     decide = decider(ca, store)
 
     def outcome(pem, node="n1"):
@@ -48,17 +49,17 @@ def test_decisions_over_the_store(tmp_path, store, name):
             allowed = out["policyDocument"]["Statement"][0]["Effect"] == "Allow"
         return allowed, out["context"].get("reason")
 
-    alice = issue(auth, "alice", "n1")
+    alice = issue(auth, "alice", "n1", admin=admin)
     assert outcome(alice.pem) == (True, None)
-    auth.put_node(ADMIN, "n2", "alice")
+    admin.put_node(ADMIN, "n2", "alice")
     assert outcome(alice.pem, node="n2") == (False, "wrong_node")
     assert outcome(sign(new_ca(tmp_path / "evil"), "alice", "n1").pem) == (
         False,
         "untrusted_issuer",
     )
-    second = issue(auth, "alice", "n1")
-    auth.revoke(ADMIN, second.serial, RevocationReason.KEY_COMPROMISE)
+    second = issue(auth, "alice", "n1", admin=admin)
+    admin.revoke(ADMIN, second.serial, RevocationReason.KEY_COMPROMISE)
     assert outcome(second.pem) == (False, "revoked")
     assert outcome(alice.pem) == (True, None)
-    auth.put_node(ADMIN, "n1", "bob")  # Transfer: revokes, and the owner changed.
+    admin.put_node(ADMIN, "n1", "bob")  # Transfer: revokes, and the owner changed.
     assert outcome(alice.pem)[0] is False

@@ -28,7 +28,7 @@ def test_find_and_list_follow_pages(store):
     # Large items make DynamoDB (and moto) cut a result into 1 MB pages.
     bulky = "x" * 60_000
     for minute in range(40):
-        store.record(certificate(f"{minute:04x}", minutes=minute, renewed_from=bulky))
+        store.record(certificate(f"{minute:04x}", minutes=minute, renewed_from=bulky)).wait()
     pages = []
     store._client.meta.events.register("after-call.dynamodb.*", lambda **kw: pages.append(1))
 
@@ -67,7 +67,7 @@ def test_a_sweep_cut_short_is_finished_by_the_next_drain(aws_client, unique, mon
     outbox = DynamoDBOutbox(client, certificates_table=tables[1], table=tables[2])
     serials = ["0a01", "0a02", "0a03"]
     for minute, serial in enumerate(serials):
-        store.record(certificate(serial, minutes=minute))
+        store.record(certificate(serial, minutes=minute)).wait()
     revoke_one, calls = outbox._revoke_one, []
 
     def crash_on_the_second(serial, **kwargs):

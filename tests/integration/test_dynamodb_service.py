@@ -62,7 +62,7 @@ def test_renewal_works_and_a_replay_is_refused_by_another_instance(settings, cap
     first, second = build_service(settings()), build_service(settings())
     assert first.renewer is not None
     assert isinstance(first.renewer.replay, DynamoDBLimits)
-    cert = issue(first.authority, "alice", "n1")
+    cert = issue(first.authority, "alice", "n1", admin=first.administration)
     headers = _renew_headers(cert)
 
     renewed = TestClient(create_app(first)).post("/v1/renew", headers=headers)
@@ -96,7 +96,7 @@ def test_the_issuance_rate_holds_on_dynamodb(settings):
         build_service(settings(quota_per_minute=2, quota_burst=2, max_active_per_node=0))
         for _ in range(2)
     ]
-    services[0].authority.put_node(ADMIN, "n1", "alice")
+    services[0].administration.put_node(ADMIN, "n1", "alice")
     token = services[0].dev_issuer.mint("alice")
 
     def generate(service):

@@ -133,7 +133,7 @@ def test_healthz_answers_while_the_rate_bucket_file_is_locked(tmp_path: Path):
     process = start_server(nodecert_env(home, port), tmp_path / "serve.log")
     try:
         local = build_service(Settings(home=home))
-        local.authority.put_node(ADMIN, "n1", "alice")
+        local.administration.put_node(ADMIN, "n1", "alice")
         assert local.dev_issuer is not None
         token = local.dev_issuer.mint("alice")
         lock = os.open(home / "nodecert-rates.db.lock", os.O_RDWR)

@@ -35,7 +35,7 @@ def test_every_file_under_the_home_is_0600_and_the_home_0700(tmp_path):
     previous = os.umask(0o022)  # The usual umask: files would be 0644.
     try:
         service = build_service(Settings(home=home))
-        issue(service.authority, "alice", "n1")
+        issue(service.authority, "alice", "n1", admin=service.administration)
         modes = _modes(home)
     finally:
         os.umask(previous)

@@ -64,7 +64,9 @@ def test_first_use_then_replay_with_the_serial_then_reuse_refused(stores):
         guard.claim("idem-k1", ALICE, "hash-a", now=T0)
     assert pending.value.serial_number is None  # Not recorded yet: in progress or failed.
 
-    ledger.record(dataclasses.replace(certificate("0abc", node="node-1"), request_id="idem-k1"))
+    ledger.record(
+        dataclasses.replace(certificate("0abc", node="node-1"), request_id="idem-k1")
+    ).wait()
     with pytest.raises(IdempotentReplayError) as done:
         guard.claim("idem-k1", ALICE, "hash-a", now=T0)
     assert done.value.serial_number == "0abc"

@@ -67,11 +67,11 @@ def _rows() -> list[CertificateRecord]:
 def _fill(store: Any) -> None:
     for row in _rows():
         if row.status is not CertificateStatus.REVOKED:
-            store.record(row)  # Active, or superseded as its successor left it.
+            store.record(row).wait()  # Active, or superseded as its successor left it.
             continue
         store.record(
             replace(row, status=CertificateStatus.ACTIVE, revoked_at=None, revocation_reason=None)
-        )
+        ).wait()
         assert row.revoked_at is not None and row.revocation_reason is not None
         store.mark_revoked(row.serial, reason=row.revocation_reason, at=row.revoked_at)
 

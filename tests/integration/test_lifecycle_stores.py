@@ -32,7 +32,7 @@ from nodecert.core.values import (
     SigningRequest,
 )
 from nodecert.issuing.authority import Authority
-from tests.nodeside import ADMIN, TRUST_DOMAIN, issue, new_ca
+from tests.nodeside import ADMIN, TRUST_DOMAIN, admin_of, issue, new_ca
 from tests.records import T0, certificate
 
 
@@ -81,7 +81,7 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
 def test_dns_names_and_the_successor_are_kept(stores: Stores) -> None:
     store = stores.store
     first = certificate("0a01", dns_names=("n1.example", "n1.internal"))
-    store.record(first)
+    store.record(first).wait()
     assert store.get("0a01") == first
     successor = certificate("0a02", minutes=1, renewed_from="0a01")
     store.record_successor(successor)
@@ -95,14 +95,14 @@ def test_a_certificate_is_superseded_once_and_a_refused_successor_writes_nothing
     stores: Stores,
 ) -> None:
     store = stores.store
-    store.record(certificate("0b01"))
+    store.record(certificate("0b01")).wait()
     store.record_successor(certificate("0b02", minutes=1, renewed_from="0b01"))
     with pytest.raises(ConflictError):
         store.record_successor(certificate("0b03", minutes=2, renewed_from="0b01"))
     assert store.get("0b03") is None
     assert store.get("0b01").superseded_by == "0b02"
     # A revoked certificate has no successor either.
-    store.record(certificate("0b04", minutes=3))
+    store.record(certificate("0b04", minutes=3)).wait()
     stores.outbox.revoke_and_queue(["0b04"], reason=RevocationReason.UNSPECIFIED, at=T0)
     with pytest.raises(ConflictError):
         store.record_successor(certificate("0b05", minutes=4, renewed_from="0b04"))
@@ -117,7 +117,7 @@ def test_racing_successors_of_one_certificate_exactly_one_wins(stores: Stores) -
             " updates of one item can both pass); the shape DynamoDB makes atomic is checked"
             " by test_a_dynamodb_successor_is_one_conditional_transaction"
         )
-    store.record(certificate("0c00"))
+    store.record(certificate("0c00")).wait()
     barrier = threading.Barrier(6)
 
     def renew(i: int) -> bool:
@@ -145,7 +145,7 @@ def test_a_dynamodb_successor_is_one_conditional_transaction(
     tables = f"nodes-{unique}", f"certificates-{unique}"
     create_tables(client, nodes_table=tables[0], certificates_table=tables[1])
     store = DynamoDBStore(client, nodes_table=tables[0], certificates_table=tables[1])
-    store.record(certificate("0c00"))
+    store.record(certificate("0c00")).wait()
     sent: list[dict[str, Any]] = []
     client.meta.events.register(
         "provide-client-params.dynamodb.TransactWriteItems",
@@ -169,7 +169,7 @@ def test_superseded_rows_list_as_superseded_then_expired_and_never_as_active(
     stores: Stores,
 ) -> None:
     store = stores.store
-    store.record(certificate("0d01"))
+    store.record(certificate("0d01")).wait()
     store.record_successor(certificate("0d02", minutes=1, renewed_from="0d01"))
 
     def listed(status: CertificateStatus, at: Any) -> list[str]:
@@ -187,8 +187,8 @@ def test_superseded_rows_list_as_superseded_then_expired_and_never_as_active(
 
 def test_revoke_and_queue_revokes_live_rows_once_and_queues_them(stores: Stores) -> None:
     store, outbox = stores.store, stores.outbox
-    store.record(certificate("0e01", issuer="arn:ca:1"))
-    store.record(certificate("0e02", minutes=1))
+    store.record(certificate("0e01", issuer="arn:ca:1")).wait()
+    store.record(certificate("0e02", minutes=1)).wait()
     store.record_successor(certificate("0e03", minutes=2, renewed_from="0e02"))
     reason = RevocationReason.AFFILIATION_CHANGED
     revoked = outbox.revoke_and_queue(["0e01", "0e02", "0e03", "ffff"], reason=reason, at=T0)
@@ -273,8 +273,6 @@ def _authority(stores: Stores, ca: FlakyCA) -> Authority:
         validity=ValidityPolicy(),
         organization="nodecert",
         trust_domain=TRUST_DOMAIN,
-        outbox=stores.outbox,
-        audit=stores.outbox,
     )
 
 
@@ -282,71 +280,90 @@ def test_a_transfer_revokes_everything_at_once_and_the_ca_catches_up(
     stores: Stores, flaky: FlakyCA
 ) -> None:
     auth = _authority(stores, flaky)
-    serials = sorted(issue(auth, "alice", "n1").serial for _ in range(3))
+    serials = sorted(
+        issue(auth, "alice", "n1", admin=admin_of(auth, outbox=stores.outbox)).serial
+        for _ in range(3)
+    )
     flaky.down = True
-    change = auth.put_node(ADMIN, "n1", "bob", actor="cli:root")
+    change = admin_of(auth, outbox=stores.outbox).put_node(ADMIN, "n1", "bob", actor="cli:root")
     assert (change.revoked, change.previous_owner, change.transferred) == (3, "alice", True)
     # The ledger is complete although the CA took only one revocation.
     assert {row.status for row in auth.ledger.find(node_id="n1")} == {CertificateStatus.REVOKED}
     assert len(flaky.revoked) == 1
-    assert auth.finish_revocations() == 2  # Still down: nothing lost, nothing sent.
+    assert (
+        admin_of(auth, outbox=stores.outbox).finish_revocations() == 2
+    )  # Still down: nothing lost, nothing sent.
     flaky.down = False
-    assert auth.finish_revocations() == 0
+    assert admin_of(auth, outbox=stores.outbox).finish_revocations() == 0
     assert sorted(flaky.revoked) == serials
-    entry = auth.audit.audit_entries(limit=1)[0]
+    entry = stores.outbox.audit_entries(limit=1)[0]
     assert (entry.actor, entry.action, entry.target) == ("cli:root", "node.transfer", "n1")
     assert "revoked=3" in entry.detail
 
 
 def test_a_repeated_transfer_sweeps_what_a_crash_left(stores: Stores, flaky: FlakyCA) -> None:
     auth = _authority(stores, flaky)
-    issue(auth, "alice", "n1")
-    issue(auth, "alice", "n1")
+    issue(auth, "alice", "n1", admin=admin_of(auth, outbox=stores.outbox))
+    issue(auth, "alice", "n1", admin=admin_of(auth, outbox=stores.outbox))
     # A crash after the directory changed, before the sweep: the PUT is retried.
     stores.store.put_node("n1", "bob", at=T0)
-    retried = auth.put_node(ADMIN, "n1", "bob")
+    retried = admin_of(auth, outbox=stores.outbox).put_node(ADMIN, "n1", "bob")
     assert (retried.revoked, retried.transferred) == (2, False)
     assert {row.status for row in auth.ledger.find(node_id="n1")} == {CertificateStatus.REVOKED}
-    assert auth.put_node(ADMIN, "n1", "bob").revoked == 0
+    assert admin_of(auth, outbox=stores.outbox).put_node(ADMIN, "n1", "bob").revoked == 0
 
 
 def test_delete_and_revoke_all_finish_after_a_ca_outage(stores: Stores, flaky: FlakyCA) -> None:
     auth = _authority(stores, flaky)
     for _ in range(2):
-        issue(auth, "alice", "n1")
-        issue(auth, "alice", "n2")
+        issue(auth, "alice", "n1", admin=admin_of(auth, outbox=stores.outbox))
+        issue(auth, "alice", "n2", admin=admin_of(auth, outbox=stores.outbox))
     flaky.down = True
-    assert len(auth.revoke_all(ADMIN, user_id="alice", node_id=None)) == 4
-    assert auth.finish_revocations() == 3
+    assert (
+        len(admin_of(auth, outbox=stores.outbox).revoke_all(ADMIN, user_id="alice", node_id=None))
+        == 4
+    )
+    assert admin_of(auth, outbox=stores.outbox).finish_revocations() == 3
     flaky.down = False
-    issue(auth, "alice", "n2")
-    assert auth.delete_node(ADMIN, "n2") == 1  # Its own revocation reaches the CA at once;
-    assert auth.outbox.count_pending_revocations() == 3  # the backlog is the drain's.
-    assert auth.finish_revocations() == 0
+    issue(auth, "alice", "n2", admin=admin_of(auth, outbox=stores.outbox))
+    assert (
+        admin_of(auth, outbox=stores.outbox).delete_node(ADMIN, "n2") == 1
+    )  # Its own revocation reaches the CA at once;
+    assert stores.outbox.count_pending_revocations() == 3  # the backlog is the drain's.
+    assert admin_of(auth, outbox=stores.outbox).finish_revocations() == 0
     assert len(set(flaky.revoked)) == 5
     with pytest.raises(Exception, match="no node"):
-        auth.delete_node(ADMIN, "n2")  # Nothing left to do: a 404.
+        admin_of(auth, outbox=stores.outbox).delete_node(ADMIN, "n2")  # Nothing left to do: a 404.
 
 
 def test_a_single_revoke_succeeds_while_the_ca_is_down(stores: Stores, flaky: FlakyCA) -> None:
     auth = _authority(stores, flaky)
-    first, second = issue(auth, "alice", "n1"), issue(auth, "alice", "n1")
+    first, second = (
+        issue(auth, "alice", "n1", admin=admin_of(auth, outbox=stores.outbox)),
+        issue(auth, "alice", "n1", admin=admin_of(auth, outbox=stores.outbox)),
+    )
     flaky.down = True
-    auth.revoke(ADMIN, first.serial, RevocationReason.KEY_COMPROMISE)
-    row = auth.revoke(ADMIN, second.serial, RevocationReason.KEY_COMPROMISE)
+    admin_of(auth, outbox=stores.outbox).revoke(
+        ADMIN, first.serial, RevocationReason.KEY_COMPROMISE
+    )
+    row = admin_of(auth, outbox=stores.outbox).revoke(
+        ADMIN, second.serial, RevocationReason.KEY_COMPROMISE
+    )
     assert row.status is CertificateStatus.REVOKED
-    assert auth.finish_revocations() == 1
+    assert admin_of(auth, outbox=stores.outbox).finish_revocations() == 1
     flaky.down = False
-    assert auth.finish_revocations() == 0
+    assert admin_of(auth, outbox=stores.outbox).finish_revocations() == 0
     assert sorted(flaky.revoked) == sorted([first.serial, second.serial])
 
 
 def test_a_repeated_delete_sweeps_what_a_crash_left(stores: Stores, flaky: FlakyCA) -> None:
     auth = _authority(stores, flaky)
-    issue(auth, "alice", "n1")
-    issue(auth, "alice", "n1")
+    issue(auth, "alice", "n1", admin=admin_of(auth, outbox=stores.outbox))
+    issue(auth, "alice", "n1", admin=admin_of(auth, outbox=stores.outbox))
     # A crash after the node left the directory, before the sweep: the DELETE is retried.
     assert stores.store.delete_node("n1") is True
-    assert auth.delete_node(ADMIN, "n1") == 2  # Not a 404: there was something to finish.
+    assert (
+        admin_of(auth, outbox=stores.outbox).delete_node(ADMIN, "n1") == 2
+    )  # Not a 404: there was something to finish.
     assert {row.status for row in auth.ledger.find(node_id="n1")} == {CertificateStatus.REVOKED}
-    assert auth.finish_revocations() == 0
+    assert admin_of(auth, outbox=stores.outbox).finish_revocations() == 0

@@ -265,7 +265,11 @@ def _wait_for(port: int, process: subprocess.Popen[bytes], tmp_path: Path) -> No
 
 
 def _client(service, tmp_path: Path, user: str, node: str) -> tuple[Path, Path]:
-    return write_client(issue(service.authority, user, node), tmp_path, f"{user}-{node}")
+    return write_client(
+        issue(service.authority, user, node, admin=service.administration),
+        tmp_path,
+        f"{user}-{node}",
+    )
 
 
 # -- One node: deploy/nginx/nodecert-node.conf ------------------------------------------
@@ -286,23 +290,23 @@ def test_the_wrong_node_is_403(node_site, tmp_path):
 
 def test_a_revoked_certificate_is_403_at_once(node_site, tmp_path):
     site, service = node_site
-    issued = issue(service.authority, "alice", "n1")
+    issued = issue(service.authority, "alice", "n1", admin=service.administration)
     client = write_client(issued, tmp_path, "alice")
     assert site.get("/", client)[0] == 200
-    service.authority.revoke(ADMIN, issued.serial, RevocationReason.KEY_COMPROMISE)
+    service.administration.revoke(ADMIN, issued.serial, RevocationReason.KEY_COMPROMISE)
     assert site.get("/", client)[0] == 403
 
 
 def test_a_transferred_node_is_403(node_site, tmp_path):
     site, service = node_site
     client = _client(service, tmp_path, "alice", "n1")
-    service.authority.put_node(ADMIN, "n1", "bob")
+    service.administration.put_node(ADMIN, "n1", "bob")
     assert site.get("/", client)[0] == 403
 
 
 def test_a_foreign_ca_never_gets_through(node_site, tmp_path):
     site, service = node_site
-    issue(service.authority, "alice", "n1")
+    issue(service.authority, "alice", "n1", admin=service.administration)
     foreign = write_client(sign(new_ca(tmp_path / "foreign"), "alice", "n1"), tmp_path, "evil")
     # nginx verifies the chain in the handshake but, by design, reports a failure as an HTTP
     # 400 on the established connection ("The SSL certificate error"), not as a TLS alert.
@@ -322,7 +326,7 @@ def test_client_headers_do_not_reach_the_authorize_call(node_site, tmp_path):
     # A client-sent X-Forwarded-For or X-Client-Cert must not influence the decision.
     site, service = node_site
     alice = _client(service, tmp_path, "alice", "n1")
-    bob = issue(service.authority, "bob", "n9")
+    bob = issue(service.authority, "bob", "n9", admin=service.administration)
     forged = {"X-Forwarded-For": "127.0.0.1", "X-Client-Cert": urllib.parse.quote(bob.pem)}
     status, body = site.get("/", alice, headers=forged)
     assert (status, json.loads(body)["user"]) == (200, "alice")
@@ -387,7 +391,7 @@ def test_the_gateway_refuses_paths_that_could_name_another_node(gateway_site, tm
     # Issue 12: bob's certificate for n9 asked for /nodes/n9/../n1/x and got alice's n1
     # from an upstream that normalizes dot segments; %2e%2e did the same.
     site, service = gateway_site
-    issue(service.authority, "alice", "n1")
+    issue(service.authority, "alice", "n1", admin=service.administration)
     bob = _client(service, tmp_path, "bob", "n9")
     answers = {path: site.get(path, bob) for path in BYPASS_ATTEMPTS}
     assert {path: status for path, (status, _) in answers.items() if status != 400} == {}
@@ -422,15 +426,15 @@ def asgi_site(tmp_path: Path, home: Path):
 
 def test_the_node_app_behind_nginx_decides_with_the_remote_service(asgi_site, tmp_path):
     site, service = asgi_site
-    issued = issue(service.authority, "alice", "n1")
+    issued = issue(service.authority, "alice", "n1", admin=service.administration)
     alice = write_client(issued, tmp_path, "alice")
-    bob = issue(service.authority, "bob", "n9")
+    bob = issue(service.authority, "bob", "n9", admin=service.administration)
     # A client-sent X-Client-Cert is replaced by the certificate nginx verified.
     forged = {"X-Client-Cert": urllib.parse.quote(bob.pem), "X-Forwarded-For": "127.0.0.1"}
     status, body = site.get("/", alice, headers=forged)
     assert (status, json.loads(body)) == (200, {"user": "alice", "node": "n1"})
     status, body = site.get("/", write_client(bob, tmp_path, "bob"))
     assert (status, json.loads(body)["reason"]) == (403, "wrong_node")
-    service.authority.revoke(ADMIN, issued.serial, RevocationReason.KEY_COMPROMISE)
+    service.administration.revoke(ADMIN, issued.serial, RevocationReason.KEY_COMPROMISE)
     status, body = site.get("/", alice)
     assert (status, json.loads(body)["reason"]) == (403, "revoked")

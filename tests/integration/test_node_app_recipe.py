@@ -103,17 +103,23 @@ def get(port: int, certs: Path, client: tuple[Path, Path] | None) -> tuple[int, 
 
 def test_directly_under_uvicorn_tls(setup, tmp_path):
     service, url, certs = setup
-    alice = write_client(issue(service.authority, "alice", "n1"), tmp_path, "alice")
+    alice = write_client(
+        issue(service.authority, "alice", "n1", admin=service.administration), tmp_path, "alice"
+    )
     args = ["--http", "nodecert.server.tls:TLSHttpToolsProtocol", *tls_args(certs)]
     with node_app(app_env(url), *args, log=tmp_path / "app.log") as port:
         assert get(port, certs, alice) == (200, {"user": "alice", "node": "n1"})
-        other = write_client(issue(service.authority, "alice", "n2"), tmp_path, "alice-n2")
+        other = write_client(
+            issue(service.authority, "alice", "n2", admin=service.administration),
+            tmp_path,
+            "alice-n2",
+        )
         status, body = get(port, certs, other)
         assert (status, body["reason"]) == (403, "wrong_node")
-        issued = issue(service.authority, "alice", "n1")
+        issued = issue(service.authority, "alice", "n1", admin=service.administration)
         revoked = write_client(issued, tmp_path, "alice-revoked")
         assert get(port, certs, revoked)[0] == 200
-        service.authority.revoke(ADMIN, issued.serial, RevocationReason.KEY_COMPROMISE)
+        service.administration.revoke(ADMIN, issued.serial, RevocationReason.KEY_COMPROMISE)
         status, body = get(port, certs, revoked)
         assert (status, body["reason"]) == (403, "revoked")
         # A foreign CA or no certificate: the handshake itself fails.
@@ -125,7 +131,9 @@ def test_directly_under_uvicorn_tls(setup, tmp_path):
 
 def test_the_service_unreachable_denies(setup, tmp_path):
     service, _, certs = setup
-    alice = write_client(issue(service.authority, "alice", "n1"), tmp_path, "alice")
+    alice = write_client(
+        issue(service.authority, "alice", "n1", admin=service.administration), tmp_path, "alice"
+    )
     gone = f"http://127.0.0.1:{free_port()}"
     args = ["--http", "nodecert.server.tls:TLSHttpToolsProtocol", *tls_args(certs)]
     with node_app(app_env(gone), *args, log=tmp_path / "app.log") as port:
@@ -137,7 +145,9 @@ def test_stock_uvicorn_gives_the_app_no_client_certificate(setup, tmp_path):
     # Why the recipe names nodecert's protocol class: uvicorn verifies the client
     # certificate but implements no ASGI TLS extension, so the app cannot see it.
     service, url, certs = setup
-    alice = write_client(issue(service.authority, "alice", "n1"), tmp_path, "alice")
+    alice = write_client(
+        issue(service.authority, "alice", "n1", admin=service.administration), tmp_path, "alice"
+    )
     args = ["--http", "httptools", *tls_args(certs)]
     with node_app(app_env(url), *args, log=tmp_path / "app.log") as port:
         status, body = get(port, certs, alice)

@@ -72,7 +72,7 @@ def test_cognito_access_token_verified_against_a_remote_jwks(tmp_path: Path, jwk
     service = build_service(settings)
     assert service.dev_issuer is None
     assert not (tmp_path / "home" / "dev-issuer.key").exists()
-    service.authority.put_node(ADMIN, "n1", "u-123")
+    service.administration.put_node(ADMIN, "n1", "u-123")
     with TestClient(create_app(service)) as client:
         ok = client.post(
             "/generate-cert",

@@ -143,7 +143,7 @@ def test_ec_issuance_waits_on_the_database_off_the_event_loop(
 
     def spy(row):  # type: ignore[no-untyped-def]
         threads.append(threading.current_thread().name)
-        record(row)
+        return record(row)
 
     monkeypatch.setattr(store, "record", spy)
     with TestClient(create_app(service), raise_server_exceptions=False) as client:

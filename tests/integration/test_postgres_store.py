@@ -78,7 +78,7 @@ def test_new_database_gets_the_schema_and_its_version(store, postgres_dsn):
 def test_a_row_is_committed_before_record_returns(store, postgres_dsn):
     # Group commit is SQLite's alone: here the commit is done when record() returns, so
     # another connection sees the row without waiting on it.
-    store.record(certificate("0c0c"))
+    store.record(certificate("0c0c")).wait()
     other = PostgresStore(postgres_dsn)
     try:
         assert other.get("0c0c") == certificate("0c0c")
@@ -89,7 +89,7 @@ def test_a_row_is_committed_before_record_returns(store, postgres_dsn):
 def test_reopening_keeps_the_data_and_the_version(postgres_dsn):
     first = PostgresStore(postgres_dsn)
     first.put_node("n1", "alice", at=T0)
-    first.record(certificate("0123"))
+    first.record(certificate("0123")).wait()
     first.close()
     second = PostgresStore(postgres_dsn)
     try:
@@ -110,7 +110,7 @@ def test_servers_starting_together_do_not_race_on_the_schema(postgres_dsn):
     with ThreadPoolExecutor(max_workers=6) as pool:
         stores = list(pool.map(open_store, range(6)))
     try:
-        stores[0].record(certificate("01"))
+        stores[0].record(certificate("01")).wait()
         assert all(s.get("01") is not None for s in stores)
     finally:
         for opened in stores:
@@ -216,7 +216,7 @@ def test_ids_sort_as_bytes_whatever_the_database_locale(postgres_server):
     try:
         for node in ids:
             opened.put_node(node, "alice", at=T0)
-            opened.record(certificate(node, node=node))  # Same time: ordered by serial.
+            opened.record(certificate(node, node=node)).wait()  # Same time: ordered by serial.
         assert [n.node_id for n in opened.list_nodes()] == sorted(ids)
         assert [r.serial for r in opened.find(user_id="alice")] == sorted(ids, reverse=True)
     finally:
@@ -229,7 +229,7 @@ def test_ids_sort_as_bytes_whatever_the_database_locale(postgres_server):
 def test_times_in_another_zone_are_the_same_instants(store):
     east = timezone(timedelta(hours=5, minutes=30))
     row = dataclasses.replace(certificate("0e"), created_at=T0.astimezone(east))
-    store.record(row)
+    store.record(row).wait()
     got = store.get("0e")
     assert got.created_at == T0
     assert got.created_at.utcoffset() == timedelta(0)
@@ -238,10 +238,10 @@ def test_times_in_another_zone_are_the_same_instants(store):
 def test_two_servers_see_each_others_writes(postgres_dsn):
     a, b = PostgresStore(postgres_dsn), PostgresStore(postgres_dsn)
     try:
-        a.record(certificate("01"))
+        a.record(certificate("01")).wait()
         assert b.get("01") is not None
         with pytest.raises(ConflictError):
-            b.record(certificate("01"))
+            b.record(certificate("01")).wait()
         # Concurrent revocations from both keep the first time and reason.
         first = b.mark_revoked("01", reason=RevocationReason.KEY_COMPROMISE, at=T0)
         later = T0 + timedelta(days=1)
@@ -339,7 +339,7 @@ def test_concurrent_servers_never_overspend(postgres_dsn):
 def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(postgres_dsn):
     first = PostgresStore(postgres_dsn)
     old = dataclasses.replace(certificate("0a1b"), issuer="arn:ca")
-    first.record(old)
+    first.record(old).wait()
     first.close()
     # What schema version 1 had: no DNS names, no successors, no outbox, no audit trail.
     raw(postgres_dsn, "ALTER TABLE certificates DROP COLUMN dns_names, DROP COLUMN superseded_by")

@@ -36,7 +36,7 @@ def live(service):
 
 
 def test_allows_the_right_node_and_says_who(service, live):
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     decision = RemoteDecider(live.url, secret=SECRET).decide(cert.pem, "n1")
     assert decision.allowed
     assert (decision.identity.user_id, decision.identity.node_id) == ("alice", "n1")
@@ -44,16 +44,16 @@ def test_allows_the_right_node_and_says_who(service, live):
 
 
 def test_denials_carry_the_services_reason(service, live):
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     decider = RemoteDecider(live.url, secret=SECRET)
     assert decider.decide(cert.pem, "n2").reason is DenyReason.WRONG_NODE
-    service.authority.revoke(ADMIN, cert.serial, RevocationReason.KEY_COMPROMISE)
+    service.administration.revoke(ADMIN, cert.serial, RevocationReason.KEY_COMPROMISE)
     assert decider.decide(cert.pem, "n1").reason is DenyReason.REVOKED
     assert decider.decide("not a certificate", "n1").reason is DenyReason.MALFORMED_CERTIFICATE
 
 
 def test_a_wrong_or_missing_secret_denies(service, live):
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     for secret in ("wrong-secret-wrong-secret", None):
         decision = RemoteDecider(live.url, secret=secret).decide(cert.pem, "n1")
         assert not decision.allowed
@@ -61,10 +61,10 @@ def test_a_wrong_or_missing_secret_denies(service, live):
 
 
 def test_no_cache_by_default_so_a_revocation_denies_at_once(service, live):
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     decider = RemoteDecider(live.url, secret=SECRET)
     assert decider.decide(cert.pem, "n1").allowed
-    service.authority.revoke(ADMIN, cert.serial, RevocationReason.KEY_COMPROMISE)
+    service.administration.revoke(ADMIN, cert.serial, RevocationReason.KEY_COMPROMISE)
     assert not decider.decide(cert.pem, "n1").allowed
 
 
@@ -77,12 +77,12 @@ class Clock:
 
 
 def test_the_optional_cache_is_per_certificate_and_node_and_expires(service, live):
-    alice = issue(service.authority, "alice", "n1")
-    bob = issue(service.authority, "bob", "n9")
+    alice = issue(service.authority, "alice", "n1", admin=service.administration)
+    bob = issue(service.authority, "bob", "n9", admin=service.administration)
     clock = Clock()
     decider = RemoteDecider(live.url, secret=SECRET, cache_ttl_s=5, clock=clock)
     assert decider.decide(alice.pem, "n1").allowed
-    service.authority.revoke(ADMIN, alice.serial, RevocationReason.KEY_COMPROMISE)
+    service.administration.revoke(ADMIN, alice.serial, RevocationReason.KEY_COMPROMISE)
     assert decider.decide(alice.pem, "n1").allowed  # Cached, as configured.
     # Never reused for another node or another certificate.
     assert decider.decide(alice.pem, "n9").reason is DenyReason.WRONG_NODE
@@ -142,7 +142,7 @@ def _serve(handler):
 
 
 def test_a_stalling_service_denies_within_the_timeout(service):
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     server = _serve(_Stalling)
     try:
         started = time.monotonic()
@@ -156,7 +156,7 @@ def test_a_stalling_service_denies_within_the_timeout(service):
 
 
 def test_an_unreachable_service_denies(service):
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # Bound, never listening: connection refused.
@@ -165,7 +165,7 @@ def test_an_unreachable_service_denies(service):
 
 
 def test_redirects_are_not_followed(service):
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     server = _serve(_Redirecting)
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -178,7 +178,7 @@ def test_redirects_are_not_followed(service):
 
 
 def test_an_allow_for_another_node_is_not_believed(service):
-    cert = issue(service.authority, "alice", "n1")
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
     server = _serve(_Nonsense)
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"

@@ -28,7 +28,7 @@ from tests.processes import free_port
 
 
 def _count(service) -> int:
-    rows = service.authority.list_certificates(
+    rows = service.administration.list_certificates(
         ADMIN, node_id=None, status=None, limit=1000, after=None
     )
     return len(rows)
@@ -39,7 +39,9 @@ def _unused() -> Client:
 
 
 def test_renew_when_not_due_says_when_and_calls_nothing(tmp_path, service, capsys):
-    cert, key = write_client(issue(service.authority, "alice", "n1"), tmp_path, "n1")
+    cert, key = write_client(
+        issue(service.authority, "alice", "n1", admin=service.administration), tmp_path, "n1"
+    )
     before = cert.read_bytes()
     # Nothing listens on the server given: a call would fail, so exit 0 proves none was made.
     argv = ["renew", "--cert", str(cert), "--key", str(key), "--server", _unused().base_url]
@@ -55,7 +57,7 @@ def test_renew_when_not_due_says_when_and_calls_nothing(tmp_path, service, capsy
 
 
 def test_renew_rewrites_both_files_and_records_the_lineage(tmp_path, service, capsys):
-    old = issue(service.authority, "alice", "n1")
+    old = issue(service.authority, "alice", "n1", admin=service.administration)
     cert, key = write_client(old, tmp_path, "n1")
     with LiveServer(create_app(service)) as server:
         argv = ["renew", "--cert", str(cert), "--key", str(key), "--server", server.url, "--force"]
@@ -70,7 +72,7 @@ def test_renew_rewrites_both_files_and_records_the_lineage(tmp_path, service, ca
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
         # The renewed pair renews again (the lineage grows); once revoked, it cannot.
         assert cli.main(argv) == 0
-        service.authority.revoke(
+        service.administration.revoke(
             ADMIN,
             format(x509.load_pem_x509_certificate(cert.read_bytes()).serial_number, "x"),
             RevocationReason.KEY_COMPROMISE,
@@ -81,7 +83,9 @@ def test_renew_rewrites_both_files_and_records_the_lineage(tmp_path, service, ca
 
 
 def test_renew_checks_the_directory_before_calling_the_service(tmp_path, service, capsys):
-    cert, key = write_client(issue(service.authority, "alice", "n1"), tmp_path, "n1")
+    cert, key = write_client(
+        issue(service.authority, "alice", "n1", admin=service.administration), tmp_path, "n1"
+    )
     before = _count(service)
     with LiveServer(create_app(service)) as server, unwritable(tmp_path):
         argv = ["renew", "--cert", str(cert), "--key", str(key), "--force"]
@@ -99,8 +103,12 @@ def test_renew_reports_unreadable_files(tmp_path, capsys):
 
 
 def test_renew_refuses_a_key_of_another_certificate(tmp_path, service, capsys):
-    cert, _ = write_client(issue(service.authority, "alice", "n1"), tmp_path, "n1")
-    _, other = write_client(issue(service.authority, "alice", "n2"), tmp_path, "n2")
+    cert, _ = write_client(
+        issue(service.authority, "alice", "n1", admin=service.administration), tmp_path, "n1"
+    )
+    _, other = write_client(
+        issue(service.authority, "alice", "n2", admin=service.administration), tmp_path, "n2"
+    )
     assert cli.main(["renew", "--cert", str(cert), "--key", str(other), "--force"]) == 1
     assert "does not belong" in capsys.readouterr().err
 
@@ -125,7 +133,7 @@ def _clocked(start: datetime) -> tuple[list[datetime], list[float], object]:
 
 
 def test_watch_renews_when_due_with_jitter_and_backs_off(tmp_path, service, caplog):
-    old = issue(service.authority, "alice", "n1")
+    old = issue(service.authority, "alice", "n1", admin=service.administration)
     cert, key = write_client(old, tmp_path, "n1")
     target = RenewalTarget(cert=cert, key=key, client=_unused())
     now, sleeps, sleep = _clocked(old.certificate.not_valid_before_utc)
@@ -171,7 +179,7 @@ def test_watch_renews_when_due_with_jitter_and_backs_off(tmp_path, service, capl
 def test_watch_stops_on_what_a_retry_cannot_fix(tmp_path, service, error):
     if isinstance(error, AccessDeniedError):
         ConflictError.__init__(error, "certificate: revoked")
-    old = issue(service.authority, "alice", "n1")
+    old = issue(service.authority, "alice", "n1", admin=service.administration)
     cert, key = write_client(old, tmp_path, "n1")
     now, sleeps, sleep = _clocked(old.certificate.not_valid_before_utc)
     marks = []
@@ -192,7 +200,7 @@ def test_watch_stops_on_what_a_retry_cannot_fix(tmp_path, service, error):
 
 
 def test_watch_survives_files_that_vanish_for_a_while(tmp_path, service):
-    old = issue(service.authority, "alice", "n1")
+    old = issue(service.authority, "alice", "n1", admin=service.administration)
     cert, key = write_client(old, tmp_path, "n1")
     saved = cert.read_bytes()
     cert.unlink()
@@ -215,7 +223,7 @@ def test_watch_survives_files_that_vanish_for_a_while(tmp_path, service):
 
 
 def test_watch_gives_up_once_the_certificate_expired(tmp_path, service):
-    old = issue(service.authority, "alice", "n1")
+    old = issue(service.authority, "alice", "n1", admin=service.administration)
     cert, key = write_client(old, tmp_path, "n1")
     end = old.certificate.not_valid_after_utc
 
@@ -232,7 +240,7 @@ def test_watch_gives_up_once_the_certificate_expired(tmp_path, service):
 
 
 def test_watch_renews_for_real_and_logs_through_the_cli(tmp_path, service, capsys):
-    old = issue(service.authority, "alice", "n1")
+    old = issue(service.authority, "alice", "n1", admin=service.administration)
     cert, key = write_client(old, tmp_path, "n1")
     with LiveServer(create_app(service)) as server:
         target = RenewalTarget(cert=cert, key=key, client=Client(server.url))
@@ -243,7 +251,7 @@ def test_watch_renews_for_real_and_logs_through_the_cli(tmp_path, service, capsy
 
 
 def test_the_deploy_hook_runs_after_a_renewal_with_the_new_files(tmp_path, service, capsys):
-    old = issue(service.authority, "alice", "n1")
+    old = issue(service.authority, "alice", "n1", admin=service.administration)
     cert, key = write_client(old, tmp_path, "n1")
     seen = tmp_path / "seen"
     hook = f'printf "%s %s %s" "$RENEWED_CERT" "$RENEWED_KEY" "$RENEWED_SERIAL" > {seen}'
@@ -260,7 +268,7 @@ def test_the_deploy_hook_runs_after_a_renewal_with_the_new_files(tmp_path, servi
 
 
 def test_a_hook_that_fails_during_watch_is_logged_and_the_watch_goes_on(tmp_path, service, caplog):
-    old = issue(service.authority, "alice", "n1")
+    old = issue(service.authority, "alice", "n1", admin=service.administration)
     cert, key = write_client(old, tmp_path, "n1")
     target = RenewalTarget(cert=cert, key=key, client=_unused())
     ran = []
@@ -285,7 +293,7 @@ def test_a_hook_that_fails_during_watch_is_logged_and_the_watch_goes_on(tmp_path
 def test_a_hook_that_hangs_is_stopped(tmp_path, service, monkeypatch):
     from nodecert.client import renew as renew_client
 
-    old = issue(service.authority, "alice", "n1")
+    old = issue(service.authority, "alice", "n1", admin=service.administration)
     cert, key = write_client(old, tmp_path, "n1")
     monkeypatch.setattr(renew_client, "_HOOK_TIMEOUT_S", 0.2)
     with pytest.raises(RenewalClientError, match="still running after 0 s; stopped"):
@@ -295,7 +303,7 @@ def test_a_hook_that_hangs_is_stopped(tmp_path, service, monkeypatch):
 
 
 def test_watch_never_renews_in_the_first_tenth_of_a_lifetime(tmp_path, service):
-    old = issue(service.authority, "alice", "n1")
+    old = issue(service.authority, "alice", "n1", admin=service.administration)
     cert, key = write_client(old, tmp_path, "n1")
     start = old.certificate.not_valid_before_utc
     now, _, sleep = _clocked(start)
@@ -319,10 +327,10 @@ def test_watch_never_renews_in_the_first_tenth_of_a_lifetime(tmp_path, service):
 
 
 def test_watch_follows_a_certificate_replaced_while_it_sleeps(tmp_path, service, caplog):
-    old = issue(service.authority, "alice", "n1")
+    old = issue(service.authority, "alice", "n1", admin=service.administration)
     cert, key = write_client(old, tmp_path, "n1")
     now, sleeps, sleep = _clocked(old.certificate.not_valid_before_utc)
-    replacement = issue(service.authority, "alice", "n1")
+    replacement = issue(service.authority, "alice", "n1", admin=service.administration)
     attempts = []
 
     def nap(seconds: float) -> None:

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from nodecert.core.errors import ConflictError, StoreUnavailableError
-from nodecert.core.ports import DeferredLedger
-from nodecert.core.values import CertificateStatus, RevocationReason
+from nodecert.core.values import CertificateStatus, Commit, RevocationReason
 from nodecert.store.sqlite import SCHEMA_VERSION, SQLiteStore
 from tests.records import T0, certificate
 
@@ -89,7 +88,7 @@ def test_a_version_3_database_is_upgraded_in_place_and_keeps_its_rows(db_path):
     try:
         assert store.get("0a1b") == old  # issuer None: recorded before it was kept.
         newer = dataclasses.replace(certificate("0c0d"), issuer="arn:ca")
-        store.record(newer)
+        store.record(newer).wait()
         assert store.get("0c0d") == newer
     finally:
         store.close()
@@ -133,9 +132,9 @@ def test_a_file_that_is_not_sqlite_is_store_unavailable(db_path):
 
 
 def test_a_duplicate_serial_is_refused_by_the_primary_key_and_no_row_is_added(store, db_path):
-    store.record(certificate("cafe"))
+    store.record(certificate("cafe")).wait()
     with pytest.raises(ConflictError, match="cafe") as caught:
-        store.record(certificate("cafe", user="mallory"))
+        store.record(certificate("cafe", user="mallory")).wait()
     assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
     assert raw(db_path, "SELECT COUNT(*) FROM certificates") == [(1,)]
 
@@ -143,7 +142,7 @@ def test_a_duplicate_serial_is_refused_by_the_primary_key_and_no_row_is_added(st
 def test_data_survives_closing_and_reopening(db_path):
     first = SQLiteStore(db_path)
     first.put_node("n1", "alice", at=T0)
-    first.record(certificate("0123"))
+    first.record(certificate("0123")).wait()
     first.mark_revoked("0123", reason=RevocationReason.CESSATION_OF_OPERATION, at=T0)
     first.close()
 
@@ -170,10 +169,10 @@ def test_two_stores_on_one_file_see_each_others_writes(db_path):
     # Several workers (processes) share one file; two instances stand in for them.
     a, b = SQLiteStore(db_path), SQLiteStore(db_path)
     try:
-        a.record(certificate("01"))
+        a.record(certificate("01")).wait()
         assert b.get("01") is not None
         with pytest.raises(ConflictError):
-            b.record(certificate("01"))
+            b.record(certificate("01")).wait()
     finally:
         a.close()
         b.close()
@@ -199,7 +198,7 @@ def test_concurrent_writers_all_land(store, db_path):
                         node=f"node-{i % 5}",
                         minutes=i,
                     )
-                )
+                ).wait()
             return len(store.find(user_id=f"user-{worker}"))
         finally:
             store.close()  # This worker thread's own connection.
@@ -233,30 +232,37 @@ def test_an_unknown_durability_mode_is_refused(tmp_path):
         SQLiteStore(tmp_path / "ledger.db", synchronous="off")
 
 
-def test_deferred_rows_commit_together_and_conflicts_stay_per_row(store, db_path):
-    assert isinstance(store, DeferredLedger)  # What the authority looks for.
-    store.record(certificate("00aa"))
-    futures = [store.record_deferred(certificate(f"{i:04x}", minutes=i)) for i in range(1, 60)]
-    clash = store.record_deferred(certificate("00aa", user="mallory"))
-    twice = [store.record_deferred(certificate("beef")) for _ in range(2)]
-    for future in futures:
-        assert future.result(10) is None
+def _outcome(commit: Commit) -> Exception | None:
+    try:
+        commit.wait(10)
+    except Exception as exc:
+        return exc
+    return None
+
+
+def test_queued_rows_commit_together_and_conflicts_stay_per_row(store, db_path):
+    store.record(certificate("00aa")).wait()
+    commits = [store.record(certificate(f"{i:04x}", minutes=i)) for i in range(1, 60)]
+    clash = store.record(certificate("00aa", user="mallory"))
+    twice = [store.record(certificate("beef")) for _ in range(2)]
+    for commit in commits:
+        assert _outcome(commit) is None
     with pytest.raises(ConflictError, match="00aa") as caught:
-        clash.result(10)
+        clash.wait(10)
     assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
-    assert sorted(f.exception(10) is None for f in twice) == [False, True]
+    assert sorted(_outcome(c) is None for c in twice) == [False, True]
     assert raw(db_path, "SELECT COUNT(*) FROM certificates") == [(61,)]
     assert store.get("00aa").user_id == "alice"  # The original row is unchanged.
 
 
 def _record_in_child(store: SQLiteStore, serial: str) -> None:
-    store.record(certificate(serial))
+    store.record(certificate(serial)).wait()
 
 
 def test_a_store_used_before_a_fork_commits_in_the_child(store, db_path):
     import multiprocessing
 
-    store.record(certificate("0001"))  # The parent's committer thread is running.
+    store.record(certificate("0001")).wait()  # The parent's committer thread is running.
     child = multiprocessing.get_context("fork").Process(
         target=_record_in_child, args=(store, "0002")
     )

@@ -94,7 +94,7 @@ def test_list_nodes_sorted_with_owner_filter(store):
 
 def test_record_and_get_round_trip(store):
     row = certificate("0a1b")
-    store.record(row)
+    store.record(row).wait()
     assert store.get("0a1b") == row
     assert store.get("ffff") is None
 
@@ -110,7 +110,7 @@ def test_every_field_round_trips(store):
         not_before=T0 + timedelta(microseconds=123456),
         issuer="arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/x",
     )
-    store.record(row)
+    store.record(row).wait()
     got = store.get("beef")
     assert [getattr(got, f.name) for f in dataclasses.fields(got)] == [
         getattr(row, f.name) for f in dataclasses.fields(row)
@@ -119,10 +119,10 @@ def test_every_field_round_trips(store):
 
 
 def test_find_by_user_and_by_node_newest_first(store):
-    store.record(certificate("01", user="alice", node="n1", minutes=0))
-    store.record(certificate("02", user="alice", node="n2", minutes=2))
-    store.record(certificate("03", user="bob", node="n1", minutes=1))
-    store.record(certificate("04", user="alice", node="n1", minutes=3))
+    store.record(certificate("01", user="alice", node="n1", minutes=0)).wait()
+    store.record(certificate("02", user="alice", node="n2", minutes=2)).wait()
+    store.record(certificate("03", user="bob", node="n1", minutes=1)).wait()
+    store.record(certificate("04", user="alice", node="n1", minutes=3)).wait()
     assert [r.serial for r in store.find(user_id="alice")] == ["04", "02", "01"]
     assert [r.serial for r in store.find(node_id="n1")] == ["04", "03", "01"]
     assert [r.serial for r in store.find(user_id="alice", node_id="n1")] == ["04", "01"]
@@ -136,24 +136,24 @@ def test_find_orders_sub_second_creation_times(store):
     for serial, delta in [("10", 0), ("11", 500_000), ("12", 1_000_000), ("13", 1)]:
         store.record(
             dataclasses.replace(base, serial=serial, created_at=T0 + timedelta(microseconds=delta))
-        )
+        ).wait()
     assert [r.serial for r in store.find(user_id="alice")] == ["12", "11", "13", "10"]
 
 
 def test_duplicate_serial_is_a_conflict_and_the_original_is_unchanged(store):
     original = certificate("cafe", user="alice")
-    store.record(original)
+    store.record(original).wait()
     with pytest.raises(ConflictError, match="cafe"):
-        store.record(certificate("cafe", user="mallory", node="n9", minutes=5))
+        store.record(certificate("cafe", user="mallory", node="n9", minutes=5)).wait()
     assert store.get("cafe") == original
     assert [r.serial for r in store.find()] == ["cafe"]
     # The store is still usable after the refused write.
-    store.record(certificate("cafe01"))
+    store.record(certificate("cafe01")).wait()
     assert store.get("cafe01") is not None
 
 
 def test_mark_revoked_is_idempotent_and_keeps_the_first_revocation(store):
-    store.record(certificate("dead"))
+    store.record(certificate("dead")).wait()
     first = store.mark_revoked("dead", reason=RevocationReason.KEY_COMPROMISE, at=T0)
     assert first.status is CertificateStatus.REVOKED
     assert first.revoked_at == T0
@@ -166,8 +166,8 @@ def test_mark_revoked_is_idempotent_and_keeps_the_first_revocation(store):
 
 
 def test_mark_revoked_changes_only_that_row(store):
-    store.record(certificate("aa"))
-    store.record(certificate("bb", minutes=1))
+    store.record(certificate("aa")).wait()
+    store.record(certificate("bb", minutes=1)).wait()
     store.mark_revoked("aa", reason=RevocationReason.UNSPECIFIED, at=T0)
     assert store.get("bb").status is CertificateStatus.ACTIVE
 
@@ -191,7 +191,7 @@ def test_concurrent_writers_all_land(store):
                 certificate(
                     f"{worker:02x}{i:04x}", user=f"user-{worker}", node=f"node-{i % 5}", minutes=i
                 )
-            )
+            ).wait()
         return len(store.find(user_id=f"user-{worker}"))
 
     with ThreadPoolExecutor(max_workers=THREADS) as pool:

@@ -18,6 +18,7 @@ from nodecert.store.sqlite import SQLiteStore
 from nodecert.verify import verify_client
 from tests.nodeside import (
     ADMIN,
+    admin_of,
     authority,
     decider,
     issue,
@@ -120,7 +121,7 @@ def test_the_wrong_node_is_denied_after_the_handshake(server, tmp_path, ca, auth
 def test_revoked_and_transferred_are_denied(server, tmp_path, ca, auth):
     revoked = issue(auth, "alice", "n1")
     kept = issue(auth, "alice", "n1")
-    auth.revoke(ADMIN, revoked.serial, RevocationReason.KEY_COMPROMISE)
+    admin_of(auth).revoke(ADMIN, revoked.serial, RevocationReason.KEY_COMPROMISE)
     assert talk(server, tmp_path, ca, write_client(revoked, tmp_path, "r")) == "denied revoked"
     assert talk(server, tmp_path, ca, write_client(kept, tmp_path, "k")) == "allowed alice"
     auth.nodes.put_node("n1", "bob", at=datetime.now(UTC))  # Directory change, no sweep.

@@ -132,7 +132,7 @@ def remote_idp(make_service) -> Iterator[tuple[Service, TestClient, CountingFetc
             admin_group="admins",
         ),
     )
-    service.authority.put_node(ADMIN, "n1", "alice")
+    service.administration.put_node(ADMIN, "n1", "alice")
     with TestClient(create_app(service)) as client:
         yield service, client, fetch
 

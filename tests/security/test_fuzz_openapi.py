@@ -21,7 +21,7 @@ from ..conftest import ADMIN, make_settings
 
 _HOME = Path(tempfile.mkdtemp(prefix="nodecert-fuzz-"))
 _SERVICE = build_service(make_settings(_HOME, ownership="open"))
-_SERVICE.authority.put_node(ADMIN, "n1", "fuzzer")
+_SERVICE.administration.put_node(ADMIN, "n1", "fuzzer")
 assert _SERVICE.dev_issuer is not None
 _TOKEN = _SERVICE.dev_issuer.mint(
     "fuzzer", admin_group=_SERVICE.settings.admin_group, lifetime_s=24 * 3600

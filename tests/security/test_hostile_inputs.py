@@ -34,7 +34,7 @@ from tests.nodeside import TRUST_DOMAIN, issue
 
 _HOME = Path(tempfile.mkdtemp(prefix="nodecert-hostile-"))
 _SERVICE = build_service(Settings(home=_HOME, trust_domain=TRUST_DOMAIN))
-_CERT = issue(_SERVICE.authority, "alice", "n1")
+_CERT = issue(_SERVICE.authority, "alice", "n1", admin=_SERVICE.administration)
 _DER = _CERT.certificate.public_bytes(serialization.Encoding.DER)
 _KEY = generate_private_key(KeyType.EC_P256)
 _CSR = build_csr(_KEY, Identity("alice", "n1"), organization="o", trust_domain=TRUST_DOMAIN)

@@ -9,7 +9,7 @@ from nodecert.backends.local import LocalCA
 from nodecert.core.keys import KeyType, generate_private_key
 from nodecert.core.values import RevocationReason
 from nodecert.nodeside.access import AccessDeniedError, DenyReason
-from tests.nodeside import ADMIN, authority, decider, issue, new_ca, record, sign
+from tests.nodeside import ADMIN, admin_of, authority, decider, issue, new_ca, record, sign
 
 
 def test_the_right_certificate_for_the_right_node_is_allowed(ca, store, auth):
@@ -38,7 +38,7 @@ def test_a_decision_costs_one_ledger_get_and_one_owner_lookup(ca, store, auth):
 
 def test_wrong_node_is_denied(ca, store, auth):
     cert = issue(auth, "alice", "n1")
-    auth.put_node(ADMIN, "n2", "alice")
+    admin_of(auth).put_node(ADMIN, "n2", "alice")
     decision = decider(ca, store).decide(cert.pem, "n2")
     assert decision.reason is DenyReason.WRONG_NODE
     assert decision.identity.node_id == "n1"
@@ -77,7 +77,7 @@ def test_revocation_takes_effect_at_the_next_decision(ca, store, auth):
     cert = issue(auth, "alice", "n1")
     decide = decider(ca, store)
     assert decide.decide(cert.pem, "n1").allowed
-    auth.revoke(ADMIN, cert.serial, RevocationReason.KEY_COMPROMISE)
+    admin_of(auth).revoke(ADMIN, cert.serial, RevocationReason.KEY_COMPROMISE)
     assert decide.decide(cert.pem, "n1").reason is DenyReason.REVOKED
 
 
@@ -89,7 +89,7 @@ def test_node_transfer_denies_even_before_the_revocation_sweep(ca, store, auth):
 
 def test_node_transfer_through_the_authority_revokes(ca, store, auth):
     cert = issue(auth, "alice", "n1")
-    auth.put_node(ADMIN, "n1", "bob")
+    admin_of(auth).put_node(ADMIN, "n1", "bob")
     assert decider(ca, store).decide(cert.pem, "n1").reason is DenyReason.REVOKED
 
 

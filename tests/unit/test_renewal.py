@@ -15,6 +15,7 @@ from nodecert.nodeside.access import AccessDeniedError, DenyReason
 from tests.nodeside import (
     ADMIN,
     TRUST_DOMAIN,
+    admin_of,
     decider,
     issue,
     new_ca,
@@ -58,7 +59,7 @@ def test_a_replayed_token_is_refused(ca, store, auth):
 
 def test_a_revoked_certificate_cannot_renew(ca, store, auth):
     cert = issue(auth, "alice", "n1")
-    auth.revoke(ADMIN, cert.serial, RevocationReason.KEY_COMPROMISE)
+    admin_of(auth).revoke(ADMIN, cert.serial, RevocationReason.KEY_COMPROMISE)
     token = mint_renewal_token(cert.certificate, cert.key, audience=AUDIENCE)
     with pytest.raises(AccessDeniedError) as caught:
         renew(renewer(ca, store, auth), token)
@@ -67,7 +68,7 @@ def test_a_revoked_certificate_cannot_renew(ca, store, auth):
 
 def test_a_transferred_node_cannot_renew(ca, store, auth):
     cert = issue(auth, "alice", "n1")
-    auth.put_node(ADMIN, "n1", "bob")
+    admin_of(auth).put_node(ADMIN, "n1", "bob")
     token = mint_renewal_token(cert.certificate, cert.key, audience=AUDIENCE)
     with pytest.raises(AccessDeniedError):
         renew(renewer(ca, store, auth), token)

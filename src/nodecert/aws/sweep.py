@@ -74,7 +74,7 @@ def _outbox() -> Drainable:
 
     settings = settings_from_environment()
     logging.getLogger("nodecert").setLevel(settings.log_level)
-    return build_service(settings).authority
+    return build_service(settings).administration
 
 
 def sweep_handler(event: Mapping[str, Any], context: object) -> dict[str, int]:

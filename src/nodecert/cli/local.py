@@ -116,7 +116,7 @@ def _dev_token(args: argparse.Namespace) -> None:
 
 
 def _admin(handler: Callable[[argparse.Namespace, Any], None]) -> Callable[..., None]:
-    """Run an admin command on the local home, naming the home it used.
+    """Run an admin command on the local home's service, naming the home it used.
 
     The home goes to stderr after a success, and into the one error line after a failure
     (errors stay one line), so a command run against the wrong home says so.
@@ -128,7 +128,7 @@ def _admin(handler: Callable[[argparse.Namespace, Any], None]) -> Callable[..., 
         settings = local_settings()
         home = settings.home.absolute()
         try:
-            handler(args, build_service(settings).authority)
+            handler(args, build_service(settings))
         except NodecertError as exc:
             raise CLIError(f"{exc.detail} (home {home})") from exc
         except CLIError as exc:
@@ -139,9 +139,9 @@ def _admin(handler: Callable[[argparse.Namespace, Any], None]) -> Callable[..., 
 
 
 @_admin
-def _nodes_add(args: argparse.Namespace, authority: Any) -> None:
+def _nodes_add(args: argparse.Namespace, service: Any) -> None:
     try:
-        change = authority.put_node(
+        change = service.administration.put_node(
             cli_admin(), args.node, args.owner, transfer=args.transfer, actor=cli_actor()
         )
     except ConflictError as exc:
@@ -160,14 +160,15 @@ def _nodes_add(args: argparse.Namespace, authority: Any) -> None:
 
 
 @_admin
-def _nodes_list(args: argparse.Namespace, authority: Any) -> None:
+def _nodes_list(args: argparse.Namespace, service: Any) -> None:
     owner = None if args.owner is None else validate_id(args.owner, field="owner")
-    for record in authority.nodes.list_nodes(owner=owner):
+    for record in service.administration.nodes.list_nodes(owner=owner):
         print(f"{record.node_id}\t{record.owner}\t{record.created_at.isoformat()}")
 
 
 @_admin
-def _nodes_certificate(args: argparse.Namespace, authority: Any) -> None:
+def _nodes_certificate(args: argparse.Namespace, service: Any) -> None:
+    authority = service.authority
     node = validate_id(args.node, field="NODE")
     names = [f"{node}-server.crt", f"{node}-server.key", "ca.crt"]
     chain = authority.ca_chain_pem()
@@ -198,8 +199,8 @@ def _nodes_certificate(args: argparse.Namespace, authority: Any) -> None:
 
 
 @_admin
-def _nodes_remove(args: argparse.Namespace, authority: Any) -> None:
-    revoked = authority.delete_node(cli_admin(), args.node, actor=cli_actor())
+def _nodes_remove(args: argparse.Namespace, service: Any) -> None:
+    revoked = service.administration.delete_node(cli_admin(), args.node, actor=cli_actor())
     print(f"removed {args.node}: revoked {revoked} certificate(s)")
 
 

@@ -11,7 +11,7 @@ from nodecert.core.errors import AuthorizationError, ConfigurationError, Invalid
 from nodecert.core.ports import NodeDirectory
 from nodecert.core.values import Principal
 
-__all__ = ["OwnershipMode", "OwnershipPolicy", "ValidityPolicy"]
+__all__ = ["OwnershipMode", "OwnershipPolicy", "ValidityPolicy", "require_admin"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +104,13 @@ class OwnershipPolicy:
         else:
             names = []
         return node_id in names
+
+
+def require_admin(principal: Principal) -> None:
+    """Raise unless ``principal`` is in the admin group.
+
+    Raises:
+        AuthorizationError: the caller is not an admin.
+    """
+    if not principal.is_admin:
+        raise AuthorizationError("this operation needs the admin group")

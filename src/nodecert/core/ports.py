@@ -9,7 +9,6 @@ Adapters implement these: ``backends/`` the :class:`CABackend`, ``store/`` the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import Future
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -19,6 +18,7 @@ from nodecert.core.values import (
     AuditEntry,
     CertificateQuery,
     CertificateRecord,
+    Commit,
     NodeRecord,
     PendingRevocation,
     Principal,
@@ -31,7 +31,6 @@ __all__ = [
     "AuditTrail",
     "CABackend",
     "CRLSigner",
-    "DeferredLedger",
     "Ledger",
     "LedgerReader",
     "NodeDirectory",
@@ -103,8 +102,17 @@ class LedgerReader(Protocol):
 class Ledger(LedgerReader, Protocol):
     """The record of every certificate issued: reading it, and writing to it."""
 
-    def record(self, record: CertificateRecord) -> None:
-        """Commit a new row; raises ``ConflictError`` if the serial exists."""
+    def record(self, record: CertificateRecord) -> Commit:
+        """Write a new row; it is durable once the returned :class:`Commit` completes.
+
+        A store may commit at once (and raise at once) or hand the row to a group commit
+        that shares one transaction among concurrent callers (SQLite);
+        ``record(row).wait()`` is the same either way.
+
+        Raises:
+            ConflictError: the serial exists (at once, or from the commit).
+            StoreUnavailableError: the store cannot answer now (likewise).
+        """
         ...
 
     def mark_revoked(
@@ -168,19 +176,6 @@ class AuditTrail(Protocol):
 
     def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
         """The ``limit`` most recent entries, newest first."""
-        ...
-
-
-@runtime_checkable
-class DeferredLedger(Protocol):
-    """Optional ability of a ``Ledger``: queue a row and learn later that it is durable.
-
-    Lets a caller that must not block (an event loop) go on with other requests while its
-    row is committed, typically together with theirs in one transaction.
-    """
-
-    def record_deferred(self, record: CertificateRecord) -> Future[None]:
-        """Queue a new row; the future fails with what ``record`` would raise."""
         ...
 
 

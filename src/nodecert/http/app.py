@@ -1,11 +1,9 @@
 """The FastAPI front end: a thin shell over :class:`~nodecert.http.routes.Routes`.
 
-Handlers read raw input, run the route function and render the :class:`Reply`. A route
-runs in the thread pool when it may wait (RSA key generation, a remote CA); an EC or CSR
-issuance by the local CA, well under a millisecond of CPU, runs on the event loop. Either
-way a new certificate is sent only once its ledger row is committed, which the event loop
-awaits without blocking (``Reply.committed``). ``POST /generate-cert`` is answered ahead of
-FastAPI's own stack (:mod:`nodecert.http.direct`) with the same handler. The pydantic models
+Handlers read raw input, run the route function in the thread pool and render the
+:class:`Reply`. ``POST /generate-cert`` is answered ahead of FastAPI's own stack by the
+fast path of :mod:`nodecert.http.direct` (the same handler serves the declared route),
+which alone awaits the ledger commit. The pydantic models
 in ``schemas`` document the API in ``/openapi.json``; parsing itself is done by ``routes``
 and every reply, error included, is built by :mod:`nodecert.http.contract`, so that the
 Lambda front end answers identically.
@@ -13,23 +11,20 @@ Lambda front end answers identically.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from nodecert.core.blocking import WouldBlockError, never_wait
 from nodecert.core.errors import InvalidRequestError, NodecertError
 from nodecert.core.values import Principal
 from nodecert.http.contract import Reply, error_reply, method_not_allowed, no_route, problem
-from nodecert.http.direct import BodyLimit, DirectEndpoint, NodecertAPI, render
+from nodecert.http.direct import BodyLimit, DirectEndpoint, NodecertAPI, issuance, render
 from nodecert.http.nodeside_app import add_nodeside_routes
 from nodecert.http.nodeside_routes import NodeSideRoutes
 from nodecert.http.routes import Routes
@@ -117,47 +112,17 @@ def create_app(service: Service) -> FastAPI:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         return render(error_reply(exc, request.method, request.url.path))
 
-    # Inline issuance must never wait on the network: a remote CA, a database server or
-    # the issuer's keys (bootstrap decides it from what the parts are).
-    inline_ec = service.inline_issuance
+    async def authed(request: Request, handler: Callable[[Principal], Reply]) -> Response:
+        authorization = request.headers.get("authorization")
 
-    async def authed(
-        request: Request, handler: Callable[[Principal], Reply], *, inline: bool = False
-    ) -> Response:
-        return render(await call(request.headers.get("authorization"), handler, inline=inline))
-
-    async def call(
-        authorization: str | None, handler: Callable[[Principal], Reply], *, inline: bool
-    ) -> Reply:
         def run() -> Reply:
             return handler(routes.authenticate(authorization))
 
-        # Work that takes well under a millisecond of CPU and never waits on the network
-        # runs on the event loop: the hop to the thread pool and back costs about a third
-        # of such a request (docs/performance.md). RSA key generation and remote CAs go
-        # to the thread pool, so the loop never stalls on them.
-        if inline:
-            try:
-                with never_wait():
-                    reply = run()
-            except WouldBlockError:
-                # Something on the way would have waited (a SQLite lock held by another
-                # worker): nothing was done yet, so run it again where waiting is fine.
-                reply = await run_in_threadpool(run)
-        else:
-            reply = await run_in_threadpool(run)
-        if reply.committed is not None:
-            # The event loop serves other requests while the row is on its way to disk.
-            await asyncio.wrap_future(reply.committed)
-        return reply
+        return render(await run_in_threadpool(run))
 
-    def issue(headers: Headers, body: bytes) -> Awaitable[Reply]:
-        key = headers.get("idempotency-key")
-        return call(
-            headers.get("authorization"),
-            lambda p: routes.generate_cert(p, body, idempotency_key=key, deferred=True),
-            inline=inline_ec and not routes.generates_rsa_key(body),
-        )
+    # Inline issuance must never wait on the network: a remote CA, a database server or
+    # the issuer's keys (bootstrap decides it from what the parts are).
+    issue = issuance(routes, inline_ec=service.inline_issuance)
 
     @app.post(
         "/generate-cert",

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -102,18 +101,12 @@ _STATUS: tuple[tuple[type[NodecertError], int], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A framework-neutral HTTP response.
-
-    ``committed``, when set, must complete before the reply is sent: it is the ledger
-    commit of the certificate in the body. When it fails, the reply must be dropped and
-    the future's error answered instead.
-    """
+    """A framework-neutral HTTP response."""
 
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
     media_type: str = "application/json"
-    committed: Future[None] | None = field(default=None, compare=False)
 
     def encoded(self) -> bytes:
         """The body as bytes (JSON unless it is already text or bytes)."""

@@ -8,6 +8,11 @@ from a :class:`DirectEndpoint` before that stack, with the very same functions t
 framework route uses (same body limit, same handler, same error replies, same rendering),
 so a reply is byte for byte the one FastAPI would have sent. The route stays declared on
 the FastAPI app, for ``/openapi.json``.
+
+It is also the one place that knows the ledger may batch commits (:func:`issuance`): the
+certificate's row is handed over, the event loop serves other requests while it is on its
+way to disk (SQLite puts every row that arrives meanwhile into one transaction, one
+fsync), and the reply leaves only once it is durable.
 """
 
 from __future__ import annotations
@@ -16,13 +21,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nodecert.core.blocking import WouldBlockError, never_wait
 from nodecert.core.errors import PayloadTooLargeError
-from nodecert.http.contract import Reply, error_reply, problem
+from nodecert.core.values import Commit
+from nodecert.http.contract import Reply, error_reply, issued_reply, problem
+from nodecert.http.routes import Routes, log_issued
+from nodecert.issuing.authority import IssuedCertificate
 
-__all__ = ["BodyLimit", "DirectEndpoint", "NodecertAPI", "render"]
+__all__ = ["BodyLimit", "DirectEndpoint", "NodecertAPI", "issuance", "render"]
 
 
 def render(reply: Reply) -> Response:
@@ -33,6 +43,46 @@ def render(reply: Reply) -> Response:
         headers=reply.headers,
         media_type=reply.media_type,
     )
+
+
+def issuance(routes: Routes, *, inline_ec: bool) -> Callable[[Headers, bytes], Awaitable[Reply]]:
+    """The ``POST /generate-cert`` handler: issue, then await the ledger commit.
+
+    Issuance runs in the thread pool when it may wait (RSA key generation, a remote CA);
+    with ``inline_ec``, an EC or CSR issuance (well under a millisecond of CPU, never
+    waiting on the network) runs on the event loop, as the hop to the thread pool and
+    back costs about a third of such a request (docs/performance.md). Either way the
+    ledger's :class:`~nodecert.core.values.Commit` is awaited on the loop, which serves
+    other requests meanwhile; when it fails, the certificate is dropped and the error
+    answered instead.
+    """
+
+    async def issue(headers: Headers, body: bytes) -> Reply:
+        authorization = headers.get("authorization")
+        idempotency_key = headers.get("idempotency-key")
+
+        def start() -> tuple[IssuedCertificate, Commit]:
+            principal = routes.authenticate(authorization)
+            request = routes.issue_request(principal, body, idempotency_key=idempotency_key)
+            return routes.authority.issue_pending(principal, request)
+
+        if inline_ec and not routes.generates_rsa_key(body):
+            try:
+                with never_wait():
+                    issued, commit = start()
+            except WouldBlockError:
+                # Something on the way would have waited (a SQLite lock held by another
+                # worker): nothing was done yet, so run it again where waiting is fine.
+                issued, commit = await run_in_threadpool(start)
+        else:
+            issued, commit = await run_in_threadpool(start)
+        reply = issued_reply(issued)  # Built while the row is on its way to disk.
+        await commit
+        # Logged once durable, so the log never names a certificate that was dropped.
+        log_issued(issued.record)
+        return reply
+
+    return issue
 
 
 class NodecertAPI(FastAPI):

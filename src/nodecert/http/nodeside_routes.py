@@ -45,7 +45,7 @@ from nodecert.http.contract import (
     problem,
     reason_of,
 )
-from nodecert.issuing.authority import Authority
+from nodecert.issuing.administration import Administration
 from nodecert.issuing.crl import CRLPublisher
 from nodecert.issuing.renewal import RenewalRequest, Renewer
 from nodecert.issuing.service import Service
@@ -70,7 +70,7 @@ class NodeSideRoutes:
     """The node side's routes: ``/v1/authorize``, ``/v1/renew``, ``/v1/crl``, revoke-all.
 
     Args:
-        authority: The use-case orchestrator.
+        administration: Revokes a node's (or a user's) certificates.
         decider: The node-side decision.
         renewer: Proof-of-possession renewal.
         crl: The CRL publisher; None when the CA backend publishes its own CRL.
@@ -80,13 +80,13 @@ class NodeSideRoutes:
     def __init__(
         self,
         *,
-        authority: Authority,
+        administration: Administration,
         decider: AccessDecider,
         renewer: Renewer,
         crl: CRLPublisher | None,
         authorize_secret: str | None,
     ) -> None:
-        self.authority = authority
+        self.administration = administration
         self.decider = decider
         self.renewer = renewer
         self.crl_publisher = crl
@@ -96,7 +96,7 @@ class NodeSideRoutes:
     def for_service(cls, service: Service) -> NodeSideRoutes:
         """The node-side routes of ``service``."""
         return cls(
-            authority=service.authority,
+            administration=service.administration,
             decider=service.decider,
             renewer=service.renewer,
             crl=service.crl,
@@ -228,7 +228,9 @@ class NodeSideRoutes:
         """``POST /v1/nodes/{nodeId}/revoke-all`` or ``POST /v1/users/{userId}/revoke-all``."""
         data = parse_object(body, allowed=frozenset({"reason"}), empty_ok=True)
         reason = reason_of(data.get("reason", RevocationReason.UNSPECIFIED.value))
-        rows = self.authority.revoke_all(principal, node_id=node_id, user_id=user_id, reason=reason)
+        rows = self.administration.revoke_all(
+            principal, node_id=node_id, user_id=user_id, reason=reason
+        )
         log.info(
             "revoke-all node=%s user=%s by=%s count=%d",
             node_id,

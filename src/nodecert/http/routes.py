@@ -1,4 +1,4 @@
-"""The v1 routes without a web framework: parse the raw input, call the authority, reply.
+"""The v1 routes without a web framework: parse the raw input, call the use case, reply.
 
 Every front end (the FastAPI app in :mod:`nodecert.http.app`, the direct route, the Lambda
 handler in :mod:`nodecert.aws.handler`) calls these methods with raw input (header values,
@@ -13,8 +13,6 @@ import json
 import logging
 import re
 import uuid
-from concurrent.futures import Future
-from dataclasses import replace
 
 from nodecert.core.errors import AuthenticationError, InvalidRequestError
 from nodecert.core.ports import TokenVerifier
@@ -27,10 +25,11 @@ from nodecert.http.contract import (
     parse_object,
     reason_of,
 )
+from nodecert.issuing.administration import Administration
 from nodecert.issuing.authority import Authority, IssueRequest
 from nodecert.issuing.service import Service
 
-__all__ = ["Routes"]
+__all__ = ["Routes", "log_issued"]
 
 log = logging.getLogger("nodecert")
 
@@ -43,14 +42,17 @@ _DEFAULT_PAGE, _MAX_PAGE = 100, 1000
 class Routes:
     """Every route of the v1 contract, as plain methods returning :class:`Reply`."""
 
-    def __init__(self, authority: Authority, verifier: TokenVerifier) -> None:
+    def __init__(
+        self, authority: Authority, administration: Administration, verifier: TokenVerifier
+    ) -> None:
         self.authority = authority
+        self.administration = administration
         self.verifier = verifier
 
     @classmethod
     def for_service(cls, service: Service) -> Routes:
         """The v1 routes of ``service``."""
-        return cls(service.authority, service.verifier)
+        return cls(service.authority, service.administration, service.verifier)
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The caller named by an ``Authorization: Bearer`` header value.
@@ -66,22 +68,28 @@ class Routes:
         return self.verifier.verify(token.strip())
 
     def generate_cert(
-        self,
-        principal: Principal,
-        body: bytes,
-        *,
-        idempotency_key: str | None = None,
-        deferred: bool = False,
+        self, principal: Principal, body: bytes, *, idempotency_key: str | None = None
     ) -> Reply:
-        """``POST /generate-cert``: issue a certificate (201).
+        """``POST /generate-cert``: issue a certificate (201), its ledger row committed."""
+        issued = self.authority.issue(
+            principal, self.issue_request(principal, body, idempotency_key=idempotency_key)
+        )
+        log_issued(issued.record)
+        return issued_reply(issued)
 
-        With ``deferred``, the reply may come back before the ledger row is durable: its
-        ``committed`` future says when it may be sent (see :class:`Reply`).
+    @staticmethod
+    def issue_request(
+        principal: Principal, body: bytes, *, idempotency_key: str | None = None
+    ) -> IssueRequest:
+        """The ``POST /generate-cert`` body as an :class:`IssueRequest`.
+
+        Raises:
+            InvalidRequestError: not a JSON object of the known fields, or no nodeId.
         """
         data = parse_object(body, allowed=_ISSUE_FIELDS)
         if "nodeId" not in data:
             raise InvalidRequestError("nodeId: required")
-        request = IssueRequest(
+        return IssueRequest(
             node_id=data["nodeId"],
             key_type=data.get("keyType"),
             csr=data.get("csr"),
@@ -89,21 +97,6 @@ class Routes:
             claimed_user_id=data.get("userId"),
             request_id=_request_id(principal, idempotency_key),
         )
-        if not deferred:
-            issued = self.authority.issue(principal, request)
-            _log_issued(issued.record)
-            return issued_reply(issued)
-        issued, committed = self.authority.issue_deferred(principal, request)
-        record = issued.record
-
-        # Logged once durable, like the synchronous path, so the log never names a
-        # certificate that was dropped because its row failed to commit.
-        def log_if_durable(done: Future[None]) -> None:
-            if done.exception() is None:
-                _log_issued(record)
-
-        committed.add_done_callback(log_if_durable)
-        return replace(issued_reply(issued), committed=committed)
 
     def issue_node_certificate(
         self,
@@ -173,7 +166,7 @@ class Routes:
                     f"status: {status[:20]!r} is not one of active, superseded, revoked, expired"
                 ) from None
         # One row more than the page says whether there is a next one.
-        rows = self.authority.list_certificates(
+        rows = self.administration.list_certificates(
             principal, node_id=node_id, status=wanted, limit=size + 1, after=cursor
         )
         page = rows[:size]
@@ -188,13 +181,13 @@ class Routes:
 
     def get_certificate(self, principal: Principal, serial: str) -> Reply:
         """``GET /v1/certificates/{serial}``."""
-        return Reply(200, certificate_json(self.authority.get_certificate(principal, serial)))
+        return Reply(200, certificate_json(self.administration.get_certificate(principal, serial)))
 
     def revoke(self, principal: Principal, serial: str, body: bytes) -> Reply:
         """``POST /v1/certificates/{serial}/revoke`` with optional ``{"reason": ...}``."""
         data = parse_object(body, allowed=frozenset({"reason"}), empty_ok=True)
         reason = reason_of(data.get("reason", RevocationReason.UNSPECIFIED.value))
-        row = self.authority.revoke(principal, serial, reason)
+        row = self.administration.revoke(principal, serial, reason)
         log.info("revoked serial=%s by=%s reason=%s", row.serial, principal.user_id, reason)
         return Reply(200, certificate_json(row))
 
@@ -203,7 +196,7 @@ class Routes:
         data = parse_object(body, allowed=frozenset({"owner"}))
         if "owner" not in data:
             raise InvalidRequestError("owner: required")
-        change = self.authority.put_node(principal, node_id, data["owner"])
+        change = self.administration.put_node(principal, node_id, data["owner"])
         record = change.record
         log.info("node put node=%s owner=%s by=%s", record.node_id, record.owner, principal.user_id)
         return Reply(
@@ -213,17 +206,19 @@ class Routes:
 
     def get_node(self, principal: Principal, node_id: str) -> Reply:
         """``GET /v1/nodes/{nodeId}`` (admin)."""
-        return Reply(200, node_json(self.authority.get_node(principal, node_id)))
+        return Reply(200, node_json(self.administration.get_node(principal, node_id)))
 
     def delete_node(self, principal: Principal, node_id: str) -> Reply:
         """``DELETE /v1/nodes/{nodeId}`` (admin): also revokes the node's certificates."""
-        self.authority.delete_node(principal, node_id)
+        self.administration.delete_node(principal, node_id)
         log.info("node deleted node=%s by=%s", node_id, principal.user_id)
         return Reply(204, "", media_type="text/plain")
 
     def list_nodes(self, principal: Principal) -> Reply:
         """``GET /v1/nodes``: all nodes (admin) or the caller's own."""
-        return Reply(200, {"nodes": [node_json(n) for n in self.authority.list_nodes(principal)]})
+        return Reply(
+            200, {"nodes": [node_json(n) for n in self.administration.list_nodes(principal)]}
+        )
 
     def ca(self) -> Reply:
         """``GET /v1/ca``: the CA chain as PEM, for node trust stores."""
@@ -235,7 +230,8 @@ class Routes:
         return Reply(200, {"status": "ok"})
 
 
-def _log_issued(record: CertificateRecord) -> None:
+def log_issued(record: CertificateRecord) -> None:
+    """Log a certificate once its ledger row is durable (never one that was dropped)."""
     log.info(
         "issued serial=%s user=%s node=%s key_type=%s request_id=%s",
         record.serial,

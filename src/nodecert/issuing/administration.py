@@ -1,8 +1,9 @@
 """Everything the authority does besides issuing: listings, revocation, the node directory.
 
-:class:`~nodecert.issuing.authority.Authority` inherits these operations; they live here to keep
-each module small. They need the ledger, the node directory, the CA, the revocation outbox,
-the audit trail and the clock.
+:class:`Administration` and :class:`~nodecert.issuing.authority.Authority` (issuing) are two
+objects over the same collaborators (the CA, the ledger, the node directory, the clock);
+neither inherits from the other. Administration also needs the revocation outbox and the
+audit trail.
 
 Revocation always finishes: every affected ledger row is marked revoked first, together
 with a queued CA revocation (``RevocationOutbox``), and only then is the CA told: at once
@@ -16,17 +17,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from nodecert.core.errors import (
     AuthorizationError,
+    ConfigurationError,
     ConflictError,
     InvalidRequestError,
     NodecertError,
     NotFoundError,
 )
 from nodecert.core.identity import format_serial, parse_serial, validate_id
-from nodecert.core.policy import OwnershipMode, OwnershipPolicy
+from nodecert.core.policy import OwnershipMode, OwnershipPolicy, require_admin
 from nodecert.core.ports import (
     AuditTrail,
     CABackend,
@@ -48,6 +51,17 @@ __all__ = ["Administration", "NodeAssignment"]
 
 log = logging.getLogger("nodecert.revocation")
 audit_log = logging.getLogger("nodecert.audit")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ability(given: object | None, ledger: object, method: str, what: str) -> Any:
+    found = given if given is not None else ledger
+    if not hasattr(found, method):
+        raise ConfigurationError(f"administration: needs {what}; the ledger is not one")
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +86,42 @@ class NodeAssignment:
 
 
 class Administration:
-    """Listing and revoking certificates, keeping the node directory, the audit trail."""
+    """Listing and revoking certificates, keeping the node directory, the audit trail.
 
-    ca: CABackend
-    ledger: Ledger
-    nodes: NodeDirectory
-    outbox: RevocationOutbox
-    audit: AuditTrail
-    ownership: OwnershipPolicy
-    clock: Callable[[], datetime]
+    Args:
+        ca: The CA backend, told of every revocation.
+        ledger: The certificate ledger.
+        nodes: The node directory.
+        ownership: The ownership policy (a transfer revokes only under ``registry``).
+        clock: Returns the current time, timezone-aware UTC.
+        outbox: The queue of CA revocations (default: the ledger, which every store makes
+            one).
+        audit: Where administrative actions are recorded (default: the ledger).
+
+    Raises:
+        ConfigurationError: no outbox or audit trail given and the ledger is neither.
+    """
+
+    def __init__(
+        self,
+        *,
+        ca: CABackend,
+        ledger: Ledger,
+        nodes: NodeDirectory,
+        ownership: OwnershipPolicy,
+        clock: Callable[[], datetime] = _utcnow,
+        outbox: RevocationOutbox | None = None,
+        audit: AuditTrail | None = None,
+    ) -> None:
+        self.outbox: RevocationOutbox = _ability(
+            outbox, ledger, "revoke_and_queue", "a revocation outbox"
+        )
+        self.audit: AuditTrail = _ability(audit, ledger, "append_audit", "an audit trail")
+        self.ca = ca
+        self.ledger = ledger
+        self.nodes = nodes
+        self.ownership = ownership
+        self.clock = clock
 
     def list_certificates(
         self,
@@ -228,7 +269,7 @@ class Administration:
         Raises:
             ConflictError: the node has another owner and ``transfer`` is False.
         """
-        self._require_admin(principal)
+        require_admin(principal)
         node = validate_id(node_id, field="nodeId")
         new_owner = validate_id(owner, field="owner")
         previous = self.nodes.owner_of(node)
@@ -252,7 +293,7 @@ class Administration:
 
     def get_node(self, principal: Principal, node_id: object) -> NodeRecord:
         """One node directory entry (admin only)."""
-        self._require_admin(principal)
+        require_admin(principal)
         node = validate_id(node_id, field="nodeId")
         for record in self.nodes.list_nodes():
             if record.node_id == node:
@@ -271,7 +312,7 @@ class Administration:
         Raises:
             NotFoundError: no such node, and nothing left to revoke.
         """
-        self._require_admin(principal)
+        require_admin(principal)
         node = validate_id(node_id, field="nodeId")
         existed = self.nodes.delete_node(node)
         revoked = self._sweep(
@@ -356,11 +397,6 @@ class Administration:
         except NodecertError as exc:
             # Done is done: the log line above is the record of last resort.
             audit_log.error("audit: entry not stored (%s)", exc.detail)
-
-    @staticmethod
-    def _require_admin(principal: Principal) -> None:
-        if not principal.is_admin:
-            raise AuthorizationError("this operation needs the admin group")
 
     @staticmethod
     def _effective(row: CertificateRecord, now: datetime) -> CertificateRecord:

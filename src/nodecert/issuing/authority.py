@@ -1,17 +1,17 @@
-"""The one use-case orchestrator: authenticate → authorize → key/CSR → sign → record.
+"""Issuing: authenticate → authorize → key/CSR → sign → record.
 
 Adapters (HTTP, Lambda, CLI) parse their input into the values below, call one method of
-:class:`Authority` and render what it returns or raises.
+:class:`Authority` and render what it returns or raises. Listings, revocation and the node
+directory are :class:`~nodecert.issuing.administration.Administration`'s, an object over
+the same collaborators.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from nodecert.core.errors import (
     AuthorizationError,
     BackendUnavailableError,
-    ConfigurationError,
     ConflictError,
     InvalidIdentifierError,
     NotFoundError,
@@ -41,16 +40,16 @@ from nodecert.core.keys import (
     load_client_csr,
 )
 from nodecert.core.keys import private_key_pem as render_private_key
-from nodecert.core.policy import OwnershipPolicy, ValidityPolicy
-from nodecert.core.ports import AuditTrail, CABackend, Ledger, NodeDirectory, RevocationOutbox
+from nodecert.core.policy import OwnershipPolicy, ValidityPolicy, require_admin
+from nodecert.core.ports import CABackend, Ledger, NodeDirectory
 from nodecert.core.values import (
     CertificateRecord,
     CertificateStatus,
+    Commit,
     Principal,
     Profile,
     SigningRequest,
 )
-from nodecert.issuing.administration import Administration
 from nodecert.issuing.idempotency import IdempotencyGuard, request_hash
 from nodecert.issuing.quota import QuotaPolicy
 from nodecert.issuing.succession import already_renewed, record_successor
@@ -89,8 +88,8 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Authority(Administration):
-    """Issues, lists and revokes certificates, and keeps the node directory.
+class Authority:
+    """Issues certificates: client, node (server) and renewed ones.
 
     Args:
         ca: The CA backend that signs.
@@ -105,12 +104,6 @@ class Authority(Administration):
         quota: Issuance limits (none when omitted).
         idempotency: Claims client ``Idempotency-Key`` values before the CA signs, so a
             retry never makes (and bills) a second certificate (none when omitted).
-        outbox: The queue of CA revocations (default: the ledger, which every store makes
-            one).
-        audit: Where administrative actions are recorded (default: the ledger).
-
-    Raises:
-        ConfigurationError: no outbox or audit trail given and the ledger is neither.
     """
 
     def __init__(
@@ -127,11 +120,7 @@ class Authority(Administration):
         clock: Callable[[], datetime] = _utcnow,
         quota: QuotaPolicy | None = None,
         idempotency: IdempotencyGuard | None = None,
-        outbox: RevocationOutbox | None = None,
-        audit: AuditTrail | None = None,
     ) -> None:
-        self.outbox = _ability(outbox, ledger, "revoke_and_queue", "a revocation outbox")
-        self.audit = _ability(audit, ledger, "append_audit", "an audit trail")
         self.ca = ca
         self.ledger = ledger
         self.nodes = nodes
@@ -153,25 +142,21 @@ class Authority(Administration):
             BackendUnavailableError: the CA or the ledger cannot answer now; nothing was
                 returned and nothing was recorded.
         """
-        issued, _ = self._issue(principal, request, defer=False)
+        issued, commit = self.issue_pending(principal, request)
+        commit.wait()
         return issued
 
-    def issue_deferred(
+    def issue_pending(
         self, principal: Principal, request: IssueRequest
-    ) -> tuple[IssuedCertificate, Future[None]]:
-        """Like :meth:`issue`, but return before the ledger row is durable.
+    ) -> tuple[IssuedCertificate, Commit]:
+        """Like :meth:`issue`, but return while the ledger row may be on its way to disk.
 
-        The certificate must not leave the process before the future completes; when it
-        fails (with the error :meth:`issue` would have raised), the certificate must be
-        dropped. Only certificates the CA builds in this process are deferred; with
-        another CA, or a ledger that cannot defer (no ``DeferredLedger``), the row is
-        committed first and the future is already done.
+        The certificate must not leave the process before the :class:`Commit` completes;
+        when it fails (with the error :meth:`issue` would have raised), the certificate
+        must be dropped. Only a certificate the CA builds in this process can be pending:
+        with another CA the row is committed first (a retried request must meet the
+        ledger's conflict check at once) and the commit is already done.
         """
-        return self._issue(principal, request, defer=True)
-
-    def _issue(
-        self, principal: Principal, request: IssueRequest, *, defer: bool
-    ) -> tuple[IssuedCertificate, Future[None]]:
         node_id = validate_id(request.node_id, field="nodeId")
         if request.claimed_user_id is not None and request.claimed_user_id != principal.user_id:
             raise AuthorizationError("userId: does not match the authenticated user")
@@ -194,7 +179,6 @@ class Authority(Administration):
             lifetime=lifetime,
             request_id=request.request_id,
             renewed_from=request.renewed_from,
-            defer=defer,
         )
 
     def issue_successor(
@@ -270,7 +254,7 @@ class Authority(Administration):
             NotFoundError: no such node in the directory.
             InvalidRequestError: bad DNS names, keyType, validityDays or CSR.
         """
-        self._require_admin(principal)
+        require_admin(principal)
         node = validate_id(node_id, field="nodeId")
         names = validate_dns_names(dns_names)
         lifetime = self.validity.lifetime(validity_days)
@@ -278,7 +262,7 @@ class Authority(Administration):
         owner = self.nodes.owner_of(node)
         if owner is None:
             raise NotFoundError(f"nodeId: no node {node!r}")
-        issued, _ = self._sign_and_record(
+        issued, commit = self._sign_and_record(
             Identity(user_id=owner, node_id=node),
             key_type=parsed_type,
             csr=parsed_csr,
@@ -287,6 +271,7 @@ class Authority(Administration):
             profile=Profile.NODE,
             dns_names=names,
         )
+        commit.wait()
         return issued
 
     def _sign_and_record(
@@ -300,12 +285,11 @@ class Authority(Administration):
         renewed_from: str | None = None,
         profile: Profile = Profile.CLIENT,
         dns_names: tuple[str, ...] = (),
-        defer: bool = False,
-    ) -> tuple[IssuedCertificate, Future[None]]:
-        """Make the key (unless there is a CSR), have the CA sign, commit the ledger row.
+    ) -> tuple[IssuedCertificate, Commit]:
+        """Make the key (unless there is a CSR), have the CA sign, hand over the ledger row.
 
-        With ``defer`` and a ``DeferredLedger``, the row is queued and the returned future
-        says when it is durable; otherwise it is committed before this returns.
+        The returned commit says when the row is durable; it is already done unless the CA
+        built the certificate in this process (see :meth:`issue_pending`).
         """
         if self.idempotency is not None:
             digest = request_hash(
@@ -363,30 +347,25 @@ class Authority(Administration):
         )
         # Only a certificate built here has a serial that no retry can bring back; a remote
         # CA's answer to a retried request needs the conflict check of _record, at once.
-        record_deferred = (
-            getattr(self.ledger, "record_deferred", None) if defer and in_process else None
-        )
-        committed: Future[None]
-        if record_deferred is not None and renewed_from is None:
-            committed = record_deferred(record)
+        if in_process and renewed_from is None:
+            commit = self.ledger.record(record)
         else:
             if renewed_from is not None:
                 record = record_successor(self.ledger, record)
             else:
                 record = self._record(record)
-            committed = Future()
-            committed.set_result(None)
+            commit = Commit.done()
         issued = IssuedCertificate(
             record=record,
             certificate_pem=_pem(certificate),
             chain_pem=_chain_pem(tuple(signed.chain)),
             private_key_pem=render_private_key(key) if key is not None else None,
         )
-        return issued, committed
+        return issued, commit
 
     def _record(self, record: CertificateRecord) -> CertificateRecord:
         try:
-            self.ledger.record(record)
+            self.ledger.record(record).wait()
         except ConflictError:
             # A remote CA answers a retried request (same idempotency token) with the
             # certificate it already issued. Same request, same certificate: hand it out
@@ -422,13 +401,6 @@ class Authority(Administration):
             ) from exc
         if signed_identity != identity:
             raise BackendUnavailableError("ca: returned a certificate for another identity")
-
-
-def _ability(given: object | None, ledger: object, method: str, what: str) -> Any:
-    found = given if given is not None else ledger
-    if not hasattr(found, method):
-        raise ConfigurationError(f"authority: needs {what}; the ledger is not one")
-    return found
 
 
 def _key_request(

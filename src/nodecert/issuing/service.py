@@ -13,6 +13,7 @@ from typing import Protocol
 
 from nodecert.core.config import Settings
 from nodecert.core.ports import TokenVerifier
+from nodecert.issuing.administration import Administration
 from nodecert.issuing.authority import Authority
 from nodecert.issuing.crl import CRLPublisher
 from nodecert.issuing.keypool import KeyPool
@@ -36,7 +37,8 @@ class Service:
 
     Attributes:
         settings: What it was built from.
-        authority: Issuing and administration.
+        authority: Issuing.
+        administration: Listings, revocation, the node directory (same collaborators).
         verifier: Checks the callers' Bearer tokens.
         decider: The node-side decision (``/v1/authorize``, renewal).
         renewer: Proof-of-possession renewal.
@@ -48,6 +50,7 @@ class Service:
 
     settings: Settings
     authority: Authority
+    administration: Administration
     verifier: TokenVerifier
     decider: AccessDecider
     renewer: Renewer

@@ -25,6 +25,7 @@ from nodecert.core.values import (
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,
+    Commit,
     NodeRecord,
     RevocationReason,
 )
@@ -122,8 +123,8 @@ class DynamoDBStore:
 
     # Ledger
 
-    def record(self, record: CertificateRecord) -> None:
-        """Commit a new certificate row.
+    def record(self, record: CertificateRecord) -> Commit:
+        """Commit a new certificate row before returning (the commit returned is done).
 
         Raises:
             ConflictError: the serial is already recorded (it is never overwritten).
@@ -140,6 +141,7 @@ class DynamoDBStore:
             )
         except ConditionFailedError as exc:
             raise ConflictError(f"serial: {record.serial} is already recorded") from exc.__cause__
+        return Commit.done()
 
     def get(self, serial: str) -> CertificateRecord | None:
         """The row for ``serial``, or None."""

@@ -34,6 +34,7 @@ from nodecert.core.values import (
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,
+    Commit,
     NodeRecord,
     PendingRevocation,
     RevocationReason,
@@ -245,8 +246,8 @@ class PostgresStore:
 
     # Ledger
 
-    def record(self, record: CertificateRecord) -> None:
-        """Commit a new certificate row.
+    def record(self, record: CertificateRecord) -> Commit:
+        """Commit a new certificate row before returning (the commit returned is done).
 
         Raises:
             ConflictError: the serial is already recorded (it is never overwritten).
@@ -255,6 +256,7 @@ class PostgresStore:
         conflict = f"serial: {record.serial} is already recorded"
         with self._connection("write", conflict=conflict) as db:
             db.execute(_INSERT_CERTIFICATE, certificate_values(record, _POSTGRES))
+        return Commit.done()
 
     def get(self, serial: str) -> CertificateRecord | None:
         """The row for ``serial``, or None."""

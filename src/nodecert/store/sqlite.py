@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from nodecert.core.values import (
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,
+    Commit,
     NodeRecord,
     PendingRevocation,
     RevocationReason,
@@ -71,9 +71,8 @@ _BUSY_TIMEOUT_S = 5.0
 class SQLiteStore:
     """The ledger, node directory, used tokens and rate buckets, in SQLite files.
 
-    Implements ``Ledger`` (with ``DeferredLedger``),
-    ``NodeDirectory``, ``RevocationOutbox``, ``AuditTrail``, ``ReplayGuard`` and
-    ``RateLimiter``.
+    Implements ``Ledger`` (its new rows group-committed), ``NodeDirectory``,
+    ``RevocationOutbox``, ``AuditTrail``, ``ReplayGuard`` and ``RateLimiter``.
 
     Args:
         path: The database file; created (with its schema) when missing. Rate buckets go
@@ -161,23 +160,19 @@ class SQLiteStore:
 
     # Ledger
 
-    def record(self, record: CertificateRecord) -> None:
-        """Commit a new certificate row.
+    def record(self, record: CertificateRecord) -> Commit:
+        """Queue a new certificate row for the next group commit.
+
+        The returned commit completes once the row is durable. Rows from every thread of
+        this process share commits, so concurrent issuances pay for one fsync between
+        them; ``record(row).wait()`` is a plain synchronous write.
 
         Raises:
-            ConflictError: the serial is already recorded (it is never overwritten).
-            StoreUnavailableError: the row could not be committed.
+            ConflictError: (from the commit) the serial is already recorded; it is never
+                overwritten.
+            StoreUnavailableError: (from the commit) the row could not be committed.
         """
-        self.record_deferred(record).result()
-
-    def record_deferred(self, record: CertificateRecord) -> Future[None]:
-        """Queue a new certificate row for the next group commit (``DeferredLedger``).
-
-        The future completes once the row is durable, or fails with the error
-        :meth:`record` would raise. Rows from every thread of this process share commits,
-        so concurrent issuances pay for one fsync between them.
-        """
-        return self._committer.submit(certificate_values(record, _SQLITE))
+        return Commit(self._committer.submit(certificate_values(record, _SQLITE)))
 
     def _commit_rows(self, rows: Sequence[dict[str, object]]) -> list[Exception | None]:
         outcomes: list[Exception | None] = []

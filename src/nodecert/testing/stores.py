@@ -26,6 +26,7 @@ from nodecert.core.values import (
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,
+    Commit,
     NodeRecord,
     PendingRevocation,
     RevocationReason,
@@ -60,7 +61,7 @@ class MemoryStore:
 
     # Ledger
 
-    def record(self, record: CertificateRecord) -> None:
+    def record(self, record: CertificateRecord) -> Commit:
         """Add a new row.
 
         Raises:
@@ -72,6 +73,7 @@ class MemoryStore:
             if record.serial in self.rows:
                 raise ConflictError(f"serial: {record.serial} is already in the ledger")
             self.rows[record.serial] = record
+        return Commit.done()
 
     def get(self, serial: str) -> CertificateRecord | None:
         """The row for ``serial``, or None."""
