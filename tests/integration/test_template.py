@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 import subprocess
 import sys
@@ -412,6 +413,18 @@ def test_every_stage_throttles_and_never_traces_data(transformed):
 def test_the_issuer_has_reserved_concurrency(transformed):
     function = _functions(transformed)["NodecertFunction"]
     assert function["ReservedConcurrentExecutions"] == {"Ref": "IssuerReservedConcurrency"}
+
+
+def test_the_issuer_runs_from_a_snapstart_snapshot_through_its_alias(transformed):
+    function = _functions(transformed)["NodecertFunction"]
+    assert function["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    resources = transformed["Resources"]
+    (alias,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Alias"]
+    assert alias["Properties"]["FunctionName"] == {"Ref": "NodecertFunction"}
+    # Every API integration of the issuer calls the alias (the snapshot), not $LATEST.
+    text = json.dumps(resources)
+    assert "${NodecertFunctionAliaslive}/invocations" in text
+    assert "${NodecertFunction.Arn}/invocations" not in text
 
 
 def test_the_ledger_keeps_point_in_time_recovery_and_survives_sam_delete(template):
