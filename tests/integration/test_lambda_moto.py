@@ -14,16 +14,15 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from nodecert.aws import handler as aws_lambda
 from nodecert.core.identity import Identity
 from nodecert.core.tokens import mint_renewal_token, renewal_audience
-from nodecert.nodeside.access import AccessDecider
 from nodecert.store.dynamodb import create_tables
 from nodecert.store.dynamodb_limits import DynamoDBLimits
 from tests.integration.test_acmpca_moto import create_active_ca
+from tests.rehearsal.scenario import pca_templates
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 TRUST_DOMAIN = "nodecert.example"
@@ -87,30 +86,18 @@ def test_recorded_events_issue_through_pca_and_record_in_dynamodb(lambda_env):
 
 
 @pytest.fixture
-def moto_chain(lambda_env, monkeypatch):
-    """Check only the CA's signature where the node side walks an RFC 5280 chain.
+def moto_chain(lambda_env):
+    """moto's ACM PCA taught the fixed extensions of nodecert's passthrough templates.
 
-    moto's ACM PCA leaves the template's extensions out (no AKI, no EKU clientAuth; see
-    docs/aws.md), so cryptography's client verifier rightly refuses what it issues, and a
-    renewal on moto would stop at ``untrusted_issuer``. Everything else about renewal on
-    the serverless shape stays real here: the PoP token, the ledger row and the owner in
-    DynamoDB, the used-token item in the limits table, the new certificate from PCA. The
-    full chain check of renewal is covered with the local CA (``test_aws_lambda_node.py``,
-    ``test_dynamodb_service.py``) and, on a real CA, by ``test_aws_smoke.py``.
+    moto leaves a template's extensions out (no AKI, no EKU clientAuth; see docs/aws.md), so
+    the node side's RFC 5280 chain check rightly refuses what it issues. With the
+    extensions the real templates add (the moto server runs in this process), renewal on
+    the serverless shape is checked end to end: the chain, the PoP token, the ledger row
+    and the owner in DynamoDB, the used-token item in the limits table, the new
+    certificate from PCA.
     """
-    ca = aws_lambda.lambda_handler(event("rest_ca.json"), None)
-    roots = x509.load_pem_x509_certificates(ca["body"].encode())
-
-    def signed_by_our_ca(self, certificate, at):
-        for root in roots:
-            try:
-                certificate.verify_directly_issued_by(root)
-            except (InvalidSignature, TypeError, ValueError):
-                continue
-            return True
-        return False
-
-    monkeypatch.setattr(AccessDecider, "_chains", signed_by_our_ca)
+    with pca_templates():
+        yield
 
 
 def _renew_event(name, token):

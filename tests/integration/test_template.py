@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 import subprocess
 import sys
@@ -125,7 +126,8 @@ LEDGER_SIDS = ("LedgerAndNodeDirectory", "NodeDirectoryDelete", "LedgerIndexes")
 
 def test_each_table_allows_only_the_calls_of_its_adapter(template):
     by_sid = {s["Sid"]: s for s in _statements(template)}
-    ledger = set().union(*(_actions(by_sid[sid]) for sid in LEDGER_SIDS))
+    ledger_statements = [by_sid[sid] for sid in LEDGER_SIDS]
+    ledger = set().union(*map(_actions, ledger_statements))
     limits = by_sid["RenewalTokensAndRateBuckets"]
     assert ledger == _calls("store/dynamodb.py", "dynamodb")
     # The outbox reads and updates certificate rows (the ledger's statements allow it), and
@@ -136,7 +138,7 @@ def test_each_table_allows_only_the_calls_of_its_adapter(template):
     assert own_items == {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"}
     assert _actions(limits) == _calls("store/dynamodb_limits.py", "dynamodb") | own_items
     assert limits["Resource"] == {"Fn::GetAtt": ["LimitsTable", "Arn"]}
-    assert "LimitsTable" not in str([s["Resource"] for s in ledger])
+    assert "LimitsTable" not in str([s["Resource"] for s in ledger_statements])
 
 
 def test_the_ledger_grants_are_as_narrow_as_the_calls(template):
@@ -411,6 +413,18 @@ def test_every_stage_throttles_and_never_traces_data(transformed):
 def test_the_issuer_has_reserved_concurrency(transformed):
     function = _functions(transformed)["NodecertFunction"]
     assert function["ReservedConcurrentExecutions"] == {"Ref": "IssuerReservedConcurrency"}
+
+
+def test_the_issuer_runs_from_a_snapstart_snapshot_through_its_alias(transformed):
+    function = _functions(transformed)["NodecertFunction"]
+    assert function["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    resources = transformed["Resources"]
+    (alias,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Alias"]
+    assert alias["Properties"]["FunctionName"] == {"Ref": "NodecertFunction"}
+    # Every API integration of the issuer calls the alias (the snapshot), not $LATEST.
+    text = json.dumps(resources)
+    assert "${NodecertFunctionAliaslive}/invocations" in text
+    assert "${NodecertFunction.Arn}/invocations" not in text
 
 
 def test_the_ledger_keeps_point_in_time_recovery_and_survives_sam_delete(template):

@@ -77,8 +77,13 @@ def _pattern(path: str) -> re.Pattern[str]:
     return re.compile(regex + "$")
 
 
-def _lambda_of(uri: Any) -> str:
-    """The logical id of the Lambda function an integration or authorizer URI invokes."""
+def _lambda_of(uri: Any, resources: dict[str, Any]) -> str:
+    """The logical id of the Lambda function an integration or authorizer URI invokes.
+
+    A function with ``AutoPublishAlias`` (SnapStart) is invoked through its alias: SAM
+    writes ``${<Function>Alias<name>}``, an ``AWS::Lambda::Alias`` whose ``FunctionName``
+    names the function.
+    """
     if isinstance(uri, dict) and "Fn::Sub" in uri:
         argument = uri["Fn::Sub"]
         if isinstance(argument, list):
@@ -87,6 +92,10 @@ def _lambda_of(uri: Any) -> str:
         match = re.search(r"\$\{(\w+)\.Arn\}", argument)
         if match:
             return match[1]
+        match = re.search(r"\$\{(\w+)\}", argument)
+        alias = resources.get(match[1], {}) if match else {}
+        if alias.get("Type") == "AWS::Lambda::Alias":
+            return str(alias["Properties"]["FunctionName"]["Ref"])
     raise TemplateError(f"cannot tell which function {uri!r} invokes")
 
 
@@ -209,7 +218,7 @@ class Gateway:
             return denied
         integration = route.operation["x-amazon-apigateway-integration"]
         if integration["type"] == "aws_proxy":
-            return self._lambda_proxy(_lambda_of(integration["uri"]), event)
+            return self._lambda_proxy(_lambda_of(integration["uri"], self.stack.resources), event)
         if integration["type"] == "http_proxy":
             return self._http_proxy(integration, event, body)
         raise TemplateError(f"integration type {integration['type']} is not emulated")
@@ -327,7 +336,7 @@ class Gateway:
                 "stageVariables": event["stageVariables"] or {},
                 "requestContext": event["requestContext"],
             }
-            function = _lambda_of(authorizer["authorizerUri"])
+            function = _lambda_of(authorizer["authorizerUri"], self.stack.resources)
             answer, error = self._container(function).invoke(authorizer_event)
             if error is not None:
                 if "Unauthorized" in error:

@@ -63,13 +63,6 @@ def documented_truststore_command() -> str:
     return line.split("#", 1)[0].strip()
 
 
-def outbox_exists() -> bool:
-    """Whether this nodecert queues CA revocations for the scheduled sweep to finish."""
-    from nodecert.issuing.administration import Administration
-
-    return hasattr(Administration, "finish_revocations")
-
-
 class RehearsalError(AssertionError):
     """A step of the rehearsal did not behave as the deployed system must."""
 
@@ -350,11 +343,10 @@ def _walk(world: World, stack: contextlib.ExitStack) -> None:
         status, body = world.node_call(alice[:2], "/nodes/n1/status")
         expect(status == 403, f"revoked certificate: {status} {body!r}")
 
-    if outbox_exists():
-        with step(world, "the scheduled sweep leaves no revocation pending at the CA"):
-            fired = world.gateway.run_schedules()
-            result, error = fired["RevocationSweepFunction"]
-            expect(error is None and result["pending"] == 0, f"sweep: {result} {error}")
+    with step(world, "the scheduled sweep leaves no revocation pending at the CA"):
+        fired = world.gateway.run_schedules()
+        result, error = fired["RevocationSweepFunction"]
+        expect(error is None and result["pending"] == 0, f"sweep: {result} {error}")
 
     with step(world, "after a transfer to bob, alice is denied and bob allowed"):
         again = certificate("alice", "n1")

@@ -1,4 +1,4 @@
-"""The scheduled Lambda that drains the CA revocation queue."""
+"""The scheduled Lambda (nodecert.aws.sweep) drains a real CA revocation queue."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nodecert.aws import revocations
+from nodecert.aws import sweep
 from nodecert.bootstrap import build_service
 from nodecert.core.values import RevocationReason
 from tests.nodeside import issue
@@ -27,11 +27,10 @@ def test_the_scheduled_handler_drains_the_queue(
     assert service.administration.outbox.count_pending_revocations() == 1
     monkeypatch.setenv("NODECERT_HOME", str(home))
     monkeypatch.setenv("NODECERT_KEY_POOL_SIZE", "0")
-    revocations._service.cache_clear()
+    sweep._outbox.cache_clear()
     try:
-        assert revocations.lambda_handler({"source": "aws.events"}, None) == {"pending": 0}
+        assert sweep.sweep_handler({"source": "aws.events"}, None)["pending"] == 0
     finally:
-        revocations._service().close()
-        revocations._service.cache_clear()
+        sweep._outbox.cache_clear()
     assert service.administration.outbox.count_pending_revocations() == 0
     service.close()
