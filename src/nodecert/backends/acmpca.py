@@ -33,13 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from nodecert.awsclients import (
-    THROTTLING_CODES,
-    botocore_errors,
-    error_code,
-    error_message,
-    is_transient,
-)
+from nodecert.backends.pca_calls import Pacing, PCAError, call_with_retries, poll_certificate
 from nodecert.backends.pca_polling import PollSchedule
 from nodecert.backends.pca_shapes import (
     BACKDATE_ALLOWANCE,
@@ -83,14 +77,6 @@ __all__ = [
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _DEFAULT_RETRY = RetryPolicy()
-
-
-class _PCAError(Exception):
-    """A non-transient botocore error with its code, raised from the original error."""
-
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
 
 
 class ACMPCABackend:
@@ -206,7 +192,7 @@ class ACMPCABackend:
             )
             round_trip = self._monotonic() - sent
             response = self._poll(client, arn, issued["CertificateArn"], deadline, round_trip)
-        except _PCAError as exc:
+        except PCAError as exc:
             raise translate(exc.code, "IssueCertificate") from exc.__cause__
         try:
             certificate = x509.load_pem_x509_certificate(response["Certificate"].encode())
@@ -253,7 +239,7 @@ class ACMPCABackend:
             try:
                 self._revoke_at(arn, serial, REASONS[reason], deadline)
                 return
-            except _PCAError as exc:
+            except PCAError as exc:
                 if exc.code in ("RequestAlreadyProcessedException", "RequestInProgressException"):
                     return
                 unknown = exc.code in ("ResourceNotFoundException", "InvalidRequestException")
@@ -271,7 +257,7 @@ class ACMPCABackend:
         for arn in self._clients:
             try:
                 self._signing_algorithm(arn, self._deadline())
-            except _PCAError as exc:
+            except PCAError as exc:
                 detail = translate(exc.code, "DescribeCertificateAuthority").detail
                 raise ConfigurationError(f"{arn}: {detail}") from exc.__cause__
             except BackendUnavailableError as exc:
@@ -326,7 +312,7 @@ class ACMPCABackend:
                 deadline,
                 lambda: client.get_certificate_authority_certificate(CertificateAuthorityArn=arn),
             )
-        except _PCAError as exc:
+        except PCAError as exc:
             raise translate(exc.code, "GetCertificateAuthorityCertificate") from exc.__cause__
         try:
             own = x509.load_pem_x509_certificate(response["Certificate"].encode())
@@ -345,36 +331,16 @@ class ACMPCABackend:
         deadline: float,
         round_trip: float,
     ) -> dict[str, Any]:
-        """``GetCertificate`` until ready, on the adaptive schedule, before ``deadline``.
-
-        A throttled poll (or a 5xx) is not an error here: the wait grows and polling goes
-        on while the deadline allows.
-        """
-        started = self._monotonic()
-        delay = self._schedule.first_wait(round_trip)
-        polls = 0
-        while True:
-            if self._monotonic() + delay > deadline:
-                raise BackendUnavailableError(
-                    f"ca: ACM PCA did not finish issuing within {self._retry.deadline:g} s",
-                    retry_after=self._retry.retry_after,
-                )
-            self._sleep(delay)
-            polls += 1
-            try:
-                response = client.get_certificate(
-                    CertificateAuthorityArn=arn, CertificateArn=certificate_arn
-                )
-            except botocore_errors() as exc:
-                code = error_code(exc)
-                throttled = code in THROTTLING_CODES
-                if code != "RequestInProgressException" and not is_transient(exc):
-                    _log.warning("acm-pca: %s: %s", code, error_message(exc))
-                    raise _PCAError(code) from exc
-                delay = self._schedule.next_wait(polls, self._jitter(), throttled=throttled)
-                continue
-            self._schedule.observe(self._monotonic() - started, polls, last_wait=delay)
-            return dict(response)
+        """``GetCertificate`` until ready, on the adaptive schedule, before ``deadline``."""
+        return poll_certificate(
+            lambda: dict(
+                client.get_certificate(CertificateAuthorityArn=arn, CertificateArn=certificate_arn)
+            ),
+            self._clocks(),
+            schedule=self._schedule,
+            deadline=deadline,
+            round_trip=round_trip,
+        )
 
     def _deadline(self) -> float:
         """This operation's deadline: the policy's, or the request's budget if sooner."""
@@ -386,33 +352,10 @@ class ACMPCABackend:
         """Run one PCA call, retrying transient errors with full jitter before ``deadline``.
 
         Raises:
-            _PCAError: a non-transient error (from the botocore error).
+            PCAError: a non-transient error (from the botocore error).
             BackendUnavailableError: transient errors persisted or the deadline is near.
         """
-        attempt = 0
-        while True:
-            if self._monotonic() >= deadline:
-                # The request's budget is spent (core.budget): not even one more call.
-                raise BackendUnavailableError(
-                    "ca: no time left in this request for ACM PCA; try again later",
-                    retry_after=self._retry.retry_after,
-                )
-            try:
-                return call()
-            except botocore_errors() as exc:
-                code = error_code(exc)
-                if not is_transient(exc):
-                    # "Not ready yet" is the normal answer while polling, not a problem.
-                    if code != "RequestInProgressException":
-                        _log.warning("acm-pca: %s: %s", code, error_message(exc))
-                    raise _PCAError(code) from exc
-                attempt += 1
-                ceiling = min(self._retry.max_delay, self._retry.base_delay * 2 ** (attempt - 1))
-                delay = self._jitter() * ceiling
-                if attempt >= self._retry.max_attempts or self._monotonic() + delay > deadline:
-                    _log.warning("acm-pca: giving up after %d attempts: %s", attempt, code)
-                    raise BackendUnavailableError(
-                        f"ca: ACM PCA is unavailable or throttling ({code}); try again later",
-                        retry_after=self._retry.retry_after,
-                    ) from exc
-                self._sleep(delay)
+        return call_with_retries(call, self._clocks(), deadline=deadline)
+
+    def _clocks(self) -> Pacing:
+        return Pacing(self._retry, self._monotonic, self._sleep, self._jitter)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +46,7 @@ from nodecert.core.values import (
     Principal,
     RevocationReason,
 )
+from nodecert.issuing.shapes import NodeAssignment
 
 __all__ = ["Administration", "NodeAssignment"]
 
@@ -62,27 +63,6 @@ def _ability(given: object | None, ledger: object, method: str, what: str) -> An
     if not hasattr(found, method):
         raise ConfigurationError(f"administration: needs {what}; the ledger is not one")
     return found
-
-
-@dataclass(frozen=True, slots=True)
-class NodeAssignment:
-    """What ``put_node`` did.
-
-    Attributes:
-        record: The node as it is now.
-        previous_owner: Its owner before (None for a new node).
-        revoked: How many certificates this call revoked (a transfer revokes every live
-            certificate of the node that names another user).
-    """
-
-    record: NodeRecord
-    previous_owner: str | None
-    revoked: int
-
-    @property
-    def transferred(self) -> bool:
-        """Whether the node changed owner."""
-        return self.previous_owner is not None and self.previous_owner != self.record.owner
 
 
 class Administration:

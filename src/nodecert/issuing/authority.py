@@ -8,14 +8,10 @@ the same collaborators.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.core.errors import (
     AuthorizationError,
@@ -37,7 +33,6 @@ from nodecert.core.keys import (
     build_csr,
     fingerprint,
     generate_private_key,
-    load_client_csr,
 )
 from nodecert.core.keys import private_key_pem as render_private_key
 from nodecert.core.policy import OwnershipPolicy, ValidityPolicy, require_admin
@@ -52,6 +47,14 @@ from nodecert.core.values import (
 )
 from nodecert.issuing.idempotency import IdempotencyGuard, request_hash
 from nodecert.issuing.quota import QuotaPolicy
+from nodecert.issuing.shapes import (
+    IssuedCertificate,
+    IssueRequest,
+    chain_pem,
+    csr_public_key,
+    key_request,
+    pem,
+)
 from nodecert.issuing.succession import already_renewed, record_successor
 
 __all__ = ["Authority", "IssueRequest", "IssuedCertificate"]
@@ -59,29 +62,6 @@ __all__ = ["Authority", "IssueRequest", "IssuedCertificate"]
 # Certificates start a minute in the past so that a client whose clock is slightly behind
 # the server's can use one at once.
 _BACKDATE = timedelta(minutes=1)
-
-
-@dataclass(frozen=True, slots=True)
-class IssueRequest:
-    """A request for a certificate, as parsed by an adapter (ids not validated yet)."""
-
-    node_id: object
-    request_id: str
-    key_type: object | None = None
-    csr: object | None = None
-    validity_days: object | None = None
-    claimed_user_id: object | None = None
-    renewed_from: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedCertificate:
-    """The result of an issuance. ``private_key_pem`` is None when the client sent a CSR."""
-
-    record: CertificateRecord
-    certificate_pem: str
-    chain_pem: str
-    private_key_pem: str | None
 
 
 def _utcnow() -> datetime:
@@ -162,7 +142,7 @@ class Authority:
             raise AuthorizationError("userId: does not match the authenticated user")
         identity = Identity(user_id=principal.user_id, node_id=node_id)
         lifetime = self.validity.lifetime(request.validity_days)
-        csr, key_type = _key_request(request.key_type, request.csr)
+        csr, key_type = key_request(request.key_type, request.csr)
         self.ownership.check(principal, node_id, renewal=request.renewed_from is not None)
         if self.quota is not None:
             self.quota.check(
@@ -217,7 +197,7 @@ class Authority:
             )
         if key_type is None and csr is None:
             key_type = predecessor.key_type
-        parsed_csr, parsed_type = _key_request(key_type, csr)
+        parsed_csr, parsed_type = key_request(key_type, csr)
         days = round((predecessor.not_after - predecessor.not_before) / timedelta(days=1))
         lifetime = self.validity.lifetime(min(max(days, 1), self.validity.max_days))
         issued, _ = self._sign_and_record(
@@ -258,7 +238,7 @@ class Authority:
         node = validate_id(node_id, field="nodeId")
         names = validate_dns_names(dns_names)
         lifetime = self.validity.lifetime(validity_days)
-        parsed_csr, parsed_type = _key_request(key_type, csr)
+        parsed_csr, parsed_type = key_request(key_type, csr)
         owner = self.nodes.owner_of(node)
         if owner is None:
             raise NotFoundError(f"nodeId: no node {node!r}")
@@ -313,7 +293,7 @@ class Authority:
                 )
         else:
             signing_csr = csr
-            public_key = _public_key(csr)
+            public_key = csr_public_key(csr)
         now = self.clock()
         signed = self.ca.issue(
             SigningRequest(
@@ -357,8 +337,8 @@ class Authority:
             commit = Commit.done()
         issued = IssuedCertificate(
             record=record,
-            certificate_pem=_pem(certificate),
-            chain_pem=_chain_pem(tuple(signed.chain)),
+            certificate_pem=pem(certificate),
+            chain_pem=chain_pem(tuple(signed.chain)),
             private_key_pem=render_private_key(key) if key is not None else None,
         )
         return issued, commit
@@ -381,7 +361,7 @@ class Authority:
 
     def ca_chain_pem(self) -> str:
         """The CA chain, issuing CA first, up to the root, as PEM."""
-        return "".join(_pem(c) for c in self.ca.chain())
+        return "".join(pem(c) for c in self.ca.chain())
 
     def _check_signed(
         self,
@@ -401,31 +381,3 @@ class Authority:
             ) from exc
         if signed_identity != identity:
             raise BackendUnavailableError("ca: returned a certificate for another identity")
-
-
-def _key_request(
-    key_type: object | None, csr: object | None
-) -> tuple[x509.CertificateSigningRequest | None, KeyType]:
-    """The checked client CSR (or None) and the key type of the certificate to make."""
-    if csr is not None:
-        if key_type is not None:
-            KeyType.parse(key_type)  # Still refuse nonsense, even if unused.
-        return load_client_csr(csr)
-    return None, KeyType.RSA_2048 if key_type is None else KeyType.parse(key_type)
-
-
-def _public_key(csr: x509.CertificateSigningRequest) -> PublicKey:
-    key = csr.public_key()
-    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        raise TypeError("a checked CSR has an RSA or EC key")  # load_client_csr ensures it.
-    return key
-
-
-def _pem(certificate: x509.Certificate) -> str:
-    return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
-
-
-@functools.lru_cache(maxsize=16)
-def _chain_pem(chain: tuple[x509.Certificate, ...]) -> str:
-    # The same few CA certificates on every issuance: rendered once.
-    return "".join(_pem(c) for c in chain)

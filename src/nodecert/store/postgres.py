@@ -40,16 +40,15 @@ from nodecert.core.values import (
     RevocationReason,
 )
 from nodecert.store import _sql, _sql_outbox
+from nodecert.store._postgres_schema import POSTGRES as _POSTGRES
+from nodecert.store._postgres_schema import SCHEMA_VERSION, create_schema
 from nodecert.store._sql import (
     COLUMNS,
-    Dialect,
-    add_late_columns,
     bucket_statements,
     certificate_from_row,
     certificate_select,
     certificate_values,
     insert_certificate,
-    schema,
     seconds_until_token,
 )
 
@@ -57,38 +56,6 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
 log = logging.getLogger("nodecert.store")
 
-# Version 2 added certificates.dns_names and superseded_by, revocation_outbox and
-# audit_log; an older database is brought up in place when a server starts.
-SCHEMA_VERSION = 2
-# Any constant works: it only has to be the same in every nodecert server.
-_SCHEMA_LOCK = 0x6E6F6465636572  # "nodecer"
-# Ids compare as bytes (COLLATE "C"), as in SQLite and Python: the database's own locale
-# would order "N2" before "n1" differently and break the keyset cursor of query().
-_POSTGRES = Dialect(
-    mark=lambda name: f"%({name})s",
-    time_type="TIMESTAMPTZ",
-    id_type='TEXT COLLATE "C"',
-    to_time=lambda at: at,
-    from_time=lambda at: at,
-)
-_SCHEMA = (
-    schema(_POSTGRES)
-    + """
--- Unlogged, like SQLite's rates file written without fsync: a bucket write never waits
--- for the WAL, and after a crash the buckets start full again, which only costs a burst.
-CREATE UNLOGGED TABLE IF NOT EXISTS rate_buckets (
-    key         TEXT COLLATE "C" PRIMARY KEY,
-    tokens      DOUBLE PRECISION NOT NULL,
-    updated_at  DOUBLE PRECISION NOT NULL
-);
-"""
-)
-_VERSION_TABLE = """
-CREATE TABLE IF NOT EXISTS nodecert_schema (
-    one      BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
-    version  INTEGER NOT NULL
-)
-"""
 _INSERT_CERTIFICATE = insert_certificate(_POSTGRES)
 _TIMEOUT_S = 5.0
 
@@ -144,29 +111,7 @@ class PostgresStore:
         try:
             with psycopg.connect(dsn, connect_timeout=max(2, round(timeout_s))) as db:
                 self._configure(db)
-                with db.transaction():
-                    # Held until the transaction ends: one server creates, the others see.
-                    db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                    db.execute(_VERSION_TABLE)
-                    row = db.execute("SELECT version FROM nodecert_schema").fetchone()
-                    version = 0 if row is None else int(row[0])
-                    if version > SCHEMA_VERSION:
-                        raise StoreUnavailableError(
-                            f"store: the database has schema version {version}; this nodecert"
-                            f" knows {SCHEMA_VERSION} (upgrade nodecert)"
-                        )
-                    db.execute(_SCHEMA)
-                    columns = db.execute(
-                        "SELECT column_name FROM information_schema.columns"
-                        " WHERE table_schema = current_schema() AND table_name = 'certificates'"
-                    ).fetchall()
-                    for statement in add_late_columns({str(row[0]) for row in columns}):
-                        db.execute(statement)
-                    db.execute(
-                        "INSERT INTO nodecert_schema (one, version) VALUES (TRUE, %s)"
-                        " ON CONFLICT (one) DO UPDATE SET version = excluded.version",
-                        (SCHEMA_VERSION,),
-                    )
+                create_schema(db)
         except psycopg.Error as exc:
             raise self._unavailable(exc, "start") from exc
 

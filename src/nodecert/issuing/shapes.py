@@ -1,0 +1,99 @@
+"""What the issuing use cases take and give, and the small conversions issuance needs.
+
+:class:`IssueRequest` is what an adapter parses a request into; :class:`IssuedCertificate`
+is what an issuance returns; :class:`NodeAssignment` is what a node (re-)assignment did.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from nodecert.core.keys import KeyType, PublicKey, load_client_csr
+from nodecert.core.values import CertificateRecord, NodeRecord
+
+__all__ = [
+    "IssueRequest",
+    "IssuedCertificate",
+    "NodeAssignment",
+    "chain_pem",
+    "csr_public_key",
+    "key_request",
+    "pem",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class IssueRequest:
+    """A request for a certificate, as parsed by an adapter (ids not validated yet)."""
+
+    node_id: object
+    request_id: str
+    key_type: object | None = None
+    csr: object | None = None
+    validity_days: object | None = None
+    claimed_user_id: object | None = None
+    renewed_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    """The result of an issuance. ``private_key_pem`` is None when the client sent a CSR."""
+
+    record: CertificateRecord
+    certificate_pem: str
+    chain_pem: str
+    private_key_pem: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAssignment:
+    """What ``put_node`` did.
+
+    Attributes:
+        record: The node as it is now.
+        previous_owner: Its owner before (None for a new node).
+        revoked: How many certificates this call revoked (a transfer revokes every live
+            certificate of the node that names another user).
+    """
+
+    record: NodeRecord
+    previous_owner: str | None
+    revoked: int
+
+    @property
+    def transferred(self) -> bool:
+        """Whether the node changed owner."""
+        return self.previous_owner is not None and self.previous_owner != self.record.owner
+
+
+def key_request(
+    key_type: object | None, csr: object | None
+) -> tuple[x509.CertificateSigningRequest | None, KeyType]:
+    """The checked client CSR (or None) and the key type of the certificate to make."""
+    if csr is not None:
+        if key_type is not None:
+            KeyType.parse(key_type)  # Still refuse nonsense, even if unused.
+        return load_client_csr(csr)
+    return None, KeyType.RSA_2048 if key_type is None else KeyType.parse(key_type)
+
+
+def csr_public_key(csr: x509.CertificateSigningRequest) -> PublicKey:
+    key = csr.public_key()
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise TypeError("a checked CSR has an RSA or EC key")  # load_client_csr ensures it.
+    return key
+
+
+def pem(certificate: x509.Certificate) -> str:
+    return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+@functools.lru_cache(maxsize=16)
+def chain_pem(chain: tuple[x509.Certificate, ...]) -> str:
+    # The same few CA certificates on every issuance: rendered once.
+    return "".join(pem(c) for c in chain)
