@@ -16,7 +16,8 @@ from nodecert.core.errors import (
 )
 from nodecert.core.keys import KeyType
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
-from nodecert.core.values import NodeRecord, Principal
+from nodecert.core.values import Principal
+from nodecert.testing import MemoryStore
 
 AT = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -68,30 +69,13 @@ def test_validity_policy_is_frozen():
 # OwnershipPolicy
 
 
-class InMemoryNodes:
-    """A NodeDirectory fake: a dict from node id to owner."""
-
-    def __init__(self, owners: dict[str, str] | None = None) -> None:
-        self.owners = dict(owners or {})
-        self.lookups: list[str] = []
-
-    def owner_of(self, node_id: str) -> str | None:
-        self.lookups.append(node_id)
-        return self.owners.get(node_id)
-
-    def put_node(self, node_id: str, owner: str, *, at: datetime) -> NodeRecord:
-        self.owners[node_id] = owner
-        return NodeRecord(node_id=node_id, owner=owner, created_at=at)
-
-    def delete_node(self, node_id: str) -> bool:
-        return self.owners.pop(node_id, None) is not None
-
-    def list_nodes(self, *, owner: str | None = None) -> list[NodeRecord]:
-        return [
-            NodeRecord(node_id=n, owner=o, created_at=AT)
-            for n, o in sorted(self.owners.items())
-            if owner is None or o == owner
-        ]
+def directory(owners: dict[str, str] | None = None) -> MemoryStore:
+    """The shipped fake store holding ``owners`` (node id to owner), its call count at 0."""
+    nodes = MemoryStore()
+    for node_id, owner in (owners or {}).items():
+        nodes.put_node(node_id, owner, at=AT)
+    nodes.calls = 0
+    return nodes
 
 
 ALICE = Principal(user_id="alice")
@@ -99,7 +83,7 @@ BOB = Principal(user_id="bob")
 
 
 def registry(owners: dict[str, str]) -> OwnershipPolicy:
-    return OwnershipPolicy(OwnershipMode.REGISTRY, InMemoryNodes(owners))
+    return OwnershipPolicy(OwnershipMode.REGISTRY, directory(owners))
 
 
 def test_registry_allows_the_owner():
@@ -123,7 +107,7 @@ def test_registry_refuses_everyone_else_with_one_message(principal, node_id):
 
 
 def test_registry_follows_a_transfer():
-    nodes = InMemoryNodes({"n1": "alice"})
+    nodes = directory({"n1": "alice"})
     policy = OwnershipPolicy(OwnershipMode.REGISTRY, nodes)
     nodes.put_node("n1", "bob", at=AT)
     policy.check(BOB, "n1")
@@ -132,7 +116,7 @@ def test_registry_follows_a_transfer():
 
 
 def claims_policy(claim: str = "custom:nodes") -> OwnershipPolicy:
-    return OwnershipPolicy(OwnershipMode.CLAIMS, InMemoryNodes(), claim=claim)
+    return OwnershipPolicy(OwnershipMode.CLAIMS, directory(), claim=claim)
 
 
 @pytest.mark.parametrize(
@@ -180,19 +164,19 @@ def test_claims_mode_reads_the_configured_claim():
 
 
 def test_claims_mode_does_not_consult_the_registry():
-    nodes = InMemoryNodes({"n1": "alice"})
+    nodes = directory({"n1": "alice"})
     policy = OwnershipPolicy(OwnershipMode.CLAIMS, nodes)
     with pytest.raises(AuthorizationError):
         policy.check(ALICE, "n1")
-    assert nodes.lookups == []
+    assert nodes.calls == 0  # No directory lookup at all.
 
 
 def test_open_mode_allows_any_authenticated_user_any_node():
-    nodes = InMemoryNodes()
+    nodes = directory()
     policy = OwnershipPolicy(OwnershipMode.OPEN, nodes)
     policy.check(ALICE, "anything")
     policy.check(BOB, "n1")
-    assert nodes.lookups == []
+    assert nodes.calls == 0  # No directory lookup at all.
 
 
 def test_ownership_modes_are_the_documented_values():
@@ -462,7 +446,7 @@ def test_configuration_error_does_not_echo_the_passphrase():
 )
 def test_a_renewal_needs_no_claims_but_still_the_directory(mode, allowed):
     # Bob holds a certificate for n1 but the directory says n1 is alice's now.
-    policy = OwnershipPolicy(mode, InMemoryNodes({"n1": "alice"}))
+    policy = OwnershipPolicy(mode, directory({"n1": "alice"}))
     bob = Principal(user_id="bob")
     if allowed:
         policy.check(bob, "n1", renewal=True)
