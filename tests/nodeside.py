@@ -118,15 +118,16 @@ def authority(ca: LocalCA, store: Any) -> Authority:
 
 
 def admin_of(auth: Authority, *, outbox: Any = None) -> Administration:
-    """The administration over ``auth``'s collaborators (``outbox``: also the audit trail)."""
+    """The administration over ``auth``'s collaborators; ``outbox`` (also the audit trail)
+    defaults to the ledger, as with every store but DynamoDB."""
     return Administration(
         ca=auth.ca,
         ledger=auth.ledger,
         nodes=auth.nodes,
         ownership=auth.ownership,
         clock=auth.clock,
-        outbox=outbox,
-        audit=outbox,
+        outbox=outbox or auth.ledger,
+        audit=outbox or auth.ledger,
     )
 
 

@@ -18,11 +18,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 from nodecert.core.errors import (
     AuthorizationError,
-    ConfigurationError,
     ConflictError,
     InvalidRequestError,
     NodecertError,
@@ -58,13 +56,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _ability(given: object | None, ledger: object, method: str, what: str) -> Any:
-    found = given if given is not None else ledger
-    if not hasattr(found, method):
-        raise ConfigurationError(f"administration: needs {what}; the ledger is not one")
-    return found
-
-
 class Administration:
     """Listing and revoking certificates, keeping the node directory, the audit trail.
 
@@ -73,13 +64,11 @@ class Administration:
         ledger: The certificate ledger.
         nodes: The node directory.
         ownership: The ownership policy (a transfer revokes only under ``registry``).
+        outbox: The queue of CA revocations (SQLite, PostgreSQL and ``MemoryStore``: the
+            store itself; DynamoDB: ``DynamoDBOutbox``).
+        audit: Where administrative actions are recorded (the same object as ``outbox``
+            for every store).
         clock: Returns the current time, timezone-aware UTC.
-        outbox: The queue of CA revocations (default: the ledger, which every store makes
-            one).
-        audit: Where administrative actions are recorded (default: the ledger).
-
-    Raises:
-        ConfigurationError: no outbox or audit trail given and the ledger is neither.
     """
 
     def __init__(
@@ -89,14 +78,12 @@ class Administration:
         ledger: Ledger,
         nodes: NodeDirectory,
         ownership: OwnershipPolicy,
+        outbox: RevocationOutbox,
+        audit: AuditTrail,
         clock: Callable[[], datetime] = _utcnow,
-        outbox: RevocationOutbox | None = None,
-        audit: AuditTrail | None = None,
     ) -> None:
-        self.outbox: RevocationOutbox = _ability(
-            outbox, ledger, "revoke_and_queue", "a revocation outbox"
-        )
-        self.audit: AuditTrail = _ability(audit, ledger, "append_audit", "an audit trail")
+        self.outbox = outbox
+        self.audit = audit
         self.ca = ca
         self.ledger = ledger
         self.nodes = nodes
