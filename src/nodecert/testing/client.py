@@ -22,31 +22,10 @@ from collections.abc import Callable
 from typing import Any
 
 from nodecert.client import Request, Response, ServiceUnreachableError
-from nodecert.core.errors import (
-    AuthenticationError,
-    AuthorizationError,
-    BackendUnavailableError,
-    ConflictError,
-    InvalidRequestError,
-    NodecertError,
-    NotFoundError,
-    PayloadTooLargeError,
-    QuotaExceededError,
-)
+from nodecert.core.errors import NodecertError
+from nodecert.http.contract import problem
 
 __all__ = ["MockTransport", "UnreachableTransport", "json_response", "problem_response"]
-
-# The service's status for each error class, most specific first (the HTTP contract).
-_STATUS: tuple[tuple[type[NodecertError], int], ...] = (
-    (PayloadTooLargeError, 413),
-    (InvalidRequestError, 400),
-    (AuthenticationError, 401),
-    (AuthorizationError, 403),
-    (NotFoundError, 404),
-    (ConflictError, 409),
-    (QuotaExceededError, 429),
-    (BackendUnavailableError, 503),
-)
 
 
 class MockTransport:
@@ -89,20 +68,18 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def problem_response(error: NodecertError, status: int | None = None) -> Response:
     """The RFC 9457 problem document the service sends for ``error``.
 
+    Built by the service's own HTTP contract (:func:`nodecert.http.contract.problem`), so
+    the fake answers exactly as a server would: the same body, ``Retry-After`` and
+    ``WWW-Authenticate``.
+
     Args:
         error: The error; its ``code``, ``title``, ``detail`` and ``retry_after`` are used.
         status: The HTTP status (default: the service's status for the error's class).
     """
-    if status is None:
-        status = next((s for cls, s in _STATUS if isinstance(error, cls)), 500)
-    body = {
-        "type": f"https://nodecert.dev/problems/{error.code}",
-        "title": error.title,
-        "status": status,
-        "detail": error.detail,
-        "code": error.code,
-    }
-    headers = {"content-type": "application/problem+json"}
-    if error.retry_after is not None:
-        headers["retry-after"] = str(error.retry_after)
-    return Response(status, headers, json.dumps(body).encode())
+    reply = problem(error)
+    body = dict(reply.body)
+    if status is not None:
+        body["status"] = status
+    headers = {name.lower(): value for name, value in reply.headers.items()}
+    headers["content-type"] = reply.media_type
+    return Response(status or reply.status, headers, json.dumps(body).encode())

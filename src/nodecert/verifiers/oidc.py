@@ -23,11 +23,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from nodecert.core.errors import AuthenticationError, BackendUnavailableError, NodecertError
-from nodecert.core.identity import validate_id
+from nodecert.core.errors import AuthenticationError, BackendUnavailableError
 from nodecert.core.tokens import decode_signed, is_finite_number, unverified_header
 from nodecert.core.values import Principal
-from nodecert.verifiers.gateway import groups_of
+from nodecert.verifiers.gateway import groups_of, principal_from_claims
 
 if TYPE_CHECKING:
     import jwt
@@ -282,17 +281,7 @@ class OIDCVerifier:
             raise AuthenticationError(f"token: algorithm {alg} does not fit the key's type")
         claims = decode_signed(token, key.key, alg, what="token")
         self._check_claims(claims)
-        try:
-            user_id = validate_id(claims.get("sub"), field="sub")
-        except NodecertError as exc:
-            raise AuthenticationError(f"token: {exc.detail}") from exc
-        groups = groups_of(claims)
-        return Principal(
-            user_id=user_id,
-            groups=groups,
-            is_admin=self.admin_group in groups,
-            claims=claims,
-        )
+        return principal_from_claims(claims, admin_group=self.admin_group)
 
     def _check_claims(self, claims: Mapping[str, Any]) -> None:
         if claims.get("iss") != self.issuer:
