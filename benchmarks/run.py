@@ -96,6 +96,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="only the extra figures of extras.py (no servers, ~1 min; results/extras.md)",
     )
+    parser.add_argument(
+        "--no-extras",
+        action="store_true",
+        help="skip the extra figures (to compare two builds' throughput quickly)",
+    )
     parser.add_argument("--output", type=Path, help="Markdown report path (results/latest.md)")
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
@@ -526,7 +531,8 @@ def measure(args: argparse.Namespace, report: Report) -> float:
 
         # The hooks run while the servers are up; the second floor runs with them stopped
         # (nodecert refills its RSA key pool in the background after the RSA runs).
-        extras.run_hooks(extras.BenchContext(args, workdir, report, nodecert, cfssl))
+        if not args.no_extras:
+            extras.run_hooks(extras.BenchContext(args, workdir, report, nodecert, cfssl))
         measured = nodecert is not None
         stack.close()
         if floors:

@@ -6,7 +6,6 @@ to disk); the interfaces they cross are in :mod:`nodecert.core.ports`.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from collections.abc import Generator
 from concurrent.futures import Future
@@ -280,4 +279,8 @@ class Commit:
 
     def __await__(self) -> Generator[Any, None, None]:
         """Wait on the running event loop without blocking it; raises as :meth:`wait`."""
+        # Imported here: only an event loop awaits, and a Lambda cold start or a node's
+        # `import nodecert.verify` need not pay for asyncio.
+        import asyncio
+
         return asyncio.wrap_future(self._future).__await__()
