@@ -16,6 +16,7 @@ from nodecert.http.contract import (
     PROBLEM_TYPE_BASE,
     HeadersTooLargeError,
     MethodNotAllowedError,
+    RequestTimeoutError,
     error_reply,
     method_not_allowed,
     no_route,
@@ -63,6 +64,7 @@ def test_every_core_error_has_its_status_in_the_one_table(cls: type[NodecertErro
 def test_http_only_errors_have_their_statuses() -> None:
     assert status_of(MethodNotAllowedError("PATCH")) == 405
     assert status_of(HeadersTooLargeError("headers: too large")) == 431
+    assert status_of(RequestTimeoutError("request: not received in time")) == 408
 
 
 def test_a_problem_document_names_its_code_in_its_type() -> None:

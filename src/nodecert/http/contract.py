@@ -8,9 +8,9 @@ the same whichever way a request came in. The one error-class to status table::
     PayloadTooLargeError      413     InvalidRequestError (CSRError, ...)  400
     AuthenticationError       401     AuthorizationError                   403
     NotFoundError             404     MethodNotAllowedError                405
-    ConflictError             409     HeadersTooLargeError                 431
-    QuotaExceededError        429     BackendUnavailableError (store too)  503
-    ConfigurationError        500     anything else                        500
+    RequestTimeoutError       408     ConflictError                        409
+    HeadersTooLargeError      431     QuotaExceededError                   429
+    BackendUnavailableError   503     ConfigurationError, anything else    500
 
 Errors are RFC 9457 ``application/problem+json`` documents with a stable ``code``; 429 and
 503 carry ``Retry-After``, 401 carries ``WWW-Authenticate``. The framework-neutral
@@ -46,6 +46,7 @@ __all__ = [
     "HeadersTooLargeError",
     "MethodNotAllowedError",
     "Reply",
+    "RequestTimeoutError",
     "certificate_json",
     "error_reply",
     "issued_reply",
@@ -83,6 +84,13 @@ class HeadersTooLargeError(NodecertError):
     title = "Request header fields too large"
 
 
+class RequestTimeoutError(NodecertError):
+    """The request head or body did not arrive in time (an HTTP error, not a core one)."""
+
+    code = "request_timeout"
+    title = "Request timeout"
+
+
 # Subclasses before their bases: the first match wins.
 _STATUS: tuple[tuple[type[NodecertError], int], ...] = (
     (PayloadTooLargeError, 413),
@@ -92,6 +100,7 @@ _STATUS: tuple[tuple[type[NodecertError], int], ...] = (
     (NotFoundError, 404),
     (MethodNotAllowedError, 405),
     (ConflictError, 409),
+    (RequestTimeoutError, 408),
     (HeadersTooLargeError, 431),
     (QuotaExceededError, 429),
     (BackendUnavailableError, 503),

@@ -23,7 +23,6 @@ Three things stock uvicorn does not do are done here:
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +33,7 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
-from nodecert.http.contract import HeadersTooLargeError, problem
+from nodecert.http.contract import HeadersTooLargeError, RequestTimeoutError, problem
 from nodecert.server.supervisor import SpreadingSupervisor, reuse_port_available
 
 __all__ = ["BoundedHttpToolsProtocol", "bind", "run", "worker_sockets"]
@@ -158,15 +157,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         cycle = self.cycle
         if cycle is None or cycle.response_complete or not cycle.response_started:
-            body = json.dumps(
-                {
-                    "type": "https://nodecert.dev/problems/request_timeout",
-                    "title": "Request timeout",
-                    "status": 408,
-                    "detail": "request: not received in time",
-                    "code": "request_timeout",
-                }
-            ).encode()
+            body = problem(RequestTimeoutError("request: not received in time")).encoded()
             self.transport.write(
                 b"HTTP/1.1 408 Request Timeout\r\n"
                 b"content-type: application/problem+json\r\n"
