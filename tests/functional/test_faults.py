@@ -25,6 +25,8 @@ from nodecert.core.values import (
 )
 from nodecert.http.app import create_app
 from nodecert.store.sqlite import SQLiteStore
+from tests.fakes import STUB_CA_ARN as CA_ARN
+from tests.fakes import FakeTime
 
 from ..conftest import ADMIN, make_settings
 
@@ -110,22 +112,6 @@ def test_ledger_down_is_503_and_no_certificate_leaves(
 
 # ACM PCA misbehaving, through the real backend on botocore's Stubber (moto cannot throttle
 # or answer RequestInProgressException), and a SQLite file locked by another writer.
-
-CA_ARN = (
-    "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/"
-    "11111111-1111-1111-1111-111111111111"
-)
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _pca_client(tmp_path: Path, script: Callable[[Stubber], None]) -> tuple[TestClient, object]:

@@ -19,6 +19,8 @@ from nodecert.bootstrap import build_service
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
 from nodecert.http.app import create_app
+from tests.fakes import STUB_CA_ARN as CA_ARN
+from tests.fakes import FakeTime
 
 from ..conftest import ADMIN, Env, make_settings
 
@@ -103,23 +105,6 @@ def test_a_client_csr_retry_is_refused_too(env: Env) -> None:
 
 
 # ACM PCA: the request that billed but never answered
-
-
-CA_ARN = (
-    "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/"
-    "11111111-1111-1111-1111-111111111111"
-)
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def test_a_retry_after_pca_issued_but_never_answered_is_not_sent_to_pca_again(

@@ -33,6 +33,7 @@ from nodecert.core.errors import BackendUnavailableError, ConfigurationError, CS
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
 from nodecert.core.values import Profile, RevocationReason, SigningRequest
+from tests.fakes import FakeTime
 
 CA_PREFIX = "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/"
 GENERAL = CA_PREFIX + "11111111-1111-1111-1111-111111111111"
@@ -43,21 +44,6 @@ TRUST_DOMAIN = "example.test"
 ORG = "Example"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 ALICE = Identity(user_id="alice", node_id="node-1")
-
-
-class FakeTime:
-    """A monotonic clock that only moves when something sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 ISSUE_ROUND_TRIP = 0.15

@@ -17,19 +17,9 @@ from nodecert.backends.acmpca import ACMPCABackend, RetryPolicy
 from nodecert.core.budget import deadline, time_budget
 from nodecert.core.errors import BackendUnavailableError
 from nodecert.core.values import RevocationReason
+from tests.fakes import FakeTime
 
 CA = "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/1"
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def test_a_budget_sets_a_deadline_and_nesting_never_extends_it() -> None:
