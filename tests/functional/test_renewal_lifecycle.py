@@ -13,7 +13,6 @@ import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from fastapi.testclient import TestClient
 from nodecert.bootstrap import build_service
 from nodecert.http.app import create_app
 from nodecert.issuing.renewal import mint_renewal_token, renewal_audience
+from tests.fakes import race
 
 from ..conftest import Env, make_settings
 from ..integration.test_mtls import pkilint
@@ -204,8 +204,7 @@ def test_renewals_do_not_use_up_the_per_node_cap(capped: Env) -> None:
 def test_two_racing_renewals_of_one_certificate_issue_exactly_one(env: Env) -> None:
     env.add_node("n1", "alice")
     first = env.issue("alice", "n1", keyType="ec-p256")
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        statuses = sorted(r.status_code for r in pool.map(lambda _: _renew(env, first), range(4)))
+    statuses = sorted(r.status_code for r in race(4, lambda _: _renew(env, first)))
     assert statuses == [201, 409, 409, 409]
     rows = env.service.authority.ledger.find(node_id="n1")
     assert len(rows) == 2

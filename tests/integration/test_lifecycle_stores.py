@@ -10,9 +10,7 @@ that fails on the second revocation and then recovers.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from nodecert.core.values import (
     SigningRequest,
 )
 from nodecert.issuing.authority import Authority
+from tests.fakes import race
 from tests.nodeside import ADMIN, TRUST_DOMAIN, admin_of, issue, new_ca
 from tests.records import T0, certificate
 
@@ -118,18 +117,15 @@ def test_racing_successors_of_one_certificate_exactly_one_wins(stores: Stores) -
             " by test_a_dynamodb_successor_is_one_conditional_transaction"
         )
     store.record(certificate("0c00")).wait()
-    barrier = threading.Barrier(6)
 
     def renew(i: int) -> bool:
-        barrier.wait(timeout=30)
         try:
             store.record_successor(certificate(f"0c1{i}", minutes=1, renewed_from="0c00"))
         except ConflictError:
             return False
         return True
 
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        won = list(pool.map(renew, range(6)))
+    won = race(6, renew)
     assert won.count(True) == 1
     winner = f"0c1{won.index(True)}"
     assert store.get("0c00").superseded_by == winner

@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta, timezone
 from typing import Any
 
@@ -26,6 +25,7 @@ from nodecert.core.errors import (
 )
 from nodecert.core.values import RevocationReason
 from nodecert.store.postgres import SCHEMA_VERSION, PostgresStore
+from tests.fakes import race
 from tests.records import T0, certificate
 
 from .conftest import PostgresServer
@@ -101,14 +101,7 @@ def test_reopening_keeps_the_data_and_the_version(postgres_dsn):
 
 
 def test_servers_starting_together_do_not_race_on_the_schema(postgres_dsn):
-    start = threading.Barrier(6)
-
-    def open_store(_: int) -> PostgresStore:
-        start.wait()
-        return PostgresStore(postgres_dsn)
-
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        stores = list(pool.map(open_store, range(6)))
+    stores = race(6, lambda _: PostgresStore(postgres_dsn))
     try:
         stores[0].record(certificate("01")).wait()
         assert all(s.get("01") is not None for s in stores)

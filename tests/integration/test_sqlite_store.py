@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from nodecert.core.errors import ConflictError, StoreUnavailableError
 from nodecert.core.values import CertificateStatus, Commit, RevocationReason
 from nodecert.store.sqlite import SCHEMA_VERSION, SQLiteStore
+from tests.fakes import race
 from tests.records import T0, certificate
 
 
@@ -185,11 +184,8 @@ PER_THREAD = 50
 
 
 def test_concurrent_writers_all_land(store, db_path):
-    start = threading.Barrier(THREADS)
-
     def write(worker: int) -> int:
         try:
-            start.wait()
             for i in range(PER_THREAD):
                 store.record(
                     certificate(
@@ -203,8 +199,7 @@ def test_concurrent_writers_all_land(store, db_path):
         finally:
             store.close()  # This worker thread's own connection.
 
-    with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        seen = list(pool.map(write, range(THREADS)))
+    seen = race(THREADS, write)
 
     assert seen == [PER_THREAD] * THREADS
     assert raw(db_path, "SELECT COUNT(*) FROM certificates") == [(THREADS * PER_THREAD,)]

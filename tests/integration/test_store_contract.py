@@ -10,9 +10,7 @@ paging) stays in that store's own test module.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +18,7 @@ import pytest
 
 from nodecert.core.errors import ConflictError, NotFoundError
 from nodecert.core.values import CertificateStatus, NodeRecord, Profile, RevocationReason
+from tests.fakes import race
 from tests.records import T0, certificate
 
 
@@ -182,10 +181,7 @@ PER_THREAD = 20
 
 
 def test_concurrent_writers_all_land(store):
-    start = threading.Barrier(THREADS)
-
     def write(worker: int) -> int:
-        start.wait()
         for i in range(PER_THREAD):
             store.record(
                 certificate(
@@ -194,8 +190,7 @@ def test_concurrent_writers_all_land(store):
             ).wait()
         return len(store.find(user_id=f"user-{worker}"))
 
-    with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        seen = list(pool.map(write, range(THREADS)))
+    seen = race(THREADS, write)
     assert seen == [PER_THREAD] * THREADS
     rows = store.find()
     assert len(rows) == len({r.serial for r in rows}) == THREADS * PER_THREAD
