@@ -68,3 +68,38 @@ def race(count: int, work: Callable[[int], T], *, timeout: float = 60.0) -> list
     if errors:
         raise errors[0]
     return results
+
+
+def stubbed_pca() -> tuple[Any, Any]:
+    """A real botocore ``acm-pca`` client (never sent anywhere) and its ``Stubber``."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client(
+        "acm-pca", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    return client, Stubber(client)
+
+
+def describe_ca(
+    stub: Any,
+    arn: str = STUB_CA_ARN,
+    key_algorithm: str = "EC_prime256v1",
+    status: str = "ACTIVE",
+) -> None:
+    """Queue ``DescribeCertificateAuthority``'s answer for ``arn`` on ``stub``."""
+    stub.add_response(
+        "describe_certificate_authority",
+        {
+            "CertificateAuthority": {
+                "Arn": arn,
+                "Status": status,
+                "CertificateAuthorityConfiguration": {
+                    "KeyAlgorithm": key_algorithm,
+                    "SigningAlgorithm": "SHA256WITHECDSA",
+                    "Subject": {"CommonName": "test CA"},
+                },
+            }
+        },
+        {"CertificateAuthorityArn": arn},
+    )

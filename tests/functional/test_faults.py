@@ -7,7 +7,6 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 from cryptography import x509
@@ -26,7 +25,7 @@ from nodecert.core.values import (
 from nodecert.http.app import create_app
 from nodecert.store.sqlite import SQLiteStore
 from tests.fakes import STUB_CA_ARN as CA_ARN
-from tests.fakes import FakeTime
+from tests.fakes import FakeTime, describe_ca, stubbed_pca
 
 from ..conftest import ADMIN, make_settings
 
@@ -115,24 +114,8 @@ def test_ledger_down_is_503_and_no_certificate_leaves(
 
 
 def _pca_client(tmp_path: Path, script: Callable[[Stubber], None]) -> tuple[TestClient, object]:
-    client = boto3.client(
-        "acm-pca", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"
-    )
-    stubber = Stubber(client)
-    stubber.add_response(
-        "describe_certificate_authority",
-        {
-            "CertificateAuthority": {
-                "Arn": CA_ARN,
-                "Status": "ACTIVE",
-                "CertificateAuthorityConfiguration": {
-                    "KeyAlgorithm": "EC_prime256v1",
-                    "SigningAlgorithm": "SHA256WITHECDSA",
-                    "Subject": {"CommonName": "test CA"},
-                },
-            }
-        },
-    )
+    client, stubber = stubbed_pca()
+    describe_ca(stubber)
     script(stubber)
     stubber.activate()
     service = build_service(make_settings(tmp_path / "home"))

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import boto3
-from botocore.stub import Stubber
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
@@ -20,7 +18,7 @@ from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
 from nodecert.http.app import create_app
 from tests.fakes import STUB_CA_ARN as CA_ARN
-from tests.fakes import FakeTime
+from tests.fakes import FakeTime, describe_ca, stubbed_pca
 
 from ..conftest import ADMIN, Env, make_settings
 
@@ -110,24 +108,8 @@ def test_a_client_csr_retry_is_refused_too(env: Env) -> None:
 def test_a_retry_after_pca_issued_but_never_answered_is_not_sent_to_pca_again(
     tmp_path: Path,
 ) -> None:
-    client = boto3.client(
-        "acm-pca", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"
-    )
-    stubber = Stubber(client)
-    stubber.add_response(
-        "describe_certificate_authority",
-        {
-            "CertificateAuthority": {
-                "Arn": CA_ARN,
-                "Status": "ACTIVE",
-                "CertificateAuthorityConfiguration": {
-                    "KeyAlgorithm": "EC_prime256v1",
-                    "SigningAlgorithm": "SHA256WITHECDSA",
-                    "Subject": {"CommonName": "test CA"},
-                },
-            }
-        },
-    )
+    client, stubber = stubbed_pca()
+    describe_ca(stubber)
     # One IssueCertificate (one bill), then PCA stays "in progress" past the deadline.
     stubber.add_response("issue_certificate", {"CertificateArn": f"{CA_ARN}/certificate/abc"})
     for _ in range(50):

@@ -34,6 +34,7 @@ from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
 from nodecert.core.values import Profile, RevocationReason, SigningRequest
 from tests.fakes import FakeTime
+from tests.fakes import describe_ca as describe
 
 CA_PREFIX = "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/"
 GENERAL = CA_PREFIX + "11111111-1111-1111-1111-111111111111"
@@ -112,24 +113,6 @@ def make_request(key, *, identity=ALICE, csr_identity=None, days=7, request_id="
         not_after=NOW + timedelta(days=days),
         request_id=request_id,
         **kw,
-    )
-
-
-def describe(stub, arn=GENERAL, key_algorithm="EC_prime256v1", status="ACTIVE"):
-    stub.add_response(
-        "describe_certificate_authority",
-        {
-            "CertificateAuthority": {
-                "Arn": arn,
-                "Status": status,
-                "CertificateAuthorityConfiguration": {
-                    "KeyAlgorithm": key_algorithm,
-                    "SigningAlgorithm": "SHA256WITHECDSA",
-                    "Subject": {"CommonName": "test CA"},
-                },
-            }
-        },
-        {"CertificateAuthorityArn": arn},
     )
 
 
