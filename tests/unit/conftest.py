@@ -4,11 +4,12 @@ Unit tests are pure: no files, no sockets. A test that needs a CA on disk, a SQL
 or a server belongs in ``tests/integration``.
 """
 
+import builtins
+import io
 import os
 import socket
-import sys
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,26 +35,20 @@ def auth(ca, store):
 # Purity, enforced: a unit test that asks for a temporary directory, opens a socket or
 # writes a file fails, naming what it did. Python's own bytecode cache and Hypothesis's
 # example database are not the test's doing and pass.
+#
+# The guard patches the openers for the test's duration rather than adding an audit hook:
+# an audit hook is process-wide and runs Python code inside ``sys.settrace``, where Python
+# 3.11 holds a process-wide "being installed" flag; a thread switch there made a thread
+# started by another test fail with "Cannot install a trace function while another trace
+# function is being installed" under coverage.
 _TEMPORARY = {"tmp_path", "tmp_path_factory", "tmpdir", "tmpdir_factory"}
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _ALLOWED_WRITES = ("__pycache__", ".hypothesis", os.devnull)
-_guarding = False
 
 
-def _audit(event: str, args: tuple[object, ...]) -> None:
-    if not _guarding or event != "open":
-        return
-    path, mode, flags = args
-    writes = (
-        any(c in mode for c in "wax+")
-        if isinstance(mode, str)
-        else isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
-    )
+def _refuse_writes(path: object, writes: bool) -> None:
     if writes and not any(part in str(path) for part in _ALLOWED_WRITES):
         raise RuntimeError(f"unit tests are pure: {path} opened for writing (tests/integration)")
-
-
-sys.addaudithook(_audit)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -64,16 +59,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _pure(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    global _guarding
-
+def _pure(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise RuntimeError("unit tests are pure: no sockets (tests/integration)")
 
     for name in ("bind", "connect", "connect_ex"):
         monkeypatch.setattr(socket.socket, name, refuse)
-    _guarding = True
-    try:
-        yield
-    finally:
-        _guarding = False
+
+    real_open, real_os_open = builtins.open, os.open
+
+    def guarded_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        _refuse_writes(file, any(c in mode for c in "wax+"))
+        return real_open(file, mode, *args, **kwargs)
+
+    def guarded_os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        _refuse_writes(path, bool(flags & _WRITE_FLAGS))
+        return real_os_open(path, flags, *args, **kwargs)
+
+    # pathlib and tempfile look these up on their modules at call time.
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(io, "open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_os_open)
