@@ -253,6 +253,7 @@ FULL_ENV = {
     "NODECERT_RENEW_AUDIENCE": "https://nodecert.acme.example",
     "NODECERT_RENEW_GRACE_S": "600",
     "NODECERT_CRL_LIFETIME_S": "7200",
+    "NODECERT_REVOCATION_RETRY_S": "5",
 }
 
 
@@ -306,6 +307,7 @@ def test_every_setting_is_read_and_converted():
     assert settings.renew_audience == "https://nodecert.acme.example"
     assert settings.renew_grace_s == 600
     assert settings.crl_lifetime_s == 7200
+    assert settings.revocation_retry_s == 5
     for name in Settings.__dataclass_fields__:
         value = getattr(settings, name)
         assert not isinstance(value, str) or value == FULL_ENV[f"NODECERT_{name.upper()}"]
@@ -459,3 +461,8 @@ def test_a_renewal_needs_no_claims_but_still_the_directory(mode, allowed):
 def test_slow_client_limits_must_be_positive(name):
     with pytest.raises(ConfigurationError, match=f"NODECERT_{name}"):
         Settings.from_env({f"NODECERT_{name}": "0"})
+
+
+def test_the_revocation_retry_interval_must_be_positive():
+    with pytest.raises(ConfigurationError, match="NODECERT_REVOCATION_RETRY_S: must be >= 1"):
+        Settings.from_env({"NODECERT_REVOCATION_RETRY_S": "0"})

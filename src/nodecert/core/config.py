@@ -69,6 +69,7 @@ class Settings:
     renew_audience: str | None = None
     renew_grace_s: int = 0
     crl_lifetime_s: int = 3600
+    revocation_retry_s: int = 60
 
     @property
     def database_path(self) -> Path:
@@ -160,6 +161,7 @@ class Settings:
         _require(bool(self.organization.strip()), "NODECERT_ORGANIZATION: must not be empty")
         _require(self.renew_grace_s >= 0, "NODECERT_RENEW_GRACE_S: must be >= 0")
         _require(self.crl_lifetime_s >= 60, "NODECERT_CRL_LIFETIME_S: must be >= 60")
+        _require(self.revocation_retry_s >= 1, "NODECERT_REVOCATION_RETRY_S: must be >= 1")
         _require(
             self.authorize_secret is None or len(self.authorize_secret) >= 16,
             "NODECERT_AUTHORIZE_SECRET: must be at least 16 characters",

@@ -27,7 +27,9 @@ def create_app() -> FastAPI:
     )
     service = build_service(settings, event_loop=True)
     # Revocations the CA did not take at once (an outage) are retried in the background.
-    RevocationDrainer(service.administration.finish_revocations).start()
+    RevocationDrainer(
+        service.administration.finish_revocations, interval_s=float(settings.revocation_retry_s)
+    ).start()
     if service.dev_issuer is not None:
         log.warning(
             "DEV ISSUER ACTIVE: tokens are signed by %s/dev-issuer.key and anyone who can read"
