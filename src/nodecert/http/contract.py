@@ -239,7 +239,7 @@ def _time(value: datetime) -> str:
 
 
 def parse_object(body: bytes, *, allowed: frozenset[str], empty_ok: bool = False) -> dict[str, Any]:
-    """Parse a JSON object body, refusing other JSON, bad UTF-8 and unknown fields.
+    """Parse a JSON object body, refusing other JSON, non-UTF-8, repeated and unknown fields.
 
     Raises:
         InvalidRequestError: naming what is wrong.
@@ -249,7 +249,15 @@ def parse_object(body: bytes, *, allowed: frozenset[str], empty_ok: bool = False
             return {}
         raise InvalidRequestError("body: a JSON object is required")
     try:
-        data = json.loads(body)
+        # RFC 8259 section 8.1: UTF-8 only. json.loads(bytes) would also guess UTF-16 and
+        # UTF-32 from the first bytes, which the front proxy and the client may not.
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError("body: not valid JSON (it must be UTF-8)") from exc
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_fields, parse_constant=_no_constant)
+    except _DuplicateFieldError as exc:
+        raise InvalidRequestError(f"body: duplicate field {str(exc)[:40]!r}") from None
     except (ValueError, RecursionError) as exc:
         raise InvalidRequestError("body: not valid JSON") from exc
     if not isinstance(data, dict):
@@ -261,6 +269,26 @@ def parse_object(body: bytes, *, allowed: frozenset[str], empty_ok: bool = False
             f"body: unknown field(s) {shown} (allowed: {', '.join(sorted(allowed))})"
         )
     return data
+
+
+class _DuplicateFieldError(Exception):
+    pass
+
+
+def _unique_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A repeated key is refused rather than resolved (json keeps the last): a proxy or a
+    # firewall in front that keeps the first would disagree with nodecert on the request.
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateFieldError(key)
+        data[key] = value
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    # NaN, Infinity and -Infinity are not JSON (RFC 8259 section 6); Python accepts them.
+    raise ValueError(f"{name} is not JSON")
 
 
 def reason_of(value: object) -> RevocationReason:
