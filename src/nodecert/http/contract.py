@@ -10,6 +10,7 @@ the same whichever way a request came in. The one error-class to status table::
     NotFoundError             404     MethodNotAllowedError                405
     RequestTimeoutError       408     ConflictError                        409
     HeadersTooLargeError      431     QuotaExceededError                   429
+    MalformedRequestError     400 (an InvalidRequestError: what the HTTP parser refused)
     BackendUnavailableError   503     ConfigurationError, anything else    500
 
 Errors are RFC 9457 ``application/problem+json`` documents with a stable ``code``; 429 and
@@ -44,6 +45,7 @@ from nodecert.issuing.authority import IssuedCertificate
 __all__ = [
     "PROBLEM_TYPE_BASE",
     "HeadersTooLargeError",
+    "MalformedRequestError",
     "MethodNotAllowedError",
     "Reply",
     "RequestTimeoutError",
@@ -82,6 +84,13 @@ class HeadersTooLargeError(NodecertError):
 
     code = "headers_too_large"
     title = "Request header fields too large"
+
+
+class MalformedRequestError(InvalidRequestError):
+    """The HTTP parser refused the request (an HTTP error, not a core one)."""
+
+    code = "malformed_request"
+    title = "Malformed HTTP request"
 
 
 class RequestTimeoutError(NodecertError):
