@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from nodecert.core.values import Principal
 from nodecert.http.contract import Reply
+from nodecert.http.direct import single_header
 from nodecert.http.nodeside_routes import SECRET_HEADER, NodeSideRoutes
 
 __all__ = ["add_nodeside_routes"]
@@ -68,7 +69,7 @@ def add_nodeside_routes(
     )
     async def renew(request: Request) -> Response:
         body = await request.body()
-        authorization = request.headers.get("authorization")
+        authorization = single_header(request.headers, "Authorization")
         return render(await run_in_threadpool(routes.renew, authorization, body))
 
     @app.get(
