@@ -35,6 +35,7 @@ from nodecert.core.errors import (
     AuthorizationError,
     ConflictingInputError,
     InvalidIdentifierError,
+    InvalidRequestError,
     NotFoundError,
 )
 from nodecert.core.values import Principal, RevocationReason
@@ -126,6 +127,7 @@ class NodeSideRoutes:
 
         Raises:
             AuthenticationError: a secret is configured and the caller's is wrong.
+            InvalidRequestError: a body field is not a string.
             AuthorizationError: no secret is configured and the caller is not a direct
                 loopback peer (a forwarded-address header means it may not be).
             ConflictingInputError: a proxy header is repeated, or a proxy header is present
@@ -140,6 +142,10 @@ class NodeSideRoutes:
                 " replace the client's copy, not add to it"
             )
         data = parse_object(body, allowed=_AUTHORIZE_FIELDS, empty_ok=True)
+        for name in sorted(data):
+            if not isinstance(data[name], str):
+                # Never str() it: {"nodeId": 1} would be decided for node "1".
+                raise InvalidRequestError(f"{name}: must be a string")
         header_pem = urllib.parse.unquote(certificate) if certificate else None
         if certificate is not None or node_id is not None:
             # What the proxy established wins; a body (which a gateway may have copied
@@ -147,9 +153,9 @@ class NodeSideRoutes:
             _refuse_conflicts(data, header_pem, node_id)
             pem, target = header_pem, node_id or ""
         else:
-            pem, target = data.get("certificate"), data.get("nodeId") or ""
-        if isinstance(pem, str) and pem:
-            decision = self.decider.decide(pem, str(target))
+            pem, target = data.get("certificate"), data.get("nodeId", "")
+        if pem:
+            decision = self.decider.decide(pem, target)
         else:
             decision = Decision.deny(DenyReason.NO_CERTIFICATE, "none was forwarded")
         if not decision.allowed or decision.identity is None:
