@@ -12,6 +12,7 @@ the same whichever way a request came in. The one error-class to status table::
     HeadersTooLargeError      431     QuotaExceededError                   429
     MalformedRequestError     400 (an InvalidRequestError: what the HTTP parser refused)
     BackendUnavailableError   503     ConfigurationError, anything else    500
+    OverloadedError           503
 
 Errors are RFC 9457 ``application/problem+json`` documents with a stable ``code``; 429 and
 503 carry ``Retry-After``, 401 carries ``WWW-Authenticate``. The framework-neutral
@@ -47,6 +48,7 @@ __all__ = [
     "HeadersTooLargeError",
     "MalformedRequestError",
     "MethodNotAllowedError",
+    "OverloadedError",
     "Reply",
     "RequestTimeoutError",
     "certificate_json",
@@ -93,6 +95,13 @@ class MalformedRequestError(InvalidRequestError):
     title = "Malformed HTTP request"
 
 
+class OverloadedError(NodecertError):
+    """The server has too many connections to take this request (an HTTP error)."""
+
+    code = "overloaded"
+    title = "Service overloaded"
+
+
 class RequestTimeoutError(NodecertError):
     """The request head or body did not arrive in time (an HTTP error, not a core one)."""
 
@@ -113,6 +122,7 @@ _STATUS: tuple[tuple[type[NodecertError], int], ...] = (
     (HeadersTooLargeError, 431),
     (QuotaExceededError, 429),
     (BackendUnavailableError, 503),
+    (OverloadedError, 503),
     (ConfigurationError, 500),
 )
 

@@ -36,6 +36,7 @@ from nodecert.core.errors import ConfigurationError, NodecertError
 from nodecert.http.contract import (
     HeadersTooLargeError,
     MalformedRequestError,
+    OverloadedError,
     RequestTimeoutError,
     problem,
 )
@@ -138,9 +139,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
-        """The head is in: the body's deadline starts (ended by :meth:`on_message_complete`)."""
+        """The head is in: the body's deadline starts (ended by :meth:`on_message_complete`).
+
+        Beyond ``limit_concurrency``, uvicorn answers a plain-text 503; here the request is
+        answered by :func:`_overloaded` instead, a problem document with ``Retry-After``.
+        """
         self._arm(self.body_timeout_s)
-        super().on_headers_complete()
+        limit = self.limit_concurrency
+        if limit is None or (len(self.connections) < limit and len(self.tasks) < limit):
+            super().on_headers_complete()
+            return
+        self.logger.warning("Exceeded concurrency limit.")
+        app = self.app
+        self.app, self.limit_concurrency = _overloaded, None
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app, self.limit_concurrency = app, limit
 
     def on_message_complete(self) -> None:
         """The whole request is in: no deadline until the next one begins."""
@@ -213,6 +228,19 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             b"content-length: " + str(len(body)).encode() + b"\r\n"
             b"connection: close\r\n\r\n" + body
         )
+
+
+async def _overloaded(scope: Any, receive: Any, send: Any) -> None:
+    reply = problem(OverloadedError("server: too many connections, try again shortly"))
+    body = reply.encoded()
+    headers = [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
+    headers += [
+        (b"content-type", reply.media_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) -> None:
