@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from nodecert.bootstrap import build_service
 from nodecert.core.config import Settings
@@ -121,6 +122,7 @@ class _UpstreamHandler(http.server.BaseHTTPRequestHandler):
                 "raw": raw,
                 "user": self.headers.get("X-Nodecert-User"),
                 "forwarded_node": self.headers.get("X-Nodecert-Node"),
+                "serial": self.headers.get("X-Nodecert-Serial"),
             }
         ).encode()
         self.send_response(200)
@@ -343,9 +345,21 @@ def test_client_headers_do_not_reach_the_authorize_call(node_site, tmp_path):
     site, service = node_site
     alice = _client(service, tmp_path, "alice", "n1")
     bob = issue(service.authority, "bob", "n9", admin=service.administration)
-    forged = {"X-Forwarded-For": "127.0.0.1", "X-Client-Cert": urllib.parse.quote(bob.pem)}
+    forged = {
+        "X-Forwarded-For": "127.0.0.1",
+        "X-Client-Cert": urllib.parse.quote(bob.pem),
+        # Nor may the client set, for the upstream, any identity header nginx sends it.
+        "X-Nodecert-User": "bob",
+        "X-Nodecert-Node": "n9",
+        "X-Nodecert-Serial": bob.serial,
+    }
     status, body = site.get("/", alice, headers=forged)
-    assert (status, json.loads(body)["user"]) == (200, "alice")
+    served = json.loads(body)
+    assert status == 200
+    assert (served["user"], served["forwarded_node"]) == ("alice", "n1")
+    assert served["serial"] == format(
+        x509.load_pem_x509_certificate(alice[0].read_bytes()).serial_number, "x"
+    )
 
 
 def test_the_shared_secret_is_checked(tmp_path, home):
@@ -374,10 +388,14 @@ def test_the_shared_secret_is_checked(tmp_path, home):
 def test_the_gateway_serves_each_user_their_own_node_only(gateway_site, tmp_path):
     site, service = gateway_site
     bob = _client(service, tmp_path, "bob", "n9")
-    status, body = site.get("/nodes/n9/x", bob)
+    forged = {"X-Nodecert-User": "alice", "X-Nodecert-Node": "n1", "X-Nodecert-Serial": "01"}
+    status, body = site.get("/nodes/n9/x", bob, headers=forged)
     assert status == 200, body
     served = json.loads(body)
     assert (served["node"], served["user"], served["forwarded_node"]) == ("n9", "bob", "n9")
+    assert served["serial"] == format(
+        x509.load_pem_x509_certificate(bob[0].read_bytes()).serial_number, "x"
+    )
     assert site.get("/nodes/n1/x", bob)[0] == 403
     assert site.get("/elsewhere", bob)[0] == 404
 
