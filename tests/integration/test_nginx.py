@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import os
 import posixpath
 import re
 import shutil
@@ -40,7 +41,7 @@ from tests.nodeside import (
     sign,
     write_client,
 )
-from tests.processes import cli, free_port, nodecert_env
+from tests.processes import NODECERT, free_port, nodecert_env
 
 pytestmark = pytest.mark.nginx
 
@@ -83,6 +84,12 @@ def secret_of(recipe: str) -> str:
     match = re.search(r'X-Nodecert-Authorize-Secret "([^"]+)"', recipe)
     assert match, "the recipe sends no X-Nodecert-Authorize-Secret"
     return match.group(1)
+
+
+def recipe_commands(recipe: str) -> list[str]:
+    """The shell lines of the recipe's opening comment (``#   command``), in order."""
+    head = recipe.split("\nserver {", 1)[0].split("\nmap ", 1)[0]
+    return re.findall(r"^#   (\S.*)$", head, flags=re.MULTILINE)
 
 
 def substitute(recipe: str, replacements: dict[str, str]) -> str:
@@ -219,11 +226,15 @@ def _serve(
     recipe = (RECIPES / name).read_text()
     secret = service_secret or (secret_of(recipe) if "Secret" in recipe else SECRET)
     service = build_service(Settings(home=home, authorize_secret=secret))
-    # The server certificate, as the recipe's comment says to make it.
+    # The server certificate, made by the recipe's own command lines, as written.
+    commands = recipe_commands(recipe)
+    assert any(f"nodes add {node} --owner {owner}" in c for c in commands), commands
+    assert any(f"nodes certificate {node} --dns {dns} " in c for c in commands), commands
     env = nodecert_env(home)
-    cli(env, "nodes", "add", node, "--owner", owner)
-    (tmp_path / "nodecert").mkdir()
-    cli(env, "nodes", "certificate", node, "--dns", dns, "--out", str(tmp_path / "nodecert"))
+    env["PATH"] = f"{Path(NODECERT).parent}{os.pathsep}{env.get('PATH', '')}"
+    for command in commands:
+        command = command.replace("/etc/nginx/nodecert", str(tmp_path / "nodecert"))
+        subprocess.run(["sh", "-ec", command], env=env, check=True, capture_output=True)
     port = free_port()
     with (
         LiveServer(create_app(service)) as nodecert,
