@@ -210,10 +210,12 @@ def _normalizing_upstream(service_url: str, log: Path) -> Iterator[str]:
 @contextlib.contextmanager
 def _node_app_upstream(service_url: str, log: Path) -> Iterator[str]:
     # deploy/asgi/node_app.py as its docstring runs it behind nginx.
-    from tests.integration.test_node_app_recipe import app_env, node_app
+    from tests.integration.test_node_app_recipe import app_env, documented_args, node_app
 
     env = app_env(service_url, NODE_TRUSTED_PROXY="127.0.0.1")
-    with node_app(env, "--no-proxy-headers", log=log) as port:
+    args = documented_args(1)  # The docstring's command line behind nginx, as written.
+    assert args == ["--no-proxy-headers"]
+    with node_app(env, *args, log=log) as port:
         yield f"http://127.0.0.1:{port}"
 
 
