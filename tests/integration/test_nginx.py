@@ -509,3 +509,19 @@ def test_the_node_app_behind_nginx_decides_with_the_remote_service(asgi_site, tm
     service.administration.revoke(ADMIN, issued.serial, RevocationReason.KEY_COMPROMISE)
     status, body = site.get("/", alice)
     assert (status, json.loads(body)["reason"]) == (403, "revoked")
+
+
+def test_the_asgi_proxy_passes_on_no_identity_header_of_the_client(tmp_path, home):
+    # The app behind it decides itself; a client's X-Nodecert-* must not reach it either,
+    # in case the app (or a log) reads them the way the gateway recipe's upstream does.
+    sites = _serve(tmp_path, home, "nodecert-asgi-proxy.conf", "n1", "alice", "n1.nodes.example")
+    site, service = next(sites)
+    try:
+        alice = _client(service, tmp_path, "alice", "n1")
+        forged = {"X-Nodecert-User": "bob", "X-Nodecert-Node": "n9", "X-Nodecert-Serial": "01"}
+        status, body = site.get("/", alice, headers=forged)
+        served = json.loads(body)
+        assert status == 200
+        assert (served["user"], served["forwarded_node"], served["serial"]) == (None, None, None)
+    finally:
+        sites.close()
