@@ -120,6 +120,12 @@ def test_renew_without_a_token(service):
     assert client(service).post("/v1/renew").status_code == 401
 
 
+def test_renew_with_two_authorization_headers_is_401(service):
+    twice = [("Authorization", "Bearer a.b.c"), ("Authorization", "Bearer d.e.f")]
+    r = client(service).post("/v1/renew", headers=twice)
+    assert (r.status_code, r.json()["detail"]) == (401, "Authorization: sent more than once")
+
+
 def test_crl_is_der_signed_and_lists_revoked_certificates(service, tmp_path):
     alice = issue(service.authority, "alice", "n1", admin=service.administration)
     kept = issue(service.authority, "alice", "n1", admin=service.administration)
