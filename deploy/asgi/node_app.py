@@ -15,7 +15,8 @@ Environment:
                                  X-Client-Cert header is then believed
 
 Directly under uvicorn's own mutual TLS (nodecert's protocol class gives the application
-the client certificate, which uvicorn by itself does not):
+the client certificate, which uvicorn by itself does not), with the files that
+``nodecert nodes certificate n1 --dns n1.nodes.example --out /etc/nodecert/`` writes:
 
     uvicorn node_app:app --http nodecert.server.tls:TLSHttpToolsProtocol \\
         --ssl-certfile /etc/nodecert/n1-server.crt --ssl-keyfile /etc/nodecert/n1-server.key \\

@@ -31,3 +31,19 @@ def test_every_nginx_recipe_is_shown_and_no_other():
     assert files and files <= set(shown)
     text = (ROOT / "docs" / "node-side.md").read_text()
     assert text.count("```nginx") == len([n for n in shown if n.startswith("deploy/nginx/")])
+
+
+def test_every_recipe_under_deploy_nginx_and_asgi_is_shown_and_run_by_a_test():
+    # Every file, whatever its suffix: a recipe nobody shows or runs rots unseen.
+    shown = included(ROOT / "docs" / "node-side.md")
+    tests = "".join(
+        (ROOT / "tests" / "integration" / name).read_text()
+        for name in ("test_nginx.py", "test_node_app_recipe.py")
+    )
+    for folder in ("nginx", "asgi"):
+        for path in sorted((ROOT / "deploy" / folder).iterdir()):
+            if path.name == "__pycache__":
+                continue
+            name = f"deploy/{folder}/{path.name}"
+            assert name in shown, f"{name} is not shown in docs/node-side.md"
+            assert path.name in tests or path.stem in tests, f"no test runs {name}"

@@ -222,6 +222,15 @@ def test_missing_or_malformed_authorization_is_401(env: Env, header: str | None)
         (b'{"nodeId": "n1", "validityDays": true}', "validityDays"),
         (b'{"nodeId": "n1", "csr": "hello"}', "csr"),
         (b'{"nodeId": "n1", "csr": 12}', "csr"),
+        # A duplicate key is refused, not resolved: a proxy or WAF that reads the first
+        # value and nodecert the last would disagree on what was asked.
+        (b'{"nodeId": "n1", "nodeId": "n2"}', "duplicate field 'nodeId'"),
+        (b'{"nodeId": "n1", "keyType": "ec-p256", "keyType": "rsa-4096"}', "duplicate"),
+        # RFC 8259 section 8.1: JSON on the wire is UTF-8, not UTF-16/32 guessed from a BOM.
+        ('{"nodeId": "n1"}'.encode("utf-16"), "UTF-8"),
+        ('{"nodeId": "n1"}'.encode("utf-32"), "UTF-8"),
+        (b'{"nodeId": "n1", "validityDays": NaN}', "not valid JSON"),
+        (b'{"nodeId": "n1", "validityDays": -Infinity}', "not valid JSON"),
     ],
 )
 def test_bad_input_is_400_problem(env: Env, body: bytes, fragment: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
@@ -144,3 +145,31 @@ def test_a_retry_after_pca_issued_but_never_answered_is_not_sent_to_pca_again(
     # The retry made a new RSA key but asked PCA nothing: no second IssueCertificate.
     assert len(stubber._queue) == calls_after_first  # type: ignore[attr-defined]
     service.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/generate-cert", {"nodeId": "n1"}), ("/v1/nodes/n1/certificate", {"dnsNames": ["a.b"]})],
+)
+def test_a_repeated_authorization_or_idempotency_key_is_refused(
+    env: Env, path: str, body: dict[str, object]
+) -> None:
+    # Singleton fields (RFC 9110 section 5.3): which copy a proxy in front checked, and
+    # which one a retry repeats, is anyone's guess; nodecert picks none.
+    env.add_node("n1", "admin")
+    token = env.token("admin", admin=True)
+    other = env.token("alice")
+    twice = [("Authorization", f"Bearer {other}"), ("Authorization", f"Bearer {token}")]
+    response = env.client.post(path, json=body, headers=twice)
+    assert response.status_code == 401, response.text
+    assert response.json()["detail"] == "Authorization: sent more than once"
+    assert token not in response.text and other not in response.text
+    keys = [
+        ("Authorization", f"Bearer {token}"),
+        ("Idempotency-Key", "a"),
+        ("Idempotency-Key", "b"),
+    ]
+    response = env.client.post(path, json=body, headers=keys)
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"] == "Idempotency-Key: sent more than once"
+    assert env.service.authority.ledger.find(node_id="n1") == []

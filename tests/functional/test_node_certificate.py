@@ -123,3 +123,17 @@ def test_a_node_and_its_user_speak_mutual_tls_with_one_ca(env: Env, tmp_path: Pa
     thread.join(10)
     listener.close()
     assert Identity.from_certificate(seen[0]) == Identity("alice", "n1")
+
+
+def test_the_node_certificate_is_the_owners_client_certificate_for_that_node_only(
+    env: Env,
+) -> None:
+    # docs/node-side.md: it passes the node-side decision as the owner, for its own node
+    # only, and a transfer of the node revokes it with the rest.
+    env.add_node("n1", "alice")
+    pem = _node_cert(env, {"dnsNames": ["n1.nodes.example"]}).json()["certificate"]
+    decider = env.service.decider
+    assert decider.decide(pem, "n1").identity == Identity("alice", "n1")
+    assert decider.decide(pem, "n2").reason == "wrong_node"
+    env.add_node("n1", "bob")  # A transfer: every certificate of n1 is revoked.
+    assert decider.decide(pem, "n1").reason == "revoked"

@@ -120,6 +120,12 @@ def test_renew_without_a_token(service):
     assert client(service).post("/v1/renew").status_code == 401
 
 
+def test_renew_with_two_authorization_headers_is_401(service):
+    twice = [("Authorization", "Bearer a.b.c"), ("Authorization", "Bearer d.e.f")]
+    r = client(service).post("/v1/renew", headers=twice)
+    assert (r.status_code, r.json()["detail"]) == (401, "Authorization: sent more than once")
+
+
 def test_crl_is_der_signed_and_lists_revoked_certificates(service, tmp_path):
     alice = issue(service.authority, "alice", "n1", admin=service.administration)
     kept = issue(service.authority, "alice", "n1", admin=service.administration)
@@ -284,3 +290,17 @@ def test_authorize_accepts_a_body_that_repeats_the_proxy_headers(service):
     same = {"certificate": cert.pem, "nodeId": "n1"}
     r = client(service).post("/v1/authorize", headers=forwarded(cert, "n1"), json=same)
     assert r.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("nodeId", 1), ("nodeId", ["n1"]), ("nodeId", True), ("certificate", ["PEM"])],
+)
+def test_authorize_refuses_a_body_field_of_the_wrong_type(service, field, value):
+    # {"nodeId": 1} used to be decided for node "1" (str() of anything).
+    issue(service.authority, "alice", "1", admin=service.administration)
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
+    body = {"certificate": cert.pem, "nodeId": "1", field: value}
+    r = client(service).post("/v1/authorize", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"] == f"{field}: must be a string"

@@ -103,3 +103,22 @@ def test_client_certificate_from_scope_prefers_tls():
     scope = {**tls_scope("PEM"), "headers": [(b"x-client-cert", b"OTHER")]}
     assert client_certificate_from_scope(scope, trusted_proxies={"10.0.0.5"}) == "PEM"
     assert client_certificate_from_scope({"headers": []}) is None
+
+
+def test_a_repeated_proxy_header_is_denied_not_resolved(setup):
+    # A certificate is public: bob can copy alice's into his own X-Client-Cert. A proxy
+    # that appends the one it verified (bob's) instead of replacing the client's copy
+    # must not let the first (alice's) speak.
+    ca, store, auth = setup
+    alice, bob = issue(auth, "alice", "n1"), issue(auth, "bob", "n9")
+    headers = [
+        (b"x-client-cert", urllib.parse.quote(alice.pem).encode()),
+        (b"X-Client-Cert", urllib.parse.quote(bob.pem).encode()),
+    ]
+    app = NodeAccessMiddleware(
+        _app, decider=decider(ca, store), node_id="n1", trusted_proxies={"127.0.0.1"}
+    )
+    status, body = call(app, {"headers": headers, "client": ("127.0.0.1", 5)})
+    assert status == 403
+    assert json.loads(body)["reason"] == "malformed_certificate"
+    assert call(app, {"headers": headers[:1], "client": ("127.0.0.1", 5)})[0] == 200

@@ -72,3 +72,57 @@ def test_any_forwarded_address_header_voids_loopback_trust(forwarding_server, na
     assert _post("127.0.0.1", port, headers)[0] == 200
     status, body = _post("127.0.0.1", port, {**headers, name: "127.0.0.1"})
     assert status == 403, body
+
+
+def _post_raw(port, headers):
+    # http.client sends repeated headers as given (a dict could not).
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.putrequest("POST", "/v1/authorize")
+        for name, value in headers:
+            connection.putheader(name, value)
+        connection.putheader("Content-Length", "0")
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def loopback_server(tmp_path):
+    service = build_service(Settings(home=tmp_path / "home"))
+    alice = issue(service.authority, "alice", "n1", admin=service.administration)
+    bob = issue(service.authority, "bob", "n9", admin=service.administration)
+    with LiveServer(create_app(service)) as live:
+        yield live.port, alice, bob
+
+
+@pytest.mark.parametrize("repeated", ["X-Client-Cert", "X-Nodecert-Node"])
+def test_a_repeated_proxy_header_is_refused_not_resolved(loopback_server, repeated):
+    # A proxy that appends its header instead of replacing the client's would otherwise
+    # let the client's copy (the first) speak: bob's certificate for n9, asking for n9,
+    # while the proxy established alice's certificate for n1.
+    port, alice, bob = loopback_server
+    client = {"X-Client-Cert": urllib.parse.quote(bob.pem), "X-Nodecert-Node": "n9"}
+    proxy = {"X-Client-Cert": urllib.parse.quote(alice.pem), "X-Nodecert-Node": "n1"}
+    headers = [(repeated, client[repeated]), *proxy.items()]
+    status, body = _post_raw(port, headers)
+    assert status == 400, body
+    assert b'"code":"conflicting_input"' in body
+    assert f"{repeated}: sent more than once".encode() in body
+    # Each alone is answered as usual.
+    assert _post_raw(port, list(proxy.items()))[0] == 200
+
+
+def test_a_repeated_secret_counts_as_none(tmp_path):
+    secret = "a-long-enough-shared-secret"
+    service = build_service(Settings(home=tmp_path / "home", authorize_secret=secret))
+    alice = issue(service.authority, "alice", "n1", admin=service.administration)
+    proxy = [("X-Client-Cert", urllib.parse.quote(alice.pem)), ("X-Nodecert-Node", "n1")]
+    with LiveServer(create_app(service)) as live:
+        name = "X-Nodecert-Authorize-Secret"
+        assert _post_raw(live.port, [*proxy, (name, secret)])[0] == 200
+        status, body = _post_raw(live.port, [*proxy, (name, "guess"), (name, secret)])
+        assert status == 401, body
+        assert secret.encode() not in body

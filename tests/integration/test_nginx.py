@@ -13,9 +13,12 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import os
 import posixpath
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -24,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from nodecert.bootstrap import build_service
 from nodecert.core.config import Settings
@@ -37,7 +41,7 @@ from tests.nodeside import (
     sign,
     write_client,
 )
-from tests.processes import cli, free_port, nodecert_env
+from tests.processes import NODECERT, free_port, nodecert_env
 
 pytestmark = pytest.mark.nginx
 
@@ -82,6 +86,12 @@ def secret_of(recipe: str) -> str:
     return match.group(1)
 
 
+def recipe_commands(recipe: str) -> list[str]:
+    """The shell lines of the recipe's opening comment (``#   command``), in order."""
+    head = recipe.split("\nserver {", 1)[0].split("\nmap ", 1)[0]
+    return re.findall(r"^#   (\S.*)$", head, flags=re.MULTILINE)
+
+
 def substitute(recipe: str, replacements: dict[str, str]) -> str:
     for literal, value in replacements.items():
         assert literal in recipe, f"the recipe no longer contains {literal!r}"
@@ -119,6 +129,7 @@ class _UpstreamHandler(http.server.BaseHTTPRequestHandler):
                 "raw": raw,
                 "user": self.headers.get("X-Nodecert-User"),
                 "forwarded_node": self.headers.get("X-Nodecert-Node"),
+                "serial": self.headers.get("X-Nodecert-Serial"),
             }
         ).encode()
         self.send_response(200)
@@ -163,6 +174,22 @@ class Site:
         assert status.isdigit() and status != "000", f"curl failed: {done.stderr}"
         return int(status), body
 
+    def get_raw(self, target: bytes, client: tuple[Path, Path]) -> tuple[int, str]:
+        """``GET target`` sent byte for byte (curl would cut a '#' or encode), over TLS."""
+        context = ssl.create_default_context(cafile=str(self.tmp / "nodecert" / "ca.crt"))
+        context.load_cert_chain(str(client[0]), str(client[1]))
+        request = b"GET " + target + b" HTTP/1.1\r\nHost: %b\r\nConnection: close\r\n\r\n"
+        with (
+            socket.create_connection(("127.0.0.1", self.port), timeout=20) as sock,
+            context.wrap_socket(sock, server_hostname=self.host) as tls,
+        ):
+            tls.sendall(request % self.host.encode())
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        return int(head.split(b" ", 2)[1]), body.decode("utf-8", "replace")
+
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
@@ -183,10 +210,12 @@ def _normalizing_upstream(service_url: str, log: Path) -> Iterator[str]:
 @contextlib.contextmanager
 def _node_app_upstream(service_url: str, log: Path) -> Iterator[str]:
     # deploy/asgi/node_app.py as its docstring runs it behind nginx.
-    from tests.integration.test_node_app_recipe import app_env, node_app
+    from tests.integration.test_node_app_recipe import app_env, documented_args, node_app
 
     env = app_env(service_url, NODE_TRUSTED_PROXY="127.0.0.1")
-    with node_app(env, "--no-proxy-headers", log=log) as port:
+    args = documented_args(1)  # The docstring's command line behind nginx, as written.
+    assert args == ["--no-proxy-headers"]
+    with node_app(env, *args, log=log) as port:
         yield f"http://127.0.0.1:{port}"
 
 
@@ -199,11 +228,15 @@ def _serve(
     recipe = (RECIPES / name).read_text()
     secret = service_secret or (secret_of(recipe) if "Secret" in recipe else SECRET)
     service = build_service(Settings(home=home, authorize_secret=secret))
-    # The server certificate, as the recipe's comment says to make it.
+    # The server certificate, made by the recipe's own command lines, as written.
+    commands = recipe_commands(recipe)
+    assert any(f"nodes add {node} --owner {owner}" in c for c in commands), commands
+    assert any(f"nodes certificate {node} --dns {dns} " in c for c in commands), commands
     env = nodecert_env(home)
-    cli(env, "nodes", "add", node, "--owner", owner)
-    (tmp_path / "nodecert").mkdir()
-    cli(env, "nodes", "certificate", node, "--dns", dns, "--out", str(tmp_path / "nodecert"))
+    env["PATH"] = f"{Path(NODECERT).parent}{os.pathsep}{env.get('PATH', '')}"
+    for command in commands:
+        command = command.replace("/etc/nginx/nodecert", str(tmp_path / "nodecert"))
+        subprocess.run(["sh", "-ec", command], env=env, check=True, capture_output=True)
     port = free_port()
     with (
         LiveServer(create_app(service)) as nodecert,
@@ -249,8 +282,6 @@ def gateway_site(tmp_path: Path, home: Path):
 
 
 def _wait_for(port: int, process: subprocess.Popen[bytes], tmp_path: Path) -> None:
-    import socket
-
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -327,9 +358,21 @@ def test_client_headers_do_not_reach_the_authorize_call(node_site, tmp_path):
     site, service = node_site
     alice = _client(service, tmp_path, "alice", "n1")
     bob = issue(service.authority, "bob", "n9", admin=service.administration)
-    forged = {"X-Forwarded-For": "127.0.0.1", "X-Client-Cert": urllib.parse.quote(bob.pem)}
+    forged = {
+        "X-Forwarded-For": "127.0.0.1",
+        "X-Client-Cert": urllib.parse.quote(bob.pem),
+        # Nor may the client set, for the upstream, any identity header nginx sends it.
+        "X-Nodecert-User": "bob",
+        "X-Nodecert-Node": "n9",
+        "X-Nodecert-Serial": bob.serial,
+    }
     status, body = site.get("/", alice, headers=forged)
-    assert (status, json.loads(body)["user"]) == (200, "alice")
+    served = json.loads(body)
+    assert status == 200
+    assert (served["user"], served["forwarded_node"]) == ("alice", "n1")
+    assert served["serial"] == format(
+        x509.load_pem_x509_certificate(alice[0].read_bytes()).serial_number, "x"
+    )
 
 
 def test_the_shared_secret_is_checked(tmp_path, home):
@@ -358,10 +401,14 @@ def test_the_shared_secret_is_checked(tmp_path, home):
 def test_the_gateway_serves_each_user_their_own_node_only(gateway_site, tmp_path):
     site, service = gateway_site
     bob = _client(service, tmp_path, "bob", "n9")
-    status, body = site.get("/nodes/n9/x", bob)
+    forged = {"X-Nodecert-User": "alice", "X-Nodecert-Node": "n1", "X-Nodecert-Serial": "01"}
+    status, body = site.get("/nodes/n9/x", bob, headers=forged)
     assert status == 200, body
     served = json.loads(body)
     assert (served["node"], served["user"], served["forwarded_node"]) == ("n9", "bob", "n9")
+    assert served["serial"] == format(
+        x509.load_pem_x509_certificate(bob[0].read_bytes()).serial_number, "x"
+    )
     assert site.get("/nodes/n1/x", bob)[0] == 403
     assert site.get("/elsewhere", bob)[0] == 404
 
@@ -384,6 +431,25 @@ BYPASS_ATTEMPTS = [
     "/nodes/n9/..;/n1/x",
     "/nodes/n9;x=1/x",
     "/nodes/n9\\..\\n1/x",
+    # Control characters: nginx's location regex matched "n9" in "/nodes/n9%0a" ($ matches
+    # before a final newline) while the upstream decodes the segment to "n9\n"; "..%09" is a
+    # dot segment to an upstream that trims whitespace.
+    "/nodes/n9%0a",
+    "/nodes/n9%0D%0A/x",
+    "/nodes/n9/..%09/n1/x",
+    "/nodes/n9/%7f/x",
+    # Overlong UTF-8 dots and slashes, which lenient decoders read as "." and "/".
+    "/nodes/n9/%c0%ae%c0%ae/n1/x",
+    "/nodes/n9%C0%AF..%c0%afn1/x",
+    "/nodes/n9/%e0%80%ae%e0%80%ae/n1/x",
+    "/nodes/n9/%f0%80%80%ae./n1/x",
+    # Segments of dots (and trailing spaces), which Windows-style upstreams trim to "..".
+    "/nodes/n9/.../n1/x",
+    "/nodes/n9/..%20/n1/x",
+    "/nodes/n9/.%20%20/x",
+    # Unencoded: nginx ends the path at '#', an upstream may not; raw non-ASCII bytes.
+    b"/nodes/n9#/x",
+    b"/nodes/n9/\xc0\xae\xc0\xae/n1/x",
 ]
 
 
@@ -393,7 +459,12 @@ def test_the_gateway_refuses_paths_that_could_name_another_node(gateway_site, tm
     site, service = gateway_site
     issue(service.authority, "alice", "n1", admin=service.administration)
     bob = _client(service, tmp_path, "bob", "n9")
-    answers = {path: site.get(path, bob) for path in BYPASS_ATTEMPTS}
+    answers = {
+        path: site.get_raw(path, bob)
+        if isinstance(path, bytes) or "#" in path
+        else site.get(path, bob)
+        for path in BYPASS_ATTEMPTS
+    }
     assert {path: status for path, (status, _) in answers.items() if status != 400} == {}
     assert not any('"n1"' in body for _, body in answers.values())
 
@@ -438,3 +509,19 @@ def test_the_node_app_behind_nginx_decides_with_the_remote_service(asgi_site, tm
     service.administration.revoke(ADMIN, issued.serial, RevocationReason.KEY_COMPROMISE)
     status, body = site.get("/", alice)
     assert (status, json.loads(body)["reason"]) == (403, "revoked")
+
+
+def test_the_asgi_proxy_passes_on_no_identity_header_of_the_client(tmp_path, home):
+    # The app behind it decides itself; a client's X-Nodecert-* must not reach it either,
+    # in case the app (or a log) reads them the way the gateway recipe's upstream does.
+    sites = _serve(tmp_path, home, "nodecert-asgi-proxy.conf", "n1", "alice", "n1.nodes.example")
+    site, service = next(sites)
+    try:
+        alice = _client(service, tmp_path, "alice", "n1")
+        forged = {"X-Nodecert-User": "bob", "X-Nodecert-Node": "n9", "X-Nodecert-Serial": "01"}
+        status, body = site.get("/", alice, headers=forged)
+        served = json.loads(body)
+        assert status == 200
+        assert (served["user"], served["forwarded_node"], served["serial"]) == (None, None, None)
+    finally:
+        sites.close()

@@ -7,9 +7,12 @@ secret) through ``RemoteDecider``; real TLS handshakes with the certificates tha
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import http.client
 import json
+import re
+import shlex
 import socket
 import ssl
 import subprocess
@@ -77,6 +80,26 @@ def setup(tmp_path: Path):
         yield service, live.url, certs
 
 
+def documented_args(which: int, certs: Path | None = None) -> list[str]:
+    """The uvicorn options of the ``which``-th command line in node_app.py's docstring.
+
+    Run as written but for the machine's own: the certificate directory, host and port.
+    """
+    doc = ast.get_docstring(ast.parse((APP_DIR / "node_app.py").read_text())) or ""
+    commands = re.findall(r"^ *(uvicorn node_app:app (?:.*\\\n)*.*)$", doc, flags=re.MULTILINE)
+    argv = shlex.split(commands[which].replace("\\\n", " "))[2:]
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--host", "--port"):
+            skip = True
+        else:
+            out.append(arg.replace("/etc/nodecert", str(certs)) if certs else arg)
+    return out
+
+
 def tls_args(certs: Path) -> list[str]:
     return [
         "--ssl-certfile", str(certs / "n1-server.crt"),
@@ -106,7 +129,8 @@ def test_directly_under_uvicorn_tls(setup, tmp_path):
     alice = write_client(
         issue(service.authority, "alice", "n1", admin=service.administration), tmp_path, "alice"
     )
-    args = ["--http", "nodecert.server.tls:TLSHttpToolsProtocol", *tls_args(certs)]
+    args = documented_args(0, certs)  # The docstring's command line, as written.
+    assert args == ["--http", "nodecert.server.tls:TLSHttpToolsProtocol", *tls_args(certs)]
     with node_app(app_env(url), *args, log=tmp_path / "app.log") as port:
         assert get(port, certs, alice) == (200, {"user": "alice", "node": "n1"})
         other = write_client(

@@ -100,6 +100,24 @@ def test_the_cache_ttl_is_bounded():
         RemoteDecider("file:///etc/passwd", secret=None)
 
 
+@pytest.mark.parametrize(
+    "url", ["http://nodecert.internal:8080", "http://10.0.0.5", "http://[2001:db8::1]:80"]
+)
+def test_the_secret_never_goes_over_plain_http_to_another_host(url):
+    # The docs say https unless on loopback; plain http would show the secret to the path.
+    with pytest.raises(ValueError, match="https"):
+        RemoteDecider(url, secret="a-long-enough-shared-secret")
+    RemoteDecider(url.replace("http://", "https://"), secret="a-long-enough-shared-secret")
+    RemoteDecider(url, secret=None)  # Nothing to show; the service refuses it anyway.
+    for loopback in (
+        "http://127.0.0.1:8080",
+        "http://127.1.2.3",
+        "http://[::1]:1",
+        "http://localhost:8",
+    ):
+        RemoteDecider(loopback, secret="a-long-enough-shared-secret")
+
+
 class _Stalling(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         time.sleep(5)

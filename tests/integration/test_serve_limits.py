@@ -64,5 +64,33 @@ def test_a_huge_head_is_cut_off_and_the_server_carries_on(port: int) -> None:
     assert _get(port, 100).startswith(b"HTTP/1.1 200")
 
 
-def test_a_malformed_request_is_still_400(port: int) -> None:
-    assert _raw(port, b"NOT HTTP AT ALL\r\n\r\n").startswith(b"HTTP/1.1 400")
+SMUGGLING = {
+    "not HTTP": b"NOT HTTP AT ALL\r\n\r\n",
+    "Transfer-Encoding and Content-Length": b"POST /v1/authorize HTTP/1.1\r\nHost: x\r\n"
+    b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    "two Content-Lengths": b"POST /v1/authorize HTTP/1.1\r\nHost: x\r\n"
+    b"Content-Length: 2\r\nContent-Length: 40\r\n\r\n{}",
+    "signed Content-Length": b"POST /v1/authorize HTTP/1.1\r\nHost: x\r\n"
+    b"Content-Length: +2\r\n\r\n{}",
+    "unknown Transfer-Encoding": b"POST /v1/authorize HTTP/1.1\r\nHost: x\r\n"
+    b"Transfer-Encoding: xchunked\r\n\r\n{}",
+    "folded header": b"POST /v1/authorize HTTP/1.1\r\nHost: x\r\nX-Nodecert-Node: n1\r\n"
+    b" n2\r\nContent-Length: 0\r\n\r\n",
+    "bare LF": b"POST /v1/authorize HTTP/1.1\nHost: x\nContent-Length: 0\n\n",
+    "NUL in a header": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+    "space before the colon": b"POST /v1/authorize HTTP/1.1\r\nHost: x\r\n"
+    b"X-Nodecert-Node : n1\r\nContent-Length: 0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("head", SMUGGLING.values(), ids=SMUGGLING.keys())
+def test_a_malformed_request_is_a_400_problem_and_closed(port: int, head: bytes) -> None:
+    # One answer, then the connection closes: nothing smuggled after it is served.
+    answer = _raw(port, head)
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert b"HTTP/1.1 200" not in answer and b"HTTP/1.1 403" not in answer, answer
+    head_part, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-type: application/problem+json" in head_part.lower()
+    problem = json.loads(body)
+    assert (problem["status"], problem["code"]) == (400, "malformed_request")

@@ -9,6 +9,7 @@ every node. Now the head and the body each have a deadline (408, then close), an
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import time
 import urllib.error
@@ -105,6 +106,15 @@ def test_beyond_the_concurrency_limit_requests_get_503_and_the_service_recovers(
     try:
         time.sleep(0.2)
         assert _healthz(server) == 503
+        # A problem document like every other refusal, with Retry-After.
+        probe = _open(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = _reply(probe)
+        probe.close()
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 "), reply[:200]
+        assert b"content-type: application/problem+json" in head.lower()
+        assert b"retry-after: " in head.lower()
+        assert json.loads(body)["code"] == "overloaded"
     finally:
         for sock in hogs:
             sock.close()

@@ -3,13 +3,27 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from nodecert.backends.local import LocalCA
+from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, generate_private_key
 from nodecert.core.values import RevocationReason
 from nodecert.nodeside.access import AccessDeniedError, DenyReason
-from tests.nodeside import ADMIN, admin_of, authority, decider, issue, new_ca, record, sign
+from tests.nodeside import (
+    ADMIN,
+    TRUST_DOMAIN,
+    Issued,
+    admin_of,
+    authority,
+    decider,
+    issue,
+    new_ca,
+    record,
+    sign,
+)
 
 
 def test_the_right_certificate_for_the_right_node_is_allowed(ca, store, auth):
@@ -198,3 +212,49 @@ def test_a_failing_lazy_chain_denies_and_is_retried(ca, store, auth):
     assert not first.allowed
     assert first.reason is DenyReason.UNTRUSTED_ISSUER
     assert lazy.decide(cert.pem, "n1").allowed
+
+
+def _signed_by(ca: LocalCA, *, eku: list[x509.ObjectIdentifier] | None) -> Issued:
+    # A certificate of the identity nodecert would issue but another profile, signed by
+    # our CA's key: what a CA shared with another issuer, or a misconfigured template,
+    # could produce.
+    identity = Identity("alice", "n1")
+    key = generate_private_key(KeyType.EC_P256)
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(identity.subject("nodecert"))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(identity.san(TRUST_DOMAIN), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca._key.public_key()),
+            critical=False,
+        )
+    )
+    if eku is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+    return Issued(builder.sign(ca._key, hashes.SHA256()), key)
+
+
+@pytest.mark.parametrize(
+    "eku",
+    [None, [ExtendedKeyUsageOID.SERVER_AUTH], [ExtendedKeyUsageOID.CODE_SIGNING]],
+    ids=["no EKU", "serverAuth only", "codeSigning"],
+)
+def test_a_certificate_without_client_auth_is_denied_even_in_the_ledger(ca, store, auth, eku):
+    # RFC 5280 reads a missing EKU as "any purpose"; every nodecert client certificate
+    # names clientAuth, so one that does not is not ours to accept.
+    admin_of(auth).put_node(ADMIN, "n1", "alice")
+    issued = _signed_by(ca, eku=eku)
+    record(store, issued)
+    decision = decider(ca, store).decide(issued.certificate, "n1")
+    assert (decision.allowed, decision.reason) == (False, DenyReason.UNTRUSTED_ISSUER)
+    # The same certificate with clientAuth is allowed: only the EKU differs.
+    allowed = _signed_by(ca, eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    record(store, allowed)
+    assert decider(ca, store).decide(allowed.certificate, "n1").allowed

@@ -93,3 +93,24 @@ def test_certificates_without_exactly_one_identity_uri_are_refused(uris):
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "a")])
     with pytest.raises(InvalidIdentifierError, match="certificate"):
         Identity.from_certificate(_certificate(subject, uris))
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        # The scheme is case-insensitive (RFC 3986 section 3.1): a second SPIFFE ID, which
+        # a SPIFFE library in front would read as the certificate's identity.
+        "SPIFFE://example.org/user/mallory/node/b",
+        # An X.509-SVID carries exactly one URI SAN (SPIFFE X509-SVID section 2).
+        "https://example.org/user/mallory/node/b",
+    ],
+)
+def test_a_second_uri_of_any_scheme_or_case_is_refused(other):
+    identity = Identity("a", "b")
+    for uris in (
+        [other, identity.spiffe_id("example.org")],
+        [identity.spiffe_id("example.org"), other],
+    ):
+        cert = _certificate(identity.subject("Acme"), uris)
+        with pytest.raises(InvalidIdentifierError, match="exactly one URI"):
+            Identity.from_certificate(cert)

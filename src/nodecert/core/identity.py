@@ -177,9 +177,9 @@ class Identity:
             trust_domain: When given, the SPIFFE URI must be in this trust domain.
 
         Raises:
-            InvalidIdentifierError: when the certificate has no (or more than one) nodecert
-                SPIFFE URI, when it is in another trust domain, or when the subject's CN/OU
-                disagree with the URI.
+            InvalidIdentifierError: when the certificate has no nodecert SPIFFE URI or more
+                than one URI of any kind, when it is in another trust domain, or when the
+                subject's CN/OU disagree with the URI.
         """
         try:
             san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -187,16 +187,20 @@ class Identity:
             raise InvalidIdentifierError(
                 "certificate: has no subjectAltName, so it carries no nodecert identity"
             ) from None
-        uris = [u for u in san.get_values_for_type(x509.UniformResourceIdentifier)]
-        spiffe = [u for u in uris if u.startswith("spiffe://")]
-        if len(spiffe) != 1:
+        uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+        # An X.509-SVID has exactly one URI SAN (SPIFFE X509-SVID section 2); a second one,
+        # of any scheme or case (RFC 3986 makes "SPIFFE:" the same scheme), could be what
+        # a SPIFFE library in front reads as the identity.
+        if len(uris) != 1:
+            spiffe = sum(1 for u in uris if u.lower().startswith("spiffe:"))
             raise InvalidIdentifierError(
-                f"certificate: expected exactly one spiffe:// URI, found {len(spiffe)}"
+                f"certificate: expected exactly one URI, a spiffe:// one; found {len(uris)}"
+                f" ({spiffe} spiffe)"
             )
-        match = _URI_PATTERN.fullmatch(spiffe[0])
+        match = _URI_PATTERN.fullmatch(uris[0])
         if match is None:
             raise InvalidIdentifierError(
-                f"certificate: {spiffe[0][:300]!r} is not a nodecert identity URI"
+                f"certificate: {uris[0][:300]!r} is not a nodecert identity URI"
             )
         if trust_domain is not None and match["td"] != trust_domain:
             raise InvalidIdentifierError(

@@ -24,7 +24,14 @@ from starlette.routing import Match
 from nodecert.core.errors import InvalidRequestError, NodecertError
 from nodecert.core.values import Principal
 from nodecert.http.contract import Reply, error_reply, method_not_allowed, no_route, problem
-from nodecert.http.direct import BodyLimit, DirectEndpoint, NodecertAPI, issuance, render
+from nodecert.http.direct import (
+    BodyLimit,
+    DirectEndpoint,
+    NodecertAPI,
+    issuance,
+    render,
+    single_header,
+)
 from nodecert.http.nodeside_app import add_nodeside_routes
 from nodecert.http.nodeside_routes import NodeSideRoutes
 from nodecert.http.routes import Routes
@@ -113,7 +120,7 @@ def create_app(service: Service) -> FastAPI:
         return render(error_reply(exc, request.method, request.url.path))
 
     async def authed(request: Request, handler: Callable[[Principal], Reply]) -> Response:
-        authorization = request.headers.get("authorization")
+        authorization = single_header(request.headers, "Authorization")
 
         def run() -> Reply:
             return handler(routes.authenticate(authorization))
@@ -152,6 +159,10 @@ def create_app(service: Service) -> FastAPI:
         limit: str | None = None,
         cursor: str | None = None,
     ) -> Response:
+        for name in ("nodeId", "status", "limit", "cursor"):
+            if len(request.query_params.getlist(name)) > 1:
+                # FastAPI would keep the last copy; refuse instead of picking one.
+                raise InvalidRequestError(f"{name}: sent more than once")
         return await authed(
             request,
             lambda p: routes.list_certificates(
@@ -204,7 +215,7 @@ def create_app(service: Service) -> FastAPI:
     )
     async def node_certificate(request: Request, nodeId: str) -> Response:  # noqa: N803
         body = await request.body()
-        key = request.headers.get("idempotency-key")
+        key = single_header(request.headers, "Idempotency-Key")
         return await authed(
             request, lambda p: routes.issue_node_certificate(p, nodeId, body, idempotency_key=key)
         )

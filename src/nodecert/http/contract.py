@@ -10,7 +10,9 @@ the same whichever way a request came in. The one error-class to status table::
     NotFoundError             404     MethodNotAllowedError                405
     RequestTimeoutError       408     ConflictError                        409
     HeadersTooLargeError      431     QuotaExceededError                   429
+    MalformedRequestError     400 (an InvalidRequestError: what the HTTP parser refused)
     BackendUnavailableError   503     ConfigurationError, anything else    500
+    OverloadedError           503
 
 Errors are RFC 9457 ``application/problem+json`` documents with a stable ``code``; 429 and
 503 carry ``Retry-After``, 401 carries ``WWW-Authenticate``. The framework-neutral
@@ -44,7 +46,9 @@ from nodecert.issuing.authority import IssuedCertificate
 __all__ = [
     "PROBLEM_TYPE_BASE",
     "HeadersTooLargeError",
+    "MalformedRequestError",
     "MethodNotAllowedError",
+    "OverloadedError",
     "Reply",
     "RequestTimeoutError",
     "certificate_json",
@@ -84,6 +88,20 @@ class HeadersTooLargeError(NodecertError):
     title = "Request header fields too large"
 
 
+class MalformedRequestError(InvalidRequestError):
+    """The HTTP parser refused the request (an HTTP error, not a core one)."""
+
+    code = "malformed_request"
+    title = "Malformed HTTP request"
+
+
+class OverloadedError(NodecertError):
+    """The server has too many connections to take this request (an HTTP error)."""
+
+    code = "overloaded"
+    title = "Service overloaded"
+
+
 class RequestTimeoutError(NodecertError):
     """The request head or body did not arrive in time (an HTTP error, not a core one)."""
 
@@ -104,6 +122,7 @@ _STATUS: tuple[tuple[type[NodecertError], int], ...] = (
     (HeadersTooLargeError, 431),
     (QuotaExceededError, 429),
     (BackendUnavailableError, 503),
+    (OverloadedError, 503),
     (ConfigurationError, 500),
 )
 
@@ -239,7 +258,7 @@ def _time(value: datetime) -> str:
 
 
 def parse_object(body: bytes, *, allowed: frozenset[str], empty_ok: bool = False) -> dict[str, Any]:
-    """Parse a JSON object body, refusing other JSON, bad UTF-8 and unknown fields.
+    """Parse a JSON object body, refusing other JSON, non-UTF-8, repeated and unknown fields.
 
     Raises:
         InvalidRequestError: naming what is wrong.
@@ -249,7 +268,15 @@ def parse_object(body: bytes, *, allowed: frozenset[str], empty_ok: bool = False
             return {}
         raise InvalidRequestError("body: a JSON object is required")
     try:
-        data = json.loads(body)
+        # RFC 8259 section 8.1: UTF-8 only. json.loads(bytes) would also guess UTF-16 and
+        # UTF-32 from the first bytes, which the front proxy and the client may not.
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError("body: not valid JSON (it must be UTF-8)") from exc
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_fields, parse_constant=_no_constant)
+    except _DuplicateFieldError as exc:
+        raise InvalidRequestError(f"body: duplicate field {str(exc)[:40]!r}") from None
     except (ValueError, RecursionError) as exc:
         raise InvalidRequestError("body: not valid JSON") from exc
     if not isinstance(data, dict):
@@ -261,6 +288,26 @@ def parse_object(body: bytes, *, allowed: frozenset[str], empty_ok: bool = False
             f"body: unknown field(s) {shown} (allowed: {', '.join(sorted(allowed))})"
         )
     return data
+
+
+class _DuplicateFieldError(Exception):
+    pass
+
+
+def _unique_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A repeated key is refused rather than resolved (json keeps the last): a proxy or a
+    # firewall in front that keeps the first would disagree with nodecert on the request.
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateFieldError(key)
+        data[key] = value
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    # NaN, Infinity and -Infinity are not JSON (RFC 8259 section 6); Python accepts them.
+    raise ValueError(f"{name} is not JSON")
 
 
 def reason_of(value: object) -> RevocationReason:

@@ -26,13 +26,30 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nodecert.core.blocking import WouldBlockError, never_wait
-from nodecert.core.errors import PayloadTooLargeError
+from nodecert.core.errors import AuthenticationError, InvalidRequestError, PayloadTooLargeError
 from nodecert.core.values import Commit
 from nodecert.http.contract import Reply, error_reply, issued_reply, problem
 from nodecert.http.routes import Routes, log_issued
 from nodecert.issuing.authority import IssuedCertificate
 
-__all__ = ["BodyLimit", "DirectEndpoint", "NodecertAPI", "issuance", "render"]
+__all__ = ["BodyLimit", "DirectEndpoint", "NodecertAPI", "issuance", "render", "single_header"]
+
+
+def single_header(headers: Headers, name: str) -> str | None:
+    """The value of a header that may appear once (``Authorization``, ``Idempotency-Key``).
+
+    RFC 9110 section 5.3: such a field sent twice is invalid. Which copy a proxy in front
+    checked is unknown, so none is taken.
+
+    Raises:
+        AuthenticationError: ``Authorization`` sent more than once.
+        InvalidRequestError: any other header sent more than once.
+    """
+    values = headers.getlist(name)
+    if len(values) > 1:
+        error = AuthenticationError if name.lower() == "authorization" else InvalidRequestError
+        raise error(f"{name}: sent more than once")
+    return values[0] if values else None
 
 
 def render(reply: Reply) -> Response:
@@ -58,8 +75,8 @@ def issuance(routes: Routes, *, inline_ec: bool) -> Callable[[Headers, bytes], A
     """
 
     async def issue(headers: Headers, body: bytes) -> Reply:
-        authorization = headers.get("authorization")
-        idempotency_key = headers.get("idempotency-key")
+        authorization = single_header(headers, "Authorization")
+        idempotency_key = single_header(headers, "Idempotency-Key")
 
         def start() -> tuple[IssuedCertificate, Commit]:
             principal = routes.authenticate(authorization)

@@ -14,11 +14,13 @@ from starlette.concurrency import run_in_threadpool
 
 from nodecert.core.values import Principal
 from nodecert.http.contract import Reply
+from nodecert.http.direct import single_header
 from nodecert.http.nodeside_routes import SECRET_HEADER, NodeSideRoutes
 
 __all__ = ["add_nodeside_routes"]
 
 _FORWARDED_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+_PROXY_HEADERS = ("X-Client-Cert", "X-Nodecert-Node")
 
 Authed = Callable[[Request, Callable[[Principal], Reply]], Awaitable[Response]]
 Render = Callable[[Reply], Response]
@@ -43,14 +45,18 @@ def add_nodeside_routes(
         headers = request.headers
         peer = request.client.host if request.client else None
 
+        secrets = headers.getlist(SECRET_HEADER)
+
         def run() -> Reply:
             return routes.authorize(
                 peer=peer,
-                secret=headers.get(SECRET_HEADER),
+                # A repeated secret counts as none (401), whichever copy is right.
+                secret=secrets[0] if len(secrets) == 1 else None,
                 certificate=headers.get("x-client-cert"),
                 node_id=headers.get("x-nodecert-node"),
                 body=body,
                 forwarded=any(name in headers for name in _FORWARDED_HEADERS),
+                repeated=tuple(n for n in _PROXY_HEADERS if len(headers.getlist(n)) > 1),
             )
 
         return render(await run_in_threadpool(run))
@@ -63,7 +69,7 @@ def add_nodeside_routes(
     )
     async def renew(request: Request) -> Response:
         body = await request.body()
-        authorization = request.headers.get("authorization")
+        authorization = single_header(request.headers, "Authorization")
         return render(await run_in_threadpool(routes.renew, authorization, body))
 
     @app.get(

@@ -12,7 +12,8 @@
 
 When the proxy's ``X-Client-Cert`` or ``X-Nodecert-Node`` header is present, a JSON body
 naming another certificate or node is refused (400 ``conflicting_input``), never merged:
-gateways that forward the client's body to the auth call must not let it speak.
+gateways that forward the client's body to the auth call must not let it speak. Either
+header sent twice is refused the same way: one copy may be the client's.
 
 It only ever receives a certificate that the proxy already verified in a TLS handshake
 (``$ssl_client_escaped_cert``), re-checks it in full, and answers 200 (with the identity
@@ -34,6 +35,7 @@ from nodecert.core.errors import (
     AuthorizationError,
     ConflictingInputError,
     InvalidIdentifierError,
+    InvalidRequestError,
     NotFoundError,
 )
 from nodecert.core.values import Principal, RevocationReason
@@ -112,23 +114,38 @@ class NodeSideRoutes:
         node_id: str | None,
         body: bytes = b"",
         forwarded: bool = False,
+        repeated: tuple[str, ...] = (),
     ) -> Reply:
         """``POST /v1/authorize``: the node-side decision for a proxy.
 
         The certificate and the target node come from ``X-Client-Cert`` (URL-escaped PEM)
         and ``X-Nodecert-Node``, or, for callers that send neither header, from a JSON body
         ``{"certificate", "nodeId"}``. ``forwarded`` says the request carries a
-        forwarded-address header (``X-Forwarded-For``, ``Forwarded``, ``X-Real-IP``).
+        forwarded-address header (``X-Forwarded-For``, ``Forwarded``, ``X-Real-IP``);
+        ``repeated`` names the proxy headers (``X-Client-Cert``, ``X-Nodecert-Node``) the
+        request carries more than once.
 
         Raises:
             AuthenticationError: a secret is configured and the caller's is wrong.
+            InvalidRequestError: a body field is not a string.
             AuthorizationError: no secret is configured and the caller is not a direct
                 loopback peer (a forwarded-address header means it may not be).
-            ConflictingInputError: a proxy header is present and the body names another
-                certificate or node.
+            ConflictingInputError: a proxy header is repeated, or a proxy header is present
+                and the body names another certificate or node.
         """
         self._check_caller(peer, secret, forwarded=forwarded)
+        if repeated:
+            # Never pick one: a proxy that appends its header after the client's copy
+            # (instead of replacing it) would let the client's copy speak.
+            raise ConflictingInputError(
+                f"authorize: {repeated[0]}: sent more than once; a proxy must"
+                " replace the client's copy, not add to it"
+            )
         data = parse_object(body, allowed=_AUTHORIZE_FIELDS, empty_ok=True)
+        for name in sorted(data):
+            if not isinstance(data[name], str):
+                # Never str() it: {"nodeId": 1} would be decided for node "1".
+                raise InvalidRequestError(f"{name}: must be a string")
         header_pem = urllib.parse.unquote(certificate) if certificate else None
         if certificate is not None or node_id is not None:
             # What the proxy established wins; a body (which a gateway may have copied
@@ -136,9 +153,9 @@ class NodeSideRoutes:
             _refuse_conflicts(data, header_pem, node_id)
             pem, target = header_pem, node_id or ""
         else:
-            pem, target = data.get("certificate"), data.get("nodeId") or ""
-        if isinstance(pem, str) and pem:
-            decision = self.decider.decide(pem, str(target))
+            pem, target = data.get("certificate"), data.get("nodeId", "")
+        if pem:
+            decision = self.decider.decide(pem, target)
         else:
             decision = Decision.deny(DenyReason.NO_CERTIFICATE, "none was forwarded")
         if not decision.allowed or decision.identity is None:

@@ -7,7 +7,8 @@ and nginx through ``POST /v1/authorize``. A certificate is allowed only when all
 1. it parses, and it is within its validity window (an optional grace after expiry is
    used by renewal only);
 2. it chains to one of our CA certificates (signature checked with pyca ``cryptography``'s
-   RFC 5280 client verifier, so EKU clientAuth and CA constraints are enforced too);
+   RFC 5280 client verifier, so CA constraints are enforced too) and names the clientAuth
+   extended key usage (which that verifier does not require to be present);
 3. it carries a nodecert identity (SPIFFE URI authoritative, subject agreeing) in our trust
    domain, and its node is the target node;
 4. the ledger knows it (same fingerprint, same identity) and it is not revoked: revoking is
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     ClientVerifier,
     PolicyBuilder,
@@ -136,6 +138,16 @@ def load_certificate(value: x509.Certificate | str | bytes) -> x509.Certificate:
         return x509.load_der_x509_certificate(data)
     except ValueError as exc:
         raise InvalidIdentifierError("certificate: not a parsable X.509 certificate") from exc
+
+
+def _names_client_auth(certificate: x509.Certificate) -> bool:
+    # The RFC 5280 verifier accepts a leaf without extendedKeyUsage ("any purpose");
+    # nodecert's profiles always name clientAuth, so one that does not was not made by us.
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+    return ExtendedKeyUsageOID.CLIENT_AUTH in usage
 
 
 def _utcnow() -> datetime:
@@ -277,6 +289,10 @@ class AccessDecider:
         if not self._chains(certificate, min(now, not_after)):
             return Decision.deny(
                 DenyReason.UNTRUSTED_ISSUER, "does not chain to our CA", serial=serial
+            )
+        if not _names_client_auth(certificate):
+            return Decision.deny(
+                DenyReason.UNTRUSTED_ISSUER, "no clientAuth extended key usage", serial=serial
             )
         try:
             identity = Identity.from_certificate(certificate, trust_domain=self.trust_domain)

@@ -21,6 +21,7 @@ revocation then takes up to ``cache_ttl_s`` to be seen. Denials are never cached
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 import ssl
@@ -70,7 +71,8 @@ class RemoteDecider:
         clock: Monotonic seconds, for the cache.
 
     Raises:
-        ValueError: a URL that is not http(s), or a cache TTL outside 0-60 s.
+        ValueError: a URL that is not http(s), a secret for a plain http URL that is not
+            on loopback, or a cache TTL outside 0-60 s.
     """
 
     def __init__(
@@ -87,6 +89,11 @@ class RemoteDecider:
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(f"RemoteDecider: {url[:200]!r} is not an http(s) URL")
+        if secret is not None and parsed.scheme == "http" and not _is_loopback(parsed.hostname):
+            raise ValueError(
+                f"RemoteDecider: {url[:200]!r}: the shared secret goes over https only"
+                " (plain http to loopback only)"
+            )
         if not 0 <= cache_ttl_s <= _MAX_CACHE_TTL_S:
             raise ValueError("RemoteDecider: cache_ttl_s must be between 0 and 60 seconds")
         if timeout_s <= 0:
@@ -197,6 +204,15 @@ class RemoteDecider:
             log.error("remote decider: the nodecert service refused the call itself")
             return _unavailable("the nodecert service refused this node's call")
         return Decision.deny(reason, str(data.get("detail", ""))[:300])
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 def _unavailable(detail: str) -> Decision:

@@ -85,6 +85,11 @@ def client_certificate_from_scope(
 
     The TLS extension wins; the proxy header counts only when the direct peer's address
     is in ``trusted_proxies``.
+
+    Raises:
+        AccessDeniedError: the proxy header is there more than once (reason
+            ``malformed_certificate``): a proxy that appends its copy after the client's
+            instead of replacing it would otherwise let the client's copy speak.
     """
     tls = (scope.get("extensions") or {}).get("tls") or {}
     chain = tls.get("client_cert_chain")
@@ -96,10 +101,14 @@ def client_certificate_from_scope(
     if not client or client[0] not in trusted_proxies:
         return None
     wanted = header.lower().encode("latin-1")
-    for name, value in scope.get("headers", ()):
-        if name.lower() == wanted and value:
-            return urllib.parse.unquote(value.decode("latin-1"))
-    return None
+    values = [value for name, value in scope.get("headers", ()) if name.lower() == wanted]
+    if len(values) > 1:
+        raise AccessDeniedError(
+            Decision.deny(DenyReason.MALFORMED_CERTIFICATE, f"{header}: sent more than once")
+        )
+    if not values or not values[0]:
+        return None
+    return urllib.parse.unquote(values[0].decode("latin-1"))
 
 
 class NodeAccessMiddleware:
@@ -134,9 +143,13 @@ class NodeAccessMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        certificate = client_certificate_from_scope(
-            scope, header=self.header, trusted_proxies=self.trusted_proxies
-        )
+        try:
+            certificate = client_certificate_from_scope(
+                scope, header=self.header, trusted_proxies=self.trusted_proxies
+            )
+        except AccessDeniedError as exc:
+            await self._deny(scope, send, exc.decision)
+            return
         target = self.node_id(scope) if callable(self.node_id) else self.node_id
         if certificate is None:
             decision = Decision.deny(DenyReason.NO_CERTIFICATE, "no client certificate")

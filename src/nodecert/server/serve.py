@@ -32,8 +32,14 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from nodecert.core.config import Settings
-from nodecert.core.errors import ConfigurationError
-from nodecert.http.contract import HeadersTooLargeError, RequestTimeoutError, problem
+from nodecert.core.errors import ConfigurationError, NodecertError
+from nodecert.http.contract import (
+    HeadersTooLargeError,
+    MalformedRequestError,
+    OverloadedError,
+    RequestTimeoutError,
+    problem,
+)
 from nodecert.server.supervisor import SpreadingSupervisor, reuse_port_available
 
 __all__ = ["BoundedHttpToolsProtocol", "bind", "run", "worker_sockets"]
@@ -133,9 +139,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
-        """The head is in: the body's deadline starts (ended by :meth:`on_message_complete`)."""
+        """The head is in: the body's deadline starts (ended by :meth:`on_message_complete`).
+
+        Beyond ``limit_concurrency``, uvicorn answers a plain-text 503; here the request is
+        answered by :func:`_overloaded` instead, a problem document with ``Retry-After``.
+        """
         self._arm(self.body_timeout_s)
-        super().on_headers_complete()
+        limit = self.limit_concurrency
+        if limit is None or (len(self.connections) < limit and len(self.tasks) < limit):
+            super().on_headers_complete()
+            return
+        self.logger.warning("Exceeded concurrency limit.")
+        app = self.app
+        self.app, self.limit_concurrency = _overloaded, None
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app, self.limit_concurrency = app, limit
 
     def on_message_complete(self) -> None:
         """The whole request is in: no deadline until the next one begins."""
@@ -157,12 +177,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         cycle = self.cycle
         if cycle is None or cycle.response_complete or not cycle.response_started:
-            body = problem(RequestTimeoutError("request: not received in time")).encoded()
-            self.transport.write(
-                b"HTTP/1.1 408 Request Timeout\r\n"
-                b"content-type: application/problem+json\r\n"
-                b"content-length: " + str(len(body)).encode() + b"\r\n"
-                b"connection: close\r\n\r\n" + body
+            self._write_problem(
+                b"408 Request Timeout", RequestTimeoutError("request: not received in time")
             )
         if cycle is not None and not cycle.response_complete:
             # The application may be waiting for the rest of the body: it sees a
@@ -188,19 +204,43 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             raise _HeadersTooLargeError
 
     def send_400_response(self, msg: str) -> None:
-        """The 400 of a malformed request, or a 431 problem document for a huge head."""
-        if not self._head_too_large:
-            super().send_400_response(msg)
-            return
-        error = HeadersTooLargeError(f"headers: larger than {self.max_header_bytes} bytes")
+        """A problem document for what the parser refused, then close: 400, or 431."""
+        if self._head_too_large:
+            self._write_problem(
+                b"431 Request Header Fields Too Large",
+                HeadersTooLargeError(f"headers: larger than {self.max_header_bytes} bytes"),
+            )
+        else:
+            # llhttp refuses, among others, Transfer-Encoding with Content-Length, two
+            # Content-Lengths, folded or NUL-bearing headers and bare LFs (request
+            # smuggling); whatever followed on the connection is never read.
+            self._write_problem(
+                b"400 Bad Request",
+                MalformedRequestError("request: not a well-formed HTTP/1.1 request"),
+            )
+        self.transport.close()
+
+    def _write_problem(self, status_line: bytes, error: NodecertError) -> None:
         body = problem(error).encoded()
         self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"HTTP/1.1 " + status_line + b"\r\n"
             b"content-type: application/problem+json\r\n"
             b"content-length: " + str(len(body)).encode() + b"\r\n"
             b"connection: close\r\n\r\n" + body
         )
-        self.transport.close()
+
+
+async def _overloaded(scope: Any, receive: Any, send: Any) -> None:
+    reply = problem(OverloadedError("server: too many connections, try again shortly"))
+    body = reply.encoded()
+    headers = [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
+    headers += [
+        (b"content-type", reply.media_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) -> None:
