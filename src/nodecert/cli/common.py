@@ -92,7 +92,25 @@ def local_settings() -> Settings:
             f"no nodecert home at {home}: create it with `nodecert init` (or run"
             " `nodecert serve` there), or point NODECERT_HOME at the server's home"
         )
+    missing = [path for path in _home_files(settings) if not path.exists()]
+    if missing:
+        # An existing directory that is not a home (a typo, $HOME): building the service
+        # there would create a CA and a dev issuer in it and tighten it to 0700.
+        raise CLIError(
+            f"{home} is not a nodecert home (no {missing[0].name}): create one with"
+            " `nodecert init`, or point NODECERT_HOME at the server's home"
+        )
     return settings
+
+
+def _home_files(settings: Settings) -> list[Path]:
+    """The files ``nodecert init`` leaves in a home, for the settings in force."""
+    files = []
+    if settings.ca == "local":
+        files.append(settings.home / "ca" / "ca.crt")
+    if settings.store == "sqlite":
+        files.append(settings.database_path)
+    return files
 
 
 def cli_actor() -> str:
