@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +32,7 @@ __all__ = [
     "duration",
     "local_settings",
     "setup_logging",
+    "warnings_to_stderr",
 ]
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -134,14 +137,32 @@ def setup_logging() -> None:
     """Log ``nodecert`` messages at INFO and above to stderr, with UTC timestamps."""
     logger = logging.getLogger("nodecert")
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        formatter = logging.Formatter(
-            "%(asctime)s nodecert: %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ"
-        )
-        formatter.converter = time.gmtime
         handler = _StderrHandler()
-        handler.setFormatter(formatter)
+        handler.setFormatter(_formatter())
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+
+
+@contextlib.contextmanager
+def warnings_to_stderr(name: str) -> Iterator[None]:
+    """While the block runs, log ``name``'s warnings and errors to stderr (UTC timestamps)."""
+    logger = logging.getLogger(name)
+    handler = _StderrHandler()
+    handler.setFormatter(_formatter())
+    handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _formatter() -> logging.Formatter:
+    formatter = logging.Formatter(
+        "%(asctime)s nodecert: %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ"
+    )
+    formatter.converter = time.gmtime
+    return formatter
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -18,6 +18,7 @@ from nodecert.cli.common import (
     client_from,
     duration,
     setup_logging,
+    warnings_to_stderr,
 )
 from nodecert.cli.output import check_writable
 from nodecert.client.renew import (
@@ -90,13 +91,15 @@ def _renew(args: argparse.Namespace) -> None:
         for path in {args.cert.parent, args.key.parent}:
             check_writable(path, option="--cert/--key")
 
-    outcome = renew_if_due(
-        target,
-        now=datetime.now(UTC),
-        renew_before=args.renew_before,
-        force=args.force,
-        before_renewal=writable,
-    )
+    # A renewal that was interrupted, and is now completed, is worth a line on stderr.
+    with warnings_to_stderr("nodecert.renew"):
+        outcome = renew_if_due(
+            target,
+            now=datetime.now(UTC),
+            renew_before=args.renew_before,
+            force=args.force,
+            before_renewal=writable,
+        )
     renewed = outcome.renewed
     if renewed is None:
         current = outcome.current

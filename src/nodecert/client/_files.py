@@ -28,28 +28,69 @@ def write_together(files: Sequence[OutputFile]) -> None:
     renamed until every temporary is fully written and synced; on any failure every
     temporary is removed, so a private key is never left in a stray file. Each temporary
     is created with its final ``mode`` (``0o600`` for a key) before a byte is written.
+    If a rename fails after others succeeded, those are undone (each replaced file is
+    kept under a hard link until every rename is done), so a certificate and its key on
+    disk stay a pair.
 
     Raises:
         OSError: a file could not be written or renamed (``filename`` names it).
     """
     written: list[tuple[str, Path]] = []
+    replaced: list[tuple[Path, str | None]] = []  # (target, hard link to its old version)
     try:
         for item in files:
             written.append((_write_temporary(item), item.path))
         while written:
             temporary, target = written[0]
+            old = _keep_old(target)
             try:
                 os.replace(temporary, target)
             except OSError as exc:
+                if old is not None:
+                    _unlink(old)
                 exc.filename = str(target)
                 raise
+            replaced.append((target, old))
             written.pop(0)
+    except BaseException:
+        _undo(replaced)
+        replaced.clear()
+        raise
     finally:
         for temporary, _ in written:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
+            _unlink(temporary)
+        for _, old in replaced:
+            if old is not None:
+                _unlink(old)
     for directory in {item.path.parent for item in files}:
         _sync_directory(directory)
+
+
+def _keep_old(target: Path) -> str | None:
+    """A hard link to ``target``'s current version (None when there is none)."""
+    if not os.path.lexists(target) or (target.is_dir() and not target.is_symlink()):
+        return None
+    name = f"{target.parent}/.{target.name}.{os.urandom(6).hex()}.old"
+    try:
+        os.link(target, name, follow_symlinks=False)  # A symbolic link comes back as one.
+    except OSError as exc:
+        exc.filename = str(target)
+        raise
+    return name
+
+
+def _undo(replaced: list[tuple[Path, str | None]]) -> None:
+    for target, old in reversed(replaced):
+        with contextlib.suppress(OSError):
+            if old is None:
+                os.unlink(target)
+            else:
+                os.replace(old, target)
+
+
+def _unlink(name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(name)
 
 
 def _write_temporary(item: OutputFile) -> str:

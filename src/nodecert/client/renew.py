@@ -15,11 +15,12 @@ lifetime (at two thirds, like step and cert-manager), or ``renew_before`` the en
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.client._client import Client
 from nodecert.client._files import OutputFile, write_together
+from nodecert.client._pair import complete_interrupted, exclusive
 from nodecert.core.errors import AuthorizationError, ConflictError, NodecertError
 from nodecert.core.identity import format_serial
 from nodecert.core.keys import (
@@ -93,12 +95,32 @@ def due_at(certificate: x509.Certificate, *, renew_before: timedelta | None = No
 
 
 def load_pair(target: RenewalTarget) -> tuple[x509.Certificate, PrivateKey]:
-    """Read the certificate and its key.
+    """Read the certificate and its key (finishing a renewal that was interrupted).
+
+    Waits while another renewer of the same files is at work (:func:`_turn`).
 
     Raises:
         RenewalClientError: a file is unreadable or not PEM.
         KeyMismatchError: the key belongs to another certificate, or is not RSA/EC.
     """
+    with _turn(target):
+        return _read_pair(target)
+
+
+@contextlib.contextmanager
+def _turn(target: RenewalTarget) -> Iterator[None]:
+    """This process's turn with ``target``'s files: one renewer at a time."""
+    directory = target.cert.parent
+    try:
+        with exclusive(directory):
+            yield
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        raise RenewalClientError(f"{exc.filename}: {exc.strerror}") from None
+
+
+def _read_pair(target: RenewalTarget) -> tuple[x509.Certificate, PrivateKey]:
     try:
         cert_pem, key_pem = target.cert.read_bytes(), target.key.read_bytes()
     except OSError as exc:
@@ -114,7 +136,15 @@ def load_pair(target: RenewalTarget) -> tuple[x509.Certificate, PrivateKey]:
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise KeyMismatchError(f"{target.key}: only RSA and EC keys are supported")
     if key.public_key() != certificate.public_key():
-        raise KeyMismatchError(f"{target.key}: does not belong to {target.cert}")
+        completed = complete_interrupted(target.cert, key.public_key())
+        if completed is None:
+            raise KeyMismatchError(f"{target.key}: does not belong to {target.cert}")
+        log.warning(
+            "renew: completed an interrupted renewal: %s is serial %s",
+            target.cert,
+            format_serial(completed.serial_number),
+        )
+        certificate = completed
     return certificate, key
 
 
@@ -127,7 +157,14 @@ def renew_files(target: RenewalTarget, *, now: datetime | None = None) -> x509.C
         KeyMismatchError: the key does not belong to the certificate.
         NodecertError: the service refused or could not be reached (see :class:`Client`).
     """
-    certificate, key = load_pair(target)
+    with _turn(target):
+        certificate, key = _read_pair(target)
+        return _renew_pair(target, certificate, key, now=now)
+
+
+def _renew_pair(
+    target: RenewalTarget, certificate: x509.Certificate, key: PrivateKey, *, now: datetime | None
+) -> x509.Certificate:
     issued = target.client.renew(certificate, key, audience=target.audience, now=now)
     renewed = x509.load_pem_x509_certificate(issued.certificate.encode())
     if issued.private_key is None:  # Client.renew always makes one; a fake might not.
@@ -174,13 +211,14 @@ def renew_if_due(
     Raises:
         The errors of :func:`load_pair` and :func:`renew_files`.
     """
-    certificate, _ = load_pair(target)
-    due = due_at(certificate, renew_before=renew_before)
-    if not force and now < due:
-        return RenewalOutcome(certificate, due, None)
-    if before_renewal is not None:
-        before_renewal()
-    return RenewalOutcome(certificate, due, renew_files(target, now=now))
+    with _turn(target):
+        certificate, key = _read_pair(target)
+        due = due_at(certificate, renew_before=renew_before)
+        if not force and now < due:
+            return RenewalOutcome(certificate, due, None)
+        if before_renewal is not None:
+            before_renewal()
+        return RenewalOutcome(certificate, due, _renew_pair(target, certificate, key, now=now))
 
 
 def _mode_of(path: Path) -> int:
@@ -270,6 +308,9 @@ def watch(
         try:
             renewed = renew(target)
         except NodecertError as exc:
+            if isinstance(exc, ConflictError) and _replaced(target, planned[0]):
+                log.info("renew: %s was renewed meanwhile by another renewer", target.cert)
+                continue
             if is_permanent(exc):
                 log.error("renew: %s; giving up: a retry cannot fix this", exc.detail)
                 raise
@@ -293,6 +334,15 @@ def watch(
                 after_renewal(renewed)
             except RenewalClientError as exc:
                 log.warning("renew: %s", exc.detail)
+
+
+def _replaced(target: RenewalTarget, serial: int) -> bool:
+    """Whether the files now hold another certificate than ``serial`` (a valid pair)."""
+    try:
+        certificate, _ = load_pair(target)
+    except RenewalClientError:
+        return False
+    return certificate.serial_number != serial
 
 
 def _renewal_time(

@@ -1,0 +1,57 @@
+"""A certificate file and its key file as one thing: one renewer at a time, no half pairs.
+
+Two renewers of the same files (a timer and an operator, say) take turns: each holds an
+exclusive ``flock`` on the certificate's directory from reading the pair to writing its
+successor, so the second one reads what the first wrote. A renewal killed between its
+two renames (:func:`nodecert.client._files.write_together` renames the key first) leaves
+the new key beside the old certificate and the new certificate in its temporary;
+:func:`complete_interrupted` finds that temporary and finishes the rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+__all__ = ["complete_interrupted", "exclusive"]
+
+
+@contextlib.contextmanager
+def exclusive(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (waiting for another holder to finish).
+
+    Raises:
+        OSError: the directory cannot be opened.
+    """
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # Closing the last descriptor releases the lock.
+
+
+def complete_interrupted(cert: Path, public_key: PublicKeyTypes) -> x509.Certificate | None:
+    """Finish a renewal interrupted between its renames, under :func:`exclusive`.
+
+    Looks for a temporary of ``cert`` (``.<name>.*.tmp``) holding a certificate for
+    ``public_key`` (the key now on disk) and renames it into place.
+
+    Returns:
+        The certificate now in ``cert``, or None when no temporary fits the key.
+    """
+    for candidate in sorted(cert.parent.glob(f".{cert.name}.*.tmp")):
+        try:
+            certificate = x509.load_pem_x509_certificate(candidate.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if certificate.public_key() == public_key:
+            os.replace(candidate, cert)
+            return certificate
+    return None
