@@ -49,3 +49,57 @@ def test_dev_token_leaves_a_directory_that_is_no_home_alone(tmp_path: Path) -> N
     )
     assert done.returncode == 1 and "nodecert init" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("server", "says"),
+    [
+        ("http://[::1", "not a URL"),
+        ("http://127.0.0.1:99999", "port"),
+        ("http://127.0.0.1:abc", "port"),
+        ("http://127.0.0.1:8080\n", "not a URL"),
+        ("http://exa mple.com", "not a URL"),
+        ("http://alice:s3cret@127.0.0.1:9", "user name or password"),
+    ],
+)
+def test_a_bad_server_url_is_one_line_before_any_call(
+    server: str, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (
+        ["certs", "--token", "t"],
+        ["renew", "--cert", str(tmp_path / "x.crt"), "--key", str(tmp_path / "x.key"), "--force"],
+    ):
+        code, _, err = _run(capsys, *argv, "--server", server)
+        assert code == 1, err
+        assert err.startswith("nodecert: error: --server: ") and err.count("\n") == 1
+        assert says in err and "s3cret" not in err and "cannot reach" not in err
+
+
+def test_a_private_key_given_as_csr_is_never_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    (tmp_path / "n1.key").write_bytes(key)
+    (tmp_path / "junk.csr").write_text("-----BEGIN CERTIFICATE REQUEST-----\nxx\n")
+    # Nothing listens on port 9: an attempt to send would say "cannot reach".
+    base = ["request", "n1", "--token", "t", "--server", "http://127.0.0.1:9", "--out"]
+    for name, says in (("n1.key", "is a private key"), ("junk.csr", "not a PEM certificate")):
+        code, _, err = _run(capsys, *base, str(tmp_path), "--csr", str(tmp_path / name))
+        assert code == 1 and err.count("\n") == 1, err
+        assert says in err and "cannot reach" not in err and "PRIVATE KEY-" not in err
+
+
+def test_the_help_documents_the_exit_statuses(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "exit status" in out.lower()
+    for code in ("0", "1", "2", "130"):
+        assert f"{code} " in out

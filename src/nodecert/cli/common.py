@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from nodecert.client import Client
 from nodecert.core.values import Principal
@@ -72,9 +73,28 @@ def client_from(args: argparse.Namespace, *, token: bool = True) -> Client:
         bearer = (args.token or os.environ.get("NODECERT_TOKEN") or "").strip()
         if not bearer:
             raise CLIError("a token is required: --token or $NODECERT_TOKEN")
-    if not str(args.server).startswith(("http://", "https://")):
-        raise CLIError(f"--server: {args.server[:100]!r} must start with http:// or https://")
+    _check_server(str(args.server))
     return Client(args.server, token=bearer, timeout=args.timeout, cafile=args.cacert)
+
+
+def _check_server(server: str) -> None:
+    """Raise :class:`CLIError` unless ``server`` is a plain http(s) URL (before any call)."""
+    if not server.startswith(("http://", "https://")):
+        raise CLIError(f"--server: {server[:100]!r} must start with http:// or https://")
+    netloc = server.split("://", 1)[1].split("/", 1)[0]
+    if "@" in netloc:
+        # Never echo it: what precedes the @ may be a password.
+        raise CLIError("--server: a user name or password in the URL is not supported")
+    if not server.isprintable() or any(c.isspace() for c in server) or not server.isascii():
+        raise CLIError(f"--server: {server[:100]!r} is not a URL (spaces or control characters)")
+    try:
+        parts = urlsplit(server)
+        parts.port  # noqa: B018  (Parsing the port is what checks it.)
+    except ValueError as exc:
+        what = "port" if "port" in str(exc).lower() else "not a URL"
+        raise CLIError(f"--server: {server[:100]!r}: {what} ({exc})") from None
+    if not parts.hostname:
+        raise CLIError(f"--server: {server[:100]!r} is not a URL (no host)")
 
 
 def local_settings() -> Settings:

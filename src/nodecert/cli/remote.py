@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from nodecert.cli.common import CLIError, add_client_options, client_from
 from nodecert.cli.output import OutputFile, check_outputs, write_outputs
 from nodecert.core.identity import validate_id
@@ -50,6 +52,7 @@ def _request(args: argparse.Namespace) -> None:
             csr = args.csr.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             raise CLIError(f"{args.csr}: {getattr(exc, 'strerror', None) or 'not text'}") from None
+        _check_csr(args.csr, csr)
     client = client_from(args)
     names = [f"{node}.crt", "ca.crt"] + ([] if csr is not None else [f"{node}.key"])
     chain: list[str] = []
@@ -79,6 +82,19 @@ def _request(args: argparse.Namespace) -> None:
     )
     for item in files:
         print(f"wrote {item.path}" + (" (mode 0600)" if item.mode == 0o600 else ""))
+
+
+def _check_csr(path: Path, text: str) -> None:
+    """Refuse, before anything is sent, a file that is no CSR (a private key above all)."""
+    if "PRIVATE KEY-----" in text:
+        raise CLIError(
+            f"--csr: {path} is a private key, not a certificate request; nothing was sent"
+            " (make a CSR with `openssl req -new -key KEY -subj /CN=x`)"
+        )
+    try:
+        x509.load_pem_x509_csr(text.encode())
+    except ValueError:
+        raise CLIError(f"--csr: {path} is not a PEM certificate request") from None
 
 
 def _certs(args: argparse.Namespace) -> None:
