@@ -158,3 +158,26 @@ def test_watch_goes_on_when_another_renewer_got_there_first(tmp_path, service, c
     )
     assert len(calls) == 2
     assert "renewed meanwhile" in caplog.text
+
+
+def test_renewal_writes_through_symbolic_links(tmp_path, service, capsys):
+    # /etc/nodecert/node.crt -> /etc/nginx/nodecert/n1-server.crt: the consumer reads the
+    # link's target, so that is what a renewal must replace; the links stay links.
+    real = tmp_path / "nginx"
+    real.mkdir()
+    cert, key = write_client(
+        issue(service.authority, "alice", "n1", admin=service.administration), real, "n1"
+    )
+    links = tmp_path / "etc"
+    links.mkdir()
+    (links / "node.crt").symlink_to(cert)
+    (links / "node.key").symlink_to(key)
+    before = _serial(cert)
+    with LiveServer(create_app(service)) as server:
+        argv = ["renew", "--cert", str(links / "node.crt"), "--key", str(links / "node.key")]
+        assert cli.main([*argv, "--server", server.url, "--force"]) == 0, capsys.readouterr()
+    assert (links / "node.crt").is_symlink() and (links / "node.key").is_symlink()
+    assert _serial(cert) != before
+    load_pair(RenewalTarget(cert=cert, key=key, client=Client("http://127.0.0.1:9")))
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert _strays(real) == [] and _strays(links) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -88,7 +89,8 @@ def _renew(args: argparse.Namespace) -> None:
         return
 
     def writable() -> None:
-        for path in {args.cert.parent, args.key.parent}:
+        # Where the files really are: a renewal writes through symbolic links.
+        for path in {Path(os.path.realpath(p)).parent for p in (args.cert, args.key)}:
             check_writable(path, option="--cert/--key")
 
     # A renewal that was interrupted, and is now completed, is worth a line on stderr.

@@ -16,10 +16,10 @@ lifetime (at two thirds, like step and cert-manager), or ``renew_before`` the en
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import random
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,9 +29,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nodecert.client._client import Client
 from nodecert.client._files import OutputFile, write_together
+from nodecert.client._hook import run_deploy_hook
 from nodecert.client._pair import complete_interrupted, exclusive
+from nodecert.client._target import KeyMismatchError, RenewalClientError, RenewalTarget
 from nodecert.core.errors import AuthorizationError, ConflictError, NodecertError
 from nodecert.core.identity import format_serial
 from nodecert.core.keys import (
@@ -54,30 +55,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("nodecert.renew")
-
-
-class RenewalClientError(NodecertError):
-    """A local renewal step failed (files, deploy hook); the message is one line."""
-
-    code = "renewal_failed"
-    title = "Renewal failed"
-
-
-class KeyMismatchError(RenewalClientError):
-    """The key file does not belong to the certificate file: no retry can fix that."""
-
-    code = "key_mismatch"
-    title = "Key does not match certificate"
-
-
-@dataclass(frozen=True, slots=True)
-class RenewalTarget:
-    """What to renew: the certificate and key files, and the service to ask."""
-
-    cert: Path
-    key: Path
-    client: Client
-    audience: str | None = None
 
 
 def due_at(certificate: x509.Certificate, *, renew_before: timedelta | None = None) -> datetime:
@@ -103,8 +80,19 @@ def load_pair(target: RenewalTarget) -> tuple[x509.Certificate, PrivateKey]:
         RenewalClientError: a file is unreadable or not PEM.
         KeyMismatchError: the key belongs to another certificate, or is not RSA/EC.
     """
+    target = _through_links(target)
     with _turn(target):
         return _read_pair(target)
+
+
+def _through_links(target: RenewalTarget) -> RenewalTarget:
+    """``target`` with symbolic links followed: the files the consumer reads get renewed,
+    and the links stay links."""
+
+    def real(path: Path) -> Path:
+        return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+    return dataclasses.replace(target, cert=real(target.cert), key=real(target.key))
 
 
 @contextlib.contextmanager
@@ -157,6 +145,7 @@ def renew_files(target: RenewalTarget, *, now: datetime | None = None) -> x509.C
         KeyMismatchError: the key does not belong to the certificate.
         NodecertError: the service refused or could not be reached (see :class:`Client`).
     """
+    target = _through_links(target)
     with _turn(target):
         certificate, key = _read_pair(target)
         return _renew_pair(target, certificate, key, now=now)
@@ -211,6 +200,7 @@ def renew_if_due(
     Raises:
         The errors of :func:`load_pair` and :func:`renew_files`.
     """
+    target = _through_links(target)
     with _turn(target):
         certificate, key = _read_pair(target)
         due = due_at(certificate, renew_before=renew_before)
@@ -363,36 +353,3 @@ def _time(value: datetime) -> str:
 def _until(end: datetime, now: datetime) -> float:
     # Retry once more right at expiry rather than sleeping past it.
     return max((end - now).total_seconds(), 1.0)
-
-
-_HOOK_TIMEOUT_S = 300.0
-
-
-def run_deploy_hook(command: str, target: RenewalTarget, certificate: x509.Certificate) -> None:
-    """Run ``command`` with ``/bin/sh`` after a renewal, as certbot runs its deploy hooks.
-
-    The hook sees ``RENEWED_CERT``, ``RENEWED_KEY`` (the files just written) and
-    ``RENEWED_SERIAL`` (hex) in its environment; its output goes where ours goes.
-
-    Raises:
-        RenewalClientError: the command could not start, exited non-zero or ran for
-            more than five minutes.
-    """
-    env = {
-        **os.environ,
-        "RENEWED_CERT": str(target.cert),
-        "RENEWED_KEY": str(target.key),
-        "RENEWED_SERIAL": format(certificate.serial_number, "x"),
-    }
-    try:
-        done = subprocess.run(
-            ["/bin/sh", "-c", command], env=env, timeout=_HOOK_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise RenewalClientError(
-            f"--deploy-hook: still running after {_HOOK_TIMEOUT_S:.0f} s; stopped"
-        ) from None
-    except OSError as exc:
-        raise RenewalClientError(f"--deploy-hook: cannot run /bin/sh: {exc.strerror}") from None
-    if done.returncode != 0:
-        raise RenewalClientError(f"--deploy-hook: exited with status {done.returncode}")
