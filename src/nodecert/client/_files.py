@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["OutputFile", "write_together"]
+__all__ = ["OutputFile", "ensure_room", "write_together"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +19,33 @@ class OutputFile:
     path: Path
     data: bytes = field(repr=False)
     mode: int = 0o644
+
+
+def ensure_room(directory: Path, size: int = 16384) -> None:
+    """Check that ``size`` bytes can be written and synced in ``directory`` (then freed).
+
+    What cannot be undone (a renewal supersedes the old certificate) asks this first, so
+    that a full disk fails before it, not after.
+
+    Raises:
+        OSError: no room (``filename`` names the directory), or no directory.
+    """
+    try:
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".nodecert-room.", suffix=".tmp")
+    except OSError as exc:
+        exc.filename = str(directory)
+        raise
+    try:
+        zeros = bytes(4096)
+        for _ in range(0, size, len(zeros)):
+            os.write(fd, zeros)
+        os.fsync(fd)
+    except OSError as exc:
+        exc.filename = str(directory)
+        raise
+    finally:
+        os.close(fd)
+        _unlink(name)
 
 
 def write_together(files: Sequence[OutputFile]) -> None:

@@ -29,7 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nodecert.client._files import OutputFile, write_together
+from nodecert.client._files import OutputFile, ensure_room, write_together
 from nodecert.client._hook import run_deploy_hook
 from nodecert.client._pair import complete_interrupted, exclusive
 from nodecert.client._target import KeyMismatchError, RenewalClientError, RenewalTarget
@@ -154,6 +154,13 @@ def renew_files(target: RenewalTarget, *, now: datetime | None = None) -> x509.C
 def _renew_pair(
     target: RenewalTarget, certificate: x509.Certificate, key: PrivateKey, *, now: datetime | None
 ) -> x509.Certificate:
+    for directory in dict.fromkeys((target.key.parent, target.cert.parent)):
+        try:
+            ensure_room(directory)
+        except OSError as exc:
+            raise RenewalClientError(
+                f"{exc.filename}: {exc.strerror}; nothing was renewed, the old files are unchanged"
+            ) from None
     issued = target.client.renew(certificate, key, audience=target.audience, now=now)
     renewed = x509.load_pem_x509_certificate(issued.certificate.encode())
     if issued.private_key is None:  # Client.renew always makes one; a fake might not.
