@@ -103,3 +103,32 @@ def test_the_help_documents_the_exit_statuses(capsys: pytest.CaptureFixture[str]
     assert "exit status" in out.lower()
     for code in ("0", "1", "2", "130"):
         assert f"{code} " in out
+
+
+def test_request_on_a_full_disk_fails_before_a_certificate_is_issued(
+    env, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from nodecert.http.app import create_app
+    from tests.nodeside import LiveServer
+
+    env.add_node("n1", "alice")
+    out = tmp_path / "out"
+    out.mkdir()
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).endswith(".tmp"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    with LiveServer(create_app(env.service)) as server:
+        monkeypatch.setattr(os, "fsync", full)
+        argv = ["request", "n1", "--token", env.token("alice"), "--server", server.url]
+        code, _, err = _run(capsys, *argv, "--key-type", "ec-p256", "--out", str(out))
+    assert code == 1 and err.count("\n") == 1
+    assert "No space left on device" in err and "was issued" not in err
+    assert list(out.iterdir()) == []
+    listing = env.client.get("/v1/certificates", headers=env.auth("alice")).json()
+    assert listing["certificates"] == []
