@@ -132,3 +132,33 @@ def test_request_on_a_full_disk_fails_before_a_certificate_is_issued(
     assert list(out.iterdir()) == []
     listing = env.client.get("/v1/certificates", headers=env.auth("alice")).json()
     assert listing["certificates"] == []
+
+
+def test_nodes_without_an_action_says_which_are_missing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["nodes"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: nodecert nodes") and "ACTION" in err
+
+
+def test_an_unexpected_failure_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    # botocore refusing to build a client without a region, raised from deep inside the
+    # SDK: still one line and exit status 1.
+    env = nodecert_env(tmp_path)
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE"):
+        env.pop(name, None)
+    env["AWS_CONFIG_FILE"] = str(tmp_path / "none")
+    done = subprocess.run(
+        [NODECERT, "aws", "truststore", "--ca-arn", "x", "--bucket", "b"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("nodecert: error: ") and "region" in done.stderr

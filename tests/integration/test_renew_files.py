@@ -10,7 +10,13 @@ from cryptography import x509
 from nodecert.cli import commands as cli
 from nodecert.client import Client
 from nodecert.client._files import OutputFile, write_together
-from nodecert.client.renew import RenewalTarget, load_pair, renew_files, renew_if_due
+from nodecert.client.renew import (
+    RenewalClientError,
+    RenewalTarget,
+    load_pair,
+    renew_files,
+    renew_if_due,
+)
 from nodecert.http.app import create_app
 from tests.fakes import race
 from tests.nodeside import LiveServer, issue, write_client
@@ -65,9 +71,13 @@ def test_a_full_disk_during_renewal_keeps_the_old_pair(tmp_path, service, capsys
         monkeypatch.setattr(os, "fsync", full)
         argv = ["renew", "--cert", str(cert), "--key", str(key), "--server", server.url]
         assert cli.main([*argv, "--force"]) == 1
-    err = capsys.readouterr().err
+        err = capsys.readouterr().err
+        # The library checks too (for --watch and other callers of renew_files).
+        target = RenewalTarget(cert=cert, key=key, client=Client(server.url, timeout=30))
+        with pytest.raises(RenewalClientError, match="nothing was renewed"):
+            renew_files(target)
     assert err.count("\n") == 1 and "No space left on device" in err
-    assert "nothing was renewed" in err and "PRIVATE KEY" not in err
+    assert "cannot write in" in err and "PRIVATE KEY" not in err
     assert (cert.read_bytes(), key.read_bytes()) == before
     assert _strays(tmp_path) == []
     # The room was checked before the service was asked: the certificate on disk is not

@@ -61,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{where}{exc.strerror or exc}")
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # The last resort: one line, never a traceback.
+        # A failure nobody translated (an SDK's own error, say). Its type and message
+        # still say what went wrong; no key or token is ever put into one.
+        text = " ".join(str(exc).split())[:300]
+        return _fail(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
     return 0
 
 

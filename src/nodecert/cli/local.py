@@ -34,7 +34,7 @@ def add_local_commands(sub: Any) -> None:
     token.set_defaults(handler=_dev_token)
 
     nodes = sub.add_parser("nodes", help="the node directory of the local store")
-    nodes_sub = nodes.add_subparsers(metavar="ACTION")
+    nodes_sub = nodes.add_subparsers(metavar="ACTION", required=True)
     add = nodes_sub.add_parser("add", help="register (or, with --transfer, transfer) a node")
     add.add_argument("node", metavar="NODE")
     add.add_argument("--owner", required=True, metavar="USER")
