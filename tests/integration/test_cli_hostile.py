@@ -162,3 +162,25 @@ def test_an_unexpected_failure_is_one_line_not_a_traceback(tmp_path: Path) -> No
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
     assert done.stderr.startswith("nodecert: error: ") and "region" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["inspect", "/dev/zero"],
+        ["renew", "--cert", "/dev/zero", "--key", "/dev/zero", "--server", "http://127.0.0.1:9"],
+        ["renew", "--cert", "{cert}", "--key", "/dev/zero", "--server", "http://127.0.0.1:9"],
+        ["request", "n1", "--csr", "/dev/zero", "--token", "t", "--server", "http://127.0.0.1:9"],
+    ],
+)
+def test_an_endless_file_is_refused_after_a_bounded_read(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.nodeside import new_ca, sign
+
+    cert = tmp_path / "n1.crt"
+    cert.write_text(sign(new_ca(tmp_path / "ca"), "alice", "n1").pem)
+    argv = [a.replace("{cert}", str(cert)) for a in argv]
+    code, _, err = _run(capsys, *argv, *(["--out", str(tmp_path)] if argv[0] == "request" else []))
+    assert code == 1 and err.count("\n") == 1
+    assert "/dev/zero: larger than 1 MiB" in err

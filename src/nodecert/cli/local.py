@@ -13,6 +13,7 @@ from cryptography import x509
 
 from nodecert.cli.common import CLIError, cli_actor, cli_admin, local_settings
 from nodecert.cli.output import OutputFile, check_outputs, write_outputs
+from nodecert.client._files import read_small
 from nodecert.core.errors import ConflictError, NodecertError
 from nodecert.core.identity import Identity, format_serial, validate_id
 
@@ -206,7 +207,7 @@ def _nodes_remove(args: argparse.Namespace, service: Any) -> None:
 
 def _inspect(args: argparse.Namespace) -> None:
     try:
-        certificate = x509.load_pem_x509_certificate(args.file.read_bytes())
+        certificate = x509.load_pem_x509_certificate(read_small(args.file))
     except OSError as exc:
         raise CLIError(f"{args.file}: {exc.strerror}") from None
     except ValueError:

@@ -11,6 +11,7 @@ from cryptography import x509
 
 from nodecert.cli.common import CLIError, add_client_options, client_from
 from nodecert.cli.output import OutputFile, check_outputs, write_outputs
+from nodecert.client._files import read_small
 from nodecert.core.identity import validate_id
 
 __all__ = ["add_remote_commands"]
@@ -49,7 +50,7 @@ def _request(args: argparse.Namespace) -> None:
     csr = None
     if args.csr is not None:
         try:
-            csr = args.csr.read_text()
+            csr = read_small(args.csr).decode()
         except (OSError, UnicodeDecodeError) as exc:
             raise CLIError(f"{args.csr}: {getattr(exc, 'strerror', None) or 'not text'}") from None
         _check_csr(args.csr, csr)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["OutputFile", "ensure_room", "write_together"]
+__all__ = ["MAX_PEM_BYTES", "OutputFile", "ensure_room", "read_small", "write_together"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,23 @@ class OutputFile:
     path: Path
     data: bytes = field(repr=False)
     mode: int = 0o644
+
+
+MAX_PEM_BYTES = 1 << 20
+"""The most a certificate, key, CSR or CA bundle file may hold (1 MiB)."""
+
+
+def read_small(path: Path, limit: int = MAX_PEM_BYTES) -> bytes:
+    """Read ``path`` whole, refusing anything over ``limit`` bytes (``/dev/zero``, a disk image).
+
+    Raises:
+        OSError: unreadable, or too large (``EFBIG``, ``filename`` = the path).
+    """
+    with open(path, "rb") as stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit // (1 << 20)} MiB", str(path))
+    return data
 
 
 def ensure_room(directory: Path, size: int = 16384) -> None:

@@ -29,7 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nodecert.client._files import OutputFile, ensure_room, write_together
+from nodecert.client._files import OutputFile, ensure_room, read_small, write_together
 from nodecert.client._hook import run_deploy_hook
 from nodecert.client._pair import complete_interrupted, exclusive
 from nodecert.client._target import KeyMismatchError, RenewalClientError, RenewalTarget
@@ -110,7 +110,7 @@ def _turn(target: RenewalTarget) -> Iterator[None]:
 
 def _read_pair(target: RenewalTarget) -> tuple[x509.Certificate, PrivateKey]:
     try:
-        cert_pem, key_pem = target.cert.read_bytes(), target.key.read_bytes()
+        cert_pem, key_pem = read_small(target.cert), read_small(target.key)
     except OSError as exc:
         raise RenewalClientError(f"{exc.filename}: {exc.strerror}") from None
     try:
