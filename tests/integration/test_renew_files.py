@@ -199,3 +199,23 @@ def test_renewal_writes_through_symbolic_links(tmp_path, service, capsys):
     load_pair(RenewalTarget(cert=cert, key=key, client=Client("http://127.0.0.1:9")))
     assert oct(key.stat().st_mode & 0o777) == "0o600"
     assert _strays(real) == [] and _strays(links) == []
+
+
+def test_keys_left_in_temporaries_by_a_killed_renewal_are_removed(tmp_path, service, capsys):
+    # Killed before its renames, a renewal leaves its new key in a temporary (0600). The
+    # next run removes such leftovers once they are old enough not to be another
+    # writer's files in progress.
+    cert, key = write_client(
+        issue(service.authority, "alice", "n1", admin=service.administration), tmp_path, "n1"
+    )
+    stale = [tmp_path / ".n1.key.dead01.tmp", tmp_path / ".n1.crt.dead02.tmp"]
+    stale.append(tmp_path / ".n1.key.dead03.old")
+    fresh = tmp_path / ".n1.key.busy04.tmp"
+    for path in [*stale, fresh]:
+        path.write_text("-----BEGIN PRIVATE KEY-----\n")
+    hour_ago = datetime.now(UTC).timestamp() - 3600
+    for path in stale:
+        os.utime(path, (hour_ago, hour_ago))
+    argv = ["renew", "--cert", str(cert), "--key", str(key), "--server", "http://127.0.0.1:9"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert _strays(tmp_path) == [fresh.name]

@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-__all__ = ["complete_interrupted", "exclusive"]
+__all__ = ["complete_interrupted", "exclusive", "remove_leftovers"]
 
 
 @contextlib.contextmanager
@@ -55,3 +56,24 @@ def complete_interrupted(cert: Path, public_key: PublicKeyTypes) -> x509.Certifi
             os.replace(candidate, cert)
             return certificate
     return None
+
+
+LEFTOVER_AGE_S = 600.0
+"""How old a temporary must be before it counts as left over by a killed writer."""
+
+
+def remove_leftovers(*paths: Path) -> None:
+    """Remove the temporaries of ``paths`` (``.<name>.*.tmp``, ``.<name>.*.old``) that a
+    killed renewal left, under :func:`exclusive`.
+
+    A new key in such a file would otherwise stay on disk for good. Only files older than
+    ten minutes go: a younger one may be the work in progress of a writer that takes no
+    turns (``nodecert request --force`` into the same directory).
+    """
+    cutoff = time.time() - LEFTOVER_AGE_S
+    for path in paths:
+        for pattern in (f".{path.name}.*.tmp", f".{path.name}.*.old"):
+            for leftover in path.parent.glob(pattern):
+                with contextlib.suppress(OSError):
+                    if leftover.lstat().st_mtime < cutoff:
+                        leftover.unlink()

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.client._files import OutputFile, ensure_room, read_small, write_together
 from nodecert.client._hook import run_deploy_hook
-from nodecert.client._pair import complete_interrupted, exclusive
+from nodecert.client._pair import complete_interrupted, exclusive, remove_leftovers
 from nodecert.client._target import KeyMismatchError, RenewalClientError, RenewalTarget
 from nodecert.core.errors import AuthorizationError, ConflictError, NodecertError
 from nodecert.core.identity import format_serial
@@ -133,6 +133,7 @@ def _read_pair(target: RenewalTarget) -> tuple[x509.Certificate, PrivateKey]:
             format_serial(completed.serial_number),
         )
         certificate = completed
+    remove_leftovers(target.cert, target.key)
     return certificate, key
 
 
