@@ -219,3 +219,20 @@ def test_keys_left_in_temporaries_by_a_killed_renewal_are_removed(tmp_path, serv
     argv = ["renew", "--cert", str(cert), "--key", str(key), "--server", "http://127.0.0.1:9"]
     assert cli.main(argv) == 0, capsys.readouterr().err
     assert _strays(tmp_path) == [fresh.name]
+
+
+def test_a_combined_key_and_certificate_file_is_renewed_as_one(tmp_path, service, capsys):
+    # `--cert both.pem --key both.pem` (HAProxy's layout): writing the key and then the
+    # certificate to the same file used to leave only the certificate, its key lost.
+    old = issue(service.authority, "alice", "n1", admin=service.administration)
+    both = tmp_path / "both.pem"
+    both.write_bytes(old.key_pem + old.pem.encode())
+    os.chmod(both, 0o600)
+    with LiveServer(create_app(service)) as server:
+        argv = ["renew", "--cert", str(both), "--key", str(both), "--server", server.url]
+        assert cli.main([*argv, "--force"]) == 0, capsys.readouterr().err
+    target = RenewalTarget(cert=both, key=both, client=Client("http://127.0.0.1:9"))
+    certificate, _ = load_pair(target)
+    assert certificate.serial_number != old.certificate.serial_number
+    assert oct(both.stat().st_mode & 0o777) == "0o600"
+    assert _strays(tmp_path) == []

@@ -167,18 +167,30 @@ def _renew_pair(
     if issued.private_key is None:  # Client.renew always makes one; a fake might not.
         raise RenewalClientError("renew: no new private key came back; files unchanged")
     try:
-        write_together(
-            [
-                OutputFile(target.key, issued.private_key.encode(), 0o600),
-                OutputFile(target.cert, issued.certificate.encode(), _mode_of(target.cert)),
-            ]
-        )
+        write_together(_outputs(target, issued.private_key, issued.certificate))
     except OSError as exc:
         raise RenewalClientError(
             f"renewed as serial {issued.serial}, but {exc.filename}: {exc.strerror};"
             " the old files are unchanged"
         ) from None
     return renewed
+
+
+def _outputs(target: RenewalTarget, key_pem: str, cert_pem: str) -> list[OutputFile]:
+    if _same_file(target.cert, target.key):
+        # One file with both (HAProxy's layout): written once, key first, private.
+        return [OutputFile(target.key, (key_pem + cert_pem).encode(), 0o600)]
+    return [
+        OutputFile(target.key, key_pem.encode(), 0o600),
+        OutputFile(target.cert, cert_pem.encode(), _mode_of(target.cert)),
+    ]
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return one == other or os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
