@@ -236,3 +236,25 @@ def test_a_combined_key_and_certificate_file_is_renewed_as_one(tmp_path, service
     assert certificate.serial_number != old.certificate.serial_number
     assert oct(both.stat().st_mode & 0o777) == "0o600"
     assert _strays(tmp_path) == []
+
+
+def test_a_filesystem_without_locks_still_renews(tmp_path, service, capsys, monkeypatch):
+    # Some NFS mounts answer flock with ENOLCK: renewal goes on without taking turns.
+    # (Only the renewer's flock fails: the in-process service's SQLite store locks too.)
+    import fcntl
+    import types
+
+    from nodecert.client import _pair
+
+    cert, key = write_client(
+        issue(service.authority, "alice", "n1", admin=service.administration), tmp_path, "n1"
+    )
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    with LiveServer(create_app(service)) as server:
+        fake = types.SimpleNamespace(flock=no_locks, LOCK_EX=fcntl.LOCK_EX)
+        monkeypatch.setattr(_pair, "fcntl", fake)
+        argv = ["renew", "--cert", str(cert), "--key", str(key), "--server", server.url]
+        assert cli.main([*argv, "--force"]) == 0, capsys.readouterr().err
