@@ -258,3 +258,46 @@ def test_a_filesystem_without_locks_still_renews(tmp_path, service, capsys, monk
         monkeypatch.setattr(_pair, "fcntl", fake)
         argv = ["renew", "--cert", str(cert), "--key", str(key), "--server", server.url]
         assert cli.main([*argv, "--force"]) == 0, capsys.readouterr().err
+
+
+def test_watch_waits_for_a_pair_replaced_by_hand_one_file_at_a_time(tmp_path, service, caplog):
+    # `cp new.crt node.crt; cp new.key node.key` while the watch reads: for a moment the
+    # key does not match. The watch retries instead of exiting for good (systemd's
+    # Restart=on-abnormal would not start it again); a mismatch that lasts still stops it.
+    from nodecert.client.renew import KeyMismatchError, watch
+
+    old = issue(service.authority, "alice", "n1", admin=service.administration)
+    newer = issue(service.authority, "alice", "n1", admin=service.administration)
+    cert, key = write_client(old, tmp_path, "n1")
+    cert.write_text(newer.pem)  # Half replaced.
+    now = [datetime.now(UTC)]
+    naps = []
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        now[0] += timedelta(seconds=seconds)
+        if len(naps) == 1:
+            key.write_bytes(newer.key_pem)  # The other half arrives.
+
+    caplog.set_level("INFO", logger="nodecert")
+    watch(
+        RenewalTarget(cert=cert, key=key, client=Client("http://127.0.0.1:9")),
+        renew=lambda target: newer.certificate,
+        sleep=sleep,
+        clock=lambda: now[0],
+        jitter=lambda: 0,
+        max_renewals=1,
+    )
+    assert naps[0] == 10 and "does not belong" in caplog.text
+
+    key.write_bytes(old.key_pem)  # For good, this time.
+    naps.clear()
+    with pytest.raises(KeyMismatchError):
+        watch(
+            RenewalTarget(cert=cert, key=key, client=Client("http://127.0.0.1:9")),
+            renew=lambda target: newer.certificate,
+            sleep=lambda s: (naps.append(s), now.__setitem__(0, now[0] + timedelta(seconds=s))),
+            clock=lambda: now[0],
+            jitter=lambda: 0,
+        )
+    assert 1 < len(naps) < 10

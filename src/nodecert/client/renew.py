@@ -287,12 +287,19 @@ def watch(
     """
     renewals = failures = 0
     planned: tuple[int, datetime] | None = None
+    mismatched: datetime | None = None
     while max_renewals is None or renewals < max_renewals:
         try:
             certificate, _ = load_pair(target)
-        except KeyMismatchError:
-            raise
+            mismatched = None
         except RenewalClientError as exc:
+            if isinstance(exc, KeyMismatchError):
+                # Files replaced by hand, one after the other, do not match for a moment;
+                # a mismatch that lasts is for good.
+                mismatched = mismatched or clock()
+                if clock() - mismatched >= _MISMATCH_PATIENCE:
+                    log.error("renew: %s; giving up: a retry cannot fix this", exc.detail)
+                    raise
             failures += 1
             pause = backoff.delay(failures)
             log.warning("renew: %s; retry %d in %.0f s", exc.detail, failures, pause)
@@ -344,6 +351,9 @@ def watch(
                 after_renewal(renewed)
             except RenewalClientError as exc:
                 log.warning("renew: %s", exc.detail)
+
+
+_MISMATCH_PATIENCE = timedelta(minutes=5)
 
 
 def _replaced(target: RenewalTarget, serial: int) -> bool:
