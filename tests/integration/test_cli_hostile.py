@@ -184,3 +184,18 @@ def test_an_endless_file_is_refused_after_a_bounded_read(
     code, _, err = _run(capsys, *argv, *(["--out", str(tmp_path)] if argv[0] == "request" else []))
     assert code == 1 and err.count("\n") == 1
     assert "/dev/zero: larger than 1 MiB" in err
+
+
+def test_an_endless_ca_file_in_the_output_directory_is_a_conflict(
+    env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nodecert.http.app import create_app
+    from tests.nodeside import LiveServer
+
+    env.add_node("n1", "alice")
+    (tmp_path / "ca.crt").symlink_to("/dev/zero")
+    with LiveServer(create_app(env.service)) as server:
+        argv = ["request", "n1", "--token", env.token("alice"), "--server", server.url]
+        code, _, err = _run(capsys, *argv, "--key-type", "ec-p256", "--out", str(tmp_path))
+    assert code == 1 and err.count("\n") == 1
+    assert "would overwrite" in err and "ca.crt" in err

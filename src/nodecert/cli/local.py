@@ -177,7 +177,7 @@ def _nodes_certificate(args: argparse.Namespace, service: Any) -> None:
         args.out,
         names,
         force=args.force,
-        unchanged=lambda path: path.name == "ca.crt" and path.read_text() == chain,
+        unchanged=lambda path: path.name == "ca.crt" and read_small(path) == chain.encode(),
     )
     issued = authority.issue_node_certificate(
         cli_admin(),

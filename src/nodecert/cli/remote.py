@@ -64,7 +64,7 @@ def _request(args: argparse.Namespace) -> None:
             return False
         if not chain:
             chain.append(client.ca_chain())
-        return path.read_text() == chain[0]
+        return read_small(path) == chain[0].encode()
 
     paths = check_outputs(args.out, names, force=args.force, unchanged=same_chain)
     issued = client.issue(node, key_type=args.key_type, csr=csr, validity_days=args.validity_days)
