@@ -301,3 +301,22 @@ def test_watch_waits_for_a_pair_replaced_by_hand_one_file_at_a_time(tmp_path, se
             jitter=lambda: 0,
         )
     assert 1 < len(naps) < 10
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
+def test_renewal_keeps_the_owner_and_group_access_of_the_files(tmp_path, service, capsys):
+    # A key shared with a consumer's group (root:nginx 0640) must stay readable to it
+    # after a renewal run as root (a world-readable key becomes 0600: test_renew_cli).
+    cert, key = write_client(
+        issue(service.authority, "alice", "n1", admin=service.administration), tmp_path, "n1"
+    )
+    os.chown(key, 0, 65534)
+    os.chmod(key, 0o640)
+    os.chown(cert, 65534, 65534)
+    os.chmod(cert, 0o640)
+    with LiveServer(create_app(service)) as server:
+        argv = ["renew", "--cert", str(cert), "--key", str(key), "--server", server.url]
+        assert cli.main([*argv, "--force"]) == 0, capsys.readouterr().err
+    k, c = key.stat(), cert.stat()
+    assert (k.st_uid, k.st_gid, oct(k.st_mode & 0o777)) == (0, 65534, "0o640")
+    assert (c.st_uid, c.st_gid, oct(c.st_mode & 0o777)) == (65534, 65534, "0o640")

@@ -20,6 +20,7 @@ class OutputFile:
     path: Path
     data: bytes = field(repr=False)
     mode: int = 0o644
+    owner: tuple[int, int] | None = None  # (uid, gid) to give it, when allowed to
 
 
 MAX_PEM_BYTES = 1 << 20
@@ -148,6 +149,9 @@ def _write_temporary(item: OutputFile) -> str:
     try:
         with os.fdopen(fd, "wb") as out:
             os.fchmod(out.fileno(), item.mode)
+            if item.owner is not None and item.owner != (os.geteuid(), os.getegid()):
+                with contextlib.suppress(PermissionError):  # Only root may give files away.
+                    os.fchown(out.fileno(), *item.owner)
             out.write(item.data)
             out.flush()
             os.fsync(out.fileno())

@@ -180,9 +180,13 @@ def _outputs(target: RenewalTarget, key_pem: str, cert_pem: str) -> list[OutputF
     if _same_file(target.cert, target.key):
         # One file with both (HAProxy's layout): written once, key first, private.
         return [OutputFile(target.key, (key_pem + cert_pem).encode(), 0o600)]
+    # The files keep their owner and group; a key shared with a group (root:nginx 0640)
+    # stays so, any other key is 0600 (a world-readable one included).
+    shared = _mode_of(target.key) & 0o044 == 0o040
+    key_mode = 0o640 if shared else 0o600
     return [
-        OutputFile(target.key, key_pem.encode(), 0o600),
-        OutputFile(target.cert, cert_pem.encode(), _mode_of(target.cert)),
+        OutputFile(target.key, key_pem.encode(), key_mode, _owner_of(target.key)),
+        OutputFile(target.cert, cert_pem.encode(), _mode_of(target.cert), _owner_of(target.cert)),
     ]
 
 
@@ -229,6 +233,14 @@ def renew_if_due(
         if before_renewal is not None:
             before_renewal()
         return RenewalOutcome(certificate, due, _renew_pair(target, certificate, key, now=now))
+
+
+def _owner_of(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_uid, status.st_gid
 
 
 def _mode_of(path: Path) -> int:
