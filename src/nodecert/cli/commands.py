@@ -25,6 +25,15 @@ from nodecert.core.errors import NodecertError
 __all__ = ["CLIError", "build_parser", "main"]
 
 
+EXIT_STATUSES = """\
+exit status:
+  0    done (for renew: renewed, or not due yet)
+  1    failed or refused: one line on stderr says why (bad input, a file that cannot be
+       read or written, the service unreachable or refusing, a failing --deploy-hook)
+  2    bad usage (unknown option, missing argument, options that do not go together)
+  130  interrupted (Ctrl-C)"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     parser = build_parser()
@@ -52,13 +61,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{where}{exc.strerror or exc}")
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # The last resort: one line, never a traceback.
+        # A failure nobody translated (an SDK's own error, say). Its type and message
+        # still say what went wrong; no key or token is ever put into one.
+        text = " ".join(str(exc).split())[:300]
+        return _fail(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command (also used to check the shipped units)."""
     parser = argparse.ArgumentParser(
-        prog="nodecert", description="Per-node mutual-TLS certificates on demand."
+        prog="nodecert",
+        description="Per-node mutual-TLS certificates on demand.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"nodecert {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from nodecert.client import Client
 from nodecert.core.values import Principal
@@ -30,6 +33,7 @@ __all__ = [
     "duration",
     "local_settings",
     "setup_logging",
+    "warnings_to_stderr",
 ]
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -69,9 +73,28 @@ def client_from(args: argparse.Namespace, *, token: bool = True) -> Client:
         bearer = (args.token or os.environ.get("NODECERT_TOKEN") or "").strip()
         if not bearer:
             raise CLIError("a token is required: --token or $NODECERT_TOKEN")
-    if not str(args.server).startswith(("http://", "https://")):
-        raise CLIError(f"--server: {args.server[:100]!r} must start with http:// or https://")
+    _check_server(str(args.server))
     return Client(args.server, token=bearer, timeout=args.timeout, cafile=args.cacert)
+
+
+def _check_server(server: str) -> None:
+    """Raise :class:`CLIError` unless ``server`` is a plain http(s) URL (before any call)."""
+    if not server.startswith(("http://", "https://")):
+        raise CLIError(f"--server: {server[:100]!r} must start with http:// or https://")
+    netloc = server.split("://", 1)[1].split("/", 1)[0]
+    if "@" in netloc:
+        # Never echo it: what precedes the @ may be a password.
+        raise CLIError("--server: a user name or password in the URL is not supported")
+    if not server.isprintable() or any(c.isspace() for c in server) or not server.isascii():
+        raise CLIError(f"--server: {server[:100]!r} is not a URL (spaces or control characters)")
+    try:
+        parts = urlsplit(server)
+        parts.port  # noqa: B018  (Parsing the port is what checks it.)
+    except ValueError as exc:
+        what = "port" if "port" in str(exc).lower() else "not a URL"
+        raise CLIError(f"--server: {server[:100]!r}: {what} ({exc})") from None
+    if not parts.hostname:
+        raise CLIError(f"--server: {server[:100]!r} is not a URL (no host)")
 
 
 def local_settings() -> Settings:
@@ -92,7 +115,25 @@ def local_settings() -> Settings:
             f"no nodecert home at {home}: create it with `nodecert init` (or run"
             " `nodecert serve` there), or point NODECERT_HOME at the server's home"
         )
+    missing = [path for path in _home_files(settings) if not path.exists()]
+    if missing:
+        # An existing directory that is not a home (a typo, $HOME): building the service
+        # there would create a CA and a dev issuer in it and tighten it to 0700.
+        raise CLIError(
+            f"{home} is not a nodecert home (no {missing[0].name}): create one with"
+            " `nodecert init`, or point NODECERT_HOME at the server's home"
+        )
     return settings
+
+
+def _home_files(settings: Settings) -> list[Path]:
+    """The files ``nodecert init`` leaves in a home, for the settings in force."""
+    files = []
+    if settings.ca == "local":
+        files.append(settings.home / "ca" / "ca.crt")
+    if settings.store == "sqlite":
+        files.append(settings.database_path)
+    return files
 
 
 def cli_actor() -> str:
@@ -116,14 +157,32 @@ def setup_logging() -> None:
     """Log ``nodecert`` messages at INFO and above to stderr, with UTC timestamps."""
     logger = logging.getLogger("nodecert")
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        formatter = logging.Formatter(
-            "%(asctime)s nodecert: %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ"
-        )
-        formatter.converter = time.gmtime
         handler = _StderrHandler()
-        handler.setFormatter(formatter)
+        handler.setFormatter(_formatter())
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+
+
+@contextlib.contextmanager
+def warnings_to_stderr(name: str) -> Iterator[None]:
+    """While the block runs, log ``name``'s warnings and errors to stderr (UTC timestamps)."""
+    logger = logging.getLogger(name)
+    handler = _StderrHandler()
+    handler.setFormatter(_formatter())
+    handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _formatter() -> logging.Formatter:
+    formatter = logging.Formatter(
+        "%(asctime)s nodecert: %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ"
+    )
+    formatter.converter = time.gmtime
+    return formatter
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -13,6 +13,7 @@ from cryptography import x509
 
 from nodecert.cli.common import CLIError, cli_actor, cli_admin, local_settings
 from nodecert.cli.output import OutputFile, check_outputs, write_outputs
+from nodecert.client._files import read_small
 from nodecert.core.errors import ConflictError, NodecertError
 from nodecert.core.identity import Identity, format_serial, validate_id
 
@@ -34,7 +35,7 @@ def add_local_commands(sub: Any) -> None:
     token.set_defaults(handler=_dev_token)
 
     nodes = sub.add_parser("nodes", help="the node directory of the local store")
-    nodes_sub = nodes.add_subparsers(metavar="ACTION")
+    nodes_sub = nodes.add_subparsers(metavar="ACTION", required=True)
     add = nodes_sub.add_parser("add", help="register (or, with --transfer, transfer) a node")
     add.add_argument("node", metavar="NODE")
     add.add_argument("--owner", required=True, metavar="USER")
@@ -176,7 +177,7 @@ def _nodes_certificate(args: argparse.Namespace, service: Any) -> None:
         args.out,
         names,
         force=args.force,
-        unchanged=lambda path: path.name == "ca.crt" and path.read_text() == chain,
+        unchanged=lambda path: path.name == "ca.crt" and read_small(path) == chain.encode(),
     )
     issued = authority.issue_node_certificate(
         cli_admin(),
@@ -206,7 +207,7 @@ def _nodes_remove(args: argparse.Namespace, service: Any) -> None:
 
 def _inspect(args: argparse.Namespace) -> None:
     try:
-        certificate = x509.load_pem_x509_certificate(args.file.read_bytes())
+        certificate = x509.load_pem_x509_certificate(read_small(args.file))
     except OSError as exc:
         raise CLIError(f"{args.file}: {exc.strerror}") from None
     except ValueError:

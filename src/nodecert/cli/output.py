@@ -1,22 +1,19 @@
 """Output files of ``request``, ``nodes certificate``, ``renew``: checked first, written together.
 
 Everything that can be checked is checked *before* the server is called, so a refusal
-never leaves an issued certificate without its files: the directory exists and is
-writable (by creating and removing a probe file in it), and no file would be overwritten
-without ``--force``. Then the files are written to temporaries and renamed together
+never leaves an issued certificate without its files: the directory exists, is writable
+and has room (16 KiB are written, synced and removed in it), and no file would be
+overwritten without ``--force``. Then the files are written to temporaries and renamed together
 (:func:`nodecert.client._files.write_together`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nodecert.cli.common import CLIError
-from nodecert.client._files import OutputFile, write_together
+from nodecert.client._files import OutputFile, ensure_room, write_together
 
 __all__ = ["OutputFile", "check_outputs", "check_writable", "write_outputs"]
 
@@ -26,12 +23,11 @@ def check_writable(directory: Path, *, option: str) -> None:
     if not directory.is_dir():
         raise CLIError(f"{option}: {directory} is not a directory")
     try:
-        fd, probe = tempfile.mkstemp(dir=directory, prefix=".nodecert-probe.", suffix=".tmp")
+        # A little more than the files need, written and synced: a full disk fails here,
+        # before a certificate is issued (or a renewal supersedes the old one).
+        ensure_room(directory)
     except OSError as exc:
         raise CLIError(f"{option}: cannot write in {directory}: {exc.strerror}") from None
-    os.close(fd)
-    with contextlib.suppress(OSError):
-        os.unlink(probe)
 
 
 def check_outputs(

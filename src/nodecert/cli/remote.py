@@ -7,8 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from nodecert.cli.common import CLIError, add_client_options, client_from
 from nodecert.cli.output import OutputFile, check_outputs, write_outputs
+from nodecert.client._files import read_small
 from nodecert.core.identity import validate_id
 
 __all__ = ["add_remote_commands"]
@@ -47,9 +50,10 @@ def _request(args: argparse.Namespace) -> None:
     csr = None
     if args.csr is not None:
         try:
-            csr = args.csr.read_text()
+            csr = read_small(args.csr).decode()
         except (OSError, UnicodeDecodeError) as exc:
             raise CLIError(f"{args.csr}: {getattr(exc, 'strerror', None) or 'not text'}") from None
+        _check_csr(args.csr, csr)
     client = client_from(args)
     names = [f"{node}.crt", "ca.crt"] + ([] if csr is not None else [f"{node}.key"])
     chain: list[str] = []
@@ -60,7 +64,7 @@ def _request(args: argparse.Namespace) -> None:
             return False
         if not chain:
             chain.append(client.ca_chain())
-        return path.read_text() == chain[0]
+        return read_small(path) == chain[0].encode()
 
     paths = check_outputs(args.out, names, force=args.force, unchanged=same_chain)
     issued = client.issue(node, key_type=args.key_type, csr=csr, validity_days=args.validity_days)
@@ -79,6 +83,19 @@ def _request(args: argparse.Namespace) -> None:
     )
     for item in files:
         print(f"wrote {item.path}" + (" (mode 0600)" if item.mode == 0o600 else ""))
+
+
+def _check_csr(path: Path, text: str) -> None:
+    """Refuse, before anything is sent, a file that is no CSR (a private key above all)."""
+    if "PRIVATE KEY-----" in text:
+        raise CLIError(
+            f"--csr: {path} is a private key, not a certificate request; nothing was sent"
+            " (make a CSR with `openssl req -new -key KEY -subj /CN=x`)"
+        )
+    try:
+        x509.load_pem_x509_csr(text.encode())
+    except ValueError:
+        raise CLIError(f"--csr: {path} is not a PEM certificate request") from None
 
 
 def _certs(args: argparse.Namespace) -> None:

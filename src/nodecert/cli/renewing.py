@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from nodecert.cli.common import (
     client_from,
     duration,
     setup_logging,
+    warnings_to_stderr,
 )
 from nodecert.cli.output import check_writable
 from nodecert.client.renew import (
@@ -87,16 +89,19 @@ def _renew(args: argparse.Namespace) -> None:
         return
 
     def writable() -> None:
-        for path in {args.cert.parent, args.key.parent}:
+        # Where the files really are: a renewal writes through symbolic links.
+        for path in {Path(os.path.realpath(p)).parent for p in (args.cert, args.key)}:
             check_writable(path, option="--cert/--key")
 
-    outcome = renew_if_due(
-        target,
-        now=datetime.now(UTC),
-        renew_before=args.renew_before,
-        force=args.force,
-        before_renewal=writable,
-    )
+    # A renewal that was interrupted, and is now completed, is worth a line on stderr.
+    with warnings_to_stderr("nodecert.renew"):
+        outcome = renew_if_due(
+            target,
+            now=datetime.now(UTC),
+            renew_before=args.renew_before,
+            force=args.force,
+            before_renewal=writable,
+        )
     renewed = outcome.renewed
     if renewed is None:
         current = outcome.current

@@ -70,11 +70,17 @@ class Client:
         cafile: Path | str | None = None,
         transport: Transport | None = None,
     ) -> None:
-        parts = urlsplit(base_url)
+        try:
+            parts = urlsplit(base_url)
+            parts.port  # noqa: B018  (Parsing the port is what checks it.)
+        except ValueError:
+            parts = urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise InvalidRequestError(
                 f"server: {base_url[:100]!r} must be an http:// or https:// URL"
             )
+        if "@" in parts.netloc:  # Never echoed: it may hold a password.
+            raise InvalidRequestError("server: a user name or password in the URL is not supported")
         if parts.query or parts.fragment:
             raise InvalidRequestError(f"server: {base_url[:100]!r} has a query or fragment")
         if not timeout > 0:

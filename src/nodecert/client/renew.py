@@ -15,11 +15,12 @@ lifetime (at two thirds, like step and cert-manager), or ``renew_before`` the en
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import random
-import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,8 +29,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nodecert.client._client import Client
-from nodecert.client._files import OutputFile, write_together
+from nodecert.client._files import OutputFile, ensure_room, read_small, write_together
+from nodecert.client._hook import run_deploy_hook
+from nodecert.client._pair import complete_interrupted, exclusive, remove_leftovers
+from nodecert.client._target import KeyMismatchError, RenewalClientError, RenewalTarget
 from nodecert.core.errors import AuthorizationError, ConflictError, NodecertError
 from nodecert.core.identity import format_serial
 from nodecert.core.keys import (
@@ -54,30 +57,6 @@ __all__ = [
 log = logging.getLogger("nodecert.renew")
 
 
-class RenewalClientError(NodecertError):
-    """A local renewal step failed (files, deploy hook); the message is one line."""
-
-    code = "renewal_failed"
-    title = "Renewal failed"
-
-
-class KeyMismatchError(RenewalClientError):
-    """The key file does not belong to the certificate file: no retry can fix that."""
-
-    code = "key_mismatch"
-    title = "Key does not match certificate"
-
-
-@dataclass(frozen=True, slots=True)
-class RenewalTarget:
-    """What to renew: the certificate and key files, and the service to ask."""
-
-    cert: Path
-    key: Path
-    client: Client
-    audience: str | None = None
-
-
 def due_at(certificate: x509.Certificate, *, renew_before: timedelta | None = None) -> datetime:
     """When ``certificate`` becomes due for renewal.
 
@@ -93,14 +72,45 @@ def due_at(certificate: x509.Certificate, *, renew_before: timedelta | None = No
 
 
 def load_pair(target: RenewalTarget) -> tuple[x509.Certificate, PrivateKey]:
-    """Read the certificate and its key.
+    """Read the certificate and its key (finishing a renewal that was interrupted).
+
+    Waits while another renewer of the same files is at work (:func:`_turn`).
 
     Raises:
         RenewalClientError: a file is unreadable or not PEM.
         KeyMismatchError: the key belongs to another certificate, or is not RSA/EC.
     """
+    target = _through_links(target)
+    with _turn(target):
+        return _read_pair(target)
+
+
+def _through_links(target: RenewalTarget) -> RenewalTarget:
+    """``target`` with symbolic links followed: the files the consumer reads get renewed,
+    and the links stay links."""
+
+    def real(path: Path) -> Path:
+        return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+    return dataclasses.replace(target, cert=real(target.cert), key=real(target.key))
+
+
+@contextlib.contextmanager
+def _turn(target: RenewalTarget) -> Iterator[None]:
+    """This process's turn with ``target``'s files: one renewer at a time."""
+    directory = target.cert.parent
     try:
-        cert_pem, key_pem = target.cert.read_bytes(), target.key.read_bytes()
+        with exclusive(directory):
+            yield
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        raise RenewalClientError(f"{exc.filename}: {exc.strerror}") from None
+
+
+def _read_pair(target: RenewalTarget) -> tuple[x509.Certificate, PrivateKey]:
+    try:
+        cert_pem, key_pem = read_small(target.cert), read_small(target.key)
     except OSError as exc:
         raise RenewalClientError(f"{exc.filename}: {exc.strerror}") from None
     try:
@@ -114,7 +124,16 @@ def load_pair(target: RenewalTarget) -> tuple[x509.Certificate, PrivateKey]:
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise KeyMismatchError(f"{target.key}: only RSA and EC keys are supported")
     if key.public_key() != certificate.public_key():
-        raise KeyMismatchError(f"{target.key}: does not belong to {target.cert}")
+        completed = complete_interrupted(target.cert, key.public_key())
+        if completed is None:
+            raise KeyMismatchError(f"{target.key}: does not belong to {target.cert}")
+        log.warning(
+            "renew: completed an interrupted renewal: %s is serial %s",
+            target.cert,
+            format_serial(completed.serial_number),
+        )
+        certificate = completed
+    remove_leftovers(target.cert, target.key)
     return certificate, key
 
 
@@ -127,24 +146,55 @@ def renew_files(target: RenewalTarget, *, now: datetime | None = None) -> x509.C
         KeyMismatchError: the key does not belong to the certificate.
         NodecertError: the service refused or could not be reached (see :class:`Client`).
     """
-    certificate, key = load_pair(target)
+    target = _through_links(target)
+    with _turn(target):
+        certificate, key = _read_pair(target)
+        return _renew_pair(target, certificate, key, now=now)
+
+
+def _renew_pair(
+    target: RenewalTarget, certificate: x509.Certificate, key: PrivateKey, *, now: datetime | None
+) -> x509.Certificate:
+    for directory in dict.fromkeys((target.key.parent, target.cert.parent)):
+        try:
+            ensure_room(directory)
+        except OSError as exc:
+            raise RenewalClientError(
+                f"{exc.filename}: {exc.strerror}; nothing was renewed, the old files are unchanged"
+            ) from None
     issued = target.client.renew(certificate, key, audience=target.audience, now=now)
     renewed = x509.load_pem_x509_certificate(issued.certificate.encode())
     if issued.private_key is None:  # Client.renew always makes one; a fake might not.
         raise RenewalClientError("renew: no new private key came back; files unchanged")
     try:
-        write_together(
-            [
-                OutputFile(target.key, issued.private_key.encode(), 0o600),
-                OutputFile(target.cert, issued.certificate.encode(), _mode_of(target.cert)),
-            ]
-        )
+        write_together(_outputs(target, issued.private_key, issued.certificate))
     except OSError as exc:
         raise RenewalClientError(
             f"renewed as serial {issued.serial}, but {exc.filename}: {exc.strerror};"
             " the old files are unchanged"
         ) from None
     return renewed
+
+
+def _outputs(target: RenewalTarget, key_pem: str, cert_pem: str) -> list[OutputFile]:
+    if _same_file(target.cert, target.key):
+        # One file with both (HAProxy's layout): written once, key first, private.
+        return [OutputFile(target.key, (key_pem + cert_pem).encode(), 0o600)]
+    # The files keep their owner and group; a key shared with a group (root:nginx 0640)
+    # stays so, any other key is 0600 (a world-readable one included).
+    shared = _mode_of(target.key) & 0o044 == 0o040
+    key_mode = 0o640 if shared else 0o600
+    return [
+        OutputFile(target.key, key_pem.encode(), key_mode, _owner_of(target.key)),
+        OutputFile(target.cert, cert_pem.encode(), _mode_of(target.cert), _owner_of(target.cert)),
+    ]
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return one == other or os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,13 +224,23 @@ def renew_if_due(
     Raises:
         The errors of :func:`load_pair` and :func:`renew_files`.
     """
-    certificate, _ = load_pair(target)
-    due = due_at(certificate, renew_before=renew_before)
-    if not force and now < due:
-        return RenewalOutcome(certificate, due, None)
-    if before_renewal is not None:
-        before_renewal()
-    return RenewalOutcome(certificate, due, renew_files(target, now=now))
+    target = _through_links(target)
+    with _turn(target):
+        certificate, key = _read_pair(target)
+        due = due_at(certificate, renew_before=renew_before)
+        if not force and now < due:
+            return RenewalOutcome(certificate, due, None)
+        if before_renewal is not None:
+            before_renewal()
+        return RenewalOutcome(certificate, due, _renew_pair(target, certificate, key, now=now))
+
+
+def _owner_of(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_uid, status.st_gid
 
 
 def _mode_of(path: Path) -> int:
@@ -239,12 +299,19 @@ def watch(
     """
     renewals = failures = 0
     planned: tuple[int, datetime] | None = None
+    mismatched: datetime | None = None
     while max_renewals is None or renewals < max_renewals:
         try:
             certificate, _ = load_pair(target)
-        except KeyMismatchError:
-            raise
+            mismatched = None
         except RenewalClientError as exc:
+            if isinstance(exc, KeyMismatchError):
+                # Files replaced by hand, one after the other, do not match for a moment;
+                # a mismatch that lasts is for good.
+                mismatched = mismatched or clock()
+                if clock() - mismatched >= _MISMATCH_PATIENCE:
+                    log.error("renew: %s; giving up: a retry cannot fix this", exc.detail)
+                    raise
             failures += 1
             pause = backoff.delay(failures)
             log.warning("renew: %s; retry %d in %.0f s", exc.detail, failures, pause)
@@ -270,6 +337,9 @@ def watch(
         try:
             renewed = renew(target)
         except NodecertError as exc:
+            if isinstance(exc, ConflictError) and _replaced(target, planned[0]):
+                log.info("renew: %s was renewed meanwhile by another renewer", target.cert)
+                continue
             if is_permanent(exc):
                 log.error("renew: %s; giving up: a retry cannot fix this", exc.detail)
                 raise
@@ -295,6 +365,18 @@ def watch(
                 log.warning("renew: %s", exc.detail)
 
 
+_MISMATCH_PATIENCE = timedelta(minutes=5)
+
+
+def _replaced(target: RenewalTarget, serial: int) -> bool:
+    """Whether the files now hold another certificate than ``serial`` (a valid pair)."""
+    try:
+        certificate, _ = load_pair(target)
+    except RenewalClientError:
+        return False
+    return certificate.serial_number != serial
+
+
 def _renewal_time(
     certificate: x509.Certificate, renew_before: timedelta | None, jitter: float
 ) -> datetime:
@@ -313,36 +395,3 @@ def _time(value: datetime) -> str:
 def _until(end: datetime, now: datetime) -> float:
     # Retry once more right at expiry rather than sleeping past it.
     return max((end - now).total_seconds(), 1.0)
-
-
-_HOOK_TIMEOUT_S = 300.0
-
-
-def run_deploy_hook(command: str, target: RenewalTarget, certificate: x509.Certificate) -> None:
-    """Run ``command`` with ``/bin/sh`` after a renewal, as certbot runs its deploy hooks.
-
-    The hook sees ``RENEWED_CERT``, ``RENEWED_KEY`` (the files just written) and
-    ``RENEWED_SERIAL`` (hex) in its environment; its output goes where ours goes.
-
-    Raises:
-        RenewalClientError: the command could not start, exited non-zero or ran for
-            more than five minutes.
-    """
-    env = {
-        **os.environ,
-        "RENEWED_CERT": str(target.cert),
-        "RENEWED_KEY": str(target.key),
-        "RENEWED_SERIAL": format(certificate.serial_number, "x"),
-    }
-    try:
-        done = subprocess.run(
-            ["/bin/sh", "-c", command], env=env, timeout=_HOOK_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise RenewalClientError(
-            f"--deploy-hook: still running after {_HOOK_TIMEOUT_S:.0f} s; stopped"
-        ) from None
-    except OSError as exc:
-        raise RenewalClientError(f"--deploy-hook: cannot run /bin/sh: {exc.strerror}") from None
-    if done.returncode != 0:
-        raise RenewalClientError(f"--deploy-hook: exited with status {done.returncode}")
