@@ -192,3 +192,9 @@ def test_no_token_reaches_the_logs(app, env, caplog):
         assert problem_or_reply["statusCode"] != 500, problem_or_reply
     assert token not in caplog.text
     assert token.split(".")[2] not in caplog.text
+
+
+def test_an_http_api_default_route_in_payload_format_1_routes_on_the_path(app):
+    raw = event("rest_ca.json")
+    raw.update(version="1.0", resource="$default", path="/v1/ca")
+    assert app.handle(raw)["statusCode"] == 200

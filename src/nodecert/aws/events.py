@@ -140,6 +140,9 @@ def parse_event(
         method = _text(event.get("httpMethod"), "httpMethod")
         path = _text(event.get("path"), "path") or "/"
         route = _text(event.get("resource"), "resource") or None
+        if route == "$default":
+            # An HTTP API's $default route in payload format 1.0: no route to go by.
+            route = None
         claims = authorizer.get("claims")
     if route is not None and "{proxy+}" in route:
         # A greedy route: what it matched is the path to route on, base path excluded.
