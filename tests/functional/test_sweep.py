@@ -151,3 +151,20 @@ def test_a_ca_that_refuses_everything_stops_the_run_after_max_failures(tmp_path,
     assert result["stopped"] == "failures" and result["pending"] == 30
     assert len(ca.asked) == len(set(ca.asked)) < 30  # Each asked once; not all hammered.
     service.close()
+
+
+def test_nodecert_serves_drainer_gets_past_refusals_at_the_head_of_the_queue(tmp_path, monkeypatch):
+    from nodecert.server.drainer import RevocationDrainer
+
+    service = build_service(make_settings(tmp_path / "home"))
+    serials = sorted(_queued(service, 8), key=format_serial)
+    ca = Refusing(service.administration.ca, set(serials[:4]))
+    monkeypatch.setattr(service.administration, "ca", ca)
+    drainer = RevocationDrainer(service.administration.finish_revocations)
+
+    assert drainer.run_once() == 8  # Three refusals in a row end the first run.
+    assert drainer.run_once() == 4  # The next skips them: the fourth refused, the rest sent.
+    ca.bad.clear()
+    assert drainer.run_once() == 4  # Nothing new: the refused are tried again next.
+    assert drainer.run_once() == 0
+    service.close()
