@@ -208,3 +208,43 @@ def test_lambda_handler_with_a_ca_bundle(tmp_path, monkeypatch):
     monkeypatch.setenv("NODECERT_CA_BUNDLE", str(bundle))
     monkeypatch.setattr(authorizer, "_wired", None)
     assert authorizer.lambda_handler(event(REST, pem=cert.pem), None)["context"]["nodeId"] == "n1"
+
+
+@pytest.mark.parametrize("name", [REST, HTTP])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"requestContext": "x"}, "no_certificate"),
+        ({"requestContext": {"identity": "x", "authentication": ["x"]}}, "no_certificate"),
+        ({"pathParameters": "nodeId=n1"}, "invalid_target"),
+        ({"pathParameters": {"nodeId": ""}}, "invalid_target"),
+        ({"pathParameters": {"nodeId": 7}}, "invalid_target"),
+    ],
+)
+def test_garbled_events_are_denied_with_what_is_missing(ca, store, auth, name, change, reason):
+    cert = issue(auth, "alice", "n1")
+    hostile = {**event(name, pem=cert.pem), **change}
+    assert _deny_reason(handle(hostile, decider(ca, store), PATH)) == reason
+
+
+@pytest.mark.parametrize("name", [REST, HTTP])
+@pytest.mark.parametrize("node", ["..", "n1/..", "../n1", "n1%2F..", "nö1", "N1", "n1 "])
+def test_hostile_target_nodes_are_denied(ca, store, auth, name, node):
+    cert = issue(auth, "alice", "n1")
+    out = handle(event(name, pem=cert.pem, node=node), decider(ca, store), PATH)
+    assert _deny_reason(out) in ("wrong_node", "invalid_target")
+
+
+@pytest.mark.parametrize("name", [REST, HTTP])
+def test_a_pem_that_does_not_parse_is_malformed_and_never_logged(ca, store, auth, name, caplog):
+    cert = issue(auth, "alice", "n1")
+    broken = cert.pem.replace("MII", "MIX", 1)
+    for pem in (broken, cert.pem[:200], "-----BEGIN CERTIFICATE-----\n!!\n", "\x00" * 64):
+        out = handle(event(name, pem=pem), decider(ca, store), PATH)
+        assert _deny_reason(out) == "malformed_certificate"
+    body = cert.pem.splitlines()[1]
+    assert body not in caplog.text
+
+
+def test_an_event_that_is_not_an_object_is_denied(ca, store):
+    assert _deny_reason(handle("x", decider(ca, store), PATH)) == "no_certificate"  # type: ignore[arg-type]

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
 
 import pytest
 
 from tests.integration.conftest import REGION
 from tests.rehearsal.scenario import RehearsalError, rehearse
 from tests.rehearsal.template import load
+from tests.rehearsal.walkthrough import walkthrough
 
 STORY = [
     "first deploy leaves the domain for the truststore",
@@ -48,6 +50,16 @@ def clients(aws_env, moto_endpoint):
 
 def test_the_template_rehearses_end_to_end(clients, moto_endpoint):
     assert rehearse(load(), clients, moto_endpoint) == STORY
+
+
+@pytest.mark.skipif(
+    any(shutil.which(tool) is None for tool in ("aws", "curl", "jq", "openssl")),
+    reason="the walkthrough needs aws, curl, jq and openssl on PATH",
+)
+def test_the_walkthrough_script_runs_against_the_rehearsal(clients, moto_endpoint):
+    """deploy/aws/walkthrough.sh, as docs/aws.md shows it, against the deployed rehearsal."""
+    steps = rehearse(load(), clients, moto_endpoint, walkthrough)
+    assert steps == [*STORY[:3], "deploy/aws/walkthrough.sh runs as written"]
 
 
 def _authorizer(document):

@@ -160,3 +160,69 @@ def test_revoke_all_through_the_lambda_then_renewal_is_refused(moto_chain):
     refused = aws_lambda.lambda_handler(_renew_event("rest_renew.json", token), None)
     assert refused["statusCode"] == 403
     assert "revoked" in json.loads(refused["body"])["detail"]
+
+
+def _node_certificate_event(dns_names):
+    raw = event("rest_put_node_admin.json")
+    raw.update(
+        resource="/v1/nodes/{nodeId}/certificate",
+        path="/v1/nodes/node-1/certificate",
+        httpMethod="POST",
+        body=json.dumps({"dnsNames": dns_names, "keyType": "ec-p256"}),
+    )
+    return raw
+
+
+def test_a_node_server_certificate_renews_through_pca_with_its_profile_and_dns_names(
+    moto_chain,
+):
+    """Renewal keeps the node-server template and the DNS names; the renewed certificate
+    cannot be renewed again (409 already_renewed); once revoked, neither can its successor
+    (403)."""
+    assert aws_lambda.lambda_handler(event("rest_put_node_admin.json"), None)["statusCode"] == 200
+    templates = []
+    app = aws_lambda.application()
+    for client in app.service.authority.ca._clients.values():
+        client.meta.events.register(
+            "provide-client-params.acm-pca.IssueCertificate",
+            lambda params, **_: templates.append((params["TemplateArn"], params["ApiPassthrough"])),
+        )
+    names = ["node-1.example", "node-1.internal.example"]
+    issued = aws_lambda.lambda_handler(_node_certificate_event(names), None)
+    assert issued["statusCode"] == 201, issued["body"]
+    data = json.loads(issued["body"])
+    certificate = x509.load_pem_x509_certificate(data["certificate"].encode())
+    key = serialization.load_pem_private_key(data["privateKey"].encode(), None)
+
+    token = mint_renewal_token(certificate, key, audience=renewal_audience(TRUST_DOMAIN))
+    renewed = aws_lambda.lambda_handler(_renew_event("rest_renew.json", token), None)
+
+    assert renewed["statusCode"] == 201, renewed["body"]
+    new = json.loads(renewed["body"])
+    assert new["renewedFrom"] == data["serialNumber"]
+    successor = x509.load_pem_x509_certificate(new["certificate"].encode())
+    usages = successor.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert x509.oid.ExtendedKeyUsageOID.SERVER_AUTH in usages  # The node-server template.
+    # What PCA was asked, the second time as the first: the node-server template and the
+    # DNS names in ApiPassthrough (moto ignores passthrough, so they are not in its
+    # certificates; a real CA writes them: docs/aws.md).
+    assert len(templates) == 2 and templates[0] == templates[1]
+    template, passthrough = templates[1]
+    assert template.endswith(":template/EndEntityCertificate_APIPassthrough/V1")
+    sans = passthrough["Extensions"]["SubjectAlternativeNames"]
+    assert [name["DnsName"] for name in sans if "DnsName" in name] == names
+
+    # The renewed (superseded) certificate renews no more: one successor only.
+    again = mint_renewal_token(certificate, key, audience=renewal_audience(TRUST_DOMAIN))
+    refused = aws_lambda.lambda_handler(_renew_event("http_api_renew.json", again), None)
+    assert refused["statusCode"] == 409, refused["body"]
+    assert json.loads(refused["body"])["code"] == "already_renewed"
+    assert len(templates) == 2  # PCA was not asked.
+
+    # Revoked, the successor renews no more either.
+    assert aws_lambda.lambda_handler(event("rest_revoke_all_node.json"), None)["statusCode"] == 200
+    new_key = serialization.load_pem_private_key(new["privateKey"].encode(), None)
+    late = mint_renewal_token(successor, new_key, audience=renewal_audience(TRUST_DOMAIN))
+    revoked = aws_lambda.lambda_handler(_renew_event("rest_renew.json", late), None)
+    assert revoked["statusCode"] == 403, revoked["body"]
+    assert len(templates) == 2

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -192,8 +192,16 @@ def expect(condition: bool, what: str) -> None:
         raise AssertionError(what)
 
 
-def rehearse(template: dict[str, Any], clients: Any, endpoint: str) -> list[str]:
+Story = Callable[["World", contextlib.ExitStack], None]
+
+
+def rehearse(
+    template: dict[str, Any], clients: Any, endpoint: str, story: Story | None = None
+) -> list[str]:
     """Deploy ``template`` into moto and walk the story; the steps passed, in order.
+
+    ``story`` is what happens once the mutual-TLS domain is up (by default this module's:
+    users, nodes, certificates, calls, revocation, transfer).
 
     Raises:
         RehearsalError: a step went otherwise than the deployed system must behave.
@@ -215,11 +223,12 @@ def rehearse(template: dict[str, Any], clients: Any, endpoint: str) -> list[str]
         gateway = Gateway(deployed, endpoint)
         stack.callback(gateway.close)
         world = World(deployed, gateway, workdir, trustme.CA())
-        _walk(world, stack)
+        _deploy(world, stack)
+        (story or _walk)(world, stack)
         return world.steps
 
 
-def _walk(world: World, stack: contextlib.ExitStack) -> None:
+def _deploy(world: World, stack: contextlib.ExitStack) -> None:
     deployed = world.stack
     with step(world, "first deploy leaves the domain for the truststore"):
         expect(not deployed.of_type("AWS::ApiGateway::DomainName"), "domain before truststore")
@@ -274,6 +283,9 @@ def _walk(world: World, stack: contextlib.ExitStack) -> None:
         )
         stack.callback(world.listener.close)
 
+
+def _walk(world: World, stack: contextlib.ExitStack) -> None:
+    deployed = world.stack
     cognito = deployed.clients("cognito-idp")
     pool, client = deployed.physical["UserPool"], deployed.physical["UserPoolClient"]
     with step(world, "users sign in to Cognito"):

@@ -17,7 +17,7 @@ def test_a_failed_run_is_logged_and_the_next_run_still_comes(
     outcomes: list[object] = [StoreUnavailableError("store: down (test)"), 2, 0]
     done = threading.Event()
 
-    def finish() -> int:
+    def finish(**_: object) -> int:
         outcome = outcomes.pop(0) if outcomes else 0
         if not outcomes:
             done.set()
@@ -36,19 +36,42 @@ def test_a_failed_run_is_logged_and_the_next_run_still_comes(
 
 
 def test_run_once_reports_what_is_left_or_none() -> None:
-    assert RevocationDrainer(lambda: 3).run_once() == 3
+    assert RevocationDrainer(lambda **_: 3).run_once() == 3
 
-    def down() -> int:
+    def down(**_: object) -> int:
         raise StoreUnavailableError("store: down (test)")
 
     assert RevocationDrainer(down).run_once() is None
     with pytest.raises(ValueError, match="positive"):
-        RevocationDrainer(lambda: 0, interval_s=0)
+        RevocationDrainer(lambda **_: 0, interval_s=0)
 
 
 def test_stop_ends_the_thread_promptly() -> None:
-    drainer = RevocationDrainer(lambda: 0, interval_s=3600)
+    drainer = RevocationDrainer(lambda **_: 0, interval_s=3600)
     drainer.start()
     started = time.monotonic()
     drainer.stop()
     assert time.monotonic() - started < 10
+
+
+def test_refused_revocations_are_skipped_until_a_run_does_nothing_new() -> None:
+    queue = ["a", "b", "c", "d", "e"]
+    refused = {"a", "b", "c"}
+    seen: list[set[str]] = []
+
+    def finish(*, failed: set[str]) -> int:
+        seen.append(set(failed))
+        for serial in [s for s in queue if s not in failed][:3]:
+            if serial in refused:
+                failed.add(serial)
+            else:
+                queue.remove(serial)
+        return len(queue)
+
+    drainer = RevocationDrainer(finish)
+    assert drainer.run_once() == 5  # a, b, c refused.
+    assert drainer.run_once() == 3  # d, e sent past them.
+    assert drainer.run_once() == 3  # Nothing new: the next run retries a, b, c.
+    refused.clear()
+    assert drainer.run_once() == 0
+    assert seen == [set(), {"a", "b", "c"}, {"a", "b", "c"}, set()]

@@ -53,12 +53,12 @@ class TargetSource:
     def node_of(self, event: Mapping[str, Any]) -> str | None:
         """The target node of ``event``, or None when it is missing."""
         if self.kind == "path":
-            value = (event.get("pathParameters") or {}).get(self.parameter)
-            return value if isinstance(value, str) else None
-        headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+            value = _object(event.get("pathParameters")).get(self.parameter)
+            return value if isinstance(value, str) and value else None
+        headers = {str(k).lower(): v for k, v in _object(event.get("headers")).items()}
         host = headers.get("host")
         if not isinstance(host, str) or not host:
-            host = (event.get("requestContext") or {}).get("domainName")
+            host = _object(event.get("requestContext")).get("domainName")
         if not isinstance(host, str) or not host:
             return None
         return host.split(":", 1)[0].split(".", 1)[0]
@@ -72,6 +72,8 @@ def handle(event: Mapping[str, Any], decider: Decider, target: TargetSource) -> 
         decider: The decision maker.
         target: Where the target node comes from.
     """
+    if not isinstance(event, Mapping):
+        event = {}
     is_v2 = event.get("version") == "2.0"
     try:
         decision = _decide(event, decider, target, is_v2=is_v2)
@@ -93,16 +95,20 @@ def handle(event: Mapping[str, Any], decider: Decider, target: TargetSource) -> 
 def _decide(
     event: Mapping[str, Any], decider: Decider, target: TargetSource, *, is_v2: bool
 ) -> Decision:
-    context = event.get("requestContext") or {}
-    holder = context.get("authentication") if is_v2 else context.get("identity")
-    client_cert = (holder or {}).get("clientCert") or {}
-    pem = client_cert.get("clientCertPem")
+    # A field of the wrong type is as good as absent: no certificate, or no target.
+    context = _object(event.get("requestContext"))
+    holder = _object(context.get("authentication") if is_v2 else context.get("identity"))
+    pem = _object(holder.get("clientCert")).get("clientCertPem")
     if not isinstance(pem, str) or not pem:
         return Decision.deny(DenyReason.NO_CERTIFICATE, "no client certificate in the event")
     node = target.node_of(event)
     if node is None:
         return Decision.deny(DenyReason.INVALID_TARGET, "no target node in the event")
     return decider.decide(pem, node)
+
+
+def _object(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _context(decision: Decision) -> dict[str, str]:

@@ -31,23 +31,17 @@ the first call of :func:`lambda_handler`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import logging
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from nodecert.aws.events import Request, parse_event
 from nodecert.bootstrap import build_service, settings_from_environment
 from nodecert.core.budget import time_budget
-from nodecert.core.errors import (
-    InvalidRequestError,
-    NotFoundError,
-    PayloadTooLargeError,
-)
+from nodecert.core.errors import NotFoundError
 from nodecert.core.values import Principal
 from nodecert.http.contract import Reply, error_reply, method_not_allowed, no_route
 from nodecert.http.nodeside_routes import NodeSideRoutes
@@ -58,21 +52,7 @@ from nodecert.verifiers.gateway import principal_from_claims
 __all__ = ["ROUTE_KEYS", "LambdaApp", "application", "lambda_handler"]
 
 
-@dataclass(frozen=True, slots=True)
-class _Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    query: dict[str, str]
-    body: bytes
-    claims: Mapping[str, Any] | None
-    # The route API Gateway matched (``/v1/nodes/{nodeId}``) and its parameters; None when
-    # the route is greedy or ``$default`` and ``path`` is what is left to match.
-    route: str | None = None
-    params: dict[str, str] | None = None
-
-
-_Handler = Callable[["LambdaApp", _Request, dict[str, str]], Reply]
+_Handler = Callable[["LambdaApp", Request, dict[str, str]], Reply]
 
 
 class LambdaApp:
@@ -128,14 +108,15 @@ class LambdaApp:
     def _handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         method, path = "", "/"
         try:
-            request = self._parse(event)
-            method, path = request.method, request.path
+            method, path, request = parse_event(
+                event, max_body_bytes=self.max_body_bytes, matches=_matches_any
+            )
             reply = self._dispatch(request)
         except Exception as exc:  # Every failure gets its problem document.
             reply = error_reply(exc, method, path)
         return _render(reply)
 
-    def principal(self, request: _Request) -> Principal:
+    def principal(self, request: Request) -> Principal:
         """The caller: the authorizer's claims, or else a verified Bearer token.
 
         Raises:
@@ -145,7 +126,7 @@ class LambdaApp:
             return self.routes.authenticate(request.headers.get("authorization"))
         return principal_from_claims(request.claims, admin_group=self.admin_group)
 
-    def _dispatch(self, request: _Request) -> Reply:
+    def _dispatch(self, request: Request) -> Reply:
         allowed: list[str] = []
         for method, template, pattern, handler in _ROUTES:
             if request.route is not None:
@@ -164,65 +145,13 @@ class LambdaApp:
             raise no_route(request.path)
         return method_not_allowed(request.method, allowed, path=request.path)
 
-    def _parse(self, event: Mapping[str, Any]) -> _Request:
-        context = event.get("requestContext") or {}
-        authorizer = context.get("authorizer") or {}
-        params = event.get("pathParameters") or {}
-        params = {str(k): v for k, v in params.items()} if isinstance(params, Mapping) else {}
-        if event.get("version") == "2.0":
-            method = str((context.get("http") or {}).get("method", ""))
-            path = str(event.get("rawPath") or "/")
-            route_key = str(event.get("routeKey") or "$default")
-            route = route_key.partition(" ")[2] if " " in route_key else None
-            if route is None:
-                # $default: no route to go by. The stage leads rawPath only through the
-                # execute-api endpoint; a route of our own never starts with it.
-                stage = context.get("stage")
-                if stage and stage != "$default" and path.startswith(f"/{stage}/"):
-                    trimmed = path[len(stage) + 1 :]
-                    if not _matches_any(path) and _matches_any(trimmed):
-                        path = trimmed
-            claims = (authorizer.get("jwt") or {}).get("claims")
-        else:
-            method = str(event.get("httpMethod", ""))
-            path = str(event.get("path") or "/")
-            route = str(event["resource"]) if event.get("resource") else None
-            claims = authorizer.get("claims")
-        if route is not None and "{proxy+}" in route:
-            # A greedy route: what it matched is the path to route on, base path excluded.
-            prefix = route.split("{proxy+}", 1)[0].rstrip("/")
-            path = f"{prefix}/{params.get('proxy') or ''}"
-            route = None
-        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-        query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
-        raw = event.get("body") or ""
-        if len(raw) > self.max_body_bytes * 4 // 3 + 4:
-            raise PayloadTooLargeError(f"body: over the {self.max_body_bytes}-byte limit")
-        try:
-            body = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") else raw
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidRequestError("body: not valid base64") from exc
-        body_bytes = body if isinstance(body, bytes) else str(body).encode()
-        if len(body_bytes) > self.max_body_bytes:
-            raise PayloadTooLargeError(f"body: over the {self.max_body_bytes}-byte limit")
-        return _Request(
-            method=method.upper(),
-            path=path.rstrip("/") or "/",
-            headers=headers,
-            query=query,
-            body=body_bytes,
-            claims=claims if isinstance(claims, Mapping) else None,
-            route=route.rstrip("/") or "/" if route is not None else None,
-            params={k: v for k, v in params.items() if isinstance(v, str)},
-        )
-
     # One method per route: each authenticates (if needed) and calls the shared routes.
 
-    def _generate_cert(self, request: _Request, _: dict[str, str]) -> Reply:
+    def _generate_cert(self, request: Request, _: dict[str, str]) -> Reply:
         key = request.headers.get("idempotency-key")
         return self.routes.generate_cert(self.principal(request), request.body, idempotency_key=key)
 
-    def _node_certificate(self, request: _Request, params: dict[str, str]) -> Reply:
+    def _node_certificate(self, request: Request, params: dict[str, str]) -> Reply:
         return self.routes.issue_node_certificate(
             self.principal(request),
             params["nodeId"],
@@ -230,7 +159,7 @@ class LambdaApp:
             idempotency_key=request.headers.get("idempotency-key"),
         )
 
-    def _list_certificates(self, request: _Request, _: dict[str, str]) -> Reply:
+    def _list_certificates(self, request: Request, _: dict[str, str]) -> Reply:
         return self.routes.list_certificates(
             self.principal(request),
             node_id=request.query.get("nodeId"),
@@ -239,34 +168,34 @@ class LambdaApp:
             cursor=request.query.get("cursor"),
         )
 
-    def _get_certificate(self, request: _Request, params: dict[str, str]) -> Reply:
+    def _get_certificate(self, request: Request, params: dict[str, str]) -> Reply:
         return self.routes.get_certificate(self.principal(request), params["serial"])
 
-    def _revoke(self, request: _Request, params: dict[str, str]) -> Reply:
+    def _revoke(self, request: Request, params: dict[str, str]) -> Reply:
         return self.routes.revoke(self.principal(request), params["serial"], request.body)
 
-    def _list_nodes(self, request: _Request, _: dict[str, str]) -> Reply:
+    def _list_nodes(self, request: Request, _: dict[str, str]) -> Reply:
         return self.routes.list_nodes(self.principal(request))
 
-    def _put_node(self, request: _Request, params: dict[str, str]) -> Reply:
+    def _put_node(self, request: Request, params: dict[str, str]) -> Reply:
         return self.routes.put_node(self.principal(request), params["nodeId"], request.body)
 
-    def _get_node(self, request: _Request, params: dict[str, str]) -> Reply:
+    def _get_node(self, request: Request, params: dict[str, str]) -> Reply:
         return self.routes.get_node(self.principal(request), params["nodeId"])
 
-    def _delete_node(self, request: _Request, params: dict[str, str]) -> Reply:
+    def _delete_node(self, request: Request, params: dict[str, str]) -> Reply:
         return self.routes.delete_node(self.principal(request), params["nodeId"])
 
-    def _renew(self, request: _Request, _: dict[str, str]) -> Reply:
+    def _renew(self, request: Request, _: dict[str, str]) -> Reply:
         # The proof-of-possession token is the only credential: no claims, no OIDC token.
         return self._node_routes("renew").renew(request.headers.get("authorization"), request.body)
 
-    def _revoke_node(self, request: _Request, params: dict[str, str]) -> Reply:
+    def _revoke_node(self, request: Request, params: dict[str, str]) -> Reply:
         node_routes = self._node_routes("revoke-all")
         principal = self.principal(request)
         return node_routes.revoke_all(principal, request.body, node_id=params["nodeId"])
 
-    def _revoke_user(self, request: _Request, params: dict[str, str]) -> Reply:
+    def _revoke_user(self, request: Request, params: dict[str, str]) -> Reply:
         node_routes = self._node_routes("revoke-all")
         principal = self.principal(request)
         return node_routes.revoke_all(principal, request.body, user_id=params["userId"])
@@ -276,10 +205,10 @@ class LambdaApp:
             raise NotFoundError(f"{route}: not available in this deployment")
         return self.node_routes
 
-    def _ca(self, request: _Request, _: dict[str, str]) -> Reply:
+    def _ca(self, request: Request, _: dict[str, str]) -> Reply:
         return self.routes.ca()
 
-    def _healthz(self, request: _Request, _: dict[str, str]) -> Reply:
+    def _healthz(self, request: Request, _: dict[str, str]) -> Reply:
         return Routes.healthz()
 
 

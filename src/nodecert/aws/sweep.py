@@ -4,9 +4,19 @@ Revoking marks the ledger first (the very next authorization decision denies) an
 the CA's revocation in a durable outbox, so that a revoke-all of many certificates never
 runs into the API's 20-second timeout. This function, run by an EventBridge schedule
 (deploy/template.yaml), drains that outbox through
-``Administration.finish_revocations(limit=...)``, batch after batch, until nothing is
-pending, no batch makes progress (the CA is down: the next run tries again), or the
-invocation's time is nearly up.
+``Administration.finish_revocations(limit=..., failed=...)``, batch after batch, until
+nothing is pending, a batch neither sends nor tries anything new, too many revocations
+failed in this run (the CA is down: the next run tries again), or the invocation's time is
+nearly up.
+
+Every step can be cut short and run again: the outbox item is deleted only after the CA
+took the revocation, a CA told twice answers "already revoked" (not an error), and a
+revoke-all cut short is finished first by the next run. A revocation the CA refuses (a
+disabled or deleted CA, an error of its own) stays queued, is logged with its serial, and
+is skipped for the rest of the run, so it never holds up the others.
+
+The result says why the run stopped (``stopped``: ``empty``, ``time``, ``no-progress`` or
+``failures``) and what is left (``pending``) for the next run; the same is logged.
 
 Handler: ``nodecert.aws.sweep.sweep_handler``. Wired once per container from the same
 ``NODECERT_*`` settings as the API function.
@@ -16,10 +26,12 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-__all__ = ["BATCH", "SAFETY_MS", "drain", "sweep_handler"]
+from nodecert.core.budget import time_budget
+
+__all__ = ["BATCH", "MAX_FAILURES", "SAFETY_MS", "drain", "sweep_handler"]
 
 log = logging.getLogger("nodecert")
 
@@ -27,45 +39,71 @@ BATCH = 100
 """Revocations asked of the CA per ``finish_revocations`` call."""
 
 SAFETY_MS = 30_000
-"""No new batch starts with less than this much of the invocation left."""
+"""No new batch starts with less than this much of the invocation left, and no CA call
+starts that could not finish before it (:func:`nodecert.core.budget.time_budget`)."""
+
+MAX_FAILURES = 25
+"""Revocations the CA may refuse in one run before the run stops (the CA looks down)."""
 
 
 class Drainable(Protocol):
     """What the sweep needs: ``Administration.finish_revocations``."""
 
-    def finish_revocations(self, *, limit: int = 100) -> int:
+    def finish_revocations(self, *, limit: int = 100, failed: set[str] | None = None) -> int:
         """Ask the CA for up to ``limit`` pending revocations; how many are still pending."""
         ...  # pragma: no cover - protocol
 
 
-def drain(outbox: Drainable, remaining_ms: Any = None) -> dict[str, int]:
+def drain(outbox: Drainable, remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]:
     """Drain ``outbox`` in batches of :data:`BATCH`.
 
     Args:
         outbox: The administration whose outbox to drain.
-        remaining_ms: A callable giving the invocation's remaining milliseconds (Lambda's
+        remaining_ms: The invocation's remaining milliseconds (Lambda's
             ``context.get_remaining_time_in_millis``), or None for no time limit.
 
     Returns:
-        ``{"pending": n, "batches": b}``: what is left for the next run, and the calls made.
+        ``{"pending": n, "batches": b, "failed": f, "stopped": why}``: what is left for the
+        next run, the calls made, the revocations the CA refused in this run, and why the
+        run stopped (``empty``, ``time``, ``no-progress``, ``failures``).
     """
-    batches, before = 0, None
+    if remaining_ms is None:
+        return _drain(outbox, None)
+    with time_budget(max(0.0, (remaining_ms() - SAFETY_MS) / 1000)):
+        return _drain(outbox, remaining_ms)
+
+
+def _drain(outbox: Drainable, remaining_ms: Callable[[], int] | None) -> dict[str, Any]:
+    failed: set[str] = set()
+    batches, before, stopped = 0, None, "empty"
     while True:
-        pending = outbox.finish_revocations(limit=BATCH)
+        tried = len(failed)
+        pending = outbox.finish_revocations(limit=BATCH, failed=failed)
         batches += 1
         if pending == 0:
             break
-        if before is not None and pending >= before:
-            log.warning("revocation sweep: no progress (%d pending); next run retries", pending)
-            break
         if remaining_ms is not None and remaining_ms() < SAFETY_MS:
+            stopped = "time"
+            break
+        if len(failed) >= MAX_FAILURES:
+            stopped = "failures"
+            break
+        if before is not None and pending >= before and len(failed) == tried:
+            stopped = "no-progress"
             break
         before = pending
+    result = {"pending": pending, "batches": batches, "failed": len(failed), "stopped": stopped}
     if pending:
-        log.warning("revocation sweep: %d revocation(s) still pending at the CA", pending)
+        log.warning(
+            "revocation sweep: stopped (%s) with %d revocation(s) still pending at the CA,"
+            " %d refused in this run; the next run goes on",
+            stopped,
+            pending,
+            len(failed),
+        )
     else:
         log.info("revocation sweep: outbox empty after %d batch(es)", batches)
-    return {"pending": pending, "batches": batches}
+    return result
 
 
 @functools.cache
@@ -77,7 +115,7 @@ def _outbox() -> Drainable:
     return build_service(settings).administration
 
 
-def sweep_handler(event: Mapping[str, Any], context: object) -> dict[str, int]:
+def sweep_handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
     """Entry point: handler ``nodecert.aws.sweep.sweep_handler`` (the event is ignored)."""
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     return drain(_outbox(), remaining if callable(remaining) else None)

@@ -52,6 +52,10 @@ log = logging.getLogger("nodecert.revocation")
 audit_log = logging.getLogger("nodecert.audit")
 
 
+CA_STRIKES = 3
+"""Failed CA revocations in a row after which ``finish_revocations`` stops (CA down)."""
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -294,26 +298,46 @@ class Administration:
         """All nodes for an admin; the caller's own nodes otherwise."""
         return self.nodes.list_nodes(owner=None if principal.is_admin else principal.user_id)
 
-    def finish_revocations(self, *, limit: int = 100) -> int:
+    def finish_revocations(self, *, limit: int = 100, failed: set[str] | None = None) -> int:
         """Tell the CA about up to ``limit`` queued revocations; return how many are left.
 
-        Stops at the first CA failure (the CA is likely down: the rest would fail too) and
-        leaves that revocation queued for the next call. Safe to run from several
-        processes at once: telling the CA twice is not an error.
+        A revocation the CA does not take (an error, a disabled or deleted CA, throttling
+        that outlasts the retries) stays queued and is logged with its serial; the next
+        ones are still tried, so one poisoned revocation never holds up the rest. After
+        :data:`CA_STRIKES` failures in a row with nothing taken in between the call stops:
+        the CA looks down, and the rest would fail too. Safe to run from several processes
+        at once, and again after a crash at any point: telling the CA twice is not an
+        error.
+
+        Args:
+            limit: How many queued revocations to try (those in ``failed`` not counted).
+            failed: Serials the CA did not take earlier in this run: skipped, and the
+                ones that fail now are added (a scheduled sweep passes one set to every
+                batch, so that each batch tries revocations not yet tried).
 
         Raises:
             StoreUnavailableError: the queue cannot be read or updated now.
         """
-        for pending in self.outbox.pending_revocations(limit=limit):
+        skip = set() if failed is None else failed
+        strikes = 0
+        for pending in self.outbox.pending_revocations(limit=limit + len(skip)):
+            if pending.serial in skip:
+                continue
             try:
                 self.ca.revoke(parse_serial(pending.serial), pending.reason, issuer=pending.issuer)
-            except NodecertError as exc:
+            except (NodecertError, ValueError) as exc:
+                detail = exc.detail if isinstance(exc, NodecertError) else str(exc)
                 log.warning(
                     "revocation: the CA did not take %s yet (%s); it stays queued",
                     pending.serial,
-                    exc.detail,
+                    detail,
                 )
-                break
+                skip.add(pending.serial)
+                strikes += 1
+                if strikes >= CA_STRIKES:
+                    break
+                continue
+            strikes = 0
             self.outbox.revocation_sent(pending.serial)
         return self.outbox.count_pending_revocations()
 

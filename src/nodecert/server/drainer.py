@@ -27,15 +27,18 @@ class RevocationDrainer:
 
     Args:
         finish: ``Administration.finish_revocations``: sends queued revocations to the CA
-            and returns how many are still queued.
+            (skipping and adding to ``failed=`` the ones the CA refuses) and returns how
+            many are still queued.
         interval_s: Seconds between runs; each run waits 0.5 to 1.5 times this, so workers
             started together do not drain in step.
     """
 
-    def __init__(self, finish: Callable[[], int], *, interval_s: float = 60.0) -> None:
+    def __init__(self, finish: Callable[..., int], *, interval_s: float = 60.0) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s: must be positive")
         self._finish = finish
+        self._failed: set[str] = set()
+        self._left = 0
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -54,14 +57,23 @@ class RevocationDrainer:
             self._thread.join(timeout_s)
 
     def run_once(self) -> int | None:
-        """Drain once; the number still queued, or None when the store could not answer."""
+        """Drain once; the number still queued, or None when the store could not answer.
+
+        The revocations the CA refused are skipped by the next runs, so that refusals at
+        the head of the queue do not hold up the rest; once a run neither tries nor sends
+        anything new, the next one tries them all again.
+        """
+        tried = len(self._failed)
         try:
-            left = self._finish()
+            left = self._finish(failed=self._failed)
         except NodecertError as exc:
             log.warning("revocation: draining the CA queue failed (%s); retrying later", exc)
             return None
         finally:
             self.runs += 1
+        if len(self._failed) == tried and left >= self._left:
+            self._failed.clear()  # Nothing new tried, nothing sent: retry the refused.
+        self._left = left
         if left:
             log.warning("revocation: %d CA revocation(s) still queued", left)
         return left

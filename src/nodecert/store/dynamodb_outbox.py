@@ -14,6 +14,7 @@ single-use tokens and rate buckets, under key prefixes of their own (``revoke#``
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 __all__ = ["DynamoDBOutbox"]
+
+_log = logging.getLogger("nodecert.revocation")
 
 _REVOKE = "revoke#"
 _AUDIT = "audit#"
@@ -57,6 +60,8 @@ class DynamoDBOutbox:
         self._client = client
         self._certificates = certificates_table
         self._table = table
+        # Items per scan page: DynamoDB's 1 MB pages when empty; tests set a small Limit.
+        self._page: dict[str, Any] = {}
 
     # RevocationOutbox
 
@@ -110,11 +115,14 @@ class DynamoDBOutbox:
         # Per-row writes are conditional, so finishing a sweep that is still running
         # elsewhere only repeats writes that change nothing.
         for item in self._scan(_SWEEP):
-            self._sweep(
-                [value["S"] for value in item["serials"]["L"]],
-                reason=RevocationReason(item["reason"]["S"]),
-                at=parse_time(item["at"]["S"]),
-            )
+            try:
+                serials = [value["S"] for value in item["serials"]["L"]]
+                reason = RevocationReason(item["reason"]["S"])
+                at = parse_time(item["at"]["S"])
+            except (KeyError, TypeError, ValueError):
+                _log.warning("outbox: malformed item %r skipped; remove it", _key_of(item))
+                continue
+            self._sweep(serials, reason=reason, at=at)
             self._delete(item["key"]["S"])
 
     def _delete(self, key: str) -> None:
@@ -132,7 +140,11 @@ class DynamoDBOutbox:
         )
         if "Item" not in response:
             return None
-        row = certificate_from_item(response["Item"])
+        try:
+            row = certificate_from_item(response["Item"])
+        except (KeyError, TypeError, ValueError):
+            _log.warning("outbox: malformed ledger row %r not revoked; repair it", serial)
+            return None
         if not row.status.is_live:
             return None
         stamp = item_time(at)
@@ -186,18 +198,22 @@ class DynamoDBOutbox:
         """Up to ``limit`` queued CA revocations, oldest first (sweeps cut short finished
         first)."""
         self._finish_sweeps()
-        items = sorted(
-            self._scan(_REVOKE), key=lambda item: (item["queuedAt"]["S"], item["serial"]["S"])
-        )
-        return [
-            PendingRevocation(
-                serial=item["serial"]["S"],
-                reason=RevocationReason(item["reason"]["S"]),
-                issuer=item["issuer"]["S"] if "issuer" in item else None,
-                queued_at=parse_time(item["queuedAt"]["S"]),
-            )
-            for item in items[:limit]
-        ]
+        queued = []
+        for item in self._scan(_REVOKE):
+            try:
+                queued.append(
+                    PendingRevocation(
+                        serial=item["serial"]["S"],
+                        reason=RevocationReason(item["reason"]["S"]),
+                        issuer=item["issuer"]["S"] if "issuer" in item else None,
+                        queued_at=parse_time(item["queuedAt"]["S"]),
+                    )
+                )
+            except (KeyError, TypeError, ValueError):
+                # One bad item must not stop the queue; it stays counted as pending.
+                _log.warning("outbox: malformed item %r skipped; remove it", _key_of(item))
+        queued.sort(key=lambda pending: (pending.queued_at, pending.serial))
+        return queued[:limit]
 
     def revocation_sent(self, serial: str) -> None:
         """Take ``serial`` off the CA revocation queue."""
@@ -253,6 +269,7 @@ class DynamoDBOutbox:
                     ExpressionAttributeNames={"#key": "key"},
                     ExpressionAttributeValues={":prefix": {"S": prefix}},
                     ConsistentRead=True,
+                    **self._page,
                     **start,
                 )
             )
@@ -261,3 +278,8 @@ class DynamoDBOutbox:
             if not last:
                 return items
             start = {"ExclusiveStartKey": last}
+
+
+def _key_of(item: dict[str, Any]) -> str:
+    key = item.get("key")
+    return str(key.get("S")) if isinstance(key, dict) else "?"
