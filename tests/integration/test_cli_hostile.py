@@ -1,4 +1,4 @@
-"""A hostile or careless user of the CLI: wrong homes, wrong URLs, wrong files (issue 14)."""
+"""A hostile or careless user of the CLI: wrong homes, wrong URLs, wrong files."""
 
 from __future__ import annotations
 
@@ -199,3 +199,26 @@ def test_an_endless_ca_file_in_the_output_directory_is_a_conflict(
         code, _, err = _run(capsys, *argv, "--key-type", "ec-p256", "--out", str(tmp_path))
     assert code == 1 and err.count("\n") == 1
     assert "would overwrite" in err and "ca.crt" in err
+
+
+@pytest.mark.parametrize("lifetime", ["0", "604801", "99999999999"])
+def test_dev_token_lifetime_is_bounded(tmp_path: Path, lifetime: str) -> None:
+    env = nodecert_env(tmp_path / "home")
+    subprocess.run([NODECERT, "init"], env=env, capture_output=True, check=True)
+    done = subprocess.run(
+        [NODECERT, "dev-token", "alice", "--lifetime", lifetime],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    assert "--lifetime: must be between 1 and 604800 seconds" in done.stderr
+    week = subprocess.run(
+        [NODECERT, "dev-token", "alice", "--lifetime", "604800"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert week.stdout.count(".") == 2

@@ -258,3 +258,12 @@ def test_a_certificate_without_client_auth_is_denied_even_in_the_ledger(ca, stor
     allowed = _signed_by(ca, eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
     record(store, allowed)
     assert decider(ca, store).decide(allowed.certificate, "n1").allowed
+
+
+def test_a_denial_names_its_reason_once_when_the_detail_adds_nothing():
+    from nodecert.nodeside.access import Decision
+
+    revoked = AccessDeniedError(Decision.deny(DenyReason.REVOKED, "revoked"))
+    assert revoked.detail == "certificate: revoked"
+    wrong = AccessDeniedError(Decision.deny(DenyReason.WRONG_NODE, "issued for n1, not n2"))
+    assert wrong.detail == "certificate: wrong_node: issued for n1, not n2"

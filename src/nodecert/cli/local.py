@@ -19,6 +19,9 @@ from nodecert.core.identity import Identity, format_serial, validate_id
 
 __all__ = ["add_local_commands"]
 
+# A dev token is a bearer credential for anyone who holds it; a week covers any test run.
+_MAX_DEV_TOKEN_LIFETIME_S = 7 * 24 * 3600
+
 
 def add_local_commands(sub: Any) -> None:
     """Add the local commands to the ``sub`` subparsers."""
@@ -31,7 +34,9 @@ def add_local_commands(sub: Any) -> None:
     token = sub.add_parser("dev-token", help="print a token from the embedded dev issuer")
     token.add_argument("user", metavar="USER")
     token.add_argument("--admin", action="store_true", help="member of the admin group")
-    token.add_argument("--lifetime", type=int, default=3600, help="seconds (default 3600)")
+    token.add_argument(
+        "--lifetime", type=int, default=3600, help="seconds (default 3600, at most 604800: 7 days)"
+    )
     token.set_defaults(handler=_dev_token)
 
     nodes = sub.add_parser("nodes", help="the node directory of the local store")
@@ -104,8 +109,10 @@ def _dev_token(args: argparse.Namespace) -> None:
     settings = local_settings()
     if not settings.dev_issuer:
         raise CLIError("dev-token: NODECERT_OIDC_ISSUER is set, so the dev issuer is off")
-    if args.lifetime < 1:
-        raise CLIError("--lifetime: must be at least 1 second")
+    if not 1 <= args.lifetime <= _MAX_DEV_TOKEN_LIFETIME_S:
+        raise CLIError(
+            f"--lifetime: must be between 1 and {_MAX_DEV_TOKEN_LIFETIME_S} seconds (7 days)"
+        )
     if not (settings.home / "dev-issuer.key").exists():
         raise CLIError(
             f"dev-token: no dev issuer key in {settings.home.absolute()}: run `nodecert init`"

@@ -115,7 +115,9 @@ class AccessDeniedError(AuthorizationError):
 
     def __init__(self, decision: Decision) -> None:
         reason = decision.reason.value if decision.reason else "denied"
-        super().__init__(f"certificate: {reason}: {decision.detail}")
+        detail = decision.detail
+        # "certificate: revoked", not "certificate: revoked: revoked".
+        super().__init__(f"certificate: {reason}" + (f": {detail}" if detail != reason else ""))
         self.decision = decision
 
 
