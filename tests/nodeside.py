@@ -149,6 +149,13 @@ def decider(ca: LocalCA, store: Any, **kwargs: Any) -> AccessDecider:
     )
 
 
+def api_event(name: str, **changes: Any) -> dict[str, Any]:
+    """A recorded API Gateway event from ``tests/events``, with ``changes`` at its top."""
+    data: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    data.update(changes)
+    return data
+
+
 def event(name: str, *, pem: str, node: str = "n1") -> dict[str, Any]:
     """A recorded API Gateway event from ``tests/events`` with our certificate in it."""
     text = (EVENTS / name).read_text().replace("NODE_ID", node)

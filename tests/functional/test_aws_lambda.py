@@ -9,34 +9,13 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from nodecert.aws import handler as aws_lambda
-from nodecert.aws.handler import LambdaApp
 from nodecert.core.identity import Identity
-from nodecert.http.routes import Routes
-
-EVENTS = Path(__file__).resolve().parents[1] / "events"
-
-
-def event(name, **changes):
-    data = json.loads((EVENTS / name).read_text())
-    data.update(changes)
-    return data
-
-
-@pytest.fixture
-def app(env):
-    settings = env.service.settings
-    return LambdaApp(
-        Routes.for_service(env.service),
-        admin_group=settings.admin_group,
-        max_body_bytes=settings.max_body_bytes,
-    )
+from tests.nodeside import api_event as event
 
 
 def body(response):

@@ -9,30 +9,10 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from pathlib import Path
 
 import pytest
 
-from nodecert.aws.handler import LambdaApp
-from nodecert.http.routes import Routes
-
-EVENTS = Path(__file__).resolve().parents[1] / "events"
-
-
-def event(name, **changes):
-    data = json.loads((EVENTS / name).read_text())
-    data.update(changes)
-    return data
-
-
-@pytest.fixture
-def app(env):
-    settings = env.service.settings
-    return LambdaApp(
-        Routes.for_service(env.service),
-        admin_group=settings.admin_group,
-        max_body_bytes=settings.max_body_bytes,
-    )
+from tests.nodeside import api_event as event
 
 
 def problem(response):

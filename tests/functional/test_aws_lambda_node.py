@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -22,14 +21,11 @@ from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
 from nodecert.core.tokens import mint_renewal_token, renewal_audience
 from nodecert.http.routes import Routes
-from tests.nodeside import TRUST_DOMAIN, issue
-
-EVENTS = Path(__file__).resolve().parents[1] / "events"
+from tests.nodeside import TRUST_DOMAIN, api_event, issue
 
 
 def event(name, *, pop=None, **changes):
-    data = json.loads((EVENTS / name).read_text())
-    data.update(changes)
+    data = api_event(name, **changes)
     if pop is not None:
         for key in list(data["headers"]):
             if key.lower() == "authorization":
@@ -43,11 +39,6 @@ def pop_token(cert):
 
 def body(response):
     return json.loads(response["body"])
-
-
-@pytest.fixture
-def app(env):
-    return LambdaApp.for_service(env.service)
 
 
 @pytest.fixture

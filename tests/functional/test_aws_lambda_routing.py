@@ -9,24 +9,10 @@ wrong.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from nodecert.aws.handler import LambdaApp
-
-EVENTS = Path(__file__).resolve().parents[1] / "events"
-
-
-def event(name, **changes):
-    data = json.loads((EVENTS / name).read_text())
-    data.update(changes)
-    return data
-
-
-@pytest.fixture
-def app(env):
-    return LambdaApp.for_service(env.service)
+from tests.nodeside import api_event as event
 
 
 def test_a_custom_domain_base_path_does_not_hide_the_route(app):
