@@ -205,3 +205,9 @@ def test_an_allow_for_another_node_is_not_believed(service):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_url_with_a_password_is_refused_without_echoing_it():
+    with pytest.raises(ValueError, match="user name or password") as caught:
+        RemoteDecider("https://ops:hunter2-secret@nodecert.example", secret="x" * 16)
+    assert "hunter2" not in str(caught.value)

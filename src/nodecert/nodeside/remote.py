@@ -87,6 +87,9 @@ class RemoteDecider:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         parsed = urllib.parse.urlsplit(url)
+        if "@" in parsed.netloc:
+            # Not echoed: it would put the password in an exception and in every log line.
+            raise ValueError("RemoteDecider: the URL carries a user name or password; pass secret=")
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(f"RemoteDecider: {url[:200]!r} is not an http(s) URL")
         if secret is not None and parsed.scheme == "http" and not _is_loopback(parsed.hostname):
