@@ -212,7 +212,7 @@ def test_keys_left_in_temporaries_by_a_killed_renewal_are_removed(tmp_path, serv
     stale.append(tmp_path / ".n1.key.dead03.old")
     fresh = tmp_path / ".n1.key.busy04.tmp"
     for path in [*stale, fresh]:
-        path.write_text("-----BEGIN PRIVATE KEY-----\n")
+        path.write_text("leftover of a killed renewal\n")
     hour_ago = datetime.now(UTC).timestamp() - 3600
     for path in stale:
         os.utime(path, (hour_ago, hour_ago))
