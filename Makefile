@@ -5,15 +5,27 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_PATHS := src tests $(wildcard benchmarks)
 
-.PHONY: serve test aws-rehearsal deps lint format bench soak clean
+.PHONY: serve test test-latest lock aws-rehearsal deps lint format bench soak clean
 
-$(STAMP): pyproject.toml
+# Installs come from the locks in requirements/ (exact versions with hashes, made by
+# `make lock`), never from whatever was released last night. `make serve` installs the service
+# set only; `make test` and the other developer targets the development set.
+PIP := $(BIN)/python -m pip install --quiet --require-hashes --no-deps
+EDITABLE := $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+
+$(VENV)/.service: requirements/service.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	@touch $(STAMP)
+	$(PIP) -r requirements/service.txt
+	$(EDITABLE)
+	@touch $@
 
-serve: $(STAMP)
+$(STAMP): requirements/dev.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -r requirements/dev.txt
+	$(EDITABLE)
+	@touch $@ $(VENV)/.service
+
+serve: $(VENV)/.service
 	$(BIN)/nodecert serve
 
 # nginx for the node-side recipe tests (tests/integration/test_nginx.py), systemd-analyze
@@ -45,6 +57,23 @@ deps:
 test: $(STAMP) deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider --cov=nodecert --cov-report=term:skip-covered $(PYTEST_ARGS)
 
+# Refresh the locks on purpose (then `make test` and commit them): each set is compiled
+# against the development lock, so one version of each package runs everywhere. The Lambda
+# set is resolved for the Lambda runtime's Python (3.12).
+LOCK := $(BIN)/uv  pip compile --quiet --universal --generate-hashes --custom-compile-command "make lock"
+lock: $(STAMP)
+	$(LOCK) --python-version 3.11 --upgrade pyproject.toml requirements/build.in --extra dev -o requirements/dev.txt
+	$(LOCK) --python-version 3.11 pyproject.toml requirements/build.in --extra server -c requirements/dev.txt -o requirements/service.txt
+	$(LOCK) --python-version 3.11 pyproject.toml -c requirements/dev.txt -o requirements/node.txt
+	$(LOCK) --python-version 3.12 pyproject.toml --extra aws -c requirements/dev.txt -o requirements/lambda.txt
+
+# The suite against the newest releases of everything pyproject admits, in a venv of its own:
+# drift found on a day we choose, not by a red CI. Never used by `make test` or CI.
+test-latest:
+	@test -x .venv-latest/bin/python || $(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade -e '.[dev]'
+	.venv-latest/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
 # The AWS system of deploy/template.yaml end to end on one machine (docs/aws.md): moto for
 # Cognito, ACM PCA, DynamoDB and S3, API Gateway emulated from the SAM-translated template,
 # a real mutual-TLS listener for the custom domain. `make test` runs it too.
@@ -70,4 +99,4 @@ soak: $(STAMP)
 	$(BIN)/python benchmarks/soak.py $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) .venv-latest .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

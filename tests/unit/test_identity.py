@@ -4,7 +4,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from nodecert.core.errors import InvalidIdentifierError
 from nodecert.core.identity import Identity, format_serial, parse_serial, validate_id
@@ -50,7 +50,14 @@ def _certificate(subject: x509.Name, uris: list[str] | None) -> x509.Certificate
         .not_valid_before(now)
         .not_valid_after(now + timedelta(days=1))
     )
-    if uris is not None:
+    if uris == []:
+        # An empty subjectAltName (RFC 5280 forbids it, other tools still make one):
+        # cryptography >= 51 refuses to build it, so it is written as raw DER.
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x30\x00"),
+            critical=False,
+        )
+    elif uris is not None:
         builder = builder.add_extension(
             x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]),
             critical=False,

@@ -338,9 +338,11 @@ def _segment(value: str) -> str:
 def _trust_domain(certificate: x509.Certificate) -> str:
     try:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        san = x509.SubjectAlternativeName([])
-    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+    except (x509.ExtensionNotFound, ValueError):
+        uris: list[str] = []
+    else:
+        uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    for uri in uris:
         if uri.startswith("spiffe://"):
             return uri.removeprefix("spiffe://").split("/", 1)[0]
     serial = format_serial(certificate.serial_number)

@@ -187,6 +187,13 @@ class Identity:
             raise InvalidIdentifierError(
                 "certificate: has no subjectAltName, so it carries no nodecert identity"
             ) from None
+        except ValueError as exc:
+            # cryptography parses extensions lazily and refuses malformed ones here (an empty
+            # subjectAltName, which RFC 5280 section 4.2.1.6 forbids, is one since 51.0).
+            raise InvalidIdentifierError(
+                "certificate: its extensions are not valid X.509, so it carries no nodecert"
+                " identity"
+            ) from exc
         uris = san.get_values_for_type(x509.UniformResourceIdentifier)
         # An X.509-SVID has exactly one URI SAN (SPIFFE X509-SVID section 2); a second one,
         # of any scheme or case (RFC 3986 makes "SPIFFE:" the same scheme), could be what
