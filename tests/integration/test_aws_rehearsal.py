@@ -16,18 +16,20 @@ import pytest
 
 from tests.integration.conftest import REGION
 from tests.rehearsal.scenario import RehearsalError, rehearse
-from tests.rehearsal.template import load
+from tests.rehearsal.template import load, node_authorizer
 from tests.rehearsal.walkthrough import walkthrough
 
 STORY = [
-    "first deploy leaves the domain for the truststore",
+    "first deploy: the issuance half alone",
     "nodecert aws truststore",
-    "second deploy creates the mutual-TLS domain",
+    "second deploy adds the node half and its mutual-TLS domain",
+    "the node backend refuses whoever is not API Gateway",
     "users sign in to Cognito",
     "no token, a forged token: 401 at API Gateway",
     "the admin registers nodes with their owners' sub",
     "alice gets a certificate for her node",
     "alice calls her node through the mutual-TLS domain: allowed",
+    "a path naming another node still reaches the node allowed",
     "alice calls bob's node: denied",
     "no client certificate, or one from another CA: no handshake",
     "alice revokes her certificate: denied",
@@ -59,7 +61,7 @@ def test_the_template_rehearses_end_to_end(clients, moto_endpoint):
 def test_the_walkthrough_script_runs_against_the_rehearsal(clients, moto_endpoint):
     """deploy/aws/walkthrough.sh, as docs/aws.md shows it, against the deployed rehearsal."""
     steps = rehearse(load(), clients, moto_endpoint, walkthrough)
-    assert steps == [*STORY[:3], "deploy/aws/walkthrough.sh runs as written"]
+    assert steps == [*STORY[:4], "deploy/aws/walkthrough.sh runs as written"]
 
 
 def _authorizer(document):
@@ -75,8 +77,9 @@ def _missing_ca(document):
 
 
 def _cached_on_host(document):
-    authorizer = document["Resources"]["NodeApi"]["Properties"]["Auth"]["Authorizers"]
-    authorizer["NodeAuthorizer"]["Identity"] = {"Headers": ["Host"], "ReauthorizeEvery": 300}
+    authorizer = node_authorizer(document)
+    authorizer["identitySource"] = "method.request.header.Host"
+    authorizer["authorizerResultTtlInSeconds"] = 300
 
 
 def _wrong_table(document):
@@ -84,9 +87,15 @@ def _wrong_table(document):
     variables["NODECERT_DYNAMODB_NODES_TABLE"] = {"Ref": "CertificatesTable"}
 
 
+def _no_client_certificate(document):
+    del document["Resources"]["NodeApiStage"]["Properties"]["ClientCertificateId"]
+
+
 @pytest.mark.parametrize(
     ("mistake", "failing_step"),
     [
+        # The backend lets in API Gateway's certificate only: a stage without it gets nowhere.
+        (_no_client_certificate, "alice calls her node through the mutual-TLS domain: allowed"),
         (_wrong_handler, "alice calls her node through the mutual-TLS domain: allowed"),
         (_missing_ca, "alice calls her node through the mutual-TLS domain: allowed"),
         (_wrong_table, "alice calls her node through the mutual-TLS domain: allowed"),

@@ -19,8 +19,10 @@ from nodecert.store._dynamodb import LIMITS_TTL_ATTRIBUTE
 from nodecert.store.dynamodb import table_definitions
 from tests.rehearsal.template import (
     TEMPLATE,
+    body_digest,
     cached_authorizer_violations,
     function_of,
+    node_authorizer,
     rest_apis,
     sam_translate,
     security_schemes,
@@ -168,13 +170,36 @@ def test_issuance_is_limited_to_the_passthrough_templates(template):
 OPEN_ROUTES = {"GET /v1/ca", "GET /healthz", "POST /v1/renew"}
 
 
-def _api_events(template):
-    events = template["Resources"]["NodecertFunction"]["Properties"]["Events"]
+API_FUNCTIONS = ("NodecertFunction", "NodecertAdminFunction")
+# Issuance runs in a function of its own (its own reserved concurrency); reads and
+# administration in another, with the same code and no permission to issue.
+ISSUANCE_ROUTES = {"POST /generate-cert", "POST /v1/nodes/{nodeId}/certificate", "POST /v1/renew"}
+
+
+def _api_events(template, functions=API_FUNCTIONS):
     return {
         f"{e['Properties']['Method'].upper()} {e['Properties']['Path']}": e
-        for e in events.values()
+        for function in functions
+        for e in template["Resources"][function]["Properties"]["Events"].values()
         if e["Type"] == "Api"
     }
+
+
+def test_issuance_is_split_from_reads_and_administration(template):
+    assert set(_api_events(template, ["NodecertFunction"])) == ISSUANCE_ROUTES
+    admin = set(_api_events(template, ["NodecertAdminFunction"]))
+    assert admin == set(ROUTE_KEYS) - ISSUANCE_ROUTES
+    issuer, reads = (template["Resources"][f]["Properties"] for f in API_FUNCTIONS)
+    assert reads["Handler"] == issuer["Handler"]
+    assert reads["Environment"] == issuer["Environment"]
+    assert issuer["ReservedConcurrentExecutions"] == {"Ref": "IssuerReservedConcurrency"}
+    assert reads["ReservedConcurrentExecutions"] == {"Ref": "AdminReservedConcurrency"}
+    (policy,) = reads["Policies"]
+    actions = set().union(*(_actions(s) for s in policy["Statement"]))
+    assert not {"acm-pca:IssueCertificate", "acm-pca:GetCertificate"} & actions
+    # Apart from issuing, the same grants as the issuer (the same code serves both).
+    issuer_actions = set().union(*(_actions(s) for s in _statements(template)))
+    assert issuer_actions - actions == {"acm-pca:IssueCertificate", "acm-pca:GetCertificate"}
 
 
 def test_the_api_routes_are_exactly_the_lambda_adapters(template):
@@ -232,6 +257,7 @@ def test_every_function_handler_exists(transformed):
     handlers = {name: p["Handler"] for name, p in _functions(transformed).items()}
     assert handlers == {
         "NodecertFunction": "nodecert.aws.handler.lambda_handler",
+        "NodecertAdminFunction": "nodecert.aws.handler.lambda_handler",
         "NodeAuthorizerFunction": "nodecert.aws.authorizer.lambda_handler",
         "RevocationSweepFunction": "nodecert.aws.sweep.sweep_handler",
     }
@@ -280,7 +306,7 @@ def test_every_node_route_runs_the_node_authorizer_and_proxies_to_the_backend(tr
         assert operation["security"] == [{"NodeAuthorizer": []}], path
         integration = operation["x-amazon-apigateway-integration"]
         assert integration["type"] == "http_proxy"
-        assert integration["uri"]["Fn::Sub"].startswith("${NodeBackendUrl}/nodes/{nodeId}")
+        assert integration["uri"].startswith("${stageVariables.nodeBackendUrl}/nodes/{nodeId}")
         # The backend learns the caller from the authorizer, never from a client header.
         assert integration["requestParameters"]["integration.request.header.X-Nodecert-User"] == (
             "context.authorizer.userId"
@@ -295,40 +321,35 @@ def test_no_cached_authorizer_can_reuse_an_allow_across_certificates_or_nodes(tr
     assert cached_authorizer_violations(transformed) == []
 
 
-def _with_node_authorizer(template, identity):
+def _with_node_authorizer(template, sources, ttl):
     document = copy.deepcopy(template)
-    authorizers = document["Resources"]["NodeApi"]["Properties"]["Auth"]["Authorizers"]
-    authorizers["NodeAuthorizer"]["Identity"] = identity
+    authorizer = node_authorizer(document)
+    authorizer["identitySource"] = sources
+    if ttl is None:
+        del authorizer["authorizerResultTtlInSeconds"]  # API Gateway's default: 300 s
+    else:
+        authorizer["authorizerResultTtlInSeconds"] = ttl
     return sam_translate(document)
 
 
 @pytest.mark.parametrize(
-    "identity",
+    ("sources", "ttl"),
     [
-        {"Headers": ["Host"]},  # the old advice: any trusted certificate on that host
-        {"Headers": ["Host"], "ReauthorizeEvery": 300},
-        {"Context": ["identity.clientCert.clientCertPem"], "ReauthorizeEvery": 60},
-        {"Headers": ["X-Anything"], "Context": ["identity.clientCert.serialNumber"]},
+        ("method.request.header.Host", None),  # the old advice: any trusted certificate
+        ("method.request.header.Host", 300),
+        ("context.identity.clientCert.clientCertPem", 60),
+        ("method.request.header.X-Anything, context.identity.clientCert.serialNumber", None),
     ],
 )
-def test_the_caching_rule_fails_on_a_cache_keyed_on_less_than_both(template, identity):
-    (problem,) = cached_authorizer_violations(_with_node_authorizer(template, identity))
+def test_the_caching_rule_fails_on_a_cache_keyed_on_less_than_both(template, sources, ttl):
+    (problem,) = cached_authorizer_violations(_with_node_authorizer(template, sources, ttl))
     assert "NodeApi.NodeAuthorizer" in problem
 
 
 def test_the_caching_rule_accepts_a_cache_keyed_on_certificate_and_node(template):
-    identity = {
-        "Context": ["identity.clientCert.clientCertPem"],
-        "ReauthorizeEvery": 60,
-    }
-    document = copy.deepcopy(template)
-    document["Resources"]["NodeApi"]["Properties"]["Auth"]["Authorizers"]["NodeAuthorizer"][
-        "Identity"
-    ] = identity
-    transformed = sam_translate(document)
-    for scheme in security_schemes(rest_apis(transformed)["NodeApi"]).values():
-        authorizer = scheme["x-amazon-apigateway-authorizer"]
-        authorizer["identitySource"] += ", method.request.path.nodeId"
+    transformed = _with_node_authorizer(
+        template, "context.identity.clientCert.clientCertPem, method.request.path.nodeId", 60
+    )
     assert cached_authorizer_violations(transformed) == []
 
 
@@ -467,3 +488,205 @@ def test_the_sweep_runs_on_a_schedule_and_may_only_revoke(template, transformed)
     shared = _variables(template, "NodecertFunction")
     for name in ("NODECERT_CA", "NODECERT_ACMPCA_CA_ARN", "NODECERT_DYNAMODB_CERTIFICATES_TABLE"):
         assert variables[name] == shared[name], name
+
+
+# Issue 18: the node backend trusts only API Gateway, and a deploy works the first time.
+
+
+def test_the_node_stage_presents_a_client_certificate_to_the_backend(transformed):
+    resources = transformed["Resources"]
+    stage = resources["NodeApiStage"]["Properties"]
+    certificate = {"Ref": "NodeBackendClientCertificate"}
+    assert stage["ClientCertificateId"] == {
+        "Fn::If": ["NodeBackendClientCertificate", certificate, {"Ref": "AWS::NoValue"}]
+    }
+    assert resources["NodeBackendClientCertificate"]["Type"] == (
+        "AWS::ApiGateway::ClientCertificate"
+    )
+    # The backend URL is a stage variable, so a new one needs no new deployment; every
+    # integration goes there, by VPC link when that is the choice.
+    variables = stage["Variables"]["Fn::If"]
+    assert variables[0] == "NodeBackendVpcLink"
+    assert all(v["nodeBackendUrl"] == {"Ref": "NodeBackendUrl"} for v in variables[1:])
+    for operations in rest_apis(transformed)["NodeApi"]["paths"].values():
+        (operation,) = operations.values()
+        integration = operation["x-amazon-apigateway-integration"]
+        assert integration["connectionType"] == {
+            "Fn::If": ["NodeBackendVpcLink", "VPC_LINK", "INTERNET"]
+        }
+    outputs = transformed["Outputs"]
+    assert outputs["NodeBackendClientCertificateId"]["Value"] == certificate
+
+
+def test_the_node_api_deployment_changes_with_its_body(template):
+    body = template["Resources"]["NodeApi"]["Properties"]["Body"]
+    deployments = [
+        name
+        for name, r in template["Resources"].items()
+        if r["Type"] == "AWS::ApiGateway::Deployment"
+    ]
+    # Rename the deployment to this when the body changes (else the stage keeps the old one).
+    assert deployments == [f"NodeApiDeployment{body_digest(body)}"]
+    stage = template["Resources"]["NodeApiStage"]["Properties"]
+    assert stage["DeploymentId"] == {"Ref": deployments[0]}
+
+
+def test_the_backend_recipe_requires_api_gateways_certificate_and_routes_on_the_node():
+    recipe = (TEMPLATE.parents[0] / "nginx" / "nodecert-apigateway-backend.conf").read_text()
+    assert "ssl_verify_client on;" in recipe
+    assert "ssl_client_certificate /etc/nginx/nodecert/apigateway-client.crt;" in recipe
+    assert "map $http_x_nodecert_node $nodecert_node_api" in recipe
+    assert "proxy_pass http://$nodecert_node_api;" in recipe
+    assert "get-client-certificate" in recipe
+
+
+def _names(transformed, stack_name):
+    """Every name AWS keeps unique per account and Region, as one stack would resolve it."""
+    from tests.rehearsal.stack import Stack
+
+    stack = Stack(transformed, {}, clients=None, name=stack_name)
+    for logical in transformed["Resources"]:
+        stack.physical[logical] = f"{stack_name}-{logical}-{stack.stack_id[:8]}"
+        for attribute in ("Arn", "Name"):
+            stack.attributes[(logical, attribute)] = f"{stack_name}-{logical}-{attribute}"
+    unique = {
+        "AWS::Scheduler::Schedule": ("Name",),
+        "AWS::Scheduler::ScheduleGroup": ("Name",),
+        "AWS::CloudWatch::Alarm": ("AlarmName",),
+        "AWS::Lambda::Function": ("FunctionName",),
+        "AWS::IAM::Role": ("RoleName",),
+        "AWS::DynamoDB::Table": ("TableName",),
+        "AWS::S3::Bucket": ("BucketName",),
+        "AWS::Logs::LogGroup": ("LogGroupName",),
+        "AWS::Logs::MetricFilter": ("MetricTransformations",),
+        "AWS::ApiGateway::RestApi": ("Name",),
+        "AWS::Cognito::UserPool": ("UserPoolName",),
+    }
+    names = {}
+    for logical, resource in transformed["Resources"].items():
+        for prop in unique.get(resource["Type"], ()):
+            if prop in resource.get("Properties", {}):
+                names[(logical, prop)] = json.dumps(stack.resolve(resource["Properties"][prop]))
+    return names
+
+
+def test_two_stacks_in_one_account_and_region_name_nothing_alike(transformed):
+    first, second = _names(transformed, "nodecert"), _names(transformed, "nodecert-staging")
+    assert ("RevocationSweepFunctionEvery5Minutes", "Name") in first
+    clashes = sorted(key for key in first if first[key] == second[key])
+    assert clashes == []
+
+
+def test_the_schedule_name_fits_schedulers_64_characters(transformed):
+    from tests.rehearsal.stack import Stack
+
+    schedule = transformed["Resources"]["RevocationSweepFunctionEvery5Minutes"]["Properties"]
+    stack = Stack(transformed, {}, clients=None, name="n" * 128)
+    assert len(stack.resolve(schedule["Name"])) <= 64
+
+
+def _model(service):
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model(service)
+
+
+def test_parameter_bounds_fit_the_acm_pca_model(template):
+    parameters = template["Parameters"]
+    subject = _model("acm-pca").shape_for("ASN1Subject").members
+    general_name = _model("acm-pca").shape_for("GeneralName").members
+    organization_max = subject["Organization"].metadata["max"]
+    common_name_max = subject["CommonName"].metadata["max"]
+    uri_max = general_name["UniformResourceIdentifier"].metadata["max"]
+    ca = template["Resources"]["CertificateAuthority"]["Properties"]["Subject"]
+    suffix = ca["CommonName"]["Fn::Sub"].replace("${Organization}", "")
+    assert parameters["Organization"]["MaxLength"] + len(suffix) <= common_name_max
+    assert parameters["Organization"]["MaxLength"] <= organization_max
+    # spiffe://<trust domain>/user/<id>/node/<id>, ids of at most 64 characters.
+    longest = re.fullmatch(r"\[a-z0-9._-\]\{1,(\d+)\}", parameters["TrustDomain"]["AllowedPattern"])
+    assert longest is not None
+    uri = f"spiffe://{'t' * int(longest[1])}/user/{'u' * 64}/node/{'n' * 64}"
+    assert len(uri) <= uri_max
+    standards = _model("acm-pca").shape_for("KeyStorageSecurityStandard").enum
+    assert set(parameters["KeyStorageSecurityStandard"]["AllowedValues"]) == set(standards)
+    assert ca != {} and template["Resources"]["CertificateAuthority"]["Properties"][
+        "KeyStorageSecurityStandard"
+    ] == {"Ref": "KeyStorageSecurityStandard"}
+
+
+def test_no_endpoint_hard_codes_the_url_suffix():
+    text = TEMPLATE.read_text()
+    # Service principals keep amazonaws.com in every partition; endpoints do not.
+    assert text.count("amazonaws.com") == text.count("apigateway.amazonaws.com")
+
+
+def test_the_domain_takes_an_ownership_certificate_when_given(template):
+    properties = template["Resources"]["NodeDomain"]["Properties"]
+    assert properties["OwnershipVerificationCertificateArn"] == {
+        "Fn::If": [
+            "NodeDomainOwnershipCertificate",
+            {"Ref": "NodeDomainOwnershipCertificateArn"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+
+
+def test_the_issuance_half_deploys_without_any_node_parameter(template, transformed):
+    from tests.rehearsal.stack import Stack
+
+    for name in ("NodeDomainName", "NodeDomainCertificateArn", "NodeBackendUrl"):
+        assert template["Parameters"][name]["Default"] == "", name
+    stack = Stack(transformed, {}, clients=None)
+    node_half = {
+        logical
+        for logical, resource in transformed["Resources"].items()
+        if not stack.condition(resource)
+    }
+    assert {"NodeApi", "NodeApiStage", "NodeDomain", "NodeBackendClientCertificate"} <= node_half
+    assert not {"Api", "NodecertFunction", "CertificateAuthority", "TruststoreBucket"} & node_half
+
+
+# Alarms: each counts what the code logs, or a Lambda metric of a function of the stack.
+ALARMED_LOGS = {
+    "NodecertFunctionLogs": ("backends/pca_calls.py",),
+    "RevocationSweepFunctionLogs": ("backends/pca_calls.py", "aws/sweep.py"),
+    "NodeAuthorizerFunctionLogs": ("aws/authorizer.py",),
+}
+
+
+def test_every_metric_filter_counts_a_line_the_code_logs(template):
+    filters = [
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Logs::MetricFilter"
+    ]
+    assert len(filters) == 4
+    for properties in filters:
+        group = properties["LogGroupName"]["Ref"]
+        source = "".join((SRC / m).read_text() for m in ALARMED_LOGS[group])
+        terms = re.findall(r'"([^"]+)"', properties["FilterPattern"])
+        assert terms and properties["FilterPattern"] == " ".join(f'"{t}"' for t in terms)
+        for term in terms:
+            assert term in source, (group, term)
+        (transformation,) = properties["MetricTransformations"]
+        assert transformation["MetricNamespace"] == {"Fn::Sub": "nodecert/${AWS::StackName}"}
+
+
+def test_the_alarms_watch_issuance_pca_the_sweep_and_the_authorizer(template):
+    alarms = {
+        name: r["Properties"]
+        for name, r in template["Resources"].items()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    watched = {
+        (a["MetricName"], str(a.get("Dimensions", [{}])[0].get("Value", "")))
+        for a in alarms.values()
+    }
+    assert ("Errors", str({"Ref": "NodecertFunction"})) in watched
+    assert ("Errors", str({"Ref": "NodeAuthorizerFunction"})) in watched
+    assert ("PCAThrottled", "") in watched
+    assert ("SweepPending", "") in watched
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == {
+            "Fn::If": ["AlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }

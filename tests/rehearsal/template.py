@@ -7,6 +7,8 @@ Shared by tests/integration/test_template.py (static checks) and the API Gateway
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,15 @@ def load(path: Path = TEMPLATE) -> dict[str, Any]:
     assert matches == [], matches
     assert isinstance(data, dict)
     return data
+
+
+def body_digest(body: Any) -> str:
+    """The digest that the node API's deployment names (``NodeApiDeployment<digest>``).
+
+    CloudFormation does not redeploy a stage when only a REST API's body changes; a
+    deployment whose logical id changes with the body is a new deployment (as SAM does).
+    """
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def sam_translate(template: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +76,15 @@ def security_schemes(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     )
     assert isinstance(schemes, dict)
     return schemes
+
+
+def node_authorizer(document: dict[str, Any]) -> dict[str, Any]:
+    """The node API's REQUEST authorizer, in its OpenAPI body (the node API is plain
+    CloudFormation: SAM cannot give its stage a client certificate)."""
+    schemes = security_schemes(document["Resources"]["NodeApi"]["Properties"]["Body"])
+    authorizer = schemes["NodeAuthorizer"]["x-amazon-apigateway-authorizer"]
+    assert isinstance(authorizer, dict)
+    return authorizer
 
 
 def function_of(transformed: dict[str, Any], authorizer: dict[str, Any]) -> str:
