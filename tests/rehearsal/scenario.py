@@ -44,6 +44,7 @@ from cryptography import x509
 from tests.rehearsal.apigw import Gateway, Reply
 from tests.rehearsal.backend import NginxBackend
 from tests.rehearsal.domain import DomainListener
+from tests.rehearsal.package import lambda_package
 from tests.rehearsal.stack import REGION, ClientCertificate, Stack
 from tests.rehearsal.template import sam_translate
 
@@ -222,6 +223,10 @@ def _deploy(world: World, stack: contextlib.ExitStack) -> None:
         expect("NodeApi" not in world.gateway.apis, "a node API without a backend")
         reply = world.api("GET", "/healthz", None)
         expect(reply.status == 200, f"healthz: {reply.status} {reply.body!r}")
+        # The function ran from the built package (deploy/build.sh), not from src/.
+        log = world.gateway.containers["NodecertAdminFunction"].log.read_text()
+        origin = f"container: nodecert from {lambda_package()}/nodecert/__init__.py"
+        expect(origin in log, f"the function's code came from elsewhere: {log[-500:]}")
 
     with step(world, "nodecert aws truststore"):
         # The command exactly as docs/aws.md writes it, with the stack's outputs.
