@@ -690,3 +690,11 @@ def test_the_alarms_watch_issuance_pca_the_sweep_and_the_authorizer(template):
         assert alarm["AlarmActions"] == {
             "Fn::If": ["AlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
         }
+
+
+def test_the_walkthroughs_password_hint_is_the_pools_policy(template):
+    policy = template["Resources"]["UserPool"]["Properties"]["Policies"]["PasswordPolicy"]
+    script = (TEMPLATE.parent / "aws" / "walkthrough.sh").read_text()
+    hint = re.search(r"ALICE_PASSWORD \(the pool's policy: (\d+)\+ characters", script)
+    assert hint is not None and int(hint[1]) == policy["MinimumLength"]
+    assert ("symbol" in script) == policy["RequireSymbols"]
