@@ -698,3 +698,57 @@ def test_the_walkthroughs_password_hint_is_the_pools_policy(template):
     hint = re.search(r"ALICE_PASSWORD \(the pool's policy: (\d+)\+ characters", script)
     assert hint is not None and int(hint[1]) == policy["MinimumLength"]
     assert ("symbol" in script) == policy["RequireSymbols"]
+
+
+def _node_stack(transformed, **parameters):
+    from tests.rehearsal.stack import Stack
+
+    stack = Stack(transformed, {"NodeBackendUrl": "https://backend.example", **parameters}, None)
+    for logical in transformed["Resources"]:
+        stack.physical[logical] = f"physical-{logical}"
+    return stack
+
+
+def test_the_vpc_link_variant_goes_through_the_link_with_no_client_certificate(transformed):
+    stack = _node_stack(transformed, NodeBackendAuthentication="VpcLink", NodeVpcLinkId="abc123")
+    resources = transformed["Resources"]
+    assert not stack.condition(resources["NodeBackendClientCertificate"])
+    stage = stack.resolve(
+        {
+            k: resources["NodeApiStage"]["Properties"][k]
+            for k in ("Variables", "ClientCertificateId")
+        }
+    )
+    assert stage == {
+        "Variables": {"nodeBackendUrl": "https://backend.example", "vpcLinkId": "abc123"}
+    }
+    for operations in rest_apis(transformed)["NodeApi"]["paths"].values():
+        (operation,) = operations.values()
+        integration = stack.resolve(operation["x-amazon-apigateway-integration"])
+        assert integration["connectionType"] == "VPC_LINK"
+        assert integration["connectionId"] == "${stageVariables.vpcLinkId}"
+
+
+def test_the_client_certificate_variant_presents_the_stacks_certificate(transformed):
+    stack = _node_stack(transformed)
+    resources = transformed["Resources"]
+    assert stack.condition(resources["NodeBackendClientCertificate"])
+    stage = stack.resolve(resources["NodeApiStage"]["Properties"]["ClientCertificateId"])
+    assert stage == "physical-NodeBackendClientCertificate"
+    for operations in rest_apis(transformed)["NodeApi"]["paths"].values():
+        (operation,) = operations.values()
+        integration = stack.resolve(operation["x-amazon-apigateway-integration"])
+        assert integration["connectionType"] == "INTERNET"
+        assert "connectionId" not in integration
+
+
+def test_rules_refuse_a_half_set_node_half(transformed):
+    rules = transformed["Rules"]
+    assert rules["VpcLinkNeedsItsId"]["RuleCondition"] == {
+        "Fn::Equals": [{"Ref": "NodeBackendAuthentication"}, "VpcLink"]
+    }
+    needed = {
+        a["Assert"]["Fn::Not"][0]["Fn::Equals"][0]["Ref"]
+        for a in rules["DomainNeedsItsParts"]["Assertions"]
+    }
+    assert needed == {"NodeBackendUrl", "NodeDomainName", "NodeDomainCertificateArn"}
