@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.rehearsal.apigw import Gateway, Reply
 from tests.rehearsal.backend import NginxBackend
@@ -359,6 +361,7 @@ def _walk(world: World, stack: contextlib.ExitStack) -> None:
         # API Gateway passes {proxy} as sent; the backend routes on X-Nodecert-Node.
         status, body = world.node_call(alice[:2], "/nodes/n1/..%2fn2/status")
         expect(status == 200 and body["api"] == "n1", f"{status} {body!r}")
+        _every_path_reaches_the_node_allowed(world, alice[:2])
 
     with step(world, "alice calls bob's node: denied"):
         status, body = world.node_call(alice[:2], "/nodes/n2/status")
@@ -394,6 +397,29 @@ def _walk(world: World, stack: contextlib.ExitStack) -> None:
         bob = certificate("bob", "n1")
         status, body = world.node_call(bob[:2], "/nodes/n1/status")
         expect(status == 200 and body["user"] == world.subs["bob"], f"bob: {status} {body!r}")
+
+
+# Paths under /nodes/n1/ built to name another node once decoded or normalized: encoded
+# slashes and dots, dot segments, parameters, doubled slashes, other nodes' ids.
+_PATH_PARTS = st.sampled_from(
+    ["n1", "n2", "node-1", "..", ".", "%2e%2e", "%2E", "%2f", "%2F", "%252f", "/", "//", ";", "x"]
+)
+_PROXIES = st.lists(_PATH_PARTS, min_size=1, max_size=8).map("".join)
+
+
+def _every_path_reaches_the_node_allowed(world: World, certificate: tuple[str, str]) -> None:
+    """Whatever the {proxy} part says, a call allowed for n1 reaches n1's API or is a 4xx."""
+
+    @settings(max_examples=30, deadline=None, derandomize=True, database=None)
+    @given(proxy=_PROXIES)
+    def reaches_n1(proxy: str) -> None:
+        status, body = world.node_call(certificate, f"/nodes/n1/{proxy}")
+        if status == 200:
+            assert body["api"] == "n1" and body["node"] == "n1", (proxy, body)
+        else:
+            assert 400 <= status < 500, (proxy, status, body)
+
+    reaches_n1()
 
 
 def _impostor(certificate: ClientCertificate) -> tuple[str, str]:
