@@ -306,7 +306,7 @@ def test_every_node_route_runs_the_node_authorizer_and_proxies_to_the_backend(tr
         assert operation["security"] == [{"NodeAuthorizer": []}], path
         integration = operation["x-amazon-apigateway-integration"]
         assert integration["type"] == "http_proxy"
-        assert integration["uri"].startswith("${stageVariables.nodeBackendUrl}/nodes/{nodeId}")
+        assert integration["uri"].startswith("https://${stageVariables.nodeBackend}/nodes/{nodeId}")
         # The backend learns the caller from the authorizer, never from a client header.
         assert integration["requestParameters"]["integration.request.header.X-Nodecert-User"] == (
             "context.authorizer.userId"
@@ -507,7 +507,8 @@ def test_the_node_stage_presents_a_client_certificate_to_the_backend(transformed
     # integration goes there, by VPC link when that is the choice.
     variables = stage["Variables"]["Fn::If"]
     assert variables[0] == "NodeBackendVpcLink"
-    assert all(v["nodeBackendUrl"] == {"Ref": "NodeBackendUrl"} for v in variables[1:])
+    without_scheme = {"Fn::Select": [1, {"Fn::Split": ["https://", {"Ref": "NodeBackendUrl"}]}]}
+    assert all(v["nodeBackend"] == without_scheme for v in variables[1:])
     for operations in rest_apis(transformed)["NodeApi"]["paths"].values():
         (operation,) = operations.values()
         integration = operation["x-amazon-apigateway-integration"]
@@ -719,9 +720,7 @@ def test_the_vpc_link_variant_goes_through_the_link_with_no_client_certificate(t
             for k in ("Variables", "ClientCertificateId")
         }
     )
-    assert stage == {
-        "Variables": {"nodeBackendUrl": "https://backend.example", "vpcLinkId": "abc123"}
-    }
+    assert stage == {"Variables": {"nodeBackend": "backend.example", "vpcLinkId": "abc123"}}
     for operations in rest_apis(transformed)["NodeApi"]["paths"].values():
         (operation,) = operations.values()
         integration = stack.resolve(operation["x-amazon-apigateway-integration"])
