@@ -651,8 +651,106 @@ def test_the_issuance_half_deploys_without_any_node_parameter(template, transfor
 ALARMED_LOGS = {
     "NodecertFunctionLogs": ("backends/pca_calls.py",),
     "RevocationSweepFunctionLogs": ("backends/pca_calls.py", "aws/sweep.py"),
-    "NodeAuthorizerFunctionLogs": ("aws/authorizer.py",),
+    "NodeAuthorizerFunctionLogs": ("aws/authorizer.py", "nodeside/access.py"),
 }
+
+
+def _filter_terms(pattern):
+    """The quoted terms of a CloudWatch Logs filter pattern, and whether any one suffices
+    (``?"a" ?"b"``) or all must appear (``"a" "b"``)."""
+    terms = re.findall(r'(\??)"([^"]+)"', pattern)
+    assert terms and pattern == " ".join(f'{q}"{term}"' for q, term in terms), pattern
+    either = {q for q, _ in terms}
+    assert len(either) == 1, f"{pattern}: mixed ? and plain terms"
+    return [term for _, term in terms], either == {"?"}
+
+
+def matches(pattern, line):
+    """CloudWatch Logs' matching of a term pattern against an unstructured log event."""
+    terms, any_one = _filter_terms(pattern)
+    return (any if any_one else all)(term in line for term in terms)
+
+
+def _filter(template, name):
+    return template["Resources"][name]["Properties"]["FilterPattern"]
+
+
+def _lambda_lines(caplog):
+    # The Python runtime's line: [LEVEL] time request-id message.
+    return [f"[{r.levelname}]\t2026-12-07T00:00:00Z\tid\t{r.getMessage()}" for r in caplog.records]
+
+
+def test_the_throttling_filter_counts_what_pca_calls_log(template, caplog):
+    import botocore.exceptions
+
+    from nodecert.backends.pca_calls import Pacing, PCAError, call_with_retries
+    from nodecert.backends.pca_shapes import RetryPolicy
+    from nodecert.core.errors import BackendUnavailableError
+
+    def throttled():
+        error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+        raise botocore.exceptions.ClientError(error, "IssueCertificate")
+
+    pacing = Pacing(RetryPolicy(), lambda: 0.0, lambda _: None, lambda: 0.0)
+    with caplog.at_level("WARNING"), pytest.raises(BackendUnavailableError):
+        call_with_retries(throttled, pacing, deadline=10.0)
+    for name in ("IssuerPCAThrottledFilter", "SweepPCAThrottledFilter"):
+        assert [line for line in _lambda_lines(caplog) if matches(_filter(template, name), line)]
+    # A refusal that is not throttling is not counted.
+    caplog.clear()
+
+    def refused():
+        error = {"Error": {"Code": "InvalidStateException", "Message": "CA disabled"}}
+        raise botocore.exceptions.ClientError(error, "IssueCertificate")
+
+    with caplog.at_level("WARNING"), pytest.raises(PCAError):
+        call_with_retries(refused, pacing, deadline=10.0)
+    pattern = _filter(template, "IssuerPCAThrottledFilter")
+    assert caplog.records and not any(matches(pattern, line) for line in _lambda_lines(caplog))
+
+
+def test_the_sweep_filter_counts_a_run_that_leaves_revocations_pending(template, caplog):
+    from nodecert.aws.sweep import drain
+
+    class Stuck:
+        def finish_revocations(self, *, limit=100, failed=None):
+            return 3  # nothing moves
+
+    class Done:
+        def finish_revocations(self, *, limit=100, failed=None):
+            return 0
+
+    pattern = _filter(template, "SweepPendingFilter")
+    with caplog.at_level("INFO"):
+        assert drain(Stuck())["pending"] == 3
+    assert any(matches(pattern, line) for line in _lambda_lines(caplog))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert drain(Done())["pending"] == 0
+    assert caplog.records and not any(matches(pattern, line) for line in _lambda_lines(caplog))
+
+
+def test_the_authorizer_filter_counts_denials_for_failures_not_for_strangers(template, caplog):
+    from nodecert.aws.authorizer import TargetSource, handle
+
+    class Broken:
+        def decide(self, pem, node):
+            raise RuntimeError("the ledger is on fire")
+
+    event = {
+        "type": "REQUEST",
+        "methodArn": "arn:aws:execute-api:eu-west-1:123456789012:a/v1/GET/nodes/n1",
+        "pathParameters": {"nodeId": "n1"},
+        "requestContext": {"identity": {"clientCert": {"clientCertPem": "-----BEGIN"}}},
+    }
+    pattern = _filter(template, "AuthorizerDenyingOnErrorsFilter")
+    with caplog.at_level("INFO"):
+        handle(event, Broken(), TargetSource())
+    assert any(matches(pattern, line) for line in _lambda_lines(caplog))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        handle({"type": "REQUEST"}, Broken(), TargetSource())  # no certificate: a stranger
+    assert caplog.records and not any(matches(pattern, line) for line in _lambda_lines(caplog))
 
 
 def test_every_metric_filter_counts_a_line_the_code_logs(template):
@@ -665,8 +763,7 @@ def test_every_metric_filter_counts_a_line_the_code_logs(template):
     for properties in filters:
         group = properties["LogGroupName"]["Ref"]
         source = "".join((SRC / m).read_text() for m in ALARMED_LOGS[group])
-        terms = re.findall(r'"([^"]+)"', properties["FilterPattern"])
-        assert terms and properties["FilterPattern"] == " ".join(f'"{t}"' for t in terms)
+        terms, _ = _filter_terms(properties["FilterPattern"])
         for term in terms:
             assert term in source, (group, term)
         (transformation,) = properties["MetricTransformations"]
