@@ -109,3 +109,26 @@ def test_a_wiring_mistake_fails_the_rehearsal(clients, moto_endpoint, mistake, f
     mistake(document)
     with pytest.raises(RehearsalError, match=re.escape(f"step {failing_step!r}")):
         rehearse(document, clients, moto_endpoint)
+
+
+def test_two_stacks_deploy_side_by_side_in_one_account(clients, moto_endpoint):
+    """Production and staging in one account and Region: both deploy, nothing shared."""
+    from tests.rehearsal.apigw import Gateway
+    from tests.rehearsal.stack import Stack
+    from tests.rehearsal.template import sam_translate, unique_names
+
+    translated = sam_translate(load())
+    stacks = [Stack(translated, {}, clients, name=name).deploy() for name in ("prod", "staging")]
+    for stack in stacks:
+        gateway = Gateway(stack, moto_endpoint)
+        try:
+            reply = gateway.request("Api", "GET", "/healthz", headers={"User-Agent": "r"})
+            assert reply.status == 200, reply.body
+        finally:
+            gateway.close()
+    # What CloudFormation would name per account and Region differs between the two.
+    first, second = (unique_names(translated, stack.name) for stack in stacks)
+    assert not [key for key in first if first[key] == second[key]]
+    pools = {stack.physical["UserPool"] for stack in stacks}
+    cas = {stack.physical["CertificateAuthority"] for stack in stacks}
+    assert len(pools) == len(cas) == 2

@@ -26,6 +26,7 @@ from tests.rehearsal.template import (
     rest_apis,
     sam_translate,
     security_schemes,
+    unique_names,
 )
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "nodecert"
@@ -541,38 +542,11 @@ def test_the_backend_recipe_requires_api_gateways_certificate_and_routes_on_the_
     assert "get-client-certificate" in recipe
 
 
-def _names(transformed, stack_name):
-    """Every name AWS keeps unique per account and Region, as one stack would resolve it."""
-    from tests.rehearsal.stack import Stack
-
-    stack = Stack(transformed, {}, clients=None, name=stack_name)
-    for logical in transformed["Resources"]:
-        stack.physical[logical] = f"{stack_name}-{logical}-{stack.stack_id[:8]}"
-        for attribute in ("Arn", "Name"):
-            stack.attributes[(logical, attribute)] = f"{stack_name}-{logical}-{attribute}"
-    unique = {
-        "AWS::Scheduler::Schedule": ("Name",),
-        "AWS::Scheduler::ScheduleGroup": ("Name",),
-        "AWS::CloudWatch::Alarm": ("AlarmName",),
-        "AWS::Lambda::Function": ("FunctionName",),
-        "AWS::IAM::Role": ("RoleName",),
-        "AWS::DynamoDB::Table": ("TableName",),
-        "AWS::S3::Bucket": ("BucketName",),
-        "AWS::Logs::LogGroup": ("LogGroupName",),
-        "AWS::Logs::MetricFilter": ("MetricTransformations",),
-        "AWS::ApiGateway::RestApi": ("Name",),
-        "AWS::Cognito::UserPool": ("UserPoolName",),
-    }
-    names = {}
-    for logical, resource in transformed["Resources"].items():
-        for prop in unique.get(resource["Type"], ()):
-            if prop in resource.get("Properties", {}):
-                names[(logical, prop)] = json.dumps(stack.resolve(resource["Properties"][prop]))
-    return names
-
-
 def test_two_stacks_in_one_account_and_region_name_nothing_alike(transformed):
-    first, second = _names(transformed, "nodecert"), _names(transformed, "nodecert-staging")
+    first, second = (
+        unique_names(transformed, "nodecert"),
+        unique_names(transformed, "nodecert-staging"),
+    )
     assert ("RevocationSweepFunctionEvery5Minutes", "Name") in first
     clashes = sorted(key for key in first if first[key] == second[key])
     assert clashes == []

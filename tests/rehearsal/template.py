@@ -136,3 +136,37 @@ def cached_authorizer_violations(transformed: dict[str, Any]) -> list[str]:
                     f" name both the client certificate and the target node ({node})"
                 )
     return problems
+
+
+def unique_names(transformed: dict[str, Any], stack_name: str) -> dict[tuple[str, str], str]:
+    """Every name AWS keeps unique per account and Region, as stack ``stack_name`` resolves it.
+
+    Names the template leaves out are CloudFormation's to generate (stack name, logical id
+    and a random suffix): those never collide, and are not listed.
+    """
+    from tests.rehearsal.stack import Stack  # the stand-in resolves, as CloudFormation would
+
+    stack = Stack(transformed, {}, clients=None, name=stack_name)
+    for logical in transformed["Resources"]:
+        stack.physical[logical] = f"{stack_name}-{logical}-{stack.stack_id[:8]}"
+        for attribute in ("Arn", "Name"):
+            stack.attributes[(logical, attribute)] = f"{stack_name}-{logical}-{attribute}"
+    unique = {
+        "AWS::Scheduler::Schedule": ("Name",),
+        "AWS::Scheduler::ScheduleGroup": ("Name",),
+        "AWS::CloudWatch::Alarm": ("AlarmName",),
+        "AWS::Lambda::Function": ("FunctionName",),
+        "AWS::IAM::Role": ("RoleName",),
+        "AWS::DynamoDB::Table": ("TableName",),
+        "AWS::S3::Bucket": ("BucketName",),
+        "AWS::Logs::LogGroup": ("LogGroupName",),
+        "AWS::Logs::MetricFilter": ("MetricTransformations",),
+        "AWS::ApiGateway::RestApi": ("Name",),
+        "AWS::Cognito::UserPool": ("UserPoolName",),
+    }
+    names: dict[tuple[str, str], str] = {}
+    for logical, resource in transformed["Resources"].items():
+        for prop in unique.get(resource["Type"], ()):
+            if prop in resource.get("Properties", {}):
+                names[(logical, prop)] = json.dumps(stack.resolve(resource["Properties"][prop]))
+    return names
