@@ -45,9 +45,13 @@ class Env:
 
 
 @pytest.fixture(autouse=True)
-def _scratch_cwd(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _scratch_cwd(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # No test reads or writes the directory pytest was started in: a checkout where someone
     # followed the README's Quick start (n1.crt, ./.nodecert) must test like a fresh clone.
+    # (tests/unit/conftest.py overrides it: unit tests touch no file at all.)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
