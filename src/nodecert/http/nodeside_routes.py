@@ -8,7 +8,9 @@
   same machine as nodecert. Forwarded-address headers never count: a request carrying
   ``X-Forwarded-For``, ``Forwarded`` or ``X-Real-IP`` is refused, because a server that
   honours them (uvicorn's ``--proxy-headers --forwarded-allow-ips``) rewrites the peer
-  address from what the client wrote.
+  address from what the client wrote. A caller that sends a secret all the same believes
+  it is checked: the first such request is logged at WARNING (once per process, never the
+  value), so the operator learns that the service has no secret configured.
 
 When the proxy's ``X-Client-Cert`` or ``X-Nodecert-Node`` header is present, a JSON body
 naming another certificate or node is refused (400 ``conflicting_input``), never merged:
@@ -25,6 +27,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import threading
 import urllib.parse
 import uuid
 from email.utils import format_datetime
@@ -93,6 +96,8 @@ class NodeSideRoutes:
         self.renewer = renewer
         self.crl_publisher = crl
         self.authorize_secret = authorize_secret
+        self._unchecked_secret = threading.Lock()
+        self._warned = False
 
     @classmethod
     def for_service(cls, service: Service) -> NodeSideRoutes:
@@ -263,6 +268,8 @@ class NodeSideRoutes:
             if not hmac.compare_digest(given, self.authorize_secret.encode()):
                 raise AuthenticationError(f"{SECRET_HEADER}: missing or wrong")
             return
+        if secret:
+            self._warn_unchecked_secret()
         if forwarded:
             # The peer address may have been rewritten from X-Forwarded-For (uvicorn's
             # proxy_headers), which anyone can send: loopback trust needs the socket itself.
@@ -274,6 +281,18 @@ class NodeSideRoutes:
             raise AuthorizationError(
                 "authorize: only loopback callers, unless NODECERT_AUTHORIZE_SECRET is set"
             )
+
+    def _warn_unchecked_secret(self) -> None:
+        with self._unchecked_secret:
+            if self._warned:
+                return
+            self._warned = True
+        log.warning(
+            "authorize: a request brings %s, but NODECERT_AUTHORIZE_SECRET is not set:"
+            " the secret is not checked (only loopback callers are let in); set the same"
+            " secret on the service, or stop sending one",
+            SECRET_HEADER,
+        )
 
 
 def _refuse_conflicts(data: dict[str, Any], header_pem: str | None, node_id: str | None) -> None:
