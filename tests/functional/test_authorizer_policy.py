@@ -9,6 +9,7 @@ allow this request's ARN and no ARN of another node, method or path.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -270,3 +271,56 @@ def test_method_arn_parsing_is_total_and_round_trips(text):
             continue
         assert str(arn) == value
         assert "*" not in value and "?" not in value and "%" not in value
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=10,
+)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    shape=st.sampled_from([REST, HTTP]),
+    target=st.sampled_from([PATH, HOST]),
+    fields=st.dictionaries(
+        st.sampled_from(
+            [
+                "methodArn",
+                "resource",
+                "headers",
+                "multiValueHeaders",
+                "pathParameters",
+                "requestContext",
+                "routeArn",
+            ]
+        ),
+        JSON,
+    ),
+)
+def test_any_event_field_of_any_type_is_parsed_never_raised(world, shape, target, fields):
+    # Fail-closed catches exceptions, but an exception there is a bug: every field is parsed
+    # by a total function, so the catch-all (which logs "while deciding") never runs.
+    alice, decide = world
+    request = {**event(shape, pem=alice.pem, node="n1"), **fields}
+    records = _Records()
+    logger = logging.getLogger("nodecert")
+    logger.addHandler(records)
+    try:
+        out = handle(request, decide, target)
+    finally:
+        logger.removeHandler(records)
+    assert not [m for m in records.messages if "while deciding" in m]
+    if _allowed(out) and "policyDocument" in out:
+        (resource,) = out["policyDocument"]["Statement"][0]["Resource"]
+        assert "*" not in resource and "?" not in resource
