@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from nodecert.http.app import create_app
 from nodecert.testing import MemoryStore
-from nodecert.verify import UNIX_SOCKET, NodeAccessMiddleware
+from nodecert.verify import UNIX_SOCKET, NodeAccessMiddleware, client_certificate_from_scope
 from tests.nodeside import authority, decider, issue, new_ca
 
 SECRET = "proxy-secret-0123456789abcdef"
@@ -137,6 +137,14 @@ def test_a_weak_or_unsendable_secret_is_refused_without_echoing_it(world, secret
     with pytest.raises(ValueError, match="proxy_secret") as raised:
         NodeAccessMiddleware(_app, decider=decide, node_id="n1", proxy_secret=secret)
     assert secret not in str(raised.value)
+
+
+@pytest.mark.parametrize("secret", ["", "short", "nön-ascii-sécret-value"])
+def test_the_function_refuses_a_weak_secret_too(secret):
+    # An empty secret would be "proven" by an empty header from anyone.
+    scope = {"headers": [(b"x-client-cert", b"PEM"), (b"x-nodecert-proxy-secret", b"")]}
+    with pytest.raises(ValueError, match="proxy_secret"):
+        client_certificate_from_scope(scope, proxy_secret=secret)
 
 
 def test_an_unchecked_secret_is_dropped_and_warned_about_once(world, caplog):

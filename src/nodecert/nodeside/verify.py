@@ -115,7 +115,10 @@ def client_certificate_from_scope(
         AccessDeniedError: the proxy header is there more than once (reason
             ``malformed_certificate``): a proxy that appends its copy after the client's
             instead of replacing it would otherwise let the client's copy speak.
+        ValueError: ``proxy_secret`` is shorter than 16 characters or not printable ASCII
+            (an empty one would be proven by an empty header).
     """
+    _check_secret(proxy_secret)
     tls = (scope.get("extensions") or {}).get("tls") or {}
     chain = tls.get("client_cert_chain")
     if chain:
