@@ -201,6 +201,9 @@ def test_the_service_warns_once_when_a_secret_arrives_and_none_is_configured(mak
     with caplog.at_level(logging.INFO, logger="nodecert"):
         for _ in range(3):
             assert client.post("/v1/authorize", headers=headers).status_code == 200
+        # A repeated one (which counts as none) is brought all the same: no second line.
+        repeated = [(k, v) for k, v in headers.items()] + [("X-Nodecert-Authorize-Secret", "x")]
+        assert client.post("/v1/authorize", headers=repeated).status_code == 200
         # Without a secret: nothing to warn about.
         plain = {k: v for k, v in headers.items() if "Secret" not in k}
         assert client.post("/v1/authorize", headers=plain).status_code == 200
@@ -210,6 +213,16 @@ def test_the_service_warns_once_when_a_secret_arrives_and_none_is_configured(mak
         if r.levelno == logging.WARNING and "NODECERT_AUTHORIZE_SECRET" in r.getMessage()
     ]
     assert len(warnings) == 1
+    assert SECRET not in caplog.text
+
+
+def test_a_repeated_secret_alone_is_warned_about(make_service, caplog):
+    service = make_service()
+    client = TestClient(create_app(service), client=("127.0.0.1", 40000))
+    twice = [("X-Nodecert-Authorize-Secret", SECRET), ("X-Nodecert-Authorize-Secret", SECRET)]
+    with caplog.at_level(logging.WARNING, logger="nodecert"):
+        assert client.post("/v1/authorize", headers=twice).status_code == 403  # no certificate
+    assert "NODECERT_AUTHORIZE_SECRET is not set" in caplog.text
     assert SECRET not in caplog.text
 
 

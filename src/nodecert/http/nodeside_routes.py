@@ -120,6 +120,7 @@ class NodeSideRoutes:
         body: bytes = b"",
         forwarded: bool = False,
         repeated: tuple[str, ...] = (),
+        secret_sent: bool | None = None,
     ) -> Reply:
         """``POST /v1/authorize``: the node-side decision for a proxy.
 
@@ -128,7 +129,9 @@ class NodeSideRoutes:
         ``{"certificate", "nodeId"}``. ``forwarded`` says the request carries a
         forwarded-address header (``X-Forwarded-For``, ``Forwarded``, ``X-Real-IP``);
         ``repeated`` names the proxy headers (``X-Client-Cert``, ``X-Nodecert-Node``) the
-        request carries more than once.
+        request carries more than once. ``secret_sent`` says the request carries the secret
+        header at all (default: ``secret`` is given), even when a repeated copy made
+        ``secret`` None; with no secret configured, the first such request is logged.
 
         Raises:
             AuthenticationError: a secret is configured and the caller's is wrong.
@@ -138,7 +141,8 @@ class NodeSideRoutes:
             ConflictingInputError: a proxy header is repeated, or a proxy header is present
                 and the body names another certificate or node.
         """
-        self._check_caller(peer, secret, forwarded=forwarded)
+        sent = secret is not None if secret_sent is None else secret_sent
+        self._check_caller(peer, secret, forwarded=forwarded, secret_sent=sent)
         if repeated:
             # Never pick one: a proxy that appends its header after the client's copy
             # (instead of replacing it) would let the client's copy speak.
@@ -262,13 +266,15 @@ class NodeSideRoutes:
         )
         return Reply(200, {"revoked": [certificate_json(r) for r in rows], "count": len(rows)})
 
-    def _check_caller(self, peer: str | None, secret: str | None, *, forwarded: bool) -> None:
+    def _check_caller(
+        self, peer: str | None, secret: str | None, *, forwarded: bool, secret_sent: bool
+    ) -> None:
         if self.authorize_secret is not None:
             given = (secret or "").encode()
             if not hmac.compare_digest(given, self.authorize_secret.encode()):
                 raise AuthenticationError(f"{SECRET_HEADER}: missing or wrong")
             return
-        if secret:
+        if secret_sent:
             self._warn_unchecked_secret()
         if forwarded:
             # The peer address may have been rewritten from X-Forwarded-For (uvicorn's
