@@ -45,6 +45,7 @@ from nodecert.aws.targets import (
     host_node,
     path_parameters,
 )
+from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.nodeside.access import Decision, DenyReason
 from nodecert.nodeside.verify import Decider
 
@@ -99,13 +100,19 @@ class TargetSource:
         return node
 
 
-def handle(event: Mapping[str, Any], decider: Decider, target: TargetSource) -> dict[str, Any]:
+def handle(
+    event: Mapping[str, Any],
+    decider: Decider,
+    target: TargetSource,
+    metrics: Metrics = NO_METRICS,
+) -> dict[str, Any]:
     """Answer one authorizer ``event``. Never raises.
 
     Args:
         event: The API Gateway authorizer event (REST ``REQUEST`` or HTTP API 2.0).
         decider: The decision maker.
         target: Where the target node comes from.
+        metrics: Where the decision is counted (``authorize_decisions``).
     """
     if not isinstance(event, Mapping):
         event = {}
@@ -122,6 +129,8 @@ def handle(event: Mapping[str, Any], decider: Decider, target: TargetSource) -> 
         decision.reason,
         decision.serial,
     )
+    verdict = ("allow", "ok") if decision.allowed else ("deny", str(decision.reason))
+    metrics.count("authorize_decisions", {"decision": verdict[0], "reason": verdict[1]})
     if is_v2:
         return {"isAuthorized": decision.allowed, "context": _context(decision)}
     return _policy(event, decision)
@@ -186,16 +195,21 @@ def _policy(event: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
     }
 
 
-_wired: tuple[Decider, TargetSource] | None = None
+_wired: tuple[Decider, TargetSource, Metrics] | None = None
 
 
-def _wiring() -> tuple[Decider, TargetSource]:
+def _wiring() -> tuple[Decider, TargetSource, Metrics]:
     global _wired
     if _wired is None:
+        from nodecert.aws.metrics import EmbeddedMetrics
         from nodecert.bootstrap import build_decider, settings_from_environment
+        from nodecert.support.logs import configure
 
         settings = settings_from_environment()
-        _wired = (build_decider(settings), TargetSource(settings.authorizer_target))
+        if settings.log_format == "json":
+            configure(settings.log_level, settings.log_format)
+        metrics = EmbeddedMetrics() if settings.metrics == "on" else NO_METRICS
+        _wired = (build_decider(settings), TargetSource(settings.authorizer_target), metrics)
     return _wired
 
 
@@ -211,11 +225,16 @@ def lambda_handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
     from nodecert.core.errors import ConfigurationError
 
     try:
-        decider, target = _wiring()
+        decider, target, metrics = _wiring()
     except ConfigurationError as exc:
         log.error("authorizer: cannot start: %s", exc)
         raise
     except ValueError as exc:
         log.error("authorizer: cannot start: %s", exc)
         raise ConfigurationError(f"authorizer: cannot start: {exc}") from exc
-    return handle(event, decider, target)
+    try:
+        return handle(event, decider, target, metrics)
+    finally:
+        flush = getattr(metrics, "flush", None)
+        if callable(flush):
+            flush()

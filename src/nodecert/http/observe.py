@@ -15,12 +15,14 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from typing import TYPE_CHECKING
 
 from nodecert.core.keys import KeyType
 from nodecert.core.metrics import Metrics
 from nodecert.support.logs import bind_request_id
+
+if TYPE_CHECKING:  # The Lambda package has no Starlette; only the ASGI wrapper needs it.
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["Exchange", "ObservedApp", "record_exchange"]
 
