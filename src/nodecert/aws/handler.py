@@ -35,18 +35,24 @@ import functools
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from nodecert.aws.events import Request, parse_event
+from nodecert.aws.metrics import EmbeddedMetrics
 from nodecert.bootstrap import build_service, settings_from_environment
 from nodecert.core.budget import time_budget
 from nodecert.core.errors import NotFoundError
+from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.core.values import Principal
 from nodecert.http.contract import Reply, error_reply, method_not_allowed, no_route
 from nodecert.http.nodeside_routes import NodeSideRoutes
+from nodecert.http.observe import Exchange, record_exchange
 from nodecert.http.routes import Routes
 from nodecert.issuing.service import Service
+from nodecert.support.logs import bind_request_id
+from nodecert.support.logs import configure as configure_logging
 from nodecert.verifiers.gateway import principal_from_claims
 
 __all__ = ["ROUTE_KEYS", "LambdaApp", "application", "lambda_handler"]
@@ -79,16 +85,23 @@ class LambdaApp:
         self.node_routes = node_routes
         # The wired service, when application() built this (for the init phase's warm-up).
         self.service: Service | None = None
+        # Where each exchange is counted (the same counts as nodecert serve's /metrics);
+        # flushed at the end of every invocation when it can be.
+        self.metrics: Metrics = NO_METRICS
+        self.ca_name = "local"
 
     @classmethod
     def for_service(cls, service: Service) -> LambdaApp:
-        """The adapter for ``service``, with its settings' admin group and body limit."""
-        return cls(
+        """The adapter for ``service``, with its settings' admin group, body limit, metrics."""
+        app = cls(
             Routes.for_service(service),
             admin_group=service.settings.admin_group,
             max_body_bytes=service.settings.max_body_bytes,
             node_routes=NodeSideRoutes.for_service(service),
         )
+        app.metrics = service.metrics
+        app.ca_name = service.settings.ca
+        return app
 
     def handle(self, event: Mapping[str, Any], *, budget_s: float | None = None) -> dict[str, Any]:
         """Answer one API Gateway event with a proxy-integration response.
@@ -106,15 +119,28 @@ class LambdaApp:
             return self._handle(event)
 
     def _handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        method, path = "", "/"
+        started = time.perf_counter()
+        request_id = bind_request_id(_event_request_id(event))
+        method, path, route, body = "", "/", "unmatched", b""
         try:
             method, path, request = parse_event(
                 event, max_body_bytes=self.max_body_bytes, matches=_matches_any
             )
-            reply = self._dispatch(request)
+            body = request.body
+            route, reply = self._dispatch(request)
         except Exception as exc:  # Every failure gets its problem document.
             reply = error_reply(exc, method, path)
+        reply.headers.setdefault("X-Request-Id", request_id)
+        self._count(route, method, reply, body, time.perf_counter() - started)
         return _render(reply)
+
+    def _count(self, route: str, method: str, reply: Reply, body: bytes, seconds: float) -> None:
+        problem = reply.encoded() if reply.status >= 400 else b""
+        exchange = Exchange(route, method or "?", reply.status, seconds, body, problem)
+        record_exchange(self.metrics, exchange, ca=self.ca_name)
+        flush = getattr(self.metrics, "flush", None)
+        if callable(flush):
+            flush()
 
     def principal(self, request: Request) -> Principal:
         """The caller: the authorizer's claims, or else a verified Bearer token.
@@ -126,7 +152,7 @@ class LambdaApp:
             return self.routes.authenticate(request.headers.get("authorization"))
         return principal_from_claims(request.claims, admin_group=self.admin_group)
 
-    def _dispatch(self, request: Request) -> Reply:
+    def _dispatch(self, request: Request) -> tuple[str, Reply]:
         allowed: list[str] = []
         for method, template, pattern, handler in _ROUTES:
             if request.route is not None:
@@ -139,11 +165,12 @@ class LambdaApp:
                     continue
                 params = match.groupdict()
             if method == request.method:
-                return handler(self, request, params)
+                return template, handler(self, request, params)
             allowed.append(method)
+            route = template
         if not allowed:
             raise no_route(request.path)
-        return method_not_allowed(request.method, allowed, path=request.path)
+        return route, method_not_allowed(request.method, allowed, path=request.path)
 
     # One method per route: each authenticates (if needed) and calls the shared routes.
 
@@ -266,6 +293,18 @@ def _route_params(template: str, params: Mapping[str, str]) -> dict[str, str]:
     return values
 
 
+def _event_request_id(event: Mapping[str, Any]) -> str | None:
+    # API Gateway's id of the request (its access logs carry it too), when it is sane.
+    context = event.get("requestContext") if isinstance(event, Mapping) else None
+    value = context.get("requestId") if isinstance(context, Mapping) else None
+    if isinstance(value, str) and _REQUEST_ID.fullmatch(value):
+        return value
+    return None
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9=._-]{1,64}")
+
+
 def _render(reply: Reply) -> dict[str, Any]:
     headers = {"Content-Type": reply.media_type, **reply.headers}
     body = "" if reply.status == 204 else reply.encoded().decode()
@@ -276,8 +315,11 @@ def _render(reply: Reply) -> dict[str, Any]:
 def application() -> LambdaApp:
     """The container's :class:`LambdaApp`, wired from the environment on first use."""
     settings = settings_from_environment()
+    if settings.log_format == "json":
+        configure_logging(settings.log_level, settings.log_format)
     logging.getLogger("nodecert").setLevel(settings.log_level)
-    service = build_service(settings)
+    metrics = EmbeddedMetrics() if settings.metrics == "on" else NO_METRICS
+    service = build_service(settings, metrics=metrics)
     app = LambdaApp.for_service(service)
     app.service = service
     return app

@@ -61,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{where}{exc.strerror or exc}")
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        return _fail(_missing_extra(exc))
     except Exception as exc:  # The last resort: one line, never a traceback.
         # A failure nobody translated (an SDK's own error, say). Its type and message
         # still say what went wrong; no key or token is ever put into one.
@@ -92,6 +94,33 @@ def _line(error: NodecertError) -> str:
     detail = " ".join(str(error.detail).split())
     status = http_status_of(error)
     return f"{detail} ({error.code}, HTTP {status})" if status else detail
+
+
+# Which optional install set (pyproject's extras) brings a module a command needs. A node
+# installs the base package only; `nodecert serve` and the cloud stores need more.
+_EXTRAS = {
+    "fastapi": "server",
+    "starlette": "server",
+    "pydantic": "server",
+    "uvicorn": "server",
+    "httptools": "server",
+    "uvloop": "server",
+    "boto3": "aws",
+    "botocore": "aws",
+    "psycopg": "postgres",
+    "psycopg_pool": "postgres",
+}
+
+
+def _missing_extra(error: ModuleNotFoundError) -> str:
+    module = (error.name or "").split(".")[0]
+    extra = _EXTRAS.get(module)
+    if extra is None:
+        return f"missing Python module {module or error}: reinstall nodecert"
+    return (
+        f"this command needs the '{extra}' install set (module {module} is missing):"
+        f" pip install 'nodecert[{extra}]'"
+    )
 
 
 def _fail(message: str) -> int:

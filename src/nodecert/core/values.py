@@ -7,7 +7,7 @@ to disk); the interfaces they cross are in :mod:`nodecert.core.ports`.
 from __future__ import annotations
 
 import enum
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -266,6 +266,10 @@ class Commit:
         future: Future[None] = Future()
         future.set_exception(error)
         return cls(future)
+
+    def when_settled(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the write succeeded or failed (at once if it has)."""
+        self._future.add_done_callback(lambda _: callback())
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the row is durable.

@@ -34,6 +34,7 @@ from nodecert.http.direct import (
 )
 from nodecert.http.nodeside_app import add_nodeside_routes
 from nodecert.http.nodeside_routes import NodeSideRoutes
+from nodecert.http.observe import ObservedApp
 from nodecert.http.routes import Routes
 from nodecert.http.schemas import (
     Certificate,
@@ -250,5 +251,19 @@ def create_app(service: Service) -> FastAPI:
     async def healthz() -> Response:
         return render(routes.healthz())
 
+    exposition = service.metrics_exposition
+    if exposition is not None:
+
+        @app.get("/metrics", summary="Metrics in the Prometheus text format")
+        async def metrics() -> Response:
+            # Counts only: no label carries an id, a serial or a path a client chose.
+            return Response(
+                content=await run_in_threadpool(exposition),
+                media_type="text/plain; version=0.0.4; charset=utf-8",
+            )
+
     add_nodeside_routes(app, NodeSideRoutes.for_service(service), authed, render)
+    app.observer = ObservedApp(
+        app.dispatch, service.metrics, ca=service.settings.ca, direct=app.direct
+    )
     return app

@@ -103,13 +103,25 @@ def issuance(routes: Routes, *, inline_ec: bool) -> Callable[[Headers, bytes], A
 
 
 class NodecertAPI(FastAPI):
-    """FastAPI, plus ``direct``: endpoints by (method, path) answered ahead of its stack."""
+    """FastAPI, plus ``direct``: endpoints by (method, path) answered ahead of its stack.
+
+    ``observer``, when set, wraps every HTTP request (direct ones included): the request id
+    and the metrics (:class:`nodecert.http.observe.ObservedApp`).
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.direct: dict[tuple[str, str], DirectEndpoint] = {}
+        self.observer: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer through the observer when there is one."""
+        if self.observer is not None and scope["type"] == "http":
+            await self.observer(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer a direct route, or hand the request to FastAPI."""
         if scope["type"] == "http":
             endpoint = self.direct.get((scope["method"], scope["path"]))

@@ -28,6 +28,7 @@ from nodecert.http.contract import (
 from nodecert.issuing.administration import Administration
 from nodecert.issuing.authority import Authority, IssueRequest
 from nodecert.issuing.service import Service
+from nodecert.support.logs import current_request_id
 
 __all__ = ["Routes", "log_issued"]
 
@@ -252,7 +253,9 @@ def _page_size(limit: str | None) -> int:
 
 def _request_id(principal: Principal, idempotency_key: str | None) -> str:
     if idempotency_key is None:
-        return uuid.uuid4().hex
+        # The HTTP request's own id when there is one: the ledger row and the log lines
+        # (and X-Request-Id) of one request then share it.
+        return current_request_id() or uuid.uuid4().hex
     if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
         raise InvalidRequestError("Idempotency-Key: 1-128 characters from A-Z a-z 0-9 . _ : -")
     # Scoped to the caller, so two users picking the same key never share a request.

@@ -27,6 +27,7 @@ from nodecert.core.errors import (
     NotFoundError,
 )
 from nodecert.core.identity import format_serial, parse_serial, validate_id
+from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, require_admin
 from nodecert.core.ports import (
     AuditTrail,
@@ -85,7 +86,9 @@ class Administration:
         outbox: RevocationOutbox,
         audit: AuditTrail,
         clock: Callable[[], datetime] = _utcnow,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
+        self.metrics = metrics
         self.outbox = outbox
         self.audit = audit
         self.ca = ca
@@ -169,6 +172,7 @@ class Administration:
         """
         row = self.get_certificate(principal, serial)
         queued = self.outbox.revoke_and_queue([row.serial], reason=reason, at=self.clock())
+        self._count_revoked(queued, reason)
         self._audit(principal, actor, "certificate.revoke", row.serial, f"reason={reason}")
         self._tell_ca(queued)
         revoked = self.ledger.get(row.serial)
@@ -349,8 +353,13 @@ class Administration:
         now = self.clock()
         live = [row.serial for row in rows if row.status.is_live and row.not_after > now]
         revoked = self.outbox.revoke_and_queue(live, reason=reason, at=now) if live else []
+        self._count_revoked(revoked, reason)
         self._tell_ca(revoked)
         return revoked
+
+    def _count_revoked(self, rows: list[CertificateRecord], reason: RevocationReason) -> None:
+        if rows:
+            self.metrics.count("revocations", {"reason": str(reason)}, len(rows))
 
     def _tell_ca(self, rows: list[CertificateRecord]) -> None:
         # The revocations this request queued, at once; an older backlog is left to the

@@ -41,6 +41,8 @@ from nodecert.http.contract import (
     problem,
 )
 from nodecert.server.supervisor import SpreadingSupervisor, reuse_port_available
+from nodecert.support.logs import uvicorn_log_config
+from nodecert.support.metrics import prepare_multiprocess
 
 __all__ = ["BoundedHttpToolsProtocol", "bind", "run", "worker_sockets"]
 
@@ -251,6 +253,10 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
     Raises:
         ConfigurationError: the address cannot be bound.
     """
+    if settings.metrics == "on":
+        # Before any worker (or this process) imports prometheus-client: every worker
+        # writes its counts there and GET /metrics adds them up.
+        prepare_multiprocess()
     config = uvicorn.Config(
         "nodecert.server.asgi:create_app",
         factory=True,
@@ -258,6 +264,8 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(settings.log_level, settings.log_format)
+        or uvicorn.config.LOGGING_CONFIG,
         http=BoundedHttpToolsProtocol,
         limit_concurrency=settings.limit_concurrency,
         # nodecert never rewrites the peer address from X-Forwarded-For: /v1/authorize's
