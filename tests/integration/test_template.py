@@ -29,7 +29,8 @@ from tests.rehearsal.template import (
     unique_names,
 )
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "nodecert"
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src" / "nodecert"
 
 
 @pytest.fixture(scope="module")
@@ -711,11 +712,11 @@ def test_the_authorizer_filter_counts_denials_for_failures_not_for_strangers(tem
         def decide(self, pem, node):
             raise RuntimeError("the ledger is on fire")
 
-    event = {
-        "type": "REQUEST",
-        "methodArn": "arn:aws:execute-api:eu-west-1:123456789012:a/v1/GET/nodes/n1",
-        "pathParameters": {"nodeId": "n1"},
-        "requestContext": {"identity": {"clientCert": {"clientCertPem": "-----BEGIN"}}},
+    # A recorded REST authorizer event, with a certificate and a well-formed target.
+    raw = (ROOT / "tests" / "events" / "authorizer_rest_request.json").read_text()
+    event = json.loads(raw.replace("NODE_ID", "n1"))
+    event["requestContext"].setdefault("identity", {})["clientCert"] = {
+        "clientCertPem": "-----BEGIN"
     }
     pattern = _filter(template, "AuthorizerDenyingOnErrorsFilter")
     with caplog.at_level("INFO"):

@@ -357,12 +357,6 @@ def _walk(world: World, stack: contextlib.ExitStack) -> None:
             f"backend saw {body!r}",
         )
 
-    with step(world, "a path naming another node still reaches the node allowed"):
-        # API Gateway passes {proxy} as sent; the backend routes on X-Nodecert-Node.
-        status, body = world.node_call(alice[:2], "/nodes/n1/..%2fn2/status")
-        expect(status == 200 and body["api"] == "n1", f"{status} {body!r}")
-        _every_path_reaches_the_node_allowed(world, alice[:2])
-
     with step(world, "alice calls bob's node: denied"):
         status, body = world.node_call(alice[:2], "/nodes/n2/status")
         expect(status == 403, f"{status} {body!r}")
@@ -398,17 +392,28 @@ def _walk(world: World, stack: contextlib.ExitStack) -> None:
         status, body = world.node_call(bob[:2], "/nodes/n1/status")
         expect(status == 200 and body["user"] == world.subs["bob"], f"bob: {status} {body!r}")
 
+    with step(world, "a path naming another node still reaches the node allowed"):
+        # API Gateway passes {proxy} as sent. The authorizer denies encoded and dot
+        # segments; "..;" it lets through, and a backend that drops ";" parameters before
+        # resolving dot segments (as servlet containers do) reads /nodes/n2/status. The
+        # recipe routes on X-Nodecert-Node: n1's API it is. (Bob owns n1 by now.)
+        status, body = world.node_call(bob[:2], "/nodes/n1/..;/n2/status")
+        expect(status == 200 and body["api"] == "n1", f"{status} {body!r}")
+        _every_path_reaches_the_node_allowed(world, bob[:2])
 
-# Paths under /nodes/n1/ built to name another node once decoded or normalized: encoded
-# slashes and dots, dot segments, parameters, doubled slashes, other nodes' ids.
+
+# Paths under /nodes/n1/ built to name another node once normalized: "..;" segments and
+# ";" parameters (which the authorizer lets through), dot segments and encoded slashes
+# (which it denies), other nodes' ids.
 _PATH_PARTS = st.sampled_from(
-    ["n1", "n2", "node-1", "..", ".", "%2e%2e", "%2E", "%2f", "%2F", "%252f", "/", "//", ";", "x"]
+    ["n1", "n2", "node-1", "..;", "..;/", "..;/n2/", ";", ";x=1", "x", "x.", "/", "..", "%2f"]
 )
 _PROXIES = st.lists(_PATH_PARTS, min_size=1, max_size=8).map("".join)
 
 
 def _every_path_reaches_the_node_allowed(world: World, certificate: tuple[str, str]) -> None:
-    """Whatever the {proxy} part says, a call allowed for n1 reaches n1's API or is a 4xx."""
+    """Whatever the {proxy} part says, a call for n1 reaches n1's API or is a 4xx (the
+    authorizer's deny of an ambiguous path, or the backend's refusal)."""
 
     @settings(max_examples=30, deadline=None, derandomize=True, database=None)
     @given(proxy=_PROXIES)
