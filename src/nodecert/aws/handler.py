@@ -43,6 +43,7 @@ from nodecert.aws.events import Request, parse_event
 from nodecert.aws.metrics import EmbeddedMetrics
 from nodecert.bootstrap import build_service, settings_from_environment
 from nodecert.core.budget import time_budget
+from nodecert.core.context import bind_source
 from nodecert.core.errors import NotFoundError
 from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.core.values import Principal
@@ -121,6 +122,7 @@ class LambdaApp:
     def _handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         request_id = bind_request_id(_event_request_id(event))
+        bind_source(_event_source(event))
         method, path, route, body = "", "/", "unmatched", b""
         try:
             method, path, request = parse_event(
@@ -232,6 +234,18 @@ class LambdaApp:
             raise NotFoundError(f"{route}: not available in this deployment")
         return self.node_routes
 
+    def _audit(self, request: Request, _: dict[str, str]) -> Reply:
+        query = request.query
+        return self.routes.audit(
+            self.principal(request),
+            user=query.get("user"),
+            node=query.get("node"),
+            action=query.get("action"),
+            since=query.get("since"),
+            until=query.get("until"),
+            limit=query.get("limit"),
+        )
+
     def _ca(self, request: Request, _: dict[str, str]) -> Reply:
         return self.routes.ca()
 
@@ -252,6 +266,7 @@ _TABLE: tuple[tuple[str, str, _Handler], ...] = (
     ("POST", "/v1/nodes/{nodeId}/revoke-all", LambdaApp._revoke_node),
     ("POST", "/v1/nodes/{nodeId}/certificate", LambdaApp._node_certificate),
     ("POST", "/v1/users/{userId}/revoke-all", LambdaApp._revoke_user),
+    ("GET", "/v1/audit", LambdaApp._audit),
     ("POST", "/v1/renew", LambdaApp._renew),
     ("GET", "/v1/ca", LambdaApp._ca),
     ("GET", "/healthz", LambdaApp._healthz),
@@ -303,6 +318,17 @@ def _event_request_id(event: Mapping[str, Any]) -> str | None:
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9=._-]{1,64}")
+
+
+def _event_source(event: Mapping[str, Any]) -> str:
+    # The caller's address as API Gateway saw it (REST: identity.sourceIp, HTTP API:
+    # http.sourceIp), for the audit trail.
+    context = event.get("requestContext") if isinstance(event, Mapping) else None
+    context = context if isinstance(context, Mapping) else {}
+    for holder in (context.get("identity"), context.get("http")):
+        if isinstance(holder, Mapping) and isinstance(holder.get("sourceIp"), str):
+            return f"lambda {holder['sourceIp'][:64]}"
+    return "lambda"
 
 
 def _render(reply: Reply) -> dict[str, Any]:

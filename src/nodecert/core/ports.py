@@ -16,6 +16,7 @@ from cryptography import x509
 
 from nodecert.core.values import (
     AuditEntry,
+    AuditQuery,
     CertificateQuery,
     CertificateRecord,
     Commit,
@@ -174,8 +175,11 @@ class AuditTrail(Protocol):
         """Record ``entry`` (committed before this returns)."""
         ...
 
-    def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
-        """The ``limit`` most recent entries, newest first."""
+    def audit_entries(
+        self, *, limit: int = 100, query: AuditQuery | None = None
+    ) -> list[AuditEntry]:
+        """The most recent entries that ``query`` selects (at most its limit, else
+        ``limit``), newest first."""
         ...
 
 

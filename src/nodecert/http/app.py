@@ -37,6 +37,7 @@ from nodecert.http.nodeside_routes import NodeSideRoutes
 from nodecert.http.observe import ObservedApp
 from nodecert.http.routes import Routes
 from nodecert.http.schemas import (
+    AuditList,
     Certificate,
     CertificateList,
     GenerateCertRequest,
@@ -246,6 +247,31 @@ def create_app(service: Service) -> FastAPI:
     )
     async def ca() -> Response:
         return render(routes.ca())
+
+    @app.get(
+        "/v1/audit",
+        response_model=AuditList,
+        responses=_errors(400, 401, 403),
+        summary="The audit trail: issuance, renewal, revocation, admin actions",
+    )
+    async def audit(
+        request: Request,
+        user: str | None = None,
+        node: str | None = None,
+        action: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: str | None = None,
+    ) -> Response:
+        for name in ("user", "node", "action", "since", "until", "limit"):
+            if len(request.query_params.getlist(name)) > 1:
+                raise InvalidRequestError(f"{name}: sent more than once")
+        return await authed(
+            request,
+            lambda p: routes.audit(
+                p, user=user, node=node, action=action, since=since, until=until, limit=limit
+            ),
+        )
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> Response:

@@ -31,6 +31,7 @@ from nodecert.core.errors import (
 )
 from nodecert.core.values import (
     AuditEntry,
+    AuditQuery,
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,
@@ -295,10 +296,14 @@ class PostgresStore:
         with self._connection("write") as db:
             _sql_outbox.insert_audit(db, entry, _POSTGRES)
 
-    def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
-        """The ``limit`` most recent audit entries, newest first."""
+    def audit_entries(
+        self, *, limit: int = 100, query: AuditQuery | None = None
+    ) -> list[AuditEntry]:
+        """The most recent audit entries ``query`` selects, newest first."""
         with self._connection("read") as db:
-            return _sql_outbox.audit_entries(db, limit=limit, dialect=_POSTGRES)
+            return _sql_outbox.audit_entries(
+                db, query or AuditQuery(limit=limit), dialect=_POSTGRES
+            )
 
     # ReplayGuard
 
