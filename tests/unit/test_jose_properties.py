@@ -10,6 +10,7 @@ OIDC verifier and the parsers raise :class:`AuthenticationError` or return a val
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -126,8 +127,9 @@ def test_a_signed_token_with_any_header_and_claims_is_a_principal_or_a_401(heade
     try:
         principal = _verifier().verify(token)
     except AuthenticationError as exc:
-        assert exc.detail.startswith("token: ")
-        assert token not in exc.detail
+        detail = exc.detail
+        assert detail.startswith("token: ")
+        assert token not in detail
         return
     # What got through is what the issuer could have meant: typed, in range.
     assert principal.user_id == "alice" or principal.user_id == principal.claims["sub"]
@@ -141,10 +143,8 @@ def test_a_signed_token_with_any_header_and_claims_is_a_principal_or_a_401(heade
 def test_the_parsers_are_total(header, claims, junk):
     for token in (_sign(header, claims), junk, f"{junk}.{junk}.{junk}"):
         for parse in (parse_header, parse_claims):
-            try:
+            with contextlib.suppress(AuthenticationError):
                 parse(token, what="token")
-            except AuthenticationError:
-                pass
 
 
 # What a Lambda event may hold once decoded: any JSON value, NaN and huge integers too.
@@ -165,10 +165,8 @@ PYTHON_VALUES = st.recursive(
 @given(claims=st.dictionaries(st.sampled_from(CLAIMS), PYTHON_VALUES, max_size=4))
 def test_claims_from_api_gateway_are_a_principal_or_a_401(claims):
     data = {"sub": "alice", "exp": "Mon Dec 07 2026", **claims}
-    try:
+    with contextlib.suppress(AuthenticationError):
         principal_from_claims(data, admin_group=ADMIN_GROUP)
-    except AuthenticationError:
-        pass
 
 
 @pytest.mark.parametrize(

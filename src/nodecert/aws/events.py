@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +80,27 @@ def _headers(event: Mapping[str, Any]) -> dict[str, str]:
         if len({v for v in values if isinstance(v, str)}) > 1:
             raise InvalidRequestError(f"headers: {key} given twice with different values")
     return headers
+
+
+def _query(event: Mapping[str, Any]) -> dict[str, str]:
+    """The query parameters; a parameter given more than once is refused, never picked.
+
+    REST APIs put the last copy in ``queryStringParameters`` and all of them in
+    ``multiValueQueryStringParameters``; HTTP APIs comma-join the copies, so a repeat shows
+    only in ``rawQueryString``. FastAPI refuses a repeated parameter the same way.
+    """
+    query = _strings(event.get("queryStringParameters"), "queryStringParameters")
+    multi = _object(event.get("multiValueQueryStringParameters"), "multiValueQueryStringParameters")
+    names = [str(k) for k, v in multi.items() if isinstance(v, list) and len(v) > 1]
+    raw = event.get("rawQueryString")
+    if isinstance(raw, str):
+        seen: set[str] = set()
+        for name, _ in urllib.parse.parse_qsl(raw, keep_blank_values=True):
+            names += [name] if name in seen else []
+            seen.add(name)
+    if names:
+        raise InvalidRequestError(f"{names[0][:40]}: sent more than once")
+    return query
 
 
 def _body(event: Mapping[str, Any], max_body_bytes: int) -> bytes:
@@ -154,7 +176,7 @@ def parse_event(
         method=method,
         path=path,
         headers=_headers(event),
-        query=_strings(event.get("queryStringParameters"), "queryStringParameters"),
+        query=_query(event),
         body=_body(event, max_body_bytes),
         claims=claims if isinstance(claims, Mapping) else None,
         route=route.rstrip("/") or "/" if route is not None else None,

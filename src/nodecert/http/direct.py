@@ -209,7 +209,10 @@ class BodyLimit:
 
 def _declared_too_large(scope: Scope, max_bytes: int) -> bool:
     declared = dict(scope["headers"]).get(b"content-length")
-    return declared is not None and (not declared.isdigit() or int(declared) > max_bytes)
+    # bytes.isdigit() is ASCII only; the length cap keeps int() from a thousand digits.
+    return declared is not None and (
+        not declared.isdigit() or len(declared) > 18 or int(declared) > max_bytes
+    )
 
 
 async def _refuse(scope: Scope, send: Send, max_bytes: int) -> None:
