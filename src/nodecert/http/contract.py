@@ -12,7 +12,7 @@ the same whichever way a request came in. The one error-class to status table::
     HeadersTooLargeError      431     QuotaExceededError                   429
     MalformedRequestError     400 (an InvalidRequestError: what the HTTP parser refused)
     BackendUnavailableError   503     ConfigurationError, anything else    500
-    OverloadedError           503
+    OverloadedError           503     UnsupportedTransferCodingError       501
 
 Errors are RFC 9457 ``application/problem+json`` documents with a stable ``code``; 429 and
 503 carry ``Retry-After``, 401 carries ``WWW-Authenticate``. The framework-neutral
@@ -51,6 +51,7 @@ __all__ = [
     "OverloadedError",
     "Reply",
     "RequestTimeoutError",
+    "UnsupportedTransferCodingError",
     "certificate_json",
     "error_reply",
     "issued_reply",
@@ -95,6 +96,13 @@ class MalformedRequestError(InvalidRequestError):
     title = "Malformed HTTP request"
 
 
+class UnsupportedTransferCodingError(NodecertError):
+    """A ``Transfer-Encoding`` other than ``chunked`` (an HTTP error, not a core one)."""
+
+    code = "unsupported_transfer_coding"
+    title = "Transfer coding not implemented"
+
+
 class OverloadedError(NodecertError):
     """The server has too many connections to take this request (an HTTP error)."""
 
@@ -123,6 +131,7 @@ _STATUS: tuple[tuple[type[NodecertError], int], ...] = (
     (QuotaExceededError, 429),
     (BackendUnavailableError, 503),
     (OverloadedError, 503),
+    (UnsupportedTransferCodingError, 501),
     (ConfigurationError, 500),
 )
 

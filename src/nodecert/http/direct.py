@@ -17,6 +17,7 @@ fsync), and the reply leaves only once it is durable.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,6 +34,8 @@ from nodecert.http.routes import Routes, log_issued
 from nodecert.issuing.authority import IssuedCertificate
 
 __all__ = ["BodyLimit", "DirectEndpoint", "NodecertAPI", "issuance", "render", "single_header"]
+
+log = logging.getLogger("nodecert")
 
 
 def single_header(headers: Headers, name: str) -> str | None:
@@ -144,7 +147,13 @@ class DirectEndpoint:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return  # Nobody to answer.
+                # Nobody to answer; as in http/app.py, one INFO line and no traceback.
+                log.info(
+                    "client hung up before sending the whole body of %s %r",
+                    scope["method"],
+                    scope["path"][:200],
+                )
+                return
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > self.max_body_bytes:
