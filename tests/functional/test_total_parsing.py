@@ -192,3 +192,17 @@ def test_certificates_with_lazily_refused_extensions_are_4xx_everywhere(
     assert [r.status_code for r in statuses[:3]] == [403, 403, 403]
     assert "ERROR" not in caplog.text
     assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("where", ["authorization", "body", "x-other-header"])
+def test_a_lone_surrogate_in_a_lambda_event_is_a_400(app, where):
+    # JSON spells it ("\ud800"), json.loads makes it, and UTF-8 refuses to encode it.
+    raw = api_event("rest_generate_cert.json")
+    raw["requestContext"].pop("authorizer")
+    if where == "body":
+        raw["body"] = '{"nodeId": "n1\ud800"}'
+    else:
+        raw["headers"][where] = "Bearer a.b.c\ud800"
+    response = app.handle(raw)
+    assert response["statusCode"] == 400, response
+    assert "is not valid Unicode" in json.loads(response["body"])["detail"]

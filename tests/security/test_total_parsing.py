@@ -166,8 +166,15 @@ def test_any_renewal_token_is_never_a_5xx(header, claims, body):
     _lambda(_event("POST /v1/renew", token=token, body=body))
 
 
+# Text as a Lambda event may hold it: JSON can spell lone surrogates ("\ud800").
+EVENT_TEXT = st.one_of(
+    st.text(max_size=200),
+    st.tuples(st.text(max_size=20), st.sampled_from(["\ud800", "\udfff", "\x00"])).map("".join),
+)
+
+
 @PROPERTIES
-@given(junk=st.text(max_size=200), scheme=st.sampled_from(["Bearer ", "bearer ", "", "Basic "]))
+@given(junk=EVENT_TEXT, scheme=st.sampled_from(["Bearer ", "bearer ", "", "Basic "]))
 def test_any_authorization_value_is_never_a_5xx(junk, scheme):
     value = scheme + junk
     if value.isprintable() and value.isascii() and value == value.strip():
@@ -227,6 +234,29 @@ def test_any_body_on_any_route_is_never_a_5xx(route, body):
     raw["rawPath"] = "/prod" + template_path
     raw["pathParameters"] = {"nodeId": "n2" if "/n2" in path else "n1", "serial": "ab"}
     raw["pathParameters"]["userId"] = "zed"
+    _lambda(raw)
+
+
+@settings(PROPERTIES, max_examples=100)
+@given(
+    field=st.sampled_from(["body", "header", "query", "path", "method"]),
+    text=EVENT_TEXT,
+    encoded=st.booleans(),
+)
+def test_any_text_in_a_lambda_event_is_never_a_5xx(field, text, encoded):
+    raw = api_event("rest_generate_cert.json")
+    if field == "body":
+        raw["body"], raw["isBase64Encoded"] = text, encoded
+    elif field == "header":
+        raw["headers"]["Idempotency-Key" if encoded else text] = text
+    elif field == "query":
+        raw["queryStringParameters"] = {text: text, "limit": text}
+        raw["multiValueQueryStringParameters"] = {text: [text]}
+    elif field == "path":
+        raw["resource"], raw["path"] = ("/{proxy+}", text) if encoded else ("/generate-cert", text)
+        raw["pathParameters"] = {"proxy": text}
+    else:
+        raw["httpMethod"] = text
     _lambda(raw)
 
 

@@ -218,3 +218,9 @@ def test_a_claim_given_twice_is_refused_not_resolved():
     claims = json.dumps(id_claims())[:-1] + ', "sub": "root"}'
     with pytest.raises(AuthenticationError, match="'sub' given twice"):
         _verifier().verify(_sign(json.dumps({"alg": "ES256", "kid": EC_KID}), claims))
+
+
+@pytest.mark.parametrize("token", ["a.b.c\ud800", "\udfff", "é.é.é", "a.b.c.d", "a..c"])
+def test_tokens_outside_the_jws_alphabet_are_a_401(token):
+    with pytest.raises(AuthenticationError, match="not a well-formed JWT"):
+        _verifier().verify(token)

@@ -54,6 +54,16 @@ def _text(value: Any, field: str, default: str = "") -> str:
         return default
     if not isinstance(value, str):
         raise InvalidRequestError(f"event: {field} is not a string")
+    return _unicode(value, field)
+
+
+def _unicode(value: str, field: str) -> str:
+    """``value`` if it is valid Unicode: JSON can spell a lone surrogate (``"\\ud800"``),
+    which no UTF-8 encoder takes (a ``UnicodeEncodeError`` wherever it is encoded)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequestError(f"event: {field[:60]} is not valid Unicode") from None
     return value
 
 
@@ -68,6 +78,7 @@ def _headers(event: Mapping[str, Any]) -> dict[str, str]:
         if not isinstance(value, str):
             continue
         key = str(name).lower()
+        value = _unicode(value, f"headers.{key}")
         if key in _SINGLE and key in headers and headers[key] != value:
             raise InvalidRequestError(f"headers: {key} given twice with different values")
         headers[key] = value

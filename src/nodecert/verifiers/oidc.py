@@ -245,7 +245,9 @@ class OIDCVerifier:
         """
         if len(token) > _MAX_TOKEN_BYTES:
             raise AuthenticationError(f"token: longer than {_MAX_TOKEN_BYTES} bytes")
-        digest = hashlib.sha256(token.encode()).digest()
+        # surrogatepass: a Lambda event's JSON can hold a lone surrogate ("\\ud800"), which
+        # plain UTF-8 refuses with an error; the parser below refuses the token instead.
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         with self._cache_lock:
             cached = self._cache.get(digest)
             if cached is not None:
