@@ -237,6 +237,25 @@ def test_any_body_on_any_route_is_never_a_5xx(route, body):
     _lambda(raw)
 
 
+SEGMENT = st.one_of(
+    st.text(max_size=80).map(lambda t: urllib.parse.quote(t, safe="")),
+    st.sampled_from(["..", ".", "%00", "%ff", "%2e%2e", "%2F", "a" * 300, "", "%", "%zz"]),
+)
+
+
+@PROPERTIES
+@given(
+    route=st.sampled_from([*ROUTE_KEYS, "POST /v1/authorize", "GET /v1/crl"]),
+    segment=SEGMENT,
+    slash=st.booleans(),
+)
+def test_any_path_segment_on_any_route_is_never_a_5xx(route, segment, slash):
+    method, template = route.split(" ", 1)
+    path = re.sub(r"\{\w+\}", segment, template) + ("/" if slash else "")
+    token = _SERVICE.dev_issuer.mint("alice")  # type: ignore[union-attr]
+    _fastapi(method, path, headers={"Authorization": f"Bearer {token}"}, content=b"{}")
+
+
 @settings(PROPERTIES, max_examples=100)
 @given(
     field=st.sampled_from(["body", "header", "query", "path", "method"]),
