@@ -88,6 +88,14 @@ def test_a_repeated_query_parameter_is_refused_in_the_lambda_as_over_http(app, e
     assert json.loads(app.handle(raw)["body"])["detail"] == "limit: sent more than once"
     response = env.client.get("/v1/certificates?limit=5&limit=500", headers=env.auth("alice"))
     assert response.json()["detail"] == "limit: sent more than once"
+    # Every route, as the Lambda front end (whose query map is not per route).
+    for path in ("/v1/nodes?x=1&x=2", "/healthz?a&a", "/generate-cert?nodeId=a&nodeId=b"):
+        response = env.client.get(path, headers=env.auth("alice"))
+        assert response.status_code == 400, response.text
+        assert response.json()["detail"].endswith(": sent more than once")
+    raw = api_event("http_api_list_certificates.json")
+    raw["rawQueryString"] = "x=1&x=2"
+    assert app.handle(raw)["statusCode"] == 400
 
 
 # Certificates and CSRs whose extensions are refused only when read (cryptography >= 51).

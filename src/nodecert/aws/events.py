@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from nodecert.core.errors import InvalidRequestError, PayloadTooLargeError
+from nodecert.http.contract import repeated_query_parameter
 
 __all__ = ["Request", "parse_event"]
 
@@ -98,17 +98,15 @@ def _query(event: Mapping[str, Any]) -> dict[str, str]:
 
     REST APIs put the last copy in ``queryStringParameters`` and all of them in
     ``multiValueQueryStringParameters``; HTTP APIs comma-join the copies, so a repeat shows
-    only in ``rawQueryString``. FastAPI refuses a repeated parameter the same way.
+    only in ``rawQueryString``. FastAPI refuses a repeated parameter the same way
+    (:class:`~nodecert.http.direct.NodecertAPI`).
     """
     query = _strings(event.get("queryStringParameters"), "queryStringParameters")
     multi = _object(event.get("multiValueQueryStringParameters"), "multiValueQueryStringParameters")
     names = [str(k) for k, v in multi.items() if isinstance(v, list) and len(v) > 1]
     raw = event.get("rawQueryString")
-    if isinstance(raw, str):
-        seen: set[str] = set()
-        for name, _ in urllib.parse.parse_qsl(raw, keep_blank_values=True):
-            names += [name] if name in seen else []
-            seen.add(name)
+    if isinstance(raw, str) and (name := repeated_query_parameter(raw)) is not None:
+        names.append(name)
     if names:
         raise InvalidRequestError(f"{names[0][:40]}: sent more than once")
     return query

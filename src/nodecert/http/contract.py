@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,6 +62,7 @@ __all__ = [
     "parse_object",
     "problem",
     "reason_of",
+    "repeated_query_parameter",
     "status_of",
 ]
 
@@ -317,6 +319,20 @@ def _unique_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _no_constant(name: str) -> Any:
     # NaN, Infinity and -Infinity are not JSON (RFC 8259 section 6); Python accepts them.
     raise ValueError(f"{name} is not JSON")
+
+
+def repeated_query_parameter(query: str) -> str | None:
+    """The first parameter that ``query`` (a raw query string) gives more than once, or None.
+
+    A route never picks one of two copies (FastAPI keeps the last, a proxy in front may
+    check the first): both front ends refuse the request instead, whichever the route.
+    """
+    seen: set[str] = set()
+    for name, _ in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 def reason_of(value: object) -> RevocationReason:

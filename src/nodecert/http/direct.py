@@ -29,7 +29,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nodecert.core.blocking import WouldBlockError, never_wait
 from nodecert.core.errors import AuthenticationError, InvalidRequestError, PayloadTooLargeError
 from nodecert.core.values import Commit
-from nodecert.http.contract import Reply, error_reply, issued_reply, problem
+from nodecert.http.contract import (
+    Reply,
+    error_reply,
+    issued_reply,
+    problem,
+    repeated_query_parameter,
+)
 from nodecert.http.routes import Routes, log_issued
 from nodecert.issuing.authority import IssuedCertificate
 
@@ -113,8 +119,18 @@ class NodecertAPI(FastAPI):
         self.direct: dict[tuple[str, str], DirectEndpoint] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer a direct route, or hand the request to FastAPI."""
+        """Answer a direct route, or hand the request to FastAPI.
+
+        A query parameter given twice is refused here, for every route (as by the Lambda
+        front end, :mod:`nodecert.aws.events`).
+        """
         if scope["type"] == "http":
+            # Starlette reads the query string the same way (latin-1, then percent-decoded).
+            query = scope.get("query_string", b"").decode("latin-1")
+            if query and (name := repeated_query_parameter(query)) is not None:
+                error = InvalidRequestError(f"{name[:40]}: sent more than once")
+                await render(problem(error, instance=scope["path"]))(scope, receive, send)
+                return
             endpoint = self.direct.get((scope["method"], scope["path"]))
             if endpoint is not None:
                 await endpoint(scope, receive, send)
