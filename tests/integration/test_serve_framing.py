@@ -115,6 +115,18 @@ def test_a_transfer_coding_other_than_chunked_is_refused_and_nothing_issued(serv
     assert _issued(served) == []
 
 
+def test_transfer_encoding_on_http10_is_a_400(served):
+    body = b'{"nodeId": "n1"}'
+    head = b"POST /generate-cert HTTP/1.0\r\nAuthorization: Bearer %s\r\n" % served.alice.encode()
+    answer = _raw(
+        served.port,
+        head + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body),
+    )
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert "HTTP/1.1" in str(_problem(answer)["detail"])
+    assert _issued(served) == []
+
+
 def test_plain_chunked_is_served(served):
     answer = _chunked_issue(served, ["chunked"])
     assert answer.startswith(b"HTTP/1.1 201"), answer

@@ -116,6 +116,7 @@ def framing_refusal(http_version: str, headers: list[tuple[bytes, bytes]]) -> No
     - ``Transfer-Encoding`` other than exactly ``chunked`` (RFC 9112 section 6.1: a coding
       the server does not understand is a 501). llhttp reads ``gzip, chunked`` as chunked
       and hands the application the still-encoded body, so the coding is ignored.
+    - ``Transfer-Encoding`` on HTTP/1.0 (RFC 9112 section 6.1: faulty framing, 400).
     - Not exactly one ``Host`` on HTTP/1.1, more than one on any version, or one that is
       not a host and port (RFC 9112 section 3.2: 400).
 
@@ -129,6 +130,9 @@ def framing_refusal(http_version: str, headers: list[tuple[bytes, bytes]]) -> No
         if name == b"transfer-encoding"
         for coding in value.split(b",")
     ]
+    if codings and http_version != "1.1":
+        # RFC 9112 section 6.1: an HTTP/1.0 message with Transfer-Encoding is faulty framing.
+        return MalformedRequestError("Transfer-Encoding: not allowed before HTTP/1.1")
     if codings and codings != [b"chunked"]:
         shown = b", ".join(codings).decode("latin-1")[:60]
         return UnsupportedTransferCodingError(
