@@ -16,6 +16,9 @@ Three things stock uvicorn does not do are done here:
   ``NODECERT_HEAD_TIMEOUT_S`` from the connection (or the request's first byte) and the
   body ``NODECERT_BODY_TIMEOUT_S`` from the end of the head, then answers 408 and closes;
   beyond ``NODECERT_LIMIT_CONCURRENCY`` connections per worker, uvicorn answers 503.
+- Framing llhttp lets through (:func:`framing_refusal`): a ``Transfer-Encoding`` other than
+  exactly ``chunked`` is a 501 and a request without exactly one valid ``Host`` a 400,
+  before the application runs (llhttp read ``gzip, chunked`` as chunked, coding ignored).
 - With several workers on Linux, a listening socket per worker (``SO_REUSEPORT``), so the
   kernel spreads connections over the workers (``server/supervisor.py``).
 """
