@@ -215,3 +215,10 @@ def test_a_client_that_hangs_up_mid_body_is_one_info_line(served, method, path):
     assert new.count("client hung up") == 1, new
     # The server carries on.
     assert _raw(served.port, b"GET /healthz HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200")
+
+
+def test_no_refusal_above_was_logged_as_an_error(served):
+    # Last in the module: every refused head, redirect-free 404 and hang-up above is in it.
+    log = served.log.read_text()
+    assert "ERROR" not in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
