@@ -60,6 +60,8 @@ _SCALARS = st.one_of(
             "0.5",
             "-1",
             "1.0",
+            '"\\ud800"',  # A lone surrogate, as JSON spells it.
+            '"a\\u0000b"',
         ]
     ),
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
@@ -205,6 +207,9 @@ def test_header_members_of_the_wrong_type_are_named(member, value, match):
         ("aud", '{"a": 1}', "'aud' must be a string or a list"),
         ("aud", "[[1]]", "'aud' must be a string or a list"),
         ("token_use", '["id"]', "'token_use' must be a string"),
+        ("sub", '"\\ud800"', "'sub' is not valid Unicode"),
+        ("iss", '"x\\udfff"', "'iss' is not valid Unicode"),
+        ("aud", '["\\ud800"]', "'aud' must be a string or a list"),
     ],
 )
 def test_claims_of_the_wrong_type_or_size_are_named(member, text, match):

@@ -232,7 +232,19 @@ def _string(data: Mapping[str, Any], name: str, *, what: str, part: str, limit: 
         raise AuthenticationError(f"{what}: {part} '{name}' must be a string")
     if len(value) > limit:
         raise AuthenticationError(f"{what}: {part} '{name}' is longer than {limit} characters")
+    if not _is_unicode(value):
+        raise AuthenticationError(f"{what}: {part} '{name}' is not valid Unicode")
     return value
+
+
+def _is_unicode(value: str) -> bool:
+    # JSON can spell a lone surrogate ("\ud800"); no UTF-8 encoder (a database driver, a
+    # log handler writing a file) takes it.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _x5c(value: object, *, what: str) -> tuple[str, ...]:
@@ -257,7 +269,9 @@ def _audiences(value: object, *, what: str) -> tuple[str, ...]:
     if (
         not isinstance(value, list)
         or len(value) > _MAX_LIST
-        or not all(isinstance(v, str) and len(v) <= _MAX_CLAIM_STRING for v in value)
+        or not all(
+            isinstance(v, str) and len(v) <= _MAX_CLAIM_STRING and _is_unicode(v) for v in value
+        )
     ):
         raise AuthenticationError(f"{what}: 'aud' must be a string or a list of strings")
     return tuple(value)
