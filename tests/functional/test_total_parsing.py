@@ -214,3 +214,20 @@ def test_a_lone_surrogate_in_a_lambda_event_is_a_400(app, where):
     response = app.handle(raw)
     assert response["statusCode"] == 400, response
     assert "is not valid Unicode" in json.loads(response["body"])["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/generate-cert", '{"nodeId": "n1", "csr": "\\ud800"}'),
+        ("/generate-cert", '{"nodeId": "n1", "\\udfff": 1}'),
+        ("/v1/nodes/n1/certificate", '{"dnsNames": ["\\ud800"]}'),
+        ("/v1/nodes/n1/revoke-all", '{"reason": "\\ud800"}'),
+        ("/v1/renew", '{"csr": "\\ud800"}'),
+    ],
+)
+def test_a_lone_surrogate_in_a_json_body_is_a_400(env, path, body):
+    # Valid UTF-8 and valid JSON, but the string it makes is not Unicode.
+    response = env.client.post(path, content=body.encode(), headers=env.auth("root", admin=True))
+    assert response.status_code == 400, response.text
+    assert "lone surrogate" in response.json()["detail"]

@@ -207,6 +207,10 @@ def test_any_query_string_is_never_a_5xx(query):
 
 JSON_BODIES = st.one_of(
     st.binary(max_size=200),
+    # Valid UTF-8 JSON whose escapes make a lone surrogate, in a key or a value.
+    st.sampled_from(["nodeId", "csr", "keyType", "owner", "reason", "certificate"]).map(
+        lambda name: b'{"%s": "\\ud800", "\\udfff": ["\\ud83d"]}' % name.encode()
+    ),
     st.dictionaries(
         st.sampled_from(["nodeId", "userId", "keyType", "csr", "validityDays", "owner"])
         | st.sampled_from(["dnsNames", "reason", "certificate"]),

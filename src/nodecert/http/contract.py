@@ -292,6 +292,14 @@ def parse_object(body: bytes, *, allowed: frozenset[str], empty_ok: bool = False
         raise InvalidRequestError("body: not valid JSON") from exc
     if not isinstance(data, dict):
         raise InvalidRequestError(f"body: expected a JSON object, got {type(data).__name__}")
+    try:
+        # JSON can spell a lone surrogate ("\ud800"), which no UTF-8 encoder takes (a
+        # database driver, a log file): refused here, whatever field holds it.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequestError("body: a string holds a lone surrogate (not Unicode)") from None
+    except RecursionError:
+        raise InvalidRequestError("body: not valid JSON (nested too deeply)") from None
     unknown = sorted(set(data) - allowed)
     if unknown:
         shown = ", ".join(repr(k[:40]) for k in unknown[:5])
