@@ -11,6 +11,7 @@ Lambda front end answers identically.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,11 +20,19 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from nodecert.core.errors import InvalidRequestError, NodecertError
 from nodecert.core.values import Principal
-from nodecert.http.contract import Reply, error_reply, method_not_allowed, no_route, problem
+from nodecert.http.contract import (
+    MalformedRequestError,
+    Reply,
+    error_reply,
+    method_not_allowed,
+    no_route,
+    problem,
+)
 from nodecert.http.direct import (
     BodyLimit,
     DirectEndpoint,
@@ -53,6 +62,8 @@ from nodecert.http.schemas import (
 from nodecert.issuing.service import Service
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("nodecert")
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -87,6 +98,10 @@ def create_app(service: Service) -> FastAPI:
         description="Per-node mutual-TLS certificates on demand.",
         docs_url=None,
         redoc_url=None,
+        # Never a redirect: Starlette answers "/v1/nodes/" with a 307 to a Location built
+        # from the client's Host header (a redirect to a host the client chose, keeping
+        # method and body). A path with a trailing slash is a 404 like any unknown path.
+        redirect_slashes=False,
     )
     app.add_middleware(BodyLimit, max_bytes=service.settings.max_body_bytes)
 
@@ -115,6 +130,18 @@ def create_app(service: Service) -> FastAPI:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
         error = InvalidRequestError(f"{where or 'request'}: {first.get('msg', 'invalid')}")
+        return render(problem(error, instance=request.url.path))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _hung_up(request: Request, exc: ClientDisconnect) -> Response:
+        # Anyone can open a connection and close it mid-body: not the service's fault, so
+        # one INFO line, never an ERROR with a traceback. The reply goes nowhere.
+        log.info(
+            "client hung up before sending the whole body of %s %r",
+            request.method,
+            request.url.path[:200],
+        )
+        error = MalformedRequestError("request: the client hung up before its body arrived")
         return render(problem(error, instance=request.url.path))
 
     @app.exception_handler(Exception)
@@ -161,10 +188,7 @@ def create_app(service: Service) -> FastAPI:
         limit: str | None = None,
         cursor: str | None = None,
     ) -> Response:
-        for name in ("nodeId", "status", "limit", "cursor"):
-            if len(request.query_params.getlist(name)) > 1:
-                # FastAPI would keep the last copy; refuse instead of picking one.
-                raise InvalidRequestError(f"{name}: sent more than once")
+        # A parameter sent twice never gets here (NodecertAPI refuses it, for every route).
         return await authed(
             request,
             lambda p: routes.list_certificates(
@@ -263,9 +287,6 @@ def create_app(service: Service) -> FastAPI:
         until: str | None = None,
         limit: str | None = None,
     ) -> Response:
-        for name in ("user", "node", "action", "since", "until", "limit"):
-            if len(request.query_params.getlist(name)) > 1:
-                raise InvalidRequestError(f"{name}: sent more than once")
         return await authed(
             request,
             lambda p: routes.audit(

@@ -48,6 +48,7 @@ _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _ISSUE_FIELDS = frozenset({"nodeId", "userId", "keyType", "csr", "validityDays"})
 _NODE_CERT_FIELDS = frozenset({"dnsNames", "keyType", "csr", "validityDays"})
 _DEFAULT_PAGE, _MAX_PAGE = 100, 1000
+_PAGE_SIZE = re.compile(r"[0-9]{1,4}")
 
 
 class Routes:
@@ -330,7 +331,9 @@ def _instant(value: str, name: str) -> datetime:
 def _page_size(limit: str | None) -> int:
     if limit is None:
         return _DEFAULT_PAGE
-    if not limit.isdigit() or not 1 <= int(limit) <= _MAX_PAGE:
+    # ASCII digits only, and few of them: str.isdigit() and int() also take "²" and
+    # Arabic-Indic digits, and int() refuses (ValueError) more than 4,300 digits.
+    if not _PAGE_SIZE.fullmatch(limit) or not 1 <= int(limit) <= _MAX_PAGE:
         raise InvalidRequestError(f"limit: {limit[:20]!r} is not a number from 1 to {_MAX_PAGE}")
     return int(limit)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from nodecert.core.errors import AuthenticationError, NodecertError
 from nodecert.core.identity import validate_id
+from nodecert.core.jose import claims_from_mapping
 from nodecert.core.values import Principal
 
 __all__ = ["groups_of", "principal_from_claims"]
@@ -46,8 +47,12 @@ def principal_from_claims(claims: Mapping[str, Any], *, admin_group: str) -> Pri
         admin_group: Members of this group are admins.
 
     Raises:
-        AuthenticationError: ``sub`` is missing or not a valid id.
+        AuthenticationError: the claims are not an object of strings where nodecert reads
+            them (``sub``, ``iss``, ``aud``, ...), or ``sub`` is missing or not a valid id.
     """
+    # API Gateway sets these, but a direct invocation or a test event can hold anything:
+    # typed first (the times are API Gateway's, as text in its own formats, and skipped).
+    claims_from_mapping(claims, what="token", times=False)
     try:
         user_id = validate_id(claims.get("sub"), field="sub")
     except NodecertError as exc:
