@@ -45,7 +45,7 @@ from nodecert.core.values import (
     Profile,
     SigningRequest,
 )
-from nodecert.issuing.idempotency import IdempotencyGuard, request_hash
+from nodecert.issuing.idempotency import Claim, IdempotencyGuard, nothing_issued, request_hash
 from nodecert.issuing.quota import QuotaPolicy
 from nodecert.issuing.shapes import (
     IssuedCertificate,
@@ -271,7 +271,9 @@ class Authority:
         The returned commit says when the row is durable; it is already done unless the CA
         built the certificate in this process (see :meth:`issue_pending`).
         """
-        if self.idempotency is not None:
+        claim: Claim | None = None
+        guard = self.idempotency
+        if guard is not None:
             digest = request_hash(
                 identity,
                 profile=profile,
@@ -280,33 +282,45 @@ class Authority:
                 lifetime=lifetime,
                 dns_names=dns_names,
             )
-            self.idempotency.claim(request_id, identity, digest, now=self.clock())
-        key: PrivateKey | None = None
+            claim = guard.claim(request_id, identity, digest, now=self.clock())
+        asked_ca = False
         in_process = self.ca.builds_in_process
-        signing_csr: x509.CertificateSigningRequest | None = None
-        if csr is None:
-            key = self.keygen(key_type)
-            public_key = key.public_key()
-            if not in_process:
-                signing_csr = build_csr(
-                    key, identity, organization=self.organization, trust_domain=self.trust_domain
+        try:
+            key: PrivateKey | None = None
+            signing_csr: x509.CertificateSigningRequest | None = None
+            if csr is None:
+                key = self.keygen(key_type)
+                public_key = key.public_key()
+                if not in_process:
+                    signing_csr = build_csr(
+                        key,
+                        identity,
+                        organization=self.organization,
+                        trust_domain=self.trust_domain,
+                    )
+            else:
+                signing_csr = csr
+                public_key = csr_public_key(csr)
+            now = self.clock()
+            asked_ca = True
+            signed = self.ca.issue(
+                SigningRequest(
+                    csr=signing_csr,
+                    identity=identity,
+                    not_before=now - _BACKDATE,
+                    not_after=now + lifetime,
+                    request_id=request_id,
+                    profile=profile,
+                    dns_names=dns_names,
+                    public_key=public_key,
                 )
-        else:
-            signing_csr = csr
-            public_key = csr_public_key(csr)
-        now = self.clock()
-        signed = self.ca.issue(
-            SigningRequest(
-                csr=signing_csr,
-                identity=identity,
-                not_before=now - _BACKDATE,
-                not_after=now + lifetime,
-                request_id=request_id,
-                profile=profile,
-                dns_names=dns_names,
-                public_key=public_key,
             )
-        )
+        except Exception as exc:
+            accepted_nothing = not asked_ca or nothing_issued(exc, in_process=in_process)
+            if guard is not None and claim is not None and accepted_nothing:
+                # The retry that the Idempotency-Key exists for must be able to succeed.
+                guard.release(claim)
+            raise
         certificate = signed.certificate
         if not in_process:
             self._check_signed(certificate, public_key, identity)
