@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from botocore.stub import Stubber
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nodecert.backends.acmpca import ACMPCABackend, RetryPolicy
 from nodecert.core.errors import BackendUnavailableError, CSRError
@@ -158,3 +160,34 @@ def test_a_refused_csr_is_a_4xx_which_issued_nothing(client, stub, clock, reques
     error(stub, "issue_certificate", "MalformedCSRException")
     with pytest.raises(CSRError):
         backend(client, clock).issue(request_)
+
+
+ANSWERS = st.sampled_from(
+    [
+        ("ThrottlingException", 400),
+        ("ValidationException", 400),
+        ("LimitExceededException", 400),
+        ("InternalFailure", 500),
+        ("ServiceUnavailable", 503),
+        ("ThrottlingException", 503),
+    ]
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(answers=st.lists(ANSWERS, min_size=RetryPolicy().max_attempts, max_size=4))
+def test_nothing_issued_exactly_when_every_attempt_sent_was_refused(request_, answers):
+    # Whatever PCA answers, attempt after attempt: the error says "nothing issued" exactly
+    # when every IssueCertificate that went out got a 4xx.
+    clock = FakeTime()
+    client = boto3.client(
+        "acm-pca", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    with Stubber(client) as stub:
+        describe_ca(stub)
+        for code, status in answers:
+            error(stub, "issue_certificate", code, status)
+        with pytest.raises(BackendUnavailableError) as caught:
+            backend(client, clock).issue(request_)
+        sent = len(answers) - len(stub._queue)  # type: ignore[attr-defined]
+    assert caught.value.nothing_issued == all(status < 500 for _, status in answers[:sent])
