@@ -40,7 +40,7 @@ from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
 from tests.fakes import STUB_CA_ARN as CA_ARN
 from tests.fakes import FakeTime, describe_ca, stubbed_pca
-from tests.nodeside import api_event
+from tests.nodeside import RECORDED_CLIENT_ID, api_event
 
 from ..conftest import ADMIN, make_settings
 
@@ -72,7 +72,9 @@ class Setup:
     def request(self) -> tuple[int, dict[str, Any]]:
         """POST /generate-cert for alice's node-1 with the Idempotency-Key, via the front."""
         if self.front == "lambda":
-            reply = LambdaApp.for_service(self.service).handle(api_event("rest_generate_cert.json"))
+            app = LambdaApp.for_service(self.service)
+            app.client_ids = frozenset({RECORDED_CLIENT_ID})
+            reply = app.handle(api_event("rest_generate_cert.json"))
             return reply["statusCode"], json.loads(reply["body"])
         token = self.service.dev_issuer.mint("alice")  # type: ignore[union-attr]
         headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": KEY}
