@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +187,91 @@ def test_without_cryptographys_bindings_the_restore_says_so_and_goes_on(monkeypa
     monkeypatch.setitem(sys.modules, "cryptography.hazmat.bindings.openssl.binding", None)
     assert lifecycle.reseed_openssl() is False
     assert "cannot be reseeded" in caplog.text
+
+
+# OpenSSL's generators, observed from outside: a DRBG seeds itself from the kernel on its
+# first use through getentropy(3), which calls getrandom(2); CPython's own reads (hash seed,
+# os.urandom, random's seed) call getrandom(2) directly. strace -k names the library above
+# getentropy: libcrypto.so is the system OpenSSL behind Python's ssl; cryptography's OpenSSL
+# is linked into its own extension module.
+TRACE = ("strace", "-f", "-k", "-qq")  # Follow threads, with each call's stack, quietly.
+MARKER_BYTES = 777  # os.urandom(777) marks the end of the init phase in the trace.
+TRACED = f"""
+import json, os, sys
+from nodecert.aws import authorizer, handler, sweep
+assert handler.application.cache_info().currsize == 1
+os.urandom({MARKER_BYTES})
+from nodecert.aws import lifecycle
+lifecycle.after_restore(handler.application().service)
+for name in ("rest_put_node_admin.json", "rest_generate_cert.json"):
+    with open(f"{{sys.argv[1]}}/{{name}}") as file:
+        assert handler.lambda_handler(json.load(file), None)["statusCode"] in (200, 201)
+"""
+
+
+def _seedings(trace: str) -> dict[str, list[str]]:
+    """Who seeded an OpenSSL generator, before and after the marker.
+
+    Returns:
+        ``{"before": [...], "after": [...]}``, each entry ``"ssl"`` (the system OpenSSL
+        behind Python's ssl) or ``"cryptography"`` (any other caller of getentropy).
+    """
+    found: dict[str, list[str]] = {"before": [], "after": []}
+    phase = "before"
+    lines = trace.splitlines()
+    for index, line in enumerate(lines):
+        if "getrandom(" not in line:
+            continue
+        stack = []
+        for following in lines[index + 1 :]:
+            if not following.lstrip().startswith(">"):
+                break
+            stack.append(following)
+        if f", {MARKER_BYTES}," in line:
+            phase = "after"
+        elif any("getentropy" in frame for frame in stack):
+            system = any("libcrypto.so" in frame or "libssl.so" in frame for frame in stack)
+            found[phase].append("ssl" if system else "cryptography")
+    assert phase == "after", "the marker is missing from the trace"
+    return found
+
+
+def test_cryptographys_openssl_generator_is_not_even_seeded_in_the_init_phase(
+    lambda_environment, tmp_path
+):
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed (make deps)")
+    probe = subprocess.run(
+        [*TRACE, "-e", "trace=getrandom", sys.executable, "-c", "import os; os.urandom(5)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if probe.returncode != 0 or " > " not in probe.stderr:
+        pytest.skip(f"strace cannot trace with stacks here: {probe.stderr[-200:]}")
+    trace = tmp_path / "trace.txt"
+    child = subprocess.run(
+        [
+            *TRACE,
+            "-o",
+            str(trace),
+            "-e",
+            "trace=getrandom",
+            sys.executable,
+            "-c",
+            TRACED,
+            str(EVENTS),
+        ],
+        env=lambda_environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert child.returncode == 0, child.stderr
+    seedings = _seedings(trace.read_text())
+    # Before the snapshot, cryptography's generator was never instantiated, so nothing
+    # can have drawn from it. (Python's ssl generator was: botocore builds an SSLContext
+    # when it makes a client, and SSL_CTX_new draws its ticket keys; hence ssl.RAND_add.)
+    assert "cryptography" not in seedings["before"]
+    # The probe sees it: after the restore, the reseed and the first key seed it.
+    assert "cryptography" in seedings["after"]

@@ -21,9 +21,10 @@ has to be unique or fresh (https://docs.aws.amazon.com/lambda/latest/dg/snapstar
   restored with the same DRBG state would make the same "random" private key. So the init
   phase makes no key and signs nothing (``tests/integration/test_snapstart_uniqueness.py``
   spies on every key-generation and signing entry point while the handler modules are
-  imported and wired), and :func:`reseed_openssl` reseeds that generator after restore,
-  and the one of the OpenSSL behind Python's ``ssl`` (the init phase's HTTPS call to
-  describe the CA has drawn from it: TLS randoms and ephemeral keys);
+  imported and wired, and sees under ``strace`` that the generator is not even seeded),
+  and :func:`reseed_openssl` reseeds it after restore, and the one of the OpenSSL behind
+  Python's ``ssl``, which the init phase does draw from (botocore's ``SSLContext``: its
+  session-ticket keys; the HTTPS call that describes the CA: TLS randoms, ephemeral keys);
 - the ``random`` module's state (the jitter of retries and polls): reseeded after restore
   so that restored environments do not retry in lockstep. Keys, serials and tokens never
   come from ``random``.
