@@ -3,7 +3,9 @@
 The caller is taken from the claims an API Gateway authorizer already verified
 (:mod:`nodecert.verifiers.gateway`: REST API ``requestContext.authorizer.claims``, HTTP API
 ``requestContext.authorizer.jwt.claims``). Only API Gateway can set ``requestContext``, so
-those claims are trusted as they are. When no authorizer ran (open routes, or an API
+their signature and times are trusted as they are; their app client and ``token_use`` are
+checked against ``NODECERT_OIDC_AUDIENCE`` (a Cognito authorizer accepts any app client of
+the pool). When no authorizer ran (open routes, or an API
 without one), a ``Bearer`` token is verified by the service's OIDC verifier, exactly as the
 HTTP server does. Everything else is shared with FastAPI: parsing in
 :mod:`nodecert.http.routes` and :mod:`nodecert.http.nodeside_routes`, every reply and error
@@ -70,6 +72,8 @@ class LambdaApp:
         admin_group: Members of this group (from the authorizer's claims) are admins.
         max_body_bytes: Larger bodies are refused with 413.
         node_routes: Renewal and revoke-all; without them those routes answer 404.
+        client_ids: The Cognito app client(s) whose tokens an authorizer's claims may come
+            from (``aud`` / ``client_id``); without any, claims are refused (401).
     """
 
     def __init__(
@@ -79,9 +83,11 @@ class LambdaApp:
         admin_group: str,
         max_body_bytes: int,
         node_routes: NodeSideRoutes | None = None,
+        client_ids: frozenset[str] = frozenset(),
     ) -> None:
         self.routes = routes
         self.admin_group = admin_group
+        self.client_ids = client_ids
         self.max_body_bytes = max_body_bytes
         self.node_routes = node_routes
         # The wired service, when application() built this (for the init phase's warm-up).
@@ -93,12 +99,17 @@ class LambdaApp:
 
     @classmethod
     def for_service(cls, service: Service) -> LambdaApp:
-        """The adapter for ``service``, with its settings' admin group, body limit, metrics."""
+        """The adapter for ``service``: its settings' admin group, body limit and app client
+        (``NODECERT_OIDC_AUDIENCE``, the audience that Bearer tokens are held to too), and
+        its metrics.
+        """
+        audience = service.settings.oidc_audience
         app = cls(
             Routes.for_service(service),
             admin_group=service.settings.admin_group,
             max_body_bytes=service.settings.max_body_bytes,
             node_routes=NodeSideRoutes.for_service(service),
+            client_ids=frozenset({audience}) if audience else frozenset(),
         )
         app.metrics = service.metrics
         app.ca_name = service.settings.ca
@@ -152,7 +163,9 @@ class LambdaApp:
         """
         if request.claims is None:
             return self.routes.authenticate(request.headers.get("authorization"))
-        return principal_from_claims(request.claims, admin_group=self.admin_group)
+        return principal_from_claims(
+            request.claims, admin_group=self.admin_group, client_ids=self.client_ids
+        )
 
     def _dispatch(self, request: Request) -> tuple[str, Reply]:
         allowed: list[str] = []

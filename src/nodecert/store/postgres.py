@@ -321,6 +321,17 @@ class PostgresStore:
                 "INSERT INTO used_tokens (key, expires_at) VALUES (%s, %s)", (key, expires_at)
             )
 
+    def release(self, key: str, *, expires_at: datetime) -> None:
+        """Forget ``key`` if it is recorded until exactly ``expires_at`` (a ``ReplayGuard``).
+
+        Raises:
+            StoreUnavailableError: the database cannot answer now.
+        """
+        with self._connection("write") as db:
+            db.execute(
+                "DELETE FROM used_tokens WHERE key = %s AND expires_at = %s", (key, expires_at)
+            )
+
     # RateLimiter
 
     def take_token(self, key: str, *, capacity: float, refill_per_s: float, now: datetime) -> float:

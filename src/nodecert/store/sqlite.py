@@ -329,6 +329,14 @@ class SQLiteStore:
         except sqlite3.IntegrityError as exc:
             raise ConflictError("token: already used") from exc
 
+    def release(self, key: str, *, expires_at: datetime) -> None:
+        """Forget ``key`` if it is recorded until exactly ``expires_at`` (a ``ReplayGuard``)."""
+        with self._db.transaction(write=True) as db:
+            db.execute(
+                "DELETE FROM used_tokens WHERE key = ? AND expires_at = ?",
+                (key, _stamp(expires_at)),
+            )
+
     def take_token(self, key: str, *, capacity: float, refill_per_s: float, now: datetime) -> float:
         """Take one token from bucket ``key`` (a ``RateLimiter``); 0.0 when granted.
 

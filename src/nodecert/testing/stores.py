@@ -236,6 +236,13 @@ class MemoryStore:
                 raise ConflictError("token: already used")
             self.used[key] = expires_at
 
+    def release(self, key: str, *, expires_at: datetime) -> None:
+        """Forget ``key`` if it is recorded until exactly ``expires_at``."""
+        with self._lock:
+            self._touch()
+            if self.used.get(key) == expires_at:
+                del self.used[key]
+
     # RateLimiter
 
     def take_token(self, key: str, *, capacity: float, refill_per_s: float, now: datetime) -> float:
