@@ -6,6 +6,7 @@
 #   systemd      systemd-analyze, to verify the shipped units (deploy/systemd/)
 #   postgresql   initdb and pg_ctl; the tests start a cluster of their own on a free port
 #                (the one the package may create and start on 5432 is neither used nor touched)
+#   strace       to watch OpenSSL's generators in the SnapStart test
 #
 # Installed only as root with apt-get (CI containers, a fresh Debian machine). Another apt or
 # dpkg run holding the lock is waited for, up to five minutes, rather than failing.
@@ -16,6 +17,7 @@ have() { command -v "$1" >/dev/null 2>&1 || test -x "/usr/sbin/$1"; }
 have nginx || missing="$missing nginx-light"
 have systemd-analyze || missing="$missing systemd"
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+have strace || missing="$missing strace"
 
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

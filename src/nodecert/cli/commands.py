@@ -15,11 +15,13 @@ import sys
 from collections.abc import Sequence
 
 from nodecert import __version__
+from nodecert.cli.auditing import add_audit_command
 from nodecert.cli.common import CLIError, UsageError
 from nodecert.cli.local import add_local_commands
 from nodecert.cli.remote import add_remote_commands
 from nodecert.cli.renewing import add_renew_command
 from nodecert.client import http_status_of
+from nodecert.core.context import bind_source
 from nodecert.core.errors import NodecertError
 
 __all__ = ["CLIError", "build_parser", "main"]
@@ -38,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    bind_source("cli")
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2
@@ -84,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_local_commands(sub)
     add_remote_commands(sub)
     add_renew_command(sub)
+    add_audit_command(sub)
     from nodecert.aws.truststore import register as register_aws
 
     register_aws(sub)  # nodecert aws truststore

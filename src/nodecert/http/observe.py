@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from nodecert.core.context import bind_source
 from nodecert.core.keys import KeyType
 from nodecert.core.metrics import Metrics
 from nodecert.support.logs import bind_request_id
@@ -148,6 +149,8 @@ class ObservedApp:
             return
         started = self.clock()
         request_id = bind_request_id()
+        client = scope.get("client")
+        bind_source(f"http {client[0]}" if client else "http unix")
         method, path = scope["method"], scope["path"]
         reads_body = method == "POST"
         received: list[bytes] = []

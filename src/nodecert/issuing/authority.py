@@ -48,7 +48,7 @@ from nodecert.core.values import (
     Profile,
     SigningRequest,
 )
-from nodecert.issuing.idempotency import IdempotencyGuard, request_hash
+from nodecert.issuing.idempotency import Claim, IdempotencyGuard, nothing_issued, request_hash
 from nodecert.issuing.quota import QuotaPolicy
 from nodecert.issuing.shapes import (
     IssuedCertificate,
@@ -286,7 +286,9 @@ class Authority:
         The returned commit says when the row is durable; it is already done unless the CA
         built the certificate in this process (see :meth:`issue_pending`).
         """
-        if self.idempotency is not None:
+        claim: Claim | None = None
+        guard = self.idempotency
+        if guard is not None:
             digest = request_hash(
                 identity,
                 profile=profile,
@@ -295,23 +297,28 @@ class Authority:
                 lifetime=lifetime,
                 dns_names=dns_names,
             )
-            self.idempotency.claim(request_id, identity, digest, now=self.clock())
-        key: PrivateKey | None = None
+            claim = guard.claim(request_id, identity, digest, now=self.clock())
+        asked_ca = False
         in_process = self.ca.builds_in_process
-        signing_csr: x509.CertificateSigningRequest | None = None
-        if csr is None:
-            key = self.keygen(key_type)
-            public_key = key.public_key()
-            if not in_process:
-                signing_csr = build_csr(
-                    key, identity, organization=self.organization, trust_domain=self.trust_domain
-                )
-        else:
-            signing_csr = csr
-            public_key = csr_public_key(csr)
-        now = self.clock()
-        started = time.perf_counter()
         try:
+            key: PrivateKey | None = None
+            signing_csr: x509.CertificateSigningRequest | None = None
+            if csr is None:
+                key = self.keygen(key_type)
+                public_key = key.public_key()
+                if not in_process:
+                    signing_csr = build_csr(
+                        key,
+                        identity,
+                        organization=self.organization,
+                        trust_domain=self.trust_domain,
+                    )
+            else:
+                signing_csr = csr
+                public_key = csr_public_key(csr)
+            now = self.clock()
+            asked_ca = True
+            started = time.perf_counter()
             signed = self.ca.issue(
                 SigningRequest(
                     csr=signing_csr,
@@ -324,8 +331,13 @@ class Authority:
                     public_key=public_key,
                 )
             )
-        except NodecertError as exc:
-            self.metrics.count("ca_errors", {**self._ca_label, "code": exc.code})
+        except Exception as exc:
+            accepted_nothing = not asked_ca or nothing_issued(exc, in_process=in_process)
+            if guard is not None and claim is not None and accepted_nothing:
+                # The retry that the Idempotency-Key exists for must be able to succeed.
+                guard.release(claim)
+            if asked_ca and isinstance(exc, NodecertError):
+                self.metrics.count("ca_errors", {**self._ca_label, "code": exc.code})
             raise
         self.metrics.observe("ca_call_seconds", self._ca_label, time.perf_counter() - started)
         certificate = signed.certificate
