@@ -823,3 +823,12 @@ def test_rules_refuse_a_half_set_node_half(transformed):
         for a in rules["DomainNeedsItsParts"]["Assertions"]
     }
     assert needed == {"NodeBackendUrl", "NodeDomainName", "NodeDomainCertificateArn"}
+
+
+def test_both_api_functions_hold_claims_to_the_stacks_app_client(template):
+    # The Cognito authorizer checks no audience: the functions check it (verifiers.gateway).
+    for function in API_FUNCTIONS:
+        variables = _variables(template, function)
+        assert variables["NODECERT_OIDC_AUDIENCE"] == {"Ref": "UserPoolClient"}, function
+        issuer = variables["NODECERT_OIDC_ISSUER"]["Fn::Sub"]
+        assert issuer == "https://cognito-idp.${AWS::Region}.${AWS::URLSuffix}/${UserPool}"
