@@ -9,10 +9,10 @@
 #
 # LAMBDA_PYTHON (default 3.12, the template's runtime) picks the interpreter the wheels are
 # for; the rehearsal builds for its own interpreter and runs every function from this
-# directory (tests/rehearsal/package.py). OUT (default build/lambda) is where it goes.
+# directory (tests/rehearsal/package.py). LAMBDA_OUT (default build/lambda) is where it goes.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=${OUT:-"$root/build/lambda"}
+out=${LAMBDA_OUT:-"$root/build/lambda"}
 python=${PYTHON:-python3}
 lambda_python=${LAMBDA_PYTHON:-3.12}
 

@@ -33,7 +33,7 @@ def lambda_package() -> Path:
         env={
             **os.environ,
             "PYTHON": sys.executable,
-            "OUT": str(out / "lambda"),
+            "LAMBDA_OUT": str(out / "lambda"),
             "LAMBDA_PYTHON": f"{sys.version_info.major}.{sys.version_info.minor}",
         },
         capture_output=True,
