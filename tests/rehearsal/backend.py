@@ -21,8 +21,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.processes import free_port
-
 RECIPE = (
     Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "nodecert-apigateway-backend.conf"
 )
@@ -95,7 +93,12 @@ class NginxBackend:
 
             pytest.skip("nginx not found: `make deps` installs it (nginx-light)")
         self.workdir, self.server_ca = workdir, server_ca
-        self.port = free_port()
+        # The port is the stack's NodeBackendUrl from the first deploy on, but nginx starts
+        # only after the second: hold the port (bound, not listening) until then, so that
+        # nothing else on a busy machine takes it in between.
+        self._reservation = socket.socket()
+        self._reservation.bind(("127.0.0.1", 0))
+        self.port = int(self._reservation.getsockname()[1])
         self.url = f"https://127.0.0.1:{self.port}"
         self.seen: list[dict[str, Any]] = []
         self.apis = {node: NodeAPI(node, self.seen) for node in nodes}
@@ -124,6 +127,7 @@ class NginxBackend:
         (conf_d / RECIPE.name).write_text(recipe)
         (self.workdir / "nginx.conf").write_text(MAIN.format(tmp=self.workdir))
         assert NGINX is not None
+        self._reservation.close()
         self.process = subprocess.Popen(
             [NGINX, "-c", str(self.workdir / "nginx.conf"), "-p", str(self.workdir)],
             stdout=subprocess.DEVNULL,
@@ -144,6 +148,7 @@ class NginxBackend:
         return log.read_text()[-3000:] if log.exists() else ""
 
     def close(self) -> None:
+        self._reservation.close()
         if self.process is not None:
             self.process.terminate()
             try:
