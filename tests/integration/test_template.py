@@ -173,6 +173,13 @@ OPEN_ROUTES = {"GET /v1/ca", "GET /healthz", "POST /v1/renew"}
 
 
 API_FUNCTIONS = ("NodecertFunction", "NodecertAdminFunction")
+
+
+def reserved(parameter):
+    """Reserved concurrency from ``parameter``, unless ReservedConcurrency is Off."""
+    return {"Fn::If": ["Reserved", {"Ref": parameter}, {"Ref": "AWS::NoValue"}]}
+
+
 # Issuance runs in a function of its own (its own reserved concurrency); reads and
 # administration in another, with the same code and no permission to issue.
 ISSUANCE_ROUTES = {"POST /generate-cert", "POST /v1/nodes/{nodeId}/certificate", "POST /v1/renew"}
@@ -194,8 +201,8 @@ def test_issuance_is_split_from_reads_and_administration(template):
     issuer, reads = (template["Resources"][f]["Properties"] for f in API_FUNCTIONS)
     assert reads["Handler"] == issuer["Handler"]
     assert reads["Environment"] == issuer["Environment"]
-    assert issuer["ReservedConcurrentExecutions"] == {"Ref": "IssuerReservedConcurrency"}
-    assert reads["ReservedConcurrentExecutions"] == {"Ref": "AdminReservedConcurrency"}
+    assert issuer["ReservedConcurrentExecutions"] == reserved("IssuerReservedConcurrency")
+    assert reads["ReservedConcurrentExecutions"] == reserved("AdminReservedConcurrency")
     (policy,) = reads["Policies"]
     actions = set().union(*(_actions(s) for s in policy["Statement"]))
     assert not {"acm-pca:IssueCertificate", "acm-pca:GetCertificate"} & actions
@@ -435,7 +442,25 @@ def test_every_stage_throttles_and_never_traces_data(transformed):
 
 def test_the_issuer_has_reserved_concurrency(transformed):
     function = _functions(transformed)["NodecertFunction"]
-    assert function["ReservedConcurrentExecutions"] == {"Ref": "IssuerReservedConcurrency"}
+    assert function["ReservedConcurrentExecutions"] == reserved("IssuerReservedConcurrency")
+    sweep = _functions(transformed)["RevocationSweepFunction"]
+    assert sweep["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["Reserved", 1, {"Ref": "AWS::NoValue"}]
+    }
+
+
+def test_reserved_concurrency_can_be_switched_off_for_a_small_account(transformed):
+    from tests.rehearsal.stack import Stack
+
+    for value, expected in (("On", [10, 5, 1]), ("Off", [])):
+        stack = Stack(transformed, {"ReservedConcurrency": value}, None)
+        resolved = stack.resolve(
+            [
+                _functions(transformed)[f].get("ReservedConcurrentExecutions")
+                for f in ("NodecertFunction", "NodecertAdminFunction", "RevocationSweepFunction")
+            ]
+        )
+        assert [int(v) for v in resolved] == expected, value
 
 
 def test_the_issuer_runs_from_a_snapstart_snapshot_through_its_alias(transformed):
