@@ -33,6 +33,7 @@ from nodecert.http.contract import (
     no_route,
     problem,
 )
+from nodecert.http.devlogin import add_dev_login_routes
 from nodecert.http.direct import (
     BodyLimit,
     DirectEndpoint,
@@ -310,6 +311,8 @@ def create_app(service: Service) -> FastAPI:
             )
 
     add_nodeside_routes(app, NodeSideRoutes.for_service(service), authed, render)
+    if service.dev_issuer is not None:
+        add_dev_login_routes(app, service.dev_issuer, admin_group=service.settings.admin_group)
     app.observer = ObservedApp(
         app.dispatch, service.metrics, ca=service.settings.ca, direct=app.direct
     )
