@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from nodecert import __version__
 from nodecert.cli.auditing import add_audit_command
 from nodecert.cli.common import CLIError, UsageError
+from nodecert.cli.completion import add_completion_command
 from nodecert.cli.local import add_local_commands
+from nodecert.cli.login import add_login_command
 from nodecert.cli.remote import add_remote_commands
 from nodecert.cli.renewing import add_renew_command
 from nodecert.client import http_status_of
@@ -88,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_remote_commands(sub)
     add_renew_command(sub)
     add_audit_command(sub)
+    add_login_command(sub)
+    add_completion_command(sub, build_parser)
     from nodecert.aws.truststore import register as register_aws
 
     register_aws(sub)  # nodecert aws truststore
