@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from cryptography import x509
 
 from nodecert.backends.local import LocalCA
+from nodecert.backends.local_files import read_chain
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.files import secure_home
@@ -211,10 +212,10 @@ def build_decider(settings: Settings) -> AccessDecider:
                 f" with NODECERT_ACMPCA_CA_ARN ({certificate} does not exist either; the"
                 " node-side check never creates a CA)"
             )
+        # The issuing CA and, in a two-tier home, the root; never a key.
+        chain = read_chain(settings.home / "ca")
         stores = _stores(settings)
-        return _decider(
-            replace(settings, ca_bundle=certificate), tuple, stores.ledger, stores.nodes
-        )
+        return _decider(settings, lambda: chain, stores.ledger, stores.nodes)
     stores = _stores(settings)
     return _decider(settings, _ca(settings).chain, stores.ledger, stores.nodes)
 

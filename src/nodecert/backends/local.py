@@ -1,46 +1,56 @@
-"""The local CA backend: a CA key and certificate in the data directory.
+"""The local CA backend: CA keys and certificates in the data directory.
 
-The CA is created on first start: ``<home>/ca/ca.key`` (PKCS#8, mode 0600, encrypted when
-a passphrase is configured) and ``<home>/ca/ca.crt``. Several workers may start at once;
-creation is serialized with an exclusive lock on ``<home>/ca/.lock``.
+A new CA has two tiers (see :mod:`nodecert.backends.hierarchy`), in ``<home>/ca/``:
+
+- ``root.crt``: the self-signed root, the trust anchor nodes and gateways keep;
+- ``root.key``: its key (PKCS#8, 0600, encrypted when a passphrase is configured), unless
+  ``nodecert ca init --root-key-out PATH`` wrote it elsewhere to be taken offline: the
+  service never reads it;
+- ``ca.key`` and ``ca.crt``: the issuing intermediate, which signs every certificate and
+  the CRL.
+
+A home made by an earlier version has no ``root.crt``: its ``ca.crt`` is a self-signed
+root that signs certificates itself, and it keeps working unchanged. Several workers may
+start at once; creation is serialized with an exclusive lock on ``<home>/ca/.lock``, and
+``ca.key`` is written last, so a home is created completely or created again.
 """
 
 from __future__ import annotations
 
-import fcntl
 import functools
-import os
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
-from nodecert.core.errors import ConfigurationError
-from nodecert.core.files import CounterFile, write_atomic
+from nodecert.backends.hierarchy import load_key, make_intermediate, make_root, make_single_root
+from nodecert.backends.local_files import create_two_tier, issuing_name, locked, read_chain
+from nodecert.core.errors import BackendUnavailableError
+from nodecert.core.files import CounterFile
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key, hash_for
 from nodecert.core.values import Profile, RevocationReason, SignedCertificate, SigningRequest
 
 __all__ = ["LocalCA", "client_extensions"]
 
-_CA_LIFETIME = timedelta(days=3650)
-
 
 class LocalCA:
-    """A CA whose key lives on this machine. Implements ``CABackend``.
+    """A CA whose issuing key lives on this machine. Implements ``CABackend``.
 
     It builds every certificate from the request's identity and public key, in this
     process (``builds_in_process``): it needs no CSR.
 
     Args:
-        key: The CA private key.
-        certificate: The self-signed CA certificate.
+        key: The issuing CA's private key.
+        certificate: The issuing CA's certificate (an intermediate, or a one-tier root).
         organization: The ``O=`` of issued certificates.
         trust_domain: SPIFFE trust domain written into issued certificates.
+        directory: Where the CRL counters are kept (None: in memory).
+        chain: The CA chain, ``certificate`` first, up to and including the root
+            (default: ``certificate`` alone, a one-tier CA).
     """
 
     builds_in_process = True
@@ -53,6 +63,7 @@ class LocalCA:
         organization: str,
         trust_domain: str,
         directory: Path | None = None,
+        chain: Sequence[x509.Certificate] | None = None,
     ) -> None:
         self._revocations: CounterFile | _MemoryCounter = _MemoryCounter()
         self._crl_numbers: CounterFile | _MemoryCounter = _MemoryCounter()
@@ -61,19 +72,27 @@ class LocalCA:
             # anyway); the CRL number must, so that it never goes back.
             self._revocations = CounterFile(directory / "revocations", durable=False)
             self._crl_numbers = CounterFile(directory / "crlnumber")
+        if chain is not None and (not chain or chain[0] != certificate):
+            raise ValueError("LocalCA: the chain must start with the issuing certificate")
         self._key = key
         self._organization = organization
         self._certificate = certificate
-        self._chain = (certificate,)
+        self._chain = tuple(chain) if chain is not None else (certificate,)
         self._trust_domain = trust_domain
         aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
         self._aki = x509.Extension(aki.oid, False, aki)
         self._hash = hash_for(key)
+        self._expires = _naive_utc(certificate.not_valid_after_utc)
 
     @property
     def certificate(self) -> x509.Certificate:
-        """The CA certificate."""
+        """The issuing CA certificate."""
         return self._certificate
+
+    @property
+    def root(self) -> x509.Certificate:
+        """The root (the issuing certificate itself for a one-tier CA)."""
+        return self._chain[-1]
 
     @classmethod
     def generate(
@@ -83,17 +102,37 @@ class LocalCA:
         trust_domain: str,
         key: PrivateKey | None = None,
         key_type: KeyType = KeyType.EC_P256,
+        two_tier: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> LocalCA:
-        """A new self-signed CA held in memory only: nothing is written anywhere.
+        """A new CA held in memory only: nothing is written anywhere.
 
-        For throwaway CAs (tests, a one-off demonstration). ``key`` reuses a given key;
-        otherwise a new one of ``key_type`` is made.
+        For throwaway CAs (tests, a one-off demonstration). ``key`` reuses a given key
+        for the issuing CA; otherwise a new one of ``key_type`` is made. With
+        ``two_tier`` a root signs the issuing intermediate; without, the CA is one
+        self-signed root.
         """
         key = key or generate_private_key(key_type)
-        certificate = _self_signed(key, organization, clock())
+        now = clock()
+        if not two_tier:
+            certificate = make_single_root(key, organization, now)
+            return cls(
+                key=key,
+                certificate=certificate,
+                organization=organization,
+                trust_domain=trust_domain,
+            )
+        root_key = generate_private_key(key_type)
+        root = make_root(root_key, organization, now)
+        certificate = make_intermediate(
+            key.public_key(), issuing_name(organization, now), root_key=root_key, root=root, now=now
+        )
         return cls(
-            key=key, certificate=certificate, organization=organization, trust_domain=trust_domain
+            key=key,
+            certificate=certificate,
+            organization=organization,
+            trust_domain=trust_domain,
+            chain=(certificate, root),
         )
 
     @classmethod
@@ -107,39 +146,63 @@ class LocalCA:
         passphrase: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> LocalCA:
-        """Load the CA from ``directory``, creating it there first if it does not exist.
+        """Load the CA from ``directory``, creating a two-tier one there first if none exists.
 
         Raises:
             ConfigurationError: the key is encrypted and no (or a wrong) passphrase was
                 given, or the files are unreadable or inconsistent.
         """
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        key_path, cert_path = directory / "ca.key", directory / "ca.crt"
-        with os.fdopen(os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)) as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not key_path.exists():
-                key = generate_private_key(key_type)
-                cert = _self_signed(key, organization, clock())
-                write_atomic(key_path, _key_bytes(key, passphrase), mode=0o600)
-                # Public, but under NODECERT_HOME every file is private (0600).
-                write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o600)
-        key = _load_key(key_path, passphrase)
-        try:
-            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise ConfigurationError(f"local CA: cannot read {cert_path}") from exc
-        if cert.public_key() != key.public_key():
-            raise ConfigurationError(f"local CA: {cert_path} does not match {key_path}")
+        with locked(directory):
+            if not (directory / "ca.key").exists():
+                create_two_tier(
+                    directory,
+                    organization=organization,
+                    key_type=key_type,
+                    passphrase=passphrase,
+                    now=clock(),
+                )
+        return cls.open(
+            directory, organization=organization, trust_domain=trust_domain, passphrase=passphrase
+        )
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        *,
+        organization: str,
+        trust_domain: str,
+        passphrase: str | None = None,
+    ) -> LocalCA:
+        """Load an existing CA (two-tier, or the one-tier CA of an earlier version).
+
+        Raises:
+            ConfigurationError: no CA there, a locked or mismatched key, or a chain that
+                does not hold together.
+        """
+        key_path = directory / "ca.key"
+        key = load_key(key_path, passphrase)
+        chain = read_chain(directory, key.public_key())
         return cls(
             key=key,
-            certificate=cert,
+            certificate=chain[0],
             organization=organization,
             trust_domain=trust_domain,
             directory=directory,
+            chain=chain,
         )
 
     def issue(self, request: SigningRequest) -> SignedCertificate:
         """Sign ``request`` with the fixed client (or node) profile."""
+        not_after = _naive_utc(request.not_after)
+        if not_after > self._expires:
+            # A certificate that outlives its issuer fails every chain check once the
+            # issuer expires; refuse it (as Vault does by default) rather than cut it short.
+            raise BackendUnavailableError(
+                f"ca: the issuing CA expires at {self._expires.isoformat()}Z, before this"
+                " certificate would: rotate it (nodecert ca rotate)"
+            )
         public_key = request.subject_public_key()
         extensions = client_extensions(request, public_key, self._trust_domain, self._aki)
         # All fields at once rather than through the builder's chained methods, which copy
@@ -153,14 +216,14 @@ class LocalCA:
             public_key=public_key,
             serial_number=x509.random_serial_number(),
             not_valid_before=_naive_utc(request.not_before),
-            not_valid_after=_naive_utc(request.not_after),
+            not_valid_after=not_after,
             extensions=extensions,
         )
         certificate = builder.sign(self._key, self._hash)
         return SignedCertificate(certificate=certificate, chain=self._chain)
 
     def chain(self) -> Sequence[x509.Certificate]:
-        """The CA chain: the local CA is its own root."""
+        """The CA chain: the issuing CA first, up to and including the root."""
         return self._chain
 
     def revoke(
@@ -271,70 +334,3 @@ def _naive_utc(at: datetime) -> datetime:
     if at.tzinfo is None:
         raise ValueError("a certificate time must be timezone-aware")
     return at.astimezone(UTC).replace(tzinfo=None)
-
-
-def _self_signed(key: PrivateKey, organization: str, now: datetime) -> x509.Certificate:
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"{organization} local CA"),
-        ]
-    )
-    public_key = key.public_key()
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + _CA_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .sign(key, hash_for(key))
-    )
-
-
-def _key_bytes(key: PrivateKey, passphrase: str | None) -> bytes:
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase.encode())
-        if passphrase
-        else serialization.NoEncryption()
-    )
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
-
-
-def _load_key(path: Path, passphrase: str | None) -> PrivateKey:
-    data = path.read_bytes()
-    encrypted = b"ENCRYPTED" in data.split(b"\n", 1)[0]
-    if encrypted and not passphrase:
-        raise ConfigurationError(
-            f"local CA: {path} is encrypted; set NODECERT_CA_PASSPHRASE to unlock it"
-        )
-    try:
-        key = serialization.load_pem_private_key(
-            data, password=passphrase.encode() if encrypted and passphrase else None
-        )
-    except (ValueError, TypeError) as exc:
-        raise ConfigurationError(
-            f"local CA: cannot load {path} (wrong NODECERT_CA_PASSPHRASE?)"
-        ) from exc
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise ConfigurationError(f"local CA: {path} is not an RSA or EC key")
-    return key

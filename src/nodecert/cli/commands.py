@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from nodecert import __version__
+from nodecert.cli.ca import add_ca_commands
 from nodecert.cli.common import CLIError, UsageError
 from nodecert.cli.local import add_local_commands
 from nodecert.cli.remote import add_remote_commands
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nodecert {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND")
     add_local_commands(sub)
+    add_ca_commands(sub)
     add_remote_commands(sub)
     add_renew_command(sub)
     from nodecert.aws.truststore import register as register_aws

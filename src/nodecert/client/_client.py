@@ -228,6 +228,12 @@ class Client:
         """``GET /v1/ca``: the CA chain (PEM), for trust stores. No token needed."""
         return self._send("GET", "/v1/ca", authenticated=False).body.decode("ascii", "replace")
 
+    def ca_roots(self) -> str:
+        """``GET /v1/ca/roots``: the root certificate(s) alone (PEM). No token needed."""
+        return self._send("GET", "/v1/ca/roots", authenticated=False).body.decode(
+            "ascii", "replace"
+        )
+
     def crl(self) -> x509.CertificateRevocationList:
         """``GET /v1/crl``: the local CA's current CRL. No token needed.
 

@@ -221,8 +221,12 @@ class Routes:
         )
 
     def ca(self) -> Reply:
-        """``GET /v1/ca``: the CA chain as PEM, for node trust stores."""
+        """``GET /v1/ca``: the CA chain as PEM (issuing CA first, up to the root)."""
         return Reply(200, self.authority.ca_chain_pem(), media_type="application/x-pem-file")
+
+    def ca_roots(self) -> Reply:
+        """``GET /v1/ca/roots``: the root certificate(s) alone as PEM, the trust anchors."""
+        return Reply(200, self.authority.ca_roots_pem(), media_type="application/x-pem-file")
 
     @staticmethod
     def healthz() -> Reply:

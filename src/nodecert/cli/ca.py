@@ -1,0 +1,145 @@
+"""``nodecert ca``: the local CA's hierarchy (``init``, ``sign-intermediate``).
+
+``ca init`` creates the two-tier CA of the home (``NODECERT_HOME``); with
+``--root-key-out PATH`` the root key goes to PATH, for the operator to take offline, and
+the service runs with the issuing intermediate alone. ``ca sign-intermediate`` is the
+offline root's one job: sign an intermediate from a CSR. Keys are read and written with
+``NODECERT_CA_PASSPHRASE``; neither a key nor the passphrase is ever printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from nodecert.cli.common import CLIError
+from nodecert.client._files import read_small
+
+__all__ = ["add_ca_commands"]
+
+_MAX_INTERMEDIATE_DAYS = 3650
+
+
+def add_ca_commands(sub: Any) -> None:
+    """Add ``ca init`` and ``ca sign-intermediate`` to the ``sub`` subparsers."""
+    ca = sub.add_parser("ca", help="the local CA: root, issuing intermediate")
+    ca_sub = ca.add_subparsers(metavar="ACTION", required=True)
+
+    init = ca_sub.add_parser(
+        "init",
+        help="create the home's two-tier CA (root + issuing intermediate) and exit",
+        description=(
+            "Create a root and an issuing intermediate in $NODECERT_HOME/ca. With"
+            " --root-key-out the root key is written to PATH only (mode 0600, encrypted"
+            " with NODECERT_CA_PASSPHRASE when set): take it offline; the service never"
+            " needs it."
+        ),
+    )
+    init.add_argument(
+        "--root-key-out",
+        type=Path,
+        metavar="PATH",
+        help="write the root key here (a new file) instead of into the home",
+    )
+    init.set_defaults(handler=_init)
+
+    sign = ca_sub.add_parser(
+        "sign-intermediate",
+        help="sign an issuing intermediate from a CSR with an (offline) root key",
+        description=(
+            "Sign CSR as an issuing intermediate (CA, path length 0) with the root key and"
+            " certificate; only the CSR's subject and public key are used."
+        ),
+    )
+    sign.add_argument("csr", type=Path, metavar="CSR", help="PEM certificate signing request")
+    sign.add_argument("--root-key", type=Path, required=True, metavar="PATH")
+    sign.add_argument("--root-cert", type=Path, required=True, metavar="PATH")
+    sign.add_argument("--out", type=Path, required=True, metavar="PATH", help="a new file")
+    sign.add_argument(
+        "--days",
+        type=int,
+        default=1095,
+        help=f"validity (default 1095, at most {_MAX_INTERMEDIATE_DAYS}; never past the root's)",
+    )
+    sign.set_defaults(handler=_sign_intermediate)
+
+
+def _init(args: argparse.Namespace) -> None:
+    from nodecert.backends.local_files import create_two_tier, locked
+    from nodecert.bootstrap import settings_from_environment
+    from nodecert.core.files import secure_home
+
+    settings = settings_from_environment()
+    directory = settings.home / "ca"
+    root_key_out = args.root_key_out
+    if root_key_out is not None and root_key_out.exists():
+        raise CLIError(f"--root-key-out: {root_key_out} exists already; not replacing it")
+    secure_home(settings.home)
+    directory.mkdir(mode=0o700, exist_ok=True)
+    with locked(directory):
+        if (directory / "ca.key").exists():
+            raise CLIError(f"ca init: {directory.absolute()} has a CA already")
+        create_two_tier(
+            directory,
+            organization=settings.organization,
+            key_type=settings.ca_key_type,
+            passphrase=settings.ca_passphrase,
+            now=datetime.now(UTC),
+            root_key_out=root_key_out,
+        )
+    where = root_key_out if root_key_out is not None else directory / "root.key"
+    print(f"root certificate:  {directory.absolute() / 'root.crt'}")
+    print(f"root key:          {where.absolute()} (mode 0600)")
+    print(f"issuing CA:        {directory.absolute() / 'ca.crt'}")
+    if root_key_out is not None:
+        print("take the root key offline: the service runs with the issuing CA alone")
+    print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
+
+
+def _sign_intermediate(args: argparse.Namespace) -> None:
+    from nodecert.backends.hierarchy import load_key, sign_intermediate
+    from nodecert.backends.local_files import write_new_private
+
+    if not 1 <= args.days <= _MAX_INTERMEDIATE_DAYS:
+        raise CLIError(f"--days: must be between 1 and {_MAX_INTERMEDIATE_DAYS}")
+    if args.out.exists():
+        raise CLIError(f"--out: {args.out} exists already; not replacing it")
+    csr = _read(args.csr, "CSR")
+    try:
+        root = x509.load_pem_x509_certificate(_read(args.root_cert, "--root-cert"))
+    except ValueError:
+        raise CLIError(f"--root-cert: {args.root_cert} is not a PEM certificate") from None
+    # The passphrase only: an offline machine has no other NODECERT_* settings to check.
+    passphrase = _passphrase()
+    root_key = load_key(args.root_key, passphrase)
+    certificate = sign_intermediate(
+        csr,
+        root_key=root_key,
+        root=root,
+        now=datetime.now(UTC),
+        lifetime=timedelta(days=args.days),
+    )
+    # Not secret, but a new file that is never half written or silently replaced.
+    write_new_private(args.out, certificate.public_bytes(Encoding.PEM))
+    args.out.chmod(0o644)
+    print(f"signed {certificate.subject.rfc4514_string()}")
+    print(f"valid until {certificate.not_valid_after_utc.isoformat()}")
+    print(f"wrote {args.out}")
+
+
+def _passphrase() -> str | None:
+    return os.environ.get("NODECERT_CA_PASSPHRASE") or None
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return read_small(path)
+    except OSError as exc:
+        raise CLIError(f"{what}: {path}: {exc.strerror or exc}") from None
