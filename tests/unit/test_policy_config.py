@@ -254,6 +254,8 @@ FULL_ENV = {
     "NODECERT_RENEW_GRACE_S": "600",
     "NODECERT_CRL_LIFETIME_S": "7200",
     "NODECERT_REVOCATION_RETRY_S": "5",
+    "NODECERT_TLS_CERT": "/etc/nodecert/tls/server.crt",
+    "NODECERT_TLS_KEY": "/etc/nodecert/tls/server.key",
 }
 
 
@@ -308,6 +310,8 @@ def test_every_setting_is_read_and_converted():
     assert settings.renew_grace_s == 600
     assert settings.crl_lifetime_s == 7200
     assert settings.revocation_retry_s == 5
+    assert settings.tls_cert == Path("/etc/nodecert/tls/server.crt")
+    assert settings.tls_key == Path("/etc/nodecert/tls/server.key")
     for name in Settings.__dataclass_fields__:
         value = getattr(settings, name)
         assert not isinstance(value, str) or value == FULL_ENV[f"NODECERT_{name.upper()}"]

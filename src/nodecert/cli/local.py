@@ -87,7 +87,8 @@ def _serve(_args: argparse.Namespace) -> None:
     build_service(settings).close()
 
     def announce() -> None:
-        where = f"http://{settings.host}:{settings.port}"
+        scheme = "https" if settings.tls_cert is not None else "http"
+        where = f"{scheme}://{settings.host}:{settings.port}"
         print(f"nodecert: serving on {where} (data in {settings.home})", file=sys.stderr)
 
     run(settings, on_listening=announce)

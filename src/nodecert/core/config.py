@@ -70,6 +70,8 @@ class Settings:
     renew_grace_s: int = 0
     crl_lifetime_s: int = 3600
     revocation_retry_s: int = 60
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @property
     def database_path(self) -> Path:
@@ -165,6 +167,10 @@ class Settings:
         _require(
             self.authorize_secret is None or len(self.authorize_secret) >= 16,
             "NODECERT_AUTHORIZE_SECRET: must be at least 16 characters",
+        )
+        _require(
+            (self.tls_cert is None) == (self.tls_key is None),
+            "NODECERT_TLS_CERT and NODECERT_TLS_KEY: set both or neither",
         )
         kind, _, name = self.authorizer_target.partition(":")
         _require(

@@ -40,6 +40,7 @@ from nodecert.http.contract import (
     RequestTimeoutError,
     problem,
 )
+from nodecert.server.https import HTTPSConfig, check_files, tls_files
 from nodecert.server.supervisor import SpreadingSupervisor, reuse_port_available
 
 __all__ = ["BoundedHttpToolsProtocol", "bind", "run", "worker_sockets"]
@@ -251,8 +252,10 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
     Raises:
         ConfigurationError: the address cannot be bound.
     """
-    config = uvicorn.Config(
+    check_files(settings)  # A TLS mistake is one line here, not a traceback per worker.
+    config = HTTPSConfig(
         "nodecert.server.asgi:create_app",
+        tls=tls_files(settings),
         factory=True,
         host=settings.host,
         port=settings.port,
