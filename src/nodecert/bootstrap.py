@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 
 from nodecert.backends.local import LocalCA
-from nodecert.backends.local_files import read_chain
+from nodecert.backends.local_files import HomeIssuers
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.files import secure_home
@@ -22,6 +22,7 @@ from nodecert.core.ports import (
     AuditTrail,
     CABackend,
     CRLSigner,
+    IssuerSource,
     Ledger,
     NodeDirectory,
     RateLimiter,
@@ -151,7 +152,13 @@ def build_service(settings: Settings, *, event_loop: bool = False) -> Service:
             jwks=jwks,
             admin_group=settings.admin_group,
         )
-    decider = _decider(settings, ca.chain, stores.ledger, stores.nodes)
+    decider = _decider(
+        settings,
+        ca.chain,
+        stores.ledger,
+        stores.nodes,
+        ca if isinstance(ca, IssuerSource) else None,
+    )
     renewer = Renewer(
         authority=authority,
         decider=decider,
@@ -212,10 +219,10 @@ def build_decider(settings: Settings) -> AccessDecider:
                 f" with NODECERT_ACMPCA_CA_ARN ({certificate} does not exist either; the"
                 " node-side check never creates a CA)"
             )
-        # The issuing CA and, in a two-tier home, the root; never a key.
-        chain = read_chain(settings.home / "ca")
+        # The issuing CAs and roots, followed through rotations; never a key.
+        issuers = HomeIssuers(settings.home / "ca")
         stores = _stores(settings)
-        return _decider(settings, lambda: chain, stores.ledger, stores.nodes)
+        return _decider(settings, tuple, stores.ledger, stores.nodes, issuers)
     stores = _stores(settings)
     return _decider(settings, _ca(settings).chain, stores.ledger, stores.nodes)
 
@@ -225,6 +232,7 @@ def _decider(
     chain_source: Callable[[], Sequence[x509.Certificate]],
     ledger: Ledger,
     nodes: NodeDirectory,
+    issuers: IssuerSource | None = None,
 ) -> AccessDecider:
     # Only the registry policy keeps a node directory to check ownership against.
     check_owner = settings.ownership is OwnershipMode.REGISTRY
@@ -244,6 +252,16 @@ def _decider(
             nodes=nodes,
             trust_domain=settings.trust_domain,
             check_owner=check_owner,
+        )
+    if issuers is not None:
+        # A CA that rotates: every decision asks it which issuing CAs hold now.
+        return AccessDecider(
+            trust_anchors=(),
+            ledger=ledger,
+            nodes=nodes,
+            trust_domain=settings.trust_domain,
+            check_owner=check_owner,
+            issuer_source=issuers.issuer_set,
         )
     return AccessDecider.from_chain_source(
         chain_source,

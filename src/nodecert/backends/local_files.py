@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -19,9 +21,27 @@ from cryptography.hazmat.primitives import serialization
 from nodecert.backends.hierarchy import ca_name, key_bytes, make_intermediate, make_root
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.files import write_atomic
-from nodecert.core.keys import KeyType, generate_private_key
+from nodecert.core.keys import KeyType, generate_private_key, key_id
+from nodecert.core.values import IssuerSet
 
-__all__ = ["create_two_tier", "issuing_name", "locked", "read_chain", "write_new_private"]
+__all__ = [
+    "ROTATION",
+    "HomeCA",
+    "HomeIssuers",
+    "create_two_tier",
+    "issuing_name",
+    "key_id",
+    "locked",
+    "pem",
+    "read_certificate",
+    "read_chain",
+    "read_home",
+    "rotation_stamp",
+    "write_new_private",
+]
+
+# The counter a completed rotation advances (see nodecert.backends.rotation).
+ROTATION = "rotation"
 
 
 def create_two_tier(
@@ -53,8 +73,8 @@ def create_two_tier(
     else:
         write_new_private(root_key_out, sealed)
     # Public, but under NODECERT_HOME every file is private (0600).
-    write_atomic(directory / "root.crt", _pem(root), mode=0o600)
-    write_atomic(directory / "ca.crt", _pem(certificate), mode=0o600)
+    write_atomic(directory / "root.crt", pem(root), mode=0o600)
+    write_atomic(directory / "ca.crt", pem(certificate), mode=0o600)
     write_atomic(directory / "ca.key", key_bytes(key, passphrase), mode=0o600)
 
 
@@ -67,7 +87,7 @@ def read_chain(directory: Path, public_key: object = None) -> tuple[x509.Certifi
         ConfigurationError: no CA there, unreadable files, an issuing certificate that
             does not match ``public_key``, or one the root did not sign.
     """
-    certificate = _read_certificate(directory / "ca.crt")
+    certificate = read_certificate(directory / "ca.crt")
     if public_key is not None and certificate.public_key() != public_key:
         raise ConfigurationError(
             f"local CA: {directory / 'ca.crt'} does not match {directory / 'ca.key'}"
@@ -75,7 +95,7 @@ def read_chain(directory: Path, public_key: object = None) -> tuple[x509.Certifi
     root_path = directory / "root.crt"
     if not root_path.exists():
         return (certificate,)  # A one-tier CA of an earlier version.
-    root = _read_certificate(root_path)
+    root = read_certificate(root_path)
     try:
         certificate.verify_directly_issued_by(root)
     except (ValueError, TypeError, InvalidSignature) as exc:
@@ -83,6 +103,112 @@ def read_chain(directory: Path, public_key: object = None) -> tuple[x509.Certifi
             f"local CA: {directory / 'ca.crt'} is not signed by {root_path}"
         ) from exc
     return (certificate, root)
+
+
+@dataclass(frozen=True, slots=True)
+class HomeCA:
+    """What a home's CA files say, without any key.
+
+    Attributes:
+        chain: The issuing CA first, up to and including its root (what certificates
+            carry; one certificate for a one-tier CA of an earlier version).
+        retiring: Earlier issuing CAs (and their roots, when the root changed) whose
+            certificates are still accepted.
+        retired: Earlier issuing CAs retired at once (``ca rotate --retire-now``).
+        stamp: Identifies the state of the files (see :func:`rotation_stamp`).
+    """
+
+    chain: tuple[x509.Certificate, ...]
+    retiring: tuple[x509.Certificate, ...] = ()
+    retired: tuple[x509.Certificate, ...] = ()
+    stamp: object = None
+
+    def published(self) -> tuple[x509.Certificate, ...]:
+        """``GET /v1/ca``: the issuing CA, the retiring ones, their roots, the root last."""
+        issuing, *rest = self.chain
+        extra = [c for c in self.retiring if c not in self.chain]
+        ordered = [issuing, *(c for c in extra if not _self_signed(c))]
+        ordered += [c for c in extra if _self_signed(c)]
+        return (*ordered, *(c for c in rest if c not in ordered))
+
+    def issuer_set(self) -> IssuerSet:
+        """The :class:`IssuerSet` of these files."""
+        published = self.published()
+        return IssuerSet(
+            roots=tuple(c for c in published if _self_signed(c)),
+            intermediates=tuple(c for c in published if not _self_signed(c)),
+            retired=self.retired,
+        )
+
+
+def read_home(directory: Path, public_key: object = None) -> HomeCA:
+    """The CA files of ``directory`` (see :class:`HomeCA`); no key is read.
+
+    Raises:
+        ConfigurationError: see :func:`read_chain`.
+    """
+    stamp = rotation_stamp(directory)
+    chain = read_chain(directory, public_key)
+    current = key_id(chain[0])
+    retiring: list[x509.Certificate] = []
+    retired: list[x509.Certificate] = []
+    base = directory / "retired"
+    for entry in sorted(base.iterdir()) if base.is_dir() else ():
+        # An entry for the current issuer is what a rotation killed early left: ignored.
+        if entry.name == current or not (entry / "ca.crt").is_file():
+            continue
+        found = [read_certificate(entry / "ca.crt")]
+        if (entry / "root.crt").is_file():
+            found.append(read_certificate(entry / "root.crt"))
+        (retired if (entry / "retired-now").exists() else retiring).extend(found)
+    return HomeCA(chain, tuple(retiring), tuple(retired), stamp)
+
+
+class HomeIssuers:
+    """The ``IssuerSource`` of a home's CA files alone (no key): for the node-side check.
+
+    The files are read again after a rotation (one ``stat`` per call finds out), so an
+    authorizer beside the service follows ``nodecert ca rotate`` on its next decision.
+
+    Raises:
+        ConfigurationError: at construction, see :func:`read_home`.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._lock = threading.Lock()
+        home = read_home(directory)
+        self._loaded = (home.stamp, home.issuer_set())
+
+    def issuer_set(self) -> IssuerSet:
+        """The current :class:`IssuerSet` (the same object until the next rotation)."""
+        loaded = self._loaded
+        if rotation_stamp(self._directory) == loaded[0]:
+            return loaded[1]
+        with self._lock:
+            if rotation_stamp(self._directory) != self._loaded[0]:
+                try:
+                    home = read_home(self._directory)
+                except ConfigurationError:
+                    return self._loaded[1]  # Files being replaced: the next call retries.
+                self._loaded = (home.stamp, home.issuer_set())
+            return self._loaded[1]
+
+
+def rotation_stamp(directory: Path) -> object:
+    """What changes whenever a rotation completes: the ``rotation`` counter file's state.
+
+    One ``stat``: cheap enough to check on every request.
+    """
+    try:
+        status = os.stat(directory / ROTATION)
+    except FileNotFoundError:
+        return None
+    return (status.st_ino, status.st_mtime_ns, status.st_size)
+
+
+def _self_signed(certificate: x509.Certificate) -> bool:
+    return certificate.issuer == certificate.subject
 
 
 def write_new_private(path: Path, data: bytes) -> None:
@@ -125,11 +251,17 @@ def issuing_name(organization: str, now: datetime) -> x509.Name:
     return ca_name(organization, f"issuing CA {now:%Y-%m-%d %H:%M:%S}")
 
 
-def _pem(certificate: x509.Certificate) -> bytes:
+def pem(certificate: x509.Certificate) -> bytes:
+    """PEM bytes of ``certificate``."""
     return certificate.public_bytes(serialization.Encoding.PEM)
 
 
-def _read_certificate(path: Path) -> x509.Certificate:
+def read_certificate(path: Path) -> x509.Certificate:
+    """The PEM certificate in ``path``.
+
+    Raises:
+        ConfigurationError: unreadable, or not a PEM certificate.
+    """
     try:
         return x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError) as exc:

@@ -1,9 +1,10 @@
-"""``nodecert ca``: the local CA's hierarchy (``init``, ``sign-intermediate``).
+"""``nodecert ca``: the local CA's hierarchy (``init``, ``sign-intermediate``, ``rotate``).
 
 ``ca init`` creates the two-tier CA of the home (``NODECERT_HOME``); with
 ``--root-key-out PATH`` the root key goes to PATH, for the operator to take offline, and
 the service runs with the issuing intermediate alone. ``ca sign-intermediate`` is the
-offline root's one job: sign an intermediate from a CSR. Keys are read and written with
+offline root's one job: sign an intermediate from a CSR. ``ca rotate`` replaces the issuing
+intermediate (see :mod:`nodecert.backends.rotation`). Keys are read and written with
 ``NODECERT_CA_PASSPHRASE``; neither a key nor the passphrase is ever printed.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nodecert.cli.common import CLIError
+from nodecert.cli.common import CLIError, UsageError, local_settings
 from nodecert.client._files import read_small
 
 __all__ = ["add_ca_commands"]
@@ -70,6 +71,29 @@ def add_ca_commands(sub: Any) -> None:
     )
     sign.set_defaults(handler=_sign_intermediate)
 
+    rotate = ca_sub.add_parser(
+        "rotate",
+        help="replace the issuing intermediate (the service issues from the new one at once)",
+        description=(
+            "Make a new issuing intermediate. The old one retires: its certificates stay"
+            " valid until they expire, and renewal agents renew them early. With"
+            " --retire-now (its key leaked) they are refused at once wherever the access"
+            " decision runs, and each genuine one can still renew by proof of possession."
+        ),
+    )
+    rotate.add_argument(
+        "--retire-now", action="store_true", help="refuse the old intermediate's certificates now"
+    )
+    rotate.add_argument(
+        "--root-key", type=Path, metavar="PATH", help="the root key, when it is kept offline"
+    )
+    rotate.add_argument(
+        "--new-root",
+        action="store_true",
+        help="a new root too (root rotation; makes a one-tier CA of an earlier version two-tier)",
+    )
+    rotate.set_defaults(handler=_rotate)
+
 
 def _init(args: argparse.Namespace) -> None:
     from nodecert.backends.local_files import create_two_tier, locked
@@ -100,6 +124,38 @@ def _init(args: argparse.Namespace) -> None:
     print(f"issuing CA:        {directory.absolute() / 'ca.crt'}")
     if root_key_out is not None:
         print("take the root key offline: the service runs with the issuing CA alone")
+    print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
+
+
+def _rotate(args: argparse.Namespace) -> None:
+    from nodecert.backends.hierarchy import load_key
+    from nodecert.backends.local_files import key_id, locked, read_certificate
+    from nodecert.backends.rotation import rotate
+
+    settings = local_settings()
+    directory = settings.home / "ca"
+    if not (directory / "ca.key").exists():
+        raise CLIError(f"ca rotate: no local CA in {directory.absolute()}")
+    if args.new_root and args.root_key is not None:
+        raise UsageError("ca rotate: --new-root makes its own root key; drop --root-key")
+    root_key = None if args.root_key is None else load_key(args.root_key, settings.ca_passphrase)
+    with locked(directory):
+        old = read_certificate(directory / "ca.crt")
+        new = rotate(
+            directory,
+            organization=settings.organization,
+            key_type=settings.ca_key_type,
+            passphrase=settings.ca_passphrase,
+            now=datetime.now(UTC),
+            root_key=root_key,
+            new_root=args.new_root,
+            retire_now=args.retire_now,
+        )
+    state = "retired now: its certificates are refused" if args.retire_now else "retiring"
+    print(f"issuing CA:  {new.subject.rfc4514_string()} (key id {key_id(new)})")
+    print(f"previous:    {old.subject.rfc4514_string()} (key id {key_id(old)}): {state}")
+    if args.new_root:
+        print(f"new root:    {directory.absolute() / 'root.crt'}: give it to every trust store")
     print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
 
 

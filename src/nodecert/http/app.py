@@ -254,6 +254,13 @@ def create_app(service: Service) -> FastAPI:
     async def ca_roots() -> Response:
         return render(routes.ca_roots())
 
+    @app.get(
+        "/v1/ca/issuers",
+        summary="Each CA certificate's key id and state: active, retiring, retired, root",
+    )
+    async def ca_issuers() -> Response:
+        return render(routes.ca_issuers())
+
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> Response:
         return render(routes.healthz())

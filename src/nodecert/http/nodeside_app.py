@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from nodecert.core.errors import InvalidRequestError
 from nodecert.core.values import Principal
 from nodecert.http.contract import Reply
 from nodecert.http.direct import single_header
@@ -77,13 +78,15 @@ def add_nodeside_routes(
         responses={
             200: {"content": {"application/pkix-crl": {}}},
             304: {"description": "Not modified: If-None-Match names the current CRL"},
-            **_errors(404),
+            **_errors(400, 404),
         },
-        summary="The local CA's CRL (DER)",
+        summary="The local CA's CRL (DER); ?issuer=<key id> for a retiring issuing CA's",
     )
-    async def crl(request: Request) -> Response:
+    async def crl(request: Request, issuer: str | None = None) -> Response:
+        if len(request.query_params.getlist("issuer")) > 1:
+            raise InvalidRequestError("issuer: sent more than once")
         if_none_match = request.headers.get("if-none-match")
-        return render(await run_in_threadpool(routes.crl, if_none_match))
+        return render(await run_in_threadpool(routes.crl, if_none_match, issuer))
 
     @app.post(
         "/v1/nodes/{nodeId}/revoke-all",
