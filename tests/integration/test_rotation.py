@@ -11,6 +11,7 @@ intermediate by proof of possession; a certificate minted with the leaked key re
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nodecert.backends.hierarchy import load_key
 from nodecert.backends.local_files import key_id
@@ -32,6 +35,17 @@ from nodecert.issuing.renewal import mint_renewal_token, renewal_audience
 from ..conftest import Env, make_settings
 from ..tls import connect, mtls_server
 from .test_mtls import pkilint
+
+
+@pytest.fixture(scope="module")
+def routes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One service's node-side routes for the property test (run many times)."""
+    from nodecert.bootstrap import build_service
+    from nodecert.http.nodeside_routes import NodeSideRoutes
+
+    service = build_service(make_settings(tmp_path_factory.mktemp("crl") / "home"))
+    yield NodeSideRoutes.for_service(service)
+    service.close()
 
 
 @pytest.fixture
@@ -236,3 +250,185 @@ def test_an_emergency_rotation_refuses_the_old_at_once_and_renews_the_genuine(
     if not successor.get("privateKey"):
         successor["privateKey"] = genuine["privateKey"]  # The renewal kept the key.
     assert _handshake(env, successor, tmp_path, published) == b"hello"
+
+
+def test_a_rotation_killed_midway_is_completed_or_never_happened(
+    env: Env, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nodecert.backends import rotation
+
+    env.add_node("n1", "alice")
+    before = env.service.authority.ca.chain()[0]
+    # Killed after the new key was renamed into place, before the certificate was.
+    real_replace = rotation.os.replace
+    calls: list[str] = []
+
+    def dies_on_the_second(source: Any, target: Any) -> None:
+        # os.replace is also how every file is written (atomically): count the installs.
+        if Path(source).parent.name == "next" and Path(target).parent.name != "next":
+            calls.append(str(target))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # What a kill leaves: the first rename done only.
+        real_replace(source, target)
+
+    monkeypatch.setattr(rotation.os, "replace", dies_on_the_second)
+    assert main(["ca", "rotate"]) == 130
+    monkeypatch.setattr(rotation.os, "replace", real_replace)
+    assert (home / "ca" / "next").is_dir()  # ca.key is the new one, ca.crt the old one.
+    # The running service keeps issuing from the old intermediate (nothing was announced).
+    assert _leaf(env.issue("alice", "n1", keyType="ec-p256")).issuer == before.subject
+    # The next start finishes the rotation.
+    from nodecert.bootstrap import build_service
+
+    restarted = build_service(make_settings(home))
+    try:
+        after = restarted.authority.ca.chain()[0]
+        assert after != before and before in restarted.authority.ca.chain()
+        assert not (home / "ca" / "next").exists()
+    finally:
+        restarted.close()
+    # And the running service follows it on its next request.
+    assert _leaf(env.issue("alice", "n1", keyType="ec-p256")).issuer == after.subject
+
+
+def test_a_rotation_killed_while_staging_never_happened(env: Env, home: Path) -> None:
+    from nodecert.backends import rotation
+    from nodecert.backends.local_files import locked
+
+    before = env.service.authority.ca.chain()
+    # What a kill before the stage was complete leaves: retired/<current>, a partial stage.
+    current = home / "ca" / "retired" / key_id(before[0])
+    current.mkdir(parents=True)
+    (current / "ca.crt").write_bytes((home / "ca" / "ca.crt").read_bytes())
+    (current / "retired-now").write_bytes(b"")
+    (home / "ca" / "next").mkdir()
+    (home / "ca" / "next" / "ca.key").write_bytes(b"half")
+    with locked(home / "ca"):
+        rotation.finish(home / "ca")
+    assert not (home / "ca" / "next").exists()
+    assert tuple(env.service.authority.ca.chain()) == tuple(before)
+    env.add_node("n1", "alice")
+    # The current issuer is not refused for a retired-now entry of its own key id.
+    issued = env.issue("alice", "n1", keyType="ec-p256")
+    assert env.service.decider.decide(_leaf(issued), "n1").allowed
+    assert build_decider(make_settings(home)).decide(_leaf(issued), "n1").allowed
+
+
+def test_new_root_makes_a_one_tier_home_two_tier_and_keeps_its_certificates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from nodecert.bootstrap import build_service
+    from nodecert.http.app import create_app
+
+    from .test_two_tier import _one_tier_home
+
+    old_root = _one_tier_home(tmp_path / "home")
+    monkeypatch.setenv("NODECERT_HOME", str(tmp_path / "home"))
+    service = build_service(make_settings(tmp_path / "home"))
+    try:
+        with TestClient(create_app(service), raise_server_exceptions=False) as client:
+            env = Env(service, client)
+            env.add_node("n1", "alice")
+            old = env.issue("alice", "n1", keyType="ec-p256")
+            assert main(["ca", "rotate", "--new-root"]) == 0
+            new = env.issue("alice", "n1", keyType="ec-p256")
+            intermediate, *_, root = x509.load_pem_x509_certificates(client.get("/v1/ca").content)
+            assert root != old_root and root.issuer == root.subject
+            assert _leaf(new).issuer == intermediate.subject
+            roots = x509.load_pem_x509_certificates(client.get("/v1/ca/roots").content)
+            assert set(roots) == {root, old_root}
+            assert _issuers(env) == {
+                key_id(intermediate): "active",
+                key_id(old_root): "retiring",
+                key_id(root): "root",
+            }
+            for issued in (old, new):
+                assert service.decider.decide(_leaf(issued), "n1").allowed
+                trust = client.get("/v1/ca").content
+                assert _handshake(env, issued, tmp_path, trust) == b"hello"
+            assert (tmp_path / "home" / "ca" / "root.key").exists()
+    finally:
+        service.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    issuer=st.one_of(
+        st.text(max_size=300),
+        st.from_regex(r"[0-9a-fA-F]{0,140}", fullmatch=True),
+        st.sampled_from(["../ca", "..%2f", "00" * 20 + "\n", "0" * 40 + "/x"]),
+    )
+)
+def test_any_crl_issuer_value_is_a_crl_or_a_4xx(routes: Any, issuer: str) -> None:
+    from nodecert.core.errors import InvalidRequestError, NotFoundError
+
+    try:
+        reply = routes.crl(None, issuer)
+    except (InvalidRequestError, NotFoundError):
+        return
+    assert reply.status == 200
+
+
+class _ASGITransport:
+    """The Python client's transport onto the test client (the ASGI app, no socket)."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.paths: list[str] = []
+
+    def send(self, request: Any, *, timeout: float) -> Any:
+        from nodecert.client import Response
+
+        path = request.url.removeprefix("https://svc")
+        self.paths.append(f"{request.method} {path}")
+        reply = self.env.client.request(
+            request.method, path, headers=request.headers, content=request.body
+        )
+        headers = {k.lower(): v for k, v in reply.headers.items()}
+        return Response(reply.status_code, headers, reply.content)
+
+
+def test_renewal_agents_renew_early_when_their_issuer_retires(
+    env: Env, home: Path, tmp_path: Path
+) -> None:
+    from nodecert.client import Client
+    from nodecert.client.renew import RenewalTarget, renew_if_due, watch
+
+    env.add_node("n1", "alice")
+    issued = env.issue("alice", "n1", keyType="ec-p256")
+    cert, key = tmp_path / "n1.crt", tmp_path / "n1.key"
+    cert.write_text(str(issued["certificate"]))
+    key.write_text(str(issued["privateKey"]))
+    transport = _ASGITransport(env)
+    target = RenewalTarget(cert=cert, key=key, client=Client("https://svc", transport=transport))
+    # Fresh, and its issuer active: not due (one question asked, nothing renewed).
+    now = datetime.now(UTC)
+    assert renew_if_due(target, now=now).renewed is None
+    assert transport.paths == ["GET /v1/ca/issuers"]
+    # A planned rotation: the timer's next run renews onto the new issuing CA.
+    assert main(["ca", "rotate"]) == 0
+    renewed = renew_if_due(target, now=now).renewed
+    assert renewed is not None
+    assert renewed.issuer == env.service.authority.ca.chain()[0].subject
+    assert renew_if_due(target, now=now).renewed is None  # Its issuer is active: done.
+    # An emergency rotation: a watching agent renews at once, without sleeping until due.
+    assert main(["ca", "rotate", "--retire-now"]) == 0
+    naps: list[float] = []
+    watch(target, sleep=naps.append, max_renewals=1)
+    assert naps == []
+    current = x509.load_pem_x509_certificate(cert.read_bytes())
+    assert current.issuer == env.service.authority.ca.chain()[0].subject
+    assert env.service.decider.decide(current, "n1").allowed
+    # A service that cannot say (an older one: 404) leaves the schedule as it was.
+    transport.paths.clear()
+    older = Client("https://svc", transport=_refusing_transport(404))
+    assert renew_if_due(RenewalTarget(cert=cert, key=key, client=older), now=now).renewed is None
+
+
+def _refusing_transport(status: int) -> Any:
+    from nodecert.core.errors import NotFoundError
+    from nodecert.testing import MockTransport, problem_response
+
+    return MockTransport(lambda _request: problem_response(NotFoundError("no route"), status))
