@@ -13,6 +13,7 @@ from cryptography import x509
 
 from nodecert.backends.local import LocalCA
 from nodecert.backends.local_files import HomeIssuers
+from nodecert.backends.signer import ExternalSigner
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.files import secure_home
@@ -51,6 +52,7 @@ __all__ = [
     "Stores",
     "build_decider",
     "build_service",
+    "kms_signer",
     "settings_from_environment",
 ]
 
@@ -321,6 +323,26 @@ def _dynamodb_stores(settings: Settings) -> Stores:
     return Stores(dynamodb, dynamodb, limits, limits, outbox, outbox)
 
 
+def kms_signer(settings: Settings) -> ExternalSigner:
+    """The local CA's issuing key in AWS KMS (``NODECERT_CA_KMS_KEY_ID``).
+
+    Raises:
+        ConfigurationError: boto3 is missing, or the key cannot be used (see ``KMSSigner``).
+    """
+    if settings.ca_kms_key_id is None:
+        raise ConfigurationError("NODECERT_CA_KMS_KEY_ID: not set")
+    try:
+        from nodecert.awsclients import make_client
+        from nodecert.backends.kms import KMSSigner
+
+        client = make_client("kms", region=settings.aws_region, max_attempts=2)
+    except ImportError as exc:
+        raise ConfigurationError(
+            "NODECERT_CA_KMS_KEY_ID: boto3 is not installed (pip install 'nodecert[aws]')"
+        ) from exc
+    return KMSSigner(client, settings.ca_kms_key_id)
+
+
 def _ca(settings: Settings) -> CABackend:
     if settings.ca == "local":
         return LocalCA.open_or_create(
@@ -329,6 +351,7 @@ def _ca(settings: Settings) -> CABackend:
             trust_domain=settings.trust_domain,
             key_type=settings.ca_key_type,
             passphrase=settings.ca_passphrase,
+            signer=None if settings.ca_kms_key_id is None else kms_signer(settings),
         )
     if settings.ca == "acmpca" and settings.acmpca_ca_arn:
         from nodecert.awsclients import make_client

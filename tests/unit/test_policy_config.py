@@ -255,6 +255,7 @@ FULL_ENV = {
     "NODECERT_CRL_LIFETIME_S": "7200",
     "NODECERT_REVOCATION_RETRY_S": "5",
     "NODECERT_TLS_CERT": "/etc/nodecert/tls/server.crt",
+    "NODECERT_CA_KMS_KEY_ID": "alias/nodecert-issuing",
     "NODECERT_TLS_KEY": "/etc/nodecert/tls/server.key",
 }
 
@@ -311,6 +312,7 @@ def test_every_setting_is_read_and_converted():
     assert settings.crl_lifetime_s == 7200
     assert settings.revocation_retry_s == 5
     assert settings.tls_cert == Path("/etc/nodecert/tls/server.crt")
+    assert settings.ca_kms_key_id == "alias/nodecert-issuing"
     assert settings.tls_key == Path("/etc/nodecert/tls/server.key")
     for name in Settings.__dataclass_fields__:
         value = getattr(settings, name)

@@ -14,9 +14,11 @@ import threading
 from typing import Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from nodecert.core.keys import PrivateKey, hash_for
+from nodecert.backends.signer import ExternalSigner, sign_certificate, sign_crl
+from nodecert.core.keys import PrivateKey
 
 __all__ = ["Counter", "IssuerSigner", "MemoryCounter"]
 
@@ -64,7 +66,7 @@ class IssuerSigner:
 
     def __init__(
         self,
-        key: PrivateKey,
+        key: PrivateKey | ExternalSigner,
         certificate: x509.Certificate,
         *,
         revocations: Counter,
@@ -73,9 +75,10 @@ class IssuerSigner:
     ) -> None:
         self.key = key
         self.certificate = certificate
-        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+        public_key = key.public_key()
+        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key)
         self.aki = x509.Extension(aki.oid, False, aki)
-        self.hash = hash_for(key)
+        self.hash = hashes.SHA384() if _is_p384(public_key) else hashes.SHA256()
         self._revocations = revocations
         self._crl_numbers = crl_numbers
         self._stamp = stamp
@@ -90,6 +93,8 @@ class IssuerSigner:
 
     def sign_tbs(self, tbs: bytes) -> bytes:
         """Sign DER bytes with the key and the hash of :meth:`sign_crl` (a CRL's TBS)."""
+        if not isinstance(self.key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            return self.key.sign(tbs)
         if isinstance(self.key, ec.EllipticCurvePrivateKey):
             return self.key.sign(tbs, ec.ECDSA(self.hash))
         return self.key.sign(tbs, padding.PKCS1v15(), self.hash)
@@ -98,8 +103,19 @@ class IssuerSigner:
         self, builder: x509.CertificateRevocationListBuilder
     ) -> x509.CertificateRevocationList:
         """Sign a CRL built by the caller with this issuer's name, key and AKI."""
-        return (
-            builder.issuer_name(self.certificate.subject)
-            .add_extension(self.aki.value, critical=False)
-            .sign(self.key, self.hash)
+        builder = builder.issuer_name(self.certificate.subject).add_extension(
+            self.aki.value, critical=False
         )
+        if not isinstance(self.key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            return sign_crl(builder, self.key)
+        return builder.sign(self.key, self.hash)
+
+    def sign_certificate(self, builder: x509.CertificateBuilder) -> x509.Certificate:
+        """Sign a certificate built by the caller (issuer name and AKI included)."""
+        if not isinstance(self.key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            return sign_certificate(builder, self.key)
+        return builder.sign(self.key, self.hash)
+
+
+def _is_p384(public_key: object) -> bool:
+    return isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.key_size >= 384

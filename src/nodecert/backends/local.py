@@ -39,6 +39,7 @@ from nodecert.backends.local_files import (
 )
 from nodecert.backends.profile import client_extensions, naive_utc
 from nodecert.backends.rotation import finish
+from nodecert.backends.signer import ExternalSigner
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
 from nodecert.core.files import CounterFile
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key
@@ -75,7 +76,7 @@ class LocalCA:
     def __init__(
         self,
         *,
-        key: PrivateKey,
+        key: PrivateKey | ExternalSigner,
         certificate: x509.Certificate,
         organization: str,
         trust_domain: str,
@@ -98,6 +99,7 @@ class LocalCA:
         self._directory = directory
         self._passphrase = passphrase
         self._reload_lock = threading.Lock()
+        self._external: ExternalSigner | None = None
         home = home or HomeCA(tuple(chain) if chain is not None else (certificate,))
         self._state = self._state_of(key, home)
 
@@ -162,8 +164,12 @@ class LocalCA:
         key_type: KeyType = KeyType.EC_P256,
         passphrase: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        signer: ExternalSigner | None = None,
     ) -> LocalCA:
         """Load the CA from ``directory``, creating a two-tier one there first if none exists.
+
+        ``signer`` holds the issuing key outside any file (AWS KMS): a new CA's
+        intermediate is made for its public key, and an existing one must match it.
 
         Raises:
             ConfigurationError: the key is encrypted and no (or a wrong) passphrase was
@@ -171,16 +177,21 @@ class LocalCA:
         """
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         with locked(directory):
-            if not (directory / "ca.key").exists():
+            if not (directory / "ca.crt").exists():
                 create_two_tier(
                     directory,
                     organization=organization,
                     key_type=key_type,
                     passphrase=passphrase,
                     now=clock(),
+                    issuing_key=None if signer is None else signer.public_key(),
                 )
         return cls.open(
-            directory, organization=organization, trust_domain=trust_domain, passphrase=passphrase
+            directory,
+            organization=organization,
+            trust_domain=trust_domain,
+            passphrase=passphrase,
+            signer=signer,
         )
 
     @classmethod
@@ -191,6 +202,7 @@ class LocalCA:
         organization: str,
         trust_domain: str,
         passphrase: str | None = None,
+        signer: ExternalSigner | None = None,
     ) -> LocalCA:
         """Load an existing CA (two-tier, or the one-tier CA of an earlier version).
 
@@ -200,9 +212,9 @@ class LocalCA:
         """
         with locked(directory):
             finish(directory)  # A rotation a crash interrupted.
-        key = load_key(directory / "ca.key", passphrase)
+        key = signer if signer is not None else load_key(directory / "ca.key", passphrase)
         home = read_home(directory, key.public_key())
-        return cls(
+        ca = cls(
             key=key,
             certificate=home.chain[0],
             organization=organization,
@@ -211,6 +223,8 @@ class LocalCA:
             passphrase=passphrase,
             home=home,
         )
+        ca._external = signer
+        return ca
 
     def issue(self, request: SigningRequest) -> SignedCertificate:
         """Sign ``request`` with the fixed client (or node) profile."""
@@ -239,7 +253,7 @@ class LocalCA:
             not_valid_after=not_after,
             extensions=extensions,
         )
-        certificate = builder.sign(state.signer.key, state.signer.hash)
+        certificate = state.signer.sign_certificate(builder)
         return SignedCertificate(certificate=certificate, chain=state.chain)
 
     def chain(self) -> Sequence[x509.Certificate]:
@@ -320,7 +334,7 @@ class LocalCA:
             if rotation_stamp(self._directory) == self._state.stamp:
                 return self._state
             try:
-                key = load_key(self._directory / "ca.key", self._passphrase)
+                key = self._external or load_key(self._directory / "ca.key", self._passphrase)
                 home = read_home(self._directory, key.public_key())
                 self._state = self._state_of(key, home)
             except ConfigurationError as exc:
@@ -328,7 +342,7 @@ class LocalCA:
                 log.warning("local CA: cannot reload after a rotation: %s", exc.detail)
             return self._state
 
-    def _state_of(self, key: PrivateKey, home: HomeCA) -> _State:
+    def _state_of(self, key: PrivateKey | ExternalSigner, home: HomeCA) -> _State:
         signer = IssuerSigner(
             key,
             home.chain[0],

@@ -17,11 +17,12 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.backends.hierarchy import ca_name, key_bytes, make_intermediate, make_root
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.files import write_atomic
-from nodecert.core.keys import KeyType, generate_private_key, key_id
+from nodecert.core.keys import KeyType, PrivateKey, generate_private_key, key_id
 from nodecert.core.values import IssuerSet
 
 __all__ = [
@@ -52,20 +53,28 @@ def create_two_tier(
     passphrase: str | None,
     now: datetime,
     root_key_out: Path | None = None,
+    issuing_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey | None = None,
 ) -> None:
     """Write a new two-tier CA into ``directory`` (see the module docstring).
 
     ``root_key_out`` writes the root key there instead of ``directory/root.key``, for the
-    operator to take offline; it must not exist yet. The caller holds the directory lock.
+    operator to take offline; it must not exist yet. ``issuing_key`` is the public half of
+    an issuing key held elsewhere (AWS KMS): no ``ca.key`` is written. ``ca.crt`` is
+    written last: a home with it is complete. The caller holds the directory lock.
 
     Raises:
         ConfigurationError: ``root_key_out`` exists or cannot be written.
     """
     root_key = generate_private_key(key_type)
     root = make_root(root_key, organization, now)
-    key = generate_private_key(key_type)
+    key: PrivateKey | None = None
+    if issuing_key is None:
+        key = generate_private_key(key_type)
+        public_key = key.public_key()
+    else:
+        public_key = issuing_key
     certificate = make_intermediate(
-        key.public_key(), issuing_name(organization, now), root_key=root_key, root=root, now=now
+        public_key, issuing_name(organization, now), root_key=root_key, root=root, now=now
     )
     sealed = key_bytes(root_key, passphrase)
     if root_key_out is None:
@@ -74,8 +83,9 @@ def create_two_tier(
         write_new_private(root_key_out, sealed)
     # Public, but under NODECERT_HOME every file is private (0600).
     write_atomic(directory / "root.crt", pem(root), mode=0o600)
+    if key is not None:
+        write_atomic(directory / "ca.key", key_bytes(key, passphrase), mode=0o600)
     write_atomic(directory / "ca.crt", pem(certificate), mode=0o600)
-    write_atomic(directory / "ca.key", key_bytes(key, passphrase), mode=0o600)
 
 
 def read_chain(directory: Path, public_key: object = None) -> tuple[x509.Certificate, ...]:

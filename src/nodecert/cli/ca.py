@@ -108,7 +108,7 @@ def _init(args: argparse.Namespace) -> None:
     secure_home(settings.home)
     directory.mkdir(mode=0o700, exist_ok=True)
     with locked(directory):
-        if (directory / "ca.key").exists():
+        if (directory / "ca.crt").exists():
             raise CLIError(f"ca init: {directory.absolute()} has a CA already")
         create_two_tier(
             directory,
@@ -117,6 +117,7 @@ def _init(args: argparse.Namespace) -> None:
             passphrase=settings.ca_passphrase,
             now=datetime.now(UTC),
             root_key_out=root_key_out,
+            issuing_key=_kms_public_key(settings),
         )
     where = root_key_out if root_key_out is not None else directory / "root.key"
     print(f"root certificate:  {directory.absolute() / 'root.crt'}")
@@ -134,8 +135,13 @@ def _rotate(args: argparse.Namespace) -> None:
 
     settings = local_settings()
     directory = settings.home / "ca"
-    if not (directory / "ca.key").exists():
+    if not (directory / "ca.crt").exists():
         raise CLIError(f"ca rotate: no local CA in {directory.absolute()}")
+    if settings.ca_kms_key_id is not None:
+        raise CLIError(
+            "ca rotate: the issuing key is in AWS KMS (NODECERT_CA_KMS_KEY_ID); rotating it"
+            " is not supported yet"
+        )
     if args.new_root and args.root_key is not None:
         raise UsageError("ca rotate: --new-root makes its own root key; drop --root-key")
     root_key = None if args.root_key is None else load_key(args.root_key, settings.ca_passphrase)
@@ -157,6 +163,15 @@ def _rotate(args: argparse.Namespace) -> None:
     if args.new_root:
         print(f"new root:    {directory.absolute() / 'root.crt'}: give it to every trust store")
     print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
+
+
+def _kms_public_key(settings: Any) -> Any:
+    # The issuing key in AWS KMS: the intermediate is made for its public half.
+    if settings.ca_kms_key_id is None:
+        return None
+    from nodecert.bootstrap import kms_signer
+
+    return kms_signer(settings).public_key()
 
 
 def _sign_intermediate(args: argparse.Namespace) -> None:

@@ -33,6 +33,7 @@ class Settings:
     ca: str = "local"
     ca_key_type: KeyType = KeyType.EC_P256
     ca_passphrase: str | None = field(default=None, repr=False)
+    ca_kms_key_id: str | None = None
     acmpca_ca_arn: str | None = None
     acmpca_short_lived_ca_arn: str | None = None
     acmpca_template_arn: str = "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate/V1"
