@@ -53,6 +53,12 @@ deps:
 		else \
 			echo "hint: install PostgreSQL (apt-get install postgresql) to run the PostgreSQL tests"; \
 		fi; }
+	@command -v softhsm2-util >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2; \
+		else \
+			echo "hint: install SoftHSM2 (apt-get install softhsm2) to run the PKCS#11 tests"; \
+		fi; }
 
 test: $(STAMP) deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider --cov=nodecert --cov-report=term:skip-covered $(PYTEST_ARGS)

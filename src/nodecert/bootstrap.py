@@ -52,6 +52,7 @@ __all__ = [
     "Stores",
     "build_decider",
     "build_service",
+    "issuing_signer",
     "kms_signer",
     "settings_from_environment",
 ]
@@ -323,6 +324,51 @@ def _dynamodb_stores(settings: Settings) -> Stores:
     return Stores(dynamodb, dynamodb, limits, limits, outbox, outbox)
 
 
+def issuing_signer(settings: Settings, *, create: bool = False) -> ExternalSigner | None:
+    """The local CA's issuing key outside any file (AWS KMS, PKCS#11), or None for a file.
+
+    ``create`` (``nodecert ca init``) generates the PKCS#11 key pair when the token has
+    none of the label.
+
+    Raises:
+        ConfigurationError: both are set, a setting is missing, or the key cannot be used.
+    """
+    if settings.ca_pkcs11_module is None:
+        return None if settings.ca_kms_key_id is None else kms_signer(settings)
+    if settings.ca_kms_key_id is not None:
+        raise ConfigurationError(
+            "NODECERT_CA_PKCS11_MODULE and NODECERT_CA_KMS_KEY_ID: one issuing key, not two"
+        )
+    if not settings.ca_pkcs11_token:
+        raise ConfigurationError("NODECERT_CA_PKCS11_TOKEN: required with the module")
+    if (settings.ca_pkcs11_pin is None) == (settings.ca_pkcs11_pin_file is None):
+        raise ConfigurationError(
+            "NODECERT_CA_PKCS11_PIN or NODECERT_CA_PKCS11_PIN_FILE: set exactly one"
+        )
+    pin = settings.ca_pkcs11_pin
+    if settings.ca_pkcs11_pin_file is not None:
+        try:
+            pin = settings.ca_pkcs11_pin_file.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(
+                f"NODECERT_CA_PKCS11_PIN_FILE: cannot read {settings.ca_pkcs11_pin_file}"
+            ) from exc
+    try:
+        from nodecert.backends.pkcs11 import PKCS11Signer
+    except ImportError as exc:
+        raise ConfigurationError(
+            "NODECERT_CA_PKCS11_MODULE: python-pkcs11 is not installed"
+            " (pip install 'nodecert[pkcs11]')"
+        ) from exc
+    return PKCS11Signer(
+        settings.ca_pkcs11_module,
+        settings.ca_pkcs11_token,
+        settings.ca_pkcs11_key_label,
+        pin or "",
+        create=settings.ca_key_type if create else None,
+    )
+
+
 def kms_signer(settings: Settings) -> ExternalSigner:
     """The local CA's issuing key in AWS KMS (``NODECERT_CA_KMS_KEY_ID``).
 
@@ -351,7 +397,7 @@ def _ca(settings: Settings) -> CABackend:
             trust_domain=settings.trust_domain,
             key_type=settings.ca_key_type,
             passphrase=settings.ca_passphrase,
-            signer=None if settings.ca_kms_key_id is None else kms_signer(settings),
+            signer=issuing_signer(settings),
         )
     if settings.ca == "acmpca" and settings.acmpca_ca_arn:
         from nodecert.awsclients import make_client

@@ -117,7 +117,7 @@ def _init(args: argparse.Namespace) -> None:
             passphrase=settings.ca_passphrase,
             now=datetime.now(UTC),
             root_key_out=root_key_out,
-            issuing_key=_kms_public_key(settings),
+            issuing_key=_external_public_key(settings),
         )
     where = root_key_out if root_key_out is not None else directory / "root.key"
     print(f"root certificate:  {directory.absolute() / 'root.crt'}")
@@ -137,10 +137,10 @@ def _rotate(args: argparse.Namespace) -> None:
     directory = settings.home / "ca"
     if not (directory / "ca.crt").exists():
         raise CLIError(f"ca rotate: no local CA in {directory.absolute()}")
-    if settings.ca_kms_key_id is not None:
+    if settings.ca_kms_key_id is not None or settings.ca_pkcs11_module is not None:
         raise CLIError(
-            "ca rotate: the issuing key is in AWS KMS (NODECERT_CA_KMS_KEY_ID); rotating it"
-            " is not supported yet"
+            "ca rotate: the issuing key is in AWS KMS or a PKCS#11 token; rotating it is"
+            " not supported yet"
         )
     if args.new_root and args.root_key is not None:
         raise UsageError("ca rotate: --new-root makes its own root key; drop --root-key")
@@ -165,13 +165,13 @@ def _rotate(args: argparse.Namespace) -> None:
     print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
 
 
-def _kms_public_key(settings: Any) -> Any:
-    # The issuing key in AWS KMS: the intermediate is made for its public half.
-    if settings.ca_kms_key_id is None:
-        return None
-    from nodecert.bootstrap import kms_signer
+def _external_public_key(settings: Any) -> Any:
+    # The issuing key in AWS KMS or a PKCS#11 token (generated there when missing): the
+    # intermediate is made for its public half.
+    from nodecert.bootstrap import issuing_signer
 
-    return kms_signer(settings).public_key()
+    signer = issuing_signer(settings, create=True)
+    return None if signer is None else signer.public_key()
 
 
 def _sign_intermediate(args: argparse.Namespace) -> None:

@@ -34,6 +34,11 @@ class Settings:
     ca_key_type: KeyType = KeyType.EC_P256
     ca_passphrase: str | None = field(default=None, repr=False)
     ca_kms_key_id: str | None = None
+    ca_pkcs11_module: Path | None = None
+    ca_pkcs11_token: str | None = None
+    ca_pkcs11_key_label: str = "nodecert-issuing"
+    ca_pkcs11_pin: str | None = field(default=None, repr=False)
+    ca_pkcs11_pin_file: Path | None = None
     acmpca_ca_arn: str | None = None
     acmpca_short_lived_ca_arn: str | None = None
     acmpca_template_arn: str = "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate/V1"
