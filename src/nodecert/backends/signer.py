@@ -4,7 +4,8 @@ pyca ``cryptography`` signs certificates and CRLs with its own key objects only.
 held elsewhere, the certificate (or CRL) is built and signed by ``cryptography`` with a
 *stand-in* key of the same algorithm, which gives the exact to-be-signed bytes and
 signature algorithm identifier the real key needs; the real key signs those bytes, and
-pyasn1's RFC 5280 modules put its signature in place of the stand-in's. Nothing of the
+pyasn1 puts its signature in place of the stand-in's (RFC 5280's SIGNED{} structure, the
+signed part kept as its exact bytes). Nothing of the
 DER is written by hand, and the stand-in's signature never leaves this module.
 """
 
@@ -44,36 +45,49 @@ class ExternalSigner(Protocol):
 
 def sign_certificate(builder: x509.CertificateBuilder, signer: ExternalSigner) -> x509.Certificate:
     """``builder`` signed by ``signer`` (see the module docstring)."""
-    from pyasn1_alt_modules import rfc5280
-
     draft = builder.sign(_stand_in(signer), hash_for(_stand_in(signer)))
     signature = signer.sign(draft.tbs_certificate_bytes)
-    der = _with_signature(draft.public_bytes(Encoding.DER), rfc5280.Certificate(), signature)
-    return x509.load_der_x509_certificate(der)
+    return x509.load_der_x509_certificate(
+        _with_signature(draft.public_bytes(Encoding.DER), signature)
+    )
 
 
 def sign_crl(
     builder: x509.CertificateRevocationListBuilder, signer: ExternalSigner
 ) -> x509.CertificateRevocationList:
     """``builder`` signed by ``signer`` (see the module docstring)."""
-    from pyasn1_alt_modules import rfc5280
-
     draft = builder.sign(_stand_in(signer), hash_for(_stand_in(signer)))
     signature = signer.sign(draft.tbs_certlist_bytes)
-    der = _with_signature(draft.public_bytes(Encoding.DER), rfc5280.CertificateList(), signature)
-    return x509.load_der_x509_crl(der)
+    return x509.load_der_x509_crl(_with_signature(draft.public_bytes(Encoding.DER), signature))
 
 
-def _with_signature(der: bytes, spec: object, signature: bytes) -> bytes:
+def _with_signature(der: bytes, signature: bytes) -> bytes:
+    # RFC 5280's SIGNED{} shape, shared by Certificate and CertificateList: the to-be-signed
+    # part and the algorithm stay opaque (``Any`` keeps their exact bytes, unparsed), only
+    # the signature BIT STRING is replaced.
     from pyasn1.codec.der import decoder, encoder
     from pyasn1.type import univ
 
-    document, rest = decoder.decode(der, asn1Spec=spec)
+    document, rest = decoder.decode(der, asn1Spec=_signed_spec())
     if rest:
         raise ValueError("signer: trailing bytes after the signed document")
     document["signature"] = univ.BitString.fromOctetString(signature)
     encoded: bytes = encoder.encode(document)
     return encoded
+
+
+@functools.cache
+def _signed_spec() -> object:
+    from pyasn1.type import namedtype, univ
+
+    class Signed(univ.Sequence):  # type: ignore[misc]
+        componentType = namedtype.NamedTypes(  # noqa: N815 - pyasn1 names it so
+            namedtype.NamedType("toBeSigned", univ.Any()),
+            namedtype.NamedType("signatureAlgorithm", univ.Any()),
+            namedtype.NamedType("signature", univ.BitString()),
+        )
+
+    return Signed()
 
 
 def _stand_in(signer: ExternalSigner) -> PrivateKey:
