@@ -432,3 +432,68 @@ def _refusing_transport(status: int) -> Any:
     from nodecert.testing import MockTransport, problem_response
 
     return MockTransport(lambda _request: problem_response(NotFoundError("no route"), status))
+
+
+def test_a_rotation_signed_by_an_offline_root_csr_out_then_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from nodecert.bootstrap import build_service
+    from nodecert.http.app import create_app
+
+    home, offline = tmp_path / "home", tmp_path / "root.key"
+    monkeypatch.setenv("NODECERT_HOME", str(home))
+    for name in ("NODECERT_TOKEN", "NODECERT_SERVER", "NODECERT_CA_PASSPHRASE"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["ca", "init", "--root-key-out", str(offline)]) == 0
+    service = build_service(make_settings(home))
+    try:
+        with TestClient(create_app(service), raise_server_exceptions=False) as client:
+            env = Env(service, client)
+            env.add_node("n1", "alice")
+            old = env.issue("alice", "n1", keyType="ec-p256")
+            before = (home / "ca" / "ca.crt").read_bytes()
+            # Failure paths: nothing pending, then options that do not go together.
+            assert main(["ca", "rotate", "--install", str(tmp_path / "none.crt")]) == 1
+            assert main(["ca", "rotate", "--csr-out", "x.csr", "--new-root"]) == 2
+            capsys.readouterr()
+            # Step 1 on the service's machine, the signature on the offline one, step 2.
+            csr = tmp_path / "next.csr"
+            assert main(["ca", "rotate", "--csr-out", str(csr)]) == 0
+            signed = tmp_path / "next.crt"
+            root_crt = str(home / "ca" / "root.crt")
+            sign = ["ca", "sign-intermediate", str(csr), "--root-key", str(offline)]
+            assert main([*sign, "--root-cert", root_crt, "--out", str(signed)]) == 0
+            # A certificate for another key, or from another root, is refused first.
+            other_home = tmp_path / "other"
+            monkeypatch.setenv("NODECERT_HOME", str(other_home))
+            assert main(["ca", "init", "--root-key-out", str(tmp_path / "other.key")]) == 0
+            foreign = tmp_path / "foreign.crt"
+            other_root = str(other_home / "ca" / "root.crt")
+            other_sign = [
+                "ca",
+                "sign-intermediate",
+                str(csr),
+                "--root-key",
+                str(tmp_path / "other.key"),
+            ]
+            assert main([*other_sign, "--root-cert", other_root, "--out", str(foreign)]) == 0
+            monkeypatch.setenv("NODECERT_HOME", str(home))
+            capsys.readouterr()
+            assert main(["ca", "rotate", "--install", str(foreign)]) == 1
+            assert "the root did not sign it" in capsys.readouterr().err
+            assert main(["ca", "rotate", "--install", str(other_home / "ca" / "ca.crt")]) == 1
+            assert "another key" in capsys.readouterr().err
+            assert (home / "ca" / "ca.crt").read_bytes() == before
+            assert main(["ca", "rotate", "--install", str(signed)]) == 0
+            new = env.issue("alice", "n1", keyType="ec-p256")
+            installed = x509.load_pem_x509_certificate(signed.read_bytes())
+            assert _leaf(new).issuer == installed.subject
+            assert env.service.authority.ca.chain()[0] == installed
+            for issued in (old, new):
+                assert env.service.decider.decide(_leaf(issued), "n1").allowed
+            assert not (home / "ca" / "pending.key").exists()
+            assert not (home / "ca" / "root.key").exists()  # The root never came back.
+    finally:
+        service.close()

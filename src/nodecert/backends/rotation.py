@@ -26,6 +26,8 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 
 from nodecert.backends.hierarchy import key_bytes, load_key, make_intermediate, make_root
 from nodecert.backends.local_files import (
@@ -37,14 +39,16 @@ from nodecert.backends.local_files import (
 )
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.files import CounterFile, write_atomic
-from nodecert.core.keys import KeyType, PrivateKey, generate_private_key
+from nodecert.core.keys import KeyType, PrivateKey, generate_private_key, hash_for
 
-__all__ = ["finish", "rotate"]
+__all__ = ["finish", "install", "request", "rotate"]
 
 # Renamed into place in this order: a root before the intermediate it signed.
 _INSTALL_ORDER = ("root.key", "root.crt", "ca.key", "ca.crt")
 # Written last into the stage: everything before it is there.
 _READY = "ready"
+# The key of a rotation whose certificate is signed elsewhere (request, then install).
+_PENDING = "pending.key"
 
 
 def rotate(
@@ -71,8 +75,7 @@ def rotate(
             ``new_root``.
     """
     finish(directory)
-    old = read_certificate(directory / "ca.crt")
-    old_key = load_key(directory / "ca.key", passphrase)
+    load_key(directory / "ca.key", passphrase)  # Unlocks, or fails before anything is made.
     two_tier = (directory / "root.crt").exists()
     if new_root:
         signer = generate_private_key(key_type)
@@ -90,6 +93,80 @@ def rotate(
     certificate = make_intermediate(
         key.public_key(), issuing_name(organization, now), root_key=signer, root=root, now=now
     )
+    new_pair = (signer, root) if new_root else None
+    _install(directory, key, certificate, passphrase, new_pair, retire_now=retire_now)
+    return certificate
+
+
+def request(
+    directory: Path, *, organization: str, key_type: KeyType, passphrase: str | None, now: datetime
+) -> bytes:
+    """Step one of a rotation signed elsewhere: a pending key, and its CSR (PEM).
+
+    The key waits in ``directory/pending.key`` (0600) for :func:`install`; the CSR goes to
+    whoever holds the root (``nodecert ca sign-intermediate`` with an offline root).
+    """
+    finish(directory)
+    key = generate_private_key(key_type)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(issuing_name(organization, now))
+        .sign(key, hash_for(key))
+    )
+    write_atomic(directory / _PENDING, key_bytes(key, passphrase), mode=0o600)
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def install(
+    directory: Path,
+    certificate: x509.Certificate,
+    *,
+    passphrase: str | None,
+    retire_now: bool = False,
+) -> x509.Certificate:
+    """Step two: rotate to ``certificate``, the root's signature on :func:`request`'s CSR.
+
+    Raises:
+        ConfigurationError: no pending key, a certificate for another key, one the root
+            did not sign, or one that is not an issuing CA (CA, path length 0, keyCertSign).
+    """
+    finish(directory)
+    pending = directory / _PENDING
+    if not pending.exists():
+        raise ConfigurationError("ca rotate --install: no pending key: run --csr-out first")
+    key = load_key(pending, passphrase)
+    if certificate.public_key() != key.public_key():
+        raise ConfigurationError("ca rotate --install: the certificate is for another key")
+    root_path = directory / "root.crt"
+    if not root_path.exists():
+        raise ConfigurationError("ca rotate --install: this CA has no root.crt (one tier)")
+    try:
+        certificate.verify_directly_issued_by(read_certificate(root_path))
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise ConfigurationError("ca rotate --install: the root did not sign it") from exc
+    try:
+        basic = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        basic, usage = None, None
+    if basic is None or usage is None or not basic.ca or not usage.key_cert_sign:
+        raise ConfigurationError("ca rotate --install: not an issuing CA certificate")
+    _install(directory, key, certificate, passphrase, None, retire_now=retire_now)
+    pending.unlink()
+    return certificate
+
+
+def _install(
+    directory: Path,
+    key: PrivateKey,
+    certificate: x509.Certificate,
+    passphrase: str | None,
+    new_root: tuple[PrivateKey, x509.Certificate] | None,
+    *,
+    retire_now: bool,
+) -> None:
+    old = read_certificate(directory / "ca.crt")
+    old_key = load_key(directory / "ca.key", passphrase)
     # Keep the old intermediate (and the root it chains to, when that changes).
     retired = directory / "retired" / key_id(old)
     retired.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -99,7 +176,7 @@ def rotate(
         # Its CRL numbers go on from where they were (RFC 5280: increasing per issuer).
         shutil.copyfile(directory / "crlnumber", retired / "crlnumber")
         (retired / "crlnumber").chmod(0o600)
-    if new_root and two_tier:
+    if new_root is not None and (directory / "root.crt").exists():
         shutil.copyfile(directory / "root.crt", retired / "root.crt")
         (retired / "root.crt").chmod(0o600)
     if retire_now:
@@ -108,14 +185,13 @@ def rotate(
     staged = directory / "next"
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir(mode=0o700)
-    if new_root:
-        write_atomic(staged / "root.key", key_bytes(signer, passphrase), mode=0o600)
-        write_atomic(staged / "root.crt", pem(root), mode=0o600)
+    if new_root is not None:
+        write_atomic(staged / "root.key", key_bytes(new_root[0], passphrase), mode=0o600)
+        write_atomic(staged / "root.crt", pem(new_root[1]), mode=0o600)
     write_atomic(staged / "ca.key", key_bytes(key, passphrase), mode=0o600)
     write_atomic(staged / "ca.crt", pem(certificate), mode=0o600)
     write_atomic(staged / _READY, b"", mode=0o600)
     finish(directory)
-    return certificate
 
 
 def finish(directory: Path) -> None:

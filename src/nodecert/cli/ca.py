@@ -92,6 +92,18 @@ def add_ca_commands(sub: Any) -> None:
         action="store_true",
         help="a new root too (root rotation; makes a one-tier CA of an earlier version two-tier)",
     )
+    rotate.add_argument(
+        "--csr-out",
+        type=Path,
+        metavar="PATH",
+        help="step 1 with the root elsewhere: write a CSR for the next intermediate (a new file)",
+    )
+    rotate.add_argument(
+        "--install",
+        type=Path,
+        metavar="CERT",
+        help="step 2: rotate to CERT, the root's signature on that CSR (ca sign-intermediate)",
+    )
     rotate.set_defaults(handler=_rotate)
 
 
@@ -131,7 +143,7 @@ def _init(args: argparse.Namespace) -> None:
 def _rotate(args: argparse.Namespace) -> None:
     from nodecert.backends.hierarchy import load_key
     from nodecert.backends.local_files import key_id, locked, read_certificate
-    from nodecert.backends.rotation import rotate
+    from nodecert.backends.rotation import install, rotate
 
     settings = local_settings()
     directory = settings.home / "ca"
@@ -142,26 +154,67 @@ def _rotate(args: argparse.Namespace) -> None:
             "ca rotate: the issuing key is in AWS KMS or a PKCS#11 token; rotating it is"
             " not supported yet"
         )
-    if args.new_root and args.root_key is not None:
-        raise UsageError("ca rotate: --new-root makes its own root key; drop --root-key")
+    chosen = [args.new_root, args.root_key is not None, args.csr_out is not None, args.install]
+    if sum(bool(c) for c in chosen) > 1:
+        raise UsageError("ca rotate: --new-root, --root-key, --csr-out and --install are exclusive")
+    if args.csr_out is not None:
+        _request_intermediate(args, settings, directory)
+        return
+    installed = None
+    if args.install is not None:
+        try:
+            installed = x509.load_pem_x509_certificate(_read(args.install, "--install"))
+        except ValueError:
+            raise CLIError(f"--install: {args.install} is not a PEM certificate") from None
     root_key = None if args.root_key is None else load_key(args.root_key, settings.ca_passphrase)
     with locked(directory):
         old = read_certificate(directory / "ca.crt")
-        new = rotate(
-            directory,
-            organization=settings.organization,
-            key_type=settings.ca_key_type,
-            passphrase=settings.ca_passphrase,
-            now=datetime.now(UTC),
-            root_key=root_key,
-            new_root=args.new_root,
-            retire_now=args.retire_now,
-        )
+        if installed is not None:
+            new = install(
+                directory,
+                installed,
+                passphrase=settings.ca_passphrase,
+                retire_now=args.retire_now,
+            )
+        else:
+            new = rotate(
+                directory,
+                organization=settings.organization,
+                key_type=settings.ca_key_type,
+                passphrase=settings.ca_passphrase,
+                now=datetime.now(UTC),
+                root_key=root_key,
+                new_root=args.new_root,
+                retire_now=args.retire_now,
+            )
     state = "retired now: its certificates are refused" if args.retire_now else "retiring"
     print(f"issuing CA:  {new.subject.rfc4514_string()} (key id {key_id(new)})")
     print(f"previous:    {old.subject.rfc4514_string()} (key id {key_id(old)}): {state}")
     if args.new_root:
         print(f"new root:    {directory.absolute() / 'root.crt'}: give it to every trust store")
+    print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
+
+
+def _request_intermediate(args: argparse.Namespace, settings: Any, directory: Path) -> None:
+    from nodecert.backends.local_files import locked, write_new_private
+    from nodecert.backends.rotation import request
+
+    if args.retire_now:
+        raise UsageError("ca rotate: --retire-now goes with --install (step 2)")
+    if args.csr_out.exists():
+        raise CLIError(f"--csr-out: {args.csr_out} exists already; not replacing it")
+    with locked(directory):
+        csr = request(
+            directory,
+            organization=settings.organization,
+            key_type=settings.ca_key_type,
+            passphrase=settings.ca_passphrase,
+            now=datetime.now(UTC),
+        )
+    write_new_private(args.csr_out, csr)
+    args.csr_out.chmod(0o644)
+    print(f"wrote {args.csr_out}: sign it with the root (nodecert ca sign-intermediate),")
+    print("then: nodecert ca rotate --install <certificate> [--retire-now]")
     print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
 
 
