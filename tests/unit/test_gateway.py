@@ -38,5 +38,5 @@ def test_no_groups_is_no_admin() -> None:
 @pytest.mark.parametrize("sub", [None, "", "auth0|123", "a" * 65, 42])
 def test_a_missing_or_invalid_sub_is_unauthenticated(sub) -> None:
     claims = {} if sub is None else {"sub": sub}
-    with pytest.raises(AuthenticationError, match="token: sub"):
+    with pytest.raises(AuthenticationError, match=r"token: (claim ')?sub"):
         principal_from_claims(claims, admin_group=ADMINS)

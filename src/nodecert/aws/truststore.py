@@ -25,7 +25,6 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nodecert.client._files import read_small
 from nodecert.core.errors import (
     BackendUnavailableError,
     ConfigurationError,
@@ -42,6 +41,10 @@ __all__ = [
     "publish_pem",
     "register",
 ]
+
+
+# A CA chain is a few KiB; anything much larger (/dev/zero, a disk image) is refused unread.
+_MAX_CA_FILE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,9 +226,12 @@ def _command(args: argparse.Namespace) -> None:
     s3 = session.client("s3", region_name=args.region, endpoint_url=args.endpoint_url)
     if args.ca_file is not None:
         try:
-            data = read_small(args.ca_file)
+            with open(args.ca_file, "rb") as stream:
+                data = stream.read(_MAX_CA_FILE + 1)
         except OSError as exc:
             raise InvalidRequestError(f"--ca-file: {args.ca_file}: {exc.strerror}") from exc
+        if len(data) > _MAX_CA_FILE:
+            raise InvalidRequestError(f"--ca-file: {args.ca_file}: larger than 1 MiB")
         pem, count = file_pem(data)
         result = publish_pem(s3, pem, count, bucket=args.bucket, key=args.key)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import uuid
 from collections.abc import Callable
@@ -89,7 +90,14 @@ def _serve(_args: argparse.Namespace) -> None:
     def announce() -> None:
         scheme = "https" if settings.tls_cert is not None else "http"
         where = f"{scheme}://{settings.host}:{settings.port}"
-        print(f"nodecert: serving on {where} (data in {settings.home})", file=sys.stderr)
+        line = f"serving on {where} (data in {settings.home})"
+        if settings.log_format == "json":
+            from nodecert.support.logs import JSONFormatter
+
+            record = logging.LogRecord("nodecert", logging.INFO, __file__, 0, line, None, None)
+            print(JSONFormatter().format(record), file=sys.stderr)
+        else:
+            print(f"nodecert: {line}", file=sys.stderr)
 
     run(settings, on_listening=announce)
 
