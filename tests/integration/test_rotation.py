@@ -185,6 +185,8 @@ def test_an_unknown_or_malformed_crl_issuer_is_a_4xx(env: Env) -> None:
         reply = env.client.get("/v1/crl", params={"issuer": value})
         assert reply.status_code == status, (value, reply.text)
         assert reply.headers["content-type"].startswith("application/problem+json")
+    twice = env.client.get("/v1/crl?issuer=" + "00" * 20 + "&issuer=" + "11" * 20)
+    assert twice.status_code == 400
 
 
 def test_an_emergency_rotation_refuses_the_old_at_once_and_renews_the_genuine(
