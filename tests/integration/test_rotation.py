@@ -499,3 +499,29 @@ def test_a_rotation_signed_by_an_offline_root_csr_out_then_install(
             assert not (home / "ca" / "root.key").exists()  # The root never came back.
     finally:
         service.close()
+
+
+def test_prune_forgets_issuers_retired_longer_ago_than_any_certificate_lives(
+    env: Env, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.add_node("n1", "alice")
+    old = env.issue("alice", "n1", keyType="ec-p256")
+    old_issuer = env.service.authority.ca.chain()[0]
+    assert main(["ca", "rotate"]) == 0
+    new = env.issue("alice", "n1", keyType="ec-p256")
+    capsys.readouterr()
+    # Just retired: its certificates may still live for NODECERT_MAX_VALIDITY_DAYS.
+    assert main(["ca", "prune"]) == 0
+    assert "nothing to prune" in capsys.readouterr().out
+    assert env.service.decider.decide(_leaf(old), "n1").allowed
+    # Thirty-one days later (the default maximum lifetime is 30 days).
+    entry = home / "ca" / "retired" / key_id(old_issuer)
+    then = datetime.now(UTC) - timedelta(days=31)
+    (entry / "retired-at").write_text(then.isoformat())
+    assert main(["ca", "prune"]) == 0
+    assert key_id(old_issuer) in capsys.readouterr().out
+    assert not entry.exists()
+    assert old_issuer not in env.service.authority.ca.chain()
+    assert not env.service.decider.decide(_leaf(old), "n1").allowed
+    assert env.service.decider.decide(_leaf(new), "n1").allowed
+    assert key_id(old_issuer) not in _issuers(env)

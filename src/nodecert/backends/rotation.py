@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -41,7 +41,7 @@ from nodecert.core.errors import ConfigurationError
 from nodecert.core.files import CounterFile, write_atomic
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key, hash_for
 
-__all__ = ["finish", "install", "request", "rotate"]
+__all__ = ["finish", "install", "prune", "request", "rotate"]
 
 # Renamed into place in this order: a root before the intermediate it signed.
 _INSTALL_ORDER = ("root.key", "root.crt", "ca.key", "ca.crt")
@@ -49,6 +49,8 @@ _INSTALL_ORDER = ("root.key", "root.crt", "ca.key", "ca.crt")
 _READY = "ready"
 # The key of a rotation whose certificate is signed elsewhere (request, then install).
 _PENDING = "pending.key"
+# When an issuing CA was retired (ISO 8601), for prune.
+_RETIRED_AT = "retired-at"
 
 
 def rotate(
@@ -181,6 +183,7 @@ def _install(
         (retired / "root.crt").chmod(0o600)
     if retire_now:
         write_atomic(retired / "retired-now", b"", mode=0o600)
+    write_atomic(retired / _RETIRED_AT, datetime.now(UTC).isoformat().encode(), mode=0o600)
     # The new files, staged, then renamed into place.
     staged = directory / "next"
     shutil.rmtree(staged, ignore_errors=True)
@@ -213,6 +216,31 @@ def finish(directory: Path) -> None:
     (staged / _READY).unlink()
     staged.rmdir()
     CounterFile(directory / ROTATION).advance()
+
+
+def prune(directory: Path, *, older_than: timedelta, now: datetime) -> list[str]:
+    """Forget the issuing CAs retired more than ``older_than`` before ``now``.
+
+    Every certificate they issued has expired by then when ``older_than`` is at least the
+    longest lifetime the service allows (``NODECERT_MAX_VALIDITY_DAYS``), so nothing needs
+    them any more: their entries under ``retired/`` are removed and every process using the
+    home stops trusting them on its next request. Returns the key ids removed.
+    """
+    base = directory / "retired"
+    removed: list[str] = []
+    for entry in sorted(base.iterdir()) if base.is_dir() else ():
+        try:
+            stamp = (entry / _RETIRED_AT).read_text().strip()
+            retired_at = datetime.fromisoformat(stamp)
+        except (OSError, ValueError):
+            # Retired before the time was kept: the entry's own time is the best there is.
+            retired_at = datetime.fromtimestamp(entry.stat().st_mtime, UTC)
+        if now - retired_at >= older_than:
+            shutil.rmtree(entry)
+            removed.append(entry.name)
+    if removed:
+        CounterFile(directory / ROTATION).advance()
+    return removed
 
 
 def _home_root_key(directory: Path, passphrase: str | None) -> PrivateKey:

@@ -106,6 +106,16 @@ def add_ca_commands(sub: Any) -> None:
     )
     rotate.set_defaults(handler=_rotate)
 
+    prune = ca_sub.add_parser(
+        "prune",
+        help="stop trusting issuing CAs retired longer ago than any certificate lives",
+        description=(
+            "Remove the issuing CAs retired more than NODECERT_MAX_VALIDITY_DAYS (plus"
+            " NODECERT_RENEW_GRACE_S) ago: every certificate they issued has expired."
+        ),
+    )
+    prune.set_defaults(handler=_prune)
+
 
 def _init(args: argparse.Namespace) -> None:
     from nodecert.backends.local_files import create_two_tier, locked
@@ -192,6 +202,22 @@ def _rotate(args: argparse.Namespace) -> None:
     print(f"previous:    {old.subject.rfc4514_string()} (key id {key_id(old)}): {state}")
     if args.new_root:
         print(f"new root:    {directory.absolute() / 'root.crt'}: give it to every trust store")
+    print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
+
+
+def _prune(_args: argparse.Namespace) -> None:
+    from nodecert.backends.local_files import locked
+    from nodecert.backends.rotation import prune
+
+    settings = local_settings()
+    directory = settings.home / "ca"
+    lifetime = timedelta(days=settings.max_validity_days, seconds=settings.renew_grace_s)
+    with locked(directory):
+        removed = prune(directory, older_than=lifetime, now=datetime.now(UTC))
+    for key in removed:
+        print(f"no longer trusted: issuing CA {key} (retired over {lifetime.days} days ago)")
+    if not removed:
+        print("nothing to prune")
     print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
 
 
