@@ -136,6 +136,8 @@ def build_service(settings: Settings, *, event_loop: bool = False) -> Service:
             audience=DEV_AUDIENCE,
             jwks=StaticJWKS(dev_issuer.jwks),
             admin_group=settings.admin_group,
+            user_id_claim=settings.user_id_claim,
+            admin_claim=settings.admin_claim,
         )
     else:
         if settings.oidc_issuer is None or settings.oidc_audience is None:
@@ -149,6 +151,8 @@ def build_service(settings: Settings, *, event_loop: bool = False) -> Service:
             audience=settings.oidc_audience,
             jwks=jwks,
             admin_group=settings.admin_group,
+            user_id_claim=settings.user_id_claim,
+            admin_claim=settings.admin_claim,
         )
     decider = _decider(settings, ca.chain, stores.ledger, stores.nodes)
     renewer = Renewer(

@@ -233,6 +233,8 @@ FULL_ENV = {
     "NODECERT_OIDC_AUDIENCE": "client-1",
     "NODECERT_OIDC_JWKS_URL": "https://idp.example/jwks.json",
     "NODECERT_ADMIN_GROUP": "ops",
+    "NODECERT_USER_ID_CLAIM": "oid",
+    "NODECERT_ADMIN_CLAIM": "realm_access.roles",
     "NODECERT_OWNERSHIP": "claims",
     "NODECERT_NODES_CLAIM": "nodes",
     "NODECERT_DEFAULT_VALIDITY_DAYS": "1",
@@ -268,6 +270,7 @@ def test_every_setting_is_read_and_converted():
     assert settings.max_active_per_node == 3
     assert settings.sqlite_synchronous == "normal"
     assert settings.workers == 4
+    assert (settings.user_id_claim, settings.admin_claim) == ("oid", "realm_access.roles")
     assert settings.organization == "Acme"
     assert settings.trust_domain == "acme.example"
     assert settings.ca == "acmpca"

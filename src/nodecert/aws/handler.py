@@ -63,6 +63,8 @@ class LambdaApp:
         admin_group: Members of this group (from the authorizer's claims) are admins.
         max_body_bytes: Larger bodies are refused with 413.
         node_routes: Renewal and revoke-all; without them those routes answer 404.
+        user_id_claim: The claim that names the user (``NODECERT_USER_ID_CLAIM``).
+        admin_claim: The claim path of the groups (``NODECERT_ADMIN_CLAIM``).
     """
 
     def __init__(
@@ -72,9 +74,13 @@ class LambdaApp:
         admin_group: str,
         max_body_bytes: int,
         node_routes: NodeSideRoutes | None = None,
+        user_id_claim: str = "sub",
+        admin_claim: str | None = None,
     ) -> None:
         self.routes = routes
         self.admin_group = admin_group
+        self.user_id_claim = user_id_claim
+        self.admin_claim = admin_claim
         self.max_body_bytes = max_body_bytes
         self.node_routes = node_routes
         # The wired service, when application() built this (for the init phase's warm-up).
@@ -88,6 +94,8 @@ class LambdaApp:
             admin_group=service.settings.admin_group,
             max_body_bytes=service.settings.max_body_bytes,
             node_routes=NodeSideRoutes.for_service(service),
+            user_id_claim=service.settings.user_id_claim,
+            admin_claim=service.settings.admin_claim,
         )
 
     def handle(self, event: Mapping[str, Any], *, budget_s: float | None = None) -> dict[str, Any]:
@@ -124,7 +132,12 @@ class LambdaApp:
         """
         if request.claims is None:
             return self.routes.authenticate(request.headers.get("authorization"))
-        return principal_from_claims(request.claims, admin_group=self.admin_group)
+        return principal_from_claims(
+            request.claims,
+            admin_group=self.admin_group,
+            user_id_claim=self.user_id_claim,
+            admin_claim=self.admin_claim,
+        )
 
     def _dispatch(self, request: Request) -> Reply:
         allowed: list[str] = []

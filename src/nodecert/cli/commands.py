@@ -19,6 +19,7 @@ from nodecert.cli.common import CLIError, UsageError
 from nodecert.cli.local import add_local_commands
 from nodecert.cli.remote import add_remote_commands
 from nodecert.cli.renewing import add_renew_command
+from nodecert.cli.userid import add_user_id_command
 from nodecert.client import http_status_of
 from nodecert.core.errors import NodecertError
 
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_local_commands(sub)
     add_remote_commands(sub)
     add_renew_command(sub)
+    add_user_id_command(sub)
     from nodecert.aws.truststore import register as register_aws
 
     register_aws(sub)  # nodecert aws truststore

@@ -49,6 +49,8 @@ class Settings:
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None
     admin_group: str = "nodecert-admins"
+    user_id_claim: str = "sub"
+    admin_claim: str | None = None
     ownership: OwnershipMode = OwnershipMode.REGISTRY
     nodes_claim: str = "custom:nodes"
     default_validity_days: int = 7
@@ -130,6 +132,13 @@ class Settings:
             (self.oidc_issuer is None) == (self.oidc_audience is None),
             "NODECERT_OIDC_ISSUER and NODECERT_OIDC_AUDIENCE: set both or neither",
         )
+        for name in ("user_id_claim", "admin_claim"):
+            value = getattr(self, name)
+            _require(
+                value is None or (0 < len(value) <= 256 and value == value.strip()),
+                f"NODECERT_{name.upper()}: a claim name or dotted path of 1-256 characters,"
+                " without surrounding spaces",
+            )
         _require(
             self.sqlite_synchronous in ("full", "normal"),
             "NODECERT_SQLITE_SYNCHRONOUS: must be 'full' or 'normal'",

@@ -159,6 +159,7 @@ class Authority:
             lifetime=lifetime,
             request_id=request.request_id,
             renewed_from=request.renewed_from,
+            user_subject=principal.subject,
         )
 
     def issue_successor(
@@ -209,6 +210,7 @@ class Authority:
             renewed_from=predecessor.serial,
             profile=predecessor.profile,
             dns_names=predecessor.dns_names,
+            user_subject=predecessor.user_subject,
         )
         return issued
 
@@ -265,6 +267,7 @@ class Authority:
         renewed_from: str | None = None,
         profile: Profile = Profile.CLIENT,
         dns_names: tuple[str, ...] = (),
+        user_subject: str | None = None,
     ) -> tuple[IssuedCertificate, Commit]:
         """Make the key (unless there is a CSR), have the CA sign, hand over the ledger row.
 
@@ -324,6 +327,7 @@ class Authority:
             renewed_from=renewed_from,
             issuer=signed.issuer,
             dns_names=dns_names,
+            user_subject=user_subject,
         )
         # Only a certificate built here has a serial that no retry can bring back; a remote
         # CA's answer to a retried request needs the conflict check of _record, at once.
