@@ -3,8 +3,9 @@
 Every failure prints one line on stderr (``nodecert: error: ...``) and exits non-zero:
 1 for a refused or failed operation (a service that is down, a TLS failure, a file that
 cannot be written, a closed pipe included), 2 for bad usage. The commands live in
-``local`` (the server's own home), ``remote`` (the API, through :mod:`nodecert.client`)
-and ``renewing``; the files they write go through ``output``.
+``local`` (the server's own home), ``remote`` (the API, through :mod:`nodecert.client`),
+``admin`` (the node directory and revocations, on a server or the local store) and
+``renewing``; the files they write go through ``output``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from nodecert import __version__
+from nodecert.cli.admin import add_admin_commands
 from nodecert.cli.common import CLIError, UsageError
 from nodecert.cli.local import add_local_commands
 from nodecert.cli.remote import add_remote_commands
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(metavar="COMMAND")
     add_local_commands(sub)
     add_remote_commands(sub)
+    add_admin_commands(sub)
     add_renew_command(sub)
     add_user_id_command(sub)
     from nodecert.aws.truststore import register as register_aws

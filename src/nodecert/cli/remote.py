@@ -1,4 +1,4 @@
-"""The API commands, through :class:`nodecert.client.Client`: ``request``, ``certs``, ``revoke``."""
+"""The API commands, through :class:`nodecert.client.Client`: ``request``, ``certs``."""
 
 from __future__ import annotations
 
@@ -37,12 +37,6 @@ def add_remote_commands(sub: Any) -> None:
     certs.add_argument("--status", choices=["active", "superseded", "revoked", "expired"])
     certs.add_argument("--json", action="store_true", help="print JSON")
     certs.set_defaults(handler=_certs)
-
-    revoke = sub.add_parser("revoke", help="revoke one of your certificates")
-    revoke.add_argument("serial", metavar="SERIAL")
-    add_client_options(revoke)
-    revoke.add_argument("--reason", default="unspecified")
-    revoke.set_defaults(handler=_revoke)
 
 
 def _request(args: argparse.Namespace) -> None:
@@ -124,11 +118,6 @@ def _row_json(row: Any) -> dict[str, Any]:
         "renewedFrom": row.renewed_from,
         "profile": row.profile,
     }
-
-
-def _revoke(args: argparse.Namespace) -> None:
-    row = client_from(args).revoke(args.serial, reason=args.reason)
-    print(f"revoked {row.serial} ({row.revocation_reason})")
 
 
 def _time(text: str) -> str:

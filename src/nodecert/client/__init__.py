@@ -30,6 +30,7 @@ from nodecert.client._errors import ServiceUnreachableError, http_status_of
 from nodecert.client._models import (
     CertificateInfo,
     IssuedCertificate,
+    NodeChange,
     NodeInfo,
     UnexpectedReplyError,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "CertificateInfo",
     "Client",
     "IssuedCertificate",
+    "NodeChange",
     "NodeInfo",
     "Request",
     "Response",

@@ -17,10 +17,12 @@ from nodecert.client._errors import error_from_response
 from nodecert.client._models import (
     CertificateInfo,
     IssuedCertificate,
+    NodeChange,
     NodeInfo,
     UnexpectedReplyError,
     certificate_from,
     issued_from,
+    node_change_from,
     node_from,
 )
 from nodecert.client._transport import Request, Response, Transport, UrllibTransport
@@ -261,6 +263,21 @@ class Client:
     def delete_node(self, node_id: str) -> None:
         """``DELETE /v1/nodes/{nodeId}`` (admin): remove it, revoking its certificates."""
         self._send("DELETE", f"/v1/nodes/{_segment(node_id)}")
+
+    def assign_node(self, node_id: str, *, owner: str) -> NodeChange:
+        """``PUT /v1/nodes/{nodeId}`` (admin), saying what it revoked.
+
+        A new owner is a transfer: every certificate of the node that names the old
+        owner is revoked, the node's own (server) certificates included.
+        """
+        data = self._json("PUT", f"/v1/nodes/{_segment(node_id)}", {"owner": owner})
+        return node_change_from(data)
+
+    def remove_node(self, node_id: str) -> NodeChange:
+        """``DELETE /v1/nodes/{nodeId}`` (admin), saying what it revoked."""
+        return node_change_from(
+            self._json("DELETE", f"/v1/nodes/{_segment(node_id)}"), removed=True
+        )
 
     def issue_node_certificate(
         self,

@@ -8,7 +8,7 @@ from typing import Any
 
 from nodecert.core.errors import NodecertError
 
-__all__ = ["CertificateInfo", "IssuedCertificate", "NodeInfo"]
+__all__ = ["CertificateInfo", "IssuedCertificate", "NodeChange", "NodeInfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,7 @@ class CertificateInfo:
     revocation_reason: str | None = None
     renewed_from: str | None = None
     profile: str | None = None
+    dns_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,32 @@ class NodeInfo:
     node_id: str
     owner: str
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NodeChange:
+    """What a node's registration, transfer or removal did (``PUT``/``DELETE /v1/nodes/…``).
+
+    Attributes:
+        node_id: The node.
+        owner: Its owner now (None once removed).
+        previous_owner: Its owner before a PUT (None for a new node, and for a removal).
+        revoked: How many certificates the call revoked.
+        node_certificates: The node's own (server) certificates among them: the node
+            serves with a revoked certificate until a new one is issued
+            (``nodecert nodes certificate NODE --dns HOST``).
+    """
+
+    node_id: str
+    owner: str | None
+    previous_owner: str | None
+    revoked: int
+    node_certificates: tuple[CertificateInfo, ...] = ()
+
+    @property
+    def transferred(self) -> bool:
+        """Whether a PUT gave the node to another owner."""
+        return self.previous_owner is not None and self.previous_owner != self.owner
 
 
 class UnexpectedReplyError(NodecertError):
@@ -101,6 +128,7 @@ def certificate_from(data: Any) -> CertificateInfo:
         revocation_reason=_opt_str(obj, "revocationReason"),
         renewed_from=_opt_str(obj, "renewedFrom"),
         profile=_opt_str(obj, "profile"),
+        dns_names=tuple(n for n in obj.get("dnsNames") or () if isinstance(n, str)),
     )
 
 
@@ -109,6 +137,24 @@ def node_from(data: Any) -> NodeInfo:
     obj = _object(data)
     return NodeInfo(
         node_id=_str(obj, "nodeId"), owner=_str(obj, "owner"), created_at=_time(obj, "createdAt")
+    )
+
+
+def node_change_from(data: Any, *, removed: bool = False) -> NodeChange:
+    """Parse the reply to ``PUT`` (or, ``removed``, ``DELETE``) ``/v1/nodes/{nodeId}``."""
+    obj = _object(data)
+    revoked = obj.get("revoked")
+    if not isinstance(revoked, int) or isinstance(revoked, bool) or revoked < 0:
+        raise UnexpectedReplyError("reply: 'revoked' missing or not a count")
+    rows = obj.get("revokedNodeCertificates", [])
+    if not isinstance(rows, list):
+        raise UnexpectedReplyError("reply: 'revokedNodeCertificates' is not a list")
+    return NodeChange(
+        node_id=_str(obj, "nodeId"),
+        owner=None if removed else _str(obj, "owner"),
+        previous_owner=None if removed else _opt_str(obj, "previousOwner"),
+        revoked=revoked,
+        node_certificates=tuple(certificate_from(row) for row in rows),
     )
 
 

@@ -201,7 +201,12 @@ class Routes:
         log.info("node put node=%s owner=%s by=%s", record.node_id, record.owner, principal.user_id)
         return Reply(
             200,
-            node_json(record) | {"previousOwner": change.previous_owner, "revoked": change.revoked},
+            node_json(record)
+            | {
+                "previousOwner": change.previous_owner,
+                "revoked": change.revoked,
+                "revokedNodeCertificates": [certificate_json(r) for r in change.node_certificates],
+            },
         )
 
     def get_node(self, principal: Principal, node_id: str) -> Reply:
@@ -209,10 +214,21 @@ class Routes:
         return Reply(200, node_json(self.administration.get_node(principal, node_id)))
 
     def delete_node(self, principal: Principal, node_id: str) -> Reply:
-        """``DELETE /v1/nodes/{nodeId}`` (admin): also revokes the node's certificates."""
-        self.administration.delete_node(principal, node_id)
-        log.info("node deleted node=%s by=%s", node_id, principal.user_id)
-        return Reply(204, "", media_type="text/plain")
+        """``DELETE /v1/nodes/{nodeId}`` (admin): also revokes the node's certificates.
+
+        The reply says how many it revoked, and which of them were the node's own (server)
+        certificates, which the node goes on serving until a new one is issued.
+        """
+        removal = self.administration.remove_node(principal, node_id)
+        log.info("node deleted node=%s by=%s", removal.node_id, principal.user_id)
+        return Reply(
+            200,
+            {
+                "nodeId": removal.node_id,
+                "revoked": removal.revoked,
+                "revokedNodeCertificates": [certificate_json(r) for r in removal.node_certificates],
+            },
+        )
 
     def list_nodes(self, principal: Principal) -> Reply:
         """``GET /v1/nodes``: all nodes (admin) or the caller's own."""

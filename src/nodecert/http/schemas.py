@@ -25,6 +25,7 @@ __all__ = [
     "NodeBody",
     "NodeCertificateRequest",
     "NodeList",
+    "NodeRemoval",
     "Problem",
     "RevokeRequest",
 ]
@@ -128,6 +129,15 @@ class NodeChange(Node):
 
     previousOwner: str | None  # noqa: N815
     revoked: int
+    revokedNodeCertificates: list[Certificate]  # noqa: N815
+
+
+class NodeRemoval(BaseModel):
+    """Body of the reply to ``DELETE /v1/nodes/{nodeId}``: what the removal revoked."""
+
+    nodeId: str  # noqa: N815
+    revoked: int
+    revokedNodeCertificates: list[Certificate]  # noqa: N815
 
 
 class NodeList(BaseModel):
