@@ -17,6 +17,7 @@ import pytest
 
 from nodecert.backends.local import LocalCA
 from nodecert.cli import main
+from nodecert.core.identity import serial_for_display
 from nodecert.core.values import CertificateStatus
 from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
@@ -130,7 +131,8 @@ def test_a_transfer_over_the_api_is_explicit_and_names_the_revoked_server_certif
     assert code == 0, err
     lines = out.splitlines()
     assert lines[:2] == ["n1\tbob", "transferred n1 from alice to bob: revoked 2 certificate(s)"]
-    assert f"server certificate {server_serial} (n1.nodes.example, n1.example)" in lines[2]
+    shown = serial_for_display(server_serial)
+    assert f"server certificate {shown} (n1.nodes.example, n1.example)" in lines[2]
     assert lines[3] == (
         "  issue a new one: nodecert nodes certificate n1 --dns n1.nodes.example"
         f" --dns n1.example --server {server}"
@@ -178,10 +180,10 @@ def test_commands_that_sign_nothing_never_need_the_ca_passphrase(service, capsys
     assert run(capsys, "nodes", "list")[:2] == (0, "n1\talice\t" + _created(service, "n1") + "\n")
     assert run(capsys, "nodes", "add", "n2", "--owner", "bob", "--local")[0] == 0
     code, out, err = run(capsys, "revoke", serial, "--local", "--reason", "superseded")
-    assert (code, out) == (0, f"revoked {serial} (superseded)\n"), err
+    assert (code, out) == (0, f"revoked {serial_for_display(serial)} (superseded)\n"), err
     code, out, err = run(capsys, "nodes", "add", "n1", "--owner", "carol", "--transfer")
     assert code == 0, err
-    assert f"server certificate {server_serial} (n1.example)" in out
+    assert f"server certificate {serial_for_display(server_serial)} (n1.example)" in out
     assert "nodecert nodes certificate n1 --dns n1.example\n" in out
     # The CA was told of both revocations (its CRL is stale), without its key.
     assert ca.crl_revision() == before + 2

@@ -322,12 +322,17 @@ def test_settings_are_frozen():
 
 
 @pytest.mark.parametrize(
-    "names", [["NODECERT_PROT"], ["NODECERT_ZZZ", "NODECERT_AAA"], ["NODECERT_"]]
+    ("names", "shown"),
+    [
+        (["NODECERT_PROT"], "NODECERT_PROT (did you mean NODECERT_PORT?)"),
+        (["NODECERT_ZZZ", "NODECERT_AAA"], "NODECERT_AAA, NODECERT_ZZZ"),
+        (["NODECERT_SERVR"], "NODECERT_SERVR (did you mean NODECERT_SERVER?)"),
+    ],
 )
-def test_unknown_nodecert_variables_are_refused_by_name(names):
+def test_unknown_nodecert_variables_are_refused_by_name(names, shown):
     with pytest.raises(ConfigurationError) as caught:
         Settings.from_env(dict.fromkeys(names, "1"))
-    assert caught.value.detail == f"unknown setting(s): {', '.join(sorted(names))}"
+    assert caught.value.detail == f"unknown setting(s): {shown}"
 
 
 @pytest.mark.parametrize(

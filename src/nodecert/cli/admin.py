@@ -35,7 +35,7 @@ from nodecert.cli.output import OutputFile, check_outputs, write_outputs
 from nodecert.client import Client
 from nodecert.client._files import read_small
 from nodecert.core.errors import ConflictError, NodecertError, NotFoundError
-from nodecert.core.identity import validate_id
+from nodecert.core.identity import serial_for_display, validate_id
 from nodecert.core.values import RevocationReason
 
 __all__ = ["add_admin_commands"]
@@ -298,7 +298,7 @@ def _report_change(
     for row in document["revokedNodeCertificates"]:
         names = [str(name) for name in row.get("dnsNames") or []]
         lines.append(
-            f"revoked the node's own server certificate {row['serialNumber']}"
+            f"revoked the node's own server certificate {serial_for_display(row['serialNumber'])}"
             f" ({', '.join(names) or 'no DNS names'}): the node serves it until it gets a new one"
         )
         if removed:
@@ -442,7 +442,8 @@ def _write_node_files(
         args,
         document,
         [
-            f"issued node certificate {serial} for {node} ({', '.join(args.dns)})",
+            f"issued node certificate {serial_for_display(serial)} for {node}"
+            f" ({', '.join(args.dns)})",
             f"wrote {crt}",
             f"wrote {key} (mode 0600)",
             f"wrote {ca}",
@@ -517,10 +518,16 @@ def _print_revoked(
 ) -> None:
     if one:
         row = rows[0]
-        _emit(args, row, [f"revoked {row['serialNumber']} ({row['revocationReason']})"])
+        _emit(
+            args,
+            row,
+            [f"revoked {serial_for_display(row['serialNumber'])} ({row['revocationReason']})"],
+        )
         return
     lines = [f"revoked {len(rows)} certificate(s)"]
-    lines += [f"{r['serialNumber']}\t{r['userId']}\t{r['nodeId']}" for r in rows]
+    lines += [
+        f"{serial_for_display(r['serialNumber'])}\t{r['userId']}\t{r['nodeId']}" for r in rows
+    ]
     _emit(args, rows, lines)
 
 

@@ -1,18 +1,12 @@
-"""Commands on the server's own home: ``serve``, ``init``, ``dev-token``; and ``inspect``."""
+"""Commands on the server's own home: ``serve``, ``init``, ``dev-token``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
 from nodecert.cli.common import CLIError, local_settings
-from nodecert.client._files import read_small
-from nodecert.core.errors import NodecertError
-from nodecert.core.identity import Identity, format_serial
 
 __all__ = ["add_local_commands"]
 
@@ -29,16 +23,12 @@ def add_local_commands(sub: Any) -> None:
     init.set_defaults(handler=_init)
 
     token = sub.add_parser("dev-token", help="print a token from the embedded dev issuer")
-    token.add_argument("user", metavar="USER")
+    token.add_argument("user", metavar="USER", help="the user id the token names (its sub)")
     token.add_argument("--admin", action="store_true", help="member of the admin group")
     token.add_argument(
         "--lifetime", type=int, default=3600, help="seconds (default 3600, at most 604800: 7 days)"
     )
     token.set_defaults(handler=_dev_token)
-
-    inspect = sub.add_parser("inspect", help="show a certificate's identity and validity")
-    inspect.add_argument("file", type=Path, metavar="FILE")
-    inspect.set_defaults(handler=_inspect)
 
 
 def _serve(_args: argparse.Namespace) -> None:
@@ -85,23 +75,3 @@ def _dev_token(args: argparse.Namespace) -> None:
     group = settings.admin_group if args.admin else None
     print(issuer.mint(args.user, admin_group=group, lifetime_s=args.lifetime))
     print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
-
-
-def _inspect(args: argparse.Namespace) -> None:
-    try:
-        certificate = x509.load_pem_x509_certificate(read_small(args.file))
-    except OSError as exc:
-        raise CLIError(f"{args.file}: {exc.strerror}") from None
-    except ValueError:
-        raise CLIError(f"{args.file}: not a PEM certificate") from None
-    try:
-        identity = Identity.from_certificate(certificate)
-        who = f"user={identity.user_id} node={identity.node_id}"
-    except NodecertError as exc:
-        who = f"(no nodecert identity: {exc.detail})"
-    print(f"identity:    {who}")
-    print(f"subject:     {certificate.subject.rfc4514_string()}")
-    print(f"issuer:      {certificate.issuer.rfc4514_string()}")
-    print(f"serial:      {format_serial(certificate.serial_number)}")
-    print(f"not before:  {certificate.not_valid_before_utc.isoformat()}")
-    print(f"not after:   {certificate.not_valid_after_utc.isoformat()}")

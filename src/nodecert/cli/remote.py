@@ -12,7 +12,7 @@ from cryptography import x509
 from nodecert.cli.common import CLIError, add_client_options, client_from
 from nodecert.cli.output import OutputFile, check_outputs, write_outputs
 from nodecert.client._files import read_small
-from nodecert.core.identity import validate_id
+from nodecert.core.identity import serial_for_display, validate_id
 
 __all__ = ["add_remote_commands"]
 
@@ -20,21 +20,33 @@ __all__ = ["add_remote_commands"]
 def add_remote_commands(sub: Any) -> None:
     """Add the API commands to the ``sub`` subparsers."""
     request = sub.add_parser("request", help="get a certificate for one of your nodes")
-    request.add_argument("node", metavar="NODE")
+    request.add_argument("node", metavar="NODE", help="one of your nodes")
     add_client_options(request)
     request.add_argument(
         "--key-type", help="rsa-2048 (default), rsa-3072, rsa-4096, ec-p256, ec-p384"
     )
     request.add_argument("--csr", type=Path, metavar="FILE", help="send this CSR, keep your key")
-    request.add_argument("--validity-days", type=int, metavar="N")
-    request.add_argument("--out", type=Path, default=Path("."), metavar="DIR")
+    request.add_argument(
+        "--validity-days", type=int, metavar="N", help="days of validity (default: the service's)"
+    )
+    request.add_argument(
+        "--out",
+        type=Path,
+        default=Path("."),
+        metavar="DIR",
+        help="where NODE.crt, NODE.key (0600) and ca.crt go (default .)",
+    )
     request.add_argument("--force", action="store_true", help="replace existing files")
     request.set_defaults(handler=_request)
 
     certs = sub.add_parser("certs", help="list your certificates")
     add_client_options(certs)
-    certs.add_argument("--node", metavar="NODE")
-    certs.add_argument("--status", choices=["active", "superseded", "revoked", "expired"])
+    certs.add_argument("--node", metavar="NODE", help="only the certificates of this node")
+    certs.add_argument(
+        "--status",
+        choices=["active", "superseded", "revoked", "expired"],
+        help="only those in this status: active, superseded, revoked or expired",
+    )
     certs.add_argument("--json", action="store_true", help="print JSON")
     certs.set_defaults(handler=_certs)
 
@@ -72,7 +84,7 @@ def _request(args: argparse.Namespace) -> None:
         files.append(OutputFile(paths[2], issued.private_key.encode(), 0o600))
     write_outputs(files, issued=f"serial {issued.serial}")
     print(
-        f"issued serial {issued.serial} for node {node}, valid until"
+        f"issued serial {serial_for_display(issued.serial)} for node {node}, valid until"
         f" {_time(issued.not_after.isoformat())}"
     )
     for item in files:
@@ -99,7 +111,10 @@ def _certs(args: argparse.Namespace) -> None:
         print(json.dumps([_row_json(row) for row in rows], indent=2))
         return
     for row in rows:
-        print(f"{row.serial}\t{row.node_id}\t{row.status}\t{_time(row.not_after.isoformat())}")
+        print(
+            f"{serial_for_display(row.serial)}\t{row.node_id}\t{row.status}"
+            f"\t{_time(row.not_after.isoformat())}"
+        )
 
 
 def _row_json(row: Any) -> dict[str, Any]:

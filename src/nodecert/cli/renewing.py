@@ -29,7 +29,7 @@ from nodecert.client.renew import (
     run_deploy_hook,
     watch,
 )
-from nodecert.core.identity import format_serial
+from nodecert.core.identity import serial_for_display
 
 __all__ = ["add_renew_command"]
 
@@ -44,8 +44,12 @@ def add_renew_command(sub: Any) -> None:
         " the end. When not due, print when it will be and exit 0 without calling the"
         " service, so a timer can run it as often as it likes.",
     )
-    renew.add_argument("--cert", type=Path, required=True, metavar="FILE")
-    renew.add_argument("--key", type=Path, required=True, metavar="FILE")
+    renew.add_argument(
+        "--cert", type=Path, required=True, metavar="FILE", help="the certificate to renew (PEM)"
+    )
+    renew.add_argument(
+        "--key", type=Path, required=True, metavar="FILE", help="its private key (PEM)"
+    )
     add_client_options(renew, token=False)
     renew.add_argument("--audience", help="renewal audience (default from the certificate)")
     when = renew.add_mutually_exclusive_group()
@@ -106,13 +110,13 @@ def _renew(args: argparse.Namespace) -> None:
     if renewed is None:
         current = outcome.current
         print(
-            f"not due: {args.cert} (serial {format_serial(current.serial_number)}) is due"
+            f"not due: {args.cert} (serial {serial_for_display(current.serial_number)}) is due"
             f" for renewal at {_time(outcome.due)}; valid until"
             f" {_time(current.not_valid_after_utc)}"
         )
         return
     print(
-        f"renewed: serial {format_serial(renewed.serial_number)}, valid until"
+        f"renewed: serial {serial_for_display(renewed.serial_number)}, valid until"
         f" {_time(renewed.not_valid_after_utc)}: {args.cert}"
     )
     sys.stdout.flush()

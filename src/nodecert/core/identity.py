@@ -29,6 +29,7 @@ __all__ = [
     "Identity",
     "format_serial",
     "parse_serial",
+    "serial_for_display",
     "user_id_for_subject",
     "validate_dns_names",
     "validate_id",
@@ -164,6 +165,17 @@ def validate_dns_names(value: object) -> tuple[str, ...]:
 def format_serial(serial: int) -> str:
     """Render a certificate serial number the way the API does: lower-case hex."""
     return format(serial, "x")
+
+
+def serial_for_display(serial: int | str) -> str:
+    """A serial number as people compare it: lower-case hex of whole octets (even length).
+
+    ``openssl x509 -serial`` and CRL listings print whole octets (``0A1B…``), while the API
+    drops leading zeros (``a1b…``); the CLI prints this form so that both line up, compared
+    without regard to case. Input (:func:`parse_serial`) takes either.
+    """
+    text = format_serial(serial) if isinstance(serial, int) else serial.lower()
+    return text if len(text) % 2 == 0 else "0" + text
 
 
 def parse_serial(value: str) -> int:
