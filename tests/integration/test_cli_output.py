@@ -294,3 +294,117 @@ def test_a_429_says_when_to_retry(service, server, tmp_path, capsys):
     assert "HTTP 429" in err
     seconds = int(err.rsplit("retry in ", 1)[1].split(" s")[0])
     assert 1 <= seconds <= 60
+
+
+# request: chosen file names, full chain, PKCS#12
+
+
+def _request(capsys, server, service, *argv):
+    token = service.dev_issuer.mint("alice")
+    return run(capsys, "request", "n1", "--server", server, "--token", token, *argv)
+
+
+def test_request_writes_chosen_files_a_full_chain_and_a_pkcs12(service, server, tmp_path, capsys):
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    service.administration.put_node(ADMIN, "n1", "alice")
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "secret").mkdir()
+    password_file = tmp_path / "secret" / "p12.pass"
+    password_file.write_text("s3cret pass\n")
+    code, out, err = _request(
+        capsys,
+        server,
+        service,
+        "--key-type",
+        "ec-p256",
+        "--cert-file",
+        str(tmp_path / "tls" / "client.pem"),
+        "--key-file",
+        str(tmp_path / "secret" / "client.key"),
+        "--chain-file",
+        str(tmp_path / "tls" / "chain.pem"),
+        "--fullchain-file",
+        str(tmp_path / "tls" / "fullchain.pem"),
+        "--p12",
+        str(tmp_path / "secret" / "client.p12"),
+        "--p12-password-file",
+        str(password_file),
+        "--json",
+    )
+    assert code == 0, err
+    document = json.loads(out)
+    assert set(document["files"]) == {"certificate", "privateKey", "chain", "fullChain", "pkcs12"}
+    assert "s3cret" not in out + err
+    cert_pem = (tmp_path / "tls" / "client.pem").read_bytes()
+    chain_pem = (tmp_path / "tls" / "chain.pem").read_bytes()
+    full = x509.load_pem_x509_certificates((tmp_path / "tls" / "fullchain.pem").read_bytes())
+    assert full == [
+        x509.load_pem_x509_certificate(cert_pem),
+        *x509.load_pem_x509_certificates(chain_pem),
+    ]
+    p12 = tmp_path / "secret" / "client.p12"
+    assert p12.stat().st_mode & 0o777 == 0o600
+    loaded = pkcs12.load_pkcs12(p12.read_bytes(), b"s3cret pass")
+    assert loaded.cert.certificate == x509.load_pem_x509_certificate(cert_pem)
+    key = serialization.load_pem_private_key(
+        (tmp_path / "secret" / "client.key").read_bytes(), None
+    )
+    assert loaded.key.public_key() == key.public_key()
+    assert [c.certificate for c in loaded.additional_certs] == x509.load_pem_x509_certificates(
+        chain_pem
+    )
+    with pytest.raises(ValueError, match=r"(?i)password"):
+        pkcs12.load_pkcs12(p12.read_bytes(), b"wrong")
+    if OPENSSL:
+        done = subprocess.run(
+            [
+                OPENSSL,
+                "pkcs12",
+                "-info",
+                "-noout",
+                "-in",
+                str(p12),
+                "-passin",
+                f"file:{password_file}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "AES-256-CBC" in done.stderr and "PBKDF2" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment", "status"),
+    [
+        (["--p12-password-file", "x"], "only with --p12", 2),
+        (["--p12", "c.p12"], "no terminal to ask on", 1),
+        (["--p12", "c.p12", "--p12-password-file", "/nonexistent"], "No such file", 1),
+        (["--cert-file", "same.pem", "--chain-file", "same.pem"], "different files", 2),
+        (["--key-file", "/nonexistent/dir/k.key"], "not a directory", 1),
+    ],
+)
+def test_request_refuses_bad_file_options_before_anything_is_issued(
+    service, server, tmp_path, capsys, monkeypatch, argv, fragment, status
+):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # Not a terminal.
+    service.administration.put_node(ADMIN, "n1", "alice")
+    code, _, err = _request(capsys, server, service, *argv)
+    assert code == status and fragment in err and err.count("\n") == 1
+    assert service.authority.ledger.find(node_id="n1") == []
+
+
+def test_request_with_a_csr_refuses_a_pkcs12(service, server, tmp_path, capsys):
+    from nodecert.core.identity import Identity
+    from nodecert.core.keys import KeyType, build_csr, generate_private_key
+
+    key = generate_private_key(KeyType.EC_P256)
+    csr = build_csr(key, Identity("alice", "n1"), organization="x", trust_domain="nodecert.local")
+    path = tmp_path / "n1.csr"
+    path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    code, _, err = _request(capsys, server, service, "--csr", str(path), "--p12", "x.p12")
+    assert code == 2 and "not with --csr" in err
