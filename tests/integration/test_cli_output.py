@@ -40,7 +40,7 @@ OPENSSL = shutil.which("openssl")
 def service(tmp_path: Path) -> Iterator[Service]:
     from nodecert.bootstrap import build_service
 
-    built = build_service(make_settings(tmp_path / "home", quota_per_minute=1, quota_burst=1))
+    built = build_service(make_settings(tmp_path / "home"))
     yield built
     built.close()
 
@@ -283,13 +283,20 @@ def test_every_command_refuses_a_misspelt_setting(argv, capsys, monkeypatch, tmp
     assert list(tmp_path.iterdir()) == []  # Nothing created (init, dev-token).
 
 
-def test_a_429_says_when_to_retry(service, server, tmp_path, capsys):
-    service.administration.put_node(ADMIN, "n1", "alice")
-    token = service.dev_issuer.mint("alice")
-    common = ["--server", server, "--token", token, "--key-type", "ec-p256", "--out"]
-    assert run(capsys, "request", "n1", *common, str(tmp_path))[0] == 0
-    (tmp_path / "second").mkdir()
-    code, _, err = run(capsys, "request", "n1", *common, str(tmp_path / "second"))
+def test_a_429_says_when_to_retry(tmp_path, capsys):
+    from nodecert.bootstrap import build_service
+
+    limited = build_service(make_settings(tmp_path / "limited", quota_per_minute=1, quota_burst=1))
+    try:
+        limited.administration.put_node(ADMIN, "n1", "alice")
+        token = limited.dev_issuer.mint("alice")
+        with LiveServer(create_app(limited)) as live:
+            common = ["--server", live.url, "--token", token, "--key-type", "ec-p256", "--out"]
+            assert run(capsys, "request", "n1", *common, str(tmp_path))[0] == 0
+            (tmp_path / "second").mkdir()
+            code, _, err = run(capsys, "request", "n1", *common, str(tmp_path / "second"))
+    finally:
+        limited.close()
     assert code == 1 and err.count("\n") == 1
     assert "HTTP 429" in err
     seconds = int(err.rsplit("retry in ", 1)[1].split(" s")[0])
@@ -408,3 +415,65 @@ def test_request_with_a_csr_refuses_a_pkcs12(service, server, tmp_path, capsys):
     path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
     code, _, err = _request(capsys, server, service, "--csr", str(path), "--p12", "x.p12")
     assert code == 2 and "not with --csr" in err
+
+
+def test_renew_keeps_a_pkcs12_in_step_and_says_so_in_json(service, server, tmp_path, capsys):
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from tests.nodeside import issue as issue_pair
+    from tests.nodeside import write_client
+
+    cert, key = write_client(
+        issue_pair(service.authority, "alice", "n1", admin=service.administration), tmp_path, "n1"
+    )
+    password = tmp_path / "p12.pass"
+    password.write_text("pw-1\n")
+    p12 = tmp_path / "n1.p12"
+    common = ["renew", "--cert", str(cert), "--key", str(key), "--server", server]
+    p12_args = ["--p12", str(p12), "--p12-password-file", str(password), "--json"]
+
+    code, out, err = run(capsys, *common, *p12_args)  # Not due: the missing p12 is written.
+    assert code == 0, err
+    document = json.loads(out)
+    assert (document["renewed"], document["pkcs12"]) == (False, str(p12))
+    first = pkcs12.load_pkcs12(p12.read_bytes(), b"pw-1")
+    assert first.cert.certificate == x509.load_pem_x509_certificate(cert.read_bytes())
+
+    code, out, err = run(capsys, *common, *p12_args, "--force")
+    assert code == 0, err
+    assert json.loads(out)["renewed"] is True
+    renewed = pkcs12.load_pkcs12(p12.read_bytes(), b"pw-1")
+    assert renewed.cert.certificate == x509.load_pem_x509_certificate(cert.read_bytes())
+    assert renewed.cert.certificate != first.cert.certificate
+    new_key = serialization.load_pem_private_key(key.read_bytes(), None)
+    assert renewed.key.public_key() == new_key.public_key()
+    assert "pw-1" not in out + err
+
+
+def test_renew_asks_for_the_pkcs12_password_before_renewing(service, server, tmp_path, capsys):
+    import io
+
+    from tests.nodeside import issue as issue_pair
+    from tests.nodeside import write_client
+
+    cert, key = write_client(
+        issue_pair(service.authority, "alice", "n1", admin=service.administration), tmp_path, "n1"
+    )
+    before = cert.read_bytes()
+    stdin = io.StringIO("")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.stdin", stdin)
+        argv = ["renew", "--cert", str(cert), "--key", str(key), "--server", server, "--force"]
+        code, _, err = run(capsys, *argv, "--p12", str(tmp_path / "n1.p12"))
+    assert code == 1 and "no terminal" in err
+    assert cert.read_bytes() == before  # Not renewed: nothing was sent.
+
+
+def test_dev_token_json(service, capsys, monkeypatch):
+    monkeypatch.setenv("NODECERT_HOME", str(service.settings.home))
+    code, out, _ = run(capsys, "dev-token", "alice", "--admin", "--json")
+    assert code == 0
+    document = json.loads(out)
+    assert (document["userId"], document["admin"], document["lifetime"]) == ("alice", True, 3600)
+    principal = service.verifier.verify(document["token"])
+    assert principal.user_id == "alice" and principal.is_admin

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -27,6 +28,9 @@ def add_local_commands(sub: Any) -> None:
     token.add_argument("--admin", action="store_true", help="member of the admin group")
     token.add_argument(
         "--lifetime", type=int, default=3600, help="seconds (default 3600, at most 604800: 7 days)"
+    )
+    token.add_argument(
+        "--json", action="store_true", help='print {"token", "userId", "admin", "lifetime"}'
     )
     token.set_defaults(handler=_dev_token)
 
@@ -73,5 +77,15 @@ def _dev_token(args: argparse.Namespace) -> None:
         )
     issuer = DevIssuer.open_or_create(settings.home)
     group = settings.admin_group if args.admin else None
-    print(issuer.mint(args.user, admin_group=group, lifetime_s=args.lifetime))
+    minted = issuer.mint(args.user, admin_group=group, lifetime_s=args.lifetime)
+    if args.json:
+        document = {
+            "token": minted,
+            "userId": args.user,
+            "admin": bool(args.admin),
+            "lifetime": args.lifetime,
+        }
+        print(json.dumps(document))
+    else:
+        print(minted)
     print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
