@@ -51,6 +51,7 @@ def test_http_api_v2_event_with_stage_base64_body_and_flattened_groups(app):
         "createdAt": body(put)["createdAt"],
         "previousOwner": None,
         "revoked": 0,
+        "revokedNodeCertificates": [],
     }
 
 

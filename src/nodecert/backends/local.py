@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import ipaddress
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -227,6 +228,7 @@ def client_extensions(
     ]
     if request.profile is Profile.NODE:
         names.extend(x509.DNSName(name) for name in request.dns_names)
+        names.extend(x509.IPAddress(ipaddress.ip_address(a)) for a in request.ip_addresses)
     ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
     return [
         *_fixed_extensions(request.profile, isinstance(public_key, rsa.RSAPublicKey)),

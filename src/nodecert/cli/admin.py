@@ -77,9 +77,16 @@ def add_admin_commands(sub: Any) -> None:
     node_cert.add_argument(
         "--dns",
         action="append",
-        required=True,
+        default=[],
         metavar="HOST",
-        help="a host name the node serves under (repeatable)",
+        help="a host name the node serves under (repeatable; --dns or --ip at least once)",
+    )
+    node_cert.add_argument(
+        "--ip",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="an IP address clients reach the node at (repeatable): an IP subjectAltName",
     )
     node_cert.add_argument(
         "--key-type",
@@ -273,7 +280,12 @@ def _change_json(change: Any) -> dict[str, Any]:
         "previousOwner": change.previous_owner,
         "revoked": change.revoked,
         "revokedNodeCertificates": [
-            {"serialNumber": row.serial, "dnsNames": list(row.dns_names), "userId": row.user_id}
+            {
+                "serialNumber": row.serial,
+                "dnsNames": list(row.dns_names),
+                "ipAddresses": list(row.ip_addresses),
+                "userId": row.user_id,
+            }
             for row in change.node_certificates
         ],
     }
@@ -297,16 +309,22 @@ def _report_change(
             lines.append(f"revoked {revoked} certificate(s) left from a former owner")
     for row in document["revokedNodeCertificates"]:
         names = [str(name) for name in row.get("dnsNames") or []]
+        addresses = [str(address) for address in row.get("ipAddresses") or []]
         lines.append(
             f"revoked the node's own server certificate {serial_for_display(row['serialNumber'])}"
-            f" ({', '.join(names) or 'no DNS names'}): the node serves it until it gets a new one"
+            f" ({', '.join(names + addresses) or 'no names'}): the node serves it until it gets a"
+            " new one"
         )
         if removed:
             lines.append(f"  {node} is removed: register it again before issuing it a new one")
         else:
             server = f" --server {args.server}" if args.server else ""
-            dns = "".join(f" --dns {name}" for name in names) or " --dns HOST"
-            lines.append(f"  issue a new one: nodecert nodes certificate {node}{dns}{server}")
+            where = "".join(f" --dns {name}" for name in names)
+            where += "".join(f" --ip {address}" for address in addresses)
+            lines.append(
+                f"  issue a new one: nodecert nodes certificate {node}{where or ' --dns HOST'}"
+                f"{server}"
+            )
     _emit(args, document, lines)
 
 
@@ -344,6 +362,8 @@ def _print_nodes(args: argparse.Namespace, rows: list[dict[str, str]]) -> None:
 
 def _nodes_certificate(args: argparse.Namespace) -> None:
     node = validate_id(args.node, field="nodeId")
+    if not args.dns and not args.ip:
+        raise UsageError("nodes certificate: give --dns HOST or --ip ADDRESS (or both)")
     client = _remote(args)
     names = [f"{node}-server.crt", f"{node}-server.key", "ca.crt"]
     if client is None:
@@ -357,7 +377,11 @@ def _nodes_certificate(args: argparse.Namespace) -> None:
         unchanged=lambda path: path.name == "ca.crt" and read_small(path) == chain.encode(),
     )
     issued = client.issue_node_certificate(
-        node, dns_names=list(args.dns), key_type=args.key_type, idempotency_key=uuid.uuid4().hex
+        node,
+        dns_names=list(args.dns),
+        ip_addresses=list(args.ip),
+        key_type=args.key_type,
+        idempotency_key=uuid.uuid4().hex,
     )
     if issued.private_key is None:
         raise CLIError("the service sent no private key; nothing written")
@@ -392,6 +416,7 @@ def _local_node_certificate(args: argparse.Namespace, node: str, names: list[str
                 cli_admin(),
                 node,
                 dns_names=list(args.dns),
+                ip_addresses=list(args.ip),
                 key_type=args.key_type,
                 request_id=uuid.uuid4().hex,
             )
@@ -436,6 +461,7 @@ def _write_node_files(
         "serialNumber": serial,
         "nodeId": node,
         "dnsNames": list(args.dns),
+        "ipAddresses": list(args.ip),
         "files": {"certificate": str(crt), "privateKey": str(key), "chain": str(ca)},
     }
     _emit(
@@ -443,7 +469,7 @@ def _write_node_files(
         document,
         [
             f"issued node certificate {serial_for_display(serial)} for {node}"
-            f" ({', '.join(args.dns)})",
+            f" ({', '.join([*args.dns, *args.ip])})",
             f"wrote {crt}",
             f"wrote {key} (mode 0600)",
             f"wrote {ca}",
@@ -498,6 +524,7 @@ def _record_json(row: Any) -> dict[str, Any]:
         "revocationReason": row.revocation_reason.value if row.revocation_reason else None,
         "profile": row.profile.value,
         "dnsNames": list(row.dns_names),
+        "ipAddresses": list(row.ip_addresses),
     }
 
 
@@ -510,6 +537,7 @@ def _info_json(info: Any) -> dict[str, Any]:
         "revocationReason": info.revocation_reason,
         "profile": info.profile,
         "dnsNames": list(info.dns_names),
+        "ipAddresses": list(info.ip_addresses),
     }
 
 

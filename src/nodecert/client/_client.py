@@ -283,14 +283,20 @@ class Client:
         self,
         node_id: str,
         *,
-        dns_names: list[str],
+        dns_names: list[str] | None = None,
         key_type: str | None = None,
         csr: str | None = None,
         validity_days: int | None = None,
         idempotency_key: str | None = None,
+        ip_addresses: list[str] | None = None,
     ) -> IssuedCertificate:
-        """``POST /v1/nodes/{nodeId}/certificate`` (admin): the node's own server certificate."""
-        body: dict[str, Any] = {"dnsNames": list(dns_names)}
+        """``POST /v1/nodes/{nodeId}/certificate`` (admin): the node's own server certificate,
+        for its host names, its IP addresses, or both."""
+        body: dict[str, Any] = {}
+        if dns_names:
+            body["dnsNames"] = list(dns_names)
+        if ip_addresses:
+            body["ipAddresses"] = list(ip_addresses)
         if key_type is not None:
             body["keyType"] = key_type
         if csr is not None:

@@ -50,6 +50,7 @@ class CertificateInfo:
     renewed_from: str | None = None
     profile: str | None = None
     dns_names: tuple[str, ...] = ()
+    ip_addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,7 @@ def certificate_from(data: Any) -> CertificateInfo:
         renewed_from=_opt_str(obj, "renewedFrom"),
         profile=_opt_str(obj, "profile"),
         dns_names=tuple(n for n in obj.get("dnsNames") or () if isinstance(n, str)),
+        ip_addresses=tuple(a for a in obj.get("ipAddresses") or () if isinstance(a, str)),
     )
 
 

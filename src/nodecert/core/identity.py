@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ __all__ = [
     "user_id_for_subject",
     "validate_dns_names",
     "validate_id",
+    "validate_ip_addresses",
     "validate_trust_domain",
 ]
 
@@ -160,6 +162,37 @@ def validate_dns_names(value: object) -> tuple[str, ...]:
         if name not in names:
             names.append(name)
     return tuple(names)
+
+
+def validate_ip_addresses(value: object) -> tuple[str, ...]:
+    """Return the IP addresses of a node certificate, normalized, in order, without repeats.
+
+    For nodes reached by address rather than by name: each becomes an ``iPAddress``
+    subjectAltName (RFC 5280 section 4.2.1.6), which TLS clients match against the address
+    they connected to. IPv4 or IPv6, without a zone (``%eth0``, meaningless to another host);
+    the unspecified (``0.0.0.0``, ``::``) and multicast addresses are refused.
+
+    Raises:
+        InvalidIdentifierError: naming the offending entry.
+    """
+    if not isinstance(value, list) or not value or len(value) > MAX_DNS_NAMES:
+        raise InvalidIdentifierError(
+            f"ipAddresses: a list of 1 to {MAX_DNS_NAMES} IP addresses is required"
+        )
+    addresses: list[str] = []
+    for entry in value:
+        parsed: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+        if isinstance(entry, str) and "%" not in entry and len(entry) <= 45:
+            try:
+                parsed = ipaddress.ip_address(entry)
+            except ValueError:
+                parsed = None
+        if parsed is None or parsed.is_unspecified or parsed.is_multicast:
+            shown = entry[:80] if isinstance(entry, str) else type(entry).__name__
+            raise InvalidIdentifierError(f"ipAddresses: {shown!r} is not a usable IP address")
+        if str(parsed) not in addresses:
+            addresses.append(str(parsed))
+    return tuple(addresses)
 
 
 def format_serial(serial: int) -> str:

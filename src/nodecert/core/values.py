@@ -112,6 +112,7 @@ class SigningRequest:
     profile: Profile = Profile.CLIENT
     dns_names: tuple[str, ...] = ()
     public_key: PublicKey | None = None
+    ip_addresses: tuple[str, ...] = ()
 
     def subject_public_key(self) -> PublicKey:
         """The key to certify: ``public_key``, or the CSR's."""
@@ -162,6 +163,8 @@ class CertificateRecord:
     #: The identity provider's subject of ``user_id`` (see ``user_id_for_subject``), when
     #: the row was issued to a token's subject; None for node certificates and old rows.
     user_subject: str | None = None
+    #: The IP addresses of a node certificate (``--ip``), as its DNS names.
+    ip_addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ log = logging.getLogger("nodecert")
 
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _ISSUE_FIELDS = frozenset({"nodeId", "userId", "keyType", "csr", "validityDays"})
-_NODE_CERT_FIELDS = frozenset({"dnsNames", "keyType", "csr", "validityDays"})
+_NODE_CERT_FIELDS = frozenset({"dnsNames", "ipAddresses", "keyType", "csr", "validityDays"})
 _DEFAULT_PAGE, _MAX_PAGE = 100, 1000
 
 
@@ -108,12 +108,13 @@ class Routes:
     ) -> Reply:
         """``POST /v1/nodes/{nodeId}/certificate`` (admin): the node's own certificate (201)."""
         data = parse_object(body, allowed=_NODE_CERT_FIELDS)
-        if "dnsNames" not in data:
-            raise InvalidRequestError("dnsNames: required")
+        if "dnsNames" not in data and "ipAddresses" not in data:
+            raise InvalidRequestError("dnsNames, ipAddresses: at least one is required")
         issued = self.authority.issue_node_certificate(
             principal,
             node_id,
-            dns_names=data["dnsNames"],
+            dns_names=data.get("dnsNames"),
+            ip_addresses=data.get("ipAddresses"),
             key_type=data.get("keyType"),
             csr=data.get("csr"),
             validity_days=data.get("validityDays"),
