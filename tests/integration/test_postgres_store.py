@@ -338,7 +338,7 @@ def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(postgres_d
     raw(
         postgres_dsn,
         "ALTER TABLE certificates DROP COLUMN dns_names, DROP COLUMN superseded_by,"
-        " DROP COLUMN user_subject",
+        " DROP COLUMN user_subject, DROP COLUMN ip_addresses",
     )
     raw(postgres_dsn, "DROP TABLE revocation_outbox, audit_log")
     raw(postgres_dsn, "UPDATE nodecert_schema SET version = 1")

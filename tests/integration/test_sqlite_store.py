@@ -319,16 +319,19 @@ def test_a_version_5_file_gets_the_user_subject_column_and_keeps_its_rows(db_pat
     old = certificate("0a1b")
     first.record(old).wait()
     first.close()
-    # What version 5 had: every column but user_subject.
+    # What version 5 had: every column but user_subject and ip_addresses.
     connection = sqlite3.connect(db_path)
     connection.execute("ALTER TABLE certificates DROP COLUMN user_subject")
+    connection.execute("ALTER TABLE certificates DROP COLUMN ip_addresses")
     connection.execute("PRAGMA user_version = 5")
     connection.commit()
     connection.close()
     store = SQLiteStore(db_path)
     try:
         assert store.get("0a1b") == old  # user_subject None: recorded before it was kept.
-        newer = dataclasses.replace(certificate("0c0d"), user_subject="auth0|5f7c")
+        newer = dataclasses.replace(
+            certificate("0c0d"), user_subject="auth0|5f7c", ip_addresses=("10.0.0.7",)
+        )
         store.record(newer).wait()
         assert store.get("0c0d") == newer
     finally:

@@ -207,6 +207,8 @@ def _row_json(row: Any) -> dict[str, Any]:
         "revocationReason": row.revocation_reason,
         "renewedFrom": row.renewed_from,
         "profile": row.profile,
+        "dnsNames": list(row.dns_names),
+        "ipAddresses": list(row.ip_addresses),
     }
 
 
