@@ -25,6 +25,7 @@ from nodecert.cli.common import (
 from nodecert.cli.output import OutputFile, check_writable, write_outputs
 from nodecert.cli.pkcs12 import p12_bytes, p12_password
 from nodecert.client._files import read_small
+from nodecert.client._revocation import check_revocation
 from nodecert.client.renew import (
     RenewalClientError,
     RenewalTarget,
@@ -44,8 +45,9 @@ def add_renew_command(sub: Any) -> None:
         help="renew a certificate with its own key (no login) when it is due;"
         " --watch to keep it fresh",
         description="Renew when due: in the last third of the lifetime, or --renew-before"
-        " the end. When not due, print when it will be and exit 0 without calling the"
-        " service, so a timer can run it as often as it likes.",
+        " the end. When not due, print when it will be and exit 0; the service is asked at"
+        " most once a day whether the certificate was revoked meanwhile (its CRL; exit 1"
+        " when it was), so a timer can run it as often as it likes.",
     )
     renew.add_argument(
         "--cert", type=Path, required=True, metavar="FILE", help="the certificate to renew (PEM)"
@@ -140,6 +142,15 @@ def _renew(args: argparse.Namespace) -> None:
     }
     if renewed is None:
         document["due"] = _time(outcome.due)
+        revoked = check_revocation(target, current, now=datetime.now(UTC))
+        if revoked is not None:
+            reason = f" ({revoked.reason})" if revoked.reason else ""
+            raise CLIError(
+                f"{args.cert} (serial {serial_for_display(current.serial_number)}) was revoked"
+                f" at the service on {_time(revoked.revoked_at)}{reason}: it cannot be renewed;"
+                " get a new certificate (nodecert request, or nodecert nodes certificate for a"
+                " node's own)"
+            )
     if password is not None and (renewed is not None or not args.p12.exists()):
         _write_p12(args, target, password)
         document["pkcs12"] = str(args.p12)
