@@ -150,3 +150,16 @@ def test_a_claim_setting_with_spaces_or_too_long_is_refused(env_vars):
 
 def test_admin_principal_constant_is_unaffected():
     assert ADMIN.subject is None
+
+
+def test_nodes_add_takes_the_owner_as_a_subject(service, monkeypatch, capsys):
+    import os
+
+    from nodecert.cli import main
+
+    for key in [k for k in os.environ if k.startswith("NODECERT_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("NODECERT_HOME", str(service.settings.home))
+    assert main(["nodes", "add", "n1", "--owner-subject", AUTH0_SUBJECT]) == 0
+    assert capsys.readouterr().out == f"n1\t{MAPPED}\n"
+    assert service.authority.nodes.owner_of("n1") == MAPPED

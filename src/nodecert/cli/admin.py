@@ -37,7 +37,7 @@ from nodecert.cli.output import OutputFile, check_outputs, write_outputs
 from nodecert.client import Client
 from nodecert.client._files import read_small
 from nodecert.core.errors import ConflictError, NodecertError, NotFoundError
-from nodecert.core.identity import serial_for_display, validate_id
+from nodecert.core.identity import serial_for_display, user_id_for_subject, validate_id
 from nodecert.core.values import RevocationReason
 
 __all__ = ["add_admin_commands", "add_audit_command"]
@@ -58,7 +58,14 @@ def add_admin_commands(sub: Any) -> None:
     nodes_sub = nodes.add_subparsers(metavar="ACTION", required=True)
     add = nodes_sub.add_parser("add", help="register (or, with --transfer, transfer) a node")
     add.add_argument("node", metavar="NODE", help="the node id")
-    add.add_argument("--owner", required=True, metavar="USER", help="the owner's user id")
+    owner = add.add_mutually_exclusive_group(required=True)
+    owner.add_argument("--owner", metavar="USER", help="the owner's user id")
+    owner.add_argument(
+        "--owner-subject",
+        metavar="SUBJECT",
+        help="the owner's identity provider subject (auth0|…, an email): its user id is"
+        " what `nodecert user-id SUBJECT` prints",
+    )
     add.add_argument(
         "--transfer",
         action="store_true",
@@ -315,6 +322,8 @@ def _emit(args: argparse.Namespace, document: object, lines: Sequence[str]) -> N
 
 def _nodes_add(args: argparse.Namespace) -> None:
     node = validate_id(args.node, field="nodeId")
+    if args.owner_subject is not None:
+        args.owner = user_id_for_subject(args.owner_subject)
     owner = validate_id(args.owner, field="owner")
     client = _remote(args)
     if client is None:
