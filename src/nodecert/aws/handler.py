@@ -187,16 +187,6 @@ class LambdaApp:
     def _revoke(self, request: Request, params: dict[str, str]) -> Reply:
         return self.routes.revoke(self.principal(request), params["serial"], request.body)
 
-    def _audit(self, request: Request, _: dict[str, str]) -> Reply:
-        return self.routes.audit(
-            self.principal(request),
-            actor=request.query.get("actor"),
-            action=request.query.get("action"),
-            target=request.query.get("target"),
-            since=request.query.get("since"),
-            limit=request.query.get("limit"),
-        )
-
     def _list_nodes(self, request: Request, _: dict[str, str]) -> Reply:
         return self.routes.list_nodes(self.principal(request))
 
@@ -241,7 +231,6 @@ _TABLE: tuple[tuple[str, str, _Handler], ...] = (
     ("GET", "/v1/certificates", LambdaApp._list_certificates),
     ("GET", "/v1/certificates/{serial}", LambdaApp._get_certificate),
     ("POST", "/v1/certificates/{serial}/revoke", LambdaApp._revoke),
-    ("GET", "/v1/audit", LambdaApp._audit),
     ("GET", "/v1/nodes", LambdaApp._list_nodes),
     ("PUT", "/v1/nodes/{nodeId}", LambdaApp._put_node),
     ("GET", "/v1/nodes/{nodeId}", LambdaApp._get_node),

@@ -19,7 +19,6 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,6 @@ from nodecert.cli.common import (
     cli_actor,
     cli_admin,
     client_from,
-    duration,
     local_settings,
 )
 from nodecert.cli.output import OutputFile, check_outputs, write_outputs
@@ -40,7 +38,7 @@ from nodecert.core.errors import ConflictError, NodecertError, NotFoundError
 from nodecert.core.identity import serial_for_display, user_id_for_subject, validate_id
 from nodecert.core.values import RevocationReason
 
-__all__ = ["add_admin_commands", "add_audit_command"]
+__all__ = ["add_admin_commands"]
 
 _REASONS = [reason.value for reason in RevocationReason]
 
@@ -145,99 +143,6 @@ def add_admin_commands(sub: Any) -> None:
     )
     _target_options(revoke_all, server_by_default=True)
     revoke_all.set_defaults(handler=_revoke_all)
-
-
-def add_audit_command(sub: Any) -> None:
-    """Add ``audit`` to the ``sub`` subparsers."""
-    audit = sub.add_parser(
-        "audit",
-        help="read the audit trail: who added, transferred or removed nodes, who revoked what",
-        description=(
-            "The audit trail, newest first: every node registration, transfer and removal and"
-            " every revocation, with who did it (an admin's user id, or cli:<os user>). Admins"
-            " read all of it, users the entries about their nodes. --json prints JSON lines"
-            " (one object per line), for files and log pipelines."
-        ),
-    )
-    audit.add_argument("--actor", metavar="WHO", help="only what this user id (or cli:…) did")
-    audit.add_argument(
-        "--action",
-        metavar="ACTION",
-        help="only this action: node.add, node.transfer, node.remove, certificate.revoke,"
-        " certificates.revoke_all",
-    )
-    which = audit.add_mutually_exclusive_group()
-    which.add_argument("--node", metavar="NODE", help="only the entries about this node")
-    which.add_argument(
-        "--target", metavar="TARGET", help="only this target (a node id, a serial, user:<id>)"
-    )
-    audit.add_argument(
-        "--since",
-        type=_since,
-        metavar="WHEN",
-        help="only entries this recent: a duration (2d, 36h, 90m) or an ISO 8601 time with a zone",
-    )
-    audit.add_argument(
-        "--limit",
-        type=int,
-        default=100,
-        metavar="N",
-        help="at most N entries (1-1000, default 100)",
-    )
-    _target_options(audit, server_by_default=False)
-    audit.set_defaults(handler=_audit)
-
-
-def _since(text: str) -> datetime:
-    """A ``--since`` value: a duration back from now, or an ISO 8601 time with a zone."""
-    try:
-        return datetime.now(UTC) - duration(text)
-    except argparse.ArgumentTypeError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise argparse.ArgumentTypeError(
-            f"{text[:40]!r} is not a duration (2d, 36h) or an ISO 8601 time with a zone"
-        )
-    return parsed
-
-
-def _audit(args: argparse.Namespace) -> None:
-    target = validate_id(args.node, field="--node") if args.node is not None else args.target
-    if not 1 <= args.limit <= 1000:
-        raise UsageError("--limit: from 1 to 1000")
-    client = _remote(args)
-    if client is None:
-        from nodecert.issuing.administration import AuditQuery
-
-        query = AuditQuery(
-            actor=args.actor, action=args.action, target=target, since=args.since, limit=args.limit
-        )
-        _on_local_home(args, lambda admin: _print_audit(args, admin.audit_log(cli_admin(), query)))
-        return
-    entries = client.audit(
-        actor=args.actor, action=args.action, target=target, since=args.since, limit=args.limit
-    )
-    _print_audit(args, entries)
-
-
-def _print_audit(args: argparse.Namespace, entries: Sequence[Any]) -> None:
-    for entry in entries:
-        at = _time(entry.at)
-        if args.json:
-            document = {
-                "at": at,
-                "actor": entry.actor,
-                "action": entry.action,
-                "target": entry.target,
-                "detail": entry.detail,
-            }
-            print(json.dumps(document))  # JSON lines: one entry per line.
-        else:
-            print(f"{at}\t{entry.actor}\t{entry.action}\t{entry.target}\t{entry.detail}")
 
 
 def _target_options(parser: argparse.ArgumentParser, *, server_by_default: bool) -> None:

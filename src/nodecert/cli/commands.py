@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from nodecert import __version__
-from nodecert.cli.admin import add_admin_commands, add_audit_command
+from nodecert.cli.admin import add_admin_commands
 from nodecert.cli.certfiles import add_certificate_file_commands
 from nodecert.cli.common import CLIError, UsageError
 from nodecert.cli.local import add_local_commands
@@ -98,7 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_local_commands(sub)
     add_remote_commands(sub)
     add_admin_commands(sub)
-    add_audit_command(sub)
     add_certificate_file_commands(sub)
     add_renew_command(sub)
     add_user_id_command(sub)

@@ -28,7 +28,6 @@ client at :class:`nodecert.testing.MockTransport` instead.
 from nodecert.client._client import Client
 from nodecert.client._errors import ServiceUnreachableError, http_status_of
 from nodecert.client._models import (
-    AuditInfo,
     CertificateInfo,
     IssuedCertificate,
     NodeChange,
@@ -38,7 +37,6 @@ from nodecert.client._models import (
 from nodecert.client._transport import Request, Response, Transport, UrllibTransport
 
 __all__ = [
-    "AuditInfo",
     "CertificateInfo",
     "Client",
     "IssuedCertificate",

@@ -15,13 +15,11 @@ from cryptography.hazmat.primitives import serialization
 
 from nodecert.client._errors import error_from_response
 from nodecert.client._models import (
-    AuditInfo,
     CertificateInfo,
     IssuedCertificate,
     NodeChange,
     NodeInfo,
     UnexpectedReplyError,
-    audit_from,
     certificate_from,
     issued_from,
     node_change_from,
@@ -149,28 +147,6 @@ class Client:
             if not isinstance(following, str) or not following or following == cursor:
                 return
             cursor = following
-
-    def audit(
-        self,
-        *,
-        actor: str | None = None,
-        action: str | None = None,
-        target: str | None = None,
-        since: datetime | None = None,
-        limit: int = 100,
-    ) -> list[AuditInfo]:
-        """``GET /v1/audit``: the audit trail, newest first (admins: all; users: their nodes)."""
-        query: dict[str, str] = {"limit": str(limit)}
-        for name, value in (("actor", actor), ("action", action), ("target", target)):
-            if value is not None:
-                query[name] = value
-        if since is not None:
-            query["since"] = since.isoformat().replace("+00:00", "Z")
-        page = self._json("GET", "/v1/audit?" + urlencode(query))
-        rows = page.get("entries") if isinstance(page, dict) else None
-        if not isinstance(rows, list):
-            raise UnexpectedReplyError("reply: 'entries' missing or not a list")
-        return [audit_from(row) for row in rows]
 
     def certificate(self, serial: str) -> CertificateInfo:
         """``GET /v1/certificates/{serial}``."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from nodecert.core.errors import NodecertError
 
-__all__ = ["AuditInfo", "CertificateInfo", "IssuedCertificate", "NodeChange", "NodeInfo"]
+__all__ = ["CertificateInfo", "IssuedCertificate", "NodeChange", "NodeInfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +88,6 @@ class NodeChange:
         return self.previous_owner is not None and self.previous_owner != self.owner
 
 
-@dataclass(frozen=True, slots=True)
-class AuditInfo:
-    """One audit trail entry (``GET /v1/audit``): who did what to what, when."""
-
-    at: datetime
-    actor: str
-    action: str
-    target: str
-    detail: str
-
-
 class UnexpectedReplyError(NodecertError):
     """The service answered 2xx with something this client cannot read."""
 
@@ -168,18 +157,6 @@ def node_change_from(data: Any, *, removed: bool = False) -> NodeChange:
         previous_owner=None if removed else _opt_str(obj, "previousOwner"),
         revoked=revoked,
         node_certificates=tuple(certificate_from(row) for row in rows),
-    )
-
-
-def audit_from(data: Any) -> AuditInfo:
-    """Parse one audit entry."""
-    obj = _object(data)
-    return AuditInfo(
-        at=_time(obj, "at"),
-        actor=_str(obj, "actor"),
-        action=_str(obj, "action"),
-        target=_str(obj, "target"),
-        detail=_str(obj, "detail"),
     )
 
 

@@ -36,7 +36,6 @@ from nodecert.http.nodeside_app import add_nodeside_routes
 from nodecert.http.nodeside_routes import NodeSideRoutes
 from nodecert.http.routes import Routes
 from nodecert.http.schemas import (
-    AuditList,
     Certificate,
     CertificateList,
     GenerateCertRequest,
@@ -191,30 +190,6 @@ def create_app(service: Service) -> FastAPI:
     async def revoke(request: Request, serial: str) -> Response:
         body = await request.body()
         return await authed(request, lambda p: routes.revoke(p, serial, body))
-
-    @app.get(
-        "/v1/audit",
-        response_model=AuditList,
-        responses=_errors(400, 401),
-        summary="The audit trail, newest first (admins: all; users: their nodes)",
-    )
-    async def audit(
-        request: Request,
-        actor: str | None = None,
-        action: str | None = None,
-        target: str | None = None,
-        since: str | None = None,
-        limit: str | None = None,
-    ) -> Response:
-        for name in ("actor", "action", "target", "since", "limit"):
-            if len(request.query_params.getlist(name)) > 1:
-                raise InvalidRequestError(f"{name}: sent more than once")
-        return await authed(
-            request,
-            lambda p: routes.audit(
-                p, actor=actor, action=action, target=target, since=since, limit=limit
-            ),
-        )
 
     @app.get("/v1/nodes", response_model=NodeList, responses=_errors(401), summary="List nodes")
     async def list_nodes(request: Request) -> Response:

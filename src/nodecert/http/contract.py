@@ -40,7 +40,7 @@ from nodecert.core.errors import (
     PayloadTooLargeError,
     QuotaExceededError,
 )
-from nodecert.core.values import AuditEntry, CertificateRecord, NodeRecord, RevocationReason
+from nodecert.core.values import CertificateRecord, NodeRecord, RevocationReason
 from nodecert.issuing.authority import IssuedCertificate
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
     "OverloadedError",
     "Reply",
     "RequestTimeoutError",
-    "audit_json",
     "certificate_json",
     "error_reply",
     "issued_reply",
@@ -247,17 +246,6 @@ def certificate_json(row: CertificateRecord) -> dict[str, Any]:
         "profile": row.profile.value,
         "dnsNames": list(row.dns_names),
         "ipAddresses": list(row.ip_addresses),
-    }
-
-
-def audit_json(entry: AuditEntry) -> dict[str, Any]:
-    """The API view of an audit entry."""
-    return {
-        "at": _time(entry.at),
-        "actor": entry.actor,
-        "action": entry.action,
-        "target": entry.target,
-        "detail": entry.detail,
     }
 
 

@@ -13,21 +13,19 @@ import json
 import logging
 import re
 import uuid
-from datetime import datetime
 
 from nodecert.core.errors import AuthenticationError, InvalidRequestError
 from nodecert.core.ports import TokenVerifier
 from nodecert.core.values import CertificateRecord, CertificateStatus, Principal, RevocationReason
 from nodecert.http.contract import (
     Reply,
-    audit_json,
     certificate_json,
     issued_reply,
     node_json,
     parse_object,
     reason_of,
 )
-from nodecert.issuing.administration import Administration, AuditQuery
+from nodecert.issuing.administration import Administration
 from nodecert.issuing.authority import Authority, IssueRequest
 from nodecert.issuing.service import Service
 
@@ -239,27 +237,6 @@ class Routes:
             200, {"nodes": [node_json(n) for n in self.administration.list_nodes(principal)]}
         )
 
-    def audit(
-        self,
-        principal: Principal,
-        *,
-        actor: str | None = None,
-        action: str | None = None,
-        target: str | None = None,
-        since: str | None = None,
-        limit: str | None = None,
-    ) -> Reply:
-        """``GET /v1/audit``: the audit trail (admin: all; users: their nodes), newest first."""
-        query = AuditQuery(
-            actor=actor,
-            action=action,
-            target=target,
-            since=_instant(since),
-            limit=_page_size(limit),
-        )
-        entries = self.administration.audit_log(principal, query)
-        return Reply(200, {"entries": [audit_json(entry) for entry in entries]})
-
     def ca(self) -> Reply:
         """``GET /v1/ca``: the CA chain as PEM, for node trust stores."""
         return Reply(200, self.authority.ca_chain_pem(), media_type="application/x-pem-file")
@@ -288,21 +265,6 @@ def _page_size(limit: str | None) -> int:
     if not limit.isdigit() or not 1 <= int(limit) <= _MAX_PAGE:
         raise InvalidRequestError(f"limit: {limit[:20]!r} is not a number from 1 to {_MAX_PAGE}")
     return int(limit)
-
-
-def _instant(value: str | None) -> datetime | None:
-    """An ISO 8601 time with a zone (``2026-12-07T05:00:00Z``), or a 400."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value[:64].replace("Z", "+00:00"))
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None or len(value) > 64:
-        raise InvalidRequestError(
-            f"since: {value[:40]!r} is not an ISO 8601 time with a zone (2026-12-07T05:00:00Z)"
-        )
-    return parsed
 
 
 def _request_id(principal: Principal, idempotency_key: str | None) -> str:

@@ -17,8 +17,6 @@ from nodecert.core.keys import KeyType
 from nodecert.core.values import CertificateStatus, Profile, RevocationReason
 
 __all__ = [
-    "AuditEntry",
-    "AuditList",
     "Certificate",
     "CertificateList",
     "GenerateCertRequest",
@@ -143,22 +141,6 @@ class NodeRemoval(BaseModel):
     nodeId: str  # noqa: N815
     revoked: int
     revokedNodeCertificates: list[Certificate]  # noqa: N815
-
-
-class AuditEntry(BaseModel):
-    """One entry of the audit trail."""
-
-    at: str
-    actor: str
-    action: str
-    target: str
-    detail: str
-
-
-class AuditList(BaseModel):
-    """Body of ``GET /v1/audit``: newest first."""
-
-    entries: list[AuditEntry]
 
 
 class NodeList(BaseModel):

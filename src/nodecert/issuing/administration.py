@@ -45,10 +45,9 @@ from nodecert.core.values import (
     Profile,
     RevocationReason,
 )
-from nodecert.issuing.audit import AuditQuery, search_audit
 from nodecert.issuing.shapes import NodeAssignment, NodeRemoval
 
-__all__ = ["Administration", "AuditQuery", "NodeAssignment", "NodeRemoval"]
+__all__ = ["Administration", "NodeAssignment", "NodeRemoval"]
 
 log = logging.getLogger("nodecert.revocation")
 audit_log = logging.getLogger("nodecert.audit")
@@ -311,10 +310,6 @@ class Administration:
         return NodeRemoval(
             node_id=node, revoked=len(revoked), node_certificates=_node_certificates(revoked)
         )
-
-    def audit_log(self, principal: Principal, query: AuditQuery) -> list[AuditEntry]:
-        """The audit trail as ``principal`` may read it (see :func:`search_audit`)."""
-        return search_audit(self.audit, self.nodes, principal, query)
 
     def list_nodes(self, principal: Principal) -> list[NodeRecord]:
         """All nodes for an admin; the caller's own nodes otherwise."""
