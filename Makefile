@@ -28,31 +28,11 @@ $(STAMP): requirements/dev.txt pyproject.toml
 serve: $(VENV)/.service
 	$(BIN)/nodecert serve
 
-# nginx for the node-side recipe tests (tests/integration/test_nginx.py), systemd-analyze
-# for the shipped units (tests/integration/test_systemd_units.py) and the
-# PostgreSQL server binaries for the PostgreSQL store tests. Installed only as root (CI
-# containers); elsewhere a hint is printed and those tests skip. The tests start a cluster
-# of their own (temporary data directory, free port); the one the Debian package may
-# create and start (main, port 5432) is neither used nor touched.
+# Optional system packages (nginx, systemd-analyze, PostgreSQL) for the tests that run them
+# for real: installed as root, waiting for another apt/dpkg's lock; never fails `make test`
+# (their tests skip with a hint). See tools/deps.sh.
 deps:
-	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; \
-		else \
-			echo "hint: install nginx (apt-get install nginx-light) to run the nginx tests"; \
-		fi; }
-	@command -v systemd-analyze >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd; \
-		else \
-			echo "hint: install systemd (apt-get install systemd) to verify deploy/systemd"; \
-		fi; }
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
-		else \
-			echo "hint: install PostgreSQL (apt-get install postgresql) to run the PostgreSQL tests"; \
-		fi; }
+	@sh tools/deps.sh
 
 test: $(STAMP) deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider --cov=nodecert --cov-report=term:skip-covered $(PYTEST_ARGS)
@@ -65,6 +45,7 @@ lock: $(STAMP)
 	$(LOCK) --python-version 3.11 --upgrade pyproject.toml requirements/build.in --extra dev -o requirements/dev.txt
 	$(LOCK) --python-version 3.11 pyproject.toml requirements/build.in --extra server -c requirements/dev.txt -o requirements/service.txt
 	$(LOCK) --python-version 3.11 pyproject.toml -c requirements/dev.txt -o requirements/node.txt
+	$(LOCK) --python-version 3.11 requirements/build.in -c requirements/dev.txt -o requirements/build.txt
 	$(LOCK) --python-version 3.12 pyproject.toml --extra aws -c requirements/dev.txt -o requirements/lambda.txt
 
 # The suite against the newest releases of everything pyproject admits, in a venv of its own:

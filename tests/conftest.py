@@ -44,6 +44,17 @@ class Env:
         return response.json()  # type: ignore[no-any-return]
 
 
+@pytest.fixture(autouse=True)
+def _scratch_cwd(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No test reads or writes the directory pytest was started in: a checkout where someone
+    # followed the README's Quick start (n1.crt, ./.nodecert) must test like a fresh clone.
+    # (tests/unit/conftest.py overrides it: unit tests touch no file at all.)
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 def make_settings(home: Path, **overrides: object) -> Settings:
     # No background key generation in tests unless a test asks for it: it would only add
     # CPU noise. The pool has tests of its own and `nodecert serve` runs with it.

@@ -149,6 +149,10 @@ def decider(ca: LocalCA, store: Any, **kwargs: Any) -> AccessDecider:
     )
 
 
+RECORDED_CLIENT_ID = "4example0clientid"
+"""The Cognito app client of the recorded events' tokens (their ``aud`` or ``client_id``)."""
+
+
 def api_event(name: str, **changes: Any) -> dict[str, Any]:
     """A recorded API Gateway event from ``tests/events``, with ``changes`` at its top."""
     data: dict[str, Any] = json.loads((EVENTS / name).read_text())

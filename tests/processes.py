@@ -38,11 +38,13 @@ def cli(env: dict[str, str], *args: str) -> str:
     return done.stdout.strip()
 
 
-def start_server(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    env: dict[str, str], log: Path, *, command: str = NODECERT
+) -> subprocess.Popen[bytes]:
     """``nodecert serve`` in its own process group, once it answers ``/healthz``."""
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [NODECERT, "serve"],
+            [command, "serve"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

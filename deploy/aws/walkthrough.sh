@@ -39,15 +39,19 @@ curl --fail-with-body -sS -X PUT "$API/v1/nodes/node-1" \
     -d "{\"owner\": \"$ALICE_SUB\"}"
 echo
 
-# 5. Alice asks for a certificate for node-1 (a retry with the same Idempotency-Key is
-#    never issued, nor billed, twice).
+# 5. Alice asks for a certificate for node-1. Its Idempotency-Key is kept in node-1.request
+#    until the certificate is saved, so running this again after a 503 (PCA throttled or
+#    not reached) sends the same key and gets the certificate, never a second one. A 409
+#    without a serialNumber means PCA may have signed (and billed) it already: delete
+#    node-1.request to ask for a new certificate.
+[ -s node-1.request ] || echo "walkthrough-$(openssl rand -hex 8)" >node-1.request
 curl --fail-with-body -sS -X POST "$API/generate-cert" \
     -H "Authorization: Bearer $ALICE_TOKEN" -H 'Content-Type: application/json' \
-    -H "Idempotency-Key: walkthrough-$ALICE_SUB-node-1" \
+    -H "Idempotency-Key: $(cat node-1.request)" \
     -d '{"nodeId": "node-1"}' >issued.json
 jq -r .certificate issued.json >node-1.crt
 jq -r .privateKey issued.json >node-1.key
-rm issued.json
+rm issued.json node-1.request
 openssl x509 -in node-1.crt -noout -subject -enddate
 
 # 6. Alice calls node-1 through the mutual-TLS domain with that certificate.

@@ -16,6 +16,7 @@ from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.files import secure_home
 from nodecert.core.keys import KeyType
+from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
 from nodecert.core.ports import (
     AuditTrail,
@@ -90,11 +91,19 @@ def settings_from_environment(env: Mapping[str, str] | None = None) -> Settings:
     return Settings.from_env(os.environ if env is None else env)
 
 
-def build_service(settings: Settings, *, event_loop: bool = False) -> Service:
+def build_service(
+    settings: Settings,
+    *,
+    event_loop: bool = False,
+    metrics: Metrics = NO_METRICS,
+    metrics_exposition: Callable[[], bytes] | None = None,
+) -> Service:
     """Build the authority, its backends and the token verifier from ``settings``.
 
     With ``event_loop`` (``nodecert serve``), the issuer's keys are fetched at start and
     refreshed in the background, so that checking a token never waits on the network.
+    ``metrics`` is where the use cases count and time (the front end's sink), and
+    ``metrics_exposition`` renders them for ``GET /metrics``.
 
     Raises:
         ConfigurationError: a setting cannot be honoured (for example, a locked CA key,
@@ -122,6 +131,8 @@ def build_service(settings: Settings, *, event_loop: bool = False) -> Service:
             limiter=stores.limiter,
         ),
         idempotency=IdempotencyGuard(stores.replay, stores.ledger),
+        metrics=metrics,
+        labels={"ca": settings.ca, "store": settings.store},
     )
     administration = Administration(
         ca=ca,
@@ -130,6 +141,7 @@ def build_service(settings: Settings, *, event_loop: bool = False) -> Service:
         ownership=authority.ownership,
         outbox=stores.outbox,
         audit=stores.audit,
+        metrics=metrics,
     )
     if dev_issuer is not None:
         verifier = OIDCVerifier(
@@ -182,6 +194,8 @@ def build_service(settings: Settings, *, event_loop: bool = False) -> Service:
         key_pool=key_pool,
         closers=stores.closers,
         inline_issuance=_never_waits_on_network(ca, stores.ledger, verifier),
+        metrics=metrics,
+        metrics_exposition=metrics_exposition,
     )
 
 

@@ -39,14 +39,14 @@ def auth(ca, store):
     return authority(ca, store)
 
 
-def test_rest_allow_is_scoped_to_the_node_and_carries_the_identity(ca, store, auth):
+def test_rest_allow_names_exactly_this_request_and_carries_the_identity(ca, store, auth):
+    # No wildcard: `*` spans `/` in IAM matching (test_authorizer_policy.py).
     cert = issue(auth, "alice", "n1")
     out = handle(event(REST, pem=cert.pem), decider(ca, store), PATH)
     statement = out["policyDocument"]["Statement"][0]
     assert statement["Effect"] == "Allow"
     assert statement["Resource"] == [
-        "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5/prod/*/nodes/n1",
-        "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5/prod/*/nodes/n1/*",
+        "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5/prod/GET/nodes/n1/status",
     ]
     assert out["principalId"] == "alice"
     assert out["context"] == {"userId": "alice", "nodeId": "n1", "serial": cert.serial}

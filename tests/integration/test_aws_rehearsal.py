@@ -91,7 +91,7 @@ def _wrong_table(document):
         (_missing_ca, "alice calls her node through the mutual-TLS domain: allowed"),
         (_wrong_table, "alice calls her node through the mutual-TLS domain: allowed"),
         # A cached Allow keyed on the Host header outlives the revocation. (It does not
-        # open bob's node: the Allow policy names only the node's own resources.)
+        # open bob's node: the Allow policy names only that request's method ARN.)
         (_cached_on_host, "alice revokes her certificate: denied"),
     ],
 )

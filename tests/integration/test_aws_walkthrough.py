@@ -160,6 +160,7 @@ def test_the_walkthrough_runs_as_written(stack, moto_endpoint, tmp_path):
     key = work / "node-1.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert not (work / "issued.json").exists()
+    assert not (work / "node-1.request").exists()  # The key goes once the certificate is saved.
 
 
 def test_the_docs_show_the_walkthrough_unchanged():

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from nodecert.cli.commands import main
 from tests.processes import NODECERT, nodecert_env
@@ -222,3 +227,60 @@ def test_dev_token_lifetime_is_bounded(tmp_path: Path, lifetime: str) -> None:
         check=True,
     )
     assert week.stdout.count(".") == 2
+
+
+def _unparsable_extensions(path: Path) -> Path:
+    # An empty subjectAltName and an empty EKU: RFC 5280 forbids both, cryptography >= 51
+    # refuses to read them (lazily, at .extensions), other tools still write them.
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "a")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(5)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x30\x00"), False
+        )
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.EXTENDED_KEY_USAGE, b"\x30\x00"), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (path / "bad.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (path / "bad.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path / "bad.crt"
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_renewing_a_certificate_cryptography_cannot_read_is_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], force: list[str]
+) -> None:
+    cert = _unparsable_extensions(tmp_path)
+    code = main(["renew", "--cert", str(cert), "--key", str(tmp_path / "bad.key"), *force])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err == (
+        f"nodecert: error: {cert}: certificate: its extensions are not valid X.509, so it"
+        " carries no nodecert identity\n"
+    )
+
+
+def test_inspecting_a_certificate_cryptography_cannot_read_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cert = _unparsable_extensions(tmp_path)
+    main(["inspect", str(cert)])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert "extensions are not valid X.509" in captured.out + captured.err

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from nodecert.core.errors import IdempotencyKeyReusedError, IdempotentReplayError
+from nodecert.core.errors import ConflictError, IdempotencyKeyReusedError, IdempotentReplayError
 from nodecert.core.identity import Identity
 from nodecert.issuing.idempotency import IdempotencyGuard
+from nodecert.testing.stores import MemoryStore
 from tests.records import certificate
 
 ALICE = Identity(user_id="alice", node_id="node-1")
@@ -87,3 +88,57 @@ def test_requests_without_a_client_key_are_never_claimed(stores):
     guard = IdempotencyGuard(replay, ledger)
     for _ in range(2):
         guard.claim("3f2a9c0d", ALICE, "hash-a", now=T0)
+
+
+def test_a_released_claim_is_claimed_again_by_the_retry(stores):
+    ledger, replay = stores
+    guard = IdempotencyGuard(replay, ledger)
+    claim = guard.claim("idem-k3", ALICE, "hash-a", now=T0)
+    assert claim is not None
+
+    guard.release(claim)  # The request failed before the CA accepted anything.
+
+    assert guard.claim("idem-k3", ALICE, "hash-a", now=T0) is not None  # The retry.
+    with pytest.raises(IdempotentReplayError):
+        guard.claim("idem-k3", ALICE, "hash-a", now=T0)
+    with pytest.raises(IdempotencyKeyReusedError):
+        guard.claim("idem-k3", ALICE, "hash-b", now=T0)
+
+
+def test_release_forgets_only_the_callers_own_record(stores):
+    _, replay = stores
+    expires = T0 + timedelta(hours=1)
+    replay.use_once("k-mine", expires_at=expires)
+
+    replay.release("k-mine", expires_at=expires + timedelta(hours=1))  # Not this record.
+    replay.release("k-never-used", expires_at=expires)  # Nothing there: not an error.
+
+    with pytest.raises(ConflictError):
+        replay.use_once("k-mine", expires_at=expires)
+    replay.release("k-mine", expires_at=expires)
+    replay.use_once("k-mine", expires_at=expires)
+
+
+def test_a_key_reused_for_another_request_is_400_on_every_try(stores):
+    # The refused request's own entry is released: its retry is not taken for a replay.
+    ledger, replay = stores
+    guard = IdempotencyGuard(replay, ledger)
+    guard.claim("idem-k4", ALICE, "hash-a", now=T0)
+    for _ in range(2):
+        with pytest.raises(IdempotencyKeyReusedError):
+            guard.claim("idem-k4", ALICE, "hash-b", now=T0)
+
+
+def test_a_store_down_during_release_leaves_the_claim_and_raises_nothing(caplog):
+    store = MemoryStore()
+    guard = IdempotencyGuard(store, store)
+    claim = guard.claim("idem-k5", ALICE, "hash-a", now=T0)
+    assert claim is not None
+    store.down = True
+
+    guard.release(claim)  # The request's own error is what its caller must see.
+
+    assert "could not be released" in caplog.text
+    store.down = False
+    with pytest.raises(IdempotentReplayError):
+        guard.claim("idem-k5", ALICE, "hash-a", now=T0)

@@ -101,6 +101,18 @@ VIOLATIONS = [
         "nodecert.issuing.keypool -> nodecert.bootstrap",
         id="use-case-imports-bootstrap",
     ),
+    pytest.param(
+        "http/routes.py",
+        "from nodecert.client import Client as _Client  # noqa\n",
+        "nodecert.http.routes -> nodecert.client",
+        id="server-package-imports-the-client",
+    ),
+    pytest.param(
+        "client/_transport.py",
+        "import boto3 as _boto3  # noqa\n",
+        "nodecert.client._transport -> boto3",
+        id="client-imports-an-sdk",
+    ),
 ]
 
 

@@ -23,6 +23,7 @@ from nodecert.core.identity import format_serial
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
 from nodecert.core.values import (
     AuditEntry,
+    AuditQuery,
     CertificateQuery,
     CertificateStatus,
     RevocationReason,
@@ -363,3 +364,54 @@ def test_a_repeated_delete_sweeps_what_a_crash_left(stores: Stores, flaky: Flaky
     )  # Not a 404: there was something to finish.
     assert {row.status for row in auth.ledger.find(node_id="n1")} == {CertificateStatus.REVOKED}
     assert admin_of(auth, outbox=stores.outbox).finish_revocations() == 0
+
+
+def test_the_audit_trail_answers_filters_the_same_in_every_store(stores: Stores) -> None:
+    outbox = stores.outbox
+    rows = [
+        ("node.add", "n1", "alice", "http 203.0.113.7"),
+        ("certificate.revoke", "n1", "alice", "lambda 198.51.100.2"),
+        ("node.transfer", "n1", "bob", "cli"),
+        ("node.add", "n2", "bob", "cli"),
+        ("nodex.add", "n3", "carol", ""),  # Not under the "node." prefix.
+    ]
+    for i, (action, node, user, source) in enumerate(rows):
+        outbox.append_audit(
+            AuditEntry(
+                at=T0 + timedelta(seconds=i),
+                actor="ops",
+                action=action,
+                target=node,
+                user_id=user,
+                node_id=node,
+                source=source,
+            )
+        )
+
+    def picked(**filters: Any) -> list[tuple[str, str]]:
+        found = outbox.audit_entries(query=AuditQuery(**filters))
+        # The store's answer is the reference filter's answer, newest first.
+        assert all(AuditQuery(**filters).matches(e) for e in found)
+        return [(e.action, e.node_id) for e in found]
+
+    assert picked(node_id="n1") == [
+        ("node.transfer", "n1"),
+        ("certificate.revoke", "n1"),
+        ("node.add", "n1"),
+    ]
+    assert picked(user_id="bob") == [("node.add", "n2"), ("node.transfer", "n1")]
+    assert picked(action="node.") == [
+        ("node.add", "n2"),
+        ("node.transfer", "n1"),
+        ("node.add", "n1"),
+    ]
+    assert picked(action="node.add", user_id="alice") == [("node.add", "n1")]
+    assert picked(since=T0 + timedelta(seconds=1), until=T0 + timedelta(seconds=3)) == [
+        ("node.transfer", "n1"),
+        ("certificate.revoke", "n1"),
+    ]
+    assert picked(limit=1) == [("nodex.add", "n3")]
+    # A LIKE wildcard in a prefix widens nothing.
+    assert picked(action="node%.") == []
+    newest = outbox.audit_entries(query=AuditQuery(node_id="n1", limit=1))[0]
+    assert (newest.user_id, newest.source) == ("bob", "cli")

@@ -55,6 +55,8 @@ CURL = shutil.which("curl")
 # (deploy/asgi/node_app.py, with NODECERT_AUTHORIZE_SECRET from test_node_app_recipe).
 from tests.integration.test_node_app_recipe import SECRET  # noqa: E402
 
+UNIX_UPSTREAM = "http://unix:/run/nodecert-n1/app.sock:"
+
 MAIN = """
 daemon off;
 master_process off;
@@ -207,15 +209,42 @@ def _normalizing_upstream(service_url: str, log: Path) -> Iterator[str]:
         upstream.server_close()
 
 
+def _machine(tmp_path: Path) -> dict[str, str]:
+    """The machine-specific literals of the recipes' commands, and this machine's own."""
+    return {
+        "/etc/nginx/nodecert": str(tmp_path / "nodecert"),
+        "/etc/nodecert": str(tmp_path / "etc-nodecert"),
+        "/run/nodecert-n1": str(tmp_path / "run"),
+        "-o nodeapp": f"-o {os.getuid()}",
+        "-g www-data": f"-g {os.getgid()}",
+    }
+
+
 @contextlib.contextmanager
 def _node_app_upstream(service_url: str, log: Path) -> Iterator[str]:
-    # deploy/asgi/node_app.py as its docstring runs it behind nginx.
+    # deploy/asgi/node_app.py as its docstring runs it behind nginx: on the Unix socket,
+    # with the secret file the recipe's commands wrote.
     from tests.integration.test_node_app_recipe import app_env, documented_args, node_app
 
-    env = app_env(service_url, NODE_TRUSTED_PROXY="127.0.0.1")
-    args = documented_args(1)  # The docstring's command line behind nginx, as written.
-    assert args == ["--no-proxy-headers"]
-    with node_app(env, *args, log=log) as port:
+    machine = _machine(log.parent)
+    secret_file = f"{machine['/etc/nodecert']}/n1-proxy.secret"
+    env = app_env(service_url, NODE_TRUSTED_PROXY="unix", NODE_PROXY_SECRET_FILE=secret_file)
+    run = Path(machine["/run/nodecert-n1"])
+    args = documented_args(1, run=run)  # The docstring's command line behind nginx.
+    assert args == ["--uds", str(run / "app.sock"), "--no-proxy-headers"]
+    with node_app(env, *args, log=log):
+        yield f"http://unix:{run / 'app.sock'}:"
+
+
+@contextlib.contextmanager
+def _node_app_on_tcp_with_secret(service_url: str, log: Path) -> Iterator[str]:
+    # The second way: the shared secret alone, over a loopback port (NODE_PROXY_SECRET
+    # from the environment).
+    from tests.integration.test_node_app_recipe import app_env, node_app
+
+    secret = (log.parent / "etc-nodecert" / "n1-proxy.secret").read_text().strip()
+    env = app_env(service_url, NODE_PROXY_SECRET=secret)
+    with node_app(env, "--no-proxy-headers", log=log) as port:
         yield f"http://127.0.0.1:{port}"
 
 
@@ -226,16 +255,20 @@ def _serve(
     if NGINX is None or CURL is None:
         pytest.skip("nginx or curl not found: `make test` installs nginx (nginx-light)")
     recipe = (RECIPES / name).read_text()
-    secret = service_secret or (secret_of(recipe) if "Secret" in recipe else SECRET)
+    sends_secret = "X-Nodecert-Authorize-Secret" in recipe
+    secret = service_secret or (secret_of(recipe) if sends_secret else SECRET)
     service = build_service(Settings(home=home, authorize_secret=secret))
     # The server certificate, made by the recipe's own command lines, as written.
     commands = recipe_commands(recipe)
     assert any(f"nodes add {node} --owner {owner}" in c for c in commands), commands
     assert any(f"nodes certificate {node} --dns {dns} " in c for c in commands), commands
+    if any("openssl " in c for c in commands) and shutil.which("openssl") is None:
+        pytest.skip("openssl not found: the recipe makes its secret with `openssl rand`")
     env = nodecert_env(home)
     env["PATH"] = f"{Path(NODECERT).parent}{os.pathsep}{env.get('PATH', '')}"
     for command in commands:
-        command = command.replace("/etc/nginx/nodecert", str(tmp_path / "nodecert"))
+        for literal, value in _machine(tmp_path).items():
+            command = command.replace(literal, value)
         subprocess.run(["sh", "-ec", command], env=env, check=True, capture_output=True)
     port = free_port()
     with (
@@ -250,6 +283,8 @@ def _serve(
         }
         if "auth_request" not in recipe:  # nginx does not call nodecert itself.
             del replacements["http://127.0.0.1:8080"]
+        if UNIX_UPSTREAM in recipe:  # The app listens on a Unix socket.
+            replacements[UNIX_UPSTREAM] = replacements.pop("http://127.0.0.1:9000")
         conf_d = tmp_path / "conf.d"
         conf_d.mkdir()
         (conf_d / name).write_text(substitute(recipe, replacements))
@@ -523,5 +558,77 @@ def test_the_asgi_proxy_passes_on_no_identity_header_of_the_client(tmp_path, hom
         served = json.loads(body)
         assert status == 200
         assert (served["user"], served["forwarded_node"], served["serial"]) == (None, None, None)
+    finally:
+        sites.close()
+
+
+def _plain_get(address: str | tuple[str, int], headers: dict[str, str]) -> tuple[int, str]:
+    """``GET /`` straight to the app (a Unix socket path, or a loopback address), as any
+    other process on the host could send it."""
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    lines = [b"GET / HTTP/1.1", b"Host: n1.nodes.example", b"Connection: close"]
+    lines += [f"{name}: {value}".encode("latin-1") for name, value in headers.items()]
+    with socket.socket(family) as sock:
+        sock.settimeout(20)
+        sock.connect(address)
+        sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body.decode("utf-8", "replace")
+
+
+def test_a_local_process_on_the_socket_is_not_the_proxy(asgi_site, tmp_path):
+    # A certificate is public: another process on the node's host puts alice's in its own
+    # X-Client-Cert and talks to the app directly. Through a loopback port that used to be
+    # "the proxy"; now the socket's directory keeps it out, and without nginx's secret the
+    # header is not believed even by a process that can connect (root, as in this test).
+    site, service = asgi_site
+    issued = issue(service.authority, "alice", "n1", admin=service.administration)
+    machine = _machine(tmp_path)
+    run = Path(machine["/run/nodecert-n1"])
+    assert run.stat().st_mode & 0o777 == 0o750  # as the recipe's `install -d -m 0750`
+    socket_path = str(run / "app.sock")
+    forged = {"X-Client-Cert": urllib.parse.quote(issued.pem)}
+    status, body = _plain_get(socket_path, forged)
+    assert (status, json.loads(body)["reason"]) == (403, "no_certificate")
+    wrong = {**forged, "X-Nodecert-Proxy-Secret": "0" * 64}
+    assert _plain_get(socket_path, wrong)[0] == 403
+    # The secret is what nginx proves itself with: the same request with it is believed.
+    secret_file = Path(machine["/etc/nodecert"]) / "n1-proxy.secret"
+    assert secret_file.stat().st_mode & 0o077 == 0  # `umask 077`
+    assert (tmp_path / "nodecert" / "n1-proxy-secret.conf").stat().st_mode & 0o077 == 0
+    right = {**forged, "X-Nodecert-Proxy-Secret": secret_file.read_text().strip()}
+    status, body = _plain_get(socket_path, right)
+    assert (status, json.loads(body)) == (200, {"user": "alice", "node": "n1"})
+    # And through nginx, a client's own X-Nodecert-Proxy-Secret is replaced, not added.
+    bob = _client(service, tmp_path, "bob", "n9")
+    status, body = site.get("/", bob, headers={"X-Nodecert-Proxy-Secret": "0" * 64})
+    assert (status, json.loads(body)["reason"]) == (403, "wrong_node")
+
+
+def test_the_shared_secret_alone_over_a_loopback_port(tmp_path, home):
+    # The second way (NODE_PROXY_SECRET, no socket): nginx's proxy_pass to a loopback port.
+    sites = _serve(
+        tmp_path,
+        home,
+        "nodecert-asgi-proxy.conf",
+        "n1",
+        "alice",
+        "n1.nodes.example",
+        upstream=_node_app_on_tcp_with_secret,
+    )
+    site, service = next(sites)
+    try:
+        alice = _client(service, tmp_path, "alice", "n1")
+        status, body = site.get("/", alice)
+        assert (status, json.loads(body)) == (200, {"user": "alice", "node": "n1"})
+        conf = (tmp_path / "conf.d" / "nodecert-asgi-proxy.conf").read_text()
+        match = re.search(r"proxy_pass http://127\.0\.0\.1:(\d+);", conf)
+        assert match, conf
+        forged = {"X-Client-Cert": urllib.parse.quote(alice[0].read_text())}
+        status, body = _plain_get(("127.0.0.1", int(match.group(1))), forged)
+        assert (status, json.loads(body)["reason"]) == (403, "no_certificate")
     finally:
         sites.close()

@@ -38,17 +38,22 @@ HOST = "n1.nodes.example"
 
 @contextlib.contextmanager
 def node_app(env: dict[str, str], *uvicorn_args: str, log: Path) -> Iterator[int]:
-    """``uvicorn node_app:app ARGS`` from deploy/asgi, once it listens; stopped after."""
-    port = free_port()
+    """``uvicorn node_app:app ARGS`` from deploy/asgi, once it listens; stopped after.
+
+    Yields the TCP port, or 0 when ARGS has ``--uds`` (then it listens on that socket only).
+    """
     argv = [sys.executable, "-m", "uvicorn", "node_app:app", "--app-dir", str(APP_DIR)]
-    argv += [*uvicorn_args, "--host", "127.0.0.1", "--port", str(port)]
+    uds = uvicorn_args[uvicorn_args.index("--uds") + 1] if "--uds" in uvicorn_args else None
+    port = 0 if uds else free_port()
+    argv += [*uvicorn_args] if uds else [*uvicorn_args, "--host", "127.0.0.1", "--port", str(port)]
     with log.open("ab") as out:
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20
         while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
+            family = socket.AF_UNIX if uds else socket.AF_INET
+            with socket.socket(family) as sock:
+                if sock.connect_ex(uds or ("127.0.0.1", port)) == 0:
                     break
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"uvicorn did not start:\n{log.read_text()}")
@@ -80,10 +85,11 @@ def setup(tmp_path: Path):
         yield service, live.url, certs
 
 
-def documented_args(which: int, certs: Path | None = None) -> list[str]:
+def documented_args(which: int, certs: Path | None = None, run: Path | None = None) -> list[str]:
     """The uvicorn options of the ``which``-th command line in node_app.py's docstring.
 
-    Run as written but for the machine's own: the certificate directory, host and port.
+    Run as written but for the machine's own: the certificate directory, the socket's
+    directory, host and port.
     """
     doc = ast.get_docstring(ast.parse((APP_DIR / "node_app.py").read_text())) or ""
     commands = re.findall(r"^ *(uvicorn node_app:app (?:.*\\\n)*.*)$", doc, flags=re.MULTILINE)
@@ -96,7 +102,8 @@ def documented_args(which: int, certs: Path | None = None) -> list[str]:
         elif arg in ("--host", "--port"):
             skip = True
         else:
-            out.append(arg.replace("/etc/nodecert", str(certs)) if certs else arg)
+            arg = arg.replace("/etc/nodecert", str(certs)) if certs else arg
+            out.append(arg.replace("/run/nodecert-n1", str(run)) if run else arg)
     return out
 
 
@@ -176,3 +183,66 @@ def test_stock_uvicorn_gives_the_app_no_client_certificate(setup, tmp_path):
     with node_app(app_env(url), *args, log=tmp_path / "app.log") as port:
         status, body = get(port, certs, alice)
         assert (status, body["reason"]) == (403, "no_certificate")
+
+
+def _start(env: dict[str, str], *, uvicorn: bool = False) -> subprocess.CompletedProcess[str]:
+    if uvicorn:
+        argv = [sys.executable, "-m", "uvicorn", "node_app:app", "--app-dir", str(APP_DIR)]
+        argv += ["--uds", "/nonexistent/app.sock"]  # never reached: the app stops first
+    else:
+        argv = [sys.executable, "-c", "import node_app"]
+    return subprocess.run(
+        argv, env=env, cwd=APP_DIR, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "names"),
+    [
+        ({"NODECERT_AUTHORIZE_SECRET": None}, "NODECERT_AUTHORIZE_SECRET"),
+        ({"NODECERT_SERVER": None}, "NODECERT_SERVER"),
+        ({"NODE_ID": "  "}, "NODE_ID"),
+        ({"NODE_TRUSTED_PROXY": "127.0.0.1"}, "NODE_PROXY_SECRET"),
+        ({"NODE_PROXY_SECRET_FILE": "/nonexistent/n1-proxy.secret"}, "NODE_PROXY_SECRET_FILE"),
+        ({"NODE_PROXY_SECRET": "short"}, "proxy_secret"),
+        ({"NODECERT_SERVER": "http://nodecert.example:8080"}, "https"),
+        ({"NODECERT_AUTHORIZE_SECRET_FILE": "/etc"}, "NODECERT_AUTHORIZE_SECRET_FILE"),
+    ],
+)
+def test_a_missing_or_unsafe_setting_stops_the_app_with_one_line(change, names):
+    env = app_env("http://127.0.0.1:9")
+    for name, value in change.items():
+        if value is None:
+            env.pop(name)
+        else:
+            env[name] = value
+    done = _start(env)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("node_app: "), done.stderr
+    assert names in lines[0]
+    assert SECRET not in done.stderr + done.stdout
+
+
+def test_under_uvicorn_a_missing_secret_is_one_line_not_a_traceback():
+    env = app_env("http://127.0.0.1:9")
+    env.pop("NODECERT_AUTHORIZE_SECRET")
+    done = _start(env, uvicorn=True)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr and "KeyError" not in done.stderr, done.stderr
+    assert "node_app: NODECERT_AUTHORIZE_SECRET (or NODECERT_AUTHORIZE_SECRET_FILE) is not set" in (
+        done.stderr
+    )
+
+
+def test_the_secrets_can_come_from_files(setup, tmp_path):
+    service, url, certs = setup
+    alice = write_client(
+        issue(service.authority, "alice", "n1", admin=service.administration), tmp_path, "alice"
+    )
+    (tmp_path / "authorize.secret").write_text(SECRET + "\n")
+    env = app_env(url, NODECERT_AUTHORIZE_SECRET_FILE=str(tmp_path / "authorize.secret"))
+    env.pop("NODECERT_AUTHORIZE_SECRET")
+    args = ["--http", "nodecert.server.tls:TLSHttpToolsProtocol", *tls_args(certs)]
+    with node_app(env, *args, log=tmp_path / "app.log") as port:
+        assert get(port, certs, alice) == (200, {"user": "alice", "node": "n1"})

@@ -23,7 +23,7 @@ from nodecert.core.errors import (
     ConflictError,
     StoreUnavailableError,
 )
-from nodecert.core.values import RevocationReason
+from nodecert.core.values import AuditEntry, AuditQuery, RevocationReason
 from nodecert.store.postgres import SCHEMA_VERSION, PostgresStore
 from tests.fakes import race
 from tests.records import T0, certificate
@@ -355,4 +355,27 @@ def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(postgres_d
     finally:
         upgraded.close()
     assert raw(postgres_dsn, "SELECT version FROM nodecert_schema") == [(SCHEMA_VERSION,)]
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
+
+
+def test_a_version_2_audit_log_gains_who_and_where_in_place(postgres_dsn):
+    first = PostgresStore(postgres_dsn)
+    first.append_audit(AuditEntry(at=T0, actor="cli:root", action="node.add", target="n1"))
+    first.close()
+    raw(
+        postgres_dsn,
+        "ALTER TABLE audit_log DROP COLUMN user_id, DROP COLUMN node_id, DROP COLUMN source",
+    )
+    raw(postgres_dsn, "UPDATE nodecert_schema SET version = 2")
+    upgraded = PostgresStore(postgres_dsn)
+    try:
+        upgraded.append_audit(
+            AuditEntry(at=T0, actor="ops", action="node.remove", target="n1", node_id="n1")
+        )
+        assert [e.action for e in upgraded.audit_entries(query=AuditQuery(node_id="n1"))] == [
+            "node.remove"
+        ]
+        assert {e.action for e in upgraded.audit_entries(limit=10)} == {"node.add", "node.remove"}
+    finally:
+        upgraded.close()
+    assert raw(postgres_dsn, "SELECT version FROM nodecert_schema") == [(SCHEMA_VERSION,)]

@@ -47,13 +47,25 @@ def test_the_quick_start_works_as_written(tmp_path: Path) -> None:
         stop_server(server)
     assert done.returncode == 0, done.stderr
     assert '"privateKey"' in done.stdout
-    assert f"wrote {Path('.') / 'n1.key'} (mode 0600)" in done.stdout
-    assert "n1.crt: OK" in done.stdout
+    assert f"wrote {Path('scratch') / 'n1.key'} (mode 0600)" in done.stdout
+    assert "scratch/n1.crt: OK" in done.stdout
     assert "user=alice node=n1" in done.stdout
     assert "\nrevoked " in done.stdout
+    # Only ignored paths are written in the checkout: ./.nodecert and ./scratch.
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "scratch",
+        "serve.log",
+    ]
+    assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == [
         "ca.crt",
         "n1.crt",
         "n1.key",
-        "serve.log",
     ]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", "scratch/n1.key", ".nodecert/ca.key", "n1.p12"],
+        cwd=README.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ignored.stdout.split() == ["scratch/n1.key", ".nodecert/ca.key", "n1.p12"]

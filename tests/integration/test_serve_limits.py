@@ -73,8 +73,6 @@ SMUGGLING = {
     b"Content-Length: 2\r\nContent-Length: 40\r\n\r\n{}",
     "signed Content-Length": b"POST /v1/authorize HTTP/1.1\r\nHost: x\r\n"
     b"Content-Length: +2\r\n\r\n{}",
-    "unknown Transfer-Encoding": b"POST /v1/authorize HTTP/1.1\r\nHost: x\r\n"
-    b"Transfer-Encoding: xchunked\r\n\r\n{}",
     "folded header": b"POST /v1/authorize HTTP/1.1\r\nHost: x\r\nX-Nodecert-Node: n1\r\n"
     b" n2\r\nContent-Length: 0\r\n\r\n",
     "bare LF": b"POST /v1/authorize HTTP/1.1\nHost: x\nContent-Length: 0\n\n",

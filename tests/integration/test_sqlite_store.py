@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from nodecert.core.errors import ConflictError, StoreUnavailableError
-from nodecert.core.values import CertificateStatus, Commit, RevocationReason
+from nodecert.core.values import (
+    AuditEntry,
+    AuditQuery,
+    CertificateStatus,
+    Commit,
+    RevocationReason,
+)
 from nodecert.store.sqlite import SCHEMA_VERSION, SQLiteStore
 from tests.fakes import race
 from tests.records import T0, certificate
@@ -310,20 +316,20 @@ def test_a_version_4_database_gets_successors_the_outbox_and_the_audit_trail(db_
     finally:
         store.close()
     assert raw(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
-    assert SCHEMA_VERSION == 6
+    assert SCHEMA_VERSION == 7
     SQLiteStore(db_path).close()  # Opening an upgraded file again changes nothing.
 
 
-def test_a_version_5_file_gets_the_user_subject_column_and_keeps_its_rows(db_path):
+def test_a_version_6_file_gets_the_user_subject_column_and_keeps_its_rows(db_path):
     first = SQLiteStore(db_path)
     old = certificate("0a1b")
     first.record(old).wait()
     first.close()
-    # What version 5 had: every column but user_subject and ip_addresses.
+    # What version 6 had: every column but user_subject and ip_addresses.
     connection = sqlite3.connect(db_path)
     connection.execute("ALTER TABLE certificates DROP COLUMN user_subject")
     connection.execute("ALTER TABLE certificates DROP COLUMN ip_addresses")
-    connection.execute("PRAGMA user_version = 5")
+    connection.execute("PRAGMA user_version = 6")
     connection.commit()
     connection.close()
     store = SQLiteStore(db_path)
@@ -337,3 +343,35 @@ def test_a_version_5_file_gets_the_user_subject_column_and_keeps_its_rows(db_pat
     finally:
         store.close()
     assert raw(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+def test_a_version_5_audit_log_gains_who_and_where_in_place(db_path: Path) -> None:
+    SQLiteStore(db_path).close()
+    connection = sqlite3.connect(db_path)
+    connection.executescript(
+        """
+        DROP TABLE audit_log;
+        CREATE TABLE audit_log (id TEXT PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL,
+            action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL);
+        INSERT INTO audit_log VALUES
+            ('1', '2026-01-01T00:00:00+00:00', 'cli:root', 'node.add', 'n1', 'owner=alice');
+        PRAGMA user_version = 5;
+        """
+    )
+    connection.close()
+    store = SQLiteStore(db_path)
+    try:
+        store.append_audit(
+            AuditEntry(at=T0, actor="ops", action="node.remove", target="n1", node_id="n1")
+        )
+        old, new = sorted(store.audit_entries(limit=10), key=lambda e: e.action)
+        assert (old.action, old.user_id, old.node_id, old.source) == ("node.add", "", "", "")
+        assert (new.action, new.node_id) == ("node.remove", "n1")
+        assert [e.action for e in store.audit_entries(query=AuditQuery(node_id="n1"))] == [
+            "node.remove"
+        ]
+    finally:
+        store.close()
+    check = sqlite3.connect(db_path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    check.close()

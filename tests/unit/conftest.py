@@ -59,6 +59,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _scratch_cwd() -> None:
+    # tests/conftest.py moves every other test into an empty directory; a unit test opens
+    # no file for writing anyway (below), so it needs no directory of its own.
+    return None
+
+
+@pytest.fixture(autouse=True)
 def _pure(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise RuntimeError("unit tests are pure: no sockets (tests/integration)")

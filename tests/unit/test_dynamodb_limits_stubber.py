@@ -177,3 +177,25 @@ def test_use_once_is_one_conditional_put(limits, stub):
     with pytest.raises(ConflictError, match="token: already used") as caught:
         limits.use_once("k1", expires_at=expires, now=NOW)
     assert isinstance(caught.value.__cause__, ClientError)
+
+
+def test_release_is_one_conditional_delete_of_the_callers_own_record(limits, stub):
+    expires = NOW + timedelta(hours=24, seconds=0.5)
+    params = {
+        "TableName": TABLE,
+        "Key": {"key": {"S": "once#k1"}},
+        "ConditionExpression": "#expires = :expires",
+        "ExpressionAttributeNames": {"#expires": "expiresAt"},
+        "ExpressionAttributeValues": {":expires": {"N": str(T + 86401)}},
+    }
+    stub.add_response("delete_item", {}, params)
+    # Gone already, or another claim's record (another expiry): nothing to forget.
+    stub.add_client_error(
+        "delete_item", service_error_code=CONFLICT, http_status_code=400, expected_params=params
+    )
+    stub.add_client_error("delete_item", "ProvisionedThroughputExceededException", 400)
+
+    limits.release("k1", expires_at=expires)
+    limits.release("k1", expires_at=expires)
+    with pytest.raises(StoreUnavailableError, match="throttled"):
+        limits.release("k1", expires_at=expires)

@@ -39,7 +39,7 @@ def test_no_groups_is_no_admin() -> None:
 @pytest.mark.parametrize("sub", [None, "", 42, ["alice"]])
 def test_a_missing_or_unusable_sub_is_unauthenticated(sub) -> None:
     claims = {} if sub is None else {"sub": sub}
-    with pytest.raises(AuthenticationError, match=r"token: .*'sub' claim"):
+    with pytest.raises(AuthenticationError, match=r"token: .*sub"):
         principal_from_claims(claims, admin_group=ADMINS)
 
 

@@ -313,7 +313,7 @@ def test_non_finite_exp_is_refused(verifier, literal):
         signing_input.encode(), EC_KEY
     )
     token = f"{signing_input}.{_b64(signature)}"
-    with pytest.raises(AuthenticationError, match="exp"):
+    with pytest.raises(AuthenticationError, match=r"exp|not JSON"):
         verifier.verify(token)
 
 

@@ -249,6 +249,8 @@ FULL_ENV = {
     "NODECERT_MAX_ACTIVE_PER_NODE": "3",
     "NODECERT_KEY_POOL_SIZE": "8",
     "NODECERT_LOG_LEVEL": "DEBUG",
+    "NODECERT_LOG_FORMAT": "json",
+    "NODECERT_METRICS": "off",
     "NODECERT_CA_BUNDLE": "/etc/nodecert/ca.pem",
     "NODECERT_AUTHORIZE_SECRET": "a-long-shared-secret-for-nginx",
     "NODECERT_AUTHORIZER_TARGET": "host",
@@ -265,6 +267,7 @@ def test_every_setting_is_read_and_converted():
     settings = Settings.from_env(FULL_ENV)
     assert settings.home == Path("/var/lib/nodecert")
     assert settings.host == "0.0.0.0"
+    assert (settings.log_format, settings.metrics) == ("json", "off")
     assert settings.port == 8443
     assert (settings.quota_per_minute, settings.quota_burst) == (120, 20)
     assert settings.max_active_per_node == 3
@@ -474,3 +477,11 @@ def test_slow_client_limits_must_be_positive(name):
 def test_the_revocation_retry_interval_must_be_positive():
     with pytest.raises(ConfigurationError, match="NODECERT_REVOCATION_RETRY_S: must be >= 1"):
         Settings.from_env({"NODECERT_REVOCATION_RETRY_S": "0"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("NODECERT_LOG_FORMAT", "yaml"), ("NODECERT_METRICS", "yes")]
+)
+def test_log_format_and_metrics_take_their_words_only(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        Settings.from_env({name: value})

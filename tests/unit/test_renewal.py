@@ -125,9 +125,14 @@ def _token(cert, key, *, headers=None, alg="ES256", **claims):
         ({"exp": None}, "'iat' and 'exp'"),
         # PyJWT's JSON parser accepts these; an infinite exp must not mean "never expires"
         # (and NaN used to crash the replay guard's expiry with a ValueError).
-        ({"exp": float("nan")}, "finite numbers"),
-        ({"exp": float("inf")}, "finite numbers"),
-        ({"iat": True}, "finite numbers"),
+        ({"exp": float("nan")}, "NaN, not JSON"),
+        ({"exp": float("inf")}, "Infinity, not JSON"),
+        ({"iat": True}, "'iat' must be a number"),
+        # Too large for a float: used to crash with an OverflowError (a 500).
+        ({"exp": 10**400}, "'exp' is out of range"),
+        ({"iat": -1}, "'iat' is out of range"),
+        ({"jti": 5}, "'jti' must be a string"),
+        ({"aud": {"a": 1}}, "'aud' must be a string or a list"),
         ({"exp": int(datetime.now(UTC).timestamp()) + 3600}, "over 5 minutes"),
         (
             {

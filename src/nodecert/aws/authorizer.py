@@ -8,16 +8,22 @@ the certificate and never trusts ``subjectDN``.
 Two event shapes are understood:
 
 - REST API ``REQUEST`` authorizer: the certificate is in
-  ``requestContext.identity.clientCert.clientCertPem``; the answer is an IAM policy. Allow
-  is scoped to the target node's resources (``<api>/<stage>/*/<path up to the node>`` and
-  everything below it), so a cached policy never opens another node.
+  ``requestContext.identity.clientCert.clientCertPem``; the answer is an IAM policy whose
+  Allow names exactly this request's method ARN, never a wildcard: in IAM and API Gateway
+  resource matching ``*`` spans ``/``, so ``…/*/nodes/n1`` would also match
+  ``…/GET/nodes/n9/x/nodes/n1``. A method ARN with a character outside a strict alphabet
+  (a wildcard ``*`` or ``?``, a ``%`` escape, a ``.`` or ``..`` segment) is denied
+  (:mod:`nodecert.aws.targets`).
 - HTTP API (payload format 2.0, simple responses): the certificate is in
   ``requestContext.authentication.clientCert.clientCertPem``; the answer is
   ``{"isAuthorized": ...}``.
 
 Both carry the context ``userId``, ``nodeId``, ``serial`` when allowed (and ``reason`` when
 denied). The target node comes from ``NODECERT_AUTHORIZER_TARGET``: ``path:nodeId``
-(default; a path parameter) or ``host`` (the first label of the Host header).
+(default; a path parameter, which must agree with the method ARN's path under the route's
+``resource`` template) or ``host`` (the first label of the one Host header, which must
+agree with a ``nodeId`` path parameter when the route has one). An ambiguous target is a
+deny (``invalid_target``): two Host values, a comma-joined Host, a path that disagrees.
 
 Once started, the handler never raises: any failure, including an unreachable store, is a
 Deny. Starting is different: without a CA to check against (``NODECERT_CA_BUNDLE``, or
@@ -32,6 +38,14 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from nodecert.aws.targets import (
+    NODE_PARAMETER,
+    MethodARN,
+    TargetError,
+    host_node,
+    path_parameters,
+)
+from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.nodeside.access import Decision, DenyReason
 from nodecert.nodeside.verify import Decider
 
@@ -51,26 +65,54 @@ class TargetSource:
         self.parameter = name
 
     def node_of(self, event: Mapping[str, Any]) -> str | None:
-        """The target node of ``event``, or None when it is missing."""
-        if self.kind == "path":
-            value = _object(event.get("pathParameters")).get(self.parameter)
-            return value if isinstance(value, str) and value else None
-        headers = {str(k).lower(): v for k, v in _object(event.get("headers")).items()}
-        host = headers.get("host")
-        if not isinstance(host, str) or not host:
-            host = _object(event.get("requestContext")).get("domainName")
-        if not isinstance(host, str) or not host:
+        """The target node of ``event``, or None when it is missing or ambiguous."""
+        try:
+            return self.resolve(event, is_v2=event.get("version") == "2.0")
+        except TargetError:
             return None
-        return host.split(":", 1)[0].split(".", 1)[0]
+
+    def resolve(self, event: Mapping[str, Any], *, is_v2: bool) -> str:
+        """The one target node of ``event``.
+
+        For a REST event the method ARN must also parse (:meth:`MethodARN.parse`) and name
+        the same node wherever its ``resource`` template has the node's parameter.
+
+        Raises:
+            TargetError: no target node, or more than one (the event disagrees with itself).
+        """
+        parameters = path_parameters(event)
+        if self.kind == "path":
+            node = parameters.get(self.parameter)
+            if not isinstance(node, str) or not node:
+                raise TargetError("no target node in the event")
+        else:
+            node = host_node(event)
+            in_path = parameters.get(NODE_PARAMETER)
+            if in_path is not None and in_path != node:
+                raise TargetError("Host: names another node than the path")
+        if not is_v2:
+            arn = MethodARN.parse(event.get("methodArn"))
+            name = self.parameter if self.kind == "path" else NODE_PARAMETER
+            template = event.get("resource")
+            routed = isinstance(template, str) and "{" + name + "}" in template
+            if (self.kind == "path" or routed) and arn.parameters(template).get(name) != node:
+                raise TargetError("methodArn: names another node than the event")
+        return node
 
 
-def handle(event: Mapping[str, Any], decider: Decider, target: TargetSource) -> dict[str, Any]:
+def handle(
+    event: Mapping[str, Any],
+    decider: Decider,
+    target: TargetSource,
+    metrics: Metrics = NO_METRICS,
+) -> dict[str, Any]:
     """Answer one authorizer ``event``. Never raises.
 
     Args:
         event: The API Gateway authorizer event (REST ``REQUEST`` or HTTP API 2.0).
         decider: The decision maker.
         target: Where the target node comes from.
+        metrics: Where the decision is counted (``authorize_decisions``).
     """
     if not isinstance(event, Mapping):
         event = {}
@@ -87,9 +129,11 @@ def handle(event: Mapping[str, Any], decider: Decider, target: TargetSource) -> 
         decision.reason,
         decision.serial,
     )
+    verdict = ("allow", "ok") if decision.allowed else ("deny", str(decision.reason))
+    metrics.count("authorize_decisions", {"decision": verdict[0], "reason": verdict[1]})
     if is_v2:
         return {"isAuthorized": decision.allowed, "context": _context(decision)}
-    return _policy(event, decision, target)
+    return _policy(event, decision)
 
 
 def _decide(
@@ -101,9 +145,10 @@ def _decide(
     pem = _object(holder.get("clientCert")).get("clientCertPem")
     if not isinstance(pem, str) or not pem:
         return Decision.deny(DenyReason.NO_CERTIFICATE, "no client certificate in the event")
-    node = target.node_of(event)
-    if node is None:
-        return Decision.deny(DenyReason.INVALID_TARGET, "no target node in the event")
+    try:
+        node = target.resolve(event, is_v2=is_v2)
+    except TargetError as exc:
+        return Decision.deny(DenyReason.INVALID_TARGET, str(exc))
     return decider.decide(pem, node)
 
 
@@ -121,13 +166,23 @@ def _context(decision: Decision) -> dict[str, str]:
     return {"reason": decision.reason.value if decision.reason else "denied"}
 
 
-def _policy(event: Mapping[str, Any], decision: Decision, target: TargetSource) -> dict[str, Any]:
-    method_arn = str(event.get("methodArn", ""))
+def _policy(event: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
+    method_arn = event.get("methodArn")
+    allowed: MethodARN | None = None
     if decision.allowed and decision.identity is not None:
-        resources = _node_resources(event, method_arn, target, decision.identity.node_id)
+        # resolve() parsed it before the decision; parsed again, it is total all the same.
+        try:
+            allowed = MethodARN.parse(method_arn)
+        except TargetError:
+            decision = Decision.deny(DenyReason.INVALID_TARGET, "methodArn")
+    if allowed is not None and decision.identity is not None:
+        # Exactly this request's method and path: no wildcard that could span a `/`.
+        resources = [str(allowed)]
         principal, effect = decision.identity.user_id, "Allow"
     else:
-        resources, principal, effect = [method_arn or "*"], "anonymous", "Deny"
+        # A Deny may be as wide as it likes: it only ever takes away.
+        deny = method_arn if isinstance(method_arn, str) and method_arn else "*"
+        resources, principal, effect = [deny], "anonymous", "Deny"
     return {
         "principalId": principal,
         "policyDocument": {
@@ -140,34 +195,21 @@ def _policy(event: Mapping[str, Any], decision: Decision, target: TargetSource) 
     }
 
 
-def _node_resources(
-    event: Mapping[str, Any], method_arn: str, target: TargetSource, node_id: str
-) -> list[str]:
-    # methodArn is arn:aws:execute-api:<region>:<account>:<api>/<stage>/<METHOD>/<path...>.
-    parts = method_arn.split("/")
-    template = str(event.get("resource") or "").strip("/").split("/")
-    placeholder = "{" + target.parameter + "}"
-    if target.kind != "path" or len(parts) < 3 or placeholder not in template:
-        # Without a path template there is no safe wider scope than this very request.
-        return [method_arn]
-    path = parts[3:]
-    depth = template.index(placeholder) + 1
-    if len(path) < depth or path[depth - 1] != node_id:
-        return [method_arn]
-    prefix = "/".join([*parts[:2], "*", *path[:depth]])
-    return [prefix, prefix + "/*"]
+_wired: tuple[Decider, TargetSource, Metrics] | None = None
 
 
-_wired: tuple[Decider, TargetSource] | None = None
-
-
-def _wiring() -> tuple[Decider, TargetSource]:
+def _wiring() -> tuple[Decider, TargetSource, Metrics]:
     global _wired
     if _wired is None:
+        from nodecert.aws.metrics import EmbeddedMetrics
         from nodecert.bootstrap import build_decider, settings_from_environment
+        from nodecert.support.logs import configure
 
         settings = settings_from_environment()
-        _wired = (build_decider(settings), TargetSource(settings.authorizer_target))
+        if settings.log_format == "json":
+            configure(settings.log_level, settings.log_format)
+        metrics = EmbeddedMetrics() if settings.metrics == "on" else NO_METRICS
+        _wired = (build_decider(settings), TargetSource(settings.authorizer_target), metrics)
     return _wired
 
 
@@ -183,11 +225,16 @@ def lambda_handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
     from nodecert.core.errors import ConfigurationError
 
     try:
-        decider, target = _wiring()
+        decider, target, metrics = _wiring()
     except ConfigurationError as exc:
         log.error("authorizer: cannot start: %s", exc)
         raise
     except ValueError as exc:
         log.error("authorizer: cannot start: %s", exc)
         raise ConfigurationError(f"authorizer: cannot start: {exc}") from exc
-    return handle(event, decider, target)
+    try:
+        return handle(event, decider, target, metrics)
+    finally:
+        flush = getattr(metrics, "flush", None)
+        if callable(flush):
+            flush()

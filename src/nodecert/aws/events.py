@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodecert.core.errors import InvalidRequestError, PayloadTooLargeError
+from nodecert.http.contract import repeated_query_parameter
 
 __all__ = ["Request", "parse_event"]
 
@@ -53,6 +54,16 @@ def _text(value: Any, field: str, default: str = "") -> str:
         return default
     if not isinstance(value, str):
         raise InvalidRequestError(f"event: {field} is not a string")
+    return _unicode(value, field)
+
+
+def _unicode(value: str, field: str) -> str:
+    """``value`` if it is valid Unicode: JSON can spell a lone surrogate (``"\\ud800"``),
+    which no UTF-8 encoder takes (a ``UnicodeEncodeError`` wherever it is encoded)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequestError(f"event: {field[:60]} is not valid Unicode") from None
     return value
 
 
@@ -67,6 +78,7 @@ def _headers(event: Mapping[str, Any]) -> dict[str, str]:
         if not isinstance(value, str):
             continue
         key = str(name).lower()
+        value = _unicode(value, f"headers.{key}")
         if key in _SINGLE and key in headers and headers[key] != value:
             raise InvalidRequestError(f"headers: {key} given twice with different values")
         headers[key] = value
@@ -79,6 +91,25 @@ def _headers(event: Mapping[str, Any]) -> dict[str, str]:
         if len({v for v in values if isinstance(v, str)}) > 1:
             raise InvalidRequestError(f"headers: {key} given twice with different values")
     return headers
+
+
+def _query(event: Mapping[str, Any]) -> dict[str, str]:
+    """The query parameters; a parameter given more than once is refused, never picked.
+
+    REST APIs put the last copy in ``queryStringParameters`` and all of them in
+    ``multiValueQueryStringParameters``; HTTP APIs comma-join the copies, so a repeat shows
+    only in ``rawQueryString``. FastAPI refuses a repeated parameter the same way
+    (:class:`~nodecert.http.direct.NodecertAPI`).
+    """
+    query = _strings(event.get("queryStringParameters"), "queryStringParameters")
+    multi = _object(event.get("multiValueQueryStringParameters"), "multiValueQueryStringParameters")
+    names = [str(k) for k, v in multi.items() if isinstance(v, list) and len(v) > 1]
+    raw = event.get("rawQueryString")
+    if isinstance(raw, str) and (name := repeated_query_parameter(raw)) is not None:
+        names.append(name)
+    if names:
+        raise InvalidRequestError(f"{names[0][:40]}: sent more than once")
+    return query
 
 
 def _body(event: Mapping[str, Any], max_body_bytes: int) -> bytes:
@@ -154,7 +185,7 @@ def parse_event(
         method=method,
         path=path,
         headers=_headers(event),
-        query=_strings(event.get("queryStringParameters"), "queryStringParameters"),
+        query=_query(event),
         body=_body(event, max_body_bytes),
         claims=claims if isinstance(claims, Mapping) else None,
         route=route.rstrip("/") or "/" if route is not None else None,

@@ -3,7 +3,9 @@
 The caller is taken from the claims an API Gateway authorizer already verified
 (:mod:`nodecert.verifiers.gateway`: REST API ``requestContext.authorizer.claims``, HTTP API
 ``requestContext.authorizer.jwt.claims``). Only API Gateway can set ``requestContext``, so
-those claims are trusted as they are. When no authorizer ran (open routes, or an API
+their signature and times are trusted as they are; their app client and ``token_use`` are
+checked against ``NODECERT_OIDC_AUDIENCE`` (a Cognito authorizer accepts any app client of
+the pool). When no authorizer ran (open routes, or an API
 without one), a ``Bearer`` token is verified by the service's OIDC verifier, exactly as the
 HTTP server does. Everything else is shared with FastAPI: parsing in
 :mod:`nodecert.http.routes` and :mod:`nodecert.http.nodeside_routes`, every reply and error
@@ -35,18 +37,25 @@ import functools
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from nodecert.aws.events import Request, parse_event
+from nodecert.aws.metrics import EmbeddedMetrics
 from nodecert.bootstrap import build_service, settings_from_environment
 from nodecert.core.budget import time_budget
+from nodecert.core.context import bind_source
 from nodecert.core.errors import NotFoundError
+from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.core.values import Principal
 from nodecert.http.contract import Reply, error_reply, method_not_allowed, no_route
 from nodecert.http.nodeside_routes import NodeSideRoutes
+from nodecert.http.observe import Exchange, record_exchange
 from nodecert.http.routes import Routes
 from nodecert.issuing.service import Service
+from nodecert.support.logs import bind_request_id
+from nodecert.support.logs import configure as configure_logging
 from nodecert.verifiers.gateway import principal_from_claims
 
 __all__ = ["ROUTE_KEYS", "LambdaApp", "application", "lambda_handler"]
@@ -63,6 +72,8 @@ class LambdaApp:
         admin_group: Members of this group (from the authorizer's claims) are admins.
         max_body_bytes: Larger bodies are refused with 413.
         node_routes: Renewal and revoke-all; without them those routes answer 404.
+        client_ids: The Cognito app client(s) whose tokens an authorizer's claims may come
+            from (``aud`` / ``client_id``); without any, claims are refused (401).
         user_id_claim: The claim that names the user (``NODECERT_USER_ID_CLAIM``).
         admin_claim: The claim path of the groups (``NODECERT_ADMIN_CLAIM``).
     """
@@ -74,29 +85,43 @@ class LambdaApp:
         admin_group: str,
         max_body_bytes: int,
         node_routes: NodeSideRoutes | None = None,
+        client_ids: frozenset[str] = frozenset(),
         user_id_claim: str = "sub",
         admin_claim: str | None = None,
     ) -> None:
         self.routes = routes
         self.admin_group = admin_group
+        self.client_ids = client_ids
         self.user_id_claim = user_id_claim
         self.admin_claim = admin_claim
         self.max_body_bytes = max_body_bytes
         self.node_routes = node_routes
         # The wired service, when application() built this (for the init phase's warm-up).
         self.service: Service | None = None
+        # Where each exchange is counted (the same counts as nodecert serve's /metrics);
+        # flushed at the end of every invocation when it can be.
+        self.metrics: Metrics = NO_METRICS
+        self.ca_name = "local"
 
     @classmethod
     def for_service(cls, service: Service) -> LambdaApp:
-        """The adapter for ``service``, with its settings' admin group and body limit."""
-        return cls(
+        """The adapter for ``service``: its settings' admin group, body limit and app client
+        (``NODECERT_OIDC_AUDIENCE``, the audience that Bearer tokens are held to too), and
+        its metrics.
+        """
+        audience = service.settings.oidc_audience
+        app = cls(
             Routes.for_service(service),
             admin_group=service.settings.admin_group,
             max_body_bytes=service.settings.max_body_bytes,
             node_routes=NodeSideRoutes.for_service(service),
+            client_ids=frozenset({audience}) if audience else frozenset(),
             user_id_claim=service.settings.user_id_claim,
             admin_claim=service.settings.admin_claim,
         )
+        app.metrics = service.metrics
+        app.ca_name = service.settings.ca
+        return app
 
     def handle(self, event: Mapping[str, Any], *, budget_s: float | None = None) -> dict[str, Any]:
         """Answer one API Gateway event with a proxy-integration response.
@@ -114,15 +139,29 @@ class LambdaApp:
             return self._handle(event)
 
     def _handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        method, path = "", "/"
+        started = time.perf_counter()
+        request_id = bind_request_id(_event_request_id(event))
+        bind_source(_event_source(event))
+        method, path, route, body = "", "/", "unmatched", b""
         try:
             method, path, request = parse_event(
                 event, max_body_bytes=self.max_body_bytes, matches=_matches_any
             )
-            reply = self._dispatch(request)
+            body = request.body
+            route, reply = self._dispatch(request)
         except Exception as exc:  # Every failure gets its problem document.
             reply = error_reply(exc, method, path)
+        reply.headers.setdefault("X-Request-Id", request_id)
+        self._count(route, method, reply, body, time.perf_counter() - started)
         return _render(reply)
+
+    def _count(self, route: str, method: str, reply: Reply, body: bytes, seconds: float) -> None:
+        problem = reply.encoded() if reply.status >= 400 else b""
+        exchange = Exchange(route, method or "?", reply.status, seconds, body, problem)
+        record_exchange(self.metrics, exchange, ca=self.ca_name)
+        flush = getattr(self.metrics, "flush", None)
+        if callable(flush):
+            flush()
 
     def principal(self, request: Request) -> Principal:
         """The caller: the authorizer's claims, or else a verified Bearer token.
@@ -135,11 +174,12 @@ class LambdaApp:
         return principal_from_claims(
             request.claims,
             admin_group=self.admin_group,
+            client_ids=self.client_ids,
             user_id_claim=self.user_id_claim,
             admin_claim=self.admin_claim,
         )
 
-    def _dispatch(self, request: Request) -> Reply:
+    def _dispatch(self, request: Request) -> tuple[str, Reply]:
         allowed: list[str] = []
         for method, template, pattern, handler in _ROUTES:
             if request.route is not None:
@@ -152,11 +192,12 @@ class LambdaApp:
                     continue
                 params = match.groupdict()
             if method == request.method:
-                return handler(self, request, params)
+                return template, handler(self, request, params)
             allowed.append(method)
+            route = template
         if not allowed:
             raise no_route(request.path)
-        return method_not_allowed(request.method, allowed, path=request.path)
+        return route, method_not_allowed(request.method, allowed, path=request.path)
 
     # One method per route: each authenticates (if needed) and calls the shared routes.
 
@@ -218,6 +259,18 @@ class LambdaApp:
             raise NotFoundError(f"{route}: not available in this deployment")
         return self.node_routes
 
+    def _audit(self, request: Request, _: dict[str, str]) -> Reply:
+        query = request.query
+        return self.routes.audit(
+            self.principal(request),
+            user=query.get("user"),
+            node=query.get("node"),
+            action=query.get("action"),
+            since=query.get("since"),
+            until=query.get("until"),
+            limit=query.get("limit"),
+        )
+
     def _ca(self, request: Request, _: dict[str, str]) -> Reply:
         return self.routes.ca()
 
@@ -238,6 +291,7 @@ _TABLE: tuple[tuple[str, str, _Handler], ...] = (
     ("POST", "/v1/nodes/{nodeId}/revoke-all", LambdaApp._revoke_node),
     ("POST", "/v1/nodes/{nodeId}/certificate", LambdaApp._node_certificate),
     ("POST", "/v1/users/{userId}/revoke-all", LambdaApp._revoke_user),
+    ("GET", "/v1/audit", LambdaApp._audit),
     ("POST", "/v1/renew", LambdaApp._renew),
     ("GET", "/v1/ca", LambdaApp._ca),
     ("GET", "/healthz", LambdaApp._healthz),
@@ -279,6 +333,29 @@ def _route_params(template: str, params: Mapping[str, str]) -> dict[str, str]:
     return values
 
 
+def _event_request_id(event: Mapping[str, Any]) -> str | None:
+    # API Gateway's id of the request (its access logs carry it too), when it is sane.
+    context = event.get("requestContext") if isinstance(event, Mapping) else None
+    value = context.get("requestId") if isinstance(context, Mapping) else None
+    if isinstance(value, str) and _REQUEST_ID.fullmatch(value):
+        return value
+    return None
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9=._-]{1,64}")
+
+
+def _event_source(event: Mapping[str, Any]) -> str:
+    # The caller's address as API Gateway saw it (REST: identity.sourceIp, HTTP API:
+    # http.sourceIp), for the audit trail.
+    context = event.get("requestContext") if isinstance(event, Mapping) else None
+    context = context if isinstance(context, Mapping) else {}
+    for holder in (context.get("identity"), context.get("http")):
+        if isinstance(holder, Mapping) and isinstance(holder.get("sourceIp"), str):
+            return f"lambda {holder['sourceIp'][:64]}"
+    return "lambda"
+
+
 def _render(reply: Reply) -> dict[str, Any]:
     headers = {"Content-Type": reply.media_type, **reply.headers}
     body = "" if reply.status == 204 else reply.encoded().decode()
@@ -289,8 +366,11 @@ def _render(reply: Reply) -> dict[str, Any]:
 def application() -> LambdaApp:
     """The container's :class:`LambdaApp`, wired from the environment on first use."""
     settings = settings_from_environment()
+    if settings.log_format == "json":
+        configure_logging(settings.log_level, settings.log_format)
     logging.getLogger("nodecert").setLevel(settings.log_level)
-    service = build_service(settings)
+    metrics = EmbeddedMetrics() if settings.metrics == "on" else NO_METRICS
+    service = build_service(settings, metrics=metrics)
     app = LambdaApp.for_service(service)
     app.service = service
     return app

@@ -15,9 +15,22 @@ has to be unique or fresh (https://docs.aws.amazon.com/lambda/latest/dg/snapstar
   key;
 - open HTTPS connections: closed before the snapshot and after restore; the clients open
   new ones on their next call;
+- OpenSSL's random generators. ``cryptography`` (51) makes private keys, ECDSA nonces and
+  RSA blinding from the generator of the OpenSSL it bundles: a userspace DRBG, seeded from
+  the kernel once and then only now and then, not the kernel itself. Two environments
+  restored with the same DRBG state would make the same "random" private key. So the init
+  phase makes no key and signs nothing (``tests/integration/test_snapstart_uniqueness.py``
+  spies on every key-generation and signing entry point while the handler modules are
+  imported and wired, and sees under ``strace`` that the generator is not even seeded),
+  and :func:`reseed_openssl` reseeds it after restore, and the one of the OpenSSL behind
+  Python's ``ssl``, which the init phase does draw from (botocore's ``SSLContext``: its
+  session-ticket keys; the HTTPS call that describes the CA: TLS randoms, ephemeral keys);
 - the ``random`` module's state (the jitter of retries and polls): reseeded after restore
   so that restored environments do not retry in lockstep. Keys, serials and tokens never
-  come from ``random`` (``cryptography`` and ``os.urandom`` draw from the kernel).
+  come from ``random``.
+
+``os.urandom`` (and so ``uuid4``, ``secrets``) reads the kernel's generator at each call;
+what the kernel of a restored microVM gives is Lambda's to guarantee (see the page above).
 
 The hooks are registered through ``snapshot_restore_py``, which the Lambda Python runtimes
 include; elsewhere it is absent and nothing is registered.
@@ -26,7 +39,9 @@ include; elsewhere it is absent and nothing is registered.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -35,7 +50,14 @@ from nodecert.core.errors import NodecertError
 if TYPE_CHECKING:
     from nodecert.bootstrap import Service
 
-__all__ = ["after_restore", "before_snapshot", "init_phase", "prepare", "register_snapshot_hooks"]
+__all__ = [
+    "after_restore",
+    "before_snapshot",
+    "init_phase",
+    "prepare",
+    "register_snapshot_hooks",
+    "reseed_openssl",
+]
 
 log = logging.getLogger("nodecert")
 
@@ -87,14 +109,50 @@ def before_snapshot(service: Service) -> None:
 
 
 def after_restore(service: Service) -> None:
-    """SnapStart, after a restore: drop anything a copy shares, reseed ``random``."""
+    """SnapStart, after a restore: drop anything a copy shares, reseed OpenSSL and ``random``.
+
+    The generators are reseeded first, before anything else can draw from them.
+    """
     from nodecert.awsclients import close_connections
 
+    reseed_openssl()
+    random.seed()  # From os.urandom: each restored environment its own sequence.
     dropped = service.key_pool.drain()
     if dropped:
         log.warning("restore: dropped %d pooled key(s) copied from the snapshot", dropped)
     close_connections()
-    random.seed()  # From os.urandom: each restored environment its own sequence.
+
+
+# Well above the 256 bits of security of OpenSSL's default DRBG (CTR-DRBG, AES-256).
+_SEED_BYTES = 48
+
+
+def reseed_openssl() -> bool:
+    """Reseed the random generators of ``cryptography``'s OpenSSL and of Python's ``ssl``.
+
+    pyca/cryptography has no public reseed API. Its OpenSSL bindings
+    (``cryptography.hazmat.bindings.openssl.binding.Binding``, a documented but unsupported
+    module) still expose ``RAND_add``, and so does Python's ``ssl``. On OpenSSL 3 and later,
+    ``RAND_add`` with a positive randomness immediately reseeds the <primary> DRBG, and the
+    per-thread <public> and <private> DRBGs (the latter makes private keys) detect this on
+    their next generate call and reseed from it (EVP_RAND(7), "Manual Reseeding":
+    https://docs.openssl.org/3.0/man7/EVP_RAND/). The seed is fresh from ``os.urandom``.
+
+    Returns:
+        Whether ``cryptography``'s generator was reseeded (False, logged, when a version
+        of ``cryptography`` without ``RAND_add`` is installed; nothing has drawn from it
+        in the init phase then, so its state was not in the snapshot's past anyway).
+    """
+    ssl.RAND_add(os.urandom(_SEED_BYTES), float(_SEED_BYTES))
+    try:
+        from cryptography.hazmat.bindings.openssl.binding import Binding
+
+        rand_add = Binding().lib.RAND_add
+    except (ImportError, AttributeError) as exc:
+        log.warning("restore: cryptography's OpenSSL cannot be reseeded (%s)", exc)
+        return False
+    rand_add(os.urandom(_SEED_BYTES), _SEED_BYTES, float(_SEED_BYTES))
+    return True
 
 
 def register_snapshot_hooks(service: Service) -> bool:

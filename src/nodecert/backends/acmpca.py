@@ -167,16 +167,23 @@ class ACMPCABackend:
         client = self._clients[arn]
         try:
             signing_algorithm = self._signing_algorithm(arn, deadline)
-            passthrough = api_passthrough(
-                request, organization=self._organization, trust_domain=self._trust_domain
-            )
-            if request.csr is None:
-                raise TypeError("ACMPCABackend.issue: ACM PCA signs CSRs; the request has none")
-            csr_pem = request.csr.public_bytes(serialization.Encoding.PEM)
-            not_before, not_after = pca_validity(
-                request, short_lived=arn == self._short_lived_ca_arn
-            )
-            sent = self._monotonic()
+        except PCAError as exc:
+            raise translate(exc.code, "IssueCertificate", nothing_issued=True) from exc.__cause__
+        except BackendUnavailableError as exc:
+            # Nothing was sent to be signed yet: a retry may safely ask again.
+            raise BackendUnavailableError(
+                exc.detail, retry_after=exc.retry_after, nothing_issued=True
+            ) from exc
+        passthrough = api_passthrough(
+            request, organization=self._organization, trust_domain=self._trust_domain
+        )
+        if request.csr is None:
+            raise TypeError("ACMPCABackend.issue: ACM PCA signs CSRs; the request has none")
+        csr_pem = request.csr.public_bytes(serialization.Encoding.PEM)
+        not_before, not_after = pca_validity(request, short_lived=arn == self._short_lived_ca_arn)
+        sent = self._monotonic()
+        try:
+            # Its errors say themselves whether PCA may have accepted the request.
             issued = self._call(
                 deadline,
                 lambda: client.issue_certificate(
@@ -190,7 +197,13 @@ class ACMPCABackend:
                     IdempotencyToken=idempotency_token(request, arn),
                 ),
             )
-            round_trip = self._monotonic() - sent
+        except PCAError as exc:
+            raise translate(
+                exc.code, "IssueCertificate", nothing_issued=exc.refused
+            ) from exc.__cause__
+        round_trip = self._monotonic() - sent
+        try:
+            # Accepted: whatever fails from here on, the certificate may exist (and be billed).
             response = self._poll(client, arn, issued["CertificateArn"], deadline, round_trip)
         except PCAError as exc:
             raise translate(exc.code, "IssueCertificate") from exc.__cause__

@@ -18,24 +18,60 @@ from nodecert.awsclients import (
     botocore_errors,
     error_code,
     error_message,
+    http_status,
     is_transient,
 )
 from nodecert.backends.pca_polling import PollSchedule
 from nodecert.backends.pca_shapes import RetryPolicy
 from nodecert.core.errors import BackendUnavailableError
 
-__all__ = ["PCAError", "Pacing", "call_with_retries", "poll_certificate"]
+__all__ = ["PCAError", "Pacing", "call_with_retries", "poll_certificate", "refused_outright"]
 
 _log = logging.getLogger("nodecert.backends.acmpca")
 _T = TypeVar("_T")
 
 
 class PCAError(Exception):
-    """A non-transient botocore error with its code, raised from the original error."""
+    """A non-transient botocore error with its code, raised from the original error.
 
-    def __init__(self, code: str) -> None:
+    ``refused`` is True when PCA surely did nothing with the call: every attempt was
+    refused outright (see :func:`refused_outright`).
+    """
+
+    def __init__(self, code: str, *, refused: bool = False) -> None:
         super().__init__(code)
         self.code = code
+        self.refused = refused
+
+
+def refused_outright(exc: BaseException) -> bool:
+    """Whether the failed call surely did nothing at PCA: it never left, or PCA said no.
+
+    A 4xx answer (``ThrottlingException``, ``ValidationException``, a malformed CSR) is a
+    refusal; so is a connection that was never opened, and a request botocore would not
+    send. A 5xx, a read timeout or a connection closed after the request went out leave
+    the outcome unknown: PCA may have accepted it.
+    """
+    from botocore.exceptions import (
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ParamValidationError,
+        ProxyConnectionError,
+    )
+
+    never_sent = (
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ParamValidationError,
+        ProxyConnectionError,
+    )
+    if isinstance(exc, never_sent):
+        return True
+    status = http_status(exc)
+    return isinstance(exc, ClientError) and status is not None and 400 <= status < 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,28 +87,36 @@ class Pacing:
 def call_with_retries(call: Callable[[], _T], pacing: Pacing, *, deadline: float) -> _T:
     """Run one PCA call, retrying transient errors with full jitter before ``deadline``.
 
+    The errors say whether PCA surely did nothing with the call (``PCAError.refused``,
+    ``BackendUnavailableError.nothing_issued``): true only when every attempt was refused
+    outright or never sent, since one attempt that may have been accepted is enough for
+    the call to have taken effect (retries carry the same idempotency token).
+
     Raises:
         PCAError: a non-transient error (from the botocore error).
         BackendUnavailableError: transient errors persisted or the deadline is near.
     """
     retry = pacing.retry
     attempt = 0
+    refused = True  # So far, no attempt can have been accepted.
     while True:
         if pacing.monotonic() >= deadline:
             # The request's budget is spent (core.budget): not even one more call.
             raise BackendUnavailableError(
                 "ca: no time left in this request for ACM PCA; try again later",
                 retry_after=retry.retry_after,
+                nothing_issued=refused,
             )
         try:
             return call()
         except botocore_errors() as exc:
             code = error_code(exc)
+            refused = refused and refused_outright(exc)
             if not is_transient(exc):
                 # "Not ready yet" is the normal answer while polling, not a problem.
                 if code != "RequestInProgressException":
                     _log.warning("acm-pca: %s: %s", code, error_message(exc))
-                raise PCAError(code) from exc
+                raise PCAError(code, refused=refused) from exc
             attempt += 1
             ceiling = min(retry.max_delay, retry.base_delay * 2 ** (attempt - 1))
             delay = pacing.jitter() * ceiling
@@ -81,6 +125,7 @@ def call_with_retries(call: Callable[[], _T], pacing: Pacing, *, deadline: float
                 raise BackendUnavailableError(
                     f"ca: ACM PCA is unavailable or throttling ({code}); try again later",
                     retry_after=retry.retry_after,
+                    nothing_issued=refused,
                 ) from exc
             pacing.sleep(delay)
 

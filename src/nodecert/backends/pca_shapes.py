@@ -245,14 +245,21 @@ def idempotency_token(request: SigningRequest, ca_arn: str) -> str:
     return digest.hexdigest()[:32]
 
 
-def translate(code: str, operation: str) -> NodecertError:
-    """The nodecert error for a non-transient ACM PCA error ``code`` of ``operation``."""
+def translate(code: str, operation: str, *, nothing_issued: bool = False) -> NodecertError:
+    """The nodecert error for a non-transient ACM PCA error ``code`` of ``operation``.
+
+    ``nothing_issued``: PCA surely issued nothing (see ``BackendUnavailableError``).
+    """
     if code == "MalformedCSRException":
         return CSRError("csr: ACM Private CA refused it (MalformedCSRException)")
     why = _CONFIGURATION_CODES.get(code)
     if why is not None:
-        return BackendUnavailableError(f"ca: {operation}: {why} ({code})", retry_after=60)
-    return BackendUnavailableError(f"ca: {operation} failed ({code})", retry_after=5)
+        return BackendUnavailableError(
+            f"ca: {operation}: {why} ({code})", retry_after=60, nothing_issued=nothing_issued
+        )
+    return BackendUnavailableError(
+        f"ca: {operation} failed ({code})", retry_after=5, nothing_issued=nothing_issued
+    )
 
 
 def ordered_chain(

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from nodecert import __version__
 from nodecert.cli.admin import add_admin_commands
+from nodecert.cli.auditing import add_audit_command
 from nodecert.cli.certfiles import add_certificate_file_commands
 from nodecert.cli.common import CLIError, UsageError
 from nodecert.cli.local import add_local_commands
@@ -27,6 +28,7 @@ from nodecert.cli.renewing import add_renew_command
 from nodecert.cli.userid import add_user_id_command
 from nodecert.client import http_status_of
 from nodecert.core.config import unknown_variables
+from nodecert.core.context import bind_source
 from nodecert.core.errors import NodecertError
 
 __all__ = ["CLIError", "build_parser", "main"]
@@ -46,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    bind_source("cli")
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2
@@ -77,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{where}{exc.strerror or exc}")
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        return _fail(_missing_extra(exc))
     except Exception as exc:  # The last resort: one line, never a traceback.
         # A failure nobody translated (an SDK's own error, say). Its type and message
         # still say what went wrong; no key or token is ever put into one.
@@ -101,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_certificate_file_commands(sub)
     add_renew_command(sub)
     add_user_id_command(sub)
+    add_audit_command(sub)
     from nodecert.aws.truststore import register as register_aws
 
     register_aws(sub)  # nodecert aws truststore
@@ -115,6 +121,33 @@ def _line(error: NodecertError) -> str:
         # The service's Retry-After (429 quota, 503 CA or store): when a retry may succeed.
         line += f"; retry in {error.retry_after} s"
     return line
+
+
+# Which optional install set (pyproject's extras) brings a module a command needs. A node
+# installs the base package only; `nodecert serve` and the cloud stores need more.
+_EXTRAS = {
+    "fastapi": "server",
+    "starlette": "server",
+    "pydantic": "server",
+    "uvicorn": "server",
+    "httptools": "server",
+    "uvloop": "server",
+    "boto3": "aws",
+    "botocore": "aws",
+    "psycopg": "postgres",
+    "psycopg_pool": "postgres",
+}
+
+
+def _missing_extra(error: ModuleNotFoundError) -> str:
+    module = (error.name or "").split(".")[0]
+    extra = _EXTRAS.get(module)
+    if extra is None:
+        return f"missing Python module {module or error}: reinstall nodecert"
+    return (
+        f"this command needs the '{extra}' install set (module {module} is missing):"
+        f" pip install 'nodecert[{extra}]'"
+    )
 
 
 def _fail(message: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Any
 
@@ -46,7 +47,14 @@ def _serve(_args: argparse.Namespace) -> None:
 
     def announce() -> None:
         where = f"http://{settings.host}:{settings.port}"
-        print(f"nodecert: serving on {where} (data in {settings.home})", file=sys.stderr)
+        line = f"serving on {where} (data in {settings.home})"
+        if settings.log_format == "json":
+            from nodecert.support.logs import JSONFormatter
+
+            record = logging.LogRecord("nodecert", logging.INFO, __file__, 0, line, None, None)
+            print(JSONFormatter().format(record), file=sys.stderr)
+        else:
+            print(f"nodecert: {line}", file=sys.stderr)
 
     run(settings, on_listening=announce)
 

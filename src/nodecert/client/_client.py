@@ -148,6 +148,32 @@ class Client:
                 return
             cursor = following
 
+    def audit(
+        self,
+        *,
+        user: str | None = None,
+        node: str | None = None,
+        action: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, str]]:
+        """``GET /v1/audit``: audit entries, newest first (admins: all; users: their own).
+
+        Each entry is the wire object: ``at``, ``actor``, ``action``, ``target``,
+        ``userId``, ``nodeId``, ``source``, ``detail``, all strings.
+        """
+        given = {"user": user, "node": node, "action": action, "since": since, "until": until}
+        query = {k: v for k, v in given.items() if v is not None}
+        query["limit"] = str(limit)
+        page = self._json("GET", "/v1/audit?" + urlencode(query))
+        entries = page.get("entries") if isinstance(page, dict) else None
+        if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and all(isinstance(v, str) for v in e.values()) for e in entries
+        ):
+            raise UnexpectedReplyError("reply: 'entries' missing or not a list of entries")
+        return entries
+
     def certificate(self, serial: str) -> CertificateInfo:
         """``GET /v1/certificates/{serial}``."""
         return certificate_from(self._json("GET", f"/v1/certificates/{_segment(serial)}"))

@@ -33,8 +33,13 @@ from nodecert.client._files import OutputFile, ensure_room, read_small, write_to
 from nodecert.client._hook import run_deploy_hook
 from nodecert.client._pair import complete_interrupted, exclusive, remove_leftovers
 from nodecert.client._target import KeyMismatchError, RenewalClientError, RenewalTarget
-from nodecert.core.errors import AuthorizationError, ConflictError, NodecertError
-from nodecert.core.identity import format_serial
+from nodecert.core.errors import (
+    AuthorizationError,
+    ConflictError,
+    InvalidIdentifierError,
+    NodecertError,
+)
+from nodecert.core.identity import Identity, format_serial
 from nodecert.core.keys import (
     PrivateKey,
 )
@@ -133,6 +138,11 @@ def _read_pair(target: RenewalTarget) -> tuple[x509.Certificate, PrivateKey]:
             format_serial(completed.serial_number),
         )
         certificate = completed
+    try:
+        Identity.from_certificate(certificate)
+    except InvalidIdentifierError as exc:
+        # Never renewable, so said before any network call, naming the file.
+        raise RenewalClientError(f"{target.cert}: {exc.detail}") from None
     remove_leftovers(target.cert, target.key)
     return certificate, key
 

@@ -86,6 +86,8 @@ class Settings:
     max_active_per_node: int = 10
     key_pool_size: int = 8
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics: str = "on"
     ca_bundle: Path | None = None
     authorize_secret: str | None = field(default=None, repr=False)
     authorizer_target: str = "path:nodeId"
@@ -165,6 +167,10 @@ class Settings:
             self.log_level in _LOG_LEVELS,
             f"NODECERT_LOG_LEVEL: {self.log_level[:20]!r} is not one of {', '.join(_LOG_LEVELS)}",
         )
+        _require(
+            self.log_format in ("text", "json"), "NODECERT_LOG_FORMAT: must be 'text' or 'json'"
+        )
+        _require(self.metrics in ("on", "off"), "NODECERT_METRICS: must be 'on' or 'off'")
         _require(1 <= self.port <= 65535, f"NODECERT_PORT: {self.port} is not a TCP port")
         _require(self.workers >= 1, "NODECERT_WORKERS: must be at least 1")
         for name in ("head_timeout_s", "body_timeout_s", "limit_concurrency"):

@@ -171,10 +171,26 @@ class QuotaExceededError(NodecertError):
 
 
 class BackendUnavailableError(NodecertError):
-    """The certificate authority cannot answer now; nothing was recorded."""
+    """The certificate authority cannot answer now; nothing was recorded.
+
+    Args:
+        detail: As for :class:`NodecertError`.
+        retry_after: As for :class:`NodecertError`.
+        nothing_issued: True when it is known that the CA accepted nothing (it was never
+            reached, it refused outright, or it throttled every attempt), so that asking it
+            again cannot make a second certificate; False when the outcome is unknown (a
+            request was sent and no answer came back, or it was accepted and is still in
+            progress). An ``Idempotency-Key`` is released only in the first case.
+    """
 
     code = "ca_unavailable"
     title = "Certificate authority unavailable"
+
+    def __init__(
+        self, detail: str, *, retry_after: int | None = None, nothing_issued: bool = False
+    ) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.nothing_issued = nothing_issued
 
 
 class StoreUnavailableError(BackendUnavailableError):

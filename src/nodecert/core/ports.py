@@ -16,6 +16,7 @@ from cryptography import x509
 
 from nodecert.core.values import (
     AuditEntry,
+    AuditQuery,
     CertificateQuery,
     CertificateRecord,
     Commit,
@@ -174,8 +175,11 @@ class AuditTrail(Protocol):
         """Record ``entry`` (committed before this returns)."""
         ...
 
-    def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
-        """The ``limit`` most recent entries, newest first."""
+    def audit_entries(
+        self, *, limit: int = 100, query: AuditQuery | None = None
+    ) -> list[AuditEntry]:
+        """The most recent entries that ``query`` selects (at most its limit, else
+        ``limit``), newest first."""
         ...
 
 
@@ -211,7 +215,8 @@ class ReplayGuard(Protocol):
     """Remembers single-use token ids (``jti``) across workers; every store implements it.
 
     It lets ``POST /v1/renew`` refuse a replayed proof-of-possession
-    token even when the replay reaches another worker or another Lambda instance.
+    token even when the replay reaches another worker or another Lambda instance, and holds
+    the claims of ``Idempotency-Key`` values (see :mod:`nodecert.issuing.idempotency`).
     """
 
     def use_once(self, key: str, *, expires_at: datetime) -> None:
@@ -219,6 +224,18 @@ class ReplayGuard(Protocol):
 
         Raises:
             ConflictError: ``key`` was already used (and has not expired yet).
+            StoreUnavailableError: the store cannot answer now.
+        """
+        ...
+
+    def release(self, key: str, *, expires_at: datetime) -> None:
+        """Forget ``key`` if it is still recorded until exactly ``expires_at``.
+
+        Undoes the caller's own :meth:`use_once` (an ``Idempotency-Key`` whose request
+        failed before the CA accepted anything); a record made by anyone else, with
+        another expiry, is left alone. Nothing recorded is not an error.
+
+        Raises:
             StoreUnavailableError: the store cannot answer now.
         """
         ...

@@ -1,7 +1,8 @@
 """JWS primitives shared by the token verifiers, the renewal use case and the client.
 
 The OIDC verifier (:mod:`nodecert.verifiers.oidc`) and the renewal use case
-(:mod:`nodecert.issuing.renewal`) both check a signature first and the claims afterwards,
+(:mod:`nodecert.issuing.renewal`) both parse the header and claims first (with the total
+parsers of :mod:`nodecert.core.jose`), then check the signature, then the claims' meaning,
 with their own clock; the client mints the renewal token that the service checks. All of
 that meets here so that none of them imports another. PyJWT is imported inside each
 function: a node that only runs :mod:`nodecert.verify` never loads it, and a Lambda cold
@@ -26,36 +27,21 @@ from nodecert.core.keys import PrivateKey
 
 __all__ = [
     "MAX_RENEWAL_TOKEN_LIFETIME",
-    "decode_signed",
     "is_finite_number",
     "mint_renewal_token",
     "renewal_audience",
-    "unverified_header",
+    "verify_signature",
 ]
 
 MAX_RENEWAL_TOKEN_LIFETIME = timedelta(minutes=5)
 
 
-def unverified_header(token: str, *, what: str) -> dict[str, Any]:
-    """The JOSE header of ``token``, before anything about it is trusted.
+def verify_signature(token: str, key: Any, alg: str, *, what: str) -> None:
+    """Raise unless ``token``'s ``alg`` signature verifies with ``key``.
 
-    Raises:
-        AuthenticationError: the token is not a well-formed JWT.
-    """
-    import jwt
-
-    try:
-        header: dict[str, Any] = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise AuthenticationError(f"{what}: not a well-formed JWT") from exc
-    return header
-
-
-def decode_signed(token: str, key: Any, alg: str, *, what: str) -> dict[str, Any]:
-    """The claims of ``token`` once its ``alg`` signature verifies with ``key``.
-
-    Only the signature is checked here; times, issuer and audience are the caller's (with
-    its own clock). ``what`` names the token in error messages.
+    Only the signature is checked here: the header and claims are parsed beforehand by the
+    total parsers of :mod:`nodecert.core.jose`, and times, issuer and audience are checked
+    by the caller (with its own clock). ``what`` names the token in error messages.
 
     Raises:
         AuthenticationError: a bad signature, or a token PyJWT cannot decode.
@@ -63,28 +49,21 @@ def decode_signed(token: str, key: Any, alg: str, *, what: str) -> dict[str, Any
     import jwt
 
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key=key,
-            algorithms=[alg],
-            options={
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-                "verify_aud": False,
-                "verify_iss": False,
-            },
-        )
+        jwt.PyJWS().decode_complete(token, key=key, algorithms=[alg])
     except jwt.InvalidSignatureError as exc:
         raise AuthenticationError(f"{what}: signature does not verify") from exc
     except jwt.PyJWTError as exc:
         raise AuthenticationError(f"{what}: cannot be decoded") from exc
-    return claims
 
 
 def is_finite_number(value: object) -> TypeGuard[int | float]:
-    """A JSON number that is not a boolean, NaN or infinite (JSON parsers accept those)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number that is not a boolean, NaN or infinite (JSON parsers accept those).
+
+    An integer is finite whatever its size (never converted to a float, which overflows).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
 
 
 def renewal_audience(trust_domain: str) -> str:

@@ -7,7 +7,7 @@ to disk); the interfaces they cross are in :mod:`nodecert.core.ports`.
 from __future__ import annotations
 
 import enum
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -241,6 +241,10 @@ class AuditEntry:
             ``certificate.revoke``, ``certificates.revoke_all``).
         target: What it was done to (a node id, a serial, ``user:<id>``).
         detail: The rest, one short line (new owner, reason, how many revoked).
+        user_id: The user it concerns (a certificate's or node's owner), if one.
+        node_id: The node it concerns, if one.
+        source: Where the request came from (``http 203.0.113.7``, ``lambda 198.51.100.2``,
+            ``cli``), when known.
     """
 
     at: datetime
@@ -248,6 +252,46 @@ class AuditEntry:
     action: str
     target: str
     detail: str = ""
+    user_id: str = ""
+    node_id: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Which audit entries to read: every given filter must match; newest first.
+
+    Attributes:
+        user_id: Only entries concerning this user.
+        node_id: Only entries concerning this node.
+        action: Only this action (``certificate.revoke``), or actions under a prefix
+            ending in a dot (``node.``).
+        since: Only entries at or after this time.
+        until: Only entries before this time.
+        limit: At most this many.
+    """
+
+    user_id: str | None = None
+    node_id: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 100
+
+    def matches(self, entry: AuditEntry) -> bool:
+        """Whether ``entry`` passes every filter (the reference the stores agree with)."""
+        if self.user_id is not None and entry.user_id != self.user_id:
+            return False
+        if self.node_id is not None and entry.node_id != self.node_id:
+            return False
+        if self.action is not None and not (
+            entry.action == self.action
+            or (self.action.endswith(".") and entry.action.startswith(self.action))
+        ):
+            return False
+        if self.since is not None and entry.at < self.since:
+            return False
+        return self.until is None or entry.at < self.until
 
 
 class Commit:
@@ -276,6 +320,10 @@ class Commit:
         future: Future[None] = Future()
         future.set_exception(error)
         return cls(future)
+
+    def when_settled(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the write succeeded or failed (at once if it has)."""
+        self._future.add_done_callback(lambda _: callback())
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the row is durable.

@@ -11,6 +11,7 @@ Lambda front end answers identically.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,11 +20,19 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from nodecert.core.errors import InvalidRequestError, NodecertError
 from nodecert.core.values import Principal
-from nodecert.http.contract import Reply, error_reply, method_not_allowed, no_route, problem
+from nodecert.http.contract import (
+    MalformedRequestError,
+    Reply,
+    error_reply,
+    method_not_allowed,
+    no_route,
+    problem,
+)
 from nodecert.http.direct import (
     BodyLimit,
     DirectEndpoint,
@@ -34,8 +43,10 @@ from nodecert.http.direct import (
 )
 from nodecert.http.nodeside_app import add_nodeside_routes
 from nodecert.http.nodeside_routes import NodeSideRoutes
+from nodecert.http.observe import ObservedApp
 from nodecert.http.routes import Routes
 from nodecert.http.schemas import (
+    AuditList,
     Certificate,
     CertificateList,
     GenerateCertRequest,
@@ -52,6 +63,8 @@ from nodecert.http.schemas import (
 from nodecert.issuing.service import Service
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("nodecert")
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -86,6 +99,10 @@ def create_app(service: Service) -> FastAPI:
         description="Per-node mutual-TLS certificates on demand.",
         docs_url=None,
         redoc_url=None,
+        # Never a redirect: Starlette answers "/v1/nodes/" with a 307 to a Location built
+        # from the client's Host header (a redirect to a host the client chose, keeping
+        # method and body). A path with a trailing slash is a 404 like any unknown path.
+        redirect_slashes=False,
     )
     app.add_middleware(BodyLimit, max_bytes=service.settings.max_body_bytes)
 
@@ -114,6 +131,18 @@ def create_app(service: Service) -> FastAPI:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
         error = InvalidRequestError(f"{where or 'request'}: {first.get('msg', 'invalid')}")
+        return render(problem(error, instance=request.url.path))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _hung_up(request: Request, exc: ClientDisconnect) -> Response:
+        # Anyone can open a connection and close it mid-body: not the service's fault, so
+        # one INFO line, never an ERROR with a traceback. The reply goes nowhere.
+        log.info(
+            "client hung up before sending the whole body of %s %r",
+            request.method,
+            request.url.path[:200],
+        )
+        error = MalformedRequestError("request: the client hung up before its body arrived")
         return render(problem(error, instance=request.url.path))
 
     @app.exception_handler(Exception)
@@ -160,10 +189,7 @@ def create_app(service: Service) -> FastAPI:
         limit: str | None = None,
         cursor: str | None = None,
     ) -> Response:
-        for name in ("nodeId", "status", "limit", "cursor"):
-            if len(request.query_params.getlist(name)) > 1:
-                # FastAPI would keep the last copy; refuse instead of picking one.
-                raise InvalidRequestError(f"{name}: sent more than once")
+        # A parameter sent twice never gets here (NodecertAPI refuses it, for every route).
         return await authed(
             request,
             lambda p: routes.list_certificates(
@@ -247,9 +273,45 @@ def create_app(service: Service) -> FastAPI:
     async def ca() -> Response:
         return render(routes.ca())
 
+    @app.get(
+        "/v1/audit",
+        response_model=AuditList,
+        responses=_errors(400, 401, 403),
+        summary="The audit trail: issuance, renewal, revocation, admin actions",
+    )
+    async def audit(
+        request: Request,
+        user: str | None = None,
+        node: str | None = None,
+        action: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: str | None = None,
+    ) -> Response:
+        return await authed(
+            request,
+            lambda p: routes.audit(
+                p, user=user, node=node, action=action, since=since, until=until, limit=limit
+            ),
+        )
+
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> Response:
         return render(routes.healthz())
 
+    exposition = service.metrics_exposition
+    if exposition is not None:
+
+        @app.get("/metrics", summary="Metrics in the Prometheus text format")
+        async def metrics() -> Response:
+            # Counts only: no label carries an id, a serial or a path a client chose.
+            return Response(
+                content=await run_in_threadpool(exposition),
+                media_type="text/plain; version=0.0.4; charset=utf-8",
+            )
+
     add_nodeside_routes(app, NodeSideRoutes.for_service(service), authed, render)
+    app.observer = ObservedApp(
+        app.dispatch, service.metrics, ca=service.settings.ca, direct=app.direct
+    )
     return app

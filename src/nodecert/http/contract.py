@@ -12,7 +12,7 @@ the same whichever way a request came in. The one error-class to status table::
     HeadersTooLargeError      431     QuotaExceededError                   429
     MalformedRequestError     400 (an InvalidRequestError: what the HTTP parser refused)
     BackendUnavailableError   503     ConfigurationError, anything else    500
-    OverloadedError           503
+    OverloadedError           503     UnsupportedTransferCodingError       501
 
 Errors are RFC 9457 ``application/problem+json`` documents with a stable ``code``; 429 and
 503 carry ``Retry-After``, 401 carries ``WWW-Authenticate``. The framework-neutral
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,6 +52,7 @@ __all__ = [
     "OverloadedError",
     "Reply",
     "RequestTimeoutError",
+    "UnsupportedTransferCodingError",
     "certificate_json",
     "error_reply",
     "issued_reply",
@@ -60,6 +62,7 @@ __all__ = [
     "parse_object",
     "problem",
     "reason_of",
+    "repeated_query_parameter",
     "status_of",
 ]
 
@@ -95,6 +98,13 @@ class MalformedRequestError(InvalidRequestError):
     title = "Malformed HTTP request"
 
 
+class UnsupportedTransferCodingError(NodecertError):
+    """A ``Transfer-Encoding`` other than ``chunked`` (an HTTP error, not a core one)."""
+
+    code = "unsupported_transfer_coding"
+    title = "Transfer coding not implemented"
+
+
 class OverloadedError(NodecertError):
     """The server has too many connections to take this request (an HTTP error)."""
 
@@ -123,6 +133,7 @@ _STATUS: tuple[tuple[type[NodecertError], int], ...] = (
     (QuotaExceededError, 429),
     (BackendUnavailableError, 503),
     (OverloadedError, 503),
+    (UnsupportedTransferCodingError, 501),
     (ConfigurationError, 500),
 )
 
@@ -282,6 +293,14 @@ def parse_object(body: bytes, *, allowed: frozenset[str], empty_ok: bool = False
         raise InvalidRequestError("body: not valid JSON") from exc
     if not isinstance(data, dict):
         raise InvalidRequestError(f"body: expected a JSON object, got {type(data).__name__}")
+    try:
+        # JSON can spell a lone surrogate ("\ud800"), which no UTF-8 encoder takes (a
+        # database driver, a log file): refused here, whatever field holds it.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequestError("body: a string holds a lone surrogate (not Unicode)") from None
+    except RecursionError:
+        raise InvalidRequestError("body: not valid JSON (nested too deeply)") from None
     unknown = sorted(set(data) - allowed)
     if unknown:
         shown = ", ".join(repr(k[:40]) for k in unknown[:5])
@@ -309,6 +328,20 @@ def _unique_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _no_constant(name: str) -> Any:
     # NaN, Infinity and -Infinity are not JSON (RFC 8259 section 6); Python accepts them.
     raise ValueError(f"{name} is not JSON")
+
+
+def repeated_query_parameter(query: str) -> str | None:
+    """The first parameter that ``query`` (a raw query string) gives more than once, or None.
+
+    A route never picks one of two copies (FastAPI keeps the last, a proxy in front may
+    check the first): both front ends refuse the request instead, whichever the route.
+    """
+    seen: set[str] = set()
+    for name, _ in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 def reason_of(value: object) -> RevocationReason:

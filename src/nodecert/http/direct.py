@@ -17,6 +17,7 @@ fsync), and the reply leaves only once it is durable.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,11 +29,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nodecert.core.blocking import WouldBlockError, never_wait
 from nodecert.core.errors import AuthenticationError, InvalidRequestError, PayloadTooLargeError
 from nodecert.core.values import Commit
-from nodecert.http.contract import Reply, error_reply, issued_reply, problem
+from nodecert.http.contract import (
+    Reply,
+    error_reply,
+    issued_reply,
+    problem,
+    repeated_query_parameter,
+)
 from nodecert.http.routes import Routes, log_issued
 from nodecert.issuing.authority import IssuedCertificate
 
 __all__ = ["BodyLimit", "DirectEndpoint", "NodecertAPI", "issuance", "render", "single_header"]
+
+log = logging.getLogger("nodecert")
 
 
 def single_header(headers: Headers, name: str) -> str | None:
@@ -103,15 +112,37 @@ def issuance(routes: Routes, *, inline_ec: bool) -> Callable[[Headers, bytes], A
 
 
 class NodecertAPI(FastAPI):
-    """FastAPI, plus ``direct``: endpoints by (method, path) answered ahead of its stack."""
+    """FastAPI, plus ``direct``: endpoints by (method, path) answered ahead of its stack.
+
+    ``observer``, when set, wraps every HTTP request (direct ones included): the request id
+    and the metrics (:class:`nodecert.http.observe.ObservedApp`).
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.direct: dict[tuple[str, str], DirectEndpoint] = {}
+        self.observer: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer a direct route, or hand the request to FastAPI."""
+        """Answer through the observer when there is one."""
+        if self.observer is not None and scope["type"] == "http":
+            await self.observer(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a direct route, or hand the request to FastAPI.
+
+        A query parameter given twice is refused here, for every route (as by the Lambda
+        front end, :mod:`nodecert.aws.events`).
+        """
         if scope["type"] == "http":
+            # Starlette reads the query string the same way (latin-1, then percent-decoded).
+            query = scope.get("query_string", b"").decode("latin-1")
+            if query and (name := repeated_query_parameter(query)) is not None:
+                error = InvalidRequestError(f"{name[:40]}: sent more than once")
+                await render(problem(error, instance=scope["path"]))(scope, receive, send)
+                return
             endpoint = self.direct.get((scope["method"], scope["path"]))
             if endpoint is not None:
                 await endpoint(scope, receive, send)
@@ -144,7 +175,13 @@ class DirectEndpoint:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return  # Nobody to answer.
+                # Nobody to answer; as in http/app.py, one INFO line and no traceback.
+                log.info(
+                    "client hung up before sending the whole body of %s %r",
+                    scope["method"],
+                    scope["path"][:200],
+                )
+                return
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > self.max_body_bytes:
@@ -209,7 +246,10 @@ class BodyLimit:
 
 def _declared_too_large(scope: Scope, max_bytes: int) -> bool:
     declared = dict(scope["headers"]).get(b"content-length")
-    return declared is not None and (not declared.isdigit() or int(declared) > max_bytes)
+    # bytes.isdigit() is ASCII only; the length cap keeps int() from a thousand digits.
+    return declared is not None and (
+        not declared.isdigit() or len(declared) > 18 or int(declared) > max_bytes
+    )
 
 
 async def _refuse(scope: Scope, send: Send, max_bytes: int) -> None:

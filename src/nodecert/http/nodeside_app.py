@@ -57,6 +57,7 @@ def add_nodeside_routes(
                 body=body,
                 forwarded=any(name in headers for name in _FORWARDED_HEADERS),
                 repeated=tuple(n for n in _PROXY_HEADERS if len(headers.getlist(n)) > 1),
+                secret_sent=bool(secrets),
             )
 
         return render(await run_in_threadpool(run))

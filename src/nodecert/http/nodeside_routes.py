@@ -8,7 +8,9 @@
   same machine as nodecert. Forwarded-address headers never count: a request carrying
   ``X-Forwarded-For``, ``Forwarded`` or ``X-Real-IP`` is refused, because a server that
   honours them (uvicorn's ``--proxy-headers --forwarded-allow-ips``) rewrites the peer
-  address from what the client wrote.
+  address from what the client wrote. A caller that sends a secret all the same believes
+  it is checked: the first such request is logged at WARNING (once per process, never the
+  value), so the operator learns that the service has no secret configured.
 
 When the proxy's ``X-Client-Cert`` or ``X-Nodecert-Node`` header is present, a JSON body
 naming another certificate or node is refused (400 ``conflicting_input``), never merged:
@@ -25,6 +27,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import threading
 import urllib.parse
 import uuid
 from email.utils import format_datetime
@@ -93,6 +96,8 @@ class NodeSideRoutes:
         self.renewer = renewer
         self.crl_publisher = crl
         self.authorize_secret = authorize_secret
+        self._unchecked_secret = threading.Lock()
+        self._warned = False
 
     @classmethod
     def for_service(cls, service: Service) -> NodeSideRoutes:
@@ -115,6 +120,7 @@ class NodeSideRoutes:
         body: bytes = b"",
         forwarded: bool = False,
         repeated: tuple[str, ...] = (),
+        secret_sent: bool | None = None,
     ) -> Reply:
         """``POST /v1/authorize``: the node-side decision for a proxy.
 
@@ -123,7 +129,9 @@ class NodeSideRoutes:
         ``{"certificate", "nodeId"}``. ``forwarded`` says the request carries a
         forwarded-address header (``X-Forwarded-For``, ``Forwarded``, ``X-Real-IP``);
         ``repeated`` names the proxy headers (``X-Client-Cert``, ``X-Nodecert-Node``) the
-        request carries more than once.
+        request carries more than once. ``secret_sent`` says the request carries the secret
+        header at all (default: ``secret`` is given), even when a repeated copy made
+        ``secret`` None; with no secret configured, the first such request is logged.
 
         Raises:
             AuthenticationError: a secret is configured and the caller's is wrong.
@@ -133,7 +141,8 @@ class NodeSideRoutes:
             ConflictingInputError: a proxy header is repeated, or a proxy header is present
                 and the body names another certificate or node.
         """
-        self._check_caller(peer, secret, forwarded=forwarded)
+        sent = secret is not None if secret_sent is None else secret_sent
+        self._check_caller(peer, secret, forwarded=forwarded, secret_sent=sent)
         if repeated:
             # Never pick one: a proxy that appends its header after the client's copy
             # (instead of replacing it) would let the client's copy speak.
@@ -257,12 +266,16 @@ class NodeSideRoutes:
         )
         return Reply(200, {"revoked": [certificate_json(r) for r in rows], "count": len(rows)})
 
-    def _check_caller(self, peer: str | None, secret: str | None, *, forwarded: bool) -> None:
+    def _check_caller(
+        self, peer: str | None, secret: str | None, *, forwarded: bool, secret_sent: bool
+    ) -> None:
         if self.authorize_secret is not None:
             given = (secret or "").encode()
             if not hmac.compare_digest(given, self.authorize_secret.encode()):
                 raise AuthenticationError(f"{SECRET_HEADER}: missing or wrong")
             return
+        if secret_sent:
+            self._warn_unchecked_secret()
         if forwarded:
             # The peer address may have been rewritten from X-Forwarded-For (uvicorn's
             # proxy_headers), which anyone can send: loopback trust needs the socket itself.
@@ -274,6 +287,18 @@ class NodeSideRoutes:
             raise AuthorizationError(
                 "authorize: only loopback callers, unless NODECERT_AUTHORIZE_SECRET is set"
             )
+
+    def _warn_unchecked_secret(self) -> None:
+        with self._unchecked_secret:
+            if self._warned:
+                return
+            self._warned = True
+        log.warning(
+            "authorize: a request brings %s, but NODECERT_AUTHORIZE_SECRET is not set:"
+            " the secret is not checked (only loopback callers are let in); set the same"
+            " secret on the service, or stop sending one",
+            SECRET_HEADER,
+        )
 
 
 def _refuse_conflicts(data: dict[str, Any], header_pem: str | None, node_id: str | None) -> None:

@@ -13,10 +13,19 @@ import json
 import logging
 import re
 import uuid
+from datetime import UTC, datetime
 
 from nodecert.core.errors import AuthenticationError, InvalidRequestError
+from nodecert.core.identity import validate_id
 from nodecert.core.ports import TokenVerifier
-from nodecert.core.values import CertificateRecord, CertificateStatus, Principal, RevocationReason
+from nodecert.core.values import (
+    AuditEntry,
+    AuditQuery,
+    CertificateRecord,
+    CertificateStatus,
+    Principal,
+    RevocationReason,
+)
 from nodecert.http.contract import (
     Reply,
     certificate_json,
@@ -26,8 +35,10 @@ from nodecert.http.contract import (
     reason_of,
 )
 from nodecert.issuing.administration import Administration
+from nodecert.issuing.audit import AuditReader
 from nodecert.issuing.authority import Authority, IssueRequest
 from nodecert.issuing.service import Service
+from nodecert.support.logs import current_request_id
 
 __all__ = ["Routes", "log_issued"]
 
@@ -37,17 +48,23 @@ _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _ISSUE_FIELDS = frozenset({"nodeId", "userId", "keyType", "csr", "validityDays"})
 _NODE_CERT_FIELDS = frozenset({"dnsNames", "ipAddresses", "keyType", "csr", "validityDays"})
 _DEFAULT_PAGE, _MAX_PAGE = 100, 1000
+_PAGE_SIZE = re.compile(r"[0-9]{1,4}")
 
 
 class Routes:
     """Every route of the v1 contract, as plain methods returning :class:`Reply`."""
 
     def __init__(
-        self, authority: Authority, administration: Administration, verifier: TokenVerifier
+        self,
+        authority: Authority,
+        administration: Administration,
+        verifier: TokenVerifier,
+        auditor: AuditReader | None = None,
     ) -> None:
         self.authority = authority
         self.administration = administration
         self.verifier = verifier
+        self.auditor = auditor or AuditReader(administration.audit, administration.ledger)
 
     @classmethod
     def for_service(cls, service: Service) -> Routes:
@@ -241,6 +258,32 @@ class Routes:
         """``GET /v1/ca``: the CA chain as PEM, for node trust stores."""
         return Reply(200, self.authority.ca_chain_pem(), media_type="application/x-pem-file")
 
+    def audit(
+        self,
+        principal: Principal,
+        *,
+        user: str | None = None,
+        node: str | None = None,
+        action: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: str | None = None,
+    ) -> Reply:
+        """``GET /v1/audit``: issuance, renewal, revocation and admin entries, newest first.
+
+        Admins read every entry, users the entries that concern them; each filter narrows.
+        """
+        query = AuditQuery(
+            user_id=None if user is None else validate_id(user, field="user"),
+            node_id=None if node is None else validate_id(node, field="node"),
+            action=None if action is None else _action(action),
+            since=None if since is None else _instant(since, "since"),
+            until=None if until is None else _instant(until, "until"),
+            limit=_page_size(limit),
+        )
+        entries = self.auditor.read(principal, query)
+        return Reply(200, {"entries": [audit_json(e) for e in entries], "count": len(entries)})
+
     @staticmethod
     def healthz() -> Reply:
         """``GET /healthz``: liveness."""
@@ -259,17 +302,64 @@ def log_issued(record: CertificateRecord) -> None:
     )
 
 
+def audit_json(entry: AuditEntry) -> dict[str, str]:
+    """One audit entry as the API shows it (``at`` in UTC, ISO 8601)."""
+    return {
+        "at": entry.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "actor": entry.actor,
+        "action": entry.action,
+        "target": entry.target,
+        "userId": entry.user_id,
+        "nodeId": entry.node_id,
+        "source": entry.source,
+        "detail": entry.detail,
+    }
+
+
+_ACTION = re.compile(r"[a-z_]{1,32}(\.[a-z_]{1,32}){0,3}\.?")
+
+
+def _action(value: str) -> str:
+    if not _ACTION.fullmatch(value):
+        raise InvalidRequestError(
+            f"action: {value[:40]!r} is not an action name (certificate.revoke) or a prefix"
+            " ending in a dot (node.)"
+        )
+    return value
+
+
+def _instant(value: str, name: str) -> datetime:
+    # ISO 8601 with a time zone (2026-12-01T00:00:00Z), or a date (midnight UTC).
+    try:
+        if len(value) > 40 or not value.isascii():
+            raise ValueError
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidRequestError(
+            f"{name}: {value[:40]!r} is not an ISO 8601 time (2026-12-01T00:00:00Z) or date"
+        ) from None
+    if parsed.tzinfo is None:
+        if "T" in value or " " in value:
+            raise InvalidRequestError(f"{name}: give a time zone (Z or +01:00)")
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
 def _page_size(limit: str | None) -> int:
     if limit is None:
         return _DEFAULT_PAGE
-    if not limit.isdigit() or not 1 <= int(limit) <= _MAX_PAGE:
+    # ASCII digits only, and few of them: str.isdigit() and int() also take "²" and
+    # Arabic-Indic digits, and int() refuses (ValueError) more than 4,300 digits.
+    if not _PAGE_SIZE.fullmatch(limit) or not 1 <= int(limit) <= _MAX_PAGE:
         raise InvalidRequestError(f"limit: {limit[:20]!r} is not a number from 1 to {_MAX_PAGE}")
     return int(limit)
 
 
 def _request_id(principal: Principal, idempotency_key: str | None) -> str:
     if idempotency_key is None:
-        return uuid.uuid4().hex
+        # The HTTP request's own id when there is one: the ledger row and the log lines
+        # (and X-Request-Id) of one request then share it.
+        return current_request_id() or uuid.uuid4().hex
     if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
         raise InvalidRequestError("Idempotency-Key: 1-128 characters from A-Z a-z 0-9 . _ : -")
     # Scoped to the caller, so two users picking the same key never share a request.

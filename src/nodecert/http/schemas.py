@@ -96,6 +96,26 @@ class CertificateList(BaseModel):
     nextCursor: str | None  # noqa: N815
 
 
+class AuditEntry(BaseModel):
+    """One entry of the audit trail."""
+
+    at: str
+    actor: str
+    action: str
+    target: str
+    userId: str  # noqa: N815
+    nodeId: str  # noqa: N815
+    source: str
+    detail: str
+
+
+class AuditList(BaseModel):
+    """Body of ``GET /v1/audit``."""
+
+    entries: list[AuditEntry]
+    count: int
+
+
 class RevokeRequest(BaseModel):
     """Body of ``POST /v1/certificates/{serial}/revoke`` (optional)."""
 

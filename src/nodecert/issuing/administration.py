@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from nodecert.core.context import current_source
 from nodecert.core.errors import (
     AuthorizationError,
     ConflictError,
@@ -27,6 +28,7 @@ from nodecert.core.errors import (
     NotFoundError,
 )
 from nodecert.core.identity import format_serial, parse_serial, validate_id
+from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, require_admin
 from nodecert.core.ports import (
     AuditTrail,
@@ -86,7 +88,9 @@ class Administration:
         outbox: RevocationOutbox,
         audit: AuditTrail,
         clock: Callable[[], datetime] = _utcnow,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
+        self.metrics = metrics
         self.outbox = outbox
         self.audit = audit
         self.ca = ca
@@ -170,7 +174,16 @@ class Administration:
         """
         row = self.get_certificate(principal, serial)
         queued = self.outbox.revoke_and_queue([row.serial], reason=reason, at=self.clock())
-        self._audit(principal, actor, "certificate.revoke", row.serial, f"reason={reason}")
+        self._count_revoked(queued, reason)
+        self._audit(
+            principal,
+            actor,
+            "certificate.revoke",
+            row.serial,
+            f"reason={reason}",
+            user_id=row.user_id,
+            node_id=row.node_id,
+        )
         self._tell_ca(queued)
         revoked = self.ledger.get(row.serial)
         if revoked is None:  # A ledger row is never deleted.
@@ -213,7 +226,15 @@ class Administration:
             rows, target = self.ledger.find(user_id=user), f"user:{user}"
         revoked = self._sweep(rows, reason)
         detail = f"reason={reason} revoked={len(revoked)}"
-        self._audit(principal, actor, "certificates.revoke_all", target, detail)
+        self._audit(
+            principal,
+            actor,
+            "certificates.revoke_all",
+            target,
+            detail,
+            user_id="" if node_id is not None else target.removeprefix("user:"),
+            node_id=target if node_id is not None else "",
+        )
         return revoked
 
     def put_node(
@@ -260,7 +281,7 @@ class Administration:
             revoked = self._sweep(stale, RevocationReason.AFFILIATION_CHANGED)
         action = "node.transfer" if changes_owner else "node.add"
         detail = f"owner={new_owner} previous={previous or '-'} revoked={len(revoked)}"
-        self._audit(principal, actor, action, node, detail)
+        self._audit(principal, actor, action, node, detail, user_id=new_owner, node_id=node)
         return NodeAssignment(
             record=record,
             previous_owner=previous,
@@ -300,13 +321,15 @@ class Administration:
         """
         require_admin(principal)
         node = validate_id(node_id, field="nodeId")
+        owner = self.nodes.owner_of(node) or ""
         existed = self.nodes.delete_node(node)
         revoked = self._sweep(
             self.ledger.find(node_id=node), RevocationReason.CESSATION_OF_OPERATION
         )
         if not existed and not revoked:
             raise NotFoundError(f"nodeId: no node {node!r}")
-        self._audit(principal, actor, "node.remove", node, f"revoked={len(revoked)}")
+        detail = f"revoked={len(revoked)}"
+        self._audit(principal, actor, "node.remove", node, detail, user_id=owner, node_id=node)
         return NodeRemoval(
             node_id=node, revoked=len(revoked), node_certificates=_node_certificates(revoked)
         )
@@ -366,8 +389,13 @@ class Administration:
         now = self.clock()
         live = [row.serial for row in rows if row.status.is_live and row.not_after > now]
         revoked = self.outbox.revoke_and_queue(live, reason=reason, at=now) if live else []
+        self._count_revoked(revoked, reason)
         self._tell_ca(revoked)
         return revoked
+
+    def _count_revoked(self, rows: list[CertificateRecord], reason: RevocationReason) -> None:
+        if rows:
+            self.metrics.count("revocations", {"reason": str(reason)}, len(rows))
 
     def _tell_ca(self, rows: list[CertificateRecord]) -> None:
         # The revocations this request queued, at once; an older backlog is left to the
@@ -390,7 +418,15 @@ class Administration:
             log.warning("revocation: the queue could not be updated now (%s)", exc.detail)
 
     def _audit(
-        self, principal: Principal, actor: str | None, action: str, target: str, detail: str
+        self,
+        principal: Principal,
+        actor: str | None,
+        action: str,
+        target: str,
+        detail: str,
+        *,
+        user_id: str = "",
+        node_id: str = "",
     ) -> None:
         entry = AuditEntry(
             at=self.clock(),
@@ -398,6 +434,9 @@ class Administration:
             action=action,
             target=target,
             detail=detail,
+            user_id=user_id,
+            node_id=node_id,
+            source=current_source(),
         )
         audit_log.info("audit actor=%s action=%s target=%s %s", entry.actor, action, target, detail)
         try:

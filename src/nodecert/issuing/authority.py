@@ -8,7 +8,8 @@ the same collaborators.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
@@ -18,6 +19,7 @@ from nodecert.core.errors import (
     BackendUnavailableError,
     ConflictError,
     InvalidIdentifierError,
+    NodecertError,
     NotFoundError,
 )
 from nodecert.core.identity import (
@@ -36,6 +38,7 @@ from nodecert.core.keys import (
     generate_private_key,
 )
 from nodecert.core.keys import private_key_pem as render_private_key
+from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.core.policy import OwnershipPolicy, ValidityPolicy, require_admin
 from nodecert.core.ports import CABackend, Ledger, NodeDirectory
 from nodecert.core.values import (
@@ -46,7 +49,7 @@ from nodecert.core.values import (
     Profile,
     SigningRequest,
 )
-from nodecert.issuing.idempotency import IdempotencyGuard, request_hash
+from nodecert.issuing.idempotency import Claim, IdempotencyGuard, nothing_issued, request_hash
 from nodecert.issuing.quota import QuotaPolicy
 from nodecert.issuing.shapes import (
     IssuedCertificate,
@@ -85,6 +88,8 @@ class Authority:
         quota: Issuance limits (none when omitted).
         idempotency: Claims client ``Idempotency-Key`` values before the CA signs, so a
             retry never makes (and bills) a second certificate (none when omitted).
+        metrics: Where the CA call and the ledger commit are timed, CA errors counted.
+        labels: The ``ca`` and ``store`` names those metrics carry.
     """
 
     def __init__(
@@ -101,6 +106,8 @@ class Authority:
         clock: Callable[[], datetime] = _utcnow,
         quota: QuotaPolicy | None = None,
         idempotency: IdempotencyGuard | None = None,
+        metrics: Metrics = NO_METRICS,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.ca = ca
         self.ledger = ledger
@@ -113,6 +120,10 @@ class Authority:
         self.clock = clock
         self.quota = quota
         self.idempotency = idempotency
+        self.metrics = metrics
+        labels = labels or {}
+        self._ca_label = {"ca": labels.get("ca", "ca")}
+        self._store_label = {"store": labels.get("store", "store")}
 
     def issue(self, principal: Principal, request: IssueRequest) -> IssuedCertificate:
         """Issue a client certificate for one of ``principal``'s nodes.
@@ -126,6 +137,10 @@ class Authority:
         issued, commit = self.issue_pending(principal, request)
         commit.wait()
         return issued
+
+    def _observe_commit(self, started: float) -> None:
+        seconds = time.perf_counter() - started
+        self.metrics.observe("ledger_commit_seconds", self._store_label, seconds)
 
     def issue_pending(
         self, principal: Principal, request: IssueRequest
@@ -289,7 +304,9 @@ class Authority:
         The returned commit says when the row is durable; it is already done unless the CA
         built the certificate in this process (see :meth:`issue_pending`).
         """
-        if self.idempotency is not None:
+        claim: Claim | None = None
+        guard = self.idempotency
+        if guard is not None:
             digest = request_hash(
                 identity,
                 profile=profile,
@@ -299,34 +316,50 @@ class Authority:
                 dns_names=dns_names,
                 ip_addresses=ip_addresses,
             )
-            self.idempotency.claim(request_id, identity, digest, now=self.clock())
-        key: PrivateKey | None = None
+            claim = guard.claim(request_id, identity, digest, now=self.clock())
+        asked_ca = False
         in_process = self.ca.builds_in_process
-        signing_csr: x509.CertificateSigningRequest | None = None
-        if csr is None:
-            key = self.keygen(key_type)
-            public_key = key.public_key()
-            if not in_process:
-                signing_csr = build_csr(
-                    key, identity, organization=self.organization, trust_domain=self.trust_domain
+        try:
+            key: PrivateKey | None = None
+            signing_csr: x509.CertificateSigningRequest | None = None
+            if csr is None:
+                key = self.keygen(key_type)
+                public_key = key.public_key()
+                if not in_process:
+                    signing_csr = build_csr(
+                        key,
+                        identity,
+                        organization=self.organization,
+                        trust_domain=self.trust_domain,
+                    )
+            else:
+                signing_csr = csr
+                public_key = csr_public_key(csr)
+            now = self.clock()
+            asked_ca = True
+            started = time.perf_counter()
+            signed = self.ca.issue(
+                SigningRequest(
+                    csr=signing_csr,
+                    identity=identity,
+                    not_before=now - _BACKDATE,
+                    not_after=now + lifetime,
+                    request_id=request_id,
+                    profile=profile,
+                    dns_names=dns_names,
+                    public_key=public_key,
+                    ip_addresses=ip_addresses,
                 )
-        else:
-            signing_csr = csr
-            public_key = csr_public_key(csr)
-        now = self.clock()
-        signed = self.ca.issue(
-            SigningRequest(
-                csr=signing_csr,
-                identity=identity,
-                not_before=now - _BACKDATE,
-                not_after=now + lifetime,
-                request_id=request_id,
-                profile=profile,
-                dns_names=dns_names,
-                public_key=public_key,
-                ip_addresses=ip_addresses,
             )
-        )
+        except Exception as exc:
+            accepted_nothing = not asked_ca or nothing_issued(exc, in_process=in_process)
+            if guard is not None and claim is not None and accepted_nothing:
+                # The retry that the Idempotency-Key exists for must be able to succeed.
+                guard.release(claim)
+            if asked_ca and isinstance(exc, NodecertError):
+                self.metrics.count("ca_errors", {**self._ca_label, "code": exc.code})
+            raise
+        self.metrics.observe("ca_call_seconds", self._ca_label, time.perf_counter() - started)
         certificate = signed.certificate
         if not in_process:
             self._check_signed(certificate, public_key, identity)
@@ -350,12 +383,16 @@ class Authority:
         # Only a certificate built here has a serial that no retry can bring back; a remote
         # CA's answer to a retried request needs the conflict check of _record, at once.
         if in_process and renewed_from is None:
+            started = time.perf_counter()
             commit = self.ledger.record(record)
+            commit.when_settled(lambda: self._observe_commit(started))
         else:
+            started = time.perf_counter()
             if renewed_from is not None:
                 record = record_successor(self.ledger, record)
             else:
                 record = self._record(record)
+            self._observe_commit(started)
             commit = Commit.done()
         issued = IssuedCertificate(
             record=record,

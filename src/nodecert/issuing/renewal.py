@@ -27,21 +27,19 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.core.errors import AuthenticationError, ConflictError
+from nodecert.core.jose import Claims, parse_claims, parse_header
 from nodecert.core.ports import ReplayGuard
 from nodecert.core.tokens import (
     MAX_RENEWAL_TOKEN_LIFETIME,
-    decode_signed,
-    is_finite_number,
     mint_renewal_token,
     renewal_audience,
-    unverified_header,
+    verify_signature,
 )
 from nodecert.issuing.authority import Authority, IssuedCertificate
 from nodecert.nodeside.access import AccessDecider, AccessDeniedError
@@ -129,14 +127,16 @@ class Renewer:
             csr=request.csr,
         )
 
-    def _verify_token(self, token: str) -> tuple[x509.Certificate, dict[str, Any]]:
+    def _verify_token(self, token: str) -> tuple[x509.Certificate, Claims]:
         if len(token) > _MAX_TOKEN_BYTES:
             raise AuthenticationError(f"renewal token: longer than {_MAX_TOKEN_BYTES} bytes")
-        header = unverified_header(token, what="renewal token")
-        alg = header.get("alg")
-        if alg not in _ALGORITHMS:
+        # Header and claims are parsed whole, into typed values, before PyJWT sees them.
+        header = parse_header(token, what="renewal token")
+        claims = parse_claims(token, what="renewal token")
+        alg = header.alg
+        if alg is None or alg not in _ALGORITHMS:
             raise AuthenticationError(f"renewal token: algorithm {str(alg)[:20]!r} not accepted")
-        certificate = _x5c_leaf(header.get("x5c"))
+        certificate = _x5c_leaf(header.x5c)
         try:
             public_key = certificate.public_key()
         except (UnsupportedAlgorithm, ValueError) as exc:
@@ -150,19 +150,17 @@ class Renewer:
             raise AuthenticationError("renewal token: the x5c certificate has an unusable key")
         if _ALGORITHMS[alg] != family:
             raise AuthenticationError(f"renewal token: {alg} does not fit the certificate's key")
-        claims = decode_signed(token, public_key, alg, what="renewal token")
+        verify_signature(token, public_key, alg, what="renewal token")
         self._check_claims(claims)
         return certificate, claims
 
-    def _check_claims(self, claims: dict[str, Any]) -> None:
-        audience = claims.get("aud")
-        audiences = audience if isinstance(audience, list) else [audience]
-        if self.audience not in audiences:
+    def _check_claims(self, claims: Claims) -> None:
+        if self.audience not in claims.aud:
             raise AuthenticationError("renewal token: audience ('aud') is not this service")
-        iat, exp, jti = claims.get("iat"), claims.get("exp"), claims.get("jti")
-        if not is_finite_number(iat) or not is_finite_number(exp):
-            raise AuthenticationError("renewal token: 'iat' and 'exp' must be finite numbers")
-        if not isinstance(jti, str) or not 1 <= len(jti) <= 128:
+        iat, exp, jti = claims.iat, claims.exp, claims.jti
+        if iat is None or exp is None:
+            raise AuthenticationError("renewal token: 'iat' and 'exp' are required")
+        if jti is None or not 1 <= len(jti) <= 128:
             raise AuthenticationError("renewal token: 'jti' (1-128 characters) is required")
         now = self.clock().timestamp()
         leeway = _LEEWAY.total_seconds()
@@ -173,18 +171,19 @@ class Renewer:
         if iat > now + leeway:
             raise AuthenticationError("renewal token: not valid yet ('iat' is in the future)")
 
-    def _use_once(self, serial: str, claims: dict[str, Any]) -> None:
+    def _use_once(self, serial: str, claims: Claims) -> None:
         # Scoped to the certificate, so two clients picking the same jti never collide.
-        key = hashlib.sha256(f"{serial}\0{claims['jti']}".encode()).hexdigest()
-        expires_at = datetime.fromtimestamp(float(claims["exp"]), UTC) + _LEEWAY
+        key = hashlib.sha256(f"{serial}\0{claims.jti}".encode()).hexdigest()
+        # Checked above: exp is at most five minutes after an iat that is not in the future.
+        expires_at = datetime.fromtimestamp(float(claims.exp or 0), UTC) + _LEEWAY
         try:
             self.replay.use_once(key, expires_at=expires_at)
         except ConflictError as exc:
             raise AuthenticationError("renewal token: already used ('jti' replayed)") from exc
 
 
-def _x5c_leaf(x5c: object) -> x509.Certificate:
-    if not isinstance(x5c, list) or not x5c or not isinstance(x5c[0], str):
+def _x5c_leaf(x5c: tuple[str, ...]) -> x509.Certificate:
+    if not x5c:
         raise AuthenticationError("renewal token: header has no 'x5c' certificate")
     try:
         der = base64.b64decode(x5c[0], validate=True)

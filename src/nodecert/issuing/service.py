@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from nodecert.core.config import Settings
+from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.core.ports import TokenVerifier
 from nodecert.issuing.administration import Administration
 from nodecert.issuing.authority import Authority
@@ -46,6 +47,8 @@ class Service:
         dev_issuer: The built-in development issuer, when it is on.
         key_pool: Pre-generated RSA keys.
         closers: What :meth:`close` closes, after the key pool (the store).
+        metrics: Where counts and timings go (nowhere unless the front end gives a sink).
+        metrics_exposition: Renders the metrics for ``GET /metrics`` (None: no such route).
     """
 
     settings: Settings
@@ -58,6 +61,8 @@ class Service:
     dev_issuer: TokenMinter | None
     key_pool: KeyPool
     closers: tuple[Callable[[], None], ...] = field(default=(), compare=False)
+    metrics: Metrics = field(default=NO_METRICS, compare=False)
+    metrics_exposition: Callable[[], bytes] | None = field(default=None, compare=False)
     #: Whether EC issuance may run on the event loop: nothing on its path (the CA, the
     #: ledger write, the token check) ever waits on the network.
     inline_issuance: bool = False

@@ -10,6 +10,8 @@ from nodecert.bootstrap import build_service, settings_from_environment
 from nodecert.http.app import create_app as create_http_app
 from nodecert.server.drainer import RevocationDrainer
 from nodecert.server.serve import BoundedHttpToolsProtocol
+from nodecert.support.logs import configure as configure_logging
+from nodecert.support.metrics import PrometheusMetrics
 
 __all__ = ["create_app"]
 
@@ -22,10 +24,14 @@ def create_app() -> FastAPI:
     BoundedHttpToolsProtocol.max_header_bytes = settings.max_header_bytes
     BoundedHttpToolsProtocol.head_timeout_s = float(settings.head_timeout_s)
     BoundedHttpToolsProtocol.body_timeout_s = float(settings.body_timeout_s)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    service = build_service(settings, event_loop=True)
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.metrics == "on":
+        metrics = PrometheusMetrics()
+        service = build_service(
+            settings, event_loop=True, metrics=metrics, metrics_exposition=metrics.exposition
+        )
+    else:
+        service = build_service(settings, event_loop=True)
     # Revocations the CA did not take at once (an outage) are retried in the background.
     RevocationDrainer(
         service.administration.finish_revocations, interval_s=float(settings.revocation_retry_s)

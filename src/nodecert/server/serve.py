@@ -16,6 +16,9 @@ Three things stock uvicorn does not do are done here:
   ``NODECERT_HEAD_TIMEOUT_S`` from the connection (or the request's first byte) and the
   body ``NODECERT_BODY_TIMEOUT_S`` from the end of the head, then answers 408 and closes;
   beyond ``NODECERT_LIMIT_CONCURRENCY`` connections per worker, uvicorn answers 503.
+- Framing llhttp lets through (:func:`framing_refusal`): a ``Transfer-Encoding`` other than
+  exactly ``chunked`` is a 501 and a request without exactly one valid ``Host`` a 400,
+  before the application runs (llhttp read ``gzip, chunked`` as chunked, coding ignored).
 - With several workers on Linux, a listening socket per worker (``SO_REUSEPORT``), so the
   kernel spreads connections over the workers (``server/supervisor.py``).
 """
@@ -23,6 +26,7 @@ Three things stock uvicorn does not do are done here:
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -38,11 +42,15 @@ from nodecert.http.contract import (
     MalformedRequestError,
     OverloadedError,
     RequestTimeoutError,
+    UnsupportedTransferCodingError,
     problem,
+    status_of,
 )
 from nodecert.server.supervisor import SpreadingSupervisor, reuse_port_available
+from nodecert.support.logs import uvicorn_log_config
+from nodecert.support.metrics import prepare_multiprocess
 
-__all__ = ["BoundedHttpToolsProtocol", "bind", "run", "worker_sockets"]
+__all__ = ["BoundedHttpToolsProtocol", "bind", "framing_refusal", "run", "worker_sockets"]
 
 _BACKLOG = 2048  # uvicorn's default.
 
@@ -99,8 +107,50 @@ def worker_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
-class _HeadersTooLargeError(Exception):
-    pass
+class _RefusedError(Exception):
+    """Raised in a parser callback: uvicorn answers through ``send_400_response``."""
+
+
+# RFC 9112 section 3.2 and RFC 3986 section 3.2.2: uri-host [ ":" port ], or empty.
+_HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")
+
+
+def framing_refusal(http_version: str, headers: list[tuple[bytes, bytes]]) -> NodecertError | None:
+    """What is wrong with a request head's framing, or None: the checks llhttp leaves out.
+
+    - ``Transfer-Encoding`` other than exactly ``chunked`` (RFC 9112 section 6.1: a coding
+      the server does not understand is a 501). llhttp reads ``gzip, chunked`` as chunked
+      and hands the application the still-encoded body, so the coding is ignored.
+    - ``Transfer-Encoding`` on HTTP/1.0 (RFC 9112 section 6.1: faulty framing, 400).
+    - Not exactly one ``Host`` on HTTP/1.1, more than one on any version, or one that is
+      not a host and port (RFC 9112 section 3.2: 400).
+
+    Args:
+        http_version: ``"1.1"`` or ``"1.0"``.
+        headers: The head's fields, names in lower case.
+    """
+    codings = [
+        coding.strip().lower()
+        for name, value in headers
+        if name == b"transfer-encoding"
+        for coding in value.split(b",")
+    ]
+    if codings and http_version != "1.1":
+        # RFC 9112 section 6.1: an HTTP/1.0 message with Transfer-Encoding is faulty framing.
+        return MalformedRequestError("Transfer-Encoding: not allowed before HTTP/1.1")
+    if codings and codings != [b"chunked"]:
+        shown = b", ".join(codings).decode("latin-1")[:60]
+        return UnsupportedTransferCodingError(
+            f"Transfer-Encoding: {shown!r} is not supported (only 'chunked', alone)"
+        )
+    hosts = [value for name, value in headers if name == b"host"]
+    if len(hosts) > 1 or (http_version == "1.1" and not hosts):
+        return MalformedRequestError(
+            f"Host: an HTTP/{http_version} request needs exactly one, got {len(hosts)}"
+        )
+    if hosts and not _HOST.fullmatch(hosts[0]):
+        return MalformedRequestError("Host: not a host name or address with an optional port")
+    return None
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -118,7 +168,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_bytes = 0
-        self._head_too_large = False
+        self._refusal: tuple[bytes, NodecertError] | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -143,7 +193,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
         Beyond ``limit_concurrency``, uvicorn answers a plain-text 503; here the request is
         answered by :func:`_overloaded` instead, a problem document with ``Retry-After``.
+        A head whose framing :func:`framing_refusal` refuses never reaches the application.
         """
+        error = framing_refusal(self.parser.get_http_version(), self.headers)
+        if error is not None:
+            status = b"501 Not Implemented" if status_of(error) == 501 else b"400 Bad Request"
+            self._refusal = (status, error)
+            raise _RefusedError
         self._arm(self.body_timeout_s)
         limit = self.limit_concurrency
         if limit is None or (len(self.connections) < limit and len(self.tasks) < limit):
@@ -198,18 +254,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _count(self, size: int) -> None:
         self._head_bytes += size
         if self._head_bytes > self.max_header_bytes:
-            self._head_too_large = True
-            # Raised inside the parser's callback: uvicorn turns it into an answer through
-            # send_400_response, below, and closes the connection.
-            raise _HeadersTooLargeError
-
-    def send_400_response(self, msg: str) -> None:
-        """A problem document for what the parser refused, then close: 400, or 431."""
-        if self._head_too_large:
-            self._write_problem(
+            self._refusal = (
                 b"431 Request Header Fields Too Large",
                 HeadersTooLargeError(f"headers: larger than {self.max_header_bytes} bytes"),
             )
+            # Raised inside the parser's callback: uvicorn turns it into an answer through
+            # send_400_response, below, and closes the connection.
+            raise _RefusedError
+
+    def send_400_response(self, msg: str) -> None:
+        """A problem document for what the parser refused, then close: 400, 431 or 501."""
+        if self._refusal is not None:
+            self._write_problem(*self._refusal)
         else:
             # llhttp refuses, among others, Transfer-Encoding with Content-Length, two
             # Content-Lengths, folded or NUL-bearing headers and bare LFs (request
@@ -251,6 +307,10 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
     Raises:
         ConfigurationError: the address cannot be bound.
     """
+    if settings.metrics == "on":
+        # Before any worker (or this process) imports prometheus-client: every worker
+        # writes its counts there and GET /metrics adds them up.
+        prepare_multiprocess()
     config = uvicorn.Config(
         "nodecert.server.asgi:create_app",
         factory=True,
@@ -258,6 +318,8 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(settings.log_level, settings.log_format)
+        or uvicorn.config.LOGGING_CONFIG,
         http=BoundedHttpToolsProtocol,
         limit_concurrency=settings.limit_concurrency,
         # nodecert never rewrites the peer address from X-Forwarded-For: /v1/authorize's

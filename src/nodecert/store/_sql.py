@@ -131,7 +131,10 @@ CREATE TABLE IF NOT EXISTS audit_log (
     actor       TEXT NOT NULL,
     action      TEXT NOT NULL,
     target      TEXT NOT NULL,
-    detail      TEXT NOT NULL
+    detail      TEXT NOT NULL,
+    user_id     TEXT NOT NULL DEFAULT '',
+    node_id     TEXT NOT NULL DEFAULT '',
+    source      TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (at);
 """
@@ -142,6 +145,19 @@ def add_late_columns(existing: set[str]) -> list[str]:
     return [
         f"ALTER TABLE certificates ADD COLUMN {name} TEXT"
         for name in _LATE_COLUMNS
+        if name not in existing
+    ]
+
+
+# Columns added to ``audit_log`` after its first release (who and where an entry concerns).
+_LATE_AUDIT_COLUMNS = ("user_id", "node_id", "source")
+
+
+def add_late_audit_columns(existing: set[str]) -> list[str]:
+    """The ``ALTER TABLE`` statements that bring an older ``audit_log`` table up."""
+    return [
+        f"ALTER TABLE audit_log ADD COLUMN {name} TEXT NOT NULL DEFAULT ''"
+        for name in _LATE_AUDIT_COLUMNS
         if name not in existing
     ]
 

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from nodecert.core.values import (
     AuditEntry,
+    AuditQuery,
     CertificateRecord,
     CertificateStatus,
     PendingRevocation,
@@ -108,8 +109,9 @@ def insert_audit(db: Connection, entry: AuditEntry, dialect: Dialect) -> None:
     """Append ``entry`` to the audit log."""
     m = dialect.mark
     db.execute(
-        "INSERT INTO audit_log (id, at, actor, action, target, detail) VALUES"
-        f" ({m('id')}, {m('at')}, {m('actor')}, {m('action')}, {m('target')}, {m('detail')})",
+        "INSERT INTO audit_log (id, at, actor, action, target, detail, user_id, node_id, source)"
+        f" VALUES ({m('id')}, {m('at')}, {m('actor')}, {m('action')}, {m('target')},"
+        f" {m('detail')}, {m('user_id')}, {m('node_id')}, {m('source')})",
         {
             # Time-ordered, so that entries of the same microsecond keep their order.
             "id": f"{entry.at.timestamp():017.6f}-{uuid.uuid4().hex}",
@@ -118,20 +120,51 @@ def insert_audit(db: Connection, entry: AuditEntry, dialect: Dialect) -> None:
             "action": entry.action,
             "target": entry.target,
             "detail": entry.detail,
+            "user_id": entry.user_id,
+            "node_id": entry.node_id,
+            "source": entry.source,
         },
     )
 
 
-def audit_entries(db: Connection, *, limit: int, dialect: Dialect) -> list[AuditEntry]:
-    """The ``limit`` most recent audit entries, newest first."""
+def audit_entries(db: Connection, query: AuditQuery, *, dialect: Dialect) -> list[AuditEntry]:
+    """The most recent audit entries ``query`` selects, newest first."""
+    m = dialect.mark
+    where: list[str] = []
+    values: dict[str, object] = {"limit": query.limit}
+    for column, value in (("user_id", query.user_id), ("node_id", query.node_id)):
+        if value is not None:
+            where.append(f"{column} = {m(column)}")
+            values[column] = value
+    if query.action is not None and query.action.endswith("."):
+        # A prefix: compared as a range, so no LIKE wildcard in it can widen the match.
+        where.append(f"action >= {m('action')} AND action < {m('action_end')}")
+        values["action"], values["action_end"] = query.action, query.action[:-1] + "/"
+    elif query.action is not None:
+        where.append(f"action = {m('action')}")
+        values["action"] = query.action
+    if query.since is not None:
+        where.append(f"at >= {m('since')}")
+        values["since"] = dialect.to_time(query.since)
+    if query.until is not None:
+        where.append(f"at < {m('until')}")
+        values["until"] = dialect.to_time(query.until)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
     rows = db.execute(
-        "SELECT at, actor, action, target, detail FROM audit_log"
-        f" ORDER BY at DESC, id DESC LIMIT {dialect.mark('limit')}",
-        {"limit": limit},
+        "SELECT at, actor, action, target, detail, user_id, node_id, source FROM audit_log"
+        f"{clause} ORDER BY at DESC, id DESC LIMIT {m('limit')}",
+        values,
     ).fetchall()
     return [
         AuditEntry(
-            at=dialect.from_time(row[0]), actor=row[1], action=row[2], target=row[3], detail=row[4]
+            at=dialect.from_time(row[0]),
+            actor=row[1],
+            action=row[2],
+            target=row[3],
+            detail=row[4],
+            user_id=row[5],
+            node_id=row[6],
+            source=row[7],
         )
         for row in rows
     ]

@@ -86,6 +86,29 @@ class DynamoDBLimits:
         except ConditionFailedError as exc:
             raise ConflictError("token: already used") from exc.__cause__
 
+    def release(self, key: str, *, expires_at: datetime) -> None:
+        """Forget ``key`` if it is recorded until ``expires_at``: one conditional ``DeleteItem``.
+
+        Raises:
+            StoreUnavailableError: DynamoDB cannot answer now.
+        """
+        try:
+            dynamodb_call(
+                lambda: self._client.delete_item(
+                    TableName=self._table,
+                    Key={"key": {"S": _ONCE + key}},
+                    # Only the caller's own record: another one has another expiry.
+                    ConditionExpression="#expires = :expires",
+                    ExpressionAttributeNames={"#expires": LIMITS_TTL_ATTRIBUTE},
+                    ExpressionAttributeValues={
+                        ":expires": {"N": str(math.ceil(expires_at.timestamp()))}
+                    },
+                ),
+                conflict=True,
+            )
+        except ConditionFailedError:
+            return  # Gone already, or someone else's: nothing of ours to forget.
+
     # RateLimiter
 
     def take_token(self, key: str, *, capacity: float, refill_per_s: float, now: datetime) -> float:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from nodecert.core.values import (
     AuditEntry,
+    AuditQuery,
     CertificateRecord,
     CertificateStatus,
     PendingRevocation,
@@ -238,23 +239,34 @@ class DynamoDBOutbox:
                     "action": {"S": entry.action},
                     "target": {"S": entry.target},
                     "detail": {"S": entry.detail},
+                    "userId": {"S": entry.user_id},
+                    "nodeId": {"S": entry.node_id},
+                    "source": {"S": entry.source},
                 },
             )
         )
 
-    def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
-        """The ``limit`` most recent audit entries, newest first."""
+    def audit_entries(
+        self, *, limit: int = 100, query: AuditQuery | None = None
+    ) -> list[AuditEntry]:
+        """The most recent audit entries ``query`` selects, newest first."""
+        query = query or AuditQuery(limit=limit)
         items = sorted(self._scan(_AUDIT), key=lambda item: item["key"]["S"], reverse=True)
-        return [
+        entries = (
             AuditEntry(
                 at=parse_time(item["at"]["S"]),
                 actor=item["actor"]["S"],
                 action=item["action"]["S"],
                 target=item["target"]["S"],
                 detail=item["detail"]["S"],
+                # Entries written before these attributes existed have none.
+                user_id=item.get("userId", {}).get("S", ""),
+                node_id=item.get("nodeId", {}).get("S", ""),
+                source=item.get("source", {}).get("S", ""),
             )
-            for item in items[:limit]
-        ]
+            for item in items
+        )
+        return [e for e in entries if query.matches(e)][: query.limit]
 
     def _scan(self, prefix: str) -> list[dict[str, Any]]:
         # The limits table holds short-lived tokens and one bucket per user besides these:

@@ -31,6 +31,7 @@ from nodecert.core.errors import (
 )
 from nodecert.core.values import (
     AuditEntry,
+    AuditQuery,
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,
@@ -295,10 +296,14 @@ class PostgresStore:
         with self._connection("write") as db:
             _sql_outbox.insert_audit(db, entry, _POSTGRES)
 
-    def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
-        """The ``limit`` most recent audit entries, newest first."""
+    def audit_entries(
+        self, *, limit: int = 100, query: AuditQuery | None = None
+    ) -> list[AuditEntry]:
+        """The most recent audit entries ``query`` selects, newest first."""
         with self._connection("read") as db:
-            return _sql_outbox.audit_entries(db, limit=limit, dialect=_POSTGRES)
+            return _sql_outbox.audit_entries(
+                db, query or AuditQuery(limit=limit), dialect=_POSTGRES
+            )
 
     # ReplayGuard
 
@@ -314,6 +319,17 @@ class PostgresStore:
             db.execute("DELETE FROM used_tokens WHERE expires_at < %s", (purge_before,))
             db.execute(
                 "INSERT INTO used_tokens (key, expires_at) VALUES (%s, %s)", (key, expires_at)
+            )
+
+    def release(self, key: str, *, expires_at: datetime) -> None:
+        """Forget ``key`` if it is recorded until exactly ``expires_at`` (a ``ReplayGuard``).
+
+        Raises:
+            StoreUnavailableError: the database cannot answer now.
+        """
+        with self._connection("write") as db:
+            db.execute(
+                "DELETE FROM used_tokens WHERE key = %s AND expires_at = %s", (key, expires_at)
             )
 
     # RateLimiter

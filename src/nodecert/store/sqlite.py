@@ -15,6 +15,7 @@ from pathlib import Path
 from nodecert.core.errors import ConflictError, NotFoundError, StoreUnavailableError
 from nodecert.core.values import (
     AuditEntry,
+    AuditQuery,
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,
@@ -43,10 +44,10 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 # Version 2 added used_tokens (single-use renewal token ids), version 3 rate_buckets
 # (issuance quotas, since moved to a file of their own), version 4 certificates.issuer (the
 # CA that signed), version 5 certificates.dns_names and superseded_by, revocation_outbox
-# and audit_log, version 6 certificates.user_subject (the provider's subject of the user)
-# and ip_addresses (of node certificates).
-# CREATE TABLE IF NOT EXISTS and _upgrade bring older files up in place.
-SCHEMA_VERSION = 6
+# and audit_log, version 6 audit_log.user_id, node_id and source, version 7
+# certificates.user_subject (the provider's subject of the user) and ip_addresses (of node
+# certificates). CREATE TABLE IF NOT EXISTS and _upgrade bring older files up in place.
+SCHEMA_VERSION = 7
 # ISO 8601 UTC text sorts as time does ("+" sorts before "."), which ORDER BY and query()
 # rely on: every time is written by _SQLITE.to_time.
 _SQLITE = Dialect(
@@ -303,10 +304,12 @@ class SQLiteStore:
         with self._db.transaction(write=True) as db:
             _sql_outbox.insert_audit(db, entry, _SQLITE)
 
-    def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
-        """The ``limit`` most recent audit entries, newest first."""
+    def audit_entries(
+        self, *, limit: int = 100, query: AuditQuery | None = None
+    ) -> list[AuditEntry]:
+        """The most recent audit entries ``query`` selects, newest first."""
         with self._db.transaction() as db:
-            return _sql_outbox.audit_entries(db, limit=limit, dialect=_SQLITE)
+            return _sql_outbox.audit_entries(db, query or AuditQuery(limit=limit), dialect=_SQLITE)
 
     # ReplayGuard
 
@@ -326,6 +329,14 @@ class SQLiteStore:
                 )
         except sqlite3.IntegrityError as exc:
             raise ConflictError("token: already used") from exc
+
+    def release(self, key: str, *, expires_at: datetime) -> None:
+        """Forget ``key`` if it is recorded until exactly ``expires_at`` (a ``ReplayGuard``)."""
+        with self._db.transaction(write=True) as db:
+            db.execute(
+                "DELETE FROM used_tokens WHERE key = ? AND expires_at = ?",
+                (key, _stamp(expires_at)),
+            )
 
     def take_token(self, key: str, *, capacity: float, refill_per_s: float, now: datetime) -> float:
         """Take one token from bucket ``key`` (a ``RateLimiter``); 0.0 when granted.
@@ -355,6 +366,9 @@ def _upgrade(db: sqlite3.Connection) -> None:
     # existing table as it is). Rows written before have NULL there.
     columns = {row[1] for row in db.execute("PRAGMA table_info(certificates)")}
     for statement in _sql.add_late_columns(columns):
+        db.execute(statement)
+    audit = {row[1] for row in db.execute("PRAGMA table_info(audit_log)")}
+    for statement in _sql.add_late_audit_columns(audit):
         db.execute(statement)
 
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from nodecert.core.errors import ConflictError, NotFoundError, StoreUnavailableError
 from nodecert.core.values import (
     AuditEntry,
+    AuditQuery,
     CertificateQuery,
     CertificateRecord,
     CertificateStatus,
@@ -178,11 +179,14 @@ class MemoryStore:
             self._touch()
             self.audit.append(entry)
 
-    def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
-        """The ``limit`` most recent entries, newest first."""
+    def audit_entries(
+        self, *, limit: int = 100, query: AuditQuery | None = None
+    ) -> list[AuditEntry]:
+        """The most recent entries ``query`` selects, newest first."""
+        query = query or AuditQuery(limit=limit)
         with self._lock:
             self._touch()
-            return self.audit[::-1][:limit]
+            return [e for e in self.audit[::-1] if query.matches(e)][: query.limit]
 
     # NodeDirectory
 
@@ -231,6 +235,13 @@ class MemoryStore:
             if previous is not None and previous >= datetime.now(UTC):
                 raise ConflictError("token: already used")
             self.used[key] = expires_at
+
+    def release(self, key: str, *, expires_at: datetime) -> None:
+        """Forget ``key`` if it is recorded until exactly ``expires_at``."""
+        with self._lock:
+            self._touch()
+            if self.used.get(key) == expires_at:
+                del self.used[key]
 
     # RateLimiter
 

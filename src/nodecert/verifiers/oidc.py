@@ -24,7 +24,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nodecert.core.errors import AuthenticationError, BackendUnavailableError
-from nodecert.core.tokens import decode_signed, is_finite_number, unverified_header
+from nodecert.core.jose import Claims, claims_from_mapping, parse_claims, parse_header
+from nodecert.core.tokens import is_finite_number, verify_signature
 from nodecert.core.values import Principal
 from nodecert.verifiers.gateway import groups_of, principal_from_claims
 
@@ -36,9 +37,9 @@ __all__ = [
     "OIDCVerifier",
     "RemoteJWKS",
     "StaticJWKS",
-    "decode_signed",
     "groups_of",
     "is_finite_number",
+    "verify_signature",
 ]
 
 # The embedded dev issuer (verifiers/devissuer.py), named here without importing it.
@@ -252,13 +253,16 @@ class OIDCVerifier:
         """
         if len(token) > _MAX_TOKEN_BYTES:
             raise AuthenticationError(f"token: longer than {_MAX_TOKEN_BYTES} bytes")
-        digest = hashlib.sha256(token.encode()).digest()
+        # surrogatepass: a Lambda event's JSON can hold a lone surrogate ("\\ud800"), which
+        # plain UTF-8 refuses with an error; the parser below refuses the token instead.
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         with self._cache_lock:
             cached = self._cache.get(digest)
             if cached is not None:
                 self._cache.move_to_end(digest)
         if cached is not None:
-            self._check_times(cached.claims)
+            # Parsed when first verified: parsing again cannot fail, it only types the times.
+            self._check_times(claims_from_mapping(cached.claims, what="token"))
             return cached
         principal = self._verify(token)
         if self._cache_size:
@@ -269,11 +273,13 @@ class OIDCVerifier:
         return principal
 
     def _verify(self, token: str) -> Principal:
-        header = unverified_header(token, what="token")
-        alg, kid = header.get("alg"), header.get("kid")
-        if alg not in _ALGORITHMS:
+        # Header and claims are parsed whole, into typed values, before PyJWT sees them.
+        header = parse_header(token, what="token")
+        claims = parse_claims(token, what="token")
+        alg, kid = header.alg, header.kid
+        if alg is None or alg not in _ALGORITHMS:
             raise AuthenticationError(f"token: algorithm {str(alg)[:20]!r} is not accepted")
-        if not isinstance(kid, str) or not kid:
+        if not kid:
             raise AuthenticationError("token: header has no 'kid'")
         key = self.jwks.key(kid)
         if key is None:
@@ -287,41 +293,37 @@ class OIDCVerifier:
             raise AuthenticationError(f"token: signed with an unknown key ('kid'){hint}")
         if _ALGORITHMS[alg] != key.key_type:
             raise AuthenticationError(f"token: algorithm {alg} does not fit the key's type")
-        claims = decode_signed(token, key.key, alg, what="token")
+        verify_signature(token, key.key, alg, what="token")
         self._check_claims(claims)
         return principal_from_claims(
-            claims,
+            claims.raw,
             admin_group=self.admin_group,
             user_id_claim=self.user_id_claim,
             admin_claim=self.admin_claim,
         )
 
-    def _check_claims(self, claims: Mapping[str, Any]) -> None:
-        if claims.get("iss") != self.issuer:
+    def _check_claims(self, claims: Claims) -> None:
+        if claims.iss != self.issuer:
             raise AuthenticationError("token: issuer ('iss') is not the configured issuer")
         self._check_times(claims)
         self._check_audience(claims)
 
-    def _check_times(self, claims: Mapping[str, Any]) -> None:
+    def _check_times(self, claims: Claims) -> None:
         now = self.clock()
-        exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
-        if not is_finite_number(exp):
-            raise AuthenticationError("token: has no finite numeric expiry ('exp')")
-        if now > exp + self.leeway_s:
+        if claims.exp is None:
+            raise AuthenticationError("token: has no expiry ('exp')")
+        if now > claims.exp + self.leeway_s:
             raise AuthenticationError("token: expired")
-        for name, value in (("nbf", nbf), ("iat", iat)):
-            if value is not None and (not is_finite_number(value) or value > now + self.leeway_s):
+        for name, value in (("nbf", claims.nbf), ("iat", claims.iat)):
+            if value is not None and value > now + self.leeway_s:
                 raise AuthenticationError(f"token: not valid yet ('{name}' is in the future)")
 
-    def _check_audience(self, claims: Mapping[str, Any]) -> None:
-        token_use = claims.get("token_use")
-        if token_use == "access":
-            if claims.get("client_id") != self.audience:
+    def _check_audience(self, claims: Claims) -> None:
+        if claims.token_use == "access":
+            if claims.client_id != self.audience:
                 raise AuthenticationError("token: access token for another client ('client_id')")
             return
-        if token_use not in (None, "id"):
+        if claims.token_use not in (None, "id"):
             raise AuthenticationError("token: 'token_use' must be 'id' or 'access'")
-        audience = claims.get("aud")
-        audiences = audience if isinstance(audience, list) else [audience]
-        if self.audience not in audiences:
+        if self.audience not in claims.aud:
             raise AuthenticationError("token: audience ('aud') is not this service")
