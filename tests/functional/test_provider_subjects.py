@@ -166,3 +166,30 @@ def test_nodes_add_takes_the_owner_as_a_subject(service, monkeypatch, capsys):
     assert main(["nodes", "add", "n1", "--owner-subject", AUTH0_SUBJECT]) == 0
     assert capsys.readouterr().out == f"n1\t{MAPPED}\n"
     assert service.authority.nodes.owner_of("n1") == MAPPED
+
+
+class TestDevTokens:
+    """``nodecert dev-token`` puts the subject and the role where the settings read them."""
+
+    @pytest.fixture
+    def service_settings(self):
+        return {"user_id_claim": "email", "admin_claim": "realm_access.roles"}
+
+    def test_a_dev_token_for_a_subject_in_the_configured_claims(self, env, monkeypatch, capsys):
+        import os
+
+        from nodecert.cli import main
+
+        for key in [k for k in os.environ if k.startswith("NODECERT_")]:
+            monkeypatch.delenv(key)
+        monkeypatch.setenv("NODECERT_HOME", str(env.service.settings.home))
+        monkeypatch.setenv("NODECERT_USER_ID_CLAIM", "email")
+        monkeypatch.setenv("NODECERT_ADMIN_CLAIM", "realm_access.roles")
+        argv = ["dev-token", "--subject", "alice@example.com", "--admin", "--json"]
+        assert main(argv) == 0
+        document = json.loads(capsys.readouterr().out)
+        assert document["userId"] == user_id_for_subject("alice@example.com")
+        principal = env.service.verifier.verify(document["token"])
+        assert principal.user_id == document["userId"] and principal.is_admin
+        assert principal.subject == "alice@example.com"
+        assert main(["dev-token", "alice", "--subject", "bob@example.com"]) == 2

@@ -8,7 +8,8 @@ import logging
 import sys
 from typing import Any
 
-from nodecert.cli.common import CLIError, local_settings
+from nodecert.cli.common import CLIError, UsageError, local_settings
+from nodecert.core.identity import user_id_for_subject
 
 __all__ = ["add_local_commands"]
 
@@ -25,7 +26,15 @@ def add_local_commands(sub: Any) -> None:
     init.set_defaults(handler=_init)
 
     token = sub.add_parser("dev-token", help="print a token from the embedded dev issuer")
-    token.add_argument("user", metavar="USER", help="the user id the token names (its sub)")
+    token.add_argument(
+        "user", metavar="USER", nargs="?", help="the user id the token names (its sub)"
+    )
+    token.add_argument(
+        "--subject",
+        metavar="SUBJECT",
+        help="name the user by a provider-style subject instead (auth0|…, an email), in the"
+        " claim NODECERT_USER_ID_CLAIM says: its user id is the mapped one",
+    )
     token.add_argument("--admin", action="store_true", help="member of the admin group")
     token.add_argument(
         "--lifetime", type=int, default=3600, help="seconds (default 3600, at most 604800: 7 days)"
@@ -72,6 +81,8 @@ def _init(_args: argparse.Namespace) -> None:
 def _dev_token(args: argparse.Namespace) -> None:
     from nodecert.verifiers.devissuer import DevIssuer
 
+    if (args.user is None) == (args.subject is None):
+        raise UsageError("dev-token: give USER or --subject SUBJECT (one of them)")
     settings = local_settings()
     if not settings.dev_issuer:
         raise CLIError("dev-token: NODECERT_OIDC_ISSUER is set, so the dev issuer is off")
@@ -83,13 +94,20 @@ def _dev_token(args: argparse.Namespace) -> None:
         raise CLIError(
             f"dev-token: no dev issuer key in {settings.home.absolute()}: run `nodecert init`"
         )
-    issuer = DevIssuer.open_or_create(settings.home)
+    subject = args.user if args.subject is None else args.subject
+    user_id = user_id_for_subject(subject)
+    # The claims where this service reads the user and the admin role (docs/configuration.md).
+    extra: dict[str, object] = {settings.user_id_claim: subject}
     group = settings.admin_group if args.admin else None
-    minted = issuer.mint(args.user, admin_group=group, lifetime_s=args.lifetime)
+    if group is not None and settings.admin_claim is not None:
+        extra[settings.admin_claim] = [group]
+        group = None
+    issuer = DevIssuer.open_or_create(settings.home)
+    minted = issuer.mint(user_id, admin_group=group, lifetime_s=args.lifetime, extra=extra)
     if args.json:
         document = {
             "token": minted,
-            "userId": args.user,
+            "userId": user_id,
             "admin": bool(args.admin),
             "lifetime": args.lifetime,
         }
