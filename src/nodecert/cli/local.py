@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from nodecert.cli.common import CLIError, UsageError, local_settings
-from nodecert.support.devicegrants import dev_token_claims
+from nodecert.core.identity import user_id_for_subject
 
 __all__ = ["add_local_commands"]
 
@@ -95,14 +95,13 @@ def _dev_token(args: argparse.Namespace) -> None:
             f"dev-token: no dev issuer key in {settings.home.absolute()}: run `nodecert init`"
         )
     subject = args.user if args.subject is None else args.subject
+    user_id = user_id_for_subject(subject)
     # The claims where this service reads the user and the admin role (docs/configuration.md).
-    user_id, group, extra = dev_token_claims(
-        subject,
-        admin=args.admin,
-        user_id_claim=settings.user_id_claim,
-        admin_claim=settings.admin_claim,
-        admin_group=settings.admin_group,
-    )
+    extra: dict[str, object] = {settings.user_id_claim: subject}
+    group = settings.admin_group if args.admin else None
+    if group is not None and settings.admin_claim is not None:
+        extra[settings.admin_claim] = [group]
+        group = None
     issuer = DevIssuer.open_or_create(settings.home)
     minted = issuer.mint(user_id, admin_group=group, lifetime_s=args.lifetime, extra=extra)
     if args.json:

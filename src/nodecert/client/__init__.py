@@ -27,7 +27,6 @@ client at :class:`nodecert.testing.MockTransport` instead.
 
 from nodecert.client._client import Client
 from nodecert.client._errors import ServiceUnreachableError, http_status_of
-from nodecert.client._login import DeviceCode, LoginError, TokenSet, device_login
 from nodecert.client._models import (
     CertificateInfo,
     IssuedCertificate,
@@ -40,18 +39,14 @@ from nodecert.client._transport import Request, Response, Transport, UrllibTrans
 __all__ = [
     "CertificateInfo",
     "Client",
-    "DeviceCode",
     "IssuedCertificate",
-    "LoginError",
     "NodeChange",
     "NodeInfo",
     "Request",
     "Response",
     "ServiceUnreachableError",
-    "TokenSet",
     "Transport",
     "UnexpectedReplyError",
     "UrllibTransport",
-    "device_login",
     "http_status_of",
 ]

@@ -33,7 +33,6 @@ from nodecert.http.contract import (
     no_route,
     problem,
 )
-from nodecert.http.devoauth import add_dev_oauth_routes
 from nodecert.http.direct import (
     BodyLimit,
     DirectEndpoint,
@@ -312,7 +311,6 @@ def create_app(service: Service) -> FastAPI:
             )
 
     add_nodeside_routes(app, NodeSideRoutes.for_service(service), authed, render)
-    add_dev_oauth_routes(app, service)
     app.observer = ObservedApp(
         app.dispatch, service.metrics, ca=service.settings.ca, direct=app.direct
     )

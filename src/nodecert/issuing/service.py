@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from nodecert.core.config import Settings
 from nodecert.core.metrics import NO_METRICS, Metrics
@@ -27,16 +27,8 @@ __all__ = ["Service", "TokenMinter"]
 class TokenMinter(Protocol):
     """An issuer of user tokens for development (the built-in dev issuer)."""
 
-    def mint(
-        self,
-        user_id: str,
-        *,
-        admin_group: str | None = None,
-        lifetime_s: int = 3600,
-        extra: dict[str, Any] | None = None,
-    ) -> str:
-        """A signed token naming ``user_id`` (in ``admin_group`` when given); ``extra``
-        claims are added (and override)."""
+    def mint(self, user_id: str, *, admin_group: str | None = None, lifetime_s: int = 3600) -> str:
+        """A signed token naming ``user_id`` (in ``admin_group`` when given)."""
         ...
 
 
