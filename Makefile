@@ -57,8 +57,9 @@ test-latest:
 
 # The AWS system of deploy/template.yaml end to end on one machine (docs/aws.md): moto for
 # Cognito, ACM PCA, DynamoDB and S3, API Gateway emulated from the SAM-translated template,
-# a real mutual-TLS listener for the custom domain. `make test` runs it too.
-aws-rehearsal: $(STAMP)
+# a real mutual-TLS listener for the custom domain, nginx as the node backend (`make deps`),
+# every function from the package deploy/build.sh makes. `make test` runs it too.
+aws-rehearsal: $(STAMP) deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/test_aws_rehearsal.py $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -6,16 +6,21 @@
 # whatever the Lambda runtime ships that week. cryptography is a compiled extension: pip must
 # fetch the manylinux wheels for the Lambda runtime (python3.12, x86_64), not the wheels of
 # the machine that runs this script. nodecert itself is pure Python and is copied as it is.
+#
+# LAMBDA_PYTHON (default 3.12, the template's runtime) picks the interpreter the wheels are
+# for; the rehearsal builds for its own interpreter and runs every function from this
+# directory (tests/rehearsal/package.py). LAMBDA_OUT (default build/lambda) is where it goes.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
-out="$root/build/lambda"
+out=${LAMBDA_OUT:-"$root/build/lambda"}
 python=${PYTHON:-python3}
+lambda_python=${LAMBDA_PYTHON:-3.12}
 
 rm -rf "$out"
 mkdir -p "$out"
 "$python" -m pip install --quiet --target "$out" \
     --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
-    --implementation cp --python-version 3.12 --only-binary=:all: \
+    --implementation cp --python-version "$lambda_python" --only-binary=:all: \
     --require-hashes --no-deps -r "$root/requirements/lambda.txt"
 cp -R "$root/src/nodecert" "$out/nodecert"
 find "$out/nodecert" -name __pycache__ -prune -exec rm -rf {} +

@@ -3,7 +3,8 @@
 # Inputs, from the stack's outputs (aws cloudformation describe-stacks):
 #   POOL (UserPoolId), CLIENT (UserPoolClientId), API (ApiUrl, no trailing slash),
 #   NODE_URL (https://<NodeDomainName>/nodes/node-1/status: any path of the node), and
-#   two passwords: ADMIN_PASSWORD, ALICE_PASSWORD (8+ characters: upper, lower, digit, symbol).
+#   two passwords: ADMIN_PASSWORD, ALICE_PASSWORD (the pool's policy: 12+ characters, with
+#   upper and lower case letters and a digit).
 set -euo pipefail
 : "${POOL:?}" "${CLIENT:?}" "${API:?}" "${NODE_URL:?}" "${ADMIN_PASSWORD:?}" "${ALICE_PASSWORD:?}"
 umask 077  # node-1.key is a private key: readable by you only.
@@ -24,7 +25,7 @@ aws cognito-idp admin-set-user-password --user-pool-id "$POOL" --username alice 
 ALICE_SUB=$(aws cognito-idp admin-get-user --user-pool-id "$POOL" --username alice \
     --query "UserAttributes[?Name=='sub'].Value" --output text)
 
-# 3. ID tokens (API Gateway's Cognito authorizer checks the ID token's audience).
+# 3. ID tokens (what API Gateway's Cognito authorizer takes).
 token() {
     aws cognito-idp initiate-auth --client-id "$CLIENT" --auth-flow USER_PASSWORD_AUTH \
         --auth-parameters "USERNAME=$1,PASSWORD=$2" \

@@ -25,25 +25,35 @@ def test_included_blocks_equal_their_files(doc):
         assert block == (ROOT / name).read_text(), f"{doc.name}: {name} differs from the file"
 
 
+# The node backend behind API Gateway's node half is shown with the rest of that half, in
+# docs/aws.md, and run by the rehearsal (tests/rehearsal/backend.py).
+AWS_RECIPES = {"deploy/nginx/nodecert-apigateway-backend.conf"}
+
+
 def test_every_nginx_recipe_is_shown_and_no_other():
     shown = included(ROOT / "docs" / "node-side.md")
     files = {f"deploy/nginx/{p.name}" for p in (ROOT / "deploy" / "nginx").glob("*.conf")}
-    assert files and files <= set(shown)
+    assert files and files - AWS_RECIPES <= set(shown)
+    assert set(included(ROOT / "docs" / "aws.md")) >= AWS_RECIPES
     text = (ROOT / "docs" / "node-side.md").read_text()
     assert text.count("```nginx") == len([n for n in shown if n.startswith("deploy/nginx/")])
 
 
 def test_every_recipe_under_deploy_nginx_and_asgi_is_shown_and_run_by_a_test():
     # Every file, whatever its suffix: a recipe nobody shows or runs rots unseen.
-    shown = included(ROOT / "docs" / "node-side.md")
+    shown = {**included(ROOT / "docs" / "node-side.md"), **included(ROOT / "docs" / "aws.md")}
     tests = "".join(
-        (ROOT / "tests" / "integration" / name).read_text()
-        for name in ("test_nginx.py", "test_node_app_recipe.py")
+        (ROOT / "tests" / name).read_text()
+        for name in (
+            "integration/test_nginx.py",
+            "integration/test_node_app_recipe.py",
+            "rehearsal/backend.py",
+        )
     )
     for folder in ("nginx", "asgi"):
         for path in sorted((ROOT / "deploy" / folder).iterdir()):
             if path.name == "__pycache__":
                 continue
             name = f"deploy/{folder}/{path.name}"
-            assert name in shown, f"{name} is not shown in docs/node-side.md"
+            assert name in shown, f"{name} is not shown in docs/node-side.md or docs/aws.md"
             assert path.name in tests or path.stem in tests, f"no test runs {name}"

@@ -18,7 +18,7 @@ from nodecert.aws.handler import LambdaApp
 from nodecert.aws.metrics import EmbeddedMetrics
 from nodecert.bootstrap import build_service
 from nodecert.core.metrics import METRICS
-from tests.nodeside import api_event, event, issue
+from tests.nodeside import RECORDED_CLIENT_ID, api_event, event, issue
 
 from ..conftest import make_settings
 
@@ -39,6 +39,7 @@ def test_the_api_function_prints_embedded_metrics_per_invocation(tmp_path: Path)
     metrics = EmbeddedMetrics(stream=stream, clock=lambda: 1_700_000_000.0)
     service = build_service(make_settings(tmp_path / "home"), metrics=metrics)
     app = LambdaApp.for_service(service)
+    app.client_ids = frozenset({RECORDED_CLIENT_ID})  # As the app fixture does.
     assert app.handle(api_event("rest_put_node_admin.json"))["statusCode"] == 200
     stream.truncate(0)
     stream.seek(0)

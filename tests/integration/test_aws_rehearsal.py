@@ -16,13 +16,14 @@ import pytest
 
 from tests.integration.conftest import REGION
 from tests.rehearsal.scenario import RehearsalError, rehearse
-from tests.rehearsal.template import load
+from tests.rehearsal.template import load, node_authorizer
 from tests.rehearsal.walkthrough import walkthrough
 
 STORY = [
-    "first deploy leaves the domain for the truststore",
+    "first deploy: the issuance half alone",
     "nodecert aws truststore",
-    "second deploy creates the mutual-TLS domain",
+    "second deploy adds the node half and its mutual-TLS domain",
+    "the node backend refuses whoever is not API Gateway",
     "users sign in to Cognito",
     "no token, a forged token: 401 at API Gateway",
     "the admin registers nodes with their owners' sub",
@@ -33,6 +34,7 @@ STORY = [
     "alice revokes her certificate: denied",
     "the scheduled sweep leaves no revocation pending at the CA",
     "after a transfer to bob, alice is denied and bob allowed",
+    "a path naming another node still reaches the node allowed",
 ]
 
 
@@ -59,7 +61,7 @@ def test_the_template_rehearses_end_to_end(clients, moto_endpoint):
 def test_the_walkthrough_script_runs_against_the_rehearsal(clients, moto_endpoint):
     """deploy/aws/walkthrough.sh, as docs/aws.md shows it, against the deployed rehearsal."""
     steps = rehearse(load(), clients, moto_endpoint, walkthrough)
-    assert steps == [*STORY[:3], "deploy/aws/walkthrough.sh runs as written"]
+    assert steps == [*STORY[:4], "deploy/aws/walkthrough.sh runs as written"]
 
 
 def _authorizer(document):
@@ -75,8 +77,9 @@ def _missing_ca(document):
 
 
 def _cached_on_host(document):
-    authorizer = document["Resources"]["NodeApi"]["Properties"]["Auth"]["Authorizers"]
-    authorizer["NodeAuthorizer"]["Identity"] = {"Headers": ["Host"], "ReauthorizeEvery": 300}
+    authorizer = node_authorizer(document)
+    authorizer["identitySource"] = "method.request.header.Host"
+    authorizer["authorizerResultTtlInSeconds"] = 300
 
 
 def _wrong_table(document):
@@ -84,9 +87,15 @@ def _wrong_table(document):
     variables["NODECERT_DYNAMODB_NODES_TABLE"] = {"Ref": "CertificatesTable"}
 
 
+def _no_client_certificate(document):
+    del document["Resources"]["NodeApiStage"]["Properties"]["ClientCertificateId"]
+
+
 @pytest.mark.parametrize(
     ("mistake", "failing_step"),
     [
+        # The backend lets in API Gateway's certificate only: a stage without it gets nowhere.
+        (_no_client_certificate, "alice calls her node through the mutual-TLS domain: allowed"),
         (_wrong_handler, "alice calls her node through the mutual-TLS domain: allowed"),
         (_missing_ca, "alice calls her node through the mutual-TLS domain: allowed"),
         (_wrong_table, "alice calls her node through the mutual-TLS domain: allowed"),
@@ -100,3 +109,26 @@ def test_a_wiring_mistake_fails_the_rehearsal(clients, moto_endpoint, mistake, f
     mistake(document)
     with pytest.raises(RehearsalError, match=re.escape(f"step {failing_step!r}")):
         rehearse(document, clients, moto_endpoint)
+
+
+def test_two_stacks_deploy_side_by_side_in_one_account(clients, moto_endpoint):
+    """Production and staging in one account and Region: both deploy, nothing shared."""
+    from tests.rehearsal.apigw import Gateway
+    from tests.rehearsal.stack import Stack
+    from tests.rehearsal.template import sam_translate, unique_names
+
+    translated = sam_translate(load())
+    stacks = [Stack(translated, {}, clients, name=name).deploy() for name in ("prod", "staging")]
+    for stack in stacks:
+        gateway = Gateway(stack, moto_endpoint)
+        try:
+            reply = gateway.request("Api", "GET", "/healthz", headers={"User-Agent": "r"})
+            assert reply.status == 200, reply.body
+        finally:
+            gateway.close()
+    # What CloudFormation would name per account and Region differs between the two.
+    first, second = (unique_names(translated, stack.name) for stack in stacks)
+    assert not [key for key in first if first[key] == second[key]]
+    pools = {stack.physical["UserPool"] for stack in stacks}
+    cas = {stack.physical["CertificateAuthority"] for stack in stacks}
+    assert len(pools) == len(cas) == 2

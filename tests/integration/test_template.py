@@ -19,14 +19,18 @@ from nodecert.store._dynamodb import LIMITS_TTL_ATTRIBUTE
 from nodecert.store.dynamodb import table_definitions
 from tests.rehearsal.template import (
     TEMPLATE,
+    body_digest,
     cached_authorizer_violations,
     function_of,
+    node_authorizer,
     rest_apis,
     sam_translate,
     security_schemes,
+    unique_names,
 )
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "nodecert"
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src" / "nodecert"
 
 
 @pytest.fixture(scope="module")
@@ -168,13 +172,43 @@ def test_issuance_is_limited_to_the_passthrough_templates(template):
 OPEN_ROUTES = {"GET /v1/ca", "GET /healthz", "POST /v1/renew"}
 
 
-def _api_events(template):
-    events = template["Resources"]["NodecertFunction"]["Properties"]["Events"]
+API_FUNCTIONS = ("NodecertFunction", "NodecertAdminFunction")
+
+
+def reserved(parameter):
+    """Reserved concurrency from ``parameter``, unless ReservedConcurrency is Off."""
+    return {"Fn::If": ["Reserved", {"Ref": parameter}, {"Ref": "AWS::NoValue"}]}
+
+
+# Issuance runs in a function of its own (its own reserved concurrency); reads and
+# administration in another, with the same code and no permission to issue.
+ISSUANCE_ROUTES = {"POST /generate-cert", "POST /v1/nodes/{nodeId}/certificate", "POST /v1/renew"}
+
+
+def _api_events(template, functions=API_FUNCTIONS):
     return {
         f"{e['Properties']['Method'].upper()} {e['Properties']['Path']}": e
-        for e in events.values()
+        for function in functions
+        for e in template["Resources"][function]["Properties"]["Events"].values()
         if e["Type"] == "Api"
     }
+
+
+def test_issuance_is_split_from_reads_and_administration(template):
+    assert set(_api_events(template, ["NodecertFunction"])) == ISSUANCE_ROUTES
+    admin = set(_api_events(template, ["NodecertAdminFunction"]))
+    assert admin == set(ROUTE_KEYS) - ISSUANCE_ROUTES
+    issuer, reads = (template["Resources"][f]["Properties"] for f in API_FUNCTIONS)
+    assert reads["Handler"] == issuer["Handler"]
+    assert reads["Environment"] == issuer["Environment"]
+    assert issuer["ReservedConcurrentExecutions"] == reserved("IssuerReservedConcurrency")
+    assert reads["ReservedConcurrentExecutions"] == reserved("AdminReservedConcurrency")
+    (policy,) = reads["Policies"]
+    actions = set().union(*(_actions(s) for s in policy["Statement"]))
+    assert not {"acm-pca:IssueCertificate", "acm-pca:GetCertificate"} & actions
+    # Apart from issuing, the same grants as the issuer (the same code serves both).
+    issuer_actions = set().union(*(_actions(s) for s in _statements(template)))
+    assert issuer_actions - actions == {"acm-pca:IssueCertificate", "acm-pca:GetCertificate"}
 
 
 def test_the_api_routes_are_exactly_the_lambda_adapters(template):
@@ -232,6 +266,7 @@ def test_every_function_handler_exists(transformed):
     handlers = {name: p["Handler"] for name, p in _functions(transformed).items()}
     assert handlers == {
         "NodecertFunction": "nodecert.aws.handler.lambda_handler",
+        "NodecertAdminFunction": "nodecert.aws.handler.lambda_handler",
         "NodeAuthorizerFunction": "nodecert.aws.authorizer.lambda_handler",
         "RevocationSweepFunction": "nodecert.aws.sweep.sweep_handler",
     }
@@ -280,7 +315,7 @@ def test_every_node_route_runs_the_node_authorizer_and_proxies_to_the_backend(tr
         assert operation["security"] == [{"NodeAuthorizer": []}], path
         integration = operation["x-amazon-apigateway-integration"]
         assert integration["type"] == "http_proxy"
-        assert integration["uri"]["Fn::Sub"].startswith("${NodeBackendUrl}/nodes/{nodeId}")
+        assert integration["uri"].startswith("https://${stageVariables.nodeBackend}/nodes/{nodeId}")
         # The backend learns the caller from the authorizer, never from a client header.
         assert integration["requestParameters"]["integration.request.header.X-Nodecert-User"] == (
             "context.authorizer.userId"
@@ -295,40 +330,35 @@ def test_no_cached_authorizer_can_reuse_an_allow_across_certificates_or_nodes(tr
     assert cached_authorizer_violations(transformed) == []
 
 
-def _with_node_authorizer(template, identity):
+def _with_node_authorizer(template, sources, ttl):
     document = copy.deepcopy(template)
-    authorizers = document["Resources"]["NodeApi"]["Properties"]["Auth"]["Authorizers"]
-    authorizers["NodeAuthorizer"]["Identity"] = identity
+    authorizer = node_authorizer(document)
+    authorizer["identitySource"] = sources
+    if ttl is None:
+        del authorizer["authorizerResultTtlInSeconds"]  # API Gateway's default: 300 s
+    else:
+        authorizer["authorizerResultTtlInSeconds"] = ttl
     return sam_translate(document)
 
 
 @pytest.mark.parametrize(
-    "identity",
+    ("sources", "ttl"),
     [
-        {"Headers": ["Host"]},  # the old advice: any trusted certificate on that host
-        {"Headers": ["Host"], "ReauthorizeEvery": 300},
-        {"Context": ["identity.clientCert.clientCertPem"], "ReauthorizeEvery": 60},
-        {"Headers": ["X-Anything"], "Context": ["identity.clientCert.serialNumber"]},
+        ("method.request.header.Host", None),  # the old advice: any trusted certificate
+        ("method.request.header.Host", 300),
+        ("context.identity.clientCert.clientCertPem", 60),
+        ("method.request.header.X-Anything, context.identity.clientCert.serialNumber", None),
     ],
 )
-def test_the_caching_rule_fails_on_a_cache_keyed_on_less_than_both(template, identity):
-    (problem,) = cached_authorizer_violations(_with_node_authorizer(template, identity))
+def test_the_caching_rule_fails_on_a_cache_keyed_on_less_than_both(template, sources, ttl):
+    (problem,) = cached_authorizer_violations(_with_node_authorizer(template, sources, ttl))
     assert "NodeApi.NodeAuthorizer" in problem
 
 
 def test_the_caching_rule_accepts_a_cache_keyed_on_certificate_and_node(template):
-    identity = {
-        "Context": ["identity.clientCert.clientCertPem"],
-        "ReauthorizeEvery": 60,
-    }
-    document = copy.deepcopy(template)
-    document["Resources"]["NodeApi"]["Properties"]["Auth"]["Authorizers"]["NodeAuthorizer"][
-        "Identity"
-    ] = identity
-    transformed = sam_translate(document)
-    for scheme in security_schemes(rest_apis(transformed)["NodeApi"]).values():
-        authorizer = scheme["x-amazon-apigateway-authorizer"]
-        authorizer["identitySource"] += ", method.request.path.nodeId"
+    transformed = _with_node_authorizer(
+        template, "context.identity.clientCert.clientCertPem, method.request.path.nodeId", 60
+    )
     assert cached_authorizer_violations(transformed) == []
 
 
@@ -412,7 +442,25 @@ def test_every_stage_throttles_and_never_traces_data(transformed):
 
 def test_the_issuer_has_reserved_concurrency(transformed):
     function = _functions(transformed)["NodecertFunction"]
-    assert function["ReservedConcurrentExecutions"] == {"Ref": "IssuerReservedConcurrency"}
+    assert function["ReservedConcurrentExecutions"] == reserved("IssuerReservedConcurrency")
+    sweep = _functions(transformed)["RevocationSweepFunction"]
+    assert sweep["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["Reserved", 1, {"Ref": "AWS::NoValue"}]
+    }
+
+
+def test_reserved_concurrency_can_be_switched_off_for_a_small_account(transformed):
+    from tests.rehearsal.stack import Stack
+
+    for value, expected in (("On", [10, 5, 1]), ("Off", [])):
+        stack = Stack(transformed, {"ReservedConcurrency": value}, None)
+        resolved = stack.resolve(
+            [
+                _functions(transformed)[f].get("ReservedConcurrentExecutions")
+                for f in ("NodecertFunction", "NodecertAdminFunction", "RevocationSweepFunction")
+            ]
+        )
+        assert [int(v) for v in resolved] == expected, value
 
 
 def test_the_issuer_runs_from_a_snapstart_snapshot_through_its_alias(transformed):
@@ -467,3 +515,345 @@ def test_the_sweep_runs_on_a_schedule_and_may_only_revoke(template, transformed)
     shared = _variables(template, "NodecertFunction")
     for name in ("NODECERT_CA", "NODECERT_ACMPCA_CA_ARN", "NODECERT_DYNAMODB_CERTIFICATES_TABLE"):
         assert variables[name] == shared[name], name
+
+
+# Issue 18: the node backend trusts only API Gateway, and a deploy works the first time.
+
+
+def test_the_node_stage_presents_a_client_certificate_to_the_backend(transformed):
+    resources = transformed["Resources"]
+    stage = resources["NodeApiStage"]["Properties"]
+    certificate = {"Ref": "NodeBackendClientCertificate"}
+    assert stage["ClientCertificateId"] == {
+        "Fn::If": ["NodeBackendClientCertificate", certificate, {"Ref": "AWS::NoValue"}]
+    }
+    assert resources["NodeBackendClientCertificate"]["Type"] == (
+        "AWS::ApiGateway::ClientCertificate"
+    )
+    # The backend URL is a stage variable, so a new one needs no new deployment; every
+    # integration goes there, by VPC link when that is the choice.
+    variables = stage["Variables"]["Fn::If"]
+    assert variables[0] == "NodeBackendVpcLink"
+    without_scheme = {"Fn::Select": [1, {"Fn::Split": ["https://", {"Ref": "NodeBackendUrl"}]}]}
+    assert all(v["nodeBackend"] == without_scheme for v in variables[1:])
+    for operations in rest_apis(transformed)["NodeApi"]["paths"].values():
+        (operation,) = operations.values()
+        integration = operation["x-amazon-apigateway-integration"]
+        assert integration["connectionType"] == {
+            "Fn::If": ["NodeBackendVpcLink", "VPC_LINK", "INTERNET"]
+        }
+    outputs = transformed["Outputs"]
+    assert outputs["NodeBackendClientCertificateId"]["Value"] == certificate
+
+
+def test_the_node_api_deployment_changes_with_its_body(template):
+    body = template["Resources"]["NodeApi"]["Properties"]["Body"]
+    deployments = [
+        name
+        for name, r in template["Resources"].items()
+        if r["Type"] == "AWS::ApiGateway::Deployment"
+    ]
+    # Rename the deployment to this when the body changes (else the stage keeps the old one).
+    assert deployments == [f"NodeApiDeployment{body_digest(body)}"]
+    stage = template["Resources"]["NodeApiStage"]["Properties"]
+    assert stage["DeploymentId"] == {"Ref": deployments[0]}
+
+
+def test_the_backend_recipe_requires_api_gateways_certificate_and_routes_on_the_node():
+    recipe = (TEMPLATE.parents[0] / "nginx" / "nodecert-apigateway-backend.conf").read_text()
+    assert "ssl_verify_client on;" in recipe
+    assert "ssl_client_certificate /etc/nginx/nodecert/apigateway-client.crt;" in recipe
+    assert "map $http_x_nodecert_node $nodecert_node_api" in recipe
+    assert "proxy_pass http://$nodecert_node_api;" in recipe
+    assert "get-client-certificate" in recipe
+
+
+def test_two_stacks_in_one_account_and_region_name_nothing_alike(transformed):
+    first, second = (
+        unique_names(transformed, "nodecert"),
+        unique_names(transformed, "nodecert-staging"),
+    )
+    assert ("RevocationSweepFunctionEvery5Minutes", "Name") in first
+    clashes = sorted(key for key in first if first[key] == second[key])
+    assert clashes == []
+
+
+def test_the_schedule_name_fits_schedulers_64_characters(transformed):
+    from tests.rehearsal.stack import Stack
+
+    schedule = transformed["Resources"]["RevocationSweepFunctionEvery5Minutes"]["Properties"]
+    stack = Stack(transformed, {}, clients=None, name="n" * 128)
+    assert len(stack.resolve(schedule["Name"])) <= 64
+
+
+def _model(service):
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model(service)
+
+
+def test_parameter_bounds_fit_the_acm_pca_model(template):
+    parameters = template["Parameters"]
+    subject = _model("acm-pca").shape_for("ASN1Subject").members
+    general_name = _model("acm-pca").shape_for("GeneralName").members
+    organization_max = subject["Organization"].metadata["max"]
+    common_name_max = subject["CommonName"].metadata["max"]
+    uri_max = general_name["UniformResourceIdentifier"].metadata["max"]
+    ca = template["Resources"]["CertificateAuthority"]["Properties"]["Subject"]
+    suffix = ca["CommonName"]["Fn::Sub"].replace("${Organization}", "")
+    assert parameters["Organization"]["MaxLength"] + len(suffix) <= common_name_max
+    assert parameters["Organization"]["MaxLength"] <= organization_max
+    # spiffe://<trust domain>/user/<id>/node/<id>, ids of at most 64 characters.
+    longest = re.fullmatch(r"\[a-z0-9._-\]\{1,(\d+)\}", parameters["TrustDomain"]["AllowedPattern"])
+    assert longest is not None
+    uri = f"spiffe://{'t' * int(longest[1])}/user/{'u' * 64}/node/{'n' * 64}"
+    assert len(uri) <= uri_max
+    standards = _model("acm-pca").shape_for("KeyStorageSecurityStandard").enum
+    assert set(parameters["KeyStorageSecurityStandard"]["AllowedValues"]) == set(standards)
+    assert ca != {} and template["Resources"]["CertificateAuthority"]["Properties"][
+        "KeyStorageSecurityStandard"
+    ] == {"Ref": "KeyStorageSecurityStandard"}
+
+
+def test_no_endpoint_hard_codes_the_url_suffix():
+    text = TEMPLATE.read_text()
+    # Service principals keep amazonaws.com in every partition; endpoints do not.
+    assert text.count("amazonaws.com") == text.count("apigateway.amazonaws.com")
+
+
+def test_the_domain_takes_an_ownership_certificate_when_given(template):
+    properties = template["Resources"]["NodeDomain"]["Properties"]
+    assert properties["OwnershipVerificationCertificateArn"] == {
+        "Fn::If": [
+            "NodeDomainOwnershipCertificate",
+            {"Ref": "NodeDomainOwnershipCertificateArn"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+
+
+def test_the_issuance_half_deploys_without_any_node_parameter(template, transformed):
+    from tests.rehearsal.stack import Stack
+
+    for name in ("NodeDomainName", "NodeDomainCertificateArn", "NodeBackendUrl"):
+        assert template["Parameters"][name]["Default"] == "", name
+    stack = Stack(transformed, {}, clients=None)
+    node_half = {
+        logical
+        for logical, resource in transformed["Resources"].items()
+        if not stack.condition(resource)
+    }
+    assert {"NodeApi", "NodeApiStage", "NodeDomain", "NodeBackendClientCertificate"} <= node_half
+    assert not {"Api", "NodecertFunction", "CertificateAuthority", "TruststoreBucket"} & node_half
+
+
+# Alarms: each counts what the code logs, or a Lambda metric of a function of the stack.
+ALARMED_LOGS = {
+    "NodecertFunctionLogs": ("backends/pca_calls.py",),
+    "RevocationSweepFunctionLogs": ("backends/pca_calls.py", "aws/sweep.py"),
+    "NodeAuthorizerFunctionLogs": ("aws/authorizer.py", "nodeside/access.py"),
+}
+
+
+def _filter_terms(pattern):
+    """The quoted terms of a CloudWatch Logs filter pattern, and whether any one suffices
+    (``?"a" ?"b"``) or all must appear (``"a" "b"``)."""
+    terms = re.findall(r'(\??)"([^"]+)"', pattern)
+    assert terms and pattern == " ".join(f'{q}"{term}"' for q, term in terms), pattern
+    either = {q for q, _ in terms}
+    assert len(either) == 1, f"{pattern}: mixed ? and plain terms"
+    return [term for _, term in terms], either == {"?"}
+
+
+def matches(pattern, line):
+    """CloudWatch Logs' matching of a term pattern against an unstructured log event."""
+    terms, any_one = _filter_terms(pattern)
+    return (any if any_one else all)(term in line for term in terms)
+
+
+def _filter(template, name):
+    return template["Resources"][name]["Properties"]["FilterPattern"]
+
+
+def _lambda_lines(caplog):
+    # The Python runtime's line: [LEVEL] time request-id message.
+    return [f"[{r.levelname}]\t2026-12-07T00:00:00Z\tid\t{r.getMessage()}" for r in caplog.records]
+
+
+def test_the_throttling_filter_counts_what_pca_calls_log(template, caplog):
+    import botocore.exceptions
+
+    from nodecert.backends.pca_calls import Pacing, PCAError, call_with_retries
+    from nodecert.backends.pca_shapes import RetryPolicy
+    from nodecert.core.errors import BackendUnavailableError
+
+    def throttled():
+        error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+        raise botocore.exceptions.ClientError(error, "IssueCertificate")
+
+    pacing = Pacing(RetryPolicy(), lambda: 0.0, lambda _: None, lambda: 0.0)
+    with caplog.at_level("WARNING"), pytest.raises(BackendUnavailableError):
+        call_with_retries(throttled, pacing, deadline=10.0)
+    for name in ("IssuerPCAThrottledFilter", "SweepPCAThrottledFilter"):
+        assert [line for line in _lambda_lines(caplog) if matches(_filter(template, name), line)]
+    # A refusal that is not throttling is not counted.
+    caplog.clear()
+
+    def refused():
+        error = {"Error": {"Code": "InvalidStateException", "Message": "CA disabled"}}
+        raise botocore.exceptions.ClientError(error, "IssueCertificate")
+
+    with caplog.at_level("WARNING"), pytest.raises(PCAError):
+        call_with_retries(refused, pacing, deadline=10.0)
+    pattern = _filter(template, "IssuerPCAThrottledFilter")
+    assert caplog.records and not any(matches(pattern, line) for line in _lambda_lines(caplog))
+
+
+def test_the_sweep_filter_counts_a_run_that_leaves_revocations_pending(template, caplog):
+    from nodecert.aws.sweep import drain
+
+    class Stuck:
+        def finish_revocations(self, *, limit=100, failed=None):
+            return 3  # nothing moves
+
+    class Done:
+        def finish_revocations(self, *, limit=100, failed=None):
+            return 0
+
+    pattern = _filter(template, "SweepPendingFilter")
+    with caplog.at_level("INFO"):
+        assert drain(Stuck())["pending"] == 3
+    assert any(matches(pattern, line) for line in _lambda_lines(caplog))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert drain(Done())["pending"] == 0
+    assert caplog.records and not any(matches(pattern, line) for line in _lambda_lines(caplog))
+
+
+def test_the_authorizer_filter_counts_denials_for_failures_not_for_strangers(template, caplog):
+    from nodecert.aws.authorizer import TargetSource, handle
+
+    class Broken:
+        def decide(self, pem, node):
+            raise RuntimeError("the ledger is on fire")
+
+    # A recorded REST authorizer event, with a certificate and a well-formed target.
+    raw = (ROOT / "tests" / "events" / "authorizer_rest_request.json").read_text()
+    event = json.loads(raw.replace("NODE_ID", "n1"))
+    event["requestContext"].setdefault("identity", {})["clientCert"] = {
+        "clientCertPem": "-----BEGIN"
+    }
+    pattern = _filter(template, "AuthorizerDenyingOnErrorsFilter")
+    with caplog.at_level("INFO"):
+        handle(event, Broken(), TargetSource())
+    assert any(matches(pattern, line) for line in _lambda_lines(caplog))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        handle({"type": "REQUEST"}, Broken(), TargetSource())  # no certificate: a stranger
+    assert caplog.records and not any(matches(pattern, line) for line in _lambda_lines(caplog))
+
+
+def test_every_metric_filter_counts_a_line_the_code_logs(template):
+    filters = [
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Logs::MetricFilter"
+    ]
+    assert len(filters) == 4
+    for properties in filters:
+        group = properties["LogGroupName"]["Ref"]
+        source = "".join((SRC / m).read_text() for m in ALARMED_LOGS[group])
+        terms, _ = _filter_terms(properties["FilterPattern"])
+        for term in terms:
+            assert term in source, (group, term)
+        (transformation,) = properties["MetricTransformations"]
+        assert transformation["MetricNamespace"] == {"Fn::Sub": "nodecert/${AWS::StackName}"}
+
+
+def test_the_alarms_watch_issuance_pca_the_sweep_and_the_authorizer(template):
+    alarms = {
+        name: r["Properties"]
+        for name, r in template["Resources"].items()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    watched = {
+        (a["MetricName"], str(a.get("Dimensions", [{}])[0].get("Value", "")))
+        for a in alarms.values()
+    }
+    assert ("Errors", str({"Ref": "NodecertFunction"})) in watched
+    assert ("Errors", str({"Ref": "NodeAuthorizerFunction"})) in watched
+    assert ("PCAThrottled", "") in watched
+    assert ("SweepPending", "") in watched
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == {
+            "Fn::If": ["AlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }
+
+
+def test_the_walkthroughs_password_hint_is_the_pools_policy(template):
+    policy = template["Resources"]["UserPool"]["Properties"]["Policies"]["PasswordPolicy"]
+    script = (TEMPLATE.parent / "aws" / "walkthrough.sh").read_text()
+    hint = re.search(r"ALICE_PASSWORD \(the pool's policy: (\d+)\+ characters", script)
+    assert hint is not None and int(hint[1]) == policy["MinimumLength"]
+    assert ("symbol" in script) == policy["RequireSymbols"]
+
+
+def _node_stack(transformed, **parameters):
+    from tests.rehearsal.stack import Stack
+
+    stack = Stack(transformed, {"NodeBackendUrl": "https://backend.example", **parameters}, None)
+    for logical in transformed["Resources"]:
+        stack.physical[logical] = f"physical-{logical}"
+    return stack
+
+
+def test_the_vpc_link_variant_goes_through_the_link_with_no_client_certificate(transformed):
+    stack = _node_stack(transformed, NodeBackendAuthentication="VpcLink", NodeVpcLinkId="abc123")
+    resources = transformed["Resources"]
+    assert not stack.condition(resources["NodeBackendClientCertificate"])
+    stage = stack.resolve(
+        {
+            k: resources["NodeApiStage"]["Properties"][k]
+            for k in ("Variables", "ClientCertificateId")
+        }
+    )
+    assert stage == {"Variables": {"nodeBackend": "backend.example", "vpcLinkId": "abc123"}}
+    for operations in rest_apis(transformed)["NodeApi"]["paths"].values():
+        (operation,) = operations.values()
+        integration = stack.resolve(operation["x-amazon-apigateway-integration"])
+        assert integration["connectionType"] == "VPC_LINK"
+        assert integration["connectionId"] == "${stageVariables.vpcLinkId}"
+
+
+def test_the_client_certificate_variant_presents_the_stacks_certificate(transformed):
+    stack = _node_stack(transformed)
+    resources = transformed["Resources"]
+    assert stack.condition(resources["NodeBackendClientCertificate"])
+    stage = stack.resolve(resources["NodeApiStage"]["Properties"]["ClientCertificateId"])
+    assert stage == "physical-NodeBackendClientCertificate"
+    for operations in rest_apis(transformed)["NodeApi"]["paths"].values():
+        (operation,) = operations.values()
+        integration = stack.resolve(operation["x-amazon-apigateway-integration"])
+        assert integration["connectionType"] == "INTERNET"
+        assert "connectionId" not in integration
+
+
+def test_rules_refuse_a_half_set_node_half(transformed):
+    rules = transformed["Rules"]
+    assert rules["VpcLinkNeedsItsId"]["RuleCondition"] == {
+        "Fn::Equals": [{"Ref": "NodeBackendAuthentication"}, "VpcLink"]
+    }
+    needed = {
+        a["Assert"]["Fn::Not"][0]["Fn::Equals"][0]["Ref"]
+        for a in rules["DomainNeedsItsParts"]["Assertions"]
+    }
+    assert needed == {"NodeBackendUrl", "NodeDomainName", "NodeDomainCertificateArn"}
+
+
+def test_both_api_functions_hold_claims_to_the_stacks_app_client(template):
+    # The Cognito authorizer checks no audience: the functions check it (verifiers.gateway).
+    for function in API_FUNCTIONS:
+        variables = _variables(template, function)
+        assert variables["NODECERT_OIDC_AUDIENCE"] == {"Ref": "UserPoolClient"}, function
+        issuer = variables["NODECERT_OIDC_ISSUER"]["Fn::Sub"]
+        assert issuer == "https://cognito-idp.${AWS::Region}.${AWS::URLSuffix}/${UserPool}"

@@ -6,8 +6,11 @@ the ID token against moto's JWKS; a Lambda ``REQUEST`` authorizer runs the handl
 template names, in a container with the environment the template sets, on the identity
 sources and with the result TTL the template sets), and calls the integration:
 ``aws_proxy`` (a Lambda function, REST payload 1.0) or ``http_proxy`` (an HTTP backend,
-with the template's ``requestParameters``). Events follow AWS's documentation of the REST
-proxy integration and of REQUEST authorizers.
+with the template's ``requestParameters`` and the stage's variables; to an HTTPS backend it
+presents the stage's client certificate, if the stage has one, and trusts the backend's
+certificate only if it chains to :attr:`Gateway.backend_trust`, standing in for the public
+CAs API Gateway trusts). Events follow AWS's documentation of the REST proxy integration
+and of REQUEST authorizers.
 
 Functions run in :mod:`tests.rehearsal.lambdas`; the custom domain is
 :mod:`tests.rehearsal.domain`.
@@ -19,6 +22,8 @@ import base64
 import fnmatch
 import json
 import re
+import ssl
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -26,6 +31,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -102,12 +108,17 @@ def _lambda_of(uri: Any, resources: dict[str, Any]) -> str:
 class Gateway:
     """The REST APIs of one deployed :class:`Stack`."""
 
-    def __init__(self, stack: Stack, endpoint: str) -> None:
+    def __init__(self, stack: Stack, endpoint: str, backend_trust: str | None = None) -> None:
         self.stack, self.endpoint = stack, endpoint
+        self.backend_trust = backend_trust
         self.containers: dict[str, Container] = {}
         self.cache: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, Any]]] = {}
         self.apis: dict[str, list[Route]] = {}
-        for name, resource in stack.of_type("AWS::ApiGateway::RestApi").items():
+        self.reload()
+
+    def reload(self) -> None:
+        """Route on the REST APIs the stack has now (after a second deploy)."""
+        for name, resource in self.stack.of_type("AWS::ApiGateway::RestApi").items():
             body = resource["Properties"]["Body"]
             routes = [
                 Route(path, method, _pattern(path), operation)
@@ -148,6 +159,24 @@ class Gateway:
                 spec.handler, spec.environment, spec.timeout, self.endpoint
             )
         return self.containers[function]
+
+    def _stage(self, api: str) -> dict[str, Any]:
+        stage = self.stack.resources[self.stack.stage_resource(api)]["Properties"]
+        wanted = ("Variables", "ClientCertificateId")  # not DeploymentId: not emulated
+        return dict(self.stack.resolve({k: v for k, v in stage.items() if k in wanted}))
+
+    def _backend_context(self, api: str) -> ssl.SSLContext:
+        """TLS to an HTTPS backend: the stage's client certificate, the "public" CAs."""
+        context = ssl.create_default_context(cadata=self.backend_trust)
+        identifier = self._stage(api).get("ClientCertificateId")
+        if identifier is not None:
+            certificate = self.stack.client_certificates[identifier]
+            with tempfile.TemporaryDirectory(prefix="apigw-client-") as directory:
+                cert, key = Path(directory) / "client.crt", Path(directory) / "client.key"
+                cert.write_text(certificate.certificate_pem)
+                key.write_text(certificate.private_key_pem)
+                context.load_cert_chain(cert, key)
+        return context
 
     def _schemes(self, api: str) -> dict[str, Any]:
         body = self.stack.resources[api]["Properties"]["Body"]
@@ -207,7 +236,7 @@ class Gateway:
             if query
             else None,
             "pathParameters": parameters or None,
-            "stageVariables": None,
+            "stageVariables": self._stage(api).get("Variables") or None,
             "requestContext": context,
             "body": body.decode() if body else None,
             "isBase64Encoded": False,
@@ -220,7 +249,7 @@ class Gateway:
         if integration["type"] == "aws_proxy":
             return self._lambda_proxy(_lambda_of(integration["uri"], self.stack.resources), event)
         if integration["type"] == "http_proxy":
-            return self._http_proxy(integration, event, body)
+            return self._http_proxy(api, integration, event, body)
         raise TemplateError(f"integration type {integration['type']} is not emulated")
 
     def _match(self, api: str, method: str, path: str) -> tuple[Route | None, dict[str, str]]:
@@ -365,8 +394,18 @@ class Gateway:
         raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
         return Reply(int(result["statusCode"]), dict(result.get("headers") or {}), raw)
 
-    def _http_proxy(self, integration: dict[str, Any], event: dict[str, Any], body: bytes) -> Reply:
-        uri = self.stack.resolve(integration["uri"])
+    def _http_proxy(
+        self, api: str, integration: dict[str, Any], event: dict[str, Any], body: bytes
+    ) -> Reply:
+        connection = self.stack.resolve(integration.get("connectionType", "INTERNET"))
+        if connection != "INTERNET":
+            raise TemplateError(f"connectionType {connection} is not emulated")
+        variables = event["stageVariables"] or {}
+        uri = re.sub(
+            r"\$\{stageVariables\.(\w+)\}",
+            lambda m: str(variables[m[1]]),
+            str(self.stack.resolve(integration["uri"])),
+        )
         headers = {
             k: v for k, v in event["headers"].items() if k.lower() not in ("host", "content-length")
         }
@@ -381,8 +420,9 @@ class Gateway:
         request = urllib.request.Request(
             uri, data=body or None, headers=headers, method=event["httpMethod"]
         )
+        context = self._backend_context(api) if uri.startswith("https:") else None
         try:
-            with urllib.request.urlopen(request, timeout=29) as response:
+            with urllib.request.urlopen(request, timeout=29, context=context) as response:
                 return Reply(response.status, dict(response.headers), response.read())
         except urllib.error.HTTPError as error:
             return Reply(error.code, dict(error.headers), error.read())

@@ -40,6 +40,9 @@ def main() -> int:
             out.write(json.dumps(failure) + "\n")
             out.flush()
         return 0
+    # Where the code came from, for the rehearsal to check (the package, nothing else).
+    print(f"container: nodecert from {sys.modules['nodecert'].__file__}", file=sys.stderr)
+    sys.stderr.flush()
     for line in sys.stdin:
         event = json.loads(line)
         try:

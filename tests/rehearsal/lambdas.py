@@ -1,4 +1,8 @@
-"""Lambda execution environments for the rehearsal: one warm subprocess per function."""
+"""Lambda execution environments for the rehearsal: one warm subprocess per function.
+
+Each runs the handler from the code package deploy/build.sh makes (tests/rehearsal/package.py)
+on the standard library alone, as Lambda runs it from ``LAMBDA_TASK_ROOT``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import nodecert
+from tests.rehearsal.package import lambda_package
 from tests.rehearsal.stack import REGION
 
 CONTAINER = Path(__file__).with_name("container.py")
@@ -36,8 +40,9 @@ class Container:
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_LAMBDA_FUNCTION_NAME": handler,
             "PYTHONDONTWRITEBYTECODE": "1",
-            # The function's code (Lambda: LAMBDA_TASK_ROOT on the path): this nodecert.
-            "PYTHONPATH": str(Path(nodecert.__file__).resolve().parents[1]),
+            # The function's code (Lambda: LAMBDA_TASK_ROOT on the path): the package only.
+            "PYTHONPATH": str(lambda_package()),
+            "LAMBDA_TASK_ROOT": str(lambda_package()),
         }
         for name, value in environment.items():
             # Each container has a /tmp of its own, as on Lambda.
@@ -45,7 +50,8 @@ class Container:
         self.log = self.tmp / "log.txt"
         self._log_file = self.log.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, str(CONTAINER), handler, str(timeout)],
+            # -S: no site-packages (nothing of the test virtualenv); -P: not this directory.
+            [sys.executable, "-S", "-P", str(CONTAINER), handler, str(timeout)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log_file,

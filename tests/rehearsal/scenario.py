@@ -1,13 +1,15 @@
 """The whole AWS system on one machine: deploy/template.yaml, rehearsed end to end.
 
 :func:`rehearse` "deploys" a (possibly altered) template into moto (tests/rehearsal/stack.py)
-in the two phases docs/aws.md describes (stack; ``nodecert aws truststore``; stack again
-with the truststore version), puts the API Gateway emulation (tests/rehearsal/apigw.py) in
-front of it, and walks the story: users sign in to Cognito, an admin registers nodes with
-their owners' ``sub``, a user gets a certificate through ``POST /generate-cert``, calls
-its node through the mutual-TLS domain (allowed), another node (denied), revokes (denied),
-and after a transfer the old owner is denied. Every step that does not go as AWS would
-answer raises :class:`RehearsalError` naming the step.
+in the two phases docs/aws.md describes (the issuance half alone; ``nodecert aws
+truststore``; the stack again with the node half's parameters and the truststore version),
+puts the API Gateway emulation (tests/rehearsal/apigw.py) in front of it and the node
+backend recipe (real nginx, tests/rehearsal/backend.py) behind it, shows that the backend
+refuses whoever is not API Gateway, and walks the story: users sign in to Cognito, an
+admin registers nodes with their owners' ``sub``, a user gets a certificate through
+``POST /generate-cert``, calls its node through the mutual-TLS domain (allowed), another
+node (denied), revokes (denied), and after a transfer the old owner is denied. Every step
+that does not go as AWS would answer raises :class:`RehearsalError` naming the step.
 
 What moto does not model, and what this does about it: moto's ACM PCA signs with the CA's
 key and copies the CSR's subject and subjectAltName, but ignores ``ApiPassthrough`` and the
@@ -31,19 +33,21 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.client import HTTPConnection
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.rehearsal.apigw import Gateway, Reply
+from tests.rehearsal.backend import NginxBackend
 from tests.rehearsal.domain import DomainListener
-from tests.rehearsal.stack import REGION, Stack
+from tests.rehearsal.package import lambda_package
+from tests.rehearsal.stack import REGION, ClientCertificate, Stack
 from tests.rehearsal.template import sam_translate
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "aws.md"
@@ -94,39 +98,6 @@ def pca_templates() -> Iterator[None]:
         models.CertificateAuthority._x509_extensions = original
 
 
-class Backend:
-    """The node backend: answers every call with what API Gateway told it."""
-
-    def __init__(self) -> None:
-        seen = self.seen = []  # type: list[dict[str, Any]]
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                call = {
-                    "path": self.path,
-                    "user": self.headers.get("X-Nodecert-User"),
-                    "node": self.headers.get("X-Nodecert-Node"),
-                }
-                seen.append(call)
-                body = json.dumps(call).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @dataclass
 class World:
     """Everything one rehearsal made; closed by :func:`rehearse`."""
@@ -135,6 +106,7 @@ class World:
     gateway: Gateway
     workdir: Path
     server_ca: Any
+    backend: NginxBackend
     listener: DomainListener | None = None
     tokens: dict[str, str] = field(default_factory=dict)
     subs: dict[str, str] = field(default_factory=dict)
@@ -147,9 +119,7 @@ class World:
         raw = b"" if body is None else json.dumps(body).encode()
         return self.gateway.request("Api", method, path, headers=headers, body=raw)
 
-    def node_call(self, certificate: tuple[str, str] | None, path: str) -> tuple[int, Any]:
-        """GET ``path`` on the mutual-TLS domain; (status, JSON body)."""
-        assert self.listener is not None
+    def _context(self, certificate: tuple[str, str] | None) -> ssl.SSLContext:
         context = ssl.create_default_context(cadata=self.server_ca.cert_pem.bytes().decode())
         if certificate is not None:
             cert_file = self.workdir / "client.crt"
@@ -158,6 +128,26 @@ class World:
             key_file.write_text(certificate[1])
             key_file.chmod(0o600)
             context.load_cert_chain(cert_file, key_file)
+        return context
+
+    def direct_backend_call(self, certificate: tuple[str, str] | None, path: str) -> int:
+        """GET ``path`` on the node backend itself, with forged identity headers: the status."""
+        raw = socket.create_connection(("127.0.0.1", self.backend.port), timeout=60)
+        connection = HTTPConnection("127.0.0.1")
+        connection.sock = self._context(certificate).wrap_socket(raw, server_hostname="127.0.0.1")
+        forged = {"X-Nodecert-User": "alice", "X-Nodecert-Node": "n1", "User-Agent": "mallory"}
+        try:
+            connection.request("GET", path, headers=forged)
+            response = connection.getresponse()
+            response.read()
+        finally:
+            connection.close()
+        return response.status
+
+    def node_call(self, certificate: tuple[str, str] | None, path: str) -> tuple[int, Any]:
+        """GET ``path`` on the mutual-TLS domain; (status, JSON body)."""
+        assert self.listener is not None
+        context = self._context(certificate)
         raw = socket.create_connection(("127.0.0.1", self.listener.port), timeout=60)
         # SNI and the server name check use the domain, as a client of AWS would.
         connection = HTTPConnection(DOMAIN)
@@ -211,18 +201,18 @@ def rehearse(
     with contextlib.ExitStack() as stack:
         stack.enter_context(pca_templates())
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rehearsal-")))
-        backend = Backend()
+        # One CA for the domain's certificate and the backend's: what API Gateway's
+        # clients and API Gateway itself trust (public CAs, in an account).
+        public_ca = trustme.CA()
+        (workdir / "backend").mkdir()
+        backend = NginxBackend(workdir / "backend", public_ca, ["n1", "n2", "node-1"])
         stack.callback(backend.close)
-        parameters = {
-            "NodeDomainName": DOMAIN,
-            "NodeDomainCertificateArn": f"arn:aws:acm:{REGION}:123456789012:certificate/r",
-            "NodeBackendUrl": backend.url,
-        }
         translated = sam_translate(template)
-        deployed = Stack(translated, parameters, clients).deploy()
-        gateway = Gateway(deployed, endpoint)
+        # The first deploy: the issuance half, none of the node half's parameters.
+        deployed = Stack(translated, {}, clients).deploy()
+        gateway = Gateway(deployed, endpoint, public_ca.cert_pem.bytes().decode())
         stack.callback(gateway.close)
-        world = World(deployed, gateway, workdir, trustme.CA())
+        world = World(deployed, gateway, workdir, public_ca, backend)
         _deploy(world, stack)
         (story or _walk)(world, stack)
         return world.steps
@@ -230,8 +220,15 @@ def rehearse(
 
 def _deploy(world: World, stack: contextlib.ExitStack) -> None:
     deployed = world.stack
-    with step(world, "first deploy leaves the domain for the truststore"):
+    with step(world, "first deploy: the issuance half alone"):
         expect(not deployed.of_type("AWS::ApiGateway::DomainName"), "domain before truststore")
+        expect("NodeApi" not in world.gateway.apis, "a node API without a backend")
+        reply = world.api("GET", "/healthz", None)
+        expect(reply.status == 200, f"healthz: {reply.status} {reply.body!r}")
+        # The function ran from the built package (deploy/build.sh), not from src/.
+        log = world.gateway.containers["NodecertAdminFunction"].log.read_text()
+        origin = f"container: nodecert from {lambda_package()}/nodecert/__init__.py"
+        expect(origin in log, f"the function's code came from elsewhere: {log[-500:]}")
 
     with step(world, "nodecert aws truststore"):
         # The command exactly as docs/aws.md writes it, with the stack's outputs.
@@ -259,11 +256,19 @@ def _deploy(world: World, stack: contextlib.ExitStack) -> None:
         expect(version is not None, result.stdout)
         assert version is not None
 
-    with step(world, "second deploy creates the mutual-TLS domain"):
-        deployed.parameters["NodeTruststoreVersion"] = version[1]
+    with step(world, "second deploy adds the node half and its mutual-TLS domain"):
+        deployed.parameters.update(
+            {
+                "NodeDomainName": DOMAIN,
+                "NodeDomainCertificateArn": f"arn:aws:acm:{REGION}:123456789012:certificate/r",
+                "NodeBackendUrl": world.backend.url,
+                "NodeTruststoreVersion": version[1],
+            }
+        )
+        deployed.deploy()
+        world.gateway.reload()
         (domain,) = deployed.of_type("AWS::ApiGateway::DomainName")
         properties = deployed.resources[domain]["Properties"]
-        deployed.physical[domain] = deployed.resolve(properties["DomainName"])
         mtls = deployed.resolve(properties["MutualTlsAuthentication"])
         uri = re.fullmatch(r"s3://([^/]+)/(.+)", mtls["TruststoreUri"])
         expect(uri is not None, f"truststore URI {mtls['TruststoreUri']}")
@@ -282,6 +287,20 @@ def _deploy(world: World, stack: contextlib.ExitStack) -> None:
             world.gateway, deployed, domain, truststore, (str(chain), str(key))
         )
         stack.callback(world.listener.close)
+        # The backend recipe, with the certificate of the node stage (`aws apigateway
+        # get-client-certificate`); a stage without one leaves the backend without it.
+        stage = deployed.resources[deployed.stage_resource("NodeApi")]["Properties"]
+        identifier = deployed.resolve(stage.get("ClientCertificateId"))
+        certificate = deployed.client_certificates.get(identifier) if identifier else None
+        if certificate is None:
+            certificate = ClientCertificate.generate("not the stage's certificate")
+        world.backend.start(certificate.certificate_pem)
+
+    with step(world, "the node backend refuses whoever is not API Gateway"):
+        for attempt in (None, _foreign(world), _impostor(certificate)):
+            status = world.direct_backend_call(attempt, "/nodes/n1/status")
+            expect(status == 400, f"a direct call was answered {status}")
+        expect(world.backend.seen == [], f"a node API was reached: {world.backend.seen}")
 
 
 def _walk(world: World, stack: contextlib.ExitStack) -> None:
@@ -333,7 +352,8 @@ def _walk(world: World, stack: contextlib.ExitStack) -> None:
         status, body = world.node_call(alice[:2], "/nodes/n1/status")
         expect(status == 200, f"{status} {body!r}")
         expect(
-            body == {"path": "/nodes/n1/status", "user": world.subs["alice"], "node": "n1"},
+            body
+            == {"path": "/nodes/n1/status", "user": world.subs["alice"], "node": "n1", "api": "n1"},
             f"backend saw {body!r}",
         )
 
@@ -371,6 +391,48 @@ def _walk(world: World, stack: contextlib.ExitStack) -> None:
         bob = certificate("bob", "n1")
         status, body = world.node_call(bob[:2], "/nodes/n1/status")
         expect(status == 200 and body["user"] == world.subs["bob"], f"bob: {status} {body!r}")
+
+    with step(world, "a path naming another node still reaches the node allowed"):
+        # API Gateway passes {proxy} as sent. The authorizer denies encoded and dot
+        # segments; "..;" it lets through, and a backend that drops ";" parameters before
+        # resolving dot segments (as servlet containers do) reads /nodes/n2/status. The
+        # recipe routes on X-Nodecert-Node: n1's API it is. (Bob owns n1 by now.)
+        status, body = world.node_call(bob[:2], "/nodes/n1/..;/n2/status")
+        expect(status == 200 and body["api"] == "n1", f"{status} {body!r}")
+        _every_path_reaches_the_node_allowed(world, bob[:2])
+
+
+# Paths under /nodes/n1/ built to name another node once normalized: "..;" segments and
+# ";" parameters (which the authorizer lets through), dot segments and encoded slashes
+# (which it denies), other nodes' ids.
+_PATH_PARTS = st.sampled_from(
+    ["n1", "n2", "node-1", "..;", "..;/", "..;/n2/", ";", ";x=1", "x", "x.", "/", "..", "%2f"]
+)
+_PROXIES = st.lists(_PATH_PARTS, min_size=1, max_size=8).map("".join)
+
+
+def _every_path_reaches_the_node_allowed(world: World, certificate: tuple[str, str]) -> None:
+    """Whatever the {proxy} part says, a call for n1 reaches n1's API or is a 4xx (the
+    authorizer's deny of an ambiguous path, or the backend's refusal)."""
+
+    @settings(max_examples=30, deadline=None, derandomize=True, database=None)
+    @given(proxy=_PROXIES)
+    def reaches_n1(proxy: str) -> None:
+        status, body = world.node_call(certificate, f"/nodes/n1/{proxy}")
+        if status == 200:
+            assert body["api"] == "n1" and body["node"] == "n1", (proxy, body)
+        else:
+            assert 400 <= status < 500, (proxy, status, body)
+
+    reaches_n1()
+
+
+def _impostor(certificate: ClientCertificate) -> tuple[str, str]:
+    """A self-signed certificate with the subject of API Gateway's, and a key of its own."""
+    subject = x509.load_pem_x509_certificate(certificate.certificate_pem.encode()).subject
+    (name,) = subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+    fake = ClientCertificate.generate(str(name.value))
+    return fake.certificate_pem, fake.private_key_pem
 
 
 def _foreign(world: World) -> tuple[str, str]:

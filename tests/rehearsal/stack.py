@@ -1,18 +1,27 @@
 """A CloudFormation stand-in: the SAM-translated template's resources, made in moto.
 
-Only what the rehearsal runs is made (Cognito, ACM PCA, DynamoDB, S3, and the Lambda
-functions' and REST APIs' descriptions); IAM roles, permissions, log groups, schedules and
-deployments are listed in :attr:`Stack.not_emulated`. Values come from the template itself
+Only what the rehearsal runs is made (Cognito, ACM PCA, DynamoDB, S3, API Gateway's client
+certificate, and the Lambda functions' and REST APIs' descriptions); IAM roles, permissions,
+log groups, schedules, alarms and deployments are listed in :attr:`Stack.not_emulated`.
+:meth:`Stack.deploy` again, with changed parameters, makes what the first pass left out
+(the second deploy of docs/aws.md). Values come from the template itself
 (table keys, pool settings, CA configuration, function environments), resolved through
 the intrinsic functions the template uses.
 """
 
 from __future__ import annotations
 
+import datetime
 import re
 import secrets
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "eu-west-1"
@@ -20,6 +29,50 @@ REGION = "eu-west-1"
 
 class TemplateError(AssertionError):
     """The template asks for something the stand-in cannot resolve: a wiring mistake."""
+
+
+class _NoValue:
+    """``Ref AWS::NoValue``: the property is left out."""
+
+
+NO_VALUE = _NoValue()
+
+
+@dataclass(frozen=True)
+class ClientCertificate:
+    """An ``AWS::ApiGateway::ClientCertificate``: what API Gateway presents to backends.
+
+    AWS keeps the private key and hands out only the PEM certificate
+    (``GetClientCertificate``'s ``pemEncodedCertificate``); the stand-in plays API Gateway,
+    so it holds both. Self-signed, as AWS's are.
+    """
+
+    certificate_pem: str
+    private_key_pem: str
+
+    @classmethod
+    def generate(cls, name: str) -> ClientCertificate:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .sign(key, hashes.SHA256())
+        )
+        return cls(
+            certificate.public_bytes(serialization.Encoding.PEM).decode(),
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ).decode(),
+        )
 
 
 @dataclass
@@ -40,10 +93,12 @@ class Stack:
     parameters: dict[str, str]
     clients: Any  # callable: service name -> boto3 client
     name: str = "rehearsal"
+    stack_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     physical: dict[str, str] = field(default_factory=dict)
     attributes: dict[tuple[str, str], str] = field(default_factory=dict)
     functions: dict[str, Function] = field(default_factory=dict)
     not_emulated: list[str] = field(default_factory=list)
+    client_certificates: dict[str, ClientCertificate] = field(default_factory=dict)
 
     @property
     def resources(self) -> dict[str, Any]:
@@ -60,12 +115,15 @@ class Stack:
             "AWS::DynamoDB::Table",
             "AWS::S3::Bucket",
             "AWS::ApiGateway::RestApi",
+            "AWS::ApiGateway::ClientCertificate",
             "AWS::ApiGateway::Stage",
             "AWS::ApiGateway::DomainName",
             "AWS::Lambda::Function",
         ]
         for kind in order:
             for logical, resource in self.resources.items():
+                if logical in self.physical:
+                    continue  # made by an earlier deploy
                 if resource["Type"] == kind and self.condition(resource):
                     getattr(self, "_" + kind.split("::", 1)[1].replace("::", "_"))(
                         logical, resource.get("Properties", {})
@@ -83,11 +141,12 @@ class Stack:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self.resolve(v) for v in value]
+            return [v for v in map(self.resolve, value) if v is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) != 1 or not next(iter(value)).startswith(("Ref", "Fn::", "Condition")):
-            return {k: self.resolve(v) for k, v in value.items()}
+            resolved = {k: self.resolve(v) for k, v in value.items()}
+            return {k: v for k, v in resolved.items() if v is not NO_VALUE}
         ((function, argument),) = value.items()
         if function == "Ref":
             return self._ref(argument)
@@ -111,6 +170,16 @@ class Stack:
             return left == right
         if function == "Fn::Not":
             return not self.resolve(argument[0])
+        if function == "Fn::And":
+            return all(self.resolve(a) for a in argument)
+        if function == "Fn::Or":
+            return any(self.resolve(a) for a in argument)
+        if function == "Fn::Select":
+            index, items = argument
+            return self.resolve(items)[int(self.resolve(index))]
+        if function == "Fn::Split":
+            separator, text = argument
+            return str(self.resolve(text)).split(separator)
         if function == "Condition":
             return self.resolve(self.template["Conditions"][argument])
         raise TemplateError(f"intrinsic {function} is not emulated")
@@ -128,6 +197,10 @@ class Stack:
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::StackName": self.name,
+            "AWS::StackId": (
+                f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{self.name}/{self.stack_id}"
+            ),
+            "AWS::NoValue": NO_VALUE,
         }
         if name in pseudo:
             return pseudo[name]
@@ -183,6 +256,9 @@ class Stack:
             },
             CertificateAuthorityType=self.resolve(p["Type"]),
             UsageMode=self.resolve(p.get("UsageMode", "GENERAL_PURPOSE")),
+            KeyStorageSecurityStandard=self.resolve(
+                p.get("KeyStorageSecurityStandard", "FIPS_140_2_LEVEL_3_OR_HIGHER")
+            ),
         )["CertificateAuthorityArn"]
         self.physical[logical] = arn
         self.attributes[(logical, "Arn")] = arn
@@ -235,6 +311,13 @@ class Stack:
     def _ApiGateway_RestApi(self, logical: str, p: dict[str, Any]) -> None:
         self.physical[logical] = secrets.token_hex(5)
 
+    def _ApiGateway_ClientCertificate(self, logical: str, p: dict[str, Any]) -> None:
+        identifier = secrets.token_hex(3)
+        self.client_certificates[identifier] = ClientCertificate.generate(
+            f"{self.name}-{logical}-{identifier}"
+        )
+        self.physical[logical] = identifier
+
     def _ApiGateway_Stage(self, logical: str, p: dict[str, Any]) -> None:
         self.physical[logical] = self.resolve(p["StageName"])
 
@@ -264,7 +347,11 @@ class Stack:
 
     def stage_of(self, api: str) -> str:
         """The stage name of REST API ``api``."""
+        return self.physical[self.stage_resource(api)]
+
+    def stage_resource(self, api: str) -> str:
+        """The logical id of REST API ``api``'s stage."""
         for name, stage in self.of_type("AWS::ApiGateway::Stage").items():
             if stage["Properties"]["RestApiId"] == {"Ref": api}:
-                return self.physical[name]
+                return name
         raise TemplateError(f"{api}: no stage")

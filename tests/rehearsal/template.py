@@ -7,6 +7,8 @@ Shared by tests/integration/test_template.py (static checks) and the API Gateway
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,15 @@ def load(path: Path = TEMPLATE) -> dict[str, Any]:
     assert matches == [], matches
     assert isinstance(data, dict)
     return data
+
+
+def body_digest(body: Any) -> str:
+    """The digest that the node API's deployment names (``NodeApiDeployment<digest>``).
+
+    CloudFormation does not redeploy a stage when only a REST API's body changes; a
+    deployment whose logical id changes with the body is a new deployment (as SAM does).
+    """
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def sam_translate(template: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +76,15 @@ def security_schemes(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     )
     assert isinstance(schemes, dict)
     return schemes
+
+
+def node_authorizer(document: dict[str, Any]) -> dict[str, Any]:
+    """The node API's REQUEST authorizer, in its OpenAPI body (the node API is plain
+    CloudFormation: SAM cannot give its stage a client certificate)."""
+    schemes = security_schemes(document["Resources"]["NodeApi"]["Properties"]["Body"])
+    authorizer = schemes["NodeAuthorizer"]["x-amazon-apigateway-authorizer"]
+    assert isinstance(authorizer, dict)
+    return authorizer
 
 
 def function_of(transformed: dict[str, Any], authorizer: dict[str, Any]) -> str:
@@ -116,3 +136,37 @@ def cached_authorizer_violations(transformed: dict[str, Any]) -> list[str]:
                     f" name both the client certificate and the target node ({node})"
                 )
     return problems
+
+
+def unique_names(transformed: dict[str, Any], stack_name: str) -> dict[tuple[str, str], str]:
+    """Every name AWS keeps unique per account and Region, as stack ``stack_name`` resolves it.
+
+    Names the template leaves out are CloudFormation's to generate (stack name, logical id
+    and a random suffix): those never collide, and are not listed.
+    """
+    from tests.rehearsal.stack import Stack  # the stand-in resolves, as CloudFormation would
+
+    stack = Stack(transformed, {}, clients=None, name=stack_name)
+    for logical in transformed["Resources"]:
+        stack.physical[logical] = f"{stack_name}-{logical}-{stack.stack_id[:8]}"
+        for attribute in ("Arn", "Name"):
+            stack.attributes[(logical, attribute)] = f"{stack_name}-{logical}-{attribute}"
+    unique = {
+        "AWS::Scheduler::Schedule": ("Name",),
+        "AWS::Scheduler::ScheduleGroup": ("Name",),
+        "AWS::CloudWatch::Alarm": ("AlarmName",),
+        "AWS::Lambda::Function": ("FunctionName",),
+        "AWS::IAM::Role": ("RoleName",),
+        "AWS::DynamoDB::Table": ("TableName",),
+        "AWS::S3::Bucket": ("BucketName",),
+        "AWS::Logs::LogGroup": ("LogGroupName",),
+        "AWS::Logs::MetricFilter": ("MetricTransformations",),
+        "AWS::ApiGateway::RestApi": ("Name",),
+        "AWS::Cognito::UserPool": ("UserPoolName",),
+    }
+    names: dict[tuple[str, str], str] = {}
+    for logical, resource in transformed["Resources"].items():
+        for prop in unique.get(resource["Type"], ()):
+            if prop in resource.get("Properties", {}):
+                names[(logical, prop)] = json.dumps(stack.resolve(resource["Properties"][prop]))
+    return names

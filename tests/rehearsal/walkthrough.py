@@ -122,7 +122,7 @@ def walkthrough(world: World, stack: contextlib.ExitStack) -> None:
         expect(lines[1].startswith("subject=") and f"CN = {sub}" in lines[1], lines[1])
         expect(lines[2].startswith("notAfter="), f"step 5 printed {lines[2]}")
         called = json.loads(lines[-1])
-        expected = {"path": "/nodes/node-1/status", "user": sub, "node": "node-1"}
+        expected = {"path": "/nodes/node-1/status", "user": sub, "node": "node-1", "api": "node-1"}
         expect(called == expected, f"the node saw {called}")
         key = work / "node-1.key"
         expect(key.stat().st_mode & 0o077 == 0, "node-1.key is readable by others")

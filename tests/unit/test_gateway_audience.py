@@ -44,7 +44,7 @@ def test_tokens_of_our_app_client_are_accepted(accepted: dict[str, Any]) -> None
         (claims(token_use="id", aud="another-client"), "audience"),
         (claims(token_use="id"), "audience"),
         (claims(token_use="id", aud=["another-client"]), "audience"),
-        (claims(token_use="id", aud=7), "audience"),
+        (claims(token_use="id", aud=7), "aud"),
         # An access token names its client in client_id: an aud beside it proves nothing.
         (claims(token_use="access", aud="ours-client", client_id="another"), "client_id"),
         (claims(token_use="access", aud="ours-client"), "client_id"),

@@ -251,6 +251,7 @@ FULL_ENV = {
     "NODECERT_LOG_LEVEL": "DEBUG",
     "NODECERT_LOG_FORMAT": "json",
     "NODECERT_METRICS": "off",
+    "NODECERT_METRICS_NAMESPACE": "nodecert/prod",
     "NODECERT_CA_BUNDLE": "/etc/nodecert/ca.pem",
     "NODECERT_AUTHORIZE_SECRET": "a-long-shared-secret-for-nginx",
     "NODECERT_AUTHORIZER_TARGET": "host",

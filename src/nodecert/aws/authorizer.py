@@ -208,7 +208,9 @@ def _wiring() -> tuple[Decider, TargetSource, Metrics]:
         settings = settings_from_environment()
         if settings.log_format == "json":
             configure(settings.log_level, settings.log_format)
-        metrics = EmbeddedMetrics() if settings.metrics == "on" else NO_METRICS
+        metrics = (
+            EmbeddedMetrics(settings.metrics_namespace) if settings.metrics == "on" else NO_METRICS
+        )
         _wired = (build_decider(settings), TargetSource(settings.authorizer_target), metrics)
     return _wired
 

@@ -369,7 +369,9 @@ def application() -> LambdaApp:
     if settings.log_format == "json":
         configure_logging(settings.log_level, settings.log_format)
     logging.getLogger("nodecert").setLevel(settings.log_level)
-    metrics = EmbeddedMetrics() if settings.metrics == "on" else NO_METRICS
+    metrics = (
+        EmbeddedMetrics(settings.metrics_namespace) if settings.metrics == "on" else NO_METRICS
+    )
     service = build_service(settings, metrics=metrics)
     app = LambdaApp.for_service(service)
     app.service = service

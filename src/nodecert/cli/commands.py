@@ -22,7 +22,9 @@ from nodecert.cli.admin import add_admin_commands
 from nodecert.cli.auditing import add_audit_command
 from nodecert.cli.certfiles import add_certificate_file_commands
 from nodecert.cli.common import CLIError, UsageError
+from nodecert.cli.completion import add_completion_command
 from nodecert.cli.local import add_local_commands
+from nodecert.cli.login import add_login_command
 from nodecert.cli.remote import add_remote_commands
 from nodecert.cli.renewing import add_renew_command
 from nodecert.cli.userid import add_user_id_command
@@ -107,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_renew_command(sub)
     add_user_id_command(sub)
     add_audit_command(sub)
+    add_login_command(sub)
+    add_completion_command(sub, build_parser)
     from nodecert.aws.truststore import register as register_aws
 
     register_aws(sub)  # nodecert aws truststore

@@ -27,6 +27,7 @@ client at :class:`nodecert.testing.MockTransport` instead.
 
 from nodecert.client._client import Client
 from nodecert.client._errors import ServiceUnreachableError, http_status_of
+from nodecert.client._login import LoginResult, login
 from nodecert.client._models import (
     CertificateInfo,
     IssuedCertificate,
@@ -40,6 +41,7 @@ __all__ = [
     "CertificateInfo",
     "Client",
     "IssuedCertificate",
+    "LoginResult",
     "NodeChange",
     "NodeInfo",
     "Request",
@@ -49,4 +51,5 @@ __all__ = [
     "UnexpectedReplyError",
     "UrllibTransport",
     "http_status_of",
+    "login",
 ]

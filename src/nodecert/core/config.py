@@ -6,6 +6,7 @@ The core never reads the environment; ``bootstrap`` calls :meth:`Settings.from_e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     metrics: str = "on"
+    metrics_namespace: str = "nodecert"
     ca_bundle: Path | None = None
     authorize_secret: str | None = field(default=None, repr=False)
     authorizer_target: str = "path:nodeId"
@@ -171,6 +173,10 @@ class Settings:
             self.log_format in ("text", "json"), "NODECERT_LOG_FORMAT: must be 'text' or 'json'"
         )
         _require(self.metrics in ("on", "off"), "NODECERT_METRICS: must be 'on' or 'off'")
+        _require(
+            bool(re.fullmatch(r"[A-Za-z0-9._#:/-]{1,255}", self.metrics_namespace)),
+            "NODECERT_METRICS_NAMESPACE: 1-255 of A-Z a-z 0-9 . _ # : / - (a CloudWatch namespace)",
+        )
         _require(1 <= self.port <= 65535, f"NODECERT_PORT: {self.port} is not a TCP port")
         _require(self.workers >= 1, "NODECERT_WORKERS: must be at least 1")
         for name in ("head_timeout_s", "body_timeout_s", "limit_concurrency"):

@@ -33,6 +33,7 @@ from nodecert.http.contract import (
     no_route,
     problem,
 )
+from nodecert.http.devlogin import add_dev_login_routes
 from nodecert.http.direct import (
     BodyLimit,
     DirectEndpoint,
@@ -88,6 +89,31 @@ def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
         if match is not Match.NONE:
             methods |= getattr(route, "methods", None) or set()
     return sorted(methods)
+
+
+def _add_docs(app: FastAPI) -> None:
+    # Swagger UI from the installed package (swagger-ui-bundle), never from a CDN: the
+    # page works offline and loads nothing from anyone else.
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from starlette.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        page = get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="nodecert API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
+        page.headers["Content-Security-Policy"] = (
+            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self'"
+            " 'unsafe-inline'; img-src 'self' data:; connect-src 'self'"
+        )
+        return page
 
 
 def create_app(service: Service) -> FastAPI:
@@ -310,7 +336,10 @@ def create_app(service: Service) -> FastAPI:
                 media_type="text/plain; version=0.0.4; charset=utf-8",
             )
 
+    _add_docs(app)
     add_nodeside_routes(app, NodeSideRoutes.for_service(service), authed, render)
+    if service.dev_issuer is not None:
+        add_dev_login_routes(app, service.dev_issuer, admin_group=service.settings.admin_group)
     app.observer = ObservedApp(
         app.dispatch, service.metrics, ca=service.settings.ca, direct=app.direct
     )

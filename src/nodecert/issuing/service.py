@@ -27,8 +27,35 @@ __all__ = ["Service", "TokenMinter"]
 class TokenMinter(Protocol):
     """An issuer of user tokens for development (the built-in dev issuer)."""
 
+    #: The OAuth client id of ``nodecert login`` (the audience of the tokens it mints).
+    client_id: str
+
     def mint(self, user_id: str, *, admin_group: str | None = None, lifetime_s: int = 3600) -> str:
         """A signed token naming ``user_id`` (in ``admin_group`` when given)."""
+        ...
+
+    def mint_code(
+        self,
+        user_id: str,
+        *,
+        admin: bool,
+        client_id: str,
+        redirect_uri: str,
+        code_challenge: str,
+    ) -> str:
+        """An authorization code for the login flow (``nodecert login``)."""
+        ...
+
+    def redeem_code(
+        self,
+        code: str,
+        *,
+        client_id: str,
+        redirect_uri: str,
+        code_verifier: str,
+        admin_group: str,
+    ) -> str:
+        """The token for an authorization code, once; raises AuthenticationError."""
         ...
 
 

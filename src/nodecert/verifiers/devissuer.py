@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import fcntl
 import hashlib
+import hmac
 import json
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -22,18 +24,23 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from nodecert.core.errors import ConfigurationError
+from nodecert.core.errors import AuthenticationError, ConfigurationError
 from nodecert.core.files import write_atomic
 from nodecert.core.identity import validate_id
 
-__all__ = ["DEV_AUDIENCE", "DEV_ISSUER", "DevIssuer"]
+__all__ = ["CODE_LIFETIME_S", "DEV_AUDIENCE", "DEV_ISSUER", "DevIssuer"]
 
 DEV_ISSUER = "urn:nodecert:dev-issuer"
 DEV_AUDIENCE = "nodecert"
+# Authorization codes of the login flow (`nodecert login`): short-lived, single use.
+CODE_LIFETIME_S = 120
+_CODE_AUDIENCE = "urn:nodecert:dev-issuer:code"
 
 
 class DevIssuer:
     """Mints ES256 tokens for the embedded default; publishes its JWKS."""
+
+    client_id = DEV_AUDIENCE
 
     def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
         import jwt  # Lazily: see verifiers/oidc.py.
@@ -44,6 +51,10 @@ class DevIssuer:
         self.jwks: dict[str, Any] = {
             "keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "ES256"}]
         }
+        # Codes redeemed by this process (with their expiry). Each worker keeps its own:
+        # the login flow is for development, where one worker is the default.
+        self._redeemed: dict[str, float] = {}
+        self._redeemed_lock = threading.Lock()
 
     def public_pem(self) -> bytes:
         """The issuer's public key as PEM (SubjectPublicKeyInfo)."""
@@ -105,6 +116,79 @@ class DevIssuer:
         import jwt
 
         return jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self.kid})
+
+    def mint_code(
+        self,
+        user_id: str,
+        *,
+        admin: bool,
+        client_id: str,
+        redirect_uri: str,
+        code_challenge: str,
+        now: float | None = None,
+    ) -> str:
+        """An authorization code (RFC 6749 section 4.1) for the login flow, bound to the
+        client, its loopback redirect and its PKCE challenge (RFC 7636). Self-contained and
+        signed, so any worker can redeem it."""
+        validate_id(user_id, field="user")
+        issued = int(time.time() if now is None else now)
+        claims = {
+            "aud": _CODE_AUDIENCE,
+            "sub": user_id,
+            "admin": admin,
+            "cid": client_id,
+            "uri": redirect_uri,
+            "pkce": code_challenge,
+            "iat": issued,
+            "exp": issued + CODE_LIFETIME_S,
+            "jti": uuid.uuid4().hex,
+        }
+        import jwt
+
+        return jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self.kid})
+
+    def redeem_code(
+        self,
+        code: str,
+        *,
+        client_id: str,
+        redirect_uri: str,
+        code_verifier: str,
+        admin_group: str,
+        now: float | None = None,
+    ) -> str:
+        """The ID token for an authorization code, once (RFC 6749 section 4.1.3).
+
+        Raises:
+            AuthenticationError: the code is not ours, expired, already used, or for
+                another client, redirect or PKCE verifier.
+        """
+        import jwt
+
+        try:
+            claims = jwt.decode(
+                code,
+                self._key.public_key(),
+                algorithms=["ES256"],
+                audience=_CODE_AUDIENCE,
+                options={"require": ["exp", "jti", "sub"]},
+            )
+        except jwt.PyJWTError:
+            raise AuthenticationError("code: not a valid authorization code") from None
+        digest = hashlib.sha256(code_verifier.encode("ascii", "replace")).digest()
+        challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        if claims.get("cid") != client_id or claims.get("uri") != redirect_uri:
+            raise AuthenticationError("code: issued to another client or redirect_uri")
+        if not hmac.compare_digest(str(claims.get("pkce", "")), challenge):
+            raise AuthenticationError("code_verifier: does not match the code's challenge")
+        moment = time.time() if now is None else now
+        with self._redeemed_lock:
+            self._redeemed = {j: e for j, e in self._redeemed.items() if e > moment}
+            if claims["jti"] in self._redeemed:
+                raise AuthenticationError("code: already used")
+            self._redeemed[str(claims["jti"])] = float(claims["exp"])
+        group = admin_group if claims.get("admin") is True else None
+        return self.mint(str(claims["sub"]), admin_group=group)
 
 
 def _thumbprint(jwk: dict[str, Any]) -> str:

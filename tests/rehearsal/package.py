@@ -1,0 +1,46 @@
+"""The Lambda code package, as deploy/build.sh makes it, for the rehearsal's functions.
+
+Every function of the rehearsal runs from this directory and nothing else: the lock's
+wheels (``requirements/lambda.txt``, hashes checked, boto3 bundled) and a copy of
+``src/nodecert``, on the interpreter's standard library (``python -S``: no site-packages,
+so nothing of the test virtualenv). The one difference from the deployed package is the
+wheels' Python version: this machine's instead of the runtime's 3.12 (cffi's extension is
+built per version), so it is built into a directory of its own, never over
+``build/lambda``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BUILD = Path(__file__).resolve().parents[2] / "deploy" / "build.sh"
+
+
+@functools.cache
+def lambda_package() -> Path:
+    """Build the package once per test session; the directory it is in."""
+    out = Path(tempfile.mkdtemp(prefix="rehearsal-lambda-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
+    done = subprocess.run(
+        ["sh", str(BUILD)],
+        env={
+            **os.environ,
+            "PYTHON": sys.executable,
+            "LAMBDA_OUT": str(out / "lambda"),
+            "LAMBDA_PYTHON": f"{sys.version_info.major}.{sys.version_info.minor}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"deploy/build.sh failed: {done.stdout}{done.stderr}")
+    return out / "lambda"
