@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Service",
     "Stores",
+    "build_administration",
     "build_decider",
     "build_service",
     "issuing_signer",
@@ -153,6 +154,8 @@ def build_service(
             audience=DEV_AUDIENCE,
             jwks=StaticJWKS(dev_issuer.jwks),
             admin_group=settings.admin_group,
+            user_id_claim=settings.user_id_claim,
+            admin_claim=settings.admin_claim,
         )
     else:
         if settings.oidc_issuer is None or settings.oidc_audience is None:
@@ -166,6 +169,8 @@ def build_service(
             audience=settings.oidc_audience,
             jwks=jwks,
             admin_group=settings.admin_group,
+            user_id_claim=settings.user_id_claim,
+            admin_claim=settings.admin_claim,
         )
     decider = _decider(
         settings,
@@ -203,6 +208,43 @@ def build_service(
         metrics=metrics,
         metrics_exposition=metrics_exposition,
     )
+
+
+def build_administration(settings: Settings) -> tuple[Administration, Callable[[], None]]:
+    """The node directory and revocations alone (the CLI's admin commands on the store).
+
+    Nothing here signs, so the local CA key is never read and its passphrase never needed:
+    a revocation only counts at the local CA (:class:`LocalCARevocations`). ACM PCA is
+    called as the service calls it. Returns the administration and what closes its store.
+
+    Raises:
+        ConfigurationError: a setting cannot be honoured.
+        StoreUnavailableError: the database cannot be opened or reached.
+    """
+    if settings.store == "sqlite" or settings.ca == "local":
+        secure_home(settings.home)
+    stores = _stores(settings)
+    ca: CABackend
+    if settings.ca == "local":
+        from nodecert.backends.local_revocations import LocalCARevocations
+
+        ca = LocalCARevocations(settings.home / "ca")
+    else:
+        ca = _ca(settings)
+    administration = Administration(
+        ca=ca,
+        ledger=stores.ledger,
+        nodes=stores.nodes,
+        ownership=OwnershipPolicy(settings.ownership, stores.nodes, settings.nodes_claim),
+        outbox=stores.outbox,
+        audit=stores.audit,
+    )
+
+    def close() -> None:
+        for closer in stores.closers:
+            closer()
+
+    return administration, close
 
 
 def _never_waits_on_network(ca: CABackend, store: object, verifier: OIDCVerifier) -> bool:

@@ -51,6 +51,7 @@ def test_http_api_v2_event_with_stage_base64_body_and_flattened_groups(app):
         "createdAt": body(put)["createdAt"],
         "previousOwner": None,
         "revoked": 0,
+        "revokedNodeCertificates": [],
     }
 
 
@@ -96,10 +97,12 @@ def test_authorizer_groups_decide_admin(app):
     assert body(response)["code"] == "forbidden"
 
 
-def test_a_claims_sub_that_is_not_an_id_is_unauthenticated(app):
+def test_a_claims_sub_that_is_not_an_id_is_mapped_and_owns_nothing(app):
+    # "../../etc" is the user sha256.…, which owns no node: never a path, never "etc".
+    app.handle(event("rest_put_node_admin.json"))
     raw = event("rest_generate_cert.json")
     raw["requestContext"]["authorizer"]["claims"]["sub"] = "../../etc"
-    assert app.handle(raw)["statusCode"] == 401
+    assert app.handle(raw)["statusCode"] == 403
 
 
 def test_the_body_user_id_must_be_the_callers(app):

@@ -150,7 +150,7 @@ def test_files_are_written_together_or_not_at_all(tmp_path: Path) -> None:
     assert (tmp_path / "a.key").stat().st_mode & 0o777 == 0o600
 
 
-def test_a_closed_pipe_is_one_line_and_no_traceback(server: tuple[str, dict[str, str]]) -> None:
+def test_a_closed_pipe_is_silent_as_unix_tools_are(server: tuple[str, dict[str, str]]) -> None:
     # `nodecert certs --json | head -1`, made deterministic: the reader is gone before
     # the CLI has started, so its first write meets a closed pipe.
     child = subprocess.Popen(
@@ -163,8 +163,8 @@ def test_a_closed_pipe_is_one_line_and_no_traceback(server: tuple[str, dict[str,
     child.stdout.close()
     with child.stderr:
         err = child.stderr.read().decode()
-    assert child.wait(timeout=60) == 1
-    assert err == "nodecert: error: output closed early (broken pipe)\n"
+    assert child.wait(timeout=60) == 141  # 128 + SIGPIPE, as `yes | head -1` leaves it.
+    assert err == ""
 
 
 @pytest.mark.parametrize(

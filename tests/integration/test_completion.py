@@ -33,7 +33,7 @@ def _complete(words: list[str]) -> list[str]:
 
 def test_bash_completes_commands_subcommands_options_and_choices() -> None:
     assert {"request", "renew", "audit", "login", "completion", "nodes"} <= set(_complete([""]))
-    assert _complete(["re"]) == ["renew", "request", "revoke"]
+    assert _complete(["re"]) == ["renew", "request", "revoke", "revoke-all"]
     assert "add" in _complete(["nodes", ""])
     assert "--key-type" in _complete(["request", "n1", "--k"])
     assert _complete(["completion", ""]) == ["bash", "fish", "zsh"]

@@ -335,7 +335,11 @@ def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(postgres_d
     first.record(old).wait()
     first.close()
     # What schema version 1 had: no DNS names, no successors, no outbox, no audit trail.
-    raw(postgres_dsn, "ALTER TABLE certificates DROP COLUMN dns_names, DROP COLUMN superseded_by")
+    raw(
+        postgres_dsn,
+        "ALTER TABLE certificates DROP COLUMN dns_names, DROP COLUMN superseded_by,"
+        " DROP COLUMN user_subject, DROP COLUMN ip_addresses",
+    )
     raw(postgres_dsn, "DROP TABLE revocation_outbox, audit_log")
     raw(postgres_dsn, "UPDATE nodecert_schema SET version = 1")
     upgraded = PostgresStore(postgres_dsn)
@@ -351,7 +355,7 @@ def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(postgres_d
     finally:
         upgraded.close()
     assert raw(postgres_dsn, "SELECT version FROM nodecert_schema") == [(SCHEMA_VERSION,)]
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
 
 
 def test_a_version_2_audit_log_gains_who_and_where_in_place(postgres_dsn):

@@ -316,8 +316,33 @@ def test_a_version_4_database_gets_successors_the_outbox_and_the_audit_trail(db_
     finally:
         store.close()
     assert raw(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
-    assert SCHEMA_VERSION == 6
+    assert SCHEMA_VERSION == 7
     SQLiteStore(db_path).close()  # Opening an upgraded file again changes nothing.
+
+
+def test_a_version_6_file_gets_the_user_subject_column_and_keeps_its_rows(db_path):
+    first = SQLiteStore(db_path)
+    old = certificate("0a1b")
+    first.record(old).wait()
+    first.close()
+    # What version 6 had: every column but user_subject and ip_addresses.
+    connection = sqlite3.connect(db_path)
+    connection.execute("ALTER TABLE certificates DROP COLUMN user_subject")
+    connection.execute("ALTER TABLE certificates DROP COLUMN ip_addresses")
+    connection.execute("PRAGMA user_version = 6")
+    connection.commit()
+    connection.close()
+    store = SQLiteStore(db_path)
+    try:
+        assert store.get("0a1b") == old  # user_subject None: recorded before it was kept.
+        newer = dataclasses.replace(
+            certificate("0c0d"), user_subject="auth0|5f7c", ip_addresses=("10.0.0.7",)
+        )
+        store.record(newer).wait()
+        assert store.get("0c0d") == newer
+    finally:
+        store.close()
+    assert raw(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 def test_a_version_5_audit_log_gains_who_and_where_in_place(db_path: Path) -> None:

@@ -108,6 +108,8 @@ def test_every_field_round_trips(store):
         renewed_from="0a1b",
         not_before=T0 + timedelta(microseconds=123456),
         issuer="arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/x",
+        user_subject="auth0|5f7c'; DROP TABLE certificates; -- \u00e9\U0001f600,x",
+        ip_addresses=("10.0.0.7", "fd00::7"),
     )
     store.record(row).wait()
     got = store.get("beef")

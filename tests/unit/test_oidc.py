@@ -263,9 +263,6 @@ FORGED = [
     pytest.param(
         lambda: f"{_b64(b'[1]')}.{_b64(b'{}')}.{_b64(b'x')}", "well-formed", id="header-not-object"
     ),
-    pytest.param(lambda: mint(id_claims(sub="a/b")), "sub", id="sub-with-slash"),
-    pytest.param(lambda: mint(id_claims(sub="..")), "sub", id="sub-only-dots"),
-    pytest.param(lambda: mint(id_claims(sub="x" * 129)), "sub", id="sub-too-long"),
     pytest.param(lambda: mint(id_claims(sub=None)), "sub", id="sub-missing"),
     pytest.param(lambda: mint(id_claims(exp=None)), "'exp'", id="exp-missing"),
     pytest.param(lambda: mint(id_claims(exp=str(NOW + 3600))), "'exp'", id="exp-string"),

@@ -233,6 +233,8 @@ FULL_ENV = {
     "NODECERT_OIDC_AUDIENCE": "client-1",
     "NODECERT_OIDC_JWKS_URL": "https://idp.example/jwks.json",
     "NODECERT_ADMIN_GROUP": "ops",
+    "NODECERT_USER_ID_CLAIM": "oid",
+    "NODECERT_ADMIN_CLAIM": "realm_access.roles",
     "NODECERT_OWNERSHIP": "claims",
     "NODECERT_NODES_CLAIM": "nodes",
     "NODECERT_DEFAULT_VALIDITY_DAYS": "1",
@@ -280,6 +282,7 @@ def test_every_setting_is_read_and_converted():
     assert settings.max_active_per_node == 3
     assert settings.sqlite_synchronous == "normal"
     assert settings.workers == 4
+    assert (settings.user_id_claim, settings.admin_claim) == ("oid", "realm_access.roles")
     assert settings.organization == "Acme"
     assert settings.trust_domain == "acme.example"
     assert settings.ca == "acmpca"
@@ -338,12 +341,17 @@ def test_settings_are_frozen():
 
 
 @pytest.mark.parametrize(
-    "names", [["NODECERT_PROT"], ["NODECERT_ZZZ", "NODECERT_AAA"], ["NODECERT_"]]
+    ("names", "shown"),
+    [
+        (["NODECERT_PROT"], "NODECERT_PROT (did you mean NODECERT_PORT?)"),
+        (["NODECERT_ZZZ", "NODECERT_AAA"], "NODECERT_AAA, NODECERT_ZZZ"),
+        (["NODECERT_SERVR"], "NODECERT_SERVR (did you mean NODECERT_SERVER?)"),
+    ],
 )
-def test_unknown_nodecert_variables_are_refused_by_name(names):
+def test_unknown_nodecert_variables_are_refused_by_name(names, shown):
     with pytest.raises(ConfigurationError) as caught:
         Settings.from_env(dict.fromkeys(names, "1"))
-    assert caught.value.detail == f"unknown setting(s): {', '.join(sorted(names))}"
+    assert caught.value.detail == f"unknown setting(s): {shown}"
 
 
 @pytest.mark.parametrize(

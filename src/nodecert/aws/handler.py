@@ -74,6 +74,8 @@ class LambdaApp:
         node_routes: Renewal and revoke-all; without them those routes answer 404.
         client_ids: The Cognito app client(s) whose tokens an authorizer's claims may come
             from (``aud`` / ``client_id``); without any, claims are refused (401).
+        user_id_claim: The claim that names the user (``NODECERT_USER_ID_CLAIM``).
+        admin_claim: The claim path of the groups (``NODECERT_ADMIN_CLAIM``).
     """
 
     def __init__(
@@ -84,10 +86,14 @@ class LambdaApp:
         max_body_bytes: int,
         node_routes: NodeSideRoutes | None = None,
         client_ids: frozenset[str] = frozenset(),
+        user_id_claim: str = "sub",
+        admin_claim: str | None = None,
     ) -> None:
         self.routes = routes
         self.admin_group = admin_group
         self.client_ids = client_ids
+        self.user_id_claim = user_id_claim
+        self.admin_claim = admin_claim
         self.max_body_bytes = max_body_bytes
         self.node_routes = node_routes
         # The wired service, when application() built this (for the init phase's warm-up).
@@ -110,6 +116,8 @@ class LambdaApp:
             max_body_bytes=service.settings.max_body_bytes,
             node_routes=NodeSideRoutes.for_service(service),
             client_ids=frozenset({audience}) if audience else frozenset(),
+            user_id_claim=service.settings.user_id_claim,
+            admin_claim=service.settings.admin_claim,
         )
         app.metrics = service.metrics
         app.ca_name = service.settings.ca
@@ -164,7 +172,11 @@ class LambdaApp:
         if request.claims is None:
             return self.routes.authenticate(request.headers.get("authorization"))
         return principal_from_claims(
-            request.claims, admin_group=self.admin_group, client_ids=self.client_ids
+            request.claims,
+            admin_group=self.admin_group,
+            client_ids=self.client_ids,
+            user_id_claim=self.user_id_claim,
+            admin_claim=self.admin_claim,
         )
 
     def _dispatch(self, request: Request) -> tuple[str, Reply]:

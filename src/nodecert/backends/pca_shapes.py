@@ -137,6 +137,7 @@ def api_passthrough(
     ]
     if request.profile is Profile.NODE:
         names.extend({"DnsName": name} for name in request.dns_names)
+        names.extend({"IpAddress": address} for address in request.ip_addresses)
     return {
         "Subject": {
             "Organization": organization,

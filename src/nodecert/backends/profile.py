@@ -6,6 +6,7 @@ See the README's "What a certificate says"; ``Identity`` names the subject and S
 from __future__ import annotations
 
 import functools
+import ipaddress
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -29,6 +30,7 @@ def client_extensions(
     ]
     if request.profile is Profile.NODE:
         names.extend(x509.DNSName(name) for name in request.dns_names)
+        names.extend(x509.IPAddress(ipaddress.ip_address(a)) for a in request.ip_addresses)
     ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
     return [
         *_fixed_extensions(request.profile, isinstance(public_key, rsa.RSAPublicKey)),

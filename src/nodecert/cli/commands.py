@@ -2,9 +2,12 @@
 
 Every failure prints one line on stderr (``nodecert: error: ...``) and exits non-zero:
 1 for a refused or failed operation (a service that is down, a TLS failure, a file that
-cannot be written, a closed pipe included), 2 for bad usage. The commands live in
-``local`` (the server's own home), ``remote`` (the API, through :mod:`nodecert.client`)
-and ``renewing``; the files they write go through ``output``.
+cannot be written, an unknown ``NODECERT_*`` variable), 2 for bad usage. A reader that
+closes the output early (``| head -1``) ends the command silently with 141, as SIGPIPE
+ends a Unix tool. The commands live in
+``local`` (the server's own home), ``remote`` (the API, through :mod:`nodecert.client`),
+``admin`` (the node directory and revocations, on a server or the local store) and
+``renewing``; the files they write go through ``output``.
 """
 
 from __future__ import annotations
@@ -15,15 +18,19 @@ import sys
 from collections.abc import Sequence
 
 from nodecert import __version__
+from nodecert.cli.admin import add_admin_commands
 from nodecert.cli.auditing import add_audit_command
 from nodecert.cli.ca import add_ca_commands
+from nodecert.cli.certfiles import add_certificate_file_commands
 from nodecert.cli.common import CLIError, UsageError
 from nodecert.cli.completion import add_completion_command
 from nodecert.cli.local import add_local_commands
 from nodecert.cli.login import add_login_command
 from nodecert.cli.remote import add_remote_commands
 from nodecert.cli.renewing import add_renew_command
+from nodecert.cli.userid import add_user_id_command
 from nodecert.client import http_status_of
+from nodecert.core.config import unknown_variables
 from nodecert.core.context import bind_source
 from nodecert.core.errors import NodecertError
 
@@ -36,7 +43,8 @@ exit status:
   1    failed or refused: one line on stderr says why (bad input, a file that cannot be
        read or written, the service unreachable or refusing, a failing --deploy-hook)
   2    bad usage (unknown option, missing argument, options that do not go together)
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C)
+  141  the reader of the output went away (`nodecert certs | head -1`), silently"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,14 +55,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        # Every command, not only those that read Settings: a misspelt NODECERT_SERVER
+        # must not send a token to the default server.
+        return _fail(f"unknown setting(s): {', '.join(unknown)}")
     try:
         args.handler(args)
         sys.stdout.flush()
     except BrokenPipeError:
-        # `nodecert certs --json | head -1`: the reader left. Point stdout at /dev/null so
-        # the interpreter's final flush cannot fail again with a traceback.
+        if not _stdout_closed():
+            return _fail("broken pipe (a connection closed while writing)")
+        # `nodecert certs | head -1`: the reader left, as it may. Silent, and the status of
+        # a Unix tool killed by SIGPIPE (128 + 13); stdout goes to /dev/null so that the
+        # interpreter's final flush cannot fail again with a traceback.
         _silence_stdout()
-        return _fail("output closed early (broken pipe)")
+        return _CLOSED_PIPE
     except NodecertError as exc:
         return _fail(_line(exc))
     except UsageError as exc:
@@ -90,7 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_local_commands(sub)
     add_ca_commands(sub)
     add_remote_commands(sub)
+    add_admin_commands(sub)
+    add_certificate_file_commands(sub)
     add_renew_command(sub)
+    add_user_id_command(sub)
     add_audit_command(sub)
     add_login_command(sub)
     add_completion_command(sub, build_parser)
@@ -103,7 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _line(error: NodecertError) -> str:
     detail = " ".join(str(error.detail).split())
     status = http_status_of(error)
-    return f"{detail} ({error.code}, HTTP {status})" if status else detail
+    line = f"{detail} ({error.code}, HTTP {status})" if status else detail
+    if error.retry_after is not None and error.retry_after >= 0:
+        # The service's Retry-After (429 quota, 503 CA or store): when a retry may succeed.
+        line += f"; retry in {error.retry_after} s"
+    return line
 
 
 # Which optional install set (pyproject's extras) brings a module a command needs. A node
@@ -140,6 +163,21 @@ def _fail(message: str) -> int:
     except OSError:
         pass  # Nowhere left to say it; the exit status still does.
     return 1
+
+
+_CLOSED_PIPE = 141
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe (or socket) whose reader has gone."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _silence_stdout() -> None:

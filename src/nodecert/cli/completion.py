@@ -29,7 +29,9 @@ def add_completion_command(sub: Any, parser_factory: Callable[[], argparse.Argum
         help="print a shell completion script (bash, zsh or fish)",
         description="Print a completion script for SHELL on stdout; see its first lines.",
     )
-    completion.add_argument("shell", choices=["bash", "zsh", "fish"], metavar="SHELL")
+    completion.add_argument(
+        "shell", choices=["bash", "zsh", "fish"], metavar="SHELL", help="bash, zsh or fish"
+    )
     completion.set_defaults(
         handler=lambda args: sys.stdout.write(_SCRIPTS[args.shell](command_table(parser_factory())))
     )

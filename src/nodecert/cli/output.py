@@ -15,7 +15,7 @@ from pathlib import Path
 from nodecert.cli.common import CLIError
 from nodecert.client._files import OutputFile, ensure_room, write_together
 
-__all__ = ["OutputFile", "check_outputs", "check_writable", "write_outputs"]
+__all__ = ["OutputFile", "check_files", "check_outputs", "check_writable", "write_outputs"]
 
 
 def check_writable(directory: Path, *, option: str) -> None:
@@ -63,6 +63,30 @@ def check_outputs(
         shown = ", ".join(str(p) for p in conflicts)
         raise CLIError(f"would overwrite {shown}: use --force to replace, or another --out")
     return paths
+
+
+def check_files(
+    paths: Sequence[Path],
+    *,
+    force: bool,
+    unchanged: Callable[[Path], bool] = lambda path: False,
+) -> None:
+    """Like :func:`check_outputs`, for files named one by one (in any directories).
+
+    Raises:
+        CLIError: a directory that is missing or not writable, a name taken by a
+            directory, or existing files without ``force`` (naming every one).
+    """
+    for directory in dict.fromkeys(path.parent for path in paths):
+        check_writable(directory, option="output")
+    taken = [p for p in paths if p.is_dir()]
+    if taken:
+        raise CLIError(f"{taken[0]}: is a directory")
+    existing = [p for p in paths if p.exists() or p.is_symlink()]
+    conflicts = [p for p in existing if not _same(p, unchanged)]
+    if conflicts and not force:
+        shown = ", ".join(str(p) for p in conflicts)
+        raise CLIError(f"would overwrite {shown}: use --force to replace, or other file names")
 
 
 def _same(path: Path, unchanged: Callable[[Path], bool]) -> bool:

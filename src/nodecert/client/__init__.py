@@ -32,6 +32,7 @@ from nodecert.client._models import (
     CAIssuer,
     CertificateInfo,
     IssuedCertificate,
+    NodeChange,
     NodeInfo,
     UnexpectedReplyError,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "Client",
     "IssuedCertificate",
     "LoginResult",
+    "NodeChange",
     "NodeInfo",
     "Request",
     "Response",

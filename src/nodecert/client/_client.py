@@ -18,11 +18,13 @@ from nodecert.client._models import (
     CAIssuer,
     CertificateInfo,
     IssuedCertificate,
+    NodeChange,
     NodeInfo,
     UnexpectedReplyError,
     certificate_from,
     issued_from,
     issuer_from,
+    node_change_from,
     node_from,
 )
 from nodecert.client._transport import Request, Response, Transport, UrllibTransport
@@ -311,18 +313,39 @@ class Client:
         """``DELETE /v1/nodes/{nodeId}`` (admin): remove it, revoking its certificates."""
         self._send("DELETE", f"/v1/nodes/{_segment(node_id)}")
 
+    def assign_node(self, node_id: str, *, owner: str) -> NodeChange:
+        """``PUT /v1/nodes/{nodeId}`` (admin), saying what it revoked.
+
+        A new owner is a transfer: every certificate of the node that names the old
+        owner is revoked, the node's own (server) certificates included.
+        """
+        data = self._json("PUT", f"/v1/nodes/{_segment(node_id)}", {"owner": owner})
+        return node_change_from(data)
+
+    def remove_node(self, node_id: str) -> NodeChange:
+        """``DELETE /v1/nodes/{nodeId}`` (admin), saying what it revoked."""
+        return node_change_from(
+            self._json("DELETE", f"/v1/nodes/{_segment(node_id)}"), removed=True
+        )
+
     def issue_node_certificate(
         self,
         node_id: str,
         *,
-        dns_names: list[str],
+        dns_names: list[str] | None = None,
         key_type: str | None = None,
         csr: str | None = None,
         validity_days: int | None = None,
         idempotency_key: str | None = None,
+        ip_addresses: list[str] | None = None,
     ) -> IssuedCertificate:
-        """``POST /v1/nodes/{nodeId}/certificate`` (admin): the node's own server certificate."""
-        body: dict[str, Any] = {"dnsNames": list(dns_names)}
+        """``POST /v1/nodes/{nodeId}/certificate`` (admin): the node's own server certificate,
+        for its host names, its IP addresses, or both."""
+        body: dict[str, Any] = {}
+        if dns_names:
+            body["dnsNames"] = list(dns_names)
+        if ip_addresses:
+            body["ipAddresses"] = list(ip_addresses)
         if key_type is not None:
             body["keyType"] = key_type
         if csr is not None:

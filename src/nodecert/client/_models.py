@@ -8,7 +8,7 @@ from typing import Any
 
 from nodecert.core.errors import NodecertError
 
-__all__ = ["CAIssuer", "CertificateInfo", "IssuedCertificate", "NodeInfo"]
+__all__ = ["CAIssuer", "CertificateInfo", "IssuedCertificate", "NodeChange", "NodeInfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,8 @@ class CertificateInfo:
     revocation_reason: str | None = None
     renewed_from: str | None = None
     profile: str | None = None
+    dns_names: tuple[str, ...] = ()
+    ip_addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,32 @@ class CAIssuer:
     subject: str
     not_after: datetime
     status: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeChange:
+    """What a node's registration, transfer or removal did (``PUT``/``DELETE /v1/nodes/…``).
+
+    Attributes:
+        node_id: The node.
+        owner: Its owner now (None once removed).
+        previous_owner: Its owner before a PUT (None for a new node, and for a removal).
+        revoked: How many certificates the call revoked.
+        node_certificates: The node's own (server) certificates among them: the node
+            serves with a revoked certificate until a new one is issued
+            (``nodecert nodes certificate NODE --dns HOST``).
+    """
+
+    node_id: str
+    owner: str | None
+    previous_owner: str | None
+    revoked: int
+    node_certificates: tuple[CertificateInfo, ...] = ()
+
+    @property
+    def transferred(self) -> bool:
+        """Whether a PUT gave the node to another owner."""
+        return self.previous_owner is not None and self.previous_owner != self.owner
 
 
 class UnexpectedReplyError(NodecertError):
@@ -115,6 +143,8 @@ def certificate_from(data: Any) -> CertificateInfo:
         revocation_reason=_opt_str(obj, "revocationReason"),
         renewed_from=_opt_str(obj, "renewedFrom"),
         profile=_opt_str(obj, "profile"),
+        dns_names=tuple(n for n in obj.get("dnsNames") or () if isinstance(n, str)),
+        ip_addresses=tuple(a for a in obj.get("ipAddresses") or () if isinstance(a, str)),
     )
 
 
@@ -134,6 +164,24 @@ def issuer_from(data: Any) -> CAIssuer:
         subject=_str(obj, "subject"),
         not_after=_time(obj, "notAfter"),
         status=_str(obj, "status"),
+    )
+
+
+def node_change_from(data: Any, *, removed: bool = False) -> NodeChange:
+    """Parse the reply to ``PUT`` (or, ``removed``, ``DELETE``) ``/v1/nodes/{nodeId}``."""
+    obj = _object(data)
+    revoked = obj.get("revoked")
+    if not isinstance(revoked, int) or isinstance(revoked, bool) or revoked < 0:
+        raise UnexpectedReplyError("reply: 'revoked' missing or not a count")
+    rows = obj.get("revokedNodeCertificates", [])
+    if not isinstance(rows, list):
+        raise UnexpectedReplyError("reply: 'revokedNodeCertificates' is not a list")
+    return NodeChange(
+        node_id=_str(obj, "nodeId"),
+        owner=None if removed else _str(obj, "owner"),
+        previous_owner=None if removed else _opt_str(obj, "previousOwner"),
+        revoked=revoked,
+        node_certificates=tuple(certificate_from(row) for row in rows),
     )
 
 

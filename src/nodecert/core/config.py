@@ -16,9 +16,30 @@ from nodecert.core.identity import validate_trust_domain
 from nodecert.core.keys import KeyType
 from nodecert.core.policy import OwnershipMode
 
-__all__ = ["Settings"]
+__all__ = ["CLIENT_VARIABLES", "Settings", "unknown_variables"]
 
-_CLIENT_VARIABLES = frozenset({"NODECERT_TOKEN", "NODECERT_SERVER"})
+#: What the CLI's client commands read besides the service settings.
+CLIENT_VARIABLES = frozenset({"NODECERT_TOKEN", "NODECERT_SERVER"})
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """The ``NODECERT_*`` names in ``env`` that nodecert does not know, sorted, each with a
+    suggestion when one known name is close (``NODECERT_SERVR (did you mean
+    NODECERT_SERVER?)``). A typo must not silently fall back to a default.
+    """
+    import difflib
+
+    known = {f"NODECERT_{name.upper()}" for name in Settings.__dataclass_fields__}
+    known |= CLIENT_VARIABLES
+    # Compared without the common prefix, which would make every name look close.
+    suffixes = sorted(name.removeprefix("NODECERT_") for name in known)
+    unknown = []
+    for name in sorted(k for k in env if k.startswith("NODECERT_") and k not in known):
+        suffix = name.removeprefix("NODECERT_")[:80]
+        close = difflib.get_close_matches(suffix, suffixes, n=1, cutoff=0.7)
+        shown = f"NODECERT_{suffix}"
+        unknown.append(f"{shown} (did you mean NODECERT_{close[0]}?)" if close else shown)
+    return unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +77,8 @@ class Settings:
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None
     admin_group: str = "nodecert-admins"
+    user_id_claim: str = "sub"
+    admin_claim: str | None = None
     ownership: OwnershipMode = OwnershipMode.REGISTRY
     nodes_claim: str = "custom:nodes"
     default_validity_days: int = 7
@@ -100,10 +123,7 @@ class Settings:
         Raises:
             ConfigurationError: naming the variable and what is wrong with it.
         """
-        known = {f"NODECERT_{name.upper()}" for name in cls.__dataclass_fields__}
-        unknown = sorted(k for k in env if k.startswith("NODECERT_") and k not in known)
-        # The CLI's client settings are not service settings.
-        unknown = [k for k in unknown if k not in _CLIENT_VARIABLES]
+        unknown = unknown_variables(env)
         if unknown:
             raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}")
         values: dict[str, object] = {}
@@ -142,6 +162,13 @@ class Settings:
             (self.oidc_issuer is None) == (self.oidc_audience is None),
             "NODECERT_OIDC_ISSUER and NODECERT_OIDC_AUDIENCE: set both or neither",
         )
+        for name in ("user_id_claim", "admin_claim"):
+            value = getattr(self, name)
+            _require(
+                value is None or (0 < len(value) <= 256 and value == value.strip()),
+                f"NODECERT_{name.upper()}: a claim name or dotted path of 1-256 characters,"
+                " without surrounding spaces",
+            )
         _require(
             self.sqlite_synchronous in ("full", "normal"),
             "NODECERT_SQLITE_SYNCHRONOUS: must be 'full' or 'normal'",

@@ -12,6 +12,9 @@ never disagree on who a certificate belongs to.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -22,11 +25,16 @@ from nodecert.core.errors import InvalidIdentifierError
 
 __all__ = [
     "ID_PATTERN",
+    "MAPPED_ID_PREFIX",
+    "MAX_SUBJECT_LENGTH",
     "Identity",
     "format_serial",
     "parse_serial",
+    "serial_for_display",
+    "user_id_for_subject",
     "validate_dns_names",
     "validate_id",
+    "validate_ip_addresses",
     "validate_trust_domain",
 ]
 
@@ -60,6 +68,53 @@ def validate_id(value: object, *, field: str) -> str:
             " not only dots)"
         )
     return value
+
+
+# The mapping of provider subjects to user ids (docs/configuration.md, "User ids").
+MAPPED_ID_PREFIX = "sha256."
+# A subject is a claim value kept in the ledger; OIDC Core section 2 caps ``sub`` at 255
+# ASCII characters, and no provider's user id claim comes close to this.
+MAX_SUBJECT_LENGTH = 1024
+
+
+def user_id_for_subject(subject: object) -> str:
+    """The user id of a provider subject (the value of the configured user id claim).
+
+    The one rule, which anyone can compute (``nodecert user-id SUBJECT``):
+
+    - a subject that is already a valid id (:func:`validate_id`) and does not start with
+      ``sha256.`` is its own user id;
+    - any other subject maps to ``sha256.`` followed by the lower-case, unpadded base32
+      (RFC 4648) of the SHA-256 of its UTF-8 bytes: 7 + 52 = 59 characters, a valid id.
+
+    It is deterministic, and collision-free: a subject that is its own id never starts
+    with ``sha256.``, a mapped one always does, and two mapped ones differ unless SHA-256
+    collides. Subjects that start with ``sha256.`` are mapped too, so that nobody can choose
+    a subject equal to somebody else's mapped id.
+
+    Raises:
+        InvalidIdentifierError: not a string, empty, longer than
+            :data:`MAX_SUBJECT_LENGTH` characters, or not valid Unicode (a lone surrogate,
+            which a JSON string may carry but no UTF-8 text can).
+    """
+    if not isinstance(subject, str):
+        raise InvalidIdentifierError(f"subject: must be a string, got {type(subject).__name__}")
+    if not subject or len(subject) > MAX_SUBJECT_LENGTH:
+        raise InvalidIdentifierError(
+            f"subject: must be 1 to {MAX_SUBJECT_LENGTH} characters, got {len(subject)}"
+        )
+    try:
+        encoded = subject.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidIdentifierError("subject: is not valid Unicode text") from None
+    if (
+        ID_PATTERN.fullmatch(subject)
+        and set(subject) != {"."}
+        and not subject.startswith(MAPPED_ID_PREFIX)
+    ):
+        return subject
+    digest = base64.b32encode(hashlib.sha256(encoded).digest()).decode("ascii")
+    return MAPPED_ID_PREFIX + digest.rstrip("=").lower()
 
 
 def validate_trust_domain(value: str) -> str:
@@ -109,9 +164,51 @@ def validate_dns_names(value: object) -> tuple[str, ...]:
     return tuple(names)
 
 
+def validate_ip_addresses(value: object) -> tuple[str, ...]:
+    """Return the IP addresses of a node certificate, normalized, in order, without repeats.
+
+    For nodes reached by address rather than by name: each becomes an ``iPAddress``
+    subjectAltName (RFC 5280 section 4.2.1.6), which TLS clients match against the address
+    they connected to. IPv4 or IPv6, without a zone (``%eth0``, meaningless to another host);
+    the unspecified (``0.0.0.0``, ``::``) and multicast addresses are refused.
+
+    Raises:
+        InvalidIdentifierError: naming the offending entry.
+    """
+    if not isinstance(value, list) or not value or len(value) > MAX_DNS_NAMES:
+        raise InvalidIdentifierError(
+            f"ipAddresses: a list of 1 to {MAX_DNS_NAMES} IP addresses is required"
+        )
+    addresses: list[str] = []
+    for entry in value:
+        parsed: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+        if isinstance(entry, str) and "%" not in entry and len(entry) <= 45:
+            try:
+                parsed = ipaddress.ip_address(entry)
+            except ValueError:
+                parsed = None
+        if parsed is None or parsed.is_unspecified or parsed.is_multicast:
+            shown = entry[:80] if isinstance(entry, str) else type(entry).__name__
+            raise InvalidIdentifierError(f"ipAddresses: {shown!r} is not a usable IP address")
+        if str(parsed) not in addresses:
+            addresses.append(str(parsed))
+    return tuple(addresses)
+
+
 def format_serial(serial: int) -> str:
     """Render a certificate serial number the way the API does: lower-case hex."""
     return format(serial, "x")
+
+
+def serial_for_display(serial: int | str) -> str:
+    """A serial number as people compare it: lower-case hex of whole octets (even length).
+
+    ``openssl x509 -serial`` and CRL listings print whole octets (``0A1B…``), while the API
+    drops leading zeros (``a1b…``); the CLI prints this form so that both line up, compared
+    without regard to case. Input (:func:`parse_serial`) takes either.
+    """
+    text = format_serial(serial) if isinstance(serial, int) else serial.lower()
+    return text if len(text) % 2 == 0 else "0" + text
 
 
 def parse_serial(value: str) -> int:

@@ -41,16 +41,20 @@ class Principal:
     """An authenticated caller.
 
     Attributes:
-        user_id: The token's ``sub``, already validated as an id.
-        groups: Group memberships (``cognito:groups``).
+        user_id: The user's id: the token's subject (``sub`` unless configured), mapped
+            to an id by :func:`~nodecert.core.identity.user_id_for_subject`.
+        groups: Group (or role) memberships (``cognito:groups`` unless configured).
         is_admin: Whether the caller is in the configured admin group.
         claims: The verified claims, for the ``claims`` ownership policy.
+        subject: The provider's subject the id was made from, as the token said it
+            (None when the caller was not named by a token).
     """
 
     user_id: str
     groups: frozenset[str] = frozenset()
     is_admin: bool = False
     claims: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+    subject: str | None = field(default=None, compare=False, hash=False)
 
 
 class Profile(enum.StrEnum):
@@ -109,6 +113,7 @@ class SigningRequest:
     profile: Profile = Profile.CLIENT
     dns_names: tuple[str, ...] = ()
     public_key: PublicKey | None = None
+    ip_addresses: tuple[str, ...] = ()
 
     def subject_public_key(self) -> PublicKey:
         """The key to certify: ``public_key``, or the CSR's."""
@@ -175,6 +180,11 @@ class CertificateRecord:
     issuer: str | None = None
     dns_names: tuple[str, ...] = ()
     superseded_by: str | None = None
+    #: The identity provider's subject of ``user_id`` (see ``user_id_for_subject``), when
+    #: the row was issued to a token's subject; None for node certificates and old rows.
+    user_subject: str | None = None
+    #: The IP addresses of a node certificate (``--ip``), as its DNS names.
+    ip_addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

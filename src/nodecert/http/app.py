@@ -57,6 +57,7 @@ from nodecert.http.schemas import (
     NodeCertificateRequest,
     NodeChange,
     NodeList,
+    NodeRemoval,
     Problem,
     RevokeRequest,
 )
@@ -283,9 +284,9 @@ def create_app(service: Service) -> FastAPI:
 
     @app.delete(
         "/v1/nodes/{nodeId}",
-        status_code=204,
+        response_model=NodeRemoval,
         responses=_errors(400, 401, 403, 404),
-        summary="Delete a node and revoke its certificates (admin)",
+        summary="Delete a node and revoke its certificates (admin); names the node's own",
     )
     async def delete_node(request: Request, nodeId: str) -> Response:  # noqa: N803
         return await authed(request, lambda p: routes.delete_node(p, nodeId))

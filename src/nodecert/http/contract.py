@@ -256,6 +256,7 @@ def certificate_json(row: CertificateRecord) -> dict[str, Any]:
         "supersededBy": row.superseded_by,
         "profile": row.profile.value,
         "dnsNames": list(row.dns_names),
+        "ipAddresses": list(row.ip_addresses),
     }
 
 

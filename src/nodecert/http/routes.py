@@ -47,7 +47,7 @@ log = logging.getLogger("nodecert")
 
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _ISSUE_FIELDS = frozenset({"nodeId", "userId", "keyType", "csr", "validityDays"})
-_NODE_CERT_FIELDS = frozenset({"dnsNames", "keyType", "csr", "validityDays"})
+_NODE_CERT_FIELDS = frozenset({"dnsNames", "ipAddresses", "keyType", "csr", "validityDays"})
 _DEFAULT_PAGE, _MAX_PAGE = 100, 1000
 _PAGE_SIZE = re.compile(r"[0-9]{1,4}")
 
@@ -126,12 +126,13 @@ class Routes:
     ) -> Reply:
         """``POST /v1/nodes/{nodeId}/certificate`` (admin): the node's own certificate (201)."""
         data = parse_object(body, allowed=_NODE_CERT_FIELDS)
-        if "dnsNames" not in data:
-            raise InvalidRequestError("dnsNames: required")
+        if "dnsNames" not in data and "ipAddresses" not in data:
+            raise InvalidRequestError("dnsNames, ipAddresses: at least one is required")
         issued = self.authority.issue_node_certificate(
             principal,
             node_id,
-            dns_names=data["dnsNames"],
+            dns_names=data.get("dnsNames"),
+            ip_addresses=data.get("ipAddresses"),
             key_type=data.get("keyType"),
             csr=data.get("csr"),
             validity_days=data.get("validityDays"),
@@ -219,7 +220,12 @@ class Routes:
         log.info("node put node=%s owner=%s by=%s", record.node_id, record.owner, principal.user_id)
         return Reply(
             200,
-            node_json(record) | {"previousOwner": change.previous_owner, "revoked": change.revoked},
+            node_json(record)
+            | {
+                "previousOwner": change.previous_owner,
+                "revoked": change.revoked,
+                "revokedNodeCertificates": [certificate_json(r) for r in change.node_certificates],
+            },
         )
 
     def get_node(self, principal: Principal, node_id: str) -> Reply:
@@ -227,10 +233,21 @@ class Routes:
         return Reply(200, node_json(self.administration.get_node(principal, node_id)))
 
     def delete_node(self, principal: Principal, node_id: str) -> Reply:
-        """``DELETE /v1/nodes/{nodeId}`` (admin): also revokes the node's certificates."""
-        self.administration.delete_node(principal, node_id)
-        log.info("node deleted node=%s by=%s", node_id, principal.user_id)
-        return Reply(204, "", media_type="text/plain")
+        """``DELETE /v1/nodes/{nodeId}`` (admin): also revokes the node's certificates.
+
+        The reply says how many it revoked, and which of them were the node's own (server)
+        certificates, which the node goes on serving until a new one is issued.
+        """
+        removal = self.administration.remove_node(principal, node_id)
+        log.info("node deleted node=%s by=%s", removal.node_id, principal.user_id)
+        return Reply(
+            200,
+            {
+                "nodeId": removal.node_id,
+                "revoked": removal.revoked,
+                "revokedNodeCertificates": [certificate_json(r) for r in removal.node_certificates],
+            },
+        )
 
     def list_nodes(self, principal: Principal) -> Reply:
         """``GET /v1/nodes``: all nodes (admin) or the caller's own."""

@@ -25,6 +25,7 @@ __all__ = [
     "NodeBody",
     "NodeCertificateRequest",
     "NodeList",
+    "NodeRemoval",
     "Problem",
     "RevokeRequest",
 ]
@@ -85,6 +86,7 @@ class Certificate(BaseModel):
     supersededBy: str | None  # noqa: N815
     profile: ProfileName
     dnsNames: list[str]  # noqa: N815
+    ipAddresses: list[str]  # noqa: N815
 
 
 class CertificateList(BaseModel):
@@ -121,9 +123,11 @@ class RevokeRequest(BaseModel):
 
 
 class NodeCertificateRequest(BaseModel):
-    """Body of ``POST /v1/nodes/{nodeId}/certificate`` (admin)."""
+    """Body of ``POST /v1/nodes/{nodeId}/certificate`` (admin): host names, IP addresses or
+    both (at least one)."""
 
-    dnsNames: list[str] = Field(min_length=1, max_length=20)  # noqa: N815
+    dnsNames: list[str] | None = Field(default=None, max_length=20)  # noqa: N815
+    ipAddresses: list[str] | None = Field(default=None, max_length=20)  # noqa: N815
     keyType: KeyTypeName | None = None  # noqa: N815
     csr: str | None = Field(default=None, max_length=16384)
     validityDays: int | None = Field(default=None, ge=1)  # noqa: N815
@@ -148,6 +152,15 @@ class NodeChange(Node):
 
     previousOwner: str | None  # noqa: N815
     revoked: int
+    revokedNodeCertificates: list[Certificate]  # noqa: N815
+
+
+class NodeRemoval(BaseModel):
+    """Body of the reply to ``DELETE /v1/nodes/{nodeId}``: what the removal revoked."""
+
+    nodeId: str  # noqa: N815
+    revoked: int
+    revokedNodeCertificates: list[Certificate]  # noqa: N815
 
 
 class NodeList(BaseModel):

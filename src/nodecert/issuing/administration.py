@@ -44,11 +44,12 @@ from nodecert.core.values import (
     CertificateStatus,
     NodeRecord,
     Principal,
+    Profile,
     RevocationReason,
 )
-from nodecert.issuing.shapes import NodeAssignment
+from nodecert.issuing.shapes import NodeAssignment, NodeRemoval
 
-__all__ = ["Administration", "NodeAssignment"]
+__all__ = ["Administration", "NodeAssignment", "NodeRemoval"]
 
 log = logging.getLogger("nodecert.revocation")
 audit_log = logging.getLogger("nodecert.audit")
@@ -281,7 +282,12 @@ class Administration:
         action = "node.transfer" if changes_owner else "node.add"
         detail = f"owner={new_owner} previous={previous or '-'} revoked={len(revoked)}"
         self._audit(principal, actor, action, node, detail, user_id=new_owner, node_id=node)
-        return NodeAssignment(record=record, previous_owner=previous, revoked=len(revoked))
+        return NodeAssignment(
+            record=record,
+            previous_owner=previous,
+            revoked=len(revoked),
+            node_certificates=_node_certificates(revoked),
+        )
 
     def get_node(self, principal: Principal, node_id: object) -> NodeRecord:
         """One node directory entry (admin only)."""
@@ -296,6 +302,15 @@ class Administration:
         self, principal: Principal, node_id: object, *, actor: str | None = None
     ) -> int:
         """Remove a node (admin only) and revoke all its certificates; return how many.
+
+        See :meth:`remove_node`, which also names the node's own certificates revoked.
+        """
+        return self.remove_node(principal, node_id, actor=actor).revoked
+
+    def remove_node(
+        self, principal: Principal, node_id: object, *, actor: str | None = None
+    ) -> NodeRemoval:
+        """Remove a node (admin only) and revoke all its certificates.
 
         Repeating it sweeps again: when a node is already gone, what a failed call left
         (live certificates, queued CA revocations) is finished; only when there was
@@ -315,7 +330,9 @@ class Administration:
             raise NotFoundError(f"nodeId: no node {node!r}")
         detail = f"revoked={len(revoked)}"
         self._audit(principal, actor, "node.remove", node, detail, user_id=owner, node_id=node)
-        return len(revoked)
+        return NodeRemoval(
+            node_id=node, revoked=len(revoked), node_certificates=_node_certificates(revoked)
+        )
 
     def list_nodes(self, principal: Principal) -> list[NodeRecord]:
         """All nodes for an admin; the caller's own nodes otherwise."""
@@ -433,3 +450,7 @@ class Administration:
         if row.status.is_live and row.not_after <= now:
             return replace(row, status=CertificateStatus.EXPIRED)
         return row
+
+
+def _node_certificates(rows: list[CertificateRecord]) -> tuple[CertificateRecord, ...]:
+    return tuple(row for row in rows if row.profile is Profile.NODE)

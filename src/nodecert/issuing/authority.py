@@ -27,6 +27,7 @@ from nodecert.core.identity import (
     format_serial,
     validate_dns_names,
     validate_id,
+    validate_ip_addresses,
 )
 from nodecert.core.keys import (
     KeyType,
@@ -174,6 +175,7 @@ class Authority:
             lifetime=lifetime,
             request_id=request.request_id,
             renewed_from=request.renewed_from,
+            user_subject=principal.subject,
         )
 
     def issue_successor(
@@ -224,6 +226,8 @@ class Authority:
             renewed_from=predecessor.serial,
             profile=predecessor.profile,
             dns_names=predecessor.dns_names,
+            user_subject=predecessor.user_subject,
+            ip_addresses=predecessor.ip_addresses,
         )
         return issued
 
@@ -237,6 +241,7 @@ class Authority:
         key_type: object | None = None,
         csr: object | None = None,
         validity_days: object | None = None,
+        ip_addresses: object | None = None,
     ) -> IssuedCertificate:
         """Issue a node's own (server) certificate: serverAuth + clientAuth, DNS names.
 
@@ -251,7 +256,17 @@ class Authority:
         """
         require_admin(principal)
         node = validate_id(node_id, field="nodeId")
-        names = validate_dns_names(dns_names)
+        # Host names, addresses, or both: a node reached by address may have no name.
+        names = () if dns_names is None or dns_names == [] else validate_dns_names(dns_names)
+        addresses = (
+            ()
+            if ip_addresses is None or ip_addresses == []
+            else validate_ip_addresses(ip_addresses)
+        )
+        if not names and not addresses:
+            raise InvalidIdentifierError(
+                "dnsNames, ipAddresses: give at least one host name or IP address"
+            )
         lifetime = self.validity.lifetime(validity_days)
         parsed_csr, parsed_type = key_request(key_type, csr)
         owner = self.nodes.owner_of(node)
@@ -265,6 +280,7 @@ class Authority:
             request_id=request_id,
             profile=Profile.NODE,
             dns_names=names,
+            ip_addresses=addresses,
         )
         commit.wait()
         return issued
@@ -280,6 +296,8 @@ class Authority:
         renewed_from: str | None = None,
         profile: Profile = Profile.CLIENT,
         dns_names: tuple[str, ...] = (),
+        user_subject: str | None = None,
+        ip_addresses: tuple[str, ...] = (),
     ) -> tuple[IssuedCertificate, Commit]:
         """Make the key (unless there is a CSR), have the CA sign, hand over the ledger row.
 
@@ -296,6 +314,7 @@ class Authority:
                 csr=csr,
                 lifetime=lifetime,
                 dns_names=dns_names,
+                ip_addresses=ip_addresses,
             )
             claim = guard.claim(request_id, identity, digest, now=self.clock())
         asked_ca = False
@@ -329,6 +348,7 @@ class Authority:
                     profile=profile,
                     dns_names=dns_names,
                     public_key=public_key,
+                    ip_addresses=ip_addresses,
                 )
             )
         except Exception as exc:
@@ -357,6 +377,8 @@ class Authority:
             renewed_from=renewed_from,
             issuer=signed.issuer,
             dns_names=dns_names,
+            user_subject=user_subject,
+            ip_addresses=ip_addresses,
         )
         # Only a certificate built here has a serial that no retry can bring back; a remote
         # CA's answer to a retried request needs the conflict check of _record, at once.

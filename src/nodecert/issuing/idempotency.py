@@ -79,11 +79,15 @@ def request_hash(
     csr: x509.CertificateSigningRequest | None,
     lifetime: timedelta,
     dns_names: tuple[str, ...] = (),
+    ip_addresses: tuple[str, ...] = (),
 ) -> str:
     """SHA-256 (hex) of everything that decides what certificate a request gets."""
     csr_der = csr.public_bytes(serialization.Encoding.DER).hex() if csr is not None else None
+    # Only when there are some: a key claimed before addresses existed hashes as it did.
+    addresses = {"ipAddresses": list(ip_addresses)} if ip_addresses else {}
     canonical = json.dumps(
-        {
+        addresses
+        | {
             "userId": identity.user_id,
             "nodeId": identity.node_id,
             "profile": profile.value,

@@ -20,6 +20,7 @@ __all__ = [
     "IssueRequest",
     "IssuedCertificate",
     "NodeAssignment",
+    "NodeRemoval",
     "chain_pem",
     "csr_public_key",
     "key_request",
@@ -59,16 +60,34 @@ class NodeAssignment:
         previous_owner: Its owner before (None for a new node).
         revoked: How many certificates this call revoked (a transfer revokes every live
             certificate of the node that names another user).
+        node_certificates: The node's own (server) certificates among them: the node
+            serves with a revoked certificate until a new one is issued for it.
     """
 
     record: NodeRecord
     previous_owner: str | None
     revoked: int
+    node_certificates: tuple[CertificateRecord, ...] = ()
 
     @property
     def transferred(self) -> bool:
         """Whether the node changed owner."""
         return self.previous_owner is not None and self.previous_owner != self.record.owner
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRemoval:
+    """What ``remove_node`` did.
+
+    Attributes:
+        node_id: The node removed.
+        revoked: How many certificates this call revoked.
+        node_certificates: The node's own (server) certificates among them.
+    """
+
+    node_id: str
+    revoked: int
+    node_certificates: tuple[CertificateRecord, ...] = ()
 
 
 def key_request(

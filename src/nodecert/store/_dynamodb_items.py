@@ -88,6 +88,10 @@ def certificate_item(record: CertificateRecord) -> dict[str, AttributeValueTypeD
         item["dnsNames"] = {"S": ",".join(record.dns_names)}
     if record.superseded_by is not None:
         item["supersededBy"] = {"S": record.superseded_by}
+    if record.user_subject is not None:
+        item["userSubject"] = {"S": record.user_subject}
+    if record.ip_addresses:
+        item["ipAddresses"] = {"S": ",".join(record.ip_addresses)}
     return item
 
 
@@ -113,4 +117,6 @@ def certificate_from_item(item: dict[str, Any]) -> CertificateRecord:
         issuer=_optional(item, "issuer"),
         dns_names=tuple(names.split(",")) if (names := _optional(item, "dnsNames")) else (),
         superseded_by=_optional(item, "supersededBy"),
+        user_subject=_optional(item, "userSubject"),
+        ip_addresses=tuple(ips.split(",")) if (ips := _optional(item, "ipAddresses")) else (),
     )

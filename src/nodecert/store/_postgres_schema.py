@@ -16,9 +16,10 @@ from nodecert.store._sql import Dialect, add_late_audit_columns, add_late_column
 __all__ = ["POSTGRES", "SCHEMA_VERSION", "create_schema"]
 
 # Version 2 added certificates.dns_names and superseded_by, revocation_outbox and
-# audit_log, version 3 audit_log.user_id, node_id and source; an older database is brought
-# up in place when a server starts.
-SCHEMA_VERSION = 3
+# audit_log, version 3 audit_log.user_id, node_id and source, version 4
+# certificates.user_subject (the provider's subject of the user) and ip_addresses; an older
+# database is brought up in place when a server starts.
+SCHEMA_VERSION = 4
 # Any constant works: it only has to be the same in every nodecert server.
 _SCHEMA_LOCK = 0x6E6F6465636572  # "nodecer"
 # Ids compare as bytes (COLLATE "C"), as in SQLite and Python: the database's own locale

@@ -82,10 +82,12 @@ CERTIFICATE_COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("issuer", "text", False),
     ("dns_names", "text", False),
     ("superseded_by", "text", False),
+    ("user_subject", "text", False),
+    ("ip_addresses", "text", False),
 )
 # Columns added to ``certificates`` after its first release; older files and databases
 # get them by ALTER TABLE (their rows have NULL there).
-_LATE_COLUMNS = ("issuer", "dns_names", "superseded_by")
+_LATE_COLUMNS = ("issuer", "dns_names", "superseded_by", "user_subject", "ip_addresses")
 _NAMES = tuple(name for name, _, _ in CERTIFICATE_COLUMNS)
 COLUMNS = ", ".join(_NAMES)
 """The certificate columns, in the order :func:`certificate_from_row` reads them."""
@@ -182,6 +184,9 @@ def certificate_values(record: CertificateRecord, dialect: Dialect) -> dict[str,
         # DNS names never contain a comma (validate_dns_names).
         "dns_names": ",".join(record.dns_names) or None,
         "superseded_by": record.superseded_by,
+        "user_subject": record.user_subject,
+        # Normalized IP addresses never contain a comma (validate_ip_addresses).
+        "ip_addresses": ",".join(record.ip_addresses) or None,
     }
 
 
@@ -209,6 +214,8 @@ def certificate_from_row(row: Sequence[Any], dialect: Dialect) -> CertificateRec
         issuer=values["issuer"],
         dns_names=tuple(values["dns_names"].split(",")) if values["dns_names"] else (),
         superseded_by=values["superseded_by"],
+        user_subject=values["user_subject"],
+        ip_addresses=tuple(values["ip_addresses"].split(",")) if values["ip_addresses"] else (),
     )
 
 

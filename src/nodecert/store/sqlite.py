@@ -44,9 +44,10 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 # Version 2 added used_tokens (single-use renewal token ids), version 3 rate_buckets
 # (issuance quotas, since moved to a file of their own), version 4 certificates.issuer (the
 # CA that signed), version 5 certificates.dns_names and superseded_by, revocation_outbox
-# and audit_log, version 6 audit_log.user_id, node_id and source. CREATE TABLE IF NOT EXISTS
-# and _upgrade bring older files up in place.
-SCHEMA_VERSION = 6
+# and audit_log, version 6 audit_log.user_id, node_id and source, version 7
+# certificates.user_subject (the provider's subject of the user) and ip_addresses (of node
+# certificates). CREATE TABLE IF NOT EXISTS and _upgrade bring older files up in place.
+SCHEMA_VERSION = 7
 # ISO 8601 UTC text sorts as time does ("+" sorts before "."), which ORDER BY and query()
 # rely on: every time is written by _SQLITE.to_time.
 _SQLITE = Dialect(

@@ -201,6 +201,10 @@ class OIDCVerifier:
         audience: The app client id: ``aud`` of ID tokens, ``client_id`` of access tokens.
         jwks: Where the issuer's public keys come from.
         admin_group: Members of this group (``cognito:groups``/``groups``) are admins.
+        user_id_claim: The claim (path) that names the user (``sub``); see
+            :func:`~nodecert.verifiers.gateway.principal_from_claims`.
+        admin_claim: The claim path of the groups or roles (None: ``cognito:groups``,
+            else ``groups``).
         leeway_s: Clock skew tolerated on ``exp``/``nbf``/``iat``.
         clock: Returns the current Unix time.
         cache_size: How many verified tokens to remember (0: none). A client sends the
@@ -218,8 +222,12 @@ class OIDCVerifier:
         leeway_s: int = 30,
         clock: Callable[[], float] = time.time,
         cache_size: int = 4096,
+        user_id_claim: str = "sub",
+        admin_claim: str | None = None,
     ) -> None:
         self.issuer = issuer
+        self.user_id_claim = user_id_claim
+        self.admin_claim = admin_claim
         self.audience = audience
         self.jwks = jwks
         self.admin_group = admin_group
@@ -287,7 +295,12 @@ class OIDCVerifier:
             raise AuthenticationError(f"token: algorithm {alg} does not fit the key's type")
         verify_signature(token, key.key, alg, what="token")
         self._check_claims(claims)
-        return principal_from_claims(claims.raw, admin_group=self.admin_group)
+        return principal_from_claims(
+            claims.raw,
+            admin_group=self.admin_group,
+            user_id_claim=self.user_id_claim,
+            admin_claim=self.admin_claim,
+        )
 
     def _check_claims(self, claims: Claims) -> None:
         if claims.iss != self.issuer:
