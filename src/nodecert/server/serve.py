@@ -29,7 +29,6 @@ from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.supervisors.multiprocess import Multiprocess
 
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError, NodecertError
@@ -275,6 +274,6 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
     sock = bind(settings.host, settings.port)
     on_listening()
     if settings.workers > 1:
-        Multiprocess(config, sockets=[sock]).run()
+        SpreadingSupervisor(config, [sock], spread=False).run()
     else:
         uvicorn.Server(config).run(sockets=[sock])

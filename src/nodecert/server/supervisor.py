@@ -9,15 +9,22 @@ With ``SO_REUSEPORT`` each worker listens on a socket of its own, all bound to t
 port, and the kernel spreads new connections over them by a hash of the addresses. The
 supervisor keeps every socket open, so a worker that dies and is replaced leaves the
 connections waiting in its queue to its replacement instead of resetting them.
+
+Each worker ends when the supervisor does, even when it is killed with SIGKILL
+(``server/lifeline.py``), so a restart finds the port free. Where ``SO_REUSEPORT`` does not
+spread connections, the same supervisor hands every worker one shared socket.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 
 from uvicorn.config import STARTUP_FAILURE, Config
 from uvicorn.supervisors.multiprocess import Multiprocess, Process, logger
+
+from nodecert.server.lifeline import bind_to_parent
 
 __all__ = ["SpreadingSupervisor", "reuse_port_available"]
 
@@ -30,20 +37,37 @@ def reuse_port_available() -> bool:
     return sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
 
 
-class SpreadingSupervisor(Multiprocess):
-    """uvicorn's supervisor, giving worker ``i`` only ``sockets[i]``.
-
-    Starting, replacing a dead worker and restarting all (``SIGHUP``) follow uvicorn's
-    own code; only the sockets a worker gets differ.
-    """
+class _Worker(Process):
+    """uvicorn's worker process, which ends when the supervisor that started it dies."""
 
     def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
-        if len(sockets) != config.workers:
+        self.master_pid = os.getpid()
+        super().__init__(config, sockets)
+
+    def target(self, sockets: list[socket.socket] | None = None) -> None:  # pragma: no cover
+        """Run in the worker: watch the master, then serve (uvicorn's own target)."""
+        bind_to_parent(self.master_pid)
+        super().target(sockets)
+
+
+class SpreadingSupervisor(Multiprocess):
+    """uvicorn's supervisor, giving worker ``i`` only ``sockets[i]`` (or, with
+    ``spread=False``, every worker the one socket in ``sockets``).
+
+    Starting, replacing a dead worker and restarting all (``SIGHUP``) follow uvicorn's
+    own code; the sockets a worker gets differ, and a worker ends with its supervisor.
+    """
+
+    def __init__(
+        self, config: Config, sockets: list[socket.socket], *, spread: bool = True
+    ) -> None:
+        if spread and len(sockets) != config.workers:
             raise ValueError("SpreadingSupervisor: one socket per worker")
         super().__init__(config, sockets=sockets)
+        self._spread = spread
 
     def _spawn(self, index: int) -> Process:
-        process = Process(self.config, [self.sockets[index]])
+        process = _Worker(self.config, [self.sockets[index]] if self._spread else self.sockets)
         process.start()
         return process
 

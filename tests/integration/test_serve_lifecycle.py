@@ -1,0 +1,250 @@
+"""``nodecert serve``'s processes: kill -9 of the master or a worker, SIGHUP, SIGTERM.
+
+A real ``nodecert serve`` with two workers each time. Every wait is bounded; nothing
+asserts how long anything took.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nodecert.store.sqlite import SQLiteStore
+from tests.processes import cli, free_port, nodecert_env, start_server, stop_server
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc to find the workers (Linux)"
+)
+
+
+def _wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of ``pid``, or None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return fields[0], int(fields[1])
+
+
+def _alive(pid: int) -> bool:
+    # A zombie has ended; whether something reaps it is up to the machine's init.
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def _workers(master: int) -> set[int]:
+    """The live worker processes of ``master`` (multiprocessing's tracker left out)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        stat = _stat(int(entry.name))
+        if stat is None or stat[1] != master or stat[0] in ("Z", "X"):
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def home_env(tmp_path: Path) -> dict[str, str]:
+    env = nodecert_env(tmp_path / "home", free_port(), workers="2")
+    cli(env, "init")
+    return env
+
+
+def test_kill_9_of_the_master_ends_its_workers_and_a_restart_binds_the_port(
+    home_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = int(home_env["NODECERT_PORT"])
+    server = start_server(home_env, tmp_path / "serve.log")
+    try:
+        assert _wait_for(lambda: len(_workers(server.pid)) == 2), "two workers never showed"
+        workers = _workers(server.pid)
+        os.kill(server.pid, signal.SIGKILL)  # The master alone, not its process group.
+        server.wait(timeout=20)
+        assert _wait_for(lambda: not any(_alive(pid) for pid in workers)), (
+            f"workers {sorted(pid for pid in workers if _alive(pid))} outlived their master"
+        )
+        restarted = start_server(home_env, tmp_path / "serve.log")
+        try:
+            assert _healthy(port)
+        finally:
+            stop_server(restarted)
+    finally:
+        stop_server(server, signal.SIGKILL)
+
+
+def test_kill_9_of_a_worker_is_replaced_and_serving_goes_on(
+    home_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = int(home_env["NODECERT_PORT"])
+    server = start_server(home_env, tmp_path / "serve.log")
+    try:
+        assert _wait_for(lambda: len(_workers(server.pid)) == 2), "two workers never showed"
+        victim = min(_workers(server.pid))
+        os.kill(victim, signal.SIGKILL)
+        assert _wait_for(
+            lambda: len(_workers(server.pid)) == 2 and victim not in _workers(server.pid)
+        ), "the killed worker was not replaced"
+        # Every connection is answered, whichever worker's socket the kernel picks.
+        assert all(_wait_for(lambda: _healthy(port), 30) for _ in range(20))
+        assert server.poll() is None
+    finally:
+        stop_server(server)
+
+
+def test_sighup_replaces_every_worker_while_requests_keep_being_answered(
+    home_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = int(home_env["NODECERT_PORT"])
+    server = start_server(home_env, tmp_path / "serve.log")
+    failures: list[str] = []
+    answered = 0
+    stop = threading.Event()
+
+    def client() -> None:
+        nonlocal answered
+        while not stop.is_set():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/ca", timeout=30) as r:
+                    r.read()
+                answered += 1
+            except OSError as exc:
+                failures.append(repr(exc))
+
+    thread = threading.Thread(target=client)
+    try:
+        assert _wait_for(lambda: len(_workers(server.pid)) == 2), "two workers never showed"
+        before = _workers(server.pid)
+        thread.start()
+        os.kill(server.pid, signal.SIGHUP)
+        assert _wait_for(
+            lambda: len(_workers(server.pid)) == 2 and not before & _workers(server.pid), 120
+        ), "SIGHUP did not replace the workers"
+        seen = answered
+        assert _wait_for(lambda: answered > seen + 5, 30)  # And the new ones answer.
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(timeout=60)
+        stop_server(server)
+    assert failures == []
+    assert server.returncode == 0
+
+
+def test_sigterm_lets_a_request_in_flight_finish_then_exits(
+    home_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = int(home_env["NODECERT_PORT"])
+    home = Path(home_env["NODECERT_HOME"])
+    cli(home_env, "nodes", "add", "n1", "--owner", "alice")
+    token = cli(home_env, "dev-token", "alice")
+    log = tmp_path / "serve.log"
+    server = start_server(home_env, log)
+    body = json.dumps({"nodeId": "n1", "keyType": "ec-p256"}).encode()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as conn:
+            conn.sendall(
+                b"POST /generate-cert HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Authorization: Bearer " + token.encode() + b"\r\n"
+                b"Content-Type: application/json\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10]
+            )
+            assert _wait_for(lambda: len(_workers(server.pid)) == 2)
+            os.kill(server.pid, signal.SIGTERM)
+            # Both workers have begun their graceful shutdown before the body ends.
+            assert _wait_for(lambda: log.read_text().count("Shutting down") == 2), log.read_text()
+            conn.sendall(body[10:])
+            response = http.client.HTTPResponse(conn)
+            response.begin()
+            answer = json.loads(response.read())
+        assert response.status == 201, answer
+        assert server.wait(timeout=60) == 0
+    finally:
+        stop_server(server, signal.SIGKILL)
+    store = SQLiteStore(home / "nodecert.db")
+    try:
+        assert store.get(answer["serialNumber"]) is not None
+    finally:
+        store.close()
+
+
+_ORPHAN = """
+import ctypes, os, signal, sys, time
+from nodecert.server import lifeline
+
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come back here.
+if sys.argv[1] == "prctl-off":
+    lifeline.parent_death_signal = lambda sig: False
+read, write = os.pipe()
+middle = os.fork()
+if middle == 0:
+    worker = os.fork()
+    if worker == 0:
+        if sys.argv[1] == "hung":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        lifeline.bind_to_parent(os.getppid(), grace_s=0.5, poll_s=0.05)
+        os.write(write, b"x")
+        time.sleep(60)
+        os._exit(0)
+    os.read(read, 1)
+    os._exit(0)  # The "master" dies, and the worker is re-parented to this process.
+os.waitpid(middle, 0)
+pid, status = os.waitpid(-1, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "outcome"),
+    [
+        ("prctl", -signal.SIGTERM),  # The kernel's signal.
+        ("prctl-off", -signal.SIGTERM),  # The watching thread's signal.
+        ("hung", 70),  # SIGTERM ignored: the watching thread ends it after the grace.
+    ],
+)
+def test_a_worker_ends_when_its_master_dies(mode: str, outcome: int) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _ORPHAN, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == outcome
