@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
-from nodecert.core.errors import ConfigurationError
+from nodecert.core.errors import BackendUnavailableError, ConfigurationError
 from nodecert.core.files import CounterFile, write_atomic
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key, hash_for
 from nodecert.core.values import Profile, RevocationReason, SignedCertificate, SigningRequest
@@ -171,16 +171,27 @@ class LocalCA:
         The revocation state itself is the ledger; only the counter is kept here, in a
         file every process using this CA shares (so a CRL cached by another worker is
         rebuilt too).
+
+        Raises:
+            BackendUnavailableError: the counter file cannot be written (a full disk).
         """
-        self._revocations.advance()
+        _counter_io("the revocation count", self._revocations.advance)
 
     def crl_revision(self) -> int:
-        """How many revocations this CA has been told of (see ``issuing.crl.CRLState``)."""
-        return self._revocations.value()
+        """How many revocations this CA has been told of (see ``issuing.crl.CRLState``).
+
+        Raises:
+            BackendUnavailableError: the counter file cannot be read.
+        """
+        return _counter_io("the revocation count", self._revocations.value)
 
     def next_crl_number(self, *, at_least: int) -> int:
-        """The next CRL number, persisted beside the CA key, above every earlier one."""
-        return self._crl_numbers.advance(at_least=at_least)
+        """The next CRL number, persisted beside the CA key, above every earlier one.
+
+        Raises:
+            BackendUnavailableError: the counter file cannot be written (a full disk).
+        """
+        return _counter_io("the CRL number", lambda: self._crl_numbers.advance(at_least=at_least))
 
     def sign_tbs(self, tbs: bytes) -> bytes:
         """Sign DER bytes with the CA key and the hash of :meth:`sign_crl` (a CRL's TBS)."""
@@ -197,6 +208,22 @@ class LocalCA:
             .add_extension(self._aki.value, critical=False)
             .sign(self._key, self._hash)
         )
+
+
+# A counter file that cannot be read or written (ENOSPC, EIO, EROFS) is a CA that cannot
+# answer now, like a remote CA that is down: a 503 with Retry-After, and a queued revocation
+# stays queued for the background drain. Only the file's role and the OS's reason are said.
+_COUNTER_RETRY_AFTER_S = 10
+
+
+def _counter_io(what: str, call: Callable[[], int]) -> int:
+    try:
+        return call()
+    except OSError as exc:
+        raise BackendUnavailableError(
+            f"ca: cannot read or write {what}: {exc.strerror or type(exc).__name__}",
+            retry_after=_COUNTER_RETRY_AFTER_S,
+        ) from exc
 
 
 class _MemoryCounter:

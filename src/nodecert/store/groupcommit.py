@@ -10,19 +10,28 @@ waits for nothing but its own commit (there is no timer).
 Each caller gets a :class:`concurrent.futures.Future` that completes only after its row is
 durable (or fails with the row's own error), so a certificate is still never handed out
 before its ledger row is committed.
+
+The committing thread survives anything a batch does (an error of the commit, a waiter that
+gave up and cancelled its future): were it to die, every later row would wait for ever. An
+error it did not expect is logged once, with its traceback, until a batch commits again.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Generic, TypeVar
+
+from nodecert.core.errors import NodecertError
 
 __all__ = ["GroupCommitter"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("nodecert.store")
 
 # Bounded so that one commit cannot grow without limit behind a slow disk; the rest waits
 # for the next batch.
@@ -49,6 +58,7 @@ class GroupCommitter(Generic[T]):
         self._thread: threading.Thread | None = None
         self._owner_pid = 0
         self._stopping = False
+        self._failing = False
 
     def submit(self, item: T) -> Future[None]:
         """Queue ``item``; the future completes once it is committed."""
@@ -97,9 +107,22 @@ class GroupCommitter(Generic[T]):
             if len(outcomes) != len(batch):
                 raise RuntimeError("group committer: commit returned the wrong number of outcomes")
         except Exception as exc:  # Every waiter must hear of it.
+            if not self._failing and not _expected(exc):
+                log.exception("%s: a batch of %d failed", self._name, len(batch))
+            self._failing = True
             outcomes = [exc] * len(batch)
+        else:
+            self._failing = False
         for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if outcome is None:
-                future.set_result(None)
-            else:
-                future.set_exception(outcome)
+            try:
+                if outcome is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(outcome)
+            except InvalidStateError:
+                pass  # Its waiter cancelled it: nobody is left to tell.
+
+
+def _expected(exc: Exception) -> bool:
+    # The store's own errors (unavailable, conflict) reach the waiters, who report them.
+    return isinstance(exc, NodecertError)
