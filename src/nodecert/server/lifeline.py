@@ -27,11 +27,14 @@ import sys
 import threading
 import time
 
-__all__ = ["bind_to_parent", "parent_death_signal"]
+__all__ = ["GRACE_S", "bind_to_parent", "parent_death_signal"]
 
 log = logging.getLogger("nodecert.server")
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# uvicorn's graceful shutdown is bounded (GRACEFUL_SHUTDOWN_S, server/serve.py); this is
+# the backstop beyond it.
+GRACE_S = 30.0
 _EXIT_ORPHANED = 70  # EX_SOFTWARE: the worker did not end by itself in time.
 
 
@@ -51,7 +54,7 @@ def parent_death_signal(sig: int) -> bool:
 
 
 def bind_to_parent(
-    master_pid: int, *, grace_s: float = 30.0, poll_s: float = 1.0
+    master_pid: int, *, grace_s: float = GRACE_S, poll_s: float = 1.0
 ) -> threading.Thread:
     """End this worker when ``master_pid`` stops being its parent.
 
@@ -80,9 +83,7 @@ def _watch(master_pid: int, has_signal: bool, grace_s: float, poll_s: float) -> 
         time.sleep(poll_s)
     log.warning("server: the master process is gone; this worker stops")
     if not has_signal:
-        # A second SIGTERM would make uvicorn skip the graceful shutdown: send one only
-        # when the kernel did not.
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # What the kernel would have sent.
     time.sleep(grace_s)
     log.error("server: the worker did not stop within %.0f s of its master; exiting", grace_s)
     os._exit(_EXIT_ORPHANED)

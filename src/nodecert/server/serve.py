@@ -41,9 +41,13 @@ from nodecert.http.contract import (
 )
 from nodecert.server.supervisor import SpreadingSupervisor, reuse_port_available
 
-__all__ = ["BoundedHttpToolsProtocol", "bind", "run", "worker_sockets"]
+__all__ = ["GRACEFUL_SHUTDOWN_S", "BoundedHttpToolsProtocol", "bind", "run", "worker_sockets"]
 
 _BACKLOG = 2048  # uvicorn's default.
+# SIGTERM (and a SIGHUP's retiring workers) let requests in flight finish for this long,
+# then cancel them: a shutdown is bounded whatever the clients do. Below the workers'
+# backstop (server/lifeline.py) and the systemd unit's TimeoutStopSec.
+GRACEFUL_SHUTDOWN_S = 25
 
 
 def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
@@ -263,6 +267,7 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
         # loopback trust must rest on the socket (and the request is refused anyway when
         # such a header is present, see http/node_routes.py).
         proxy_headers=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     if settings.workers > 1 and reuse_port_available():
         # One socket per worker, so that connections opened together are spread over the
