@@ -7,14 +7,20 @@ Here they are made unwritable the way any user can (a directory where the file s
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nodecert.bootstrap import build_service
+from nodecert.core.files import CounterFile
 from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
 from nodecert.server.drainer import RevocationDrainer
@@ -89,3 +95,40 @@ def test_an_unwritable_revocation_count_keeps_the_revocation_queued_until_it_hea
     assert drainer.run_once() == 0  # …then it is tried again, and sent.
     crl = x509.load_der_x509_crl(client.get("/v1/crl").content)
     assert crl.get_revoked_certificate_by_serial_number(int(serial, 16)) is not None
+
+
+@pytest.fixture(scope="module")
+def shared(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Service, TestClient, dict[str, str]]]:
+    home = tmp_path_factory.mktemp("faults") / "home"
+    # One certificate per example: the quotas have tests of their own.
+    service = build_service(make_settings(home, quota_per_minute=0, max_active_per_node=0))
+    service.administration.put_node(ADMIN, "n1", "alice")
+    assert service.dev_issuer is not None
+    auth = {"Authorization": f"Bearer {service.dev_issuer.mint('alice')}"}
+    yield service, TestClient(create_app(service), raise_server_exceptions=False), auth
+    service.close()
+
+
+@settings(max_examples=30, deadline=None)
+@given(code=st.sampled_from(sorted(errno.errorcode)))
+def test_any_oserror_of_the_counter_files_is_a_503_never_a_500(
+    shared: tuple[Service, TestClient, dict[str, str]], code: int
+) -> None:
+    service, client, auth = shared
+    serial = _issue(client, auth)
+
+    def fail(*_: object, **__: object) -> int:
+        raise OSError(code, os.strerror(code))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CounterFile, "advance", fail)
+        patch.setattr(CounterFile, "value", fail)
+        _assert_503(client.get("/v1/crl"))
+        reply = client.post(
+            f"/v1/certificates/{serial}/revoke", json={"reason": "superseded"}, headers=auth
+        )
+        assert reply.status_code == 200, reply.text  # The ledger has it; the CA later.
+        assert RevocationDrainer(service.administration.finish_revocations).run_once() >= 1
+    assert client.get("/v1/crl").status_code == 200
