@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from nodecert.core.blocking import WouldBlockError, never_wait
 from nodecert.core.budget import time_budget
 from nodecert.core.errors import StoreUnavailableError
 from nodecert.store.sqlite import SQLiteStore
@@ -130,5 +131,29 @@ def test_a_write_never_waits_past_the_callers_budget(tmp_path: Path, how: str) -
             assert failed.wait(30), "the write waited for the busy timeout, not the budget"
         # A read after that write still gets the whole busy timeout (nothing left at 0).
         assert store.owner_of("n1") is None
+    finally:
+        store.close()
+
+
+def test_on_an_event_loop_a_lock_held_by_another_process_is_never_waited_for(
+    tmp_path: Path,
+) -> None:
+    # SQLite's own lock, held by a process that is not nodecert: the event loop must not
+    # sit in SQLite's busy handler (a minute here); the caller retries in a thread.
+    store = SQLiteStore(tmp_path / "nodecert.db", busy_timeout_s=60.0)
+    refused = threading.Event()
+
+    def write() -> None:
+        with never_wait(), pytest.raises(WouldBlockError):
+            store.put_node("n1", "alice", at=certificate("01").not_before)
+        refused.set()
+
+    try:
+        with _held(store.path, "sqlite"):
+            thread = threading.Thread(target=write, daemon=True)
+            thread.start()
+            assert refused.wait(30), "the write waited on the event loop"
+        store.put_node("n1", "alice", at=certificate("01").not_before)  # Free: it goes in.
+        assert store.owner_of("n1") == "alice"
     finally:
         store.close()

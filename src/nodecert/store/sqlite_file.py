@@ -25,6 +25,7 @@ _LOCK_POLL_S = 0.0002
 # a checkpoint has emptied it (by default it keeps its largest size for ever). So each WAL
 # stays near 1 MiB, plus at most one transaction's pages (docs/reliability.md: free space).
 _WAL_CHECKPOINT_PAGES = 256
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 WAL_SIZE_LIMIT = 1024 * 1024
 
 
@@ -73,6 +74,8 @@ class SQLiteFile:
         Raises:
             sqlite3.IntegrityError: a constraint failed (the caller knows what it means).
             StoreUnavailableError: any other SQLite error, or no write lock in time.
+            WouldBlockError: on an event loop (``core.blocking``), a write found a lock
+                taken; the transaction was rolled back.
         """
         try:
             with self._writer() if write else nullcontext(None) as limit:
@@ -83,6 +86,10 @@ class SQLiteFile:
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as exc:
+            if write and must_not_wait() and exc.sqlite_errorcode & 0xFF in _BUSY:
+                # SQLite's own lock, held by a process that is not nodecert: waiting for
+                # it here would stall every request of this event loop.
+                raise WouldBlockError from exc
             raise StoreUnavailableError(
                 f"store: SQLite error on {self.path.name}: {exc}", retry_after=1
             ) from exc
@@ -116,7 +123,7 @@ class SQLiteFile:
         # Yields the time (monotonic) by which the write must have its locks, or None.
         if must_not_wait():
             with self._writer_now():
-                yield None
+                yield time.monotonic()  # SQLite's busy handler must not wait either.
             return
         limit = time.monotonic() + self._busy_timeout_s
         budget = deadline()
