@@ -7,19 +7,25 @@ file lock).
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nodecert.core.blocking import WouldBlockError, never_wait
 from nodecert.core.budget import time_budget
 from nodecert.core.errors import StoreUnavailableError
+from nodecert.store import sqlite_file
 from nodecert.store.sqlite import SQLiteStore
 from nodecert.store.sqlite_file import WAL_SIZE_LIMIT
 from tests.records import certificate
@@ -155,5 +161,33 @@ def test_on_an_event_loop_a_lock_held_by_another_process_is_never_waited_for(
             assert refused.wait(30), "the write waited on the event loop"
         store.put_node("n1", "alice", at=certificate("01").not_before)  # Free: it goes in.
         assert store.owner_of("n1") == "alice"
+    finally:
+        store.close()
+
+
+# What flock says when the lock is held (Python raises BlockingIOError for these): waited
+# for, or WouldBlockError on the event loop, as the tests above show.
+_HELD = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EALREADY, errno.EINPROGRESS}
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(code=st.sampled_from(sorted(set(errno.errorcode) - _HELD)), loop=st.booleans())
+def test_any_oserror_of_the_writers_lock_is_store_unavailable(
+    tmp_path: Path, code: int, loop: bool
+) -> None:
+    store = SQLiteStore(tmp_path / f"{code}-{loop}.db")
+
+    def flock(fd: int, operation: int) -> None:
+        if operation != fcntl.LOCK_UN:
+            raise OSError(code, os.strerror(code))
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sqlite_file.fcntl, "flock", flock)
+            with pytest.raises(StoreUnavailableError), never_wait() if loop else nullcontext():
+                store.put_node("n1", "alice", at=certificate("01").not_before)
+        store.put_node("n1", "alice", at=certificate("01").not_before)
     finally:
         store.close()

@@ -73,7 +73,8 @@ class SQLiteFile:
 
         Raises:
             sqlite3.IntegrityError: a constraint failed (the caller knows what it means).
-            StoreUnavailableError: any other SQLite error, or no write lock in time.
+            StoreUnavailableError: any other SQLite error, an ``OSError`` of its lock
+                file, or no write lock in time.
             WouldBlockError: on an event loop (``core.blocking``), a write found a lock
                 taken; the transaction was rolled back.
         """
@@ -92,6 +93,13 @@ class SQLiteFile:
                 raise WouldBlockError from exc
             raise StoreUnavailableError(
                 f"store: SQLite error on {self.path.name}: {exc}", retry_after=1
+            ) from exc
+        except OSError as exc:
+            # The writers' lock file (flock: ENOLCK, EIO…): the file is unavailable, as
+            # for any SQLite error.
+            raise StoreUnavailableError(
+                f"store: cannot lock {self.path.name}: {exc.strerror or type(exc).__name__}",
+                retry_after=1,
             ) from exc
 
     def close(self) -> None:
