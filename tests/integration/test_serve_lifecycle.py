@@ -248,3 +248,22 @@ def test_a_worker_ends_when_its_master_dies(mode: str, outcome: int) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) == outcome
+
+
+def test_sigttin_and_sigttou_leave_one_worker_per_socket(
+    home_env: dict[str, str], tmp_path: Path
+) -> None:
+    # uvicorn would start a worker with no socket of its own (or stop one, leaving its
+    # socket's queue to nobody): the number of workers is fixed by NODECERT_WORKERS.
+    log = tmp_path / "serve.log"
+    server = start_server(home_env, log)
+    try:
+        assert _wait_for(lambda: len(_workers(server.pid)) == 2)
+        before = _workers(server.pid)
+        for sig in (signal.SIGTTIN, signal.SIGTTOU):
+            os.kill(server.pid, sig)
+        assert _wait_for(lambda: log.read_text().count("the number of workers is") == 2)
+        assert _workers(server.pid) == before
+        assert _healthy(int(home_env["NODECERT_PORT"]))
+    finally:
+        stop_server(server)

@@ -97,6 +97,26 @@ class SpreadingSupervisor(Multiprocess):
             old.join()
             self.processes[index] = new
 
+    def handle_ttin(self) -> None:
+        """SIGTTIN: one more worker, when the workers share one socket.
+
+        With a socket per worker the sockets are bound before the workers start, so their
+        number is fixed (``NODECERT_WORKERS``); the signal is then logged and ignored.
+        """
+        if self._spread:
+            logger.warning("Received SIGTTIN; the number of workers is NODECERT_WORKERS here.")
+            return
+        logger.info("Received SIGTTIN, increasing the number of processes.")
+        self.processes_num += 1
+        self.processes.append(self._spawn(len(self.processes)))
+
+    def handle_ttou(self) -> None:
+        """SIGTTOU: one worker fewer, when the workers share one socket (see SIGTTIN)."""
+        if self._spread:
+            logger.warning("Received SIGTTOU; the number of workers is NODECERT_WORKERS here.")
+            return
+        super().handle_ttou()
+
     def keep_subprocess_alive(self) -> None:
         """Replace a worker that died or hangs, on its own socket."""
         if self.should_exit.is_set():
