@@ -7,11 +7,16 @@ root (or CAP_SYS_ADMIN); elsewhere the test skips with a hint.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
+import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -21,6 +26,7 @@ from fastapi.testclient import TestClient
 from nodecert.bootstrap import build_service
 from nodecert.http.app import create_app
 from nodecert.server.drainer import RevocationDrainer
+from tests.processes import cli, free_port, nodecert_env, start_server, stop_server
 
 from ..conftest import ADMIN, make_settings
 
@@ -137,3 +143,90 @@ def test_crl_issue_and_revoke_on_a_full_disk_are_503s_and_heal(
         assert parsed.get_revoked_certificate_by_serial_number(int(issued[0], 16)) is not None
     finally:
         service.close()
+
+
+def test_nodecert_serve_on_a_full_disk_answers_503_and_recovers_by_itself(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    # The same with a real `nodecert serve` (2 workers, the drainer running every second):
+    # no 500, no traceback in its log, and no restart needed once there is room again.
+    home, port = small_disk / "home", free_port()
+    env = nodecert_env(home, port, workers="2", revocation_retry_s="1")
+    cli(env, "init")
+    cli(env, "nodes", "add", "n1", "--owner", "alice")
+    token = cli(env, "dev-token", "alice")
+    log = tmp_path / "serve.log"  # Not on the small disk: the log must not fill it.
+    server = start_server(env, log)
+    base = f"http://127.0.0.1:{port}"
+
+    def call(method: str, path: str, body: object = None) -> tuple[int, Message, bytes]:
+        request = urllib.request.Request(
+            base + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                return reply.status, reply.headers, reply.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers, error.read()
+        except OSError as error:
+            raise AssertionError(f"{method} {path}: {error!r}\n{log.read_text()}") from error
+
+    try:
+        issued = []
+        for _ in range(3):
+            status, _, body = call("POST", "/generate-cert", {"nodeId": "n1", "keyType": "ec-p256"})
+            assert status == 201, body
+            issued.append(json.loads(body)["serialNumber"])
+        filler = _fill(small_disk)
+        statuses = []
+        for method, path, body in [
+            ("GET", "/v1/crl", None),
+            ("POST", "/generate-cert", {"nodeId": "n1", "keyType": "ec-p256"}),
+            ("POST", f"/v1/certificates/{issued[0]}/revoke", {"reason": "keyCompromise"}),
+            ("GET", "/v1/crl", None),
+        ]:
+            status, headers, answer = call(method, path, body)
+            statuses.append(status)
+            assert status in (200, 503), answer
+            if status == 503:
+                assert int(headers["Retry-After"]) > 0, headers
+        assert statuses[0] == 503  # The first CRL's number has no room on the disk.
+        time.sleep(2)  # Not a timing assertion: let the drainer meet the full disk too.
+        filler.unlink()
+
+        def healed() -> bool:
+            status, _, answer = call("GET", "/v1/crl")
+            if status != 200:
+                return False
+            crl = x509.load_der_x509_crl(answer)
+            return crl.get_revoked_certificate_by_serial_number(int(issued[0], 16)) is not None
+
+        if statuses[2] != 200:
+            status, _, answer = call(
+                "POST", f"/v1/certificates/{issued[0]}/revoke", {"reason": "keyCompromise"}
+            )
+            assert status == 200, answer
+        assert _wait_for(healed), "the CRL never showed the revocation once space was back"
+        status, _, answer = call("POST", "/generate-cert", {"nodeId": "n1", "keyType": "ec-p256"})
+        assert status == 201, answer
+        status, _, answer = call("GET", "/v1/certificates?nodeId=n1")
+        listed = {row["serialNumber"] for row in json.loads(answer)["certificates"]}
+        assert listed >= set(issued)
+        assert server.poll() is None
+    finally:
+        stop_server(server)
+    text = log.read_text()
+    assert "Traceback" not in text, text
+    assert " 500 " not in text, text
+
+
+def _wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
