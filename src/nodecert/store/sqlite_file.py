@@ -26,6 +26,7 @@ _LOCK_POLL_S = 0.0002
 # stays near 1 MiB, plus at most one transaction's pages (docs/reliability.md: free space).
 _WAL_CHECKPOINT_PAGES = 256
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_BUSY_SLACK_MS = 100
 WAL_SIZE_LIMIT = 1024 * 1024
 
 
@@ -113,10 +114,13 @@ class SQLiteFile:
         # SQLite's busy handler is the last wait of a write (a lock held by a process that
         # is not nodecert: the sqlite3 shell, a backup). It gets what is left of the
         # write's time, so that the waits do not add up to several busy timeouts.
-        if limit is None:
-            wanted = int(self._busy_timeout_s * 1000)
-        else:
-            wanted = max(0, int((limit - time.monotonic()) * 1000))
+        # Within a tenth of a second of the whole timeout (an uncontended write), the
+        # connection's default stands: no PRAGMA on the fast path.
+        wanted = int(self._busy_timeout_s * 1000)
+        if limit is not None:
+            left = int((limit - time.monotonic()) * 1000)
+            if left < wanted - _BUSY_SLACK_MS:
+                wanted = max(0, left)
         if getattr(self._local, "busy_ms", None) != wanted:
             db.execute(f"PRAGMA busy_timeout = {wanted}")
             self._local.busy_ms = wanted
