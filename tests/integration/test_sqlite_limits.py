@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -28,6 +32,7 @@ from nodecert.core.errors import StoreUnavailableError
 from nodecert.store import sqlite_file
 from nodecert.store.sqlite import SQLiteStore
 from nodecert.store.sqlite_file import WAL_SIZE_LIMIT
+from tests.processes import cli, free_port, nodecert_env, start_server, stop_server
 from tests.records import certificate
 
 _HOLD = """
@@ -191,3 +196,42 @@ def test_any_oserror_of_the_writers_lock_is_store_unavailable(
         store.put_node("n1", "alice", at=certificate("01").not_before)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("how", ["sqlite", "flock"])
+def test_nodecert_serve_with_its_ledger_locked_answers_503s_within_one_busy_timeout(
+    tmp_path: Path, how: str
+) -> None:
+    home, port = tmp_path / "home", free_port()
+    env = nodecert_env(home, port, workers="2", log_level="WARNING")
+    cli(env, "init")
+    cli(env, "nodes", "add", "n1", "--owner", "alice")
+    token = cli(env, "dev-token", "alice")
+    server = start_server(env, tmp_path / "serve.log")
+
+    def issue(key_type: str) -> tuple[int, str | None, float]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/generate-cert",
+            data=json.dumps({"nodeId": "n1", "keyType": key_type}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                status, retry = reply.status, reply.headers["Retry-After"]
+        except urllib.error.HTTPError as error:
+            status, retry = error.code, error.headers["Retry-After"]
+        return status, retry, time.monotonic() - started
+
+    try:
+        assert issue("ec-p256")[0] == 201
+        with _held(home / "nodecert.db", how), ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(issue, ["ec-p256", "rsa-2048"] * 3))
+        assert [status for status, _, _ in answers] == [503] * 6, answers
+        assert all(retry is not None and int(retry) > 0 for _, retry, _ in answers)
+        # The ledger's busy timeout is 5 s; before, requests that queued behind the first
+        # waited two of them (10 s). The margin is for a loaded machine.
+        assert max(waited for _, _, waited in answers) < 8.0, answers
+        assert issue("ec-p256")[0] == 201  # Unlocked: issuing again, no restart.
+    finally:
+        stop_server(server)
