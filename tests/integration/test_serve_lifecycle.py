@@ -107,6 +107,7 @@ def test_kill_9_of_the_master_ends_its_workers_and_a_restart_binds_the_port(
             stop_server(restarted)
     finally:
         stop_server(server, signal.SIGKILL)
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
 
 
 def test_kill_9_of_a_worker_is_replaced_and_serving_goes_on(
