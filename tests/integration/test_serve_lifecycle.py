@@ -268,3 +268,36 @@ def test_sigttin_and_sigttou_leave_one_worker_per_socket(
         assert _healthy(int(home_env["NODECERT_PORT"]))
     finally:
         stop_server(server)
+
+
+_STARTUP_FAILURE = """
+import sys
+import uvicorn
+from nodecert.core.errors import ConfigurationError
+from nodecert.server import serve
+from nodecert.server.supervisor import SpreadingSupervisor
+
+# divmod() without arguments raises TypeError: uvicorn's "the factory failed" (exit 3).
+config = uvicorn.Config("builtins:divmod", factory=True, workers=2, log_level="critical")
+sockets = serve.worker_sockets("127.0.0.1", 0, 2)
+try:
+    serve._supervise(SpreadingSupervisor(config, sockets))
+except ConfigurationError as exc:
+    print(exc.detail)
+    sys.exit(1)
+print("stopped cleanly")
+"""
+
+
+def test_a_worker_that_cannot_start_makes_the_master_exit_non_zero() -> None:
+    # A clean exit would look like a stop to systemd (Restart=on-failure): nobody would
+    # restart the service once the fault is gone.
+    done = subprocess.run(
+        [sys.executable, "-c", _STARTUP_FAILURE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "a worker failed to start" in done.stdout

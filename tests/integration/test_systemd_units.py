@@ -127,6 +127,8 @@ def test_the_serve_unit_restarts_reloads_and_stops_as_the_docs_say() -> None:
     assert argv[0] == INSTALLED
     assert build_parser().parse_args(argv[1:]).handler.__name__ == "_serve"
     assert _setting("nodecert-serve.service", "Restart") == "on-failure"
+    # systemd's default gives up after 5 starts in 10 s: a lasting fault would need a human.
+    assert _setting("nodecert-serve.service", "StartLimitIntervalSec") == "0"
     # SIGTERM to the master only, which stops its workers gracefully; SIGKILL for all
     # only after TimeoutStopSec, which outlasts the workers' own grace.
     assert _setting("nodecert-serve.service", "KillMode") == "mixed"

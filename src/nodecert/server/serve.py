@@ -252,7 +252,8 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
     ``on_listening`` is called once the port is bound, before the workers start.
 
     Raises:
-        ConfigurationError: the address cannot be bound.
+        ConfigurationError: the address cannot be bound, or a worker failed to start (the
+            supervisor then stopped the others).
     """
     config = uvicorn.Config(
         "nodecert.server.asgi:create_app",
@@ -274,11 +275,19 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
         # workers instead of all landing on the first to wake (server/supervisor.py).
         sockets = worker_sockets(settings.host, settings.port, settings.workers)
         on_listening()
-        SpreadingSupervisor(config, sockets).run()
+        _supervise(SpreadingSupervisor(config, sockets))
         return
     sock = bind(settings.host, settings.port)
     on_listening()
     if settings.workers > 1:
-        SpreadingSupervisor(config, [sock], spread=False).run()
+        _supervise(SpreadingSupervisor(config, [sock], spread=False))
     else:
         uvicorn.Server(config).run(sockets=[sock])
+
+
+def _supervise(supervisor: SpreadingSupervisor) -> None:
+    supervisor.run()
+    if supervisor.startup_failed:
+        raise ConfigurationError(
+            "server: a worker failed to start (its error is in the log above); stopped"
+        )

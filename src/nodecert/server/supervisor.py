@@ -65,6 +65,10 @@ class SpreadingSupervisor(Multiprocess):
             raise ValueError("SpreadingSupervisor: one socket per worker")
         super().__init__(config, sockets=sockets)
         self._spread = spread
+        # Set when a worker failed before serving and the supervisor stopped for it: the
+        # caller then exits non-zero, so that a service manager restarts it
+        # (Restart=on-failure), where a clean exit would leave it stopped for good.
+        self.startup_failed = False
 
     def _spawn(self, index: int) -> Process:
         process = _Worker(self.config, [self.sockets[index]] if self._spread else self.sockets)
@@ -129,6 +133,7 @@ class SpreadingSupervisor(Multiprocess):
             if process.exitcode == STARTUP_FAILURE:
                 # It failed before serving: the next one would fail the same way.
                 logger.error("Child process [%s] failed to start, stopping.", process.pid)
+                self.startup_failed = True
                 self.should_exit.set()
                 return
             if self.should_exit.is_set():
