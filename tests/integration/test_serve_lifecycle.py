@@ -301,3 +301,42 @@ def test_a_worker_that_cannot_start_makes_the_master_exit_non_zero() -> None:
     )
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert "a worker failed to start" in done.stdout
+
+
+_CRASHING_WORKERS = """
+import os, signal, sys, threading
+import uvicorn
+from nodecert.server import serve
+from nodecert.server.supervisor import SpreadingSupervisor
+
+# os.abort() as the application factory: every worker dies (SIGABRT) as it starts, the way
+# one does while the database server is down.
+config = uvicorn.Config("os:abort", factory=True, workers=2, log_level="critical")
+supervisor = SpreadingSupervisor(config, serve.worker_sockets("127.0.0.1", 0, 2))
+spawned = 0
+spawn = supervisor._spawn
+
+def counting(index):
+    global spawned
+    spawned += 1
+    return spawn(index)
+
+supervisor._spawn = counting
+threading.Timer(float(sys.argv[1]), os.kill, (os.getpid(), signal.SIGTERM)).start()
+supervisor.run()
+print(spawned)
+"""
+
+
+def test_workers_that_die_as_they_start_are_replaced_ever_more_slowly() -> None:
+    # In 12 s: back-off 1, 2, 4, 8 s allows the 2 first workers and at most 4 replacements
+    # each; replaced as fast as they die, there were two dozen.
+    done = subprocess.run(
+        [sys.executable, "-c", _CRASHING_WORKERS, "12"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert 2 < int(done.stdout) <= 10, done.stdout

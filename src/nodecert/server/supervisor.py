@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 
 from uvicorn.config import STARTUP_FAILURE, Config
 from uvicorn.supervisors.multiprocess import Multiprocess, Process, logger
@@ -27,6 +28,14 @@ from uvicorn.supervisors.multiprocess import Multiprocess, Process, logger
 from nodecert.server.lifeline import bind_to_parent
 
 __all__ = ["SpreadingSupervisor", "reuse_port_available"]
+
+# A worker that dies this soon after it was started failed to start (its application could
+# not be built: a database server down, a full disk). Its replacement waits 1, 2, 4… up to
+# 30 s, so that the supervisor does not spawn workers as fast as the machine allows (each
+# start costs a second of CPU) until the fault is gone; a worker that lived longer is
+# replaced at once.
+_QUICK_DEATH_S = 5.0
+_BACKOFF_MAX_S = 30.0
 
 
 def reuse_port_available() -> bool:
@@ -69,9 +78,14 @@ class SpreadingSupervisor(Multiprocess):
         # caller then exits non-zero, so that a service manager restarts it
         # (Restart=on-failure), where a clean exit would leave it stopped for good.
         self.startup_failed = False
+        self._started: dict[int, float] = {}
+        self._quick_deaths: dict[int, int] = {}
+        self._respawn_at: dict[int, float] = {}
 
     def _spawn(self, index: int) -> Process:
         process = _Worker(self.config, [self.sockets[index]] if self._spread else self.sockets)
+        self._respawn_at.pop(index, None)  # A SIGHUP's restart may come first.
+        self._started[index] = time.monotonic()
         process.start()
         return process
 
@@ -122,10 +136,15 @@ class SpreadingSupervisor(Multiprocess):
         super().handle_ttou()
 
     def keep_subprocess_alive(self) -> None:
-        """Replace a worker that died or hangs, on its own socket."""
+        """Replace a worker that died or hangs, on its own socket (later, if it died young)."""
         if self.should_exit.is_set():
             return
         for index, process in enumerate(self.processes):
+            due = self._respawn_at.get(index)
+            if due is not None:
+                if time.monotonic() >= due:
+                    self.processes[index] = self._spawn(index)
+                continue
             if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
                 continue
             process.kill()
@@ -138,5 +157,18 @@ class SpreadingSupervisor(Multiprocess):
                 return
             if self.should_exit.is_set():
                 return
-            logger.info("Child process [%s] died", process.pid)
-            self.processes[index] = self._spawn(index)
+            lived = time.monotonic() - self._started.get(index, 0.0)
+            if lived >= _QUICK_DEATH_S:
+                self._quick_deaths[index] = 0
+                logger.info("Child process [%s] died", process.pid)
+                self.processes[index] = self._spawn(index)
+                continue
+            deaths = self._quick_deaths[index] = self._quick_deaths.get(index, 0) + 1
+            delay = min(_BACKOFF_MAX_S, 2.0 ** (deaths - 1))
+            logger.warning(
+                "Child process [%s] died %.1f s after it started; starting another in %.0f s",
+                process.pid,
+                lived,
+                delay,
+            )
+            self._respawn_at[index] = time.monotonic() + delay
