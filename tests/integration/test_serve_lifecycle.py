@@ -186,7 +186,9 @@ def test_sigterm_lets_a_request_in_flight_finish_then_exits(
                 b"Content-Type: application/json\r\n"
                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10]
             )
-            assert _wait_for(lambda: len(_workers(server.pid)) == 2)
+            # Both workers serving (a worker still starting would die of the SIGTERM
+            # before it could log its shutdown).
+            assert _wait_for(lambda: log.read_text().count("Application startup complete") == 2)
             os.kill(server.pid, signal.SIGTERM)
             # Both workers have begun their graceful shutdown before the body ends.
             assert _wait_for(lambda: log.read_text().count("Shutting down") == 2), log.read_text()

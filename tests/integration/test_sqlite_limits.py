@@ -230,8 +230,9 @@ def test_nodecert_serve_with_its_ledger_locked_answers_503s_within_one_busy_time
         assert [status for status, _, _ in answers] == [503] * 6, answers
         assert all(retry is not None and int(retry) > 0 for _, retry, _ in answers)
         # The ledger's busy timeout is 5 s; before, requests that queued behind the first
-        # waited two of them (10 s). The margin is for a loaded machine.
-        assert max(waited for _, _, waited in answers) < 8.0, answers
+        # waited two of them (10 s, measured). The margin is for a loaded machine (an RSA
+        # key is made before the row is queued).
+        assert max(waited for _, _, waited in answers) < 9.0, answers
         assert issue("ec-p256")[0] == 201  # Unlocked: issuing again, no restart.
     finally:
         stop_server(server)
