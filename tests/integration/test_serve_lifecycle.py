@@ -6,6 +6,7 @@ asserts how long anything took.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -18,9 +19,13 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
+from uvicorn.server import ServerState
 
+from nodecert.server.draining import DrainingHttpToolsProtocol
 from nodecert.store.sqlite import SQLiteStore
 from tests.processes import cli, free_port, nodecert_env, start_server, stop_server
 
@@ -342,3 +347,41 @@ def test_workers_that_die_as_they_start_are_replaced_ever_more_slowly() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert 2 < int(done.stdout) <= 10, done.stdout
+
+
+async def _plain_app(scope: dict[str, object], receive: object, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"answered"})
+
+
+@pytest.mark.parametrize("before", [b"", b"GET /x HTTP/1.1\r\n"], ids=["nothing", "half-head"])
+def test_a_connection_accepted_just_before_a_shutdown_gets_its_answer(before: bytes) -> None:
+    # uvicorn's graceful shutdown (SIGTERM, or SIGHUP's retiring worker) calls shutdown()
+    # on each connection; one accepted an instant earlier, whose request has not arrived
+    # (or not whole), was closed unanswered. Here the protocol runs on a real socket pair
+    # and shutdown() is called as uvicorn calls it.
+    async def scenario() -> bytes:
+        loop = asyncio.get_running_loop()
+        config = uvicorn.Config(_plain_app, log_level="critical")
+        config.load()
+        state = ServerState()
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        protocol = DrainingHttpToolsProtocol(config, state, {}, _loop=loop)
+        await loop.connect_accepted_socket(lambda: protocol, ours)
+        await loop.sock_sendall(theirs, before)
+        await asyncio.sleep(0)
+        protocol.shutdown()  # Before the rest of the request has arrived.
+        if not before:
+            await loop.sock_sendall(theirs, b"GET /x HTTP/1.1\r\n")
+        await loop.sock_sendall(theirs, b"Host: a\r\n\r\n")
+        answer = b""
+        while chunk := await asyncio.wait_for(loop.sock_recv(theirs, 4096), 30):
+            answer += chunk
+        theirs.close()
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert b"connection: close" in answer.lower()
+    assert b"answered" in answer

@@ -28,7 +28,6 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError, NodecertError
@@ -39,6 +38,7 @@ from nodecert.http.contract import (
     RequestTimeoutError,
     problem,
 )
+from nodecert.server.draining import DrainingHttpToolsProtocol
 from nodecert.server.supervisor import SpreadingSupervisor, reuse_port_available
 
 __all__ = ["GRACEFUL_SHUTDOWN_S", "BoundedHttpToolsProtocol", "bind", "run", "worker_sockets"]
@@ -106,7 +106,7 @@ class _HeadersTooLargeError(Exception):
     pass
 
 
-class BoundedHttpToolsProtocol(HttpToolsProtocol):
+class BoundedHttpToolsProtocol(DrainingHttpToolsProtocol):
     """uvicorn's httptools protocol with a bounded head, and deadlines for head and body.
 
     The limits are class attributes because uvicorn creates the protocol itself; each
