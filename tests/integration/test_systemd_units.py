@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
+import signal
 import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from nodecert.cli.commands import build_parser
+from nodecert.server.lifeline import GRACE_S
 from tests.processes import NODECERT, cli, free_port, nodecert_env, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "deploy" / "systemd"
 INSTALLED = "/usr/local/bin/nodecert"
 SERVICES = ("nodecert-renew.service", "nodecert-renew-watch.service")
+SHOWN_IN = {"nodecert-serve.service": "reliability.md"}
+
+
+def _setting(name: str, key: str) -> str:
+    lines = (UNITS / name).read_text().splitlines()
+    (line,) = [line for line in lines if line.startswith(f"{key}=")]
+    return line.removeprefix(f"{key}=")
 
 
 def _exec_start(name: str) -> list[str]:
-    lines = (UNITS / name).read_text().splitlines()
-    (line,) = [line for line in lines if line.startswith("ExecStart=")]
-    return shlex.split(line.removeprefix("ExecStart="))
+    return shlex.split(_setting(name, "ExecStart"))
 
 
 def _verify(directory: Path) -> subprocess.CompletedProcess[str]:
@@ -78,9 +89,10 @@ def test_the_timer_drives_the_oneshot() -> None:
 
 
 def test_the_docs_show_each_unit_as_shipped() -> None:
-    docs = (ROOT / "docs" / "node-side.md").read_text()
     for unit in sorted(UNITS.iterdir()):
-        assert unit.read_text() in docs, f"docs/node-side.md does not show {unit.name} as shipped"
+        page = SHOWN_IN.get(unit.name, "node-side.md")
+        docs = (ROOT / "docs" / page).read_text()
+        assert unit.read_text() in docs, f"docs/{page} does not show {unit.name} as shipped"
 
 
 def test_the_oneshot_command_runs_as_written(tmp_path: Path) -> None:
@@ -108,3 +120,67 @@ def test_the_oneshot_command_runs_as_written(tmp_path: Path) -> None:
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"not due: {tmp_path / 'n1.crt'}")
+
+
+def test_the_serve_unit_restarts_reloads_and_stops_as_the_docs_say() -> None:
+    argv = _exec_start("nodecert-serve.service")
+    assert argv[0] == INSTALLED
+    assert build_parser().parse_args(argv[1:]).handler.__name__ == "_serve"
+    assert _setting("nodecert-serve.service", "Restart") == "on-failure"
+    # systemd's default gives up after 5 starts in 10 s: a lasting fault would need a human.
+    assert _setting("nodecert-serve.service", "StartLimitIntervalSec") == "0"
+    # SIGTERM to the master only, which stops its workers gracefully; SIGKILL for all
+    # only after TimeoutStopSec, which outlasts the workers' own grace.
+    assert _setting("nodecert-serve.service", "KillMode") == "mixed"
+    assert int(_setting("nodecert-serve.service", "TimeoutStopSec")) > GRACE_S
+    assert _setting("nodecert-serve.service", "ExecReload") == "/bin/kill -HUP $MAINPID"
+
+
+def test_the_serve_unit_runs_reloads_and_stops_as_written(tmp_path: Path) -> None:
+    # What systemd does with the unit, done by hand: ExecStart with the unit's environment
+    # (its home moved into tmp_path), ExecReload with $MAINPID, then KillMode=mixed's stop
+    # (SIGTERM to the main process alone): the workers are replaced, then all end.
+    home, port = tmp_path / "home", free_port()
+    (environment,) = shlex.split(_setting("nodecert-serve.service", "Environment"))
+    assert environment == "NODECERT_HOME=/var/lib/nodecert"
+    env = nodecert_env(home, port, workers="2")
+    cli(env, "init")
+    argv = _exec_start("nodecert-serve.service")
+    argv[0] = NODECERT
+    log = tmp_path / "serve.log"
+    with log.open("ab") as out:
+        main = subprocess.Popen(
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        assert _wait_for(lambda: _answers(port)), log.read_text()
+        reload = shlex.split(_setting("nodecert-serve.service", "ExecReload"))
+        subprocess.run(
+            [a.replace("$MAINPID", str(main.pid)) for a in reload], check=True, timeout=20
+        )
+        assert _wait_for(lambda: log.read_text().count("Waiting for child process") >= 2), (
+            log.read_text()
+        )
+        assert _answers(port)
+        os.kill(main.pid, signal.SIGTERM)
+        assert main.wait(timeout=60) == 0
+        assert _wait_for(lambda: not _answers(port))
+    finally:
+        stop_server(main, signal.SIGKILL)
+
+
+def _answers(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+def _wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()

@@ -75,3 +75,46 @@ def test_refused_revocations_are_skipped_until_a_run_does_nothing_new() -> None:
     refused.clear()
     assert drainer.run_once() == 0
     assert seen == [set(), {"a", "b", "c"}, {"a", "b", "c"}, set()]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(28, "No space left on device"),  # An OSError nobody mapped.
+        RuntimeError("a bug (test)"),
+        StoreUnavailableError("store: down (test)"),
+    ],
+    ids=["oserror", "bug", "store"],
+)
+def test_any_failure_is_survived_and_logged_once_until_it_ends(
+    error: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    outcomes: list[object] = [error] * 5 + [1, 0]
+    done = threading.Event()
+
+    def finish(**_: object) -> int:
+        outcome = outcomes.pop(0) if outcomes else 0
+        if not outcomes:
+            done.set()
+        if isinstance(outcome, Exception):
+            raise outcome
+        assert isinstance(outcome, int)
+        return outcome
+
+    drainer = RevocationDrainer(finish, interval_s=0.01)
+    drainer.start()
+    assert done.wait(30), "the drainer stopped running after a failure"
+    drainer.stop()
+    failures = [r for r in caplog.records if "draining the CA queue failed" in r.getMessage()]
+    assert len(failures) == 1, [r.getMessage() for r in failures]
+    assert (failures[0].exc_info is not None) is not isinstance(error, StoreUnavailableError)
+    assert caplog.text.count("draining the CA queue works again") == 1
+
+
+def test_a_lasting_backlog_is_logged_when_it_changes_not_on_every_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    drainer = RevocationDrainer(lambda **_: 2)
+    for _ in range(5):
+        assert drainer.run_once() == 2
+    assert caplog.text.count("still queued") == 1

@@ -95,3 +95,35 @@ def test_close_commits_what_is_queued_and_a_later_submit_starts_again() -> None:
     assert committer.submit("c").result(10) is None
     assert disk.batches[-1] == ["c"]
     committer.close()
+
+
+def test_a_cancelled_waiter_does_not_kill_the_committing_thread() -> None:
+    disk = Disk()
+    committer = GroupCommitter(disk.commit, name="test-commit")
+    first = committer.submit("a")
+    assert disk.first_started.wait(10)
+    abandoned = committer.submit("b")
+    assert abandoned.cancel()  # Its waiter gave up while "a" was on disk.
+    disk.release.set()
+    first.result(timeout=10)
+    assert committer.submit("c").result(timeout=10) is None  # The thread still commits.
+
+
+@pytest.mark.parametrize(
+    "error", [OSError(28, "No space left on device"), StoreUnavailableError("store: full")]
+)
+def test_any_batch_error_reaches_its_waiters_is_logged_once_and_the_thread_goes_on(
+    error: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = Disk()
+    disk.release.set()
+    disk.fail_with = {"x1": error, "x2": error, "x3": error}
+    committer = GroupCommitter(disk.commit, name="test-commit")
+    for item in ("x1", "x2", "x3"):
+        with pytest.raises(type(error)):
+            committer.submit(item).result(timeout=10)
+    assert committer.submit("ok").result(timeout=10) is None
+    logged = [r for r in caplog.records if "a batch of" in r.getMessage()]
+    # The store's own errors are reported by the waiters; anything else once, with its
+    # traceback, however many batches it fails.
+    assert len(logged) == (0 if isinstance(error, StoreUnavailableError) else 1)

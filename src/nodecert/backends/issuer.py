@@ -11,6 +11,7 @@ nothing else, and a rotation never leaves a revoked certificate out of its issue
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from cryptography import x509
@@ -18,9 +19,30 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from nodecert.backends.signer import ExternalSigner, sign_certificate, sign_crl
+from nodecert.core.errors import BackendUnavailableError
 from nodecert.core.keys import PrivateKey
 
-__all__ = ["Counter", "IssuerSigner", "MemoryCounter"]
+__all__ = ["Counter", "IssuerSigner", "MemoryCounter", "counter_io"]
+
+# A counter file that cannot be read or written (ENOSPC, EIO, EROFS) is a CA that cannot
+# answer now, like a remote CA that is down: a 503 with Retry-After, and a queued revocation
+# stays queued for the background drain. Only the file's role and the OS's reason are said.
+_COUNTER_RETRY_AFTER_S = 10
+
+
+def counter_io(what: str, call: Callable[[], int]) -> int:
+    """``call()``, with an ``OSError`` of a counter file turned into a 503.
+
+    Raises:
+        BackendUnavailableError: the counter file cannot be read or written.
+    """
+    try:
+        return call()
+    except OSError as exc:
+        raise BackendUnavailableError(
+            f"ca: cannot read or write {what}: {exc.strerror or type(exc).__name__}",
+            retry_after=_COUNTER_RETRY_AFTER_S,
+        ) from exc
 
 
 class Counter(Protocol):
@@ -85,11 +107,11 @@ class IssuerSigner:
 
     def crl_revision(self) -> int:
         """Changes with every revocation and rotation (see ``issuing.crl.CRLState``)."""
-        return hash((self._revocations.value(), self._stamp))
+        return hash((counter_io("the revocation count", self._revocations.value), self._stamp))
 
     def next_crl_number(self, *, at_least: int) -> int:
         """The next CRL number of this issuer, above every earlier one."""
-        return self._crl_numbers.advance(at_least=at_least)
+        return counter_io("the CRL number", lambda: self._crl_numbers.advance(at_least=at_least))
 
     def sign_tbs(self, tbs: bytes) -> bytes:
         """Sign DER bytes with the key and the hash of :meth:`sign_crl` (a CRL's TBS)."""

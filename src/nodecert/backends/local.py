@@ -27,7 +27,7 @@ from pathlib import Path
 from cryptography import x509
 
 from nodecert.backends.hierarchy import load_key, make_intermediate, make_root, make_single_root
-from nodecert.backends.issuer import Counter, IssuerSigner, MemoryCounter
+from nodecert.backends.issuer import Counter, IssuerSigner, MemoryCounter, counter_io
 from nodecert.backends.local_files import (
     HomeCA,
     create_two_tier,
@@ -272,8 +272,11 @@ class LocalCA:
         The revocation state itself is the ledger; only the counter is kept here, in a
         file every process using this CA shares (so a CRL cached by another worker is
         rebuilt too).
+
+        Raises:
+            BackendUnavailableError: the counter file cannot be written (a full disk).
         """
-        self._revocations.advance()
+        counter_io("the revocation count", self._revocations.advance)
 
     def crl_revision(self) -> int:
         """Changes with every revocation and rotation (see ``issuing.crl.CRLState``)."""

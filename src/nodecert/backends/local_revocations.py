@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from nodecert.backends.issuer import counter_io
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.files import CounterFile
 from nodecert.core.values import RevocationReason, SignedCertificate, SigningRequest
@@ -58,4 +59,4 @@ class LocalCARevocations:
         self, certificate_serial: int, reason: RevocationReason, *, issuer: str | None = None
     ) -> None:
         """Count the revocation, as :meth:`LocalCA.revoke` does: every CRL is stale now."""
-        self._revocations.advance()
+        counter_io("the revocation count", self._revocations.advance)

@@ -6,6 +6,11 @@ CA is down, the queue is what is left; ``nodecert serve`` runs a :class:`Revocat
 in every worker, which calls ``Administration.finish_revocations`` until the queue is empty
 (several workers draining at once is harmless: telling the CA twice is not an error). On
 AWS a scheduled Lambda does the same (``deploy/template.yaml``).
+
+The drainer outlives any error of a run, expected (the store or the CA unavailable) or not
+(a bug, an ``OSError`` nobody mapped): a background retry that stopped for good would leave
+revocations queued with nobody to send them. A failure is logged once, when it starts (with
+its traceback if unexpected), not on every run while it lasts; recovery is logged too.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class RevocationDrainer:
         self._finish = finish
         self._failed: set[str] = set()
         self._left = 0
+        self._problem: str | None = None
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -57,26 +63,45 @@ class RevocationDrainer:
             self._thread.join(timeout_s)
 
     def run_once(self) -> int | None:
-        """Drain once; the number still queued, or None when the store could not answer.
+        """Drain once; the number still queued, or None when the run failed.
 
         The revocations the CA refused are skipped by the next runs, so that refusals at
         the head of the queue do not hold up the rest; once a run neither tries nor sends
-        anything new, the next one tries them all again.
+        anything new, the next one tries them all again. Never raises.
         """
         tried = len(self._failed)
         try:
             left = self._finish(failed=self._failed)
         except NodecertError as exc:
-            log.warning("revocation: draining the CA queue failed (%s); retrying later", exc)
+            self._failing(exc, exc.detail, unexpected=False)
+            return None
+        except Exception as exc:  # Whatever it is, the next run must still come.
+            self._failing(exc, f"{type(exc).__name__}: {exc}", unexpected=True)
             return None
         finally:
             self.runs += 1
+        if self._problem is not None:
+            log.warning("revocation: draining the CA queue works again")
+            self._problem = None
         if len(self._failed) == tried and left >= self._left:
             self._failed.clear()  # Nothing new tried, nothing sent: retry the refused.
-        self._left = left
-        if left:
+        if left and left != self._left:
             log.warning("revocation: %d CA revocation(s) still queued", left)
+        self._left = left
         return left
+
+    def _failing(self, exc: Exception, detail: str, *, unexpected: bool) -> None:
+        # One kind of failure is one problem, whatever its message says this time (a
+        # serial, a count): it is logged when it starts, and again only once it changes.
+        problem = type(exc).__qualname__
+        if problem == self._problem:
+            return
+        self._problem = problem
+        message = "revocation: draining the CA queue failed (%s); retrying later"
+        if unexpected:
+            log.exception(message, detail)
+        else:
+            log.warning(message, detail)
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval_s * random.uniform(0.5, 1.5)):  # noqa: S311

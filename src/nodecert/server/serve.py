@@ -32,8 +32,6 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.supervisors.multiprocess import Multiprocess
 
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError, NodecertError
@@ -46,14 +44,26 @@ from nodecert.http.contract import (
     problem,
     status_of,
 )
+from nodecert.server.draining import DrainingHttpToolsProtocol
 from nodecert.server.https import HTTPSConfig, check_files, tls_files
 from nodecert.server.supervisor import SpreadingSupervisor, reuse_port_available
 from nodecert.support.logs import uvicorn_log_config
 from nodecert.support.metrics import prepare_multiprocess
 
-__all__ = ["BoundedHttpToolsProtocol", "bind", "framing_refusal", "run", "worker_sockets"]
+__all__ = [
+    "GRACEFUL_SHUTDOWN_S",
+    "BoundedHttpToolsProtocol",
+    "bind",
+    "framing_refusal",
+    "run",
+    "worker_sockets",
+]
 
 _BACKLOG = 2048  # uvicorn's default.
+# SIGTERM (and a SIGHUP's retiring workers) let requests in flight finish for this long,
+# then cancel them: a shutdown is bounded whatever the clients do. Below the workers'
+# backstop (server/lifeline.py) and the systemd unit's TimeoutStopSec.
+GRACEFUL_SHUTDOWN_S = 25
 
 
 def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
@@ -154,7 +164,7 @@ def framing_refusal(http_version: str, headers: list[tuple[bytes, bytes]]) -> No
     return None
 
 
-class BoundedHttpToolsProtocol(HttpToolsProtocol):
+class BoundedHttpToolsProtocol(DrainingHttpToolsProtocol):
     """uvicorn's httptools protocol with a bounded head, and deadlines for head and body.
 
     The limits are class attributes because uvicorn creates the protocol itself; each
@@ -306,8 +316,9 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
     ``on_listening`` is called once the port is bound, before the workers start.
 
     Raises:
-        ConfigurationError: the address cannot be bound, or the TLS files
-            (``NODECERT_TLS_CERT``/``NODECERT_TLS_KEY``) cannot be used.
+        ConfigurationError: the address cannot be bound, the TLS files
+            (``NODECERT_TLS_CERT``/``NODECERT_TLS_KEY``) cannot be used, or a worker failed
+            to start (the supervisor then stopped the others).
     """
     if settings.metrics == "on":
         # Before any worker (or this process) imports prometheus-client: every worker
@@ -330,17 +341,26 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
         # loopback trust must rest on the socket (and the request is refused anyway when
         # such a header is present, see http/node_routes.py).
         proxy_headers=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     if settings.workers > 1 and reuse_port_available():
         # One socket per worker, so that connections opened together are spread over the
         # workers instead of all landing on the first to wake (server/supervisor.py).
         sockets = worker_sockets(settings.host, settings.port, settings.workers)
         on_listening()
-        SpreadingSupervisor(config, sockets).run()
+        _supervise(SpreadingSupervisor(config, sockets))
         return
     sock = bind(settings.host, settings.port)
     on_listening()
     if settings.workers > 1:
-        Multiprocess(config, sockets=[sock]).run()
+        _supervise(SpreadingSupervisor(config, [sock], spread=False))
     else:
         uvicorn.Server(config).run(sockets=[sock])
+
+
+def _supervise(supervisor: SpreadingSupervisor) -> None:
+    supervisor.run()
+    if supervisor.startup_failed:
+        raise ConfigurationError(
+            "server: a worker failed to start (its error is in the log above); stopped"
+        )

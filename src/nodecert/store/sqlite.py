@@ -81,7 +81,8 @@ class SQLiteStore:
         path: The database file; created (with its schema) when missing. Rate buckets go
             to a second file beside it (``<name>-rates<suffix>``).
         busy_timeout_s: How long a write waits for another writer's lock before the
-            store reports itself unavailable (503).
+            store reports itself unavailable (503); a new certificate row, from the moment
+            it is queued for the group commit.
         synchronous: ``full`` (default) makes every commit durable on disk before it
             returns: a certificate is never handed out whose row a power cut could lose.
             ``normal`` (WAL) skips that fsync: commits survive a crash or ``kill -9`` of
@@ -108,7 +109,9 @@ class SQLiteStore:
             synchronous="OFF",
             busy_timeout_s=busy_timeout_s,
         )
-        self._committer = GroupCommitter(self._commit_rows, name="nodecert-ledger-commit")
+        self._committer = GroupCommitter(
+            self._commit_rows, name="nodecert-ledger-commit", max_wait_s=busy_timeout_s
+        )
         try:
             with self._db.transaction(write=True) as db:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
