@@ -195,7 +195,11 @@ def test_verify_refuses_a_foreign_ca_and_an_expired_certificate(service, tmp_pat
     foreign_path = write(foreign.chain()[0], tmp_path / "foreign.pem")
     code, _, err = run(capsys, "verify", str(path), "--ca", str(foreign_path), "--offline")
     assert code == 1 and "chain:" in err
-    ca_path = write(service.authority.ca.chain()[0], tmp_path / "ca.pem")
+    # The service's chain (issuing intermediate, root), as GET /v1/ca and ca.crt give it.
+    ca_path = tmp_path / "ca.pem"
+    ca_path.write_bytes(
+        b"".join(c.public_bytes(serialization.Encoding.PEM) for c in service.authority.ca.chain())
+    )
     assert run(capsys, "verify", str(path), "--ca", str(ca_path), "--offline")[0] == 0
 
     from nodecert.core.identity import Identity

@@ -102,7 +102,7 @@ def test_a_crl_from_another_ca_is_not_believed(service, tmp_path):
         .last_update(now)
         .next_update(now + timedelta(hours=1))
         .add_revoked_certificate(entry)
-        .sign(forger._key, hashes.SHA256())
+        .sign(forger._state.signer.key, hashes.SHA256())
     )
     chain_pem = ca_certificate.public_bytes(serialization.Encoding.PEM)
 
@@ -126,7 +126,7 @@ def test_a_crl_from_another_ca_is_not_believed(service, tmp_path):
         .last_update(now)
         .next_update(now + timedelta(hours=1))
         .add_revoked_certificate(entry)
-        .sign(service.authority.ca._key, hashes.SHA256())
+        .sign(service.authority.ca._state.signer.key, hashes.SHA256())
     )
     forged = genuine
     (tmp_path / ".n1-server.crt.revocation-check").unlink()

@@ -60,8 +60,16 @@ def add_ca_commands(sub: Any) -> None:
         ),
     )
     sign.add_argument("csr", type=Path, metavar="CSR", help="PEM certificate signing request")
-    sign.add_argument("--root-key", type=Path, required=True, metavar="PATH")
-    sign.add_argument("--root-cert", type=Path, required=True, metavar="PATH")
+    sign.add_argument(
+        "--root-key",
+        type=Path,
+        required=True,
+        metavar="PATH",
+        help="the root's private key (PEM; NODECERT_CA_PASSPHRASE if it is encrypted)",
+    )
+    sign.add_argument(
+        "--root-cert", type=Path, required=True, metavar="PATH", help="the root's certificate"
+    )
     sign.add_argument("--out", type=Path, required=True, metavar="PATH", help="a new file")
     sign.add_argument(
         "--days",
