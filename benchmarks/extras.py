@@ -234,3 +234,38 @@ def crl_build_and_cache(context: BenchContext) -> None:
         f" ({result.count:,} revoked)",
         flush=True,
     )
+
+
+@hook
+def signer_throughput(context: BenchContext) -> None:
+    """The local CA's issuance rate with its key in a file and in SoftHSM2 (PKCS#11).
+
+    See :mod:`benchmarks.signers`; run in a process of its own (SoftHSM2 reads its
+    configuration once per process).
+    """
+    import subprocess
+    import sys
+
+    from benchmarks import signers
+
+    if not signers.available():
+        context.report.add_row("CA keys", "SoftHSM2", None, note="not installed (make deps)")
+        return
+    issues = "150" if context.args.quick else "400"
+    done = subprocess.run(
+        [sys.executable, str(Path(signers.__file__)), "--issues", issues],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    rates = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+    for name, rate in rates.items():
+        context.report.add_row(
+            "CA keys",
+            f"in-process issuance, issuing key in {name}",
+            float(rate.split()[0].replace(",", "")),
+            unit="certificates/s",
+            note="EC P-256, one thread, best of 3 rounds (benchmarks/signers.py)",
+        )
+    print(f"  CA keys: {', '.join(f'{k} {v}' for k, v in rates.items())}", flush=True)

@@ -7,6 +7,8 @@
 #   postgresql   initdb and pg_ctl; the tests start a cluster of their own on a free port
 #                (the one the package may create and start on 5432 is neither used nor touched)
 #   strace       to watch OpenSSL's generators in the SnapStart test
+#   softhsm2     a PKCS#11 token for the CA key behind the signer seam
+#                (tests/integration/test_pkcs11_signer.py, benchmarks/signers.py)
 #
 # Installed only as root with apt-get (CI containers, a fresh Debian machine). Another apt or
 # dpkg run holding the lock is waited for, up to five minutes, rather than failing.
@@ -18,6 +20,7 @@ have nginx || missing="$missing nginx-light"
 have systemd-analyze || missing="$missing systemd"
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
 have strace || missing="$missing strace"
+have softhsm2-util || missing="$missing softhsm2"
 
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

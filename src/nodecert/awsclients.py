@@ -74,8 +74,18 @@ def make_client(
 ) -> DynamoDBClient: ...
 
 
+@overload
 def make_client(
-    service: Literal["acm-pca", "dynamodb"],
+    service: Literal["kms"],
+    *,
+    region: str | None,
+    max_attempts: int = ...,
+    endpoint_url: str | None = ...,
+) -> Any: ...
+
+
+def make_client(
+    service: Literal["acm-pca", "dynamodb", "kms"],
     *,
     region: str | None,
     max_attempts: int = 3,
@@ -84,7 +94,7 @@ def make_client(
     """Build a boto3 client with short timeouts, for ``bootstrap`` to inject into an adapter.
 
     Args:
-        service: ``acm-pca`` or ``dynamodb``.
+        service: ``acm-pca``, ``dynamodb`` or ``kms``.
         region: The AWS region, or None for the SDK's default chain (``AWS_REGION``).
         max_attempts: botocore's own attempts per call (1 = no SDK retries). The ACM PCA
             backend retries by itself, under one deadline, so it asks for 1.

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from cryptography import x509
 
 from nodecert.backends.local import LocalCA
+from nodecert.backends.local_files import HomeIssuers
+from nodecert.backends.signer import ExternalSigner
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.files import secure_home
@@ -22,6 +24,7 @@ from nodecert.core.ports import (
     AuditTrail,
     CABackend,
     CRLSigner,
+    IssuerSource,
     Ledger,
     NodeDirectory,
     RateLimiter,
@@ -50,6 +53,8 @@ __all__ = [
     "Stores",
     "build_decider",
     "build_service",
+    "issuing_signer",
+    "kms_signer",
     "settings_from_environment",
 ]
 
@@ -162,7 +167,13 @@ def build_service(
             jwks=jwks,
             admin_group=settings.admin_group,
         )
-    decider = _decider(settings, ca.chain, stores.ledger, stores.nodes)
+    decider = _decider(
+        settings,
+        ca.chain,
+        stores.ledger,
+        stores.nodes,
+        ca if isinstance(ca, IssuerSource) else None,
+    )
     renewer = Renewer(
         authority=authority,
         decider=decider,
@@ -225,10 +236,10 @@ def build_decider(settings: Settings) -> AccessDecider:
                 f" with NODECERT_ACMPCA_CA_ARN ({certificate} does not exist either; the"
                 " node-side check never creates a CA)"
             )
+        # The issuing CAs and roots, followed through rotations; never a key.
+        issuers = HomeIssuers(settings.home / "ca")
         stores = _stores(settings)
-        return _decider(
-            replace(settings, ca_bundle=certificate), tuple, stores.ledger, stores.nodes
-        )
+        return _decider(settings, tuple, stores.ledger, stores.nodes, issuers)
     stores = _stores(settings)
     return _decider(settings, _ca(settings).chain, stores.ledger, stores.nodes)
 
@@ -238,6 +249,7 @@ def _decider(
     chain_source: Callable[[], Sequence[x509.Certificate]],
     ledger: Ledger,
     nodes: NodeDirectory,
+    issuers: IssuerSource | None = None,
 ) -> AccessDecider:
     # Only the registry policy keeps a node directory to check ownership against.
     check_owner = settings.ownership is OwnershipMode.REGISTRY
@@ -257,6 +269,16 @@ def _decider(
             nodes=nodes,
             trust_domain=settings.trust_domain,
             check_owner=check_owner,
+        )
+    if issuers is not None:
+        # A CA that rotates: every decision asks it which issuing CAs hold now.
+        return AccessDecider(
+            trust_anchors=(),
+            ledger=ledger,
+            nodes=nodes,
+            trust_domain=settings.trust_domain,
+            check_owner=check_owner,
+            issuer_source=issuers.issuer_set,
         )
     return AccessDecider.from_chain_source(
         chain_source,
@@ -316,6 +338,71 @@ def _dynamodb_stores(settings: Settings) -> Stores:
     return Stores(dynamodb, dynamodb, limits, limits, outbox, outbox)
 
 
+def issuing_signer(settings: Settings, *, create: bool = False) -> ExternalSigner | None:
+    """The local CA's issuing key outside any file (AWS KMS, PKCS#11), or None for a file.
+
+    ``create`` (``nodecert ca init``) generates the PKCS#11 key pair when the token has
+    none of the label.
+
+    Raises:
+        ConfigurationError: both are set, a setting is missing, or the key cannot be used.
+    """
+    if settings.ca_pkcs11_module is None:
+        return None if settings.ca_kms_key_id is None else kms_signer(settings)
+    if settings.ca_kms_key_id is not None:
+        raise ConfigurationError(
+            "NODECERT_CA_PKCS11_MODULE and NODECERT_CA_KMS_KEY_ID: one issuing key, not two"
+        )
+    if not settings.ca_pkcs11_token:
+        raise ConfigurationError("NODECERT_CA_PKCS11_TOKEN: required with the module")
+    if (settings.ca_pkcs11_pin is None) == (settings.ca_pkcs11_pin_file is None):
+        raise ConfigurationError(
+            "NODECERT_CA_PKCS11_PIN or NODECERT_CA_PKCS11_PIN_FILE: set exactly one"
+        )
+    pin = settings.ca_pkcs11_pin
+    if settings.ca_pkcs11_pin_file is not None:
+        try:
+            pin = settings.ca_pkcs11_pin_file.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(
+                f"NODECERT_CA_PKCS11_PIN_FILE: cannot read {settings.ca_pkcs11_pin_file}"
+            ) from exc
+    try:
+        from nodecert.backends.pkcs11 import PKCS11Signer
+    except ImportError as exc:
+        raise ConfigurationError(
+            "NODECERT_CA_PKCS11_MODULE: python-pkcs11 is not installed"
+            " (pip install 'nodecert[pkcs11]')"
+        ) from exc
+    return PKCS11Signer(
+        settings.ca_pkcs11_module,
+        settings.ca_pkcs11_token,
+        settings.ca_pkcs11_key_label,
+        pin or "",
+        create=settings.ca_key_type if create else None,
+    )
+
+
+def kms_signer(settings: Settings) -> ExternalSigner:
+    """The local CA's issuing key in AWS KMS (``NODECERT_CA_KMS_KEY_ID``).
+
+    Raises:
+        ConfigurationError: boto3 is missing, or the key cannot be used (see ``KMSSigner``).
+    """
+    if settings.ca_kms_key_id is None:
+        raise ConfigurationError("NODECERT_CA_KMS_KEY_ID: not set")
+    try:
+        from nodecert.awsclients import make_client
+        from nodecert.backends.kms import KMSSigner
+
+        client = make_client("kms", region=settings.aws_region, max_attempts=2)
+    except ImportError as exc:
+        raise ConfigurationError(
+            "NODECERT_CA_KMS_KEY_ID: boto3 is not installed (pip install 'nodecert[aws]')"
+        ) from exc
+    return KMSSigner(client, settings.ca_kms_key_id)
+
+
 def _ca(settings: Settings) -> CABackend:
     if settings.ca == "local":
         return LocalCA.open_or_create(
@@ -324,6 +411,7 @@ def _ca(settings: Settings) -> CABackend:
             trust_domain=settings.trust_domain,
             key_type=settings.ca_key_type,
             passphrase=settings.ca_passphrase,
+            signer=issuing_signer(settings),
         )
     if settings.ca == "acmpca" and settings.acmpca_ca_arn:
         from nodecert.awsclients import make_client

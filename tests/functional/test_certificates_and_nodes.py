@@ -156,8 +156,9 @@ def test_ca_chain_is_public_pem(env: Env) -> None:
     response = env.client.get("/v1/ca")
     assert response.status_code == 200
     certs = x509.load_pem_x509_certificates(response.content)
-    assert len(certs) == 1
-    assert certs[0].extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert len(certs) == 2  # The issuing intermediate, then the root.
+    assert all(c.extensions.get_extension_for_class(x509.BasicConstraints).value.ca for c in certs)
+    assert certs[-1].issuer == certs[-1].subject and certs[0].issuer == certs[-1].subject
 
 
 def test_healthz_openapi_and_unknown_routes(env: Env) -> None:

@@ -156,7 +156,7 @@ def test_certificates_with_lazily_refused_extensions_are_4xx_everywhere(
     if signed_by == "our CA":
         # Only the CA can sign these: a stand-in for one issued before a parser changed.
         certificate = _certificate(
-            LAZY[name], issuer_name=ca.certificate.subject, issuer_key=ca._key
+            LAZY[name], issuer_name=ca.certificate.subject, issuer_key=ca._state.signer.key
         )
     else:
         certificate = _certificate(LAZY[name])

@@ -38,7 +38,10 @@ def test_created_once_and_reloaded(tmp_path: Path) -> None:
     assert first.certificate == again.certificate
     assert stat.S_IMODE((tmp_path / "ca" / "ca.key").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "ca").stat().st_mode) == 0o700
-    assert "Acme local CA" in first.certificate.subject.rfc4514_string()
+    # A new CA has two tiers: an issuing intermediate under a root.
+    assert "Acme issuing CA" in first.certificate.subject.rfc4514_string()
+    assert "Acme root CA" in first.root.subject.rfc4514_string()
+    assert first.chain() == (first.certificate, first.root)
 
 
 def test_passphrase_encrypts_the_key_at_rest(tmp_path: Path) -> None:

@@ -37,9 +37,7 @@ class NodeServer:
         cert, key = node_server_certificate(ca, tmp_path)
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(cert, key)
-        self.context.load_verify_locations(
-            cadata=ca.certificate.public_bytes(Encoding.PEM).decode()
-        )
+        self.context.load_verify_locations(cadata=_chain_pem(ca))
         self.context.verify_mode = ssl.CERT_REQUIRED
         self.decide = decide
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -73,6 +71,11 @@ class NodeServer:
         self.thread.join(timeout=5)
 
 
+def _chain_pem(ca):
+    # The issuing CA and the root (a new local CA has two tiers).
+    return "".join(c.public_bytes(Encoding.PEM).decode() for c in ca.chain())
+
+
 @pytest.fixture
 def ca(tmp_path):
     return new_ca(tmp_path / "ca")
@@ -99,7 +102,7 @@ def server(tmp_path, ca, store):
 
 def talk(server, tmp_path, ca, client):
     context = ssl.create_default_context(cafile=None)
-    context.load_verify_locations(cadata=ca.certificate.public_bytes(Encoding.PEM).decode())
+    context.load_verify_locations(cadata=_chain_pem(ca))
     context.load_cert_chain(*client)
     with (
         socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,

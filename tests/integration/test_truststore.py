@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from nodecert.aws.truststore import publish
 from nodecert.cli import main
@@ -121,6 +122,64 @@ def test_the_cli_reports_a_bad_ca_as_one_line(clients, moto_endpoint, capsys):
     err = capsys.readouterr().err
     assert err.startswith("nodecert: error: truststore: no certificate authority")
     assert "Traceback" not in err
+
+
+def test_a_local_two_tier_chain_from_a_file_is_the_truststore(
+    clients, moto_endpoint, tmp_path, capsys
+):
+    from nodecert.backends.local import LocalCA
+
+    _, s3 = clients
+    bucket = _bucket(s3)
+    ca = LocalCA.generate(organization="nodecert", trust_domain="nodecert.local", two_tier=True)
+    chain = "".join(c.public_bytes(Encoding.PEM).decode() for c in ca.chain())
+    (tmp_path / "ca.crt").write_text(chain)  # What `GET /v1/ca` serves.
+    argv = ["aws", "truststore", "--ca-file", str(tmp_path / "ca.crt"), "--bucket", bucket]
+    assert main([*argv, "--region", REGION, "--endpoint-url", moto_endpoint]) == 0
+    assert "2 certificate(s), written" in capsys.readouterr().out
+    stored = s3.get_object(Bucket=bucket, Key="truststore.pem")["Body"].read()
+    assert x509.load_pem_x509_certificates(stored) == list(ca.chain())
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "no PEM certificates"),
+        (b"not a certificate\n", "no PEM certificates"),
+        (b"x" * (2 << 20), "larger than"),
+        ("leaf", "is not a CA certificate"),
+        ("reversed", "not in order"),
+        (None, "No such file"),
+    ],
+)
+def test_a_bad_ca_file_is_one_line_and_writes_nothing(
+    clients, moto_endpoint, tmp_path, capsys, content, message
+):
+    import trustme
+
+    _, s3 = clients
+    bucket = _bucket(s3)
+    root = trustme.CA()
+    path = tmp_path / "ca.crt"
+    if content == "leaf":
+        path.write_bytes(root.issue_cert("node.example.test").cert_chain_pems[0].bytes())
+    elif content == "reversed":
+        path.write_bytes(root.cert_pem.bytes() + root.create_child_ca().cert_pem.bytes())
+    elif content is not None:
+        path.write_bytes(content)
+    argv = ["aws", "truststore", "--ca-file", str(path), "--bucket", bucket]
+    assert main([*argv, "--region", REGION, "--endpoint-url", moto_endpoint]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("nodecert: error:") and message in err, err
+    assert "Traceback" not in err
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_ca_arn_and_ca_file_do_not_go_together(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["aws", "truststore", "--ca-arn", ARN, "--ca-file", "x", "--bucket", "b"])
+    assert stop.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err
 
 
 # What moto cannot return: chains that are not a CA chain (botocore Stubber, real shapes).

@@ -61,14 +61,16 @@ def test_whole_flow_at_debug_logs_no_secret(
         assert _secrets_in(response.text, secrets) == []
     assert caplog.records, "the flow logged nothing at all: the test would prove nothing"
     assert _secrets_in(caplog.text, secrets) == []
-    # On disk: the ledger holds no key material; only the CA and dev issuer keys exist.
+    # On disk: the ledger holds no key material; only the CA keys (the issuing CA's and
+    # the root's, unless `nodecert ca init --root-key-out` put it elsewhere) and the dev
+    # issuer key exist.
     home = env.service.settings.home
     key_files = sorted(
         str(p.relative_to(home))
         for p in home.rglob("*")
         if p.is_file() and b"PRIVATE KEY" in p.read_bytes()
     )
-    assert key_files == ["ca/ca.key", "dev-issuer.key"]
+    assert key_files == ["ca/ca.key", "ca/root.key", "dev-issuer.key"]
     database = b"".join(p.read_bytes() for p in home.glob("nodecert.db*"))
     assert all(fragment.encode() not in database for fragment in secrets)
 

@@ -232,13 +232,13 @@ def _signed_by(ca: LocalCA, *, eku: list[x509.ObjectIdentifier] | None) -> Issue
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(identity.san(TRUST_DOMAIN), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca._key.public_key()),
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca._state.signer.key.public_key()),
             critical=False,
         )
     )
     if eku is not None:
         builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
-    return Issued(builder.sign(ca._key, hashes.SHA256()), key)
+    return Issued(builder.sign(ca._state.signer.key, hashes.SHA256()), key)
 
 
 @pytest.mark.parametrize(

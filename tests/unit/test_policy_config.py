@@ -257,6 +257,14 @@ FULL_ENV = {
     "NODECERT_RENEW_GRACE_S": "600",
     "NODECERT_CRL_LIFETIME_S": "7200",
     "NODECERT_REVOCATION_RETRY_S": "5",
+    "NODECERT_TLS_CERT": "/etc/nodecert/tls/server.crt",
+    "NODECERT_CA_KMS_KEY_ID": "alias/nodecert-issuing",
+    "NODECERT_CA_PKCS11_MODULE": "/usr/lib/softhsm/libsofthsm2.so",
+    "NODECERT_CA_PKCS11_TOKEN": "nodecert",
+    "NODECERT_CA_PKCS11_KEY_LABEL": "issuing-2026",
+    "NODECERT_CA_PKCS11_PIN": "4321-pin-never-shown",
+    "NODECERT_CA_PKCS11_PIN_FILE": "/run/secrets/hsm-pin",
+    "NODECERT_TLS_KEY": "/etc/nodecert/tls/server.key",
 }
 
 
@@ -312,6 +320,13 @@ def test_every_setting_is_read_and_converted():
     assert settings.renew_grace_s == 600
     assert settings.crl_lifetime_s == 7200
     assert settings.revocation_retry_s == 5
+    assert settings.tls_cert == Path("/etc/nodecert/tls/server.crt")
+    assert settings.ca_kms_key_id == "alias/nodecert-issuing"
+    assert settings.ca_pkcs11_module == Path("/usr/lib/softhsm/libsofthsm2.so")
+    assert (settings.ca_pkcs11_token, settings.ca_pkcs11_key_label) == ("nodecert", "issuing-2026")
+    assert settings.ca_pkcs11_pin_file == Path("/run/secrets/hsm-pin")
+    assert "4321-pin" not in repr(settings)
+    assert settings.tls_key == Path("/etc/nodecert/tls/server.key")
     for name in Settings.__dataclass_fields__:
         value = getattr(settings, name)
         assert not isinstance(value, str) or value == FULL_ENV[f"NODECERT_{name.upper()}"]

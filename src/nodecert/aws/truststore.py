@@ -3,9 +3,11 @@
 API Gateway checks a client certificate's chain against a PEM bundle in S3 (the domain's
 ``MutualTlsAuthentication.TruststoreUri``, pinned to one ``TruststoreVersion``). This
 module fetches the CA certificate and its chain from ACM PCA
-(``GetCertificateAuthorityCertificate``), checks that they are CA certificates that chain
-up, and writes them to the bucket. The S3 version it prints is the stack's
-``NodeTruststoreVersion`` parameter (deploy/template.yaml, docs/aws.md).
+(``GetCertificateAuthorityCertificate``; a subordinate CA's chain included), or reads them
+from a file (``--ca-file``: a local two-tier CA's ``GET /v1/ca``, intermediate and root),
+checks that they are CA certificates that chain up, and writes them to the bucket. The S3
+version it prints is the stack's ``NodeTruststoreVersion`` parameter (deploy/template.yaml,
+docs/aws.md).
 
 Writing the same bundle again writes nothing and reports the current version, so the
 command is safe to run on every deploy: the domain changes only when the CA does.
@@ -17,14 +19,32 @@ import argparse
 import hashlib
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nodecert.core.errors import BackendUnavailableError, ConfigurationError, NotFoundError
+from nodecert.core.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    InvalidRequestError,
+    NotFoundError,
+)
 
-__all__ = ["Published", "chain_pem", "publish", "register"]
+__all__ = [
+    "Published",
+    "chain_pem",
+    "checked_pem",
+    "file_pem",
+    "publish",
+    "publish_pem",
+    "register",
+]
+
+
+# A CA chain is a few KiB; anything much larger (/dev/zero, a disk image) is refused unread.
+_MAX_CA_FILE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +95,34 @@ def chain_pem(pca: Any, ca_arn: str) -> tuple[str, int]:
         raise BackendUnavailableError(
             "truststore: the CA has no certificate yet (is it activated?)"
         ) from exc
+    return checked_pem(certificates), len(certificates)
+
+
+def file_pem(data: bytes) -> tuple[str, int]:
+    """A CA chain from a PEM file (a local CA's ``GET /v1/ca``), checked as from ACM PCA.
+
+    Raises:
+        InvalidRequestError: not PEM certificates, or no CA chain in order.
+    """
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise InvalidRequestError("truststore: --ca-file holds no PEM certificates") from exc
+    try:
+        return checked_pem(certificates), len(certificates)
+    except BackendUnavailableError as exc:
+        raise InvalidRequestError(f"{exc.detail} (--ca-file)") from exc
+
+
+def checked_pem(certificates: list[x509.Certificate]) -> str:
+    """``certificates`` as one PEM bundle, once they are CA certificates that chain up.
+
+    Each must be a CA and be issued by the next (the issuing CA first, up to the root, as
+    ``GET /v1/ca`` and ACM PCA give them).
+
+    Raises:
+        BackendUnavailableError: one is no CA certificate, or they are not in order.
+    """
     for certificate in certificates:
         try:
             is_ca = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -87,8 +135,7 @@ def chain_pem(pca: Any, ca_arn: str) -> tuple[str, int]:
     for child, parent in itertools.pairwise(certificates):
         if child.issuer != parent.subject:
             raise BackendUnavailableError("truststore: the CA chain is not in order")
-    pem = "".join(c.public_bytes(Encoding.PEM).decode() for c in certificates)
-    return pem, len(certificates)
+    return "".join(c.public_bytes(Encoding.PEM).decode() for c in certificates)
 
 
 def publish(pca: Any, s3: Any, *, ca_arn: str, bucket: str, key: str) -> Published:
@@ -100,9 +147,19 @@ def publish(pca: Any, s3: Any, *, ca_arn: str, bucket: str, key: str) -> Publish
         NotFoundError: no such certificate authority, or no such bucket.
         BackendUnavailableError: ACM PCA or S3 refused.
     """
+    pem, count = chain_pem(pca, ca_arn)
+    return publish_pem(s3, pem, count, bucket=bucket, key=key)
+
+
+def publish_pem(s3: Any, pem: str, count: int, *, bucket: str, key: str) -> Published:
+    """Write a checked chain (:func:`chain_pem`, :func:`file_pem`) unless it is there already.
+
+    Raises:
+        NotFoundError: no such bucket.
+        BackendUnavailableError: S3 refused.
+    """
     from nodecert.awsclients import botocore_errors, error_code, error_message
 
-    pem, count = chain_pem(pca, ca_arn)
     digest = hashlib.sha256(pem.encode()).hexdigest()
     uri = f"s3://{bucket}/{key}"
     try:
@@ -143,7 +200,14 @@ def register(sub: Any) -> None:
             " mutual-TLS custom domain; print the S3 version for NodeTruststoreVersion."
         ),
     )
-    truststore.add_argument("--ca-arn", required=True, help="the ACM PCA certificate authority")
+    source = truststore.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ca-arn", help="the ACM PCA certificate authority")
+    source.add_argument(
+        "--ca-file",
+        type=Path,
+        metavar="PATH",
+        help="a CA chain PEM instead (a local CA's GET /v1/ca: intermediate, root)",
+    )
     truststore.add_argument("--bucket", required=True, help="the TruststoreBucketName output")
     truststore.add_argument("--key", default="truststore.pem", help="the object key")
     truststore.add_argument("--region", default=None, help="AWS region (default: the SDK's)")
@@ -159,8 +223,19 @@ def _command(args: argparse.Namespace) -> None:
             "nodecert aws truststore: boto3 is not installed (pip install 'nodecert[aws]')"
         ) from exc
     session = boto3.session.Session()
-    pca = session.client("acm-pca", region_name=args.region, endpoint_url=args.endpoint_url)
     s3 = session.client("s3", region_name=args.region, endpoint_url=args.endpoint_url)
-    result = publish(pca, s3, ca_arn=args.ca_arn, bucket=args.bucket, key=args.key)
+    if args.ca_file is not None:
+        try:
+            with open(args.ca_file, "rb") as stream:
+                data = stream.read(_MAX_CA_FILE + 1)
+        except OSError as exc:
+            raise InvalidRequestError(f"--ca-file: {args.ca_file}: {exc.strerror}") from exc
+        if len(data) > _MAX_CA_FILE:
+            raise InvalidRequestError(f"--ca-file: {args.ca_file}: larger than 1 MiB")
+        pem, count = file_pem(data)
+        result = publish_pem(s3, pem, count, bucket=args.bucket, key=args.key)
+    else:
+        pca = session.client("acm-pca", region_name=args.region, endpoint_url=args.endpoint_url)
+        result = publish(pca, s3, ca_arn=args.ca_arn, bucket=args.bucket, key=args.key)
     for line in result.lines():
         print(line)

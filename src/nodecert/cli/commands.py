@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from nodecert import __version__
 from nodecert.cli.auditing import add_audit_command
+from nodecert.cli.ca import add_ca_commands
 from nodecert.cli.common import CLIError, UsageError
 from nodecert.cli.completion import add_completion_command
 from nodecert.cli.local import add_local_commands
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nodecert {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND")
     add_local_commands(sub)
+    add_ca_commands(sub)
     add_remote_commands(sub)
     add_renew_command(sub)
     add_audit_command(sub)

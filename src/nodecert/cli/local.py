@@ -88,7 +88,8 @@ def _serve(_args: argparse.Namespace) -> None:
     build_service(settings).close()
 
     def announce() -> None:
-        where = f"http://{settings.host}:{settings.port}"
+        scheme = "https" if settings.tls_cert is not None else "http"
+        where = f"{scheme}://{settings.host}:{settings.port}"
         line = f"serving on {where} (data in {settings.home})"
         if settings.log_format == "json":
             from nodecert.support.logs import JSONFormatter

@@ -29,6 +29,7 @@ from nodecert.client._client import Client
 from nodecert.client._errors import ServiceUnreachableError, http_status_of
 from nodecert.client._login import LoginResult, login
 from nodecert.client._models import (
+    CAIssuer,
     CertificateInfo,
     IssuedCertificate,
     NodeInfo,
@@ -37,6 +38,7 @@ from nodecert.client._models import (
 from nodecert.client._transport import Request, Response, Transport, UrllibTransport
 
 __all__ = [
+    "CAIssuer",
     "CertificateInfo",
     "Client",
     "IssuedCertificate",

@@ -15,12 +15,14 @@ from cryptography.hazmat.primitives import serialization
 
 from nodecert.client._errors import error_from_response
 from nodecert.client._models import (
+    CAIssuer,
     CertificateInfo,
     IssuedCertificate,
     NodeInfo,
     UnexpectedReplyError,
     certificate_from,
     issued_from,
+    issuer_from,
     node_from,
 )
 from nodecert.client._transport import Request, Response, Transport, UrllibTransport
@@ -253,6 +255,27 @@ class Client:
     def ca_chain(self) -> str:
         """``GET /v1/ca``: the CA chain (PEM), for trust stores. No token needed."""
         return self._send("GET", "/v1/ca", authenticated=False).body.decode("ascii", "replace")
+
+    def ca_roots(self) -> str:
+        """``GET /v1/ca/roots``: the root certificate(s) alone (PEM). No token needed."""
+        return self._send("GET", "/v1/ca/roots", authenticated=False).body.decode(
+            "ascii", "replace"
+        )
+
+    def ca_issuers(self) -> list[CAIssuer]:
+        """``GET /v1/ca/issuers``: the service's CA certificates and their state. No token.
+
+        Raises:
+            NotFoundError: a service older than this route.
+        """
+        data = self._send("GET", "/v1/ca/issuers", authenticated=False).body
+        try:
+            rows = json.loads(data).get("issuers")
+        except (ValueError, RecursionError, AttributeError):
+            rows = None
+        if not isinstance(rows, list):
+            raise UnexpectedReplyError("reply: 'issuers' missing or not a list")
+        return [issuer_from(row) for row in rows]
 
     def crl(self) -> x509.CertificateRevocationList:
         """``GET /v1/crl``: the local CA's current CRL. No token needed.

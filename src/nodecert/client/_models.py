@@ -8,7 +8,7 @@ from typing import Any
 
 from nodecert.core.errors import NodecertError
 
-__all__ = ["CertificateInfo", "IssuedCertificate", "NodeInfo"]
+__all__ = ["CAIssuer", "CertificateInfo", "IssuedCertificate", "NodeInfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,20 @@ class NodeInfo:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class CAIssuer:
+    """A CA certificate of the service (``GET /v1/ca/issuers``).
+
+    ``status`` is ``active`` (issues now), ``retiring`` (renew its certificates early),
+    ``retired`` (its certificates are refused: renew them now) or ``root``.
+    """
+
+    key_id: str
+    subject: str
+    not_after: datetime
+    status: str
+
+
 class UnexpectedReplyError(NodecertError):
     """The service answered 2xx with something this client cannot read."""
 
@@ -109,6 +123,17 @@ def node_from(data: Any) -> NodeInfo:
     obj = _object(data)
     return NodeInfo(
         node_id=_str(obj, "nodeId"), owner=_str(obj, "owner"), created_at=_time(obj, "createdAt")
+    )
+
+
+def issuer_from(data: Any) -> CAIssuer:
+    """Parse one entry of ``GET /v1/ca/issuers``."""
+    obj = _object(data)
+    return CAIssuer(
+        key_id=_str(obj, "keyId").lower(),
+        subject=_str(obj, "subject"),
+        not_after=_time(obj, "notAfter"),
+        status=_str(obj, "status"),
     )
 
 

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from nodecert.client._files import OutputFile, ensure_room, read_small, write_together
 from nodecert.client._hook import run_deploy_hook
 from nodecert.client._pair import complete_interrupted, exclusive, remove_leftovers
+from nodecert.client._rotation import issuer_retiring
 from nodecert.client._target import KeyMismatchError, RenewalClientError, RenewalTarget
 from nodecert.core.errors import (
     AuthorizationError,
@@ -228,7 +229,8 @@ def renew_if_due(
     """Renew ``target`` if it is due at ``now`` (or ``force``); otherwise call nothing.
 
     What a timer runs (``nodecert renew``): most runs find the certificate not due and
-    return without touching the network or the files. ``before_renewal`` runs once it is
+    return without touching the files, after one ``GET /v1/ca/issuers`` (a certificate
+    whose issuing CA retires is due at once). ``before_renewal`` runs once it is
     due, before the service is called (the CLI checks that the files can be written).
 
     Raises:
@@ -238,7 +240,7 @@ def renew_if_due(
     with _turn(target):
         certificate, key = _read_pair(target)
         due = due_at(certificate, renew_before=renew_before)
-        if not force and now < due:
+        if not force and now < due and not issuer_retiring(target.client, certificate):
             return RenewalOutcome(certificate, due, None)
         if before_renewal is not None:
             before_renewal()
@@ -339,6 +341,8 @@ def watch(
                 _time(when),
             )
         wait = (planned[1] - clock()).total_seconds()
+        if wait > 0 and issuer_retiring(target.client, certificate):
+            wait = 0  # A CA rotation: renew onto the new issuing CA now.
         if wait > 0:
             # In naps of at most ``recheck``: after a suspend, a clock step or files
             # replaced by hand, the next nap starts from the truth.

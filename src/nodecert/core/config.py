@@ -34,6 +34,12 @@ class Settings:
     ca: str = "local"
     ca_key_type: KeyType = KeyType.EC_P256
     ca_passphrase: str | None = field(default=None, repr=False)
+    ca_kms_key_id: str | None = None
+    ca_pkcs11_module: Path | None = None
+    ca_pkcs11_token: str | None = None
+    ca_pkcs11_key_label: str = "nodecert-issuing"
+    ca_pkcs11_pin: str | None = field(default=None, repr=False)
+    ca_pkcs11_pin_file: Path | None = None
     acmpca_ca_arn: str | None = None
     acmpca_short_lived_ca_arn: str | None = None
     acmpca_template_arn: str = "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate/V1"
@@ -74,6 +80,8 @@ class Settings:
     renew_grace_s: int = 0
     crl_lifetime_s: int = 3600
     revocation_retry_s: int = 60
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @property
     def database_path(self) -> Path:
@@ -177,6 +185,10 @@ class Settings:
         _require(
             self.authorize_secret is None or len(self.authorize_secret) >= 16,
             "NODECERT_AUTHORIZE_SECRET: must be at least 16 characters",
+        )
+        _require(
+            (self.tls_cert is None) == (self.tls_key is None),
+            "NODECERT_TLS_CERT and NODECERT_TLS_KEY: set both or neither",
         )
         kind, _, name = self.authorizer_target.partition(":")
         _require(

@@ -22,6 +22,7 @@ __all__ = [
     "fingerprint",
     "generate_private_key",
     "hash_for",
+    "key_id",
     "key_type_of",
     "load_client_csr",
     "private_key_pem",
@@ -180,6 +181,18 @@ def hash_for(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
         return hashes.SHA384()
     return hashes.SHA256()
+
+
+def key_id(certificate: x509.Certificate) -> str:
+    """A CA certificate's subject key identifier, lower-case hex: how issuing CAs are named.
+
+    The SKI extension when present, else RFC 5280's method 1 (SHA-1 of the public key).
+    """
+    try:
+        ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        ski = x509.SubjectKeyIdentifier.from_public_key(certificate.public_key())
+    return ski.digest.hex()
 
 
 def fingerprint(certificate: x509.Certificate) -> str:

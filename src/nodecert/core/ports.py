@@ -20,6 +20,7 @@ from nodecert.core.values import (
     CertificateQuery,
     CertificateRecord,
     Commit,
+    IssuerSet,
     NodeRecord,
     PendingRevocation,
     Principal,
@@ -32,6 +33,7 @@ __all__ = [
     "AuditTrail",
     "CABackend",
     "CRLSigner",
+    "IssuerSource",
     "Ledger",
     "LedgerReader",
     "NodeDirectory",
@@ -249,6 +251,18 @@ class CRLSigner(Protocol):
         self, builder: x509.CertificateRevocationListBuilder
     ) -> x509.CertificateRevocationList:
         """Set the issuer and AKI, sign ``builder`` with the CA key and return the CRL."""
+        ...
+
+
+@runtime_checkable
+class IssuerSource(Protocol):
+    """Optional CA ability: the issuing CAs in use, retiring and retired (rotation).
+
+    The local CA has it; a backend without it has the fixed chain of ``chain()``.
+    """
+
+    def issuer_set(self) -> IssuerSet:
+        """The current :class:`IssuerSet`; the same object until the next rotation."""
         ...
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "CertificateRecord",
     "CertificateStatus",
     "Commit",
+    "IssuerSet",
     "NodeRecord",
     "PendingRevocation",
     "Principal",
@@ -132,6 +133,25 @@ class SignedCertificate:
     certificate: x509.Certificate
     chain: tuple[x509.Certificate, ...]
     issuer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerSet:
+    """The CA certificates a relying party accepts now, a rotation's overlap included.
+
+    Attributes:
+        roots: The trust anchors.
+        intermediates: Issuing CAs whose certificates are accepted: the one that issues
+            now, first, then those retiring (planned rotation: until their certificates
+            expire).
+        retired: Issuing CAs retired at once (emergency rotation, a leaked key): their
+            certificates are refused everywhere, except as the proof of a renewal, where
+            the ledger tells the genuine ones from those minted with the leaked key.
+    """
+
+    roots: tuple[x509.Certificate, ...]
+    intermediates: tuple[x509.Certificate, ...]
+    retired: tuple[x509.Certificate, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

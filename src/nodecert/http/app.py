@@ -293,10 +293,25 @@ def create_app(service: Service) -> FastAPI:
     @app.get(
         "/v1/ca",
         responses={200: {"content": {"application/x-pem-file": {}}}},
-        summary="The CA chain (PEM) for node trust stores",
+        summary="The CA chain (PEM): the issuing CA first, up to and including the root",
     )
     async def ca() -> Response:
         return render(routes.ca())
+
+    @app.get(
+        "/v1/ca/roots",
+        responses={200: {"content": {"application/x-pem-file": {}}}},
+        summary="The root CA certificate(s) alone (PEM): the trust anchors for trust stores",
+    )
+    async def ca_roots() -> Response:
+        return render(routes.ca_roots())
+
+    @app.get(
+        "/v1/ca/issuers",
+        summary="Each CA certificate's key id and state: active, retiring, retired, root",
+    )
+    async def ca_issuers() -> Response:
+        return render(routes.ca_issuers())
 
     @app.get(
         "/v1/audit",

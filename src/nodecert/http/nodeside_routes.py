@@ -27,6 +27,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import re
 import threading
 import urllib.parse
 import uuid
@@ -69,6 +70,7 @@ log = logging.getLogger("nodecert")
 SECRET_HEADER = "X-Nodecert-Authorize-Secret"  # noqa: S105 - a header name, not a secret
 _AUTHORIZE_FIELDS = frozenset({"certificate", "nodeId"})
 _RENEW_FIELDS = frozenset({"csr", "keyType"})
+_KEY_ID = re.compile(r"(?:[0-9A-Fa-f]{2}){1,64}")
 
 
 class NodeSideRoutes:
@@ -222,17 +224,26 @@ class NodeSideRoutes:
         )
         return issued_reply(issued)
 
-    def crl(self, if_none_match: str | None = None) -> Reply:
+    def crl(self, if_none_match: str | None = None, issuer: str | None = None) -> Reply:
         """``GET /v1/crl``: the local CA's CRL, DER, with ``ETag`` and ``Last-Modified``.
 
+        ``issuer`` (``?issuer=<key id>``, hex) asks for the CRL of another issuing CA than
+        the one in use: one retiring after a rotation (``GET /v1/ca/issuers`` lists them).
         Answers 304 with no body when ``If-None-Match`` names the current CRL's tag.
 
         Raises:
-            NotFoundError: the CA backend publishes its own CRL (ACM PCA: its S3 bucket).
+            InvalidRequestError: ``issuer`` is not a key id (1-64 bytes, hex).
+            NotFoundError: the CA backend publishes its own CRL (ACM PCA: its S3 bucket),
+                or has no issuing CA of that key id.
         """
         if self.crl_publisher is None:
             raise NotFoundError("crl: this CA backend publishes its own CRL")
-        published = self.crl_publisher.published()
+        publisher = self.crl_publisher
+        if issuer is not None:
+            if not _KEY_ID.fullmatch(issuer):
+                raise InvalidRequestError("issuer: a key id is 2 to 128 hexadecimal digits")
+            publisher = publisher.for_issuer(issuer.lower())
+        published = publisher.published()
         headers = {
             "Cache-Control": "public, max-age=60",
             "ETag": published.etag,

@@ -37,6 +37,7 @@ from nodecert.http.contract import (
 from nodecert.issuing.administration import Administration
 from nodecert.issuing.audit import AuditReader
 from nodecert.issuing.authority import Authority, IssueRequest
+from nodecert.issuing.issuers import issuer_statuses
 from nodecert.issuing.service import Service
 from nodecert.support.logs import current_request_id
 
@@ -238,8 +239,29 @@ class Routes:
         )
 
     def ca(self) -> Reply:
-        """``GET /v1/ca``: the CA chain as PEM, for node trust stores."""
+        """``GET /v1/ca``: the CA chain as PEM (issuing CA first, up to the root)."""
         return Reply(200, self.authority.ca_chain_pem(), media_type="application/x-pem-file")
+
+    def ca_roots(self) -> Reply:
+        """``GET /v1/ca/roots``: the root certificate(s) alone as PEM, the trust anchors."""
+        return Reply(200, self.authority.ca_roots_pem(), media_type="application/x-pem-file")
+
+    def ca_issuers(self) -> Reply:
+        """``GET /v1/ca/issuers``: each CA certificate's key id, subject, end and state."""
+        return Reply(
+            200,
+            {
+                "issuers": [
+                    {
+                        "keyId": status.key_id,
+                        "subject": status.certificate.subject.rfc4514_string(),
+                        "notAfter": status.certificate.not_valid_after_utc.isoformat(),
+                        "status": status.state.value,
+                    }
+                    for status in issuer_statuses(self.authority.ca)
+                ]
+            },
+        )
 
     def audit(
         self,

@@ -400,6 +400,15 @@ class Authority:
         """The CA chain, issuing CA first, up to the root, as PEM."""
         return "".join(pem(c) for c in self.ca.chain())
 
+    def ca_roots_pem(self) -> str:
+        """The root certificate(s) alone, as PEM: the trust anchors for trust stores.
+
+        The last certificate of the chain, and any other self-signed one in it.
+        """
+        chain = list(self.ca.chain())
+        roots = [c for c in chain[:-1] if c.issuer == c.subject] + chain[-1:]
+        return "".join(pem(c) for c in roots)
+
     def _check_signed(
         self,
         certificate: x509.Certificate,

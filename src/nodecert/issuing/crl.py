@@ -26,11 +26,12 @@ from typing import Protocol, runtime_checkable
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from nodecert.core.errors import NotFoundError
 from nodecert.core.ports import CRLSigner, Ledger
 from nodecert.core.values import CertificateQuery, CertificateStatus, RevocationReason
 from nodecert.issuing.crlder import assemble, entries_der, splice_entries
 
-__all__ = ["CRLPublisher", "CRLState", "PublishedCRL"]
+__all__ = ["CRLPublisher", "CRLState", "IssuerCRLSigners", "PublishedCRL"]
 
 _REASON_FLAGS = {
     RevocationReason.KEY_COMPROMISE: x509.ReasonFlags.key_compromise,
@@ -81,6 +82,15 @@ class RevokedEntries(Protocol):
         ...
 
 
+@runtime_checkable
+class IssuerCRLSigners(Protocol):
+    """Optional CA ability: a CRL signer per issuing CA, by key id (the local CA's)."""
+
+    def crl_signer(self, issuer: str) -> CRLSigner | None:
+        """The signer of the issuing CA with key id ``issuer``, or None if unknown."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class PublishedCRL:
     """A signed CRL as served: DER bytes, its number, its window and its entity tag."""
@@ -119,6 +129,30 @@ class CRLPublisher:
         self._lock = threading.Lock()
         self._cached: tuple[int, PublishedCRL] | None = None
         self._last_number = 0
+        self._others: dict[str, CRLPublisher] = {}
+
+    def for_issuer(self, issuer: str) -> CRLPublisher:
+        """The publisher of the CRL of the issuing CA with key id ``issuer`` (hex).
+
+        One CRL per issuer: after a rotation, the retiring issuing CA's CRL is signed by
+        its own key, until its certificates have expired.
+
+        Raises:
+            NotFoundError: the CA has no issuing CA of that key id (in use or retiring).
+        """
+        signer = (
+            self.signer.crl_signer(issuer) if isinstance(self.signer, IssuerCRLSigners) else None
+        )
+        if signer is None:
+            raise NotFoundError(f"crl: no issuing CA with key id {issuer}")
+        with self._lock:
+            publisher = self._others.get(issuer)
+            if publisher is None or publisher.signer is not signer:
+                publisher = CRLPublisher(
+                    ledger=self.ledger, signer=signer, lifetime=self.lifetime, clock=self.clock
+                )
+                self._others[issuer] = publisher
+            return publisher
 
     def crl(self) -> x509.CertificateRevocationList:
         """The current CRL, parsed (see :meth:`published`)."""

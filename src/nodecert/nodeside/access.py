@@ -24,25 +24,19 @@ from __future__ import annotations
 
 import enum
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from cryptography.x509.verification import (
-    ClientVerifier,
-    PolicyBuilder,
-    Store,
-    VerificationError,
-)
 
-from nodecert.core.errors import AuthorizationError, InvalidIdentifierError, NodecertError
+from nodecert.core.errors import AuthorizationError, InvalidIdentifierError
 from nodecert.core.identity import Identity, format_serial, validate_id
 from nodecert.core.keys import fingerprint
 from nodecert.core.ports import Ledger, NodeDirectory
-from nodecert.core.values import CertificateStatus
+from nodecert.core.values import CertificateStatus, IssuerSet
+from nodecert.nodeside.trust import Chain, Trust
 
 __all__ = [
     "AccessDecider",
@@ -172,6 +166,10 @@ class AccessDecider:
         check_owner: Whether the node must still belong to the certificate's user in the
             node directory. Off for the ``claims`` and ``open`` ownership policies, which
             keep no directory: there the ledger (revocation) is the only state checked.
+        issuer_source: Instead of the above: the CA's :class:`IssuerSet`, asked before
+            every decision (a rotating CA answers the same object until it rotates), so a
+            rotation takes effect on the next decision. Certificates of its ``retired``
+            issuing CAs are refused, except by :meth:`decide_for_renewal`.
     """
 
     def __init__(
@@ -185,19 +183,21 @@ class AccessDecider:
         clock: Callable[[], datetime] = _utcnow,
         chain_source: Callable[[], Sequence[x509.Certificate]] | None = None,
         check_owner: bool = True,
+        issuer_source: Callable[[], IssuerSet] | None = None,
     ) -> None:
-        if not trust_anchors and chain_source is None:
+        if not trust_anchors and chain_source is None and issuer_source is None:
             raise ValueError("AccessDecider: at least one trust anchor is required")
         self.ledger = ledger
         self.nodes = nodes
         self.trust_domain = trust_domain
         self.clock = clock
-        self._store: Store | None = Store(list(trust_anchors)) if trust_anchors else None
-        self._intermediates = list(intermediates)
-        self._chain_source = chain_source
+        self._trust = Trust(
+            trust_anchors=trust_anchors,
+            intermediates=intermediates,
+            chain_source=chain_source,
+            issuer_source=issuer_source,
+        )
         self._check_owner = check_owner
-        self._verifier_lock = threading.Lock()
-        self._verifier: tuple[int, ClientVerifier] | None = None
 
     @classmethod
     def from_chain_source(
@@ -288,7 +288,14 @@ class AccessDecider:
             return Decision.deny(DenyReason.NOT_YET_VALID, "not valid yet", serial=serial)
         if now > not_after + grace:
             return Decision.deny(DenyReason.EXPIRED, "expired", serial=serial)
-        if not self._chains(certificate, min(now, not_after)):
+        chained = self._trust.chains(certificate, min(now, not_after))
+        if chained is Chain.RETIRED and target_node is not None:
+            return Decision.deny(
+                DenyReason.UNTRUSTED_ISSUER,
+                "its issuing CA was retired at once: renew it (nodecert renew)",
+                serial=serial,
+            )
+        if chained is Chain.NONE:
             return Decision.deny(
                 DenyReason.UNTRUSTED_ISSUER, "does not chain to our CA", serial=serial
             )
@@ -349,31 +356,3 @@ class AccessDecider:
                 serial=serial,
             )
         return Decision(True, None, identity, serial, "allowed")
-
-    def _chains(self, certificate: x509.Certificate, at: datetime) -> bool:
-        try:
-            self._verifier_at(at).verify(certificate, self._intermediates)
-        except (VerificationError, ValueError, NodecertError):
-            return False
-        return True
-
-    def _load_chain(self) -> Store:
-        chain = list(self._chain_source()) if self._chain_source is not None else []
-        if not chain:
-            raise ValueError("AccessDecider: the CA chain is empty")
-        self._intermediates = chain[:-1]
-        self._store = Store([chain[-1]])
-        return self._store
-
-    def _verifier_at(self, at: datetime) -> ClientVerifier:
-        # Building a verifier is cheap but not free; one per second of wall time is plenty
-        # (validity is checked to the second anyway).
-        second = int(at.timestamp())
-        with self._verifier_lock:
-            cached = self._verifier
-            if cached is not None and cached[0] == second:
-                return cached[1]
-            store = self._store if self._store is not None else self._load_chain()
-            built = PolicyBuilder().store(store).time(at).build_client_verifier()
-            self._verifier = (second, built)
-            return built

@@ -46,6 +46,7 @@ from nodecert.http.contract import (
     problem,
     status_of,
 )
+from nodecert.server.https import HTTPSConfig, check_files, tls_files
 from nodecert.server.supervisor import SpreadingSupervisor, reuse_port_available
 from nodecert.support.logs import uvicorn_log_config
 from nodecert.support.metrics import prepare_multiprocess
@@ -305,14 +306,17 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
     ``on_listening`` is called once the port is bound, before the workers start.
 
     Raises:
-        ConfigurationError: the address cannot be bound.
+        ConfigurationError: the address cannot be bound, or the TLS files
+            (``NODECERT_TLS_CERT``/``NODECERT_TLS_KEY``) cannot be used.
     """
     if settings.metrics == "on":
         # Before any worker (or this process) imports prometheus-client: every worker
         # writes its counts there and GET /metrics adds them up.
         prepare_multiprocess()
-    config = uvicorn.Config(
+    check_files(settings)  # A TLS mistake is one line here, not a traceback per worker.
+    config = HTTPSConfig(
         "nodecert.server.asgi:create_app",
+        tls=tls_files(settings),
         factory=True,
         host=settings.host,
         port=settings.port,

@@ -1,0 +1,295 @@
+"""``nodecert ca``: the local CA's hierarchy (``init``, ``sign-intermediate``, ``rotate``).
+
+``ca init`` creates the two-tier CA of the home (``NODECERT_HOME``); with
+``--root-key-out PATH`` the root key goes to PATH, for the operator to take offline, and
+the service runs with the issuing intermediate alone. ``ca sign-intermediate`` is the
+offline root's one job: sign an intermediate from a CSR. ``ca rotate`` replaces the issuing
+intermediate (see :mod:`nodecert.backends.rotation`). Keys are read and written with
+``NODECERT_CA_PASSPHRASE``; neither a key nor the passphrase is ever printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from nodecert.cli.common import CLIError, UsageError, local_settings
+from nodecert.client._files import read_small
+
+__all__ = ["add_ca_commands"]
+
+_MAX_INTERMEDIATE_DAYS = 3650
+
+
+def add_ca_commands(sub: Any) -> None:
+    """Add ``ca init`` and ``ca sign-intermediate`` to the ``sub`` subparsers."""
+    ca = sub.add_parser("ca", help="the local CA: root, issuing intermediate")
+    ca_sub = ca.add_subparsers(metavar="ACTION", required=True)
+
+    init = ca_sub.add_parser(
+        "init",
+        help="create the home's two-tier CA (root + issuing intermediate) and exit",
+        description=(
+            "Create a root and an issuing intermediate in $NODECERT_HOME/ca. With"
+            " --root-key-out the root key is written to PATH only (mode 0600, encrypted"
+            " with NODECERT_CA_PASSPHRASE when set): take it offline; the service never"
+            " needs it."
+        ),
+    )
+    init.add_argument(
+        "--root-key-out",
+        type=Path,
+        metavar="PATH",
+        help="write the root key here (a new file) instead of into the home",
+    )
+    init.set_defaults(handler=_init)
+
+    sign = ca_sub.add_parser(
+        "sign-intermediate",
+        help="sign an issuing intermediate from a CSR with an (offline) root key",
+        description=(
+            "Sign CSR as an issuing intermediate (CA, path length 0) with the root key and"
+            " certificate; only the CSR's subject and public key are used."
+        ),
+    )
+    sign.add_argument("csr", type=Path, metavar="CSR", help="PEM certificate signing request")
+    sign.add_argument("--root-key", type=Path, required=True, metavar="PATH")
+    sign.add_argument("--root-cert", type=Path, required=True, metavar="PATH")
+    sign.add_argument("--out", type=Path, required=True, metavar="PATH", help="a new file")
+    sign.add_argument(
+        "--days",
+        type=int,
+        default=1095,
+        help=f"validity (default 1095, at most {_MAX_INTERMEDIATE_DAYS}; never past the root's)",
+    )
+    sign.set_defaults(handler=_sign_intermediate)
+
+    rotate = ca_sub.add_parser(
+        "rotate",
+        help="replace the issuing intermediate (the service issues from the new one at once)",
+        description=(
+            "Make a new issuing intermediate. The old one retires: its certificates stay"
+            " valid until they expire, and renewal agents renew them early. With"
+            " --retire-now (its key leaked) they are refused at once wherever the access"
+            " decision runs, and each genuine one can still renew by proof of possession."
+        ),
+    )
+    rotate.add_argument(
+        "--retire-now", action="store_true", help="refuse the old intermediate's certificates now"
+    )
+    rotate.add_argument(
+        "--root-key", type=Path, metavar="PATH", help="the root key, when it is kept offline"
+    )
+    rotate.add_argument(
+        "--new-root",
+        action="store_true",
+        help="a new root too (root rotation; makes a one-tier CA of an earlier version two-tier)",
+    )
+    rotate.add_argument(
+        "--csr-out",
+        type=Path,
+        metavar="PATH",
+        help="step 1 with the root elsewhere: write a CSR for the next intermediate (a new file)",
+    )
+    rotate.add_argument(
+        "--install",
+        type=Path,
+        metavar="CERT",
+        help="step 2: rotate to CERT, the root's signature on that CSR (ca sign-intermediate)",
+    )
+    rotate.set_defaults(handler=_rotate)
+
+    prune = ca_sub.add_parser(
+        "prune",
+        help="stop trusting issuing CAs retired longer ago than any certificate lives",
+        description=(
+            "Remove the issuing CAs retired more than NODECERT_MAX_VALIDITY_DAYS (plus"
+            " NODECERT_RENEW_GRACE_S) ago: every certificate they issued has expired."
+        ),
+    )
+    prune.set_defaults(handler=_prune)
+
+
+def _init(args: argparse.Namespace) -> None:
+    from nodecert.backends.local_files import create_two_tier, locked
+    from nodecert.bootstrap import settings_from_environment
+    from nodecert.core.files import secure_home
+
+    settings = settings_from_environment()
+    directory = settings.home / "ca"
+    root_key_out = args.root_key_out
+    if root_key_out is not None and root_key_out.exists():
+        raise CLIError(f"--root-key-out: {root_key_out} exists already; not replacing it")
+    secure_home(settings.home)
+    directory.mkdir(mode=0o700, exist_ok=True)
+    with locked(directory):
+        if (directory / "ca.crt").exists():
+            raise CLIError(f"ca init: {directory.absolute()} has a CA already")
+        create_two_tier(
+            directory,
+            organization=settings.organization,
+            key_type=settings.ca_key_type,
+            passphrase=settings.ca_passphrase,
+            now=datetime.now(UTC),
+            root_key_out=root_key_out,
+            issuing_key=_external_public_key(settings),
+        )
+    where = root_key_out if root_key_out is not None else directory / "root.key"
+    print(f"root certificate:  {directory.absolute() / 'root.crt'}")
+    print(f"root key:          {where.absolute()} (mode 0600)")
+    print(f"issuing CA:        {directory.absolute() / 'ca.crt'}")
+    if root_key_out is not None:
+        print("take the root key offline: the service runs with the issuing CA alone")
+    print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
+
+
+def _rotate(args: argparse.Namespace) -> None:
+    from nodecert.backends.hierarchy import load_key
+    from nodecert.backends.local_files import key_id, locked, read_certificate
+    from nodecert.backends.rotation import install, rotate
+
+    settings = local_settings()
+    directory = settings.home / "ca"
+    if not (directory / "ca.crt").exists():
+        raise CLIError(f"ca rotate: no local CA in {directory.absolute()}")
+    if settings.ca_kms_key_id is not None or settings.ca_pkcs11_module is not None:
+        raise CLIError(
+            "ca rotate: the issuing key is in AWS KMS or a PKCS#11 token; rotating it is"
+            " not supported yet"
+        )
+    chosen = [args.new_root, args.root_key is not None, args.csr_out is not None, args.install]
+    if sum(bool(c) for c in chosen) > 1:
+        raise UsageError("ca rotate: --new-root, --root-key, --csr-out and --install are exclusive")
+    if args.csr_out is not None:
+        _request_intermediate(args, settings, directory)
+        return
+    installed = None
+    if args.install is not None:
+        try:
+            installed = x509.load_pem_x509_certificate(_read(args.install, "--install"))
+        except ValueError:
+            raise CLIError(f"--install: {args.install} is not a PEM certificate") from None
+    root_key = None if args.root_key is None else load_key(args.root_key, settings.ca_passphrase)
+    with locked(directory):
+        old = read_certificate(directory / "ca.crt")
+        if installed is not None:
+            new = install(
+                directory,
+                installed,
+                passphrase=settings.ca_passphrase,
+                retire_now=args.retire_now,
+            )
+        else:
+            new = rotate(
+                directory,
+                organization=settings.organization,
+                key_type=settings.ca_key_type,
+                passphrase=settings.ca_passphrase,
+                now=datetime.now(UTC),
+                root_key=root_key,
+                new_root=args.new_root,
+                retire_now=args.retire_now,
+            )
+    state = "retired now: its certificates are refused" if args.retire_now else "retiring"
+    print(f"issuing CA:  {new.subject.rfc4514_string()} (key id {key_id(new)})")
+    print(f"previous:    {old.subject.rfc4514_string()} (key id {key_id(old)}): {state}")
+    if args.new_root:
+        print(f"new root:    {directory.absolute() / 'root.crt'}: give it to every trust store")
+    print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
+
+
+def _prune(_args: argparse.Namespace) -> None:
+    from nodecert.backends.local_files import locked
+    from nodecert.backends.rotation import prune
+
+    settings = local_settings()
+    directory = settings.home / "ca"
+    lifetime = timedelta(days=settings.max_validity_days, seconds=settings.renew_grace_s)
+    with locked(directory):
+        removed = prune(directory, older_than=lifetime, now=datetime.now(UTC))
+    for key in removed:
+        print(f"no longer trusted: issuing CA {key} (retired over {lifetime.days} days ago)")
+    if not removed:
+        print("nothing to prune")
+    print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
+
+
+def _request_intermediate(args: argparse.Namespace, settings: Any, directory: Path) -> None:
+    from nodecert.backends.local_files import locked, write_new_private
+    from nodecert.backends.rotation import request
+
+    if args.retire_now:
+        raise UsageError("ca rotate: --retire-now goes with --install (step 2)")
+    if args.csr_out.exists():
+        raise CLIError(f"--csr-out: {args.csr_out} exists already; not replacing it")
+    with locked(directory):
+        csr = request(
+            directory,
+            organization=settings.organization,
+            key_type=settings.ca_key_type,
+            passphrase=settings.ca_passphrase,
+            now=datetime.now(UTC),
+        )
+    write_new_private(args.csr_out, csr)
+    args.csr_out.chmod(0o644)
+    print(f"wrote {args.csr_out}: sign it with the root (nodecert ca sign-intermediate),")
+    print("then: nodecert ca rotate --install <certificate> [--retire-now]")
+    print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
+
+
+def _external_public_key(settings: Any) -> Any:
+    # The issuing key in AWS KMS or a PKCS#11 token (generated there when missing): the
+    # intermediate is made for its public half.
+    from nodecert.bootstrap import issuing_signer
+
+    signer = issuing_signer(settings, create=True)
+    return None if signer is None else signer.public_key()
+
+
+def _sign_intermediate(args: argparse.Namespace) -> None:
+    from nodecert.backends.hierarchy import load_key, sign_intermediate
+    from nodecert.backends.local_files import write_new_private
+
+    if not 1 <= args.days <= _MAX_INTERMEDIATE_DAYS:
+        raise CLIError(f"--days: must be between 1 and {_MAX_INTERMEDIATE_DAYS}")
+    if args.out.exists():
+        raise CLIError(f"--out: {args.out} exists already; not replacing it")
+    csr = _read(args.csr, "CSR")
+    try:
+        root = x509.load_pem_x509_certificate(_read(args.root_cert, "--root-cert"))
+    except ValueError:
+        raise CLIError(f"--root-cert: {args.root_cert} is not a PEM certificate") from None
+    # The passphrase only: an offline machine has no other NODECERT_* settings to check.
+    passphrase = _passphrase()
+    root_key = load_key(args.root_key, passphrase)
+    certificate = sign_intermediate(
+        csr,
+        root_key=root_key,
+        root=root,
+        now=datetime.now(UTC),
+        lifetime=timedelta(days=args.days),
+    )
+    # Not secret, but a new file that is never half written or silently replaced.
+    write_new_private(args.out, certificate.public_bytes(Encoding.PEM))
+    args.out.chmod(0o644)
+    print(f"signed {certificate.subject.rfc4514_string()}")
+    print(f"valid until {certificate.not_valid_after_utc.isoformat()}")
+    print(f"wrote {args.out}")
+
+
+def _passphrase() -> str | None:
+    return os.environ.get("NODECERT_CA_PASSPHRASE") or None
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return read_small(path)
+    except OSError as exc:
+        raise CLIError(f"{what}: {path}: {exc.strerror or exc}") from None

@@ -1,0 +1,56 @@
+"""Which issuing CAs are in use, retiring or retired: ``GET /v1/ca/issuers``.
+
+Renewal agents read it to renew early when the CA that issued their certificate retires
+(a rotation), so that a planned rotation completes within one watch interval and an
+emergency one as soon as each agent looks. A CA backend without rotation (ACM PCA) lists
+its chain's CAs as ``active``: nobody renews early.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from nodecert.core.keys import key_id
+from nodecert.core.ports import CABackend, IssuerSource
+
+__all__ = ["IssuerState", "IssuerStatus", "issuer_statuses"]
+
+
+class IssuerState(enum.StrEnum):
+    """What a CA certificate is to relying parties and renewal agents."""
+
+    ACTIVE = "active"  # Issues now.
+    RETIRING = "retiring"  # Issued earlier; its certificates stay valid, renew them early.
+    RETIRED = "retired"  # Retired at once: its certificates are refused; renew them now.
+    ROOT = "root"  # A trust anchor that issues no leaf certificate.
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerStatus:
+    """One CA certificate and its :class:`IssuerState`."""
+
+    certificate: x509.Certificate
+    key_id: str
+    state: IssuerState
+
+
+def issuer_statuses(ca: CABackend) -> list[IssuerStatus]:
+    """Every CA certificate of ``ca`` with its state: the issuing one first."""
+    chain = list(ca.chain())
+    if not isinstance(ca, IssuerSource):
+        return [IssuerStatus(c, key_id(c), IssuerState.ACTIVE) for c in chain]
+    issuers = ca.issuer_set()
+    current, root = chain[0], chain[-1]
+    states: dict[x509.Certificate, IssuerState] = {current: IssuerState.ACTIVE}
+    for certificate in (*issuers.intermediates, *issuers.roots):
+        if certificate not in states:
+            # The root in use issues no leaves (two tiers); another root is the one-tier
+            # CA of an earlier version (or a replaced root): its leaves are retiring.
+            state = IssuerState.ROOT if certificate == root else IssuerState.RETIRING
+            states[certificate] = state
+    for certificate in issuers.retired:
+        states.setdefault(certificate, IssuerState.RETIRED)
+    return [IssuerStatus(c, key_id(c), s) for c, s in states.items()]

@@ -1,0 +1,204 @@
+"""The local CA with its issuing key in AWS KMS (issue 19): moto's KMS in server mode.
+
+Failure paths first: a key that does not exist or cannot sign, a home made for another key,
+KMS failing at issuance (botocore Stubber: nothing issued, nothing recorded) and the DIGEST
+form moto does not model. Then certificates and CRLs signed by KMS, checked by ``openssl
+verify``, pkilint, a real mutual-TLS handshake and the access decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from fastapi.testclient import TestClient
+
+from nodecert.backends.kms import KMSSigner
+from nodecert.backends.local import LocalCA
+from nodecert.bootstrap import build_service
+from nodecert.core.errors import BackendUnavailableError, ConfigurationError
+from nodecert.core.keys import KeyType, generate_private_key
+from nodecert.http.app import create_app
+from nodecert.store.sqlite import SQLiteStore
+from tests.nodeside import authority
+
+from ..conftest import Env, make_settings
+from ..tls import connect, mtls_server
+from .conftest import REGION
+from .test_mtls import pkilint
+from .test_two_tier import _lint_crl
+
+
+@pytest.fixture
+def kms(aws_env: None, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A KMS client on moto; the service's own clients find moto through the environment."""
+    from nodecert.awsclients import make_client
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    return make_client("kms", region=REGION, max_attempts=1, endpoint_url=moto_endpoint)
+
+
+def _key(kms: Any, spec: str = "ECC_NIST_P256", usage: str = "SIGN_VERIFY") -> str:
+    key_id: str = kms.create_key(KeySpec=spec, KeyUsage=usage)["KeyMetadata"]["KeyId"]
+    return key_id
+
+
+def _stubbed(public_key_der: bytes) -> tuple[Any, Any]:
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.session.Session().client(
+        "kms", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stubber = Stubber(client)
+    stubber.add_response(
+        "get_public_key",
+        {"KeyUsage": "SIGN_VERIFY", "KeySpec": "ECC_NIST_P256", "PublicKey": public_key_der},
+        {"KeyId": "k"},
+    )
+    return client, stubber
+
+
+# Failure paths.
+
+
+def test_an_unknown_key_or_one_that_cannot_sign_stops_the_start(kms: Any, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="NODECERT_CA_KMS_KEY_ID"):
+        build_service(make_settings(tmp_path / "a", ca_kms_key_id=str(uuid.uuid4())))
+    encrypting = _key(kms, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")
+    with pytest.raises(ConfigurationError, match="not an asymmetric SIGN_VERIFY key"):
+        build_service(make_settings(tmp_path / "b", ca_kms_key_id=encrypting))
+    assert not (tmp_path / "a" / "ca" / "ca.crt").exists()
+
+
+def test_a_home_made_for_another_key_is_refused(kms: Any, tmp_path: Path) -> None:
+    build_service(make_settings(tmp_path / "home", ca_kms_key_id=_key(kms))).close()
+    with pytest.raises(ConfigurationError, match="does not match"):
+        build_service(make_settings(tmp_path / "home", ca_kms_key_id=_key(kms)))
+
+
+@pytest.mark.parametrize("code", ["ThrottlingException", "KMSInvalidStateException"])
+def test_kms_failing_at_issuance_is_a_503_and_nothing_is_recorded(
+    tmp_path: Path, code: str
+) -> None:
+    key = generate_private_key(KeyType.EC_P256)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    client, stubber = _stubbed(der)
+    stubber.add_client_error("sign", service_error_code=code, service_message="no")
+    stubber.activate()
+    ca = LocalCA.open_or_create(
+        tmp_path / "ca",
+        organization="nodecert",
+        trust_domain="nodecert.local",
+        signer=KMSSigner(client, "k"),
+    )
+    store = SQLiteStore(tmp_path / "nodecert.db")
+    try:
+        from tests.nodeside import issue
+
+        with pytest.raises(BackendUnavailableError, match=code):
+            issue(authority(ca, store), "alice", "n1")
+        assert store.find(user_id="alice") == []
+    finally:
+        store.close()
+
+
+def test_long_messages_go_to_kms_as_their_digest() -> None:
+    key = generate_private_key(KeyType.EC_P256)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    client, stubber = _stubbed(der)
+    long = b"x" * 5000
+    stubber.add_response(
+        "sign",
+        {"Signature": b"sig", "SigningAlgorithm": "ECDSA_SHA_256", "KeyId": "k"},
+        {
+            "KeyId": "k",
+            "Message": hashlib.sha256(long).digest(),
+            "MessageType": "DIGEST",
+            "SigningAlgorithm": "ECDSA_SHA_256",
+        },
+    )
+    stubber.add_response(
+        "sign",
+        {"Signature": b"sig", "SigningAlgorithm": "ECDSA_SHA_256", "KeyId": "k"},
+        {
+            "KeyId": "k",
+            "Message": b"short",
+            "MessageType": "RAW",
+            "SigningAlgorithm": "ECDSA_SHA_256",
+        },
+    )
+    stubber.activate()
+    signer = KMSSigner(client, "k")
+    assert signer.sign(long) == b"sig"
+    assert signer.sign(b"short") == b"sig"
+    stubber.assert_no_pending_responses()
+
+
+# Signed by KMS, on the wire.
+
+
+@pytest.fixture(params=["ECC_NIST_P256", "ECC_NIST_P384", "RSA_2048"])
+def kms_env(request: pytest.FixtureRequest, kms: Any, tmp_path: Path) -> Iterator[Env]:
+    service = build_service(
+        make_settings(tmp_path / "home", ca_kms_key_id=_key(kms, request.param))
+    )
+    with TestClient(create_app(service), raise_server_exceptions=False) as client:
+        yield Env(service, client)
+    service.close()
+
+
+def test_certificates_and_crls_signed_in_kms_pass_every_check(kms_env: Env, tmp_path: Path) -> None:
+    env = kms_env
+    home = env.service.settings.home
+    assert not (home / "ca" / "ca.key").exists()  # The issuing key is in KMS only.
+    env.add_node("n1", "alice")
+    issued = env.issue("alice", "n1", keyType="ec-p256")
+    leaf = x509.load_pem_x509_certificate(str(issued["certificate"]).encode())
+    intermediate, root = env.service.authority.ca.chain()
+    leaf.verify_directly_issued_by(intermediate)
+    for certificate in (leaf, intermediate, root):
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        assert pkilint("lint_pkix_cert", der, tmp_path) == "", certificate.subject
+    if shutil.which("openssl"):
+        (tmp_path / "ca.pem").write_bytes(env.client.get("/v1/ca").content)
+        (tmp_path / "leaf.pem").write_text(str(issued["certificate"]))
+        done = subprocess.run(
+            ["openssl", "verify", "-purpose", "sslclient", "-CAfile", "ca.pem", "leaf.pem"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    trust = env.client.get("/v1/ca/roots").content
+    with mtls_server(trust, tmp_path) as (port, server_ca, seen):
+        presented = str(issued["certificate"]) + str(issued["certificateChain"])
+        assert connect(port, server_ca, presented, str(issued["privateKey"]), tmp_path) == b"hello"
+        seen.done.wait(10)
+    assert env.service.decider.decide(leaf, "n1").allowed
+    # The CRL, signed by KMS too.
+    serial = str(issued["serialNumber"])
+    admin = env.auth("root", admin=True)
+    assert (
+        env.client.post(f"/v1/certificates/{serial}/revoke", headers=admin, json={}).status_code
+        == 200
+    )
+    der = env.client.get("/v1/crl").content
+    crl = x509.load_der_x509_crl(der)
+    assert crl.issuer == intermediate.subject
+    assert crl.is_signature_valid(intermediate.public_key())  # type: ignore[arg-type]
+    assert crl.get_revoked_certificate_by_serial_number(leaf.serial_number) is not None
+    assert _lint_crl(der, tmp_path) == ""

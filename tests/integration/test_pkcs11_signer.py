@@ -1,0 +1,185 @@
+"""The local CA with its issuing key in a PKCS#11 token: SoftHSM2 from Debian (issue 19).
+
+Failure paths first: a wrong PIN (never echoed), an unknown token or library, a missing key,
+and the token failing at issuance (nothing issued, nothing recorded). Then ``nodecert ca
+init`` generating the key pair inside the token and certificates and CRLs signed there,
+checked by pkilint, ``openssl verify``, a real mutual-TLS handshake and the access decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from fastapi.testclient import TestClient
+
+from nodecert.bootstrap import build_service
+from nodecert.cli import main
+from nodecert.core.errors import BackendUnavailableError, ConfigurationError
+from nodecert.http.app import create_app
+
+from ..conftest import Env, make_settings
+from ..tls import connect, mtls_server
+from .test_mtls import pkilint
+from .test_two_tier import _lint_crl
+
+MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
+PIN = "hsm-user-pin-7391"
+
+pytestmark = pytest.mark.skipif(
+    not MODULE.exists() or shutil.which("softhsm2-util") is None,
+    reason="SoftHSM2 is not installed (make deps, or apt-get install softhsm2)",
+)
+
+
+@pytest.fixture(scope="module")
+def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh SoftHSM2 token for this module (SOFTHSM2_CONF is read once per process)."""
+    base = tmp_path_factory.mktemp("softhsm")
+    (base / "tokens").mkdir()
+    conf = base / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SOFTHSM2_CONF", str(conf))
+        subprocess.run(
+            [
+                *("softhsm2-util", "--init-token", "--free", "--label", "nodecert"),
+                *("--pin", PIN, "--so-pin", "so-pin-5521"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        yield "nodecert"
+
+
+def _settings(home: Path, **overrides: object) -> object:
+    values: dict[str, object] = {
+        "ca_pkcs11_module": MODULE,
+        "ca_pkcs11_token": "nodecert",
+        "ca_pkcs11_pin": PIN,
+    }
+    values.update(overrides)
+    return make_settings(home, **values)
+
+
+def _pkcs11_env(monkeypatch: pytest.MonkeyPatch, home: Path, label: str) -> None:
+    for name, value in {
+        "NODECERT_HOME": str(home),
+        "NODECERT_CA_PKCS11_MODULE": str(MODULE),
+        "NODECERT_CA_PKCS11_TOKEN": "nodecert",
+        "NODECERT_CA_PKCS11_KEY_LABEL": label,
+        "NODECERT_CA_PKCS11_PIN": PIN,
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+# Failure paths.
+
+
+def test_a_wrong_pin_an_unknown_token_or_library_and_a_missing_key_stop_the_start(
+    token: str, tmp_path: Path
+) -> None:
+    cases = [
+        ({"ca_pkcs11_pin": "0000-wrong"}, "refused the PIN"),
+        ({"ca_pkcs11_token": "no-such-token"}, "cannot open token"),
+        ({"ca_pkcs11_module": tmp_path / "missing.so"}, "cannot open token"),
+        ({"ca_pkcs11_key_label": "never-made"}, "no usable key pair"),
+        ({"ca_pkcs11_pin": None}, "set exactly one"),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(ConfigurationError, match=message) as caught:
+            build_service(_settings(tmp_path / "home", **overrides))  # type: ignore[arg-type]
+        assert "0000-wrong" not in str(caught.value) and PIN not in str(caught.value)
+    assert not (tmp_path / "home" / "ca" / "ca.crt").exists()
+
+
+@pytest.fixture
+def hsm_env(
+    token: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[Env]:
+    label = f"issuing-{request.node.name[-40:]}"
+    (tmp_path / "pin").write_text(PIN + "\n")
+    (tmp_path / "pin").chmod(0o600)
+    _pkcs11_env(monkeypatch, tmp_path / "home", label)
+    code = main(["ca", "init"])  # Generates the key pair inside the token.
+    assert code == 0, capsys.readouterr().err
+    settings = _settings(
+        tmp_path / "home",
+        ca_pkcs11_key_label=label,
+        ca_pkcs11_pin=None,
+        ca_pkcs11_pin_file=tmp_path / "pin",
+    )
+    service = build_service(settings)  # type: ignore[arg-type]
+    with TestClient(create_app(service), raise_server_exceptions=False) as client:
+        yield Env(service, client)
+    service.close()
+
+
+def test_the_token_failing_at_issuance_is_a_503_and_nothing_is_recorded(hsm_env: Env) -> None:
+    env = hsm_env
+    env.add_node("n1", "alice")
+    env.service.authority.ca._state.signer.key.close()  # type: ignore[attr-defined]
+    reply = env.client.post("/generate-cert", json={"nodeId": "n1"}, headers=env.auth("alice"))
+    assert reply.status_code == 503, reply.text
+    assert reply.json()["code"] == "ca_unavailable"
+    assert env.service.authority.ledger.find(user_id="alice") == []
+    with pytest.raises(BackendUnavailableError):
+        env.service.authority.ca._state.signer.key.sign(b"x")  # type: ignore[attr-defined]
+
+
+# Signed inside the token, on the wire.
+
+
+def test_certificates_and_crls_signed_in_the_token_pass_every_check(
+    hsm_env: Env, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    env = hsm_env
+    home = env.service.settings.home
+    assert not (home / "ca" / "ca.key").exists()  # The issuing key is in the token only.
+    env.add_node("n1", "alice")
+    issued = env.issue("alice", "n1", keyType="ec-p256")
+    leaf = x509.load_pem_x509_certificate(str(issued["certificate"]).encode())
+    intermediate, root = env.service.authority.ca.chain()
+    leaf.verify_directly_issued_by(intermediate)
+    for certificate in (leaf, intermediate, root):
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        assert pkilint("lint_pkix_cert", der, tmp_path) == "", certificate.subject
+    if shutil.which("openssl"):
+        (tmp_path / "ca.pem").write_bytes(env.client.get("/v1/ca").content)
+        (tmp_path / "leaf.pem").write_text(str(issued["certificate"]))
+        done = subprocess.run(
+            ["openssl", "verify", "-purpose", "sslclient", "-CAfile", "ca.pem", "leaf.pem"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    with mtls_server(env.client.get("/v1/ca/roots").content, tmp_path) as (port, ca, seen):
+        presented = str(issued["certificate"]) + str(issued["certificateChain"])
+        assert connect(port, ca, presented, str(issued["privateKey"]), tmp_path) == b"hello"
+        seen.done.wait(10)
+    assert env.service.decider.decide(leaf, "n1").allowed
+    serial = str(issued["serialNumber"])
+    admin = env.auth("root", admin=True)
+    revoked = env.client.post(f"/v1/certificates/{serial}/revoke", headers=admin, json={})
+    assert revoked.status_code == 200
+    der = env.client.get("/v1/crl").content
+    crl = x509.load_der_x509_crl(der)
+    assert crl.is_signature_valid(intermediate.public_key())  # type: ignore[arg-type]
+    assert crl.get_revoked_certificate_by_serial_number(leaf.serial_number) is not None
+    assert _lint_crl(der, tmp_path) == ""
+    # The PIN is nowhere: not in the logs, not in the home.
+    assert PIN not in caplog.text
+    assert all(PIN.encode() not in p.read_bytes() for p in home.rglob("*") if p.is_file())
