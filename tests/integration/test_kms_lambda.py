@@ -151,6 +151,15 @@ def _event(name):
     return json.loads((EVENTS / name).read_text())
 
 
+def test_the_issuer_without_the_packaged_chain_does_not_start(kms_stack, monkeypatch):
+    # The first deploy of docs/aws.md's steps: the key exists, the chain is not built in.
+    monkeypatch.delenv("NODECERT_CA_BUNDLE")
+    aws_lambda.application.cache_clear()
+    with pytest.raises(ConfigurationError, match="NODECERT_CA_BUNDLE must name the CA chain"):
+        aws_lambda.lambda_handler(_event("rest_generate_cert.json"), None)
+    assert not (kms_stack["home"] / "ca").exists()
+
+
 def test_the_issuer_signs_in_kms_under_the_operators_root(kms_stack, aws_client):
     put = aws_lambda.lambda_handler(_event("rest_put_node_admin.json"), None)
     assert put["statusCode"] == 200, put["body"]
