@@ -143,7 +143,13 @@ def kms_stack(aws_client, moto_endpoint, unique, monkeypatch, tmp_path):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "nodecert-issuer")
     aws_lambda.application.cache_clear()
-    yield {"key": key_arn, "operator": operator, "home": tmp_path / "lambda-tmp"}
+    yield {
+        "key": key_arn,
+        "operator": operator,
+        "home": tmp_path / "lambda-tmp",
+        "chain": chain,
+        "tables": (nodes, certificates, limits),
+    }
     aws_lambda.application.cache_clear()
 
 
@@ -183,3 +189,44 @@ def test_the_issuer_signs_in_kms_under_the_operators_root(kms_stack, aws_client)
     written = sorted(p.name for p in (kms_stack["home"] / "ca").iterdir() if p.is_file())
     assert "ca.key" not in written and "root.key" not in written
     assert {"ca.crt", "root.crt"} <= set(written)
+
+
+def test_the_authorizer_trusts_the_packaged_chain_and_never_calls_kms(kms_stack):
+    from nodecert.aws.authorizer import TargetSource, handle
+    from nodecert.bootstrap import build_decider
+    from tests.nodeside import event
+
+    assert aws_lambda.lambda_handler(_event("rest_put_node_admin.json"), None)["statusCode"] == 200
+    issued = aws_lambda.lambda_handler(_event("rest_generate_cert.json"), None)
+    pem = json.loads(issued["body"])["certificate"]
+    # The authorizer's environment as the template gives it with IssuingCA=KMS: the chain,
+    # no key (its role has nothing of KMS).
+    variables = environment(resolved(sam_translate(load()), "KMS"), "NodeAuthorizerFunction")
+    assert "NODECERT_CA_KMS_KEY_ID" not in variables
+    nodes, certificates, limits = kms_stack["tables"]
+    variables |= {
+        "NODECERT_CA_BUNDLE": str(kms_stack["chain"]),
+        "NODECERT_HOME": str(kms_stack["home"].parent / "authorizer-tmp"),
+        "NODECERT_AWS_REGION": REGION,
+        "NODECERT_DYNAMODB_NODES_TABLE": nodes,
+        "NODECERT_DYNAMODB_CERTIFICATES_TABLE": certificates,
+        "NODECERT_DYNAMODB_LIMITS_TABLE": limits,
+        "NODECERT_TRUST_DOMAIN": "nodecert.example",
+        "NODECERT_METRICS": "off",
+    }
+    decider = build_decider(Settings.from_env(variables))
+    allowed = handle(
+        event("authorizer_rest_request.json", pem=pem, node="node-1"),
+        decider,
+        TargetSource("path:nodeId"),
+    )
+    assert allowed["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    assert allowed["context"]["userId"] == "alice"
+    # A certificate for the same identity from a CA outside the chain is denied.
+    stranger = trustme.CA().issue_cert("node-1.example").cert_chain_pems[0].bytes().decode()
+    denied = handle(
+        event("authorizer_rest_request.json", pem=stranger, node="node-1"),
+        decider,
+        TargetSource("path:nodeId"),
+    )
+    assert denied["policyDocument"]["Statement"][0]["Effect"] == "Deny"
