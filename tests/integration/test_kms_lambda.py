@@ -166,6 +166,18 @@ def test_the_issuer_without_the_packaged_chain_does_not_start(kms_stack, monkeyp
     assert not (kms_stack["home"] / "ca").exists()
 
 
+def test_the_sweep_without_the_packaged_chain_does_not_start(kms_stack, monkeypatch):
+    from nodecert.aws import sweep
+
+    monkeypatch.delenv("NODECERT_CA_BUNDLE")
+    sweep._outbox.cache_clear()
+    try:
+        with pytest.raises(ConfigurationError, match="NODECERT_CA_BUNDLE must name"):
+            sweep._outbox()
+    finally:
+        sweep._outbox.cache_clear()
+
+
 def test_the_issuer_signs_in_kms_under_the_operators_root(kms_stack, aws_client):
     put = aws_lambda.lambda_handler(_event("rest_put_node_admin.json"), None)
     assert put["statusCode"] == 200, put["body"]
