@@ -10,6 +10,11 @@
 # LAMBDA_PYTHON (default 3.12, the template's runtime) picks the interpreter the wheels are
 # for; the rehearsal builds for its own interpreter and runs every function from this
 # directory (tests/rehearsal/package.py). LAMBDA_OUT (default build/lambda) is where it goes.
+#
+# CA_CHAIN (the template's IssuingCA KMS only): the PEM chain of the local CA whose issuing
+# key is the stack's KMS key, the issuing CA then its root (`cat ca.crt root.crt` of the
+# home `nodecert ca init` made; docs/aws.md, "The issuing key in KMS"). It is packaged as
+# nodecert-ca.pem, which the template's NODECERT_CA_BUNDLE names. Certificates only: no key.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${LAMBDA_OUT:-"$root/build/lambda"}
@@ -23,5 +28,16 @@ mkdir -p "$out"
     --implementation cp --python-version "$lambda_python" --only-binary=:all: \
     --require-hashes --no-deps -r "$root/requirements/lambda.txt"
 cp -R "$root/src/nodecert" "$out/nodecert"
+if [ -n "${CA_CHAIN:-}" ]; then
+    if grep -q "PRIVATE KEY" "$CA_CHAIN"; then
+        echo "CA_CHAIN: $CA_CHAIN holds a private key; package certificates only" >&2
+        exit 1
+    fi
+    if [ "$(grep -c -- "-----BEGIN CERTIFICATE-----" "$CA_CHAIN")" != 2 ]; then
+        echo "CA_CHAIN: $CA_CHAIN must hold two certificates, the issuing CA then its root" >&2
+        exit 1
+    fi
+    cp "$CA_CHAIN" "$out/nodecert-ca.pem"
+fi
 find "$out/nodecert" -name __pycache__ -prune -exec rm -rf {} +
 echo "built $out"

@@ -132,3 +132,51 @@ def test_two_stacks_deploy_side_by_side_in_one_account(clients, moto_endpoint):
     pools = {stack.physical["UserPool"] for stack in stacks}
     cas = {stack.physical["CertificateAuthority"] for stack in stacks}
     assert len(pools) == len(cas) == 2
+
+
+def test_the_two_tier_private_ca_rehearses_end_to_end(clients, moto_endpoint):
+    """IssuingCA PrivateCATwoTier: the subordinate issues, the truststore holds the root."""
+    from cryptography import x509
+
+    from tests.rehearsal.scenario import _walk
+
+    def story(world, stack):
+        deployed, pca = world.stack, clients("acm-pca")
+        root_arn = deployed.physical["RootCertificateAuthority"]
+        issuing_arn = deployed.physical["CertificateAuthority"]
+        described = {
+            arn: pca.describe_certificate_authority(CertificateAuthorityArn=arn)[
+                "CertificateAuthority"
+            ]
+            for arn in (root_arn, issuing_arn)
+        }
+        # moto ignores UsageMode (every CA says SHORT_LIVED_CERTIFICATE): the template's
+        # modes are checked on the template (test_template_issuing_ca.py), not here.
+        assert [described[root_arn][k] for k in ("Type", "Status")] == ["ROOT", "ACTIVE"]
+        assert [described[issuing_arn][k] for k in ("Type", "Status")] == [
+            "SUBORDINATE",
+            "ACTIVE",
+        ]
+        # The subordinate was activated with the root as its chain, and the root signed it.
+        got = pca.get_certificate_authority_certificate(CertificateAuthorityArn=issuing_arn)
+        issuing = x509.load_pem_x509_certificate(got["Certificate"].encode())
+        (root,) = x509.load_pem_x509_certificates(got["CertificateChain"].encode())
+        issuing.verify_directly_issued_by(root)
+        assert issuing.extensions.get_extension_for_class(x509.BasicConstraints).value == (
+            x509.BasicConstraints(ca=True, path_length=0)
+        )
+        # Every function uses the subordinate; the root is idle.
+        for function in deployed.functions.values():
+            arn = function.environment.get("NODECERT_ACMPCA_CA_ARN")
+            assert arn == issuing_arn, function.logical_id
+        # The mutual-TLS domain's truststore anchors on the root.
+        truststore = (
+            clients("s3")
+            .get_object(Bucket=deployed.physical["TruststoreBucket"], Key="truststore.pem")["Body"]
+            .read()
+        )
+        assert root in x509.load_pem_x509_certificates(truststore)
+        _walk(world, stack)
+
+    parameters = {"IssuingCA": "PrivateCATwoTier"}
+    assert rehearse(load(), clients, moto_endpoint, story, parameters) == STORY

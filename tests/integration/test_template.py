@@ -22,6 +22,7 @@ from tests.rehearsal.template import (
     body_digest,
     cached_authorizer_violations,
     function_of,
+    issuing_ca_shape,
     node_authorizer,
     rest_apis,
     sam_translate,
@@ -34,10 +35,16 @@ SRC = ROOT / "src" / "nodecert"
 
 
 @pytest.fixture(scope="module")
-def template():
+def raw_template():
     data, matches = decode(str(TEMPLATE))
     assert matches == []
     return data
+
+
+@pytest.fixture(scope="module")
+def template(raw_template):
+    """The template as deployed by default (``IssuingCA: PrivateCA``); other shapes below."""
+    return issuing_ca_shape(raw_template, "PrivateCA")
 
 
 def test_cfn_lint_is_clean():
@@ -230,9 +237,9 @@ def test_only_the_open_routes_skip_the_cognito_authorizer(template):
 
 
 @pytest.fixture(scope="module")
-def transformed(template):
+def transformed(raw_template):
     """The template after the SAM transform, as CloudFormation would deploy it."""
-    return sam_translate(template)
+    return sam_translate(raw_template)
 
 
 def test_the_deployed_methods_use_cognito_except_the_open_routes(transformed):
@@ -369,7 +376,8 @@ def _variables(template, function):
 def test_the_authorizer_environment_names_a_ca_and_the_tables(template):
     variables = _variables(template, "NodeAuthorizerFunction")
     assert variables["NODECERT_CA"] == "acmpca"
-    assert variables["NODECERT_ACMPCA_CA_ARN"] == {"Ref": "CertificateAuthority"}
+    # The activation's Ref is the CA's ARN, and waits for the CA to be ACTIVE.
+    assert variables["NODECERT_ACMPCA_CA_ARN"] == {"Ref": "CertificateAuthorityActivation"}
     assert variables["NODECERT_DYNAMODB_NODES_TABLE"] == {"Ref": "NodesTable"}
     assert variables["NODECERT_DYNAMODB_CERTIFICATES_TABLE"] == {"Ref": "CertificatesTable"}
     assert variables["NODECERT_TRUST_DOMAIN"] == {"Ref": "TrustDomain"}

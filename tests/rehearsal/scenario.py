@@ -55,6 +55,7 @@ DOMAIN = "nodes.rehearsal.test"
 PASSWORD = "Rehearsal-Passw0rd"
 CLIENT_AUTH = "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate_APIPassthrough/V1"
 SERVER_AND_CLIENT = "arn:aws:acm-pca:::template/EndEntityCertificate_APIPassthrough/V1"
+SUBORDINATE = "arn:aws:acm-pca:::template/SubordinateCACertificate_PathLen0/V1"
 
 
 def documented_truststore_command() -> str:
@@ -73,12 +74,46 @@ class RehearsalError(AssertionError):
 
 @contextlib.contextmanager
 def pca_templates() -> Iterator[None]:
-    """moto's CA, taught the fixed extensions of nodecert's two passthrough templates."""
+    """moto's CA, taught the fixed extensions of nodecert's two passthrough templates and
+    of the subordinate CA template (``IssuingCA: PrivateCATwoTier``).
+
+    moto 5 gives a ``SubordinateCACertificate_PathLen0/V1`` certificate no extension but
+    the CSR's names: not a CA, so no chain through it would verify. Taught here: a CA of
+    path length 0, as the template's name says (BasicConstraints CA:TRUE, pathlen 0,
+    critical; KeyUsage keyCertSign, cRLSign, digitalSignature, critical; SKI; AKI). What
+    PCA itself writes is for a real account to show (docs/aws.md).
+    """
     from moto.acmpca import models
 
     original = models.CertificateAuthority._x509_extensions
 
     def extensions(self: Any, csr: Any, template_arn: str | None) -> Any:
+        if template_arn == SUBORDINATE:
+            usage = dict.fromkeys(
+                (
+                    "content_commitment",
+                    "key_encipherment",
+                    "data_encipherment",
+                    "key_agreement",
+                    "encipher_only",
+                    "decipher_only",
+                ),
+                False,
+            )
+            return [
+                (x509.BasicConstraints(ca=True, path_length=0), True),
+                (
+                    x509.KeyUsage(
+                        digital_signature=True, key_cert_sign=True, crl_sign=True, **usage
+                    ),
+                    True,
+                ),
+                (x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), False),
+                (
+                    x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                    False,
+                ),
+            ]
         if template_arn not in (CLIENT_AUTH, SERVER_AND_CLIENT):
             return original(self, csr, template_arn)
         fixed = original(self, csr, "arn:aws:acm-pca:::template/EndEntityCertificate/V1")
@@ -186,12 +221,17 @@ Story = Callable[["World", contextlib.ExitStack], None]
 
 
 def rehearse(
-    template: dict[str, Any], clients: Any, endpoint: str, story: Story | None = None
+    template: dict[str, Any],
+    clients: Any,
+    endpoint: str,
+    story: Story | None = None,
+    parameters: dict[str, str] | None = None,
 ) -> list[str]:
     """Deploy ``template`` into moto and walk the story; the steps passed, in order.
 
     ``story`` is what happens once the mutual-TLS domain is up (by default this module's:
-    users, nodes, certificates, calls, revocation, transfer).
+    users, nodes, certificates, calls, revocation, transfer). ``parameters`` are given to
+    both deploys (``IssuingCA``, say).
 
     Raises:
         RehearsalError: a step went otherwise than the deployed system must behave.
@@ -209,7 +249,7 @@ def rehearse(
         stack.callback(backend.close)
         translated = sam_translate(template)
         # The first deploy: the issuance half, none of the node half's parameters.
-        deployed = Stack(translated, {}, clients).deploy()
+        deployed = Stack(translated, dict(parameters or {}), clients).deploy()
         gateway = Gateway(deployed, endpoint, public_ca.cert_pem.bytes().decode())
         stack.callback(gateway.close)
         world = World(deployed, gateway, workdir, public_ca, backend)

@@ -31,6 +31,10 @@ class TemplateError(AssertionError):
     """The template asks for something the stand-in cannot resolve: a wiring mistake."""
 
 
+class _NotMadeYetError(TemplateError):
+    """A reference to a resource that a later pass of :meth:`Stack.deploy` makes."""
+
+
 class _NoValue:
     """``Ref AWS::NoValue``: the property is left out."""
 
@@ -120,14 +124,28 @@ class Stack:
             "AWS::ApiGateway::DomainName",
             "AWS::Lambda::Function",
         ]
-        for kind in order:
-            for logical, resource in self.resources.items():
-                if logical in self.physical:
-                    continue  # made by an earlier deploy
-                if resource["Type"] == kind and self.condition(resource):
-                    getattr(self, "_" + kind.split("::", 1)[1].replace("::", "_"))(
-                        logical, resource.get("Properties", {})
-                    )
+        # By type, in the order above; a resource that refers to one not made yet (a
+        # subordinate CA's certificate waits for its root's activation) waits for the
+        # next pass, as CloudFormation orders by references.
+        waiting: dict[str, TemplateError] = {}
+        while True:
+            waiting.clear()
+            made = len(self.physical)
+            for kind in order:
+                for logical, resource in self.resources.items():
+                    if logical in self.physical:
+                        continue  # made by an earlier deploy or pass
+                    if resource["Type"] == kind and self.condition(resource):
+                        try:
+                            getattr(self, "_" + kind.split("::", 1)[1].replace("::", "_"))(
+                                logical, resource.get("Properties", {})
+                            )
+                        except _NotMadeYetError as exc:
+                            waiting[logical] = exc
+            if not waiting:
+                break
+            if len(self.physical) == made:
+                raise next(iter(waiting.values()))
         self.not_emulated = sorted(
             {r["Type"] for r in self.resources.values() if r["Type"] not in order}
         )
@@ -212,11 +230,15 @@ class Stack:
                 raise TemplateError(f"parameter {name} has no value")
             return str(declared["Default"])
         if name not in self.physical:
-            raise TemplateError(f"Ref {name}: no such resource (or not made yet)")
+            if name in self.resources:
+                raise _NotMadeYetError(f"Ref {name}: not made yet")
+            raise TemplateError(f"Ref {name}: no such resource")
         return self.physical[name]
 
     def _get_att(self, name: str, attribute: str) -> str:
         if (name, attribute) not in self.attributes:
+            if name in self.resources and name not in self.physical:
+                raise _NotMadeYetError(f"GetAtt {name}.{attribute}: not made yet")
             raise TemplateError(f"GetAtt {name}.{attribute}: not available")
         return self.attributes[(name, attribute)]
 
@@ -279,9 +301,11 @@ class Stack:
         self.attributes[(logical, "Certificate")] = pem
 
     def _ACMPCA_CertificateAuthorityActivation(self, logical: str, p: dict[str, Any]) -> None:
+        chain = self.resolve(p.get("CertificateChain", {"Ref": "AWS::NoValue"}))
         self.clients("acm-pca").import_certificate_authority_certificate(
             CertificateAuthorityArn=self.resolve(p["CertificateAuthorityArn"]),
             Certificate=self.resolve(p["Certificate"]).encode(),
+            **({} if chain is NO_VALUE else {"CertificateChain": chain.encode()}),
         )
         self.physical[logical] = self.resolve(p["CertificateAuthorityArn"])
 

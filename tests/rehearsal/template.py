@@ -170,3 +170,52 @@ def unique_names(transformed: dict[str, Any], stack_name: str) -> dict[tuple[str
             if prop in resource.get("Properties", {}):
                 names[(logical, prop)] = json.dumps(stack.resolve(resource["Properties"][prop]))
     return names
+
+
+# The conditions that IssuingCA decides (deploy/template.yaml).
+ISSUING_CA_CONDITIONS = ("PrivateCA", "PrivateCATwoTier", "KMSIssuingKey")
+ISSUING_CAS = ("PrivateCA", "PrivateCATwoTier", "KMS")
+
+
+def issuing_ca_shape(template: dict[str, Any], issuing_ca: str) -> dict[str, Any]:
+    """``template`` as deployed with ``IssuingCA: issuing_ca``, everything else untouched.
+
+    Every ``Fn::If`` on a condition that IssuingCA decides is replaced by its branch
+    (``AWS::NoValue`` dropped), and resources under such a condition that is false are
+    left out; other intrinsics and conditions stay as written.
+    """
+    known = {"PrivateCA", "PrivateCATwoTier", "KMS"}
+    assert issuing_ca in known, issuing_ca
+    truth = {
+        "PrivateCA": issuing_ca != "KMS",
+        "PrivateCATwoTier": issuing_ca == "PrivateCATwoTier",
+        "KMSIssuingKey": issuing_ca == "KMS",
+    }
+    no_value = {"Ref": "AWS::NoValue"}
+    dropped = object()
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, list):
+            items = [walk(v) for v in value]
+            return [v for v in items if v is not dropped]
+        if not isinstance(value, dict):
+            return value
+        if set(value) == {"Fn::If"} and value["Fn::If"][0] in truth:
+            name, yes, no = value["Fn::If"]
+            chosen = yes if truth[name] else no
+            return dropped if chosen == no_value else walk(chosen)
+        items = {k: walk(v) for k, v in value.items()}
+        return {k: v for k, v in items.items() if v is not dropped}
+
+    document = copy.deepcopy(template)
+    document["Resources"] = {
+        logical: walk(resource)
+        for logical, resource in document["Resources"].items()
+        if truth.get(resource.get("Condition", ""), True)
+    }
+    document["Outputs"] = {
+        name: walk(output)
+        for name, output in document.get("Outputs", {}).items()
+        if truth.get(output.get("Condition", ""), True)
+    }
+    return document

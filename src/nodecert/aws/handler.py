@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from nodecert.aws.cahome import install_packaged_chain
 from nodecert.aws.events import Request, parse_event
 from nodecert.aws.metrics import EmbeddedMetrics
 from nodecert.bootstrap import build_service, settings_from_environment
@@ -372,6 +373,7 @@ def application() -> LambdaApp:
     metrics = (
         EmbeddedMetrics(settings.metrics_namespace) if settings.metrics == "on" else NO_METRICS
     )
+    install_packaged_chain(settings, on_lambda=bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")))
     service = build_service(settings, metrics=metrics)
     app = LambdaApp.for_service(service)
     app.service = service

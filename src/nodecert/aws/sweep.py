@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -108,10 +109,12 @@ def _drain(outbox: Drainable, remaining_ms: Callable[[], int] | None) -> dict[st
 
 @functools.cache
 def _outbox() -> Drainable:
+    from nodecert.aws.cahome import install_packaged_chain
     from nodecert.bootstrap import build_service, settings_from_environment
 
     settings = settings_from_environment()
     logging.getLogger("nodecert").setLevel(settings.log_level)
+    install_packaged_chain(settings, on_lambda=bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")))
     return build_service(settings).administration
 
 
