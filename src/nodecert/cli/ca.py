@@ -3,9 +3,11 @@
 ``ca init`` creates the two-tier CA of the home (``NODECERT_HOME``); with
 ``--root-key-out PATH`` the root key goes to PATH, for the operator to take offline, and
 the service runs with the issuing intermediate alone. ``ca sign-intermediate`` is the
-offline root's one job: sign an intermediate from a CSR. ``ca rotate`` replaces the issuing
-intermediate (see :mod:`nodecert.backends.rotation`). Keys are read and written with
-``NODECERT_CA_PASSPHRASE``; neither a key nor the passphrase is ever printed.
+offline root's one job: sign an intermediate from a CSR (or have the ACM Private CA
+root ``--acmpca-arn`` sign it: :mod:`nodecert.backends.pca_intermediate`). ``ca rotate``
+replaces the issuing intermediate (see :mod:`nodecert.backends.rotation`). Keys are read
+and written with ``NODECERT_CA_PASSPHRASE``; neither a key nor the passphrase is ever
+printed.
 """
 
 from __future__ import annotations
