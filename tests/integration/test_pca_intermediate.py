@@ -325,3 +325,37 @@ def test_a_root_key_kept_in_the_home_retires_with_the_old_root(
     # A local rotation now needs PCA's signature again: said, not attempted.
     assert main(["ca", "rotate"]) == 1
     assert "the root key is not in" in capsys.readouterr().err
+
+
+def test_a_root_rotation_killed_after_its_key_was_renamed_keeps_that_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A local --new-root stages root.key and root.crt; a PCA root stages no key and drops
+    # the home's. Completing the first after a kill must not be taken for the second.
+    from nodecert.backends import rotation
+    from nodecert.bootstrap import build_service
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("NODECERT_HOME", str(home))
+    for name in ("NODECERT_TOKEN", "NODECERT_SERVER", "NODECERT_CA_PASSPHRASE"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["ca", "init"]) == 0
+    build_service(make_settings(home)).close()
+    real_replace = rotation.os.replace
+    renamed: list[str] = []
+
+    def dies_after_the_first(source: Any, target: Any) -> None:
+        if Path(source).parent.name == "next" and Path(target).parent.name != "next":
+            if renamed:
+                raise KeyboardInterrupt
+            renamed.append(Path(target).name)
+        real_replace(source, target)
+
+    monkeypatch.setattr(rotation.os, "replace", dies_after_the_first)
+    assert main(["ca", "rotate", "--new-root"]) == 130
+    monkeypatch.setattr(rotation.os, "replace", real_replace)
+    assert renamed == ["root.key"]
+    new_root_key = (home / "ca" / "root.key").read_bytes()
+    rotation.finish(home / "ca")
+    assert (home / "ca" / "root.key").read_bytes() == new_root_key
+    assert main(["ca", "rotate"]) == 0  # The new root's key signs the next intermediate.

@@ -46,6 +46,7 @@ from nodecert.core.errors import BackendUnavailableError, ConfigurationError
 
 if TYPE_CHECKING:
     from mypy_boto3_acm_pca import ACMPCAClient
+    from mypy_boto3_acm_pca.literals import SigningAlgorithmType
 
 __all__ = [
     "OPERATOR_RETRY",
@@ -168,7 +169,7 @@ def sign_intermediate_at_pca(
     return (certificate, *ca_chain)
 
 
-def _check_authority(authority: Any, ca_arn: str) -> Any:
+def _check_authority(authority: Any, ca_arn: str) -> SigningAlgorithmType:
     status = authority.get("Status", "UNKNOWN")
     if status != "ACTIVE":
         raise ConfigurationError(f"ACM PCA {ca_arn}: the CA is {status}, not ACTIVE")

@@ -52,6 +52,8 @@ _READY = "ready"
 _PENDING = "pending.key"
 # When an issuing CA was retired (ISO 8601), for prune.
 _RETIRED_AT = "retired-at"
+# Staged with a new root whose key is not in the home (ACM PCA's): drop the old root key.
+_ROOT_ELSEWHERE = "root-elsewhere"
 
 
 def rotate(
@@ -248,6 +250,8 @@ def _install(
     if new_root is not None:
         if new_root[0] is not None:
             write_atomic(staged / "root.key", key_bytes(new_root[0], passphrase), mode=0o600)
+        else:
+            write_atomic(staged / _ROOT_ELSEWHERE, b"", mode=0o600)
         write_atomic(staged / "root.crt", pem(new_root[1]), mode=0o600)
     write_atomic(staged / "ca.key", key_bytes(key, passphrase), mode=0o600)
     write_atomic(staged / "ca.crt", pem(certificate), mode=0o600)
@@ -268,13 +272,16 @@ def finish(directory: Path) -> None:
     if not (staged / _READY).exists():
         shutil.rmtree(staged, ignore_errors=True)
         return
-    if (staged / "root.crt").exists() and not (staged / "root.key").exists():
+    if (staged / _ROOT_ELSEWHERE).exists():
         # A new root whose key is elsewhere (ACM PCA): the home's root key is the old
         # root's (copied to its retired/ entry) and must not be taken for the new one's.
+        # A marker, not "root.crt staged without root.key": that is also what a local
+        # root rotation killed after renaming its new root.key leaves.
         (directory / "root.key").unlink(missing_ok=True)
     for name in _INSTALL_ORDER:
         if (staged / name).exists():
             os.replace(staged / name, directory / name)
+    (staged / _ROOT_ELSEWHERE).unlink(missing_ok=True)
     (staged / _READY).unlink()
     staged.rmdir()
     CounterFile(directory / ROTATION).advance()
