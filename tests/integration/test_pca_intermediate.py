@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nodecert.backends.hierarchy import make_root
+from nodecert.backends.local_files import key_id
 from nodecert.backends.pca_intermediate import SUBORDINATE_TEMPLATE_ARN, subordinate_token
 from nodecert.cli import main
 
@@ -30,6 +31,7 @@ from ..conftest import Env, make_settings
 from ..fakes import pca_subordinate, stubbed_pca
 from ..tls import connect, mtls_server
 from .test_mtls import pkilint
+from .test_two_tier import _lint_crl
 
 ARN = (
     "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/"
@@ -204,6 +206,18 @@ def test_root_in_acm_pca_issue_locally(
             assert main(["ca", "rotate", "--install", str(chain2)]) == 0
             third = env.issue("alice", "n1", keyType="ec-p256")
             assert _handshake(third, tmp_path, trust) == b"hello"
+            # Revocation: the CRL of the PCA-signed intermediate is its own, and clean.
+            admin = env.auth("root", admin=True)
+            serial = str(new["serialNumber"])
+            reply = client.post(f"/v1/certificates/{serial}/revoke", headers=admin, json={})
+            assert reply.status_code == 200
+            assert env.service.decider.decide(_leaf(new), "n1").reason.value == "revoked"  # type: ignore[union-attr]
+            crl_der = client.get("/v1/crl", params={"issuer": key_id(written[0])}).content
+            crl = x509.load_der_x509_crl(crl_der)
+            assert crl.issuer == written[0].subject
+            assert crl.is_signature_valid(written[0].public_key())  # type: ignore[arg-type]
+            assert crl.get_revoked_certificate_by_serial_number(_leaf(new).serial_number)
+            assert _lint_crl(crl_der, tmp_path) == ""
     finally:
         service.close()
 
@@ -294,7 +308,6 @@ def test_moto_does_not_apply_the_subordinate_template_and_the_command_refuses_it
 def test_a_root_key_kept_in_the_home_retires_with_the_old_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from nodecert.backends.local_files import key_id
     from nodecert.bootstrap import build_service
 
     home = tmp_path / "home"
