@@ -253,3 +253,28 @@ def test_the_idempotency_token_follows_the_ca_the_csr_and_the_days() -> None:
     assert token != subordinate_token(ARN, CSR_DER, 366)
     assert token != subordinate_token(ARN + "x", CSR_DER, 365)
     assert token != subordinate_token(ARN, CSR_DER + b"\x00", 365)
+
+
+@pytest.mark.parametrize(
+    ("operation", "code", "message"),
+    [
+        ("issue_certificate", "AccessDeniedException", "IssueCertificate: access denied"),
+        ("issue_certificate", "ValidationException", "IssueCertificate: the request was refused"),
+        ("get_certificate", "RequestFailedException", "GetCertificate failed"),
+    ],
+)
+def test_pca_refusing_is_one_line_naming_the_call_and_the_code(
+    pca: Any, operation: str, code: str, message: str
+) -> None:
+    client, stub = pca
+    _describe(stub)
+    _ca_certificate(stub)
+    if operation == "get_certificate":
+        _issue(stub)
+    stub.add_client_error(operation, code, "the service's own words", http_status_code=400)
+    with pytest.raises(BackendUnavailableError) as caught:
+        _sign(client, FakeTime())
+    assert message in caught.value.detail and code in caught.value.detail
+    assert "\n" not in caught.value.detail and "own words" not in caught.value.detail
+    # Refused at IssueCertificate: PCA surely issued nothing; after it, it may have.
+    assert caught.value.nothing_issued is (operation == "issue_certificate")
