@@ -103,3 +103,46 @@ def describe_ca(
         },
         {"CertificateAuthorityArn": arn},
     )
+
+
+def pca_subordinate(csr: Any, root_key: Any, root: Any, *, days: int = 365, ca: bool = True) -> Any:
+    """What ACM PCA's ``SubordinateCACertificate_PathLen0/V1`` makes of ``csr``, signed by
+    ``root_key`` acting as PCA's root: CA:TRUE path length 0 (critical), KeyUsage
+    digitalSignature, keyCertSign and cRLSign (critical), SKI, AKI (AWS, template
+    definitions). ``ca=False`` makes an end-entity certificate instead, as a PCA that did
+    not apply the template would.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    now = datetime.now(UTC)
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(root.subject)
+        .public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+        .sign(root_key, hashes.SHA256())
+    )

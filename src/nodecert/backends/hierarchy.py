@@ -39,6 +39,7 @@ __all__ = [
     "make_intermediate",
     "make_root",
     "make_single_root",
+    "read_intermediate_csr",
     "sign_intermediate",
 ]
 
@@ -158,6 +159,23 @@ def sign_intermediate(
             or an empty subject.
         ConfigurationError: the root cannot sign (see :func:`make_intermediate`).
     """
+    csr = read_intermediate_csr(csr_pem)
+    public_key = csr.public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise CSRError("csr: only RSA and EC keys are supported")  # pragma: no cover
+    subject = csr.subject
+    return make_intermediate(
+        public_key, subject, root_key=root_key, root=root, now=now, lifetime=lifetime
+    )
+
+
+def read_intermediate_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
+    """Parse and check the PKCS#10 CSR of an issuing intermediate (one PEM block).
+
+    Raises:
+        CSRError: not one PEM CSR, too large, a bad signature, a weak or unsupported key,
+            or an empty subject.
+    """
     if len(csr_pem) > MAX_CSR_BYTES:
         raise CSRError(f"csr: {len(csr_pem)} bytes is over the {MAX_CSR_BYTES}-byte limit")
     if csr_pem.count(b"-----BEGIN CERTIFICATE REQUEST-----") != 1:
@@ -180,9 +198,7 @@ def sign_intermediate(
         raise CSRError("csr: signature does not match its public key (proof of possession)")
     if len(subject) == 0:
         raise CSRError("csr: the subject is empty (an intermediate needs a name)")
-    return make_intermediate(
-        public_key, subject, root_key=root_key, root=root, now=now, lifetime=lifetime
-    )
+    return csr
 
 
 def key_bytes(key: PrivateKey, passphrase: str | None) -> bytes:

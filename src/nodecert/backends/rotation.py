@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,6 +52,8 @@ _READY = "ready"
 _PENDING = "pending.key"
 # When an issuing CA was retired (ISO 8601), for prune.
 _RETIRED_AT = "retired-at"
+# Staged with a new root whose key is not in the home (ACM PCA's): drop the old root key.
+_ROOT_ELSEWHERE = "root-elsewhere"
 
 
 def rotate(
@@ -124,13 +127,25 @@ def install(
     certificate: x509.Certificate,
     *,
     passphrase: str | None,
+    parents: Sequence[x509.Certificate] = (),
+    new_root: bool = False,
     retire_now: bool = False,
 ) -> x509.Certificate:
     """Step two: rotate to ``certificate``, the root's signature on :func:`request`'s CSR.
 
+    Args:
+        parents: The chain above ``certificate`` as it came with it (``ca
+            sign-intermediate --acmpca-arn`` writes PCA's root after the intermediate).
+            Empty, or the home's root: the root stays.
+        new_root: Move the home to the root in ``parents`` (a root kept in ACM PCA): it
+            becomes ``root.crt`` and what ``GET /v1/ca/roots`` publishes; the old root and
+            intermediate stay trusted until they are pruned, and a root key in the home
+            (the old root's) moves to the old intermediate's ``retired/`` entry.
+
     Raises:
         ConfigurationError: no pending key, a certificate for another key, one the root
-            did not sign, or one that is not an issuing CA (CA, path length 0, keyCertSign).
+            did not sign, one that is not an issuing CA (CA, path length 0, keyCertSign),
+            another root without ``new_root`` or ``new_root`` without a root.
     """
     finish(directory)
     pending = directory / _PENDING
@@ -142,20 +157,60 @@ def install(
     root_path = directory / "root.crt"
     if not root_path.exists():
         raise ConfigurationError("ca rotate --install: this CA has no root.crt (one tier)")
+    root = _root_for(read_certificate(root_path), parents, new_root=new_root)
     try:
-        certificate.verify_directly_issued_by(read_certificate(root_path))
+        certificate.verify_directly_issued_by(root)
     except (ValueError, TypeError, InvalidSignature) as exc:
         raise ConfigurationError("ca rotate --install: the root did not sign it") from exc
+    if not _is_ca(certificate, path_length=0):
+        raise ConfigurationError("ca rotate --install: not an issuing CA certificate")
+    pair = (None, root) if new_root else None
+    _install(directory, key, certificate, passphrase, pair, retire_now=retire_now)
+    pending.unlink()
+    return certificate
+
+
+def _root_for(
+    home_root: x509.Certificate, parents: Sequence[x509.Certificate], *, new_root: bool
+) -> x509.Certificate:
+    """The root ``install`` checks against: the home's, or the new one in ``parents``."""
+    if len(parents) > 1:
+        raise ConfigurationError(
+            f"ca rotate --install: {len(parents)} certificates above the intermediate; the"
+            " home keeps one root above its issuing CA"
+        )
+    given = parents[0] if parents else None
+    if not new_root:
+        if given is not None and given != home_root:
+            name = given.subject.rfc4514_string()
+            raise ConfigurationError(
+                f"ca rotate --install: it chains to another root ({name});"
+                " add --new-root to move the home to it (then give it to every trust store)"
+            )
+        return home_root
+    if given is None or given == home_root:
+        raise ConfigurationError(
+            "ca rotate --install --new-root: CERT holds no new root after the intermediate"
+        )
+    try:
+        given.verify_directly_issued_by(given)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise ConfigurationError("ca rotate --install: the new root is not self-signed") from exc
+    if not _is_ca(given, path_length=None):
+        raise ConfigurationError("ca rotate --install: the new root is not a CA certificate")
+    return given
+
+
+def _is_ca(certificate: x509.Certificate, *, path_length: int | None) -> bool:
+    """CA:TRUE with keyCertSign, and path length 0 when ``path_length`` is 0."""
     try:
         basic = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
         usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        basic, usage = None, None
-    if basic is None or usage is None or not basic.ca or not usage.key_cert_sign:
-        raise ConfigurationError("ca rotate --install: not an issuing CA certificate")
-    _install(directory, key, certificate, passphrase, None, retire_now=retire_now)
-    pending.unlink()
-    return certificate
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+    if path_length == 0 and basic.path_length != 0:
+        return False
+    return basic.ca and usage.key_cert_sign
 
 
 def _install(
@@ -163,7 +218,7 @@ def _install(
     key: PrivateKey,
     certificate: x509.Certificate,
     passphrase: str | None,
-    new_root: tuple[PrivateKey, x509.Certificate] | None,
+    new_root: tuple[PrivateKey | None, x509.Certificate] | None,
     *,
     retire_now: bool,
 ) -> None:
@@ -181,6 +236,10 @@ def _install(
     if new_root is not None and (directory / "root.crt").exists():
         shutil.copyfile(directory / "root.crt", retired / "root.crt")
         (retired / "root.crt").chmod(0o600)
+    if new_root is not None and new_root[0] is None and (directory / "root.key").exists():
+        # The new root's key is elsewhere (ACM PCA); the old one's is kept, out of the way.
+        shutil.copyfile(directory / "root.key", retired / "root.key")
+        (retired / "root.key").chmod(0o600)
     if retire_now:
         write_atomic(retired / "retired-now", b"", mode=0o600)
     write_atomic(retired / _RETIRED_AT, datetime.now(UTC).isoformat().encode(), mode=0o600)
@@ -189,7 +248,10 @@ def _install(
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir(mode=0o700)
     if new_root is not None:
-        write_atomic(staged / "root.key", key_bytes(new_root[0], passphrase), mode=0o600)
+        if new_root[0] is not None:
+            write_atomic(staged / "root.key", key_bytes(new_root[0], passphrase), mode=0o600)
+        else:
+            write_atomic(staged / _ROOT_ELSEWHERE, b"", mode=0o600)
         write_atomic(staged / "root.crt", pem(new_root[1]), mode=0o600)
     write_atomic(staged / "ca.key", key_bytes(key, passphrase), mode=0o600)
     write_atomic(staged / "ca.crt", pem(certificate), mode=0o600)
@@ -210,9 +272,16 @@ def finish(directory: Path) -> None:
     if not (staged / _READY).exists():
         shutil.rmtree(staged, ignore_errors=True)
         return
+    if (staged / _ROOT_ELSEWHERE).exists():
+        # A new root whose key is elsewhere (ACM PCA): the home's root key is the old
+        # root's (copied to its retired/ entry) and must not be taken for the new one's.
+        # A marker, not "root.crt staged without root.key": that is also what a local
+        # root rotation killed after renaming its new root.key leaves.
+        (directory / "root.key").unlink(missing_ok=True)
     for name in _INSTALL_ORDER:
         if (staged / name).exists():
             os.replace(staged / name, directory / name)
+    (staged / _ROOT_ELSEWHERE).unlink(missing_ok=True)
     (staged / _READY).unlink()
     staged.rmdir()
     CounterFile(directory / ROTATION).advance()

@@ -3,9 +3,11 @@
 ``ca init`` creates the two-tier CA of the home (``NODECERT_HOME``); with
 ``--root-key-out PATH`` the root key goes to PATH, for the operator to take offline, and
 the service runs with the issuing intermediate alone. ``ca sign-intermediate`` is the
-offline root's one job: sign an intermediate from a CSR. ``ca rotate`` replaces the issuing
-intermediate (see :mod:`nodecert.backends.rotation`). Keys are read and written with
-``NODECERT_CA_PASSPHRASE``; neither a key nor the passphrase is ever printed.
+offline root's one job: sign an intermediate from a CSR (or have the ACM Private CA
+root ``--acmpca-arn`` sign it: :mod:`nodecert.backends.pca_intermediate`). ``ca rotate``
+replaces the issuing intermediate (see :mod:`nodecert.backends.rotation`). Keys are read
+and written with ``NODECERT_CA_PASSPHRASE``; neither a key nor the passphrase is ever
+printed.
 """
 
 from __future__ import annotations
@@ -53,22 +55,27 @@ def add_ca_commands(sub: Any) -> None:
 
     sign = ca_sub.add_parser(
         "sign-intermediate",
-        help="sign an issuing intermediate from a CSR with an (offline) root key",
+        help="sign an issuing intermediate from a CSR: an (offline) root key, or ACM Private CA",
         description=(
             "Sign CSR as an issuing intermediate (CA, path length 0) with the root key and"
-            " certificate; only the CSR's subject and public key are used."
+            " certificate, or have the ACM Private CA root --acmpca-arn sign it with the"
+            " SubordinateCACertificate_PathLen0 template (region: NODECERT_AWS_REGION or the"
+            " SDK's; --out then holds the intermediate and PCA's root, for ca rotate --install"
+            " --new-root). Only the CSR's subject and public key are used."
         ),
     )
     sign.add_argument("csr", type=Path, metavar="CSR", help="PEM certificate signing request")
     sign.add_argument(
         "--root-key",
         type=Path,
-        required=True,
         metavar="PATH",
         help="the root's private key (PEM; NODECERT_CA_PASSPHRASE if it is encrypted)",
     )
+    sign.add_argument("--root-cert", type=Path, metavar="PATH", help="the root's certificate")
     sign.add_argument(
-        "--root-cert", type=Path, required=True, metavar="PATH", help="the root's certificate"
+        "--acmpca-arn",
+        metavar="ARN",
+        help="instead of --root-key/--root-cert: the ACM Private CA root that signs it",
     )
     sign.add_argument("--out", type=Path, required=True, metavar="PATH", help="a new file")
     sign.add_argument(
@@ -98,7 +105,10 @@ def add_ca_commands(sub: Any) -> None:
     rotate.add_argument(
         "--new-root",
         action="store_true",
-        help="a new root too (root rotation; makes a one-tier CA of an earlier version two-tier)",
+        help=(
+            "a new root too (root rotation; makes a one-tier CA of an earlier version"
+            " two-tier); with --install: move to the root CERT chains to (ACM PCA's)"
+        ),
     )
     rotate.add_argument(
         "--csr-out",
@@ -173,25 +183,32 @@ def _rotate(args: argparse.Namespace) -> None:
             " not supported yet"
         )
     chosen = [args.new_root, args.root_key is not None, args.csr_out is not None, args.install]
-    if sum(bool(c) for c in chosen) > 1:
-        raise UsageError("ca rotate: --new-root, --root-key, --csr-out and --install are exclusive")
+    # --install --new-root: the certificate comes with its new root (ACM PCA's).
+    with_root = args.new_root and args.install is not None and sum(bool(c) for c in chosen) == 2
+    if sum(bool(c) for c in chosen) > 1 and not with_root:
+        raise UsageError(
+            "ca rotate: --new-root, --root-key, --csr-out and --install are exclusive"
+            " (but --install --new-root)"
+        )
     if args.csr_out is not None:
         _request_intermediate(args, settings, directory)
         return
-    installed = None
+    installed: list[x509.Certificate] = []
     if args.install is not None:
         try:
-            installed = x509.load_pem_x509_certificate(_read(args.install, "--install"))
+            installed = x509.load_pem_x509_certificates(_read(args.install, "--install"))
         except ValueError:
             raise CLIError(f"--install: {args.install} is not a PEM certificate") from None
     root_key = None if args.root_key is None else load_key(args.root_key, settings.ca_passphrase)
     with locked(directory):
         old = read_certificate(directory / "ca.crt")
-        if installed is not None:
+        if installed:
             new = install(
                 directory,
-                installed,
+                installed[0],
+                parents=installed[1:],
                 passphrase=settings.ca_passphrase,
+                new_root=args.new_root,
                 retire_now=args.retire_now,
             )
         else:
@@ -265,31 +282,61 @@ def _sign_intermediate(args: argparse.Namespace) -> None:
     from nodecert.backends.hierarchy import load_key, sign_intermediate
     from nodecert.backends.local_files import write_new_private
 
+    by_root = args.root_key is not None or args.root_cert is not None
+    if by_root == (args.acmpca_arn is not None):
+        raise UsageError("ca sign-intermediate: --root-key and --root-cert, or --acmpca-arn")
+    if by_root and (args.root_key is None or args.root_cert is None):
+        raise UsageError("ca sign-intermediate: --root-key and --root-cert go together")
     if not 1 <= args.days <= _MAX_INTERMEDIATE_DAYS:
         raise CLIError(f"--days: must be between 1 and {_MAX_INTERMEDIATE_DAYS}")
     if args.out.exists():
         raise CLIError(f"--out: {args.out} exists already; not replacing it")
     csr = _read(args.csr, "CSR")
-    try:
-        root = x509.load_pem_x509_certificate(_read(args.root_cert, "--root-cert"))
-    except ValueError:
-        raise CLIError(f"--root-cert: {args.root_cert} is not a PEM certificate") from None
-    # The passphrase only: an offline machine has no other NODECERT_* settings to check.
-    passphrase = _passphrase()
-    root_key = load_key(args.root_key, passphrase)
-    certificate = sign_intermediate(
-        csr,
-        root_key=root_key,
-        root=root,
-        now=datetime.now(UTC),
-        lifetime=timedelta(days=args.days),
-    )
+    if args.acmpca_arn is not None:
+        chain = _sign_at_pca(csr, args.acmpca_arn, args.days)
+    else:
+        try:
+            root = x509.load_pem_x509_certificate(_read(args.root_cert, "--root-cert"))
+        except ValueError:
+            raise CLIError(f"--root-cert: {args.root_cert} is not a PEM certificate") from None
+        # The passphrase only: an offline machine has no other NODECERT_* settings to check.
+        passphrase = _passphrase()
+        root_key = load_key(args.root_key, passphrase)
+        chain = (
+            sign_intermediate(
+                csr,
+                root_key=root_key,
+                root=root,
+                now=datetime.now(UTC),
+                lifetime=timedelta(days=args.days),
+            ),
+        )
+    certificate = chain[0]
     # Not secret, but a new file that is never half written or silently replaced.
-    write_new_private(args.out, certificate.public_bytes(Encoding.PEM))
+    write_new_private(args.out, b"".join(c.public_bytes(Encoding.PEM) for c in chain))
     args.out.chmod(0o644)
     print(f"signed {certificate.subject.rfc4514_string()}")
     print(f"valid until {certificate.not_valid_after_utc.isoformat()}")
+    if len(chain) > 1:
+        print(f"by {chain[-1].subject.rfc4514_string()} (ACM PCA), chain included")
+        print("then: nodecert ca rotate --install <this file> --new-root (first time)")
     print(f"wrote {args.out}")
+
+
+def _sign_at_pca(csr: bytes, arn: str, days: int) -> tuple[x509.Certificate, ...]:
+    from nodecert.awsclients import botocore_errors, error_code, make_client
+    from nodecert.backends.pca_intermediate import sign_intermediate_at_pca
+
+    # Region as the service reads it, else the CA's own (from its ARN); the endpoint from
+    # botocore's own configuration (AWS_ENDPOINT_URL_ACM_PCA). max_attempts=1: the call
+    # retries by itself, under its deadline.
+    fields = arn.split(":")
+    region = os.environ.get("NODECERT_AWS_REGION") or (fields[3] if len(fields) > 3 else "")
+    try:
+        client = make_client("acm-pca", region=region or None, max_attempts=1)
+    except botocore_errors() as exc:
+        raise CLIError(f"--acmpca-arn: cannot make an ACM PCA client: {error_code(exc)}") from exc
+    return sign_intermediate_at_pca(client, csr, ca_arn=arn, days=days, now=datetime.now(UTC))
 
 
 def _passphrase() -> str | None:
