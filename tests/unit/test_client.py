@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nodecert.client import (
     Client,
@@ -217,3 +219,22 @@ def test_a_token_that_cannot_be_a_bearer_token_is_refused_unechoed(token: str) -
     with pytest.raises(InvalidRequestError) as refused:
         Client(URL, token=token, transport=UnreachableTransport())
     assert token not in refused.value.detail or not token
+
+
+@given(value=st.text(max_size=40))
+def test_any_retry_after_from_a_server_is_a_number_or_nothing(value: str) -> None:
+    # A hostile server's Retry-After ("²", 10**100, "-1", spaces) never crashes the client.
+    from nodecert.client._errors import error_from_response
+
+    body = json.dumps({"code": "quota_exceeded", "detail": "slow down"}).encode()
+    error = error_from_response(429, {"retry-after": value}, body)
+    assert error.retry_after is None or 0 <= error.retry_after <= 86_400
+
+
+def test_retry_after_reads_ascii_seconds_only() -> None:
+    from nodecert.client._errors import error_from_response
+
+    body = b'{"code": "quota_exceeded", "detail": "slow down"}'
+    assert error_from_response(429, {"retry-after": "30"}, body).retry_after == 30
+    assert error_from_response(429, {"retry-after": "\u00b2"}, body).retry_after is None
+    assert error_from_response(429, {"retry-after": "9" * 400}, body).retry_after is None

@@ -103,5 +103,8 @@ def _problem(body: bytes) -> tuple[str | None, str | None]:
 
 
 def _retry_after(headers: dict[str, str]) -> int | None:
-    value = headers.get("retry-after", "")
-    return min(int(value), 86_400) if value.isdigit() else None
+    value = headers.get("retry-after", "").strip()
+    # ASCII digits only, and few: str.isdigit() also takes "²", which int() refuses.
+    if not (value.isascii() and value.isdigit() and len(value) <= 9):
+        return None
+    return min(int(value), 86_400)
