@@ -13,6 +13,7 @@ the same whichever way a request came in. The one error-class to status table::
     MalformedRequestError     400 (an InvalidRequestError: what the HTTP parser refused)
     BackendUnavailableError   503     ConfigurationError, anything else    500
     OverloadedError           503     UnsupportedTransferCodingError       501
+    HostUnavailableError      503 (an OSError nobody translated: a full disk, no descriptors)
 
 Errors are RFC 9457 ``application/problem+json`` documents with a stable ``code``; 429 and
 503 carry ``Retry-After``, 401 carries ``WWW-Authenticate``. The framework-neutral
@@ -47,6 +48,7 @@ from nodecert.issuing.authority import IssuedCertificate
 __all__ = [
     "PROBLEM_TYPE_BASE",
     "HeadersTooLargeError",
+    "HostUnavailableError",
     "MalformedRequestError",
     "MethodNotAllowedError",
     "OverloadedError",
@@ -112,6 +114,17 @@ class OverloadedError(NodecertError):
     title = "Service overloaded"
 
 
+class HostUnavailableError(NodecertError):
+    """The machine refused a resource (a full disk, no file descriptors left): retry later."""
+
+    code = "unavailable"
+    title = "Service unavailable"
+
+
+# What an OSError nobody translated is answered with: the request may succeed later.
+_HOST_RETRY_AFTER_S = 10
+
+
 class RequestTimeoutError(NodecertError):
     """The request head or body did not arrive in time (an HTTP error, not a core one)."""
 
@@ -133,6 +146,7 @@ _STATUS: tuple[tuple[type[NodecertError], int], ...] = (
     (QuotaExceededError, 429),
     (BackendUnavailableError, 503),
     (OverloadedError, 503),
+    (HostUnavailableError, 503),
     (UnsupportedTransferCodingError, 501),
     (ConfigurationError, 500),
 )
@@ -197,6 +211,16 @@ def error_reply(exc: BaseException, method: str, path: str) -> Reply:
         if exc.code in _LOGGED:
             log.warning("%s %r: %s", method, path[:_MAX_INSTANCE], exc.detail)
         return problem(exc, instance=path)
+    if isinstance(exc, OSError):
+        # The machine, not the request: a full disk or no descriptors left is a 503 that a
+        # retry may pass, never a 500. The OS's reason is logged, never the file's name.
+        reason = exc.strerror or type(exc).__name__
+        log.error("%s on %s %r: %s", type(exc).__name__, method, path[:_MAX_INSTANCE], reason)
+        unavailable = HostUnavailableError(
+            f"service: the machine refused a resource ({reason}); try again later",
+            retry_after=_HOST_RETRY_AFTER_S,
+        )
+        return problem(unavailable, instance=path)
     log.error("unexpected %s on %s %r", type(exc).__name__, method, path[:_MAX_INSTANCE])
     error = NodecertError("internal error; the request was not completed")
     return problem(error, instance=path)
