@@ -525,3 +525,32 @@ def test_prune_forgets_issuers_retired_longer_ago_than_any_certificate_lives(
     assert not env.service.decider.decide(_leaf(old), "n1").allowed
     assert env.service.decider.decide(_leaf(new), "n1").allowed
     assert key_id(old_issuer) not in _issuers(env)
+
+
+def test_renew_sees_a_revocation_in_its_own_retiring_issuers_crl(
+    env: Env, home: Path, tmp_path: Path
+) -> None:
+    # The daily revocation check of `nodecert renew` asks the CRL of the certificate's own
+    # issuer: after a rotation, the active issuer's CRL does not list the old one's.
+    from nodecert.client import Client
+    from nodecert.client._revocation import check_revocation
+    from nodecert.client.renew import RenewalTarget
+
+    env.add_node("n1", "alice")
+    issued = env.issue("alice", "n1", keyType="ec-p256")
+    cert, key = tmp_path / "n1.crt", tmp_path / "n1.key"
+    cert.write_text(str(issued["certificate"]))
+    key.write_text(str(issued["privateKey"]))
+    assert main(["ca", "rotate"]) == 0
+    revoked = env.client.post(
+        f"/v1/certificates/{issued['serialNumber']}/revoke",
+        json={"reason": "keyCompromise"},
+        headers=env.auth("alice"),
+    )
+    assert revoked.status_code == 200
+    transport = _ASGITransport(env)
+    target = RenewalTarget(cert=cert, key=key, client=Client("https://svc", transport=transport))
+    found = check_revocation(target, _leaf(issued), now=datetime.now(UTC))
+    assert found is not None
+    assert found.reason == "keyCompromise"
+    assert any(p.startswith("GET /v1/crl?issuer=") for p in transport.paths)

@@ -279,13 +279,16 @@ class Client:
             raise UnexpectedReplyError("reply: 'issuers' missing or not a list")
         return [issuer_from(row) for row in rows]
 
-    def crl(self) -> x509.CertificateRevocationList:
-        """``GET /v1/crl``: the local CA's current CRL. No token needed.
+    def crl(self, *, issuer: str | None = None) -> x509.CertificateRevocationList:
+        """``GET /v1/crl``: the local CA's current CRL, or with ``issuer`` (a key id, hex)
+        the CRL of that issuing CA (one retiring after a rotation). No token needed.
 
         Raises:
-            NotFoundError: the CA backend publishes its own CRL (ACM PCA).
+            NotFoundError: the CA backend publishes its own CRL (ACM PCA), or (with
+                ``issuer``) the service knows no such issuing CA.
         """
-        der = self._send("GET", "/v1/crl", authenticated=False).body
+        path = "/v1/crl" if issuer is None else "/v1/crl?" + urlencode({"issuer": issuer})
+        der = self._send("GET", path, authenticated=False).body
         try:
             return x509.load_der_x509_crl(der)
         except ValueError:

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.client._target import RenewalTarget
-from nodecert.core.errors import NodecertError, NotFoundError
+from nodecert.core.errors import InvalidRequestError, NodecertError, NotFoundError
 
 __all__ = ["CHECK_EVERY", "RETRY_AFTER_FAILURE", "RevokedAtService", "check_revocation"]
 
@@ -50,7 +50,7 @@ def check_revocation(
     if now < _next_check(stamp):
         return None
     try:
-        crl = target.client.crl()
+        crl = _crl_of_issuer(target, certificate)
         chain = x509.load_pem_x509_certificates(target.client.ca_chain().encode())
     except NotFoundError:
         _write_stamp(stamp, now + CHECK_EVERY)  # No CRL here (ACM PCA publishes its own).
@@ -69,6 +69,23 @@ def check_revocation(
     with contextlib.suppress(x509.ExtensionNotFound, ValueError):
         reason = str(entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value)
     return RevokedAtService(revoked_at=entry.revocation_date_utc, reason=reason)
+
+
+def _crl_of_issuer(
+    target: RenewalTarget, certificate: x509.Certificate
+) -> x509.CertificateRevocationList:
+    # The CRL of the CA that issued this certificate: after a rotation that is a retiring
+    # issuer, whose revocations the active issuer's CRL does not list. A service from
+    # before rotation (no ?issuer=), or one that never rotated, answers the plain CRL.
+    try:
+        aki = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+        issuer = aki.value.key_identifier
+    except (x509.ExtensionNotFound, ValueError):
+        issuer = None
+    if issuer:
+        with contextlib.suppress(NotFoundError, InvalidRequestError):
+            return target.client.crl(issuer=issuer.hex())
+    return target.client.crl()
 
 
 def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
