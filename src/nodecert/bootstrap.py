@@ -247,11 +247,11 @@ def build_administration(settings: Settings) -> tuple[Administration, Callable[[
     return administration, close
 
 
-def _never_waits_on_network(ca: CABackend, store: object, verifier: OIDCVerifier) -> bool:
+def _never_waits_on_network(ca: CABackend, store: Ledger, verifier: OIDCVerifier) -> bool:
     # Decided from what the parts are, not from setting strings: the local CA signs in
     # process, SQLite is a local file whose ledger writes are deferred to a committer
     # thread, and a token check waits on the issuer only with a JWKS refreshed inline.
-    return isinstance(ca, LocalCA) and isinstance(store, SQLiteStore) and not verifier.may_block
+    return ca.never_waits and store.never_waits and not verifier.may_block
 
 
 def build_decider(settings: Settings) -> AccessDecider:

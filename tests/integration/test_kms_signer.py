@@ -202,3 +202,22 @@ def test_certificates_and_crls_signed_in_kms_pass_every_check(kms_env: Env, tmp_
     assert crl.is_signature_valid(intermediate.public_key())  # type: ignore[arg-type]
     assert crl.get_revoked_certificate_by_serial_number(leaf.serial_number) is not None
     assert _lint_crl(der, tmp_path) == ""
+
+
+def test_issuance_with_the_key_in_kms_never_runs_on_the_event_loop(
+    kms: Any, tmp_path: Path
+) -> None:
+    # Every certificate is a KMS call over the network: it must go to the thread pool,
+    # never block the event loop (a file key, SQLite and the dev issuer stay inline).
+    service = build_service(make_settings(tmp_path / "home", ca_kms_key_id=_key(kms)))
+    try:
+        assert not service.authority.ca.never_waits
+        assert not service.inline_issuance
+    finally:
+        service.close()
+    inline = build_service(make_settings(tmp_path / "file"))
+    try:
+        assert inline.authority.ca.never_waits
+        assert inline.inline_issuance
+    finally:
+        inline.close()

@@ -104,6 +104,7 @@ class ACMPCABackend:
     """
 
     builds_in_process = False  # A CSR goes to ACM PCA; what comes back is checked.
+    never_waits = False  # Every certificate is an API call, and a wait for it.
 
     def __init__(
         self,

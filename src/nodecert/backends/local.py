@@ -73,6 +73,11 @@ class LocalCA:
 
     builds_in_process = True
 
+    @property
+    def never_waits(self) -> bool:
+        """True with the issuing key in a file; a key in AWS KMS or an HSM waits on it."""
+        return self._external is None
+
     def __init__(
         self,
         *,

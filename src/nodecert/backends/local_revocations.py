@@ -29,6 +29,7 @@ class LocalCARevocations:
     """
 
     builds_in_process = True
+    never_waits = True  # It signs nothing (issue refuses at once).
 
     def __init__(self, directory: Path) -> None:
         self._certificate_path = directory / "ca.crt"

@@ -52,9 +52,18 @@ class CABackend(Protocol):
     skips making a CSR for server-side keys and skips re-reading the identity out of the
     certificate it gets back. Other backends (ACM PCA) always get a CSR, and their
     certificates are always checked.
+
+    ``never_waits`` is true for a backend whose ``issue`` never waits on another machine or
+    process (the local CA with its key in a file): issuance may then run on the event loop.
+    A key in AWS KMS or an HSM, or ACM PCA, waits: such issuance goes to the thread pool.
     """
 
     builds_in_process: bool
+
+    @property
+    def never_waits(self) -> bool:
+        """Whether ``issue`` never waits on another machine or process."""
+        ...
 
     def issue(self, request: SigningRequest) -> SignedCertificate:
         """Sign ``request``.
@@ -103,7 +112,17 @@ class LedgerReader(Protocol):
 
 
 class Ledger(LedgerReader, Protocol):
-    """The record of every certificate issued: reading it, and writing to it."""
+    """The record of every certificate issued: reading it, and writing to it.
+
+    ``never_waits`` is true for a ledger whose ``record`` hands the row over without waiting
+    on another machine (SQLite's committer thread, memory): issuance may then run on the
+    event loop. A database server or DynamoDB waits on the network.
+    """
+
+    @property
+    def never_waits(self) -> bool:
+        """Whether ``record`` never waits on another machine."""
+        ...
 
     def record(self, record: CertificateRecord) -> Commit:
         """Write a new row; it is durable once the returned :class:`Commit` completes.

@@ -65,6 +65,8 @@ class DynamoDBStore:
         certificates_table: The certificates table name.
     """
 
+    never_waits = False  # Every write is an API call.
+
     def __init__(self, client: DynamoDBClient, *, nodes_table: str, certificates_table: str):
         self._client = client
         self.client = client

@@ -82,6 +82,8 @@ class PostgresStore:
         StoreUnavailableError: the database cannot be reached, or has a newer schema.
     """
 
+    never_waits = False  # A database server: every write waits on the network.
+
     def __init__(
         self, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = _TIMEOUT_S
     ) -> None:

@@ -93,6 +93,8 @@ class SQLiteStore:
         StoreUnavailableError: the file cannot be opened, or has a newer schema.
     """
 
+    never_waits = True  # Rows go to the committer thread; the event loop awaits the commit.
+
     def __init__(
         self,
         path: Path,

@@ -44,6 +44,8 @@ class MemoryStore:
     Thread-safe; a row is committed when :meth:`record` returns.
     """
 
+    never_waits = True  # Memory: nothing to wait for.
+
     def __init__(self) -> None:
         self.rows: dict[str, CertificateRecord] = {}
         self.owners: dict[str, NodeRecord] = {}
