@@ -14,7 +14,7 @@ from cryptography import x509
 from nodecert.backends.local import LocalCA
 from nodecert.backends.local_files import HomeIssuers
 from nodecert.backends.signer import ExternalSigner
-from nodecert.core.config import Settings
+from nodecert.core.config import CAKind, Settings, StoreKind
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.files import secure_home
 from nodecert.core.keys import KeyType
@@ -338,25 +338,26 @@ def _stores(settings: Settings) -> Stores:
         ConfigurationError: the store is unknown or its settings are incomplete.
         StoreUnavailableError: the database cannot be opened or reached.
     """
-    if settings.store == "sqlite":
-        store = SQLiteStore(settings.database_path, synchronous=settings.sqlite_synchronous)
-        return Stores(store, store, store, store, store, store)
-    if settings.store == "postgres":
-        if not settings.database_url:
-            raise ConfigurationError("NODECERT_DATABASE_URL: required when NODECERT_STORE=postgres")
-        # Imported here: psycopg is an extra (nodecert[postgres]), like boto3 for DynamoDB.
-        try:
-            from nodecert.store.postgres import PostgresStore
-        except ImportError as exc:
-            raise ConfigurationError(
-                "NODECERT_STORE=postgres: psycopg is not installed"
-                " (pip install 'nodecert[postgres]')"
-            ) from exc
-        pg = PostgresStore(settings.database_url, max_size=settings.database_pool_size)
-        return Stores(pg, pg, pg, pg, pg, pg, closers=(pg.close,))
-    if settings.store == "dynamodb":
-        return _dynamodb_stores(settings)
-    raise ConfigurationError(f"NODECERT_STORE: {settings.store!r} is not available yet")
+    return _STORES[settings.store](settings)
+
+
+def _sqlite_stores(settings: Settings) -> Stores:
+    store = SQLiteStore(settings.database_path, synchronous=settings.sqlite_synchronous)
+    return Stores(store, store, store, store, store, store)
+
+
+def _postgres_stores(settings: Settings) -> Stores:
+    if not settings.database_url:
+        raise ConfigurationError("NODECERT_DATABASE_URL: required when NODECERT_STORE=postgres")
+    # Imported here: psycopg is an extra (nodecert[postgres]), like boto3 for DynamoDB.
+    try:
+        from nodecert.store.postgres import PostgresStore
+    except ImportError as exc:
+        raise ConfigurationError(
+            "NODECERT_STORE=postgres: psycopg is not installed (pip install 'nodecert[postgres]')"
+        ) from exc
+    pg = PostgresStore(settings.database_url, max_size=settings.database_pool_size)
+    return Stores(pg, pg, pg, pg, pg, pg, closers=(pg.close,))
 
 
 def _dynamodb_stores(settings: Settings) -> Stores:
@@ -446,26 +447,45 @@ def kms_signer(settings: Settings) -> ExternalSigner:
 
 
 def _ca(settings: Settings) -> CABackend:
-    if settings.ca == "local":
-        return LocalCA.open_or_create(
-            settings.home / "ca",
-            organization=settings.organization,
-            trust_domain=settings.trust_domain,
-            key_type=settings.ca_key_type,
-            passphrase=settings.ca_passphrase,
-            signer=issuing_signer(settings),
-        )
-    if settings.ca == "acmpca" and settings.acmpca_ca_arn:
-        from nodecert.awsclients import make_client
-        from nodecert.backends.acmpca import ACMPCABackend
+    return _CA_BACKENDS[settings.ca](settings)
 
-        # max_attempts=1: the backend retries by itself, under its own deadline.
-        return ACMPCABackend(
-            make_client("acm-pca", region=settings.aws_region, max_attempts=1),
-            ca_arn=settings.acmpca_ca_arn,
-            short_lived_ca_arn=settings.acmpca_short_lived_ca_arn,
-            template_arn=settings.acmpca_template_arn,
-            organization=settings.organization,
-            trust_domain=settings.trust_domain,
-        )
-    raise ConfigurationError(f"NODECERT_CA: {settings.ca!r} is not available yet")
+
+def _local_ca(settings: Settings) -> CABackend:
+    return LocalCA.open_or_create(
+        settings.home / "ca",
+        organization=settings.organization,
+        trust_domain=settings.trust_domain,
+        key_type=settings.ca_key_type,
+        passphrase=settings.ca_passphrase,
+        signer=issuing_signer(settings),
+    )
+
+
+def _acmpca(settings: Settings) -> CABackend:
+    if not settings.acmpca_ca_arn:
+        raise ConfigurationError("NODECERT_ACMPCA_CA_ARN: required when NODECERT_CA=acmpca")
+    from nodecert.awsclients import make_client
+    from nodecert.backends.acmpca import ACMPCABackend
+
+    # max_attempts=1: the backend retries by itself, under its own deadline.
+    return ACMPCABackend(
+        make_client("acm-pca", region=settings.aws_region, max_attempts=1),
+        ca_arn=settings.acmpca_ca_arn,
+        short_lived_ca_arn=settings.acmpca_short_lived_ca_arn,
+        template_arn=settings.acmpca_template_arn,
+        organization=settings.organization,
+        trust_domain=settings.trust_domain,
+    )
+
+
+# The registries bootstrap looks a choice up in (smallstep's cas/apiv1/registry.go): a new
+# CA backend or store is one function and one entry here, and a missing entry fails typing.
+_CA_BACKENDS: dict[CAKind, Callable[[Settings], CABackend]] = {
+    CAKind.LOCAL: _local_ca,
+    CAKind.ACMPCA: _acmpca,
+}
+_STORES: dict[StoreKind, Callable[[Settings], Stores]] = {
+    StoreKind.SQLITE: _sqlite_stores,
+    StoreKind.POSTGRES: _postgres_stores,
+    StoreKind.DYNAMODB: _dynamodb_stores,
+}

@@ -368,8 +368,14 @@ def test_unknown_nodecert_variables_are_refused_by_name(names, shown):
         pytest.param({"NODECERT_KEY_POOL_SIZE": "-1"}, "NODECERT_KEY_POOL_SIZE", id="pool"),
         pytest.param({"NODECERT_CA_KEY_TYPE": "rsa-1024"}, "NODECERT_CA_KEY_TYPE", id="key-type"),
         pytest.param({"NODECERT_OWNERSHIP": "anyone"}, "NODECERT_OWNERSHIP", id="ownership"),
-        pytest.param({"NODECERT_CA": "vault"}, "NODECERT_CA: must be", id="ca-unknown"),
-        pytest.param({"NODECERT_STORE": "redis"}, "NODECERT_STORE: must be", id="store-unknown"),
+        pytest.param(
+            {"NODECERT_CA": "vault"},
+            "NODECERT_CA: 'vault' is not one of local, acmpca",
+            id="ca-unknown",
+        ),
+        pytest.param(
+            {"NODECERT_STORE": "redis"}, "NODECERT_STORE: 'redis' is not one of", id="store-unknown"
+        ),
         pytest.param(
             {"NODECERT_STORE": "postgres"},
             "NODECERT_DATABASE_URL: required when NODECERT_STORE=postgres",
@@ -410,7 +416,11 @@ def test_unknown_nodecert_variables_are_refused_by_name(names, shown):
             {"NODECERT_TRUST_DOMAIN": "x" * 256}, "NODECERT_TRUST_DOMAIN", id="td-too-long"
         ),
         pytest.param({"NODECERT_ORGANIZATION": "   "}, "NODECERT_ORGANIZATION", id="org-blank"),
-        pytest.param({"NODECERT_LOG_LEVEL": "chatty"}, "NODECERT_LOG_LEVEL: 'CHATTY'", id="log"),
+        pytest.param(
+            {"NODECERT_LOG_LEVEL": "chatty"},
+            "NODECERT_LOG_LEVEL: 'chatty' is not one of DEBUG",
+            id="log",
+        ),
         pytest.param(
             {"NODECERT_DATABASE_POOL_SIZE": "0"}, "NODECERT_DATABASE_POOL_SIZE", id="pool-0"
         ),
@@ -501,3 +511,40 @@ def test_the_revocation_retry_interval_must_be_positive():
 def test_log_format_and_metrics_take_their_words_only(name: str, value: str) -> None:
     with pytest.raises(ConfigurationError, match=name):
         Settings.from_env({name: value})
+
+
+def test_every_setting_has_exactly_one_parser() -> None:
+    from nodecert.core import config
+
+    assert set(config._PARSERS) == set(Settings.__dataclass_fields__)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "expected"),
+    [
+        ("ca", "ACMPCA", "acmpca"),
+        ("store", " postgres ", "postgres"),
+        ("log_level", "debug", "DEBUG"),
+        ("metrics", "OFF", "off"),
+    ],
+)
+def test_choices_are_typed_whether_read_or_given(name: str, raw: str, expected: str) -> None:
+    from nodecert.core import config
+
+    parsed = config._PARSERS[name](f"NODECERT_{name.upper()}", raw)
+    assert isinstance(parsed, config._CHOICES[name])
+    assert parsed == expected
+    # Settings made in code turn the string into the enum too.
+    extra = {"acmpca_ca_arn": "arn:aws:acm-pca:eu-west-1:1:certificate-authority/x"}
+    extra |= {"database_url": "postgresql://db/n"} if expected == "postgres" else {}
+    made = Settings(**{name: expected}, **extra)  # type: ignore[arg-type]
+    assert isinstance(getattr(made, name), config._CHOICES[name])
+
+
+@pytest.mark.parametrize("raw", ["²", "1" * 40, "8e3", "0x10", ""])
+def test_numbers_are_ascii_digits_only(raw: str) -> None:
+    if not raw:
+        assert Settings.from_env({"NODECERT_PORT": raw}).port == 8080
+        return
+    with pytest.raises(ConfigurationError, match=r"NODECERT_PORT: .* is not a whole number"):
+        Settings.from_env({"NODECERT_PORT": raw})

@@ -6,8 +6,9 @@ The core never reads the environment; ``bootstrap`` calls :meth:`Settings.from_e
 
 from __future__ import annotations
 
+import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,64 @@ from nodecert.core.identity import validate_trust_domain
 from nodecert.core.keys import KeyType
 from nodecert.core.policy import OwnershipMode
 
-__all__ = ["CLIENT_VARIABLES", "Settings", "unknown_variables"]
+__all__ = [
+    "CLIENT_VARIABLES",
+    "CAKind",
+    "LogFormat",
+    "LogLevel",
+    "SQLiteSync",
+    "Settings",
+    "StoreKind",
+    "Switch",
+    "unknown_variables",
+]
+
+
+class CAKind(enum.StrEnum):
+    """``NODECERT_CA``: which certificate authority signs."""
+
+    LOCAL = "local"
+    ACMPCA = "acmpca"
+
+
+class StoreKind(enum.StrEnum):
+    """``NODECERT_STORE``: where the ledger and the node directory live."""
+
+    SQLITE = "sqlite"
+    POSTGRES = "postgres"
+    DYNAMODB = "dynamodb"
+
+
+class SQLiteSync(enum.StrEnum):
+    """``NODECERT_SQLITE_SYNCHRONOUS``: SQLite's ``synchronous`` pragma for the ledger."""
+
+    FULL = "full"
+    NORMAL = "normal"
+
+
+class LogLevel(enum.StrEnum):
+    """``NODECERT_LOG_LEVEL`` (the names the logging module knows)."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+
+
+class LogFormat(enum.StrEnum):
+    """``NODECERT_LOG_FORMAT``: key=value text, or one JSON object per line."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+class Switch(enum.StrEnum):
+    """An on/off setting (``NODECERT_METRICS``)."""
+
+    ON = "on"
+    OFF = "off"
+
 
 #: What the CLI's client commands read besides the service settings.
 CLIENT_VARIABLES = frozenset({"NODECERT_TOKEN", "NODECERT_SERVER"})
@@ -52,7 +110,7 @@ class Settings:
     workers: int = 1
     organization: str = "nodecert"
     trust_domain: str = "nodecert.local"
-    ca: str = "local"
+    ca: CAKind = CAKind.LOCAL
     ca_key_type: KeyType = KeyType.EC_P256
     ca_passphrase: str | None = field(default=None, repr=False)
     ca_kms_key_id: str | None = None
@@ -65,9 +123,9 @@ class Settings:
     acmpca_short_lived_ca_arn: str | None = None
     acmpca_template_arn: str = "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate/V1"
     aws_region: str | None = None
-    store: str = "sqlite"
+    store: StoreKind = StoreKind.SQLITE
     database: Path | None = None
-    sqlite_synchronous: str = "full"
+    sqlite_synchronous: SQLiteSync = SQLiteSync.FULL
     database_url: str | None = field(default=None, repr=False)
     database_pool_size: int = 10
     dynamodb_nodes_table: str = "nodecert-nodes"
@@ -92,9 +150,9 @@ class Settings:
     quota_burst: int = 30
     max_active_per_node: int = 10
     key_pool_size: int = 8
-    log_level: str = "INFO"
-    log_format: str = "text"
-    metrics: str = "on"
+    log_level: LogLevel = LogLevel.INFO
+    log_format: LogFormat = LogFormat.TEXT
+    metrics: Switch = Switch.ON
     metrics_namespace: str = "nodecert"
     ca_bundle: Path | None = None
     authorize_secret: str | None = field(default=None, repr=False)
@@ -105,6 +163,14 @@ class Settings:
     revocation_retry_s: int = 60
     tls_cert: Path | None = None
     tls_key: Path | None = None
+
+    def __post_init__(self) -> None:
+        # Settings made in code (tests, embedding) may name a choice by its string: it is
+        # turned into its enum here, so that every Settings holds typed values.
+        for name, kind in _CHOICES.items():
+            value = getattr(self, name)
+            if not isinstance(value, kind):
+                object.__setattr__(self, name, _choice(kind)(f"NODECERT_{name.upper()}", value))
 
     @property
     def database_path(self) -> Path:
@@ -127,21 +193,17 @@ class Settings:
         if unknown:
             raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}")
         values: dict[str, object] = {}
-        for name, spec in cls.__dataclass_fields__.items():
-            raw = env.get(f"NODECERT_{name.upper()}")
+        for name in cls.__dataclass_fields__:
+            variable = f"NODECERT_{name.upper()}"
+            raw = env.get(variable)
             if raw is None or raw == "":
                 continue
-            values[name] = _convert(name, str(spec.type), raw)
+            values[name] = _PARSERS[name](variable, raw)
         settings = cls(**values)  # type: ignore[arg-type]
         settings._check()
         return settings
 
     def _check(self) -> None:
-        _require(self.ca in ("local", "acmpca"), "NODECERT_CA: must be 'local' or 'acmpca'")
-        _require(
-            self.store in ("sqlite", "dynamodb", "postgres"),
-            "NODECERT_STORE: must be 'sqlite', 'dynamodb' or 'postgres'",
-        )
         _require(
             self.store != "postgres" or bool(self.database_url),
             "NODECERT_DATABASE_URL: required when NODECERT_STORE=postgres",
@@ -169,18 +231,6 @@ class Settings:
                 f"NODECERT_{name.upper()}: a claim name or dotted path of 1-256 characters,"
                 " without surrounding spaces",
             )
-        _require(
-            self.sqlite_synchronous in ("full", "normal"),
-            "NODECERT_SQLITE_SYNCHRONOUS: must be 'full' or 'normal'",
-        )
-        _require(
-            self.log_level in _LOG_LEVELS,
-            f"NODECERT_LOG_LEVEL: {self.log_level[:20]!r} is not one of {', '.join(_LOG_LEVELS)}",
-        )
-        _require(
-            self.log_format in ("text", "json"), "NODECERT_LOG_FORMAT: must be 'text' or 'json'"
-        )
-        _require(self.metrics in ("on", "off"), "NODECERT_METRICS: must be 'on' or 'off'")
         _require(
             bool(re.fullmatch(r"[A-Za-z0-9._#:/-]{1,255}", self.metrics_namespace)),
             "NODECERT_METRICS_NAMESPACE: 1-255 of A-Z a-z 0-9 . _ # : / - (a CloudWatch namespace)",
@@ -224,27 +274,137 @@ class Settings:
         )
 
 
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigurationError(message)
 
 
-def _convert(name: str, type_name: str, raw: str) -> object:
-    variable = f"NODECERT_{name.upper()}"
-    if name == "log_level":
-        return raw.strip().upper()  # logging knows only upper-case level names.
-    try:
-        if "Path" in type_name:
-            return Path(raw)
-        if type_name == "int":
-            return int(raw)
-        if "KeyType" in type_name:
-            return KeyType(raw)
-        if "OwnershipMode" in type_name:
-            return OwnershipMode(raw)
-    except ValueError:
-        raise ConfigurationError(f"{variable}: {raw[:80]!r} is not a valid value") from None
+# One parser per setting, by name: each turns the variable's text into the field's type
+# or raises ConfigurationError naming the variable (tests/unit/test_policy_config.py holds
+# this table to the fields of Settings).
+_Parser = Callable[[str, str], object]
+
+
+def _text(_variable: str, raw: str) -> str:
     return raw
+
+
+def _int(variable: str, raw: str) -> int:
+    text = raw.strip()
+    # ASCII digits (and a sign) only, and few: int() also takes "²"-like digits and would
+    # spend time on thousands of them.
+    if not re.fullmatch(r"[+-]?[0-9]{1,12}", text):
+        raise ConfigurationError(f"{variable}: {raw[:80]!r} is not a whole number")
+    return int(text)
+
+
+def _path(_variable: str, raw: str) -> Path:
+    return Path(raw)
+
+
+def _choice(kind: type[enum.StrEnum]) -> _Parser:
+    def parse(variable: str, raw: str) -> object:
+        text = str(raw).strip()
+        # Log levels are upper case in the logging module; every other choice lower case.
+        text = text.upper() if kind is LogLevel else text.lower()
+        try:
+            return kind(text)
+        except ValueError:
+            words = ", ".join(str(k) for k in kind)
+            raise ConfigurationError(
+                f"{variable}: {str(raw)[:80]!r} is not one of {words}"
+            ) from None
+
+    return parse
+
+
+def _enum(kind: type[KeyType] | type[OwnershipMode]) -> _Parser:
+    def parse(variable: str, raw: str) -> object:
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ConfigurationError(f"{variable}: {raw[:80]!r} is not a valid value") from None
+
+    return parse
+
+
+_CHOICES: dict[str, type[enum.StrEnum]] = {
+    "ca": CAKind,
+    "store": StoreKind,
+    "sqlite_synchronous": SQLiteSync,
+    "log_level": LogLevel,
+    "log_format": LogFormat,
+    "metrics": Switch,
+}
+
+_PARSERS: dict[str, _Parser] = {
+    **{name: _choice(kind) for name, kind in _CHOICES.items()},
+    "ca_key_type": _enum(KeyType),
+    "ownership": _enum(OwnershipMode),
+    **dict.fromkeys(
+        (
+            "port",
+            "workers",
+            "database_pool_size",
+            "default_validity_days",
+            "max_validity_days",
+            "max_body_bytes",
+            "max_header_bytes",
+            "head_timeout_s",
+            "body_timeout_s",
+            "limit_concurrency",
+            "quota_per_minute",
+            "quota_burst",
+            "max_active_per_node",
+            "key_pool_size",
+            "renew_grace_s",
+            "crl_lifetime_s",
+            "revocation_retry_s",
+        ),
+        _int,
+    ),
+    **dict.fromkeys(
+        (
+            "home",
+            "database",
+            "ca_bundle",
+            "ca_pkcs11_module",
+            "ca_pkcs11_pin_file",
+            "tls_cert",
+            "tls_key",
+        ),
+        _path,
+    ),
+    **dict.fromkeys(
+        (
+            "host",
+            "organization",
+            "trust_domain",
+            "ca_passphrase",
+            "ca_kms_key_id",
+            "ca_pkcs11_token",
+            "ca_pkcs11_key_label",
+            "ca_pkcs11_pin",
+            "acmpca_ca_arn",
+            "acmpca_short_lived_ca_arn",
+            "acmpca_template_arn",
+            "aws_region",
+            "database_url",
+            "dynamodb_nodes_table",
+            "dynamodb_certificates_table",
+            "dynamodb_limits_table",
+            "oidc_issuer",
+            "oidc_audience",
+            "oidc_jwks_url",
+            "admin_group",
+            "user_id_claim",
+            "admin_claim",
+            "nodes_claim",
+            "metrics_namespace",
+            "authorize_secret",
+            "authorizer_target",
+            "renew_audience",
+        ),
+        _text,
+    ),
+}
