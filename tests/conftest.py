@@ -8,12 +8,20 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
 
 from nodecert.bootstrap import build_service
 from nodecert.core.config import Settings
 from nodecert.core.values import Principal
 from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
+
+# Property tests must not fail because a noisy 2-core machine was slow: no per-example
+# deadline and no "too slow" health check (a test's own settings may still ask for more).
+settings.register_profile(
+    "nodecert", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("nodecert")
 
 ADMIN = Principal(user_id="root-admin", is_admin=True)
 
