@@ -138,6 +138,7 @@ def build_service(
         idempotency=IdempotencyGuard(stores.replay, stores.ledger),
         metrics=metrics,
         labels={"ca": settings.ca, "store": settings.store},
+        audit=stores.audit,
     )
     administration = Administration(
         ca=ca,

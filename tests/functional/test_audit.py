@@ -151,3 +151,31 @@ def test_secrets_never_reach_the_audit_trail(env: Env, story: dict[str, Any]) ->
     assert "PRIVATE KEY" not in text
     assert str(issued["privateKey"]).splitlines()[1] not in text
     assert env.token("alice").split(".")[2] not in text
+
+
+def test_refusals_of_an_authenticated_caller_are_recorded_once_a_minute(env: Env) -> None:
+    env.add_node("n1", "alice")
+    for _ in range(3):
+        refused = env.client.post(
+            "/generate-cert", json={"nodeId": "n1", "keyType": "ec-p256"}, headers=env.auth("bob")
+        )
+        assert refused.status_code == 403
+    entries = _audit(env, "ops", admin=True, action="certificate.issue.denied").json()["entries"]
+    assert len(entries) == 1  # Three refusals, one entry: the log and metrics count each.
+    denial = entries[0]
+    assert (denial["actor"], denial["userId"], denial["nodeId"]) == ("bob", "bob", "n1")
+    assert denial["detail"].startswith("forbidden: ")
+    assert denial["source"] == "http testclient"
+    # bob reads his own refusal; alice, whose node it is, reads none of bob's entries.
+    assert [e["action"] for e in _audit(env, "bob").json()["entries"]] == [
+        "certificate.issue.denied"
+    ]
+    assert [e["action"] for e in _audit(env, "alice").json()["entries"]] == ["node.add"]
+
+
+def test_an_anonymous_refusal_is_never_written(env: Env) -> None:
+    for token in ("x.y.z", "", "not-a-token"):
+        env.client.post(
+            "/generate-cert", json={"nodeId": "n1"}, headers={"Authorization": f"Bearer {token}"}
+        )
+    assert _audit(env, "ops", admin=True).json()["entries"] == []

@@ -8,12 +8,14 @@ the same collaborators.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 
+from nodecert.core.context import current_source
 from nodecert.core.errors import (
     AuthorizationError,
     BackendUnavailableError,
@@ -21,6 +23,7 @@ from nodecert.core.errors import (
     InvalidIdentifierError,
     NodecertError,
     NotFoundError,
+    QuotaExceededError,
 )
 from nodecert.core.identity import (
     Identity,
@@ -40,8 +43,9 @@ from nodecert.core.keys import (
 from nodecert.core.keys import private_key_pem as render_private_key
 from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.core.policy import OwnershipPolicy, ValidityPolicy, require_admin
-from nodecert.core.ports import CABackend, Ledger, NodeDirectory
+from nodecert.core.ports import AuditTrail, CABackend, Ledger, NodeDirectory
 from nodecert.core.values import (
+    AuditEntry,
     CertificateRecord,
     CertificateStatus,
     Commit,
@@ -60,8 +64,11 @@ from nodecert.issuing.shapes import (
     pem,
 )
 from nodecert.issuing.succession import already_renewed, record_successor
+from nodecert.issuing.throttle import Throttle
 
 __all__ = ["Authority", "IssueRequest", "IssuedCertificate"]
+
+log = logging.getLogger("nodecert")
 
 # Certificates start a minute in the past so that a client whose clock is slightly behind
 # the server's can use one at once.
@@ -89,6 +96,7 @@ class Authority:
         idempotency: Claims client ``Idempotency-Key`` values before the CA signs, so a
             retry never makes (and bills) a second certificate (none when omitted).
         metrics: Where the CA call and the ledger commit are timed, CA errors counted.
+        audit: Where refusals of authenticated callers are recorded (none when omitted).
         labels: The ``ca`` and ``store`` names those metrics carry.
     """
 
@@ -108,6 +116,7 @@ class Authority:
         idempotency: IdempotencyGuard | None = None,
         metrics: Metrics = NO_METRICS,
         labels: Mapping[str, str] | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.ca = ca
         self.ledger = ledger
@@ -121,6 +130,8 @@ class Authority:
         self.quota = quota
         self.idempotency = idempotency
         self.metrics = metrics
+        self.audit = audit
+        self._denials = Throttle(timedelta(minutes=1))
         labels = labels or {}
         self._ca_label = {"ca": labels.get("ca", "ca")}
         self._store_label = {"store": labels.get("store", "store")}
@@ -137,6 +148,31 @@ class Authority:
         issued, commit = self.issue_pending(principal, request)
         commit.wait()
         return issued
+
+    def _record_denial(self, principal: Principal, node_id: str, error: NodecertError) -> None:
+        # An authenticated caller refused a certificate (not their node, over quota) goes
+        # to the audit trail: at most once a minute per user, node and reason, so that a
+        # caller hammering the route cannot flood the store (the log and the metrics count
+        # every refusal).
+        if self.audit is None:
+            return
+        now = self.clock()
+        if not self._denials.admit((principal.user_id, node_id, error.code), now):
+            return
+        entry = AuditEntry(
+            at=now,
+            actor=principal.user_id,
+            action="certificate.issue.denied",
+            target=node_id,
+            detail=f"{error.code}: {error.detail}"[:300],
+            user_id=principal.user_id,
+            node_id=node_id,
+            source=current_source(),
+        )
+        try:
+            self.audit.append_audit(entry)
+        except NodecertError as exc:
+            log.warning("audit: denial not stored (%s)", exc.detail)
 
     def _observe_commit(self, started: float) -> None:
         seconds = time.perf_counter() - started
@@ -159,15 +195,19 @@ class Authority:
         identity = Identity(user_id=principal.user_id, node_id=node_id)
         lifetime = self.validity.lifetime(request.validity_days)
         csr, key_type = key_request(request.key_type, request.csr)
-        self.ownership.check(principal, node_id, renewal=request.renewed_from is not None)
-        if self.quota is not None:
-            self.quota.check(
-                principal.user_id,
-                node_id,
-                self.ledger,
-                self.clock(),
-                renewal=request.renewed_from is not None,
-            )
+        try:
+            self.ownership.check(principal, node_id, renewal=request.renewed_from is not None)
+            if self.quota is not None:
+                self.quota.check(
+                    principal.user_id,
+                    node_id,
+                    self.ledger,
+                    self.clock(),
+                    renewal=request.renewed_from is not None,
+                )
+        except (AuthorizationError, QuotaExceededError) as exc:
+            self._record_denial(principal, node_id, exc)
+            raise
         return self._sign_and_record(
             identity,
             key_type=key_type,
