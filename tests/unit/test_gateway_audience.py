@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nodecert.core.errors import AuthenticationError
+from nodecert.core.identity import user_id_for_subject
 from nodecert.verifiers.gateway import check_client, principal_from_claims
 
 ADMINS = "nodecert-admins"
@@ -84,4 +85,6 @@ def test_any_claims_are_a_principal_or_a_401(hostile: dict[str, Any]) -> None:
     named = hostile.get("client_id") if use == "access" else hostile.get("aud")
     assert use in (None, "id", "access")
     assert named == "ours-client" or (isinstance(named, list) and "ours-client" in named)
-    assert principal.user_id == hostile["sub"]
+    # The user id is the subject, or its sha256. form when the subject is not an id.
+    assert principal.subject == hostile["sub"]
+    assert principal.user_id == user_id_for_subject(hostile["sub"])
