@@ -9,15 +9,12 @@ verify``, pkilint, a real mutual-TLS handshake and the access decision.
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
@@ -29,12 +26,10 @@ from nodecert.core.keys import KeyType, generate_private_key
 from nodecert.http.app import create_app
 from nodecert.store.sqlite import SQLiteStore
 from tests.nodeside import authority
+from tests.signer_checks import issue_and_check_everything
 
 from ..conftest import Env, make_settings
-from ..tls import connect, mtls_server
 from .conftest import REGION
-from .test_mtls import pkilint
-from .test_two_tier import _lint_crl
 
 
 @pytest.fixture
@@ -161,47 +156,8 @@ def kms_env(request: pytest.FixtureRequest, kms: Any, tmp_path: Path) -> Iterato
 
 
 def test_certificates_and_crls_signed_in_kms_pass_every_check(kms_env: Env, tmp_path: Path) -> None:
-    env = kms_env
-    home = env.service.settings.home
-    assert not (home / "ca" / "ca.key").exists()  # The issuing key is in KMS only.
-    env.add_node("n1", "alice")
-    issued = env.issue("alice", "n1", keyType="ec-p256")
-    leaf = x509.load_pem_x509_certificate(str(issued["certificate"]).encode())
-    intermediate, root = env.service.authority.ca.chain()
-    leaf.verify_directly_issued_by(intermediate)
-    for certificate in (leaf, intermediate, root):
-        der = certificate.public_bytes(serialization.Encoding.DER)
-        assert pkilint("lint_pkix_cert", der, tmp_path) == "", certificate.subject
-    if shutil.which("openssl"):
-        (tmp_path / "ca.pem").write_bytes(env.client.get("/v1/ca").content)
-        (tmp_path / "leaf.pem").write_text(str(issued["certificate"]))
-        done = subprocess.run(
-            ["openssl", "verify", "-purpose", "sslclient", "-CAfile", "ca.pem", "leaf.pem"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-    trust = env.client.get("/v1/ca/roots").content
-    with mtls_server(trust, tmp_path) as (port, server_ca, seen):
-        presented = str(issued["certificate"]) + str(issued["certificateChain"])
-        assert connect(port, server_ca, presented, str(issued["privateKey"]), tmp_path) == b"hello"
-        seen.done.wait(10)
-    assert env.service.decider.decide(leaf, "n1").allowed
-    # The CRL, signed by KMS too.
-    serial = str(issued["serialNumber"])
-    admin = env.auth("root", admin=True)
-    assert (
-        env.client.post(f"/v1/certificates/{serial}/revoke", headers=admin, json={}).status_code
-        == 200
-    )
-    der = env.client.get("/v1/crl").content
-    crl = x509.load_der_x509_crl(der)
-    assert crl.issuer == intermediate.subject
-    assert crl.is_signature_valid(intermediate.public_key())  # type: ignore[arg-type]
-    assert crl.get_revoked_certificate_by_serial_number(leaf.serial_number) is not None
-    assert _lint_crl(der, tmp_path) == ""
+    assert not (kms_env.service.settings.home / "ca" / "ca.key").exists()  # In KMS only.
+    issue_and_check_everything(kms_env, tmp_path)
 
 
 def test_issuance_with_the_key_in_kms_never_runs_on_the_event_loop(

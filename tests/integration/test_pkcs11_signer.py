@@ -15,19 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
 from nodecert.bootstrap import build_service
 from nodecert.cli import main
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
 from nodecert.http.app import create_app
+from tests.signer_checks import issue_and_check_everything
 
 from ..conftest import Env, make_settings
-from ..tls import connect, mtls_server
-from .test_mtls import pkilint
-from .test_two_tier import _lint_crl
 
 MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
 PIN = "hsm-user-pin-7391"
@@ -147,39 +143,7 @@ def test_certificates_and_crls_signed_in_the_token_pass_every_check(
     env = hsm_env
     home = env.service.settings.home
     assert not (home / "ca" / "ca.key").exists()  # The issuing key is in the token only.
-    env.add_node("n1", "alice")
-    issued = env.issue("alice", "n1", keyType="ec-p256")
-    leaf = x509.load_pem_x509_certificate(str(issued["certificate"]).encode())
-    intermediate, root = env.service.authority.ca.chain()
-    leaf.verify_directly_issued_by(intermediate)
-    for certificate in (leaf, intermediate, root):
-        der = certificate.public_bytes(serialization.Encoding.DER)
-        assert pkilint("lint_pkix_cert", der, tmp_path) == "", certificate.subject
-    if shutil.which("openssl"):
-        (tmp_path / "ca.pem").write_bytes(env.client.get("/v1/ca").content)
-        (tmp_path / "leaf.pem").write_text(str(issued["certificate"]))
-        done = subprocess.run(
-            ["openssl", "verify", "-purpose", "sslclient", "-CAfile", "ca.pem", "leaf.pem"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-    with mtls_server(env.client.get("/v1/ca/roots").content, tmp_path) as (port, ca, seen):
-        presented = str(issued["certificate"]) + str(issued["certificateChain"])
-        assert connect(port, ca, presented, str(issued["privateKey"]), tmp_path) == b"hello"
-        seen.done.wait(10)
-    assert env.service.decider.decide(leaf, "n1").allowed
-    serial = str(issued["serialNumber"])
-    admin = env.auth("root", admin=True)
-    revoked = env.client.post(f"/v1/certificates/{serial}/revoke", headers=admin, json={})
-    assert revoked.status_code == 200
-    der = env.client.get("/v1/crl").content
-    crl = x509.load_der_x509_crl(der)
-    assert crl.is_signature_valid(intermediate.public_key())  # type: ignore[arg-type]
-    assert crl.get_revoked_certificate_by_serial_number(leaf.serial_number) is not None
-    assert _lint_crl(der, tmp_path) == ""
+    issue_and_check_everything(env, tmp_path)
     # The PIN is nowhere: not in the logs, not in the home.
     assert PIN not in caplog.text
     assert all(PIN.encode() not in p.read_bytes() for p in home.rglob("*") if p.is_file())
