@@ -261,7 +261,8 @@ def build_decider(settings: Settings) -> AccessDecider:
     It needs the store and the CA certificates only: no token verifier, no dev issuer,
     nothing written to disk, and never a CA of its own. The certificates come from
     ``NODECERT_CA_BUNDLE`` (the CA is never contacted), from ACM PCA
-    (``NODECERT_CA=acmpca`` and ``NODECERT_ACMPCA_CA_ARN``), or from the local CA's
+    (``NODECERT_CA=acmpca`` and ``NODECERT_ACMPCA_CA_ARN``, with the CAs of
+    ``NODECERT_ACMPCA_RETIRING_ARNS`` and ``_RETIRED_ARNS``), or from the local CA's
     certificate ``<home>/ca/ca.crt`` when that CA already exists (its key is not read).
 
     Raises:
@@ -284,7 +285,10 @@ def build_decider(settings: Settings) -> AccessDecider:
         stores = _stores(settings)
         return _decider(settings, tuple, stores.ledger, stores.nodes, issuers)
     stores = _stores(settings)
-    return _decider(settings, _ca(settings).chain, stores.ledger, stores.nodes)
+    ca = _ca(settings)
+    # ACM PCA names its issuing, retiring and retired CAs (a rotation's overlap).
+    issuer_source = ca if isinstance(ca, IssuerSource) else None
+    return _decider(settings, ca.chain, stores.ledger, stores.nodes, issuer_source)
 
 
 def _decider(
@@ -474,6 +478,8 @@ def _acmpca(settings: Settings) -> CABackend:
         ca_arn=settings.acmpca_ca_arn,
         short_lived_ca_arn=settings.acmpca_short_lived_ca_arn,
         template_arn=settings.acmpca_template_arn,
+        retiring_ca_arns=settings.acmpca_retiring_arns,
+        retired_ca_arns=settings.acmpca_retired_arns,
         organization=settings.organization,
         trust_domain=settings.trust_domain,
     )

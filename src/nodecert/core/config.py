@@ -122,6 +122,8 @@ class Settings:
     acmpca_ca_arn: str | None = None
     acmpca_short_lived_ca_arn: str | None = None
     acmpca_template_arn: str = "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate/V1"
+    acmpca_retiring_arns: tuple[str, ...] = ()
+    acmpca_retired_arns: tuple[str, ...] = ()
     aws_region: str | None = None
     store: StoreKind = StoreKind.SQLITE
     database: Path | None = None
@@ -220,6 +222,7 @@ class Settings:
             self.ca != "acmpca" or bool(self.acmpca_ca_arn),
             "NODECERT_ACMPCA_CA_ARN: required when NODECERT_CA=acmpca",
         )
+        self._check_pca_rotation()
         _require(
             (self.oidc_issuer is None) == (self.oidc_audience is None),
             "NODECERT_OIDC_ISSUER and NODECERT_OIDC_AUDIENCE: set both or neither",
@@ -273,6 +276,32 @@ class Settings:
             "NODECERT_AUTHORIZER_TARGET: must be 'host' or 'path:<parameter>'",
         )
 
+    def _check_pca_rotation(self) -> None:
+        # The ACM PCA issuing CAs of a rotation's overlap (docs/aws.md, "Rotating the
+        # issuing CA"): each ARN in one role only, and only read with NODECERT_CA=acmpca.
+        retiring, retired = self.acmpca_retiring_arns, self.acmpca_retired_arns
+        for name, arns in (("RETIRING", retiring), ("RETIRED", retired)):
+            _require(
+                not arns or self.ca == "acmpca",
+                f"NODECERT_ACMPCA_{name}_ARNS: only read when NODECERT_CA=acmpca",
+            )
+            in_use = sorted(
+                a for a in arns if a in (self.acmpca_ca_arn, self.acmpca_short_lived_ca_arn)
+            )
+            _require(
+                not in_use,
+                f"NODECERT_ACMPCA_{name}_ARNS: {(in_use or [''])[0]} is the CA"
+                " that issues now (NODECERT_ACMPCA_CA_ARN or _SHORT_LIVED_CA_ARN), it cannot"
+                " also be leaving",
+            )
+        both = sorted(set(retiring) & set(retired))
+        _require(
+            not both,
+            f"NODECERT_ACMPCA_RETIRING_ARNS and NODECERT_ACMPCA_RETIRED_ARNS:"
+            f" {(both or [''])[0]} is in both; an emergency moves an ARN from the first to"
+            " the second",
+        )
+
 
 def _require(condition: bool, message: str) -> None:
     if not condition:
@@ -296,6 +325,29 @@ def _int(variable: str, raw: str) -> int:
     if not re.fullmatch(r"[+-]?[0-9]{1,12}", text):
         raise ConfigurationError(f"{variable}: {raw[:80]!r} is not a whole number")
     return int(text)
+
+
+# An ACM PCA certificate authority's ARN: partition, region, account, CA id (a UUID).
+_PCA_ARN = re.compile(
+    r"arn:aws(?:-[a-z]+){0,2}:acm-pca:[a-z]{2}(?:-[a-z]+)+-[0-9]:[0-9]{12}"
+    r":certificate-authority/[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}"
+)
+
+
+def _pca_arns(variable: str, raw: str) -> tuple[str, ...]:
+    # Comma-separated, spaces around commas allowed; an empty item (a trailing comma) is
+    # as likely a truncated value as a typo, so it is refused too.
+    arns = tuple(item.strip() for item in raw.split(","))
+    for arn in arns:
+        if not _PCA_ARN.fullmatch(arn):
+            raise ConfigurationError(
+                f"{variable}: {arn[:120]!r} is not an ACM PCA certificate authority ARN"
+                " (arn:aws:acm-pca:<region>:<account>:certificate-authority/<id>;"
+                " several are separated by commas)"
+            )
+    if len(set(arns)) != len(arns):
+        raise ConfigurationError(f"{variable}: an ARN is listed twice")
+    return arns
 
 
 def _path(_variable: str, raw: str) -> Path:
@@ -340,6 +392,8 @@ _CHOICES: dict[str, type[enum.StrEnum]] = {
 _PARSERS: dict[str, _Parser] = {
     **{name: _choice(kind) for name, kind in _CHOICES.items()},
     "ca_key_type": _enum(KeyType),
+    "acmpca_retiring_arns": _pca_arns,
+    "acmpca_retired_arns": _pca_arns,
     "ownership": _enum(OwnershipMode),
     **dict.fromkeys(
         (

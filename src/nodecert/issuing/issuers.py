@@ -2,8 +2,9 @@
 
 Renewal agents read it to renew early when the CA that issued their certificate retires
 (a rotation), so that a planned rotation completes within one watch interval and an
-emergency one as soon as each agent looks. A CA backend without rotation (ACM PCA) lists
-its chain's CAs as ``active``: nobody renews early.
+emergency one as soon as each agent looks. ACM PCA lists the CAs of
+``NODECERT_ACMPCA_RETIRING_ARNS`` and ``_RETIRED_ARNS`` so; a CA backend without rotation
+lists its chain's CAs as ``active``: nobody renews early.
 """
 
 from __future__ import annotations
@@ -43,13 +44,18 @@ def issuer_statuses(ca: CABackend) -> list[IssuerStatus]:
     if not isinstance(ca, IssuerSource):
         return [IssuerStatus(c, key_id(c), IssuerState.ACTIVE) for c in chain]
     issuers = ca.issuer_set()
-    current, root = chain[0], chain[-1]
-    states: dict[x509.Certificate, IssuerState] = {current: IssuerState.ACTIVE}
+    issuing = issuers.issuing or (chain[0],)
+    states: dict[x509.Certificate, IssuerState] = dict.fromkeys(issuing, IssuerState.ACTIVE)
+    # The root in use issues no leaves (two tiers); another root is the one-tier CA of an
+    # earlier version (or a replaced root): its leaves are retiring. With several issuing
+    # CAs (ACM PCA), each one's issuer among the roots is in use.
+    if issuers.issuing:
+        anchors = [r for r in issuers.roots if any(c.issuer == r.subject for c in issuing)]
+    else:
+        anchors = [chain[-1]]
     for certificate in (*issuers.intermediates, *issuers.roots):
         if certificate not in states:
-            # The root in use issues no leaves (two tiers); another root is the one-tier
-            # CA of an earlier version (or a replaced root): its leaves are retiring.
-            state = IssuerState.ROOT if certificate == root else IssuerState.RETIRING
+            state = IssuerState.ROOT if certificate in anchors else IssuerState.RETIRING
             states[certificate] = state
     for certificate in issuers.retired:
         states.setdefault(certificate, IssuerState.RETIRED)
