@@ -176,7 +176,7 @@ def test_issuance_is_limited_to_the_passthrough_templates(template):
 
 # Open at API Gateway: the CA chain, liveness, and renewal, whose Bearer token is a
 # proof-of-possession JWT (nodecert.issuing.renewal) that a Cognito authorizer would reject.
-OPEN_ROUTES = {"GET /v1/ca", "GET /healthz", "POST /v1/renew"}
+OPEN_ROUTES = {"GET /v1/ca", "GET /v1/ca/issuers", "GET /healthz", "POST /v1/renew"}
 
 
 API_FUNCTIONS = ("NodecertFunction", "NodecertAdminFunction")

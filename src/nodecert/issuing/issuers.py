@@ -13,6 +13,7 @@ import enum
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from nodecert.core.keys import key_id
 from nodecert.core.ports import CABackend, IssuerSource
@@ -48,9 +49,10 @@ def issuer_statuses(ca: CABackend) -> list[IssuerStatus]:
     states: dict[x509.Certificate, IssuerState] = dict.fromkeys(issuing, IssuerState.ACTIVE)
     # The root in use issues no leaves (two tiers); another root is the one-tier CA of an
     # earlier version (or a replaced root): its leaves are retiring. With several issuing
-    # CAs (ACM PCA), each one's issuer among the roots is in use.
+    # CAs (ACM PCA), each one's issuer among the roots is in use: by signature, since two
+    # roots may have the same name (a retiring one-tier root and its successor).
     if issuers.issuing:
-        anchors = [r for r in issuers.roots if any(c.issuer == r.subject for c in issuing)]
+        anchors = [r for r in issuers.roots if any(_issued_by(c, r) for c in issuing)]
     else:
         anchors = [chain[-1]]
     for certificate in (*issuers.intermediates, *issuers.roots):
@@ -60,3 +62,13 @@ def issuer_statuses(ca: CABackend) -> list[IssuerStatus]:
     for certificate in issuers.retired:
         states.setdefault(certificate, IssuerState.RETIRED)
     return [IssuerStatus(c, key_id(c), s) for c, s in states.items()]
+
+
+def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if certificate.issuer != issuer.subject:
+        return False
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
