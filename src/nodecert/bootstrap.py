@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -463,7 +464,26 @@ def _local_ca(settings: Settings) -> CABackend:
         key_type=settings.ca_key_type,
         passphrase=settings.ca_passphrase,
         signer=issuing_signer(settings),
+        key_refs=_key_refs(settings),
     )
+
+
+def _key_refs(settings: Settings) -> Callable[[str], ExternalSigner]:
+    # A retired issuing CA whose key was held elsewhere keeps its reference
+    # (``kms:<key id>``, ``pkcs11:<label>``): its CRLs are signed there, with this service's
+    # region, module, token and PIN.
+    def reach(reference: str) -> ExternalSigner:
+        kind, _, name = reference.partition(":")
+        if kind == "kms" and name:
+            return kms_signer(dataclasses.replace(settings, ca_kms_key_id=name))
+        if kind == "pkcs11" and name and settings.ca_pkcs11_module is not None:
+            chosen = dataclasses.replace(settings, ca_pkcs11_key_label=name, ca_kms_key_id=None)
+            signer = issuing_signer(chosen)
+            if signer is not None:
+                return signer
+        raise ConfigurationError(f"{reference[:120]!r} names no key this service can reach")
+
+    return reach
 
 
 def _acmpca(settings: Settings) -> CABackend:

@@ -133,6 +133,19 @@ def test_a_planned_kms_rotation_keeps_the_old_key_trusted_and_the_restart_moves_
         renewed = _renew(env, _leaf(old), _private_key(old))
         assert renewed.status_code == 201, renewed.text
         assert _leaf(renewed.json()).issuer == new_issuer.subject
+        # One CRL per issuer: the retiring issuer's is signed in KMS by the first key,
+        # reached through the reference its retired entry keeps.
+        admin = env.auth("root", admin=True)
+        serial = str(interim["serialNumber"])
+        revoked = env.client.post(f"/v1/certificates/{serial}/revoke", headers=admin, json={})
+        assert revoked.status_code == 200, revoked.text
+        reply = env.client.get("/v1/crl", params={"issuer": key_id(old_issuer)})
+        assert reply.status_code == 200, reply.text
+        old_crl = x509.load_der_x509_crl(reply.content)
+        assert old_crl.issuer == old_issuer.subject
+        assert old_crl.is_signature_valid(old_issuer.public_key())  # type: ignore[arg-type]
+        listed = old_crl.get_revoked_certificate_by_serial_number(_leaf(interim).serial_number)
+        assert listed is not None
 
 
 def test_an_emergency_kms_rotation_with_the_root_offline(

@@ -205,6 +205,11 @@ def test_rotating_onto_a_new_key_label_in_the_token(
             renewed = _renew(restarted, _leaf(old), _key(old))
             assert renewed.status_code == 201, renewed.text
             assert _leaf(renewed.json()).issuer == new_issuer.subject
+            # The retiring issuer's CRL is signed in the token by the old label's key.
+            reply = client.get("/v1/crl", params={"issuer": key_id(old_issuer)})
+            assert reply.status_code == 200, reply.text
+            old_crl = x509.load_der_x509_crl(reply.content)
+            assert old_crl.is_signature_valid(old_issuer.public_key())  # type: ignore[arg-type]
     finally:
         service.close()
     assert PIN not in caplog.text
