@@ -126,6 +126,26 @@ def add_ca_commands(sub: Any) -> None:
     add_next_key_options(rotate)
     rotate.set_defaults(handler=_rotate)
 
+    root_crl = ca_sub.add_parser(
+        "root-crl",
+        help="sign the root's CRL: revoke the intermediates retired at once (--retire-now)",
+        description=(
+            "Sign a CRL with the root key that revokes (keyCompromise) every issuing"
+            " intermediate retired at once, and write it to <home>/ca/root.crl (and --out):"
+            " relying parties that check TLS against the root alone then refuse the old"
+            " intermediate too. Entries of the previous root.crl are kept. Sign it again"
+            " before it expires (--days)."
+        ),
+    )
+    root_crl.add_argument(
+        "--root-key", type=Path, metavar="PATH", help="the root key, when it is kept offline"
+    )
+    root_crl.add_argument(
+        "--days", type=int, default=365, help="until the next update (default 365, at most 3650)"
+    )
+    root_crl.add_argument("--out", type=Path, metavar="PATH", help="a copy here (a new file)")
+    root_crl.set_defaults(handler=_root_crl)
+
     prune = ca_sub.add_parser(
         "prune",
         help="stop trusting issuing CAs retired longer ago than any certificate lives",
@@ -234,6 +254,38 @@ def _rotate(args: argparse.Namespace) -> None:
     if chosen_key is not None:
         print(f"issuing key: {chosen_key.keys[1]}")
         print(restart_note(chosen_key, retire_now=args.retire_now))
+    print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
+
+
+def _root_crl(args: argparse.Namespace) -> None:
+    from nodecert.backends.hierarchy import load_key
+    from nodecert.backends.local_files import locked, write_new_private
+    from nodecert.backends.root_crl import ROOT_CRL, sign_root_crl
+
+    settings = local_settings()
+    directory = settings.home / "ca"
+    if not 1 <= args.days <= _MAX_INTERMEDIATE_DAYS:
+        raise CLIError(f"--days: must be between 1 and {_MAX_INTERMEDIATE_DAYS}")
+    if args.out is not None and args.out.exists():
+        raise CLIError(f"--out: {args.out} exists already; not replacing it")
+    path = args.root_key if args.root_key is not None else directory / "root.key"
+    if not path.exists():
+        raise CLIError(
+            f"ca root-crl: the root key is not in {directory} (taken offline?): give it with"
+            " --root-key PATH"
+        )
+    root_key = load_key(path, settings.ca_passphrase)
+    with locked(directory):
+        crl = sign_root_crl(
+            directory, root_key=root_key, now=datetime.now(UTC), lifetime=timedelta(days=args.days)
+        )
+    der = crl.public_bytes(Encoding.DER)
+    if args.out is not None:
+        write_new_private(args.out, der)
+        args.out.chmod(0o644)
+    revoked = ", ".join(format(entry.serial_number, "x") for entry in crl) or "none"
+    print(f"root CRL:    {directory.absolute() / ROOT_CRL} (revoked intermediates: {revoked})")
+    print(f"next update: {crl.next_update_utc.isoformat() if crl.next_update_utc else '-'}")
     print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
 
 
