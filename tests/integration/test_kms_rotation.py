@@ -107,6 +107,10 @@ def test_a_planned_kms_rotation_keeps_the_old_key_trusted_and_the_restart_moves_
         interim = env.issue("alice", "n1", keyType="ec-p256")
         assert _leaf(interim).issuer == old_issuer.subject
     ca = home / "ca"
+    # The settings still name the first key: rotating again now would record it wrong.
+    capsys.readouterr()
+    assert main(["ca", "rotate", "--kms-key-id", _key(kms)]) == 1
+    assert f"the home's issuing key is kms:{second}" in capsys.readouterr().err
     assert not (ca / "ca.key").exists()
     assert (ca / "ca.keyref").read_text() == f"kms:{second}"
     assert (ca / "retired" / key_id(old_issuer) / "ca.keyref").read_text() == f"kms:{first}"

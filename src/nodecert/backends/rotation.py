@@ -147,6 +147,16 @@ def _check_keys(
         )
     if keys is not None and keys[0] == keys[1]:
         raise ConfigurationError(f"ca rotate: {keys[1]} is the issuing key already")
+    in_use = directory / KEYREF
+    if keys is not None and in_use.exists():
+        named = in_use.read_text().strip()
+        if named != keys[0]:
+            # The settings still name the key before the last rotation: the old key's
+            # reference would be recorded wrong, and its CRLs signed by the wrong key.
+            raise ConfigurationError(
+                f"ca rotate: the home's issuing key is {named} ({KEYREF}), the settings name"
+                f" {keys[0]}: set them to the key in use (and restart the service) first"
+            )
 
 
 def request(
