@@ -26,6 +26,7 @@ Three things stock uvicorn does not do are done here:
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import socket
 from collections.abc import Callable
@@ -164,6 +165,27 @@ def framing_refusal(http_version: str, headers: list[tuple[bytes, bytes]]) -> No
     return None
 
 
+_PARSER_REFUSAL = "Invalid HTTP request received."
+
+
+class _RefusalsAtInfo(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """uvicorn's ``uvicorn.error`` logger without its WARNING for each refused request.
+
+    uvicorn warns once per request its parser refuses: anyone who can open a connection
+    could fill the log at WARNING. :meth:`BoundedHttpToolsProtocol.send_400_response`
+    logs each refusal as one INFO line instead, with its status and code.
+    """
+
+    @property
+    def level(self) -> int:
+        """The logger's own level: uvicorn compares it with its TRACE level."""
+        return int(self.logger.level)
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        if msg != _PARSER_REFUSAL:
+            self.logger.warning(msg, *args, **kwargs)
+
+
 class BoundedHttpToolsProtocol(DrainingHttpToolsProtocol):
     """uvicorn's httptools protocol with a bounded head, and deadlines for head and body.
 
@@ -178,6 +200,7 @@ class BoundedHttpToolsProtocol(DrainingHttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.logger = _RefusalsAtInfo(self.logger, {})  # type: ignore[assignment]
         self._head_bytes = 0
         self._refusal: tuple[bytes, NodecertError] | None = None
         self._deadline: asyncio.TimerHandle | None = None
@@ -274,17 +297,26 @@ class BoundedHttpToolsProtocol(DrainingHttpToolsProtocol):
             raise _RefusedError
 
     def send_400_response(self, msg: str) -> None:
-        """A problem document for what the parser refused, then close: 400, 431 or 501."""
-        if self._refusal is not None:
-            self._write_problem(*self._refusal)
-        else:
+        """A problem document for what the parser refused, then close: 400, 431 or 501.
+
+        One INFO line says so (the client's address, the status and the code, none of the
+        request's bytes): a refusal is the client's mistake, not the operator's.
+        """
+        refusal = self._refusal
+        if refusal is None:
             # llhttp refuses, among others, Transfer-Encoding with Content-Length, two
             # Content-Lengths, folded or NUL-bearing headers and bare LFs (request
             # smuggling); whatever followed on the connection is never read.
-            self._write_problem(
+            refusal = (
                 b"400 Bad Request",
                 MalformedRequestError("request: not a well-formed HTTP/1.1 request"),
             )
+        status_line, error = refusal
+        self._write_problem(status_line, error)
+        client = "{}:{}".format(*self.client) if self.client else "a client"
+        self.logger.info(
+            "refused a request from %s: %s %s", client, status_line.decode()[:3], error.code
+        )
         self.transport.close()
 
     def _write_problem(self, status_line: bytes, error: NodecertError) -> None:
