@@ -185,6 +185,24 @@ def test_replies_that_are_not_the_contract_are_unexpected() -> None:
             client.nodes()
 
 
+@pytest.mark.parametrize(
+    ("call", "body"),
+    [
+        (lambda c: c.ca_issuers(), b"<html>"),
+        (lambda c: c.ca_issuers(), b'{"issuers": {}}'),
+        (lambda c: list(c.certificates()), b'{"certificates": null}'),
+        (lambda c: c.revoke_all(node_id="n1"), b'{"revoked": "all"}'),
+        (lambda c: c.audit(), b'{"entries": [{"at": 1}]}'),
+        (lambda c: c.audit(), b'{"entries": ["x"]}'),
+        (lambda c: c.audit(), b"[]"),
+    ],
+)
+def test_every_listing_refuses_a_reply_without_its_list(call, body) -> None:
+    client, _ = _client(lambda r: Response(200, {}, body))
+    with pytest.raises(UnexpectedReplyError):
+        call(client)
+
+
 def test_no_answer_is_service_unreachable() -> None:
     client = Client(URL, token="t", transport=UnreachableTransport())
     with pytest.raises(ServiceUnreachableError, match=r"cannot reach https://certs\.example"):
