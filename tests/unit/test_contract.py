@@ -10,7 +10,7 @@ import pytest
 from nodecert.core import decision, errors
 from nodecert.core.errors import NodecertError
 from nodecert.core.keys import KeyType
-from nodecert.core.problems import row_of
+from nodecert.core.problems import WIRE_ERRORS, row_of
 from nodecert.core.values import CertificateStatus, Profile, RevocationReason
 from nodecert.http import schemas
 from nodecert.http.contract import (
@@ -146,3 +146,9 @@ def test_the_schemas_list_exactly_the_enums_values(model, field, choices) -> Non
     options = schema.get("anyOf", [schema])
     enums = [o["enum"] for o in options if "enum" in o]
     assert enums == [[c.value for c in choices]]
+
+
+def test_the_openapi_problem_names_every_member_of_the_table() -> None:
+    members = {member for row in WIRE_ERRORS for member in row.members}
+    standard = {"type", "title", "status", "detail", "code", "instance"}
+    assert set(schemas.Problem.model_fields) == standard | members

@@ -240,3 +240,13 @@ def test_the_docs_page_shows_the_table() -> None:
     start = text.index("<!-- wire-errors -->\n") + len("<!-- wire-errors -->\n")
     end = text.index("\n<!-- /wire-errors -->")
     assert text[start:end] == docs_table(), "docs/errors.md: paste test_problems.docs_table()"
+
+
+def test_the_docs_example_is_what_the_service_renders() -> None:
+    text = DOCS.read_text()
+    shown = json.loads(text[text.index("```json\n") + 8 : text.index("\n```\n")])
+    sent = problem(SAMPLES[errors.IdempotentReplayError], instance="/generate-cert").body
+    assert list(shown) == list(sent)  # The same members, in the same order.
+    assert {k: shown[k] for k in ("type", "title", "status", "code")} == {
+        k: sent[k] for k in ("type", "title", "status", "code")
+    }
