@@ -70,6 +70,8 @@ def test_every_row_has_a_sample_and_every_code_one_row() -> None:
     assert set(SAMPLES) == {row.cls for row in WIRE_ERRORS}
     assert len({row.code for row in WIRE_ERRORS}) == len(WIRE_ERRORS)
     assert WIRE_ERRORS[0].cls is NodecertError
+    for index, row in enumerate(WIRE_ERRORS[1:], start=1):  # Bases before subclasses.
+        assert WIRE_ERRORS.index(row_of(row.cls.__bases__[0])) < index
 
 
 @pytest.mark.parametrize("row", WIRE_ERRORS, ids=lambda r: r.code)

@@ -137,10 +137,8 @@ WIRE_ERRORS: tuple[WireError, ...] = (
 
 _BY_CLASS = {row.cls: row for row in WIRE_ERRORS}
 _BY_CODE = {row.code: row for row in WIRE_ERRORS}
-_BY_STATUS: dict[int, WireError] = {}
-for _row in WIRE_ERRORS:
-    for _status in (_row.status, *_row.relayed):
-        _BY_STATUS.setdefault(_status, _row)
+# The first row of each status (and of each relayed one): the most general class.
+_BY_STATUS = {status: row for row in reversed(WIRE_ERRORS) for status in (row.status, *row.relayed)}
 
 
 def row_of(cls: type[NodecertError]) -> WireError:
