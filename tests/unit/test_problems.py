@@ -252,3 +252,12 @@ def test_the_docs_example_is_what_the_service_renders() -> None:
     assert {k: shown[k] for k in ("type", "title", "status", "code")} == {
         k: sent[k] for k in ("type", "title", "status", "code")
     }
+
+
+def test_every_wire_error_class_is_public() -> None:
+    # The client raises any row's class: a caller catches it as nodecert.<Name>.
+    import nodecert
+
+    for row in WIRE_ERRORS:
+        assert row.cls.__name__ in nodecert.__all__, row.cls.__name__
+        assert getattr(nodecert, row.cls.__name__) is row.cls
