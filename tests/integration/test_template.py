@@ -663,6 +663,25 @@ def test_parameter_bounds_fit_the_acm_pca_model(template):
     ] == {"Ref": "KeyStorageSecurityStandard"}
 
 
+def test_parameter_bounds_fit_the_cognito_s3_and_api_gateway_models(template):
+    parameters = template["Parameters"]
+    group = _model("cognito-idp").shape_for("GroupNameType").metadata
+    assert group["min"] <= parameters["AdminGroup"]["MinLength"]
+    assert parameters["AdminGroup"]["MaxLength"] <= group["max"]
+    key = _model("s3").shape_for("ObjectKey").metadata
+    # S3 object keys: at least the model's minimum, at most 1,024 bytes (S3's documentation).
+    assert parameters["NodeTruststoreKey"]["MinLength"] >= key["min"]
+    assert parameters["NodeTruststoreKey"]["MaxLength"] <= 1024
+    assert parameters["NodeTruststoreVersion"]["MaxLength"] <= 1024
+    # API Gateway's model bounds neither limit; 0 would refuse every request.
+    settings = _model("apigateway").shape_for("MethodSetting").members
+    assert settings["throttlingBurstLimit"].type_name == "integer"
+    for name in ("ThrottlingRateLimit", "ThrottlingBurstLimit"):
+        assert parameters[name]["MinValue"] >= 1, name
+        assert parameters[name]["Default"] >= parameters[name]["MinValue"], name
+    assert float(parameters["ThrottlingBurstLimit"]["Default"]).is_integer()
+
+
 def test_no_endpoint_hard_codes_the_url_suffix():
     text = TEMPLATE.read_text()
     # Service principals keep amazonaws.com in every partition; endpoints do not.
