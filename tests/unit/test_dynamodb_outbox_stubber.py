@@ -178,3 +178,35 @@ def test_within_a_minute_a_second_batch_does_not_look_at_the_limits_table_again(
     assert outbox.pending_revocations(limit=100) == []
     assert outbox.pending_revocations(limit=100) == []
     assert not outbox.upgrade.done  # Empty for less than an hour: it looks again later.
+
+
+def test_an_older_layouts_items_are_moved_whole_and_other_keys_are_not():
+    from nodecert.store._dynamodb_upgrade import moved_item
+
+    queued = {
+        "key": {"S": "revoke#0a"},
+        "serial": {"S": "0a"},
+        "reason": {"S": "keyCompromise"},
+        "issuer": {"S": "arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/x"},
+        "queuedAt": {"S": "2026-12-01T08:00:00.000000Z"},
+    }
+    assert moved_item(queued) == {
+        "queue": {"S": "revoke"},
+        "id": {"S": "0a"},
+        "position": {"S": "2026-12-01T08:00:00.000000Z#0a"},
+        "reason": queued["reason"],
+        "issuer": queued["issuer"],
+        "queuedAt": queued["queuedAt"],
+    }
+    # Malformed (no time): moved, sorted first, so that the drain reports it.
+    assert moved_item({"key": {"S": "revoke#0b"}})["position"] == {"S": "#0b"}
+    sweep = {"key": {"S": "sweep#t#1"}, "serials": {"L": [{"S": "0c"}]}, "at": {"S": "t"}}
+    assert moved_item(sweep) == {
+        "queue": {"S": "sweep"},
+        "id": {"S": "t#1"},
+        "serials": sweep["serials"],
+        "at": sweep["at"],
+    }
+    for key in ("revoke#", "sweep#", "audit#t#1", "once#x", "bucket#issue:alice"):
+        assert moved_item({"key": {"S": key}}) is None, key
+    assert moved_item({"serial": {"S": "0d"}}) is None

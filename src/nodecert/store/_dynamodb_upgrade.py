@@ -40,6 +40,7 @@ __all__ = [
     "REVOKE",
     "SWEEP",
     "OldLayoutMover",
+    "moved_item",
     "queued_item",
 ]
 
