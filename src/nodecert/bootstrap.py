@@ -67,8 +67,8 @@ class Stores:
     """What one store setting gives: every store port, and what closes them.
 
     SQLite and PostgreSQL are one object in every role; DynamoDB keeps single-use tokens,
-    rate buckets, the revocation outbox and the audit trail in a table of their own,
-    through objects of their own over the same client.
+    rate buckets and the audit trail in a limits table, and the revocation outbox in a
+    table of its own, through objects of their own over the same client.
 
     Attributes:
         ledger: The certificate ledger.
@@ -377,7 +377,8 @@ def _dynamodb_stores(settings: Settings) -> Stores:
     outbox = DynamoDBOutbox(
         client,
         certificates_table=settings.dynamodb_certificates_table,
-        table=settings.dynamodb_limits_table,
+        outbox_table=settings.dynamodb_outbox_table,
+        limits_table=settings.dynamodb_limits_table,
     )
     return Stores(dynamodb, dynamodb, limits, limits, outbox, outbox)
 

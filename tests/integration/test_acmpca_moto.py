@@ -143,10 +143,14 @@ def test_the_authority_issues_records_and_revokes_through_pca_and_dynamodb(
         nodes_table=nodes_table,
         certificates_table=certificates_table,
         limits_table=f"limits-{unique}",
+        outbox_table=f"outbox-{unique}",
     )
     store = DynamoDBStore(dynamodb, nodes_table=nodes_table, certificates_table=certificates_table)
     outbox = DynamoDBOutbox(
-        dynamodb, certificates_table=certificates_table, table=f"limits-{unique}"
+        dynamodb,
+        certificates_table=certificates_table,
+        outbox_table=f"outbox-{unique}",
+        limits_table=f"limits-{unique}",
     )
     authority = Authority(
         ca=backend,

@@ -22,13 +22,19 @@ def store(request, tmp_path):
 
     client = request.getfixturevalue("aws_client")("dynamodb")
     unique = request.getfixturevalue("unique")
-    tables = f"nodes-{unique}", f"certificates-{unique}", f"limits-{unique}"
+    tables = f"nodes-{unique}", f"certificates-{unique}", f"limits-{unique}", f"outbox-{unique}"
     create_tables(
-        client, nodes_table=tables[0], certificates_table=tables[1], limits_table=tables[2]
+        client,
+        nodes_table=tables[0],
+        certificates_table=tables[1],
+        limits_table=tables[2],
+        outbox_table=tables[3],
     )
     yield (
         DynamoDBStore(client, nodes_table=tables[0], certificates_table=tables[1]),
-        DynamoDBOutbox(client, certificates_table=tables[1], table=tables[2]),
+        DynamoDBOutbox(
+            client, certificates_table=tables[1], outbox_table=tables[3], limits_table=tables[2]
+        ),
     )
     for table in tables:
         client.delete_table(TableName=table)

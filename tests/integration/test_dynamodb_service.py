@@ -31,6 +31,7 @@ def settings(aws_client, moto_endpoint, unique, monkeypatch, tmp_path):
         "nodes_table": f"nodes-{unique}",
         "certificates_table": f"certificates-{unique}",
         "limits_table": f"limits-{unique}",
+        "outbox_table": f"outbox-{unique}",
     }
     create_tables(client, **tables)
     # bootstrap makes its own client; botocore reads the endpoint from the environment.
@@ -44,6 +45,7 @@ def settings(aws_client, moto_endpoint, unique, monkeypatch, tmp_path):
             dynamodb_nodes_table=tables["nodes_table"],
             dynamodb_certificates_table=tables["certificates_table"],
             dynamodb_limits_table=tables["limits_table"],
+            dynamodb_outbox_table=tables["outbox_table"],
             **overrides,
         )
 

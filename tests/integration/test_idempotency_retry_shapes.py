@@ -43,12 +43,14 @@ def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]
             "dynamodb_nodes_table": f"nodes-{unique}",
             "dynamodb_certificates_table": f"certificates-{unique}",
             "dynamodb_limits_table": f"limits-{unique}",
+            "dynamodb_outbox_table": f"outbox-{unique}",
         }
         create_tables(
             client,
             nodes_table=tables["dynamodb_nodes_table"],
             certificates_table=tables["dynamodb_certificates_table"],
             limits_table=tables["dynamodb_limits_table"],
+            outbox_table=tables["dynamodb_outbox_table"],
         )
         # bootstrap makes its own client; botocore reads the endpoint from the environment.
         monkeypatch = request.getfixturevalue("monkeypatch")

@@ -122,6 +122,7 @@ def kms_stack(aws_client, moto_endpoint, unique, monkeypatch, tmp_path):
         nodes_table=nodes,
         certificates_table=certificates,
         limits_table=limits,
+        outbox_table=f"outbox-{unique}",
     )
     # What the template gives the issuing function with IssuingCA=KMS, pointed at moto.
     variables = environment(resolved(sam_translate(load()), "KMS"), "NodecertFunction")
@@ -134,6 +135,7 @@ def kms_stack(aws_client, moto_endpoint, unique, monkeypatch, tmp_path):
         "NODECERT_DYNAMODB_NODES_TABLE": nodes,
         "NODECERT_DYNAMODB_CERTIFICATES_TABLE": certificates,
         "NODECERT_DYNAMODB_LIMITS_TABLE": limits,
+        "NODECERT_DYNAMODB_OUTBOX_TABLE": f"outbox-{unique}",
         "NODECERT_OIDC_ISSUER": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_EXAMPLE",
         "NODECERT_OIDC_AUDIENCE": "4example0clientid",
         "NODECERT_TRUST_DOMAIN": "nodecert.example",

@@ -65,12 +65,21 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
         aws_client: Callable[[str], Any] = request.getfixturevalue("aws_client")
         unique: str = request.getfixturevalue("unique")
         client = aws_client("dynamodb")
-        tables = f"nodes-{unique}", f"certificates-{unique}", f"limits-{unique}"
+        tables = f"nodes-{unique}", f"certificates-{unique}", f"limits-{unique}", f"outbox-{unique}"
         create_tables(
-            client, nodes_table=tables[0], certificates_table=tables[1], limits_table=tables[2]
+            client,
+            nodes_table=tables[0],
+            certificates_table=tables[1],
+            limits_table=tables[2],
+            outbox_table=tables[3],
         )
         store = DynamoDBStore(client, nodes_table=tables[0], certificates_table=tables[1])
-        yield Stores(store, DynamoDBOutbox(client, certificates_table=tables[1], table=tables[2]))
+        yield Stores(
+            store,
+            DynamoDBOutbox(
+                client, certificates_table=tables[1], outbox_table=tables[3], limits_table=tables[2]
+            ),
+        )
         for table in tables:
             client.delete_table(TableName=table)
 

@@ -229,6 +229,7 @@ FULL_ENV = {
     "NODECERT_DYNAMODB_NODES_TABLE": "nodes",
     "NODECERT_DYNAMODB_CERTIFICATES_TABLE": "certs",
     "NODECERT_DYNAMODB_LIMITS_TABLE": "limits",
+    "NODECERT_DYNAMODB_OUTBOX_TABLE": "outbox",
     "NODECERT_OIDC_ISSUER": "https://idp.example",
     "NODECERT_OIDC_AUDIENCE": "client-1",
     "NODECERT_OIDC_JWKS_URL": "https://idp.example/jwks.json",
@@ -301,6 +302,7 @@ def test_every_setting_is_read_and_converted():
     assert settings.dynamodb_nodes_table == "nodes"
     assert settings.dynamodb_certificates_table == "certs"
     assert settings.dynamodb_limits_table == "limits"
+    assert settings.dynamodb_outbox_table == "outbox"
     assert settings.oidc_issuer == "https://idp.example"
     assert settings.oidc_audience == "client-1"
     assert settings.oidc_jwks_url == "https://idp.example/jwks.json"

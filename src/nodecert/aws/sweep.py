@@ -7,7 +7,10 @@ runs into the API's 20-second timeout. This function, run by an EventBridge sche
 ``Administration.finish_revocations(limit=..., failed=...)``, batch after batch, until
 nothing is pending, a batch neither sends nor tries anything new, too many revocations
 failed in this run (the CA is down: the next run tries again), or the invocation's time is
-nearly up.
+nearly up. On DynamoDB a batch reads only the outbox table, by strongly consistent
+``Query`` (``nodecert.store.dynamodb_outbox``), never a ``Scan``; after an upgrade, the
+first runs also move what an older version queued in the limits table
+(``nodecert.store._dynamodb_upgrade``).
 
 Every step can be cut short and run again: the outbox item is deleted only after the CA
 took the revocation, a CA told twice answers "already revoked" (not an error), and a

@@ -131,6 +131,7 @@ class Settings:
     dynamodb_nodes_table: str = "nodecert-nodes"
     dynamodb_certificates_table: str = "nodecert-certificates"
     dynamodb_limits_table: str = "nodecert-limits"
+    dynamodb_outbox_table: str = "nodecert-outbox"
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None
@@ -393,6 +394,7 @@ _PARSERS: dict[str, _Parser] = {
             "dynamodb_nodes_table",
             "dynamodb_certificates_table",
             "dynamodb_limits_table",
+            "dynamodb_outbox_table",
             "oidc_issuer",
             "oidc_audience",
             "oidc_jwks_url",

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BY_NODE",
+    "BY_TIME",
     "BY_USER",
     "LIMITS_TTL_ATTRIBUTE",
     "ConditionFailedError",
@@ -29,6 +30,9 @@ __all__ = [
 
 BY_USER = "byUser"
 BY_NODE = "byNode"
+BY_TIME = "byTime"
+"""The outbox table's local secondary index: a queue's items in the order they were queued.
+A local index, not a global one: only a local index can be read with ``ConsistentRead``."""
 LIMITS_TTL_ATTRIBUTE = "expiresAt"
 """The limits table's TTL attribute: epoch seconds after which DynamoDB may delete an item."""
 
@@ -43,12 +47,18 @@ _CONFIGURATION_CODES = {
 
 
 def table_definitions(
-    *, nodes_table: str, certificates_table: str, limits_table: str | None = None
+    *,
+    nodes_table: str,
+    certificates_table: str,
+    limits_table: str | None = None,
+    outbox_table: str | None = None,
 ) -> list[CreateTableInputTypeDef]:
     """The ``CreateTable`` requests (on-demand), as the SAM template has them.
 
-    The limits table is included when ``limits_table`` is given; its TTL is not part of
-    ``CreateTable`` (see :func:`create_tables`).
+    The limits table is included when ``limits_table`` is given (its TTL is not part of
+    ``CreateTable``: see :func:`create_tables`), the outbox table when ``outbox_table`` is:
+    partition key ``queue``, sort key ``id``, and the local index :data:`BY_TIME` on
+    ``position`` (``nodecert.store.dynamodb_outbox``).
     """
 
     def by(name: str, key: str, sort: str) -> Any:
@@ -97,6 +107,23 @@ def table_definitions(
                 "KeySchema": [{"AttributeName": "key", "KeyType": "HASH"}],
             }
         )
+    if outbox_table is not None:
+        definitions.append(
+            {
+                "TableName": outbox_table,
+                "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [
+                    {"AttributeName": "queue", "AttributeType": "S"},
+                    {"AttributeName": "id", "AttributeType": "S"},
+                    {"AttributeName": "position", "AttributeType": "S"},
+                ],
+                "KeySchema": [
+                    {"AttributeName": "queue", "KeyType": "HASH"},
+                    {"AttributeName": "id", "KeyType": "RANGE"},
+                ],
+                "LocalSecondaryIndexes": [by(BY_TIME, "queue", "position")],
+            }
+        )
     return definitions
 
 
@@ -106,13 +133,17 @@ def create_tables(
     nodes_table: str,
     certificates_table: str,
     limits_table: str | None = None,
+    outbox_table: str | None = None,
 ) -> None:
     """Create the tables (and the limits table's TTL) and wait until they are ACTIVE.
 
     For tests and local setups; a deployment gets them from ``deploy/template.yaml``.
     """
     for definition in table_definitions(
-        nodes_table=nodes_table, certificates_table=certificates_table, limits_table=limits_table
+        nodes_table=nodes_table,
+        certificates_table=certificates_table,
+        limits_table=limits_table,
+        outbox_table=outbox_table,
     ):
         client.create_table(**definition)
         client.get_waiter("table_exists").wait(

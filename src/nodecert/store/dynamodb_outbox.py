@@ -1,24 +1,31 @@
 """Revocations that always finish, and the audit trail, in DynamoDB.
 
-Both live in the limits table (``LimitsTable`` in ``deploy/template.yaml``), next to the
-single-use tokens and rate buckets, under key prefixes of their own (``revoke#``,
-``audit#``) and without a TTL, so DynamoDB never deletes them by itself:
+The revocation outbox has a table of its own (``OutboxTable`` in ``deploy/template.yaml``:
+partition key ``queue``, sort key ``id``, and the local index ``byTime``), so that the sweep
+reads only what is queued, with strongly consistent ``Query`` calls, never a ``Scan``:
 
-- a revocation is one transaction per certificate: the row's conditional update to
-  ``revoked`` together with a ``revoke#<serial>`` item, the queued CA revocation. A sweep
-  of many rows is first written down as ``sweep#`` items (its serials), then done as that
-  many transactions, and each ``sweep#`` item is deleted once its rows are done: the
-  completion marker. One left behind (a crash, an outage) is finished by the next drain;
-- ``audit#<time>#<random>`` items are the audit trail.
+- ``queue = "revoke"``, ``id = <serial>``: a queued CA revocation. Its ``position``
+  (``<queuedAt>#<serial>``) puts it in ``byTime``, which gives the oldest first; a local
+  index, because only a local index can be read with ``ConsistentRead``. A revocation is
+  one transaction per certificate: the row's conditional update to ``revoked`` together
+  with this item;
+- ``queue = "sweep"``, ``id = <time>#<random>``: a sweep of many rows is first written
+  down as such an item (its serials), then done as that many transactions, and the item
+  deleted once its rows are done: the completion marker. One left behind (a crash, an
+  outage) is finished by the next drain;
+- ``queue = "moved"``: the upgrade's own marker (:mod:`nodecert.store._dynamodb_upgrade`
+  moves the items an older version left in the limits table).
+
+The audit trail stays in the limits table (``audit#<time>#<random>`` items, no TTL).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from nodecert.core.values import (
@@ -29,8 +36,9 @@ from nodecert.core.values import (
     PendingRevocation,
     RevocationReason,
 )
-from nodecert.store._dynamodb import ConditionFailedError, dynamodb_call
+from nodecert.store._dynamodb import BY_TIME, ConditionFailedError, dynamodb_call
 from nodecert.store._dynamodb_items import certificate_from_item, item_time, parse_time
+from nodecert.store._dynamodb_upgrade import REVOKE, SWEEP, OldLayoutMover, queued_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -39,30 +47,46 @@ __all__ = ["DynamoDBOutbox"]
 
 _log = logging.getLogger("nodecert.revocation")
 
-_REVOKE = "revoke#"
 _AUDIT = "audit#"
-_SWEEP = "sweep#"
 # Serials per sweep item: 1,000 of at most 40 characters stay far below DynamoDB's 400 KB.
 _SWEEP_CHUNK = 1000
 
 
 class DynamoDBOutbox:
-    """The CA revocation queue and the audit trail, in the limits table.
+    """The CA revocation queue (its own table) and the audit trail (the limits table).
 
     Implements ``nodecert.core.ports.RevocationOutbox`` and ``AuditTrail``.
 
     Args:
         client: A boto3 ``dynamodb`` client (the store's).
         certificates_table: The certificates table (revocations update its rows).
-        table: The limits table name.
+        outbox_table: The outbox table name.
+        limits_table: The limits table name: the audit trail, and where an older version
+            kept the outbox (moved from there by the first drains after an upgrade).
+        clock: The current time (UTC), for the upgrade's timing.
     """
 
-    def __init__(self, client: DynamoDBClient, *, certificates_table: str, table: str) -> None:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        *,
+        certificates_table: str,
+        outbox_table: str,
+        limits_table: str,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self._client = client
         self._certificates = certificates_table
-        self._table = table
-        # Items per scan page: DynamoDB's 1 MB pages when empty; tests set a small Limit.
+        self._table = outbox_table
+        self._limits = limits_table
+        # Items per page: DynamoDB's 1 MB pages when empty; tests set a small Limit.
         self._page: dict[str, Any] = {}
+        self.upgrade = OldLayoutMover(
+            client,
+            limits_table=limits_table,
+            outbox_table=outbox_table,
+            clock=clock or (lambda: datetime.now(UTC)),
+        )
 
     # RevocationOutbox
 
@@ -86,12 +110,13 @@ class DynamoDBOutbox:
         revoked = []
         for start in range(0, len(serials), _SWEEP_CHUNK):
             chunk = list(serials[start : start + _SWEEP_CHUNK])
-            key = f"{_SWEEP}{item_time(at)}#{uuid.uuid4().hex}"
+            key = f"{item_time(at)}#{uuid.uuid4().hex}"
             dynamodb_call(
                 lambda chunk=chunk, key=key: self._client.put_item(  # type: ignore[misc]
                     TableName=self._table,
                     Item={
-                        "key": {"S": key},
+                        "queue": {"S": SWEEP},
+                        "id": {"S": key},
                         "serials": {"L": [{"S": serial} for serial in chunk]},
                         "reason": {"S": reason.value},
                         "at": {"S": item_time(at)},
@@ -99,7 +124,7 @@ class DynamoDBOutbox:
                 )
             )
             revoked += self._sweep(chunk, reason=reason, at=at)
-            self._delete(key)
+            self._delete(SWEEP, key)
         return revoked
 
     def _sweep(
@@ -115,7 +140,7 @@ class DynamoDBOutbox:
     def _finish_sweeps(self) -> None:
         # Per-row writes are conditional, so finishing a sweep that is still running
         # elsewhere only repeats writes that change nothing.
-        for item in self._scan(_SWEEP):
+        for item in self._query(SWEEP):
             try:
                 serials = [value["S"] for value in item["serials"]["L"]]
                 reason = RevocationReason(item["reason"]["S"])
@@ -124,11 +149,13 @@ class DynamoDBOutbox:
                 _log.warning("outbox: malformed item %r skipped; remove it", _key_of(item))
                 continue
             self._sweep(serials, reason=reason, at=at)
-            self._delete(item["key"]["S"])
+            self._delete(SWEEP, item["id"]["S"])
 
-    def _delete(self, key: str) -> None:
+    def _delete(self, queue: str, key: str) -> None:
         dynamodb_call(
-            lambda: self._client.delete_item(TableName=self._table, Key={"key": {"S": key}})
+            lambda: self._client.delete_item(
+                TableName=self._table, Key={"queue": {"S": queue}, "id": {"S": key}}
+            )
         )
 
     def _revoke_one(
@@ -149,15 +176,8 @@ class DynamoDBOutbox:
         if not row.status.is_live:
             return None
         stamp = item_time(at)
-        queued: dict[str, Any] = {
-            "key": {"S": _REVOKE + serial},
-            "serial": {"S": serial},
-            "reason": {"S": reason.value},
-            "queuedAt": {"S": stamp},
-        }
-        if row.issuer is not None:
-            # Read above: a row's issuer never changes once recorded.
-            queued["issuer"] = {"S": row.issuer}
+        # The issuer was read above: a row's issuer never changes once recorded.
+        queued = queued_item(serial, reason=reason.value, issuer=row.issuer, queued_at=stamp)
         try:
             dynamodb_call(
                 lambda: self._client.transact_write_items(
@@ -197,32 +217,73 @@ class DynamoDBOutbox:
 
     def pending_revocations(self, *, limit: int) -> list[PendingRevocation]:
         """Up to ``limit`` queued CA revocations, oldest first (sweeps cut short finished
-        first)."""
+        first, and the items of an older version's layout moved in first).
+
+        One consistent ``Query`` of the ``byTime`` index, page by page until ``limit``
+        well-formed items are read (a malformed item is logged, skipped and not counted).
+        """
+        self.upgrade.move_if_due()
         self._finish_sweeps()
-        queued = []
-        for item in self._scan(_REVOKE):
-            try:
-                queued.append(
-                    PendingRevocation(
-                        serial=item["serial"]["S"],
-                        reason=RevocationReason(item["reason"]["S"]),
-                        issuer=item["issuer"]["S"] if "issuer" in item else None,
-                        queued_at=parse_time(item["queuedAt"]["S"]),
-                    )
+        queued: list[PendingRevocation] = []
+        start: dict[str, Any] = {}
+        while len(queued) < limit:
+            response = dynamodb_call(
+                lambda start=start: self._client.query(  # type: ignore[misc]
+                    TableName=self._table,
+                    IndexName=BY_TIME,
+                    KeyConditionExpression="#queue = :queue",
+                    ExpressionAttributeNames={"#queue": "queue"},
+                    ExpressionAttributeValues={":queue": {"S": REVOKE}},
+                    ConsistentRead=True,
+                    **{"Limit": limit - len(queued), **self._page},
+                    **start,
                 )
-            except (KeyError, TypeError, ValueError):
-                # One bad item must not stop the queue; it stays counted as pending.
-                _log.warning("outbox: malformed item %r skipped; remove it", _key_of(item))
-        queued.sort(key=lambda pending: (pending.queued_at, pending.serial))
+            )
+            for item in response.get("Items", []):
+                try:
+                    queued.append(
+                        PendingRevocation(
+                            serial=item["id"]["S"],
+                            reason=RevocationReason(item["reason"]["S"]),
+                            issuer=item["issuer"]["S"] if "issuer" in item else None,
+                            queued_at=parse_time(item["queuedAt"]["S"]),
+                        )
+                    )
+                except (KeyError, TypeError, ValueError):
+                    # One bad item must not stop the queue; it stays counted as pending.
+                    _log.warning("outbox: malformed item %r skipped; remove it", _key_of(item))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                break
+            start = {"ExclusiveStartKey": last}
         return queued[:limit]
 
     def revocation_sent(self, serial: str) -> None:
         """Take ``serial`` off the CA revocation queue."""
-        self._delete(_REVOKE + serial)
+        self._delete(REVOKE, serial)
 
     def count_pending_revocations(self) -> int:
-        """How many CA revocations are queued."""
-        return len(self._scan(_REVOKE))
+        """How many CA revocations are queued (a consistent ``Query`` that counts)."""
+        count = 0
+        start: dict[str, Any] = {}
+        while True:
+            response = dynamodb_call(
+                lambda start=start: self._client.query(  # type: ignore[misc]
+                    TableName=self._table,
+                    KeyConditionExpression="#queue = :queue",
+                    ExpressionAttributeNames={"#queue": "queue"},
+                    ExpressionAttributeValues={":queue": {"S": REVOKE}},
+                    Select="COUNT",
+                    ConsistentRead=True,
+                    **self._page,
+                    **start,
+                )
+            )
+            count += response.get("Count", 0)
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return count
+            start = {"ExclusiveStartKey": last}
 
     # AuditTrail
 
@@ -231,7 +292,7 @@ class DynamoDBOutbox:
         stamp = item_time(entry.at)
         dynamodb_call(
             lambda: self._client.put_item(
-                TableName=self._table,
+                TableName=self._limits,
                 Item={
                     "key": {"S": f"{_AUDIT}{stamp}#{uuid.uuid4().hex}"},
                     "at": {"S": stamp},
@@ -251,7 +312,7 @@ class DynamoDBOutbox:
     ) -> list[AuditEntry]:
         """The most recent audit entries ``query`` selects, newest first."""
         query = query or AuditQuery(limit=limit)
-        items = sorted(self._scan(_AUDIT), key=lambda item: item["key"]["S"], reverse=True)
+        items = sorted(self._scan_limits(_AUDIT), key=lambda item: item["key"]["S"], reverse=True)
         entries = (
             AuditEntry(
                 at=parse_time(item["at"]["S"]),
@@ -268,15 +329,37 @@ class DynamoDBOutbox:
         )
         return [e for e in entries if query.matches(e)][: query.limit]
 
-    def _scan(self, prefix: str) -> list[dict[str, Any]]:
-        # The limits table holds short-lived tokens and one bucket per user besides these:
-        # a filtered scan reads it whole, which stays small.
+    def _query(self, queue: str) -> list[dict[str, Any]]:
+        # Every item of one queue, consistently, page by page.
+        items: list[dict[str, Any]] = []
+        start: dict[str, Any] = {}
+        while True:
+            response = dynamodb_call(
+                lambda start=start: self._client.query(  # type: ignore[misc]
+                    TableName=self._table,
+                    KeyConditionExpression="#queue = :queue",
+                    ExpressionAttributeNames={"#queue": "queue"},
+                    ExpressionAttributeValues={":queue": {"S": queue}},
+                    ConsistentRead=True,
+                    **self._page,
+                    **start,
+                )
+            )
+            items.extend(response.get("Items", []))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return items
+            start = {"ExclusiveStartKey": last}
+
+    def _scan_limits(self, prefix: str) -> list[dict[str, Any]]:
+        # The audit trail: the limits table holds short-lived tokens and one bucket per user
+        # besides it; a filtered scan reads it whole.
         items: list[dict[str, Any]] = []
         start: dict[str, Any] = {}
         while True:
             response = dynamodb_call(
                 lambda start=start: self._client.scan(  # type: ignore[misc]
-                    TableName=self._table,
+                    TableName=self._limits,
                     FilterExpression="begins_with(#key, :prefix)",
                     ExpressionAttributeNames={"#key": "key"},
                     ExpressionAttributeValues={":prefix": {"S": prefix}},
@@ -293,5 +376,6 @@ class DynamoDBOutbox:
 
 
 def _key_of(item: dict[str, Any]) -> str:
-    key = item.get("key")
-    return str(key.get("S")) if isinstance(key, dict) else "?"
+    # "<queue>/<id>", as an operator would find the item in the console.
+    parts = [item.get(name) for name in ("queue", "id")]
+    return "/".join(str(p.get("S")) if isinstance(p, dict) else "?" for p in parts)
