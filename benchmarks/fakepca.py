@@ -173,7 +173,7 @@ def _handler_for(pca: SlowPCA) -> type[BaseHTTPRequestHandler]:
 
 
 def _client(endpoint: str) -> Any:
-    """A boto3 ``acm-pca`` client configured as ``nodecert.awsclients.make_client`` does."""
+    """A boto3 ``acm-pca`` client configured as ``nodecert.support.awsclients.make_client`` does."""
     import boto3
     from botocore.config import Config
 

@@ -16,7 +16,6 @@ from nodecert.backends.local_files import HomeIssuers
 from nodecert.backends.signer import ExternalSigner
 from nodecert.core.config import CAKind, Settings, StoreKind
 from nodecert.core.errors import ConfigurationError
-from nodecert.core.files import secure_home
 from nodecert.core.keys import KeyType
 from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
@@ -42,6 +41,7 @@ from nodecert.issuing.renewal import Renewer
 from nodecert.issuing.service import Service
 from nodecert.nodeside.access import AccessDecider
 from nodecert.store.sqlite import SQLiteStore
+from nodecert.support.files import secure_home
 from nodecert.verifiers.devissuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
 from nodecert.verifiers.oidc import OIDCVerifier, RemoteJWKS, StaticJWKS
 
@@ -362,10 +362,10 @@ def _postgres_stores(settings: Settings) -> Stores:
 
 
 def _dynamodb_stores(settings: Settings) -> Stores:
-    from nodecert.awsclients import make_client
     from nodecert.store.dynamodb import DynamoDBStore
     from nodecert.store.dynamodb_limits import DynamoDBLimits
     from nodecert.store.dynamodb_outbox import DynamoDBOutbox
+    from nodecert.support.awsclients import make_client
 
     client = make_client("dynamodb", region=settings.aws_region)
     dynamodb: DynamoDBStore = DynamoDBStore(
@@ -436,8 +436,8 @@ def kms_signer(settings: Settings) -> ExternalSigner:
     if settings.ca_kms_key_id is None:
         raise ConfigurationError("NODECERT_CA_KMS_KEY_ID: not set")
     try:
-        from nodecert.awsclients import make_client
         from nodecert.backends.kms import KMSSigner
+        from nodecert.support.awsclients import make_client
 
         client = make_client("kms", region=settings.aws_region, max_attempts=2)
     except ImportError as exc:
@@ -465,8 +465,8 @@ def _local_ca(settings: Settings) -> CABackend:
 def _acmpca(settings: Settings) -> CABackend:
     if not settings.acmpca_ca_arn:
         raise ConfigurationError("NODECERT_ACMPCA_CA_ARN: required when NODECERT_CA=acmpca")
-    from nodecert.awsclients import make_client
     from nodecert.backends.acmpca import ACMPCABackend
+    from nodecert.support.awsclients import make_client
 
     # max_attempts=1: the backend retries by itself, under its own deadline.
     return ACMPCABackend(

@@ -60,7 +60,7 @@ def create_active_ca(client) -> str:
 
 @pytest.fixture(scope="module")
 def pca(aws_env, moto_endpoint):
-    from nodecert.awsclients import make_client
+    from nodecert.support.awsclients import make_client
 
     return make_client("acm-pca", region="eu-west-1", max_attempts=1, endpoint_url=moto_endpoint)
 

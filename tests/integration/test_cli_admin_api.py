@@ -17,11 +17,11 @@ import pytest
 
 from nodecert.backends.local import LocalCA
 from nodecert.cli import main
-from nodecert.core.files import CounterFile
 from nodecert.core.identity import serial_for_display
 from nodecert.core.values import CertificateStatus
 from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
+from nodecert.support.files import CounterFile
 from tests.conftest import ADMIN, make_settings
 from tests.nodeside import LiveServer
 

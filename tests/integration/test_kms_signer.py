@@ -35,7 +35,7 @@ from .conftest import REGION
 @pytest.fixture
 def kms(aws_env: None, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A KMS client on moto; the service's own clients find moto through the environment."""
-    from nodecert.awsclients import make_client
+    from nodecert.support.awsclients import make_client
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     return make_client("kms", region=REGION, max_attempts=1, endpoint_url=moto_endpoint)

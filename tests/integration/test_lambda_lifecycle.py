@@ -12,9 +12,9 @@ import time
 import pytest
 
 from nodecert.aws import lifecycle
-from nodecert.awsclients import close_connections
 from nodecert.bootstrap import build_service
 from nodecert.core.keys import KeyType
+from nodecert.support.awsclients import close_connections
 
 from ..conftest import make_settings
 

@@ -134,7 +134,7 @@ def test_root_in_acm_pca_issue_locally(
     pca_root = make_root(pca_key, "Platform", datetime.now(UTC))
     client_pca, stub = stubbed_pca()
     # The command makes its client through the one factory: it gets the stubbed one.
-    monkeypatch.setattr("nodecert.awsclients.make_client", lambda *_a, **_k: client_pca)
+    monkeypatch.setattr("nodecert.support.awsclients.make_client", lambda *_a, **_k: client_pca)
     service = build_service(make_settings(home))
     try:
         with TestClient(create_app(service), raise_server_exceptions=False) as client:
@@ -231,8 +231,8 @@ def test_moto_does_not_apply_the_subordinate_template_and_the_command_refuses_it
 ) -> None:
     from cryptography.hazmat.primitives import hashes
 
-    from nodecert.awsclients import make_client
     from nodecert.backends.hierarchy import ca_name
+    from nodecert.support.awsclients import make_client
 
     from .test_acmpca_moto import ROOT_TEMPLATE
 
@@ -321,7 +321,7 @@ def test_a_root_key_kept_in_the_home_retires_with_the_old_root(
     pca_key = ec.generate_private_key(ec.SECP256R1())
     pca_root = make_root(pca_key, "Platform", datetime.now(UTC))
     client_pca, stub = stubbed_pca()
-    monkeypatch.setattr("nodecert.awsclients.make_client", lambda *_a, **_k: client_pca)
+    monkeypatch.setattr("nodecert.support.awsclients.make_client", lambda *_a, **_k: client_pca)
     csr, chain = tmp_path / "next.csr", tmp_path / "chain.pem"
     assert main(["ca", "rotate", "--csr-out", str(csr)]) == 0
     with stub:

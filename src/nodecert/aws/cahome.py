@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
-from nodecert.core.files import write_atomic
+from nodecert.support.files import write_atomic
 
 __all__ = ["install_packaged_chain"]
 

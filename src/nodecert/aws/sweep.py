@@ -30,7 +30,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from nodecert.core.budget import time_budget
+from nodecert.support.budget import time_budget
 
 __all__ = ["BATCH", "MAX_FAILURES", "SAFETY_MS", "drain", "sweep_handler"]
 
@@ -41,7 +41,7 @@ BATCH = 100
 
 SAFETY_MS = 30_000
 """No new batch starts with less than this much of the invocation left, and no CA call
-starts that could not finish before it (:func:`nodecert.core.budget.time_budget`)."""
+starts that could not finish before it (:func:`nodecert.support.budget.time_budget`)."""
 
 MAX_FAILURES = 25
 """Revocations the CA may refuse in one run before the run stops (the CA looks down)."""

@@ -18,8 +18,8 @@ its GetCertificate quota (:mod:`nodecert.backends.pca_polling`).
 
 Retries: ``ThrottlingException``, 5xx and connection errors are retried a few times with
 full jitter; everything else is translated at once. Build the client with
-``nodecert.awsclients.make_client("acm-pca", region=..., max_attempts=1)`` so that botocore does
-not retry underneath (its retries would not know our deadline).
+``nodecert.support.awsclients.make_client("acm-pca", region=..., max_attempts=1)`` so that
+botocore does not retry underneath (its retries would not know our deadline).
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ from nodecert.backends.pca_shapes import (
     pca_validity,
     translate,
 )
-from nodecert.core.budget import deadline as request_deadline
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
 from nodecert.core.values import Profile, RevocationReason, SignedCertificate, SigningRequest
+from nodecert.support.budget import deadline as request_deadline
 
 if TYPE_CHECKING:
     from mypy_boto3_acm_pca import ACMPCAClient

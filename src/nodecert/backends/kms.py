@@ -49,7 +49,7 @@ class KMSSigner:
     """
 
     def __init__(self, client: Any, key_id: str) -> None:
-        from nodecert.awsclients import botocore_errors, error_code, error_message
+        from nodecert.support.awsclients import botocore_errors, error_code, error_message
 
         self._client = client
         self.key_id = key_id
@@ -83,7 +83,7 @@ class KMSSigner:
             BackendUnavailableError: KMS refused or did not answer (throttling, an
                 outage, a key disabled or scheduled for deletion).
         """
-        from nodecert.awsclients import botocore_errors, error_code, error_message
+        from nodecert.support.awsclients import botocore_errors, error_code, error_message
 
         if len(data) <= _RAW_LIMIT:
             message, kind = data, "RAW"

@@ -41,7 +41,6 @@ from nodecert.backends.profile import client_extensions, naive_utc
 from nodecert.backends.rotation import finish
 from nodecert.backends.signer import ExternalSigner
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
-from nodecert.core.files import CounterFile
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key
 from nodecert.core.values import (
     IssuerSet,
@@ -49,6 +48,7 @@ from nodecert.core.values import (
     SignedCertificate,
     SigningRequest,
 )
+from nodecert.support.files import CounterFile
 
 __all__ = ["LocalCA", "client_extensions"]
 

@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.backends.hierarchy import ca_name, key_bytes, make_intermediate, make_root
 from nodecert.core.errors import ConfigurationError
-from nodecert.core.files import write_atomic
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key, key_id
 from nodecert.core.values import IssuerSet
+from nodecert.support.files import write_atomic
 
 __all__ = [
     "ROTATION",

@@ -15,8 +15,8 @@ from cryptography import x509
 
 from nodecert.backends.issuer import counter_io
 from nodecert.core.errors import ConfigurationError
-from nodecert.core.files import CounterFile
 from nodecert.core.values import RevocationReason, SignedCertificate, SigningRequest
+from nodecert.support.files import CounterFile
 
 __all__ = ["LocalCARevocations"]
 

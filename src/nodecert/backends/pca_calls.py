@@ -13,7 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from nodecert.awsclients import (
+from nodecert.backends.pca_polling import PollSchedule
+from nodecert.backends.pca_shapes import RetryPolicy
+from nodecert.core.errors import BackendUnavailableError
+from nodecert.support.awsclients import (
     THROTTLING_CODES,
     botocore_errors,
     error_code,
@@ -21,9 +24,6 @@ from nodecert.awsclients import (
     http_status,
     is_transient,
 )
-from nodecert.backends.pca_polling import PollSchedule
-from nodecert.backends.pca_shapes import RetryPolicy
-from nodecert.core.errors import BackendUnavailableError
 
 __all__ = ["PCAError", "Pacing", "call_with_retries", "poll_certificate", "refused_outright"]
 

@@ -39,8 +39,8 @@ from nodecert.backends.local_files import (
     read_certificate,
 )
 from nodecert.core.errors import ConfigurationError
-from nodecert.core.files import CounterFile, write_atomic
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key, hash_for
+from nodecert.support.files import CounterFile, write_atomic
 
 __all__ = ["finish", "install", "prune", "request", "rotate"]
 

@@ -138,7 +138,7 @@ def add_ca_commands(sub: Any) -> None:
 def _init(args: argparse.Namespace) -> None:
     from nodecert.backends.local_files import create_two_tier, locked
     from nodecert.bootstrap import settings_from_environment
-    from nodecert.core.files import secure_home
+    from nodecert.support.files import secure_home
 
     settings = settings_from_environment()
     directory = settings.home / "ca"
@@ -324,8 +324,8 @@ def _sign_intermediate(args: argparse.Namespace) -> None:
 
 
 def _sign_at_pca(csr: bytes, arn: str, days: int) -> tuple[x509.Certificate, ...]:
-    from nodecert.awsclients import botocore_errors, error_code, make_client
     from nodecert.backends.pca_intermediate import sign_intermediate_at_pca
+    from nodecert.support.awsclients import botocore_errors, error_code, make_client
 
     # Region as the service reads it, else the CA's own (from its ARN); the endpoint from
     # botocore's own configuration (AWS_ENDPOINT_URL_ACM_PCA). max_attempts=1: the call

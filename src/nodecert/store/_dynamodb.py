@@ -10,8 +10,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from nodecert.awsclients import THROTTLING_CODES, botocore_errors, error_code, error_message
 from nodecert.core.errors import StoreUnavailableError
+from nodecert.support.awsclients import THROTTLING_CODES, botocore_errors, error_code, error_message
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -59,8 +59,9 @@ class DynamoDBStore:
     """Ledger and node directory in DynamoDB: ``Ledger``, ``NodeDirectory``.
 
     Args:
-        client: A boto3 ``dynamodb`` client (``nodecert.awsclients.make_client("dynamodb", ...)``
-            gives it short timeouts; botocore's standard retries cover throttling).
+        client: A boto3 ``dynamodb`` client
+            (``nodecert.support.awsclients.make_client("dynamodb", ...)`` gives it short
+            timeouts; botocore's standard retries cover throttling).
         nodes_table: The nodes table name.
         certificates_table: The certificates table name.
     """

@@ -31,8 +31,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from typing import Generic, TypeVar
 
-from nodecert.core.budget import time_budget
 from nodecert.core.errors import NodecertError
+from nodecert.support.budget import time_budget
 
 __all__ = ["GroupCommitter"]
 

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
-from nodecert.core.blocking import WouldBlockError, must_not_wait
-from nodecert.core.budget import deadline
 from nodecert.core.errors import StoreUnavailableError
-from nodecert.core.files import create_private
+from nodecert.support.blocking import WouldBlockError, must_not_wait
+from nodecert.support.budget import deadline
+from nodecert.support.files import create_private
 
 __all__ = ["WAL_SIZE_LIMIT", "SQLiteFile"]
 
