@@ -136,13 +136,25 @@ def _rules(moves: list[tuple[str, str, str]]) -> list[_Rule]:
         guard = ""
         if old in kids:
             names = "|".join(sorted(kids[old]))
-            guard = rf"(?!\.(?:{names})\b)"
+            guard = rf"(?!\.(?:{names})\b)(?! import (?:{names})\b)"
         rules.append((re.compile(rf"(?<![\w.]){re.escape(old)}(?![\w]){guard}"), new))
     # Paths in docs, comments and config.
     for _, old, new in sorted(moves, key=lambda m: len(m[1]), reverse=True):
         old_tail = old.removeprefix("src/nodecert/")
         new_tail = new.removeprefix("src/nodecert/")
-        rules.append((re.compile(rf"(?<![\w.]){re.escape(old_tail)}(?![\w])"), new_tail))
+        prefix = new_tail.removesuffix(old_tail) if new_tail.endswith("/" + old_tail) else ""
+        guard = rf"(?<!{re.escape(prefix)})" if prefix else ""
+        rules.append((re.compile(rf"(?<![\w.]){guard}{re.escape(old_tail)}(?![\w])"), new_tail))
+    # The SQL shared by SQLite and PostgreSQL was imported as two private modules.
+    if any(old == "src/nodecert/store/_sql.py" for _, old, _ in moves):
+        rules += [
+            (
+                re.compile(r"^from nodecert\.store import _sql, _sql_outbox$", re.M),
+                "from nodecert.store.sql import ledger, outbox",
+            ),
+            (re.compile(r"(?<![\w./])_sql_outbox\."), "outbox."),
+            (re.compile(r"(?<![\w./])_sql\."), "ledger."),
+        ]
     return rules
 
 

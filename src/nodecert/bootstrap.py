@@ -40,13 +40,13 @@ from nodecert.issuing.quota import QuotaPolicy
 from nodecert.issuing.renewal import Renewer
 from nodecert.issuing.service import Service
 from nodecert.nodeside.access import AccessDecider
-from nodecert.store.sqlite import SQLiteStore
+from nodecert.store.sqlite.store import SQLiteStore
 from nodecert.support.files import secure_home
 from nodecert.verifiers.devissuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
 from nodecert.verifiers.oidc import OIDCVerifier, RemoteJWKS, StaticJWKS
 
 if TYPE_CHECKING:
-    from nodecert.store.dynamodb import DynamoDBStore
+    from nodecert.store.dynamodb.store import DynamoDBStore
 
 __all__ = [
     "Service",
@@ -352,7 +352,7 @@ def _postgres_stores(settings: Settings) -> Stores:
         raise ConfigurationError("NODECERT_DATABASE_URL: required when NODECERT_STORE=postgres")
     # Imported here: psycopg is an extra (nodecert[postgres]), like boto3 for DynamoDB.
     try:
-        from nodecert.store.postgres import PostgresStore
+        from nodecert.store.postgres.store import PostgresStore
     except ImportError as exc:
         raise ConfigurationError(
             "NODECERT_STORE=postgres: psycopg is not installed (pip install 'nodecert[postgres]')"
@@ -362,9 +362,9 @@ def _postgres_stores(settings: Settings) -> Stores:
 
 
 def _dynamodb_stores(settings: Settings) -> Stores:
-    from nodecert.store.dynamodb import DynamoDBStore
-    from nodecert.store.dynamodb_limits import DynamoDBLimits
-    from nodecert.store.dynamodb_outbox import DynamoDBOutbox
+    from nodecert.store.dynamodb.limits import DynamoDBLimits
+    from nodecert.store.dynamodb.outbox import DynamoDBOutbox
+    from nodecert.store.dynamodb.store import DynamoDBStore
     from nodecert.support.awsclients import make_client
 
     client = make_client("dynamodb", region=settings.aws_region)

@@ -10,7 +10,7 @@ from nodecert.aws import authorizer
 from nodecert.aws.authorizer import TargetSource, handle
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.values import RevocationReason
-from nodecert.store.sqlite import SQLiteStore
+from nodecert.store.sqlite.store import SQLiteStore
 from nodecert.testing import MemoryStore
 from tests.nodeside import ADMIN, admin_of, authority, decider, event, issue, new_ca, sign
 

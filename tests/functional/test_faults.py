@@ -23,7 +23,7 @@ from nodecert.core.values import (
     SigningRequest,
 )
 from nodecert.http.app import create_app
-from nodecert.store.sqlite import SQLiteStore
+from nodecert.store.sqlite.store import SQLiteStore
 from tests.fakes import STUB_CA_ARN as CA_ARN
 from tests.fakes import FakeTime, describe_ca, stubbed_pca
 

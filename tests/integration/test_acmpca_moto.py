@@ -23,7 +23,7 @@ from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
 from nodecert.core.values import CertificateStatus, Principal, RevocationReason, SigningRequest
 from nodecert.issuing.administration import Administration
 from nodecert.issuing.authority import Authority, IssueRequest
-from nodecert.store.dynamodb import DynamoDBStore, create_tables
+from nodecert.store.dynamodb.store import DynamoDBStore, create_tables
 
 ORG = "Example"
 TRUST_DOMAIN = "example.test"
@@ -135,7 +135,7 @@ def test_the_authority_issues_records_and_revokes_through_pca_and_dynamodb(
     backend, ca_arn, aws_client, unique
 ):
     dynamodb = aws_client("dynamodb")
-    from nodecert.store.dynamodb_outbox import DynamoDBOutbox
+    from nodecert.store.dynamodb.outbox import DynamoDBOutbox
 
     nodes_table, certificates_table = f"nodes-{unique}", f"certificates-{unique}"
     create_tables(

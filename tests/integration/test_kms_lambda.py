@@ -25,7 +25,7 @@ from nodecert.cli import main
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.identity import Identity
-from nodecert.store.dynamodb import create_tables
+from nodecert.store.dynamodb.store import create_tables
 from tests.integration.test_template_issuing_ca import environment, resolved
 from tests.rehearsal.template import load, sam_translate
 

@@ -24,7 +24,7 @@ from nodecert.bootstrap import build_service
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
 from nodecert.core.keys import KeyType, generate_private_key
 from nodecert.http.app import create_app
-from nodecert.store.sqlite import SQLiteStore
+from nodecert.store.sqlite.store import SQLiteStore
 from tests.nodeside import authority
 from tests.signer_checks import issue_and_check_everything
 

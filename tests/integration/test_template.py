@@ -15,8 +15,8 @@ from cfnlint.decode import decode
 from nodecert.aws.handler import ROUTE_KEYS
 from nodecert.backends.acmpca import NODE_TEMPLATE_ARN, api_passthrough_template
 from nodecert.core.config import Settings
-from nodecert.store._dynamodb import LIMITS_TTL_ATTRIBUTE
-from nodecert.store.dynamodb import table_definitions
+from nodecert.store.dynamodb.store import table_definitions
+from nodecert.store.dynamodb.tables import LIMITS_TTL_ATTRIBUTE
 from tests.rehearsal.template import (
     TEMPLATE,
     body_digest,
@@ -124,10 +124,10 @@ def test_iam_allows_only_the_calls_the_adapters_make(template):
     allowed = set().union(*(_actions(s) for s in _statements(template)))
     called = (
         _calls("backends/acmpca.py", "acm-pca")
-        | _calls("store/dynamodb.py", "dynamodb")
-        | _calls("store/dynamodb_limits.py", "dynamodb")
-        | _calls("store/dynamodb_outbox.py", "dynamodb")
-        | _calls("store/_dynamodb.py", "dynamodb")
+        | _calls("store/dynamodb/store.py", "dynamodb")
+        | _calls("store/dynamodb/limits.py", "dynamodb")
+        | _calls("store/dynamodb/outbox.py", "dynamodb")
+        | _calls("store/dynamodb/tables.py", "dynamodb")
     )
     assert called == allowed
 
@@ -140,14 +140,14 @@ def test_each_table_allows_only_the_calls_of_its_adapter(template):
     ledger_statements = [by_sid[sid] for sid in LEDGER_SIDS]
     ledger = set().union(*map(_actions, ledger_statements))
     limits = by_sid["RenewalTokensAndRateBuckets"]
-    assert ledger == _calls("store/dynamodb.py", "dynamodb")
+    assert ledger == _calls("store/dynamodb/store.py", "dynamodb")
     # The outbox reads and updates certificate rows (the ledger's statements allow it), and
     # puts, scans and deletes its own items in the limits table.
-    outbox = _calls("store/dynamodb_outbox.py", "dynamodb")
+    outbox = _calls("store/dynamodb/outbox.py", "dynamodb")
     assert outbox <= ledger
     own_items = outbox - {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     assert own_items == {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"}
-    assert _actions(limits) == _calls("store/dynamodb_limits.py", "dynamodb") | own_items
+    assert _actions(limits) == _calls("store/dynamodb/limits.py", "dynamodb") | own_items
     assert limits["Resource"] == {"Fn::GetAtt": ["LimitsTable", "Arn"]}
     assert "LimitsTable" not in str([s["Resource"] for s in ledger_statements])
 
@@ -155,7 +155,7 @@ def test_each_table_allows_only_the_calls_of_its_adapter(template):
 def test_the_ledger_grants_are_as_narrow_as_the_calls(template):
     by_sid = {s["Sid"]: s for s in _statements(template)}
     # Every query names an index; only the node directory is ever deleted from.
-    source = (SRC / "store" / "dynamodb.py").read_text()
+    source = (SRC / "store" / "dynamodb" / "store.py").read_text()
     assert source.count("self._client.query(") + source.count('"IndexName"') >= 2
     assert _actions(by_sid["LedgerIndexes"]) == {"dynamodb:Query"}
     assert all("/index/*" in str(r) for r in by_sid["LedgerIndexes"]["Resource"])
@@ -513,10 +513,10 @@ def test_the_sweep_runs_on_a_schedule_and_may_only_revoke(template, transformed)
     assert outbox["Resource"] == {"Fn::GetAtt": ["LimitsTable", "Arn"]}
     own_items = {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"}
     assert _actions(outbox) == own_items
-    if (SRC / "store" / "dynamodb_outbox.py").exists():
+    if (SRC / "store" / "dynamodb" / "outbox.py").exists():
         # With the revocation outbox in the tree: its calls are exactly these, plus reads
         # and transactional updates of certificate rows.
-        called = _calls("store/dynamodb_outbox.py", "dynamodb")
+        called = _calls("store/dynamodb/outbox.py", "dynamodb")
         called.discard("dynamodb:TransactWriteItems")
         assert called <= own_items | {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     variables = _variables(template, "RevocationSweepFunction")

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from nodecert.core.errors import StoreUnavailableError
-from nodecert.store._sql import Dialect, add_late_audit_columns, add_late_columns, schema
+from nodecert.store.sql.ledger import Dialect, add_late_audit_columns, add_late_columns, schema
 
 __all__ = ["POSTGRES", "SCHEMA_VERSION", "create_schema"]
 

@@ -1,6 +1,6 @@
 """PostgreSQL ledger, node directory, used tokens and rate buckets (several servers, one database).
 
-The same behaviour as :mod:`nodecert.store.sqlite`, for nodecert servers behind a load
+The same behaviour as :mod:`nodecert.store.sqlite.store`, for nodecert servers behind a load
 balancer that share one database. Connections come from a ``psycopg_pool`` pool and run
 in autocommit mode: every method is one statement, or one explicit transaction, that is
 committed before it returns, so a certificate is never handed out without its row.
@@ -40,10 +40,10 @@ from nodecert.core.values import (
     PendingRevocation,
     RevocationReason,
 )
-from nodecert.store import _sql, _sql_outbox
-from nodecert.store._postgres_schema import POSTGRES as _POSTGRES
-from nodecert.store._postgres_schema import SCHEMA_VERSION, create_schema
-from nodecert.store._sql import (
+from nodecert.store.postgres.schema import POSTGRES as _POSTGRES
+from nodecert.store.postgres.schema import SCHEMA_VERSION, create_schema
+from nodecert.store.sql import ledger, outbox
+from nodecert.store.sql.ledger import (
     COLUMNS,
     bucket_statements,
     certificate_from_row,
@@ -262,7 +262,7 @@ class PostgresStore:
             StoreUnavailableError: the database cannot answer now.
         """
         with self._connection("write") as db, db.transaction():
-            _sql.record_successor(db, record, _POSTGRES)
+            ledger.record_successor(db, record, _POSTGRES)
 
     # RevocationOutbox
 
@@ -272,40 +272,36 @@ class PostgresStore:
         """Revoke the live rows of ``serials`` and queue their CA revocations, in one
         transaction; return the rows this call revoked."""
         with self._connection("write") as db, db.transaction():
-            return _sql_outbox.revoke_and_queue(
-                db, serials, reason=reason, at=at, dialect=_POSTGRES
-            )
+            return outbox.revoke_and_queue(db, serials, reason=reason, at=at, dialect=_POSTGRES)
 
     def pending_revocations(self, *, limit: int) -> list[PendingRevocation]:
         """Up to ``limit`` queued CA revocations, oldest first."""
         with self._connection("read") as db:
-            return _sql_outbox.pending_revocations(db, limit=limit, dialect=_POSTGRES)
+            return outbox.pending_revocations(db, limit=limit, dialect=_POSTGRES)
 
     def revocation_sent(self, serial: str) -> None:
         """Take ``serial`` off the CA revocation queue."""
         with self._connection("write") as db:
-            _sql_outbox.revocation_sent(db, serial, _POSTGRES)
+            outbox.revocation_sent(db, serial, _POSTGRES)
 
     def count_pending_revocations(self) -> int:
         """How many CA revocations are queued."""
         with self._connection("read") as db:
-            return _sql_outbox.count_pending(db)
+            return outbox.count_pending(db)
 
     # AuditTrail
 
     def append_audit(self, entry: AuditEntry) -> None:
         """Record an administrative action (committed before this returns)."""
         with self._connection("write") as db:
-            _sql_outbox.insert_audit(db, entry, _POSTGRES)
+            outbox.insert_audit(db, entry, _POSTGRES)
 
     def audit_entries(
         self, *, limit: int = 100, query: AuditQuery | None = None
     ) -> list[AuditEntry]:
         """The most recent audit entries ``query`` selects, newest first."""
         with self._connection("read") as db:
-            return _sql_outbox.audit_entries(
-                db, query or AuditQuery(limit=limit), dialect=_POSTGRES
-            )
+            return outbox.audit_entries(db, query or AuditQuery(limit=limit), dialect=_POSTGRES)
 
     # ReplayGuard
 

@@ -24,8 +24,8 @@ from nodecert.core.values import (
     PendingRevocation,
     RevocationReason,
 )
-from nodecert.store import _sql, _sql_outbox
-from nodecert.store._sql import (
+from nodecert.store.sql import ledger, outbox
+from nodecert.store.sql.ledger import (
     COLUMNS,
     Dialect,
     bucket_statements,
@@ -36,8 +36,8 @@ from nodecert.store._sql import (
     schema,
     seconds_until_token,
 )
-from nodecert.store.groupcommit import GroupCommitter
-from nodecert.store.sqlite_file import SQLiteFile
+from nodecert.store.sqlite.file import SQLiteFile
+from nodecert.store.sqlite.groupcommit import GroupCommitter
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -275,7 +275,7 @@ class SQLiteStore:
             StoreUnavailableError: the row could not be committed.
         """
         with self._db.transaction(write=True) as db:
-            _sql.record_successor(db, record, _SQLITE)
+            ledger.record_successor(db, record, _SQLITE)
 
     # RevocationOutbox
 
@@ -285,36 +285,36 @@ class SQLiteStore:
         """Revoke the live rows of ``serials`` and queue their CA revocations, in one
         transaction; return the rows this call revoked."""
         with self._db.transaction(write=True) as db:
-            return _sql_outbox.revoke_and_queue(db, serials, reason=reason, at=at, dialect=_SQLITE)
+            return outbox.revoke_and_queue(db, serials, reason=reason, at=at, dialect=_SQLITE)
 
     def pending_revocations(self, *, limit: int) -> list[PendingRevocation]:
         """Up to ``limit`` queued CA revocations, oldest first."""
         with self._db.transaction() as db:
-            return _sql_outbox.pending_revocations(db, limit=limit, dialect=_SQLITE)
+            return outbox.pending_revocations(db, limit=limit, dialect=_SQLITE)
 
     def revocation_sent(self, serial: str) -> None:
         """Take ``serial`` off the CA revocation queue."""
         with self._db.transaction(write=True) as db:
-            _sql_outbox.revocation_sent(db, serial, _SQLITE)
+            outbox.revocation_sent(db, serial, _SQLITE)
 
     def count_pending_revocations(self) -> int:
         """How many CA revocations are queued."""
         with self._db.transaction() as db:
-            return _sql_outbox.count_pending(db)
+            return outbox.count_pending(db)
 
     # AuditTrail
 
     def append_audit(self, entry: AuditEntry) -> None:
         """Record an administrative action (committed before this returns)."""
         with self._db.transaction(write=True) as db:
-            _sql_outbox.insert_audit(db, entry, _SQLITE)
+            outbox.insert_audit(db, entry, _SQLITE)
 
     def audit_entries(
         self, *, limit: int = 100, query: AuditQuery | None = None
     ) -> list[AuditEntry]:
         """The most recent audit entries ``query`` selects, newest first."""
         with self._db.transaction() as db:
-            return _sql_outbox.audit_entries(db, query or AuditQuery(limit=limit), dialect=_SQLITE)
+            return outbox.audit_entries(db, query or AuditQuery(limit=limit), dialect=_SQLITE)
 
     # ReplayGuard
 
@@ -370,10 +370,10 @@ def _upgrade(db: sqlite3.Connection) -> None:
     # Columns added after a table was first created (CREATE TABLE IF NOT EXISTS leaves an
     # existing table as it is). Rows written before have NULL there.
     columns = {row[1] for row in db.execute("PRAGMA table_info(certificates)")}
-    for statement in _sql.add_late_columns(columns):
+    for statement in ledger.add_late_columns(columns):
         db.execute(statement)
     audit = {row[1] for row in db.execute("PRAGMA table_info(audit_log)")}
-    for statement in _sql.add_late_audit_columns(audit):
+    for statement in ledger.add_late_audit_columns(audit):
         db.execute(statement)
 
 

@@ -29,8 +29,8 @@ from nodecert.core.values import (
     PendingRevocation,
     RevocationReason,
 )
-from nodecert.store._dynamodb import ConditionFailedError, dynamodb_call
-from nodecert.store._dynamodb_items import certificate_from_item, item_time, parse_time
+from nodecert.store.dynamodb.items import certificate_from_item, item_time, parse_time
+from nodecert.store.dynamodb.tables import ConditionFailedError, dynamodb_call
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from nodecert.core.errors import ConflictError
-from nodecert.store._dynamodb import (
+from nodecert.store.dynamodb.tables import (
     LIMITS_TTL_ATTRIBUTE,
     ConditionFailedError,
     dynamodb_call,

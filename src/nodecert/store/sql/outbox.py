@@ -1,7 +1,7 @@
 """SQL shared by the SQLite and PostgreSQL stores: the revocation outbox and the audit log.
 
 Each function runs in the caller's connection (and transaction, where it says so), with the
-caller's :class:`~nodecert.store._sql.Dialect`.
+caller's :class:`~nodecert.store.sql.ledger.Dialect`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from nodecert.core.values import (
     PendingRevocation,
     RevocationReason,
 )
-from nodecert.store._sql import COLUMNS, Connection, Dialect, certificate_from_row
+from nodecert.store.sql.ledger import COLUMNS, Connection, Dialect, certificate_from_row
 
 __all__ = [
     "audit_entries",

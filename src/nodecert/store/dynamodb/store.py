@@ -6,7 +6,7 @@ Three tables, created by ``deploy/template.yaml`` (or :func:`create_tables` in t
 - certificates: partition key ``serial``; GSIs ``byUser`` and ``byNode`` (``userId`` or
   ``nodeId``, sorted by ``createdAt``);
 - limits: partition key ``key``, TTL on ``expiresAt``: single-use tokens and rate buckets,
-  kept by :class:`nodecert.store.dynamodb_limits.DynamoDBLimits`.
+  kept by :class:`nodecert.store.dynamodb.limits.DynamoDBLimits`.
 
 Times are stored as ISO 8601 UTC strings of fixed width, so that string order is time
 order. A serial is never overwritten (``attribute_not_exists``) and revocation is one
@@ -29,7 +29,13 @@ from nodecert.core.values import (
     NodeRecord,
     RevocationReason,
 )
-from nodecert.store._dynamodb import (
+from nodecert.store.dynamodb.items import (
+    certificate_from_item,
+    certificate_item,
+    item_time,
+    node_from_item,
+)
+from nodecert.store.dynamodb.tables import (
     BY_NODE,
     BY_USER,
     ConditionFailedError,
@@ -37,13 +43,7 @@ from nodecert.store._dynamodb import (
     dynamodb_call,
     table_definitions,
 )
-from nodecert.store._dynamodb_items import (
-    certificate_from_item,
-    certificate_item,
-    item_time,
-    node_from_item,
-)
-from nodecert.store._select import select_rows
+from nodecert.store.memory_query import select_rows
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

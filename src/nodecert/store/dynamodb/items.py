@@ -1,6 +1,6 @@
 """DynamoDB items of nodecert: the mapping between items and records, the time format.
 
-Shared by :mod:`nodecert.store.dynamodb` and :mod:`nodecert.store.dynamodb_outbox` (not a
+Shared by :mod:`nodecert.store.dynamodb.store` and :mod:`nodecert.store.dynamodb.outbox` (not a
 public module). Times are ISO 8601 UTC strings of fixed width, so that string order is
 time order.
 """

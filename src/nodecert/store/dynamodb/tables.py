@@ -1,6 +1,6 @@
 """Shared by the DynamoDB adapters of ``nodecert.store``: table schemas and error translation.
 
-Not a public module: ``nodecert.store.dynamodb`` re-exports :func:`table_definitions` and
+Not a public module: ``nodecert.store.dynamodb.store`` re-exports :func:`table_definitions` and
 :func:`create_tables`.
 """
 
