@@ -11,7 +11,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from nodecert.backends.local import LocalCA
+from nodecert.backends.local.ca import LocalCA
 from nodecert.core.identity import Identity, format_serial
 from nodecert.core.keys import KeyType, PrivateKey, build_csr, fingerprint, generate_private_key
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy

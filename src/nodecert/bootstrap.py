@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from nodecert.backends.local import LocalCA
-from nodecert.backends.local_files import HomeIssuers
-from nodecert.backends.signer import ExternalSigner
+from nodecert.backends.local.ca import LocalCA
+from nodecert.backends.local.home import HomeIssuers
+from nodecert.backends.signers.external import ExternalSigner
 from nodecert.core.config import CAKind, Settings, StoreKind
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.keys import KeyType
@@ -227,7 +227,7 @@ def build_administration(settings: Settings) -> tuple[Administration, Callable[[
     stores = _stores(settings)
     ca: CABackend
     if settings.ca == "local":
-        from nodecert.backends.local_revocations import LocalCARevocations
+        from nodecert.backends.local.revocations import LocalCARevocations
 
         ca = LocalCARevocations(settings.home / "ca")
     else:
@@ -412,7 +412,7 @@ def issuing_signer(settings: Settings, *, create: bool = False) -> ExternalSigne
                 f"NODECERT_CA_PKCS11_PIN_FILE: cannot read {settings.ca_pkcs11_pin_file}"
             ) from exc
     try:
-        from nodecert.backends.pkcs11 import PKCS11Signer
+        from nodecert.backends.signers.pkcs11 import PKCS11Signer
     except ImportError as exc:
         raise ConfigurationError(
             "NODECERT_CA_PKCS11_MODULE: python-pkcs11 is not installed"
@@ -436,7 +436,7 @@ def kms_signer(settings: Settings) -> ExternalSigner:
     if settings.ca_kms_key_id is None:
         raise ConfigurationError("NODECERT_CA_KMS_KEY_ID: not set")
     try:
-        from nodecert.backends.kms import KMSSigner
+        from nodecert.backends.signers.kms import KMSSigner
         from nodecert.support.awsclients import make_client
 
         client = make_client("kms", region=settings.aws_region, max_attempts=2)
@@ -465,7 +465,7 @@ def _local_ca(settings: Settings) -> CABackend:
 def _acmpca(settings: Settings) -> CABackend:
     if not settings.acmpca_ca_arn:
         raise ConfigurationError("NODECERT_ACMPCA_CA_ARN: required when NODECERT_CA=acmpca")
-    from nodecert.backends.acmpca import ACMPCABackend
+    from nodecert.backends.acmpca.backend import ACMPCABackend
     from nodecert.support.awsclients import make_client
 
     # max_attempts=1: the backend retries by itself, under its own deadline.

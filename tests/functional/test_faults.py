@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 from cryptography import x509
 from fastapi.testclient import TestClient
 
-from nodecert.backends.acmpca import ACMPCABackend, RetryPolicy
+from nodecert.backends.acmpca.backend import ACMPCABackend, RetryPolicy
 from nodecert.bootstrap import build_service
 from nodecert.core.errors import BackendUnavailableError, StoreUnavailableError
 from nodecert.core.values import (

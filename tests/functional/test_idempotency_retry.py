@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
 from nodecert.aws.handler import LambdaApp
-from nodecert.backends.acmpca import ACMPCABackend, RetryPolicy
-from nodecert.backends.local import LocalCA
+from nodecert.backends.acmpca.backend import ACMPCABackend, RetryPolicy
+from nodecert.backends.local.ca import LocalCA
 from nodecert.bootstrap import build_service
 from nodecert.core.errors import BackendUnavailableError, StoreUnavailableError
 from nodecert.core.identity import Identity

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography import x509
 
-from nodecert.backends.acmpca import ACMPCABackend
+from nodecert.backends.acmpca.backend import ACMPCABackend
 from nodecert.core.errors import BackendUnavailableError
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key

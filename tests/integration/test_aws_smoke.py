@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from nodecert.backends.acmpca import ACMPCABackend
+from nodecert.backends.acmpca.backend import ACMPCABackend
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
 from nodecert.core.values import RevocationReason, SigningRequest

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nodecert.backends.local import LocalCA
+from nodecert.backends.local.ca import LocalCA
 from nodecert.cli import main
 from nodecert.core.identity import serial_for_display
 from nodecert.core.values import CertificateStatus

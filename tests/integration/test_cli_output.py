@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodecert.backends.local import LocalCA
+from nodecert.backends.local.ca import LocalCA
 from nodecert.cli import main
 from nodecert.cli.commands import build_parser
 from nodecert.core.identity import parse_serial, serial_for_display

@@ -18,8 +18,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
-from nodecert.backends.kms import KMSSigner
-from nodecert.backends.local import LocalCA
+from nodecert.backends.local.ca import LocalCA
+from nodecert.backends.signers.kms import KMSSigner
 from nodecert.bootstrap import build_service
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
 from nodecert.core.keys import KeyType, generate_private_key

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from nodecert.backends.local import LocalCA
+from nodecert.backends.local.ca import LocalCA
 from nodecert.core.errors import BackendUnavailableError, ConflictError
 from nodecert.core.identity import format_serial
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodecert.backends.hierarchy import load_key
-from nodecert.backends.local_files import key_id
+from nodecert.backends.local.hierarchy import load_key
+from nodecert.backends.local.home import key_id
 from nodecert.bootstrap import build_decider
 from nodecert.cli import main
 from nodecert.core.identity import Identity
@@ -257,7 +257,7 @@ def test_an_emergency_rotation_refuses_the_old_at_once_and_renews_the_genuine(
 def test_a_rotation_killed_midway_is_completed_or_never_happened(
     env: Env, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nodecert.backends import rotation
+    from nodecert.backends.local import rotation
 
     env.add_node("n1", "alice")
     before = env.service.authority.ca.chain()[0]
@@ -294,8 +294,8 @@ def test_a_rotation_killed_midway_is_completed_or_never_happened(
 
 
 def test_a_rotation_killed_while_staging_never_happened(env: Env, home: Path) -> None:
-    from nodecert.backends import rotation
-    from nodecert.backends.local_files import locked
+    from nodecert.backends.local import rotation
+    from nodecert.backends.local.home import locked
 
     before = env.service.authority.ca.chain()
     # What a kill before the stage was complete leaves: retired/<current>, a partial stage.

@@ -13,7 +13,7 @@ import pytest
 from cfnlint.decode import decode
 
 from nodecert.aws.handler import ROUTE_KEYS
-from nodecert.backends.acmpca import NODE_TEMPLATE_ARN, api_passthrough_template
+from nodecert.backends.acmpca.backend import NODE_TEMPLATE_ARN, api_passthrough_template
 from nodecert.core.config import Settings
 from nodecert.store.dynamodb.store import table_definitions
 from nodecert.store.dynamodb.tables import LIMITS_TTL_ATTRIBUTE
@@ -123,7 +123,7 @@ def _actions(statement):
 def test_iam_allows_only_the_calls_the_adapters_make(template):
     allowed = set().union(*(_actions(s) for s in _statements(template)))
     called = (
-        _calls("backends/acmpca.py", "acm-pca")
+        _calls("backends/acmpca/backend.py", "acm-pca")
         | _calls("store/dynamodb/store.py", "dynamodb")
         | _calls("store/dynamodb/limits.py", "dynamodb")
         | _calls("store/dynamodb/outbox.py", "dynamodb")
@@ -657,8 +657,8 @@ def test_the_issuance_half_deploys_without_any_node_parameter(template, transfor
 
 # Alarms: each counts what the code logs, or a Lambda metric of a function of the stack.
 ALARMED_LOGS = {
-    "NodecertFunctionLogs": ("backends/pca_calls.py",),
-    "RevocationSweepFunctionLogs": ("backends/pca_calls.py", "aws/sweep.py"),
+    "NodecertFunctionLogs": ("backends/acmpca/calls.py",),
+    "RevocationSweepFunctionLogs": ("backends/acmpca/calls.py", "aws/sweep.py"),
     "NodeAuthorizerFunctionLogs": ("aws/authorizer.py", "nodeside/access.py"),
 }
 
@@ -691,8 +691,8 @@ def _lambda_lines(caplog):
 def test_the_throttling_filter_counts_what_pca_calls_log(template, caplog):
     import botocore.exceptions
 
-    from nodecert.backends.pca_calls import Pacing, PCAError, call_with_retries
-    from nodecert.backends.pca_shapes import RetryPolicy
+    from nodecert.backends.acmpca.calls import Pacing, PCAError, call_with_retries
+    from nodecert.backends.acmpca.parameters import RetryPolicy
     from nodecert.core.errors import BackendUnavailableError
 
     def throttled():

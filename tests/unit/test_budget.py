@@ -13,7 +13,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from nodecert.backends.acmpca import ACMPCABackend, RetryPolicy
+from nodecert.backends.acmpca.backend import ACMPCABackend, RetryPolicy
 from nodecert.core.errors import BackendUnavailableError
 from nodecert.core.values import RevocationReason
 from nodecert.support.budget import deadline, time_budget

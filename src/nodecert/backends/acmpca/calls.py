@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from nodecert.backends.pca_polling import PollSchedule
-from nodecert.backends.pca_shapes import RetryPolicy
+from nodecert.backends.acmpca.parameters import RetryPolicy
+from nodecert.backends.acmpca.polling import PollSchedule
 from nodecert.core.errors import BackendUnavailableError
 from nodecert.support.awsclients import (
     THROTTLING_CODES,

@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from nodecert.backends.signer import ExternalSigner, sign_certificate, sign_crl
+from nodecert.backends.signers.external import ExternalSigner, sign_certificate, sign_crl
 from nodecert.core.errors import BackendUnavailableError
 from nodecert.core.keys import PrivateKey
 

@@ -1,6 +1,6 @@
-"""ACM PCA request shapes, the error table and chain ordering: pure functions, no I/O.
+"""ACM PCA request parameters, the error table and chain ordering: pure functions, no I/O.
 
-Split from :mod:`nodecert.backends.acmpca` (which re-exports the public names) so that
+Split from :mod:`nodecert.backends.acmpca.backend` (which re-exports the public names) so that
 the backend module holds only the calls and their timing.
 """
 
@@ -109,7 +109,8 @@ class RetryPolicy:
         base_delay: First retry delay; doubles per attempt, with full jitter.
         max_delay: Largest retry delay.
         poll_first: First wait before ``GetCertificate``, until the backend has measured
-            how long certificates take (see :class:`~nodecert.backends.pca_polling.PollSchedule`).
+            how long certificates take
+            (see :class:`~nodecert.backends.acmpca.polling.PollSchedule`).
         poll_min: The shortest first wait the measurement may lead to.
         poll_max: Largest wait between two ``GetCertificate`` polls.
         retry_after: What ``BackendUnavailableError.retry_after`` says on a transient

@@ -12,7 +12,7 @@ What comes back is checked too: a certificate for the CSR's key and subject, sig
 that CA, with the issuing-CA profile; anything else is refused and nothing is written.
 
 The calls use the backend's retries and ``GetCertificate`` polling
-(:mod:`nodecert.backends.pca_calls`) under one deadline, longer than a request's: an
+(:mod:`nodecert.backends.acmpca.calls`) under one deadline, longer than a request's: an
 operator waits at a terminal, not API Gateway. The ``IdempotencyToken`` is derived from the
 CA, the CSR and the validity, so running the same command again within PCA's five-minute
 window returns the same certificate instead of a second one.
@@ -31,10 +31,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from nodecert.backends.hierarchy import read_intermediate_csr
-from nodecert.backends.pca_calls import Pacing, PCAError, call_with_retries, poll_certificate
-from nodecert.backends.pca_polling import PollSchedule
-from nodecert.backends.pca_shapes import (
+from nodecert.backends.acmpca.calls import Pacing, PCAError, call_with_retries, poll_certificate
+from nodecert.backends.acmpca.parameters import (
     SIGNING_ALGORITHMS,
     RetryPolicy,
     load_all,
@@ -42,6 +40,8 @@ from nodecert.backends.pca_shapes import (
     partition_of,
     translate,
 )
+from nodecert.backends.acmpca.polling import PollSchedule
+from nodecert.backends.local.hierarchy import read_intermediate_csr
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def sign_intermediate_at_pca(
 
     Raises:
         CSRError: the CSR is unusable (see
-            :func:`~nodecert.backends.hierarchy.read_intermediate_csr`).
+            :func:`~nodecert.backends.local.hierarchy.read_intermediate_csr`).
         ConfigurationError: the CA cannot sign it (not ACTIVE, not a root, short-lived
             mode, a key algorithm this side cannot verify, validity past the CA's), or PCA
             returned something that is not an issuing CA for this CSR.

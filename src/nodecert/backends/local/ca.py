@@ -1,6 +1,6 @@
 """The local CA backend: CA keys and certificates in the data directory.
 
-A new CA has two tiers (see :mod:`nodecert.backends.hierarchy`), in ``<home>/ca/``:
+A new CA has two tiers (see :mod:`nodecert.backends.local.hierarchy`), in ``<home>/ca/``:
 
 - ``root.crt``: the self-signed root, the trust anchor nodes and gateways keep;
 - ``root.key``: its key (PKCS#8, 0600, encrypted when a passphrase is configured), unless
@@ -26,9 +26,13 @@ from pathlib import Path
 
 from cryptography import x509
 
-from nodecert.backends.hierarchy import load_key, make_intermediate, make_root, make_single_root
-from nodecert.backends.issuer import Counter, IssuerSigner, MemoryCounter, counter_io
-from nodecert.backends.local_files import (
+from nodecert.backends.local.hierarchy import (
+    load_key,
+    make_intermediate,
+    make_root,
+    make_single_root,
+)
+from nodecert.backends.local.home import (
     HomeCA,
     create_two_tier,
     issuing_name,
@@ -37,9 +41,10 @@ from nodecert.backends.local_files import (
     read_home,
     rotation_stamp,
 )
-from nodecert.backends.profile import client_extensions, naive_utc
-from nodecert.backends.rotation import finish
-from nodecert.backends.signer import ExternalSigner
+from nodecert.backends.local.issuer import Counter, IssuerSigner, MemoryCounter, counter_io
+from nodecert.backends.local.profile import client_extensions, naive_utc
+from nodecert.backends.local.rotation import finish
+from nodecert.backends.signers.external import ExternalSigner
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key
 from nodecert.core.values import (

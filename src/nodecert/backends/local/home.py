@@ -1,6 +1,6 @@
 """The files of a local CA home: creating a two-tier CA, reading its chain, the lock.
 
-See :mod:`nodecert.backends.local` for the layout of ``<home>/ca/``.
+See :mod:`nodecert.backends.local.ca` for the layout of ``<home>/ca/``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nodecert.backends.hierarchy import ca_name, key_bytes, make_intermediate, make_root
+from nodecert.backends.local.hierarchy import ca_name, key_bytes, make_intermediate, make_root
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key, key_id
 from nodecert.core.values import IssuerSet
@@ -41,7 +41,7 @@ __all__ = [
     "write_new_private",
 ]
 
-# The counter a completed rotation advances (see nodecert.backends.rotation).
+# The counter a completed rotation advances (see nodecert.backends.local.rotation).
 ROTATION = "rotation"
 
 

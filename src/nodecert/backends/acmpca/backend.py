@@ -14,7 +14,7 @@ https://docs.aws.amazon.com/privateca/latest/userguide/template-order-of-operati
 Validity on a short-lived-mode CA is cut to seven days exactly (:func:`pca_validity`);
 template ARNs are moved into the CA's partition (GovCloud, China); ``GetCertificate`` is
 polled on an adaptive schedule that keeps an account at its IssueCertificate quota under
-its GetCertificate quota (:mod:`nodecert.backends.pca_polling`).
+its GetCertificate quota (:mod:`nodecert.backends.acmpca.polling`).
 
 Retries: ``ThrottlingException``, 5xx and connection errors are retried a few times with
 full jitter; everything else is translated at once. Build the client with
@@ -33,9 +33,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from nodecert.backends.pca_calls import Pacing, PCAError, call_with_retries, poll_certificate
-from nodecert.backends.pca_polling import PollSchedule
-from nodecert.backends.pca_shapes import (
+from nodecert.backends.acmpca.calls import Pacing, PCAError, call_with_retries, poll_certificate
+from nodecert.backends.acmpca.parameters import (
     BACKDATE_ALLOWANCE,
     DEFAULT_TEMPLATE_ARN,
     NODE_TEMPLATE_ARN,
@@ -53,6 +52,7 @@ from nodecert.backends.pca_shapes import (
     pca_validity,
     translate,
 )
+from nodecert.backends.acmpca.polling import PollSchedule
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
 from nodecert.core.values import Profile, RevocationReason, SignedCertificate, SigningRequest
 from nodecert.support.budget import deadline as request_deadline
@@ -74,7 +74,7 @@ __all__ = [
     "pca_validity",
 ]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("nodecert.backends.acmpca")
 _T = TypeVar("_T")
 _DEFAULT_RETRY = RetryPolicy()
 

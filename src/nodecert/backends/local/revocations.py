@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from nodecert.backends.issuer import counter_io
+from nodecert.backends.local.issuer import counter_io
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.values import RevocationReason, SignedCertificate, SigningRequest
 from nodecert.support.files import CounterFile
@@ -24,8 +24,8 @@ __all__ = ["LocalCARevocations"]
 class LocalCARevocations:
     """The local CA in ``directory`` without its key. Implements ``CABackend``.
 
-    :meth:`issue` refuses: whoever signs needs :class:`~nodecert.backends.local.LocalCA`.
-    The revocation counter is the file :class:`~nodecert.backends.local.LocalCA` keeps.
+    :meth:`issue` refuses: whoever signs needs :class:`~nodecert.backends.local.ca.LocalCA`.
+    The revocation counter is the file :class:`~nodecert.backends.local.ca.LocalCA` keeps.
     """
 
     builds_in_process = True

@@ -15,7 +15,7 @@ certificate, its key for its CRLs, and its root when the root changed):
 The new files are written to ``<home>/ca/next/`` first and then renamed into place;
 ``finish`` completes a rotation a crash interrupted. Last, the ``rotation`` counter
 advances: every process using the home (workers, the authorizer) reads the new state on
-its next request. The caller holds the home's lock (:func:`~nodecert.backends.local_files.locked`).
+its next request. The caller holds the home's lock (:func:`~nodecert.backends.local.home.locked`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from nodecert.backends.hierarchy import key_bytes, load_key, make_intermediate, make_root
-from nodecert.backends.local_files import (
+from nodecert.backends.local.hierarchy import key_bytes, load_key, make_intermediate, make_root
+from nodecert.backends.local.home import (
     ROTATION,
     issuing_name,
     key_id,
@@ -264,7 +264,7 @@ def finish(directory: Path) -> None:
 
     A rotation killed before its files were all staged did not happen: the stage is
     removed (a ``retired/`` entry it made for the current intermediate is ignored, see
-    :func:`~nodecert.backends.local_files.read_home`).
+    :func:`~nodecert.backends.local.home.read_home`).
     """
     staged = directory / "next"
     if not staged.is_dir():
