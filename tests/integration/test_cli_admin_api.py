@@ -69,7 +69,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def issue_client(service: Service, user: str, node: str) -> str:
     from nodecert.core.values import Principal
-    from nodecert.issuing.shapes import IssueRequest
+    from nodecert.issuing.values import IssueRequest
 
     issued = service.authority.issue(
         Principal(user), IssueRequest(node_id=node, request_id=uuid.uuid4().hex, key_type="ec-p256")

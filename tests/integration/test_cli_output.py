@@ -29,7 +29,7 @@ from nodecert.core.identity import parse_serial, serial_for_display
 from nodecert.core.values import Principal, RevocationReason
 from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
-from nodecert.issuing.shapes import IssueRequest
+from nodecert.issuing.values import IssueRequest
 from tests.conftest import ADMIN, make_settings
 from tests.nodeside import LiveServer
 

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from nodecert.core.values import RevocationReason
-from nodecert.issuing.crlder import assemble, entries_der, splice_entries
+from nodecert.issuing.crl_entries import assemble, entries_der, splice_entries
 
 ENTRIES = [
     (1, datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=UTC), None),
