@@ -396,7 +396,7 @@ def test_renewal_agents_renew_early_when_their_issuer_retires(
     env: Env, home: Path, tmp_path: Path
 ) -> None:
     from nodecert.client import Client
-    from nodecert.client.renew import RenewalTarget, renew_if_due, watch
+    from nodecert.client.renewal.agent import RenewalTarget, renew_if_due, watch
 
     env.add_node("n1", "alice")
     issued = env.issue("alice", "n1", keyType="ec-p256")
@@ -533,8 +533,8 @@ def test_renew_sees_a_revocation_in_its_own_retiring_issuers_crl(
     # The daily revocation check of `nodecert renew` asks the CRL of the certificate's own
     # issuer: after a rotation, the active issuer's CRL does not list the old one's.
     from nodecert.client import Client
-    from nodecert.client._revocation import check_revocation
-    from nodecert.client.renew import RenewalTarget
+    from nodecert.client.renewal._revocation import check_revocation
+    from nodecert.client.renewal.agent import RenewalTarget
 
     env.add_node("n1", "alice")
     issued = env.issue("alice", "n1", keyType="ec-p256")

@@ -30,10 +30,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodecert.client._files import OutputFile, ensure_room, read_small, write_together
-from nodecert.client._hook import run_deploy_hook
-from nodecert.client._pair import complete_interrupted, exclusive, remove_leftovers
-from nodecert.client._rotation import issuer_retiring
-from nodecert.client._target import KeyMismatchError, RenewalClientError, RenewalTarget
+from nodecert.client.renewal._hook import run_deploy_hook
+from nodecert.client.renewal._pair import complete_interrupted, exclusive, remove_leftovers
+from nodecert.client.renewal._rotation import issuer_retiring
+from nodecert.client.renewal._target import KeyMismatchError, RenewalClientError, RenewalTarget
 from nodecert.core.errors import (
     AuthorizationError,
     ConflictError,

@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nodecert.client._target import RenewalTarget
+from nodecert.client.renewal._target import RenewalTarget
 from nodecert.core.errors import InvalidRequestError, NodecertError, NotFoundError
 
 __all__ = ["CHECK_EVERY", "RETRY_AFTER_FAILURE", "RevokedAtService", "check_revocation"]

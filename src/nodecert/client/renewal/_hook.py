@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from nodecert.client._target import RenewalClientError
+from nodecert.client.renewal._target import RenewalClientError
 
 if TYPE_CHECKING:
-    from nodecert.client._target import RenewalTarget
+    from nodecert.client.renewal._target import RenewalTarget
 
 __all__ = ["run_deploy_hook"]
 
