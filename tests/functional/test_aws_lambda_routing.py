@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.nodeside import api_event as event
+from tests.kit import api_event as event
 
 
 def test_a_custom_domain_base_path_does_not_hide_the_route(app):

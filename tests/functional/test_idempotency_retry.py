@@ -40,7 +40,7 @@ from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
 from tests.fakes import STUB_CA_ARN as CA_ARN
 from tests.fakes import FakeTime, describe_ca, stubbed_pca
-from tests.nodeside import RECORDED_CLIENT_ID, api_event
+from tests.kit import RECORDED_CLIENT_ID, api_event
 
 from ..conftest import ADMIN, make_settings
 

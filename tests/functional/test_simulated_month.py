@@ -28,7 +28,7 @@ from nodecert.issuing.quota import QuotaPolicy
 from nodecert.issuing.renewal import RenewalRequest, Renewer, renewal_audience
 from nodecert.nodeside.access import AccessDecider
 from nodecert.testing import MemoryStore, MockTransport, json_response, problem_response
-from tests.nodeside import ADMIN, TRUST_DOMAIN, admin_of, new_ca
+from tests.kit import ADMIN, TRUST_DOMAIN, admin_of, new_ca
 
 
 def test_a_month_of_twice_daily_renew_when_due(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from nodecert.issuing.quota import QuotaPolicy
 from nodecert.issuing.renewal import RenewalRequest, Renewer, mint_renewal_token, renewal_audience
 from nodecert.nodeside.access import AccessDecider
 from nodecert.store.sqlite.store import SQLiteStore
-from tests.nodeside import ADMIN, TRUST_DOMAIN, admin_of, new_ca
+from tests.kit import ADMIN, TRUST_DOMAIN, admin_of, new_ca
 
 
 class Clock:

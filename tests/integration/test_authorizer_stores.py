@@ -5,7 +5,7 @@ import pytest
 from nodecert.aws.authorizer import TargetSource, handle
 from nodecert.core.values import RevocationReason
 from nodecert.store.sqlite.store import SQLiteStore
-from tests.nodeside import ADMIN, admin_of, authority, decider, event, issue, new_ca, sign
+from tests.kit import ADMIN, admin_of, authority, decider, event, issue, new_ca, sign
 
 PATH = TargetSource("path:nodeId")
 

@@ -23,7 +23,7 @@ from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
 from nodecert.support.files import CounterFile
 from tests.conftest import ADMIN, make_settings
-from tests.nodeside import LiveServer
+from tests.kit import LiveServer
 
 PASSPHRASE = "correct horse battery staple"
 

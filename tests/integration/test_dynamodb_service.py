@@ -21,7 +21,7 @@ from nodecert.store.dynamodb.limits import DynamoDBLimits
 from nodecert.store.dynamodb.store import create_tables
 from tests.conftest import make_settings
 from tests.integration.conftest import REGION
-from tests.nodeside import ADMIN, TRUST_DOMAIN, issue
+from tests.kit import ADMIN, TRUST_DOMAIN, issue
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from nodecert.bootstrap import build_service
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
 from nodecert.support.files import secure_home
-from tests.nodeside import issue
+from tests.kit import issue
 
 
 def _modes(home: Path) -> dict[str, int]:

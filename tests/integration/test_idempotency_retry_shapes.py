@@ -26,7 +26,7 @@ from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
 from nodecert.store.dynamodb.store import create_tables
 from tests.integration.conftest import REGION
-from tests.nodeside import ADMIN, RECORDED_CLIENT_ID, api_event
+from tests.kit import ADMIN, RECORDED_CLIENT_ID, api_event
 
 from ..conftest import make_settings
 

@@ -206,7 +206,7 @@ def test_the_issuer_signs_in_kms_under_the_operators_root(kms_stack, aws_client)
 def test_the_authorizer_trusts_the_packaged_chain_and_never_calls_kms(kms_stack):
     from nodecert.aws.authorizer import TargetSource, handle
     from nodecert.bootstrap import build_decider
-    from tests.nodeside import event
+    from tests.kit import event
 
     assert aws_lambda.lambda_handler(_event("rest_put_node_admin.json"), None)["statusCode"] == 200
     issued = aws_lambda.lambda_handler(_event("rest_generate_cert.json"), None)

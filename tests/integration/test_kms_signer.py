@@ -25,7 +25,7 @@ from nodecert.core.errors import BackendUnavailableError, ConfigurationError
 from nodecert.core.keys import KeyType, generate_private_key
 from nodecert.http.app import create_app
 from nodecert.store.sqlite.store import SQLiteStore
-from tests.nodeside import authority
+from tests.kit import authority
 from tests.signer_checks import issue_and_check_everything
 
 from ..conftest import Env, make_settings
@@ -99,7 +99,7 @@ def test_kms_failing_at_issuance_is_a_503_and_nothing_is_recorded(
     )
     store = SQLiteStore(tmp_path / "nodecert.db")
     try:
-        from tests.nodeside import issue
+        from tests.kit import issue
 
         with pytest.raises(BackendUnavailableError, match=code):
             issue(authority(ca, store), "alice", "n1")

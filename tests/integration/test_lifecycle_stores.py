@@ -32,7 +32,7 @@ from nodecert.core.values import (
 )
 from nodecert.issuing.authority import Authority
 from tests.fakes import race
-from tests.nodeside import ADMIN, TRUST_DOMAIN, admin_of, issue, new_ca
+from tests.kit import ADMIN, TRUST_DOMAIN, admin_of, issue, new_ca
 from tests.records import T0, certificate
 
 

@@ -23,7 +23,7 @@ from nodecert.core.values import RevocationReason
 from nodecert.http.app import create_app
 from nodecert.nodeside.access import AccessDeniedError
 from tests.files import unwritable
-from tests.nodeside import ADMIN, LiveServer, issue, write_client
+from tests.kit import ADMIN, LiveServer, issue, write_client
 from tests.processes import free_port
 
 

@@ -19,7 +19,7 @@ from nodecert.client.renewal.agent import (
 )
 from nodecert.http.app import create_app
 from tests.fakes import race
-from tests.nodeside import LiveServer, issue, write_client
+from tests.kit import LiveServer, issue, write_client
 
 
 def _serial(path) -> int:

@@ -26,7 +26,7 @@ from nodecert.http.app import create_app
 from nodecert.testing import MockTransport
 from nodecert.testing.client import UnreachableTransport
 from tests.conftest import ADMIN
-from tests.nodeside import LiveServer
+from tests.kit import LiveServer
 
 
 @pytest.fixture(autouse=True)

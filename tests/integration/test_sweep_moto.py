@@ -18,7 +18,7 @@ from nodecert.bootstrap import build_service, settings_from_environment
 from nodecert.core.values import RevocationReason
 from nodecert.store.dynamodb.store import create_tables
 from tests.integration.test_acmpca_moto import create_active_ca
-from tests.nodeside import issue
+from tests.kit import issue
 
 
 @dataclass

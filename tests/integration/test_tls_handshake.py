@@ -16,7 +16,7 @@ from nodecert.core.values import RevocationReason
 from nodecert.nodeside.access import AccessDeniedError
 from nodecert.store.sqlite.store import SQLiteStore
 from nodecert.verify import verify_client
-from tests.nodeside import (
+from tests.kit import (
     ADMIN,
     admin_of,
     authority,

@@ -42,7 +42,7 @@ from nodecert.core.keys import KeyType, generate_private_key
 from nodecert.core.values import Principal, RevocationReason, SigningRequest
 from nodecert.issuing.authority import IssueRequest
 from nodecert.issuing.service import Service
-from tests.nodeside import ADMIN
+from tests.kit import ADMIN
 
 from ..tls import connect, mtls_server
 from .test_mtls import pkilint

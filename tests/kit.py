@@ -1,4 +1,10 @@
-"""Shared helpers for the node-side tests: a CA, issued certificates, the in-memory store."""
+"""The general test kit: a local CA, issued certificates, the use cases over a store, events.
+
+Used by every test directory (node side, authorizer, Lambda, CLI, security): a real
+`LocalCA`, certificates signed by it and recorded in a store, an `Authority` and an
+`Administration` over that store, the access decision, recorded API Gateway events, and
+an ASGI app served by uvicorn on a loopback port.
+"""
 
 from __future__ import annotations
 
