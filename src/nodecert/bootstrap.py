@@ -14,7 +14,8 @@ from cryptography import x509
 from nodecert.backends.local.ca import LocalCA
 from nodecert.backends.local.home import HomeIssuers
 from nodecert.backends.signers.external import ExternalSigner
-from nodecert.core.config import CAKind, Settings, StoreKind
+from nodecert.core.choices import CAKind, StoreKind
+from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.keys import KeyType
 from nodecert.core.metrics import NO_METRICS, Metrics
