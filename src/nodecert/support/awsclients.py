@@ -1,4 +1,4 @@
-"""Shared boto3 plumbing for the AWS adapters (``backends.acmpca``, ``store.dynamodb``).
+"""Shared boto3 plumbing for the AWS adapters (``backends.acmpca``, ``store.dynamodb``, KMS).
 
 Nothing here imports boto3 or botocore at module level: the adapters are importable (and
 type-checkable) without the ``aws`` extra, and a Lambda cold start only pays for botocore

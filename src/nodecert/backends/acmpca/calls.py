@@ -101,7 +101,7 @@ def call_with_retries(call: Callable[[], _T], pacing: Pacing, *, deadline: float
     refused = True  # So far, no attempt can have been accepted.
     while True:
         if pacing.monotonic() >= deadline:
-            # The request's budget is spent (core.budget): not even one more call.
+            # The request's budget is spent (support.budget): not even one more call.
             raise BackendUnavailableError(
                 "ca: no time left in this request for ACM PCA; try again later",
                 retry_after=retry.retry_after,

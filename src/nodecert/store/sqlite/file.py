@@ -44,7 +44,7 @@ class SQLiteFile:
         busy_timeout_s: How long a write waits for other writers before the file is
             reported unavailable: for this process's writers, other nodecert processes
             and SQLite's own lock together, and never past the caller's time budget
-            (``core.budget``; the group committer sets one from a row's arrival).
+            (``support.budget``; the group committer sets one from a row's arrival).
     """
 
     def __init__(self, path: Path, *, synchronous: str, busy_timeout_s: float) -> None:
@@ -79,7 +79,7 @@ class SQLiteFile:
             sqlite3.IntegrityError: a constraint failed (the caller knows what it means).
             StoreUnavailableError: any other SQLite error, an ``OSError`` of its lock
                 file, or no write lock in time.
-            WouldBlockError: on an event loop (``core.blocking``), a write found a lock
+            WouldBlockError: on an event loop (``support.blocking``), a write found a lock
                 taken; the transaction was rolled back.
         """
         try:

@@ -12,7 +12,7 @@ durable (or fails with the row's own error), so a certificate is still never han
 before its ledger row is committed.
 
 With ``max_wait_s``, a row waits at most that long from its submission to its outcome for
-the locks of the store (``core.budget``): a batch that queued behind a batch that waited
+the locks of the store (``support.budget``): a batch that queued behind a batch that waited
 out a lock held elsewhere gets only what is left of its oldest row's time, so the waits
 of the two do not add up.
 
