@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from nodecert.core.tokens import mint_renewal_token, renewal_audience
 from nodecert.http.app import create_app
-from tests.nodeside import TRUST_DOMAIN, issue
+from tests.kit import TRUST_DOMAIN, issue
 
 SECRET = "s3cret-s3cret-s3cret"
 

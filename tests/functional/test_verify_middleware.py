@@ -8,7 +8,7 @@ import pytest
 
 from nodecert.testing import MemoryStore
 from nodecert.verify import NodeAccessMiddleware, client_certificate_from_scope
-from tests.nodeside import authority, decider, issue, new_ca
+from tests.kit import authority, decider, issue, new_ca
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ import pytest
 
 from nodecert.aws.authorizer import TargetSource, handle
 from nodecert.core.values import RevocationReason
-from nodecert.store.sqlite import SQLiteStore
-from tests.nodeside import ADMIN, admin_of, authority, decider, event, issue, new_ca, sign
+from nodecert.store.sqlite.store import SQLiteStore
+from tests.kit import ADMIN, admin_of, authority, decider, event, issue, new_ca, sign
 
 PATH = TargetSource("path:nodeId")
 
@@ -17,8 +17,8 @@ def store(request, tmp_path):
         yield store, store
         store.close()
         return
-    from nodecert.store.dynamodb import DynamoDBStore, create_tables
-    from nodecert.store.dynamodb_outbox import DynamoDBOutbox
+    from nodecert.store.dynamodb.outbox import DynamoDBOutbox
+    from nodecert.store.dynamodb.store import DynamoDBStore, create_tables
 
     client = request.getfixturevalue("aws_client")("dynamodb")
     unique = request.getfixturevalue("unique")

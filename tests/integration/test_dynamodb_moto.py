@@ -7,7 +7,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from nodecert.core.errors import StoreUnavailableError
-from nodecert.store.dynamodb import DynamoDBStore, create_tables
+from nodecert.store.dynamodb.store import DynamoDBStore, create_tables
 from tests.records import certificate
 
 
@@ -55,7 +55,7 @@ def test_a_missing_table_is_a_clear_store_error(aws_client, unique):
 
 def test_a_sweep_cut_short_is_finished_by_the_next_drain(aws_client, unique, monkeypatch):
     from nodecert.core.values import CertificateStatus, RevocationReason
-    from nodecert.store.dynamodb_outbox import DynamoDBOutbox
+    from nodecert.store.dynamodb.outbox import DynamoDBOutbox
     from tests.records import T0
 
     client = aws_client("dynamodb")

@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from nodecert.bootstrap import build_service
 from nodecert.core.tokens import mint_renewal_token, renewal_audience
 from nodecert.http.app import create_app
-from nodecert.store.dynamodb import create_tables
-from nodecert.store.dynamodb_limits import DynamoDBLimits
+from nodecert.store.dynamodb.limits import DynamoDBLimits
+from nodecert.store.dynamodb.store import create_tables
 from tests.conftest import make_settings
 from tests.integration.conftest import REGION
-from tests.nodeside import ADMIN, TRUST_DOMAIN, issue
+from tests.kit import ADMIN, TRUST_DOMAIN, issue
 
 
 @pytest.fixture

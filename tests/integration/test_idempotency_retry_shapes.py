@@ -24,9 +24,9 @@ from nodecert.core.errors import BackendUnavailableError, StoreUnavailableError
 from nodecert.core.values import CertificateRecord, Commit, SigningRequest
 from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
-from nodecert.store.dynamodb import create_tables
+from nodecert.store.dynamodb.store import create_tables
 from tests.integration.conftest import REGION
-from tests.nodeside import ADMIN, RECORDED_CLIENT_ID, api_event
+from tests.kit import ADMIN, RECORDED_CLIENT_ID, api_event
 
 from ..conftest import make_settings
 

@@ -25,7 +25,7 @@ from nodecert.cli import main
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.identity import Identity
-from nodecert.store.dynamodb import create_tables
+from nodecert.store.dynamodb.store import create_tables
 from tests.integration.test_template_issuing_ca import environment, resolved
 from tests.rehearsal.template import load, sam_translate
 
@@ -208,7 +208,7 @@ def test_the_issuer_signs_in_kms_under_the_operators_root(kms_stack, aws_client)
 def test_the_authorizer_trusts_the_packaged_chain_and_never_calls_kms(kms_stack):
     from nodecert.aws.authorizer import TargetSource, handle
     from nodecert.bootstrap import build_decider
-    from tests.nodeside import event
+    from tests.kit import event
 
     assert aws_lambda.lambda_handler(_event("rest_put_node_admin.json"), None)["statusCode"] == 200
     issued = aws_lambda.lambda_handler(_event("rest_generate_cert.json"), None)

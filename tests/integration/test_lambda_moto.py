@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from nodecert.aws import handler as aws_lambda
 from nodecert.core.identity import Identity
 from nodecert.core.tokens import mint_renewal_token, renewal_audience
-from nodecert.store.dynamodb import create_tables
-from nodecert.store.dynamodb_limits import DynamoDBLimits
+from nodecert.store.dynamodb.limits import DynamoDBLimits
+from nodecert.store.dynamodb.store import create_tables
 from tests.integration.test_acmpca_moto import create_active_ca
 from tests.rehearsal.scenario import pca_templates
 

@@ -19,7 +19,7 @@ from nodecert.core.values import RevocationReason
 from nodecert.http.app import create_app
 from nodecert.nodeside.access import DenyReason
 from nodecert.verify import RemoteDecider
-from tests.nodeside import ADMIN, LiveServer, issue
+from tests.kit import ADMIN, LiveServer, issue
 
 SECRET = "remote-decider-shared-secret"
 

@@ -9,7 +9,7 @@ from cryptography import x509
 
 from nodecert.cli import commands as cli
 from nodecert.client import Client, ServiceUnreachableError
-from nodecert.client.renew import (
+from nodecert.client.renewal.agent import (
     Backoff,
     KeyMismatchError,
     RenewalClientError,
@@ -23,7 +23,7 @@ from nodecert.core.errors import ConflictError, QuotaExceededError
 from nodecert.core.values import RevocationReason
 from nodecert.http.app import create_app
 from tests.files import unwritable
-from tests.nodeside import ADMIN, LiveServer, issue, write_client
+from tests.kit import ADMIN, LiveServer, issue, write_client
 from tests.processes import free_port
 
 
@@ -289,7 +289,7 @@ def test_a_hook_that_fails_during_watch_is_logged_and_the_watch_goes_on(tmp_path
 
 
 def test_a_hook_that_hangs_is_stopped(tmp_path, service, monkeypatch):
-    from nodecert.client import _hook as renew_client
+    from nodecert.client.renewal import _hook as renew_client
 
     old = issue(service.authority, "alice", "n1", admin=service.administration)
     cert, key = write_client(old, tmp_path, "n1")

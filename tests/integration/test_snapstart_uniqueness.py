@@ -25,7 +25,7 @@ import pytest
 
 from nodecert.aws import lifecycle
 from nodecert.bootstrap import build_service
-from nodecert.store.dynamodb import create_tables
+from nodecert.store.dynamodb.store import create_tables
 from tests.integration.test_acmpca_moto import create_active_ca
 
 from ..conftest import make_settings

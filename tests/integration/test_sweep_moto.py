@@ -20,9 +20,9 @@ import pytest
 from nodecert.aws import sweep
 from nodecert.bootstrap import build_service, settings_from_environment
 from nodecert.core.values import RevocationReason
-from nodecert.store.dynamodb import create_tables
+from nodecert.store.dynamodb.store import create_tables
 from tests.integration.test_acmpca_moto import create_active_ca
-from tests.nodeside import issue
+from tests.kit import issue
 
 
 @dataclass
@@ -284,7 +284,7 @@ def test_a_run_reads_the_queue_by_consistent_query_and_scans_nothing_per_batch(
 
 
 def test_once_the_older_layout_stayed_empty_for_an_hour_nobody_scans_again(service):
-    from nodecert.store._dynamodb_upgrade import QUIET
+    from nodecert.store.dynamodb.upgrade import QUIET
 
     _queue(service, 1)
     outbox = service.administration.outbox
@@ -394,7 +394,7 @@ def test_an_older_versions_queue_in_the_limits_table_is_moved_and_drained(
 def test_an_item_an_older_function_writes_during_the_deploy_is_moved_by_a_later_run(
     service, aws_client
 ):
-    from nodecert.store._dynamodb_upgrade import CHECK_EVERY
+    from nodecert.store.dynamodb.upgrade import CHECK_EVERY
 
     outbox = service.administration.outbox
     now = service.authority.clock()

@@ -13,11 +13,11 @@ import pytest
 from cfnlint.decode import decode
 
 from nodecert.aws.handler import ROUTE_KEYS
-from nodecert.backends.acmpca import NODE_TEMPLATE_ARN, api_passthrough_template
+from nodecert.backends.acmpca.backend import NODE_TEMPLATE_ARN, api_passthrough_template
 from nodecert.core.config import Settings
-from nodecert.store._dynamodb import LIMITS_TTL_ATTRIBUTE
-from nodecert.store._dynamodb_upgrade import MOVED, OLD_PREFIXES, REVOKE, SWEEP
-from nodecert.store.dynamodb import table_definitions
+from nodecert.store.dynamodb.store import table_definitions
+from nodecert.store.dynamodb.tables import LIMITS_TTL_ATTRIBUTE
+from nodecert.store.dynamodb.upgrade import MOVED, OLD_PREFIXES, REVOKE, SWEEP
 from tests.rehearsal.template import (
     TEMPLATE,
     body_digest,
@@ -140,12 +140,12 @@ def _actions(statement):
 def test_iam_allows_only_the_calls_the_adapters_make(template):
     allowed = set().union(*(_actions(s) for s in _statements(template)))
     called = (
-        _calls("backends/acmpca.py", "acm-pca")
-        | _calls("store/dynamodb.py", "dynamodb")
-        | _calls("store/dynamodb_limits.py", "dynamodb")
-        | _calls("store/dynamodb_outbox.py", "dynamodb")
-        | _calls("store/_dynamodb_upgrade.py", "dynamodb")
-        | _calls("store/_dynamodb.py", "dynamodb")
+        _calls("backends/acmpca/backend.py", "acm-pca")
+        | _calls("store/dynamodb/store.py", "dynamodb")
+        | _calls("store/dynamodb/limits.py", "dynamodb")
+        | _calls("store/dynamodb/outbox.py", "dynamodb")
+        | _calls("store/dynamodb/upgrade.py", "dynamodb")
+        | _calls("store/dynamodb/tables.py", "dynamodb")
     )
     assert called == allowed
 
@@ -158,10 +158,10 @@ def test_each_table_allows_only_the_calls_of_its_adapter(template):
     ledger_statements = [by_sid[sid] for sid in LEDGER_SIDS]
     ledger = set().union(*map(_actions, ledger_statements))
     limits = by_sid["RenewalTokensAndRateBuckets"]
-    assert ledger == _calls("store/dynamodb.py", "dynamodb")
+    assert ledger == _calls("store/dynamodb/store.py", "dynamodb")
     # The limits table: tokens and buckets, and the audit trail (put, and scanned to list).
     audit = {"dynamodb:PutItem", "dynamodb:Scan"}
-    assert _actions(limits) == _calls("store/dynamodb_limits.py", "dynamodb") | audit
+    assert _actions(limits) == _calls("store/dynamodb/limits.py", "dynamodb") | audit
     assert limits["Resource"] == {"Fn::GetAtt": ["LimitsTable", "Arn"]}
     assert "LimitsTable" not in str([s["Resource"] for s in ledger_statements])
     # The outbox table: a revocation queues (put) and is taken off (delete), in its own two
@@ -178,7 +178,7 @@ def test_each_table_allows_only_the_calls_of_its_adapter(template):
 def test_the_ledger_grants_are_as_narrow_as_the_calls(template):
     by_sid = {s["Sid"]: s for s in _statements(template)}
     # Every query names an index; only the node directory is ever deleted from.
-    source = (SRC / "store" / "dynamodb.py").read_text()
+    source = (SRC / "store" / "dynamodb" / "store.py").read_text()
     assert source.count("self._client.query(") + source.count('"IndexName"') >= 2
     assert _actions(by_sid["LedgerIndexes"]) == {"dynamodb:Query"}
     assert all("/index/*" in str(r) for r in by_sid["LedgerIndexes"]["Resource"])
@@ -556,8 +556,8 @@ def test_the_sweep_runs_on_a_schedule_and_may_only_revoke(template, transformed)
     }
     # What the outbox and the upgrade call is exactly what the sweep may do, plus the
     # audit trail's calls (never made by a sweep: finish_revocations records no audit).
-    called = _calls("store/dynamodb_outbox.py", "dynamodb")
-    called |= _calls("store/_dynamodb_upgrade.py", "dynamodb")
+    called = _calls("store/dynamodb/outbox.py", "dynamodb")
+    called |= _calls("store/dynamodb/upgrade.py", "dynamodb")
     assert called == actions - {"acm-pca:RevokeCertificate", "kms:GetPublicKey"}
     variables = _variables(template, "RevocationSweepFunction")
     shared = _variables(template, "NodecertFunction")
@@ -716,8 +716,8 @@ def test_the_issuance_half_deploys_without_any_node_parameter(template, transfor
 
 # Alarms: each counts what the code logs, or a Lambda metric of a function of the stack.
 ALARMED_LOGS = {
-    "NodecertFunctionLogs": ("backends/pca_calls.py",),
-    "RevocationSweepFunctionLogs": ("backends/pca_calls.py", "aws/sweep.py"),
+    "NodecertFunctionLogs": ("backends/acmpca/calls.py",),
+    "RevocationSweepFunctionLogs": ("backends/acmpca/calls.py", "aws/sweep.py"),
     "NodeAuthorizerFunctionLogs": ("aws/authorizer.py", "nodeside/access.py"),
 }
 
@@ -750,8 +750,8 @@ def _lambda_lines(caplog):
 def test_the_throttling_filter_counts_what_pca_calls_log(template, caplog):
     import botocore.exceptions
 
-    from nodecert.backends.pca_calls import Pacing, PCAError, call_with_retries
-    from nodecert.backends.pca_shapes import RetryPolicy
+    from nodecert.backends.acmpca.calls import Pacing, PCAError, call_with_retries
+    from nodecert.backends.acmpca.parameters import RetryPolicy
     from nodecert.core.errors import BackendUnavailableError
 
     def throttled():

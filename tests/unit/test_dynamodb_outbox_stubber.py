@@ -19,7 +19,7 @@ from botocore.stub import Stubber
 
 from nodecert.core.errors import StoreUnavailableError
 from nodecert.core.values import RevocationReason
-from nodecert.store.dynamodb_outbox import DynamoDBOutbox
+from nodecert.store.dynamodb.outbox import DynamoDBOutbox
 
 NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 MARKER = {"queue": {"S": "moved"}, "id": {"S": "limits"}}
@@ -181,7 +181,7 @@ def test_within_a_minute_a_second_batch_does_not_look_at_the_limits_table_again(
 
 
 def test_an_older_layouts_items_are_moved_whole_and_other_keys_are_not():
-    from nodecert.store._dynamodb_upgrade import moved_item
+    from nodecert.store.dynamodb.upgrade import moved_item
 
     queued = {
         "key": {"S": "revoke#0a"},

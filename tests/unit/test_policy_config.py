@@ -516,9 +516,9 @@ def test_log_format_and_metrics_take_their_words_only(name: str, value: str) -> 
 
 
 def test_every_setting_has_exactly_one_parser() -> None:
-    from nodecert.core import config
+    from nodecert.core import setting_parsers
 
-    assert set(config._PARSERS) == set(Settings.__dataclass_fields__)
+    assert set(setting_parsers.PARSERS) == set(Settings.__dataclass_fields__)
 
 
 @pytest.mark.parametrize(
@@ -531,16 +531,16 @@ def test_every_setting_has_exactly_one_parser() -> None:
     ],
 )
 def test_choices_are_typed_whether_read_or_given(name: str, raw: str, expected: str) -> None:
-    from nodecert.core import config
+    from nodecert.core import setting_parsers
 
-    parsed = config._PARSERS[name](f"NODECERT_{name.upper()}", raw)
-    assert isinstance(parsed, config._CHOICES[name])
+    parsed = setting_parsers.PARSERS[name](f"NODECERT_{name.upper()}", raw)
+    assert isinstance(parsed, setting_parsers.CHOICES[name])
     assert parsed == expected
     # Settings made in code turn the string into the enum too.
     extra = {"acmpca_ca_arn": "arn:aws:acm-pca:eu-west-1:1:certificate-authority/x"}
     extra |= {"database_url": "postgresql://db/n"} if expected == "postgres" else {}
     made = Settings(**{name: expected}, **extra)  # type: ignore[arg-type]
-    assert isinstance(getattr(made, name), config._CHOICES[name])
+    assert isinstance(getattr(made, name), setting_parsers.CHOICES[name])
 
 
 @pytest.mark.parametrize("raw", ["²", "1" * 40, "8e3", "0x10", ""])

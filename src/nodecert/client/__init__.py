@@ -19,7 +19,7 @@ the same fields as on the service; no answer at all is :class:`ServiceUnreachabl
     ├── BackendUnavailableError
     │   └── ServiceUnreachableError   refused, unresolvable, timed out, TLS failed
     ├── UnexpectedReplyError          a 2xx reply this client cannot read
-    └── RenewalClientError            renewal files or deploy hook (nodecert.client.renew)
+    └── RenewalClientError            renewal files or deploy hook (nodecert.client.renewal.agent)
         └── KeyMismatchError          the key is not the certificate's
 
 Only the standard library is used for HTTP (:class:`UrllibTransport`); tests point the
