@@ -21,7 +21,7 @@ from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
 from nodecert.core.tokens import mint_renewal_token, renewal_audience
 from nodecert.http.routes import Routes
-from tests.nodeside import TRUST_DOMAIN, api_event, issue
+from tests.kit import TRUST_DOMAIN, api_event, issue
 
 
 def event(name, *, pop=None, **changes):

@@ -18,7 +18,7 @@ import pytest
 from cryptography import x509
 from fastapi.testclient import TestClient
 
-from nodecert.backends.local_files import key_id
+from nodecert.backends.local.home import key_id
 from nodecert.bootstrap import build_decider, build_service
 from nodecert.cli import main
 from nodecert.http.app import create_app

@@ -6,7 +6,7 @@ extensions, so their certificates are made here with the local CA's tooling and 
 with ``ImportCertificateAuthorityCertificate``, as an operator installs a subordinate's
 certificate; moto then answers ``GetCertificateAuthorityCertificate`` with them over real
 HTTP. The client certificates are signed with the subordinates' keys, exactly as PCA's
-passthrough template makes them (``tests/nodeside.py``).
+passthrough template makes them (``tests/kit.py``).
 
 The authorizer is wired from settings as on Lambda (``build_decider``), fed recorded API
 Gateway events: before the rotation's setting it refuses the old subordinate's
@@ -23,16 +23,16 @@ from typing import Any
 import pytest
 
 from nodecert.aws.authorizer import TargetSource, handle
-from nodecert.backends.hierarchy import make_intermediate, make_root
-from nodecert.backends.local import LocalCA
-from nodecert.backends.local_files import ca_name
+from nodecert.backends.local.ca import LocalCA
+from nodecert.backends.local.hierarchy import make_intermediate, make_root
+from nodecert.backends.local.home import ca_name
 from nodecert.bootstrap import _ca, build_decider
 from nodecert.core.config import Settings
 from nodecert.core.keys import KeyType, generate_private_key
 from nodecert.core.values import RevocationReason
 from nodecert.issuing.issuers import IssuerState, issuer_statuses
-from nodecert.store.sqlite import SQLiteStore
-from tests.nodeside import TRUST_DOMAIN, event, record, sign
+from nodecert.store.sqlite.store import SQLiteStore
+from tests.kit import TRUST_DOMAIN, event, record, sign
 
 ORG = "nodecert"
 REST = "authorizer_rest_request.json"
@@ -64,7 +64,7 @@ def _pem(certificate: Any) -> bytes:
 
 @pytest.fixture(scope="module")
 def pki(aws_env: None, moto_endpoint: str) -> dict[str, Any]:
-    from nodecert.awsclients import make_client
+    from nodecert.support.awsclients import make_client
 
     pca = make_client("acm-pca", region="eu-west-1", max_attempts=1, endpoint_url=moto_endpoint)
     now = datetime.now(UTC)
@@ -199,6 +199,6 @@ def test_revocation_reaches_the_subordinate_that_issued(env, pki, store):
 
 
 def _colon_hex(serial: int) -> str:
-    from nodecert.backends.acmpca import pca_serial
+    from nodecert.backends.acmpca.backend import pca_serial
 
     return pca_serial(serial)

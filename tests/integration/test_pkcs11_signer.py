@@ -161,7 +161,7 @@ def test_rotating_onto_a_new_key_label_in_the_token(
 ) -> None:
     from cryptography import x509
 
-    from nodecert.backends.local_files import key_id
+    from nodecert.backends.local.home import key_id
     from tests.integration.test_rotation import _issuers, _key, _leaf, _renew
 
     caplog.set_level(logging.DEBUG)

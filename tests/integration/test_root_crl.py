@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from nodecert.backends.local_files import key_id
+from nodecert.backends.local.home import key_id
 from nodecert.cli import main
 from nodecert.core.keys import KeyType, generate_private_key
 
@@ -41,7 +41,7 @@ def _pem(certificate: x509.Certificate) -> bytes:
 def test_a_root_crl_needs_a_root_and_its_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from nodecert.backends.hierarchy import key_bytes
+    from nodecert.backends.local.hierarchy import key_bytes
 
     one_tier = tmp_path / "old"
     _one_tier_home(one_tier)
@@ -128,7 +128,7 @@ def test_the_root_revokes_the_intermediate_retired_at_once_and_never_forgets_it(
 
 def _ledger(home: Path) -> None:
     # A home in use has its ledger; commands on the home refuse a directory without one.
-    from nodecert.store.sqlite import SQLiteStore
+    from nodecert.store.sqlite.store import SQLiteStore
 
     SQLiteStore(home / "nodecert.db").close()
 

@@ -127,7 +127,7 @@ def test_the_cli_reports_a_bad_ca_as_one_line(clients, moto_endpoint, capsys):
 def test_a_local_two_tier_chain_from_a_file_is_the_truststore(
     clients, moto_endpoint, tmp_path, capsys
 ):
-    from nodecert.backends.local import LocalCA
+    from nodecert.backends.local.ca import LocalCA
 
     _, s3 = clients
     bucket = _bucket(s3)
@@ -249,8 +249,8 @@ def test_a_subordinate_ca_brings_its_chain():
 def subordinates(clients):
     from datetime import UTC, datetime
 
-    from nodecert.backends.hierarchy import make_intermediate, make_root
-    from nodecert.backends.local_files import ca_name
+    from nodecert.backends.local.hierarchy import make_intermediate, make_root
+    from nodecert.backends.local.home import ca_name
     from nodecert.core.keys import KeyType, generate_private_key
 
     pca, _ = clients

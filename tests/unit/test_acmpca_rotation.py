@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from nodecert.backends.acmpca import ACMPCABackend
+from nodecert.backends.acmpca.backend import ACMPCABackend
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
 from nodecert.core.values import RevocationReason
 from nodecert.issuing.issuers import IssuerState, issuer_statuses

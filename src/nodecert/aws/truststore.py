@@ -112,7 +112,7 @@ def chains_pem(pca: Any, ca_arns: Sequence[str]) -> tuple[str, int]:
 
 
 def _pca_chain(pca: Any, ca_arn: str) -> list[x509.Certificate]:
-    from nodecert.awsclients import botocore_errors, error_code, error_message
+    from nodecert.support.awsclients import botocore_errors, error_code, error_message
 
     try:
         response = pca.get_certificate_authority_certificate(CertificateAuthorityArn=ca_arn)
@@ -212,7 +212,7 @@ def publish_pem(s3: Any, pem: str, count: int, *, bucket: str, key: str) -> Publ
         NotFoundError: no such bucket.
         BackendUnavailableError: S3 refused.
     """
-    from nodecert.awsclients import botocore_errors, error_code, error_message
+    from nodecert.support.awsclients import botocore_errors, error_code, error_message
 
     digest = hashlib.sha256(pem.encode()).hexdigest()
     uri = f"s3://{bucket}/{key}"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from nodecert.cli.common import CLIError, UsageError
 
 if TYPE_CHECKING:
-    from nodecert.backends.signer import ExternalSigner
+    from nodecert.backends.signers.external import ExternalSigner
     from nodecert.core.config import Settings
 
 __all__ = ["NextKey", "add_next_key_options", "next_key", "restart_note"]

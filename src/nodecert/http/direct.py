@@ -26,7 +26,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nodecert.core.blocking import WouldBlockError, never_wait
 from nodecert.core.errors import AuthenticationError, InvalidRequestError, PayloadTooLargeError
 from nodecert.core.values import Commit
 from nodecert.http.contract import (
@@ -38,6 +37,7 @@ from nodecert.http.contract import (
 )
 from nodecert.http.routes import Routes, log_issued
 from nodecert.issuing.authority import IssuedCertificate
+from nodecert.support.blocking import WouldBlockError, never_wait
 
 __all__ = ["BodyLimit", "DirectEndpoint", "NodecertAPI", "issuance", "render", "single_header"]
 
