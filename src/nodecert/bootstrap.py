@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -262,7 +263,8 @@ def build_decider(settings: Settings) -> AccessDecider:
     It needs the store and the CA certificates only: no token verifier, no dev issuer,
     nothing written to disk, and never a CA of its own. The certificates come from
     ``NODECERT_CA_BUNDLE`` (the CA is never contacted), from ACM PCA
-    (``NODECERT_CA=acmpca`` and ``NODECERT_ACMPCA_CA_ARN``), or from the local CA's
+    (``NODECERT_CA=acmpca`` and ``NODECERT_ACMPCA_CA_ARN``, with the CAs of
+    ``NODECERT_ACMPCA_RETIRING_ARNS`` and ``_RETIRED_ARNS``), or from the local CA's
     certificate ``<home>/ca/ca.crt`` when that CA already exists (its key is not read).
 
     Raises:
@@ -285,7 +287,10 @@ def build_decider(settings: Settings) -> AccessDecider:
         stores = _stores(settings)
         return _decider(settings, tuple, stores.ledger, stores.nodes, issuers)
     stores = _stores(settings)
-    return _decider(settings, _ca(settings).chain, stores.ledger, stores.nodes)
+    ca = _ca(settings)
+    # ACM PCA names its issuing, retiring and retired CAs (a rotation's overlap).
+    issuer_source = ca if isinstance(ca, IssuerSource) else None
+    return _decider(settings, ca.chain, stores.ledger, stores.nodes, issuer_source)
 
 
 def _decider(
@@ -461,7 +466,26 @@ def _local_ca(settings: Settings) -> CABackend:
         key_type=settings.ca_key_type,
         passphrase=settings.ca_passphrase,
         signer=issuing_signer(settings),
+        key_refs=_key_refs(settings),
     )
+
+
+def _key_refs(settings: Settings) -> Callable[[str], ExternalSigner]:
+    # A retired issuing CA whose key was held elsewhere keeps its reference
+    # (``kms:<key id>``, ``pkcs11:<label>``): its CRLs are signed there, with this service's
+    # region, module, token and PIN.
+    def reach(reference: str) -> ExternalSigner:
+        kind, _, name = reference.partition(":")
+        if kind == "kms" and name:
+            return kms_signer(dataclasses.replace(settings, ca_kms_key_id=name))
+        if kind == "pkcs11" and name and settings.ca_pkcs11_module is not None:
+            chosen = dataclasses.replace(settings, ca_pkcs11_key_label=name, ca_kms_key_id=None)
+            signer = issuing_signer(chosen)
+            if signer is not None:
+                return signer
+        raise ConfigurationError(f"{reference[:120]!r} names no key this service can reach")
+
+    return reach
 
 
 def _acmpca(settings: Settings) -> CABackend:
@@ -476,6 +500,8 @@ def _acmpca(settings: Settings) -> CABackend:
         ca_arn=settings.acmpca_ca_arn,
         short_lived_ca_arn=settings.acmpca_short_lived_ca_arn,
         template_arn=settings.acmpca_template_arn,
+        retiring_ca_arns=settings.acmpca_retiring_arns,
+        retired_ca_arns=settings.acmpca_retired_arns,
         organization=settings.organization,
         trust_domain=settings.trust_domain,
     )

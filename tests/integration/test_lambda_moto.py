@@ -10,6 +10,7 @@ the moto server through ``AWS_ENDPOINT_URL``.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,45 @@ def test_a_node_server_certificate_renews_through_pca_with_its_profile_and_dns_n
     revoked = aws_lambda.lambda_handler(_renew_event("rest_renew.json", late), None)
     assert revoked["statusCode"] == 403, revoked["body"]
     assert len(templates) == 2
+
+
+def _issuers_event():
+    raw = event("rest_ca.json")
+    raw.update(resource="/v1/ca/issuers", path="/v1/ca/issuers")
+    return raw
+
+
+def test_after_a_pca_rotation_the_lambda_says_the_old_ca_retires_and_renews_onto_the_new(
+    moto_chain, aws_client, monkeypatch
+):
+    # Issued by the CA the function used until now.
+    aws_lambda.lambda_handler(event("rest_put_node_admin.json"), None)
+    issued = json.loads(aws_lambda.lambda_handler(event("rest_generate_cert.json"), None)["body"])
+    certificate = x509.load_pem_x509_certificate(issued["certificate"].encode())
+    key = serialization.load_pem_private_key(issued["privateKey"].encode(), None)
+    old = os.environ["NODECERT_ACMPCA_CA_ARN"]
+    before = json.loads(aws_lambda.lambda_handler(_issuers_event(), None)["body"])["issuers"]
+    assert {i["status"] for i in before} == {"active"}
+
+    # The deploy of step 3 (docs/aws.md, "Rotating the issuing CA"): a new issuing CA, the
+    # old one retiring. A new container reads the new environment.
+    pca = aws_client("acm-pca")
+    new = create_active_ca(pca)
+    monkeypatch.setenv("NODECERT_ACMPCA_CA_ARN", new)
+    monkeypatch.setenv("NODECERT_ACMPCA_RETIRING_ARNS", old)
+    aws_lambda.application.cache_clear()
+
+    answer = aws_lambda.lambda_handler(_issuers_event(), None)
+    assert answer["statusCode"] == 200, answer["body"]
+    states = {i["keyId"]: i["status"] for i in json.loads(answer["body"])["issuers"]}
+    aki = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier is not None
+    assert states[aki.key_identifier.hex()] == "retiring"
+    assert sorted(states.values()) == ["active", "retiring"]
+
+    token = mint_renewal_token(certificate, key, audience=renewal_audience(TRUST_DOMAIN))
+    renewed = aws_lambda.lambda_handler(_renew_event("rest_renew.json", token), None)
+    assert renewed["statusCode"] == 201, renewed["body"]
+    successor = x509.load_pem_x509_certificate(json.loads(renewed["body"])["certificate"].encode())
+    new_ca = pca.get_certificate_authority_certificate(CertificateAuthorityArn=new)["Certificate"]
+    successor.verify_directly_issued_by(x509.load_pem_x509_certificate(new_ca.encode()))

@@ -147,3 +147,69 @@ def test_certificates_and_crls_signed_in_the_token_pass_every_check(
     # The PIN is nowhere: not in the logs, not in the home.
     assert PIN not in caplog.text
     assert all(PIN.encode() not in p.read_bytes() for p in home.rglob("*") if p.is_file())
+
+
+# Rotating onto another key in the token (`nodecert ca rotate --pkcs11-key-label`).
+
+
+def test_rotating_onto_a_new_key_label_in_the_token(
+    hsm_env: Env,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from cryptography import x509
+
+    from nodecert.backends.local.home import key_id
+    from tests.integration.test_rotation import _issuers, _key, _leaf, _renew
+
+    caplog.set_level(logging.DEBUG)
+    env = hsm_env
+    home = env.service.settings.home
+    env.add_node("n1", "alice")
+    old = env.issue("alice", "n1", keyType="ec-p256")
+    old_issuer = env.service.authority.ca.chain()[0]
+    current = env.service.settings.ca_pkcs11_key_label
+    before = (home / "ca" / "ca.crt").read_bytes()
+    capsys.readouterr()
+    # Failure paths first: no next key named, the same label, a KMS key for a token home.
+    assert main(["ca", "rotate"]) == 1
+    assert "--pkcs11-key-label" in capsys.readouterr().err
+    assert main(["ca", "rotate", "--pkcs11-key-label", current]) == 1
+    assert "is the issuing key already" in capsys.readouterr().err
+    assert main(["ca", "rotate", "--kms-key-id", "alias/next"]) == 2
+    assert (home / "ca" / "ca.crt").read_bytes() == before
+    # The next key pair is generated in the token; the intermediate is signed by the root.
+    label = f"{current[:40]}-next"
+    assert main(["ca", "rotate", "--pkcs11-key-label", label]) == 0
+    assert f"set NODECERT_CA_PKCS11_KEY_LABEL={label}" in capsys.readouterr().out
+    assert not (home / "ca" / "ca.key").exists()
+    assert (home / "ca" / "ca.keyref").read_text() == f"pkcs11:{label}"
+    retired = home / "ca" / "retired" / key_id(old_issuer)
+    assert (retired / "ca.keyref").read_text() == f"pkcs11:{current}"
+    settings = _settings(home, ca_pkcs11_key_label=label)
+    service = build_service(settings)  # type: ignore[arg-type]
+    try:
+        with TestClient(create_app(service), raise_server_exceptions=False) as client:
+            restarted = Env(service, client)
+            new_issuer = service.authority.ca.chain()[0]
+            assert new_issuer != old_issuer
+            new = restarted.issue("alice", "n1", keyType="ec-p256")
+            _leaf(new).verify_directly_issued_by(new_issuer)
+            assert _issuers(restarted)[key_id(old_issuer)] == "retiring"
+            for issued in (old, new):
+                assert service.decider.decide(_leaf(issued), "n1").allowed
+            crl = x509.load_der_x509_crl(client.get("/v1/crl").content)
+            assert crl.is_signature_valid(new_issuer.public_key())  # type: ignore[arg-type]
+            renewed = _renew(restarted, _leaf(old), _key(old))
+            assert renewed.status_code == 201, renewed.text
+            assert _leaf(renewed.json()).issuer == new_issuer.subject
+            # The retiring issuer's CRL is signed in the token by the old label's key.
+            reply = client.get("/v1/crl", params={"issuer": key_id(old_issuer)})
+            assert reply.status_code == 200, reply.text
+            old_crl = x509.load_der_x509_crl(reply.content)
+            assert old_crl.is_signature_valid(old_issuer.public_key())  # type: ignore[arg-type]
+    finally:
+        service.close()
+    assert PIN not in caplog.text

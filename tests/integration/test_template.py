@@ -199,7 +199,7 @@ def test_issuance_is_limited_to_the_passthrough_templates(template):
 
 # Open at API Gateway: the CA chain, liveness, and renewal, whose Bearer token is a
 # proof-of-possession JWT (nodecert.issuing.renewal) that a Cognito authorizer would reject.
-OPEN_ROUTES = {"GET /v1/ca", "GET /healthz", "POST /v1/renew"}
+OPEN_ROUTES = {"GET /v1/ca", "GET /v1/ca/issuers", "GET /healthz", "POST /v1/renew"}
 
 
 API_FUNCTIONS = ("NodecertFunction", "NodecertAdminFunction")
@@ -425,7 +425,8 @@ def test_the_authorizer_may_read_two_items_and_the_ca_chain_only(template):
         for action in _actions(s)
     }
     assert grants == {
-        ("acm-pca:GetCertificateAuthorityCertificate", str({"Ref": "CertificateAuthority"})),
+        # The subordinate slots of a rotation (slot B exists only then; shapes below).
+        ("acm-pca:GetCertificateAuthorityCertificate", str([{"Ref": "CertificateAuthority"}])),
         (
             "dynamodb:GetItem",
             str(

@@ -101,8 +101,10 @@ def grants(stack, function):
     for policy in stack.resolve(role.get("Policies", [])):
         for statement in policy["PolicyDocument"]["Statement"]:
             actions = statement["Action"]
+            resources = statement["Resource"]
             for action in [actions] if isinstance(actions, str) else actions:
-                pairs.add((action, str(statement["Resource"])))
+                for resource in resources if isinstance(resources, list) else [resources]:
+                    pairs.add((action, str(resource)))
     return pairs
 
 

@@ -239,3 +239,83 @@ def test_a_subordinate_ca_brings_its_chain():
     assert count == 2
     expected = [x509.load_pem_x509_certificate(ca.cert_pem.bytes()) for ca in (intermediate, root)]
     assert x509.load_pem_x509_certificates(pem.encode()) == expected
+
+
+# A rotation of the two-tier PCA shape: API Gateway looks the client certificate's issuer up
+# in the truststore, so the new subordinate and the retiring one must both be there.
+
+
+@pytest.fixture(scope="module")
+def subordinates(clients):
+    from datetime import UTC, datetime
+
+    from nodecert.backends.local.hierarchy import make_intermediate, make_root
+    from nodecert.backends.local.home import ca_name
+    from nodecert.core.keys import KeyType, generate_private_key
+
+    pca, _ = clients
+    now = datetime.now(UTC)
+    root_key = generate_private_key(KeyType.EC_P256)
+    root = make_root(root_key, "nodecert", now)
+    made = {"root": root}
+    for name in ("old", "new"):
+        key = generate_private_key(KeyType.EC_P256)
+        certificate = make_intermediate(
+            key.public_key(),
+            ca_name("nodecert", f"issuer {name}"),
+            root_key=root_key,
+            root=root,
+            now=now,
+        )
+        arn = pca.create_certificate_authority(
+            CertificateAuthorityConfiguration={
+                "KeyAlgorithm": "EC_prime256v1",
+                "SigningAlgorithm": "SHA256WITHECDSA",
+                "Subject": {"CommonName": name},
+            },
+            CertificateAuthorityType="SUBORDINATE",
+        )["CertificateAuthorityArn"]
+        pca.import_certificate_authority_certificate(
+            CertificateAuthorityArn=arn,
+            Certificate=certificate.public_bytes(Encoding.PEM),
+            CertificateChain=root.public_bytes(Encoding.PEM),
+        )
+        made[name], made[arn] = certificate, certificate
+        made[f"{name}-arn"] = arn
+    return made
+
+
+def test_a_rotation_truststore_holds_both_subordinates_and_the_root_once(
+    clients, subordinates, moto_endpoint, capsys
+):
+    _, s3 = clients
+    bucket = _bucket(s3)
+    new, old = subordinates["new-arn"], subordinates["old-arn"]
+    argv = ["aws", "truststore", "--ca-arn", new, "--ca-arn", old, "--bucket", bucket]
+    assert main([*argv, "--region", REGION, "--endpoint-url", moto_endpoint]) == 0
+    assert "(3 certificate(s), written)" in capsys.readouterr().out
+    stored = s3.get_object(Bucket=bucket, Key="truststore.pem")["Body"].read()
+    expected = [subordinates["new"], subordinates["old"], subordinates["root"]]
+    assert x509.load_pem_x509_certificates(stored) == expected
+    # The same two again write nothing; the new one alone (the overlap is over) does.
+    again = publish(clients[0], s3, ca_arn=[new, old], bucket=bucket, key="truststore.pem")
+    assert not again.changed
+    alone = publish(clients[0], s3, ca_arn=new, bucket=bucket, key="truststore.pem")
+    assert alone.changed and alone.certificates == 2
+
+
+def test_a_rotation_ca_file_needs_every_issuer_after_its_certificate(
+    clients, subordinates, moto_endpoint, tmp_path, capsys
+):
+    # GET /v1/ca during a PCA rotation: the issuing CA, the retiring one, the root last.
+    _, s3 = clients
+    ordered = [subordinates["new"], subordinates["old"], subordinates["root"]]
+    path = tmp_path / "ca.pem"
+    path.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in ordered))
+    argv = ["aws", "truststore", "--ca-file", str(path), "--bucket", _bucket(s3)]
+    assert main([*argv, "--region", REGION, "--endpoint-url", moto_endpoint]) == 0
+    # Without the root, the subordinates' issuer is nowhere after them.
+    path.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in ordered[:2]))
+    assert main([*argv, "--region", REGION, "--endpoint-url", moto_endpoint]) == 1
+    err = capsys.readouterr().err
+    assert "not in order: the issuer of" in err and "issuer new" in err

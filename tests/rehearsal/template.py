@@ -177,19 +177,38 @@ ISSUING_CA_CONDITIONS = ("PrivateCA", "PrivateCATwoTier", "KMSIssuingKey")
 ISSUING_CAS = ("PrivateCA", "PrivateCATwoTier", "KMS")
 
 
-def issuing_ca_shape(template: dict[str, Any], issuing_ca: str) -> dict[str, Any]:
-    """``template`` as deployed with ``IssuingCA: issuing_ca``, everything else untouched.
+def issuing_ca_shape(
+    template: dict[str, Any],
+    issuing_ca: str,
+    *,
+    issuing_subordinate: str = "A",
+    other_subordinate: str = "None",
+) -> dict[str, Any]:
+    """``template`` as deployed with ``IssuingCA: issuing_ca`` (and the subordinate slots
+    of a rotation, ``IssuingSubordinate`` and ``OtherSubordinate``), everything else
+    untouched.
 
-    Every ``Fn::If`` on a condition that IssuingCA decides is replaced by its branch
+    Every ``Fn::If`` on a condition that these parameters decide is replaced by its branch
     (``AWS::NoValue`` dropped), and resources under such a condition that is false are
     left out; other intrinsics and conditions stay as written.
     """
     known = {"PrivateCA", "PrivateCATwoTier", "KMS"}
     assert issuing_ca in known, issuing_ca
+    assert issuing_subordinate in ("A", "B"), issuing_subordinate
+    assert other_subordinate in ("None", "Staged", "Retiring", "Retired"), other_subordinate
+    two_tier = issuing_ca == "PrivateCATwoTier"
+    from_b = two_tier and issuing_subordinate == "B"
+    other = two_tier and other_subordinate != "None"
     truth = {
         "PrivateCA": issuing_ca != "KMS",
-        "PrivateCATwoTier": issuing_ca == "PrivateCATwoTier",
+        "PrivateCATwoTier": two_tier,
         "KMSIssuingKey": issuing_ca == "KMS",
+        "IssuingFromB": from_b,
+        "OtherSubordinatePresent": other,
+        "OtherSubordinateRetiring": two_tier and other_subordinate == "Retiring",
+        "OtherSubordinateRetired": two_tier and other_subordinate == "Retired",
+        "SubordinateA": issuing_ca != "KMS" and (not from_b or other),
+        "SubordinateB": from_b or other,
     }
     no_value = {"Ref": "AWS::NoValue"}
     dropped = object()

@@ -61,7 +61,7 @@ PROPERTIES = settings(
 BEARER_ROUTES = [
     key.replace("{nodeId}", "n1").replace("{serial}", _CERT.serial).replace("{userId}", "alice")
     for key in ROUTE_KEYS
-    if key not in ("GET /v1/ca", "GET /healthz", "POST /v1/renew")
+    if key not in ("GET /v1/ca", "GET /v1/ca/issuers", "GET /healthz", "POST /v1/renew")
 ]
 
 

@@ -616,7 +616,8 @@ def test_chain_with_two_cas_lists_both_without_duplicates(client, stub, clock):
 
     chain = make_backend(client, clock, short_lived_ca_arn=SHORT).chain()
 
-    assert list(chain) == [general, root, short]
+    # The issuing CAs first, the root last (the CABackend contract).
+    assert list(chain) == [general, short, root]
 
 
 def test_chain_of_an_inactive_ca_is_backend_unavailable(client, stub, clock):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -219,6 +220,16 @@ FULL_ENV = {
     "NODECERT_CA_PASSPHRASE": "correct horse battery staple",
     "NODECERT_ACMPCA_CA_ARN": "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/x",
     "NODECERT_ACMPCA_SHORT_LIVED_CA_ARN": "arn:aws:acm-pca:eu-west-1:111:certificate-authority/y",
+    "NODECERT_ACMPCA_RETIRING_ARNS": (
+        "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/"
+        "0b5e4f8c-1c2d-4e5f-8a9b-0c1d2e3f4a5b, "
+        "arn:aws-us-gov:acm-pca:us-gov-west-1:111122223333:certificate-authority/"
+        "1b5e4f8c-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+    ),
+    "NODECERT_ACMPCA_RETIRED_ARNS": (
+        "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/"
+        "2b5e4f8c-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+    ),
     "NODECERT_ACMPCA_TEMPLATE_ARN": "arn:aws:acm-pca:::template/EndEntityCertificate/V1",
     "NODECERT_AWS_REGION": "eu-west-1",
     "NODECERT_STORE": "postgres",
@@ -292,6 +303,10 @@ def test_every_setting_is_read_and_converted():
     assert settings.acmpca_ca_arn == FULL_ENV["NODECERT_ACMPCA_CA_ARN"]
     assert settings.acmpca_short_lived_ca_arn == FULL_ENV["NODECERT_ACMPCA_SHORT_LIVED_CA_ARN"]
     assert settings.acmpca_template_arn == FULL_ENV["NODECERT_ACMPCA_TEMPLATE_ARN"]
+    assert settings.acmpca_retiring_arns == tuple(
+        arn.strip() for arn in FULL_ENV["NODECERT_ACMPCA_RETIRING_ARNS"].split(",")
+    )
+    assert settings.acmpca_retired_arns == (FULL_ENV["NODECERT_ACMPCA_RETIRED_ARNS"],)
     assert settings.aws_region == "eu-west-1"
     assert settings.store == "postgres"
     assert settings.database_url == FULL_ENV["NODECERT_DATABASE_URL"]
@@ -550,3 +565,64 @@ def test_numbers_are_ascii_digits_only(raw: str) -> None:
         return
     with pytest.raises(ConfigurationError, match=r"NODECERT_PORT: .* is not a whole number"):
         Settings.from_env({"NODECERT_PORT": raw})
+
+
+_CA_PREFIX = "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/"
+_CA_A = _CA_PREFIX + "0b5e4f8c-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+_CA_B = _CA_PREFIX + "9b5e4f8c-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+_PCA = {"NODECERT_CA": "acmpca", "NODECERT_ACMPCA_CA_ARN": _CA_A}
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        pytest.param("not-an-arn", "'not-an-arn' is not an ACM PCA", id="word"),
+        pytest.param(_CA_B + ",", "'' is not an ACM PCA", id="trailing-comma"),
+        pytest.param(_CA_B.replace("acm-pca", "kms"), "is not an ACM PCA", id="kms-arn"),
+        pytest.param(_CA_B[:-1], "is not an ACM PCA", id="short-id"),
+        pytest.param(_CA_B.replace("111122223333", "1111"), "is not an ACM PCA", id="account"),
+        pytest.param(_CA_B + "/x", "is not an ACM PCA", id="suffix"),
+        pytest.param(f"{_CA_B}, {_CA_B}", "an ARN is listed twice", id="twice"),
+    ],
+)
+@pytest.mark.parametrize("role", ["RETIRING", "RETIRED"])
+def test_pca_leaving_arns_refuse_what_is_no_ca_arn(role: str, raw: str, shown: str) -> None:
+    variable = f"NODECERT_ACMPCA_{role}_ARNS"
+    with pytest.raises(ConfigurationError, match=variable + ": .*" + re.escape(shown)):
+        Settings.from_env({**_PCA, variable: raw})
+
+
+@pytest.mark.parametrize(
+    ("env", "shown"),
+    [
+        pytest.param(
+            {"NODECERT_ACMPCA_RETIRING_ARNS": _CA_B},
+            "NODECERT_ACMPCA_RETIRING_ARNS: only read when NODECERT_CA=acmpca",
+            id="local-ca",
+        ),
+        pytest.param(
+            {**_PCA, "NODECERT_ACMPCA_RETIRED_ARNS": _CA_A},
+            f"NODECERT_ACMPCA_RETIRED_ARNS: {_CA_A} is the CA that issues now",
+            id="retiring-the-current-ca",
+        ),
+        pytest.param(
+            {
+                **_PCA,
+                "NODECERT_ACMPCA_RETIRING_ARNS": _CA_B,
+                "NODECERT_ACMPCA_RETIRED_ARNS": _CA_B,
+            },
+            f"RETIRED_ARNS: {_CA_B} is in both",
+            id="in-both-lists",
+        ),
+    ],
+)
+def test_pca_leaving_arns_are_checked_against_the_rest(env: dict[str, str], shown: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(shown)):
+        Settings.from_env(env)
+
+
+def test_pca_leaving_arns_default_to_none_and_read_in_order() -> None:
+    assert Settings.from_env(_PCA).acmpca_retiring_arns == ()
+    settings = Settings.from_env({**_PCA, "NODECERT_ACMPCA_RETIRING_ARNS": f" {_CA_B} "})
+    assert settings.acmpca_retiring_arns == (_CA_B,)
+    assert settings.acmpca_retired_arns == ()

@@ -275,6 +275,10 @@ class LambdaApp:
     def _ca(self, request: Request, _: dict[str, str]) -> Reply:
         return self.routes.ca()
 
+    def _ca_issuers(self, request: Request, _: dict[str, str]) -> Reply:
+        # Renewal agents ask it whether their issuer is retiring (ACM PCA rotation).
+        return self.routes.ca_issuers()
+
     def _healthz(self, request: Request, _: dict[str, str]) -> Reply:
         return Routes.healthz()
 
@@ -295,6 +299,7 @@ _TABLE: tuple[tuple[str, str, _Handler], ...] = (
     ("GET", "/v1/audit", LambdaApp._audit),
     ("POST", "/v1/renew", LambdaApp._renew),
     ("GET", "/v1/ca", LambdaApp._ca),
+    ("GET", "/v1/ca/issuers", LambdaApp._ca_issuers),
     ("GET", "/healthz", LambdaApp._healthz),
 )
 ROUTE_KEYS: tuple[str, ...] = tuple(f"{method} {path}" for method, path, _ in _TABLE)

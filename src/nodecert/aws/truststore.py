@@ -1,11 +1,19 @@
 """``nodecert aws truststore``: the mutual-TLS custom domain's truststore, from the CA.
 
 API Gateway checks a client certificate's chain against a PEM bundle in S3 (the domain's
-``MutualTlsAuthentication.TruststoreUri``, pinned to one ``TruststoreVersion``). This
-module fetches the CA certificate and its chain from ACM PCA
+``MutualTlsAuthentication.TruststoreUri``, pinned to one ``TruststoreVersion``). It looks
+the client certificate's *issuer* up in that bundle (AWS Knowledge Center, "troubleshoot
+HTTP 403 Forbidden errors from an API Gateway custom domain name that requires mutual TLS":
+"Could not find issuer for certificate"); an intermediate the client sends does not stand
+in for one missing from the truststore. So the truststore holds every issuing CA whose
+certificates are in use, and its root: during a rotation of the two-tier PCA shape, the new
+subordinate and the retiring one (``--ca-arn`` once for each).
+
+This module fetches each CA certificate and its chain from ACM PCA
 (``GetCertificateAuthorityCertificate``; a subordinate CA's chain included), or reads them
-from a file (``--ca-file``: a local two-tier CA's ``GET /v1/ca``, intermediate and root),
-checks that they are CA certificates that chain up, and writes them to the bucket. The S3
+from a file (``--ca-file``: a local two-tier CA's ``GET /v1/ca``, intermediates and root),
+checks that they are CA certificates whose issuers follow them, and writes them to the
+bucket. The S3
 version it prints is the stack's ``NodeTruststoreVersion`` parameter (deploy/template.yaml,
 docs/aws.md).
 
@@ -17,12 +25,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from nodecert.core.errors import (
@@ -35,6 +44,7 @@ from nodecert.core.errors import (
 __all__ = [
     "Published",
     "chain_pem",
+    "chains_pem",
     "checked_pem",
     "file_pem",
     "publish",
@@ -77,6 +87,31 @@ def chain_pem(pca: Any, ca_arn: str) -> tuple[str, int]:
         NotFoundError: no such certificate authority.
         BackendUnavailableError: ACM PCA refused or returned something that is no CA chain.
     """
+    certificates = _pca_chain(pca, ca_arn)
+    return checked_pem(certificates), len(certificates)
+
+
+def chains_pem(pca: Any, ca_arns: Sequence[str]) -> tuple[str, int]:
+    """The chains of several CAs (a rotation's new and retiring subordinates) as one bundle.
+
+    The CAs first, in the order given, then what is above them, the roots last; each
+    certificate once.
+
+    Raises:
+        NotFoundError: no such certificate authority.
+        BackendUnavailableError: ACM PCA refused or returned something that is no CA chain.
+    """
+    chains = [_pca_chain(pca, arn) for arn in ca_arns]
+    merged: list[x509.Certificate] = []
+    for certificate in (*(c[0] for c in chains), *(c for chain in chains for c in chain)):
+        if certificate not in merged:
+            merged.append(certificate)
+    # A stable sort: the roots (their own issuers) last, everything else in order.
+    merged.sort(key=lambda c: c.issuer == c.subject)
+    return checked_pem(merged), len(merged)
+
+
+def _pca_chain(pca: Any, ca_arn: str) -> list[x509.Certificate]:
     from nodecert.support.awsclients import botocore_errors, error_code, error_message
 
     try:
@@ -90,12 +125,11 @@ def chain_pem(pca: Any, ca_arn: str) -> tuple[str, int]:
         ) from exc
     text = (response.get("Certificate") or "") + "\n" + (response.get("CertificateChain") or "")
     try:
-        certificates = x509.load_pem_x509_certificates(text.encode())
+        return x509.load_pem_x509_certificates(text.encode())
     except ValueError as exc:
         raise BackendUnavailableError(
-            "truststore: the CA has no certificate yet (is it activated?)"
+            f"truststore: the CA {ca_arn} has no certificate yet (is it activated?)"
         ) from exc
-    return checked_pem(certificates), len(certificates)
 
 
 def file_pem(data: bytes) -> tuple[str, int]:
@@ -117,8 +151,9 @@ def file_pem(data: bytes) -> tuple[str, int]:
 def checked_pem(certificates: list[x509.Certificate]) -> str:
     """``certificates`` as one PEM bundle, once they are CA certificates that chain up.
 
-    Each must be a CA and be issued by the next (the issuing CA first, up to the root, as
-    ``GET /v1/ca`` and ACM PCA give them).
+    Each must be a CA, and each but a root must be issued (name and signature) by one
+    that follows it: one chain, issuing CA first up to the root, as ACM PCA gives it, or
+    several CAs first and what is above them after (``GET /v1/ca`` during a rotation).
 
     Raises:
         BackendUnavailableError: one is no CA certificate, or they are not in order.
@@ -132,22 +167,41 @@ def checked_pem(certificates: list[x509.Certificate]) -> str:
             raise BackendUnavailableError(
                 f"truststore: {certificate.subject.rfc4514_string()} is not a CA certificate"
             )
-    for child, parent in itertools.pairwise(certificates):
-        if child.issuer != parent.subject:
-            raise BackendUnavailableError("truststore: the CA chain is not in order")
+    for index, child in enumerate(certificates):
+        if child.issuer == child.subject:
+            continue
+        if not any(_issued_by(child, parent) for parent in certificates[index + 1 :]):
+            raise BackendUnavailableError(
+                "truststore: the CA chain is not in order: the issuer of"
+                f" {child.subject.rfc4514_string()} does not follow it"
+            )
     return "".join(c.public_bytes(Encoding.PEM).decode() for c in certificates)
 
 
-def publish(pca: Any, s3: Any, *, ca_arn: str, bucket: str, key: str) -> Published:
+def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    if child.issuer != parent.subject:
+        return False
+    try:
+        child.verify_directly_issued_by(parent)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def publish(pca: Any, s3: Any, *, ca_arn: str | Sequence[str], bucket: str, key: str) -> Published:
     """Write the CA chain of ``ca_arn`` to ``s3://bucket/key`` unless it is already there.
 
-    ``pca`` and ``s3`` are boto3 clients (ACM PCA, S3).
+    ``pca`` and ``s3`` are boto3 clients (ACM PCA, S3). Several ARNs (a rotation's new and
+    retiring subordinates) write one bundle of their chains (:func:`chains_pem`).
 
     Raises:
         NotFoundError: no such certificate authority, or no such bucket.
         BackendUnavailableError: ACM PCA or S3 refused.
     """
-    pem, count = chain_pem(pca, ca_arn)
+    if isinstance(ca_arn, str):
+        pem, count = chain_pem(pca, ca_arn)
+    else:
+        pem, count = chains_pem(pca, ca_arn)
     return publish_pem(s3, pem, count, bucket=bucket, key=key)
 
 
@@ -201,7 +255,14 @@ def register(sub: Any) -> None:
         ),
     )
     source = truststore.add_mutually_exclusive_group(required=True)
-    source.add_argument("--ca-arn", help="the ACM PCA certificate authority")
+    source.add_argument(
+        "--ca-arn",
+        action="append",
+        help=(
+            "the ACM PCA certificate authority; during a rotation give it once for the new"
+            " subordinate and once for each retiring one (API Gateway needs each issuer)"
+        ),
+    )
     source.add_argument(
         "--ca-file",
         type=Path,
@@ -236,6 +297,8 @@ def _command(args: argparse.Namespace) -> None:
         result = publish_pem(s3, pem, count, bucket=args.bucket, key=args.key)
     else:
         pca = session.client("acm-pca", region_name=args.region, endpoint_url=args.endpoint_url)
-        result = publish(pca, s3, ca_arn=args.ca_arn, bucket=args.bucket, key=args.key)
+        arns: list[str] = args.ca_arn
+        target = arns[0] if len(arns) == 1 else arns
+        result = publish(pca, s3, ca_arn=target, bucket=args.bucket, key=args.key)
     for line in result.lines():
         print(line)

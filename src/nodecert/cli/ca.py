@@ -22,6 +22,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from nodecert.cli.ca_keys import NextKey, add_next_key_options, next_key, restart_note
 from nodecert.cli.common import CLIError, UsageError, local_settings
 from nodecert.client._files import read_small
 
@@ -122,7 +123,28 @@ def add_ca_commands(sub: Any) -> None:
         metavar="CERT",
         help="step 2: rotate to CERT, the root's signature on that CSR (ca sign-intermediate)",
     )
+    add_next_key_options(rotate)
     rotate.set_defaults(handler=_rotate)
+
+    root_crl = ca_sub.add_parser(
+        "root-crl",
+        help="sign the root's CRL: revoke the intermediates retired at once (--retire-now)",
+        description=(
+            "Sign a CRL with the root key that revokes (keyCompromise) every issuing"
+            " intermediate retired at once, and write it to <home>/ca/root.crl (and --out):"
+            " relying parties that check TLS against the root alone then refuse the old"
+            " intermediate too. Entries of the previous root.crl are kept. Sign it again"
+            " before it expires (--days)."
+        ),
+    )
+    root_crl.add_argument(
+        "--root-key", type=Path, metavar="PATH", help="the root key, when it is kept offline"
+    )
+    root_crl.add_argument(
+        "--days", type=int, default=365, help="until the next update (default 365, at most 3650)"
+    )
+    root_crl.add_argument("--out", type=Path, metavar="PATH", help="a copy here (a new file)")
+    root_crl.set_defaults(handler=_root_crl)
 
     prune = ca_sub.add_parser(
         "prune",
@@ -177,11 +199,9 @@ def _rotate(args: argparse.Namespace) -> None:
     directory = settings.home / "ca"
     if not (directory / "ca.crt").exists():
         raise CLIError(f"ca rotate: no local CA in {directory.absolute()}")
-    if settings.ca_kms_key_id is not None or settings.ca_pkcs11_module is not None:
-        raise CLIError(
-            "ca rotate: the issuing key is in AWS KMS or a PKCS#11 token; rotating it is"
-            " not supported yet"
-        )
+    chosen_key = next_key(args, settings)
+    if chosen_key is not None and args.new_root:
+        raise UsageError("ca rotate: --new-root makes a key file; not with a key held elsewhere")
     chosen = [args.new_root, args.root_key is not None, args.csr_out is not None, args.install]
     # --install --new-root: the certificate comes with its new root (ACM PCA's).
     with_root = args.new_root and args.install is not None and sum(bool(c) for c in chosen) == 2
@@ -191,7 +211,7 @@ def _rotate(args: argparse.Namespace) -> None:
             " (but --install --new-root)"
         )
     if args.csr_out is not None:
-        _request_intermediate(args, settings, directory)
+        _request_intermediate(args, settings, directory, chosen_key)
         return
     installed: list[x509.Certificate] = []
     if args.install is not None:
@@ -210,6 +230,8 @@ def _rotate(args: argparse.Namespace) -> None:
                 passphrase=settings.ca_passphrase,
                 new_root=args.new_root,
                 retire_now=args.retire_now,
+                issuing=None if chosen_key is None else chosen_key.signer,
+                keys=None if chosen_key is None else chosen_key.keys,
             )
         else:
             new = rotate(
@@ -221,12 +243,49 @@ def _rotate(args: argparse.Namespace) -> None:
                 root_key=root_key,
                 new_root=args.new_root,
                 retire_now=args.retire_now,
+                issuing=None if chosen_key is None else chosen_key.signer,
+                keys=None if chosen_key is None else chosen_key.keys,
             )
     state = "retired now: its certificates are refused" if args.retire_now else "retiring"
     print(f"issuing CA:  {new.subject.rfc4514_string()} (key id {key_id(new)})")
     print(f"previous:    {old.subject.rfc4514_string()} (key id {key_id(old)}): {state}")
     if args.new_root:
         print(f"new root:    {directory.absolute() / 'root.crt'}: give it to every trust store")
+    if chosen_key is not None:
+        print(f"issuing key: {chosen_key.keys[1]}")
+        print(restart_note(chosen_key, retire_now=args.retire_now))
+    print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
+
+
+def _root_crl(args: argparse.Namespace) -> None:
+    from nodecert.backends.local.hierarchy import load_key
+    from nodecert.backends.local.home import locked, write_new_private
+    from nodecert.backends.local.root_crl import ROOT_CRL, sign_root_crl
+
+    settings = local_settings()
+    directory = settings.home / "ca"
+    if not 1 <= args.days <= _MAX_INTERMEDIATE_DAYS:
+        raise CLIError(f"--days: must be between 1 and {_MAX_INTERMEDIATE_DAYS}")
+    if args.out is not None and args.out.exists():
+        raise CLIError(f"--out: {args.out} exists already; not replacing it")
+    path = args.root_key if args.root_key is not None else directory / "root.key"
+    if not path.exists():
+        raise CLIError(
+            f"ca root-crl: the root key is not in {directory} (taken offline?): give it with"
+            " --root-key PATH"
+        )
+    root_key = load_key(path, settings.ca_passphrase)
+    with locked(directory):
+        crl = sign_root_crl(
+            directory, root_key=root_key, now=datetime.now(UTC), lifetime=timedelta(days=args.days)
+        )
+    der = crl.public_bytes(Encoding.DER)
+    if args.out is not None:
+        write_new_private(args.out, der)
+        args.out.chmod(0o644)
+    revoked = ", ".join(format(entry.serial_number, "x") for entry in crl) or "none"
+    print(f"root CRL:    {directory.absolute() / ROOT_CRL} (revoked intermediates: {revoked})")
+    print(f"next update: {crl.next_update_utc.isoformat() if crl.next_update_utc else '-'}")
     print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
 
 
@@ -246,7 +305,9 @@ def _prune(_args: argparse.Namespace) -> None:
     print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
 
 
-def _request_intermediate(args: argparse.Namespace, settings: Any, directory: Path) -> None:
+def _request_intermediate(
+    args: argparse.Namespace, settings: Any, directory: Path, chosen: NextKey | None
+) -> None:
     from nodecert.backends.local.home import locked, write_new_private
     from nodecert.backends.local.rotation import request
 
@@ -261,12 +322,20 @@ def _request_intermediate(args: argparse.Namespace, settings: Any, directory: Pa
             key_type=settings.ca_key_type,
             passphrase=settings.ca_passphrase,
             now=datetime.now(UTC),
+            issuing=None if chosen is None else chosen.signer,
+            key_ref=None if chosen is None else chosen.keys[1],
         )
     write_new_private(args.csr_out, csr)
     args.csr_out.chmod(0o644)
     print(f"wrote {args.csr_out}: sign it with the root (nodecert ca sign-intermediate),")
-    print("then: nodecert ca rotate --install <certificate> [--retire-now]")
+    again = "" if chosen is None else f" {_option(chosen)}"
+    print(f"then: nodecert ca rotate --install <certificate>{again} [--retire-now]")
     print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
+
+
+def _option(chosen: NextKey) -> str:
+    kind, _, name = chosen.keys[1].partition(":")
+    return f"--kms-key-id {name}" if kind == "kms" else f"--pkcs11-key-label {name}"
 
 
 def _external_public_key(settings: Any) -> Any:

@@ -69,6 +69,8 @@ class Settings:
     acmpca_ca_arn: str | None = None
     acmpca_short_lived_ca_arn: str | None = None
     acmpca_template_arn: str = "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate/V1"
+    acmpca_retiring_arns: tuple[str, ...] = ()
+    acmpca_retired_arns: tuple[str, ...] = ()
     aws_region: str | None = None
     store: StoreKind = StoreKind.SQLITE
     database: Path | None = None
@@ -168,6 +170,7 @@ class Settings:
             self.ca != "acmpca" or bool(self.acmpca_ca_arn),
             "NODECERT_ACMPCA_CA_ARN: required when NODECERT_CA=acmpca",
         )
+        self._check_pca_rotation()
         _require(
             (self.oidc_issuer is None) == (self.oidc_audience is None),
             "NODECERT_OIDC_ISSUER and NODECERT_OIDC_AUDIENCE: set both or neither",
@@ -219,6 +222,32 @@ class Settings:
         _require(
             (kind == "host" and not name) or (kind == "path" and bool(name)),
             "NODECERT_AUTHORIZER_TARGET: must be 'host' or 'path:<parameter>'",
+        )
+
+    def _check_pca_rotation(self) -> None:
+        # The ACM PCA issuing CAs of a rotation's overlap (docs/aws.md, "Rotating the
+        # issuing CA"): each ARN in one role only, and only read with NODECERT_CA=acmpca.
+        retiring, retired = self.acmpca_retiring_arns, self.acmpca_retired_arns
+        for name, arns in (("RETIRING", retiring), ("RETIRED", retired)):
+            _require(
+                not arns or self.ca == "acmpca",
+                f"NODECERT_ACMPCA_{name}_ARNS: only read when NODECERT_CA=acmpca",
+            )
+            in_use = sorted(
+                a for a in arns if a in (self.acmpca_ca_arn, self.acmpca_short_lived_ca_arn)
+            )
+            _require(
+                not in_use,
+                f"NODECERT_ACMPCA_{name}_ARNS: {(in_use or [''])[0]} is the CA"
+                " that issues now (NODECERT_ACMPCA_CA_ARN or _SHORT_LIVED_CA_ARN), it cannot"
+                " also be leaving",
+            )
+        both = sorted(set(retiring) & set(retired))
+        _require(
+            not both,
+            f"NODECERT_ACMPCA_RETIRING_ARNS and NODECERT_ACMPCA_RETIRED_ARNS:"
+            f" {(both or [''])[0]} is in both; an emergency moves an ARN from the first to"
+            " the second",
         )
 
 

@@ -36,6 +36,29 @@ def _int(variable: str, raw: str) -> int:
     return int(text)
 
 
+# An ACM PCA certificate authority's ARN: partition, region, account, CA id (a UUID).
+_PCA_ARN = re.compile(
+    r"arn:aws(?:-[a-z]+){0,2}:acm-pca:[a-z]{2}(?:-[a-z]+)+-[0-9]:[0-9]{12}"
+    r":certificate-authority/[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}"
+)
+
+
+def _pca_arns(variable: str, raw: str) -> tuple[str, ...]:
+    # Comma-separated, spaces around commas allowed; an empty item (a trailing comma) is
+    # as likely a truncated value as a typo, so it is refused too.
+    arns = tuple(item.strip() for item in raw.split(","))
+    for arn in arns:
+        if not _PCA_ARN.fullmatch(arn):
+            raise ConfigurationError(
+                f"{variable}: {arn[:120]!r} is not an ACM PCA certificate authority ARN"
+                " (arn:aws:acm-pca:<region>:<account>:certificate-authority/<id>;"
+                " several are separated by commas)"
+            )
+    if len(set(arns)) != len(arns):
+        raise ConfigurationError(f"{variable}: an ARN is listed twice")
+    return arns
+
+
 def _path(_variable: str, raw: str) -> Path:
     return Path(raw)
 
@@ -78,6 +101,8 @@ CHOICES: dict[str, type[enum.StrEnum]] = {
 PARSERS: dict[str, Parser] = {
     **{name: choice(kind) for name, kind in CHOICES.items()},
     "ca_key_type": _enum(KeyType),
+    "acmpca_retiring_arns": _pca_arns,
+    "acmpca_retired_arns": _pca_arns,
     "ownership": _enum(OwnershipMode),
     **dict.fromkeys(
         (

@@ -152,11 +152,15 @@ class IssuerSet:
         retired: Issuing CAs retired at once (emergency rotation, a leaked key): their
             certificates are refused everywhere, except as the proof of a renewal, where
             the ledger tells the genuine ones from those minted with the leaked key.
+        issuing: The CAs that issue now, when there may be several or one is a root (ACM
+            PCA: a general-purpose and a short-lived CA; a one-tier root). Empty: the
+            first of ``intermediates`` (the local CA).
     """
 
     roots: tuple[x509.Certificate, ...]
     intermediates: tuple[x509.Certificate, ...]
     retired: tuple[x509.Certificate, ...] = ()
+    issuing: tuple[x509.Certificate, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,9 @@
 
 Renewal agents read it to renew early when the CA that issued their certificate retires
 (a rotation), so that a planned rotation completes within one watch interval and an
-emergency one as soon as each agent looks. A CA backend without rotation (ACM PCA) lists
-its chain's CAs as ``active``: nobody renews early.
+emergency one as soon as each agent looks. ACM PCA lists the CAs of
+``NODECERT_ACMPCA_RETIRING_ARNS`` and ``_RETIRED_ARNS`` so; a CA backend without rotation
+lists its chain's CAs as ``active``: nobody renews early.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import enum
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from nodecert.core.keys import key_id
 from nodecert.core.ports import CABackend, IssuerSource
@@ -43,14 +45,30 @@ def issuer_statuses(ca: CABackend) -> list[IssuerStatus]:
     if not isinstance(ca, IssuerSource):
         return [IssuerStatus(c, key_id(c), IssuerState.ACTIVE) for c in chain]
     issuers = ca.issuer_set()
-    current, root = chain[0], chain[-1]
-    states: dict[x509.Certificate, IssuerState] = {current: IssuerState.ACTIVE}
+    issuing = issuers.issuing or (chain[0],)
+    states: dict[x509.Certificate, IssuerState] = dict.fromkeys(issuing, IssuerState.ACTIVE)
+    # The root in use issues no leaves (two tiers); another root is the one-tier CA of an
+    # earlier version (or a replaced root): its leaves are retiring. With several issuing
+    # CAs (ACM PCA), each one's issuer among the roots is in use: by signature, since two
+    # roots may have the same name (a retiring one-tier root and its successor).
+    if issuers.issuing:
+        anchors = [r for r in issuers.roots if any(_issued_by(c, r) for c in issuing)]
+    else:
+        anchors = [chain[-1]]
     for certificate in (*issuers.intermediates, *issuers.roots):
         if certificate not in states:
-            # The root in use issues no leaves (two tiers); another root is the one-tier
-            # CA of an earlier version (or a replaced root): its leaves are retiring.
-            state = IssuerState.ROOT if certificate == root else IssuerState.RETIRING
+            state = IssuerState.ROOT if certificate in anchors else IssuerState.RETIRING
             states[certificate] = state
     for certificate in issuers.retired:
         states.setdefault(certificate, IssuerState.RETIRED)
     return [IssuerStatus(c, key_id(c), s) for c, s in states.items()]
+
+
+def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if certificate.issuer != issuer.subject:
+        return False
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True

@@ -16,6 +16,13 @@ template ARNs are moved into the CA's partition (GovCloud, China); ``GetCertific
 polled on an adaptive schedule that keeps an account at its IssueCertificate quota under
 its GetCertificate quota (:mod:`nodecert.backends.acmpca.polling`).
 
+Rotation (docs/aws.md, "Rotating the issuing CA"): the CAs of ``retiring_ca_arns`` issued
+earlier and are trusted until their certificates expire; those of ``retired_ca_arns`` (an
+emergency) are refused at once except as the proof of a renewal. :meth:`ACMPCABackend.issuer_set`
+gives both to the access decision, the authorizer and ``GET /v1/ca/issuers``, from which
+renewal agents learn that their issuer is leaving and renew early, exactly as after a local
+CA's ``nodecert ca rotate``. Revocation goes to the CA the ledger recorded as the issuer.
+
 Retries: ``ThrottlingException``, 5xx and connection errors are retried a few times with
 full jitter; everything else is translated at once. Build the client with
 ``nodecert.support.awsclients.make_client("acm-pca", region=..., max_attempts=1)`` so that
@@ -53,8 +60,15 @@ from nodecert.backends.acmpca.parameters import (
     translate,
 )
 from nodecert.backends.acmpca.polling import PollSchedule
-from nodecert.core.errors import BackendUnavailableError, ConfigurationError
-from nodecert.core.values import Profile, RevocationReason, SignedCertificate, SigningRequest
+from nodecert.backends.acmpca.rotation import issuer_set_of, served_chain
+from nodecert.core.errors import BackendUnavailableError, ConfigurationError, NotFoundError
+from nodecert.core.values import (
+    IssuerSet,
+    Profile,
+    RevocationReason,
+    SignedCertificate,
+    SigningRequest,
+)
 from nodecert.support.budget import deadline as request_deadline
 
 if TYPE_CHECKING:
@@ -93,6 +107,10 @@ class ACMPCABackend:
         template_arn: The client-certificate template; its ``_APIPassthrough`` variant, in
             the CA's partition, is what is used (see :func:`api_passthrough_template`).
         node_template_arn: The template for the ``node`` (server and client) profile.
+        retiring_ca_arns: CAs that issued earlier (a planned rotation): their certificates
+            are trusted until they expire, and renewal agents renew them early.
+        retired_ca_arns: CAs retired at once (an emergency): their certificates are
+            refused, except as the proof of a renewal that the ledger knows.
         retry: Deadlines, retries and polling.
         sleep: Waits; injected so tests do not sleep.
         monotonic: A monotonic clock in seconds; injected with ``sleep``.
@@ -100,7 +118,8 @@ class ACMPCABackend:
 
     Raises:
         ConfigurationError: for a template that is not usable with passthrough, a CA ARN
-            that is not an ARN, or two CAs in different partitions.
+            that is not an ARN, two CAs in different partitions, or a CA both issuing and
+            leaving.
     """
 
     builds_in_process = False  # A CSR goes to ACM PCA; what comes back is checked.
@@ -117,6 +136,8 @@ class ACMPCABackend:
         short_lived_client: ACMPCAClient | None = None,
         template_arn: str = DEFAULT_TEMPLATE_ARN,
         node_template_arn: str = NODE_TEMPLATE_ARN,
+        retiring_ca_arns: Sequence[str] = (),
+        retired_ca_arns: Sequence[str] = (),
         retry: RetryPolicy = _DEFAULT_RETRY,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
@@ -135,6 +156,20 @@ class ACMPCABackend:
                 "NODECERT_ACMPCA_SHORT_LIVED_CA_ARN: not in the partition of the CA"
                 f" ({partition!r})"
             )
+        self._retiring = tuple(retiring_ca_arns)
+        self._retired = tuple(retired_ca_arns)
+        for arn in (*self._retiring, *self._retired):
+            if partition_of(arn) != partition:
+                raise ConfigurationError(
+                    f"ACM PCA: the leaving CA {arn} is not in the partition of the CA"
+                    f" ({partition!r})"
+                )
+        leaving = set(self._retiring) | set(self._retired)
+        if leaving & set(self._clients) or len(leaving) != len(self._retiring) + len(self._retired):
+            raise ConfigurationError(
+                "ACM PCA: a CA is listed twice among the issuing, retiring and retired CAs"
+            )
+        self._issuers: IssuerSet | None = None
         self._templates = {
             Profile.CLIENT: api_passthrough_template(template_arn, partition=partition),
             Profile.NODE: api_passthrough_template(node_template_arn, partition=partition),
@@ -219,18 +254,41 @@ class ACMPCABackend:
         )
 
     def chain(self) -> Sequence[x509.Certificate]:
-        """The CA certificates, issuing CA first, up to the root (cached).
+        """The CA certificates (cached): the issuing CAs, the retiring ones, the CAs above
+        them, the roots last (``GET /v1/ca``).
 
-        With a short-lived CA too, its chain follows, without the certificates already
-        listed, so that a truststore built from it accepts certificates of both.
+        With one CA it is that CA's chain, issuing CA first, up to the root. With a
+        short-lived CA too, or retiring CAs, their certificates are there as well, so that
+        a trust store built from it accepts certificates of each.
 
         Raises:
             BackendUnavailableError: PCA cannot answer now, or the CA is not ACTIVE.
         """
-        certificates: list[x509.Certificate] = []
-        for arn in self._clients:
-            certificates.extend(c for c in self._chain_of(arn) if c not in certificates)
-        return tuple(certificates)
+        return served_chain([self._chain_of(arn) for arn in (*self._clients, *self._retiring)])
+
+    def issuer_set(self) -> IssuerSet:
+        """The issuing, retiring and retired CAs (``IssuerSource``); built once, then kept.
+
+        The access decision and the authorizer trust the certificates of the first two and
+        refuse those of the retired CAs except for renewal; ``GET /v1/ca/issuers`` tells
+        renewal agents which CAs are leaving. A retired CA whose chain PCA no longer gives
+        (deleted) leaves its certificates without any chain: they are refused, and cannot
+        renew either.
+
+        Raises:
+            BackendUnavailableError: PCA cannot answer now (nothing is kept: the next call
+                asks again).
+        """
+        cached = self._issuers
+        if cached is not None:
+            return cached
+        built = issuer_set_of(
+            active=[self._chain_of(arn) for arn in self._clients],
+            retiring=[self._chain_of(arn) for arn in self._retiring],
+            retired=[self._retired_chain(arn) for arn in self._retired],
+        )
+        self._issuers = built
+        return built
 
     def revoke(
         self, certificate_serial: int, reason: RevocationReason, *, issuer: str | None = None
@@ -248,7 +306,7 @@ class ACMPCABackend:
         """
         deadline = self._deadline()
         serial = pca_serial(certificate_serial)
-        arns = [issuer] if issuer is not None else list(self._clients)
+        arns = [issuer] if issuer is not None else [*self._clients, *self._retiring, *self._retired]
         for index, arn in enumerate(arns):
             try:
                 self._revoke_at(arn, serial, REASONS[reason], deadline)
@@ -264,10 +322,19 @@ class ACMPCABackend:
     def check(self) -> None:
         """Describe every configured CA once, for a start-up check.
 
+        A retiring CA must still give its chain (it is trusted); a retired one need not.
+
         Raises:
             ConfigurationError: a CA is unknown, not ACTIVE, not accessible or uses a key
-                algorithm without a known signing algorithm.
+                algorithm without a known signing algorithm; or a retiring CA has no chain.
         """
+        for arn in self._retiring:
+            try:
+                self._chain_of(arn)
+            except BackendUnavailableError as exc:
+                raise ConfigurationError(
+                    f"NODECERT_ACMPCA_RETIRING_ARNS: {arn}: {exc.detail}"
+                ) from exc
         for arn in self._clients:
             try:
                 self._signing_algorithm(arn, self._deadline())
@@ -315,11 +382,21 @@ class ACMPCABackend:
         self._signing[arn] = algorithm
         return algorithm
 
+    def _retired_chain(self, arn: str) -> tuple[x509.Certificate, ...]:
+        # An emergency's CA may be disabled or deleted already: without its chain its
+        # certificates simply chain nowhere (refused, and no renewal), which is safe.
+        try:
+            return self._chain_of(arn)
+        except NotFoundError:
+            _log.warning("acm-pca: the retired CA %s is gone: its certificates chain nowhere", arn)
+            return ()
+
     def _chain_of(self, arn: str) -> tuple[x509.Certificate, ...]:
         cached = self._chains.get(arn)
         if cached is not None:
             return cached
-        client = self._clients[arn]
+        # A leaving CA is in the issuing CA's account and region (the same client).
+        client = self._clients.get(arn, self._clients[self._ca_arn])
         deadline = self._deadline()
         try:
             response = self._call(
@@ -327,6 +404,8 @@ class ACMPCABackend:
                 lambda: client.get_certificate_authority_certificate(CertificateAuthorityArn=arn),
             )
         except PCAError as exc:
+            if exc.code == "ResourceNotFoundException" and arn in self._retired:
+                raise NotFoundError(f"ca: no ACM PCA certificate authority {arn}") from exc
             raise translate(exc.code, "GetCertificateAuthorityCertificate") from exc.__cause__
         try:
             own = x509.load_pem_x509_certificate(response["Certificate"].encode())

@@ -1,4 +1,5 @@
 """The local CA: ``ca`` (``LocalCA``), ``home`` (the files of a CA home), ``hierarchy``
 (root and intermediates), ``issuer`` (an issuing CA as CRL signer), ``profile`` (the leaf
-extensions), ``rotation`` (``nodecert ca rotate``) and ``revocations`` (the CA as
+extensions), ``rotation`` (``nodecert ca rotate``), ``root_crl`` (the root revoking intermediates
+retired at once) and ``revocations`` (the CA as
 administration needs it)."""

@@ -43,7 +43,7 @@ from nodecert.backends.local.home import (
 )
 from nodecert.backends.local.issuer import Counter, IssuerSigner, MemoryCounter, counter_io
 from nodecert.backends.local.profile import client_extensions, naive_utc
-from nodecert.backends.local.rotation import finish
+from nodecert.backends.local.rotation import KEYREF, finish
 from nodecert.backends.signers.external import ExternalSigner
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key
@@ -110,6 +110,8 @@ class LocalCA:
         self._passphrase = passphrase
         self._reload_lock = threading.Lock()
         self._external: ExternalSigner | None = None
+        # Reaches a retired issuer's key held elsewhere (its ca.keyref), for its CRLs.
+        self._key_refs: Callable[[str], ExternalSigner] | None = None
         home = home or HomeCA(tuple(chain) if chain is not None else (certificate,))
         self._state = self._state_of(key, home)
 
@@ -175,6 +177,7 @@ class LocalCA:
         passphrase: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         signer: ExternalSigner | None = None,
+        key_refs: Callable[[str], ExternalSigner] | None = None,
     ) -> LocalCA:
         """Load the CA from ``directory``, creating a two-tier one there first if none exists.
 
@@ -202,6 +205,7 @@ class LocalCA:
             trust_domain=trust_domain,
             passphrase=passphrase,
             signer=signer,
+            key_refs=key_refs,
         )
 
     @classmethod
@@ -213,6 +217,7 @@ class LocalCA:
         trust_domain: str,
         passphrase: str | None = None,
         signer: ExternalSigner | None = None,
+        key_refs: Callable[[str], ExternalSigner] | None = None,
     ) -> LocalCA:
         """Load an existing CA (two-tier, or the one-tier CA of an earlier version).
 
@@ -234,6 +239,7 @@ class LocalCA:
             home=home,
         )
         ca._external = signer
+        ca._key_refs = key_refs
         return ca
 
     def issue(self, request: SigningRequest) -> SignedCertificate:
@@ -323,7 +329,7 @@ class LocalCA:
             if signer is None:
                 entry = self._directory / "retired" / issuer
                 try:
-                    key = load_key(entry / "ca.key", self._passphrase)
+                    key = self._retired_key(entry)
                 except ConfigurationError as exc:
                     log.warning("local CA: no CRL for issuer %s: %s", issuer, exc.detail)
                     return None
@@ -336,6 +342,18 @@ class LocalCA:
                 )
                 state.retiring[issuer] = signer
             return signer
+
+    def _retired_key(self, entry: Path) -> PrivateKey | ExternalSigner:
+        reference = entry / KEYREF
+        if not reference.exists():
+            return load_key(entry / "ca.key", self._passphrase)
+        if self._key_refs is None:
+            raise ConfigurationError("its key is held elsewhere and nothing here reaches it")
+        try:
+            named = reference.read_text().strip()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {reference}") from exc
+        return self._key_refs(named)
 
     def _current(self) -> _State:
         # One stat per call: a rotation by another process takes effect on the next

@@ -12,6 +12,14 @@ certificate, its key for its CRLs, and its root when the root changed):
   intermediate by proof of possession, because the ledger knows it, while one minted with
   the leaked key is in no ledger and neither passes nor renews.
 
+An issuing key held outside any file (AWS KMS, a PKCS#11 token) rotates onto another key
+there (``issuing``, named by ``key_ref``: ``kms:<key id>`` or ``pkcs11:<label>``): no
+``ca.key`` is written, ``ca.keyref`` names the key in use, and the retired entry keeps the
+old key's reference instead of the key. The service signs with the key its settings name
+(``NODECERT_CA_KMS_KEY_ID``, ``NODECERT_CA_PKCS11_KEY_LABEL``), so it moves to the new key
+when restarted with the new setting; until then it keeps the old one, which is still
+trusted (retiring).
+
 The new files are written to ``<home>/ca/next/`` first and then renamed into place;
 ``finish`` completes a rotation a crash interrupted. Last, the ``rotation`` counter
 advances: every process using the home (workers, the authorizer) reads the new state on
@@ -38,14 +46,21 @@ from nodecert.backends.local.home import (
     pem,
     read_certificate,
 )
+from nodecert.backends.signers.external import ExternalSigner, sign_csr
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key, hash_for
 from nodecert.support.files import CounterFile, write_atomic
 
-__all__ = ["finish", "install", "prune", "request", "rotate"]
+__all__ = ["KEYREF", "finish", "install", "prune", "request", "rotate"]
 
+# The reference of an issuing key held elsewhere: "kms:<key id>" or "pkcs11:<label>".
+KEYREF = "ca.keyref"
 # Renamed into place in this order: a root before the intermediate it signed.
-_INSTALL_ORDER = ("root.key", "root.crt", "ca.key", "ca.crt")
+_INSTALL_ORDER = ("root.key", "root.crt", "ca.key", KEYREF, "ca.crt")
+# Staged when the new issuing key is held elsewhere: the home's ca.key (if any) goes.
+_EXTERNAL = "external"
+# The reference of a pending key held elsewhere (request, then install).
+_PENDING_REF = "pending.keyref"
 # Written last into the stage: everything before it is there.
 _READY = "ready"
 # The key of a rotation whose certificate is signed elsewhere (request, then install).
@@ -66,11 +81,17 @@ def rotate(
     root_key: PrivateKey | None = None,
     new_root: bool = False,
     retire_now: bool = False,
+    issuing: ExternalSigner | None = None,
+    keys: tuple[str | None, str] | None = None,
 ) -> x509.Certificate:
     """Replace the issuing intermediate of the CA in ``directory``; return the new one.
 
     Args:
         root_key: The root key, when it is not ``directory/root.key`` (taken offline).
+        issuing: The next issuing key, held elsewhere (see the module docstring); None
+            makes a new key in ``directory/ca.key``.
+        keys: With ``issuing``: the references of the current key (None when it is the
+            file ``ca.key``) and of the next one.
         new_root: Make a new root too (root rotation; how a one-tier CA of an earlier
             version becomes two-tier). Its key goes to ``directory/root.key``.
         retire_now: Refuse the old intermediate's certificates at once (see above).
@@ -80,7 +101,7 @@ def rotate(
             ``new_root``.
     """
     finish(directory)
-    load_key(directory / "ca.key", passphrase)  # Unlocks, or fails before anything is made.
+    _check_keys(directory, passphrase, issuing, keys)
     two_tier = (directory / "root.crt").exists()
     if new_root:
         signer = generate_private_key(key_type)
@@ -94,31 +115,78 @@ def rotate(
     else:
         root = read_certificate(directory / "root.crt")
         signer = root_key if root_key is not None else _home_root_key(directory, passphrase)
-    key = generate_private_key(key_type)
+    key: PrivateKey | None = None
+    if issuing is None:
+        key = generate_private_key(key_type)
+        public_key = key.public_key()
+    else:
+        public_key = issuing.public_key()
     certificate = make_intermediate(
-        key.public_key(), issuing_name(organization, now), root_key=signer, root=root, now=now
+        public_key, issuing_name(organization, now), root_key=signer, root=root, now=now
     )
     new_pair = (signer, root) if new_root else None
-    _install(directory, key, certificate, passphrase, new_pair, retire_now=retire_now)
+    _install(directory, key, certificate, passphrase, new_pair, retire_now=retire_now, keys=keys)
     return certificate
 
 
+def _check_keys(
+    directory: Path,
+    passphrase: str | None,
+    issuing: ExternalSigner | None,
+    keys: tuple[str | None, str] | None,
+) -> None:
+    # Fails before anything is made: a locked key file, or a reference missing.
+    if (issuing is None) != (keys is None):
+        raise TypeError("rotation: issuing and keys go together")
+    if (directory / "ca.key").exists():
+        load_key(directory / "ca.key", passphrase)
+    elif keys is None or keys[0] is None:
+        raise ConfigurationError(
+            f"ca rotate: no issuing key file in {directory}: the key is held elsewhere;"
+            " name the next one (--kms-key-id or --pkcs11-key-label)"
+        )
+    if keys is not None and keys[0] == keys[1]:
+        raise ConfigurationError(f"ca rotate: {keys[1]} is the issuing key already")
+    in_use = directory / KEYREF
+    if keys is not None and in_use.exists():
+        named = in_use.read_text().strip()
+        if named != keys[0]:
+            # The settings still name the key before the last rotation: the old key's
+            # reference would be recorded wrong, and its CRLs signed by the wrong key.
+            raise ConfigurationError(
+                f"ca rotate: the home's issuing key is {named} ({KEYREF}), the settings name"
+                f" {keys[0]}: set them to the key in use (and restart the service) first"
+            )
+
+
 def request(
-    directory: Path, *, organization: str, key_type: KeyType, passphrase: str | None, now: datetime
+    directory: Path,
+    *,
+    organization: str,
+    key_type: KeyType,
+    passphrase: str | None,
+    now: datetime,
+    issuing: ExternalSigner | None = None,
+    key_ref: str | None = None,
 ) -> bytes:
     """Step one of a rotation signed elsewhere: a pending key, and its CSR (PEM).
 
     The key waits in ``directory/pending.key`` (0600) for :func:`install`; the CSR goes to
-    whoever holds the root (``nodecert ca sign-intermediate`` with an offline root).
+    whoever holds the root (``nodecert ca sign-intermediate`` with an offline root). With
+    ``issuing`` (a key held elsewhere, named ``key_ref``) that key signs the CSR and only
+    its reference waits, in ``directory/pending.keyref``.
     """
     finish(directory)
-    key = generate_private_key(key_type)
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(issuing_name(organization, now))
-        .sign(key, hash_for(key))
-    )
-    write_atomic(directory / _PENDING, key_bytes(key, passphrase), mode=0o600)
+    builder = x509.CertificateSigningRequestBuilder().subject_name(issuing_name(organization, now))
+    (directory / _PENDING).unlink(missing_ok=True)
+    (directory / _PENDING_REF).unlink(missing_ok=True)
+    if issuing is not None and key_ref is not None:
+        csr = sign_csr(builder, issuing)
+        write_atomic(directory / _PENDING_REF, key_ref.encode(), mode=0o600)
+    else:
+        key = generate_private_key(key_type)
+        csr = builder.sign(key, hash_for(key))
+        write_atomic(directory / _PENDING, key_bytes(key, passphrase), mode=0o600)
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
@@ -130,6 +198,8 @@ def install(
     parents: Sequence[x509.Certificate] = (),
     new_root: bool = False,
     retire_now: bool = False,
+    issuing: ExternalSigner | None = None,
+    keys: tuple[str | None, str] | None = None,
 ) -> x509.Certificate:
     """Step two: rotate to ``certificate``, the root's signature on :func:`request`'s CSR.
 
@@ -141,6 +211,8 @@ def install(
             becomes ``root.crt`` and what ``GET /v1/ca/roots`` publishes; the old root and
             intermediate stay trusted until they are pruned, and a root key in the home
             (the old root's) moves to the old intermediate's ``retired/`` entry.
+        issuing, keys: For a pending key held elsewhere: that key, and the references of
+            the current key and of it (as for :func:`rotate`).
 
     Raises:
         ConfigurationError: no pending key, a certificate for another key, one the root
@@ -148,11 +220,22 @@ def install(
             another root without ``new_root`` or ``new_root`` without a root.
     """
     finish(directory)
-    pending = directory / _PENDING
+    pending = directory / (_PENDING if issuing is None else _PENDING_REF)
     if not pending.exists():
         raise ConfigurationError("ca rotate --install: no pending key: run --csr-out first")
-    key = load_key(pending, passphrase)
-    if certificate.public_key() != key.public_key():
+    key: PrivateKey | None = None
+    if issuing is None:
+        key = load_key(pending, passphrase)
+        public_key = key.public_key()
+    else:
+        _check_keys(directory, passphrase, issuing, keys)
+        waiting = pending.read_text().strip()
+        if keys is None or waiting != keys[1]:
+            raise ConfigurationError(
+                f"ca rotate --install: the pending key is {waiting}, not the one given"
+            )
+        public_key = issuing.public_key()
+    if certificate.public_key() != public_key:
         raise ConfigurationError("ca rotate --install: the certificate is for another key")
     root_path = directory / "root.crt"
     if not root_path.exists():
@@ -165,7 +248,7 @@ def install(
     if not _is_ca(certificate, path_length=0):
         raise ConfigurationError("ca rotate --install: not an issuing CA certificate")
     pair = (None, root) if new_root else None
-    _install(directory, key, certificate, passphrase, pair, retire_now=retire_now)
+    _install(directory, key, certificate, passphrase, pair, retire_now=retire_now, keys=keys)
     pending.unlink()
     return certificate
 
@@ -215,20 +298,25 @@ def _is_ca(certificate: x509.Certificate, *, path_length: int | None) -> bool:
 
 def _install(
     directory: Path,
-    key: PrivateKey,
+    key: PrivateKey | None,
     certificate: x509.Certificate,
     passphrase: str | None,
     new_root: tuple[PrivateKey | None, x509.Certificate] | None,
     *,
     retire_now: bool,
+    keys: tuple[str | None, str] | None = None,
 ) -> None:
     old = read_certificate(directory / "ca.crt")
-    old_key = load_key(directory / "ca.key", passphrase)
-    # Keep the old intermediate (and the root it chains to, when that changes).
+    # Keep the old intermediate (and the root it chains to, when that changes), with its
+    # key, or the reference of its key held elsewhere (for its CRLs).
     retired = directory / "retired" / key_id(old)
     retired.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_atomic(retired / "ca.crt", pem(old), mode=0o600)
-    write_atomic(retired / "ca.key", key_bytes(old_key, passphrase), mode=0o600)
+    if (directory / "ca.key").exists():
+        old_key = load_key(directory / "ca.key", passphrase)
+        write_atomic(retired / "ca.key", key_bytes(old_key, passphrase), mode=0o600)
+    elif keys is not None and keys[0] is not None:
+        write_atomic(retired / KEYREF, keys[0].encode(), mode=0o600)
     if (directory / "crlnumber").exists():
         # Its CRL numbers go on from where they were (RFC 5280: increasing per issuer).
         shutil.copyfile(directory / "crlnumber", retired / "crlnumber")
@@ -253,7 +341,11 @@ def _install(
         else:
             write_atomic(staged / _ROOT_ELSEWHERE, b"", mode=0o600)
         write_atomic(staged / "root.crt", pem(new_root[1]), mode=0o600)
-    write_atomic(staged / "ca.key", key_bytes(key, passphrase), mode=0o600)
+    if key is not None:
+        write_atomic(staged / "ca.key", key_bytes(key, passphrase), mode=0o600)
+    elif keys is not None:
+        write_atomic(staged / KEYREF, keys[1].encode(), mode=0o600)
+        write_atomic(staged / _EXTERNAL, b"", mode=0o600)
     write_atomic(staged / "ca.crt", pem(certificate), mode=0o600)
     write_atomic(staged / _READY, b"", mode=0o600)
     finish(directory)
@@ -278,10 +370,15 @@ def finish(directory: Path) -> None:
         # A marker, not "root.crt staged without root.key": that is also what a local
         # root rotation killed after renaming its new root.key leaves.
         (directory / "root.key").unlink(missing_ok=True)
+    if (staged / _EXTERNAL).exists():
+        # The issuing key moves out of files (into KMS or a token): the old key is kept in
+        # its retired/ entry already and must not stay where a key is looked for.
+        (directory / "ca.key").unlink(missing_ok=True)
     for name in _INSTALL_ORDER:
         if (staged / name).exists():
             os.replace(staged / name, directory / name)
     (staged / _ROOT_ELSEWHERE).unlink(missing_ok=True)
+    (staged / _EXTERNAL).unlink(missing_ok=True)
     (staged / _READY).unlink()
     staged.rmdir()
     CounterFile(directory / ROTATION).advance()

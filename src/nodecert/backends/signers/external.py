@@ -16,11 +16,11 @@ from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key, hash_for, key_type_of
 
-__all__ = ["ExternalSigner", "sign_certificate", "sign_crl"]
+__all__ = ["ExternalSigner", "sign_certificate", "sign_crl", "sign_csr"]
 
 
 class ExternalSigner(Protocol):
@@ -61,8 +61,34 @@ def sign_crl(
     return x509.load_der_x509_crl(_with_signature(draft.public_bytes(Encoding.DER), signature))
 
 
-def _with_signature(der: bytes, signature: bytes) -> bytes:
-    # RFC 5280's SIGNED{} shape, shared by Certificate and CertificateList: the to-be-signed
+def sign_csr(
+    builder: x509.CertificateSigningRequestBuilder, signer: ExternalSigner
+) -> x509.CertificateSigningRequest:
+    """``builder`` signed by ``signer``: the CSR of a rotation onto a key held elsewhere,
+    for a root kept offline (see the module docstring; PKCS#10 has the same shape).
+
+    A CSR carries the public key of whatever signed it, so the stand-in's is replaced by
+    the signer's in the request info (RFC 2986, decoded with pyasn1) before it is signed.
+    """
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1.type import univ
+
+    draft = builder.sign(_stand_in(signer), hash_for(_stand_in(signer)))
+    info, rest = decoder.decode(draft.tbs_certrequest_bytes, asn1Spec=_request_info_spec())
+    if rest:
+        raise ValueError("signer: trailing bytes after the request info")
+    info["subjectPKInfo"] = univ.Any(
+        signer.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    )
+    to_be_signed: bytes = encoder.encode(info)
+    signature = signer.sign(to_be_signed)
+    der = _with_signature(draft.public_bytes(Encoding.DER), signature, to_be_signed)
+    return x509.load_der_x509_csr(der)
+
+
+def _with_signature(der: bytes, signature: bytes, to_be_signed: bytes | None = None) -> bytes:
+    # RFC 5280's SIGNED{} shape, shared by Certificate, CertificateList and PKCS#10's
+    # CertificationRequest: the to-be-signed
     # part and the algorithm stay opaque (``Any`` keeps their exact bytes, unparsed), only
     # the signature BIT STRING is replaced.
     from pyasn1.codec.der import decoder, encoder
@@ -71,9 +97,29 @@ def _with_signature(der: bytes, signature: bytes) -> bytes:
     document, rest = decoder.decode(der, asn1Spec=_signed_spec())
     if rest:
         raise ValueError("signer: trailing bytes after the signed document")
+    if to_be_signed is not None:
+        document["toBeSigned"] = univ.Any(to_be_signed)
     document["signature"] = univ.BitString.fromOctetString(signature)
     encoded: bytes = encoder.encode(document)
     return encoded
+
+
+@functools.cache
+def _request_info_spec() -> object:
+    # RFC 2986's CertificationRequestInfo; all but the version kept as exact bytes.
+    from pyasn1.type import namedtype, tag, univ
+
+    attributes = tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, 0)
+
+    class RequestInfo(univ.Sequence):  # type: ignore[misc]
+        componentType = namedtype.NamedTypes(  # noqa: N815 - pyasn1 names it so
+            namedtype.NamedType("version", univ.Integer()),
+            namedtype.NamedType("subject", univ.Any()),
+            namedtype.NamedType("subjectPKInfo", univ.Any()),
+            namedtype.NamedType("attributes", univ.Any().subtype(implicitTag=attributes)),
+        )
+
+    return RequestInfo()
 
 
 @functools.cache
