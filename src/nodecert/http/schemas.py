@@ -17,6 +17,8 @@ from nodecert.core.keys import KeyType
 from nodecert.core.values import CertificateStatus, Profile, RevocationReason
 
 __all__ = [
+    "AuditEntry",
+    "AuditList",
     "Certificate",
     "CertificateList",
     "GenerateCertRequest",
@@ -24,6 +26,7 @@ __all__ = [
     "Node",
     "NodeBody",
     "NodeCertificateRequest",
+    "NodeChange",
     "NodeList",
     "NodeRemoval",
     "Problem",
