@@ -1,9 +1,9 @@
-"""The v1 routes without a web framework: parse the raw input, call the use case, reply.
+"""Users' and admins' routes without a web framework: parse raw input, call the use case.
 
-Every front end (the FastAPI app in :mod:`nodecert.http.app`, the direct route, the Lambda
-handler in :mod:`nodecert.aws.handler`) calls these methods with raw input (header values,
-body bytes, path and query parameters), so bad input gets the very same problem document
-whichever way it came in. What a reply looks like is :mod:`nodecert.http.contract`.
+Every front end (the FastAPI app, its direct route, the Lambda handler) reaches these
+methods through the rows of :data:`nodecert.http.api.ROUTES`, with raw input (header
+values, body bytes, path and query parameters), so bad input gets the very same problem
+document whichever way it came in. What a reply looks like is :mod:`nodecert.http.contract`.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ class Issuance:
     """A ``POST /generate-cert`` read and authenticated, its certificate not yet signed.
 
     The front end decides where :meth:`start` runs (on the event loop when it never
-    waits, see :attr:`makes_rsa_key`), waits for the ledger commit it returns, and answers
-    :meth:`finish` only then: a certificate whose row was dropped never leaves.
+    waits, see :attr:`makes_rsa_key`), waits for the ledger commit it returns, and only
+    then answers and logs: a certificate whose row was dropped never leaves.
     """
 
     authority: Authority
@@ -78,17 +78,13 @@ class Issuance:
         """Sign, and hand the ledger row over (see :meth:`Authority.issue_pending`)."""
         return self.authority.issue_pending(self.principal, self.request)
 
-    @staticmethod
-    def finish(issued: IssuedCertificate) -> Reply:
-        """The 201, once the row is durable (logged then, never for a dropped one)."""
-        log_issued(issued.record)
-        return issued_reply(issued)
-
     def run(self) -> Reply:
         """Issue here and now, waiting for the commit (the Lambda front end)."""
         issued, commit = self.start()
+        reply = issued_reply(issued)
         commit.wait()
-        return self.finish(issued)
+        log_issued(issued.record)
+        return reply
 
 
 class Routes:
