@@ -134,21 +134,19 @@ def _begin(call: Callable[[], Reply | Issuance]) -> Reply | Begun:
 
 async def _inline(call: Callable[[], Reply | Issuance]) -> Reply | Begun:
     # The request is read once; only its signing may move to the thread pool.
+    result: Reply | Issuance | None = None
     try:
         with never_wait():
             result = call()
-    except WouldBlockError:
-        return await run_in_threadpool(_begin, call)
-    if not isinstance(result, Issuance):
-        return result
-    if not result.makes_rsa_key:
-        try:
-            with never_wait():
+            if not isinstance(result, Issuance):
+                return result
+            if not result.makes_rsa_key:
                 return (result, *result.start())
-        except WouldBlockError:
-            # Something on the way would have waited (a SQLite lock held by another
-            # worker): nothing was done yet, so run it again where waiting is fine.
-            pass
+    except WouldBlockError:
+        # Something on the way would have waited (a SQLite lock held by another worker):
+        # nothing was done yet, so run it again where waiting is fine.
+        if not isinstance(result, Issuance):
+            return await run_in_threadpool(_begin, call)
     return (result, *await run_in_threadpool(result.start))
 
 
