@@ -149,7 +149,7 @@ def _active_ca(pca: Any) -> str:
 
 def _function_env(endpoint: str, home: Path) -> dict[str, str]:
     """The function's environment (deploy/template.yaml), with a CA and tables in moto."""
-    from nodecert.store.dynamodb import create_tables
+    from nodecert.store.dynamodb.store import create_tables
 
     suffix = uuid.uuid4().hex[:8]
     nodes, certificates = f"nodes-{suffix}", f"certificates-{suffix}"

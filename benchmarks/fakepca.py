@@ -54,7 +54,7 @@ class SlowPCA:
     """
 
     def __init__(self, directory: Path, *, delay: float) -> None:
-        from nodecert.backends.local import LocalCA
+        from nodecert.backends.local.ca import LocalCA
 
         self.ca = LocalCA.open_or_create(
             directory, organization=ORGANIZATION, trust_domain=TRUST_DOMAIN
@@ -173,7 +173,7 @@ def _handler_for(pca: SlowPCA) -> type[BaseHTTPRequestHandler]:
 
 
 def _client(endpoint: str) -> Any:
-    """A boto3 ``acm-pca`` client configured as ``nodecert.awsclients.make_client`` does."""
+    """A boto3 ``acm-pca`` client configured as ``nodecert.support.awsclients.make_client`` does."""
     import boto3
     from botocore.config import Config
 
@@ -199,7 +199,7 @@ def measure_pca_overhead(*, delay: float = 0.3, issues: int = 20) -> PCAOverhead
     Raises:
         NodecertError: the backend failed.
     """
-    from nodecert.backends.acmpca import ACMPCABackend
+    from nodecert.backends.acmpca.backend import ACMPCABackend
     from nodecert.core.identity import Identity
     from nodecert.core.keys import KeyType, build_csr, generate_private_key
     from nodecert.core.values import SigningRequest

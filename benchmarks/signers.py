@@ -24,7 +24,7 @@ from pathlib import Path
 if not __package__:  # Run as a script: import ``benchmarks`` from the repository root.
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from nodecert.backends.local import LocalCA
+from nodecert.backends.local.ca import LocalCA
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, generate_private_key
 from nodecert.core.values import SigningRequest
@@ -43,7 +43,7 @@ def measure(*, issues: int = 400, rounds: int = 3) -> dict[str, float]:
 
     Sets ``SOFTHSM2_CONF`` for this process: run it in a process of its own.
     """
-    from nodecert.backends.pkcs11 import PKCS11Signer
+    from nodecert.backends.signers.pkcs11 import PKCS11Signer
 
     with tempfile.TemporaryDirectory(prefix="nodecert-signers-") as tmp:
         base = Path(tmp)

@@ -51,7 +51,8 @@ def start_server(
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{env['NODECERT_PORT']}/healthz"
-    for _ in range(300):
+    deadline = time.monotonic() + 30  # Not a count of tries: a try that hangs takes 1 s.
+    while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(url, timeout=1).close()
             return process

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from nodecert.backends.local import LocalCA
-from nodecert.backends.local_files import HomeIssuers
-from nodecert.backends.signer import ExternalSigner
-from nodecert.core.config import CAKind, Settings, StoreKind
+from nodecert.backends.local.ca import LocalCA
+from nodecert.backends.local.home import HomeIssuers
+from nodecert.backends.signers.external import ExternalSigner
+from nodecert.core.choices import CAKind, StoreKind
+from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
-from nodecert.core.files import secure_home
 from nodecert.core.keys import KeyType
 from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
@@ -41,12 +41,13 @@ from nodecert.issuing.quota import QuotaPolicy
 from nodecert.issuing.renewal import Renewer
 from nodecert.issuing.service import Service
 from nodecert.nodeside.access import AccessDecider
-from nodecert.store.sqlite import SQLiteStore
+from nodecert.store.sqlite.store import SQLiteStore
+from nodecert.support.files import secure_home
 from nodecert.verifiers.devissuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
 from nodecert.verifiers.oidc import OIDCVerifier, RemoteJWKS, StaticJWKS
 
 if TYPE_CHECKING:
-    from nodecert.store.dynamodb import DynamoDBStore
+    from nodecert.store.dynamodb.store import DynamoDBStore
 
 __all__ = [
     "Service",
@@ -67,8 +68,8 @@ class Stores:
     """What one store setting gives: every store port, and what closes them.
 
     SQLite and PostgreSQL are one object in every role; DynamoDB keeps single-use tokens,
-    rate buckets, the revocation outbox and the audit trail in a table of their own,
-    through objects of their own over the same client.
+    rate buckets and the audit trail in a limits table, and the revocation outbox in a
+    table of its own, through objects of their own over the same client.
 
     Attributes:
         ledger: The certificate ledger.
@@ -227,7 +228,7 @@ def build_administration(settings: Settings) -> tuple[Administration, Callable[[
     stores = _stores(settings)
     ca: CABackend
     if settings.ca == "local":
-        from nodecert.backends.local_revocations import LocalCARevocations
+        from nodecert.backends.local.revocations import LocalCARevocations
 
         ca = LocalCARevocations(settings.home / "ca")
     else:
@@ -352,7 +353,7 @@ def _postgres_stores(settings: Settings) -> Stores:
         raise ConfigurationError("NODECERT_DATABASE_URL: required when NODECERT_STORE=postgres")
     # Imported here: psycopg is an extra (nodecert[postgres]), like boto3 for DynamoDB.
     try:
-        from nodecert.store.postgres import PostgresStore
+        from nodecert.store.postgres.store import PostgresStore
     except ImportError as exc:
         raise ConfigurationError(
             "NODECERT_STORE=postgres: psycopg is not installed (pip install 'nodecert[postgres]')"
@@ -362,10 +363,10 @@ def _postgres_stores(settings: Settings) -> Stores:
 
 
 def _dynamodb_stores(settings: Settings) -> Stores:
-    from nodecert.awsclients import make_client
-    from nodecert.store.dynamodb import DynamoDBStore
-    from nodecert.store.dynamodb_limits import DynamoDBLimits
-    from nodecert.store.dynamodb_outbox import DynamoDBOutbox
+    from nodecert.store.dynamodb.limits import DynamoDBLimits
+    from nodecert.store.dynamodb.outbox import DynamoDBOutbox
+    from nodecert.store.dynamodb.store import DynamoDBStore
+    from nodecert.support.awsclients import make_client
 
     client = make_client("dynamodb", region=settings.aws_region)
     dynamodb: DynamoDBStore = DynamoDBStore(
@@ -377,7 +378,8 @@ def _dynamodb_stores(settings: Settings) -> Stores:
     outbox = DynamoDBOutbox(
         client,
         certificates_table=settings.dynamodb_certificates_table,
-        table=settings.dynamodb_limits_table,
+        outbox_table=settings.dynamodb_outbox_table,
+        limits_table=settings.dynamodb_limits_table,
     )
     return Stores(dynamodb, dynamodb, limits, limits, outbox, outbox)
 
@@ -412,7 +414,7 @@ def issuing_signer(settings: Settings, *, create: bool = False) -> ExternalSigne
                 f"NODECERT_CA_PKCS11_PIN_FILE: cannot read {settings.ca_pkcs11_pin_file}"
             ) from exc
     try:
-        from nodecert.backends.pkcs11 import PKCS11Signer
+        from nodecert.backends.signers.pkcs11 import PKCS11Signer
     except ImportError as exc:
         raise ConfigurationError(
             "NODECERT_CA_PKCS11_MODULE: python-pkcs11 is not installed"
@@ -436,8 +438,8 @@ def kms_signer(settings: Settings) -> ExternalSigner:
     if settings.ca_kms_key_id is None:
         raise ConfigurationError("NODECERT_CA_KMS_KEY_ID: not set")
     try:
-        from nodecert.awsclients import make_client
-        from nodecert.backends.kms import KMSSigner
+        from nodecert.backends.signers.kms import KMSSigner
+        from nodecert.support.awsclients import make_client
 
         client = make_client("kms", region=settings.aws_region, max_attempts=2)
     except ImportError as exc:
@@ -465,8 +467,8 @@ def _local_ca(settings: Settings) -> CABackend:
 def _acmpca(settings: Settings) -> CABackend:
     if not settings.acmpca_ca_arn:
         raise ConfigurationError("NODECERT_ACMPCA_CA_ARN: required when NODECERT_CA=acmpca")
-    from nodecert.awsclients import make_client
-    from nodecert.backends.acmpca import ACMPCABackend
+    from nodecert.backends.acmpca.backend import ACMPCABackend
+    from nodecert.support.awsclients import make_client
 
     # max_attempts=1: the backend retries by itself, under its own deadline.
     return ACMPCABackend(

@@ -3,7 +3,7 @@
 import pytest
 
 from nodecert.aws.handler import LambdaApp
-from tests.nodeside import RECORDED_CLIENT_ID
+from tests.kit import RECORDED_CLIENT_ID
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from nodecert.bootstrap import build_service
 from nodecert.cli.commands import main
 from nodecert.core.values import CertificateStatus
-from tests.nodeside import issue
+from tests.kit import issue
 
 from ..conftest import Env, make_settings
 

@@ -10,9 +10,9 @@ from nodecert.aws import authorizer
 from nodecert.aws.authorizer import TargetSource, handle
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.values import RevocationReason
-from nodecert.store.sqlite import SQLiteStore
+from nodecert.store.sqlite.store import SQLiteStore
 from nodecert.testing import MemoryStore
-from tests.nodeside import ADMIN, admin_of, authority, decider, event, issue, new_ca, sign
+from tests.kit import ADMIN, admin_of, authority, decider, event, issue, new_ca, sign
 
 REST = "authorizer_rest_request.json"
 HTTP = "authorizer_http_v2.json"

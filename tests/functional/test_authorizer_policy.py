@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from nodecert.aws.authorizer import TargetSource, handle
 from nodecert.aws.targets import METHODS, MethodARN, TargetError
 from nodecert.testing import MemoryStore
-from tests.nodeside import authority, decider, event, issue, new_ca
+from tests.kit import authority, decider, event, issue, new_ca
 
 REST = "authorizer_rest_request.json"
 HTTP = "authorizer_http_v2.json"

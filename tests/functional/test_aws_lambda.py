@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 
 from nodecert.aws import handler as aws_lambda
 from nodecert.core.identity import Identity
-from tests.nodeside import api_event as event
+from tests.kit import api_event as event
 
 
 def body(response):

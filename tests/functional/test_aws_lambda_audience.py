@@ -16,7 +16,7 @@ import pytest
 
 from nodecert.aws.handler import LambdaApp
 from nodecert.bootstrap import build_service
-from tests.nodeside import RECORDED_CLIENT_ID, api_event
+from tests.kit import RECORDED_CLIENT_ID, api_event
 
 from ..conftest import ADMIN, make_settings
 

@@ -12,7 +12,7 @@ import logging
 
 import pytest
 
-from tests.nodeside import api_event as event
+from tests.kit import api_event as event
 
 
 def problem(response):

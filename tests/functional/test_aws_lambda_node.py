@@ -23,7 +23,7 @@ from nodecert.core.tokens import mint_renewal_token, renewal_audience
 from nodecert.http.api import Handlers
 from nodecert.http.public_routes import PublicRoutes
 from nodecert.http.routes import Routes
-from tests.nodeside import TRUST_DOMAIN, api_event, issue
+from tests.kit import TRUST_DOMAIN, api_event, issue
 
 
 def event(name, *, pop=None, **changes):

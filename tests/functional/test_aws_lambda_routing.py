@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.nodeside import api_event as event
+from tests.kit import api_event as event
 
 
 def test_a_custom_domain_base_path_does_not_hide_the_route(app):
@@ -97,7 +97,7 @@ def test_the_request_budget_is_the_lambda_time_left_less_a_margin(monkeypatch, t
     import time
 
     from nodecert.aws import handler as aws_lambda
-    from nodecert.core import budget
+    from nodecert.support import budget
 
     monkeypatch.setenv("NODECERT_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("NODECERT_KEY_POOL_SIZE", "0")

@@ -12,7 +12,7 @@ from nodecert.core.config import Settings
 from nodecert.core.values import CertificateQuery, CertificateStatus, RevocationReason
 from nodecert.http.app import create_app
 from nodecert.issuing.crl import CRLPublisher
-from tests.nodeside import ADMIN, issue
+from tests.kit import ADMIN, issue
 
 
 class Clock:

@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 from cryptography import x509
 from fastapi.testclient import TestClient
 
-from nodecert.backends.acmpca import ACMPCABackend, RetryPolicy
+from nodecert.backends.acmpca.backend import ACMPCABackend, RetryPolicy
 from nodecert.bootstrap import build_service
 from nodecert.core.errors import BackendUnavailableError, StoreUnavailableError
 from nodecert.core.values import (
@@ -23,7 +23,7 @@ from nodecert.core.values import (
     SigningRequest,
 )
 from nodecert.http.app import create_app
-from nodecert.store.sqlite import SQLiteStore
+from nodecert.store.sqlite.store import SQLiteStore
 from tests.fakes import STUB_CA_ARN as CA_ARN
 from tests.fakes import FakeTime, describe_ca, stubbed_pca
 

@@ -20,10 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nodecert.bootstrap import build_service
-from nodecert.core.files import CounterFile
 from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
 from nodecert.server.drainer import RevocationDrainer
+from nodecert.support.files import CounterFile
 
 from ..conftest import ADMIN, make_settings
 

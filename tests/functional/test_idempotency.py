@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
-from nodecert.backends.acmpca import ACMPCABackend, RetryPolicy
+from nodecert.backends.acmpca.backend import ACMPCABackend, RetryPolicy
 from nodecert.bootstrap import build_service
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key

@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
 from nodecert.aws.handler import LambdaApp
-from nodecert.backends.acmpca import ACMPCABackend, RetryPolicy
-from nodecert.backends.local import LocalCA
+from nodecert.backends.acmpca.backend import ACMPCABackend, RetryPolicy
+from nodecert.backends.local.ca import LocalCA
 from nodecert.bootstrap import build_service
 from nodecert.core.errors import BackendUnavailableError, StoreUnavailableError
 from nodecert.core.identity import Identity
@@ -40,7 +40,7 @@ from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
 from tests.fakes import STUB_CA_ARN as CA_ARN
 from tests.fakes import FakeTime, describe_ca, stubbed_pca
-from tests.nodeside import RECORDED_CLIENT_ID, api_event
+from tests.kit import RECORDED_CLIENT_ID, api_event
 
 from ..conftest import ADMIN, make_settings
 

@@ -12,7 +12,7 @@ from nodecert.core.errors import ConflictError
 from nodecert.core.values import CertificateRecord, Commit, Principal
 from nodecert.issuing.authority import IssueRequest
 from nodecert.testing import MemoryStore
-from tests.nodeside import ADMIN, admin_of, authority, new_ca
+from tests.kit import ADMIN, admin_of, authority, new_ca
 
 
 class QueuedLedger(MemoryStore):

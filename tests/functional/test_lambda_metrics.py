@@ -18,7 +18,7 @@ from nodecert.aws.handler import LambdaApp
 from nodecert.aws.metrics import EmbeddedMetrics
 from nodecert.bootstrap import build_service
 from nodecert.core.metrics import METRICS
-from tests.nodeside import RECORDED_CLIENT_ID, api_event, event, issue
+from tests.kit import RECORDED_CLIENT_ID, api_event, event, issue
 
 from ..conftest import make_settings
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from nodecert.backends.local import LocalCA
+from nodecert.backends.local.ca import LocalCA
 from nodecert.bootstrap import build_service
 from nodecert.core.errors import BackendUnavailableError, ConflictError
 from nodecert.core.identity import Identity

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from nodecert.core.tokens import mint_renewal_token, renewal_audience
 from nodecert.http.app import create_app
-from tests.nodeside import TRUST_DOMAIN, issue
+from tests.kit import TRUST_DOMAIN, issue
 
 SECRET = "s3cret-s3cret-s3cret"
 
@@ -41,7 +41,7 @@ def test_authorize_denies_with_a_reason(service):
     r = client(service).post("/v1/authorize", headers=forwarded(cert, "n2"))
     assert r.status_code == 403
     assert r.headers["x-nodecert-reason"] == "wrong_node"
-    assert r.json()["code"] == "access_denied"
+    assert (r.json()["code"], r.json()["reason"]) == ("access_denied", "wrong_node")
     r = client(service).post("/v1/authorize", headers={"X-Nodecert-Node": "n1"})
     assert r.headers["x-nodecert-reason"] == "no_certificate"
 
@@ -98,6 +98,8 @@ def test_renew_over_http_then_replay_then_revoked(service):
     revoked = http.post("/v1/renew", headers=_renew_headers(cert))
     assert revoked.status_code == 403
     assert "revoked" in revoked.json()["detail"]
+    # Its reason member, as on /v1/authorize: the wire-error table's row for access_denied.
+    assert (revoked.json()["code"], revoked.json()["reason"]) == ("access_denied", "revoked")
 
 
 def test_renew_with_a_csr_keeps_the_key_on_the_client(service):

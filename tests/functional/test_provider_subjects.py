@@ -18,7 +18,7 @@ from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.identity import Identity, user_id_for_subject
 from tests.conftest import ADMIN
-from tests.nodeside import RECORDED_CLIENT_ID, api_event
+from tests.kit import RECORDED_CLIENT_ID, api_event
 
 AUTH0_SUBJECT = "auth0|5f7c8ec7c33c6c004bbafe82"
 MAPPED = "sha256.igveq6eh4pcfygnsisfs6a3fklyawldy4i4unu4qu7uen5vnldqq"

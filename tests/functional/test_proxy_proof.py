@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from nodecert.http.app import create_app
 from nodecert.testing import MemoryStore
 from nodecert.verify import UNIX_SOCKET, NodeAccessMiddleware, client_certificate_from_scope
-from tests.nodeside import authority, decider, issue, new_ca
+from tests.kit import authority, decider, issue, new_ca
 
 SECRET = "proxy-secret-0123456789abcdef"
 UDS = {"server": ("/run/nodecert-n1/app.sock", None), "client": None}

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from nodecert.bootstrap import build_service
 from nodecert.http.app import create_app
-from nodecert.store.sqlite import SQLiteStore
+from nodecert.store.sqlite.store import SQLiteStore
 
 from ..conftest import ADMIN, make_settings
 

@@ -3,7 +3,7 @@
 The real use cases with one injected clock (authority, node-side decision, renewal), the
 real local CA, and ``nodecert.client`` talking to them through ``nodecert.testing``'s
 ``MockTransport``: the service side of ``POST /v1/renew`` without sockets. The node runs
-:func:`nodecert.client.renew.renew_if_due` as ``nodecert renew`` on a timer would.
+:func:`nodecert.client.renewal.agent.renew_if_due` as ``nodecert renew`` on a timer would.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography import x509
 
 from nodecert.client import Client, Request, Response
-from nodecert.client.renew import RenewalTarget, renew_if_due
+from nodecert.client.renewal.agent import RenewalTarget, renew_if_due
 from nodecert.core.errors import NodecertError
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
 from nodecert.core.values import CertificateStatus, Principal
@@ -28,7 +28,7 @@ from nodecert.issuing.quota import QuotaPolicy
 from nodecert.issuing.renewal import RenewalRequest, Renewer, renewal_audience
 from nodecert.nodeside.access import AccessDecider
 from nodecert.testing import MemoryStore, MockTransport, json_response, problem_response
-from tests.nodeside import ADMIN, TRUST_DOMAIN, admin_of, new_ca
+from tests.kit import ADMIN, TRUST_DOMAIN, admin_of, new_ca
 
 
 def test_a_month_of_twice_daily_renew_when_due(tmp_path: Path) -> None:

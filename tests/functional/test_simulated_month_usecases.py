@@ -22,8 +22,8 @@ from nodecert.issuing.authority import Authority, IssueRequest
 from nodecert.issuing.quota import QuotaPolicy
 from nodecert.issuing.renewal import RenewalRequest, Renewer, mint_renewal_token, renewal_audience
 from nodecert.nodeside.access import AccessDecider
-from nodecert.store.sqlite import SQLiteStore
-from tests.nodeside import ADMIN, TRUST_DOMAIN, admin_of, new_ca
+from nodecert.store.sqlite.store import SQLiteStore
+from tests.kit import ADMIN, TRUST_DOMAIN, admin_of, new_ca
 
 
 class Clock:

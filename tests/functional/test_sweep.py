@@ -7,7 +7,7 @@ from nodecert.bootstrap import build_service
 from nodecert.core.errors import BackendUnavailableError
 from nodecert.core.identity import format_serial
 from nodecert.core.values import Principal, RevocationReason
-from tests.nodeside import issue
+from tests.kit import issue
 
 from ..conftest import make_settings
 

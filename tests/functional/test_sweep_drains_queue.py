@@ -9,7 +9,7 @@ import pytest
 from nodecert.aws import sweep
 from nodecert.bootstrap import build_service
 from nodecert.core.values import RevocationReason
-from tests.nodeside import issue
+from tests.kit import issue
 
 from ..conftest import make_settings
 

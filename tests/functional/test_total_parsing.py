@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from tests.nodeside import api_event
+from tests.kit import api_event
 
 HOSTILE_LIMITS = [
     "²",  # SUPERSCRIPT TWO: str.isdigit() is true, int() refuses it.

@@ -8,7 +8,7 @@ import pytest
 
 from nodecert.testing import MemoryStore
 from nodecert.verify import NodeAccessMiddleware, client_certificate_from_scope
-from tests.nodeside import authority, decider, issue, new_ca
+from tests.kit import authority, decider, issue, new_ca
 
 
 @pytest.fixture
@@ -51,7 +51,15 @@ def test_the_tls_extension_certificate_is_checked(setup):
         NodeAccessMiddleware(_app, decider=decider(ca, store), node_id="n2"), tls_scope(cert.pem)
     )
     assert status == 403
-    assert json.loads(body)["reason"] == "wrong_node"
+    # The reason alone, never the decision's detail; the same document the service sends.
+    assert json.loads(body) == {
+        "type": "https://nodecert.dev/problems/access_denied",
+        "title": "Access denied",
+        "status": 403,
+        "detail": "certificate: wrong_node",
+        "code": "access_denied",
+        "reason": "wrong_node",
+    }
 
 
 def test_the_proxy_header_counts_only_from_a_trusted_proxy(setup):

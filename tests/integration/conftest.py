@@ -58,7 +58,7 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 def aws_client(aws_env: None, moto_endpoint: str) -> Callable[[str], Any]:
     """Make a boto3 client for ``service`` that talks to the moto server."""
-    from nodecert.awsclients import make_client
+    from nodecert.support.awsclients import make_client
 
     def make(service: Any) -> Any:
         return make_client(service, region=REGION, max_attempts=1, endpoint_url=moto_endpoint)

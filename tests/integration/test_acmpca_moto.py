@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography import x509
 
-from nodecert.backends.acmpca import ACMPCABackend
+from nodecert.backends.acmpca.backend import ACMPCABackend
 from nodecert.core.errors import BackendUnavailableError
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
@@ -23,7 +23,7 @@ from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
 from nodecert.core.values import CertificateStatus, Principal, RevocationReason, SigningRequest
 from nodecert.issuing.administration import Administration
 from nodecert.issuing.authority import Authority, IssueRequest
-from nodecert.store.dynamodb import DynamoDBStore, create_tables
+from nodecert.store.dynamodb.store import DynamoDBStore, create_tables
 
 ORG = "Example"
 TRUST_DOMAIN = "example.test"
@@ -60,7 +60,7 @@ def create_active_ca(client) -> str:
 
 @pytest.fixture(scope="module")
 def pca(aws_env, moto_endpoint):
-    from nodecert.awsclients import make_client
+    from nodecert.support.awsclients import make_client
 
     return make_client("acm-pca", region="eu-west-1", max_attempts=1, endpoint_url=moto_endpoint)
 
@@ -135,7 +135,7 @@ def test_the_authority_issues_records_and_revokes_through_pca_and_dynamodb(
     backend, ca_arn, aws_client, unique
 ):
     dynamodb = aws_client("dynamodb")
-    from nodecert.store.dynamodb_outbox import DynamoDBOutbox
+    from nodecert.store.dynamodb.outbox import DynamoDBOutbox
 
     nodes_table, certificates_table = f"nodes-{unique}", f"certificates-{unique}"
     create_tables(
@@ -143,10 +143,14 @@ def test_the_authority_issues_records_and_revokes_through_pca_and_dynamodb(
         nodes_table=nodes_table,
         certificates_table=certificates_table,
         limits_table=f"limits-{unique}",
+        outbox_table=f"outbox-{unique}",
     )
     store = DynamoDBStore(dynamodb, nodes_table=nodes_table, certificates_table=certificates_table)
     outbox = DynamoDBOutbox(
-        dynamodb, certificates_table=certificates_table, table=f"limits-{unique}"
+        dynamodb,
+        certificates_table=certificates_table,
+        outbox_table=f"outbox-{unique}",
+        limits_table=f"limits-{unique}",
     )
     authority = Authority(
         ca=backend,

@@ -14,7 +14,7 @@ import pytest
 from nodecert.bootstrap import build_service
 from nodecert.core.config import Settings
 from nodecert.http.app import create_app
-from tests.nodeside import LiveServer, issue
+from tests.kit import LiveServer, issue
 
 
 def _non_loopback_address():

@@ -4,8 +4,8 @@ import pytest
 
 from nodecert.aws.authorizer import TargetSource, handle
 from nodecert.core.values import RevocationReason
-from nodecert.store.sqlite import SQLiteStore
-from tests.nodeside import ADMIN, admin_of, authority, decider, event, issue, new_ca, sign
+from nodecert.store.sqlite.store import SQLiteStore
+from tests.kit import ADMIN, admin_of, authority, decider, event, issue, new_ca, sign
 
 PATH = TargetSource("path:nodeId")
 
@@ -17,18 +17,24 @@ def store(request, tmp_path):
         yield store, store
         store.close()
         return
-    from nodecert.store.dynamodb import DynamoDBStore, create_tables
-    from nodecert.store.dynamodb_outbox import DynamoDBOutbox
+    from nodecert.store.dynamodb.outbox import DynamoDBOutbox
+    from nodecert.store.dynamodb.store import DynamoDBStore, create_tables
 
     client = request.getfixturevalue("aws_client")("dynamodb")
     unique = request.getfixturevalue("unique")
-    tables = f"nodes-{unique}", f"certificates-{unique}", f"limits-{unique}"
+    tables = f"nodes-{unique}", f"certificates-{unique}", f"limits-{unique}", f"outbox-{unique}"
     create_tables(
-        client, nodes_table=tables[0], certificates_table=tables[1], limits_table=tables[2]
+        client,
+        nodes_table=tables[0],
+        certificates_table=tables[1],
+        limits_table=tables[2],
+        outbox_table=tables[3],
     )
     yield (
         DynamoDBStore(client, nodes_table=tables[0], certificates_table=tables[1]),
-        DynamoDBOutbox(client, certificates_table=tables[1], table=tables[2]),
+        DynamoDBOutbox(
+            client, certificates_table=tables[1], outbox_table=tables[3], limits_table=tables[2]
+        ),
     )
     for table in tables:
         client.delete_table(TableName=table)

@@ -28,6 +28,7 @@ STORY = [
     "no token, a forged token: 401 at API Gateway",
     "the admin registers nodes with their owners' sub",
     "alice gets a certificate for her node",
+    "PCA throttled: a 503, and its retry with the same Idempotency-Key issues",
     "alice calls her node through the mutual-TLS domain: allowed",
     "alice calls bob's node: denied",
     "no client certificate, or one from another CA: no handshake",

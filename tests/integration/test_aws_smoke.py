@@ -20,11 +20,11 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from nodecert.awsclients import make_client
-from nodecert.backends.acmpca import ACMPCABackend
+from nodecert.backends.acmpca.backend import ACMPCABackend
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
 from nodecert.core.values import RevocationReason, SigningRequest
+from nodecert.support.awsclients import make_client
 
 CA_ARN = os.environ.get("NODECERT_AWS_SMOKE_CA_ARN", "")
 TRUST_DOMAIN = "smoke.nodecert.test"

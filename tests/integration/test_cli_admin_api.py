@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from nodecert.backends.local import LocalCA
+from nodecert.backends.local.ca import LocalCA
 from nodecert.cli import main
-from nodecert.core.files import CounterFile
 from nodecert.core.identity import serial_for_display
 from nodecert.core.values import CertificateStatus
 from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
+from nodecert.support.files import CounterFile
 from tests.conftest import ADMIN, make_settings
-from tests.nodeside import LiveServer
+from tests.kit import LiveServer
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -69,7 +69,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def issue_client(service: Service, user: str, node: str) -> str:
     from nodecert.core.values import Principal
-    from nodecert.issuing.shapes import IssueRequest
+    from nodecert.issuing.values import IssueRequest
 
     issued = service.authority.issue(
         Principal(user), IssueRequest(node_id=node, request_id=uuid.uuid4().hex, key_type="ec-p256")

@@ -116,7 +116,7 @@ def test_request_on_a_full_disk_fails_before_a_certificate_is_issued(
     import errno
 
     from nodecert.http.app import create_app
-    from tests.nodeside import LiveServer
+    from tests.kit import LiveServer
 
     env.add_node("n1", "alice")
     out = tmp_path / "out"
@@ -181,7 +181,7 @@ def test_an_unexpected_failure_is_one_line_not_a_traceback(tmp_path: Path) -> No
 def test_an_endless_file_is_refused_after_a_bounded_read(
     argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.nodeside import new_ca, sign
+    from tests.kit import new_ca, sign
 
     cert = tmp_path / "n1.crt"
     cert.write_text(sign(new_ca(tmp_path / "ca"), "alice", "n1").pem)
@@ -195,7 +195,7 @@ def test_an_endless_ca_file_in_the_output_directory_is_a_conflict(
     env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from nodecert.http.app import create_app
-    from tests.nodeside import LiveServer
+    from tests.kit import LiveServer
 
     env.add_node("n1", "alice")
     (tmp_path / "ca.crt").symlink_to("/dev/zero")

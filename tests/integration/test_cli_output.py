@@ -22,16 +22,16 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodecert.backends.local import LocalCA
+from nodecert.backends.local.ca import LocalCA
 from nodecert.cli import main
 from nodecert.cli.commands import build_parser
 from nodecert.core.identity import parse_serial, serial_for_display
 from nodecert.core.values import Principal, RevocationReason
 from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
-from nodecert.issuing.shapes import IssueRequest
+from nodecert.issuing.values import IssueRequest
 from tests.conftest import ADMIN, make_settings
-from tests.nodeside import LiveServer
+from tests.kit import LiveServer
 
 OPENSSL = shutil.which("openssl")
 
@@ -425,8 +425,8 @@ def test_request_with_a_csr_refuses_a_pkcs12(service, server, tmp_path, capsys):
 def test_renew_keeps_a_pkcs12_in_step_and_says_so_in_json(service, server, tmp_path, capsys):
     from cryptography.hazmat.primitives.serialization import pkcs12
 
-    from tests.nodeside import issue as issue_pair
-    from tests.nodeside import write_client
+    from tests.kit import issue as issue_pair
+    from tests.kit import write_client
 
     cert, key = write_client(
         issue_pair(service.authority, "alice", "n1", admin=service.administration), tmp_path, "n1"
@@ -458,8 +458,8 @@ def test_renew_keeps_a_pkcs12_in_step_and_says_so_in_json(service, server, tmp_p
 def test_renew_asks_for_the_pkcs12_password_before_renewing(service, server, tmp_path, capsys):
     import io
 
-    from tests.nodeside import issue as issue_pair
-    from tests.nodeside import write_client
+    from tests.kit import issue as issue_pair
+    from tests.kit import write_client
 
     cert, key = write_client(
         issue_pair(service.authority, "alice", "n1", admin=service.administration), tmp_path, "n1"

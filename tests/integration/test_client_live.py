@@ -18,17 +18,18 @@ from nodecert.client import (
     ServiceUnreachableError,
     http_status_of,
 )
+from nodecert.core.decision import AccessDeniedError, DenyReason
 from nodecert.core.errors import (
     AuthenticationError,
     AuthorizationError,
     CSRError,
+    IdempotentReplayError,
     InvalidIdentifierError,
     InvalidRequestError,
     NotFoundError,
 )
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
-from nodecert.nodeside.access import AccessDeniedError
 from nodecert.verifiers.devissuer import DevIssuer
 from tests.processes import free_port, nodecert_env, start_server, stop_server
 
@@ -75,6 +76,10 @@ def test_issue_with_a_server_key_and_with_a_csr(live: Live) -> None:
     assert from_csr.private_key is None
     assert (from_csr.not_after - from_csr.not_before).days in (1, 2)
     assert from_csr.key_type == "ec-p256"
+    with pytest.raises(IdempotentReplayError) as replayed:  # Rebuilt with its serialNumber.
+        ann.issue("c-n1", csr=pem, idempotency_key="csr-1", validity_days=2)
+    assert replayed.value.serial_number == from_csr.serial
+    assert http_status_of(replayed.value) == 409
     with pytest.raises(CSRError) as bad:
         ann.issue("c-n1", csr="-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n")
     assert http_status_of(bad.value) == 400 and bad.value.code == "invalid_csr"
@@ -124,6 +129,7 @@ def test_renew_proves_possession_and_keeps_the_identity(live: Live) -> None:
     with pytest.raises(AccessDeniedError, match="revoked") as denied:
         Client(live.url).renew(new, new_key)  # type: ignore[arg-type]
     assert http_status_of(denied.value) == 403
+    assert denied.value.decision.reason is DenyReason.REVOKED  # As the service decided it.
 
 
 def test_nodes_and_the_node_certificate(live: Live) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nodecert.store.sqlite import SQLiteStore
+from nodecert.store.sqlite.store import SQLiteStore
 from tests.processes import cli, free_port, nodecert_env, start_server, stop_server
 
 

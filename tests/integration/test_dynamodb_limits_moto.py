@@ -12,8 +12,8 @@ import pytest
 
 from nodecert.core.errors import ConflictError, StoreUnavailableError
 from nodecert.core.ports import RateLimiter, ReplayGuard
-from nodecert.store.dynamodb import DynamoDBStore, create_tables
-from nodecert.store.dynamodb_limits import DynamoDBLimits
+from nodecert.store.dynamodb.limits import DynamoDBLimits
+from nodecert.store.dynamodb.store import DynamoDBStore, create_tables
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TAKE = {"capacity": 2.0, "refill_per_s": 1.0}

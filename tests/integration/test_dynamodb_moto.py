@@ -7,7 +7,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from nodecert.core.errors import StoreUnavailableError
-from nodecert.store.dynamodb import DynamoDBStore, create_tables
+from nodecert.store.dynamodb.store import DynamoDBStore, create_tables
 from tests.records import certificate
 
 
@@ -55,16 +55,22 @@ def test_a_missing_table_is_a_clear_store_error(aws_client, unique):
 
 def test_a_sweep_cut_short_is_finished_by_the_next_drain(aws_client, unique, monkeypatch):
     from nodecert.core.values import CertificateStatus, RevocationReason
-    from nodecert.store.dynamodb_outbox import DynamoDBOutbox
+    from nodecert.store.dynamodb.outbox import DynamoDBOutbox
     from tests.records import T0
 
     client = aws_client("dynamodb")
-    tables = f"nodes-{unique}", f"certificates-{unique}", f"limits-{unique}"
+    tables = f"nodes-{unique}", f"certificates-{unique}", f"limits-{unique}", f"outbox-{unique}"
     create_tables(
-        client, nodes_table=tables[0], certificates_table=tables[1], limits_table=tables[2]
+        client,
+        nodes_table=tables[0],
+        certificates_table=tables[1],
+        limits_table=tables[2],
+        outbox_table=tables[3],
     )
     store = DynamoDBStore(client, nodes_table=tables[0], certificates_table=tables[1])
-    outbox = DynamoDBOutbox(client, certificates_table=tables[1], table=tables[2])
+    outbox = DynamoDBOutbox(
+        client, certificates_table=tables[1], outbox_table=tables[3], limits_table=tables[2]
+    )
     serials = ["0a01", "0a02", "0a03"]
     for minute, serial in enumerate(serials):
         store.record(certificate(serial, minutes=minute)).wait()
@@ -91,6 +97,6 @@ def test_a_sweep_cut_short_is_finished_by_the_next_drain(aws_client, unique, mon
     assert sorted(p.serial for p in pending) == serials
     assert {p.reason for p in pending} == {reason}
     assert {store.get(s).status for s in serials} == {CertificateStatus.REVOKED}
-    assert outbox._scan("sweep#") == []  # Completed: the marker is gone.
+    assert outbox._query("sweep") == []  # Completed: the marker is gone.
     for table in tables:
         client.delete_table(TableName=table)

@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from nodecert.bootstrap import build_service
 from nodecert.core.tokens import mint_renewal_token, renewal_audience
 from nodecert.http.app import create_app
-from nodecert.store.dynamodb import create_tables
-from nodecert.store.dynamodb_limits import DynamoDBLimits
+from nodecert.store.dynamodb.limits import DynamoDBLimits
+from nodecert.store.dynamodb.store import create_tables
 from tests.conftest import make_settings
 from tests.integration.conftest import REGION
-from tests.nodeside import ADMIN, TRUST_DOMAIN, issue
+from tests.kit import ADMIN, TRUST_DOMAIN, issue
 
 
 @pytest.fixture
@@ -31,6 +31,7 @@ def settings(aws_client, moto_endpoint, unique, monkeypatch, tmp_path):
         "nodes_table": f"nodes-{unique}",
         "certificates_table": f"certificates-{unique}",
         "limits_table": f"limits-{unique}",
+        "outbox_table": f"outbox-{unique}",
     }
     create_tables(client, **tables)
     # bootstrap makes its own client; botocore reads the endpoint from the environment.
@@ -44,6 +45,7 @@ def settings(aws_client, moto_endpoint, unique, monkeypatch, tmp_path):
             dynamodb_nodes_table=tables["nodes_table"],
             dynamodb_certificates_table=tables["certificates_table"],
             dynamodb_limits_table=tables["limits_table"],
+            dynamodb_outbox_table=tables["outbox_table"],
             **overrides,
         )
 

@@ -126,7 +126,7 @@ def test_healthz_answers_while_the_rate_bucket_file_is_locked(tmp_path: Path):
 
     from nodecert.bootstrap import build_service
     from nodecert.core.config import Settings
-    from tests.nodeside import ADMIN
+    from tests.kit import ADMIN
 
     home = tmp_path / "home"
     port = free_port()

@@ -16,8 +16,8 @@ import pytest
 from nodecert.bootstrap import build_service
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
-from nodecert.core.files import secure_home
-from tests.nodeside import issue
+from nodecert.support.files import secure_home
+from tests.kit import issue
 
 
 def _modes(home: Path) -> dict[str, int]:
@@ -78,7 +78,7 @@ def test_a_loose_home_that_cannot_be_tightened_refuses_to_start():
     home.mkdir()
     home.chmod(0o777)  # Owned by root, writable by all: nobody cannot chmod it.
     code = (
-        "import sys; from pathlib import Path; from nodecert.core.files import secure_home;"
+        "import sys; from pathlib import Path; from nodecert.support.files import secure_home;"
         "from nodecert.core.errors import ConfigurationError\n"
         "try:\n    secure_home(Path(sys.argv[1]))\n"
         "except ConfigurationError as e:\n    print(e.detail); sys.exit(3)\n"

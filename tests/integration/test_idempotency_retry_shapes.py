@@ -24,9 +24,9 @@ from nodecert.core.errors import BackendUnavailableError, StoreUnavailableError
 from nodecert.core.values import CertificateRecord, Commit, SigningRequest
 from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
-from nodecert.store.dynamodb import create_tables
+from nodecert.store.dynamodb.store import create_tables
 from tests.integration.conftest import REGION
-from tests.nodeside import ADMIN, RECORDED_CLIENT_ID, api_event
+from tests.kit import ADMIN, RECORDED_CLIENT_ID, api_event
 
 from ..conftest import make_settings
 
@@ -43,12 +43,14 @@ def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]
             "dynamodb_nodes_table": f"nodes-{unique}",
             "dynamodb_certificates_table": f"certificates-{unique}",
             "dynamodb_limits_table": f"limits-{unique}",
+            "dynamodb_outbox_table": f"outbox-{unique}",
         }
         create_tables(
             client,
             nodes_table=tables["dynamodb_nodes_table"],
             certificates_table=tables["dynamodb_certificates_table"],
             limits_table=tables["dynamodb_limits_table"],
+            outbox_table=tables["dynamodb_outbox_table"],
         )
         # bootstrap makes its own client; botocore reads the endpoint from the environment.
         monkeypatch = request.getfixturevalue("monkeypatch")

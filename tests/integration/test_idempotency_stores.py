@@ -25,20 +25,20 @@ T0 = datetime.now(UTC)
 def stores(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[tuple[Any, Any]]:
     """(ledger, single-use facility) of one store."""
     if request.param == "sqlite":
-        from nodecert.store.sqlite import SQLiteStore
+        from nodecert.store.sqlite.store import SQLiteStore
 
         opened: Any = SQLiteStore(tmp_path / "nodecert.db")
         yield opened, opened
         opened.close()
     elif request.param == "postgres":
-        from nodecert.store.postgres import PostgresStore
+        from nodecert.store.postgres.store import PostgresStore
 
         opened = PostgresStore(request.getfixturevalue("postgres_dsn"))
         yield opened, opened
         opened.close()
     else:
-        from nodecert.store.dynamodb import DynamoDBStore, create_tables
-        from nodecert.store.dynamodb_limits import DynamoDBLimits
+        from nodecert.store.dynamodb.limits import DynamoDBLimits
+        from nodecert.store.dynamodb.store import DynamoDBStore, create_tables
 
         client = request.getfixturevalue("aws_client")("dynamodb")
         unique = request.getfixturevalue("unique")

@@ -90,9 +90,9 @@ VIOLATIONS = [
         id="core-imports-a-framework",
     ),
     pytest.param(
-        "store/sqlite_file.py",
+        "store/sqlite/file.py",
         "from nodecert.http import contract as _contract  # noqa\n",
-        "nodecert.store.sqlite_file -> nodecert.http.contract",
+        "nodecert.store.sqlite.file -> nodecert.http.contract",
         id="adapter-imports-another-adapter",
     ),
     pytest.param(

@@ -25,7 +25,7 @@ from nodecert.cli import main
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.identity import Identity
-from nodecert.store.dynamodb import create_tables
+from nodecert.store.dynamodb.store import create_tables
 from tests.integration.test_template_issuing_ca import environment, resolved
 from tests.rehearsal.template import load, sam_translate
 
@@ -122,6 +122,7 @@ def kms_stack(aws_client, moto_endpoint, unique, monkeypatch, tmp_path):
         nodes_table=nodes,
         certificates_table=certificates,
         limits_table=limits,
+        outbox_table=f"outbox-{unique}",
     )
     # What the template gives the issuing function with IssuingCA=KMS, pointed at moto.
     variables = environment(resolved(sam_translate(load()), "KMS"), "NodecertFunction")
@@ -134,6 +135,7 @@ def kms_stack(aws_client, moto_endpoint, unique, monkeypatch, tmp_path):
         "NODECERT_DYNAMODB_NODES_TABLE": nodes,
         "NODECERT_DYNAMODB_CERTIFICATES_TABLE": certificates,
         "NODECERT_DYNAMODB_LIMITS_TABLE": limits,
+        "NODECERT_DYNAMODB_OUTBOX_TABLE": f"outbox-{unique}",
         "NODECERT_OIDC_ISSUER": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_EXAMPLE",
         "NODECERT_OIDC_AUDIENCE": "4example0clientid",
         "NODECERT_TRUST_DOMAIN": "nodecert.example",
@@ -206,7 +208,7 @@ def test_the_issuer_signs_in_kms_under_the_operators_root(kms_stack, aws_client)
 def test_the_authorizer_trusts_the_packaged_chain_and_never_calls_kms(kms_stack):
     from nodecert.aws.authorizer import TargetSource, handle
     from nodecert.bootstrap import build_decider
-    from tests.nodeside import event
+    from tests.kit import event
 
     assert aws_lambda.lambda_handler(_event("rest_put_node_admin.json"), None)["statusCode"] == 200
     issued = aws_lambda.lambda_handler(_event("rest_generate_cert.json"), None)

@@ -18,14 +18,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
-from nodecert.backends.kms import KMSSigner
-from nodecert.backends.local import LocalCA
+from nodecert.backends.local.ca import LocalCA
+from nodecert.backends.signers.kms import KMSSigner
 from nodecert.bootstrap import build_service
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
 from nodecert.core.keys import KeyType, generate_private_key
 from nodecert.http.app import create_app
-from nodecert.store.sqlite import SQLiteStore
-from tests.nodeside import authority
+from nodecert.store.sqlite.store import SQLiteStore
+from tests.kit import authority
 from tests.signer_checks import issue_and_check_everything
 
 from ..conftest import Env, make_settings
@@ -35,7 +35,7 @@ from .conftest import REGION
 @pytest.fixture
 def kms(aws_env: None, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A KMS client on moto; the service's own clients find moto through the environment."""
-    from nodecert.awsclients import make_client
+    from nodecert.support.awsclients import make_client
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     return make_client("kms", region=REGION, max_attempts=1, endpoint_url=moto_endpoint)
@@ -99,7 +99,7 @@ def test_kms_failing_at_issuance_is_a_503_and_nothing_is_recorded(
     )
     store = SQLiteStore(tmp_path / "nodecert.db")
     try:
-        from tests.nodeside import issue
+        from tests.kit import issue
 
         with pytest.raises(BackendUnavailableError, match=code):
             issue(authority(ca, store), "alice", "n1")

@@ -12,9 +12,9 @@ import time
 import pytest
 
 from nodecert.aws import lifecycle
-from nodecert.awsclients import close_connections
 from nodecert.bootstrap import build_service
 from nodecert.core.keys import KeyType
+from nodecert.support.awsclients import close_connections
 
 from ..conftest import make_settings
 
@@ -52,7 +52,7 @@ def test_a_wiring_failure_in_the_init_phase_is_logged_and_left_to_the_first_even
 def test_prepare_describes_the_ca_once_so_the_first_issuance_does_not(
     aws_client, tmp_path, moto_endpoint
 ):
-    from nodecert.backends.acmpca import ACMPCABackend
+    from nodecert.backends.acmpca.backend import ACMPCABackend
 
     pca = aws_client("acm-pca")
     arn = pca.create_certificate_authority(

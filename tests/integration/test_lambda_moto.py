@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from nodecert.aws import handler as aws_lambda
 from nodecert.core.identity import Identity
 from nodecert.core.tokens import mint_renewal_token, renewal_audience
-from nodecert.store.dynamodb import create_tables
-from nodecert.store.dynamodb_limits import DynamoDBLimits
+from nodecert.store.dynamodb.limits import DynamoDBLimits
+from nodecert.store.dynamodb.store import create_tables
 from tests.integration.test_acmpca_moto import create_active_ca
 from tests.rehearsal.scenario import pca_templates
 
@@ -41,6 +41,7 @@ def lambda_env(aws_client, moto_endpoint, unique, monkeypatch, tmp_path):
         nodes_table=nodes,
         certificates_table=certificates,
         limits_table=limits,
+        outbox_table=f"outbox-{unique}",
     )
     variables = {
         "AWS_ENDPOINT_URL": moto_endpoint,
@@ -52,6 +53,7 @@ def lambda_env(aws_client, moto_endpoint, unique, monkeypatch, tmp_path):
         "NODECERT_DYNAMODB_NODES_TABLE": nodes,
         "NODECERT_DYNAMODB_CERTIFICATES_TABLE": certificates,
         "NODECERT_DYNAMODB_LIMITS_TABLE": limits,
+        "NODECERT_DYNAMODB_OUTBOX_TABLE": f"outbox-{unique}",
         "NODECERT_OIDC_ISSUER": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_EXAMPLE",
         "NODECERT_OIDC_AUDIENCE": "4example0clientid",
         "NODECERT_TRUST_DOMAIN": TRUST_DOMAIN,

@@ -23,10 +23,10 @@ from nodecert.core.values import (
     Profile,
     RevocationReason,
 )
-from nodecert.store._select import select_rows
-from nodecert.store.dynamodb import DynamoDBStore, create_tables
-from nodecert.store.postgres import PostgresStore
-from nodecert.store.sqlite import SQLiteStore
+from nodecert.store.dynamodb.store import DynamoDBStore, create_tables
+from nodecert.store.memory_query import select_rows
+from nodecert.store.postgres.store import PostgresStore
+from nodecert.store.sqlite.store import SQLiteStore
 from nodecert.testing import MemoryStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from nodecert.backends.local import LocalCA
+from nodecert.backends.local.ca import LocalCA
 from nodecert.core.errors import BackendUnavailableError, ConflictError
 from nodecert.core.identity import format_serial
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
@@ -32,7 +32,7 @@ from nodecert.core.values import (
 )
 from nodecert.issuing.authority import Authority
 from tests.fakes import race
-from tests.nodeside import ADMIN, TRUST_DOMAIN, admin_of, issue, new_ca
+from tests.kit import ADMIN, TRUST_DOMAIN, admin_of, issue, new_ca
 from tests.records import T0, certificate
 
 
@@ -47,30 +47,39 @@ class Stores:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "dynamodb"])
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
     if request.param == "sqlite":
-        from nodecert.store.sqlite import SQLiteStore
+        from nodecert.store.sqlite.store import SQLiteStore
 
         opened: Any = SQLiteStore(tmp_path / "data" / "nodecert.db")
         yield Stores(opened, opened)
         opened.close()
     elif request.param == "postgres":
-        from nodecert.store.postgres import PostgresStore
+        from nodecert.store.postgres.store import PostgresStore
 
         opened = PostgresStore(request.getfixturevalue("postgres_dsn"))
         yield Stores(opened, opened)
         opened.close()
     else:
-        from nodecert.store.dynamodb import DynamoDBStore, create_tables
-        from nodecert.store.dynamodb_outbox import DynamoDBOutbox
+        from nodecert.store.dynamodb.outbox import DynamoDBOutbox
+        from nodecert.store.dynamodb.store import DynamoDBStore, create_tables
 
         aws_client: Callable[[str], Any] = request.getfixturevalue("aws_client")
         unique: str = request.getfixturevalue("unique")
         client = aws_client("dynamodb")
-        tables = f"nodes-{unique}", f"certificates-{unique}", f"limits-{unique}"
+        tables = f"nodes-{unique}", f"certificates-{unique}", f"limits-{unique}", f"outbox-{unique}"
         create_tables(
-            client, nodes_table=tables[0], certificates_table=tables[1], limits_table=tables[2]
+            client,
+            nodes_table=tables[0],
+            certificates_table=tables[1],
+            limits_table=tables[2],
+            outbox_table=tables[3],
         )
         store = DynamoDBStore(client, nodes_table=tables[0], certificates_table=tables[1])
-        yield Stores(store, DynamoDBOutbox(client, certificates_table=tables[1], table=tables[2]))
+        yield Stores(
+            store,
+            DynamoDBOutbox(
+                client, certificates_table=tables[1], outbox_table=tables[3], limits_table=tables[2]
+            ),
+        )
         for table in tables:
             client.delete_table(TableName=table)
 
@@ -136,7 +145,7 @@ def test_racing_successors_of_one_certificate_exactly_one_wins(stores: Stores) -
 def test_a_dynamodb_successor_is_one_conditional_transaction(
     aws_client: Callable[[str], Any], unique: str
 ) -> None:
-    from nodecert.store.dynamodb import DynamoDBStore, create_tables
+    from nodecert.store.dynamodb.store import DynamoDBStore, create_tables
 
     client = aws_client("dynamodb")
     tables = f"nodes-{unique}", f"certificates-{unique}"

@@ -15,7 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nodecert.backends.local import LocalCA
+from nodecert.backends.local.ca import LocalCA
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType

@@ -33,7 +33,7 @@ from nodecert.bootstrap import build_service
 from nodecert.core.config import Settings
 from nodecert.core.values import RevocationReason
 from nodecert.http.app import create_app
-from tests.nodeside import (
+from tests.kit import (
     ADMIN,
     LiveServer,
     issue,

@@ -27,7 +27,7 @@ from nodecert.bootstrap import build_service
 from nodecert.core.config import Settings
 from nodecert.core.values import RevocationReason
 from nodecert.http.app import create_app
-from tests.nodeside import ADMIN, LiveServer, free_port, issue, new_ca, sign, write_client
+from tests.kit import ADMIN, LiveServer, free_port, issue, new_ca, sign, write_client
 from tests.processes import cli, nodecert_env
 
 ROOT = Path(__file__).resolve().parents[2]

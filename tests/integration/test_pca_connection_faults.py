@@ -21,7 +21,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from nodecert.backends.acmpca import ACMPCABackend, RetryPolicy
+from nodecert.backends.acmpca.backend import ACMPCABackend, RetryPolicy
 from nodecert.core.errors import BackendUnavailableError
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key

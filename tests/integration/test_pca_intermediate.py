@@ -22,9 +22,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from nodecert.backends.hierarchy import make_root
-from nodecert.backends.local_files import key_id
-from nodecert.backends.pca_intermediate import SUBORDINATE_TEMPLATE_ARN, subordinate_token
+from nodecert.backends.acmpca.intermediate import SUBORDINATE_TEMPLATE_ARN, subordinate_token
+from nodecert.backends.local.hierarchy import make_root
+from nodecert.backends.local.home import key_id
 from nodecert.cli import main
 
 from ..conftest import Env, make_settings
@@ -134,7 +134,7 @@ def test_root_in_acm_pca_issue_locally(
     pca_root = make_root(pca_key, "Platform", datetime.now(UTC))
     client_pca, stub = stubbed_pca()
     # The command makes its client through the one factory: it gets the stubbed one.
-    monkeypatch.setattr("nodecert.awsclients.make_client", lambda *_a, **_k: client_pca)
+    monkeypatch.setattr("nodecert.support.awsclients.make_client", lambda *_a, **_k: client_pca)
     service = build_service(make_settings(home))
     try:
         with TestClient(create_app(service), raise_server_exceptions=False) as client:
@@ -231,8 +231,8 @@ def test_moto_does_not_apply_the_subordinate_template_and_the_command_refuses_it
 ) -> None:
     from cryptography.hazmat.primitives import hashes
 
-    from nodecert.awsclients import make_client
-    from nodecert.backends.hierarchy import ca_name
+    from nodecert.backends.local.hierarchy import ca_name
+    from nodecert.support.awsclients import make_client
 
     from .test_acmpca_moto import ROOT_TEMPLATE
 
@@ -321,7 +321,7 @@ def test_a_root_key_kept_in_the_home_retires_with_the_old_root(
     pca_key = ec.generate_private_key(ec.SECP256R1())
     pca_root = make_root(pca_key, "Platform", datetime.now(UTC))
     client_pca, stub = stubbed_pca()
-    monkeypatch.setattr("nodecert.awsclients.make_client", lambda *_a, **_k: client_pca)
+    monkeypatch.setattr("nodecert.support.awsclients.make_client", lambda *_a, **_k: client_pca)
     csr, chain = tmp_path / "next.csr", tmp_path / "chain.pem"
     assert main(["ca", "rotate", "--csr-out", str(csr)]) == 0
     with stub:
@@ -345,7 +345,7 @@ def test_a_root_rotation_killed_after_its_key_was_renamed_keeps_that_key(
 ) -> None:
     # A local --new-root stages root.key and root.crt; a PCA root stages no key and drops
     # the home's. Completing the first after a kill must not be taken for the second.
-    from nodecert.backends import rotation
+    from nodecert.backends.local import rotation
     from nodecert.bootstrap import build_service
 
     home = tmp_path / "home"

@@ -19,7 +19,7 @@ from nodecert.core.errors import ConfigurationError
 from nodecert.core.values import CertificateStatus
 from nodecert.http.app import create_app
 from nodecert.issuing.service import Service
-from nodecert.store.postgres import PostgresStore
+from nodecert.store.postgres.store import PostgresStore
 
 from ..conftest import make_settings
 

@@ -24,7 +24,7 @@ from nodecert.core.errors import (
     StoreUnavailableError,
 )
 from nodecert.core.values import AuditEntry, AuditQuery, RevocationReason
-from nodecert.store.postgres import SCHEMA_VERSION, PostgresStore
+from nodecert.store.postgres.store import SCHEMA_VERSION, PostgresStore
 from tests.fakes import race
 from tests.records import T0, certificate
 

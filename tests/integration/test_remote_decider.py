@@ -19,7 +19,7 @@ from nodecert.core.values import RevocationReason
 from nodecert.http.app import create_app
 from nodecert.nodeside.access import DenyReason
 from nodecert.verify import RemoteDecider
-from tests.nodeside import ADMIN, LiveServer, issue
+from tests.kit import ADMIN, LiveServer, issue
 
 SECRET = "remote-decider-shared-secret"
 
@@ -46,7 +46,10 @@ def test_allows_the_right_node_and_says_who(service, live):
 def test_denials_carry_the_services_reason(service, live):
     cert = issue(service.authority, "alice", "n1", admin=service.administration)
     decider = RemoteDecider(live.url, secret=SECRET)
-    assert decider.decide(cert.pem, "n2").reason is DenyReason.WRONG_NODE
+    wrong = decider.decide(cert.pem, "n2")
+    # The service's decision, read back with the wire-error table: reason and detail.
+    assert wrong.reason is DenyReason.WRONG_NODE and not wrong.allowed
+    assert wrong.detail == service.decider.decide(cert.pem, "n2").detail
     service.administration.revoke(ADMIN, cert.serial, RevocationReason.KEY_COMPROMISE)
     assert decider.decide(cert.pem, "n1").reason is DenyReason.REVOKED
     assert decider.decide("not a certificate", "n1").reason is DenyReason.MALFORMED_CERTIFICATE

@@ -9,7 +9,7 @@ from cryptography import x509
 
 from nodecert.cli import commands as cli
 from nodecert.client import Client, ServiceUnreachableError
-from nodecert.client.renew import (
+from nodecert.client.renewal.agent import (
     Backoff,
     KeyMismatchError,
     RenewalClientError,
@@ -18,12 +18,12 @@ from nodecert.client.renew import (
     run_deploy_hook,
     watch,
 )
+from nodecert.core.decision import AccessDeniedError, Decision, DenyReason
 from nodecert.core.errors import ConflictError, QuotaExceededError
 from nodecert.core.values import RevocationReason
 from nodecert.http.app import create_app
-from nodecert.nodeside.access import AccessDeniedError
 from tests.files import unwritable
-from tests.nodeside import ADMIN, LiveServer, issue, write_client
+from tests.kit import ADMIN, LiveServer, issue, write_client
 from tests.processes import free_port
 
 
@@ -171,14 +171,12 @@ def test_watch_renews_when_due_with_jitter_and_backs_off(tmp_path, service, capl
 @pytest.mark.parametrize(
     "error",
     [
-        AccessDeniedError.__new__(AccessDeniedError),
+        AccessDeniedError(Decision.deny(DenyReason.REVOKED, "revoked")),
         ConflictError("already renewed"),
         KeyMismatchError("not this key"),
     ],
 )
 def test_watch_stops_on_what_a_retry_cannot_fix(tmp_path, service, error):
-    if isinstance(error, AccessDeniedError):
-        ConflictError.__init__(error, "certificate: revoked")
     old = issue(service.authority, "alice", "n1", admin=service.administration)
     cert, key = write_client(old, tmp_path, "n1")
     now, sleeps, sleep = _clocked(old.certificate.not_valid_before_utc)
@@ -291,7 +289,7 @@ def test_a_hook_that_fails_during_watch_is_logged_and_the_watch_goes_on(tmp_path
 
 
 def test_a_hook_that_hangs_is_stopped(tmp_path, service, monkeypatch):
-    from nodecert.client import _hook as renew_client
+    from nodecert.client.renewal import _hook as renew_client
 
     old = issue(service.authority, "alice", "n1", admin=service.administration)
     cert, key = write_client(old, tmp_path, "n1")

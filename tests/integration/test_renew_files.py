@@ -10,7 +10,7 @@ from cryptography import x509
 from nodecert.cli import commands as cli
 from nodecert.client import Client
 from nodecert.client._files import OutputFile, write_together
-from nodecert.client.renew import (
+from nodecert.client.renewal.agent import (
     RenewalClientError,
     RenewalTarget,
     load_pair,
@@ -19,7 +19,7 @@ from nodecert.client.renew import (
 )
 from nodecert.http.app import create_app
 from tests.fakes import race
-from tests.nodeside import LiveServer, issue, write_client
+from tests.kit import LiveServer, issue, write_client
 
 
 def _serial(path) -> int:
@@ -151,7 +151,7 @@ def test_watch_goes_on_when_another_renewer_got_there_first(tmp_path, service, c
     # A renewer that takes no turns (another machine on a shared directory) renews first:
     # our renewal is refused with 409, but the files hold a newer certificate, so the watch
     # follows it instead of giving up (systemd would not restart it).
-    from nodecert.client.renew import watch
+    from nodecert.client.renewal.agent import watch
     from nodecert.core.errors import AlreadyRenewedError
 
     old = issue(service.authority, "alice", "n1", admin=service.administration)
@@ -249,7 +249,7 @@ def test_a_filesystem_without_locks_still_renews(tmp_path, service, capsys, monk
     import fcntl
     import types
 
-    from nodecert.client import _pair
+    from nodecert.client.renewal import _pair
 
     cert, key = write_client(
         issue(service.authority, "alice", "n1", admin=service.administration), tmp_path, "n1"
@@ -269,7 +269,7 @@ def test_watch_waits_for_a_pair_replaced_by_hand_one_file_at_a_time(tmp_path, se
     # `cp new.crt node.crt; cp new.key node.key` while the watch reads: for a moment the
     # key does not match. The watch retries instead of exiting for good (systemd's
     # Restart=on-abnormal would not start it again); a mismatch that lasts still stops it.
-    from nodecert.client.renew import KeyMismatchError, watch
+    from nodecert.client.renewal.agent import KeyMismatchError, watch
 
     old = issue(service.authority, "alice", "n1", admin=service.administration)
     newer = issue(service.authority, "alice", "n1", admin=service.administration)

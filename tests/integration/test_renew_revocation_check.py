@@ -16,17 +16,17 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from nodecert.backends.local import LocalCA
+from nodecert.backends.local.ca import LocalCA
 from nodecert.cli import main
 from nodecert.client import Client, Request, Response
-from nodecert.client._revocation import check_revocation
-from nodecert.client._target import RenewalTarget
+from nodecert.client.renewal._revocation import check_revocation
+from nodecert.client.renewal._target import RenewalTarget
 from nodecert.core.values import RevocationReason
 from nodecert.http.app import create_app
 from nodecert.testing import MockTransport
 from nodecert.testing.client import UnreachableTransport
 from tests.conftest import ADMIN
-from tests.nodeside import LiveServer
+from tests.kit import LiveServer
 
 
 @pytest.fixture(autouse=True)

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodecert.backends.hierarchy import load_key
-from nodecert.backends.local_files import key_id
+from nodecert.backends.local.hierarchy import load_key
+from nodecert.backends.local.home import key_id
 from nodecert.bootstrap import build_decider
 from nodecert.cli import main
 from nodecert.core.identity import Identity
@@ -257,7 +257,7 @@ def test_an_emergency_rotation_refuses_the_old_at_once_and_renews_the_genuine(
 def test_a_rotation_killed_midway_is_completed_or_never_happened(
     env: Env, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nodecert.backends import rotation
+    from nodecert.backends.local import rotation
 
     env.add_node("n1", "alice")
     before = env.service.authority.ca.chain()[0]
@@ -294,8 +294,8 @@ def test_a_rotation_killed_midway_is_completed_or_never_happened(
 
 
 def test_a_rotation_killed_while_staging_never_happened(env: Env, home: Path) -> None:
-    from nodecert.backends import rotation
-    from nodecert.backends.local_files import locked
+    from nodecert.backends.local import rotation
+    from nodecert.backends.local.home import locked
 
     before = env.service.authority.ca.chain()
     # What a kill before the stage was complete leaves: retired/<current>, a partial stage.
@@ -396,7 +396,7 @@ def test_renewal_agents_renew_early_when_their_issuer_retires(
     env: Env, home: Path, tmp_path: Path
 ) -> None:
     from nodecert.client import Client
-    from nodecert.client.renew import RenewalTarget, renew_if_due, watch
+    from nodecert.client.renewal.agent import RenewalTarget, renew_if_due, watch
 
     env.add_node("n1", "alice")
     issued = env.issue("alice", "n1", keyType="ec-p256")
@@ -533,8 +533,8 @@ def test_renew_sees_a_revocation_in_its_own_retiring_issuers_crl(
     # The daily revocation check of `nodecert renew` asks the CRL of the certificate's own
     # issuer: after a rotation, the active issuer's CRL does not list the old one's.
     from nodecert.client import Client
-    from nodecert.client._revocation import check_revocation
-    from nodecert.client.renew import RenewalTarget
+    from nodecert.client.renewal._revocation import check_revocation
+    from nodecert.client.renewal.agent import RenewalTarget
 
     env.add_node("n1", "alice")
     issued = env.issue("alice", "n1", keyType="ec-p256")

@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography import x509
 
 from nodecert.core.values import RevocationReason
-from nodecert.store.sqlite import SQLiteStore
+from nodecert.store.sqlite.store import SQLiteStore
 from tests.processes import cli, free_port, nodecert_env, start_server, stop_server
 
 

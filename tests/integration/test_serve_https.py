@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from nodecert.backends.hierarchy import key_bytes
+from nodecert.backends.local.hierarchy import key_bytes
 from nodecert.cli import main
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError

@@ -26,7 +26,7 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from nodecert.server.draining import DrainingHttpToolsProtocol
-from nodecert.store.sqlite import SQLiteStore
+from nodecert.store.sqlite.store import SQLiteStore
 from tests.processes import cli, free_port, nodecert_env, start_server, stop_server
 
 pytestmark = pytest.mark.skipif(

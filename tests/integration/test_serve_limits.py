@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -25,15 +26,23 @@ def _raw(port: int, head: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module", params=["1", "2"], ids=["1 worker", "2 workers"])
-def port(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[int, Path]]:
+    """A server's port and its log file."""
     home = tmp_path_factory.mktemp("limits")
     port = free_port()
     env = nodecert_env(home / "data", port, workers=request.param, max_header_bytes="12000")
     server = start_server(env, home / "serve.log")
     try:
-        yield port
+        yield port, home / "serve.log"
     finally:
         stop_server(server)
+
+
+@pytest.fixture
+def port(served: tuple[int, Path]) -> int:
+    return served[0]
 
 
 def _get(port: int, header_bytes: int) -> bytes:
@@ -92,3 +101,18 @@ def test_a_malformed_request_is_a_400_problem_and_closed(port: int, head: bytes)
     assert b"content-type: application/problem+json" in head_part.lower()
     problem = json.loads(body)
     assert (problem["status"], problem["code"]) == (400, "malformed_request")
+
+
+def test_refusals_are_info_lines_not_warnings(served: tuple[int, Path]) -> None:
+    # Anyone who can connect can send garbage: each refusal is one INFO line naming the
+    # client and the code, never uvicorn's WARNING, and none of the request's bytes.
+    port, log = served
+    for _ in range(3):
+        assert _raw(port, b"NOT HTTP secret-looking-bytes\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert _get(port, 13_000).startswith(b"HTTP/1.1 431")
+    assert _get(port, 100).startswith(b"HTTP/1.1 200")  # The log is written by now.
+    text = log.read_text()
+    assert "Invalid HTTP request received" not in text
+    assert "secret-looking-bytes" not in text
+    assert text.count("400 malformed_request") >= 3
+    assert "431 headers_too_large" in text

@@ -25,7 +25,7 @@ import pytest
 
 from nodecert.aws import lifecycle
 from nodecert.bootstrap import build_service
-from nodecert.store.dynamodb import create_tables
+from nodecert.store.dynamodb.store import create_tables
 from tests.integration.test_acmpca_moto import create_active_ca
 
 from ..conftest import make_settings
@@ -104,6 +104,7 @@ def lambda_environment(aws_client, moto_endpoint, unique, tmp_path):
         "nodes_table": f"nodes-{unique}",
         "certificates_table": f"certificates-{unique}",
         "limits_table": f"limits-{unique}",
+        "outbox_table": f"outbox-{unique}",
     }
     create_tables(aws_client("dynamodb"), **tables)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NODECERT_", "AWS_"))}
@@ -123,6 +124,7 @@ def lambda_environment(aws_client, moto_endpoint, unique, tmp_path):
         NODECERT_DYNAMODB_NODES_TABLE=tables["nodes_table"],
         NODECERT_DYNAMODB_CERTIFICATES_TABLE=tables["certificates_table"],
         NODECERT_DYNAMODB_LIMITS_TABLE=tables["limits_table"],
+        NODECERT_DYNAMODB_OUTBOX_TABLE=tables["outbox_table"],
         NODECERT_OIDC_ISSUER="https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_EXAMPLE",
         NODECERT_OIDC_AUDIENCE="4example0clientid",
         NODECERT_TRUST_DOMAIN="nodecert.local",

@@ -26,12 +26,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nodecert.core.blocking import WouldBlockError, never_wait
-from nodecert.core.budget import time_budget
 from nodecert.core.errors import StoreUnavailableError
-from nodecert.store import sqlite_file
-from nodecert.store.sqlite import SQLiteStore
-from nodecert.store.sqlite_file import WAL_SIZE_LIMIT
+from nodecert.store.sqlite import file as sqlite_file
+from nodecert.store.sqlite.file import WAL_SIZE_LIMIT
+from nodecert.store.sqlite.store import SQLiteStore
+from nodecert.support.blocking import WouldBlockError, never_wait
+from nodecert.support.budget import time_budget
 from tests.processes import cli, free_port, nodecert_env, start_server, stop_server
 from tests.records import certificate
 

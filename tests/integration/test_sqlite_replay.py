@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from nodecert.core.errors import ConflictError
-from nodecert.store.sqlite import SCHEMA_VERSION, SQLiteStore
+from nodecert.store.sqlite.store import SCHEMA_VERSION, SQLiteStore
 
 
 def test_a_key_is_used_once_across_stores_and_threads(tmp_path):

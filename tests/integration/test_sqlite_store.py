@@ -18,7 +18,7 @@ from nodecert.core.values import (
     Commit,
     RevocationReason,
 )
-from nodecert.store.sqlite import SCHEMA_VERSION, SQLiteStore
+from nodecert.store.sqlite.store import SCHEMA_VERSION, SQLiteStore
 from tests.fakes import race
 from tests.records import T0, certificate
 

@@ -31,19 +31,19 @@ def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
 
         yield MemoryStore()
     elif request.param == "sqlite":
-        from nodecert.store.sqlite import SQLiteStore
+        from nodecert.store.sqlite.store import SQLiteStore
 
         opened: Any = SQLiteStore(tmp_path / "data" / "nodecert.db")
         yield opened
         opened.close()
     elif request.param == "postgres":
-        from nodecert.store.postgres import PostgresStore
+        from nodecert.store.postgres.store import PostgresStore
 
         opened = PostgresStore(request.getfixturevalue("postgres_dsn"))
         yield opened
         opened.close()
     else:
-        from nodecert.store.dynamodb import DynamoDBStore, create_tables
+        from nodecert.store.dynamodb.store import DynamoDBStore, create_tables
 
         aws_client: Callable[[str], Any] = request.getfixturevalue("aws_client")
         unique: str = request.getfixturevalue("unique")

@@ -8,7 +8,11 @@ stops cleanly when its time is nearly up and says so; the outbox is read page by
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +20,9 @@ import pytest
 from nodecert.aws import sweep
 from nodecert.bootstrap import build_service, settings_from_environment
 from nodecert.core.values import RevocationReason
-from nodecert.store.dynamodb import create_tables
+from nodecert.store.dynamodb.store import create_tables
 from tests.integration.test_acmpca_moto import create_active_ca
-from tests.nodeside import issue
+from tests.kit import issue
 
 
 @dataclass
@@ -45,12 +49,18 @@ class Killed(BaseException):
 def service(aws_client, moto_endpoint, unique, monkeypatch, tmp_path):
     pca = aws_client("acm-pca")
     ca_arn = create_active_ca(pca)
-    tables = {"nodes": f"n-{unique}", "certificates": f"c-{unique}", "limits": f"l-{unique}"}
+    tables = {
+        "nodes": f"n-{unique}",
+        "certificates": f"c-{unique}",
+        "limits": f"l-{unique}",
+        "outbox": f"o-{unique}",
+    }
     create_tables(
         aws_client("dynamodb"),
         nodes_table=tables["nodes"],
         certificates_table=tables["certificates"],
         limits_table=tables["limits"],
+        outbox_table=tables["outbox"],
     )
     for name, value in {
         "AWS_ENDPOINT_URL": moto_endpoint,
@@ -62,6 +72,7 @@ def service(aws_client, moto_endpoint, unique, monkeypatch, tmp_path):
         "NODECERT_DYNAMODB_NODES_TABLE": tables["nodes"],
         "NODECERT_DYNAMODB_CERTIFICATES_TABLE": tables["certificates"],
         "NODECERT_DYNAMODB_LIMITS_TABLE": tables["limits"],
+        "NODECERT_DYNAMODB_OUTBOX_TABLE": tables["outbox"],
         "NODECERT_OIDC_ISSUER": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_X",
         "NODECERT_OIDC_AUDIENCE": "client",
         "NODECERT_TRUST_DOMAIN": "nodecert.example",
@@ -165,23 +176,31 @@ def test_a_revoke_all_killed_half_way_is_finished_by_the_sweep(service, monkeypa
 def test_one_poisoned_revocation_does_not_stop_the_rest(service, aws_client, caplog):
     serials = _queue(service, 4)
     client = aws_client("dynamodb")
-    limits = service.tables["limits"]
+    outbox = service.tables["outbox"]
     # A revocation for a CA that has since been disabled, queued first (oldest).
     other = create_active_ca(service.pca)
     service.pca.update_certificate_authority(CertificateAuthorityArn=other, Status="DISABLED")
     client.put_item(
-        TableName=limits,
+        TableName=outbox,
         Item={
-            "key": {"S": "revoke#0a"},
-            "serial": {"S": "0a"},
+            "queue": {"S": "revoke"},
+            "id": {"S": "0a"},
+            "position": {"S": "2000-01-01T00:00:00.000000Z#0a"},
             "reason": {"S": "keyCompromise"},
             "issuer": {"S": other},
             "queuedAt": {"S": "2000-01-01T00:00:00.000000Z"},
         },
     )
     # Malformed items: no reason; a sweep naming no serials.
-    client.put_item(TableName=limits, Item={"key": {"S": "revoke#0b"}, "serial": {"S": "0b"}})
-    client.put_item(TableName=limits, Item={"key": {"S": "sweep#broken"}})
+    client.put_item(
+        TableName=outbox,
+        Item={
+            "queue": {"S": "revoke"},
+            "id": {"S": "0b"},
+            "position": {"S": "2000-01-01T00:00:00.000001Z#0b"},
+        },
+    )
+    client.put_item(TableName=outbox, Item={"queue": {"S": "sweep"}, "id": {"S": "broken"}})
 
     with caplog.at_level(logging.WARNING):
         result = sweep.sweep_handler({}, None)
@@ -189,7 +208,7 @@ def test_one_poisoned_revocation_does_not_stop_the_rest(service, aws_client, cap
     assert result["pending"] == 2  # The disabled CA's and the malformed one stay queued.
     assert result["failed"] == 1 and result["stopped"] == "no-progress"
     assert {_bare(s) for s in serials} <= _revoked_at_ca(service)
-    assert "0a" in caplog.text and "revoke#0b" in caplog.text and "sweep#broken" in caplog.text
+    assert "0a" in caplog.text and "revoke/0b" in caplog.text and "sweep/broken" in caplog.text
     assert "still pending" in caplog.text
 
 
@@ -224,3 +243,235 @@ def test_the_outbox_is_read_page_by_page(service, monkeypatch):
 
     assert result == {"pending": 0, "batches": 3, "failed": 0, "stopped": "empty"}
     assert {_bare(s) for s in serials} <= _revoked_at_ca(service)
+
+
+# The outbox's own table: read by consistent Query, never by a Scan of the limits table.
+
+
+def _calls(service) -> list[tuple[str, str]]:
+    """Every DynamoDB call the service's client makes from now on: (operation, table)."""
+    seen: list[tuple[str, str]] = []
+    client = service.administration.outbox._client
+
+    def record(model, params, **_: Any) -> None:
+        seen.append((model.name, params.get("TableName", "")))
+
+    client.meta.events.register("provide-client-params.dynamodb", record)
+    return seen
+
+
+def test_a_run_reads_the_queue_by_consistent_query_and_scans_nothing_per_batch(
+    service, monkeypatch
+):
+    _queue(service, 5)
+    monkeypatch.setattr(sweep, "BATCH", 2)
+    calls = _calls(service)
+    sent: list[dict[str, Any]] = []
+    service.administration.outbox._client.meta.events.register(
+        "provide-client-params.dynamodb.Query", lambda params, **_: sent.append(params)
+    )
+
+    result = sweep.sweep_handler({}, None)
+
+    assert result == {"pending": 0, "batches": 3, "failed": 0, "stopped": "empty"}
+    # One look for the older layout in the whole run (the upgrade), none per batch.
+    scans = [table for operation, table in calls if operation == "Scan"]
+    assert scans == [service.tables["limits"]]
+    queries = [table for operation, table in calls if operation == "Query"]
+    assert set(queries) == {service.tables["outbox"]} and len(queries) == 3 * 3
+    assert all(params["ConsistentRead"] for params in sent)
+    assert {params.get("IndexName") for params in sent} == {"byTime", None}
+
+
+def test_once_the_older_layout_stayed_empty_for_an_hour_nobody_scans_again(service):
+    from nodecert.store.dynamodb.upgrade import QUIET
+
+    _queue(service, 1)
+    outbox = service.administration.outbox
+    now = service.authority.clock()
+    outbox.upgrade._clock = lambda: now
+    assert sweep.sweep_handler({}, None)["pending"] == 0  # Looked, found nothing: marked.
+
+    # A later process (a new container), within the hour: looks again.
+    later = type(outbox.upgrade)(
+        outbox._client,
+        limits_table=service.tables["limits"],
+        outbox_table=service.tables["outbox"],
+        clock=lambda: now + QUIET / 2,
+    )
+    calls = _calls(service)
+    assert later.move_if_due() == 0 and not later.done
+    assert [operation for operation, _ in calls] == ["GetItem", "Scan"]
+
+    # After the hour: one read of the marker, no scan, and never again in that process.
+    calls.clear()
+    later._clock, later._checked = (lambda: now + QUIET), None
+    assert later.move_if_due() == 0 and later.done
+    assert later.move_if_due() == 0
+    assert [operation for operation, _ in calls] == ["GetItem"]
+
+
+def _old_item(client, table: str, key: str, **attributes: str | list[str]) -> None:
+    item: dict[str, Any] = {"key": {"S": key}}
+    for name, value in attributes.items():
+        item[name] = {"L": [{"S": v} for v in value]} if isinstance(value, list) else {"S": value}
+    client.put_item(TableName=table, Item=item)
+
+
+CHECK = Path(__file__).resolve().parents[2] / "deploy" / "aws" / "outbox-upgrade-check.sh"
+
+
+def _upgrade_check(service, moto_endpoint: str) -> str | None:
+    """deploy/aws/outbox-upgrade-check.sh as docs/aws.md shows it, against moto; None
+    without the AWS CLI."""
+    if shutil.which("aws") is None:
+        return None
+    done = subprocess.run(
+        ["sh", str(CHECK)],
+        env={
+            **os.environ,
+            "AWS_ENDPOINT_URL": moto_endpoint,
+            "LIMITS_TABLE": service.tables["limits"],
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_an_older_versions_queue_in_the_limits_table_is_moved_and_drained(
+    service, aws_client, caplog, moto_endpoint
+):
+    """What a stack deployed before the outbox table left behind: queued revocations, a
+    revoke-all cut short, and the audit trail, which stays."""
+    client = aws_client("dynamodb")
+    limits = service.tables["limits"]
+    queued = _queue(service, 2)
+    for serial in queued:  # Queued by the older version: in the limits table only.
+        service.administration.outbox.revocation_sent(serial)
+        _old_item(
+            client,
+            limits,
+            f"revoke#{serial}",
+            serial=serial,
+            reason="keyCompromise",
+            issuer=service.ca_arn,
+            queuedAt="2026-12-01T08:00:00.000000Z",
+        )
+    # A revoke-all of bob's node the older version wrote down and did not finish.
+    cut_short = []
+    for index in range(2):
+        cert = issue(service.authority, "bob", f"b-{index}", admin=service.administration)
+        cut_short.append(format(cert.certificate.serial_number, "x"))
+    _old_item(
+        client,
+        limits,
+        "sweep#2026-12-01T08:00:00.000000Z#0f",
+        serials=cut_short,
+        reason="cessationOfOperation",
+        at="2026-12-01T08:00:00.000000Z",
+    )
+    _old_item(client, limits, "audit#2026-12-01T08:00:00.000000Z#01", at="x")
+
+    assert _upgrade_check(service, moto_endpoint) in {"3", None}
+
+    with caplog.at_level(logging.WARNING):
+        result = sweep.sweep_handler({}, None)
+
+    assert result == {"pending": 0, "batches": 1, "failed": 0, "stopped": "empty"}
+    assert "moved 3 item(s) of the older layout" in caplog.text
+    assert _upgrade_check(service, moto_endpoint) in {"0", None}
+    assert {_bare(s) for s in [*queued, *cut_short]} <= _revoked_at_ca(service)
+    bob = service.administration.ledger.find(user_id="bob")
+    assert {row.status.value for row in bob} == {"revoked"}
+    left = [item["key"]["S"] for item in client.scan(TableName=limits)["Items"]]
+    assert [key for key in left if key.startswith(("revoke#", "sweep#"))] == []
+    assert "audit#2026-12-01T08:00:00.000000Z#01" in left
+
+
+def test_an_item_an_older_function_writes_during_the_deploy_is_moved_by_a_later_run(
+    service, aws_client
+):
+    from nodecert.store.dynamodb.upgrade import CHECK_EVERY
+
+    outbox = service.administration.outbox
+    now = service.authority.clock()
+    outbox.upgrade._clock = lambda: now
+    assert sweep.sweep_handler({}, None)["pending"] == 0  # Empty: the marker says since when.
+    (serial,) = _queue(service, 1)
+    outbox.revocation_sent(serial)
+    # The older API function, still running during the deploy, queues one the old way.
+    _old_item(
+        aws_client("dynamodb"),
+        service.tables["limits"],
+        f"revoke#{serial}",
+        serial=serial,
+        reason="superseded",
+        queuedAt="2026-12-07T08:00:00.000000Z",
+    )
+    assert sweep.sweep_handler({}, None)["pending"] == 0  # Within a minute: not looked.
+    assert _bare(serial) not in _revoked_at_ca(service)
+
+    outbox.upgrade._clock = lambda: now + CHECK_EVERY
+    assert sweep.sweep_handler({}, None)["pending"] == 0
+
+    assert _bare(serial) in _revoked_at_ca(service)
+    marker = aws_client("dynamodb").get_item(
+        TableName=service.tables["outbox"],
+        Key={"queue": {"S": "moved"}, "id": {"S": "limits"}},
+        ConsistentRead=True,
+    )
+    assert "Item" not in marker  # Found some: the hour of quiet starts again.
+
+
+class _FailsToDelete:
+    """The store's client, except that deleting from the limits table fails once."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.failed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def delete_item(self, **params: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        if not self.failed and params["Key"].get("key"):
+            self.failed = True
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "test"}}, "DeleteItem"
+            )
+        return self._client.delete_item(**params)
+
+
+def test_a_move_cut_short_is_done_again_and_the_revocation_sent(service, aws_client):
+    from nodecert.core.errors import StoreUnavailableError
+
+    (serial,) = _queue(service, 1)
+    outbox = service.administration.outbox
+    outbox.revocation_sent(serial)
+    _old_item(
+        aws_client("dynamodb"),
+        service.tables["limits"],
+        f"revoke#{serial}",
+        serial=serial,
+        reason="keyCompromise",
+        queuedAt="2026-12-07T08:00:00.000000Z",
+    )
+    flaky = _FailsToDelete(outbox._client)
+    outbox.upgrade._client = flaky
+
+    with pytest.raises(StoreUnavailableError, match="throttled"):
+        sweep.sweep_handler({}, None)
+    assert flaky.failed  # Written to the outbox table, still in the limits table.
+
+    assert sweep.sweep_handler({}, None) == {
+        "pending": 0,
+        "batches": 1,
+        "failed": 0,
+        "stopped": "empty",
+    }
+    assert _bare(serial) in _revoked_at_ca(service)

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import decode
 
-from nodecert.backends.acmpca import NODE_TEMPLATE_ARN, api_passthrough_template
+from nodecert.backends.acmpca.backend import NODE_TEMPLATE_ARN, api_passthrough_template
 from nodecert.core.config import Settings
 from nodecert.http.api import ROUTES
-from nodecert.store._dynamodb import LIMITS_TTL_ATTRIBUTE
-from nodecert.store.dynamodb import table_definitions
+from nodecert.store.dynamodb.store import table_definitions
+from nodecert.store.dynamodb.tables import LIMITS_TTL_ATTRIBUTE
+from nodecert.store.dynamodb.upgrade import MOVED, OLD_PREFIXES, REVOKE, SWEEP
 from tests.rehearsal.template import (
     TEMPLATE,
     body_digest,
@@ -55,14 +56,23 @@ def test_cfn_lint_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-TABLES = ("NodesTable", "CertificatesTable", "LimitsTable")
+TABLES = ("NodesTable", "CertificatesTable", "LimitsTable", "OutboxTable")
+_TABLE_KEYS = (
+    "BillingMode",
+    "KeySchema",
+    "AttributeDefinitions",
+    "GlobalSecondaryIndexes",
+    "LocalSecondaryIndexes",
+)
 
 
 def test_tables_match_the_store(template):
-    expected = table_definitions(nodes_table="n", certificates_table="c", limits_table="l")
+    expected = table_definitions(
+        nodes_table="n", certificates_table="c", limits_table="l", outbox_table="o"
+    )
     for logical, definition in zip(TABLES, expected, strict=True):
         properties = template["Resources"][logical]["Properties"]
-        for key in ("BillingMode", "KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes"):
+        for key in _TABLE_KEYS:
             assert properties.get(key) == definition.get(key), (logical, key)
 
 
@@ -78,9 +88,16 @@ def test_every_table_reaches_the_function(template):
     variables = template["Resources"]["NodecertFunction"]["Properties"]["Environment"]["Variables"]
     for logical, setting in zip(
         TABLES,
-        ("DYNAMODB_NODES_TABLE", "DYNAMODB_CERTIFICATES_TABLE", "DYNAMODB_LIMITS_TABLE"),
+        (
+            "DYNAMODB_NODES_TABLE",
+            "DYNAMODB_CERTIFICATES_TABLE",
+            "DYNAMODB_LIMITS_TABLE",
+            "DYNAMODB_OUTBOX_TABLE",
+        ),
         strict=True,
     ):
+        for function in ("NodecertFunction", "NodecertAdminFunction", "RevocationSweepFunction"):
+            assert _variables(template, function)[f"NODECERT_{setting}"] == {"Ref": logical}
         assert variables[f"NODECERT_{setting}"] == {"Ref": logical}
 
 
@@ -123,11 +140,12 @@ def _actions(statement):
 def test_iam_allows_only_the_calls_the_adapters_make(template):
     allowed = set().union(*(_actions(s) for s in _statements(template)))
     called = (
-        _calls("backends/acmpca.py", "acm-pca")
-        | _calls("store/dynamodb.py", "dynamodb")
-        | _calls("store/dynamodb_limits.py", "dynamodb")
-        | _calls("store/dynamodb_outbox.py", "dynamodb")
-        | _calls("store/_dynamodb.py", "dynamodb")
+        _calls("backends/acmpca/backend.py", "acm-pca")
+        | _calls("store/dynamodb/store.py", "dynamodb")
+        | _calls("store/dynamodb/limits.py", "dynamodb")
+        | _calls("store/dynamodb/outbox.py", "dynamodb")
+        | _calls("store/dynamodb/upgrade.py", "dynamodb")
+        | _calls("store/dynamodb/tables.py", "dynamodb")
     )
     assert called == allowed
 
@@ -140,22 +158,27 @@ def test_each_table_allows_only_the_calls_of_its_adapter(template):
     ledger_statements = [by_sid[sid] for sid in LEDGER_SIDS]
     ledger = set().union(*map(_actions, ledger_statements))
     limits = by_sid["RenewalTokensAndRateBuckets"]
-    assert ledger == _calls("store/dynamodb.py", "dynamodb")
-    # The outbox reads and updates certificate rows (the ledger's statements allow it), and
-    # puts, scans and deletes its own items in the limits table.
-    outbox = _calls("store/dynamodb_outbox.py", "dynamodb")
-    assert outbox <= ledger
-    own_items = outbox - {"dynamodb:GetItem", "dynamodb:UpdateItem"}
-    assert own_items == {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"}
-    assert _actions(limits) == _calls("store/dynamodb_limits.py", "dynamodb") | own_items
+    assert ledger == _calls("store/dynamodb/store.py", "dynamodb")
+    # The limits table: tokens and buckets, and the audit trail (put, and scanned to list).
+    audit = {"dynamodb:PutItem", "dynamodb:Scan"}
+    assert _actions(limits) == _calls("store/dynamodb/limits.py", "dynamodb") | audit
     assert limits["Resource"] == {"Fn::GetAtt": ["LimitsTable", "Arn"]}
     assert "LimitsTable" not in str([s["Resource"] for s in ledger_statements])
+    # The outbox table: a revocation queues (put) and is taken off (delete), in its own two
+    # partitions; reading the queue is the sweep's alone.
+    outbox = by_sid["RevocationOutbox"]
+    assert _actions(outbox) == {"dynamodb:PutItem", "dynamodb:DeleteItem"}
+    assert outbox["Resource"] == {"Fn::GetAtt": ["OutboxTable", "Arn"]}
+    assert outbox["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [REVOKE, SWEEP]}
+    }
+    assert "OutboxTable" not in str([s for s in _statements(template) if s is not outbox])
 
 
 def test_the_ledger_grants_are_as_narrow_as_the_calls(template):
     by_sid = {s["Sid"]: s for s in _statements(template)}
     # Every query names an index; only the node directory is ever deleted from.
-    source = (SRC / "store" / "dynamodb.py").read_text()
+    source = (SRC / "store" / "dynamodb" / "store.py").read_text()
     assert source.count("self._client.query(") + source.count('"IndexName"') >= 2
     assert _actions(by_sid["LedgerIndexes"]) == {"dynamodb:Query"}
     assert all("/index/*" in str(r) for r in by_sid["LedgerIndexes"]["Resource"])
@@ -512,16 +535,33 @@ def test_the_sweep_runs_on_a_schedule_and_may_only_revoke(template, transformed)
     by_sid = {s["Sid"]: s for s in statements}
     assert _actions(by_sid["LedgerRows"]) == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     assert _actions(by_sid["LedgerIndexes"]) == {"dynamodb:Query"}
+    # The outbox: its own table's three partitions, by Query (table and byTime), never Scan.
     outbox = by_sid["RevocationOutbox"]
-    assert outbox["Resource"] == {"Fn::GetAtt": ["LimitsTable", "Arn"]}
-    own_items = {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"}
-    assert _actions(outbox) == own_items
-    if (SRC / "store" / "dynamodb_outbox.py").exists():
-        # With the revocation outbox in the tree: its calls are exactly these, plus reads
-        # and transactional updates of certificate rows.
-        called = _calls("store/dynamodb_outbox.py", "dynamodb")
-        called.discard("dynamodb:TransactWriteItems")
-        assert called <= own_items | {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    assert outbox["Resource"] == [
+        {"Fn::GetAtt": ["OutboxTable", "Arn"]},
+        {"Fn::Sub": "${OutboxTable.Arn}/index/byTime"},
+    ]
+    assert _actions(outbox) == {
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+    }
+    assert outbox["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [REVOKE, SWEEP, MOVED]}
+    }
+    # The upgrade: finds the older layout's items in the limits table, may delete only those.
+    find, move = by_sid["OlderOutboxItemsFind"], by_sid["OlderOutboxItemsMove"]
+    assert (_actions(find), _actions(move)) == ({"dynamodb:Scan"}, {"dynamodb:DeleteItem"})
+    assert find["Resource"] == move["Resource"] == {"Fn::GetAtt": ["LimitsTable", "Arn"]}
+    assert move["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [p + "*" for p in OLD_PREFIXES]}
+    }
+    # What the outbox and the upgrade call is exactly what the sweep may do, plus the
+    # audit trail's calls (never made by a sweep: finish_revocations records no audit).
+    called = _calls("store/dynamodb/outbox.py", "dynamodb")
+    called |= _calls("store/dynamodb/upgrade.py", "dynamodb")
+    assert called == actions - {"acm-pca:RevokeCertificate", "kms:GetPublicKey"}
     variables = _variables(template, "RevocationSweepFunction")
     shared = _variables(template, "NodecertFunction")
     for name in ("NODECERT_CA", "NODECERT_ACMPCA_CA_ARN", "NODECERT_DYNAMODB_CERTIFICATES_TABLE"):
@@ -626,6 +666,25 @@ def test_parameter_bounds_fit_the_acm_pca_model(template):
     ] == {"Ref": "KeyStorageSecurityStandard"}
 
 
+def test_parameter_bounds_fit_the_cognito_s3_and_api_gateway_models(template):
+    parameters = template["Parameters"]
+    group = _model("cognito-idp").shape_for("GroupNameType").metadata
+    assert group["min"] <= parameters["AdminGroup"]["MinLength"]
+    assert parameters["AdminGroup"]["MaxLength"] <= group["max"]
+    key = _model("s3").shape_for("ObjectKey").metadata
+    # S3 object keys: at least the model's minimum, at most 1,024 bytes (S3's documentation).
+    assert parameters["NodeTruststoreKey"]["MinLength"] >= key["min"]
+    assert parameters["NodeTruststoreKey"]["MaxLength"] <= 1024
+    assert parameters["NodeTruststoreVersion"]["MaxLength"] <= 1024
+    # API Gateway's model bounds neither limit; 0 would refuse every request.
+    settings = _model("apigateway").shape_for("MethodSetting").members
+    assert settings["throttlingBurstLimit"].type_name == "integer"
+    for name in ("ThrottlingRateLimit", "ThrottlingBurstLimit"):
+        assert parameters[name]["MinValue"] >= 1, name
+        assert parameters[name]["Default"] >= parameters[name]["MinValue"], name
+    assert float(parameters["ThrottlingBurstLimit"]["Default"]).is_integer()
+
+
 def test_no_endpoint_hard_codes_the_url_suffix():
     text = TEMPLATE.read_text()
     # Service principals keep amazonaws.com in every partition; endpoints do not.
@@ -660,8 +719,8 @@ def test_the_issuance_half_deploys_without_any_node_parameter(template, transfor
 
 # Alarms: each counts what the code logs, or a Lambda metric of a function of the stack.
 ALARMED_LOGS = {
-    "NodecertFunctionLogs": ("backends/pca_calls.py",),
-    "RevocationSweepFunctionLogs": ("backends/pca_calls.py", "aws/sweep.py"),
+    "NodecertFunctionLogs": ("backends/acmpca/calls.py",),
+    "RevocationSweepFunctionLogs": ("backends/acmpca/calls.py", "aws/sweep.py"),
     "NodeAuthorizerFunctionLogs": ("aws/authorizer.py", "nodeside/access.py"),
 }
 
@@ -694,8 +753,8 @@ def _lambda_lines(caplog):
 def test_the_throttling_filter_counts_what_pca_calls_log(template, caplog):
     import botocore.exceptions
 
-    from nodecert.backends.pca_calls import Pacing, PCAError, call_with_retries
-    from nodecert.backends.pca_shapes import RetryPolicy
+    from nodecert.backends.acmpca.calls import Pacing, PCAError, call_with_retries
+    from nodecert.backends.acmpca.parameters import RetryPolicy
     from nodecert.core.errors import BackendUnavailableError
 
     def throttled():

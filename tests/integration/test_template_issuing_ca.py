@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nodecert.backends import kms
+from nodecert.backends.signers import kms
 from nodecert.core.config import Settings
 from tests.rehearsal.stack import Stack
 from tests.rehearsal.template import (
@@ -158,10 +158,12 @@ def test_with_a_private_ca_the_roles_use_the_issuing_ca_only(translated, issuing
 def test_with_kms_only_the_issuer_signs_and_only_with_the_stacks_key(translated):
     stack = resolved(translated, "KMS")
     key = "IssuingKey.Arn"
-    # What the KMS signer calls (backends/kms.py): the issuer may do exactly that.
+    # What the KMS signer calls (backends/signers/kms.py): the issuer may do exactly that.
     called = {
         "kms:" + "".join(p.title() for p in name.split("_"))
-        for name in re.findall(r"client\.([a-z_]+)\(", (SRC / "backends" / "kms.py").read_text())
+        for name in re.findall(
+            r"client\.([a-z_]+)\(", (SRC / "backends" / "signers" / "kms.py").read_text()
+        )
     }
     assert called == {"kms:Sign", "kms:GetPublicKey"}
     expected = {

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from nodecert.core.values import RevocationReason
 from nodecert.nodeside.access import AccessDeniedError
-from nodecert.store.sqlite import SQLiteStore
+from nodecert.store.sqlite.store import SQLiteStore
 from nodecert.verify import verify_client
-from tests.nodeside import (
+from tests.kit import (
     ADMIN,
     admin_of,
     authority,

@@ -127,7 +127,7 @@ def test_the_cli_reports_a_bad_ca_as_one_line(clients, moto_endpoint, capsys):
 def test_a_local_two_tier_chain_from_a_file_is_the_truststore(
     clients, moto_endpoint, tmp_path, capsys
 ):
-    from nodecert.backends.local import LocalCA
+    from nodecert.backends.local.ca import LocalCA
 
     _, s3 = clients
     bucket = _bucket(s3)

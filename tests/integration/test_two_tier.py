@@ -26,13 +26,13 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodecert.backends.hierarchy import (
+from nodecert.backends.local.ca import LocalCA
+from nodecert.backends.local.hierarchy import (
     key_bytes,
     make_root,
     make_single_root,
     sign_intermediate,
 )
-from nodecert.backends.local import LocalCA
 from nodecert.bootstrap import build_decider, build_service
 from nodecert.cli import main
 from nodecert.core.config import Settings
@@ -42,7 +42,7 @@ from nodecert.core.keys import KeyType, generate_private_key
 from nodecert.core.values import Principal, RevocationReason, SigningRequest
 from nodecert.issuing.authority import IssueRequest
 from nodecert.issuing.service import Service
-from tests.nodeside import ADMIN
+from tests.kit import ADMIN
 
 from ..tls import connect, mtls_server
 from .test_mtls import pkilint

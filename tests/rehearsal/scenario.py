@@ -47,7 +47,7 @@ from tests.rehearsal.apigw import Gateway, Reply
 from tests.rehearsal.backend import NginxBackend
 from tests.rehearsal.domain import DomainListener
 from tests.rehearsal.package import lambda_package
-from tests.rehearsal.stack import REGION, ClientCertificate, Stack
+from tests.rehearsal.stack import ACCOUNT, REGION, ClientCertificate, Stack
 from tests.rehearsal.template import sam_translate
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "aws.md"
@@ -147,8 +147,15 @@ class World:
     subs: dict[str, str] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)
 
-    def api(self, method: str, path: str, user: str | None, body: Any = None) -> Reply:
-        headers = {"Content-Type": "application/json", "User-Agent": "rehearsal"}
+    def api(
+        self,
+        method: str,
+        path: str,
+        user: str | None,
+        body: Any = None,
+        extra: dict[str, str] | None = None,
+    ) -> Reply:
+        headers = {"Content-Type": "application/json", "User-Agent": "rehearsal", **(extra or {})}
         if user is not None:
             headers["Authorization"] = f"Bearer {self.tokens[user]}"
         raw = b"" if body is None else json.dumps(body).encode()
@@ -388,6 +395,9 @@ def _walk(world: World, stack: contextlib.ExitStack) -> None:
     with step(world, "alice gets a certificate for her node"):
         alice = certificate("alice", "n1")
 
+    with step(world, "PCA throttled: a 503, and its retry with the same Idempotency-Key issues"):
+        _retry_after_a_503(world)
+
     with step(world, "alice calls her node through the mutual-TLS domain: allowed"):
         status, body = world.node_call(alice[:2], "/nodes/n1/status")
         expect(status == 200, f"{status} {body!r}")
@@ -440,6 +450,53 @@ def _walk(world: World, stack: contextlib.ExitStack) -> None:
         status, body = world.node_call(bob[:2], "/nodes/n1/..;/n2/status")
         expect(status == 200 and body["api"] == "n1", f"{status} {body!r}")
         _every_path_reaches_the_node_allowed(world, bob[:2])
+
+
+def _issued_at_pca() -> int:
+    from moto.acmpca.models import acmpca_backends
+
+    cas = acmpca_backends[ACCOUNT][REGION].certificate_authorities.values()
+    return sum(len(ca.issued_certificates) for ca in cas)
+
+
+@contextlib.contextmanager
+def _pca_throttling() -> Iterator[None]:
+    """moto's PCA answering every IssueCertificate with ThrottlingException (HTTP 400), as
+    PCA does past its 25/s quota: refused outright, nothing issued."""
+    from moto.acmpca.models import ACMPCABackend
+    from moto.core.exceptions import JsonRESTError
+
+    def throttled(self: Any, *args: Any, **kwargs: Any) -> str:
+        # A JSON error with its own HTTP status: ThrottlingException is in no service's
+        # model (it is common to all), so a modelled moto error would be answered as a 500.
+        raise JsonRESTError("ThrottlingException", "Rate exceeded")
+
+    original = ACMPCABackend.issue_certificate
+    ACMPCABackend.issue_certificate = throttled  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ACMPCABackend.issue_certificate = original  # type: ignore[method-assign]
+
+
+def _retry_after_a_503(world: World) -> None:
+    """What deploy/aws/walkthrough.sh's step 5 relies on: a 503 where PCA accepted nothing
+    releases the Idempotency-Key, so running it again with the same key gets the
+    certificate (one, billed once); the key then names it."""
+    key = {"Idempotency-Key": "rehearsal-retry-after-503"}
+    body = {"nodeId": "n1"}
+    before = _issued_at_pca()
+    with _pca_throttling():
+        first = world.api("POST", "/generate-cert", "alice", body, key)
+    expect(first.status == 503, f"throttled: {first.status} {first.body!r}")
+    expect(first.headers.get("Retry-After", "").isdigit(), f"no Retry-After: {first.headers}")
+    expect(_issued_at_pca() == before, "PCA issued while throttling")
+    retry = world.api("POST", "/generate-cert", "alice", body, key)
+    expect(retry.status == 201, f"the retry: {retry.status} {retry.body!r}")
+    again = world.api("POST", "/generate-cert", "alice", body, key)
+    expect(again.status == 409, f"the same key once more: {again.status} {again.body!r}")
+    expect(retry.json()["serialNumber"] in again.body.decode(), f"409: {again.body!r}")
+    expect(_issued_at_pca() == before + 1, "PCA issued more than one certificate")
 
 
 # Paths under /nodes/n1/ built to name another node once normalized: "..;" segments and

@@ -312,7 +312,13 @@ class Stack:
     def _DynamoDB_Table(self, logical: str, p: dict[str, Any]) -> None:
         name = f"{self.name}-{logical}-{secrets.token_hex(4)}"
         client = self.clients("dynamodb")
-        keys = ("BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")
+        keys = (
+            "BillingMode",
+            "AttributeDefinitions",
+            "KeySchema",
+            "GlobalSecondaryIndexes",
+            "LocalSecondaryIndexes",
+        )
         client.create_table(TableName=name, **{k: self.resolve(p[k]) for k in keys if k in p})
         if "TimeToLiveSpecification" in p:
             client.update_time_to_live(

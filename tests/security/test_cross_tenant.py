@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from nodecert.aws import authorizer
 from nodecert.http.app import create_app
 from nodecert.nodeside.access import AccessDecider
-from tests import nodeside
+from tests import kit as nodeside
 
 from ..conftest import Env
 

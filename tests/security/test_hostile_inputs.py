@@ -30,7 +30,7 @@ from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
 from nodecert.http.app import create_app
 from nodecert.issuing.renewal import renewal_audience
-from tests.nodeside import TRUST_DOMAIN, issue
+from tests.kit import TRUST_DOMAIN, issue
 
 _HOME = Path(tempfile.mkdtemp(prefix="nodecert-hostile-"))
 _SERVICE = build_service(Settings(home=_HOME, trust_domain=TRUST_DOMAIN))

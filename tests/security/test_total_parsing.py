@@ -39,7 +39,7 @@ from nodecert.core.values import Principal
 from nodecert.http.api import ROUTES
 from nodecert.http.app import create_app
 from nodecert.issuing.renewal import renewal_audience
-from tests.nodeside import TRUST_DOMAIN, api_event, issue
+from tests.kit import TRUST_DOMAIN, api_event, issue
 from tests.unit.test_jose_properties import CLAIMS, HEADER_MEMBERS, PYTHON_VALUES, VALUES
 
 _HOME = Path(tempfile.mkdtemp(prefix="nodecert-total-"))

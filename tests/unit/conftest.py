@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from nodecert.testing import MemoryStore
-from tests.nodeside import authority, new_ca
+from tests.kit import authority, new_ca
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from nodecert.backends.local import LocalCA
+from nodecert.backends.local.ca import LocalCA
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, generate_private_key
 from nodecert.core.values import RevocationReason
 from nodecert.nodeside.access import AccessDeniedError, DenyReason
-from tests.nodeside import (
+from tests.kit import (
     ADMIN,
     TRUST_DOMAIN,
     Issued,
@@ -173,7 +173,7 @@ def test_rsa_certificates_are_decided_the_same_way(store):
 
 def test_a_lazy_chain_is_fetched_on_the_first_decision_only(ca, store, auth):
     from nodecert.nodeside.access import AccessDecider
-    from tests.nodeside import TRUST_DOMAIN
+    from tests.kit import TRUST_DOMAIN
 
     calls = []
 
@@ -194,7 +194,7 @@ def test_a_lazy_chain_is_fetched_on_the_first_decision_only(ca, store, auth):
 def test_a_failing_lazy_chain_denies_and_is_retried(ca, store, auth):
     from nodecert.core.errors import BackendUnavailableError
     from nodecert.nodeside.access import AccessDecider
-    from tests.nodeside import TRUST_DOMAIN
+    from tests.kit import TRUST_DOMAIN
 
     answers = [BackendUnavailableError("ca: down"), None]
 

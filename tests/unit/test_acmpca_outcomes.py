@@ -17,7 +17,7 @@ from botocore.stub import Stubber
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodecert.backends.acmpca import ACMPCABackend, RetryPolicy
+from nodecert.backends.acmpca.backend import ACMPCABackend, RetryPolicy
 from nodecert.core.errors import BackendUnavailableError, CSRError
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from nodecert.backends.acmpca import (
+from nodecert.backends.acmpca.backend import (
     ACMPCABackend,
     RetryPolicy,
     api_passthrough_template,
@@ -27,8 +27,8 @@ from nodecert.backends.acmpca import (
     pca_serial,
     pca_validity,
 )
-from nodecert.backends.local import LocalCA
-from nodecert.backends.pca_polling import PollSchedule
+from nodecert.backends.acmpca.polling import PollSchedule
+from nodecert.backends.local.ca import LocalCA
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError, CSRError
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key

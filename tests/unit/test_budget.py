@@ -1,4 +1,4 @@
-"""The request time budget (nodecert.core.budget) and ACM PCA calls that respect it.
+"""The request time budget (nodecert.support.budget) and ACM PCA calls that respect it.
 
 Revocation in the request path must fit the Lambda timeout: once the budget is spent, the
 backend refuses to start another PCA call (a transient failure, so the revocation stays
@@ -13,10 +13,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from nodecert.backends.acmpca import ACMPCABackend, RetryPolicy
-from nodecert.core.budget import deadline, time_budget
+from nodecert.backends.acmpca.backend import ACMPCABackend, RetryPolicy
 from nodecert.core.errors import BackendUnavailableError
 from nodecert.core.values import RevocationReason
+from nodecert.support.budget import deadline, time_budget
 from tests.fakes import FakeTime
 
 CA = "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/1"

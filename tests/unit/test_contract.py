@@ -1,4 +1,4 @@
-"""The HTTP contract: one status table, problem documents, the 405, the schemas' choices."""
+"""The HTTP contract: one wire-error table, problem documents, the 405, the schemas' choices."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import logging
 
 import pytest
 
-from nodecert.core import errors
+from nodecert.core import decision, errors
 from nodecert.core.errors import NodecertError
 from nodecert.core.keys import KeyType
+from nodecert.core.problems import WIRE_ERRORS, row_of
 from nodecert.core.values import CertificateStatus, Profile, RevocationReason
 from nodecert.http import schemas
 from nodecert.http.contract import (
@@ -42,23 +43,35 @@ EXPECTED = {
     "IdempotentReplayError": 409,
     "ConflictingInputError": 400,
     "AlreadyRenewedError": 409,
+    "AccessDeniedError": 403,
+    "MalformedRequestError": 400,
+    "MethodNotAllowedError": 405,
+    "RequestTimeoutError": 408,
+    "HeadersTooLargeError": 431,
+    "UnsupportedTransferCodingError": 501,
+    "OverloadedError": 503,
+    "HostUnavailableError": 503,
 }
 
 
 def _core_errors() -> list[type[NodecertError]]:
     return [
         cls
-        for _, cls in inspect.getmembers(errors, inspect.isclass)
-        if issubclass(cls, NodecertError) and cls.__module__ == errors.__name__
+        for module in (errors, decision)
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, NodecertError) and cls.__module__ == module.__name__
     ]
 
 
 @pytest.mark.parametrize("cls", _core_errors(), ids=lambda c: c.__name__)
 def test_every_core_error_has_its_status_in_the_one_table(cls: type[NodecertError]) -> None:
-    # A class added to the core must get its status deliberately: in the contract's table
-    # (or by subclassing a listed class) and in EXPECTED here.
-    assert cls.__name__ in EXPECTED, f"{cls.__name__}: give it a status in http/contract.py"
-    assert status_of(cls("x")) == EXPECTED[cls.__name__]
+    # A class added to the core must get its status deliberately: a row of its own in the
+    # wire-error table (core/problems.py) and in EXPECTED here, which pins the contract.
+    assert cls.__name__ in EXPECTED, f"{cls.__name__}: give it a row in core/problems.py"
+    assert row_of(cls).cls is cls
+    assert row_of(cls).status == EXPECTED[cls.__name__]
+    if cls is not decision.AccessDeniedError:  # Built from a Decision, tested with it.
+        assert status_of(cls("x")) == EXPECTED[cls.__name__]
 
 
 def test_http_only_errors_have_their_statuses() -> None:
@@ -133,3 +146,9 @@ def test_the_schemas_list_exactly_the_enums_values(model, field, choices) -> Non
     options = schema.get("anyOf", [schema])
     enums = [o["enum"] for o in options if "enum" in o]
     assert enums == [[c.value for c in choices]]
+
+
+def test_the_openapi_problem_names_every_member_of_the_table() -> None:
+    members = {member for row in WIRE_ERRORS for member in row.members}
+    standard = {"type", "title", "status", "detail", "code", "instance"}
+    assert set(schemas.Problem.model_fields) == standard | members

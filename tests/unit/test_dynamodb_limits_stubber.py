@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from nodecert.core.errors import ConflictError, StoreUnavailableError
-from nodecert.store.dynamodb_limits import DynamoDBLimits
+from nodecert.store.dynamodb.limits import DynamoDBLimits
 
 TABLE = "limits"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

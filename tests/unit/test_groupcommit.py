@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from nodecert.core.errors import ConflictError, StoreUnavailableError
-from nodecert.store.groupcommit import GroupCommitter
+from nodecert.store.sqlite.groupcommit import GroupCommitter
 
 
 class Disk:

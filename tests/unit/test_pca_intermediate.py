@@ -16,13 +16,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nodecert.backends.hierarchy import ca_name, make_root
-from nodecert.backends.pca_intermediate import (
+from nodecert.backends.acmpca.intermediate import (
     SUBORDINATE_TEMPLATE_ARN,
     sign_intermediate_at_pca,
     subordinate_token,
 )
-from nodecert.backends.pca_shapes import RetryPolicy
+from nodecert.backends.acmpca.parameters import RetryPolicy
+from nodecert.backends.local.hierarchy import ca_name, make_root
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError, CSRError
 from tests.fakes import FakeTime, pca_subordinate, stubbed_pca
 

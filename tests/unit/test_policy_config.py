@@ -229,6 +229,7 @@ FULL_ENV = {
     "NODECERT_DYNAMODB_NODES_TABLE": "nodes",
     "NODECERT_DYNAMODB_CERTIFICATES_TABLE": "certs",
     "NODECERT_DYNAMODB_LIMITS_TABLE": "limits",
+    "NODECERT_DYNAMODB_OUTBOX_TABLE": "outbox",
     "NODECERT_OIDC_ISSUER": "https://idp.example",
     "NODECERT_OIDC_AUDIENCE": "client-1",
     "NODECERT_OIDC_JWKS_URL": "https://idp.example/jwks.json",
@@ -301,6 +302,7 @@ def test_every_setting_is_read_and_converted():
     assert settings.dynamodb_nodes_table == "nodes"
     assert settings.dynamodb_certificates_table == "certs"
     assert settings.dynamodb_limits_table == "limits"
+    assert settings.dynamodb_outbox_table == "outbox"
     assert settings.oidc_issuer == "https://idp.example"
     assert settings.oidc_audience == "client-1"
     assert settings.oidc_jwks_url == "https://idp.example/jwks.json"
@@ -514,9 +516,9 @@ def test_log_format_and_metrics_take_their_words_only(name: str, value: str) -> 
 
 
 def test_every_setting_has_exactly_one_parser() -> None:
-    from nodecert.core import config
+    from nodecert.core import setting_parsers
 
-    assert set(config._PARSERS) == set(Settings.__dataclass_fields__)
+    assert set(setting_parsers.PARSERS) == set(Settings.__dataclass_fields__)
 
 
 @pytest.mark.parametrize(
@@ -529,16 +531,16 @@ def test_every_setting_has_exactly_one_parser() -> None:
     ],
 )
 def test_choices_are_typed_whether_read_or_given(name: str, raw: str, expected: str) -> None:
-    from nodecert.core import config
+    from nodecert.core import setting_parsers
 
-    parsed = config._PARSERS[name](f"NODECERT_{name.upper()}", raw)
-    assert isinstance(parsed, config._CHOICES[name])
+    parsed = setting_parsers.PARSERS[name](f"NODECERT_{name.upper()}", raw)
+    assert isinstance(parsed, setting_parsers.CHOICES[name])
     assert parsed == expected
     # Settings made in code turn the string into the enum too.
     extra = {"acmpca_ca_arn": "arn:aws:acm-pca:eu-west-1:1:certificate-authority/x"}
     extra |= {"database_url": "postgresql://db/n"} if expected == "postgres" else {}
     made = Settings(**{name: expected}, **extra)  # type: ignore[arg-type]
-    assert isinstance(getattr(made, name), config._CHOICES[name])
+    assert isinstance(getattr(made, name), setting_parsers.CHOICES[name])
 
 
 @pytest.mark.parametrize("raw", ["²", "1" * 40, "8e3", "0x10", ""])

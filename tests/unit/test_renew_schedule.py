@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from nodecert.cli.common import duration
 from nodecert.client import ServiceUnreachableError
-from nodecert.client.renew import (
+from nodecert.client.renewal.agent import (
     Backoff,
     KeyMismatchError,
     RenewalClientError,

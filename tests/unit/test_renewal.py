@@ -13,7 +13,7 @@ from nodecert.core.errors import AuthenticationError
 from nodecert.core.values import RevocationReason
 from nodecert.issuing.renewal import RenewalRequest, Renewer, mint_renewal_token, renewal_audience
 from nodecert.nodeside.access import AccessDeniedError, DenyReason
-from tests.nodeside import (
+from tests.kit import (
     ADMIN,
     TRUST_DOMAIN,
     admin_of,

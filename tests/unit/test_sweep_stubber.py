@@ -13,8 +13,8 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from nodecert.aws import sweep
-from nodecert.backends.acmpca import ACMPCABackend
-from nodecert.backends.pca_shapes import RetryPolicy
+from nodecert.backends.acmpca.backend import ACMPCABackend
+from nodecert.backends.acmpca.parameters import RetryPolicy
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy
 from nodecert.core.values import CertificateRecord, RevocationReason
 from nodecert.issuing.administration import Administration

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
-from nodecert.core.files import write_atomic
+from nodecert.support.files import write_atomic
 
 __all__ = ["install_packaged_chain"]
 
@@ -62,7 +62,7 @@ def install_packaged_chain(settings: Settings, *, on_lambda: bool) -> None:
         )
     issuing, root = _chain(settings)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # ca.crt last: a home with it is complete (as nodecert.backends.local_files writes it).
+    # ca.crt last: a home with it is complete (as nodecert.backends.local.home writes it).
     write_atomic(directory / "root.crt", root.public_bytes(Encoding.PEM), mode=0o600)
     write_atomic(directory / "ca.crt", issuing.public_bytes(Encoding.PEM), mode=0o600)
 

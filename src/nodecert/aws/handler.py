@@ -47,7 +47,6 @@ from nodecert.aws.cahome import install_packaged_chain
 from nodecert.aws.events import Request, parse_event
 from nodecert.aws.metrics import EmbeddedMetrics
 from nodecert.bootstrap import build_service, settings_from_environment
-from nodecert.core.budget import time_budget
 from nodecert.core.context import bind_source
 from nodecert.core.errors import NotFoundError
 from nodecert.core.metrics import NO_METRICS, Metrics
@@ -58,6 +57,7 @@ from nodecert.http.contract import Reply, error_reply, method_not_allowed, no_ro
 from nodecert.http.observe import Exchange, record_exchange
 from nodecert.http.routes import Issuance
 from nodecert.issuing.service import Service
+from nodecert.support.budget import time_budget
 from nodecert.support.logs import bind_request_id
 from nodecert.support.logs import configure as configure_logging
 from nodecert.verifiers.gateway import principal_from_claims
@@ -127,7 +127,7 @@ class LambdaApp:
 
         Args:
             event: The API Gateway proxy event.
-            budget_s: Seconds the request may spend (see :mod:`nodecert.core.budget`):
+            budget_s: Seconds the request may spend (see :mod:`nodecert.support.budget`):
                 remote CA calls that cannot start in time are left undone (a revocation
                 stays queued for the scheduled drain) instead of being cut off by the
                 Lambda timeout.

@@ -102,7 +102,7 @@ def before_snapshot(service: Service) -> None:
     inline, which is what a Lambda function should do anyway (the pool's thread does not
     run while the environment is frozen between invocations).
     """
-    from nodecert.awsclients import close_connections
+    from nodecert.support.awsclients import close_connections
 
     service.key_pool.close()
     close_connections()
@@ -113,7 +113,7 @@ def after_restore(service: Service) -> None:
 
     The generators are reseeded first, before anything else can draw from them.
     """
-    from nodecert.awsclients import close_connections
+    from nodecert.support.awsclients import close_connections
 
     reseed_openssl()
     random.seed()  # From os.urandom: each restored environment its own sequence.

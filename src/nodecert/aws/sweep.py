@@ -7,7 +7,10 @@ runs into the API's 20-second timeout. This function, run by an EventBridge sche
 ``Administration.finish_revocations(limit=..., failed=...)``, batch after batch, until
 nothing is pending, a batch neither sends nor tries anything new, too many revocations
 failed in this run (the CA is down: the next run tries again), or the invocation's time is
-nearly up.
+nearly up. On DynamoDB a batch reads only the outbox table, by strongly consistent
+``Query`` (``nodecert.store.dynamodb.outbox``), never a ``Scan``; after an upgrade, the
+first runs also move what an older version queued in the limits table
+(``nodecert.store.dynamodb.upgrade``).
 
 Every step can be cut short and run again: the outbox item is deleted only after the CA
 took the revocation, a CA told twice answers "already revoked" (not an error), and a
@@ -30,7 +33,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from nodecert.core.budget import time_budget
+from nodecert.support.budget import time_budget
 
 __all__ = ["BATCH", "MAX_FAILURES", "SAFETY_MS", "drain", "sweep_handler"]
 
@@ -41,7 +44,7 @@ BATCH = 100
 
 SAFETY_MS = 30_000
 """No new batch starts with less than this much of the invocation left, and no CA call
-starts that could not finish before it (:func:`nodecert.core.budget.time_budget`)."""
+starts that could not finish before it (:func:`nodecert.support.budget.time_budget`)."""
 
 MAX_FAILURES = 25
 """Revocations the CA may refuse in one run before the run stops (the CA looks down)."""

@@ -77,7 +77,7 @@ def chain_pem(pca: Any, ca_arn: str) -> tuple[str, int]:
         NotFoundError: no such certificate authority.
         BackendUnavailableError: ACM PCA refused or returned something that is no CA chain.
     """
-    from nodecert.awsclients import botocore_errors, error_code, error_message
+    from nodecert.support.awsclients import botocore_errors, error_code, error_message
 
     try:
         response = pca.get_certificate_authority_certificate(CertificateAuthorityArn=ca_arn)
@@ -158,7 +158,7 @@ def publish_pem(s3: Any, pem: str, count: int, *, bucket: str, key: str) -> Publ
         NotFoundError: no such bucket.
         BackendUnavailableError: S3 refused.
     """
-    from nodecert.awsclients import botocore_errors, error_code, error_message
+    from nodecert.support.awsclients import botocore_errors, error_code, error_message
 
     digest = hashlib.sha256(pem.encode()).hexdigest()
     uri = f"s3://{bucket}/{key}"

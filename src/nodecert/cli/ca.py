@@ -4,8 +4,8 @@
 ``--root-key-out PATH`` the root key goes to PATH, for the operator to take offline, and
 the service runs with the issuing intermediate alone. ``ca sign-intermediate`` is the
 offline root's one job: sign an intermediate from a CSR (or have the ACM Private CA
-root ``--acmpca-arn`` sign it: :mod:`nodecert.backends.pca_intermediate`). ``ca rotate``
-replaces the issuing intermediate (see :mod:`nodecert.backends.rotation`). Keys are read
+root ``--acmpca-arn`` sign it: :mod:`nodecert.backends.acmpca.intermediate`). ``ca rotate``
+replaces the issuing intermediate (see :mod:`nodecert.backends.local.rotation`). Keys are read
 and written with ``NODECERT_CA_PASSPHRASE``; neither a key nor the passphrase is ever
 printed.
 """
@@ -136,9 +136,9 @@ def add_ca_commands(sub: Any) -> None:
 
 
 def _init(args: argparse.Namespace) -> None:
-    from nodecert.backends.local_files import create_two_tier, locked
+    from nodecert.backends.local.home import create_two_tier, locked
     from nodecert.bootstrap import settings_from_environment
-    from nodecert.core.files import secure_home
+    from nodecert.support.files import secure_home
 
     settings = settings_from_environment()
     directory = settings.home / "ca"
@@ -169,9 +169,9 @@ def _init(args: argparse.Namespace) -> None:
 
 
 def _rotate(args: argparse.Namespace) -> None:
-    from nodecert.backends.hierarchy import load_key
-    from nodecert.backends.local_files import key_id, locked, read_certificate
-    from nodecert.backends.rotation import install, rotate
+    from nodecert.backends.local.hierarchy import load_key
+    from nodecert.backends.local.home import key_id, locked, read_certificate
+    from nodecert.backends.local.rotation import install, rotate
 
     settings = local_settings()
     directory = settings.home / "ca"
@@ -231,8 +231,8 @@ def _rotate(args: argparse.Namespace) -> None:
 
 
 def _prune(_args: argparse.Namespace) -> None:
-    from nodecert.backends.local_files import locked
-    from nodecert.backends.rotation import prune
+    from nodecert.backends.local.home import locked
+    from nodecert.backends.local.rotation import prune
 
     settings = local_settings()
     directory = settings.home / "ca"
@@ -247,8 +247,8 @@ def _prune(_args: argparse.Namespace) -> None:
 
 
 def _request_intermediate(args: argparse.Namespace, settings: Any, directory: Path) -> None:
-    from nodecert.backends.local_files import locked, write_new_private
-    from nodecert.backends.rotation import request
+    from nodecert.backends.local.home import locked, write_new_private
+    from nodecert.backends.local.rotation import request
 
     if args.retire_now:
         raise UsageError("ca rotate: --retire-now goes with --install (step 2)")
@@ -279,8 +279,8 @@ def _external_public_key(settings: Any) -> Any:
 
 
 def _sign_intermediate(args: argparse.Namespace) -> None:
-    from nodecert.backends.hierarchy import load_key, sign_intermediate
-    from nodecert.backends.local_files import write_new_private
+    from nodecert.backends.local.hierarchy import load_key, sign_intermediate
+    from nodecert.backends.local.home import write_new_private
 
     by_root = args.root_key is not None or args.root_cert is not None
     if by_root == (args.acmpca_arn is not None):
@@ -324,8 +324,8 @@ def _sign_intermediate(args: argparse.Namespace) -> None:
 
 
 def _sign_at_pca(csr: bytes, arn: str, days: int) -> tuple[x509.Certificate, ...]:
-    from nodecert.awsclients import botocore_errors, error_code, make_client
-    from nodecert.backends.pca_intermediate import sign_intermediate_at_pca
+    from nodecert.backends.acmpca.intermediate import sign_intermediate_at_pca
+    from nodecert.support.awsclients import botocore_errors, error_code, make_client
 
     # Region as the service reads it, else the CA's own (from its ARN); the endpoint from
     # botocore's own configuration (AWS_ENDPOINT_URL_ACM_PCA). max_attempts=1: the call

@@ -25,8 +25,8 @@ from nodecert.cli.common import (
 from nodecert.cli.output import OutputFile, check_writable, write_outputs
 from nodecert.cli.pkcs12 import p12_bytes, p12_password
 from nodecert.client._files import read_small
-from nodecert.client._revocation import check_revocation
-from nodecert.client.renew import (
+from nodecert.client.renewal._revocation import check_revocation
+from nodecert.client.renewal.agent import (
     RenewalClientError,
     RenewalTarget,
     renew_if_due,

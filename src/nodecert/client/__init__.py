@@ -9,16 +9,17 @@
     for row in client.certificates(node_id="n1", status="active"):
         print(row.serial, row.not_after)
 
-Errors are the project's own (:mod:`nodecert.core.errors`), rebuilt from the service's
-problem documents by their ``code``; no answer at all is :class:`ServiceUnreachableError`
+Errors are the project's own, rebuilt from the service's problem documents with the core's
+wire-error table (:data:`nodecert.core.problems.WIRE_ERRORS`, docs/errors.md) and carrying
+the same fields as on the service; no answer at all is :class:`ServiceUnreachableError`
 (a :class:`~nodecert.core.errors.BackendUnavailableError`)::
 
     NodecertError
-    ├── ... every class of nodecert.core.errors, by the problem's code
+    ├── ... every class of the wire-error table, by the problem's code
     ├── BackendUnavailableError
     │   └── ServiceUnreachableError   refused, unresolvable, timed out, TLS failed
     ├── UnexpectedReplyError          a 2xx reply this client cannot read
-    └── RenewalClientError            renewal files or deploy hook (nodecert.client.renew)
+    └── RenewalClientError            renewal files or deploy hook (nodecert.client.renewal.agent)
         └── KeyMismatchError          the key is not the certificate's
 
 Only the standard library is used for HTTP (:class:`UrllibTransport`); tests point the

@@ -21,9 +21,11 @@ from nodecert.client._models import (
     NodeChange,
     NodeInfo,
     UnexpectedReplyError,
+    audit_from,
     certificate_from,
     issued_from,
     issuer_from,
+    list_of,
     node_change_from,
     node_from,
 )
@@ -57,9 +59,9 @@ class Client:
         transport: How to send requests (default :class:`UrllibTransport`); tests pass
             :class:`nodecert.testing.MockTransport`.
 
-    Every method raises the :mod:`nodecert.core.errors` class the service answered with
-    (:class:`~nodecert.core.errors.NotFoundError` for a 404 ``not_found``, and so on), or
-    :class:`~nodecert.client.ServiceUnreachableError` when no answer came back.
+    Every method raises the error the service answered with, rebuilt from the wire-error
+    table (:class:`~nodecert.core.errors.NotFoundError` for a 404 ``not_found``, and so on;
+    docs/errors.md), or :class:`~nodecert.client.ServiceUnreachableError` when no answer came.
 
     Raises:
         InvalidRequestError: ``base_url`` is not an http(s) URL, or ``timeout`` is not positive.
@@ -141,10 +143,7 @@ class Client:
             if cursor is not None:
                 query["cursor"] = cursor
             page = self._json("GET", "/v1/certificates?" + urlencode(query))
-            rows = page.get("certificates") if isinstance(page, dict) else None
-            if not isinstance(rows, list):
-                raise UnexpectedReplyError("reply: 'certificates' missing or not a list")
-            yield from (certificate_from(row) for row in rows)
+            yield from list_of(page, "certificates", certificate_from)
             following = page.get("nextCursor")
             if not isinstance(following, str) or not following or following == cursor:
                 return
@@ -168,13 +167,7 @@ class Client:
         given = {"user": user, "node": node, "action": action, "since": since, "until": until}
         query = {k: v for k, v in given.items() if v is not None}
         query["limit"] = str(limit)
-        page = self._json("GET", "/v1/audit?" + urlencode(query))
-        entries = page.get("entries") if isinstance(page, dict) else None
-        if not isinstance(entries, list) or not all(
-            isinstance(e, dict) and all(isinstance(v, str) for v in e.values()) for e in entries
-        ):
-            raise UnexpectedReplyError("reply: 'entries' missing or not a list of entries")
-        return entries
+        return list_of(self._json("GET", "/v1/audit?" + urlencode(query)), "entries", audit_from)
 
     def certificate(self, serial: str) -> CertificateInfo:
         """``GET /v1/certificates/{serial}``."""
@@ -203,11 +196,7 @@ class Client:
             path = f"/v1/nodes/{_segment(node_id)}/revoke-all"
         else:
             path = f"/v1/users/{_segment(str(user_id))}/revoke-all"
-        data = self._json("POST", path, {"reason": reason})
-        rows = data.get("revoked") if isinstance(data, dict) else None
-        if not isinstance(rows, list):
-            raise UnexpectedReplyError("reply: 'revoked' missing or not a list")
-        return [certificate_from(row) for row in rows]
+        return list_of(self._json("POST", path, {"reason": reason}), "revoked", certificate_from)
 
     def renew(
         self,
@@ -270,14 +259,8 @@ class Client:
         Raises:
             NotFoundError: a service older than this route.
         """
-        data = self._send("GET", "/v1/ca/issuers", authenticated=False).body
-        try:
-            rows = json.loads(data).get("issuers")
-        except (ValueError, RecursionError, AttributeError):
-            rows = None
-        if not isinstance(rows, list):
-            raise UnexpectedReplyError("reply: 'issuers' missing or not a list")
-        return [issuer_from(row) for row in rows]
+        data = self._json("GET", "/v1/ca/issuers", authenticated=False)
+        return list_of(data, "issuers", issuer_from)
 
     def crl(self, *, issuer: str | None = None) -> x509.CertificateRevocationList:
         """``GET /v1/crl``: the local CA's current CRL, or with ``issuer`` (a key id, hex)
@@ -298,11 +281,7 @@ class Client:
 
     def nodes(self) -> list[NodeInfo]:
         """``GET /v1/nodes``: every node (admin) or the caller's own."""
-        data = self._json("GET", "/v1/nodes")
-        rows = data.get("nodes") if isinstance(data, dict) else None
-        if not isinstance(rows, list):
-            raise UnexpectedReplyError("reply: 'nodes' missing or not a list")
-        return [node_from(row) for row in rows]
+        return list_of(self._json("GET", "/v1/nodes"), "nodes", node_from)
 
     def node(self, node_id: str) -> NodeInfo:
         """``GET /v1/nodes/{nodeId}`` (admin)."""
@@ -369,8 +348,11 @@ class Client:
         *,
         headers: dict[str, str] | None = None,
         bearer: str | None = None,
+        authenticated: bool = True,
     ) -> Any:
-        response = self._send(method, path, body, headers=headers, bearer=bearer)
+        response = self._send(
+            method, path, body, headers=headers, bearer=bearer, authenticated=authenticated
+        )
         try:
             return json.loads(response.body)
         except (ValueError, RecursionError):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from nodecert.core.errors import NodecertError
 
 __all__ = ["CAIssuer", "CertificateInfo", "IssuedCertificate", "NodeChange", "NodeInfo"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,18 @@ class UnexpectedReplyError(NodecertError):
     title = "Unexpected reply"
 
 
+def list_of(data: Any, name: str, parse: Callable[[Any], T]) -> list[T]:
+    """Parse the list a reply holds in its member ``name``, each item with ``parse``.
+
+    Raises:
+        UnexpectedReplyError: the reply is not an object, or ``name`` is not a list.
+    """
+    rows = data.get(name) if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise UnexpectedReplyError(f"reply: {name!r} missing or not a list")
+    return [parse(row) for row in rows]
+
+
 def issued_from(data: Any, *, private_key: str | None = None) -> IssuedCertificate:
     """Parse a 201 issue/renew reply."""
     obj = _object(data)
@@ -183,6 +198,14 @@ def node_change_from(data: Any, *, removed: bool = False) -> NodeChange:
         revoked=revoked,
         node_certificates=tuple(certificate_from(row) for row in rows),
     )
+
+
+def audit_from(data: Any) -> dict[str, str]:
+    """Parse one audit entry: an object of strings, kept as the wire has it."""
+    obj = _object(data)
+    if not all(isinstance(value, str) for value in obj.values()):
+        raise UnexpectedReplyError("reply: an audit entry holds a value that is not a string")
+    return obj
 
 
 def _object(data: Any) -> dict[str, Any]:

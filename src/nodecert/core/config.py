@@ -1,79 +1,26 @@
 """Settings: every ``NODECERT_*`` environment variable, parsed once into a frozen value.
 
 The core never reads the environment; ``bootstrap`` calls :meth:`Settings.from_env` with
-``os.environ`` and turns the result into objects.
+``os.environ`` and turns the result into objects. The choices are
+:mod:`nodecert.core.choices`; the parser of each variable is in
+:mod:`nodecert.core.setting_parsers`.
 """
 
 from __future__ import annotations
 
-import enum
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nodecert.core.choices import CAKind, LogFormat, LogLevel, SQLiteSync, StoreKind, Switch
 from nodecert.core.errors import ConfigurationError, InvalidIdentifierError
 from nodecert.core.identity import validate_trust_domain
 from nodecert.core.keys import KeyType
 from nodecert.core.policy import OwnershipMode
+from nodecert.core.setting_parsers import CHOICES, PARSERS, choice
 
-__all__ = [
-    "CLIENT_VARIABLES",
-    "CAKind",
-    "LogFormat",
-    "LogLevel",
-    "SQLiteSync",
-    "Settings",
-    "StoreKind",
-    "Switch",
-    "unknown_variables",
-]
-
-
-class CAKind(enum.StrEnum):
-    """``NODECERT_CA``: which certificate authority signs."""
-
-    LOCAL = "local"
-    ACMPCA = "acmpca"
-
-
-class StoreKind(enum.StrEnum):
-    """``NODECERT_STORE``: where the ledger and the node directory live."""
-
-    SQLITE = "sqlite"
-    POSTGRES = "postgres"
-    DYNAMODB = "dynamodb"
-
-
-class SQLiteSync(enum.StrEnum):
-    """``NODECERT_SQLITE_SYNCHRONOUS``: SQLite's ``synchronous`` pragma for the ledger."""
-
-    FULL = "full"
-    NORMAL = "normal"
-
-
-class LogLevel(enum.StrEnum):
-    """``NODECERT_LOG_LEVEL`` (the names the logging module knows)."""
-
-    DEBUG = "DEBUG"
-    INFO = "INFO"
-    WARNING = "WARNING"
-    ERROR = "ERROR"
-    CRITICAL = "CRITICAL"
-
-
-class LogFormat(enum.StrEnum):
-    """``NODECERT_LOG_FORMAT``: key=value text, or one JSON object per line."""
-
-    TEXT = "text"
-    JSON = "json"
-
-
-class Switch(enum.StrEnum):
-    """An on/off setting (``NODECERT_METRICS``)."""
-
-    ON = "on"
-    OFF = "off"
+__all__ = ["CLIENT_VARIABLES", "Settings", "unknown_variables"]
 
 
 #: What the CLI's client commands read besides the service settings.
@@ -131,6 +78,7 @@ class Settings:
     dynamodb_nodes_table: str = "nodecert-nodes"
     dynamodb_certificates_table: str = "nodecert-certificates"
     dynamodb_limits_table: str = "nodecert-limits"
+    dynamodb_outbox_table: str = "nodecert-outbox"
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None
@@ -167,10 +115,10 @@ class Settings:
     def __post_init__(self) -> None:
         # Settings made in code (tests, embedding) may name a choice by its string: it is
         # turned into its enum here, so that every Settings holds typed values.
-        for name, kind in _CHOICES.items():
+        for name, kind in CHOICES.items():
             value = getattr(self, name)
             if not isinstance(value, kind):
-                object.__setattr__(self, name, _choice(kind)(f"NODECERT_{name.upper()}", value))
+                object.__setattr__(self, name, choice(kind)(f"NODECERT_{name.upper()}", value))
 
     @property
     def database_path(self) -> Path:
@@ -198,7 +146,7 @@ class Settings:
             raw = env.get(variable)
             if raw is None or raw == "":
                 continue
-            values[name] = _PARSERS[name](variable, raw)
+            values[name] = PARSERS[name](variable, raw)
         settings = cls(**values)  # type: ignore[arg-type]
         settings._check()
         return settings
@@ -277,134 +225,3 @@ class Settings:
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigurationError(message)
-
-
-# One parser per setting, by name: each turns the variable's text into the field's type
-# or raises ConfigurationError naming the variable (tests/unit/test_policy_config.py holds
-# this table to the fields of Settings).
-_Parser = Callable[[str, str], object]
-
-
-def _text(_variable: str, raw: str) -> str:
-    return raw
-
-
-def _int(variable: str, raw: str) -> int:
-    text = raw.strip()
-    # ASCII digits (and a sign) only, and few: int() also takes "²"-like digits and would
-    # spend time on thousands of them.
-    if not re.fullmatch(r"[+-]?[0-9]{1,12}", text):
-        raise ConfigurationError(f"{variable}: {raw[:80]!r} is not a whole number")
-    return int(text)
-
-
-def _path(_variable: str, raw: str) -> Path:
-    return Path(raw)
-
-
-def _choice(kind: type[enum.StrEnum]) -> _Parser:
-    def parse(variable: str, raw: str) -> object:
-        text = str(raw).strip()
-        # Log levels are upper case in the logging module; every other choice lower case.
-        text = text.upper() if kind is LogLevel else text.lower()
-        try:
-            return kind(text)
-        except ValueError:
-            words = ", ".join(str(k) for k in kind)
-            raise ConfigurationError(
-                f"{variable}: {str(raw)[:80]!r} is not one of {words}"
-            ) from None
-
-    return parse
-
-
-def _enum(kind: type[KeyType] | type[OwnershipMode]) -> _Parser:
-    def parse(variable: str, raw: str) -> object:
-        try:
-            return kind(raw)
-        except ValueError:
-            raise ConfigurationError(f"{variable}: {raw[:80]!r} is not a valid value") from None
-
-    return parse
-
-
-_CHOICES: dict[str, type[enum.StrEnum]] = {
-    "ca": CAKind,
-    "store": StoreKind,
-    "sqlite_synchronous": SQLiteSync,
-    "log_level": LogLevel,
-    "log_format": LogFormat,
-    "metrics": Switch,
-}
-
-_PARSERS: dict[str, _Parser] = {
-    **{name: _choice(kind) for name, kind in _CHOICES.items()},
-    "ca_key_type": _enum(KeyType),
-    "ownership": _enum(OwnershipMode),
-    **dict.fromkeys(
-        (
-            "port",
-            "workers",
-            "database_pool_size",
-            "default_validity_days",
-            "max_validity_days",
-            "max_body_bytes",
-            "max_header_bytes",
-            "head_timeout_s",
-            "body_timeout_s",
-            "limit_concurrency",
-            "quota_per_minute",
-            "quota_burst",
-            "max_active_per_node",
-            "key_pool_size",
-            "renew_grace_s",
-            "crl_lifetime_s",
-            "revocation_retry_s",
-        ),
-        _int,
-    ),
-    **dict.fromkeys(
-        (
-            "home",
-            "database",
-            "ca_bundle",
-            "ca_pkcs11_module",
-            "ca_pkcs11_pin_file",
-            "tls_cert",
-            "tls_key",
-        ),
-        _path,
-    ),
-    **dict.fromkeys(
-        (
-            "host",
-            "organization",
-            "trust_domain",
-            "ca_passphrase",
-            "ca_kms_key_id",
-            "ca_pkcs11_token",
-            "ca_pkcs11_key_label",
-            "ca_pkcs11_pin",
-            "acmpca_ca_arn",
-            "acmpca_short_lived_ca_arn",
-            "acmpca_template_arn",
-            "aws_region",
-            "database_url",
-            "dynamodb_nodes_table",
-            "dynamodb_certificates_table",
-            "dynamodb_limits_table",
-            "oidc_issuer",
-            "oidc_audience",
-            "oidc_jwks_url",
-            "admin_group",
-            "user_id_claim",
-            "admin_claim",
-            "nodes_claim",
-            "metrics_namespace",
-            "authorize_secret",
-            "authorizer_target",
-            "renew_audience",
-        ),
-        _text,
-    ),
-}

@@ -1,31 +1,47 @@
 """The one exception tree of nodecert.
 
 Every error the service can show a caller is a :class:`NodecertError` with a stable
-``code`` (part of the wire contract) and a public-safe ``detail``. The core knows no HTTP
-status codes: the HTTP and Lambda adapters map classes to statuses in one table.
+``code`` (part of the wire contract) and a public-safe ``detail``. Its HTTP status and what
+its problem document carries are in one table, :data:`nodecert.core.problems.WIRE_ERRORS`,
+which the service renders from and the client rebuilds errors from. The tree below is
+drawn from that table (class, status, code, summary; a test checks it), with
+:class:`~nodecert.core.decision.AccessDeniedError` from :mod:`nodecert.core.decision`::
 
-::
+    NodecertError                      500  internal_error              unexpected; nothing done
+    ├── InvalidRequestError            400  invalid_request             bad input
+    │   ├── InvalidIdentifierError     400  invalid_identifier          id not [A-Za-z0-9._-]{1,64}
+    │   ├── CSRError                   400  invalid_csr                 CSR malformed, forged, weak
+    │   ├── IdempotencyKeyReusedError  400  idempotency_key_reused      Idempotency-Key reused
+    │   ├── ConflictingInputError      400  conflicting_input           body and proxy disagree
+    │   └── MalformedRequestError      400  malformed_request           refused by the HTTP parser
+    ├── AuthenticationError            401  unauthenticated             no valid token
+    ├── AuthorizationError             403  forbidden                   authenticated, not allowed
+    │   └── AccessDeniedError          403  access_denied               client certificate refused
+    ├── NotFoundError                  404  not_found                   no such certificate or node
+    ├── MethodNotAllowedError          405  method_not_allowed          not this method here
+    ├── RequestTimeoutError            408  request_timeout             request came too slowly
+    ├── ConflictError                  409  conflict                    clashes with current state
+    │   ├── IdempotentReplayError      409  idempotent_replay           request already made
+    │   └── AlreadyRenewedError        409  already_renewed             renewed twice (stolen key?)
+    ├── PayloadTooLargeError           413  payload_too_large           body over the size limit
+    ├── QuotaExceededError             429  quota_exceeded              rate or count limit reached
+    ├── HeadersTooLargeError           431  headers_too_large           request head too large
+    ├── ConfigurationError             500  configuration_error         service mis-configured
+    ├── UnsupportedTransferCodingError 501  unsupported_transfer_coding a coding other than chunked
+    ├── BackendUnavailableError        503  ca_unavailable              CA cannot answer now
+    │   └── StoreUnavailableError      503  store_unavailable           ledger cannot answer now
+    ├── OverloadedError                503  overloaded                  too many connections
+    └── HostUnavailableError           503  unavailable                 machine refused a resource
 
-    NodecertError
-    ├── InvalidRequestError          bad input (400)
-    │   ├── InvalidIdentifierError   an id outside [A-Za-z0-9._-]{1,128}
-    │   ├── CSRError                 a client CSR that is malformed, forged or weak
-    │   └── IdempotencyKeyReusedError  an Idempotency-Key used for another request
-    │   └── ConflictingInputError    two sources of one input disagree (body vs. proxy)
-    ├── PayloadTooLargeError         body over the size limit (413)
-    ├── AuthenticationError          missing, malformed, forged or expired token (401)
-    ├── AuthorizationError           authenticated, but not allowed (403)
-    ├── NotFoundError                no such certificate or node (404)
-    ├── ConflictError                the change clashes with current state (409)
-    │   └── IdempotentReplayError    an Idempotency-Key's request was already made
-    │   └── AlreadyRenewedError      a certificate renewed a second time (a stolen-key signal)
-    ├── QuotaExceededError           rate or count limit reached (429, Retry-After)
-    ├── BackendUnavailableError      CA or store cannot answer now (503, Retry-After)
-    │   └── StoreUnavailableError    the ledger / node directory cannot answer now
-    └── ConfigurationError           the service is mis-configured (refuses to start)
+The client adds errors of its own that never cross the wire
+(:class:`nodecert.client.ServiceUnreachableError`, ``UnexpectedReplyError``, ...).
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Self
 
 __all__ = [
     "AlreadyRenewedError",
@@ -36,16 +52,26 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "ConflictingInputError",
+    "HeadersTooLargeError",
+    "HostUnavailableError",
     "IdempotencyKeyReusedError",
     "IdempotentReplayError",
     "InvalidIdentifierError",
     "InvalidRequestError",
+    "MalformedRequestError",
+    "MethodNotAllowedError",
     "NodecertError",
     "NotFoundError",
+    "OverloadedError",
     "PayloadTooLargeError",
     "QuotaExceededError",
+    "RequestTimeoutError",
     "StoreUnavailableError",
+    "UnsupportedTransferCodingError",
 ]
+
+# A serial number as the API writes it: lower-case hex, at most 20 octets (RFC 5280).
+_SERIAL = re.compile(r"[0-9a-f]{1,40}")
 
 
 class NodecertError(Exception):
@@ -64,6 +90,26 @@ class NodecertError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.retry_after = retry_after
+
+    def wire_fields(self) -> dict[str, str]:
+        """What this error's problem document carries besides its detail, by wire name.
+
+        Only the members and headers that the class's row of the wire-error table
+        (:data:`nodecert.core.problems.WIRE_ERRORS`) names are sent; ``Retry-After`` comes
+        from :attr:`retry_after`.
+        """
+        return {}
+
+    @classmethod
+    def from_wire(cls, detail: str, fields: Mapping[str, str], *, retry_after: int | None) -> Self:
+        """The error a problem document stands for: the client's side of :meth:`wire_fields`.
+
+        Args:
+            detail: The document's ``detail``, one bounded line.
+            fields: The members and headers its row names that came, each one bounded line.
+            retry_after: The reply's ``Retry-After``, parsed.
+        """
+        return cls(detail, retry_after=retry_after)
 
 
 class InvalidRequestError(NodecertError):
@@ -151,6 +197,16 @@ class IdempotentReplayError(ConflictError):
         super().__init__(detail)
         self.serial_number = serial_number
 
+    def wire_fields(self) -> dict[str, str]:
+        """The serial as ``serialNumber``, when the ledger knows it."""
+        return {"serialNumber": self.serial_number} if self.serial_number else {}
+
+    @classmethod
+    def from_wire(cls, detail: str, fields: Mapping[str, str], *, retry_after: int | None) -> Self:
+        """Rebuilt with ``serialNumber`` when it is one (lower-case hex, as the API spells it)."""
+        serial = fields.get("serialNumber", "")
+        return cls(detail, serial_number=serial if _SERIAL.fullmatch(serial) else None)
+
 
 class AlreadyRenewedError(ConflictError):
     """The certificate was already renewed once: its successor superseded it.
@@ -205,3 +261,74 @@ class ConfigurationError(NodecertError):
 
     code = "configuration_error"
     title = "Configuration error"
+
+
+# The front ends' own errors: the HTTP servers raise them for what reached no use case.
+
+
+class MalformedRequestError(InvalidRequestError):
+    """The HTTP parser refused the request."""
+
+    code = "malformed_request"
+    title = "Malformed HTTP request"
+
+
+class MethodNotAllowedError(NodecertError):
+    """The route exists, but not for this method.
+
+    Args:
+        detail: As for :class:`NodecertError`.
+        allowed: Every method the resource answers (the reply's ``Allow``), when known.
+    """
+
+    code = "method_not_allowed"
+    title = "Method not allowed"
+
+    def __init__(self, detail: str, *, allowed: Iterable[str] = ()) -> None:
+        super().__init__(detail)
+        self.allowed = tuple(sorted(set(allowed)))
+
+    def wire_fields(self) -> dict[str, str]:
+        """The allowed methods as ``Allow`` (RFC 9110 section 15.5.6), when known."""
+        return {"Allow": ", ".join(self.allowed)} if self.allowed else {}
+
+    @classmethod
+    def from_wire(cls, detail: str, fields: Mapping[str, str], *, retry_after: int | None) -> Self:
+        """Rebuilt with the methods ``Allow`` names (tokens of letters only)."""
+        methods = (m.strip() for m in fields.get("Allow", "").split(","))
+        return cls(detail, allowed=(m for m in methods if m.isascii() and m.isalpha()))
+
+
+class RequestTimeoutError(NodecertError):
+    """The request head or body did not arrive in time."""
+
+    code = "request_timeout"
+    title = "Request timeout"
+
+
+class HeadersTooLargeError(NodecertError):
+    """The request head is over the server's limit."""
+
+    code = "headers_too_large"
+    title = "Request header fields too large"
+
+
+class UnsupportedTransferCodingError(NodecertError):
+    """A ``Transfer-Encoding`` other than ``chunked``."""
+
+    code = "unsupported_transfer_coding"
+    title = "Transfer coding not implemented"
+
+
+class OverloadedError(NodecertError):
+    """The server has too many connections to take this request."""
+
+    code = "overloaded"
+    title = "Service overloaded"
+
+
+class HostUnavailableError(NodecertError):
+    """The machine refused a resource (a full disk, no file descriptors left): retry later."""
+
+    code = "unavailable"
+    title = "Service unavailable"

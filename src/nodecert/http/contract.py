@@ -3,17 +3,9 @@
 The FastAPI app (:mod:`nodecert.http.app`), the direct route (:mod:`nodecert.http.direct`),
 the Lambda handler (:mod:`nodecert.aws.handler`) and the server's own refusals
 (:mod:`nodecert.server.serve`) all answer with what this module builds, so an error reads
-the same whichever way a request came in. The one error-class to status table::
-
-    PayloadTooLargeError      413     InvalidRequestError (CSRError, ...)  400
-    AuthenticationError       401     AuthorizationError                   403
-    NotFoundError             404     MethodNotAllowedError                405
-    RequestTimeoutError       408     ConflictError                        409
-    HeadersTooLargeError      431     QuotaExceededError                   429
-    MalformedRequestError     400 (an InvalidRequestError: what the HTTP parser refused)
-    BackendUnavailableError   503     ConfigurationError, anything else    500
-    OverloadedError           503     UnsupportedTransferCodingError       501
-    HostUnavailableError      503 (an OSError nobody translated: a full disk, no descriptors)
+the same whichever way a request came in. Which status and which members and headers each
+error's problem document has is the wire-error table of the core
+(:data:`nodecert.core.problems.WIRE_ERRORS`), which the client reads too.
 
 Errors are RFC 9457 ``application/problem+json`` documents with a stable ``code``; 429 and
 503 carry ``Retry-After``, 401 carries ``WWW-Authenticate``. The framework-neutral
@@ -30,18 +22,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from nodecert.core import problems
 from nodecert.core.errors import (
-    AuthenticationError,
-    AuthorizationError,
-    BackendUnavailableError,
-    ConfigurationError,
-    ConflictError,
+    HeadersTooLargeError,
+    HostUnavailableError,
     InvalidRequestError,
+    MalformedRequestError,
+    MethodNotAllowedError,
     NodecertError,
     NotFoundError,
-    PayloadTooLargeError,
-    QuotaExceededError,
+    OverloadedError,
+    RequestTimeoutError,
+    UnsupportedTransferCodingError,
 )
+from nodecert.core.problems import PROBLEM_TYPE_BASE
 from nodecert.core.values import CertificateRecord, NodeRecord, RevocationReason
 from nodecert.issuing.authority import IssuedCertificate
 
@@ -70,86 +64,13 @@ __all__ = [
 
 log = logging.getLogger("nodecert")
 
-PROBLEM_TYPE_BASE = "https://nodecert.dev/problems/"
 _MAX_INSTANCE = 200
 # Errors that say the service itself is in trouble, worth a line in the log.
 _LOGGED = frozenset({"ca_unavailable", "store_unavailable", "internal_error"})
 
 
-class MethodNotAllowedError(NodecertError):
-    """The route exists, but not for this method (an HTTP error, not a core one)."""
-
-    code = "method_not_allowed"
-    title = "Method not allowed"
-
-    def __init__(self, method: str) -> None:
-        super().__init__(f"method: {method[:20]} is not allowed here")
-
-
-class HeadersTooLargeError(NodecertError):
-    """The request head is over the server's limit (an HTTP error, not a core one)."""
-
-    code = "headers_too_large"
-    title = "Request header fields too large"
-
-
-class MalformedRequestError(InvalidRequestError):
-    """The HTTP parser refused the request (an HTTP error, not a core one)."""
-
-    code = "malformed_request"
-    title = "Malformed HTTP request"
-
-
-class UnsupportedTransferCodingError(NodecertError):
-    """A ``Transfer-Encoding`` other than ``chunked`` (an HTTP error, not a core one)."""
-
-    code = "unsupported_transfer_coding"
-    title = "Transfer coding not implemented"
-
-
-class OverloadedError(NodecertError):
-    """The server has too many connections to take this request (an HTTP error)."""
-
-    code = "overloaded"
-    title = "Service overloaded"
-
-
-class HostUnavailableError(NodecertError):
-    """The machine refused a resource (a full disk, no file descriptors left): retry later."""
-
-    code = "unavailable"
-    title = "Service unavailable"
-
-
 # What an OSError nobody translated is answered with: the request may succeed later.
 _HOST_RETRY_AFTER_S = 10
-
-
-class RequestTimeoutError(NodecertError):
-    """The request head or body did not arrive in time (an HTTP error, not a core one)."""
-
-    code = "request_timeout"
-    title = "Request timeout"
-
-
-# Subclasses before their bases: the first match wins.
-_STATUS: tuple[tuple[type[NodecertError], int], ...] = (
-    (PayloadTooLargeError, 413),
-    (InvalidRequestError, 400),
-    (AuthenticationError, 401),
-    (AuthorizationError, 403),
-    (NotFoundError, 404),
-    (MethodNotAllowedError, 405),
-    (ConflictError, 409),
-    (RequestTimeoutError, 408),
-    (HeadersTooLargeError, 431),
-    (QuotaExceededError, 429),
-    (BackendUnavailableError, 503),
-    (OverloadedError, 503),
-    (HostUnavailableError, 503),
-    (UnsupportedTransferCodingError, 501),
-    (ConfigurationError, 500),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,34 +92,15 @@ class Reply:
 
 
 def status_of(error: NodecertError) -> int:
-    """The HTTP status for an error (the one table of the HTTP contract; 500 if unlisted)."""
-    for cls, status in _STATUS:
-        if isinstance(error, cls):
-            return status
-    return 500
+    """The HTTP status for an error: its row of the wire-error table (the root's: 500)."""
+    return problems.row_of(type(error)).status
 
 
 def problem(error: NodecertError, *, instance: str | None = None) -> Reply:
-    """An RFC 9457 problem document for ``error``, with Retry-After when it has one."""
-    status = status_of(error)
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + error.code,
-        "title": error.title,
-        "status": status,
-        "detail": error.detail,
-        "code": error.code,
-    }
-    if instance:
-        body["instance"] = instance[:_MAX_INSTANCE]
-    serial = getattr(error, "serial_number", None)
-    if serial:  # idempotent_replay: the certificate the first request got.
-        body["serialNumber"] = serial
-    headers = {"Cache-Control": "no-store"}
-    if error.retry_after is not None or status in (429, 503):
-        headers["Retry-After"] = str(error.retry_after or 1)
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="nodecert"'
-    return Reply(status, body, headers, "application/problem+json")
+    """The RFC 9457 problem reply for ``error``, as the wire-error table says."""
+    rendered = problems.render(error, instance=instance)
+    headers = {"Cache-Control": "no-store", **rendered.headers}
+    return Reply(rendered.status, rendered.body, headers, "application/problem+json")
 
 
 def error_reply(exc: BaseException, method: str, path: str) -> Reply:
@@ -231,9 +133,8 @@ def method_not_allowed(method: str, allowed: Iterable[str], *, path: str) -> Rep
 
     RFC 9110 section 15.5.6: ``Allow`` lists every method of the resource.
     """
-    reply = problem(MethodNotAllowedError(method), instance=path)
-    reply.headers["Allow"] = ", ".join(sorted(set(allowed)))
-    return reply
+    error = MethodNotAllowedError(f"method: {method[:20]} is not allowed here", allowed=allowed)
+    return problem(error, instance=path)
 
 
 def no_route(path: str) -> NotFoundError:

@@ -27,7 +27,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nodecert.core.blocking import WouldBlockError, never_wait
 from nodecert.core.errors import InvalidRequestError, PayloadTooLargeError
 from nodecert.core.values import Commit
 from nodecert.http.api import Handlers, Route, Runs
@@ -41,6 +40,7 @@ from nodecert.http.contract import (
 )
 from nodecert.http.routes import Issuance, log_issued
 from nodecert.issuing.authority import IssuedCertificate
+from nodecert.support.blocking import WouldBlockError, never_wait
 
 __all__ = ["BodyLimit", "DirectEndpoint", "NodecertAPI", "Runner", "render"]
 

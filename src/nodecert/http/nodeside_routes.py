@@ -159,10 +159,11 @@ class NodeSideRoutes:
                 decision.serial,
                 decision.reason,
             )
+            # The body's reason member is the wire-error table's; a proxy reads the header.
             reply = problem(AccessDeniedError(decision))
             reason = decision.reason.value if decision.reason else "denied"
-            headers = {**reply.headers, "X-Nodecert-Reason": reason}
-            return Reply(403, {**reply.body, "reason": reason}, headers, reply.media_type)
+            reply.headers["X-Nodecert-Reason"] = reason
+            return reply
         identity = decision.identity
         headers = {
             "Cache-Control": "no-store",

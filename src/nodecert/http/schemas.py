@@ -176,7 +176,8 @@ class NodeList(BaseModel):
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem document."""
+    """RFC 9457 problem document; the members beyond the standard ones are the wire-error
+    table's (:data:`nodecert.core.problems.WIRE_ERRORS`, a test checks)."""
 
     type: str
     title: str
@@ -184,3 +185,5 @@ class Problem(BaseModel):
     detail: str
     code: str
     instance: str | None = None
+    serialNumber: str | None = None  # noqa: N815 - the wire's name (idempotent_replay).
+    reason: str | None = None  # access_denied: why the client certificate was refused.

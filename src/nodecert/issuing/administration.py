@@ -47,7 +47,7 @@ from nodecert.core.values import (
     Profile,
     RevocationReason,
 )
-from nodecert.issuing.shapes import NodeAssignment, NodeRemoval
+from nodecert.issuing.values import NodeAssignment, NodeRemoval
 
 __all__ = ["Administration", "NodeAssignment", "NodeRemoval"]
 

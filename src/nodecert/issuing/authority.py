@@ -55,7 +55,9 @@ from nodecert.core.values import (
 )
 from nodecert.issuing.idempotency import Claim, IdempotencyGuard, nothing_issued, request_hash
 from nodecert.issuing.quota import QuotaPolicy
-from nodecert.issuing.shapes import (
+from nodecert.issuing.renewal_once import already_renewed, record_successor
+from nodecert.issuing.throttle import Throttle
+from nodecert.issuing.values import (
     IssuedCertificate,
     IssueRequest,
     chain_pem,
@@ -63,8 +65,6 @@ from nodecert.issuing.shapes import (
     key_request,
     pem,
 )
-from nodecert.issuing.succession import already_renewed, record_successor
-from nodecert.issuing.throttle import Throttle
 
 __all__ = ["Authority", "IssueRequest", "IssuedCertificate"]
 

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from nodecert.core.errors import NotFoundError
 from nodecert.core.ports import CRLSigner, Ledger
 from nodecert.core.values import CertificateQuery, CertificateStatus, RevocationReason
-from nodecert.issuing.crlder import assemble, entries_der, splice_entries
+from nodecert.issuing.crl_entries import assemble, entries_der, splice_entries
 
 __all__ = ["CRLPublisher", "CRLState", "IssuerCRLSigners", "PublishedCRL"]
 
@@ -191,7 +191,7 @@ class CRLPublisher:
         ]
         if rows and isinstance(self.signer, TBSSigner):
             # Linear and fast: the entries written as DER into a CRL signed without them,
-            # then signed again (crlder.py).
+            # then signed again (crl_entries.py).
             builder = x509.CertificateRevocationListBuilder(
                 last_update=now, next_update=now + self.lifetime, extensions=extensions
             )

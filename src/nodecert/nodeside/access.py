@@ -22,16 +22,15 @@ parsed once. A store that cannot answer denies (fails closed).
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from nodecert.core.errors import AuthorizationError, InvalidIdentifierError
+from nodecert.core.decision import AccessDeniedError, Decision, DenyReason
+from nodecert.core.errors import InvalidIdentifierError
 from nodecert.core.identity import Identity, format_serial, validate_id
 from nodecert.core.keys import fingerprint
 from nodecert.core.ports import Ledger, NodeDirectory
@@ -51,68 +50,6 @@ log = logging.getLogger("nodecert")
 # A PEM certificate with a long chain of extensions is a few KiB; refuse anything bigger
 # before parsing it, since the input comes straight from the network.
 _MAX_CERTIFICATE_BYTES = 16 * 1024
-
-
-class DenyReason(enum.StrEnum):
-    """Why a certificate was refused. The values are stable codes (logs, headers, context)."""
-
-    NO_CERTIFICATE = "no_certificate"
-    MALFORMED_CERTIFICATE = "malformed_certificate"
-    INVALID_TARGET = "invalid_target"
-    NOT_YET_VALID = "not_yet_valid"
-    EXPIRED = "expired"
-    UNTRUSTED_ISSUER = "untrusted_issuer"
-    NO_IDENTITY = "no_identity"
-    WRONG_NODE = "wrong_node"
-    UNKNOWN_CERTIFICATE = "unknown_certificate"
-    REVOKED = "revoked"
-    NODE_NOT_OWNED = "node_not_owned"
-    STORE_UNAVAILABLE = "store_unavailable"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The outcome of one access decision.
-
-    Attributes:
-        allowed: True only when every check passed.
-        reason: Why it was denied (None when allowed).
-        identity: The certificate's identity, when it could be read.
-        serial: The certificate's serial (lower-case hex), when it could be read.
-        detail: A public-safe sentence for logs.
-    """
-
-    allowed: bool
-    reason: DenyReason | None = None
-    identity: Identity | None = None
-    serial: str | None = None
-    detail: str = ""
-
-    @classmethod
-    def deny(
-        cls,
-        reason: DenyReason,
-        detail: str,
-        *,
-        identity: Identity | None = None,
-        serial: str | None = None,
-    ) -> Decision:
-        """A denial for ``reason``."""
-        return cls(False, reason, identity, serial, detail)
-
-
-class AccessDeniedError(AuthorizationError):
-    """A client certificate was refused; ``decision`` says why."""
-
-    code = "access_denied"
-    title = "Access denied"
-
-    def __init__(self, decision: Decision) -> None:
-        reason = decision.reason.value if decision.reason else "denied"
-        detail = decision.detail
-        # "certificate: revoked", not "certificate: revoked: revoked".
-        super().__init__(f"certificate: {reason}" + (f": {detail}" if detail != reason else ""))
-        self.decision = decision
 
 
 def load_certificate(value: x509.Certificate | str | bytes) -> x509.Certificate:

@@ -37,6 +37,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from nodecert.core import problems
+from nodecert.core.decision import AccessDeniedError
 from nodecert.core.errors import NodecertError
 from nodecert.core.identity import Identity
 from nodecert.nodeside.access import Decision, DenyReason, load_certificate
@@ -199,14 +201,14 @@ class RemoteDecider:
 
     @staticmethod
     def _denied(body: bytes) -> Decision:
-        try:
-            data = json.loads(body)
-            reason = DenyReason(data.get("reason"))
-        except (ValueError, TypeError, AttributeError):
+        # Read with the wire-error table, as the client reads it: the decision comes back
+        # with the service's reason and detail.
+        refusal = problems.parse(403, {}, body)
+        if not isinstance(refusal, AccessDeniedError) or refusal.decision.reason is None:
             # A 403 without a reason: the service refused us (no secret, not loopback).
             log.error("remote decider: the nodecert service refused the call itself")
             return _unavailable("the nodecert service refused this node's call")
-        return Decision.deny(reason, str(data.get("detail", ""))[:300])
+        return refusal.decision
 
 
 def _is_loopback(host: str | None) -> bool:

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from cryptography import x509
 
+from nodecert.core import problems
 from nodecert.core.identity import Identity
 from nodecert.nodeside.access import AccessDeniedError, Decision, DenyReason
 from nodecert.nodeside.remote import RemoteDecider
@@ -286,18 +287,11 @@ class NodeAccessMiddleware:
             # RFC 6455 section 7.4.1: 1008 is "policy violation".
             await send({"type": "websocket.close", "code": 1008})
             return
+        # The reason alone, not the decision's detail: the caller learns why, not what the
+        # ledger holds. The document is the wire-error table's, as the service sends it.
         reason = decision.reason.value if decision.reason else "denied"
-        body = json.dumps(
-            {
-                "type": "https://nodecert.dev/problems/access_denied",
-                "title": "Access denied",
-                "status": 403,
-                "detail": f"certificate: {reason}",
-                "code": "access_denied",
-                "reason": reason,
-            },
-            separators=(",", ":"),
-        ).encode()
+        refusal = AccessDeniedError(Decision(False, decision.reason, detail=reason))
+        body = json.dumps(problems.render(refusal).body, separators=(",", ":")).encode()
         headers = [
             (b"content-type", b"application/problem+json"),
             (b"content-length", str(len(body)).encode()),

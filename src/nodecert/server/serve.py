@@ -26,9 +26,11 @@ Three things stock uvicorn does not do are done here:
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import socket
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 import uvicorn
@@ -42,7 +44,6 @@ from nodecert.http.contract import (
     RequestTimeoutError,
     UnsupportedTransferCodingError,
     problem,
-    status_of,
 )
 from nodecert.server.draining import DrainingHttpToolsProtocol
 from nodecert.server.https import HTTPSConfig, check_files, tls_files
@@ -164,6 +165,27 @@ def framing_refusal(http_version: str, headers: list[tuple[bytes, bytes]]) -> No
     return None
 
 
+_PARSER_REFUSAL = "Invalid HTTP request received."
+
+
+class _RefusalsAtInfo(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """uvicorn's ``uvicorn.error`` logger without its WARNING for each refused request.
+
+    uvicorn warns once per request its parser refuses: anyone who can open a connection
+    could fill the log at WARNING. :meth:`BoundedHttpToolsProtocol.send_400_response`
+    logs each refusal as one INFO line instead, with its status and code.
+    """
+
+    @property
+    def level(self) -> int:
+        """The logger's own level: uvicorn compares it with its TRACE level."""
+        return int(self.logger.level)
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        if msg != _PARSER_REFUSAL:
+            self.logger.warning(msg, *args, **kwargs)
+
+
 class BoundedHttpToolsProtocol(DrainingHttpToolsProtocol):
     """uvicorn's httptools protocol with a bounded head, and deadlines for head and body.
 
@@ -178,8 +200,9 @@ class BoundedHttpToolsProtocol(DrainingHttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.logger = _RefusalsAtInfo(self.logger, {})  # type: ignore[assignment]
         self._head_bytes = 0
-        self._refusal: tuple[bytes, NodecertError] | None = None
+        self._refusal: NodecertError | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -208,8 +231,7 @@ class BoundedHttpToolsProtocol(DrainingHttpToolsProtocol):
         """
         error = framing_refusal(self.parser.get_http_version(), self.headers)
         if error is not None:
-            status = b"501 Not Implemented" if status_of(error) == 501 else b"400 Bad Request"
-            self._refusal = (status, error)
+            self._refusal = error
             raise _RefusedError
         self._arm(self.body_timeout_s)
         limit = self.limit_concurrency
@@ -244,9 +266,7 @@ class BoundedHttpToolsProtocol(DrainingHttpToolsProtocol):
             return
         cycle = self.cycle
         if cycle is None or cycle.response_complete or not cycle.response_started:
-            self._write_problem(
-                b"408 Request Timeout", RequestTimeoutError("request: not received in time")
-            )
+            self._write_problem(RequestTimeoutError("request: not received in time"))
         if cycle is not None and not cycle.response_complete:
             # The application may be waiting for the rest of the body: it sees a
             # disconnect, and whatever it answers later is dropped.
@@ -265,36 +285,43 @@ class BoundedHttpToolsProtocol(DrainingHttpToolsProtocol):
     def _count(self, size: int) -> None:
         self._head_bytes += size
         if self._head_bytes > self.max_header_bytes:
-            self._refusal = (
-                b"431 Request Header Fields Too Large",
-                HeadersTooLargeError(f"headers: larger than {self.max_header_bytes} bytes"),
+            self._refusal = HeadersTooLargeError(
+                f"headers: larger than {self.max_header_bytes} bytes"
             )
             # Raised inside the parser's callback: uvicorn turns it into an answer through
             # send_400_response, below, and closes the connection.
             raise _RefusedError
 
     def send_400_response(self, msg: str) -> None:
-        """A problem document for what the parser refused, then close: 400, 431 or 501."""
-        if self._refusal is not None:
-            self._write_problem(*self._refusal)
-        else:
+        """A problem document for what the parser refused, then close: 400, 431 or 501.
+
+        One INFO line says so (the client's address, the status and the code, none of the
+        request's bytes): a refusal is the client's mistake, not the operator's.
+        """
+        error = self._refusal
+        if error is None:
             # llhttp refuses, among others, Transfer-Encoding with Content-Length, two
             # Content-Lengths, folded or NUL-bearing headers and bare LFs (request
             # smuggling); whatever followed on the connection is never read.
-            self._write_problem(
-                b"400 Bad Request",
-                MalformedRequestError("request: not a well-formed HTTP/1.1 request"),
-            )
+            error = MalformedRequestError("request: not a well-formed HTTP/1.1 request")
+        status = self._write_problem(error)
+        client = "{}:{}".format(*self.client) if self.client else "a client"
+        self.logger.info("refused a request from %s: %d %s", client, status, error.code)
         self.transport.close()
 
-    def _write_problem(self, status_line: bytes, error: NodecertError) -> None:
-        body = problem(error).encoded()
+    def _write_problem(self, error: NodecertError) -> int:
+        """Write ``error``'s problem document; return its status."""
+        # The status (and its line) is the wire-error table's, as for every other answer.
+        reply = problem(error)
+        body = reply.encoded()
+        status_line = f"{reply.status} {HTTPStatus(reply.status).phrase}".encode()
         self.transport.write(
             b"HTTP/1.1 " + status_line + b"\r\n"
             b"content-type: application/problem+json\r\n"
             b"content-length: " + str(len(body)).encode() + b"\r\n"
             b"connection: close\r\n\r\n" + body
         )
+        return reply.status
 
 
 async def _overloaded(scope: Any, receive: Any, send: Any) -> None:

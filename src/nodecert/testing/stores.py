@@ -32,7 +32,7 @@ from nodecert.core.values import (
     PendingRevocation,
     RevocationReason,
 )
-from nodecert.store._select import select_rows
+from nodecert.store.memory_query import select_rows
 
 __all__ = ["MemoryStore"]
 

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nodecert.core.errors import AuthenticationError, ConfigurationError
-from nodecert.core.files import write_atomic
 from nodecert.core.identity import validate_id
+from nodecert.support.files import write_atomic
 
 __all__ = ["CODE_LIFETIME_S", "DEV_AUDIENCE", "DEV_ISSUER", "DevIssuer"]
 

@@ -1,0 +1,2 @@
+"""The SQLite store: ``store`` (``SQLiteStore``), ``file`` (one file shared by threads and
+processes) and ``groupcommit`` (many callers' rows in one transaction)."""

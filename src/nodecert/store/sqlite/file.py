@@ -1,0 +1,199 @@
+"""One SQLite file shared by threads and processes: connections, the writer lock, errors."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext, suppress
+from pathlib import Path
+
+from nodecert.core.errors import StoreUnavailableError
+from nodecert.support.blocking import WouldBlockError, must_not_wait
+from nodecert.support.budget import deadline
+from nodecert.support.files import create_private
+
+__all__ = ["WAL_SIZE_LIMIT", "SQLiteFile"]
+
+_LOCK_POLL_S = 0.0002
+# The write-ahead log is checkpointed into the database once it holds this many pages
+# (SQLite's default is 1,000: 4 MiB of 4 KiB pages), and cut back to WAL_SIZE_LIMIT bytes
+# when a checkpoint has emptied it (by default it keeps its largest size for ever). 240
+# frames of 4 KiB (with their 24-byte headers) fill 0.94 MiB: a routine cycle stays under
+# the limit, so the file is reused in place, never cut and grown again on every cycle; only
+# a log that grew past it (a large transaction, a long reader) is cut back. So each WAL
+# stays near 1 MiB, plus at most one transaction's pages (docs/reliability.md).
+_WAL_CHECKPOINT_PAGES = 240
+WAL_SIZE_LIMIT = 1024 * 1024
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_BUSY_SLACK_MS = 100
+
+
+class SQLiteFile:
+    """A SQLite database in WAL mode, with one connection per thread.
+
+    Args:
+        path: The database file; its directory is created (mode 0700) when missing.
+        synchronous: SQLite's ``synchronous`` pragma: ``FULL`` (each commit durable before
+            it returns), ``NORMAL`` (WAL: durable across a crash of the process, not of
+            the machine) or ``OFF``.
+        busy_timeout_s: How long a write waits for other writers before the file is
+            reported unavailable: for this process's writers, other nodecert processes
+            and SQLite's own lock together, and never past the caller's time budget
+            (``support.budget``; the group committer sets one from a row's arrival).
+    """
+
+    def __init__(self, path: Path, *, synchronous: str, busy_timeout_s: float) -> None:
+        if synchronous not in ("FULL", "NORMAL", "OFF"):
+            raise ValueError(f"synchronous: {synchronous!r} is not FULL, NORMAL or OFF")
+        self.path = path
+        self._synchronous = synchronous
+        self._busy_timeout_s = busy_timeout_s
+        self._write_mutex = threading.Lock()
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
+        # database file's mode, so the rows never sit in a file others can read.
+        # A path SQLite cannot open (a directory, no permission) is left for SQLite to
+        # report, as StoreUnavailableError, when the first transaction opens it.
+        with suppress(OSError):
+            create_private(path)
+            for suffix in ("-wal", "-shm"):
+                companion = path.with_name(path.name + suffix)
+                if companion.exists():
+                    create_private(companion)
+        self._lock_file = os.open(
+            path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600
+        )
+        weakref.finalize(self, os.close, self._lock_file)
+        self._local = threading.local()
+
+    @contextmanager
+    def transaction(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """This thread's connection inside a transaction, committed on success.
+
+        Raises:
+            sqlite3.IntegrityError: a constraint failed (the caller knows what it means).
+            StoreUnavailableError: any other SQLite error, an ``OSError`` of its lock
+                file, or no write lock in time.
+            WouldBlockError: on an event loop (``support.blocking``), a write found a lock
+                taken; the transaction was rolled back.
+        """
+        try:
+            with self._writer() if write else nullcontext(None) as limit:
+                db = self._connection()
+                self._wait_at_most(db, limit)
+                with db:
+                    yield db
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            if write and must_not_wait() and exc.sqlite_errorcode & 0xFF in _BUSY:
+                # SQLite's own lock, held by a process that is not nodecert: waiting for
+                # it here would stall every request of this event loop.
+                raise WouldBlockError from exc
+            raise StoreUnavailableError(
+                f"store: SQLite error on {self.path.name}: {exc}", retry_after=1
+            ) from exc
+        except OSError as exc:
+            # The writers' lock file (flock: ENOLCK, EIO…): the file is unavailable, as
+            # for any SQLite error.
+            raise StoreUnavailableError(
+                f"store: cannot lock {self.path.name}: {exc.strerror or type(exc).__name__}",
+                retry_after=1,
+            ) from exc
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    def _wait_at_most(self, db: sqlite3.Connection, limit: float | None) -> None:
+        # SQLite's busy handler is the last wait of a write (a lock held by a process that
+        # is not nodecert: the sqlite3 shell, a backup). It gets what is left of the
+        # write's time, so that the waits do not add up to several busy timeouts.
+        # Within a tenth of a second of the whole timeout (an uncontended write), the
+        # connection's default stands: no PRAGMA on the fast path.
+        wanted = int(self._busy_timeout_s * 1000)
+        if limit is not None:
+            left = int((limit - time.monotonic()) * 1000)
+            if left < wanted - _BUSY_SLACK_MS:
+                wanted = max(0, left)
+        if getattr(self._local, "busy_ms", None) != wanted:
+            db.execute(f"PRAGMA busy_timeout = {wanted}")
+            self._local.busy_ms = wanted
+
+    @contextmanager
+    def _writer(self) -> Iterator[float | None]:
+        # SQLite lets one writer in at a time and makes the others wait in its busy
+        # handler, which sleeps in steps of 1 to 100 ms: under load that turns a
+        # sub-millisecond commit into tens of milliseconds. Writers of this process queue
+        # on a mutex, and writers of other nodecert processes on a file lock beside the
+        # database, so SQLite itself almost never sees two writers at once.
+        # Yields the time (monotonic) by which the write must have its locks, or None.
+        if must_not_wait():
+            with self._writer_now():
+                yield time.monotonic()  # SQLite's busy handler must not wait either.
+            return
+        limit = time.monotonic() + self._busy_timeout_s
+        budget = deadline()
+        if budget is not None:
+            limit = min(limit, budget)
+        if not self._write_mutex.acquire(timeout=max(0.0, limit - time.monotonic())):
+            raise StoreUnavailableError("store: timed out waiting to write", retry_after=1)
+        try:
+            while True:
+                try:
+                    fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > limit:
+                        raise StoreUnavailableError(
+                            "store: timed out waiting to write", retry_after=1
+                        ) from None
+                    time.sleep(_LOCK_POLL_S)
+            try:
+                yield limit
+            finally:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        finally:
+            self._write_mutex.release()
+
+    @contextmanager
+    def _writer_now(self) -> Iterator[None]:
+        # On an event loop: take both locks at once or not at all (WouldBlockError, and
+        # the caller retries in a thread). Nothing has been written at that point.
+        if not self._write_mutex.acquire(blocking=False):
+            raise WouldBlockError
+        try:
+            try:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WouldBlockError from None
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        finally:
+            self._write_mutex.release()
+
+    def _connection(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+            self._local.busy_ms = int(self._busy_timeout_s * 1000)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            db.execute(f"PRAGMA wal_autocheckpoint = {_WAL_CHECKPOINT_PAGES}")
+            db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+            # Every thread keeps its connection, so the page cache is per thread: 1 MiB
+            # each (SQLite's default is 2 MiB) keeps a busy thread pool's memory bounded.
+            db.execute("PRAGMA cache_size = -1024")
+            db.isolation_level = "DEFERRED"
+            self._local.db = db
+        return db

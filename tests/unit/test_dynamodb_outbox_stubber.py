@@ -1,0 +1,212 @@
+"""DynamoDBOutbox against botocore's Stubber: the exact reads of a drain, and what moto
+cannot force.
+
+The Stubber checks every request against the real DynamoDB service model and, here, against
+the exact parameters: a drain reads the outbox table only by strongly consistent ``Query``
+(the oldest queued revocations through the local index ``byTime``), never by ``Scan``, and
+once the upgrade is done it does not look at the limits table at all. moto serves the same
+calls (tests/integration/test_sweep_moto.py), but it never throttles, and a count of calls
+there does not pin their parameters.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from nodecert.core.errors import StoreUnavailableError
+from nodecert.core.values import RevocationReason
+from nodecert.store.dynamodb.outbox import DynamoDBOutbox
+
+NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+MARKER = {"queue": {"S": "moved"}, "id": {"S": "limits"}}
+QUEUE = {"ExpressionAttributeNames": {"#queue": "queue"}, "ConsistentRead": True}
+
+
+@pytest.fixture
+def stubbed():
+    client = boto3.client(
+        "dynamodb",
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    outbox = DynamoDBOutbox(
+        client,
+        certificates_table="certificates",
+        outbox_table="outbox",
+        limits_table="limits",
+        clock=lambda: NOW,
+    )
+    with Stubber(client) as stubber:
+        yield outbox, stubber
+        stubber.assert_no_pending_responses()
+
+
+def _upgraded_long_ago(stubber: Stubber) -> None:
+    # The limits table has held no item of the older layout since the day before.
+    stubber.add_response(
+        "get_item",
+        {"Item": {**MARKER, "emptySince": {"S": "2026-12-06T08:00:00.000000Z"}}},
+        {"TableName": "outbox", "Key": MARKER, "ConsistentRead": True},
+    )
+
+
+def _queued(serial: str, at: str) -> dict:
+    return {
+        "queue": {"S": "revoke"},
+        "id": {"S": serial},
+        "position": {"S": f"{at}#{serial}"},
+        "reason": {"S": "keyCompromise"},
+        "queuedAt": {"S": at},
+    }
+
+
+def _query(partition: str, **extra):
+    return {
+        "TableName": "outbox",
+        "KeyConditionExpression": "#queue = :queue",
+        "ExpressionAttributeValues": {":queue": {"S": partition}},
+        **QUEUE,
+        **extra,
+    }
+
+
+def test_a_drain_reads_the_oldest_by_consistent_query_of_the_local_index(stubbed):
+    outbox, stubber = stubbed
+    _upgraded_long_ago(stubber)
+    stubber.add_response("query", {"Items": []}, _query("sweep"))
+    stubber.add_response(
+        "query",
+        {
+            "Items": [
+                _queued("0a", "2026-12-07T07:00:00.000000Z"),
+                _queued("0b", "2026-12-07T07:30:00.000000Z"),
+            ]
+        },
+        _query("revoke", IndexName="byTime", Limit=100),
+    )
+    stubber.add_response("query", {"Count": 2}, _query("revoke", Select="COUNT"))
+
+    pending = outbox.pending_revocations(limit=100)
+    count = outbox.count_pending_revocations()
+
+    assert [(p.serial, p.reason) for p in pending] == [
+        ("0a", RevocationReason.KEY_COMPROMISE),
+        ("0b", RevocationReason.KEY_COMPROMISE),
+    ]
+    assert count == 2
+    assert outbox.upgrade.done
+
+
+def test_malformed_items_do_not_take_the_places_of_well_formed_ones(stubbed):
+    outbox, stubber = stubbed
+    _upgraded_long_ago(stubber)
+    stubber.add_response("query", {"Items": []}, _query("sweep"))
+    broken = {"queue": {"S": "revoke"}, "id": {"S": "0a"}, "position": {"S": "#0a"}}
+    last = {"queue": {"S": "revoke"}, "id": {"S": "0a"}, "position": {"S": "#0a"}}
+    stubber.add_response(
+        "query",
+        {"Items": [broken, _queued("0b", "2026-12-07T07:00:00.000000Z")], "LastEvaluatedKey": last},
+        _query("revoke", IndexName="byTime", Limit=2),
+    )
+    stubber.add_response(
+        "query",
+        {"Items": [_queued("0c", "2026-12-07T07:30:00.000000Z")]},
+        _query("revoke", IndexName="byTime", Limit=1, ExclusiveStartKey=last),
+    )
+
+    pending = outbox.pending_revocations(limit=2)
+
+    assert [p.serial for p in pending] == ["0b", "0c"]
+
+
+def test_a_throttled_read_of_the_queue_is_a_store_error_that_asks_for_a_retry(stubbed):
+    outbox, stubber = stubbed
+    _upgraded_long_ago(stubber)
+    stubber.add_client_error(
+        "query",
+        "ProvisionedThroughputExceededException",
+        http_status_code=400,
+        expected_params=_query("sweep"),
+    )
+
+    with pytest.raises(StoreUnavailableError, match="throttled") as raised:
+        outbox.pending_revocations(limit=100)
+
+    assert raised.value.retry_after == 1
+    assert outbox.upgrade.done  # The marker was read first: done, and stays so.
+
+
+def test_within_a_minute_a_second_batch_does_not_look_at_the_limits_table_again(stubbed):
+    outbox, stubber = stubbed
+    # The first batch: no marker yet, a scan of the limits table finds nothing: marked.
+    stubber.add_response(
+        "get_item", {}, {"TableName": "outbox", "Key": MARKER, "ConsistentRead": True}
+    )
+    stubber.add_response(
+        "scan",
+        {"Items": []},
+        {
+            "TableName": "limits",
+            "FilterExpression": "begins_with(#key, :revoke) OR begins_with(#key, :sweep)",
+            "ExpressionAttributeNames": {"#key": "key"},
+            "ExpressionAttributeValues": {
+                ":revoke": {"S": "revoke#"},
+                ":sweep": {"S": "sweep#"},
+            },
+            "ConsistentRead": True,
+        },
+    )
+    stubber.add_response(
+        "put_item",
+        {},
+        {
+            "TableName": "outbox",
+            "Item": {**MARKER, "emptySince": {"S": "2026-12-07T08:00:00.000000Z"}},
+        },
+    )
+    for _ in range(2):  # Each batch: the two queries of the queue, no other call.
+        stubber.add_response("query", {"Items": []}, _query("sweep"))
+        stubber.add_response(
+            "query", {"Items": []}, _query("revoke", IndexName="byTime", Limit=100)
+        )
+
+    assert outbox.pending_revocations(limit=100) == []
+    assert outbox.pending_revocations(limit=100) == []
+    assert not outbox.upgrade.done  # Empty for less than an hour: it looks again later.
+
+
+def test_an_older_layouts_items_are_moved_whole_and_other_keys_are_not():
+    from nodecert.store.dynamodb.upgrade import moved_item
+
+    queued = {
+        "key": {"S": "revoke#0a"},
+        "serial": {"S": "0a"},
+        "reason": {"S": "keyCompromise"},
+        "issuer": {"S": "arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/x"},
+        "queuedAt": {"S": "2026-12-01T08:00:00.000000Z"},
+    }
+    assert moved_item(queued) == {
+        "queue": {"S": "revoke"},
+        "id": {"S": "0a"},
+        "position": {"S": "2026-12-01T08:00:00.000000Z#0a"},
+        "reason": queued["reason"],
+        "issuer": queued["issuer"],
+        "queuedAt": queued["queuedAt"],
+    }
+    # Malformed (no time): moved, sorted first, so that the drain reports it.
+    assert moved_item({"key": {"S": "revoke#0b"}})["position"] == {"S": "#0b"}
+    sweep = {"key": {"S": "sweep#t#1"}, "serials": {"L": [{"S": "0c"}]}, "at": {"S": "t"}}
+    assert moved_item(sweep) == {
+        "queue": {"S": "sweep"},
+        "id": {"S": "t#1"},
+        "serials": sweep["serials"],
+        "at": sweep["at"],
+    }
+    for key in ("revoke#", "sweep#", "audit#t#1", "once#x", "bucket#issue:alice"):
+        assert moved_item({"key": {"S": key}}) is None, key
+    assert moved_item({"serial": {"S": "0d"}}) is None
