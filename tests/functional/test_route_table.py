@@ -18,7 +18,7 @@ from nodecert.core.errors import BackendUnavailableError, NodecertError
 from nodecert.http import schemas
 from nodecert.http.api import ROUTES, Access, Route, Runs
 from nodecert.testing import MockTransport, problem_response
-from tests.nodeside import new_ca, sign
+from tests.kit import new_ca, sign
 
 _OPENAPI_PARAMETER = re.compile(r"\{(\w+)\}")
 
