@@ -33,7 +33,7 @@ def measure_crl(count: int = 100_000, *, workdir: Path | None = None) -> CRLResu
     from nodecert.bootstrap import build_service
     from nodecert.core.config import Settings
     from nodecert.core.values import CertificateRecord, CertificateStatus, RevocationReason
-    from nodecert.http.nodeside_routes import NodeSideRoutes
+    from nodecert.http.public_routes import PublicRoutes
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         service = build_service(Settings(home=Path(tmp)))
@@ -61,7 +61,7 @@ def measure_crl(count: int = 100_000, *, workdir: Path | None = None) -> CRLResu
             ]
             for commit in commits:
                 commit.wait()
-            routes = NodeSideRoutes.for_service(service)
+            routes = PublicRoutes.for_service(service)
             started = time.perf_counter()
             reply = routes.crl()
             build_s = time.perf_counter() - started

@@ -132,7 +132,7 @@ def test_unexpected_errors_are_a_500_problem_without_details(app, monkeypatch):
     def boom():
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(app.routes, "ca", boom)
+    monkeypatch.setattr(app.handlers.public, "ca", boom)
     response = app.handle(event("rest_ca.json"))
     assert response["statusCode"] == 500
     assert "secret" not in response["body"]

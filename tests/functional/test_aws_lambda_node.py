@@ -20,6 +20,8 @@ from nodecert.aws.handler import LambdaApp
 from nodecert.core.identity import Identity
 from nodecert.core.keys import KeyType, build_csr, generate_private_key
 from nodecert.core.tokens import mint_renewal_token, renewal_audience
+from nodecert.http.api import Handlers
+from nodecert.http.public_routes import PublicRoutes
 from nodecert.http.routes import Routes
 from tests.kit import TRUST_DOMAIN, api_event, issue
 
@@ -207,15 +209,16 @@ def test_routes_left_out_on_lambda(app, method, resource, path, status):
         assert response["headers"]["Allow"] == "POST"
 
 
-def test_without_node_routes_renew_and_revoke_all_are_404(env, alice):
+def test_without_node_side_routes_renewal_is_404(env, alice):
     settings = env.service.settings
     bare = LambdaApp(
-        Routes.for_service(env.service),
+        Handlers(Routes.for_service(env.service), PublicRoutes.for_service(env.service)),
         admin_group=settings.admin_group,
         max_body_bytes=settings.max_body_bytes,
     )
-    assert bare.handle(event("rest_renew.json", pop=pop_token(alice)))["statusCode"] == 404
-    assert bare.handle(event("rest_revoke_all_node.json"))["statusCode"] == 404
+    response = bare.handle(event("rest_renew.json", pop=pop_token(alice)))
+    assert response["statusCode"] == 404
+    assert json.loads(response["body"])["detail"] == "renew: not available in this deployment"
 
 
 def test_application_wires_the_node_routes_with_a_renewer(monkeypatch, tmp_path):
@@ -224,8 +227,8 @@ def test_application_wires_the_node_routes_with_a_renewer(monkeypatch, tmp_path)
     aws_lambda.application.cache_clear()
     try:
         app = aws_lambda.application()
-        assert app.node_routes is not None
-        assert app.node_routes.renewer is not None
-        assert app.node_routes.renewer.authority is app.routes.authority
+        assert app.handlers.node is not None
+        assert app.handlers.node.renewer is not None
+        assert app.handlers.node.renewer.authority is app.handlers.user.authority
     finally:
         aws_lambda.application.cache_clear()

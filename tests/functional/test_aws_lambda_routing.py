@@ -105,13 +105,13 @@ def test_the_request_budget_is_the_lambda_time_left_less_a_margin(monkeypatch, t
     seen = []
     try:
         app = aws_lambda.application()
-        real_ca = app.routes.ca
+        real_ca = app.handlers.public.ca
 
         def ca():
             seen.append((budget.deadline(), time.monotonic()))
             return real_ca()
 
-        monkeypatch.setattr(app.routes, "ca", ca)
+        monkeypatch.setattr(app.handlers.public, "ca", ca)
         response = aws_lambda.lambda_handler(event("rest_ca.json"), LambdaContext(20_000))
         assert response["statusCode"] == 200
         outside = aws_lambda.lambda_handler(event("rest_ca.json"), object())

@@ -22,7 +22,7 @@ from nodecert.core.errors import NodecertError
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
 from nodecert.core.values import CertificateStatus, Principal
 from nodecert.http.contract import issued_reply
-from nodecert.http.routes import Routes
+from nodecert.http.public_routes import PublicRoutes
 from nodecert.issuing.authority import Authority, IssueRequest
 from nodecert.issuing.quota import QuotaPolicy
 from nodecert.issuing.renewal import RenewalRequest, Renewer, renewal_audience
@@ -78,7 +78,7 @@ def test_a_month_of_twice_daily_renew_when_due(tmp_path: Path) -> None:
             return problem_response(exc)
         return json_response(issued_reply(issued).body, 201)
 
-    routes = Routes(authority, admin_of(authority), verifier=None)  # type: ignore[arg-type]
+    routes = PublicRoutes(authority, crl=None)
     admin_of(authority).put_node(ADMIN, "n1", "alice")
     first = authority.issue(
         Principal("alice"), IssueRequest(node_id="n1", request_id="r0", key_type="ec-p256")

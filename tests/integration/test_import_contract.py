@@ -144,3 +144,11 @@ def test_the_importtime_check_sees_what_the_service_loads() -> None:
     found = _forbidden(_loaded_modules("import nodecert.http.app"))
     assert "fastapi" in found
     assert "nodecert.issuing.authority" in found
+
+
+def test_the_lambda_handler_loads_no_web_framework() -> None:
+    # The Lambda package carries no FastAPI, Starlette or pydantic: the route table names
+    # its models instead of importing them, and the handler must stay that way.
+    modules = _loaded_modules("import nodecert.aws.handler")
+    assert "nodecert.http.api" in modules
+    assert not {m.split(".")[0] for m in modules} & {"fastapi", "starlette", "pydantic"}

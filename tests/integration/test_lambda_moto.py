@@ -120,7 +120,7 @@ def test_issue_then_renew_through_the_lambda_and_a_replay_is_refused(moto_chain,
     certificate = x509.load_pem_x509_certificate(data["certificate"].encode())
     key = serialization.load_pem_private_key(data["privateKey"].encode(), None)
     app = aws_lambda.application()
-    assert isinstance(app.node_routes.renewer.replay, DynamoDBLimits)
+    assert isinstance(app.handlers.node.renewer.replay, DynamoDBLimits)
     raw = _renew_event(
         renew_event, mint_renewal_token(certificate, key, audience=renewal_audience(TRUST_DOMAIN))
     )

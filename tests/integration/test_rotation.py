@@ -41,10 +41,10 @@ from .test_mtls import pkilint
 def routes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One service's node-side routes for the property test (run many times)."""
     from nodecert.bootstrap import build_service
-    from nodecert.http.nodeside_routes import NodeSideRoutes
+    from nodecert.http.public_routes import PublicRoutes
 
     service = build_service(make_settings(tmp_path_factory.mktemp("crl") / "home"))
-    yield NodeSideRoutes.for_service(service)
+    yield PublicRoutes.for_service(service)
     service.close()
 
 

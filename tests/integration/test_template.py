@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import decode
 
-from nodecert.aws.handler import ROUTE_KEYS
 from nodecert.backends.acmpca.backend import NODE_TEMPLATE_ARN, api_passthrough_template
 from nodecert.core.config import Settings
+from nodecert.http.api import ROUTES
 from nodecert.store.dynamodb.store import table_definitions
 from nodecert.store.dynamodb.tables import LIMITS_TTL_ATTRIBUTE
 from nodecert.store.dynamodb.upgrade import MOVED, OLD_PREFIXES, REVOKE, SWEEP
@@ -197,9 +197,12 @@ def test_issuance_is_limited_to_the_passthrough_templates(template):
     }
 
 
-# Open at API Gateway: the CA chain, liveness, and renewal, whose Bearer token is a
-# proof-of-possession JWT (nodecert.issuing.renewal) that a Cognito authorizer would reject.
-OPEN_ROUTES = {"GET /v1/ca", "GET /v1/ca/issuers", "GET /healthz", "POST /v1/renew"}
+# The template's API is the route table's rows that the Lambda handler serves.
+ROUTE_KEYS = {route.key for route in ROUTES if route.on_lambda}
+# Open at API Gateway: every route whose caller nodecert does not authenticate with an OIDC
+# identity (the CA chain, liveness, and renewal, whose Bearer token is a proof-of-possession
+# JWT, nodecert.issuing.renewal, that a Cognito authorizer would reject).
+OPEN_ROUTES = {route.key for route in ROUTES if route.on_lambda and not route.access.authenticated}
 
 
 API_FUNCTIONS = ("NodecertFunction", "NodecertAdminFunction")
@@ -212,7 +215,7 @@ def reserved(parameter):
 
 # Issuance runs in a function of its own (its own reserved concurrency); reads and
 # administration in another, with the same code and no permission to issue.
-ISSUANCE_ROUTES = {"POST /generate-cert", "POST /v1/nodes/{nodeId}/certificate", "POST /v1/renew"}
+ISSUANCE_ROUTES = {route.key for route in ROUTES if route.on_lambda and route.issues}
 
 
 def _api_events(template, functions=API_FUNCTIONS):
@@ -227,7 +230,7 @@ def _api_events(template, functions=API_FUNCTIONS):
 def test_issuance_is_split_from_reads_and_administration(template):
     assert set(_api_events(template, ["NodecertFunction"])) == ISSUANCE_ROUTES
     admin = set(_api_events(template, ["NodecertAdminFunction"]))
-    assert admin == set(ROUTE_KEYS) - ISSUANCE_ROUTES
+    assert admin == ROUTE_KEYS - ISSUANCE_ROUTES
     issuer, reads = (template["Resources"][f]["Properties"] for f in API_FUNCTIONS)
     assert reads["Handler"] == issuer["Handler"]
     assert reads["Environment"] == issuer["Environment"]
@@ -242,10 +245,10 @@ def test_issuance_is_split_from_reads_and_administration(template):
 
 
 def test_the_api_routes_are_exactly_the_lambda_adapters(template):
-    assert set(_api_events(template)) == set(ROUTE_KEYS)
+    assert set(_api_events(template)) == ROUTE_KEYS
     # The nginx-side decision and the local CA's CRL have no place behind API Gateway
     # (docs/aws.md): the authorizer Lambda decides there, and ACM PCA publishes its own CRL.
-    assert not {"POST /v1/authorize", "GET /v1/crl"} & set(ROUTE_KEYS)
+    assert not {"POST /v1/authorize", "GET /v1/crl"} & ROUTE_KEYS
 
 
 def test_only_the_open_routes_skip_the_cognito_authorizer(template):
@@ -272,7 +275,7 @@ def test_the_deployed_methods_use_cognito_except_the_open_routes(transformed):
         for path, operations in body["paths"].items()
         for method, op in operations.items()
     }
-    assert set(security) == set(ROUTE_KEYS)
+    assert set(security) == ROUTE_KEYS
     for key, names in security.items():
         # SAM marks a method without authorizer with a "NONE" entry, not in securityDefinitions.
         assert names == (["NONE"] if key in OPEN_ROUTES else ["CognitoAuthorizer"]), key

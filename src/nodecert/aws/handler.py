@@ -5,17 +5,19 @@ The caller is taken from the claims an API Gateway authorizer already verified
 ``requestContext.authorizer.jwt.claims``). Only API Gateway can set ``requestContext``, so
 their signature and times are trusted as they are; their app client and ``token_use`` are
 checked against ``NODECERT_OIDC_AUDIENCE`` (a Cognito authorizer accepts any app client of
-the pool). When no authorizer ran (open routes, or an API
-without one), a ``Bearer`` token is verified by the service's OIDC verifier, exactly as the
-HTTP server does. Everything else is shared with FastAPI: parsing in
-:mod:`nodecert.http.routes` and :mod:`nodecert.http.nodeside_routes`, every reply and error
-(the 405 included) in :mod:`nodecert.http.contract`.
+the pool). When no authorizer ran (open routes, or an API without one), a ``Bearer``
+token is verified by the service's OIDC verifier, exactly as the HTTP server does.
+Everything else is shared with FastAPI: the routes are the rows of
+:data:`nodecert.http.api.ROUTES` marked ``on_lambda`` (who may call each says whether a
+caller is needed), parsing is done by their route classes, and every reply and error (the
+405 included) is built by :mod:`nodecert.http.contract`.
 
 ``POST /v1/renew`` is the exception: its Bearer token is a proof-of-possession JWT signed
-by the certificate being renewed, checked by the :class:`~nodecert.issuing.renewal.Renewer`. Claims
-are never consulted for it, even if an authorizer did run. ``POST /v1/authorize`` (for an
-nginx beside a self-hosted node; the authorizer Lambda plays that role here) and
-``GET /v1/crl`` (local CA only; ACM PCA publishes its own to S3) are not routed.
+by the certificate being renewed, checked by the
+:class:`~nodecert.issuing.renewal.Renewer`. Claims are never consulted for it, even if an
+authorizer did run. ``POST /v1/authorize`` (for an nginx beside a self-hosted node; the
+authorizer Lambda plays that role here), ``GET /v1/crl`` (local CA only; ACM PCA publishes
+its own to S3) and ``GET /v1/ca/roots`` and ``/v1/ca/issuers`` are not routed.
 
 Routing uses what API Gateway matched, never the raw URL path: ``resource`` (REST, payload
 v1) or ``routeKey`` (HTTP API, payload v2) names the route in API Gateway's notation
@@ -38,7 +40,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from nodecert.aws.cahome import install_packaged_chain
@@ -49,10 +51,11 @@ from nodecert.core.context import bind_source
 from nodecert.core.errors import NotFoundError
 from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.core.values import Principal
+from nodecert.http.api import ROUTES, Handlers, Route
+from nodecert.http.call import Call
 from nodecert.http.contract import Reply, error_reply, method_not_allowed, no_route
-from nodecert.http.nodeside_routes import NodeSideRoutes
 from nodecert.http.observe import Exchange, record_exchange
-from nodecert.http.routes import Routes
+from nodecert.http.routes import Issuance
 from nodecert.issuing.service import Service
 from nodecert.support.budget import time_budget
 from nodecert.support.logs import bind_request_id
@@ -62,17 +65,15 @@ from nodecert.verifiers.gateway import principal_from_claims
 __all__ = ["ROUTE_KEYS", "LambdaApp", "application", "lambda_handler"]
 
 
-_Handler = Callable[["LambdaApp", Request, dict[str, str]], Reply]
-
-
 class LambdaApp:
-    """Turns API Gateway proxy events into calls of :class:`Routes` and back.
+    """Turns API Gateway proxy events into calls of the rows of
+    :data:`~nodecert.http.api.ROUTES` (those ``on_lambda``) and back.
 
     Args:
-        routes: The service's routes.
+        handlers: The service's route classes (without node-side ones, renewal answers
+            404).
         admin_group: Members of this group (from the authorizer's claims) are admins.
         max_body_bytes: Larger bodies are refused with 413.
-        node_routes: Renewal and revoke-all; without them those routes answer 404.
         client_ids: The Cognito app client(s) whose tokens an authorizer's claims may come
             from (``aud`` / ``client_id``); without any, claims are refused (401).
         user_id_claim: The claim that names the user (``NODECERT_USER_ID_CLAIM``).
@@ -81,22 +82,20 @@ class LambdaApp:
 
     def __init__(
         self,
-        routes: Routes,
+        handlers: Handlers,
         *,
         admin_group: str,
         max_body_bytes: int,
-        node_routes: NodeSideRoutes | None = None,
         client_ids: frozenset[str] = frozenset(),
         user_id_claim: str = "sub",
         admin_claim: str | None = None,
     ) -> None:
-        self.routes = routes
+        self.handlers = handlers
         self.admin_group = admin_group
         self.client_ids = client_ids
         self.user_id_claim = user_id_claim
         self.admin_claim = admin_claim
         self.max_body_bytes = max_body_bytes
-        self.node_routes = node_routes
         # The wired service, when application() built this (for the init phase's warm-up).
         self.service: Service | None = None
         # Where each exchange is counted (the same counts as nodecert serve's /metrics);
@@ -112,10 +111,9 @@ class LambdaApp:
         """
         audience = service.settings.oidc_audience
         app = cls(
-            Routes.for_service(service),
+            Handlers.for_service(service),
             admin_group=service.settings.admin_group,
             max_body_bytes=service.settings.max_body_bytes,
-            node_routes=NodeSideRoutes.for_service(service),
             client_ids=frozenset({audience}) if audience else frozenset(),
             user_id_claim=service.settings.user_id_claim,
             admin_claim=service.settings.admin_claim,
@@ -171,7 +169,7 @@ class LambdaApp:
             AuthenticationError: no usable claims and no valid token.
         """
         if request.claims is None:
-            return self.routes.authenticate(request.headers.get("authorization"))
+            return self.handlers.user.authenticate(request.headers.get("authorization"))
         return principal_from_claims(
             request.claims,
             admin_group=self.admin_group,
@@ -182,131 +180,43 @@ class LambdaApp:
 
     def _dispatch(self, request: Request) -> tuple[str, Reply]:
         allowed: list[str] = []
-        for method, template, pattern, handler in _ROUTES:
+        for route, pattern in _ROUTES:
             if request.route is not None:
-                if template != request.route:
+                if route.path != request.route:
                     continue
-                params = _route_params(template, request.params or {})
+                params = _route_params(route, request.params or {})
             else:
                 match = pattern.fullmatch(request.path)
                 if match is None:
                     continue
                 params = match.groupdict()
-            if method == request.method:
-                return template, handler(self, request, params)
-            allowed.append(method)
-            route = template
+            if route.method == request.method:
+                return route.path, self._answer(route, request, params)
+            allowed.append(route.method)
+            template = route.path
         if not allowed:
             raise no_route(request.path)
-        return route, method_not_allowed(request.method, allowed, path=request.path)
+        return template, method_not_allowed(request.method, allowed, path=request.path)
 
-    # One method per route: each authenticates (if needed) and calls the shared routes.
-
-    def _generate_cert(self, request: Request, _: dict[str, str]) -> Reply:
-        key = request.headers.get("idempotency-key")
-        return self.routes.generate_cert(self.principal(request), request.body, idempotency_key=key)
-
-    def _node_certificate(self, request: Request, params: dict[str, str]) -> Reply:
-        return self.routes.issue_node_certificate(
-            self.principal(request),
-            params["nodeId"],
-            request.body,
-            idempotency_key=request.headers.get("idempotency-key"),
-        )
-
-    def _list_certificates(self, request: Request, _: dict[str, str]) -> Reply:
-        return self.routes.list_certificates(
-            self.principal(request),
-            node_id=request.query.get("nodeId"),
-            status=request.query.get("status"),
-            limit=request.query.get("limit"),
-            cursor=request.query.get("cursor"),
-        )
-
-    def _get_certificate(self, request: Request, params: dict[str, str]) -> Reply:
-        return self.routes.get_certificate(self.principal(request), params["serial"])
-
-    def _revoke(self, request: Request, params: dict[str, str]) -> Reply:
-        return self.routes.revoke(self.principal(request), params["serial"], request.body)
-
-    def _list_nodes(self, request: Request, _: dict[str, str]) -> Reply:
-        return self.routes.list_nodes(self.principal(request))
-
-    def _put_node(self, request: Request, params: dict[str, str]) -> Reply:
-        return self.routes.put_node(self.principal(request), params["nodeId"], request.body)
-
-    def _get_node(self, request: Request, params: dict[str, str]) -> Reply:
-        return self.routes.get_node(self.principal(request), params["nodeId"])
-
-    def _delete_node(self, request: Request, params: dict[str, str]) -> Reply:
-        return self.routes.delete_node(self.principal(request), params["nodeId"])
-
-    def _renew(self, request: Request, _: dict[str, str]) -> Reply:
-        # The proof-of-possession token is the only credential: no claims, no OIDC token.
-        return self._node_routes("renew").renew(request.headers.get("authorization"), request.body)
-
-    def _revoke_node(self, request: Request, params: dict[str, str]) -> Reply:
-        node_routes = self._node_routes("revoke-all")
-        principal = self.principal(request)
-        return node_routes.revoke_all(principal, request.body, node_id=params["nodeId"])
-
-    def _revoke_user(self, request: Request, params: dict[str, str]) -> Reply:
-        node_routes = self._node_routes("revoke-all")
-        principal = self.principal(request)
-        return node_routes.revoke_all(principal, request.body, user_id=params["userId"])
-
-    def _node_routes(self, route: str) -> NodeSideRoutes:
-        if self.node_routes is None:
-            raise NotFoundError(f"{route}: not available in this deployment")
-        return self.node_routes
-
-    def _audit(self, request: Request, _: dict[str, str]) -> Reply:
-        query = request.query
-        return self.routes.audit(
-            self.principal(request),
-            user=query.get("user"),
-            node=query.get("node"),
-            action=query.get("action"),
-            since=query.get("since"),
-            until=query.get("until"),
-            limit=query.get("limit"),
-        )
-
-    def _ca(self, request: Request, _: dict[str, str]) -> Reply:
-        return self.routes.ca()
-
-    def _ca_issuers(self, request: Request, _: dict[str, str]) -> Reply:
-        # Renewal agents ask it whether their issuer is retiring (ACM PCA rotation).
-        return self.routes.ca_issuers()
-
-    def _healthz(self, request: Request, _: dict[str, str]) -> Reply:
-        return Routes.healthz()
+    def _answer(self, route: Route, request: Request, params: dict[str, str]) -> Reply:
+        headers = _EventHeaders(request.headers)
+        caller = self.principal(request) if route.access.authenticated else None
+        call = Call(headers, request.body, params, request.query, caller)
+        result = route.call(self.handlers, call)
+        return result.run() if isinstance(result, Issuance) else result
 
 
-# In API Gateway's own notation, so that deploy/template.yaml can be checked against it.
-_TABLE: tuple[tuple[str, str, _Handler], ...] = (
-    ("POST", "/generate-cert", LambdaApp._generate_cert),
-    ("GET", "/v1/certificates", LambdaApp._list_certificates),
-    ("GET", "/v1/certificates/{serial}", LambdaApp._get_certificate),
-    ("POST", "/v1/certificates/{serial}/revoke", LambdaApp._revoke),
-    ("GET", "/v1/nodes", LambdaApp._list_nodes),
-    ("PUT", "/v1/nodes/{nodeId}", LambdaApp._put_node),
-    ("GET", "/v1/nodes/{nodeId}", LambdaApp._get_node),
-    ("DELETE", "/v1/nodes/{nodeId}", LambdaApp._delete_node),
-    ("POST", "/v1/nodes/{nodeId}/revoke-all", LambdaApp._revoke_node),
-    ("POST", "/v1/nodes/{nodeId}/certificate", LambdaApp._node_certificate),
-    ("POST", "/v1/users/{userId}/revoke-all", LambdaApp._revoke_user),
-    ("GET", "/v1/audit", LambdaApp._audit),
-    ("POST", "/v1/renew", LambdaApp._renew),
-    ("GET", "/v1/ca", LambdaApp._ca),
-    ("GET", "/v1/ca/issuers", LambdaApp._ca_issuers),
-    ("GET", "/healthz", LambdaApp._healthz),
-)
-ROUTE_KEYS: tuple[str, ...] = tuple(f"{method} {path}" for method, path, _ in _TABLE)
-"""Every route the adapter answers, as API Gateway route keys (``"GET /v1/nodes/{nodeId}"``)."""
+class _EventHeaders:
+    """An event's headers (names in lower case, a repeat already refused by parse_event)."""
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self._headers = headers
+
+    def getlist(self, key: str) -> list[str]:
+        value = self._headers.get(key.lower())
+        return [] if value is None else [value]
 
 
-_PARAMETER = re.compile(r"\{(\w+)\}")
 _VALUE = re.compile(r"[^/]{1,256}")
 
 
@@ -314,27 +224,29 @@ def _compile(path: str) -> re.Pattern[str]:
     return re.compile(re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]{1,256})", re.escape(path)))
 
 
-_ROUTES: tuple[tuple[str, str, re.Pattern[str], _Handler], ...] = tuple(
-    (method, path, _compile(path), handler) for method, path, handler in _TABLE
+_ROUTES: tuple[tuple[Route, re.Pattern[str]], ...] = tuple(
+    (route, _compile(route.path)) for route in ROUTES if route.on_lambda
 )
+ROUTE_KEYS: tuple[str, ...] = tuple(route.key for route, _ in _ROUTES)
+"""Every route the adapter answers, as API Gateway route keys (``"GET /v1/nodes/{nodeId}"``)."""
 
 
 def _matches_any(path: str) -> bool:
-    return any(pattern.fullmatch(path.rstrip("/") or "/") for _, _, pattern, _ in _ROUTES)
+    return any(pattern.fullmatch(path.rstrip("/") or "/") for _, pattern in _ROUTES)
 
 
-def _route_params(template: str, params: Mapping[str, str]) -> dict[str, str]:
-    """The values of ``template``'s parameters from ``pathParameters``.
+def _route_params(route: Route, params: Mapping[str, str]) -> dict[str, str]:
+    """The values of ``route``'s parameters from ``pathParameters``.
 
     Raises:
         NotFoundError: one is missing or not a single path segment (as the URL path
             pattern would not have matched).
     """
     values: dict[str, str] = {}
-    for name in _PARAMETER.findall(template):
+    for name in route.parameters:
         value = params.get(name)
         if value is None or not _VALUE.fullmatch(value):
-            raise NotFoundError(f"path: no value for {{{name}}} in {template}")
+            raise NotFoundError(f"path: no value for {{{name}}} in {route.path}")
         values[name] = value
     return values
 

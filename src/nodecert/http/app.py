@@ -1,18 +1,19 @@
-"""The FastAPI front end: a thin shell over :class:`~nodecert.http.routes.Routes`.
+"""The FastAPI front end: one endpoint per row of :data:`nodecert.http.api.ROUTES`.
 
-Handlers read raw input, run the route function in the thread pool and render the
-:class:`Reply`. ``POST /generate-cert`` is answered ahead of FastAPI's own stack by the
-fast path of :mod:`nodecert.http.direct` (the same handler serves the declared route),
-which alone awaits the ledger commit. The pydantic models
-in ``schemas`` document the API in ``/openapi.json``; parsing itself is done by ``routes``
-and every reply, error included, is built by :mod:`nodecert.http.contract`, so that the
-Lambda front end answers identically.
+Each endpoint reads the raw input and hands it to the :class:`~nodecert.http.direct.Runner`,
+which runs the row's use case where the row says and renders the
+:class:`~nodecert.http.contract.Reply`. A row that runs ``DIRECT`` (``POST /generate-cert``)
+is also answered ahead of FastAPI's own stack by :mod:`nodecert.http.direct`, with the same
+runner. The rows' pydantic models (``schemas``) document the API in ``/openapi.json``;
+parsing itself is done by the route classes, and every reply, error included, is built by
+:mod:`nodecert.http.contract`, so that the Lambda front end answers identically.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -24,43 +25,19 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from nodecert.core.errors import InvalidRequestError, NodecertError
-from nodecert.core.values import Principal
+from nodecert.http import schemas
+from nodecert.http.api import ROUTES, Handlers, Route, Runs
 from nodecert.http.contract import (
     MalformedRequestError,
-    Reply,
     error_reply,
     method_not_allowed,
     no_route,
     problem,
 )
 from nodecert.http.devlogin import add_dev_login_routes
-from nodecert.http.direct import (
-    BodyLimit,
-    DirectEndpoint,
-    NodecertAPI,
-    issuance,
-    render,
-    single_header,
-)
-from nodecert.http.nodeside_app import add_nodeside_routes
-from nodecert.http.nodeside_routes import NodeSideRoutes
+from nodecert.http.direct import BodyLimit, DirectEndpoint, NodecertAPI, Runner, render
 from nodecert.http.observe import ObservedApp
-from nodecert.http.routes import Routes
-from nodecert.http.schemas import (
-    AuditList,
-    Certificate,
-    CertificateList,
-    GenerateCertRequest,
-    IssuedCertificate,
-    Node,
-    NodeBody,
-    NodeCertificateRequest,
-    NodeChange,
-    NodeList,
-    NodeRemoval,
-    Problem,
-    RevokeRequest,
-)
+from nodecert.http.schemas import Problem
 from nodecert.issuing.service import Service
 
 __all__ = ["create_app"]
@@ -68,18 +45,74 @@ __all__ = ["create_app"]
 log = logging.getLogger("nodecert")
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {s: {"model": Problem, "content": {"application/problem+json": {}}} for s in statuses}
+def _responses(route: Route) -> dict[int | str, dict[str, Any]]:
+    responses: dict[int | str, dict[str, Any]] = {}
+    if route.media_type is not None:
+        responses[route.status] = {"content": {route.media_type: {}}}
+    for status, description in (route.notes or {}).items():
+        responses[status] = {"description": description}
+    for status in route.errors:
+        responses[status] = {"model": Problem, "content": {"application/problem+json": {}}}
+    return responses
 
 
-def _body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
-    schema = model.model_json_schema()
+def _request_body(route: Route) -> dict[str, Any] | None:
+    if route.body is None:
+        return None
+    model: type[BaseModel] = getattr(schemas, route.body)
     return {
         "requestBody": {
-            "required": required,
-            "content": {"application/json": {"schema": schema}},
+            "required": route.body_required,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
         }
     }
+
+
+def _add_route(app: FastAPI, route: Route, runner: Runner) -> None:
+    """Register ``route`` on ``app``: one endpoint, answered by ``runner``."""
+
+    async def endpoint(request: Request, **values: str | None) -> Response:
+        body = await request.body() if route.reads_body else b""
+        params = {name: str(values[name]) for name in route.parameters}
+        # A parameter sent twice never gets here (NodecertAPI refuses it, for every route).
+        query = {name: value for name in route.query if (value := values[name]) is not None}
+        peer = request.client.host if request.client else None
+        reply = await runner.answer(
+            route, request.headers, body, params=params, query=query, peer=peer
+        )
+        return render(reply)
+
+    # FastAPI reads the parameters off the signature: the path template's and the query's,
+    # as strings, so /openapi.json lists them (parsing them is the route's own job).
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+            ),
+            *(
+                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=str)
+                for name in route.parameters
+            ),
+            *(
+                inspect.Parameter(
+                    name, inspect.Parameter.KEYWORD_ONLY, annotation=str | None, default=None
+                )
+                for name in route.query
+            ),
+        ],
+        return_annotation=Response,
+    )
+    app.add_api_route(
+        route.path,
+        endpoint,
+        methods=[route.method],
+        name=route.name,
+        summary=route.summary,
+        status_code=route.status,
+        response_model=None if route.reply is None else getattr(schemas, route.reply),
+        responses=_responses(route) or None,
+        openapi_extra=_request_body(route),
+    )
 
 
 def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
@@ -118,7 +151,7 @@ def _add_docs(app: FastAPI) -> None:
 
 def create_app(service: Service) -> FastAPI:
     """The FastAPI application serving ``service``."""
-    routes = Routes.for_service(service)
+    handlers = Handlers.for_service(service)
     app = NodecertAPI(
         title="nodecert",
         version="1",
@@ -175,170 +208,14 @@ def create_app(service: Service) -> FastAPI:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         return render(error_reply(exc, request.method, request.url.path))
 
-    async def authed(request: Request, handler: Callable[[Principal], Reply]) -> Response:
-        authorization = single_header(request.headers, "Authorization")
-
-        def run() -> Reply:
-            return handler(routes.authenticate(authorization))
-
-        return render(await run_in_threadpool(run))
-
-    # Inline issuance must never wait on the network: a remote CA, a database server or
-    # the issuer's keys (bootstrap decides it from what the parts are).
-    issue = issuance(routes, inline_ec=service.inline_issuance)
-
-    @app.post(
-        "/generate-cert",
-        status_code=201,
-        response_model=IssuedCertificate,
-        responses=_errors(400, 401, 403, 413, 429, 503),
-        openapi_extra=_body(GenerateCertRequest),
-        summary="Issue a certificate for one of your nodes",
-    )
-    async def generate_cert(request: Request) -> Response:
-        return render(await issue(request.headers, await request.body()))
-
-    app.direct[("POST", "/generate-cert")] = DirectEndpoint(
-        issue, max_body_bytes=service.settings.max_body_bytes
-    )
-
-    @app.get(
-        "/v1/certificates",
-        response_model=CertificateList,
-        responses=_errors(400, 401),
-        summary="List your certificates",
-    )
-    async def list_certificates(
-        request: Request,
-        nodeId: str | None = None,  # noqa: N803 - wire name
-        status: str | None = None,
-        limit: str | None = None,
-        cursor: str | None = None,
-    ) -> Response:
-        # A parameter sent twice never gets here (NodecertAPI refuses it, for every route).
-        return await authed(
-            request,
-            lambda p: routes.list_certificates(
-                p, node_id=nodeId, status=status, limit=limit, cursor=cursor
-            ),
-        )
-
-    @app.get(
-        "/v1/certificates/{serial}",
-        response_model=Certificate,
-        responses=_errors(400, 401, 404),
-        summary="One of your certificates",
-    )
-    async def get_certificate(request: Request, serial: str) -> Response:
-        return await authed(request, lambda p: routes.get_certificate(p, serial))
-
-    @app.post(
-        "/v1/certificates/{serial}/revoke",
-        response_model=Certificate,
-        responses=_errors(400, 401, 404, 413, 503),
-        openapi_extra=_body(RevokeRequest, required=False),
-        summary="Revoke a certificate (owner or admin)",
-    )
-    async def revoke(request: Request, serial: str) -> Response:
-        body = await request.body()
-        return await authed(request, lambda p: routes.revoke(p, serial, body))
-
-    @app.get("/v1/nodes", response_model=NodeList, responses=_errors(401), summary="List nodes")
-    async def list_nodes(request: Request) -> Response:
-        return await authed(request, routes.list_nodes)
-
-    @app.put(
-        "/v1/nodes/{nodeId}",
-        response_model=NodeChange,
-        responses=_errors(400, 401, 403, 413),
-        openapi_extra=_body(NodeBody),
-        summary="Create or transfer a node (admin); says how many certificates it revoked",
-    )
-    async def put_node(request: Request, nodeId: str) -> Response:  # noqa: N803
-        body = await request.body()
-        return await authed(request, lambda p: routes.put_node(p, nodeId, body))
-
-    @app.post(
-        "/v1/nodes/{nodeId}/certificate",
-        status_code=201,
-        response_model=IssuedCertificate,
-        responses=_errors(400, 401, 403, 404, 413, 503),
-        openapi_extra=_body(NodeCertificateRequest),
-        summary="Issue a node's own server (and client) certificate (admin)",
-    )
-    async def node_certificate(request: Request, nodeId: str) -> Response:  # noqa: N803
-        body = await request.body()
-        key = single_header(request.headers, "Idempotency-Key")
-        return await authed(
-            request, lambda p: routes.issue_node_certificate(p, nodeId, body, idempotency_key=key)
-        )
-
-    @app.get(
-        "/v1/nodes/{nodeId}",
-        response_model=Node,
-        responses=_errors(400, 401, 403, 404),
-        summary="One node (admin)",
-    )
-    async def get_node(request: Request, nodeId: str) -> Response:  # noqa: N803
-        return await authed(request, lambda p: routes.get_node(p, nodeId))
-
-    @app.delete(
-        "/v1/nodes/{nodeId}",
-        response_model=NodeRemoval,
-        responses=_errors(400, 401, 403, 404),
-        summary="Delete a node and revoke its certificates (admin); names the node's own",
-    )
-    async def delete_node(request: Request, nodeId: str) -> Response:  # noqa: N803
-        return await authed(request, lambda p: routes.delete_node(p, nodeId))
-
-    @app.get(
-        "/v1/ca",
-        responses={200: {"content": {"application/x-pem-file": {}}}},
-        summary="The CA chain (PEM): the issuing CA first, up to and including the root",
-    )
-    async def ca() -> Response:
-        return render(routes.ca())
-
-    @app.get(
-        "/v1/ca/roots",
-        responses={200: {"content": {"application/x-pem-file": {}}}},
-        summary="The root CA certificate(s) alone (PEM): the trust anchors for trust stores",
-    )
-    async def ca_roots() -> Response:
-        return render(routes.ca_roots())
-
-    @app.get(
-        "/v1/ca/issuers",
-        summary="Each CA certificate's key id and state: active, retiring, retired, root",
-    )
-    async def ca_issuers() -> Response:
-        return render(routes.ca_issuers())
-
-    @app.get(
-        "/v1/audit",
-        response_model=AuditList,
-        responses=_errors(400, 401, 403),
-        summary="The audit trail: issuance, renewal, revocation, admin actions",
-    )
-    async def audit(
-        request: Request,
-        user: str | None = None,
-        node: str | None = None,
-        action: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        limit: str | None = None,
-    ) -> Response:
-        return await authed(
-            request,
-            lambda p: routes.audit(
-                p, user=user, node=node, action=action, since=since, until=until, limit=limit
-            ),
-        )
-
-    @app.get("/healthz", summary="Liveness")
-    async def healthz() -> Response:
-        return render(routes.healthz())
+    runner = Runner(handlers, inline_issuance=service.inline_issuance)
+    for route in ROUTES:
+        _add_route(app, route, runner)
+        if route.runs is Runs.DIRECT:
+            app.direct[(route.method, route.path)] = DirectEndpoint(
+                functools.partial(runner.answer, route),
+                max_body_bytes=service.settings.max_body_bytes,
+            )
 
     exposition = service.metrics_exposition
     if exposition is not None:
@@ -352,7 +229,6 @@ def create_app(service: Service) -> FastAPI:
             )
 
     _add_docs(app)
-    add_nodeside_routes(app, NodeSideRoutes.for_service(service), authed, render)
     if service.dev_issuer is not None:
         add_dev_login_routes(app, service.dev_issuer, admin_group=service.settings.admin_group)
     app.observer = ObservedApp(

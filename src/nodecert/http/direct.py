@@ -1,15 +1,16 @@
-"""ASGI pieces under the FastAPI app: rendering, error replies, the body limit, direct routes.
+"""ASGI pieces under the FastAPI app: rendering, the route runner, the body limit, direct routes.
 
 ``POST /generate-cert`` is the route every node connection sets up goes through. FastAPI's
 stack (its telemetry and body-limit middlewares, Starlette's error and exception
 middlewares, routing, dependency solving, the request object) costs more CPU than issuing
-an EC certificate itself (docs/performance.md). :class:`NodecertAPI` answers such a route
-from a :class:`DirectEndpoint` before that stack, with the very same functions the
-framework route uses (same body limit, same handler, same error replies, same rendering),
-so a reply is byte for byte the one FastAPI would have sent. The route stays declared on
-the FastAPI app, for ``/openapi.json``.
+an EC certificate itself (docs/performance.md). Its row in :data:`nodecert.http.api.ROUTES`
+says so (:attr:`~nodecert.http.api.Runs.DIRECT`), and :class:`NodecertAPI` answers it from
+a :class:`DirectEndpoint` before that stack, with the very same functions the framework
+route uses (same body limit, same :class:`Runner`, same error replies, same rendering), so
+a reply is byte for byte the one FastAPI would have sent. The route stays declared on the
+FastAPI app, for ``/openapi.json``.
 
-It is also the one place that knows the ledger may batch commits (:func:`issuance`): the
+The :class:`Runner` is also the one place that knows the ledger may batch commits: the
 certificate's row is handed over, the event loop serves other requests while it is on its
 way to disk (SQLite puts every row that arrives meanwhile into one transaction, one
 fsync), and the reply leaves only once it is durable.
@@ -18,7 +19,7 @@ fsync), and the reply leaves only once it is durable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -26,8 +27,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nodecert.core.errors import AuthenticationError, InvalidRequestError, PayloadTooLargeError
+from nodecert.core.errors import InvalidRequestError, PayloadTooLargeError
 from nodecert.core.values import Commit
+from nodecert.http.api import Handlers, Route, Runs
+from nodecert.http.call import Call, single_header
 from nodecert.http.contract import (
     Reply,
     error_reply,
@@ -35,30 +38,13 @@ from nodecert.http.contract import (
     problem,
     repeated_query_parameter,
 )
-from nodecert.http.routes import Routes, log_issued
+from nodecert.http.routes import Issuance, log_issued
 from nodecert.issuing.authority import IssuedCertificate
 from nodecert.support.blocking import WouldBlockError, never_wait
 
-__all__ = ["BodyLimit", "DirectEndpoint", "NodecertAPI", "issuance", "render", "single_header"]
+__all__ = ["BodyLimit", "DirectEndpoint", "NodecertAPI", "Runner", "render"]
 
 log = logging.getLogger("nodecert")
-
-
-def single_header(headers: Headers, name: str) -> str | None:
-    """The value of a header that may appear once (``Authorization``, ``Idempotency-Key``).
-
-    RFC 9110 section 5.3: such a field sent twice is invalid. Which copy a proxy in front
-    checked is unknown, so none is taken.
-
-    Raises:
-        AuthenticationError: ``Authorization`` sent more than once.
-        InvalidRequestError: any other header sent more than once.
-    """
-    values = headers.getlist(name)
-    if len(values) > 1:
-        error = AuthenticationError if name.lower() == "authorization" else InvalidRequestError
-        raise error(f"{name}: sent more than once")
-    return values[0] if values else None
 
 
 def render(reply: Reply) -> Response:
@@ -71,44 +57,97 @@ def render(reply: Reply) -> Response:
     )
 
 
-def issuance(routes: Routes, *, inline_ec: bool) -> Callable[[Headers, bytes], Awaitable[Reply]]:
-    """The ``POST /generate-cert`` handler: issue, then await the ledger commit.
+Begun = tuple[Issuance, IssuedCertificate, Commit]
 
-    Issuance runs in the thread pool when it may wait (RSA key generation, a remote CA);
-    with ``inline_ec``, an EC or CSR issuance (well under a millisecond of CPU, never
-    waiting on the network) runs on the event loop, as the hop to the thread pool and
-    back costs about a third of such a request (docs/performance.md). Either way the
-    ledger's :class:`~nodecert.core.values.Commit` is awaited on the loop, which serves
-    other requests meanwhile; when it fails, the certificate is dropped and the error
-    answered instead.
+
+class Runner:
+    """Answers a row of :data:`~nodecert.http.api.ROUTES` from its raw input.
+
+    The row says who may call it and where it runs (:class:`~nodecert.http.api.Runs`):
+    in the thread pool when it may wait, on the event loop when it reads memory only.
+    A :attr:`~nodecert.http.api.Runs.DIRECT` row's issuance runs on the event loop when
+    ``inline_issuance`` (an EC or CSR issuance: well under a millisecond of CPU, never
+    waiting on the network, as the hop to the thread pool and back costs about a third of
+    such a request, docs/performance.md), in the thread pool otherwise (RSA key
+    generation, a remote CA). Either way the ledger's
+    :class:`~nodecert.core.values.Commit` is awaited on the loop, which serves other
+    requests meanwhile; when it fails, the certificate is dropped and the error answered.
+
+    Args:
+        handlers: The service's route classes.
+        inline_issuance: Whether issuance may run on the event loop (bootstrap decides
+            it from what the parts declare: the CA, the ledger, the issuer's keys).
     """
 
-    async def issue(headers: Headers, body: bytes) -> Reply:
-        authorization = single_header(headers, "Authorization")
-        idempotency_key = single_header(headers, "Idempotency-Key")
+    def __init__(self, handlers: Handlers, *, inline_issuance: bool) -> None:
+        self.handlers = handlers
+        self.inline_issuance = inline_issuance
 
-        def start() -> tuple[IssuedCertificate, Commit]:
-            principal = routes.authenticate(authorization)
-            request = routes.issue_request(principal, body, idempotency_key=idempotency_key)
-            return routes.authority.issue_pending(principal, request)
+    async def answer(
+        self,
+        route: Route,
+        headers: Headers,
+        body: bytes,
+        *,
+        params: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+        peer: str | None = None,
+    ) -> Reply:
+        """The reply of ``route`` to one request.
 
-        if inline_ec and not routes.generates_rsa_key(body):
-            try:
-                with never_wait():
-                    issued, commit = start()
-            except WouldBlockError:
-                # Something on the way would have waited (a SQLite lock held by another
-                # worker): nothing was done yet, so run it again where waiting is fine.
-                issued, commit = await run_in_threadpool(start)
+        Raises:
+            NodecertError: the request is refused (rendered by the caller).
+        """
+        authenticated = route.access.authenticated
+        authorization = single_header(headers, "Authorization") if authenticated else None
+        for name in route.headers:
+            single_header(headers, name)
+
+        def call() -> Reply | Issuance:
+            caller = self.handlers.user.authenticate(authorization) if authenticated else None
+            return route.call(
+                self.handlers, Call(headers, body, params or {}, query or {}, caller, peer)
+            )
+
+        if route.runs is Runs.LOOP:
+            outcome = _begin(call)
+        elif route.runs is Runs.DIRECT and self.inline_issuance:
+            outcome = await _inline(call)
         else:
-            issued, commit = await run_in_threadpool(start)
+            outcome = await run_in_threadpool(_begin, call)
+        if isinstance(outcome, Reply):
+            return outcome
+        _, issued, commit = outcome
         reply = issued_reply(issued)  # Built while the row is on its way to disk.
         await commit
         # Logged once durable, so the log never names a certificate that was dropped.
         log_issued(issued.record)
         return reply
 
-    return issue
+
+def _begin(call: Callable[[], Reply | Issuance]) -> Reply | Begun:
+    result = call()
+    if isinstance(result, Issuance):
+        return (result, *result.start())
+    return result
+
+
+async def _inline(call: Callable[[], Reply | Issuance]) -> Reply | Begun:
+    # The request is read once; only its signing may move to the thread pool.
+    result: Reply | Issuance | None = None
+    try:
+        with never_wait():
+            result = call()
+            if not isinstance(result, Issuance):
+                return result
+            if not result.makes_rsa_key:
+                return (result, *result.start())
+    except WouldBlockError:
+        # Something on the way would have waited (a SQLite lock held by another worker):
+        # nothing was done yet, so run it again where waiting is fine.
+        if not isinstance(result, Issuance):
+            return await run_in_threadpool(_begin, call)
+    return (result, *await run_in_threadpool(result.start))
 
 
 class NodecertAPI(FastAPI):

@@ -1,4 +1,7 @@
-"""The node-side HTTP routes without a web framework: authorize, renew, CRL, revoke-all.
+"""The routes that nodes and their proxies call: authorize (the proxy) and renew (the node).
+
+Neither carries a user's token: ``POST /v1/renew`` proves possession of the certificate
+being renewed, and ``POST /v1/authorize`` is called by the node's own reverse proxy.
 
 ``POST /v1/authorize`` is what nginx's ``auth_request`` calls. It is not an open oracle:
 
@@ -27,11 +30,9 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import re
 import threading
 import urllib.parse
 import uuid
-from email.utils import format_datetime
 from typing import Any
 
 from nodecert.core.errors import (
@@ -40,19 +41,14 @@ from nodecert.core.errors import (
     ConflictingInputError,
     InvalidIdentifierError,
     InvalidRequestError,
-    NotFoundError,
 )
-from nodecert.core.values import Principal, RevocationReason
+from nodecert.http.call import Call, bearer_token
 from nodecert.http.contract import (
     Reply,
-    certificate_json,
     issued_reply,
     parse_object,
     problem,
-    reason_of,
 )
-from nodecert.issuing.administration import Administration
-from nodecert.issuing.crl import CRLPublisher
 from nodecert.issuing.renewal import RenewalRequest, Renewer
 from nodecert.issuing.service import Service
 from nodecert.nodeside.access import (
@@ -68,35 +64,32 @@ __all__ = ["SECRET_HEADER", "NodeSideRoutes"]
 log = logging.getLogger("nodecert")
 
 SECRET_HEADER = "X-Nodecert-Authorize-Secret"  # noqa: S105 - a header name, not a secret
+_FORWARDED_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+_PROXY_HEADERS = ("X-Client-Cert", "X-Nodecert-Node")
 _AUTHORIZE_FIELDS = frozenset({"certificate", "nodeId"})
 _RENEW_FIELDS = frozenset({"csr", "keyType"})
-_KEY_ID = re.compile(r"(?:[0-9A-Fa-f]{2}){1,64}")
 
 
 class NodeSideRoutes:
-    """The node side's routes: ``/v1/authorize``, ``/v1/renew``, ``/v1/crl``, revoke-all.
+    """The routes of nodes and their proxies: ``/v1/authorize`` and ``/v1/renew``.
+
+    Which route calls which method is :data:`nodecert.http.api.ROUTES`.
 
     Args:
-        administration: Revokes a node's (or a user's) certificates.
         decider: The node-side decision.
         renewer: Proof-of-possession renewal.
-        crl: The CRL publisher; None when the CA backend publishes its own CRL.
         authorize_secret: The shared secret for ``/v1/authorize`` (None: loopback only).
     """
 
     def __init__(
         self,
         *,
-        administration: Administration,
         decider: AccessDecider,
         renewer: Renewer,
-        crl: CRLPublisher | None,
         authorize_secret: str | None,
     ) -> None:
-        self.administration = administration
         self.decider = decider
         self.renewer = renewer
-        self.crl_publisher = crl
         self.authorize_secret = authorize_secret
         self._unchecked_secret = threading.Lock()
         self._warned = False
@@ -105,35 +98,20 @@ class NodeSideRoutes:
     def for_service(cls, service: Service) -> NodeSideRoutes:
         """The node-side routes of ``service``."""
         return cls(
-            administration=service.administration,
             decider=service.decider,
             renewer=service.renewer,
-            crl=service.crl,
             authorize_secret=service.settings.authorize_secret,
         )
 
-    def authorize(
-        self,
-        *,
-        peer: str | None,
-        secret: str | None,
-        certificate: str | None,
-        node_id: str | None,
-        body: bytes = b"",
-        forwarded: bool = False,
-        repeated: tuple[str, ...] = (),
-        secret_sent: bool | None = None,
-    ) -> Reply:
+    def authorize(self, call: Call) -> Reply:
         """``POST /v1/authorize``: the node-side decision for a proxy.
 
         The certificate and the target node come from ``X-Client-Cert`` (URL-escaped PEM)
         and ``X-Nodecert-Node``, or, for callers that send neither header, from a JSON body
-        ``{"certificate", "nodeId"}``. ``forwarded`` says the request carries a
-        forwarded-address header (``X-Forwarded-For``, ``Forwarded``, ``X-Real-IP``);
-        ``repeated`` names the proxy headers (``X-Client-Cert``, ``X-Nodecert-Node``) the
-        request carries more than once. ``secret_sent`` says the request carries the secret
-        header at all (default: ``secret`` is given), even when a repeated copy made
-        ``secret`` None; with no secret configured, the first such request is logged.
+        ``{"certificate", "nodeId"}``. A request carrying a forwarded-address header
+        (``X-Forwarded-For``, ``Forwarded``, ``X-Real-IP``) is not taken for a loopback
+        peer. With no secret configured, the first request that sends one all the same is
+        logged; a repeated secret counts as none (401), whichever copy is right.
 
         Raises:
             AuthenticationError: a secret is configured and the caller's is wrong.
@@ -143,8 +121,11 @@ class NodeSideRoutes:
             ConflictingInputError: a proxy header is repeated, or a proxy header is present
                 and the body names another certificate or node.
         """
-        sent = secret is not None if secret_sent is None else secret_sent
-        self._check_caller(peer, secret, forwarded=forwarded, secret_sent=sent)
+        secrets = call.headers.getlist(SECRET_HEADER)
+        secret = secrets[0] if len(secrets) == 1 else None
+        forwarded = any(call.headers.getlist(name) for name in _FORWARDED_HEADERS)
+        self._check_caller(call.peer, secret, forwarded=forwarded, secret_sent=bool(secrets))
+        repeated = [n for n in _PROXY_HEADERS if len(call.headers.getlist(n)) > 1]
         if repeated:
             # Never pick one: a proxy that appends its header after the client's copy
             # (instead of replacing it) would let the client's copy speak.
@@ -152,11 +133,13 @@ class NodeSideRoutes:
                 f"authorize: {repeated[0]}: sent more than once; a proxy must"
                 " replace the client's copy, not add to it"
             )
-        data = parse_object(body, allowed=_AUTHORIZE_FIELDS, empty_ok=True)
+        data = parse_object(call.body, allowed=_AUTHORIZE_FIELDS, empty_ok=True)
         for name in sorted(data):
             if not isinstance(data[name], str):
                 # Never str() it: {"nodeId": 1} would be decided for node "1".
                 raise InvalidRequestError(f"{name}: must be a string")
+        certificate = call.first("X-Client-Cert")
+        node_id = call.first("X-Nodecert-Node")
         header_pem = urllib.parse.unquote(certificate) if certificate else None
         if certificate is not None or node_id is not None:
             # What the proxy established wins; a body (which a gateway may have copied
@@ -204,12 +187,10 @@ class NodeSideRoutes:
             AccessDeniedError: the certificate may not be renewed.
         """
         data = parse_object(body, allowed=_RENEW_FIELDS, empty_ok=True)
-        scheme, _, token = (authorization or "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthenticationError("Authorization: expected 'Bearer <renewal token>'")
+        token = bearer_token(authorization, what="renewal token")
         issued = self.renewer.renew(
             RenewalRequest(
-                token=token.strip(),
+                token=token,
                 request_id=uuid.uuid4().hex,
                 csr=data.get("csr"),
                 key_type=data.get("keyType"),
@@ -224,59 +205,6 @@ class NodeSideRoutes:
             record.node_id,
         )
         return issued_reply(issued)
-
-    def crl(self, if_none_match: str | None = None, issuer: str | None = None) -> Reply:
-        """``GET /v1/crl``: the local CA's CRL, DER, with ``ETag`` and ``Last-Modified``.
-
-        ``issuer`` (``?issuer=<key id>``, hex) asks for the CRL of another issuing CA than
-        the one in use: one retiring after a rotation (``GET /v1/ca/issuers`` lists them).
-        Answers 304 with no body when ``If-None-Match`` names the current CRL's tag.
-
-        Raises:
-            InvalidRequestError: ``issuer`` is not a key id (1-64 bytes, hex).
-            NotFoundError: the CA backend publishes its own CRL (ACM PCA: its S3 bucket),
-                or has no issuing CA of that key id.
-        """
-        if self.crl_publisher is None:
-            raise NotFoundError("crl: this CA backend publishes its own CRL")
-        publisher = self.crl_publisher
-        if issuer is not None:
-            if not _KEY_ID.fullmatch(issuer):
-                raise InvalidRequestError("issuer: a key id is 2 to 128 hexadecimal digits")
-            publisher = publisher.for_issuer(issuer.lower())
-        published = publisher.published()
-        headers = {
-            "Cache-Control": "public, max-age=60",
-            "ETag": published.etag,
-            "Last-Modified": format_datetime(published.this_update, usegmt=True),
-            "Expires": format_datetime(published.next_update, usegmt=True),
-        }
-        if _matches(if_none_match, published.etag):
-            return Reply(304, b"", headers, media_type="application/pkix-crl")
-        return Reply(200, published.der, headers, media_type="application/pkix-crl")
-
-    def revoke_all(
-        self,
-        principal: Principal,
-        body: bytes,
-        *,
-        node_id: str | None = None,
-        user_id: str | None = None,
-    ) -> Reply:
-        """``POST /v1/nodes/{nodeId}/revoke-all`` or ``POST /v1/users/{userId}/revoke-all``."""
-        data = parse_object(body, allowed=frozenset({"reason"}), empty_ok=True)
-        reason = reason_of(data.get("reason", RevocationReason.UNSPECIFIED.value))
-        rows = self.administration.revoke_all(
-            principal, node_id=node_id, user_id=user_id, reason=reason
-        )
-        log.info(
-            "revoke-all node=%s user=%s by=%s count=%d",
-            node_id,
-            user_id,
-            principal.user_id,
-            len(rows),
-        )
-        return Reply(200, {"revoked": [certificate_json(r) for r in rows], "count": len(rows)})
 
     def _check_caller(
         self, peer: str | None, secret: str | None, *, forwarded: bool, secret_sent: bool
@@ -332,13 +260,6 @@ def _same_certificate(body_pem: object, header_pem: str | None) -> bool:
         return load_certificate(body_pem) == load_certificate(header_pem)
     except InvalidIdentifierError:
         return False
-
-
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    if not if_none_match:
-        return False
-    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
-    return "*" in tags or etag in tags
 
 
 def _is_loopback(peer: str | None) -> bool:

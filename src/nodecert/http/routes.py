@@ -1,21 +1,21 @@
-"""The v1 routes without a web framework: parse the raw input, call the use case, reply.
+"""Users' and admins' routes without a web framework: parse raw input, call the use case.
 
-Every front end (the FastAPI app in :mod:`nodecert.http.app`, the direct route, the Lambda
-handler in :mod:`nodecert.aws.handler`) calls these methods with raw input (header values,
-body bytes, path and query parameters), so bad input gets the very same problem document
-whichever way it came in. What a reply looks like is :mod:`nodecert.http.contract`.
+Every front end (the FastAPI app, its direct route, the Lambda handler) reaches these
+methods through the rows of :data:`nodecert.http.api.ROUTES`, with raw input (header
+values, body bytes, path and query parameters), so bad input gets the very same problem
+document whichever way it came in. What a reply looks like is :mod:`nodecert.http.contract`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from nodecert.core.errors import AuthenticationError, InvalidRequestError
+from nodecert.core.errors import InvalidRequestError
 from nodecert.core.identity import validate_id
 from nodecert.core.ports import TokenVerifier
 from nodecert.core.values import (
@@ -23,9 +23,11 @@ from nodecert.core.values import (
     AuditQuery,
     CertificateRecord,
     CertificateStatus,
+    Commit,
     Principal,
     RevocationReason,
 )
+from nodecert.http.call import bearer_token
 from nodecert.http.contract import (
     Reply,
     certificate_json,
@@ -36,12 +38,11 @@ from nodecert.http.contract import (
 )
 from nodecert.issuing.administration import Administration
 from nodecert.issuing.audit import AuditReader
-from nodecert.issuing.authority import Authority, IssueRequest
-from nodecert.issuing.issuers import issuer_statuses
+from nodecert.issuing.authority import Authority, IssuedCertificate, IssueRequest
 from nodecert.issuing.service import Service
 from nodecert.support.logs import current_request_id
 
-__all__ = ["Routes", "log_issued"]
+__all__ = ["Issuance", "Routes", "log_issued"]
 
 log = logging.getLogger("nodecert")
 
@@ -52,8 +53,45 @@ _DEFAULT_PAGE, _MAX_PAGE = 100, 1000
 _PAGE_SIZE = re.compile(r"[0-9]{1,4}")
 
 
+@dataclass(frozen=True, slots=True)
+class Issuance:
+    """A ``POST /generate-cert`` read and authenticated, its certificate not yet signed.
+
+    The front end decides where :meth:`start` runs (on the event loop when it never
+    waits, see :attr:`makes_rsa_key`), waits for the ledger commit it returns, and only
+    then answers and logs: a certificate whose row was dropped never leaves.
+    """
+
+    authority: Authority
+    principal: Principal
+    request: IssueRequest
+
+    @property
+    def makes_rsa_key(self) -> bool:
+        """Whether the service makes an RSA key (slow: tens of milliseconds of CPU)."""
+        key_type = self.request.key_type
+        if self.request.csr is not None:
+            return False
+        return key_type is None or (isinstance(key_type, str) and key_type.startswith("rsa"))
+
+    def start(self) -> tuple[IssuedCertificate, Commit]:
+        """Sign, and hand the ledger row over (see :meth:`Authority.issue_pending`)."""
+        return self.authority.issue_pending(self.principal, self.request)
+
+    def run(self) -> Reply:
+        """Issue here and now, waiting for the commit (the Lambda front end)."""
+        issued, commit = self.start()
+        reply = issued_reply(issued)
+        commit.wait()
+        log_issued(issued.record)
+        return reply
+
+
 class Routes:
-    """Every route of the v1 contract, as plain methods returning :class:`Reply`."""
+    """The routes that users and admins call, as plain methods returning :class:`Reply`.
+
+    Which route calls which method, and who may call it, is :data:`nodecert.http.api.ROUTES`.
+    """
 
     def __init__(
         self,
@@ -78,22 +116,18 @@ class Routes:
         Raises:
             AuthenticationError: no header, another scheme, or a token that fails.
         """
-        if not authorization:
-            raise AuthenticationError("Authorization: a Bearer token is required")
-        scheme, _, token = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthenticationError("Authorization: expected 'Bearer <token>'")
-        return self.verifier.verify(token.strip())
+        return self.verifier.verify(bearer_token(authorization))
 
     def generate_cert(
         self, principal: Principal, body: bytes, *, idempotency_key: str | None = None
-    ) -> Reply:
-        """``POST /generate-cert``: issue a certificate (201), its ledger row committed."""
-        issued = self.authority.issue(
-            principal, self.issue_request(principal, body, idempotency_key=idempotency_key)
-        )
-        log_issued(issued.record)
-        return issued_reply(issued)
+    ) -> Issuance:
+        """``POST /generate-cert``: the request read (once), to be issued (201) by the caller.
+
+        What is left, signing and the ledger commit, is the :class:`Issuance`: each front
+        end runs it where it may wait (see :class:`nodecert.http.api.Runs`).
+        """
+        request = self.issue_request(principal, body, idempotency_key=idempotency_key)
+        return Issuance(self.authority, principal, request)
 
     @staticmethod
     def issue_request(
@@ -146,21 +180,6 @@ class Routes:
         )
         return issued_reply(issued)
 
-    @staticmethod
-    def generates_rsa_key(body: bytes) -> bool:
-        """Whether a ``/generate-cert`` body asks for a server-side RSA key (slow to make).
-
-        Anything unparsable answers False: it fails fast with a 400 anyway.
-        """
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            return False
-        if not isinstance(data, dict) or data.get("csr") is not None:
-            return False
-        key_type = data.get("keyType")
-        return key_type is None or (isinstance(key_type, str) and key_type.startswith("rsa"))
-
     def list_certificates(
         self,
         principal: Principal,
@@ -210,6 +229,29 @@ class Routes:
         log.info("revoked serial=%s by=%s reason=%s", row.serial, principal.user_id, reason)
         return Reply(200, certificate_json(row))
 
+    def revoke_all(
+        self,
+        principal: Principal,
+        body: bytes,
+        *,
+        node_id: str | None = None,
+        user_id: str | None = None,
+    ) -> Reply:
+        """``POST /v1/nodes/{nodeId}/revoke-all`` or ``POST /v1/users/{userId}/revoke-all``."""
+        data = parse_object(body, allowed=frozenset({"reason"}), empty_ok=True)
+        reason = reason_of(data.get("reason", RevocationReason.UNSPECIFIED.value))
+        rows = self.administration.revoke_all(
+            principal, node_id=node_id, user_id=user_id, reason=reason
+        )
+        log.info(
+            "revoke-all node=%s user=%s by=%s count=%d",
+            node_id,
+            user_id,
+            principal.user_id,
+            len(rows),
+        )
+        return Reply(200, {"revoked": [certificate_json(r) for r in rows], "count": len(rows)})
+
     def put_node(self, principal: Principal, node_id: str, body: bytes) -> Reply:
         """``PUT /v1/nodes/{nodeId}`` with ``{"owner": userId}`` (admin)."""
         data = parse_object(body, allowed=frozenset({"owner"}))
@@ -255,31 +297,6 @@ class Routes:
             200, {"nodes": [node_json(n) for n in self.administration.list_nodes(principal)]}
         )
 
-    def ca(self) -> Reply:
-        """``GET /v1/ca``: the CA chain as PEM (issuing CA first, up to the root)."""
-        return Reply(200, self.authority.ca_chain_pem(), media_type="application/x-pem-file")
-
-    def ca_roots(self) -> Reply:
-        """``GET /v1/ca/roots``: the root certificate(s) alone as PEM, the trust anchors."""
-        return Reply(200, self.authority.ca_roots_pem(), media_type="application/x-pem-file")
-
-    def ca_issuers(self) -> Reply:
-        """``GET /v1/ca/issuers``: each CA certificate's key id, subject, end and state."""
-        return Reply(
-            200,
-            {
-                "issuers": [
-                    {
-                        "keyId": status.key_id,
-                        "subject": status.certificate.subject.rfc4514_string(),
-                        "notAfter": status.certificate.not_valid_after_utc.isoformat(),
-                        "status": status.state.value,
-                    }
-                    for status in issuer_statuses(self.authority.ca)
-                ]
-            },
-        )
-
     def audit(
         self,
         principal: Principal,
@@ -305,11 +322,6 @@ class Routes:
         )
         entries = self.auditor.read(principal, query)
         return Reply(200, {"entries": [audit_json(e) for e in entries], "count": len(entries)})
-
-    @staticmethod
-    def healthz() -> Reply:
-        """``GET /healthz``: liveness."""
-        return Reply(200, {"status": "ok"})
 
 
 def log_issued(record: CertificateRecord) -> None:

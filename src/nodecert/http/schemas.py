@@ -1,7 +1,10 @@
 """Pydantic models of the HTTP API, for ``/openapi.json`` only.
 
-Parsing is done by ``routes`` (so that the Lambda front end answers identically); these
-models describe the same shapes to clients, documentation and schemathesis. The choices
+The rows of :data:`nodecert.http.api.ROUTES` name them (by name: the Lambda package has no
+pydantic), and ``tests/functional/test_route_table.py`` checks that this module holds
+exactly the models the rows name. Parsing is done by the route classes (so that the Lambda
+front end answers identically); these models describe the same shapes to clients,
+documentation and schemathesis. The choices
 (key types, revocation reasons, statuses, profiles) are read off the core's enums, so a
 new member shows up here without a second list to keep in step.
 """
@@ -17,6 +20,8 @@ from nodecert.core.keys import KeyType
 from nodecert.core.values import CertificateStatus, Profile, RevocationReason
 
 __all__ = [
+    "AuditEntry",
+    "AuditList",
     "Certificate",
     "CertificateList",
     "GenerateCertRequest",
@@ -24,6 +29,7 @@ __all__ = [
     "Node",
     "NodeBody",
     "NodeCertificateRequest",
+    "NodeChange",
     "NodeList",
     "NodeRemoval",
     "Problem",

@@ -366,7 +366,7 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
         limit_concurrency=settings.limit_concurrency,
         # nodecert never rewrites the peer address from X-Forwarded-For: /v1/authorize's
         # loopback trust must rest on the socket (and the request is refused anyway when
-        # such a header is present, see http/node_routes.py).
+        # such a header is present, see http/nodeside_routes.py).
         proxy_headers=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
