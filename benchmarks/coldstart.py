@@ -1,5 +1,12 @@
 """AWS Lambda cold start: a fresh process handling its first event, against a moto server.
 
+Both processes run the Lambda code package exactly as ``deploy/build.sh`` makes it (the
+lock's wheels, boto3 included, a copy of ``src/nodecert``, bytecode compiled by the build),
+built for this interpreter into a temporary directory, on ``python -S`` with
+``PYTHONPATH`` naming the package and nothing else: no virtualenv, no ``site``, no
+``__pycache__`` written (``/var/task`` is read-only on Lambda), so that neither the dev
+checkout's bytecode cache nor the test virtualenv's ``.pth`` files count for or against it.
+
 What is timed, from the parent, as whole processes (spawn → exit, ``time.perf_counter``):
 
 - **handler**: ``python -c "<import lambda_handler; handle one recorded event>"``, the REST
@@ -9,15 +16,27 @@ What is timed, from the parent, as whole processes (spawn → exit, ``time.perf_
   on 127.0.0.1 through ``AWS_ENDPOINT_URL``, and ``AWS_LAMBDA_FUNCTION_NAME`` set as the
   Lambda runtime sets it (so the handler module wires the service on import, in what is
   Lambda's init phase). Nothing is subtracted: the process includes interpreter start,
-  imports, wiring (three botocore clients' worth of models, the CA description) and the
-  whole issuance (moto's answers included: ~7 loopback AWS calls, two of them the
-  Idempotency-Key's claim);
+  imports, wiring (two botocore clients' service models and endpoint rules, the CA
+  description) and the whole issuance (moto's answers included: seven loopback AWS calls,
+  two of them the Idempotency-Key's claim, and the wait before the first
+  ``GetCertificate``). This is a cold start with SnapStart off;
 - **floor**: ``python -c "import boto3, cryptography.x509"``, the least any such function
-  pays.
+  pays, from the same package.
 
 The two are interleaved, ``repetitions`` times each, and the medians compared. The child also
 prints wall-clock stamps (after its imports, after the handler returned), so the report
 can split the handler's time into start + imports and the first event itself.
+
+Two more processes of each run are not timed from outside:
+
+- **traced**: the handler process once more, with botocore's HTTP send and ``time.sleep``
+  wrapped, to say how much of it was spent waiting on moto and in the poll wait before
+  ``GetCertificate`` (moto signs synchronously, in Python; PCA's own time is not modelled);
+- **restore**: the SnapStart path. The init phase runs, then the runtime hooks of
+  :mod:`nodecert.aws.lifecycle` around a snapshot (``before_snapshot``, then
+  ``after_restore``, as Lambda calls them), then the first event: the time from the
+  restore hook's start to the handler's return is what a restored environment pays on top
+  of Lambda's own restore (which only AWS can measure), medians over ``repetitions``.
 """
 
 from __future__ import annotations
@@ -37,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ColdStart", "import_breakdown", "measure_cold_start", "moto_aws"]
+__all__ = ["ColdStart", "build_package", "import_breakdown", "measure_cold_start", "moto_aws"]
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENT = ROOT / "tests" / "events" / "rest_generate_cert.json"
@@ -52,6 +71,43 @@ response = lambda_handler(event, None)
 print(json.dumps({"imported": imported, "handled": time.time(),
                   "status": response["statusCode"]}))
 """
+# The handler process again, with the time spent in AWS calls (botocore's HTTP send: moto's
+# answers on loopback) and in waits (the poll before GetCertificate) summed. Wrapped before
+# nodecert is imported, so that the backend's default ``sleep`` is the wrapper.
+TRACED_CODE = """\
+import json, sys, time
+import botocore.httpsession
+spent = {"aws": 0.0, "calls": 0, "wait": 0.0}
+send, sleep = botocore.httpsession.URLLib3Session.send, time.sleep
+def timed_send(self, request):
+    began = time.perf_counter()
+    try:
+        return send(self, request)
+    finally:
+        spent["aws"] += time.perf_counter() - began
+        spent["calls"] += 1
+def timed_sleep(seconds):
+    spent["wait"] += seconds
+    sleep(seconds)
+botocore.httpsession.URLLib3Session.send = timed_send
+time.sleep = timed_sleep
+from nodecert.aws.handler import lambda_handler
+response = lambda_handler(json.loads(sys.argv[1]), None)
+print(json.dumps({**spent, "status": response["statusCode"]}))
+"""
+# SnapStart: init phase (on import), the hooks Lambda runs around a snapshot, first event.
+RESTORE_CODE = """\
+import json, sys, time
+from nodecert.aws.handler import application, lambda_handler
+from nodecert.aws.lifecycle import after_restore, before_snapshot
+service = application().service
+before_snapshot(service)
+restored = time.perf_counter()
+after_restore(service)
+response = lambda_handler(json.loads(sys.argv[1]), None)
+print(json.dumps({"ms": (time.perf_counter() - restored) * 1000,
+                  "status": response["statusCode"]}))
+"""
 
 
 @dataclass(frozen=True)
@@ -64,6 +120,10 @@ class ColdStart:
     first_event_ms: float
     repetitions: int
     imports: tuple[str, ...] = ()
+    aws_ms: float = 0.0
+    aws_calls: int = 0
+    wait_ms: float = 0.0
+    restore_ms: float = 0.0
 
     @property
     def ratio(self) -> float:
@@ -71,14 +131,41 @@ class ColdStart:
         return round(self.handler_ms / self.floor_ms, 3)
 
 
-def _aws_env(endpoint: str) -> dict[str, str]:
-    """This process's environment without AWS or nodecert settings, plus dummy credentials."""
+def build_package(directory: Path) -> Path:
+    """The Lambda code package, as ``deploy/build.sh`` makes it, for this interpreter.
+
+    Raises:
+        RuntimeError: the build failed.
+    """
+    out = directory / "lambda"
+    done = subprocess.run(
+        ["sh", str(ROOT / "deploy" / "build.sh")],
+        env={
+            **os.environ,
+            "PYTHON": sys.executable,
+            "LAMBDA_OUT": str(out),
+            "LAMBDA_PYTHON": f"{sys.version_info.major}.{sys.version_info.minor}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"deploy/build.sh failed: {done.stderr.strip()[-800:]}")
+    return out
+
+
+def _aws_env(endpoint: str, package: Path) -> dict[str, str]:
+    """This process's environment without AWS, nodecert or Python settings, plus dummy
+    credentials and the package as the only import path."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("AWS_", "NODECERT_")) and k != "PYTHONPATH"
+        if not k.startswith(("AWS_", "NODECERT_", "PYTHON", "VIRTUAL_ENV"))
     }
     env.update(
+        PYTHONPATH=str(package),
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION=REGION,
@@ -147,7 +234,7 @@ def _active_ca(pca: Any) -> str:
     return arn
 
 
-def _function_env(endpoint: str, home: Path) -> dict[str, str]:
+def _function_env(endpoint: str, home: Path, package: Path) -> dict[str, str]:
     """The function's environment (deploy/template.yaml), with a CA and tables in moto."""
     from nodecert.store.dynamodb import create_tables
 
@@ -165,7 +252,7 @@ def _function_env(endpoint: str, home: Path) -> dict[str, str]:
             "createdAt": {"S": "2025-03-01T12:00:00.000000Z"},
         },
     )
-    env = _aws_env(endpoint)
+    env = _aws_env(endpoint, package)
     env.update(
         NODECERT_HOME=str(home),
         NODECERT_CA="acmpca",
@@ -205,33 +292,50 @@ def _run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, f
 
 
 def measure_cold_start(*, repetitions: int = 7, timeout: float = 60.0) -> ColdStart:
-    """Time ``repetitions`` handler processes and as many floor processes, interleaved.
+    """Build the package, then time ``repetitions`` handler and floor processes, interleaved.
 
     Raises:
-        RuntimeError: a process failed or the handler did not answer 201.
+        RuntimeError: the build or a process failed, or the handler did not answer 201.
     """
     event = json.loads(EVENT.read_text())
-    floors, handlers, imports, firsts = [], [], [], []
-    with moto_aws() as endpoint, tempfile.TemporaryDirectory(prefix="nodecert-cold-") as tmp:
-        env = _function_env(endpoint, Path(tmp))
+    floors, handlers, imports, firsts, restores = [], [], [], [], []
+    python = [sys.executable, "-S"]  # Only the package on the path (see the docstring).
+
+    def handler_event() -> str:
+        # A new idempotency key each time: every process really issues a certificate.
+        event["headers"]["Idempotency-Key"] = f"cold-{uuid.uuid4().hex[:12]}"
+        return json.dumps(event)
+
+    def answer(out: str) -> dict[str, Any]:
+        stamps: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        if stamps["status"] != 201:
+            raise RuntimeError(f"the handler answered {stamps['status']}, not 201")
+        return stamps
+
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nodecert-cold-")))
+        package = build_package(tmp)
+        endpoint = stack.enter_context(moto_aws())
+        (tmp / "home").mkdir()
+        env = _function_env(endpoint, tmp / "home", package)
         for i in range(repetitions + 1):
-            # A new idempotency key each time: every process really issues a certificate.
-            event["headers"]["Idempotency-Key"] = f"cold-{i}-{uuid.uuid4().hex[:8]}"
-            argv = [sys.executable, "-c", HANDLER_CODE, json.dumps(event)]
+            argv = [*python, "-c", HANDLER_CODE, handler_event()]
             epoch, took, out = _run(argv, env, timeout)
-            stamps = json.loads(out.strip().splitlines()[-1])
-            if stamps["status"] != 201:
-                raise RuntimeError(f"the handler answered {stamps['status']}, not 201")
-            _, floor, _ = _run([sys.executable, "-c", FLOOR_CODE], env, timeout)
+            stamps = answer(out)
+            _, floor, _ = _run([*python, "-c", FLOOR_CODE], env, timeout)
+            _, _, out = _run([*python, "-c", RESTORE_CODE, handler_event()], env, timeout)
+            restored = answer(out)
             if i == 0:
-                continue  # The first pair warms the page cache (a container image is warm too).
+                continue  # The first round warms the page cache (a container image is warm too).
             handlers.append(took * 1000)
             floors.append(floor * 1000)
             imports.append((stamps["imported"] - epoch) * 1000)
             firsts.append((stamps["handled"] - stamps["imported"]) * 1000)
-        event["headers"]["Idempotency-Key"] = f"importtime-{uuid.uuid4().hex[:8]}"
-        traced = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", HANDLER_CODE, json.dumps(event)],
+            restores.append(restored["ms"])
+        _, _, out = _run([*python, "-c", TRACED_CODE, handler_event()], env, timeout)
+        traced = answer(out)
+        importtime = subprocess.run(
+            [*python, "-X", "importtime", "-c", HANDLER_CODE, handler_event()],
             env=env,
             capture_output=True,
             text=True,
@@ -245,7 +349,11 @@ def measure_cold_start(*, repetitions: int = 7, timeout: float = 60.0) -> ColdSt
         import_ms=round(statistics.median(imports), 1),
         first_event_ms=round(statistics.median(firsts), 1),
         repetitions=repetitions,
-        imports=import_breakdown(traced.stderr),
+        imports=import_breakdown(importtime.stderr),
+        aws_ms=round(traced["aws"] * 1000, 1),
+        aws_calls=int(traced["calls"]),
+        wait_ms=round(traced["wait"] * 1000, 1),
+        restore_ms=round(statistics.median(restores), 1),
     )
 
 

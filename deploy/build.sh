@@ -15,6 +15,13 @@
 # key is the stack's KMS key, the issuing CA then its root (`cat ca.crt root.crt` of the
 # home `nodecert ca init` made; docs/aws.md, "The issuing key in KMS"). It is packaged as
 # nodecert-ca.pem, which the template's NODECERT_CA_BUNDLE names. Certificates only: no key.
+#
+# Bytecode: /var/task is read-only, so a module without a .pyc of the runtime's version is
+# compiled from source on every cold start (and the result thrown away). The package is
+# compiled here by an interpreter of version LAMBDA_PYTHON (PYTHON itself when it is one,
+# else python$LAMBDA_PYTHON from PATH), with unchecked hashes: a .pyc that ignores its
+# source's mtime, which a zip archive keeps only to two seconds. Without such an
+# interpreter the package ships no bytecode, and this script says what that costs.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${LAMBDA_OUT:-"$root/build/lambda"}
@@ -26,7 +33,7 @@ mkdir -p "$out"
 "$python" -m pip install --quiet --target "$out" \
     --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
     --implementation cp --python-version "$lambda_python" --only-binary=:all: \
-    --require-hashes --no-deps -r "$root/requirements/lambda.txt"
+    --require-hashes --no-deps --no-compile -r "$root/requirements/lambda.txt"
 cp -R "$root/src/nodecert" "$out/nodecert"
 if [ -n "${CA_CHAIN:-}" ]; then
     if grep -q "PRIVATE KEY" "$CA_CHAIN"; then
@@ -40,4 +47,19 @@ if [ -n "${CA_CHAIN:-}" ]; then
     cp "$CA_CHAIN" "$out/nodecert-ca.pem"
 fi
 find "$out/nodecert" -name __pycache__ -prune -exec rm -rf {} +
+version() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true; }
+compiler=
+for candidate in "$python" "python$lambda_python"; do
+    if [ "$(version "$candidate")" = "$lambda_python" ]; then
+        compiler=$candidate
+        break
+    fi
+done
+if [ -n "$compiler" ]; then
+    "$compiler" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$out" >/dev/null
+else
+    echo "note: no python$lambda_python here, so the package has no bytecode: every cold" \
+        "start compiles the modules it imports (hundreds of ms). Build where" \
+        "python$lambda_python is on PATH (or PYTHON=...) to ship it." >&2
+fi
 echo "built $out"

@@ -1,0 +1,103 @@
+"""The Lambda code package ships its bytecode: a cold start compiles nothing.
+
+``/var/task`` is read-only on Lambda, so a module without a ``.pyc`` of the runtime's
+version is compiled from source on every cold start and the result thrown away.
+``deploy/build.sh`` compiles the package with unchecked hashes (a zip keeps mtimes only
+to two seconds, which would make timestamp-checked ``.pyc`` files stale). The package is
+the one the rehearsal runs every function from (``tests/rehearsal/package.py``, built for
+this interpreter).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.rehearsal.package import lambda_package
+
+# PEP 552: the pyc header's flags word; bit 0 hash-based, bit 1 check the source.
+UNCHECKED_HASH = 0b01
+
+# The handler module, imported in a fresh `python -S` with an audit hook that records
+# every compile() of a file under the package: what importing from source does.
+IMPORT_AND_COUNT = """\
+import json, sys
+package = sys.argv[1]
+compiled = []
+def audit(event, args):
+    if event == "compile" and isinstance(args[1], str) and args[1].startswith(package):
+        compiled.append(args[1])
+sys.addaudithook(audit)
+import nodecert.aws.handler, nodecert.aws.authorizer, nodecert.aws.sweep
+import boto3, botocore.session, cryptography.x509, jwt
+print(json.dumps(compiled))
+"""
+
+
+def _flags(pyc: Path) -> int:
+    return int.from_bytes(pyc.read_bytes()[4:8], "little")
+
+
+def test_every_module_of_the_package_has_unchecked_hash_bytecode():
+    package = lambda_package()
+    sources = [
+        *sorted((package / "nodecert").rglob("*.py")),
+        package / "botocore" / "client.py",
+        package / "boto3" / "session.py",
+        package / "cryptography" / "x509" / "base.py",
+    ]
+    missing, checked = [], []
+    for source in sources:
+        pyc = Path(importlib.util.cache_from_source(str(source)))
+        if not pyc.is_file():
+            missing.append(str(source.relative_to(package)))
+        elif _flags(pyc) != UNCHECKED_HASH:
+            checked.append(str(source.relative_to(package)))
+    assert len(sources) > 50
+    assert not missing, f"no bytecode for {missing[:5]}"
+    assert not checked, f"bytecode checked against the source (mtime or hash): {checked[:5]}"
+
+
+def test_importing_the_handlers_from_the_package_compiles_nothing(tmp_path):
+    package = lambda_package()
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", IMPORT_AND_COUNT, str(package)],
+        env={"PYTHONPATH": str(package), "PYTHONDONTWRITEBYTECODE": "1"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_audit_hook_sees_a_module_compiled_from_source(tmp_path):
+    # The check above cannot pass by not looking: a module without bytecode is reported.
+    (tmp_path / "fresh_module.py").write_text("VALUE = 1\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            IMPORT_AND_COUNT.replace(
+                "import nodecert.aws.handler", "import fresh_module, nodecert.aws.handler"
+            ),
+            str(tmp_path),
+        ],
+        env={
+            "PYTHONPATH": f"{tmp_path}:{lambda_package()}",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        },
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [str(tmp_path / "fresh_module.py")]
