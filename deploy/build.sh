@@ -11,10 +11,13 @@
 # for; the rehearsal builds for its own interpreter and runs every function from this
 # directory (tests/rehearsal/package.py). LAMBDA_OUT (default build/lambda) is where it goes.
 #
-# CA_CHAIN (the template's IssuingCA KMS only): the PEM chain of the local CA whose issuing
-# key is the stack's KMS key, the issuing CA then its root (`cat ca.crt root.crt` of the
-# home `nodecert ca init` made; docs/aws.md, "The issuing key in KMS"). It is packaged as
-# nodecert-ca.pem, which the template's NODECERT_CA_BUNDLE names. Certificates only: no key.
+# CA_CHAIN: the PEM chain of the issuing CA, then its root (one certificate when the CA is
+# its own root). IssuingCA KMS needs it: the local CA whose issuing key is the stack's KMS
+# key (`cat ca.crt root.crt` of the home `nodecert ca init` made; docs/aws.md, "The issuing
+# key in KMS"). The PrivateCA shapes may have it: the truststore file `nodecert aws
+# truststore` wrote, so that the node authorizer (NodeCAChainPackaged=Yes) never asks PCA.
+# It is packaged as nodecert-ca.pem, which the template's NODECERT_CA_BUNDLE names.
+# Certificates only: no key.
 #
 # Bytecode: /var/task is read-only, so a module without a .pyc of the runtime's version is
 # compiled from source on every cold start (and the result thrown away). The package is
@@ -40,8 +43,10 @@ if [ -n "${CA_CHAIN:-}" ]; then
         echo "CA_CHAIN: $CA_CHAIN holds a private key; package certificates only" >&2
         exit 1
     fi
-    if [ "$(grep -c -- "-----BEGIN CERTIFICATE-----" "$CA_CHAIN")" != 2 ]; then
-        echo "CA_CHAIN: $CA_CHAIN must hold two certificates, the issuing CA then its root" >&2
+    count=$(grep -c -- "-----BEGIN CERTIFICATE-----" "$CA_CHAIN" || true)
+    if [ "$count" != 1 ] && [ "$count" != 2 ]; then
+        echo "CA_CHAIN: $CA_CHAIN must hold the issuing CA then its root (one certificate" \
+            "when the CA is its own root), not $count" >&2
         exit 1
     fi
     cp "$CA_CHAIN" "$out/nodecert-ca.pem"

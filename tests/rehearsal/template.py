@@ -177,19 +177,25 @@ ISSUING_CA_CONDITIONS = ("PrivateCA", "PrivateCATwoTier", "KMSIssuingKey")
 ISSUING_CAS = ("PrivateCA", "PrivateCATwoTier", "KMS")
 
 
-def issuing_ca_shape(template: dict[str, Any], issuing_ca: str) -> dict[str, Any]:
-    """``template`` as deployed with ``IssuingCA: issuing_ca``, everything else untouched.
+def issuing_ca_shape(
+    template: dict[str, Any], issuing_ca: str, *, chain_packaged: bool = False
+) -> dict[str, Any]:
+    """``template`` as deployed with ``IssuingCA: issuing_ca`` (and ``NodeCAChainPackaged:
+    Yes`` with ``chain_packaged``), everything else untouched.
 
-    Every ``Fn::If`` on a condition that IssuingCA decides is replaced by its branch
+    Every ``Fn::If`` on a condition that these decide is replaced by its branch
     (``AWS::NoValue`` dropped), and resources under such a condition that is false are
     left out; other intrinsics and conditions stay as written.
     """
     known = {"PrivateCA", "PrivateCATwoTier", "KMS"}
     assert issuing_ca in known, issuing_ca
+    packaged = issuing_ca == "KMS" or chain_packaged
     truth = {
         "PrivateCA": issuing_ca != "KMS",
         "PrivateCATwoTier": issuing_ca == "PrivateCATwoTier",
         "KMSIssuingKey": issuing_ca == "KMS",
+        "AuthorizerChainPackaged": packaged,
+        "AuthorizerFetchesChain": issuing_ca != "KMS" and not packaged,
     }
     no_value = {"Ref": "AWS::NoValue"}
     dropped = object()
