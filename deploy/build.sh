@@ -38,6 +38,19 @@ mkdir -p "$out"
     --implementation cp --python-version "$lambda_python" --only-binary=:all: \
     --require-hashes --no-deps --no-compile -r "$root/requirements/lambda.txt"
 cp -R "$root/src/nodecert" "$out/nodecert"
+# botocore's service models: only those nodecert makes clients for (the services of
+# nodecert.awsclients.make_client) and those botocore's own credential and token providers
+# may call (sts, sso, sso-oidc, signin). The other 400-odd, about half the package, would
+# be uploaded, unpacked into every new execution environment and listed by each client
+# made, for nothing (tests/integration/test_lambda_package.py keeps the list honest).
+botocore_services=" acm-pca dynamodb kms sts sso sso-oidc signin "
+for model in "$out"/botocore/data/*/; do
+    [ -d "$model" ] || continue
+    case "$botocore_services" in
+        *" $(basename "$model") "*) ;;
+        *) rm -rf "$model" ;;
+    esac
+done
 if [ -n "${CA_CHAIN:-}" ]; then
     if grep -q "PRIVATE KEY" "$CA_CHAIN"; then
         echo "CA_CHAIN: $CA_CHAIN holds a private key; package certificates only" >&2

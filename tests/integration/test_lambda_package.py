@@ -1,4 +1,4 @@
-"""The Lambda code package ships its bytecode: a cold start compiles nothing.
+"""The Lambda code package: a cold start compiles nothing and lists only the models it uses.
 
 ``/var/task`` is read-only on Lambda, so a module without a ``.pyc`` of the runtime's
 version is compiled from source on every cold start and the result thrown away.
@@ -6,6 +6,10 @@ version is compiled from source on every cold start and the result thrown away.
 to two seconds, which would make timestamp-checked ``.pyc`` files stale). The package is
 the one the rehearsal runs every function from (``tests/rehearsal/package.py``, built for
 this interpreter).
+
+botocore's service models are cut to the services nodecert makes clients for and those
+botocore's credential providers call; every client ``make_client`` can make is made here
+from the package.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import importlib.util
 import json
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
+from nodecert.awsclients import make_client
 from tests.rehearsal.package import lambda_package
 
 # PEP 552: the pyc header's flags word; bit 0 hash-based, bit 1 check the source.
@@ -101,3 +107,41 @@ def test_the_audit_hook_sees_a_module_compiled_from_source(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [str(tmp_path / "fresh_module.py")]
+
+
+# Every client make_client can make, from the package, in a fresh `python -S`.
+MAKE_EVERY_CLIENT = """\
+import json, sys
+from nodecert.awsclients import make_client
+kwargs = {"region": "eu-west-1", "endpoint_url": "http://127.0.0.1:9"}
+made = [make_client(s, **kwargs).meta.service_model.service_name for s in sys.argv[1:]]
+import botocore.session
+session = botocore.session.get_session()
+for name in ("sts", "sso", "sso-oidc", "signin"):  # botocore's credential providers
+    session.create_client(name, region_name="eu-west-1")
+print(json.dumps(sorted(session.get_available_services())))
+"""
+
+
+def test_the_package_keeps_the_model_of_every_client_nodecert_makes(tmp_path):
+    package = lambda_package()
+    annotation = typing.get_type_hints(make_client)["service"]
+    services = sorted(typing.get_args(annotation))
+    assert services == ["acm-pca", "dynamodb", "kms"]
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", MAKE_EVERY_CLIENT, *services],
+        env={
+            "PYTHONPATH": str(package),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        },
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    kept = json.loads(done.stdout.strip().splitlines()[-1])
+    assert kept == sorted([*services, "signin", "sso", "sso-oidc", "sts"])
