@@ -131,15 +131,20 @@ class ColdStart:
         return round(self.handler_ms / self.floor_ms, 3)
 
 
-def build_package(directory: Path) -> Path:
+def build_package(directory: Path, *, tree: Path = ROOT) -> Path:
     """The Lambda code package, as ``deploy/build.sh`` makes it, for this interpreter.
+
+    Args:
+        directory: Where to build it (in ``lambda/``).
+        tree: The checkout whose ``deploy/build.sh`` and ``src/nodecert`` are built (another
+            commit's, to compare two builds).
 
     Raises:
         RuntimeError: the build failed.
     """
     out = directory / "lambda"
     done = subprocess.run(
-        ["sh", str(ROOT / "deploy" / "build.sh")],
+        ["sh", str(tree / "deploy" / "build.sh")],
         env={
             **os.environ,
             "PYTHON": sys.executable,
@@ -291,8 +296,11 @@ def _run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, f
     return epoch, took, proc.stdout
 
 
-def measure_cold_start(*, repetitions: int = 7, timeout: float = 60.0) -> ColdStart:
-    """Build the package, then time ``repetitions`` handler and floor processes, interleaved.
+def measure_cold_start(
+    *, repetitions: int = 7, timeout: float = 60.0, tree: Path = ROOT
+) -> ColdStart:
+    """Build the package (from ``tree``), then time ``repetitions`` handler and floor
+    processes, interleaved.
 
     Raises:
         RuntimeError: the build or a process failed, or the handler did not answer 201.
@@ -314,7 +322,7 @@ def measure_cold_start(*, repetitions: int = 7, timeout: float = 60.0) -> ColdSt
 
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nodecert-cold-")))
-        package = build_package(tmp)
+        package = build_package(tmp, tree=tree)
         endpoint = stack.enter_context(moto_aws())
         (tmp / "home").mkdir()
         env = _function_env(endpoint, tmp / "home", package)
