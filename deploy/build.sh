@@ -51,6 +51,20 @@ for model in "$out"/botocore/data/*/; do
         *) rm -rf "$model" ;;
     esac
 done
+# endpoints.json (1.2 MB, parsed by every cold start's first client) keeps the same
+# services' entries in every partition, and the partitions themselves, unchanged.
+if [ -f "$out/botocore/data/endpoints.json" ]; then
+    "$python" - "$out/botocore/data/endpoints.json" $botocore_services <<'TRIM'
+import json, sys
+path, keep = sys.argv[1], set(sys.argv[2:])
+with open(path) as file:
+    endpoints = json.load(file)
+for partition in endpoints["partitions"]:
+    partition["services"] = {k: v for k, v in partition["services"].items() if k in keep}
+with open(path, "w") as file:
+    json.dump(endpoints, file, separators=(",", ":"))
+TRIM
+fi
 if [ -n "${CA_CHAIN:-}" ]; then
     if grep -q "PRIVATE KEY" "$CA_CHAIN"; then
         echo "CA_CHAIN: $CA_CHAIN holds a private key; package certificates only" >&2

@@ -145,3 +145,42 @@ def test_the_package_keeps_the_model_of_every_client_nodecert_makes(tmp_path):
     assert done.returncode == 0, done.stderr
     kept = json.loads(done.stdout.strip().splitlines()[-1])
     assert kept == sorted([*services, "signin", "sso", "sso-oidc", "sts"])
+
+
+# Where each kept service's client sends its calls, per partition's Region, no endpoint_url.
+RESOLVE = """\
+import json, sys
+import botocore.session
+session = botocore.session.get_session()
+urls = {}
+for service in sys.argv[1:]:
+    for region in ("eu-west-1", "us-gov-west-1", "cn-north-1", "us-iso-east-1"):
+        client = session.create_client(service, region_name=region)
+        urls[f"{service} {region}"] = client.meta.endpoint_url
+print(json.dumps(urls))
+"""
+
+
+def _resolve(pythonpath: str | None, tmp_path: Path, services: list[str]) -> dict[str, str]:
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    argv = [sys.executable, "-c", RESOLVE, *services]
+    if pythonpath is not None:  # The package alone, as Lambda runs it.
+        env["PYTHONPATH"] = pythonpath
+        argv.insert(1, "-S")
+    done = subprocess.run(
+        argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    resolved: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return resolved
+
+
+def test_the_cut_endpoints_file_resolves_every_kept_service_as_botocore_does(tmp_path):
+    package = lambda_package()
+    endpoints = json.loads((package / "botocore" / "data" / "endpoints.json").read_text())
+    kept = sorted({"acm-pca", "dynamodb", "kms", "signin", "sso", "sso-oidc", "sts"})
+    for partition in endpoints["partitions"]:
+        assert set(partition["services"]) <= set(kept), partition["partition"]
+    assert {"aws", "aws-us-gov", "aws-cn"} <= {p["partition"] for p in endpoints["partitions"]}
+    # The same botocore, with its whole endpoints.json (this virtualenv's), agrees.
+    assert _resolve(str(package), tmp_path, kept) == _resolve(None, tmp_path, kept)
