@@ -35,9 +35,10 @@ can split the handler's time into start + imports and the first event itself.
 
 Two more processes of each run are not timed from outside:
 
-- **traced**: the handler process once more, with botocore's HTTP send and ``time.sleep``
-  wrapped, to say how much of it was spent waiting on moto and in the poll wait before
-  ``GetCertificate`` (moto signs synchronously, in Python; PCA's own time is not modelled);
+- **traced**: the handler process again in each round, with botocore's HTTP send and
+  ``time.sleep`` wrapped, to say how much of it was spent waiting on moto and in the poll
+  wait before ``GetCertificate`` (medians; moto signs synchronously, in Python; PCA's own
+  time is not modelled);
 - **restore**: the SnapStart path. The init phase runs, then the runtime hooks of
   :mod:`nodecert.aws.lifecycle` around a snapshot (``before_snapshot``, then
   ``after_restore``, as Lambda calls them), then the first event: the time from the
@@ -322,6 +323,9 @@ def measure_cold_start(
     """
     event = json.loads(EVENT.read_text())
     floors, handlers, imports, firsts, restores = [], [], [], [], []
+    aws: list[float] = []
+    waits: list[float] = []
+    calls = 0
     python = [sys.executable, "-S"]  # Only the package on the path (see the docstring).
 
     def handler_event() -> str:
@@ -348,6 +352,8 @@ def measure_cold_start(
             _, floor, _ = _run([*python, "-c", FLOOR_CODE], env, timeout)
             _, _, out = _run([*python, "-c", RESTORE_CODE, handler_event()], env, timeout)
             restored = answer(out)
+            _, _, out = _run([*python, "-c", TRACED_CODE, handler_event()], env, timeout)
+            traced = answer(out)
             if i == 0:
                 continue  # The first round warms the page cache (a container image is warm too).
             handlers.append(took * 1000)
@@ -355,8 +361,9 @@ def measure_cold_start(
             imports.append((stamps["imported"] - epoch) * 1000)
             firsts.append((stamps["handled"] - stamps["imported"]) * 1000)
             restores.append(restored["ms"])
-        _, _, out = _run([*python, "-c", TRACED_CODE, handler_event()], env, timeout)
-        traced = answer(out)
+            aws.append(traced["aws"] * 1000)
+            waits.append(traced["wait"] * 1000)
+            calls = int(traced["calls"])
         importtime = subprocess.run(
             [*python, "-X", "importtime", "-c", HANDLER_CODE, handler_event()],
             env=env,
@@ -373,9 +380,9 @@ def measure_cold_start(
         first_event_ms=round(statistics.median(firsts), 1),
         repetitions=repetitions,
         imports=import_breakdown(importtime.stderr),
-        aws_ms=round(traced["aws"] * 1000, 1),
-        aws_calls=int(traced["calls"]),
-        wait_ms=round(traced["wait"] * 1000, 1),
+        aws_ms=round(statistics.median(aws), 1),
+        aws_calls=calls,
+        wait_ms=round(statistics.median(waits), 1),
         restore_ms=round(statistics.median(restores), 1),
     )
 
@@ -409,3 +416,29 @@ def import_breakdown(stderr: str, top: int = 8) -> tuple[str, ...]:
             found[name] = (micros, parent or "top level")
     ranked = sorted(found.items(), key=lambda item: item[1][0], reverse=True)[:top]
     return tuple(f"{name} {micros / 1000:.0f} ms ({by})" for name, (micros, by) in ranked)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python benchmarks/coldstart.py``: the cold start alone, printed (nothing written)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repetitions", type=int, default=7, help="processes of each kind")
+    parser.add_argument(
+        "--tree", type=Path, default=ROOT, help="the checkout to build (another commit's)"
+    )
+    args = parser.parse_args(argv)
+    cold = measure_cold_start(repetitions=args.repetitions, tree=args.tree)
+    print(
+        f"cold start (SnapStart off): {cold.ratio:.2f}x the floor: handler"
+        f" {cold.handler_ms:.0f} ms (spawn + imports + init {cold.import_ms:.0f} ms, first"
+        f" event {cold.first_event_ms:.0f} ms), floor {cold.floor_ms:.0f} ms\n"
+        f"traced runs (medians): {cold.aws_ms:.0f} ms in {cold.aws_calls} AWS calls (moto),"
+        f" {cold.wait_ms:.0f} ms in the poll wait; less both: {cold.own_ratio:.2f}x\n"
+        f"SnapStart restore path: {cold.restore_ms:.0f} ms (after_restore + first event)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -91,8 +91,8 @@ def lambda_cold_start(context: BenchContext) -> None:
             f" {cold.import_ms:.0f} ms, first event {cold.first_event_ms:.0f} ms), floor"
             f" {cold.floor_ms:.0f} ms; both end with os._exit when done (a Lambda function"
             " never runs the interpreter's finalization on a request's path); REST v1 POST"
-            " /generate-cert (EC P-256) against moto server on loopback. In a traced"
-            f" run, {cold.aws_ms:.0f} ms of it was spent in {cold.aws_calls} AWS calls"
+            " /generate-cert (EC P-256) against moto server on loopback. In traced runs"
+            f" (medians), {cold.aws_ms:.0f} ms of it was spent in {cold.aws_calls} AWS calls"
             f" answered by moto and {cold.wait_ms:.0f} ms in the wait before the first"
             " GetCertificate"
         ),
@@ -104,8 +104,8 @@ def lambda_cold_start(context: BenchContext) -> None:
         note=(
             f"({cold.handler_ms:.0f} - {cold.aws_ms:.0f} - {cold.wait_ms:.0f}) /"
             f" {cold.floor_ms:.0f} ms: the function's own share, for reading the row above;"
-            " the two subtracted figures come from one traced run, not the medians, and a"
-            " real cold start pays a real CA's and DynamoDB's time instead"
+            " the subtracted figures are medians of traced runs of their own, and a real"
+            " cold start pays a real CA's and DynamoDB's time instead"
         ),
     )
     context.report.add_row(
