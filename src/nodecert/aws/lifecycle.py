@@ -10,7 +10,7 @@ issuance needs, is fetched (:func:`prepare`).
 The wiring makes tens of thousands of objects that live as long as the environment
 (botocore's service models, endpoint rules and partitions), and their number alone keeps
 triggering Python's cyclic garbage collector, which traverses them again and again and
-finds nothing to free: 50-80 ms of a cold start, measured. So the collector is paused while
+finds nothing to free: 30-70 ms of a cold start, measured. So the collector is paused while
 the init phase wires, and what exists at its end is frozen (``gc.freeze``: moved to a
 permanent generation that later collections skip, so no invocation pays a full collection
 over the models either); then it runs again as before. Cyclic garbage left by the wiring
