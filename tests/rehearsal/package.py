@@ -6,7 +6,8 @@ wheels (``requirements/lambda.txt``, hashes checked, boto3 bundled) and a copy o
 so nothing of the test virtualenv). The one difference from the deployed package is the
 wheels' Python version: this machine's instead of the runtime's 3.12 (cffi's extension is
 built per version), so it is built into a directory of its own, never over
-``build/lambda``.
+``build/lambda``. A rehearsal with ``NodeCAChainPackaged=Yes`` builds one more, with the
+truststore as ``CA_CHAIN`` (:func:`build`), for the functions of its second deploy.
 """
 
 from __future__ import annotations
