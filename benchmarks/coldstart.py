@@ -1,5 +1,12 @@
 """AWS Lambda cold start: a fresh process handling its first event, against a moto server.
 
+Both processes run the Lambda code package exactly as ``deploy/build.sh`` makes it (the
+lock's wheels, boto3 included, a copy of ``src/nodecert``, bytecode compiled by the build),
+built for this interpreter into a temporary directory, on ``python -S`` with
+``PYTHONPATH`` naming the package and nothing else: no virtualenv, no ``site``, no
+``__pycache__`` written (``/var/task`` is read-only on Lambda), so that neither the dev
+checkout's bytecode cache nor the test virtualenv's ``.pth`` files count for or against it.
+
 What is timed, from the parent, as whole processes (spawn → exit, ``time.perf_counter``):
 
 - **handler**: ``python -c "<import lambda_handler; handle one recorded event>"``, the REST
@@ -9,15 +16,34 @@ What is timed, from the parent, as whole processes (spawn → exit, ``time.perf_
   on 127.0.0.1 through ``AWS_ENDPOINT_URL``, and ``AWS_LAMBDA_FUNCTION_NAME`` set as the
   Lambda runtime sets it (so the handler module wires the service on import, in what is
   Lambda's init phase). Nothing is subtracted: the process includes interpreter start,
-  imports, wiring (three botocore clients' worth of models, the CA description) and the
-  whole issuance (moto's answers included: ~7 loopback AWS calls, two of them the
-  Idempotency-Key's claim);
+  imports, wiring (two botocore clients' service models and endpoint rules, the CA
+  description) and the whole issuance (moto's answers included: seven loopback AWS calls,
+  two of them the Idempotency-Key's claim, and the wait before the first
+  ``GetCertificate``). This is a cold start with SnapStart off;
 - **floor**: ``python -c "import boto3, cryptography.x509"``, the least any such function
-  pays.
+  pays, from the same package.
+
+Both end with ``os._exit`` once their work is done (the handler's reply printed, the floor's
+imports made), so neither pays the interpreter's finalization: a Lambda function never
+exits on a request's path (the runtime keeps the process between invocations, and Lambda
+ends it at shutdown without running it), while finalizing was 100-250 ms of the handler
+process here (freeing botocore's models), more than the floor's.
 
 The two are interleaved, ``repetitions`` times each, and the medians compared. The child also
 prints wall-clock stamps (after its imports, after the handler returned), so the report
 can split the handler's time into start + imports and the first event itself.
+
+Two more processes of each run are not timed from outside:
+
+- **traced**: the handler process again in each round, with botocore's HTTP send and
+  ``time.sleep`` wrapped, to say how much of it was spent waiting on moto and in the poll
+  wait before ``GetCertificate`` (medians; moto signs synchronously, in Python; PCA's own
+  time is not modelled);
+- **restore**: the SnapStart path. The init phase runs, then the runtime hooks of
+  :mod:`nodecert.aws.lifecycle` around a snapshot (``before_snapshot``, then
+  ``after_restore``, as Lambda calls them), then the first event: the time from the
+  restore hook's start to the handler's return is what a restored environment pays on top
+  of Lambda's own restore (which only AWS can measure), medians over ``repetitions``.
 """
 
 from __future__ import annotations
@@ -37,19 +63,59 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ColdStart", "import_breakdown", "measure_cold_start", "moto_aws"]
+__all__ = ["ColdStart", "build_package", "import_breakdown", "measure_cold_start", "moto_aws"]
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENT = ROOT / "tests" / "events" / "rest_generate_cert.json"
 REGION = "eu-west-1"
-FLOOR_CODE = "import boto3, cryptography.x509"
+FLOOR = "import boto3, cryptography.x509"
+# Both timed processes end with os._exit once their work is done (see the module docstring).
+FLOOR_CODE = f"{FLOOR}\nimport os\nos._exit(0)"
 HANDLER_CODE = """\
-import json, sys, time
+import json, os, sys, time
 from nodecert.aws.handler import lambda_handler
 imported = time.time()
 event = json.loads(sys.argv[1])
 response = lambda_handler(event, None)
 print(json.dumps({"imported": imported, "handled": time.time(),
+                  "status": response["statusCode"]}), flush=True)
+os._exit(0)
+"""
+# The handler process again, with the time spent in AWS calls (botocore's HTTP send: moto's
+# answers on loopback) and in waits (the poll before GetCertificate) summed. Wrapped before
+# nodecert is imported, so that the backend's default ``sleep`` is the wrapper.
+TRACED_CODE = """\
+import json, sys, time
+import botocore.httpsession
+spent = {"aws": 0.0, "calls": 0, "wait": 0.0}
+send, sleep = botocore.httpsession.URLLib3Session.send, time.sleep
+def timed_send(self, request):
+    began = time.perf_counter()
+    try:
+        return send(self, request)
+    finally:
+        spent["aws"] += time.perf_counter() - began
+        spent["calls"] += 1
+def timed_sleep(seconds):
+    spent["wait"] += seconds
+    sleep(seconds)
+botocore.httpsession.URLLib3Session.send = timed_send
+time.sleep = timed_sleep
+from nodecert.aws.handler import lambda_handler
+response = lambda_handler(json.loads(sys.argv[1]), None)
+print(json.dumps({**spent, "status": response["statusCode"]}))
+"""
+# SnapStart: init phase (on import), the hooks Lambda runs around a snapshot, first event.
+RESTORE_CODE = """\
+import json, sys, time
+from nodecert.aws.handler import application, lambda_handler
+from nodecert.aws.lifecycle import after_restore, before_snapshot
+service = application().service
+before_snapshot(service)
+restored = time.perf_counter()
+after_restore(service)
+response = lambda_handler(json.loads(sys.argv[1]), None)
+print(json.dumps({"ms": (time.perf_counter() - restored) * 1000,
                   "status": response["statusCode"]}))
 """
 
@@ -64,21 +130,63 @@ class ColdStart:
     first_event_ms: float
     repetitions: int
     imports: tuple[str, ...] = ()
+    aws_ms: float = 0.0
+    aws_calls: int = 0
+    wait_ms: float = 0.0
+    restore_ms: float = 0.0
 
     @property
     def ratio(self) -> float:
         """Handler process over floor process."""
         return round(self.handler_ms / self.floor_ms, 3)
 
+    @property
+    def own_ratio(self) -> float:
+        """The handler process less what the traced run spent on moto's answers and in the
+        poll wait (the CA's and the store's time, not the function's), over the floor."""
+        return round((self.handler_ms - self.aws_ms - self.wait_ms) / self.floor_ms, 3)
 
-def _aws_env(endpoint: str) -> dict[str, str]:
-    """This process's environment without AWS or nodecert settings, plus dummy credentials."""
+
+def build_package(directory: Path, *, tree: Path = ROOT) -> Path:
+    """The Lambda code package, as ``deploy/build.sh`` makes it, for this interpreter.
+
+    Args:
+        directory: Where to build it (in ``lambda/``).
+        tree: The checkout whose ``deploy/build.sh`` and ``src/nodecert`` are built (another
+            commit's, to compare two builds).
+
+    Raises:
+        RuntimeError: the build failed.
+    """
+    out = directory / "lambda"
+    done = subprocess.run(
+        ["sh", str(tree / "deploy" / "build.sh")],
+        env={
+            **os.environ,
+            "PYTHON": sys.executable,
+            "LAMBDA_OUT": str(out),
+            "LAMBDA_PYTHON": f"{sys.version_info.major}.{sys.version_info.minor}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"deploy/build.sh failed: {done.stderr.strip()[-800:]}")
+    return out
+
+
+def _aws_env(endpoint: str, package: Path) -> dict[str, str]:
+    """This process's environment without AWS, nodecert or Python settings, plus dummy
+    credentials and the package as the only import path."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("AWS_", "NODECERT_")) and k != "PYTHONPATH"
+        if not k.startswith(("AWS_", "NODECERT_", "PYTHON", "VIRTUAL_ENV"))
     }
     env.update(
+        PYTHONPATH=str(package),
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION=REGION,
@@ -147,7 +255,7 @@ def _active_ca(pca: Any) -> str:
     return arn
 
 
-def _function_env(endpoint: str, home: Path) -> dict[str, str]:
+def _function_env(endpoint: str, home: Path, package: Path) -> dict[str, str]:
     """The function's environment (deploy/template.yaml), with a CA and tables in moto."""
     from nodecert.store.dynamodb.store import create_tables
 
@@ -165,7 +273,7 @@ def _function_env(endpoint: str, home: Path) -> dict[str, str]:
             "createdAt": {"S": "2025-03-01T12:00:00.000000Z"},
         },
     )
-    env = _aws_env(endpoint)
+    env = _aws_env(endpoint, package)
     env.update(
         NODECERT_HOME=str(home),
         NODECERT_CA="acmpca",
@@ -204,34 +312,60 @@ def _run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, f
     return epoch, took, proc.stdout
 
 
-def measure_cold_start(*, repetitions: int = 7, timeout: float = 60.0) -> ColdStart:
-    """Time ``repetitions`` handler processes and as many floor processes, interleaved.
+def measure_cold_start(
+    *, repetitions: int = 7, timeout: float = 60.0, tree: Path = ROOT
+) -> ColdStart:
+    """Build the package (from ``tree``), then time ``repetitions`` handler and floor
+    processes, interleaved.
 
     Raises:
-        RuntimeError: a process failed or the handler did not answer 201.
+        RuntimeError: the build or a process failed, or the handler did not answer 201.
     """
     event = json.loads(EVENT.read_text())
-    floors, handlers, imports, firsts = [], [], [], []
-    with moto_aws() as endpoint, tempfile.TemporaryDirectory(prefix="nodecert-cold-") as tmp:
-        env = _function_env(endpoint, Path(tmp))
+    floors, handlers, imports, firsts, restores = [], [], [], [], []
+    aws: list[float] = []
+    waits: list[float] = []
+    calls = 0
+    python = [sys.executable, "-S"]  # Only the package on the path (see the docstring).
+
+    def handler_event() -> str:
+        # A new idempotency key each time: every process really issues a certificate.
+        event["headers"]["Idempotency-Key"] = f"cold-{uuid.uuid4().hex[:12]}"
+        return json.dumps(event)
+
+    def answer(out: str) -> dict[str, Any]:
+        stamps: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        if stamps["status"] != 201:
+            raise RuntimeError(f"the handler answered {stamps['status']}, not 201")
+        return stamps
+
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nodecert-cold-")))
+        package = build_package(tmp, tree=tree)
+        endpoint = stack.enter_context(moto_aws())
+        (tmp / "home").mkdir()
+        env = _function_env(endpoint, tmp / "home", package)
         for i in range(repetitions + 1):
-            # A new idempotency key each time: every process really issues a certificate.
-            event["headers"]["Idempotency-Key"] = f"cold-{i}-{uuid.uuid4().hex[:8]}"
-            argv = [sys.executable, "-c", HANDLER_CODE, json.dumps(event)]
+            argv = [*python, "-c", HANDLER_CODE, handler_event()]
             epoch, took, out = _run(argv, env, timeout)
-            stamps = json.loads(out.strip().splitlines()[-1])
-            if stamps["status"] != 201:
-                raise RuntimeError(f"the handler answered {stamps['status']}, not 201")
-            _, floor, _ = _run([sys.executable, "-c", FLOOR_CODE], env, timeout)
+            stamps = answer(out)
+            _, floor, _ = _run([*python, "-c", FLOOR_CODE], env, timeout)
+            _, _, out = _run([*python, "-c", RESTORE_CODE, handler_event()], env, timeout)
+            restored = answer(out)
+            _, _, out = _run([*python, "-c", TRACED_CODE, handler_event()], env, timeout)
+            traced = answer(out)
             if i == 0:
-                continue  # The first pair warms the page cache (a container image is warm too).
+                continue  # The first round warms the page cache (a container image is warm too).
             handlers.append(took * 1000)
             floors.append(floor * 1000)
             imports.append((stamps["imported"] - epoch) * 1000)
             firsts.append((stamps["handled"] - stamps["imported"]) * 1000)
-        event["headers"]["Idempotency-Key"] = f"importtime-{uuid.uuid4().hex[:8]}"
-        traced = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", HANDLER_CODE, json.dumps(event)],
+            restores.append(restored["ms"])
+            aws.append(traced["aws"] * 1000)
+            waits.append(traced["wait"] * 1000)
+            calls = int(traced["calls"])
+        importtime = subprocess.run(
+            [*python, "-X", "importtime", "-c", HANDLER_CODE, handler_event()],
             env=env,
             capture_output=True,
             text=True,
@@ -245,7 +379,11 @@ def measure_cold_start(*, repetitions: int = 7, timeout: float = 60.0) -> ColdSt
         import_ms=round(statistics.median(imports), 1),
         first_event_ms=round(statistics.median(firsts), 1),
         repetitions=repetitions,
-        imports=import_breakdown(traced.stderr),
+        imports=import_breakdown(importtime.stderr),
+        aws_ms=round(statistics.median(aws), 1),
+        aws_calls=calls,
+        wait_ms=round(statistics.median(waits), 1),
+        restore_ms=round(statistics.median(restores), 1),
     )
 
 
@@ -278,3 +416,29 @@ def import_breakdown(stderr: str, top: int = 8) -> tuple[str, ...]:
             found[name] = (micros, parent or "top level")
     ranked = sorted(found.items(), key=lambda item: item[1][0], reverse=True)[:top]
     return tuple(f"{name} {micros / 1000:.0f} ms ({by})" for name, (micros, by) in ranked)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python benchmarks/coldstart.py``: the cold start alone, printed (nothing written)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repetitions", type=int, default=7, help="processes of each kind")
+    parser.add_argument(
+        "--tree", type=Path, default=ROOT, help="the checkout to build (another commit's)"
+    )
+    args = parser.parse_args(argv)
+    cold = measure_cold_start(repetitions=args.repetitions, tree=args.tree)
+    print(
+        f"cold start (SnapStart off): {cold.ratio:.2f}x the floor: handler"
+        f" {cold.handler_ms:.0f} ms (spawn + imports + init {cold.import_ms:.0f} ms, first"
+        f" event {cold.first_event_ms:.0f} ms), floor {cold.floor_ms:.0f} ms\n"
+        f"traced runs (medians): {cold.aws_ms:.0f} ms in {cold.aws_calls} AWS calls (moto),"
+        f" {cold.wait_ms:.0f} ms in the poll wait; less both: {cold.own_ratio:.2f}x\n"
+        f"SnapStart restore path: {cold.restore_ms:.0f} ms (after_restore + first event)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,10 +11,20 @@
 # for; the rehearsal builds for its own interpreter and runs every function from this
 # directory (tests/rehearsal/package.py). LAMBDA_OUT (default build/lambda) is where it goes.
 #
-# CA_CHAIN (the template's IssuingCA KMS only): the PEM chain of the local CA whose issuing
-# key is the stack's KMS key, the issuing CA then its root (`cat ca.crt root.crt` of the
-# home `nodecert ca init` made; docs/aws.md, "The issuing key in KMS"). It is packaged as
-# nodecert-ca.pem, which the template's NODECERT_CA_BUNDLE names. Certificates only: no key.
+# CA_CHAIN: the PEM chain of the issuing CA, then its root (one certificate when the CA is
+# its own root). IssuingCA KMS needs it: the local CA whose issuing key is the stack's KMS
+# key (`cat ca.crt root.crt` of the home `nodecert ca init` made; docs/aws.md, "The issuing
+# key in KMS"). The PrivateCA shapes may have it: the truststore file `nodecert aws
+# truststore` wrote, so that the node authorizer (NodeCAChainPackaged=Yes) never asks PCA.
+# It is packaged as nodecert-ca.pem, which the template's NODECERT_CA_BUNDLE names.
+# Certificates only: no key.
+#
+# Bytecode: /var/task is read-only, so a module without a .pyc of the runtime's version is
+# compiled from source on every cold start (and the result thrown away). The package is
+# compiled here by an interpreter of version LAMBDA_PYTHON (PYTHON itself when it is one,
+# else python$LAMBDA_PYTHON from PATH), with unchecked hashes: a .pyc that ignores its
+# source's mtime, which a zip archive keeps only to two seconds. Without such an
+# interpreter the package ships no bytecode, and this script says what that costs.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${LAMBDA_OUT:-"$root/build/lambda"}
@@ -26,18 +36,62 @@ mkdir -p "$out"
 "$python" -m pip install --quiet --target "$out" \
     --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
     --implementation cp --python-version "$lambda_python" --only-binary=:all: \
-    --require-hashes --no-deps -r "$root/requirements/lambda.txt"
+    --require-hashes --no-deps --no-compile -r "$root/requirements/lambda.txt"
 cp -R "$root/src/nodecert" "$out/nodecert"
+# botocore's service models: only those nodecert makes clients for (the services of
+# nodecert.support.awsclients.make_client) and those botocore's own credential and token providers
+# may call (sts, sso, sso-oidc, signin). The other 400-odd, about half the package, would
+# be uploaded, unpacked into every new execution environment and listed by each client
+# made, for nothing (tests/integration/test_lambda_package.py keeps the list honest).
+botocore_services=" acm-pca dynamodb kms sts sso sso-oidc signin "
+for model in "$out"/botocore/data/*/; do
+    [ -d "$model" ] || continue
+    case "$botocore_services" in
+        *" $(basename "$model") "*) ;;
+        *) rm -rf "$model" ;;
+    esac
+done
+# endpoints.json (1.2 MB, parsed by every cold start's first client) keeps the same
+# services' entries in every partition, and the partitions themselves, unchanged.
+if [ -f "$out/botocore/data/endpoints.json" ]; then
+    "$python" - "$out/botocore/data/endpoints.json" $botocore_services <<'TRIM'
+import json, sys
+path, keep = sys.argv[1], set(sys.argv[2:])
+with open(path) as file:
+    endpoints = json.load(file)
+for partition in endpoints["partitions"]:
+    partition["services"] = {k: v for k, v in partition["services"].items() if k in keep}
+with open(path, "w") as file:
+    json.dump(endpoints, file, separators=(",", ":"))
+TRIM
+fi
 if [ -n "${CA_CHAIN:-}" ]; then
     if grep -q "PRIVATE KEY" "$CA_CHAIN"; then
         echo "CA_CHAIN: $CA_CHAIN holds a private key; package certificates only" >&2
         exit 1
     fi
-    if [ "$(grep -c -- "-----BEGIN CERTIFICATE-----" "$CA_CHAIN")" != 2 ]; then
-        echo "CA_CHAIN: $CA_CHAIN must hold two certificates, the issuing CA then its root" >&2
+    count=$(grep -c -- "-----BEGIN CERTIFICATE-----" "$CA_CHAIN" || true)
+    if [ "$count" != 1 ] && [ "$count" != 2 ]; then
+        echo "CA_CHAIN: $CA_CHAIN must hold the issuing CA then its root (one certificate" \
+            "when the CA is its own root), not $count" >&2
         exit 1
     fi
     cp "$CA_CHAIN" "$out/nodecert-ca.pem"
 fi
 find "$out/nodecert" -name __pycache__ -prune -exec rm -rf {} +
+version() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true; }
+compiler=
+for candidate in "$python" "python$lambda_python"; do
+    if [ "$(version "$candidate")" = "$lambda_python" ]; then
+        compiler=$candidate
+        break
+    fi
+done
+if [ -n "$compiler" ]; then
+    "$compiler" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$out" >/dev/null
+else
+    echo "note: no python$lambda_python here, so the package has no bytecode: every cold" \
+        "start compiles the modules it imports (hundreds of ms). Build where" \
+        "python$lambda_python is on PATH (or PYTHON=...) to ship it." >&2
+fi
 echo "built $out"

@@ -110,6 +110,12 @@ def _children(new_modules: list[str]) -> dict[str, set[str]]:
         parts = module.split(".")
         for i in range(1, len(parts)):
             kids.setdefault(".".join(parts[:i]), set()).add(parts[i])
+    # And the modules added to those packages since (acmpca/rotation.py, local/root_crl.py):
+    # `nodecert.backends.acmpca.rotation` is a new module, not the old acmpca.py's attribute.
+    for package, names in kids.items():
+        directory = Path("src", *package.split(".")) if package.startswith("nodecert") else None
+        if directory is not None and directory.is_dir():
+            names |= {p.stem for p in directory.iterdir() if p.suffix == ".py" or p.is_dir()}
     return kids
 
 

@@ -248,3 +248,42 @@ def test_a_pem_that_does_not_parse_is_malformed_and_never_logged(ca, store, auth
 
 def test_an_event_that_is_not_an_object_is_denied(ca, store):
     assert _deny_reason(handle("x", decider(ca, store), PATH)) == "no_certificate"  # type: ignore[arg-type]
+
+
+def test_a_packaged_chain_with_acm_pca_makes_no_aws_client(tmp_path, monkeypatch):
+    # The template's NodeCAChainPackaged=Yes: NODECERT_CA=acmpca with its ARN, and the
+    # chain deploy/build.sh packaged. Nothing may ask PCA for the chain (a throttled burst
+    # of new environments would deny everyone), so no PCA client is even made.
+    import nodecert.support.awsclients
+    from nodecert.bootstrap import build_service
+    from nodecert.core.config import Settings
+
+    service = build_service(Settings(home=tmp_path))
+    cert = issue(service.authority, "alice", "n1", admin=service.administration)
+    bundle = tmp_path / "nodecert-ca.pem"
+    bundle.write_text(service.authority.ca_chain_pem())
+    made: list[str] = []
+
+    def no_aws(service_name, **_):
+        made.append(service_name)
+        raise RuntimeError("no AWS in this test")
+
+    monkeypatch.setattr(nodecert.support.awsclients, "make_client", no_aws)
+    monkeypatch.setenv("NODECERT_HOME", str(tmp_path))
+    monkeypatch.setenv("NODECERT_CA", "acmpca")
+    monkeypatch.setenv(
+        "NODECERT_ACMPCA_CA_ARN",
+        "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/11111111-1111-1111-1111-111111111111",
+    )
+    # Without the bundle, wiring asks for a PCA client (so the spy does see one).
+    monkeypatch.setattr(authorizer, "_wired", None)
+    with pytest.raises(RuntimeError, match="no AWS"):
+        authorizer.lambda_handler(event(REST, pem=cert.pem), None)
+    assert made == ["acm-pca"]
+    made.clear()
+    monkeypatch.setenv("NODECERT_CA_BUNDLE", str(bundle))
+    monkeypatch.setattr(authorizer, "_wired", None)
+    allowed = authorizer.lambda_handler(event(REST, pem=cert.pem), None)
+    assert allowed["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    assert allowed["context"]["nodeId"] == "n1"
+    assert made == []

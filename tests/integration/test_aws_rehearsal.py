@@ -92,6 +92,12 @@ def _no_client_certificate(document):
     del document["Resources"]["NodeApiStage"]["Properties"]["ClientCertificateId"]
 
 
+def _no_chain_grant(document):
+    # The authorizer's only PCA grant (its chain): without it, it reaches no PCA at all.
+    statements = _authorizer(document)["Policies"][0]["Statement"]
+    statements[:] = [s for s in statements if "AuthorizerFetchesChain" not in str(s)]
+
+
 @pytest.mark.parametrize(
     ("mistake", "failing_step"),
     [
@@ -99,6 +105,9 @@ def _no_client_certificate(document):
         (_no_client_certificate, "alice calls her node through the mutual-TLS domain: allowed"),
         (_wrong_handler, "alice calls her node through the mutual-TLS domain: allowed"),
         (_missing_ca, "alice calls her node through the mutual-TLS domain: allowed"),
+        # A function whose role grants no acm-pca action reaches no PCA (the emulation
+        # the packaged-chain rehearsal below relies on).
+        (_no_chain_grant, "alice calls her node through the mutual-TLS domain: allowed"),
         (_wrong_table, "alice calls her node through the mutual-TLS domain: allowed"),
         # A cached Allow keyed on the Host header outlives the revocation. (It does not
         # open bob's node: the Allow policy names only that request's method ARN.)
@@ -133,6 +142,14 @@ def test_two_stacks_deploy_side_by_side_in_one_account(clients, moto_endpoint):
     pools = {stack.physical["UserPool"] for stack in stacks}
     cas = {stack.physical["CertificateAuthority"] for stack in stacks}
     assert len(pools) == len(cas) == 2
+
+
+def test_the_authorizer_runs_on_the_packaged_chain_without_pca(clients, moto_endpoint):
+    """NodeCAChainPackaged=Yes: docs/aws.md's two lines package the truststore, and the
+    authorizer, whose role then grants no acm-pca action and whose container reaches no
+    PCA, allows and denies as before."""
+    steps = rehearse(load(), clients, moto_endpoint, parameters={"NodeCAChainPackaged": "Yes"})
+    assert steps == [*STORY[:2], "the truststore packaged for the node authorizer", *STORY[2:]]
 
 
 def test_the_two_tier_private_ca_rehearses_end_to_end(clients, moto_endpoint):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -40,13 +41,50 @@ def test_on_lambda_the_service_is_wired_in_the_init_phase(tmp_path, on_lambda, w
     assert json.loads(child.stdout)["wired"] == wired
 
 
-def test_a_wiring_failure_in_the_init_phase_is_logged_and_left_to_the_first_event(caplog):
+@pytest.fixture
+def unfrozen():
+    # init_phase freezes what exists: give this test process its collector back after.
+    yield
+    gc.unfreeze()
+    gc.enable()
+
+
+def test_a_wiring_failure_in_the_init_phase_is_logged_and_left_to_the_first_event(caplog, unfrozen):
     def broken():
         raise RuntimeError("no table")
 
     with caplog.at_level(logging.ERROR, logger="nodecert"):
         assert lifecycle.init_phase(broken) is None
     assert "could not be wired (RuntimeError)" in caplog.text
+    assert gc.isenabled()  # Collected again, failure or not.
+
+
+def test_the_init_phase_wires_without_the_cyclic_collector_and_freezes_what_it_made(unfrozen):
+    gc.unfreeze()
+    seen = []
+
+    def wire():
+        seen.append(gc.isenabled())
+        models = [{"shape": [i]} for i in range(1000)]  # long-lived, as botocore's are
+        seen.append(models)
+        return None
+
+    assert gc.isenabled()
+    lifecycle.init_phase(wire)
+    assert seen[0] is False
+    assert gc.isenabled()
+    # What the wiring made is in the permanent generation: no collection traverses it.
+    assert gc.get_freeze_count() >= len(seen[1])
+    collected = {id(o) for o in gc.get_objects()}  # generations 0-2, not the permanent one
+    assert all(gc.is_tracked(m) and id(m) not in collected for m in seen[1])
+
+
+def test_a_collector_switched_off_by_the_caller_stays_off_and_nothing_is_frozen(unfrozen):
+    gc.unfreeze()
+    gc.disable()
+    lifecycle.init_phase(lambda: None)
+    assert not gc.isenabled()
+    assert gc.get_freeze_count() == 0
 
 
 def test_prepare_describes_the_ca_once_so_the_first_issuance_does_not(

@@ -445,6 +445,25 @@ def test_the_authorizer_may_read_two_items_and_the_ca_chain_only(template):
     assert "self.ledger.get(" in access and "self.nodes.owner_of(" in access
 
 
+def test_a_packaged_chain_spares_the_authorizer_every_pca_call(raw_template, template):
+    # Default: the first decision of each environment asks PCA for the chain.
+    assert "NODECERT_CA_BUNDLE" not in _variables(template, "NodeAuthorizerFunction")
+    packaged = issuing_ca_shape(raw_template, "PrivateCATwoTier", chain_packaged=True)
+    variables = _variables(packaged, "NodeAuthorizerFunction")
+    # Where deploy/build.sh puts CA_CHAIN (tests/integration/test_template_issuing_ca.py).
+    assert variables["NODECERT_CA_BUNDLE"] == "/var/task/nodecert-ca.pem"
+    placeholders = {k: v if isinstance(v, str) else "x" for k, v in variables.items()}
+    assert Settings.from_env(placeholders).ca_bundle is not None
+    actions = {
+        a for s in _function_statements(packaged, "NodeAuthorizerFunction") for a in _actions(s)
+    }
+    assert actions == {"dynamodb:GetItem"}
+    # The other functions are as before: the issuer still describes and signs at PCA.
+    assert "NODECERT_CA_BUNDLE" not in _variables(packaged, "NodecertFunction")
+    parameter = raw_template["Parameters"]["NodeCAChainPackaged"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("No", ["No", "Yes"])
+
+
 # Hardening (issue 13 item 3).
 
 

@@ -300,14 +300,27 @@ def test_build_packages_the_chain_where_the_template_looks(tmp_path):
     assert PACKAGED_CHAIN in TEMPLATE.read_text()
 
 
-def test_build_refuses_a_chain_with_a_key_or_not_two_certificates(tmp_path):
+def test_build_refuses_a_chain_with_a_key_or_of_no_or_three_certificates(tmp_path):
     import trustme
 
     root = trustme.CA()
+    issuing = root.create_child_ca()
+    three = issuing.create_child_ca().cert_pem.bytes() + issuing.cert_pem.bytes()
     for text, why in [
-        (root.cert_pem.bytes().decode(), "two certificates"),
+        ("", "not 0"),
+        ((three + root.cert_pem.bytes()).decode(), "not 3"),
         (root.cert_pem.bytes().decode() + root.private_key_pem.bytes().decode(), "private key"),
     ]:
         result, packaged = _build(tmp_path, text)
         assert result.returncode != 0 and why in result.stderr, result.stderr
         assert not packaged.exists()
+
+
+def test_build_packages_a_pca_root_that_is_its_own_issuer(tmp_path):
+    # IssuingCA PrivateCA: the truststore is the CA's own certificate, one PEM.
+    import trustme
+
+    root = trustme.CA().cert_pem.bytes().decode()
+    result, packaged = _build(tmp_path, root)
+    assert result.returncode == 0, result.stderr
+    assert packaged.read_text() == root

@@ -112,6 +112,8 @@ class Gateway:
         self.stack, self.endpoint = stack, endpoint
         self.backend_trust = backend_trust
         self.containers: dict[str, Container] = {}
+        # The code package of functions started from now on (None: the session's build).
+        self.package: Path | None = None
         self.cache: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, Any]]] = {}
         self.apis: dict[str, list[Route]] = {}
         self.reload()
@@ -156,7 +158,12 @@ class Gateway:
             if spec is None:
                 raise TemplateError(f"{function}: no such function")
             self.containers[function] = Container(
-                spec.handler, spec.environment, spec.timeout, self.endpoint
+                spec.handler,
+                spec.environment,
+                spec.timeout,
+                self.endpoint,
+                package=self.package,
+                reaches_pca=any(a.startswith("acm-pca:") for a in spec.actions),
             )
         return self.containers[function]
 

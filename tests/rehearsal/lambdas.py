@@ -26,8 +26,18 @@ CONTAINER = Path(__file__).with_name("container.py")
 class Container:
     """One warm Lambda execution environment (tests/rehearsal/container.py)."""
 
-    def __init__(self, handler: str, environment: dict[str, str], timeout: float, endpoint: str):
+    def __init__(
+        self,
+        handler: str,
+        environment: dict[str, str],
+        timeout: float,
+        endpoint: str,
+        *,
+        package: Path | None = None,
+        reaches_pca: bool = True,
+    ):
         self.tmp = Path(tempfile.mkdtemp(prefix="lambda-tmp-"))
+        package = package or lambda_package()
         env = {
             # What the Lambda runtime sets, pointed at moto; nothing of the test process.
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -41,12 +51,20 @@ class Container:
             "AWS_LAMBDA_FUNCTION_NAME": handler,
             "PYTHONDONTWRITEBYTECODE": "1",
             # The function's code (Lambda: LAMBDA_TASK_ROOT on the path): the package only.
-            "PYTHONPATH": str(lambda_package()),
-            "LAMBDA_TASK_ROOT": str(lambda_package()),
+            "PYTHONPATH": str(package),
+            "LAMBDA_TASK_ROOT": str(package),
         }
+        if not reaches_pca:
+            # A role without any acm-pca action: every PCA call is refused (here, nowhere to
+            # connect), so a function that calls PCA anyway fails the rehearsal.
+            env["AWS_ENDPOINT_URL_ACM_PCA"] = "http://127.0.0.1:9"
         for name, value in environment.items():
-            # Each container has a /tmp of its own, as on Lambda.
-            env[name] = str(self.tmp) + value[4:] if value.startswith("/tmp/") else value
+            # Each container has a /tmp of its own, as on Lambda; /var/task is the package.
+            if value.startswith("/tmp/"):
+                value = str(self.tmp) + value[4:]
+            elif value.startswith("/var/task/"):
+                value = str(package) + value[len("/var/task") :]
+            env[name] = value
         self.log = self.tmp / "log.txt"
         self._log_file = self.log.open("w")
         self.process = subprocess.Popen(

@@ -46,7 +46,7 @@ from hypothesis import strategies as st
 from tests.rehearsal.apigw import Gateway, Reply
 from tests.rehearsal.backend import NginxBackend
 from tests.rehearsal.domain import DomainListener
-from tests.rehearsal.package import lambda_package
+from tests.rehearsal.package import build, lambda_package
 from tests.rehearsal.stack import ACCOUNT, REGION, ClientCertificate, Stack
 from tests.rehearsal.template import sam_translate
 
@@ -66,6 +66,15 @@ def documented_truststore_command() -> str:
         if line.startswith("nodecert aws truststore ")
     ]
     return line.split("#", 1)[0].strip()
+
+
+def documented_chain_commands() -> tuple[str, str]:
+    """docs/aws.md's two lines that package the truststore for the node authorizer."""
+    lines = DOCS.read_text().splitlines()
+    (index,) = [i for i, line in enumerate(lines) if line.startswith("aws s3 cp ")]
+    copy, package = (line.split("#", 1)[0].strip() for line in lines[index : index + 2])
+    assert package.endswith("deploy/build.sh"), package
+    return copy, package
 
 
 class RehearsalError(AssertionError):
@@ -277,22 +286,24 @@ def _deploy(world: World, stack: contextlib.ExitStack) -> None:
         origin = f"container: nodecert from {lambda_package()}/nodecert/__init__.py"
         expect(origin in log, f"the function's code came from elsewhere: {log[-500:]}")
 
+    # The operator's shell, with the stack's outputs.
+    shell_env = {
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "CA_ARN": deployed.physical["CertificateAuthority"],
+        "TRUSTSTORE_BUCKET": deployed.physical["TruststoreBucket"],
+        "AWS_ENDPOINT_URL": world.gateway.endpoint,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    }
     with step(world, "nodecert aws truststore"):
-        # The command exactly as docs/aws.md writes it, with the stack's outputs.
+        # The command exactly as docs/aws.md writes it.
         result = subprocess.run(
             documented_truststore_command(),
             shell=True,
-            env={
-                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-                "CA_ARN": deployed.physical["CertificateAuthority"],
-                "TRUSTSTORE_BUCKET": deployed.physical["TruststoreBucket"],
-                "AWS_ENDPOINT_URL": world.gateway.endpoint,
-                "AWS_DEFAULT_REGION": REGION,
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_CONFIG_FILE": "/nonexistent",
-                "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-            },
+            env=shell_env,
             capture_output=True,
             text=True,
             timeout=120,
@@ -302,6 +313,26 @@ def _deploy(world: World, stack: contextlib.ExitStack) -> None:
         version = re.search(r"^version: (\S+)$", result.stdout, re.M)
         expect(version is not None, result.stdout)
         assert version is not None
+
+    if deployed.parameters.get("NodeCAChainPackaged") == "Yes":
+        with step(world, "the truststore packaged for the node authorizer"):
+            # docs/aws.md's two lines as written: the package of the second deploy.
+            copy, package = documented_chain_commands()
+            result = subprocess.run(
+                copy,
+                shell=True,
+                env=shell_env,
+                cwd=world.workdir,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            expect(result.returncode == 0, f"{copy}: exit {result.returncode}: {result.stderr}")
+            out = build(world.workdir / "lambda", package, cwd=world.workdir)
+            packaged = (out / "nodecert-ca.pem").read_text()
+            expect("BEGIN CERTIFICATE" in packaged, f"packaged chain: {packaged[:200]!r}")
+            world.gateway.package = out
 
     with step(world, "second deploy adds the node half and its mutual-TLS domain"):
         deployed.parameters.update(

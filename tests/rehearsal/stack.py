@@ -87,6 +87,8 @@ class Function:
     handler: str
     environment: dict[str, str]
     timeout: float
+    # The IAM actions its role's policies grant (conditions resolved, resources not).
+    actions: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -201,6 +203,35 @@ class Stack:
         if function == "Condition":
             return self.resolve(self.template["Conditions"][argument])
         raise TemplateError(f"intrinsic {function} is not emulated")
+
+    def _role_policies(self, p: dict[str, Any]) -> Any:
+        # SAM's translation gives each function a role of its own (FunctionRole).
+        role = p.get("Role")
+        if not (isinstance(role, dict) and "Fn::GetAtt" in role):
+            return []
+        name = (
+            role["Fn::GetAtt"][0]
+            if isinstance(role["Fn::GetAtt"], list)
+            else role["Fn::GetAtt"].split(".", 1)[0]
+        )
+        resource = self.template["Resources"].get(name, {})
+        return resource.get("Properties", {}).get("Policies", [])
+
+    def _granted(self, value: Any) -> set[str]:
+        """The ``Action`` strings under ``value``, following ``Fn::If`` as deployed."""
+        if isinstance(value, list):
+            return set().union(*(self._granted(v) for v in value))
+        if not isinstance(value, dict):
+            return set()
+        if set(value) == {"Fn::If"}:
+            name, yes, no = value["Fn::If"]
+            return self._granted(yes if self.resolve(self.template["Conditions"][name]) else no)
+        actions = value.get("Action", [])
+        found = {actions} if isinstance(actions, str) else set(actions)
+        for key, item in value.items():
+            if key not in ("Action", "Resource", "Condition"):
+                found |= self._granted(item)
+        return found
 
     def _sub(self, name: str) -> str:
         if "." in name:
@@ -361,6 +392,7 @@ class Stack:
             handler=self.resolve(p["Handler"]),
             environment={k: str(v) for k, v in variables.items()},
             timeout=float(self.resolve(p.get("Timeout", 3))),
+            actions=frozenset(self._granted(self._role_policies(p))),
         )
         self.physical[logical] = f"{self.name}-{logical}"
         self.attributes[(logical, "Arn")] = (

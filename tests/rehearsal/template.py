@@ -183,10 +183,11 @@ def issuing_ca_shape(
     *,
     issuing_subordinate: str = "A",
     other_subordinate: str = "None",
+    chain_packaged: bool = False,
 ) -> dict[str, Any]:
-    """``template`` as deployed with ``IssuingCA: issuing_ca`` (and the subordinate slots
-    of a rotation, ``IssuingSubordinate`` and ``OtherSubordinate``), everything else
-    untouched.
+    """``template`` as deployed with ``IssuingCA: issuing_ca`` (the subordinate slots of a
+    rotation, ``IssuingSubordinate`` and ``OtherSubordinate``, and ``NodeCAChainPackaged:
+    Yes`` with ``chain_packaged``), everything else untouched.
 
     Every ``Fn::If`` on a condition that these parameters decide is replaced by its branch
     (``AWS::NoValue`` dropped), and resources under such a condition that is false are
@@ -199,6 +200,7 @@ def issuing_ca_shape(
     two_tier = issuing_ca == "PrivateCATwoTier"
     from_b = two_tier and issuing_subordinate == "B"
     other = two_tier and other_subordinate != "None"
+    packaged = issuing_ca == "KMS" or chain_packaged
     truth = {
         "PrivateCA": issuing_ca != "KMS",
         "PrivateCATwoTier": two_tier,
@@ -209,6 +211,8 @@ def issuing_ca_shape(
         "OtherSubordinateRetired": two_tier and other_subordinate == "Retired",
         "SubordinateA": issuing_ca != "KMS" and (not from_b or other),
         "SubordinateB": from_b or other,
+        "AuthorizerChainPackaged": packaged,
+        "AuthorizerFetchesChain": issuing_ca != "KMS" and not packaged,
     }
     no_value = {"Ref": "AWS::NoValue"}
     dropped = object()

@@ -105,7 +105,8 @@ def make_client(
     config = Config(
         connect_timeout=2,
         read_timeout=5,
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        # total_max_attempts counts the first attempt; botocore's max_attempts would not.
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
     )
     client = _session().create_client(
         service, region_name=region, endpoint_url=endpoint_url, config=config
