@@ -203,7 +203,7 @@ def _root_crl(args: argparse.Namespace) -> None:
 
 def _prune(_args: argparse.Namespace) -> None:
     from nodecert.backends.local.home import locked
-    from nodecert.backends.local.rotation import prune
+    from nodecert.backends.local.rotation_files import prune
 
     settings = local_settings()
     directory = settings.home / "ca"
