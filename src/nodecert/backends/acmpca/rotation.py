@@ -1,7 +1,7 @@
 """The CA certificates of an ACM PCA rotation's overlap, from each CA's chain.
 
 Each chain is what ``GetCertificateAuthorityCertificate`` gives for one CA, that CA first
-and its root last (:func:`~nodecert.backends.pca_shapes.ordered_chain`). The issuing CAs
+and its root last (:func:`~nodecert.backends.acmpca.parameters.ordered_chain`). The issuing CAs
 are ``NODECERT_ACMPCA_CA_ARN`` (and ``_SHORT_LIVED_CA_ARN``); the retiring and retired ones
 are ``NODECERT_ACMPCA_RETIRING_ARNS`` and ``_RETIRED_ARNS`` (docs/aws.md, "Rotating the
 issuing CA").
