@@ -345,7 +345,7 @@ def test_a_root_rotation_killed_after_its_key_was_renamed_keeps_that_key(
 ) -> None:
     # A local --new-root stages root.key and root.crt; a PCA root stages no key and drops
     # the home's. Completing the first after a kill must not be taken for the second.
-    from nodecert.backends.local import rotation
+    from nodecert.backends.local import rotation_files
     from nodecert.bootstrap import build_service
 
     home = tmp_path / "home"
@@ -354,7 +354,7 @@ def test_a_root_rotation_killed_after_its_key_was_renamed_keeps_that_key(
         monkeypatch.delenv(name, raising=False)
     assert main(["ca", "init"]) == 0
     build_service(make_settings(home)).close()
-    real_replace = rotation.os.replace
+    real_replace = rotation_files.os.replace
     renamed: list[str] = []
 
     def dies_after_the_first(source: Any, target: Any) -> None:
@@ -364,11 +364,11 @@ def test_a_root_rotation_killed_after_its_key_was_renamed_keeps_that_key(
             renamed.append(Path(target).name)
         real_replace(source, target)
 
-    monkeypatch.setattr(rotation.os, "replace", dies_after_the_first)
+    monkeypatch.setattr(rotation_files.os, "replace", dies_after_the_first)
     assert main(["ca", "rotate", "--new-root"]) == 130
-    monkeypatch.setattr(rotation.os, "replace", real_replace)
+    monkeypatch.setattr(rotation_files.os, "replace", real_replace)
     assert renamed == ["root.key"]
     new_root_key = (home / "ca" / "root.key").read_bytes()
-    rotation.finish(home / "ca")
+    rotation_files.finish(home / "ca")
     assert (home / "ca" / "root.key").read_bytes() == new_root_key
     assert main(["ca", "rotate"]) == 0  # The new root's key signs the next intermediate.

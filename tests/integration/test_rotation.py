@@ -257,12 +257,12 @@ def test_an_emergency_rotation_refuses_the_old_at_once_and_renews_the_genuine(
 def test_a_rotation_killed_midway_is_completed_or_never_happened(
     env: Env, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nodecert.backends.local import rotation
+    from nodecert.backends.local import rotation_files
 
     env.add_node("n1", "alice")
     before = env.service.authority.ca.chain()[0]
     # Killed after the new key was renamed into place, before the certificate was.
-    real_replace = rotation.os.replace
+    real_replace = rotation_files.os.replace
     calls: list[str] = []
 
     def dies_on_the_second(source: Any, target: Any) -> None:
@@ -273,9 +273,9 @@ def test_a_rotation_killed_midway_is_completed_or_never_happened(
             raise KeyboardInterrupt  # What a kill leaves: the first rename done only.
         real_replace(source, target)
 
-    monkeypatch.setattr(rotation.os, "replace", dies_on_the_second)
+    monkeypatch.setattr(rotation_files.os, "replace", dies_on_the_second)
     assert main(["ca", "rotate"]) == 130
-    monkeypatch.setattr(rotation.os, "replace", real_replace)
+    monkeypatch.setattr(rotation_files.os, "replace", real_replace)
     assert (home / "ca" / "next").is_dir()  # ca.key is the new one, ca.crt the old one.
     # The running service keeps issuing from the old intermediate (nothing was announced).
     assert _leaf(env.issue("alice", "n1", keyType="ec-p256")).issuer == before.subject
@@ -294,7 +294,7 @@ def test_a_rotation_killed_midway_is_completed_or_never_happened(
 
 
 def test_a_rotation_killed_while_staging_never_happened(env: Env, home: Path) -> None:
-    from nodecert.backends.local import rotation
+    from nodecert.backends.local import rotation_files
     from nodecert.backends.local.home import locked
 
     before = env.service.authority.ca.chain()
@@ -306,7 +306,7 @@ def test_a_rotation_killed_while_staging_never_happened(env: Env, home: Path) ->
     (home / "ca" / "next").mkdir()
     (home / "ca" / "next" / "ca.key").write_bytes(b"half")
     with locked(home / "ca"):
-        rotation.finish(home / "ca")
+        rotation_files.finish(home / "ca")
     assert not (home / "ca" / "next").exists()
     assert tuple(env.service.authority.ca.chain()) == tuple(before)
     env.add_node("n1", "alice")

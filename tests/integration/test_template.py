@@ -141,6 +141,7 @@ def test_iam_allows_only_the_calls_the_adapters_make(template):
     allowed = set().union(*(_actions(s) for s in _statements(template)))
     called = (
         _calls("backends/acmpca/backend.py", "acm-pca")
+        | _calls("backends/acmpca/authorities.py", "acm-pca")
         | _calls("store/dynamodb/store.py", "dynamodb")
         | _calls("store/dynamodb/limits.py", "dynamodb")
         | _calls("store/dynamodb/outbox.py", "dynamodb")

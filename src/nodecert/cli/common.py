@@ -1,4 +1,5 @@
-"""What every command shares: the one-line error, the client options, the home, logging."""
+"""What every command shares: the one-line error, the client options, the home, input files,
+logging."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from nodecert.client import Client
+from nodecert.client._files import read_small
 from nodecert.core.values import Principal
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ __all__ = [
     "client_from",
     "duration",
     "local_settings",
+    "read_input",
     "setup_logging",
     "warnings_to_stderr",
 ]
@@ -124,6 +127,18 @@ def local_settings() -> Settings:
             " `nodecert init`, or point NODECERT_HOME at the server's home"
         )
     return settings
+
+
+def read_input(path: Path, what: str) -> bytes:
+    """The bytes of ``path``, an input file the option (or argument) ``what`` named.
+
+    Raises:
+        CLIError: one line naming ``what`` and the file: unreadable, or too large.
+    """
+    try:
+        return read_small(path)
+    except OSError as exc:
+        raise CLIError(f"{what}: {path}: {exc.strerror or exc}") from None
 
 
 def _home_files(settings: Settings) -> list[Path]:

@@ -22,6 +22,8 @@ emergency) are refused at once except as the proof of a renewal. :meth:`ACMPCABa
 gives both to the access decision, the authorizer and ``GET /v1/ca/issuers``, from which
 renewal agents learn that their issuer is leaving and renew early, exactly as after a local
 CA's ``nodecert ca rotate``. Revocation goes to the CA the ledger recorded as the issuer.
+The CAs themselves, their chains and signing algorithms are
+:class:`~nodecert.backends.acmpca.authorities.Authorities`.
 
 Retries: ``ThrottlingException``, 5xx and connection errors are retried a few times with
 full jitter; everything else is translated at once. Build the client with
@@ -31,37 +33,40 @@ botocore does not retry underneath (its retries would not know our deadline).
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from nodecert.backends.acmpca.calls import Pacing, PCAError, call_with_retries, poll_certificate
+from nodecert.backends.acmpca.authorities import Authorities
+from nodecert.backends.acmpca.calls import (
+    Pacing,
+    PCAError,
+    call_with_retries,
+    operation_deadline,
+    poll_certificate,
+)
 from nodecert.backends.acmpca.parameters import (
     BACKDATE_ALLOWANCE,
     DEFAULT_TEMPLATE_ARN,
     NODE_TEMPLATE_ARN,
     REASONS,
     SHORT_LIVED_MAX,
-    SIGNING_ALGORITHMS,
     RetryPolicy,
     api_passthrough,
     api_passthrough_template,
     idempotency_token,
     load_all,
-    ordered_chain,
     partition_of,
     pca_serial,
     pca_validity,
     translate,
 )
 from nodecert.backends.acmpca.polling import PollSchedule
-from nodecert.backends.acmpca.rotation import issuer_set_of, served_chain
-from nodecert.core.errors import BackendUnavailableError, ConfigurationError, NotFoundError
+from nodecert.core.errors import BackendUnavailableError
 from nodecert.core.values import (
     IssuerSet,
     Profile,
@@ -69,11 +74,10 @@ from nodecert.core.values import (
     SignedCertificate,
     SigningRequest,
 )
-from nodecert.support.budget import deadline as request_deadline
 
 if TYPE_CHECKING:
     from mypy_boto3_acm_pca import ACMPCAClient
-    from mypy_boto3_acm_pca.literals import RevocationReasonType, SigningAlgorithmType
+    from mypy_boto3_acm_pca.literals import RevocationReasonType
 
 __all__ = [
     "DEFAULT_TEMPLATE_ARN",
@@ -88,8 +92,6 @@ __all__ = [
     "pca_validity",
 ]
 
-_log = logging.getLogger("nodecert.backends.acmpca")
-_T = TypeVar("_T")
 _DEFAULT_RETRY = RetryPolicy()
 
 
@@ -150,26 +152,15 @@ class ACMPCABackend:
             self._clients[short_lived_ca_arn] = short_lived_client or client
         self._organization = organization
         self._trust_domain = trust_domain
-        partition = partition_of(ca_arn)
-        if short_lived_ca_arn is not None and partition_of(short_lived_ca_arn) != partition:
-            raise ConfigurationError(
-                "NODECERT_ACMPCA_SHORT_LIVED_CA_ARN: not in the partition of the CA"
-                f" ({partition!r})"
-            )
-        self._retiring = tuple(retiring_ca_arns)
-        self._retired = tuple(retired_ca_arns)
-        for arn in (*self._retiring, *self._retired):
-            if partition_of(arn) != partition:
-                raise ConfigurationError(
-                    f"ACM PCA: the leaving CA {arn} is not in the partition of the CA"
-                    f" ({partition!r})"
-                )
-        leaving = set(self._retiring) | set(self._retired)
-        if leaving & set(self._clients) or len(leaving) != len(self._retiring) + len(self._retired):
-            raise ConfigurationError(
-                "ACM PCA: a CA is listed twice among the issuing, retiring and retired CAs"
-            )
-        self._issuers: IssuerSet | None = None
+        self._pacing = Pacing(retry, monotonic, sleep, jitter)
+        self._authorities = Authorities(
+            self._clients,
+            ca_arn=ca_arn,
+            retiring=retiring_ca_arns,
+            retired=retired_ca_arns,
+            pacing=self._pacing,
+        )
+        partition = self._authorities.partition
         self._templates = {
             Profile.CLIENT: api_passthrough_template(template_arn, partition=partition),
             Profile.NODE: api_passthrough_template(node_template_arn, partition=partition),
@@ -177,12 +168,7 @@ class ACMPCABackend:
         self._schedule = PollSchedule(
             first=retry.poll_first, floor=retry.poll_min, ceiling=retry.poll_max
         )
-        self._retry = retry
-        self._sleep = sleep
         self._monotonic = monotonic
-        self._jitter = jitter
-        self._signing: dict[str, SigningAlgorithmType] = {}
-        self._chains: dict[str, tuple[x509.Certificate, ...]] = {}
 
     def ca_for(self, request: SigningRequest) -> str:
         """The ARN of the CA that will sign ``request`` (cost-aware routing)."""
@@ -198,11 +184,11 @@ class ACMPCABackend:
             BackendUnavailableError: PCA is throttling, failing, too slow or mis-configured.
             CSRError: PCA refused the CSR itself.
         """
-        deadline = self._deadline()
+        deadline = operation_deadline(self._pacing)
         arn = self.ca_for(request)
         client = self._clients[arn]
         try:
-            signing_algorithm = self._signing_algorithm(arn, deadline)
+            signing_algorithm = self._authorities.signing_algorithm(arn, deadline)
         except PCAError as exc:
             raise translate(exc.code, "IssueCertificate", nothing_issued=True) from exc.__cause__
         except BackendUnavailableError as exc:
@@ -220,8 +206,7 @@ class ACMPCABackend:
         sent = self._monotonic()
         try:
             # Its errors say themselves whether PCA may have accepted the request.
-            issued = self._call(
-                deadline,
+            issued = call_with_retries(
                 lambda: client.issue_certificate(
                     CertificateAuthorityArn=arn,
                     Csr=csr_pem,
@@ -232,6 +217,8 @@ class ACMPCABackend:
                     ApiPassthrough=passthrough,
                     IdempotencyToken=idempotency_token(request, arn),
                 ),
+                self._pacing,
+                deadline=deadline,
             )
         except PCAError as exc:
             raise translate(
@@ -250,7 +237,7 @@ class ACMPCABackend:
         except (KeyError, ValueError) as exc:
             raise BackendUnavailableError("ca: ACM PCA returned an unreadable certificate") from exc
         return SignedCertificate(
-            certificate=certificate, chain=chain or self._chain_of(arn), issuer=arn
+            certificate=certificate, chain=chain or self._authorities.chain_of(arn), issuer=arn
         )
 
     def chain(self) -> Sequence[x509.Certificate]:
@@ -264,7 +251,7 @@ class ACMPCABackend:
         Raises:
             BackendUnavailableError: PCA cannot answer now, or the CA is not ACTIVE.
         """
-        return served_chain([self._chain_of(arn) for arn in (*self._clients, *self._retiring)])
+        return self._authorities.served_chain()
 
     def issuer_set(self) -> IssuerSet:
         """The issuing, retiring and retired CAs (``IssuerSource``); built once, then kept.
@@ -279,16 +266,7 @@ class ACMPCABackend:
             BackendUnavailableError: PCA cannot answer now (nothing is kept: the next call
                 asks again).
         """
-        cached = self._issuers
-        if cached is not None:
-            return cached
-        built = issuer_set_of(
-            active=[self._chain_of(arn) for arn in self._clients],
-            retiring=[self._chain_of(arn) for arn in self._retiring],
-            retired=[self._retired_chain(arn) for arn in self._retired],
-        )
-        self._issuers = built
-        return built
+        return self._authorities.issuer_set()
 
     def revoke(
         self, certificate_serial: int, reason: RevocationReason, *, issuer: str | None = None
@@ -304,9 +282,10 @@ class ACMPCABackend:
         Raises:
             BackendUnavailableError: PCA cannot answer now, or no CA knows the serial.
         """
-        deadline = self._deadline()
+        deadline = operation_deadline(self._pacing)
         serial = pca_serial(certificate_serial)
-        arns = [issuer] if issuer is not None else [*self._clients, *self._retiring, *self._retired]
+        cas = self._authorities
+        arns = [issuer] if issuer is not None else [*cas.issuing, *cas.retiring, *cas.retired]
         for index, arn in enumerate(arns):
             try:
                 self._revoke_at(arn, serial, REASONS[reason], deadline)
@@ -328,93 +307,21 @@ class ACMPCABackend:
             ConfigurationError: a CA is unknown, not ACTIVE, not accessible or uses a key
                 algorithm without a known signing algorithm; or a retiring CA has no chain.
         """
-        for arn in self._retiring:
-            try:
-                self._chain_of(arn)
-            except BackendUnavailableError as exc:
-                raise ConfigurationError(
-                    f"NODECERT_ACMPCA_RETIRING_ARNS: {arn}: {exc.detail}"
-                ) from exc
-        for arn in self._clients:
-            try:
-                self._signing_algorithm(arn, self._deadline())
-            except PCAError as exc:
-                detail = translate(exc.code, "DescribeCertificateAuthority").detail
-                raise ConfigurationError(f"{arn}: {detail}") from exc.__cause__
-            except BackendUnavailableError as exc:
-                raise ConfigurationError(f"{arn}: {exc.detail}") from exc
+        self._authorities.check()
 
     def _revoke_at(
         self, arn: str, serial: str, reason: RevocationReasonType, deadline: float
     ) -> None:
         # A CA no longer configured (rotated out) is asked through the general client: in
         # another region, PCA refuses and the revocation is a 503 (the ledger row stands).
-        client = self._clients.get(arn, self._clients[self._ca_arn])
-        self._call(
-            deadline,
+        client = self._authorities.client_for(arn)
+        call_with_retries(
             lambda: client.revoke_certificate(
                 CertificateAuthorityArn=arn, CertificateSerial=serial, RevocationReason=reason
             ),
+            self._pacing,
+            deadline=deadline,
         )
-
-    def _signing_algorithm(self, arn: str, deadline: float) -> SigningAlgorithmType:
-        cached = self._signing.get(arn)
-        if cached is not None:
-            return cached
-        client = self._clients[arn]
-        authority = self._call(
-            deadline, lambda: client.describe_certificate_authority(CertificateAuthorityArn=arn)
-        )["CertificateAuthority"]
-        status = authority.get("Status", "UNKNOWN")
-        if status != "ACTIVE":
-            raise BackendUnavailableError(
-                f"ca: the ACM PCA certificate authority is {status}, not ACTIVE", retry_after=60
-            )
-        key_algorithm = authority.get("CertificateAuthorityConfiguration", {}).get(
-            "KeyAlgorithm", ""
-        )
-        algorithm = SIGNING_ALGORITHMS.get(key_algorithm)
-        if algorithm is None:
-            raise BackendUnavailableError(
-                f"ca: no signing algorithm known for the CA's key algorithm {key_algorithm!r}",
-                retry_after=60,
-            )
-        self._signing[arn] = algorithm
-        return algorithm
-
-    def _retired_chain(self, arn: str) -> tuple[x509.Certificate, ...]:
-        # An emergency's CA may be disabled or deleted already: without its chain its
-        # certificates simply chain nowhere (refused, and no renewal), which is safe.
-        try:
-            return self._chain_of(arn)
-        except NotFoundError:
-            _log.warning("acm-pca: the retired CA %s is gone: its certificates chain nowhere", arn)
-            return ()
-
-    def _chain_of(self, arn: str) -> tuple[x509.Certificate, ...]:
-        cached = self._chains.get(arn)
-        if cached is not None:
-            return cached
-        # A leaving CA is in the issuing CA's account and region (the same client).
-        client = self._clients.get(arn, self._clients[self._ca_arn])
-        deadline = self._deadline()
-        try:
-            response = self._call(
-                deadline,
-                lambda: client.get_certificate_authority_certificate(CertificateAuthorityArn=arn),
-            )
-        except PCAError as exc:
-            if exc.code == "ResourceNotFoundException" and arn in self._retired:
-                raise NotFoundError(f"ca: no ACM PCA certificate authority {arn}") from exc
-            raise translate(exc.code, "GetCertificateAuthorityCertificate") from exc.__cause__
-        try:
-            own = x509.load_pem_x509_certificate(response["Certificate"].encode())
-            parents = load_all(response.get("CertificateChain") or "")
-        except (KeyError, ValueError) as exc:
-            raise BackendUnavailableError("ca: ACM PCA returned an unreadable CA chain") from exc
-        chain = ordered_chain(own, parents)
-        self._chains[arn] = chain
-        return chain
 
     def _poll(
         self,
@@ -429,26 +336,8 @@ class ACMPCABackend:
             lambda: dict(
                 client.get_certificate(CertificateAuthorityArn=arn, CertificateArn=certificate_arn)
             ),
-            self._clocks(),
+            self._pacing,
             schedule=self._schedule,
             deadline=deadline,
             round_trip=round_trip,
         )
-
-    def _deadline(self) -> float:
-        """This operation's deadline: the policy's, or the request's budget if sooner."""
-        own = self._monotonic() + self._retry.deadline
-        budget = request_deadline()
-        return own if budget is None else min(own, budget)
-
-    def _call(self, deadline: float, call: Callable[[], _T]) -> _T:
-        """Run one PCA call, retrying transient errors with full jitter before ``deadline``.
-
-        Raises:
-            PCAError: a non-transient error (from the botocore error).
-            BackendUnavailableError: transient errors persisted or the deadline is near.
-        """
-        return call_with_retries(call, self._clocks(), deadline=deadline)
-
-    def _clocks(self) -> Pacing:
-        return Pacing(self._retry, self._monotonic, self._sleep, self._jitter)

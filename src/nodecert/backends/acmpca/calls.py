@@ -24,8 +24,16 @@ from nodecert.support.awsclients import (
     http_status,
     is_transient,
 )
+from nodecert.support.budget import deadline as request_deadline
 
-__all__ = ["PCAError", "Pacing", "call_with_retries", "poll_certificate", "refused_outright"]
+__all__ = [
+    "PCAError",
+    "Pacing",
+    "call_with_retries",
+    "operation_deadline",
+    "poll_certificate",
+    "refused_outright",
+]
 
 _log = logging.getLogger("nodecert.backends.acmpca")
 _T = TypeVar("_T")
@@ -82,6 +90,13 @@ class Pacing:
     monotonic: Callable[[], float]
     sleep: Callable[[float], None]
     jitter: Callable[[], float]
+
+
+def operation_deadline(pacing: Pacing) -> float:
+    """An operation's deadline: the policy's from now, or the request's budget if sooner."""
+    own = pacing.monotonic() + pacing.retry.deadline
+    budget = request_deadline()
+    return own if budget is None else min(own, budget)
 
 
 def call_with_retries(call: Callable[[], _T], pacing: Pacing, *, deadline: float) -> _T:

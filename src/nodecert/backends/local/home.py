@@ -41,7 +41,7 @@ __all__ = [
     "write_new_private",
 ]
 
-# The counter a completed rotation advances (see nodecert.backends.local.rotation).
+# The counter a completed rotation advances (see nodecert.backends.local.rotation_files).
 ROTATION = "rotation"
 
 

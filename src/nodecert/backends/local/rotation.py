@@ -20,18 +20,17 @@ old key's reference instead of the key. The service signs with the key its setti
 when restarted with the new setting; until then it keeps the old one, which is still
 trusted (retiring).
 
-The new files are written to ``<home>/ca/next/`` first and then renamed into place;
-``finish`` completes a rotation a crash interrupted. Last, the ``rotation`` counter
-advances: every process using the home (workers, the authorizer) reads the new state on
-its next request. The caller holds the home's lock (:func:`~nodecert.backends.local.home.locked`).
+This module makes and checks what a rotation installs: the new intermediate (``rotate``),
+or the pending key and its CSR (``request``) and the certificate signed elsewhere for it
+(``install``). Writing it into the home, completing a crashed rotation (``finish``) and
+forgetting old retired CAs (``prune``) are :mod:`nodecert.backends.local.rotation_files`.
+The caller holds the home's lock (:func:`~nodecert.backends.local.home.locked`).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -39,36 +38,20 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from nodecert.backends.local.hierarchy import key_bytes, load_key, make_intermediate, make_root
-from nodecert.backends.local.home import (
-    ROTATION,
-    issuing_name,
-    key_id,
-    pem,
-    read_certificate,
-)
+from nodecert.backends.local.home import issuing_name, read_certificate
+from nodecert.backends.local.rotation_files import KEYREF, finish, install_files
 from nodecert.backends.signers.external import ExternalSigner, sign_csr
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key, hash_for
-from nodecert.support.files import CounterFile, write_atomic
+from nodecert.support.files import write_atomic
 
-__all__ = ["KEYREF", "finish", "install", "prune", "request", "rotate"]
+# KEYREF and finish are re-exported: the CA (backends.local.ca) reads a home through them.
+__all__ = ["KEYREF", "finish", "install", "request", "rotate"]
 
-# The reference of an issuing key held elsewhere: "kms:<key id>" or "pkcs11:<label>".
-KEYREF = "ca.keyref"
-# Renamed into place in this order: a root before the intermediate it signed.
-_INSTALL_ORDER = ("root.key", "root.crt", "ca.key", KEYREF, "ca.crt")
-# Staged when the new issuing key is held elsewhere: the home's ca.key (if any) goes.
-_EXTERNAL = "external"
-# The reference of a pending key held elsewhere (request, then install).
-_PENDING_REF = "pending.keyref"
-# Written last into the stage: everything before it is there.
-_READY = "ready"
 # The key of a rotation whose certificate is signed elsewhere (request, then install).
 _PENDING = "pending.key"
-# When an issuing CA was retired (ISO 8601), for prune.
-_RETIRED_AT = "retired-at"
-# Staged with a new root whose key is not in the home (ACM PCA's): drop the old root key.
-_ROOT_ELSEWHERE = "root-elsewhere"
+# The reference of a pending key held elsewhere (request, then install).
+_PENDING_REF = "pending.keyref"
 
 
 def rotate(
@@ -125,7 +108,9 @@ def rotate(
         public_key, issuing_name(organization, now), root_key=signer, root=root, now=now
     )
     new_pair = (signer, root) if new_root else None
-    _install(directory, key, certificate, passphrase, new_pair, retire_now=retire_now, keys=keys)
+    install_files(
+        directory, key, certificate, passphrase, new_pair, retire_now=retire_now, keys=keys
+    )
     return certificate
 
 
@@ -248,7 +233,7 @@ def install(
     if not _is_ca(certificate, path_length=0):
         raise ConfigurationError("ca rotate --install: not an issuing CA certificate")
     pair = (None, root) if new_root else None
-    _install(directory, key, certificate, passphrase, pair, retire_now=retire_now, keys=keys)
+    install_files(directory, key, certificate, passphrase, pair, retire_now=retire_now, keys=keys)
     pending.unlink()
     return certificate
 
@@ -294,119 +279,6 @@ def _is_ca(certificate: x509.Certificate, *, path_length: int | None) -> bool:
     if path_length == 0 and basic.path_length != 0:
         return False
     return basic.ca and usage.key_cert_sign
-
-
-def _install(
-    directory: Path,
-    key: PrivateKey | None,
-    certificate: x509.Certificate,
-    passphrase: str | None,
-    new_root: tuple[PrivateKey | None, x509.Certificate] | None,
-    *,
-    retire_now: bool,
-    keys: tuple[str | None, str] | None = None,
-) -> None:
-    old = read_certificate(directory / "ca.crt")
-    # Keep the old intermediate (and the root it chains to, when that changes), with its
-    # key, or the reference of its key held elsewhere (for its CRLs).
-    retired = directory / "retired" / key_id(old)
-    retired.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_atomic(retired / "ca.crt", pem(old), mode=0o600)
-    if (directory / "ca.key").exists():
-        old_key = load_key(directory / "ca.key", passphrase)
-        write_atomic(retired / "ca.key", key_bytes(old_key, passphrase), mode=0o600)
-    elif keys is not None and keys[0] is not None:
-        write_atomic(retired / KEYREF, keys[0].encode(), mode=0o600)
-    if (directory / "crlnumber").exists():
-        # Its CRL numbers go on from where they were (RFC 5280: increasing per issuer).
-        shutil.copyfile(directory / "crlnumber", retired / "crlnumber")
-        (retired / "crlnumber").chmod(0o600)
-    if new_root is not None and (directory / "root.crt").exists():
-        shutil.copyfile(directory / "root.crt", retired / "root.crt")
-        (retired / "root.crt").chmod(0o600)
-    if new_root is not None and new_root[0] is None and (directory / "root.key").exists():
-        # The new root's key is elsewhere (ACM PCA); the old one's is kept, out of the way.
-        shutil.copyfile(directory / "root.key", retired / "root.key")
-        (retired / "root.key").chmod(0o600)
-    if retire_now:
-        write_atomic(retired / "retired-now", b"", mode=0o600)
-    write_atomic(retired / _RETIRED_AT, datetime.now(UTC).isoformat().encode(), mode=0o600)
-    # The new files, staged, then renamed into place.
-    staged = directory / "next"
-    shutil.rmtree(staged, ignore_errors=True)
-    staged.mkdir(mode=0o700)
-    if new_root is not None:
-        if new_root[0] is not None:
-            write_atomic(staged / "root.key", key_bytes(new_root[0], passphrase), mode=0o600)
-        else:
-            write_atomic(staged / _ROOT_ELSEWHERE, b"", mode=0o600)
-        write_atomic(staged / "root.crt", pem(new_root[1]), mode=0o600)
-    if key is not None:
-        write_atomic(staged / "ca.key", key_bytes(key, passphrase), mode=0o600)
-    elif keys is not None:
-        write_atomic(staged / KEYREF, keys[1].encode(), mode=0o600)
-        write_atomic(staged / _EXTERNAL, b"", mode=0o600)
-    write_atomic(staged / "ca.crt", pem(certificate), mode=0o600)
-    write_atomic(staged / _READY, b"", mode=0o600)
-    finish(directory)
-
-
-def finish(directory: Path) -> None:
-    """Complete a rotation whose files are staged in ``directory/next`` (a crash's).
-
-    A rotation killed before its files were all staged did not happen: the stage is
-    removed (a ``retired/`` entry it made for the current intermediate is ignored, see
-    :func:`~nodecert.backends.local.home.read_home`).
-    """
-    staged = directory / "next"
-    if not staged.is_dir():
-        return
-    if not (staged / _READY).exists():
-        shutil.rmtree(staged, ignore_errors=True)
-        return
-    if (staged / _ROOT_ELSEWHERE).exists():
-        # A new root whose key is elsewhere (ACM PCA): the home's root key is the old
-        # root's (copied to its retired/ entry) and must not be taken for the new one's.
-        # A marker, not "root.crt staged without root.key": that is also what a local
-        # root rotation killed after renaming its new root.key leaves.
-        (directory / "root.key").unlink(missing_ok=True)
-    if (staged / _EXTERNAL).exists():
-        # The issuing key moves out of files (into KMS or a token): the old key is kept in
-        # its retired/ entry already and must not stay where a key is looked for.
-        (directory / "ca.key").unlink(missing_ok=True)
-    for name in _INSTALL_ORDER:
-        if (staged / name).exists():
-            os.replace(staged / name, directory / name)
-    (staged / _ROOT_ELSEWHERE).unlink(missing_ok=True)
-    (staged / _EXTERNAL).unlink(missing_ok=True)
-    (staged / _READY).unlink()
-    staged.rmdir()
-    CounterFile(directory / ROTATION).advance()
-
-
-def prune(directory: Path, *, older_than: timedelta, now: datetime) -> list[str]:
-    """Forget the issuing CAs retired more than ``older_than`` before ``now``.
-
-    Every certificate they issued has expired by then when ``older_than`` is at least the
-    longest lifetime the service allows (``NODECERT_MAX_VALIDITY_DAYS``), so nothing needs
-    them any more: their entries under ``retired/`` are removed and every process using the
-    home stops trusting them on its next request. Returns the key ids removed.
-    """
-    base = directory / "retired"
-    removed: list[str] = []
-    for entry in sorted(base.iterdir()) if base.is_dir() else ():
-        try:
-            stamp = (entry / _RETIRED_AT).read_text().strip()
-            retired_at = datetime.fromisoformat(stamp)
-        except (OSError, ValueError):
-            # Retired before the time was kept: the entry's own time is the best there is.
-            retired_at = datetime.fromtimestamp(entry.stat().st_mtime, UTC)
-        if now - retired_at >= older_than:
-            shutil.rmtree(entry)
-            removed.append(entry.name)
-    if removed:
-        CounterFile(directory / ROTATION).advance()
-    return removed
 
 
 def _home_root_key(directory: Path, passphrase: str | None) -> PrivateKey:
