@@ -26,7 +26,8 @@ from nodecert.aws.authorizer import TargetSource, handle
 from nodecert.backends.local.ca import LocalCA
 from nodecert.backends.local.hierarchy import make_intermediate, make_root
 from nodecert.backends.local.home import ca_name
-from nodecert.bootstrap import _ca, build_decider
+from nodecert.bootstrap import build_decider
+from nodecert.bootstrap.cas import open_ca as _ca
 from nodecert.core.config import Settings
 from nodecert.core.keys import KeyType, generate_private_key
 from nodecert.core.values import RevocationReason

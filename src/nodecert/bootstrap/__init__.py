@@ -1,36 +1,35 @@
-"""Wiring: the only place that turns :class:`~nodecert.core.config.Settings` into objects."""
+"""Wiring: the only place that turns :class:`~nodecert.core.config.Settings` into objects.
+
+- this module: the service (:func:`build_service`), the admin commands' administration
+  (:func:`build_administration`) and the authorizer's decision (:func:`build_decider`);
+- :mod:`nodecert.bootstrap.cas`: the CA backend registry, and the local CA's issuing key in
+  AWS KMS or a PKCS#11 token;
+- :mod:`nodecert.bootstrap.stores`: the store registry.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from nodecert.backends.local.ca import LocalCA
 from nodecert.backends.local.home import HomeIssuers
-from nodecert.backends.signers.external import ExternalSigner
-from nodecert.core.choices import CAKind, StoreKind
+from nodecert.bootstrap.cas import issuing_signer, kms_signer, open_ca
+from nodecert.bootstrap.stores import Stores, open_stores
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.keys import KeyType
 from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.core.policy import OwnershipMode, OwnershipPolicy, ValidityPolicy
 from nodecert.core.ports import (
-    AuditTrail,
     CABackend,
     CRLSigner,
     IssuerSource,
     Ledger,
     NodeDirectory,
-    RateLimiter,
-    ReplayGuard,
-    RevocationOutbox,
 )
 from nodecert.core.tokens import renewal_audience
 from nodecert.issuing.administration import Administration
@@ -42,13 +41,9 @@ from nodecert.issuing.quota import QuotaPolicy
 from nodecert.issuing.renewal import Renewer
 from nodecert.issuing.service import Service
 from nodecert.nodeside.access import AccessDecider
-from nodecert.store.sqlite.store import SQLiteStore
 from nodecert.support.files import secure_home
 from nodecert.verifiers.devissuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
 from nodecert.verifiers.oidc import OIDCVerifier, RemoteJWKS, StaticJWKS
-
-if TYPE_CHECKING:
-    from nodecert.store.dynamodb.store import DynamoDBStore
 
 __all__ = [
     "Service",
@@ -62,35 +57,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("nodecert")
-
-
-@dataclass(frozen=True, slots=True)
-class Stores:
-    """What one store setting gives: every store port, and what closes them.
-
-    SQLite and PostgreSQL are one object in every role; DynamoDB keeps single-use tokens,
-    rate buckets and the audit trail in a limits table, and the revocation outbox in a
-    table of its own, through objects of their own over the same client.
-
-    Attributes:
-        ledger: The certificate ledger.
-        nodes: The node directory.
-        replay: Single-use token ids (proof-of-possession renewal, idempotency keys).
-        limiter: Token buckets (the issuance rate).
-        outbox: The queue of CA revocations.
-        audit: The audit trail of administrative actions.
-        closers: What ``Service.close`` must call: only a PostgreSQL pool holds server
-            connections and threads of its own (SQLite's connections belong to the
-            threads that opened them, DynamoDB's client to boto3).
-    """
-
-    ledger: Ledger
-    nodes: NodeDirectory
-    replay: ReplayGuard
-    limiter: RateLimiter
-    outbox: RevocationOutbox
-    audit: AuditTrail
-    closers: tuple[Callable[[], None], ...] = ()
 
 
 def settings_from_environment(env: Mapping[str, str] | None = None) -> Settings:
@@ -118,9 +84,9 @@ def build_service(
     """
     if settings.store == "sqlite" or settings.ca == "local" or settings.dev_issuer:
         secure_home(settings.home)
-    stores = _stores(settings)
+    stores = open_stores(settings)
     dev_issuer = DevIssuer.open_or_create(settings.home) if settings.dev_issuer else None
-    ca = _ca(settings)
+    ca = open_ca(settings)
     key_pool = KeyPool({kt: settings.key_pool_size for kt in KeyType if kt.is_rsa})
     authority = Authority(
         ca=ca,
@@ -226,14 +192,14 @@ def build_administration(settings: Settings) -> tuple[Administration, Callable[[
     """
     if settings.store == "sqlite" or settings.ca == "local":
         secure_home(settings.home)
-    stores = _stores(settings)
+    stores = open_stores(settings)
     ca: CABackend
     if settings.ca == "local":
         from nodecert.backends.local.revocations import LocalCARevocations
 
         ca = LocalCARevocations(settings.home / "ca")
     else:
-        ca = _ca(settings)
+        ca = open_ca(settings)
     administration = Administration(
         ca=ca,
         ledger=stores.ledger,
@@ -271,7 +237,7 @@ def build_decider(settings: Settings) -> AccessDecider:
         ConfigurationError: a setting cannot be honoured, or no CA is configured.
     """
     if settings.ca_bundle:
-        stores = _stores(settings)
+        stores = open_stores(settings)
         return _decider(settings, tuple, stores.ledger, stores.nodes)
     if settings.ca == "local":
         certificate = settings.home / "ca" / "ca.crt"
@@ -284,10 +250,10 @@ def build_decider(settings: Settings) -> AccessDecider:
             )
         # The issuing CAs and roots, followed through rotations; never a key.
         issuers = HomeIssuers(settings.home / "ca")
-        stores = _stores(settings)
+        stores = open_stores(settings)
         return _decider(settings, tuple, stores.ledger, stores.nodes, issuers)
-    stores = _stores(settings)
-    ca = _ca(settings)
+    stores = open_stores(settings)
+    ca = open_ca(settings)
     # ACM PCA names its issuing, retiring and retired CAs (a rotation's overlap).
     issuer_source = ca if isinstance(ca, IssuerSource) else None
     return _decider(settings, ca.chain, stores.ledger, stores.nodes, issuer_source)
@@ -336,185 +302,3 @@ def _decider(
         trust_domain=settings.trust_domain,
         check_owner=check_owner,
     )
-
-
-def _stores(settings: Settings) -> Stores:
-    """Every store port, from ``settings.store``.
-
-    Raises:
-        ConfigurationError: the store is unknown or its settings are incomplete.
-        StoreUnavailableError: the database cannot be opened or reached.
-    """
-    return _STORES[settings.store](settings)
-
-
-def _sqlite_stores(settings: Settings) -> Stores:
-    store = SQLiteStore(settings.database_path, synchronous=settings.sqlite_synchronous)
-    return Stores(store, store, store, store, store, store)
-
-
-def _postgres_stores(settings: Settings) -> Stores:
-    if not settings.database_url:
-        raise ConfigurationError("NODECERT_DATABASE_URL: required when NODECERT_STORE=postgres")
-    # Imported here: psycopg is an extra (nodecert[postgres]), like boto3 for DynamoDB.
-    try:
-        from nodecert.store.postgres.store import PostgresStore
-    except ImportError as exc:
-        raise ConfigurationError(
-            "NODECERT_STORE=postgres: psycopg is not installed (pip install 'nodecert[postgres]')"
-        ) from exc
-    pg = PostgresStore(settings.database_url, max_size=settings.database_pool_size)
-    return Stores(pg, pg, pg, pg, pg, pg, closers=(pg.close,))
-
-
-def _dynamodb_stores(settings: Settings) -> Stores:
-    from nodecert.store.dynamodb.limits import DynamoDBLimits
-    from nodecert.store.dynamodb.outbox import DynamoDBOutbox
-    from nodecert.store.dynamodb.store import DynamoDBStore
-    from nodecert.support.awsclients import make_client
-
-    client = make_client("dynamodb", region=settings.aws_region)
-    dynamodb: DynamoDBStore = DynamoDBStore(
-        client,
-        nodes_table=settings.dynamodb_nodes_table,
-        certificates_table=settings.dynamodb_certificates_table,
-    )
-    limits = DynamoDBLimits(client, table=settings.dynamodb_limits_table)
-    outbox = DynamoDBOutbox(
-        client,
-        certificates_table=settings.dynamodb_certificates_table,
-        outbox_table=settings.dynamodb_outbox_table,
-        limits_table=settings.dynamodb_limits_table,
-    )
-    return Stores(dynamodb, dynamodb, limits, limits, outbox, outbox)
-
-
-def issuing_signer(settings: Settings, *, create: bool = False) -> ExternalSigner | None:
-    """The local CA's issuing key outside any file (AWS KMS, PKCS#11), or None for a file.
-
-    ``create`` (``nodecert ca init``) generates the PKCS#11 key pair when the token has
-    none of the label.
-
-    Raises:
-        ConfigurationError: both are set, a setting is missing, or the key cannot be used.
-    """
-    if settings.ca_pkcs11_module is None:
-        return None if settings.ca_kms_key_id is None else kms_signer(settings)
-    if settings.ca_kms_key_id is not None:
-        raise ConfigurationError(
-            "NODECERT_CA_PKCS11_MODULE and NODECERT_CA_KMS_KEY_ID: one issuing key, not two"
-        )
-    if not settings.ca_pkcs11_token:
-        raise ConfigurationError("NODECERT_CA_PKCS11_TOKEN: required with the module")
-    if (settings.ca_pkcs11_pin is None) == (settings.ca_pkcs11_pin_file is None):
-        raise ConfigurationError(
-            "NODECERT_CA_PKCS11_PIN or NODECERT_CA_PKCS11_PIN_FILE: set exactly one"
-        )
-    pin = settings.ca_pkcs11_pin
-    if settings.ca_pkcs11_pin_file is not None:
-        try:
-            pin = settings.ca_pkcs11_pin_file.read_text().strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigurationError(
-                f"NODECERT_CA_PKCS11_PIN_FILE: cannot read {settings.ca_pkcs11_pin_file}"
-            ) from exc
-    try:
-        from nodecert.backends.signers.pkcs11 import PKCS11Signer
-    except ImportError as exc:
-        raise ConfigurationError(
-            "NODECERT_CA_PKCS11_MODULE: python-pkcs11 is not installed"
-            " (pip install 'nodecert[pkcs11]')"
-        ) from exc
-    return PKCS11Signer(
-        settings.ca_pkcs11_module,
-        settings.ca_pkcs11_token,
-        settings.ca_pkcs11_key_label,
-        pin or "",
-        create=settings.ca_key_type if create else None,
-    )
-
-
-def kms_signer(settings: Settings) -> ExternalSigner:
-    """The local CA's issuing key in AWS KMS (``NODECERT_CA_KMS_KEY_ID``).
-
-    Raises:
-        ConfigurationError: boto3 is missing, or the key cannot be used (see ``KMSSigner``).
-    """
-    if settings.ca_kms_key_id is None:
-        raise ConfigurationError("NODECERT_CA_KMS_KEY_ID: not set")
-    try:
-        from nodecert.backends.signers.kms import KMSSigner
-        from nodecert.support.awsclients import make_client
-
-        client = make_client("kms", region=settings.aws_region, max_attempts=2)
-    except ImportError as exc:
-        raise ConfigurationError(
-            "NODECERT_CA_KMS_KEY_ID: boto3 is not installed (pip install 'nodecert[aws]')"
-        ) from exc
-    return KMSSigner(client, settings.ca_kms_key_id)
-
-
-def _ca(settings: Settings) -> CABackend:
-    return _CA_BACKENDS[settings.ca](settings)
-
-
-def _local_ca(settings: Settings) -> CABackend:
-    return LocalCA.open_or_create(
-        settings.home / "ca",
-        organization=settings.organization,
-        trust_domain=settings.trust_domain,
-        key_type=settings.ca_key_type,
-        passphrase=settings.ca_passphrase,
-        signer=issuing_signer(settings),
-        key_refs=_key_refs(settings),
-    )
-
-
-def _key_refs(settings: Settings) -> Callable[[str], ExternalSigner]:
-    # A retired issuing CA whose key was held elsewhere keeps its reference
-    # (``kms:<key id>``, ``pkcs11:<label>``): its CRLs are signed there, with this service's
-    # region, module, token and PIN.
-    def reach(reference: str) -> ExternalSigner:
-        kind, _, name = reference.partition(":")
-        if kind == "kms" and name:
-            return kms_signer(dataclasses.replace(settings, ca_kms_key_id=name))
-        if kind == "pkcs11" and name and settings.ca_pkcs11_module is not None:
-            chosen = dataclasses.replace(settings, ca_pkcs11_key_label=name, ca_kms_key_id=None)
-            signer = issuing_signer(chosen)
-            if signer is not None:
-                return signer
-        raise ConfigurationError(f"{reference[:120]!r} names no key this service can reach")
-
-    return reach
-
-
-def _acmpca(settings: Settings) -> CABackend:
-    if not settings.acmpca_ca_arn:
-        raise ConfigurationError("NODECERT_ACMPCA_CA_ARN: required when NODECERT_CA=acmpca")
-    from nodecert.backends.acmpca.backend import ACMPCABackend
-    from nodecert.support.awsclients import make_client
-
-    # max_attempts=1: the backend retries by itself, under its own deadline.
-    return ACMPCABackend(
-        make_client("acm-pca", region=settings.aws_region, max_attempts=1),
-        ca_arn=settings.acmpca_ca_arn,
-        short_lived_ca_arn=settings.acmpca_short_lived_ca_arn,
-        template_arn=settings.acmpca_template_arn,
-        retiring_ca_arns=settings.acmpca_retiring_arns,
-        retired_ca_arns=settings.acmpca_retired_arns,
-        organization=settings.organization,
-        trust_domain=settings.trust_domain,
-    )
-
-
-# The registries bootstrap looks a choice up in (smallstep's cas/apiv1/registry.go): a new
-# CA backend or store is one function and one entry here, and a missing entry fails typing.
-_CA_BACKENDS: dict[CAKind, Callable[[Settings], CABackend]] = {
-    CAKind.LOCAL: _local_ca,
-    CAKind.ACMPCA: _acmpca,
-}
-_STORES: dict[StoreKind, Callable[[Settings], Stores]] = {
-    StoreKind.SQLITE: _sqlite_stores,
-    StoreKind.POSTGRES: _postgres_stores,
-    StoreKind.DYNAMODB: _dynamodb_stores,
-}
