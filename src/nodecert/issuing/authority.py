@@ -346,7 +346,8 @@ class Authority:
         """
         claim: Claim | None = None
         guard = self.idempotency
-        if guard is not None:
+        # Hashed only when there is a key to claim: most requests carry none.
+        if guard is not None and guard.keyed(request_id):
             digest = request_hash(
                 identity,
                 profile=profile,
