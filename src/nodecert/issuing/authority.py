@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 
-from nodecert.core.context import current_source
+from nodecert.core.context import current_source, note_issuance
 from nodecert.core.errors import (
     AuthorizationError,
     BackendUnavailableError,
@@ -195,6 +195,7 @@ class Authority:
         identity = Identity(user_id=principal.user_id, node_id=node_id)
         lifetime = self.validity.lifetime(request.validity_days)
         csr, key_type = key_request(request.key_type, request.csr)
+        note_issuance("csr" if csr is not None else key_type.value)
         try:
             self.ownership.check(principal, node_id, renewal=request.renewed_from is not None)
             if self.quota is not None:
@@ -309,6 +310,7 @@ class Authority:
             )
         lifetime = self.validity.lifetime(validity_days)
         parsed_csr, parsed_type = key_request(key_type, csr)
+        note_issuance("csr" if parsed_csr is not None else parsed_type.value)
         owner = self.nodes.owner_of(node)
         if owner is None:
             raise NotFoundError(f"nodeId: no node {node!r}")
