@@ -24,13 +24,20 @@ from nodecert.core.errors import (
     NodecertError,
 )
 from nodecert.core.identity import Identity, format_serial
-from nodecert.core.keys import KeyType, PrivateKey, PublicKey, build_csr, fingerprint
+from nodecert.core.keys import (
+    ClientCSR,
+    KeyType,
+    PrivateKey,
+    PublicKey,
+    build_csr,
+    fingerprint,
+)
 from nodecert.core.keys import private_key_pem as render_private_key
 from nodecert.core.metrics import Metrics
 from nodecert.core.ports import CABackend, Ledger
 from nodecert.core.values import CertificateRecord, Commit, Profile, SigningRequest
 from nodecert.issuing.idempotency import Claim, IdempotencyGuard, nothing_issued, request_hash
-from nodecert.issuing.shapes import IssuedCertificate, chain_pem, csr_public_key, pem
+from nodecert.issuing.shapes import IssuedCertificate, chain_pem, pem
 from nodecert.issuing.succession import record_successor
 
 __all__ = ["SigningParts", "check_signed", "sign_and_record"]
@@ -60,7 +67,7 @@ def sign_and_record(
     identity: Identity,
     *,
     key_type: KeyType,
-    csr: x509.CertificateSigningRequest | None,
+    csr: ClientCSR | None,
     lifetime: timedelta,
     request_id: str,
     renewed_from: str | None = None,
@@ -83,7 +90,7 @@ def sign_and_record(
             identity,
             profile=profile,
             key_type=key_type.value,
-            csr=csr,
+            csr=csr.request if csr is not None else None,
             lifetime=lifetime,
             dns_names=dns_names,
             ip_addresses=ip_addresses,
@@ -106,8 +113,8 @@ def sign_and_record(
                     trust_domain=parts.trust_domain,
                 )
         else:
-            signing_csr = csr
-            public_key = csr_public_key(csr)
+            signing_csr = csr.request
+            public_key = csr.public_key
         now = parts.clock()
         asked_ca = True
         started = time.perf_counter()
