@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -144,6 +144,53 @@ def test_labels_never_carry_what_a_client_chose(env: Env) -> None:
     assert 'route="unmatched"' in text
     assert 'key_type="invalid"' in text
     assert 'key_type="unknown"' in text
+
+
+def _csr_pem(common_name: str) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, common_name)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_the_key_label_is_the_one_the_body_asked_for(env: Env) -> None:
+    # The use case notes the key it parsed (no second parse of the body); refusals before
+    # that are labelled from the body. Each way, the label is what the body asked for.
+    env.add_node("n1", "alice")
+    env.add_node("web-1", "alice")
+    csr = _csr_pem("alice")
+    asked = {
+        "csr": {"csr": csr},
+        "csr and key type": {"csr": csr, "keyType": "ec-p256"},
+        "default": {},
+        "null key type": {"keyType": None},
+    }
+    for body in asked.values():
+        reply = env.client.post(
+            "/generate-cert", json={"nodeId": "n1", **body}, headers=env.auth("alice")
+        )
+        assert reply.status_code == 201, reply.text
+    node_route = "/v1/nodes/{nodeId}/certificate"
+    node_cert = env.client.post(
+        "/v1/nodes/web-1/certificate",
+        json={"dnsNames": ["web-1.example"], "csr": csr},
+        headers=env.auth("root", admin=True),
+    )
+    assert node_cert.status_code == 201, node_cert.text
+    refused = env.client.post(  # A CSR and a key type it cannot be: refused, from the body.
+        "/generate-cert",
+        json={"nodeId": "n1", "csr": csr, "keyType": "dsa"},
+        headers=env.auth("alice"),
+    )
+    assert refused.status_code == 400
+    samples = _samples(env)
+    issued = {"route": "/generate-cert", "ca": "local", "outcome": "issued"}
+    assert _value(samples, "nodecert_issuances_total", **issued, key_type="csr") == 2
+    assert _value(samples, "nodecert_issuances_total", **issued, key_type="rsa-2048") == 2
+    node = {"route": node_route, "ca": "local", "outcome": "issued", "key_type": "csr"}
+    assert _value(samples, "nodecert_issuances_total", **node) == 1
+    bad = {"route": "/generate-cert", "ca": "local", "key_type": "csr"}
+    assert _value(samples, "nodecert_issuances_total", **bad, outcome="invalid_request") == 1
 
 
 def test_every_reply_names_its_request_id(env: Env) -> None:

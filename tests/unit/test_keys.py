@@ -24,6 +24,7 @@ from nodecert.core.keys import (
     key_type_of,
     load_client_csr,
     private_key_pem,
+    read_client_csr,
 )
 
 IDENTITY = Identity("alice", "node-1")
@@ -181,6 +182,8 @@ def test_valid_client_csr_passes_and_names_its_key_type(make_key, key_type):
     csr, found = load_client_csr(csr_pem(key))
     assert found is key_type
     assert csr.public_key() == key.public_key()
+    checked = read_client_csr(csr_pem(key))  # The key as read, for the CA to certify.
+    assert (checked.key_type, checked.public_key) == (key_type, key.public_key())
 
 
 def test_client_csr_subject_and_extensions_are_not_checked():

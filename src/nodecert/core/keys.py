@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import TypeAlias
 
 from cryptography import x509
@@ -15,6 +16,7 @@ from nodecert.core.identity import Identity
 
 __all__ = [
     "MAX_CSR_BYTES",
+    "ClientCSR",
     "KeyType",
     "PrivateKey",
     "PublicKey",
@@ -26,6 +28,7 @@ __all__ = [
     "key_type_of",
     "load_client_csr",
     "private_key_pem",
+    "read_client_csr",
 ]
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -130,7 +133,30 @@ def build_csr(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ClientCSR:
+    """A client's CSR that :func:`read_client_csr` checked, with its public key.
+
+    The key is kept as read: reading it again from the CSR parses it again (about as long
+    as loading the whole CSR).
+    """
+
+    request: x509.CertificateSigningRequest
+    key_type: KeyType
+    public_key: PublicKey
+
+
 def load_client_csr(pem: object) -> tuple[x509.CertificateSigningRequest, KeyType]:
+    """Parse and check a CSR sent by a client: see :func:`read_client_csr`.
+
+    Raises:
+        CSRError: as :func:`read_client_csr`.
+    """
+    checked = read_client_csr(pem)
+    return checked.request, checked.key_type
+
+
+def read_client_csr(pem: object) -> ClientCSR:
     """Parse and check a CSR sent by a client.
 
     Only the CSR's public key is ever used: the subject, SANs and extensions it asks for
@@ -164,7 +190,9 @@ def load_client_csr(pem: object) -> tuple[x509.CertificateSigningRequest, KeyTyp
     key_type = key_type_of(public_key)
     if not signature_ok:
         raise CSRError("csr: signature does not match its public key (proof of possession)")
-    return csr, key_type
+    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise TypeError("a key that key_type_of took is RSA or EC")  # For the type checker.
+    return ClientCSR(csr, key_type, public_key)
 
 
 def private_key_pem(key: PrivateKey) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nodecert.core.context import bind_source
+from nodecert.core.context import bind_source, open_issuance_note
 from nodecert.core.keys import KeyType
 from nodecert.core.metrics import Metrics
 from nodecert.support.logs import bind_request_id
@@ -46,6 +46,8 @@ class Exchange:
         request_body: The request body (read for issuance routes only).
         problem_body: The reply body when it is an error (read for a few routes only).
         reason: The node-side deny reason (``X-Nodecert-Reason``), if any.
+        key_type: The issuance's key label as the use case noted it (``csr``,
+            ``ec-p256``…); None to read it from ``request_body``.
     """
 
     route: str
@@ -55,6 +57,7 @@ class Exchange:
     request_body: bytes = b""
     problem_body: bytes = b""
     reason: str | None = None
+    key_type: str | None = None
 
 
 def record_exchange(metrics: Metrics, exchange: Exchange, *, ca: str) -> None:
@@ -69,7 +72,7 @@ def record_exchange(metrics: Metrics, exchange: Exchange, *, ca: str) -> None:
         outcome = "issued" if status == 201 else _code(exchange)
         labels = {
             "route": route,
-            "key_type": _key_type(exchange.request_body),
+            "key_type": exchange.key_type or _key_type(exchange.request_body),
             "ca": ca,
             "outcome": outcome,
         }
@@ -151,6 +154,10 @@ class ObservedApp:
         request_id = bind_request_id()
         client = scope.get("client")
         bind_source(f"http {client[0]}" if client else "http unix")
+        # Filled in by the use case once it has parsed the request's key fields: the
+        # issuance is labelled without parsing its body again (a request refused before
+        # that, as a bad body, still is, from the body).
+        note = open_issuance_note()
         method, path = scope["method"], scope["path"]
         reads_body = method == "POST"
         received: list[bytes] = []
@@ -194,7 +201,10 @@ class ObservedApp:
                     method=method,
                     status=status,
                     seconds=self.clock() - started,
-                    request_body=b"".join(received) if route in ISSUANCE_ROUTES else b"",
+                    request_body=(
+                        b"".join(received) if route in ISSUANCE_ROUTES and note.key is None else b""
+                    ),
+                    key_type=note.key,
                     problem_body=b"".join(reply)[:_MAX_PROBLEM_BYTES],
                     reason=reason,
                 ),

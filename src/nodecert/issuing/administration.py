@@ -5,11 +5,8 @@ objects over the same collaborators (the CA, the ledger, the node directory, the
 neither inherits from the other. Administration also needs the revocation outbox and the
 audit trail.
 
-Revocation always finishes: every affected ledger row is marked revoked first, together
-with a queued CA revocation (``RevocationOutbox``), and only then is the CA told: at once
-for what the request revoked, and by :meth:`Administration.finish_revocations`, which
-``nodecert serve`` (and a scheduled Lambda) runs until the queue is empty. A CA outage leaves
-the ledger right (the next access decision denies) and the queue full, never a row active.
+Revocation always finishes (:mod:`nodecert.issuing.revocation`): the ledger first, with the
+CA revocations queued in the same transaction, then the CA, now or from the queue.
 """
 
 from __future__ import annotations
@@ -47,16 +44,12 @@ from nodecert.core.values import (
     Profile,
     RevocationReason,
 )
+from nodecert.issuing.revocation import count_revoked, finish_revocations, sweep, tell_ca
 from nodecert.issuing.values import NodeAssignment, NodeRemoval
 
 __all__ = ["Administration", "NodeAssignment", "NodeRemoval"]
 
-log = logging.getLogger("nodecert.revocation")
 audit_log = logging.getLogger("nodecert.audit")
-
-
-CA_STRIKES = 3
-"""Failed CA revocations in a row after which ``finish_revocations`` stops (CA down)."""
 
 
 def _utcnow() -> datetime:
@@ -174,7 +167,7 @@ class Administration:
         """
         row = self.get_certificate(principal, serial)
         queued = self.outbox.revoke_and_queue([row.serial], reason=reason, at=self.clock())
-        self._count_revoked(queued, reason)
+        count_revoked(self, queued, reason)
         self._audit(
             principal,
             actor,
@@ -184,7 +177,7 @@ class Administration:
             user_id=row.user_id,
             node_id=row.node_id,
         )
-        self._tell_ca(queued)
+        tell_ca(self, queued)
         revoked = self.ledger.get(row.serial)
         if revoked is None:  # A ledger row is never deleted.
             raise NotFoundError(f"serial: no certificate {row.serial}")
@@ -224,7 +217,7 @@ class Administration:
             if not principal.is_admin and user != principal.user_id:
                 raise AuthorizationError("userId: you may only revoke your own certificates")
             rows, target = self.ledger.find(user_id=user), f"user:{user}"
-        revoked = self._sweep(rows, reason)
+        revoked = sweep(self, rows, reason)
         detail = f"reason={reason} revoked={len(revoked)}"
         self._audit(
             principal,
@@ -278,7 +271,7 @@ class Administration:
             previous is not None and self.ownership.mode is OwnershipMode.REGISTRY
         ):
             stale = [row for row in self.ledger.find(node_id=node) if row.user_id != new_owner]
-            revoked = self._sweep(stale, RevocationReason.AFFILIATION_CHANGED)
+            revoked = sweep(self, stale, RevocationReason.AFFILIATION_CHANGED)
         action = "node.transfer" if changes_owner else "node.add"
         detail = f"owner={new_owner} previous={previous or '-'} revoked={len(revoked)}"
         self._audit(principal, actor, action, node, detail, user_id=new_owner, node_id=node)
@@ -323,8 +316,8 @@ class Administration:
         node = validate_id(node_id, field="nodeId")
         owner = self.nodes.owner_of(node) or ""
         existed = self.nodes.delete_node(node)
-        revoked = self._sweep(
-            self.ledger.find(node_id=node), RevocationReason.CESSATION_OF_OPERATION
+        revoked = sweep(
+            self, self.ledger.find(node_id=node), RevocationReason.CESSATION_OF_OPERATION
         )
         if not existed and not revoked:
             raise NotFoundError(f"nodeId: no node {node!r}")
@@ -341,81 +334,12 @@ class Administration:
     def finish_revocations(self, *, limit: int = 100, failed: set[str] | None = None) -> int:
         """Tell the CA about up to ``limit`` queued revocations; return how many are left.
 
-        A revocation the CA does not take (an error, a disabled or deleted CA, throttling
-        that outlasts the retries) stays queued and is logged with its serial; the next
-        ones are still tried, so one poisoned revocation never holds up the rest. After
-        :data:`CA_STRIKES` failures in a row with nothing taken in between the call stops:
-        the CA looks down, and the rest would fail too. Safe to run from several processes
-        at once, and again after a crash at any point: telling the CA twice is not an
-        error.
-
-        Args:
-            limit: How many queued revocations to try (those in ``failed`` not counted).
-            failed: Serials the CA did not take earlier in this run: skipped, and the
-                ones that fail now are added (a scheduled sweep passes one set to every
-                batch, so that each batch tries revocations not yet tried).
+        See :func:`nodecert.issuing.revocation.finish_revocations`.
 
         Raises:
             StoreUnavailableError: the queue cannot be read or updated now.
         """
-        skip = set() if failed is None else failed
-        strikes = 0
-        for pending in self.outbox.pending_revocations(limit=limit + len(skip)):
-            if pending.serial in skip:
-                continue
-            try:
-                self.ca.revoke(parse_serial(pending.serial), pending.reason, issuer=pending.issuer)
-            except (NodecertError, ValueError) as exc:
-                detail = exc.detail if isinstance(exc, NodecertError) else str(exc)
-                log.warning(
-                    "revocation: the CA did not take %s yet (%s); it stays queued",
-                    pending.serial,
-                    detail,
-                )
-                skip.add(pending.serial)
-                strikes += 1
-                if strikes >= CA_STRIKES:
-                    break
-                continue
-            strikes = 0
-            self.outbox.revocation_sent(pending.serial)
-        return self.outbox.count_pending_revocations()
-
-    def _sweep(
-        self, rows: list[CertificateRecord], reason: RevocationReason
-    ) -> list[CertificateRecord]:
-        # The ledger first (the next access decision denies), with the CA revocations
-        # queued in the same transaction; then the CA (ACM PCA's CRL), now or later.
-        now = self.clock()
-        live = [row.serial for row in rows if row.status.is_live and row.not_after > now]
-        revoked = self.outbox.revoke_and_queue(live, reason=reason, at=now) if live else []
-        self._count_revoked(revoked, reason)
-        self._tell_ca(revoked)
-        return revoked
-
-    def _count_revoked(self, rows: list[CertificateRecord], reason: RevocationReason) -> None:
-        if rows:
-            self.metrics.count("revocations", {"reason": str(reason)}, len(rows))
-
-    def _tell_ca(self, rows: list[CertificateRecord]) -> None:
-        # The revocations this request queued, at once; an older backlog is left to the
-        # background drain, so that a request after a CA outage does not pay for it. A
-        # failure here is retried by that drain, not reported: the ledger is done.
-        try:
-            for row in rows:
-                reason = row.revocation_reason or RevocationReason.UNSPECIFIED
-                try:
-                    self.ca.revoke(parse_serial(row.serial), reason, issuer=row.issuer)
-                except NodecertError as exc:
-                    log.warning(
-                        "revocation: the CA did not take %s now (%s); it stays queued",
-                        row.serial,
-                        exc.detail,
-                    )
-                    return
-                self.outbox.revocation_sent(row.serial)
-        except NodecertError as exc:
-            log.warning("revocation: the queue could not be updated now (%s)", exc.detail)
+        return finish_revocations(self, limit=limit, failed=failed)
 
     def _audit(
         self,

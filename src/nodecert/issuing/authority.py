@@ -1,25 +1,22 @@
 """Issuing: authenticate → authorize → key/CSR → sign → record.
 
 Adapters (HTTP, Lambda, CLI) parse their input into the values below, call one method of
-:class:`Authority` and render what it returns or raises. Listings, revocation and the node
-directory are :class:`~nodecert.issuing.administration.Administration`'s, an object over
-the same collaborators.
+:class:`Authority` and render what it returns or raises. The authority decides who may get
+which certificate (ids, ownership, quota, renewal rules); making it (the key, the CA, the
+ledger row) is :func:`~nodecert.issuing.signing.sign_and_record`'s. Listings, revocation
+and the node directory are :class:`~nodecert.issuing.administration.Administration`'s, an
+object over the same collaborators.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from cryptography import x509
-
-from nodecert.core.context import current_source
+from nodecert.core.context import current_source, note_issuance
 from nodecert.core.errors import (
     AuthorizationError,
-    BackendUnavailableError,
-    ConflictError,
     InvalidIdentifierError,
     NodecertError,
     NotFoundError,
@@ -27,52 +24,31 @@ from nodecert.core.errors import (
 )
 from nodecert.core.identity import (
     Identity,
-    format_serial,
     validate_dns_names,
     validate_id,
     validate_ip_addresses,
 )
-from nodecert.core.keys import (
-    KeyType,
-    PrivateKey,
-    PublicKey,
-    build_csr,
-    fingerprint,
-    generate_private_key,
-)
-from nodecert.core.keys import private_key_pem as render_private_key
+from nodecert.core.keys import KeyType, PrivateKey, generate_private_key
 from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.core.policy import OwnershipPolicy, ValidityPolicy, require_admin
 from nodecert.core.ports import AuditTrail, CABackend, Ledger, NodeDirectory
 from nodecert.core.values import (
     AuditEntry,
-    CertificateRecord,
     CertificateStatus,
     Commit,
     Principal,
     Profile,
-    SigningRequest,
 )
-from nodecert.issuing.idempotency import Claim, IdempotencyGuard, nothing_issued, request_hash
+from nodecert.issuing.idempotency import IdempotencyGuard
 from nodecert.issuing.quota import QuotaPolicy
-from nodecert.issuing.renewal_once import already_renewed, record_successor
+from nodecert.issuing.renewal_once import already_renewed
+from nodecert.issuing.signing import sign_and_record
 from nodecert.issuing.throttle import Throttle
-from nodecert.issuing.values import (
-    IssuedCertificate,
-    IssueRequest,
-    chain_pem,
-    csr_public_key,
-    key_request,
-    pem,
-)
+from nodecert.issuing.values import IssuedCertificate, IssueRequest, key_request, pem
 
 __all__ = ["Authority", "IssueRequest", "IssuedCertificate"]
 
 log = logging.getLogger("nodecert")
-
-# Certificates start a minute in the past so that a client whose clock is slightly behind
-# the server's can use one at once.
-_BACKDATE = timedelta(minutes=1)
 
 
 def _utcnow() -> datetime:
@@ -133,8 +109,8 @@ class Authority:
         self.audit = audit
         self._denials = Throttle(timedelta(minutes=1))
         labels = labels or {}
-        self._ca_label = {"ca": labels.get("ca", "ca")}
-        self._store_label = {"store": labels.get("store", "store")}
+        self.ca_label = {"ca": labels.get("ca", "ca")}
+        self.store_label = {"store": labels.get("store", "store")}
 
     def issue(self, principal: Principal, request: IssueRequest) -> IssuedCertificate:
         """Issue a client certificate for one of ``principal``'s nodes.
@@ -174,10 +150,6 @@ class Authority:
         except NodecertError as exc:
             log.warning("audit: denial not stored (%s)", exc.detail)
 
-    def _observe_commit(self, started: float) -> None:
-        seconds = time.perf_counter() - started
-        self.metrics.observe("ledger_commit_seconds", self._store_label, seconds)
-
     def issue_pending(
         self, principal: Principal, request: IssueRequest
     ) -> tuple[IssuedCertificate, Commit]:
@@ -195,6 +167,7 @@ class Authority:
         identity = Identity(user_id=principal.user_id, node_id=node_id)
         lifetime = self.validity.lifetime(request.validity_days)
         csr, key_type = key_request(request.key_type, request.csr)
+        note_issuance("csr" if csr is not None else key_type.value)
         try:
             self.ownership.check(principal, node_id, renewal=request.renewed_from is not None)
             if self.quota is not None:
@@ -208,7 +181,8 @@ class Authority:
         except (AuthorizationError, QuotaExceededError) as exc:
             self._record_denial(principal, node_id, exc)
             raise
-        return self._sign_and_record(
+        return sign_and_record(
+            self,
             identity,
             key_type=key_type,
             csr=csr,
@@ -257,7 +231,8 @@ class Authority:
         parsed_csr, parsed_type = key_request(key_type, csr)
         days = round((predecessor.not_after - predecessor.not_before) / timedelta(days=1))
         lifetime = self.validity.lifetime(min(max(days, 1), self.validity.max_days))
-        issued, _ = self._sign_and_record(
+        issued, _ = sign_and_record(
+            self,
             identity,
             key_type=parsed_type,
             csr=parsed_csr,
@@ -309,10 +284,12 @@ class Authority:
             )
         lifetime = self.validity.lifetime(validity_days)
         parsed_csr, parsed_type = key_request(key_type, csr)
+        note_issuance("csr" if parsed_csr is not None else parsed_type.value)
         owner = self.nodes.owner_of(node)
         if owner is None:
             raise NotFoundError(f"nodeId: no node {node!r}")
-        issued, commit = self._sign_and_record(
+        issued, commit = sign_and_record(
+            self,
             Identity(user_id=owner, node_id=node),
             key_type=parsed_type,
             csr=parsed_csr,
@@ -324,139 +301,6 @@ class Authority:
         )
         commit.wait()
         return issued
-
-    def _sign_and_record(
-        self,
-        identity: Identity,
-        *,
-        key_type: KeyType,
-        csr: x509.CertificateSigningRequest | None,
-        lifetime: timedelta,
-        request_id: str,
-        renewed_from: str | None = None,
-        profile: Profile = Profile.CLIENT,
-        dns_names: tuple[str, ...] = (),
-        user_subject: str | None = None,
-        ip_addresses: tuple[str, ...] = (),
-    ) -> tuple[IssuedCertificate, Commit]:
-        """Make the key (unless there is a CSR), have the CA sign, hand over the ledger row.
-
-        The returned commit says when the row is durable; it is already done unless the CA
-        built the certificate in this process (see :meth:`issue_pending`).
-        """
-        claim: Claim | None = None
-        guard = self.idempotency
-        if guard is not None:
-            digest = request_hash(
-                identity,
-                profile=profile,
-                key_type=key_type.value,
-                csr=csr,
-                lifetime=lifetime,
-                dns_names=dns_names,
-                ip_addresses=ip_addresses,
-            )
-            claim = guard.claim(request_id, identity, digest, now=self.clock())
-        asked_ca = False
-        in_process = self.ca.builds_in_process
-        try:
-            key: PrivateKey | None = None
-            signing_csr: x509.CertificateSigningRequest | None = None
-            if csr is None:
-                key = self.keygen(key_type)
-                public_key = key.public_key()
-                if not in_process:
-                    signing_csr = build_csr(
-                        key,
-                        identity,
-                        organization=self.organization,
-                        trust_domain=self.trust_domain,
-                    )
-            else:
-                signing_csr = csr
-                public_key = csr_public_key(csr)
-            now = self.clock()
-            asked_ca = True
-            started = time.perf_counter()
-            signed = self.ca.issue(
-                SigningRequest(
-                    csr=signing_csr,
-                    identity=identity,
-                    not_before=now - _BACKDATE,
-                    not_after=now + lifetime,
-                    request_id=request_id,
-                    profile=profile,
-                    dns_names=dns_names,
-                    public_key=public_key,
-                    ip_addresses=ip_addresses,
-                )
-            )
-        except Exception as exc:
-            accepted_nothing = not asked_ca or nothing_issued(exc, in_process=in_process)
-            if guard is not None and claim is not None and accepted_nothing:
-                # The retry that the Idempotency-Key exists for must be able to succeed.
-                guard.release(claim)
-            if asked_ca and isinstance(exc, NodecertError):
-                self.metrics.count("ca_errors", {**self._ca_label, "code": exc.code})
-            raise
-        self.metrics.observe("ca_call_seconds", self._ca_label, time.perf_counter() - started)
-        certificate = signed.certificate
-        if not in_process:
-            self._check_signed(certificate, public_key, identity)
-        record = CertificateRecord(
-            serial=format_serial(certificate.serial_number),
-            user_id=identity.user_id,
-            node_id=identity.node_id,
-            key_type=key_type.value,
-            not_before=certificate.not_valid_before_utc,
-            not_after=certificate.not_valid_after_utc,
-            fingerprint_sha256=fingerprint(certificate),
-            request_id=request_id,
-            created_at=now,
-            profile=profile,
-            renewed_from=renewed_from,
-            issuer=signed.issuer,
-            dns_names=dns_names,
-            user_subject=user_subject,
-            ip_addresses=ip_addresses,
-        )
-        # Only a certificate built here has a serial that no retry can bring back; a remote
-        # CA's answer to a retried request needs the conflict check of _record, at once.
-        if in_process and renewed_from is None:
-            started = time.perf_counter()
-            commit = self.ledger.record(record)
-            commit.when_settled(lambda: self._observe_commit(started))
-        else:
-            started = time.perf_counter()
-            if renewed_from is not None:
-                record = record_successor(self.ledger, record)
-            else:
-                record = self._record(record)
-            self._observe_commit(started)
-            commit = Commit.done()
-        issued = IssuedCertificate(
-            record=record,
-            certificate_pem=pem(certificate),
-            chain_pem=chain_pem(tuple(signed.chain)),
-            private_key_pem=render_private_key(key) if key is not None else None,
-        )
-        return issued, commit
-
-    def _record(self, record: CertificateRecord) -> CertificateRecord:
-        try:
-            self.ledger.record(record).wait()
-        except ConflictError:
-            # A remote CA answers a retried request (same idempotency token) with the
-            # certificate it already issued. Same request, same certificate: hand it out
-            # again instead of failing; anything else is a real clash.
-            existing = self.ledger.get(record.serial)
-            if existing is None or (existing.request_id, existing.fingerprint_sha256) != (
-                record.request_id,
-                record.fingerprint_sha256,
-            ):
-                raise
-            return existing
-        return record
 
     def ca_chain_pem(self) -> str:
         """The CA chain, issuing CA first, up to the root, as PEM."""
@@ -470,22 +314,3 @@ class Authority:
         chain = list(self.ca.chain())
         roots = [c for c in chain[:-1] if c.issuer == c.subject] + chain[-1:]
         return "".join(pem(c) for c in roots)
-
-    def _check_signed(
-        self,
-        certificate: x509.Certificate,
-        public_key: PublicKey,
-        identity: Identity,
-    ) -> None:
-        # A CA backend that signed something other than what was asked for (another key, a
-        # template that dropped the SAN) must never hand out a credential.
-        if certificate.public_key() != public_key:
-            raise BackendUnavailableError("ca: returned a certificate for a different key")
-        try:
-            signed_identity = Identity.from_certificate(certificate, trust_domain=self.trust_domain)
-        except InvalidIdentifierError as exc:
-            raise BackendUnavailableError(
-                "ca: returned a certificate without our identity"
-            ) from exc
-        if signed_identity != identity:
-            raise BackendUnavailableError("ca: returned a certificate for another identity")

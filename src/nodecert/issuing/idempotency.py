@@ -139,6 +139,11 @@ class IdempotencyGuard:
         self._ledger = ledger
         self._ttl = ttl
 
+    @staticmethod
+    def keyed(request_id: str) -> bool:
+        """Whether ``request_id`` comes from a client's Idempotency-Key (so is claimed)."""
+        return request_id.startswith(CLIENT_KEY_PREFIX)
+
     def claim(
         self, request_id: str, identity: Identity, digest: str, *, now: datetime
     ) -> Claim | None:
@@ -154,7 +159,7 @@ class IdempotencyGuard:
             StoreUnavailableError: the store cannot answer now (nothing was signed, and
                 what this call claimed is released again as far as the store allows).
         """
-        if not request_id.startswith(CLIENT_KEY_PREFIX):
+        if not self.keyed(request_id):
             return None
         expires_at = now + self._ttl
         request_entry = _entry(request_id, digest)

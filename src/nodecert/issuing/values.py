@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nodecert.core.keys import KeyType, PublicKey, load_client_csr
+from nodecert.core.keys import ClientCSR, KeyType, read_client_csr
 from nodecert.core.values import CertificateRecord, NodeRecord
 
 __all__ = [
@@ -22,7 +21,6 @@ __all__ = [
     "NodeAssignment",
     "NodeRemoval",
     "chain_pem",
-    "csr_public_key",
     "key_request",
     "pem",
 ]
@@ -90,22 +88,14 @@ class NodeRemoval:
     node_certificates: tuple[CertificateRecord, ...] = ()
 
 
-def key_request(
-    key_type: object | None, csr: object | None
-) -> tuple[x509.CertificateSigningRequest | None, KeyType]:
+def key_request(key_type: object | None, csr: object | None) -> tuple[ClientCSR | None, KeyType]:
     """The checked client CSR (or None) and the key type of the certificate to make."""
     if csr is not None:
         if key_type is not None:
             KeyType.parse(key_type)  # Still refuse nonsense, even if unused.
-        return load_client_csr(csr)
+        checked = read_client_csr(csr)
+        return checked, checked.key_type
     return None, KeyType.RSA_2048 if key_type is None else KeyType.parse(key_type)
-
-
-def csr_public_key(csr: x509.CertificateSigningRequest) -> PublicKey:
-    key = csr.public_key()
-    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        raise TypeError("a checked CSR has an RSA or EC key")  # load_client_csr ensures it.
-    return key
 
 
 def pem(certificate: x509.Certificate) -> str:

@@ -52,6 +52,9 @@ class PrometheusMetrics:
         self._registry = CollectorRegistry(auto_describe=True)
         self._multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         self._metrics: dict[str, Any] = {}
+        # The child of each label set, as ``labels()`` returns it (the same object every
+        # time): looked up in one dict instead of being checked and found again per call.
+        self._children: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
         for spec in METRICS.values():
             kind = Counter if spec.kind is MetricKind.COUNTER else Histogram
             self._metrics[spec.name] = kind(
@@ -61,16 +64,26 @@ class PrometheusMetrics:
     def count(self, name: str, labels: dict[str, str], amount: float = 1.0) -> None:
         """Add to a counter; a failure is logged, never raised."""
         try:
-            self._metrics[name].labels(**labels).inc(amount)
+            self._child(name, labels).inc(amount)
         except Exception:  # A metric must never fail the request it describes.
             log.warning("metrics: could not count %s", name, exc_info=True)
 
     def observe(self, name: str, labels: dict[str, str], seconds: float) -> None:
         """Record a duration; a failure is logged, never raised."""
         try:
-            self._metrics[name].labels(**labels).observe(seconds)
+            self._child(name, labels).observe(seconds)
         except Exception:  # As in count().
             log.warning("metrics: could not observe %s", name, exc_info=True)
+
+    def _child(self, name: str, labels: dict[str, str]) -> Any:
+        key = (name, tuple(labels.items()))
+        child = self._children.get(key)
+        if child is None:
+            # Label values come from small fixed sets (core.metrics): the cache stays
+            # small. A wrong label name raises here, as it did, and is never cached.
+            child = self._metrics[name].labels(**labels)
+            self._children[key] = child
+        return child
 
     def exposition(self) -> bytes:
         """The Prometheus text format: this process's counts, or every worker's."""

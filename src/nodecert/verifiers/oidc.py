@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nodecert.core.errors import AuthenticationError, BackendUnavailableError
-from nodecert.core.jose import Claims, claims_from_mapping, parse_claims, parse_header
+from nodecert.core.jose import Claims, parse_claims, parse_header
 from nodecert.core.tokens import is_finite_number, verify_signature
 from nodecert.core.values import Principal
 from nodecert.verifiers.gateway import groups_of, principal_from_claims
@@ -235,7 +235,9 @@ class OIDCVerifier:
         self.clock = clock
         self._cache_size = cache_size
         # Keyed by the token's SHA-256, so the cache itself holds no usable credential.
-        self._cache: OrderedDict[bytes, Principal] = OrderedDict()
+        # Each entry keeps the claims typed when the token was verified: a cache hit checks
+        # the times again without parsing anything.
+        self._cache: OrderedDict[bytes, tuple[Principal, Claims]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
     @property
@@ -261,18 +263,18 @@ class OIDCVerifier:
             if cached is not None:
                 self._cache.move_to_end(digest)
         if cached is not None:
-            # Parsed when first verified: parsing again cannot fail, it only types the times.
-            self._check_times(claims_from_mapping(cached.claims, what="token"))
-            return cached
-        principal = self._verify(token)
+            principal, claims = cached
+            self._check_times(claims)
+            return principal
+        principal, claims = self._verify(token)
         if self._cache_size:
             with self._cache_lock:
-                self._cache[digest] = principal
+                self._cache[digest] = (principal, claims)
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
         return principal
 
-    def _verify(self, token: str) -> Principal:
+    def _verify(self, token: str) -> tuple[Principal, Claims]:
         # Header and claims are parsed whole, into typed values, before PyJWT sees them.
         header = parse_header(token, what="token")
         claims = parse_claims(token, what="token")
@@ -295,12 +297,13 @@ class OIDCVerifier:
             raise AuthenticationError(f"token: algorithm {alg} does not fit the key's type")
         verify_signature(token, key.key, alg, what="token")
         self._check_claims(claims)
-        return principal_from_claims(
+        principal = principal_from_claims(
             claims.raw,
             admin_group=self.admin_group,
             user_id_claim=self.user_id_claim,
             admin_claim=self.admin_claim,
         )
+        return principal, claims
 
     def _check_claims(self, claims: Claims) -> None:
         if claims.iss != self.issuer:
