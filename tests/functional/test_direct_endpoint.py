@@ -238,3 +238,64 @@ def test_any_body_is_answered_alike(
         assert direct.json().keys() == framework.json().keys()
     else:
         assert direct.content == framework.content
+
+
+@pytest.mark.parametrize("refusals", [1, 2])
+def test_an_issuance_that_meets_a_lock_is_tried_again_on_the_loop(
+    service: Service, monkeypatch: pytest.MonkeyPatch, refusals: int
+) -> None:
+    # An inline issuance whose rate-bucket write met another worker's lock
+    # (WouldBlockError, nothing done yet) is tried again on the event loop after a pause,
+    # not handed to the thread pool at once: the hop there and back costs more than the
+    # issuance, and the pool's writer then held the lock in turn.
+    from nodecert.http import direct, routes
+    from nodecert.support.blocking import WouldBlockError
+
+    start = routes.Issuance.start
+    calls: list[int] = []
+
+    def start_after_refusals(self: routes.Issuance) -> Any:
+        calls.append(1)
+        if len(calls) <= refusals:
+            raise WouldBlockError
+        return start(self)
+
+    async def no_pool(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("handed to the thread pool")
+
+    monkeypatch.setattr(routes.Issuance, "start", start_after_refusals)
+    monkeypatch.setattr(direct, "run_in_threadpool", no_pool)
+    assert service.inline_issuance
+    with TestClient(create_app(service), raise_server_exceptions=False) as client:
+        answer = client.post(
+            "/generate-cert", json={"nodeId": "n1", "keyType": "ec-p256"}, headers=_token(service)
+        )
+    assert answer.status_code == 201, answer.text
+    assert len(calls) == refusals + 1
+
+
+def test_an_issuance_that_keeps_meeting_a_lock_goes_to_the_thread_pool(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past the pauses on the loop, the issuance runs where waiting is fine.
+    from nodecert.http import direct, routes
+    from nodecert.support.blocking import must_not_wait
+
+    start = routes.Issuance.start
+    where: list[bool] = []
+
+    def start_refused_on_the_loop(self: routes.Issuance) -> Any:
+        where.append(must_not_wait())
+        if must_not_wait():
+            from nodecert.support.blocking import WouldBlockError
+
+            raise WouldBlockError
+        return start(self)
+
+    monkeypatch.setattr(routes.Issuance, "start", start_refused_on_the_loop)
+    with TestClient(create_app(service), raise_server_exceptions=False) as client:
+        answer = client.post(
+            "/generate-cert", json={"nodeId": "n1", "keyType": "ec-p256"}, headers=_token(service)
+        )
+    assert answer.status_code == 201, answer.text
+    assert where == [True] * (1 + len(direct._LOCK_PAUSES_S)) + [False]

@@ -236,3 +236,56 @@ def test_nodecert_serve_with_its_ledger_locked_answers_503s_within_one_busy_time
         assert issue("ec-p256")[0] == 201  # Unlocked: issuing again, no restart.
     finally:
         stop_server(server)
+
+
+@pytest.mark.parametrize("holder", ["a thread of this process", "another open file (process)"])
+def test_on_an_event_loop_a_short_hold_is_waited_out_not_handed_to_the_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, holder: str
+) -> None:
+    # A write on the event loop that meets a lock held for one short write (a thread-pool
+    # request of this worker, or the other worker) waits for it, the GIL released, instead
+    # of raising WouldBlockError: that hand-off to the pool used to cascade, the pool's
+    # writer holding the mutex in turn. The wait is bounded by _NOW_RETRY_S (made long here
+    # so that the test does not depend on timing: the release comes after 50 ms).
+    monkeypatch.setattr(sqlite_file, "_NOW_RETRY_S", 30.0)
+    store = SQLiteStore(tmp_path / "nodecert.db")
+    db = store._db
+    try:
+        if holder.startswith("a thread"):
+            assert db._write_mutex.acquire()
+            release = db._write_mutex.release
+        else:
+            other = os.open(f"{db.path}.lock", os.O_RDWR)
+            fcntl.flock(other, fcntl.LOCK_EX)
+
+            def release() -> None:
+                fcntl.flock(other, fcntl.LOCK_UN)
+                os.close(other)
+
+        timer = threading.Timer(0.05, release)
+        timer.start()
+        with never_wait():
+            store.put_node("n1", "alice", at=certificate("01").not_before)
+        timer.join()
+        assert store.owner_of("n1") == "alice"
+    finally:
+        store.close()
+
+
+def test_on_an_event_loop_a_long_hold_is_still_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past _NOW_RETRY_S the write gives up, before any side effect.
+    monkeypatch.setattr(sqlite_file, "_NOW_RETRY_S", 0.01)
+    store = SQLiteStore(tmp_path / "nodecert.db")
+    db = store._db
+    try:
+        assert db._write_mutex.acquire()
+        try:
+            with never_wait(), pytest.raises(WouldBlockError):
+                store.put_node("n1", "alice", at=certificate("01").not_before)
+        finally:
+            db._write_mutex.release()
+        assert store.owner_of("n1") is None
+    finally:
+        store.close()

@@ -31,9 +31,11 @@ _WAL_CHECKPOINT_PAGES = 240
 WAL_SIZE_LIMIT = 1024 * 1024
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _BUSY_SLACK_MS = 100
-# How long a write on an event loop asks again for the file lock of another process before
-# it gives up (WouldBlockError): about one uncontended write of a rate bucket.
-_NOW_RETRY_S = 0.00005
+# How long a write on an event loop asks again for the file lock of another process (or
+# this process's mutex) before it gives up (WouldBlockError): a few uncontended writes of a
+# rate bucket. Giving up costs more: the whole request runs again in the thread pool.
+_NOW_RETRY_S = 0.0005
+_NOW_POLL_S = 0.00002
 
 
 class SQLiteFile:
@@ -171,7 +173,10 @@ class SQLiteFile:
     def _writer_now(self) -> Iterator[None]:
         # On an event loop: take both locks at once or not at all (WouldBlockError, and
         # the caller retries in a thread). Nothing has been written at that point.
-        if not self._write_mutex.acquire(blocking=False):
+        # This process's other writer (a thread-pool request) holds the mutex for one short
+        # write too: wait for it that long, the GIL released, rather than hand the request
+        # to the pool as well, where it would hold the mutex in turn (a cascade).
+        if not self._write_mutex.acquire(timeout=_NOW_RETRY_S):
             raise WouldBlockError
         try:
             self._flock_now()
@@ -195,6 +200,7 @@ class SQLiteFile:
             except BlockingIOError:
                 if time.perf_counter() > give_up:
                     raise WouldBlockError from None
+                time.sleep(_NOW_POLL_S)  # The GIL released: the holder may be a thread here.
 
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
