@@ -531,13 +531,65 @@ def test_the_issuer_runs_from_a_snapstart_snapshot_through_its_alias(transformed
 
 
 def test_the_ledger_keeps_point_in_time_recovery_and_survives_sam_delete(template):
-    for logical in ("NodesTable", "CertificatesTable"):
+    for logical in ("NodesTable", "CertificatesTable", "OutboxTable"):
         resource = template["Resources"][logical]
         assert resource["Properties"]["PointInTimeRecoverySpecification"] == {
             "PointInTimeRecoveryEnabled": True
         }
         assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
     assert template["Resources"]["TruststoreBucket"]["DeletionPolicy"] == "Retain"
+
+
+# Resource types that hold what a stack cannot recreate: each must say what a delete or a
+# replacement does to it (docs/aws.md, "Teardown"), so that a new table cannot forget it.
+STATEFUL_TYPES = {
+    "AWS::DynamoDB::Table",
+    "AWS::S3::Bucket",
+    "AWS::KMS::Key",
+    "AWS::Cognito::UserPool",
+    "AWS::ACMPCA::CertificateAuthority",
+}
+# What each one is given, and why (the template's comments and docs/aws.md say it too).
+RETENTION = {
+    "NodesTable": "Retain",  # the ledger
+    "CertificatesTable": "Retain",
+    "OutboxTable": "Retain",  # the audit trail and revocations not yet sent
+    "TruststoreBucket": "Retain",
+    "IssuingKey": "Retain",  # a KMS issuing key signs what nodes trust
+    "UserPool": "Retain",  # users and passwords cannot be exported
+    "LimitsTable": "Delete",  # nothing outlives a day
+    "CertificateAuthority": "Delete",  # restorable for 30 days; billed while retained
+    "CertificateAuthorityB": "Delete",
+    "RootCertificateAuthority": "Delete",
+}
+
+
+def retention_of(template):
+    """Each stateful resource's (DeletionPolicy, UpdateReplacePolicy), None where unset."""
+    return {
+        name: (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy"))
+        for name, resource in template["Resources"].items()
+        if resource["Type"] in STATEFUL_TYPES
+    }
+
+
+def test_every_stateful_resource_says_what_a_delete_and_a_replacement_do(raw_template, transformed):
+    # The transformed template too: nothing SAM generates may hold state without a policy.
+    for shape in (raw_template, transformed):
+        assert retention_of(shape) == {name: (p, p) for name, p in RETENTION.items()}
+
+
+def test_the_retention_rule_fails_on_a_table_without_a_policy(raw_template):
+    forgetful = copy.deepcopy(raw_template)
+    forgetful["Resources"]["AuditCopy"] = {
+        "Type": "AWS::DynamoDB::Table",
+        "Properties": copy.deepcopy(raw_template["Resources"]["LimitsTable"]["Properties"]),
+    }
+    del forgetful["Resources"]["UserPool"]["UpdateReplacePolicy"]
+    found = retention_of(forgetful)
+    assert found["AuditCopy"] == (None, None)
+    assert found["UserPool"] == ("Retain", None)
+    assert found != {name: (p, p) for name, p in RETENTION.items()}
 
 
 def test_the_sweep_runs_on_a_schedule_and_may_only_revoke(template, transformed):
