@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 
 from nodecert.aws import sweep
 from nodecert.bootstrap import build_service, settings_from_environment
-from nodecert.core.values import RevocationReason
+from nodecert.core.values import AuditQuery, RevocationReason
 from nodecert.store.dynamodb.store import create_tables
 from tests.integration.test_acmpca_moto import create_active_ca
 from tests.kit import issue
@@ -345,7 +346,7 @@ def test_an_older_versions_queue_in_the_limits_table_is_moved_and_drained(
     service, aws_client, caplog, moto_endpoint
 ):
     """What a stack deployed before the outbox table left behind: queued revocations, a
-    revoke-all cut short, and the audit trail, which stays."""
+    revoke-all cut short, and the audit trail, all moved to the outbox table."""
     client = aws_client("dynamodb")
     limits = service.tables["limits"]
     queued = _queue(service, 2)
@@ -373,22 +374,41 @@ def test_an_older_versions_queue_in_the_limits_table_is_moved_and_drained(
         reason="cessationOfOperation",
         at="2026-12-01T08:00:00.000000Z",
     )
-    _old_item(client, limits, "audit#2026-12-01T08:00:00.000000Z#01", at="x")
-
-    assert _upgrade_check(service, moto_endpoint) in {"3", None}
+    # An audit entry as the older version wrote it (before userId, nodeId and source).
+    _old_item(
+        client,
+        limits,
+        "audit#2026-11-30T23:59:59.000000Z#01",
+        at="2026-11-30T23:59:59.000000Z",
+        actor="ops",
+        action="node.remove",
+        target="n-old",
+        detail="",
+    )
+    outbox = service.administration.outbox
+    assert outbox.audit_entries(query=AuditQuery(action="node.remove")) == []  # Not moved yet.
+    assert _upgrade_check(service, moto_endpoint) in {"4", None}
 
     with caplog.at_level(logging.WARNING):
         result = sweep.sweep_handler({}, None)
 
     assert result == {"pending": 0, "batches": 1, "failed": 0, "stopped": "empty"}
-    assert "moved 3 item(s) of the older layout" in caplog.text
+    assert "moved 4 item(s) of the older layout" in caplog.text
     assert _upgrade_check(service, moto_endpoint) in {"0", None}
     assert {_bare(s) for s in [*queued, *cut_short]} <= _revoked_at_ca(service)
     bob = service.administration.ledger.find(user_id="bob")
     assert {row.status.value for row in bob} == {"revoked"}
     left = [item["key"]["S"] for item in client.scan(TableName=limits)["Items"]]
-    assert [key for key in left if key.startswith(("revoke#", "sweep#"))] == []
-    assert "audit#2026-12-01T08:00:00.000000Z#01" in left
+    assert [key for key in left if key.startswith(("revoke#", "sweep#", "audit#"))] == []
+    # The entry is listed from its day's partition, as the older version recorded it.
+    (entry,) = outbox.audit_entries(query=AuditQuery(action="node.remove"))
+    assert (entry.at, entry.action, entry.actor) == (
+        datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC),
+        "node.remove",
+        "ops",
+    )
+    assert (entry.user_id, entry.source) == ("", "")
+    assert outbox.audit_entries(query=AuditQuery(until=entry.at)) == []
 
 
 def test_an_item_an_older_function_writes_during_the_deploy_is_moved_by_a_later_run(

@@ -15,6 +15,7 @@ from cfnlint.decode import decode
 from nodecert.backends.acmpca.backend import NODE_TEMPLATE_ARN, api_passthrough_template
 from nodecert.core.config import Settings
 from nodecert.http.api import ROUTES
+from nodecert.store.dynamodb.audit import AUDIT_DAYS, day_partition
 from nodecert.store.dynamodb.store import table_definitions
 from nodecert.store.dynamodb.tables import LIMITS_TTL_ATTRIBUTE
 from nodecert.store.dynamodb.upgrade import MOVED, OLD_PREFIXES, REVOKE, SWEEP
@@ -145,6 +146,7 @@ def test_iam_allows_only_the_calls_the_adapters_make(template):
         | _calls("store/dynamodb/store.py", "dynamodb")
         | _calls("store/dynamodb/limits.py", "dynamodb")
         | _calls("store/dynamodb/outbox.py", "dynamodb")
+        | _calls("store/dynamodb/audit.py", "dynamodb")
         | _calls("store/dynamodb/upgrade.py", "dynamodb")
         | _calls("store/dynamodb/tables.py", "dynamodb")
     )
@@ -160,9 +162,9 @@ def test_each_table_allows_only_the_calls_of_its_adapter(template):
     ledger = set().union(*map(_actions, ledger_statements))
     limits = by_sid["RenewalTokensAndRateBuckets"]
     assert ledger == _calls("store/dynamodb/store.py", "dynamodb")
-    # The limits table: tokens and buckets, and the audit trail (put, and scanned to list).
-    audit = {"dynamodb:PutItem", "dynamodb:Scan"}
-    assert _actions(limits) == _calls("store/dynamodb/limits.py", "dynamodb") | audit
+    # The limits table: tokens and buckets only, never scanned (the audit trail left it).
+    assert _actions(limits) == _calls("store/dynamodb/limits.py", "dynamodb")
+    assert "dynamodb:Scan" not in _actions(limits)
     assert limits["Resource"] == {"Fn::GetAtt": ["LimitsTable", "Arn"]}
     assert "LimitsTable" not in str([s["Resource"] for s in ledger_statements])
     # The outbox table: a revocation queues (put) and is taken off (delete), in its own two
@@ -173,7 +175,33 @@ def test_each_table_allows_only_the_calls_of_its_adapter(template):
     assert outbox["Condition"] == {
         "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [REVOKE, SWEEP]}
     }
-    assert "OutboxTable" not in str([s for s in _statements(template) if s is not outbox])
+    audit = by_sid["AuditTrail"]
+    others = [s for s in _statements(template) if s is not outbox and s is not audit]
+    assert "OutboxTable" not in str(others)
+
+
+AUDIT_KEYS = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [AUDIT_DAYS, day_partition("*")]}}
+
+
+def test_the_audit_trail_is_put_by_both_api_functions_and_queried_by_the_admins(template):
+    # The issuer records refusals; the admin function records actions and lists them, by
+    # Query of the outbox table's audit partitions only (no index, no Scan, no other key).
+    calls = _calls("store/dynamodb/audit.py", "dynamodb")
+    assert calls == {"dynamodb:PutItem", "dynamodb:Query"}
+    for function, allowed in (
+        ("NodecertFunction", {"dynamodb:PutItem"}),
+        ("NodecertAdminFunction", calls),
+    ):
+        statements = _function_statements(template, function)
+        (audit,) = [s for s in statements if s["Sid"] == "AuditTrail"]
+        assert _actions(audit) == allowed, function
+        assert audit["Resource"] == {"Fn::GetAtt": ["OutboxTable", "Arn"]}
+        assert audit["Condition"] == AUDIT_KEYS
+        limits = [s for s in statements if "LimitsTable" in str(s["Resource"])]
+        assert "dynamodb:Scan" not in set().union(*map(_actions, limits)), function
+    # The prefix the condition allows is exactly the partitions the code writes.
+    assert day_partition("2026-12-07").startswith(day_partition(""))
+    assert day_partition("") == AUDIT_DAYS + "#"
 
 
 def test_the_ledger_grants_are_as_narrow_as_the_calls(template):
@@ -531,13 +559,65 @@ def test_the_issuer_runs_from_a_snapstart_snapshot_through_its_alias(transformed
 
 
 def test_the_ledger_keeps_point_in_time_recovery_and_survives_sam_delete(template):
-    for logical in ("NodesTable", "CertificatesTable"):
+    for logical in ("NodesTable", "CertificatesTable", "OutboxTable"):
         resource = template["Resources"][logical]
         assert resource["Properties"]["PointInTimeRecoverySpecification"] == {
             "PointInTimeRecoveryEnabled": True
         }
         assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
     assert template["Resources"]["TruststoreBucket"]["DeletionPolicy"] == "Retain"
+
+
+# Resource types that hold what a stack cannot recreate: each must say what a delete or a
+# replacement does to it (docs/aws.md, "Teardown"), so that a new table cannot forget it.
+STATEFUL_TYPES = {
+    "AWS::DynamoDB::Table",
+    "AWS::S3::Bucket",
+    "AWS::KMS::Key",
+    "AWS::Cognito::UserPool",
+    "AWS::ACMPCA::CertificateAuthority",
+}
+# What each one is given, and why (the template's comments and docs/aws.md say it too).
+RETENTION = {
+    "NodesTable": "Retain",  # the ledger
+    "CertificatesTable": "Retain",
+    "OutboxTable": "Retain",  # the audit trail and revocations not yet sent
+    "TruststoreBucket": "Retain",
+    "IssuingKey": "Retain",  # a KMS issuing key signs what nodes trust
+    "UserPool": "Retain",  # users and passwords cannot be exported
+    "LimitsTable": "Delete",  # nothing outlives a day
+    "CertificateAuthority": "Delete",  # restorable for 30 days; billed while retained
+    "CertificateAuthorityB": "Delete",
+    "RootCertificateAuthority": "Delete",
+}
+
+
+def retention_of(template):
+    """Each stateful resource's (DeletionPolicy, UpdateReplacePolicy), None where unset."""
+    return {
+        name: (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy"))
+        for name, resource in template["Resources"].items()
+        if resource["Type"] in STATEFUL_TYPES
+    }
+
+
+def test_every_stateful_resource_says_what_a_delete_and_a_replacement_do(raw_template, transformed):
+    # The transformed template too: nothing SAM generates may hold state without a policy.
+    for shape in (raw_template, transformed):
+        assert retention_of(shape) == {name: (p, p) for name, p in RETENTION.items()}
+
+
+def test_the_retention_rule_fails_on_a_table_without_a_policy(raw_template):
+    forgetful = copy.deepcopy(raw_template)
+    forgetful["Resources"]["AuditCopy"] = {
+        "Type": "AWS::DynamoDB::Table",
+        "Properties": copy.deepcopy(raw_template["Resources"]["LimitsTable"]["Properties"]),
+    }
+    del forgetful["Resources"]["UserPool"]["UpdateReplacePolicy"]
+    found = retention_of(forgetful)
+    assert found["AuditCopy"] == (None, None)
+    assert found["UserPool"] == ("Retain", None)
+    assert found != {name: (p, p) for name, p in RETENTION.items()}
 
 
 def test_the_sweep_runs_on_a_schedule_and_may_only_revoke(template, transformed):
@@ -578,6 +658,11 @@ def test_the_sweep_runs_on_a_schedule_and_may_only_revoke(template, transformed)
     assert move["Condition"] == {
         "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [p + "*" for p in OLD_PREFIXES]}
     }
+    # An older version's audit entries go to their days' partitions; nothing else is put.
+    moved_audit = by_sid["OlderAuditEntriesMove"]
+    assert _actions(moved_audit) == {"dynamodb:PutItem"}
+    assert moved_audit["Resource"] == {"Fn::GetAtt": ["OutboxTable", "Arn"]}
+    assert moved_audit["Condition"] == AUDIT_KEYS
     # What the outbox and the upgrade call is exactly what the sweep may do, plus the
     # audit trail's calls (never made by a sweep: finish_revocations records no audit).
     called = _calls("store/dynamodb/outbox.py", "dynamodb")

@@ -472,6 +472,17 @@ def _walk(world: World, stack: contextlib.ExitStack) -> None:
         bob = certificate("bob", "n1")
         status, body = world.node_call(bob[:2], "/nodes/n1/status")
         expect(status == 200 and body["user"] == world.subs["bob"], f"bob: {status} {body!r}")
+        # The admin function lists the trail by Query of the outbox table's day partitions.
+        listed = world.gateway.request(
+            "Api",
+            "GET",
+            "/v1/audit",
+            headers={"Authorization": f"Bearer {world.tokens['admin']}"},
+            query={"node": "n1", "action": "node."},
+        )
+        expect(listed.status == 200, f"audit: {listed.status} {listed.body!r}")
+        actions = [entry["action"] for entry in listed.json()["entries"]]
+        expect(actions == ["node.transfer", "node.add"], f"audit of n1: {actions}")
 
     with step(world, "a path naming another node still reaches the node allowed"):
         # API Gateway passes {proxy} as sent. The authorizer denies encoded and dot

@@ -22,7 +22,7 @@ from nodecert.core.values import RevocationReason
 from nodecert.store.dynamodb.outbox import DynamoDBOutbox
 
 NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
-MARKER = {"queue": {"S": "moved"}, "id": {"S": "limits"}}
+MARKER = {"queue": {"S": "moved"}, "id": {"S": "limits+audit"}}
 QUEUE = {"ExpressionAttributeNames": {"#queue": "queue"}, "ConsistentRead": True}
 
 
@@ -152,11 +152,15 @@ def test_within_a_minute_a_second_batch_does_not_look_at_the_limits_table_again(
         {"Items": []},
         {
             "TableName": "limits",
-            "FilterExpression": "begins_with(#key, :revoke) OR begins_with(#key, :sweep)",
+            "FilterExpression": (
+                "begins_with(#key, :revoke) OR begins_with(#key, :sweep)"
+                " OR begins_with(#key, :audit)"
+            ),
             "ExpressionAttributeNames": {"#key": "key"},
             "ExpressionAttributeValues": {
                 ":revoke": {"S": "revoke#"},
                 ":sweep": {"S": "sweep#"},
+                ":audit": {"S": "audit#"},
             },
             "ConsistentRead": True,
         },
@@ -207,6 +211,19 @@ def test_an_older_layouts_items_are_moved_whole_and_other_keys_are_not():
         "serials": sweep["serials"],
         "at": sweep["at"],
     }
-    for key in ("revoke#", "sweep#", "audit#t#1", "once#x", "bucket#issue:alice"):
+    entry = {
+        "key": {"S": "audit#2026-12-01T08:00:00.000000Z#01"},
+        "at": {"S": "2026-12-01T08:00:00.000000Z"},
+        "action": {"S": "node.add"},
+    }
+    assert moved_item(entry) == {
+        "queue": {"S": "audit#2026-12-01"},
+        "id": {"S": "2026-12-01T08:00:00.000000Z#01"},
+        "at": entry["at"],
+        "action": entry["action"],
+    }
+    # An audit key without a time, or without its random part, has no day: left, reported.
+    malformed = ("audit#t#1", "audit#2026-12-01T08:00:00.000000Z", "audit#2026-12-01#1")
+    for key in ("revoke#", "sweep#", "audit#", *malformed, "once#x", "bucket#issue:alice"):
         assert moved_item({"key": {"S": key}}) is None, key
     assert moved_item({"serial": {"S": "0d"}}) is None

@@ -9,7 +9,7 @@ nothing is pending, a batch neither sends nor tries anything new, too many revoc
 failed in this run (the CA is down: the next run tries again), or the invocation's time is
 nearly up. On DynamoDB a batch reads only the outbox table, by strongly consistent
 ``Query`` (``nodecert.store.dynamodb.outbox``), never a ``Scan``; after an upgrade, the
-first runs also move what an older version queued in the limits table
+first runs also move what an older version queued (and its audit entries) in the limits table
 (``nodecert.store.dynamodb.upgrade``).
 
 Every step can be cut short and run again: the outbox item is deleted only after the CA

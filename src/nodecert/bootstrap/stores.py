@@ -29,9 +29,9 @@ __all__ = ["STORES", "Stores", "open_stores"]
 class Stores:
     """What one store setting gives: every store port, and what closes them.
 
-    SQLite and PostgreSQL are one object in every role; DynamoDB keeps single-use tokens,
-    rate buckets and the audit trail in a limits table, and the revocation outbox in a
-    table of its own, through objects of their own over the same client.
+    SQLite and PostgreSQL are one object in every role; DynamoDB keeps single-use tokens
+    and rate buckets in a limits table, and the revocation outbox and the audit trail in
+    an outbox table, through objects of their own over the same client.
 
     Attributes:
         ledger: The certificate ledger.

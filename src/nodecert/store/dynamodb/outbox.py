@@ -16,7 +16,8 @@ reads only what is queued, with strongly consistent ``Query`` calls, never a ``S
 - ``queue = "moved"``: the upgrade's own marker (:mod:`nodecert.store.dynamodb.upgrade`
   moves the items an older version left in the limits table).
 
-The audit trail stays in the limits table (``audit#<time>#<random>`` items, no TTL).
+The audit trail is in the same table, one partition per day
+(:mod:`nodecert.store.dynamodb.audit`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from nodecert.core.values import (
     PendingRevocation,
     RevocationReason,
 )
+from nodecert.store.dynamodb.audit import DynamoDBAuditTrail
 from nodecert.store.dynamodb.items import certificate_from_item, item_time, parse_time
 from nodecert.store.dynamodb.tables import BY_TIME, ConditionFailedError, dynamodb_call
 from nodecert.store.dynamodb.upgrade import REVOKE, SWEEP, OldLayoutMover, queued_item
@@ -47,13 +49,12 @@ __all__ = ["DynamoDBOutbox"]
 
 _log = logging.getLogger("nodecert.revocation")
 
-_AUDIT = "audit#"
 # Serials per sweep item: 1,000 of at most 40 characters stay far below DynamoDB's 400 KB.
 _SWEEP_CHUNK = 1000
 
 
 class DynamoDBOutbox:
-    """The CA revocation queue (its own table) and the audit trail (the limits table).
+    """The CA revocation queue and the audit trail (the outbox table).
 
     Implements ``nodecert.core.ports.RevocationOutbox`` and ``AuditTrail``.
 
@@ -61,8 +62,8 @@ class DynamoDBOutbox:
         client: A boto3 ``dynamodb`` client (the store's).
         certificates_table: The certificates table (revocations update its rows).
         outbox_table: The outbox table name.
-        limits_table: The limits table name: the audit trail, and where an older version
-            kept the outbox (moved from there by the first drains after an upgrade).
+        limits_table: The limits table name: where an older version kept the outbox and
+            the audit trail (moved from there by the first drains after an upgrade).
         clock: The current time (UTC), for the upgrade's timing.
     """
 
@@ -81,6 +82,7 @@ class DynamoDBOutbox:
         self._limits = limits_table
         # Items per page: DynamoDB's 1 MB pages when empty; tests set a small Limit.
         self._page: dict[str, Any] = {}
+        self.audit = DynamoDBAuditTrail(client, table=outbox_table)
         self.upgrade = OldLayoutMover(
             client,
             limits_table=limits_table,
@@ -285,49 +287,17 @@ class DynamoDBOutbox:
                 return count
             start = {"ExclusiveStartKey": last}
 
-    # AuditTrail
+    # AuditTrail (its own module: the outbox table's "audit" partitions)
 
     def append_audit(self, entry: AuditEntry) -> None:
         """Record an administrative action."""
-        stamp = item_time(entry.at)
-        dynamodb_call(
-            lambda: self._client.put_item(
-                TableName=self._limits,
-                Item={
-                    "key": {"S": f"{_AUDIT}{stamp}#{uuid.uuid4().hex}"},
-                    "at": {"S": stamp},
-                    "actor": {"S": entry.actor},
-                    "action": {"S": entry.action},
-                    "target": {"S": entry.target},
-                    "detail": {"S": entry.detail},
-                    "userId": {"S": entry.user_id},
-                    "nodeId": {"S": entry.node_id},
-                    "source": {"S": entry.source},
-                },
-            )
-        )
+        self.audit.append_audit(entry)
 
     def audit_entries(
         self, *, limit: int = 100, query: AuditQuery | None = None
     ) -> list[AuditEntry]:
         """The most recent audit entries ``query`` selects, newest first."""
-        query = query or AuditQuery(limit=limit)
-        items = sorted(self._scan_limits(_AUDIT), key=lambda item: item["key"]["S"], reverse=True)
-        entries = (
-            AuditEntry(
-                at=parse_time(item["at"]["S"]),
-                actor=item["actor"]["S"],
-                action=item["action"]["S"],
-                target=item["target"]["S"],
-                detail=item["detail"]["S"],
-                # Entries written before these attributes existed have none.
-                user_id=item.get("userId", {}).get("S", ""),
-                node_id=item.get("nodeId", {}).get("S", ""),
-                source=item.get("source", {}).get("S", ""),
-            )
-            for item in items
-        )
-        return [e for e in entries if query.matches(e)][: query.limit]
+        return self.audit.audit_entries(limit=limit, query=query)
 
     def _query(self, queue: str) -> list[dict[str, Any]]:
         # Every item of one queue, consistently, page by page.
@@ -340,29 +310,6 @@ class DynamoDBOutbox:
                     KeyConditionExpression="#queue = :queue",
                     ExpressionAttributeNames={"#queue": "queue"},
                     ExpressionAttributeValues={":queue": {"S": queue}},
-                    ConsistentRead=True,
-                    **self._page,
-                    **start,
-                )
-            )
-            items.extend(response.get("Items", []))
-            last = response.get("LastEvaluatedKey")
-            if not last:
-                return items
-            start = {"ExclusiveStartKey": last}
-
-    def _scan_limits(self, prefix: str) -> list[dict[str, Any]]:
-        # The audit trail: the limits table holds short-lived tokens and one bucket per user
-        # besides it; a filtered scan reads it whole.
-        items: list[dict[str, Any]] = []
-        start: dict[str, Any] = {}
-        while True:
-            response = dynamodb_call(
-                lambda start=start: self._client.scan(  # type: ignore[misc]
-                    TableName=self._limits,
-                    FilterExpression="begins_with(#key, :prefix)",
-                    ExpressionAttributeNames={"#key": "key"},
-                    ExpressionAttributeValues={":prefix": {"S": prefix}},
                     ConsistentRead=True,
                     **self._page,
                     **start,

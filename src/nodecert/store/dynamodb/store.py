@@ -6,9 +6,10 @@ Three tables, created by ``deploy/template.yaml`` (or :func:`create_tables` in t
 - certificates: partition key ``serial``; GSIs ``byUser`` and ``byNode`` (``userId`` or
   ``nodeId``, sorted by ``createdAt``);
 - limits: partition key ``key``, TTL on ``expiresAt``: single-use tokens and rate buckets,
-  kept by :class:`nodecert.store.dynamodb.limits.DynamoDBLimits`, and the audit trail;
+  kept by :class:`nodecert.store.dynamodb.limits.DynamoDBLimits`;
 - outbox: partition key ``queue``, sort key ``id``, local index ``byTime``: the CA
-  revocation queue, kept by :class:`nodecert.store.dynamodb.outbox.DynamoDBOutbox`.
+  revocation queue, kept by :class:`nodecert.store.dynamodb.outbox.DynamoDBOutbox`, and
+  the audit trail, one partition per day (:mod:`nodecert.store.dynamodb.audit`).
 
 Times are stored as ISO 8601 UTC strings of fixed width, so that string order is time
 order. A serial is never overwritten (``attribute_not_exists``) and revocation is one

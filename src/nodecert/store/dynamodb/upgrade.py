@@ -2,19 +2,22 @@
 
 Before the outbox had a table of its own, its items lived in the limits table, keyed
 ``revoke#<serial>`` (a queued CA revocation) and ``sweep#<time>#<random>`` (a revoke-all
-cut short). After an upgrade some may still be there, and during the deploy a function
-still running the older code may write a few more. The drain moves them, so every queued
-revocation still reaches the CA and nothing reads two layouts for good:
+cut short), and so did the audit trail (``audit#<time>#<random>``, an entry). After an
+upgrade some may still be there, and during the deploy a function still running the older
+code may write a few more. The drain moves them, so every queued revocation still reaches
+the CA, every audit entry is listed (in its day's partition,
+:mod:`nodecert.store.dynamodb.audit`), and nothing reads two layouts for good:
 
 - at most once a :data:`CHECK_EVERY` per process, one filtered ``Scan`` of the limits table
   finds the older items; each is written to the outbox table, then deleted from the limits
   table (a move cut short is done again: the write is the same, the CA told twice is no
   error);
 - a scan that finds nothing records the time in a marker item (``queue = "moved"``,
-  ``id = "limits"``); a scan that finds some deletes the marker. Once the limits table has
-  been seen empty for :data:`QUIET` (longer than any function's timeout, so no older code
-  can still be running), no process scans it again: one consistent ``GetItem`` of the
-  marker per process, then nothing.
+  ``id = "limits+audit"``: a stack that ran the version which moved only the queue, marked
+  ``limits``, is looked at once more for its audit entries); a scan that finds some
+  deletes the marker. Once the limits table has been seen empty for :data:`QUIET` (longer
+  than any function's timeout, so no older code can still be running), no process scans
+  it again: one consistent ``GetItem`` of the marker per process, then nothing.
 
 Not a public module: :class:`nodecert.store.dynamodb.outbox.DynamoDBOutbox` runs it.
 """
@@ -26,6 +29,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from nodecert.store.dynamodb.audit import AUDIT_DAYS, day_item, day_partition
 from nodecert.store.dynamodb.items import item_time, parse_time
 from nodecert.store.dynamodb.tables import dynamodb_call
 
@@ -60,10 +64,11 @@ SWEEP = "sweep"
 """The outbox table's partition of revoke-alls in progress."""
 MOVED = "moved"
 """The outbox table's partition of the upgrade's marker."""
-OLD_PREFIXES = {"revoke#": REVOKE, "sweep#": SWEEP}
-"""The limits table's key prefixes of the older layout, and where each goes."""
+OLD_PREFIXES = {"revoke#": REVOKE, "sweep#": SWEEP, "audit#": AUDIT_DAYS}
+"""The limits table's key prefixes of the older layout, and where each goes (an audit
+entry to its day's partition)."""
 
-_MARKER = {"queue": {"S": MOVED}, "id": {"S": "limits"}}
+_MARKER = {"queue": {"S": MOVED}, "id": {"S": "limits+audit"}}
 
 
 def queued_item(serial: str, *, reason: str, issuer: str | None, queued_at: str) -> dict[str, Any]:
@@ -90,8 +95,9 @@ def queued_item(serial: str, *, reason: str, issuer: str | None, queued_at: str)
 def moved_item(item: dict[str, Any]) -> dict[str, Any] | None:
     """The outbox table's item for an item of the older layout, or None when it is none.
 
-    Every attribute is kept (a malformed item stays malformed, and is reported by the drain
-    as before); a queued revocation gets its ``position``.
+    Every attribute is kept (a malformed queue item stays malformed, and is reported by the
+    drain as before); a queued revocation gets its ``position``. An audit entry goes to the
+    partition of its key's day; one whose key holds no time is none (left, and reported).
     """
     key = item.get("key", {}).get("S")
     if not isinstance(key, str):
@@ -101,6 +107,11 @@ def moved_item(item: dict[str, Any]) -> dict[str, Any] | None:
             ident = key[len(prefix) :]
             moved = {name: value for name, value in item.items() if name != "key"}
             moved.pop("serial", None)
+            if queue == AUDIT_DAYS:
+                day = _day_of(ident)
+                if day is None:
+                    return None
+                queue = day_partition(day)
             moved.update({"queue": {"S": queue}, "id": {"S": ident}})
             if queue == REVOKE:
                 # Without a time (malformed) it sorts first, so the drain reports it.
@@ -110,6 +121,16 @@ def moved_item(item: dict[str, Any]) -> dict[str, Any] | None:
                 }
             return moved
     return None
+
+
+def _day_of(ident: str) -> str | None:
+    # "<time>#<random>" -> the time's day, or None.
+    stamp, _, rest = ident.partition("#")
+    try:
+        parse_time(stamp)
+    except ValueError:
+        return None
+    return stamp[:10] if rest else None
 
 
 class OldLayoutMover:
@@ -160,11 +181,21 @@ class OldLayoutMover:
             self.done = True
             return 0
         moved = 0
+        days: set[str] = set()
         for item in self._old_items():
             new = moved_item(item)
             if new is None:
                 _log.warning("outbox: malformed item %r left in the limits table", item.get("key"))
                 continue
+            day = new["queue"]["S"].removeprefix(day_partition(""))
+            if day != new["queue"]["S"] and day not in days:
+                # The day is listed before its first entry, so that the entry is found.
+                dynamodb_call(
+                    lambda day=day: self._client.put_item(  # type: ignore[misc]
+                        TableName=self._outbox, Item=day_item(day)
+                    )
+                )
+                days.add(day)
             dynamodb_call(
                 lambda new=new: self._client.put_item(  # type: ignore[misc]
                     TableName=self._outbox, Item=new
@@ -200,11 +231,15 @@ class OldLayoutMover:
             response = dynamodb_call(
                 lambda start=start: self._client.scan(  # type: ignore[misc]
                     TableName=self._limits,
-                    FilterExpression="begins_with(#key, :revoke) OR begins_with(#key, :sweep)",
+                    FilterExpression=(
+                        "begins_with(#key, :revoke) OR begins_with(#key, :sweep)"
+                        " OR begins_with(#key, :audit)"
+                    ),
                     ExpressionAttributeNames={"#key": "key"},
                     ExpressionAttributeValues={
                         ":revoke": {"S": "revoke#"},
                         ":sweep": {"S": "sweep#"},
+                        ":audit": {"S": "audit#"},
                     },
                     ConsistentRead=True,
                     **self.page,
