@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from nodecert.core.values import AuditEntry, AuditQuery
 from nodecert.store.dynamodb.items import item_time, parse_time
-from nodecert.store.dynamodb.tables import dynamodb_call
+from nodecert.store.dynamodb.tables import dynamodb_call, pages
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -205,24 +205,18 @@ class DynamoDBAuditTrail:
 
     def _query(self, *, limit: int | None = None, **request: Any) -> Iterator[dict[str, Any]]:
         # Newest first, consistently, page by page (read lazily: a listing stops early).
-        start: dict[str, Any] = {}
-        while True:
-            page = {"Limit": limit, **self.page} if limit is not None else self.page
-            response = dynamodb_call(
-                lambda start=start, page=page: self._client.query(  # type: ignore[misc]
-                    TableName=self._table,
-                    ScanIndexForward=False,
-                    ConsistentRead=True,
-                    **request,
-                    **page,
-                    **start,
-                )
+        page = {"Limit": limit, **self.page} if limit is not None else self.page
+        for response in pages(
+            lambda start: self._client.query(
+                TableName=self._table,
+                ScanIndexForward=False,
+                ConsistentRead=True,
+                **request,
+                **page,
+                **start,
             )
+        ):
             yield from response.get("Items", [])
-            last = response.get("LastEvaluatedKey")
-            if not last:
-                return
-            start = {"ExclusiveStartKey": last}
 
 
 def _entry(item: dict[str, Any]) -> AuditEntry:

@@ -39,7 +39,7 @@ from nodecert.core.values import (
 )
 from nodecert.store.dynamodb.audit import DynamoDBAuditTrail
 from nodecert.store.dynamodb.items import certificate_from_item, item_time, parse_time
-from nodecert.store.dynamodb.tables import BY_TIME, ConditionFailedError, dynamodb_call
+from nodecert.store.dynamodb.tables import BY_TIME, ConditionFailedError, dynamodb_call, pages
 from nodecert.store.dynamodb.upgrade import REVOKE, SWEEP, OldLayoutMover, queued_item
 
 if TYPE_CHECKING:
@@ -266,11 +266,10 @@ class DynamoDBOutbox:
 
     def count_pending_revocations(self) -> int:
         """How many CA revocations are queued (a consistent ``Query`` that counts)."""
-        count = 0
-        start: dict[str, Any] = {}
-        while True:
-            response = dynamodb_call(
-                lambda start=start: self._client.query(  # type: ignore[misc]
+        return sum(
+            response.get("Count", 0)
+            for response in pages(
+                lambda start: self._client.query(
                     TableName=self._table,
                     KeyConditionExpression="#queue = :queue",
                     ExpressionAttributeNames={"#queue": "queue"},
@@ -281,11 +280,7 @@ class DynamoDBOutbox:
                     **start,
                 )
             )
-            count += response.get("Count", 0)
-            last = response.get("LastEvaluatedKey")
-            if not last:
-                return count
-            start = {"ExclusiveStartKey": last}
+        )
 
     # AuditTrail (its own module: the outbox table's "audit" partitions)
 
@@ -301,11 +296,10 @@ class DynamoDBOutbox:
 
     def _query(self, queue: str) -> list[dict[str, Any]]:
         # Every item of one queue, consistently, page by page.
-        items: list[dict[str, Any]] = []
-        start: dict[str, Any] = {}
-        while True:
-            response = dynamodb_call(
-                lambda start=start: self._client.query(  # type: ignore[misc]
+        return [
+            item
+            for response in pages(
+                lambda start: self._client.query(
                     TableName=self._table,
                     KeyConditionExpression="#queue = :queue",
                     ExpressionAttributeNames={"#queue": "queue"},
@@ -315,11 +309,8 @@ class DynamoDBOutbox:
                     **start,
                 )
             )
-            items.extend(response.get("Items", []))
-            last = response.get("LastEvaluatedKey")
-            if not last:
-                return items
-            start = {"ExclusiveStartKey": last}
+            for item in response.get("Items", [])
+        ]
 
 
 def _key_of(item: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ Not a public module: ``nodecert.store.dynamodb.store`` re-exports :func:`table_d
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nodecert.core.errors import StoreUnavailableError
@@ -25,6 +25,7 @@ __all__ = [
     "ConditionFailedError",
     "create_tables",
     "dynamodb_call",
+    "pages",
     "table_definitions",
 ]
 
@@ -154,6 +155,27 @@ def create_tables(
             TableName=limits_table,
             TimeToLiveSpecification={"Enabled": True, "AttributeName": LIMITS_TTL_ATTRIBUTE},
         )
+
+
+def pages(
+    request: Callable[[dict[str, Any]], Mapping[str, Any]],
+) -> Iterator[Mapping[str, Any]]:
+    """Every response of a paged ``Query`` or ``Scan``, read lazily.
+
+    ``request(start)`` makes one call from ``start`` (empty for the first page, then
+    ``{"ExclusiveStartKey": ...}``); each call goes through :func:`dynamodb_call`.
+
+    Raises:
+        StoreUnavailableError: as :func:`dynamodb_call`.
+    """
+    start: dict[str, Any] = {}
+    while True:
+        response = dynamodb_call(lambda start=start: request(start))  # type: ignore[misc]
+        yield response
+        last = response.get("LastEvaluatedKey")
+        if not last:
+            return
+        start = {"ExclusiveStartKey": last}
 
 
 def dynamodb_call(call: Callable[[], _T], *, conflict: bool = False) -> _T:

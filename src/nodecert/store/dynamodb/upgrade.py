@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from nodecert.store.dynamodb.audit import AUDIT_DAYS, day_item, day_partition
 from nodecert.store.dynamodb.items import item_time, parse_time
-from nodecert.store.dynamodb.tables import dynamodb_call
+from nodecert.store.dynamodb.tables import dynamodb_call, pages
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -225,11 +225,10 @@ class OldLayoutMover:
         return moved
 
     def _old_items(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        start: dict[str, Any] = {}
-        while True:
-            response = dynamodb_call(
-                lambda start=start: self._client.scan(  # type: ignore[misc]
+        return [
+            item
+            for response in pages(
+                lambda start: self._client.scan(
                     TableName=self._limits,
                     FilterExpression=(
                         "begins_with(#key, :revoke) OR begins_with(#key, :sweep)"
@@ -246,8 +245,5 @@ class OldLayoutMover:
                     **start,
                 )
             )
-            items.extend(response.get("Items", []))
-            last = response.get("LastEvaluatedKey")
-            if not last:
-                return items
-            start = {"ExclusiveStartKey": last}
+            for item in response.get("Items", [])
+        ]
