@@ -56,7 +56,7 @@ class PrometheusMetrics:
     every ``flush_interval_s`` on a thread of their own, whenever another worker's scrape
     asks (:mod:`nodecert.support.metrics_flusher`), and at exit. ``GET /metrics`` therefore
     reports every request answered before it, as when each count was written at once;
-    recording costs about a fifth of that (an mmap write under prometheus-client's lock
+    recording costs about a third of that (an mmap write under prometheus-client's lock
     per value, two per histogram observation). A worker killed with SIGKILL loses at most
     the last ``flush_interval_s`` of its counts; one that ends otherwise loses none.
     """
