@@ -221,13 +221,18 @@ def test_nodecert_serve_with_its_ledger_locked_answers_503s_within_one_busy_time
                 status, retry = reply.status, reply.headers["Retry-After"]
         except urllib.error.HTTPError as error:
             status, retry = error.code, error.headers["Retry-After"]
+        except (TimeoutError, urllib.error.URLError) as error:
+            # No answer at all: kept as status 0 so that the assertion below shows every
+            # answer and the server's log (this failed once in 8 full runs, under load).
+            status, retry = 0, type(error).__name__
         return status, retry, time.monotonic() - started
 
     try:
         assert issue("ec-p256")[0] == 201
         with _held(home / "nodecert.db", how), ThreadPoolExecutor(6) as pool:
             answers = list(pool.map(issue, ["ec-p256", "rsa-2048"] * 3))
-        assert [status for status, _, _ in answers] == [503] * 6, answers
+        log = (tmp_path / "serve.log").read_text(errors="replace")
+        assert [status for status, _, _ in answers] == [503] * 6, (answers, log[-6000:])
         assert all(retry is not None and int(retry) > 0 for _, retry, _ in answers)
         # The ledger's busy timeout is 5 s; before, requests that queued behind the first
         # waited two of them (10 s, measured). The margin is for a loaded machine (an RSA
