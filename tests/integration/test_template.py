@@ -576,6 +576,7 @@ STATEFUL_TYPES = {
     "AWS::KMS::Key",
     "AWS::Cognito::UserPool",
     "AWS::ACMPCA::CertificateAuthority",
+    "AWS::Logs::LogGroup",
 }
 # What each one is given, and why (the template's comments and docs/aws.md say it too).
 RETENTION = {
@@ -589,6 +590,11 @@ RETENTION = {
     "CertificateAuthority": "Delete",  # restorable for 30 days; billed while retained
     "CertificateAuthorityB": "Delete",
     "RootCertificateAuthority": "Delete",
+    # What the functions logged outlives the stack (evidence), for LogRetentionDays.
+    "NodecertFunctionLogs": "Retain",
+    "NodecertAdminFunctionLogs": "Retain",
+    "NodeAuthorizerFunctionLogs": "Retain",
+    "RevocationSweepFunctionLogs": "Retain",
 }
 
 
