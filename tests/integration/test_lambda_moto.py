@@ -87,6 +87,15 @@ def test_recorded_events_issue_through_pca_and_record_in_dynamodb(lambda_env):
     ca = aws_lambda.lambda_handler(event("rest_ca.json"), None)
     assert x509.load_pem_x509_certificates(ca["body"].encode()) == chain
 
+    # The trust anchor alone, for trust stores: the chain's self-signed end.
+    roots_event = event("rest_ca.json")
+    roots_event.update(resource="/v1/ca/roots", path="/v1/ca/roots")
+    roots = aws_lambda.lambda_handler(roots_event, None)
+    assert roots["statusCode"] == 200, roots["body"]
+    assert roots["headers"]["Content-Type"].startswith("application/x-pem-file")
+    (root,) = x509.load_pem_x509_certificates(roots["body"].encode())
+    assert root == chain[-1] and root.issuer == root.subject
+
 
 @pytest.fixture
 def moto_chain(lambda_env):

@@ -258,7 +258,7 @@ ROUTES: tuple[Route, ...] = (
         "GET", "/v1/ca/roots", Access.ANYONE,
         lambda h, c: h.public.ca_roots(),
         "ca_roots", "The root CA certificate(s) alone (PEM): the trust anchors for trust stores",
-        media_type=_PEM, runs=Runs.LOOP, on_lambda=False,
+        media_type=_PEM, runs=Runs.LOOP,
     ),
     Route(
         "GET", "/v1/ca/issuers", Access.ANYONE,
