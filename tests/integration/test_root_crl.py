@@ -155,3 +155,38 @@ def _openssl(directory: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["openssl", *argv], cwd=directory, capture_output=True, text=True, check=False
     )
+
+
+def test_the_root_crl_is_served_by_the_roots_key_id_once_signed(
+    env: Env, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Relying parties fetch it where they fetch the issuing CAs' CRLs: GET /v1/crl with the
+    # root's key id (GET /v1/ca/issuers lists it, state "root").
+    issuers = env.client.get("/v1/ca/issuers").json()["issuers"]
+    (root_id,) = [i["keyId"] for i in issuers if i["status"] == "root"]
+    assert root_id == key_id(env.service.authority.ca.root)
+    before = env.client.get(f"/v1/crl?issuer={root_id}")
+    assert before.status_code == 404, before.text  # Nothing signed yet: nothing to serve.
+    assert main(["ca", "rotate", "--retire-now"]) == 0
+    leaked = _retired_now(home)
+    assert main(["ca", "root-crl"]) == 0
+    capsys.readouterr()
+    served = env.client.get(f"/v1/crl?issuer={root_id.upper()}")
+    assert served.status_code == 200, served.text
+    assert served.headers["content-type"] == "application/pkix-crl"
+    assert served.content == (home / "ca" / "root.crl").read_bytes()
+    crl = x509.load_der_x509_crl(served.content)
+    assert crl.get_revoked_certificate_by_serial_number(leaked.serial_number) is not None
+    assert served.headers["Expires"] and served.headers["Last-Modified"]
+    again = env.client.get(
+        f"/v1/crl?issuer={root_id}", headers={"If-None-Match": served.headers["ETag"]}
+    )
+    assert again.status_code == 304 and again.content == b""
+    # The issuing CA's own CRL is unchanged by it.
+    own = x509.load_der_x509_crl(env.client.get("/v1/crl").content)
+    assert own.issuer != crl.issuer
+    # A root.crl the root did not sign is never served as the root's.
+    (home / "ca" / "root.crl").write_bytes(_foreign_crl(env.service.authority.ca.root))
+    assert env.client.get(f"/v1/crl?issuer={root_id}").status_code == 404
+    (home / "ca" / "root.crl").write_bytes(b"not a crl")
+    assert env.client.get(f"/v1/crl?issuer={root_id}").status_code == 404

@@ -13,7 +13,7 @@ from email.utils import format_datetime
 from nodecert.core.errors import InvalidRequestError, NotFoundError
 from nodecert.http.contract import Reply
 from nodecert.issuing.authority import Authority
-from nodecert.issuing.crl import CRLPublisher
+from nodecert.issuing.crl import CRLPublisher, PublishedCRL, RootCRLSource
 from nodecert.issuing.issuers import issuer_statuses
 from nodecert.issuing.service import Service
 
@@ -68,22 +68,26 @@ class PublicRoutes:
         """``GET /v1/crl``: the local CA's CRL, DER, with ``ETag`` and ``Last-Modified``.
 
         ``issuer`` (``?issuer=<key id>``, hex) asks for the CRL of another issuing CA than
-        the one in use: one retiring after a rotation (``GET /v1/ca/issuers`` lists them).
-        Answers 304 with no body when ``If-None-Match`` names the current CRL's tag.
+        the one in use: one retiring after a rotation (``GET /v1/ca/issuers`` lists them),
+        or the root, whose CRL (``nodecert ca root-crl``, signed offline) revokes the
+        intermediates retired at once. Answers 304 with no body when ``If-None-Match``
+        names the current CRL's tag.
 
         Raises:
             InvalidRequestError: ``issuer`` is not a key id (1-64 bytes, hex).
             NotFoundError: the CA backend publishes its own CRL (ACM PCA: its S3 bucket),
-                or has no issuing CA of that key id.
+                or has no issuing CA of that key id (nor a root CRL signed by it).
         """
         if self.crl_publisher is None:
             raise NotFoundError("crl: this CA backend publishes its own CRL")
-        publisher = self.crl_publisher
-        if issuer is not None:
-            if not _KEY_ID.fullmatch(issuer):
-                raise InvalidRequestError("issuer: a key id is 2 to 128 hexadecimal digits")
-            publisher = publisher.for_issuer(issuer.lower())
-        published = publisher.published()
+        if issuer is None:
+            published = self.crl_publisher.published()
+        elif not _KEY_ID.fullmatch(issuer):
+            raise InvalidRequestError("issuer: a key id is 2 to 128 hexadecimal digits")
+        else:
+            published = self._root_crl(issuer.lower()) or (
+                self.crl_publisher.for_issuer(issuer.lower()).published()
+            )
         headers = {
             "Cache-Control": "public, max-age=60",
             "ETag": published.etag,
@@ -93,6 +97,11 @@ class PublicRoutes:
         if _matches(if_none_match, published.etag):
             return Reply(304, b"", headers, media_type="application/pkix-crl")
         return Reply(200, published.der, headers, media_type="application/pkix-crl")
+
+    def _root_crl(self, issuer: str) -> PublishedCRL | None:
+        ca = self.authority.ca
+        found = ca.root_crl() if isinstance(ca, RootCRLSource) else None
+        return PublishedCRL.of(found[1]) if found is not None and found[0] == issuer else None
 
     @staticmethod
     def healthz() -> Reply:

@@ -31,7 +31,7 @@ from nodecert.core.ports import CRLSigner, Ledger
 from nodecert.core.values import CertificateQuery, CertificateStatus, RevocationReason
 from nodecert.issuing.crl_entries import assemble, entries_der, splice_entries
 
-__all__ = ["CRLPublisher", "CRLState", "IssuerCRLSigners", "PublishedCRL"]
+__all__ = ["CRLPublisher", "CRLState", "IssuerCRLSigners", "PublishedCRL", "RootCRLSource"]
 
 _REASON_FLAGS = {
     RevocationReason.KEY_COMPROMISE: x509.ReasonFlags.key_compromise,
@@ -91,6 +91,16 @@ class IssuerCRLSigners(Protocol):
         ...
 
 
+@runtime_checkable
+class RootCRLSource(Protocol):
+    """Optional CA ability: the root's own CRL, signed offline (the local CA's
+    ``nodecert ca root-crl``), revoking intermediates retired at once."""
+
+    def root_crl(self) -> tuple[str, bytes] | None:
+        """The root's key id (hex) and its CRL (DER); None when none was signed."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class PublishedCRL:
     """A signed CRL as served: DER bytes, its number, its window and its entity tag."""
@@ -100,6 +110,26 @@ class PublishedCRL:
     this_update: datetime
     next_update: datetime
     etag: str
+
+    @classmethod
+    def of(cls, der: bytes) -> PublishedCRL:
+        """A CRL signed elsewhere (the root's, offline), as served.
+
+        Raises:
+            ValueError: ``der`` is not a CRL with a ``nextUpdate``.
+        """
+        crl = x509.load_der_x509_crl(der)
+        if crl.next_update_utc is None:
+            raise ValueError("a CRL without nextUpdate")
+        try:
+            number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        except x509.ExtensionNotFound:
+            number = 0
+        return cls(der, number, crl.last_update_utc, crl.next_update_utc, _etag(der))
+
+
+def _etag(der: bytes) -> str:
+    return '"' + hashlib.sha256(der).hexdigest()[:32] + '"'
 
 
 class CRLPublisher:
@@ -208,8 +238,7 @@ class CRLPublisher:
                 revoked_certificates=[_entry(*row) for row in rows],
             )
             der = self.signer.sign_crl(builder).public_bytes(Encoding.DER)
-        etag = '"' + hashlib.sha256(der).hexdigest()[:32] + '"'
-        return PublishedCRL(der, number, now, now + self.lifetime, etag)
+        return PublishedCRL(der, number, now, now + self.lifetime, _etag(der))
 
     def _revoked(self, now: datetime) -> list[tuple[str, datetime | None, RevocationReason | None]]:
         if isinstance(self.ledger, RevokedEntries):

@@ -43,6 +43,7 @@ from nodecert.backends.local.home import (
 )
 from nodecert.backends.local.issuer import Counter, IssuerSigner, MemoryCounter, counter_io
 from nodecert.backends.local.profile import client_extensions, naive_utc
+from nodecert.backends.local.root_crl import served_root_crl
 from nodecert.backends.local.rotation import KEYREF, finish
 from nodecert.backends.signers.external import ExternalSigner
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
@@ -275,6 +276,10 @@ class LocalCA:
     def chain(self) -> Sequence[x509.Certificate]:
         """``GET /v1/ca``: the issuing CA first, the retiring ones, the root last."""
         return self._current().published
+
+    def root_crl(self) -> tuple[str, bytes] | None:
+        """The root's key id and its CRL from ``ca root-crl`` (``RootCRLSource``)."""
+        return None if self._directory is None else served_root_crl(self._directory)
 
     def issuer_set(self) -> IssuerSet:
         """The issuing CAs in use, retiring and retired (``IssuerSource``)."""

@@ -15,6 +15,7 @@ sign it again before its ``nextUpdate``.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -25,12 +26,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from nodecert.backends.local.home import read_certificate
 from nodecert.backends.local.issuer import IssuerSigner, MemoryCounter
 from nodecert.core.errors import ConfigurationError
-from nodecert.core.keys import PrivateKey
+from nodecert.core.keys import PrivateKey, key_id
 from nodecert.support.files import CounterFile, write_atomic
 
-__all__ = ["ROOT_CRL", "sign_root_crl"]
+__all__ = ["ROOT_CRL", "served_root_crl", "sign_root_crl"]
 
 ROOT_CRL = "root.crl"
+log = logging.getLogger("nodecert")
 # The root's CRL numbers, increasing (RFC 5280, 5.2.3), apart from the issuers'.
 _NUMBERS = "root-crlnumber"
 _RETIRED_AT = "retired-at"
@@ -74,6 +76,28 @@ def sign_root_crl(
     # Public: every relying party may have it.
     write_atomic(directory / ROOT_CRL, crl.public_bytes(Encoding.DER), mode=0o644)
     return crl
+
+
+def served_root_crl(directory: Path) -> tuple[str, bytes] | None:
+    """The root's key id and the CRL ``ca root-crl`` last wrote (DER), for ``GET /v1/crl``.
+
+    None when there is nothing to serve: a one-tier CA, no root CRL signed yet, or a file
+    that is not a CRL with a ``nextUpdate`` signed by this root (logged, never served).
+    """
+    try:
+        der = (directory / ROOT_CRL).read_bytes()
+        root = read_certificate(directory / "root.crt")
+    except (OSError, ConfigurationError):
+        return None
+    try:
+        crl = x509.load_der_x509_crl(der)
+        signed = crl.issuer == root.subject and crl.is_signature_valid(root.public_key())  # type: ignore[arg-type]
+    except ValueError:
+        signed = False
+    if not signed or crl.next_update_utc is None:
+        log.warning("local CA: %s is not a CRL of this root: not served", directory / ROOT_CRL)
+        return None
+    return key_id(root), der
 
 
 def _previous(path: Path, root: x509.Certificate) -> dict[int, datetime]:
