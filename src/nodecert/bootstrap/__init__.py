@@ -16,7 +16,6 @@ from datetime import timedelta
 
 from cryptography import x509
 
-from nodecert.backends.local.home import HomeIssuers
 from nodecert.bootstrap.cas import issuing_signer, kms_signer, open_ca
 from nodecert.bootstrap.stores import Stores, open_stores
 from nodecert.core.config import Settings
@@ -248,6 +247,8 @@ def build_decider(settings: Settings) -> AccessDecider:
                 f" with NODECERT_ACMPCA_CA_ARN ({certificate} does not exist either; the"
                 " node-side check never creates a CA)"
             )
+        from nodecert.backends.local.home import HomeIssuers
+
         # The issuing CAs and roots, followed through rotations; never a key.
         issuers = HomeIssuers(settings.home / "ca")
         stores = open_stores(settings)
