@@ -33,7 +33,6 @@ from nodecert.core.ports import (
 from nodecert.core.tokens import renewal_audience
 from nodecert.issuing.administration import Administration
 from nodecert.issuing.authority import Authority
-from nodecert.issuing.crl import CRLPublisher
 from nodecert.issuing.idempotency import IdempotencyGuard
 from nodecert.issuing.keypool import KeyPool
 from nodecert.issuing.quota import QuotaPolicy
@@ -154,13 +153,15 @@ def build_service(
         audience=settings.renew_audience or renewal_audience(settings.trust_domain),
         grace=timedelta(seconds=settings.renew_grace_s),
     )
-    crl = (
-        CRLPublisher(
+    crl = None
+    if isinstance(ca, CRLSigner):
+        # Imported for a CA that signs CRLs here (the local CA) only: ACM PCA publishes its
+        # own, and a Lambda function need not load the CRL modules (its cold start).
+        from nodecert.issuing.crl import CRLPublisher
+
+        crl = CRLPublisher(
             ledger=stores.ledger, signer=ca, lifetime=timedelta(seconds=settings.crl_lifetime_s)
         )
-        if isinstance(ca, CRLSigner)
-        else None
-    )
     return Service(
         settings=settings,
         authority=authority,

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import re
 from email.utils import format_datetime
+from typing import TYPE_CHECKING
 
 from nodecert.core.errors import InvalidRequestError, NotFoundError
 from nodecert.http.contract import Reply
 from nodecert.issuing.authority import Authority
-from nodecert.issuing.crl import CRLPublisher
 from nodecert.issuing.issuers import issuer_statuses
 from nodecert.issuing.service import Service
+
+if TYPE_CHECKING:
+    from nodecert.issuing.crl import CRLPublisher
 
 __all__ = ["PublicRoutes"]
 
