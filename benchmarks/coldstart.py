@@ -40,9 +40,12 @@ over the floor:
   needs a real account;
 - the **raw** cold start: nothing subtracted, reported next to it.
 
-The two processes are interleaved, ``repetitions`` times each, and the medians compared.
-The child also prints wall-clock stamps (after its imports, after the handler returned),
-so the report can split the handler's time into start + imports and the first event.
+The two processes are interleaved, ``repetitions`` times each; each ratio is the median of
+the rounds' ratios (a handler process over the floor process right after it). The CPU time
+of both (user + system, from ``getrusage``) is reported too: a busy machine inflates it
+much less than wall time. The child also prints wall-clock stamps (after its imports,
+after the handler returned), so the report can split the handler's time into start +
+imports and the first event.
 
 One more process of each round is not timed from outside: **restore**, the SnapStart path.
 The init phase runs, then the runtime hooks of :mod:`nodecert.aws.lifecycle` around a
@@ -58,6 +61,7 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -130,7 +134,12 @@ class ColdStart:
 
     ``own_ms`` is the median, over the handler processes, of each one's wall time less
     what that same process spent in AWS calls and in the poll wait (``aws_ms`` and
-    ``wait_ms`` are the medians of those).
+    ``wait_ms`` are the medians of those). The ratios are medians of each round's ratio
+    (a handler process over the floor process right after it), so that the machine's load
+    drifting between rounds moves both sides of each ratio alike. ``handler_cpu_ms`` and
+    ``floor_cpu_ms`` are the processes' CPU time (user + system), which a busy machine
+    inflates much less than their wall time; the handler's includes botocore's own work
+    in the sends.
     """
 
     floor_ms: float
@@ -138,23 +147,16 @@ class ColdStart:
     import_ms: float
     first_event_ms: float
     repetitions: int
+    ratio: float
+    own_ratio: float
     imports: tuple[str, ...] = ()
     aws_ms: float = 0.0
     aws_calls: int = 0
     wait_ms: float = 0.0
     own_ms: float = 0.0
     restore_ms: float = 0.0
-
-    @property
-    def ratio(self) -> float:
-        """The raw ratio: handler process over floor process, nothing subtracted."""
-        return round(self.handler_ms / self.floor_ms, 3)
-
-    @property
-    def own_ratio(self) -> float:
-        """The function's own cold start over the floor (the judged figure): the handler
-        process less the time it spent waiting on AWS (moto) and in the poll wait."""
-        return round(self.own_ms / self.floor_ms, 3)
+    handler_cpu_ms: float = 0.0
+    floor_cpu_ms: float = 0.0
 
 
 def build_package(directory: Path, *, tree: Path = ROOT) -> Path:
@@ -306,20 +308,23 @@ def _function_env(endpoint: str, home: Path, package: Path) -> dict[str, str]:
     return env
 
 
-def _run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, float, str]:
-    """Run one process; (start epoch, wall seconds, stdout).
+def _run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, float, str, float]:
+    """Run one process; (start epoch, wall seconds, stdout, CPU seconds).
 
     Raises:
         RuntimeError: it failed.
     """
     epoch, began = time.time(), time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         argv, env=env, capture_output=True, text=True, timeout=timeout, check=False, cwd="/"
     )
     took = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[1:3]} exited {proc.returncode}: {proc.stderr.strip()[-800:]}")
-    return epoch, took, proc.stdout
+    return epoch, took, proc.stdout, cpu
 
 
 def measure_cold_start(
@@ -336,6 +341,10 @@ def measure_cold_start(
     aws: list[float] = []
     waits: list[float] = []
     owns: list[float] = []
+    ratios: list[float] = []
+    own_ratios: list[float] = []
+    handler_cpus: list[float] = []
+    floor_cpus: list[float] = []
     calls = 0
     python = [sys.executable, "-S"]  # Only the package on the path (see the docstring).
 
@@ -358,10 +367,10 @@ def measure_cold_start(
         env = _function_env(endpoint, tmp / "home", package)
         for i in range(repetitions + 1):
             argv = [*python, "-c", HANDLER_CODE, handler_event()]
-            epoch, took, out = _run(argv, env, timeout)
+            epoch, took, out, handler_cpu = _run(argv, env, timeout)
             stamps = answer(out)
-            _, floor, _ = _run([*python, "-c", FLOOR_CODE], env, timeout)
-            _, _, out = _run([*python, "-c", RESTORE_CODE, handler_event()], env, timeout)
+            _, floor, _, floor_cpu = _run([*python, "-c", FLOOR_CODE], env, timeout)
+            _, _, out, _ = _run([*python, "-c", RESTORE_CODE, handler_event()], env, timeout)
             restored = answer(out)
             if i == 0:
                 continue  # The first round warms the page cache (a container image is warm too).
@@ -372,7 +381,12 @@ def measure_cold_start(
             restores.append(restored["ms"])
             aws.append(stamps["aws"] * 1000)
             waits.append(stamps["wait"] * 1000)
-            owns.append((took - stamps["aws"] - stamps["wait"]) * 1000)
+            own = took - stamps["aws"] - stamps["wait"]
+            owns.append(own * 1000)
+            ratios.append(took / floor)
+            own_ratios.append(own / floor)
+            handler_cpus.append(handler_cpu * 1000)
+            floor_cpus.append(floor_cpu * 1000)
             calls = int(stamps["calls"])
         importtime = subprocess.run(
             [*python, "-X", "importtime", "-c", HANDLER_CODE, handler_event()],
@@ -389,12 +403,16 @@ def measure_cold_start(
         import_ms=round(statistics.median(imports), 1),
         first_event_ms=round(statistics.median(firsts), 1),
         repetitions=repetitions,
+        ratio=round(statistics.median(ratios), 3),
+        own_ratio=round(statistics.median(own_ratios), 3),
         imports=import_breakdown(importtime.stderr),
         aws_ms=round(statistics.median(aws), 1),
         aws_calls=calls,
         wait_ms=round(statistics.median(waits), 1),
         own_ms=round(statistics.median(owns), 1),
         restore_ms=round(statistics.median(restores), 1),
+        handler_cpu_ms=round(statistics.median(handler_cpus), 1),
+        floor_cpu_ms=round(statistics.median(floor_cpus), 1),
     )
 
 
@@ -448,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
         f"raw cold start, nothing subtracted: {cold.ratio:.2f}x the floor: handler"
         f" {cold.handler_ms:.0f} ms (spawn + imports + init {cold.import_ms:.0f} ms, first"
         f" event {cold.first_event_ms:.0f} ms)\n"
-        f"SnapStart restore path: {cold.restore_ms:.0f} ms (after_restore + first event)"
+        f"SnapStart restore path: {cold.restore_ms:.0f} ms (after_restore + first event)\n"
+        f"CPU time (user + system): handler process {cold.handler_cpu_ms:.0f} ms, floor"
+        f" {cold.floor_cpu_ms:.0f} ms"
     )
     return 0
 

@@ -86,17 +86,20 @@ def lambda_cold_start(context: BenchContext) -> None:
         cold.own_ratio,
         goal,
         note=(
-            f"median of {cold.repetitions} fresh processes each, both from the package"
-            f" deploy/build.sh makes (bytecode included, python -S): handler"
-            f" {cold.handler_ms:.0f} ms less, measured in that same process, its"
+            f"median over {cold.repetitions} rounds of a fresh handler process over the floor"
+            f" process right after it, both from the package deploy/build.sh makes (bytecode"
+            f" included, python -S): handler {cold.handler_ms:.0f} ms less, measured in that"
+            f" same process, its"
             f" {cold.aws_ms:.0f} ms in {cold.aws_calls} AWS calls (botocore's HTTP send,"
             f" answered by moto on loopback) and {cold.wait_ms:.0f} ms in the wait before"
             f" the first GetCertificate: {cold.own_ms:.0f} ms, over the floor's"
             f" {cold.floor_ms:.0f} ms. moto's Python server and the wait an asynchronous CA"
             " calls for are not the function; a real cold start pays PCA's and DynamoDB's"
-            " own latency instead, which only a real account measures. REST v1 POST"
-            " /generate-cert (EC P-256); both processes end with os._exit when done (a"
-            " Lambda function never runs the interpreter's finalization on a request's path)"
+            " own latency instead, which only a real account measures. CPU time (user +"
+            f" system, less inflated by a busy machine): handler {cold.handler_cpu_ms:.0f} ms,"
+            f" floor {cold.floor_cpu_ms:.0f} ms. REST v1 POST /generate-cert (EC P-256);"
+            " both processes end with os._exit when done (a Lambda function never runs the"
+            " interpreter's finalization on a request's path)"
         ),
     )
     context.report.add_row(
