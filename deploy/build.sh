@@ -65,6 +65,36 @@ with open(path, "w") as file:
     json.dump(endpoints, file, separators=(",", ":"))
 TRIM
 fi
+# Each kept service model (service-2.json.gz) without the documentation of its operations
+# and shapes, written as plain JSON, which botocore's loader tries first: a client's first
+# use decompresses and parses the whole model, and the prose is four fifths of it
+# (DynamoDB's: 556 KB, 15 ms of a cold start here, against 113 KB and 4 ms). botocore
+# reads that prose only to write docstrings and documentation (``help(client.put_item)``),
+# and with .get(): the model's other keys are kept as they are, the client context
+# parameters' documentation included (botocore indexes it).
+"$python" - "$out/botocore/data" <<'STRIP'
+import gzip, json, os, sys
+from pathlib import Path
+def prose_free(value):
+    if isinstance(value, dict):
+        # Prose is a string; a member that happens to be named "documentation" is not.
+        return {
+            k: prose_free(v)
+            for k, v in value.items()
+            if not (k == "documentation" and isinstance(v, str))
+        }
+    if isinstance(value, list):
+        return [prose_free(v) for v in value]
+    return value
+for packed in sorted(Path(sys.argv[1]).glob("*/*/service-2.json.gz")):
+    with gzip.open(packed, "rt", encoding="utf-8") as file:
+        model = json.load(file)
+    for part in ("operations", "shapes"):
+        model[part] = prose_free(model.get(part, {}))
+    plain = packed.with_suffix("")
+    plain.write_text(json.dumps(model, separators=(",", ":")), encoding="utf-8")
+    os.remove(packed)
+STRIP
 if [ -n "${CA_CHAIN:-}" ]; then
     if grep -q "PRIVATE KEY" "$CA_CHAIN"; then
         echo "CA_CHAIN: $CA_CHAIN holds a private key; package certificates only" >&2

@@ -7,6 +7,7 @@ actually loads, measured with `python -X importtime`.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -152,3 +153,27 @@ def test_the_lambda_handler_loads_no_web_framework() -> None:
     modules = _loaded_modules("import nodecert.aws.handler")
     assert "nodecert.http.api" in modules
     assert not {m.split(".")[0] for m in modules} & {"fastapi", "starlette", "pydantic"}
+
+
+# ``import nodecert`` runs before any nodecert module (``nodecert.aws.handler`` included),
+# so it must load nothing itself: the Lambda handler pauses the cyclic collector from its
+# own first line, and everything nodecert loads has to come after that line.
+def test_importing_the_package_loads_no_module_of_its_own_nor_cryptography() -> None:
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys; import nodecert; from nodecert import NodecertError;"
+            " print(json.dumps(sorted(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded = json.loads(child.stdout)
+    ours = [m for m in loaded if m.startswith("nodecert.")]
+    # The error asked for brought its own module (and what it imports), nothing else.
+    assert "nodecert.core.errors" in ours
+    assert not any(m.startswith("cryptography") for m in loaded)
+    assert "nodecert.core.identity" not in ours and "nodecert.client" not in ours

@@ -16,6 +16,7 @@ from nodecert.aws import lifecycle
 from nodecert.bootstrap import build_service
 from nodecert.core.keys import KeyType
 from nodecert.support.awsclients import close_connections
+from tests.rehearsal.package import lambda_package
 
 from ..conftest import make_settings
 
@@ -39,6 +40,51 @@ def test_on_lambda_the_service_is_wired_in_the_init_phase(tmp_path, on_lambda, w
     )
     assert child.returncode == 0, child.stderr
     assert json.loads(child.stdout)["wired"] == wired
+
+
+# The handler module imported from the Lambda package (its bytecode compiled: compiling a
+# module allocates too), counting the collections that start once the package's own
+# __init__, which precedes the module's first line, has run.
+COUNT_COLLECTIONS = """
+import gc, json
+import nodecert
+started = []
+gc.callbacks.append(lambda phase, info: started.append(phase) if phase == "start" else None)
+from nodecert.aws import handler
+collections = len(started)
+print(json.dumps({"collections": collections, "enabled": gc.isenabled(),
+                  "frozen": gc.get_freeze_count()}))
+"""
+
+
+@pytest.mark.parametrize("on_lambda", [True, False])
+def test_on_lambda_no_collection_runs_while_the_handler_imports_and_wires(tmp_path, on_lambda):
+    env = {
+        "PYTHONPATH": str(lambda_package()),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "NODECERT_HOME": str(tmp_path / "home"),
+        "NODECERT_KEY_POOL_SIZE": "0",
+    }
+    if on_lambda:
+        env["AWS_LAMBDA_FUNCTION_NAME"] = "nodecert-issuer"
+    child = subprocess.run(
+        [sys.executable, "-S", "-c", COUNT_COLLECTIONS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    seen = json.loads(child.stdout)
+    assert seen["enabled"]  # The collector runs again once the init phase is over.
+    if on_lambda:
+        assert seen["collections"] == 0
+        assert seen["frozen"] > 10_000  # The modules and the wiring: never traversed again.
+    else:
+        # Elsewhere nothing is paused: the count above is not zero by construction.
+        assert seen["collections"] > 0
+        assert seen["frozen"] == 0
 
 
 @pytest.fixture

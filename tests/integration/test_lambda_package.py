@@ -184,3 +184,53 @@ def test_the_cut_endpoints_file_resolves_every_kept_service_as_botocore_does(tmp
     assert {"aws", "aws-us-gov", "aws-cn"} <= {p["partition"] for p in endpoints["partitions"]}
     # The same botocore, with its whole endpoints.json (this virtualenv's), agrees.
     assert _resolve(str(package), tmp_path, kept) == _resolve(None, tmp_path, kept)
+
+
+def _prose(value: object, path: str = "") -> list[str]:
+    """Where ``value`` holds documentation prose (a string under a "documentation" key)."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "documentation" and isinstance(item, str):
+                found.append(path)
+            found.extend(_prose(item, f"{path}/{key}"))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(_prose(item, f"{path}/{index}"))
+    return found
+
+
+def _without_prose(value: object) -> object:
+    if isinstance(value, dict):
+        return {
+            key: _without_prose(item)
+            for key, item in value.items()
+            if not (key == "documentation" and isinstance(item, str))
+        }
+    if isinstance(value, list):
+        return [_without_prose(item) for item in value]
+    return value
+
+
+def test_the_packaged_service_models_are_plain_json_without_prose_and_nothing_else_lost():
+    import botocore.loaders
+
+    package = lambda_package()
+    data = package / "botocore" / "data"
+    assert not sorted(data.glob("*/*/service-2.json.gz")), "the compressed model would be read"
+    models = sorted(data.glob("*/*/service-2.json"))
+    assert {m.parent.parent.name for m in models} >= {"acm-pca", "dynamodb", "kms"}
+    # This virtualenv's botocore (the same version as the package's) has the full models.
+    full = botocore.loaders.create_loader()
+    for path in models:
+        service, version = path.parent.parent.name, path.parent.name
+        packaged = json.loads(path.read_text())
+        original = full.load_service_model(service, "service-2", api_version=version)
+        assert _prose(original["shapes"]), f"{service}: the check below would see nothing"
+        assert not _prose(packaged["operations"]) and not _prose(packaged["shapes"]), service
+        # Every operation, shape, member and trait is still there; only the prose went.
+        assert packaged["operations"] == _without_prose(original["operations"]), service
+        assert packaged["shapes"] == _without_prose(original["shapes"]), service
+        assert {k: v for k, v in packaged.items() if k not in ("operations", "shapes")} == {
+            k: v for k, v in original.items() if k not in ("operations", "shapes")
+        }, service

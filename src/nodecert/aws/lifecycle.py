@@ -11,10 +11,11 @@ The wiring makes tens of thousands of objects that live as long as the environme
 (botocore's service models, endpoint rules and partitions), and their number alone keeps
 triggering Python's cyclic garbage collector, which traverses them again and again and
 finds nothing to free: 30-70 ms of a cold start, measured. So the collector is paused while
-the init phase wires, and what exists at its end is frozen (``gc.freeze``: moved to a
-permanent generation that later collections skip, so no invocation pays a full collection
-over the models either); then it runs again as before. Cyclic garbage left by the wiring
-stays, once, bounded by what one wiring makes.
+the init phase wires (and, from the handler module, while it imports nodecert's modules),
+and what exists at its end is frozen (``gc.freeze``: moved to a permanent generation that
+later collections skip, so no invocation pays a full collection over the models either);
+then it runs again as before. Cyclic garbage left by the imports and the wiring stays,
+once, bounded by what one init phase makes.
 
 A snapshot is copied into every environment restored from it, so it must hold nothing that
 has to be unique or fresh (https://docs.aws.amazon.com/lambda/latest/dg/snapstart-uniqueness.html):
@@ -72,7 +73,9 @@ __all__ = [
 log = logging.getLogger("nodecert")
 
 
-def init_phase(wire: Callable[[], Service | None]) -> Service | None:
+def init_phase(
+    wire: Callable[[], Service | None], *, collecting: bool | None = None
+) -> Service | None:
     """Wire the service now (``wire``), warm the CA and register the SnapStart hooks.
 
     A failure is logged and left to the first invocation, which wires again and answers
@@ -80,8 +83,15 @@ def init_phase(wire: Callable[[], Service | None]) -> Service | None:
 
     The cyclic garbage collector is paused meanwhile, and what the init phase made is
     frozen at its end (see the module docstring); a collector that was off stays off.
+
+    Args:
+        wire: Builds the service.
+        collecting: Whether the collector was on before the init phase began, for a
+            caller that paused it earlier (the handler module, before its imports);
+            default: whether it is on now.
     """
-    collecting = gc.isenabled()
+    if collecting is None:
+        collecting = gc.isenabled()
     gc.disable()
     try:
         try:

@@ -16,7 +16,6 @@ from datetime import timedelta
 
 from cryptography import x509
 
-from nodecert.backends.local.home import HomeIssuers
 from nodecert.bootstrap.cas import issuing_signer, kms_signer, open_ca
 from nodecert.bootstrap.stores import Stores, open_stores
 from nodecert.core.config import Settings
@@ -34,7 +33,6 @@ from nodecert.core.ports import (
 from nodecert.core.tokens import renewal_audience
 from nodecert.issuing.administration import Administration
 from nodecert.issuing.authority import Authority
-from nodecert.issuing.crl import CRLPublisher
 from nodecert.issuing.idempotency import IdempotencyGuard
 from nodecert.issuing.keypool import KeyPool
 from nodecert.issuing.quota import QuotaPolicy
@@ -155,13 +153,15 @@ def build_service(
         audience=settings.renew_audience or renewal_audience(settings.trust_domain),
         grace=timedelta(seconds=settings.renew_grace_s),
     )
-    crl = (
-        CRLPublisher(
+    crl = None
+    if isinstance(ca, CRLSigner):
+        # Imported for a CA that signs CRLs here (the local CA) only: ACM PCA publishes its
+        # own, and a Lambda function need not load the CRL modules (its cold start).
+        from nodecert.issuing.crl import CRLPublisher
+
+        crl = CRLPublisher(
             ledger=stores.ledger, signer=ca, lifetime=timedelta(seconds=settings.crl_lifetime_s)
         )
-        if isinstance(ca, CRLSigner)
-        else None
-    )
     return Service(
         settings=settings,
         authority=authority,
@@ -248,6 +248,8 @@ def build_decider(settings: Settings) -> AccessDecider:
                 f" with NODECERT_ACMPCA_CA_ARN ({certificate} does not exist either; the"
                 " node-side check never creates a CA)"
             )
+        from nodecert.backends.local.home import HomeIssuers
+
         # The issuing CAs and roots, followed through rotations; never a key.
         issuers = HomeIssuers(settings.home / "ca")
         stores = open_stores(settings)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from nodecert.backends.local.ca import LocalCA
-from nodecert.backends.signers.external import ExternalSigner
 from nodecert.core.choices import CAKind
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.ports import CABackend
+
+if TYPE_CHECKING:
+    from nodecert.backends.signers.external import ExternalSigner
 
 __all__ = ["CA_BACKENDS", "issuing_signer", "kms_signer", "open_ca"]
 
@@ -91,6 +93,10 @@ def open_ca(settings: Settings) -> CABackend:
 
 
 def _local_ca(settings: Settings) -> CABackend:
+    # Imported when chosen, like each backend: a Lambda function (ACM PCA) never loads
+    # the local CA's modules, nor the ciphers they bring (its cold start).
+    from nodecert.backends.local.ca import LocalCA
+
     return LocalCA.open_or_create(
         settings.home / "ca",
         organization=settings.organization,

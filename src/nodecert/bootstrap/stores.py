@@ -17,7 +17,6 @@ from nodecert.core.ports import (
     ReplayGuard,
     RevocationOutbox,
 )
-from nodecert.store.sqlite.store import SQLiteStore
 
 if TYPE_CHECKING:
     from nodecert.store.dynamodb.store import DynamoDBStore
@@ -65,6 +64,10 @@ def open_stores(settings: Settings) -> Stores:
 
 
 def _sqlite_stores(settings: Settings) -> Stores:
+    # Imported when chosen, like each store: a Lambda function (DynamoDB) never loads
+    # sqlite3 and the SQL modules (its cold start).
+    from nodecert.store.sqlite.store import SQLiteStore
+
     store = SQLiteStore(settings.database_path, synchronous=settings.sqlite_synchronous)
     return Stores(store, store, store, store, store, store)
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import re
 from email.utils import format_datetime
+from typing import TYPE_CHECKING
 
 from nodecert.core.errors import InvalidRequestError, NotFoundError
 from nodecert.http.contract import Reply
 from nodecert.issuing.authority import Authority
-from nodecert.issuing.crl import CRLPublisher, PublishedCRL, RootCRLSource
 from nodecert.issuing.issuers import issuer_statuses
 from nodecert.issuing.service import Service
+
+if TYPE_CHECKING:
+    from nodecert.issuing.crl import CRLPublisher, PublishedCRL
 
 __all__ = ["PublicRoutes"]
 
@@ -99,6 +102,9 @@ class PublicRoutes:
         return Reply(200, published.der, headers, media_type="application/pkix-crl")
 
     def _root_crl(self, issuer: str) -> PublishedCRL | None:
+        # Only where this service publishes CRLs (the local CA): not loaded on Lambda.
+        from nodecert.issuing.crl import PublishedCRL, RootCRLSource
+
         ca = self.authority.ca
         found = ca.root_crl() if isinstance(ca, RootCRLSource) else None
         return PublishedCRL.of(found[1]) if found is not None and found[0] == issuer else None

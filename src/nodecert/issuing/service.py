@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from nodecert.core.config import Settings
 from nodecert.core.metrics import NO_METRICS, Metrics
 from nodecert.core.ports import TokenVerifier
 from nodecert.issuing.administration import Administration
 from nodecert.issuing.authority import Authority
-from nodecert.issuing.crl import CRLPublisher
 from nodecert.issuing.keypool import KeyPool
 from nodecert.issuing.renewal import Renewer
 from nodecert.nodeside.access import AccessDecider
+
+if TYPE_CHECKING:
+    # Only a CA that signs CRLs here (the local CA) has a publisher: bootstrap imports it then.
+    from nodecert.issuing.crl import CRLPublisher
 
 __all__ = ["Service", "TokenMinter"]
 
