@@ -56,8 +56,9 @@ def when_loop_yields(callback: Callable[[], None]) -> bool:
     # Imported here: a Lambda cold start and the node side never need asyncio.
     import asyncio
 
-    loop = asyncio._get_running_loop()
-    if loop is None:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # Marked, but not on a running loop (a test, a script).
         return False
     loop.call_soon(callback)
     return True
