@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 
 import pytest
 
 from nodecert.core.errors import ConflictError, StoreUnavailableError
 from nodecert.store.sqlite.groupcommit import GroupCommitter
+from nodecert.support.blocking import never_wait
 
 
 class Disk:
@@ -127,3 +131,45 @@ def test_any_batch_error_reaches_its_waiters_is_logged_once_and_the_thread_goes_
     # The store's own errors are reported by the waiters; anything else once, with its
     # traceback, however many batches it fails.
     assert len(logged) == (0 if isinstance(error, StoreUnavailableError) else 1)
+
+
+def test_a_row_submitted_on_an_event_loop_waits_for_the_rows_that_arrived_with_it() -> None:
+    disk = Disk()
+    disk.release.set()
+    committer = GroupCommitter(disk.commit, name="test-commit")
+    assert committer.submit("idle").result(10) is None  # The thread now waits for work.
+
+    async def requests_that_arrived_together() -> None:
+        futures: list[Future[None]] = []
+        with never_wait():  # As the direct route issues on the loop.
+            futures.append(committer.submit("a"))
+            # The other requests are still being signed. Had "a" woken the idle thread,
+            # it would have committed "a" alone by now, and each row would pay an fsync.
+            time.sleep(0.05)
+            futures += [committer.submit("b"), committer.submit("c")]
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+
+    asyncio.run(requests_that_arrived_together())
+    assert disk.batches == [["idle"], ["a", "b", "c"]]
+    # Anywhere else a row wakes the thread at once, as before.
+    with never_wait():  # No running event loop here.
+        assert committer.submit("d").result(10) is None
+    assert disk.batches[-1] == ["d"]
+    committer.close()
+
+
+def test_a_blocking_wait_on_the_loop_wakes_the_thread_instead_of_waiting_for_ever() -> None:
+    disk = Disk()
+    disk.release.set()
+    committer = GroupCommitter(disk.commit, name="test-commit")
+    assert committer.submit("idle").result(10) is None
+
+    async def a_synchronous_write_on_the_loop() -> None:
+        with never_wait():
+            # The loop cannot run the held-back wake-up while this waits: the wait must
+            # wake the thread itself (else it would time out).
+            assert committer.submit("a").result(10) is None
+
+    asyncio.run(a_synchronous_write_on_the_loop())
+    assert disk.batches == [["idle"], ["a"]]
+    committer.close()

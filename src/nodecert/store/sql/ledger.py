@@ -29,6 +29,7 @@ __all__ = [
     "add_late_columns",
     "bucket_statements",
     "certificate_from_row",
+    "certificate_row",
     "certificate_select",
     "certificate_values",
     "insert_certificate",
@@ -162,32 +163,42 @@ def add_late_audit_columns(existing: set[str]) -> list[str]:
     ]
 
 
+def certificate_row(record: CertificateRecord, dialect: Dialect) -> tuple[object, ...]:
+    """``record``'s column values, in the order of :data:`COLUMNS`.
+
+    For a positional INSERT (:func:`insert_certificate` with ``positional``): SQLite binds
+    a tuple by position in about two thirds of the time it takes to look 19 names up in a
+    mapping, on the thread that commits every row.
+    """
+    time = dialect.to_time
+    return (
+        record.serial,
+        record.user_id,
+        record.node_id,
+        record.key_type,
+        time(record.not_before),
+        time(record.not_after),
+        record.fingerprint_sha256,
+        record.request_id,
+        time(record.created_at),
+        record.status.value,
+        time(record.revoked_at) if record.revoked_at else None,
+        record.revocation_reason.value if record.revocation_reason else None,
+        record.profile.value,
+        record.renewed_from,
+        record.issuer,
+        # DNS names never contain a comma (validate_dns_names).
+        ",".join(record.dns_names) or None,
+        record.superseded_by,
+        record.user_subject,
+        # Normalized IP addresses never contain a comma (validate_ip_addresses).
+        ",".join(record.ip_addresses) or None,
+    )
+
+
 def certificate_values(record: CertificateRecord, dialect: Dialect) -> dict[str, object]:
     """``record`` as named parameters, one per column."""
-    time = dialect.to_time
-    return {
-        "serial": record.serial,
-        "user_id": record.user_id,
-        "node_id": record.node_id,
-        "key_type": record.key_type,
-        "not_before": time(record.not_before),
-        "not_after": time(record.not_after),
-        "fingerprint_sha256": record.fingerprint_sha256,
-        "request_id": record.request_id,
-        "created_at": time(record.created_at),
-        "status": record.status.value,
-        "revoked_at": time(record.revoked_at) if record.revoked_at else None,
-        "revocation_reason": record.revocation_reason.value if record.revocation_reason else None,
-        "profile": record.profile.value,
-        "renewed_from": record.renewed_from,
-        "issuer": record.issuer,
-        # DNS names never contain a comma (validate_dns_names).
-        "dns_names": ",".join(record.dns_names) or None,
-        "superseded_by": record.superseded_by,
-        "user_subject": record.user_subject,
-        # Normalized IP addresses never contain a comma (validate_ip_addresses).
-        "ip_addresses": ",".join(record.ip_addresses) or None,
-    }
+    return dict(zip(_NAMES, certificate_row(record, dialect), strict=True))
 
 
 def certificate_from_row(row: Sequence[Any], dialect: Dialect) -> CertificateRecord:
@@ -219,13 +230,17 @@ def certificate_from_row(row: Sequence[Any], dialect: Dialect) -> CertificateRec
     )
 
 
-def insert_certificate(dialect: Dialect, *, or_nothing: bool = False) -> str:
+def insert_certificate(
+    dialect: Dialect, *, or_nothing: bool = False, positional: str | None = None
+) -> str:
     """The INSERT of one certificate row (named parameters, see :func:`certificate_values`).
 
     With ``or_nothing``, a serial that exists inserts nothing (``rowcount`` 0) instead of
-    failing.
+    failing. With ``positional`` (the driver's positional mark, ``?``), it takes
+    :func:`certificate_row`'s tuple instead.
     """
-    values = ", ".join(dialect.mark(name) for name in _NAMES)
+    marks = [positional] * len(_NAMES) if positional else [dialect.mark(n) for n in _NAMES]
+    values = ", ".join(marks)
     tail = " ON CONFLICT (serial) DO NOTHING" if or_nothing else ""
     return f"INSERT INTO certificates ({COLUMNS}) VALUES ({values}){tail}"
 

@@ -30,8 +30,8 @@ from nodecert.store.sql.ledger import (
     Dialect,
     bucket_statements,
     certificate_from_row,
+    certificate_row,
     certificate_select,
-    certificate_values,
     insert_certificate,
     schema,
     seconds_until_token,
@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS rate_buckets (
     updated_at  REAL NOT NULL
 );
 """
-_INSERT_CERTIFICATE = insert_certificate(_SQLITE)
+# Positional: the committing thread binds each row's 19 values by position, not by name.
+_INSERT_CERTIFICATE = insert_certificate(_SQLITE, positional="?")
 _BUSY_TIMEOUT_S = 5.0
 
 
@@ -180,9 +181,9 @@ class SQLiteStore:
                 overwritten.
             StoreUnavailableError: (from the commit) the row could not be committed.
         """
-        return Commit(self._committer.submit(certificate_values(record, _SQLITE)))
+        return Commit(self._committer.submit(certificate_row(record, _SQLITE)))
 
-    def _commit_rows(self, rows: Sequence[dict[str, object]]) -> list[Exception | None]:
+    def _commit_rows(self, rows: Sequence[tuple[object, ...]]) -> list[Exception | None]:
         outcomes: list[Exception | None] = []
         with self._db.transaction(write=True) as db:
             for values in rows:
@@ -191,7 +192,7 @@ class SQLiteStore:
                     outcomes.append(None)
                 except sqlite3.IntegrityError as exc:
                     # Only this statement is rolled back; the other rows still commit.
-                    conflict = ConflictError(f"serial: {values['serial']} is already recorded")
+                    conflict = ConflictError(f"serial: {values[0]} is already recorded")
                     conflict.__cause__ = exc
                     outcomes.append(conflict)
         return outcomes
