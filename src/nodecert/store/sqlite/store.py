@@ -116,21 +116,42 @@ class SQLiteStore:
             self._commit_rows, name="nodecert-ledger-commit", max_wait_s=busy_timeout_s
         )
         try:
-            with self._db.transaction(write=True) as db:
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise StoreUnavailableError(
-                        f"store: {path} has schema version {version}; this nodecert knows"
-                        f" {SCHEMA_VERSION} (upgrade nodecert)"
-                    )
-                db.executescript(_SCHEMA)
-                _upgrade(db)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            with self._rates.transaction(write=True) as db:
-                db.executescript(_RATES_SCHEMA)
+            # Every worker opens the store as it starts. A file whose schema is current is
+            # only read: a write lock held elsewhere (a backup, the sqlite3 shell, a long
+            # transaction) must not keep a worker from starting, and from answering 503s
+            # while it lasts. Only a new or older file waits for the lock.
+            if not self._schema_is_current():
+                with self._db.transaction(write=True) as db:
+                    self._check_version(db)
+                    db.executescript(_SCHEMA)
+                    _upgrade(db)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if not self._rates_exist():
+                with self._rates.transaction(write=True) as db:
+                    db.executescript(_RATES_SCHEMA)
         except StoreUnavailableError:
             self.close()
             raise
+
+    def _schema_is_current(self) -> bool:
+        with self._db.transaction() as db:
+            return self._check_version(db) == SCHEMA_VERSION
+
+    def _check_version(self, db: sqlite3.Connection) -> int:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreUnavailableError(
+                f"store: {self.path} has schema version {version}; this nodecert knows"
+                f" {SCHEMA_VERSION} (upgrade nodecert)"
+            )
+        return version
+
+    def _rates_exist(self) -> bool:
+        with self._rates.transaction() as db:
+            found = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rate_buckets'"
+            ).fetchone()
+        return found is not None
 
     # NodeDirectory
 
