@@ -349,6 +349,101 @@ def test_workers_that_die_as_they_start_are_replaced_ever_more_slowly() -> None:
     assert 2 < int(done.stdout) <= 10, done.stdout
 
 
+_DYING_APP = """
+import os
+
+async def app(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"answered"})
+
+def make():
+    if os.environ.get("NODECERT_TEST_DIE"):
+        os.abort()  # As a worker does whose database server is down.
+    return app
+"""
+
+_ONE_SLOT_DYING = """
+import os, signal, sys, threading
+import uvicorn
+from nodecert.server import serve
+from nodecert.server.supervisor import SpreadingSupervisor
+
+config = uvicorn.Config("dying_app:make", factory=True, workers=2, log_level="critical")
+sockets = serve.worker_sockets("127.0.0.1", 0, 2)
+port = sockets[0].getsockname()[1]
+supervisor = SpreadingSupervisor(
+    config, sockets, rebind=lambda: serve.bind("127.0.0.1", port, reuse_port=True)
+)
+spawn = supervisor._spawn
+
+def marking(index):
+    # The worker of slot 1 dies as it starts, every time; slot 0's serves.
+    os.environ["NODECERT_TEST_DIE"] = "1" if index == 1 else ""
+    return spawn(index)
+
+supervisor._spawn = marking
+print(port, flush=True)
+threading.Timer(float(sys.argv[1]), os.kill, (os.getpid(), signal.SIGTERM)).start()
+supervisor.run()
+"""
+
+
+def _get(port: int) -> str:
+    """One GET on a new connection: "answered", "reset" (refused or reset at once), or
+    "no answer" (nothing within 5 s)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            answer = sock.recv(4096)
+    except TimeoutError:
+        return "no answer"
+    except (ConnectionResetError, ConnectionRefusedError, BrokenPipeError):
+        return "reset"
+    return "answered" if answer.startswith(b"HTTP/1.1 200") else "reset"
+
+
+def test_a_slot_whose_workers_die_as_they_start_leaves_no_connection_waiting(
+    tmp_path: Path,
+) -> None:
+    # Its replacement comes after a back-off (1, 2, 4... s): meanwhile its socket, which
+    # nobody reads, is closed, so the kernel sends every new connection to the worker that
+    # serves. Before, about half of them waited, unanswered, for as long as the back-off.
+    (tmp_path / "dying_app.py").write_text(_DYING_APP)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    master = subprocess.Popen(
+        [sys.executable, "-c", _ONE_SLOT_DYING, "14"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert master.stdout is not None
+        port = int(master.stdout.readline())
+        deadline = time.monotonic() + 60
+        while _get(port) != "answered":  # Slot 0's worker serves.
+            assert time.monotonic() < deadline, "no worker ever served"
+            time.sleep(0.2)
+        time.sleep(1.5)  # Slot 1's first worker has died by now.
+        outcomes: list[str] = []
+        for _ in range(2):
+            threads = [
+                threading.Thread(target=lambda: outcomes.append(_get(port))) for _ in range(16)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            time.sleep(1.0)
+        assert "no answer" not in outcomes, outcomes
+        # Reset ones met the slot's socket while a replacement was starting (and dying):
+        # a client sees that at once and tries again, where it waited before.
+        assert "answered" in outcomes, outcomes
+    finally:
+        master.send_signal(signal.SIGTERM)
+        master.communicate(timeout=60)
+
+
 async def _plain_app(scope: dict[str, object], receive: object, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"answered"})

@@ -374,8 +374,13 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
         # One socket per worker, so that connections opened together are spread over the
         # workers instead of all landing on the first to wake (server/supervisor.py).
         sockets = worker_sockets(settings.host, settings.port, settings.workers)
+        port = int(sockets[0].getsockname()[1])
         on_listening()
-        _supervise(SpreadingSupervisor(config, sockets))
+        _supervise(
+            SpreadingSupervisor(
+                config, sockets, rebind=lambda: bind(settings.host, port, reuse_port=True)
+            )
+        )
         return
     sock = bind(settings.host, settings.port)
     on_listening()

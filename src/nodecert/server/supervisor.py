@@ -8,7 +8,11 @@ land on one worker while the others idle: half the throughput on two workers, me
 With ``SO_REUSEPORT`` each worker listens on a socket of its own, all bound to the same
 port, and the kernel spreads new connections over them by a hash of the addresses. The
 supervisor keeps every socket open, so a worker that dies and is replaced leaves the
-connections waiting in its queue to its replacement instead of resetting them.
+connections waiting in its queue to its replacement instead of resetting them. A worker
+that died as it started is replaced only after a back-off (up to 30 s): while another
+worker serves, its socket is closed meanwhile (the connections queued there are reset at
+once, and the kernel sends new ones to the sockets that are read), and bound again for
+the replacement.
 
 Each worker ends when the supervisor does, even when it is killed with SIGKILL
 (``server/lifeline.py``), so a restart finds the port free. Where ``SO_REUSEPORT`` does not
@@ -21,10 +25,12 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 from uvicorn.config import STARTUP_FAILURE, Config
 from uvicorn.supervisors.multiprocess import Multiprocess, Process, logger
 
+from nodecert.core.errors import ConfigurationError
 from nodecert.server.lifeline import bind_to_parent
 
 __all__ = ["SpreadingSupervisor", "reuse_port_available"]
@@ -68,7 +74,12 @@ class SpreadingSupervisor(Multiprocess):
     """
 
     def __init__(
-        self, config: Config, sockets: list[socket.socket], *, spread: bool = True
+        self,
+        config: Config,
+        sockets: list[socket.socket],
+        *,
+        spread: bool = True,
+        rebind: Callable[[], socket.socket] | None = None,
     ) -> None:
         if spread and len(sockets) != config.workers:
             raise ValueError("SpreadingSupervisor: one socket per worker")
@@ -81,8 +92,13 @@ class SpreadingSupervisor(Multiprocess):
         self._started: dict[int, float] = {}
         self._quick_deaths: dict[int, int] = {}
         self._respawn_at: dict[int, float] = {}
+        # Binds one more socket into the workers' SO_REUSEPORT group: a slot whose socket
+        # was closed during a back-off gets a new one for its replacement.
+        self._rebind = rebind
 
     def _spawn(self, index: int) -> Process:
+        if self._spread and self.sockets[index].fileno() == -1 and self._rebind is not None:
+            self.sockets[index] = self._rebind()
         process = _Worker(self.config, [self.sockets[index]] if self._spread else self.sockets)
         self._respawn_at.pop(index, None)  # A SIGHUP's restart may come first.
         self._started[index] = time.monotonic()
@@ -99,7 +115,11 @@ class SpreadingSupervisor(Multiprocess):
         for index, old in enumerate(self.processes):
             if self.should_exit.is_set():
                 return
-            new = self._spawn(index)
+            try:
+                new = self._spawn(index)
+            except ConfigurationError as exc:  # Its socket could not be bound again.
+                logger.error("%s; worker [%s] is replaced later", exc.detail, index)
+                continue
             if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
                 new.kill()
                 new.join()
@@ -143,7 +163,11 @@ class SpreadingSupervisor(Multiprocess):
             due = self._respawn_at.get(index)
             if due is not None:
                 if time.monotonic() >= due:
-                    self.processes[index] = self._spawn(index)
+                    try:
+                        self.processes[index] = self._spawn(index)
+                    except ConfigurationError as exc:
+                        logger.error("%s; trying again in %.0f s", exc.detail, _BACKOFF_MAX_S)
+                        self._respawn_at[index] = time.monotonic() + _BACKOFF_MAX_S
                 continue
             if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
                 continue
@@ -172,3 +196,11 @@ class SpreadingSupervisor(Multiprocess):
                 delay,
             )
             self._respawn_at[index] = time.monotonic() + delay
+            if self._spread and self._rebind is not None and self._serving_besides(index):
+                # Nobody reads this socket until the replacement starts: closed, the
+                # connections queued there are reset now instead of waiting up to
+                # _BACKOFF_MAX_S, and new ones go to the sockets that are read.
+                self.sockets[index].close()
+
+    def _serving_besides(self, index: int) -> bool:
+        return any(i != index and i not in self._respawn_at for i in range(len(self.processes)))
