@@ -167,6 +167,7 @@ def test_the_root_crl_is_served_by_the_roots_key_id_once_signed(
     assert root_id == key_id(env.service.authority.ca.root)
     before = env.client.get(f"/v1/crl?issuer={root_id}")
     assert before.status_code == 404, before.text  # Nothing signed yet: nothing to serve.
+    assert "nodecert ca root-crl" in before.json()["detail"]
     assert main(["ca", "rotate", "--retire-now"]) == 0
     leaked = _retired_now(home)
     assert main(["ca", "root-crl"]) == 0

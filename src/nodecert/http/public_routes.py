@@ -12,6 +12,7 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 from nodecert.core.errors import InvalidRequestError, NotFoundError
+from nodecert.core.keys import key_id
 from nodecert.http.contract import Reply
 from nodecert.issuing.authority import Authority
 from nodecert.issuing.issuers import issuer_statuses
@@ -106,8 +107,15 @@ class PublicRoutes:
         from nodecert.issuing.crl import PublishedCRL, RootCRLSource
 
         ca = self.authority.ca
-        found = ca.root_crl() if isinstance(ca, RootCRLSource) else None
-        return PublishedCRL.of(found[1]) if found is not None and found[0] == issuer else None
+        if not isinstance(ca, RootCRLSource):
+            return None
+        found = ca.root_crl()
+        if found is not None and found[0] == issuer:
+            return PublishedCRL.of(found[1])
+        chain = ca.chain()
+        if len(chain) > 1 and key_id(chain[-1]) == issuer:
+            raise NotFoundError("crl: no CRL of the root to serve (nodecert ca root-crl signs one)")
+        return None
 
     @staticmethod
     def healthz() -> Reply:
