@@ -234,6 +234,15 @@ def test_a_store_whose_schema_is_older_still_waits_for_the_lock_to_upgrade_it(
         assert db.execute("PRAGMA user_version").fetchone()[0] > 6
 
 
+def _home_with_a_node(tmp_path: Path, *, log_level: str) -> tuple[Path, int, dict[str, str], str]:
+    """A home for two workers with alice's node n1: (home, port, environment, her token)."""
+    home, port = tmp_path / "home", free_port()
+    env = nodecert_env(home, port, workers="2", log_level=log_level)
+    cli(env, "init")
+    cli(env, "nodes", "add", "n1", "--owner", "alice")
+    return home, port, env, cli(env, "dev-token", "alice")
+
+
 @pytest.mark.parametrize("how", ["sqlite", "flock"])
 def test_nodecert_serve_started_while_its_ledger_is_locked_answers_every_connection(
     tmp_path: Path, how: str
@@ -241,11 +250,7 @@ def test_nodecert_serve_started_while_its_ledger_is_locked_answers_every_connect
     # Both workers start while the lock is held elsewhere. Each listens on a socket of its
     # own (SO_REUSEPORT) and the kernel spreads connections over both: a worker that could
     # not start left about half of them waiting, unanswered, until the lock was released.
-    home, port = tmp_path / "home", free_port()
-    env = nodecert_env(home, port, workers="2", log_level="WARNING")
-    cli(env, "init")
-    cli(env, "nodes", "add", "n1", "--owner", "alice")
-    token = cli(env, "dev-token", "alice")
+    home, port, env, token = _home_with_a_node(tmp_path, log_level="WARNING")
     with _held(home / "nodecert.db", how):
         server = start_server(env, tmp_path / "serve.log")
         try:
@@ -281,11 +286,7 @@ def test_nodecert_serve_started_while_its_ledger_is_locked_answers_every_connect
 def test_nodecert_serve_with_its_ledger_locked_answers_503s_within_one_busy_timeout(
     tmp_path: Path, how: str
 ) -> None:
-    home, port = tmp_path / "home", free_port()
-    env = nodecert_env(home, port, workers="2", log_level="INFO")
-    cli(env, "init")
-    cli(env, "nodes", "add", "n1", "--owner", "alice")
-    token = cli(env, "dev-token", "alice")
+    home, port, env, token = _home_with_a_node(tmp_path, log_level="INFO")
     log_file = tmp_path / "serve.log"
     server = start_server(env, log_file)
 
