@@ -48,14 +48,49 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / _TICK
 
 
+Variants = tuple[tuple[dict[str, str], bytes], ...]
+
+
+def issuance_window(
+    server: Nodecert, variants: Variants, *, concurrency: int, requests: int, warmup: int
+) -> tuple[float, float]:
+    """(req/s, server CPU seconds per certificate) of ``requests`` issuances at
+    ``concurrency``, after a warm-up run of ``warmup`` requests of its own, so that the CPU
+    window holds counted requests only.
+
+    Raises:
+        RuntimeError: a request failed (the server's log tail is in the message).
+    """
+    assert server.service is not None
+    assert server.service.proc is not None
+    pgid = server.service.proc.pid
+    spec = LoadSpec(
+        host="127.0.0.1",
+        port=server.port,
+        path="/generate-cert",
+        headers={"Content-Type": "application/json"},
+        variants=variants,
+        expect_status=201,
+        expect_body=b'"certificate"',
+        concurrency=concurrency,
+        max_requests=requests,
+        max_seconds=60.0,
+        warmup=0,
+    )
+    run_in_subprocess(dataclasses.replace(spec, max_requests=warmup))
+    before = group_cpu_seconds(pgid)
+    result = run_in_subprocess(spec)
+    used = group_cpu_seconds(pgid) - before
+    if result.errors or not result.ok:
+        raise RuntimeError(f"{result.errors} errors {result.error_kinds}\n{server.tail()}")
+    return result.rps, used / result.ok
+
+
 def one_run(executable: str, *, concurrency: int, requests: int) -> tuple[float, float]:
     """(CPU µs per certificate, req/s) of one fresh server of ``executable``."""
     with tempfile.TemporaryDirectory(prefix="nodecert-cpu-") as home:
         server = Nodecert(Path(home), workers=2, users=4, executable=executable).start()
         try:
-            assert server.service is not None
-            assert server.service.proc is not None
-            pgid = server.service.proc.pid
             variants = tuple(
                 (
                     {"Authorization": f"Bearer {cred.token}"},
@@ -63,27 +98,13 @@ def one_run(executable: str, *, concurrency: int, requests: int) -> tuple[float,
                 )
                 for cred in server.credentials
             )
-            spec = LoadSpec(
-                host="127.0.0.1",
-                port=server.port,
-                path="/generate-cert",
-                headers={"Content-Type": "application/json"},
-                variants=variants,
-                expect_status=201,
-                expect_body=b'"certificate"',
-                concurrency=concurrency,
-                max_requests=requests,
-                max_seconds=60.0,
-                warmup=50,
-            )
-            # Warm up in a run of its own, so that the CPU window holds only counted requests.
-            run_in_subprocess(dataclasses.replace(spec, max_requests=200))
-            before = group_cpu_seconds(pgid)
-            result = run_in_subprocess(dataclasses.replace(spec, warmup=0))
-            used = group_cpu_seconds(pgid) - before
-            if result.errors or not result.ok:
-                raise SystemExit(f"{executable}: {result.errors} errors {result.error_kinds}")
-            return used / result.ok * 1e6, result.rps
+            try:
+                rps, cpu = issuance_window(
+                    server, variants, concurrency=concurrency, requests=requests, warmup=200
+                )
+            except RuntimeError as exc:
+                raise SystemExit(f"{executable}: {exc}") from exc
+            return cpu * 1e6, rps
         finally:
             server.stop()
 

@@ -36,8 +36,7 @@ from pathlib import Path
 if not __package__:  # Run as a script: import ``benchmarks`` from the repository root.
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from benchmarks.cpu_per_cert import group_cpu_seconds
-from benchmarks.load import LoadSpec, run_in_subprocess
+from benchmarks.cpu_per_cert import issuance_window
 from benchmarks.nodecert_server import Nodecert
 from benchmarks.run import make_csr
 from benchmarks.services import SetupError
@@ -93,9 +92,6 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="nodecert-interleaved-") as home:
         server = Nodecert(Path(home), workers=2, users=users, executable=executable).start()
         try:
-            assert server.service is not None
-            assert server.service.proc is not None
-            pgid = server.service.proc.pid
             variants = tuple(
                 (
                     {"Authorization": f"Bearer {cred.token}"},
@@ -104,30 +100,13 @@ def measure(
                 for cred in server.credentials
             )
             for concurrency in concurrencies:
-                spec = LoadSpec(
-                    host="127.0.0.1",
-                    port=server.port,
-                    path="/generate-cert",
-                    headers={"Content-Type": "application/json"},
-                    variants=variants,
-                    expect_status=201,
-                    expect_body=b'"certificate"',
-                    concurrency=concurrency,
-                    max_requests=requests,
-                    max_seconds=60.0,
-                    warmup=0,
-                )
-                # A warm-up run of its own, so that the CPU window holds counted requests only.
-                run_in_subprocess(dataclasses.replace(spec, max_requests=300))
-                before = group_cpu_seconds(pgid)
-                result = run_in_subprocess(spec)
-                used = group_cpu_seconds(pgid) - before
-                if result.errors or not result.ok:
-                    raise SetupError(
-                        f"{executable}: {result.errors} errors {result.error_kinds}\n"
-                        + server.tail()
+                try:
+                    rps, cpu = issuance_window(
+                        server, variants, concurrency=concurrency, requests=requests, warmup=300
                     )
-                figures[concurrency] = (result.rps, used / result.ok * 1e3)
+                except RuntimeError as exc:
+                    raise SetupError(f"{executable}: {exc}") from exc
+                figures[concurrency] = (rps, cpu * 1e3)
         finally:
             server.stop()
     return figures
