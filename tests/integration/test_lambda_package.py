@@ -67,46 +67,37 @@ def test_every_module_of_the_package_has_unchecked_hash_bytecode():
     assert not checked, f"bytecode checked against the source (mtime or hash): {checked[:5]}"
 
 
-def test_importing_the_handlers_from_the_package_compiles_nothing(tmp_path):
-    package = lambda_package()
+def _last_json_line(argv: list[str], env: dict[str, str], cwd: Path) -> typing.Any:
+    """Run ``argv`` in a bare environment (``env`` alone) and parse its last line of output."""
     done = subprocess.run(
-        [sys.executable, "-S", "-c", IMPORT_AND_COUNT, str(package)],
-        env={"PYTHONPATH": str(package), "PYTHONDONTWRITEBYTECODE": "1"},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_handlers_from_the_package_compiles_nothing(tmp_path):
+    package = lambda_package()
+    compiled = _last_json_line(
+        [sys.executable, "-S", "-c", IMPORT_AND_COUNT, str(package)],
+        {"PYTHONPATH": str(package), "PYTHONDONTWRITEBYTECODE": "1"},
+        tmp_path,
+    )
+    assert compiled == []
 
 
 def test_the_audit_hook_sees_a_module_compiled_from_source(tmp_path):
     # The check above cannot pass by not looking: a module without bytecode is reported.
     (tmp_path / "fresh_module.py").write_text("VALUE = 1\n")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-S",
-            "-c",
-            IMPORT_AND_COUNT.replace(
-                "import nodecert.aws.handler", "import fresh_module, nodecert.aws.handler"
-            ),
-            str(tmp_path),
-        ],
-        env={
-            "PYTHONPATH": f"{tmp_path}:{lambda_package()}",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        },
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    code = IMPORT_AND_COUNT.replace(
+        "import nodecert.aws.handler", "import fresh_module, nodecert.aws.handler"
     )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == [str(tmp_path / "fresh_module.py")]
+    compiled = _last_json_line(
+        [sys.executable, "-S", "-c", code, str(tmp_path)],
+        {"PYTHONPATH": f"{tmp_path}:{lambda_package()}", "PYTHONDONTWRITEBYTECODE": "1"},
+        tmp_path,
+    )
+    assert compiled == [str(tmp_path / "fresh_module.py")]
 
 
 # Every client make_client can make, from the package, in a fresh `python -S`.
@@ -128,22 +119,16 @@ def test_the_package_keeps_the_model_of_every_client_nodecert_makes(tmp_path):
     annotation = typing.get_type_hints(make_client)["service"]
     services = sorted(typing.get_args(annotation))
     assert services == ["acm-pca", "dynamodb", "kms"]
-    done = subprocess.run(
+    kept = _last_json_line(
         [sys.executable, "-S", "-c", MAKE_EVERY_CLIENT, *services],
-        env={
+        {
             "PYTHONPATH": str(package),
             "PYTHONDONTWRITEBYTECODE": "1",
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
         },
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        tmp_path,
     )
-    assert done.returncode == 0, done.stderr
-    kept = json.loads(done.stdout.strip().splitlines()[-1])
     assert kept == sorted([*services, "signin", "sso", "sso-oidc", "sts"])
 
 
@@ -167,11 +152,7 @@ def _resolve(pythonpath: str | None, tmp_path: Path, services: list[str]) -> dic
     if pythonpath is not None:  # The package alone, as Lambda runs it.
         env["PYTHONPATH"] = pythonpath
         argv.insert(1, "-S")
-    done = subprocess.run(
-        argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    resolved: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
+    resolved: dict[str, str] = _last_json_line(argv, env, tmp_path)
     return resolved
 
 
