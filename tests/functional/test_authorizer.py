@@ -196,6 +196,20 @@ def test_an_authorizer_with_a_bad_target_refuses_to_start(tmp_path, monkeypatch)
         authorizer.lambda_handler(event(REST, pem="x"), None)
 
 
+def test_an_authorizer_with_a_bundle_and_retired_cas_refuses_to_start(tmp_path, monkeypatch):
+    # The bundle holds the retired CA too (the truststore); trusting it would let in the
+    # certificates the operator refused.
+    from nodecert.bootstrap import build_decider
+    from nodecert.core.config import Settings
+
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text("not read")
+    retired = "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/" + "a" * 36
+    settings = Settings(home=tmp_path, ca_bundle=bundle, acmpca_retired_arns=(retired,))
+    with pytest.raises(ConfigurationError, match="NODECERT_ACMPCA_RETIRED_ARNS"):
+        build_decider(settings)
+
+
 def test_lambda_handler_with_a_ca_bundle(tmp_path, monkeypatch):
     from nodecert.bootstrap import build_service
     from nodecert.core.config import Settings

@@ -58,11 +58,12 @@ def translated(raw):
     return sam_translate(raw)
 
 
-def deployed(translated, issuing, other, issuing_ca="PrivateCATwoTier"):
+def deployed(translated, issuing, other, issuing_ca="PrivateCATwoTier", **more):
     parameters = {
         "IssuingCA": issuing_ca,
         "IssuingSubordinate": issuing,
         "OtherSubordinate": other,
+        **more,
     }
     stack = _Resolved(translated, parameters, clients=None)
     for logical in translated["Resources"]:
@@ -95,6 +96,16 @@ def test_each_step_makes_its_slots_and_names_them_to_every_function(
         assert settings.acmpca_ca_arn == ca_arn, function
         assert settings.acmpca_retiring_arns == retiring, function
         assert settings.acmpca_retired_arns == retired, function
+
+
+@pytest.mark.parametrize("other", ["None", "Staged", "Retiring", "Retired"])
+def test_the_authorizer_reads_the_cas_from_pca_while_a_subordinate_is_retired(translated, other):
+    # The packaged chain (NodeCAChainPackaged=Yes) is the truststore, both subordinates in
+    # it: while one is Retired, only the CAs read by ARN tell its certificates apart.
+    stack = deployed(translated, "B", other, NodeCAChainPackaged="Yes")
+    env = environment(stack, "NodeAuthorizerFunction")
+    assert ("NODECERT_CA_BUNDLE" in env) == (other != "Retired"), env
+    Settings.from_env(env)
 
 
 @pytest.mark.parametrize(("issuing", "other"), [("B", "Retiring"), ("A", "Staged"), ("B", "None")])

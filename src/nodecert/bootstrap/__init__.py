@@ -237,6 +237,14 @@ def build_decider(settings: Settings) -> AccessDecider:
         ConfigurationError: a setting cannot be honoured, or no CA is configured.
     """
     if settings.ca_bundle:
+        if settings.acmpca_retired_arns:
+            # A bundle is certificates alone: a retired CA in it would be trusted like the
+            # others, its certificates let in although the operator refused them.
+            raise ConfigurationError(
+                "NODECERT_CA_BUNDLE cannot be used with NODECERT_ACMPCA_RETIRED_ARNS: a"
+                " bundle does not say which CA is retired. Unset NODECERT_CA_BUNDLE, so"
+                " that the CAs are read from ACM PCA by their ARNs"
+            )
         stores = open_stores(settings)
         return _decider(settings, tuple, stores.ledger, stores.nodes)
     if settings.ca == "local":
