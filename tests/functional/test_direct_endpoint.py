@@ -299,3 +299,28 @@ def test_an_issuance_that_keeps_meeting_a_lock_goes_to_the_thread_pool(
         )
     assert answer.status_code == 201, answer.text
     assert where == [True] * (1 + len(direct._LOCK_PAUSES_S)) + [False]
+
+
+def test_an_rsa_issuance_starts_in_the_thread_pool_not_on_the_loop(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its key may be generated as it starts (an empty key pool): tens of ms on the loop
+    # would stall every other request of the worker.
+    from nodecert.http import routes
+    from nodecert.support.blocking import must_not_wait
+
+    start = routes.Issuance.start
+    where: list[bool] = []
+
+    def recording(self: routes.Issuance) -> Any:
+        where.append(must_not_wait())
+        return start(self)
+
+    monkeypatch.setattr(routes.Issuance, "start", recording)
+    assert service.inline_issuance
+    with TestClient(create_app(service), raise_server_exceptions=False) as client:
+        answer = client.post(
+            "/generate-cert", json={"nodeId": "n1", "keyType": "rsa-2048"}, headers=_token(service)
+        )
+    assert answer.status_code == 201, answer.text
+    assert where == [False]

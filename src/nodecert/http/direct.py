@@ -148,6 +148,9 @@ async def _inline(call: Callable[[], Reply | Issuance]) -> Reply | Begun:
         # nothing was done yet, so run it again where waiting is fine.
         if not isinstance(result, Issuance):
             return await run_in_threadpool(_begin, call)
+    else:
+        # An RSA key (made here when the pool is empty) would hold the loop for tens of ms.
+        return (result, *await run_in_threadpool(result.start))
     # The other worker holds its lock for one short write: yield the loop to the other
     # requests a moment and ask again before moving the issuance to the thread pool (the
     # hop there and back costs more CPU than the issuance itself).
