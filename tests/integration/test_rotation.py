@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from nodecert.backends.local.hierarchy import load_key
 from nodecert.backends.local.home import key_id
+from nodecert.backends.local.root_crl import sign_root_crl
 from nodecert.bootstrap import build_decider
 from nodecert.cli import main
 from nodecert.core.identity import Identity
@@ -314,6 +315,16 @@ def test_a_rotation_killed_while_staging_never_happened(env: Env, home: Path) ->
     issued = env.issue("alice", "n1", keyType="ec-p256")
     assert env.service.decider.decide(_leaf(issued), "n1").allowed
     assert build_decider(make_settings(home)).decide(_leaf(issued), "n1").allowed
+    # Its mark is gone with it: the root's CRL never revokes the intermediate in use.
+    assert not current.exists()
+    current.mkdir()  # Even were it back, the root's CRL would skip the one in use.
+    (current / "ca.crt").write_bytes((home / "ca" / "ca.crt").read_bytes())
+    (current / "retired-now").write_bytes(b"")
+    root_key = load_key(home / "ca" / "root.key", None)
+    crl = sign_root_crl(
+        home / "ca", root_key=root_key, now=datetime.now(UTC), lifetime=timedelta(days=1)
+    )
+    assert crl.get_revoked_certificate_by_serial_number(before[0].serial_number) is None
 
 
 def test_new_root_makes_a_one_tier_home_two_tier_and_keeps_its_certificates(

@@ -115,7 +115,10 @@ def _previous(path: Path, root: x509.Certificate) -> dict[int, datetime]:
 def _retired_now(directory: Path, root: x509.Certificate) -> list[tuple[int, datetime]]:
     found: list[tuple[int, datetime]] = []
     base = directory / "retired"
+    in_use = key_id(read_certificate(directory / "ca.crt"))
     for entry in sorted(base.iterdir()) if base.is_dir() else ():
+        if entry.name == in_use:
+            continue  # Never the intermediate in use (read_home skips it too).
         if not (entry / "retired-now").exists() or not (entry / "ca.crt").is_file():
             continue
         certificate = read_certificate(entry / "ca.crt")

@@ -110,13 +110,16 @@ def finish(directory: Path) -> None:
     """Complete a rotation whose files are staged in ``directory/next`` (a crash's).
 
     A rotation killed before its files were all staged did not happen: the stage is
-    removed (a ``retired/`` entry it made for the current intermediate is ignored, see
-    :func:`~nodecert.backends.local.home.read_home`).
+    removed, and so is the ``retired/`` entry it made for the intermediate still in use
+    (its ``retired-now`` mark would otherwise outlive it: a later planned rotation would
+    retire that intermediate at once, and ``ca root-crl`` would revoke it).
     """
     staged = directory / "next"
     if not staged.is_dir():
         return
     if not (staged / _READY).exists():
+        current = directory / "retired" / key_id(read_certificate(directory / "ca.crt"))
+        shutil.rmtree(current, ignore_errors=True)
         shutil.rmtree(staged, ignore_errors=True)
         return
     if (staged / _ROOT_ELSEWHERE).exists():
