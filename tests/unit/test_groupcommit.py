@@ -173,3 +173,29 @@ def test_a_blocking_wait_on_the_loop_wakes_the_thread_instead_of_waiting_for_eve
     asyncio.run(a_synchronous_write_on_the_loop())
     assert disk.batches == [["idle"], ["a"]]
     committer.close()
+
+
+def test_a_row_from_another_thread_wakes_the_thread_while_the_loop_holds_its_wake_up() -> None:
+    import concurrent.futures
+
+    disk = Disk()
+    disk.release.set()
+    committer = GroupCommitter(disk.commit, name="test-commit")
+    assert committer.submit("idle").result(10) is None
+
+    async def a_loop_busy_while_a_pool_thread_writes() -> None:
+        with never_wait():
+            on_loop = committer.submit("a")  # Its wake-up waits for this callback to end.
+            pooled: list[Future[None]] = []
+            thread = threading.Thread(target=lambda: pooled.append(committer.submit("b")))
+            thread.start()
+            thread.join()
+            # Waited on without result() (which wakes the thread itself): only the pool
+            # thread's submit can have woken it, the loop being still in this callback.
+            done, _ = concurrent.futures.wait(pooled, timeout=10)
+            assert done == set(pooled)
+        await asyncio.wrap_future(on_loop)
+
+    asyncio.run(a_loop_busy_while_a_pool_thread_writes())
+    assert disk.batches == [["idle"], ["a", "b"]]
+    committer.close()

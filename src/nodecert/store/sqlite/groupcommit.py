@@ -38,7 +38,7 @@ from concurrent.futures import Future, InvalidStateError
 from typing import Generic, TypeVar
 
 from nodecert.core.errors import NodecertError
-from nodecert.support.blocking import when_loop_yields
+from nodecert.support.blocking import must_not_wait, when_loop_yields
 from nodecert.support.budget import time_budget
 
 __all__ = ["GroupCommitter"]
@@ -92,8 +92,10 @@ class GroupCommitter(Generic[T]):
             self._since.append(time.monotonic())
             if not self._wake_pending:
                 self._wake_pending = when_loop_yields(self._wake)
-                if not self._wake_pending:
-                    self._ready.notify()
+            # Only a row submitted on the loop waits for the loop's wake-up; one from any
+            # other thread wakes the committer now, whatever the loop has pending.
+            if not (self._wake_pending and must_not_wait()):
+                self._ready.notify()
         return future
 
     def _wake(self) -> None:
