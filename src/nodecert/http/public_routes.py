@@ -109,13 +109,13 @@ class PublicRoutes:
         ca = self.authority.ca
         if not isinstance(ca, RootCRLSource):
             return None
+        chain = ca.chain()  # In memory: the root's file is read only when asked for.
+        if len(chain) < 2 or key_id(chain[-1]) != issuer:
+            return None
         found = ca.root_crl()
-        if found is not None and found[0] == issuer:
-            return PublishedCRL.of(found[1])
-        chain = ca.chain()
-        if len(chain) > 1 and key_id(chain[-1]) == issuer:
+        if found is None or found[0] != issuer:
             raise NotFoundError("crl: no CRL of the root to serve (nodecert ca root-crl signs one)")
-        return None
+        return PublishedCRL.of(found[1])
 
     @staticmethod
     def healthz() -> Reply:
