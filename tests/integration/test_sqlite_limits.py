@@ -255,7 +255,7 @@ def test_nodecert_serve_started_while_its_ledger_is_locked_answers_every_connect
         server = start_server(env, tmp_path / "serve.log")
         try:
             # Twelve connections (each from a new port): the chance that all of them land on
-            # one socket is 1 in 4,096. Each waits as long as a worker may take to start.
+            # one socket (either) is 1 in 2,048. Each waits as long as a worker may take to start.
             for _ in range(12):
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=60):
                     pass

@@ -198,6 +198,7 @@ def test_the_audit_trail_is_put_by_both_api_functions_and_queried_by_the_admins(
         assert audit["Resource"] == {"Fn::GetAtt": ["OutboxTable", "Arn"]}
         assert audit["Condition"] == AUDIT_KEYS
         limits = [s for s in statements if "LimitsTable" in str(s["Resource"])]
+        assert limits, function
         assert "dynamodb:Scan" not in set().union(*map(_actions, limits)), function
     # The prefix the condition allows is exactly the partitions the code writes.
     assert day_partition("2026-12-07").startswith(day_partition(""))
