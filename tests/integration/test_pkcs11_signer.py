@@ -64,6 +64,20 @@ def _settings(home: Path, **overrides: object) -> object:
     return make_settings(home, **values)
 
 
+def _private_key_labels() -> set[str]:
+    """The labels of the private keys in the test token."""
+    import pkcs11
+
+    token = pkcs11.lib(str(MODULE)).get_token(token_label="nodecert")
+    try:
+        session = token.open(user_pin=PIN)
+    except pkcs11.exceptions.UserAlreadyLoggedIn:  # By a signer of this process.
+        session = token.open()  # Logged in too: the login is the application's.
+    with session:
+        found = session.get_objects({pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PRIVATE_KEY})
+        return {str(key.label) for key in found}
+
+
 def _pkcs11_env(monkeypatch: pytest.MonkeyPatch, home: Path, label: str) -> None:
     for name, value in {
         "NODECERT_HOME": str(home),
@@ -180,8 +194,14 @@ def test_rotating_onto_a_new_key_label_in_the_token(
     assert "is the issuing key already" in capsys.readouterr().err
     assert main(["ca", "rotate", "--kms-key-id", "alias/next"]) == 2
     assert (home / "ca" / "ca.crt").read_bytes() == before
-    # The next key pair is generated in the token; the intermediate is signed by the root.
     label = f"{current[:40]}-next"
+    # Refused options leave no key in the token: they are checked before one is made.
+    assert main(["ca", "rotate", "--pkcs11-key-label", label, "--new-root"]) == 2
+    csr_out = ["--csr-out", str(tmp_path / "next.csr"), "--retire-now"]
+    assert main(["ca", "rotate", "--pkcs11-key-label", label, *csr_out]) == 2
+    capsys.readouterr()
+    assert label not in _private_key_labels()
+    # The next key pair is generated in the token; the intermediate is signed by the root.
     assert main(["ca", "rotate", "--pkcs11-key-label", label]) == 0
     assert f"set NODECERT_CA_PKCS11_KEY_LABEL={label}" in capsys.readouterr().out
     assert not (home / "ca" / "ca.key").exists()

@@ -111,8 +111,10 @@ def _rotate(args: argparse.Namespace) -> None:
     directory = settings.home / "ca"
     if not (directory / "ca.crt").exists():
         raise CLIError(f"ca rotate: no local CA in {directory.absolute()}")
-    chosen_key = next_key(args, settings)
-    if chosen_key is not None and args.new_root:
+    # Every check on the options first: next_key may make a key in a token (never left
+    # behind by a refused command).
+    elsewhere = args.kms_key_id is not None or args.pkcs11_key_label is not None
+    if elsewhere and args.new_root:
         raise UsageError("ca rotate: --new-root makes a key file; not with a key held elsewhere")
     chosen = [args.new_root, args.root_key is not None, args.csr_out is not None, args.install]
     # --install --new-root: the certificate comes with its new root (ACM PCA's).
@@ -122,6 +124,11 @@ def _rotate(args: argparse.Namespace) -> None:
             "ca rotate: --new-root, --root-key, --csr-out and --install are exclusive"
             " (but --install --new-root)"
         )
+    if args.csr_out is not None and args.retire_now:
+        raise UsageError("ca rotate: --retire-now goes with --install (step 2)")
+    if args.csr_out is not None and args.csr_out.exists():
+        raise CLIError(f"--csr-out: {args.csr_out} exists already; not replacing it")
+    chosen_key = next_key(args, settings)
     if args.csr_out is not None:
         _request_intermediate(args, settings, directory, chosen_key)
         return
@@ -223,10 +230,6 @@ def _request_intermediate(
     from nodecert.backends.local.home import locked, write_new_private
     from nodecert.backends.local.rotation import request
 
-    if args.retire_now:
-        raise UsageError("ca rotate: --retire-now goes with --install (step 2)")
-    if args.csr_out.exists():
-        raise CLIError(f"--csr-out: {args.csr_out} exists already; not replacing it")
     with locked(directory):
         csr = request(
             directory,
