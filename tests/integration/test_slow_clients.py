@@ -99,6 +99,71 @@ def test_a_slow_but_steady_client_within_the_deadline_is_served(server: int) -> 
         sock.close()
 
 
+def _one_reply(sock: socket.socket) -> bytes:
+    """One whole reply (head and Content-Length body) read off a kept-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, data[:80]
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, body[:80]
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_kept_alive_connection_gets_a_new_head_deadline_for_each_request(
+    server: int,
+) -> None:
+    # One timer per connection serves every request's deadline (it looks again when it
+    # fires): after two quick requests, a third head left half-sent must still meet the
+    # 1 s head deadline, counted from its own start, not from the connection's.
+    sock = _open(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        assert _one_reply(sock).startswith(b"HTTP/1.1 200 ")
+        time.sleep(0.7)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _one_reply(sock).startswith(b"HTTP/1.1 200 ")
+        time.sleep(0.7)  # The first request's timer has fired by now, with nothing to do.
+        started = time.monotonic()
+        sock.sendall(HALF_HEAD)
+        reply = _reply(sock)
+        waited = time.monotonic() - started
+        assert reply.startswith(b"HTTP/1.1 408 "), reply[:80]
+        assert 0.9 <= waited < 6, waited
+    finally:
+        sock.close()
+
+
+def test_a_body_that_outlasts_the_head_deadline_but_not_its_own_is_served(
+    server: int,
+) -> None:
+    # The head's deadline is 1 s and the body's 2 s: the connection's timer fires at 1 s,
+    # finds the body's deadline later, and waits on.
+    body = b'{"nodeId": "n1"}'
+    sock = _open(
+        server,
+        b"POST /v1/authorize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n",
+    )
+    try:
+        sock.sendall(body[:4])
+        time.sleep(1.3)
+        sock.sendall(body[4:])
+        reply = _reply(sock)
+        assert reply.startswith(b"HTTP/1.1 "), reply[:80]
+        assert not reply.startswith(b"HTTP/1.1 408 "), reply[:200]
+    finally:
+        sock.close()
+
+
 def test_beyond_the_concurrency_limit_requests_get_503_and_the_service_recovers(
     server: int,
 ) -> None:
@@ -122,3 +187,23 @@ def test_beyond_the_concurrency_limit_requests_get_503_and_the_service_recovers(
     while _healthz(server) != 200:
         assert time.monotonic() < deadline, "the service did not recover"
         time.sleep(0.1)
+
+
+def test_a_body_deadline_shorter_than_the_head_deadline_is_kept(tmp_path: Path) -> None:
+    # The connection's timer was started for the 3 s head deadline; the 1 s body deadline
+    # that follows is earlier, so the timer must be moved, not waited out.
+    port = free_port()
+    env = nodecert_env(tmp_path / "home", port, head_timeout_s="3", body_timeout_s="1")
+    process = start_server(env, tmp_path / "serve.log")
+    try:
+        started = time.monotonic()
+        sock = _open(port, HALF_BODY)
+        try:
+            reply = _reply(sock)
+        finally:
+            sock.close()
+        waited = time.monotonic() - started
+        assert reply.startswith(b"HTTP/1.1 408 "), reply[:80]
+        assert waited < 2.5, waited
+    finally:
+        stop_server(process)

@@ -14,10 +14,11 @@ Errors are RFC 9457 ``application/problem+json`` documents with a stable ``code`
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -88,7 +89,44 @@ class Reply:
             return self.body
         if isinstance(self.body, str):
             return self.body.encode()
-        return json.dumps(self.body, separators=(",", ":")).encode()
+        return encode_json(self.body)
+
+
+def _not_json(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# json.dumps(body, separators=(",", ":")) makes a JSONEncoder and a C encoder on every
+# call; the C encoder is made once here. Strings go through a small cache: the CA chain,
+# the longest string of every 201, is the same object each time and is escaped once.
+def _c_iterencode() -> Callable[[object, int], Iterable[str]] | None:
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # An interpreter without the _json accelerator.
+        return None
+    try:
+        return make(  # type: ignore[no-any-return]
+            None,  # No cycle check: a reply body is a tree of our own dicts and lists.
+            _not_json,
+            functools.lru_cache(maxsize=64)(json.encoder.encode_basestring_ascii),
+            None,
+            ":",
+            ",",
+            False,
+            False,
+            True,
+        )
+    except TypeError:  # Another Python's signature: json.dumps it is.
+        return None
+
+
+_ITERENCODE = _c_iterencode()
+
+
+def encode_json(body: object) -> bytes:
+    """``json.dumps(body, separators=(",", ":")).encode()``, the same bytes, faster."""
+    if _ITERENCODE is None:
+        return json.dumps(body, separators=(",", ":")).encode()
+    return "".join(_ITERENCODE(body, 0)).encode()
 
 
 def status_of(error: NodecertError) -> int:

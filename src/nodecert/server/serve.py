@@ -203,7 +203,13 @@ class BoundedHttpToolsProtocol(DrainingHttpToolsProtocol):
         self.logger = _RefusalsAtInfo(self.logger, {})  # type: ignore[assignment]
         self._head_bytes = 0
         self._refusal: NodecertError | None = None
-        self._deadline: asyncio.TimerHandle | None = None
+        # The current phase's deadline (loop time), and one timer that fires at or before
+        # it. Moving a deadline later only changes the number: the timer, when it fires,
+        # looks again. So a request costs no timer of its own; a connection has one timer
+        # at a time, started about once per head_timeout_s (see _arm).
+        self._deadline_at: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Start the head's deadline: a client that sends nothing is closed too."""
@@ -211,13 +217,16 @@ class BoundedHttpToolsProtocol(DrainingHttpToolsProtocol):
         self._arm(self.head_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Drop the deadline with the connection."""
+        """Drop the deadline and its timer with the connection."""
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         self._head_bytes = 0
-        if self._deadline is None:
+        if self._deadline_at is None:
             # A kept-alive connection: uvicorn's keep-alive timeout covered the idle wait.
             self._arm(self.head_timeout_s)
         super().on_message_begin()
@@ -252,16 +261,30 @@ class BoundedHttpToolsProtocol(DrainingHttpToolsProtocol):
         super().on_message_complete()
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._timed_out)
+        at = self.loop.time() + seconds
+        self._deadline_at = at
+        if self._timer is not None:
+            if self._timer_at <= at:
+                return  # It fires first, and looks again then.
+            self._timer.cancel()
+        self._timer, self._timer_at = self.loop.call_at(at, self._check_deadline), at
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._deadline_at = None  # The timer, if any, finds nothing to do.
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        at = self._deadline_at
+        if at is None:
+            return
+        # uvloop's timers and clock have millisecond steps: within one, the time is up.
+        if self.loop.time() + 0.001 < at:  # The deadline moved on since the timer started.
+            self._timer, self._timer_at = self.loop.call_at(at, self._check_deadline), at
+            return
+        self._deadline_at = None
+        self._timed_out()
 
     def _timed_out(self) -> None:
-        self._deadline = None
         if self.transport.is_closing():
             return
         cycle = self.cycle

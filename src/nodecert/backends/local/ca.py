@@ -39,7 +39,8 @@ from nodecert.backends.local.home import (
     key_id,
     locked,
     read_home,
-    rotation_stamp,
+    rotation_file,
+    stamp_of,
 )
 from nodecert.backends.local.issuer import Counter, IssuerSigner, MemoryCounter, counter_io
 from nodecert.backends.local.profile import client_extensions, naive_utc
@@ -108,6 +109,7 @@ class LocalCA:
         self._organization = organization
         self._trust_domain = trust_domain
         self._directory = directory
+        self._rotation_file = None if directory is None else rotation_file(directory)
         self._passphrase = passphrase
         self._reload_lock = threading.Lock()
         self._external: ExternalSigner | None = None
@@ -364,10 +366,11 @@ class LocalCA:
         # One stat per call: a rotation by another process takes effect on the next
         # request of every worker.
         state = self._state
-        if self._directory is None or rotation_stamp(self._directory) == state.stamp:
+        if self._rotation_file is None or stamp_of(self._rotation_file) == state.stamp:
             return state
+        assert self._directory is not None
         with self._reload_lock:
-            if rotation_stamp(self._directory) == self._state.stamp:
+            if stamp_of(self._rotation_file) == self._state.stamp:
                 return self._state
             try:
                 key = self._external or load_key(self._directory / "ca.key", self._passphrase)

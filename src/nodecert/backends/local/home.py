@@ -37,7 +37,9 @@ __all__ = [
     "read_certificate",
     "read_chain",
     "read_home",
+    "rotation_file",
     "rotation_stamp",
+    "stamp_of",
     "write_new_private",
 ]
 
@@ -186,6 +188,7 @@ class HomeIssuers:
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory
+        self._rotation_file = rotation_file(directory)
         self._lock = threading.Lock()
         home = read_home(directory)
         self._loaded = (home.stamp, home.issuer_set())
@@ -193,10 +196,10 @@ class HomeIssuers:
     def issuer_set(self) -> IssuerSet:
         """The current :class:`IssuerSet` (the same object until the next rotation)."""
         loaded = self._loaded
-        if rotation_stamp(self._directory) == loaded[0]:
+        if stamp_of(self._rotation_file) == loaded[0]:
             return loaded[1]
         with self._lock:
-            if rotation_stamp(self._directory) != self._loaded[0]:
+            if stamp_of(self._rotation_file) != self._loaded[0]:
                 try:
                     home = read_home(self._directory)
                 except ConfigurationError:
@@ -206,13 +209,20 @@ class HomeIssuers:
 
 
 def rotation_stamp(directory: Path) -> object:
-    """What changes whenever a rotation completes: the ``rotation`` counter file's state.
+    """What changes whenever a rotation completes: the ``rotation`` counter file's state."""
+    return stamp_of(rotation_file(directory))
 
-    One ``stat``: cheap enough to check on every request.
-    """
+
+def rotation_file(directory: Path) -> str:
+    """The ``rotation`` counter file of ``directory``, for :func:`stamp_of`."""
+    return os.path.join(directory, ROTATION)
+
+
+def stamp_of(path: str) -> object:
+    """:func:`rotation_stamp` of the file :func:`rotation_file` named, without joining the
+    path again: one ``stat``, cheap enough to check on every request."""
     try:
-        # os.path.join: a third of the cost of building a Path, on every issuance.
-        status = os.stat(os.path.join(directory, ROTATION))
+        status = os.stat(path)
     except FileNotFoundError:
         return None
     return (status.st_ino, status.st_mtime_ns, status.st_size)
