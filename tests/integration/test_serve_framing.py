@@ -133,6 +133,9 @@ def test_plain_chunked_is_served(served):
     assert len(_issued(served)) == 1
     # A 201 names the new resource by path: never a Location built from the request.
     assert b"\r\nlocation: /v1/certificates/" in answer.lower()
+    # No banner naming the server software (uvicorn's "Server: uvicorn").
+    head = answer.partition(b"\r\n\r\n")[0].lower()
+    assert b"\r\nserver:" not in head, head
 
 
 HOSTS = {

@@ -43,7 +43,7 @@ from nodecert.http.routes import Issuance, log_issued
 from nodecert.issuing.authority import IssuedCertificate
 from nodecert.support.blocking import WouldBlockError, never_wait
 
-__all__ = ["BodyLimit", "DirectEndpoint", "NodecertAPI", "Runner", "render"]
+__all__ = ["BodyLimit", "DirectEndpoint", "NodecertAPI", "Runner", "render", "send_reply"]
 
 log = logging.getLogger("nodecert")
 
@@ -56,6 +56,31 @@ def render(reply: Reply) -> Response:
         headers=reply.headers,
         media_type=reply.media_type,
     )
+
+
+async def send_reply(reply: Reply, send: Send) -> None:
+    """Send ``reply`` as :func:`render`'s response would, without making one.
+
+    The same two ASGI messages, headers in the same order (``Response.init_headers``):
+    the reply's own, then the length and the type unless it set them (the length never
+    for a 204). A test holds the two to the same messages.
+    """
+    body = reply.encoded() if reply.status != 204 else b""
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+    if reply.headers:
+        names = {name for name, _ in headers}
+        length, kind = b"content-length" not in names, b"content-type" not in names
+    else:
+        length = kind = True
+    if length and reply.status >= 200 and reply.status not in (204, 304):
+        headers.append((b"content-length", str(len(body)).encode("latin-1")))
+    media_type = reply.media_type
+    if kind:
+        if media_type.startswith("text/") and "charset=" not in media_type.lower():
+            media_type += "; charset=utf-8"
+        headers.append((b"content-type", media_type.encode("latin-1")))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 Begun = tuple[Issuance, IssuedCertificate, Commit]
@@ -251,7 +276,7 @@ class DirectEndpoint:
             reply = await self.handler(Headers(scope=scope), b"".join(chunks))
         except Exception as exc:  # Every failure gets its problem document.
             reply = error_reply(exc, scope["method"], scope["path"])
-        await render(reply)(scope, receive, send)
+        await send_reply(reply, send)
 
 
 class _BodyTooLargeError(Exception):

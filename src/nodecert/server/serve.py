@@ -391,6 +391,8 @@ def run(settings: Settings, *, on_listening: Callable[[], None] = lambda: None) 
         # loopback trust must rest on the socket (and the request is refused anyway when
         # such a header is present, see http/nodeside_routes.py).
         proxy_headers=False,
+        # No "Server: uvicorn" banner: it tells a scanner what to try, and nobody else reads it.
+        server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     if settings.workers > 1 and reuse_port_available():
