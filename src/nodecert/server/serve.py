@@ -48,6 +48,7 @@ from nodecert.http.contract import (
 from nodecert.server.draining import DrainingHttpToolsProtocol
 from nodecert.server.https import HTTPSConfig, check_files, tls_files
 from nodecert.server.supervisor import SpreadingSupervisor, reuse_port_available
+from nodecert.support.blocking import count_requests_in
 from nodecert.support.logs import uvicorn_log_config
 from nodecert.support.metrics import prepare_multiprocess
 
@@ -200,6 +201,9 @@ class BoundedHttpToolsProtocol(DrainingHttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The ledger's group commit holds a row's commit back for the requests that arrived
+        # with it only when there are any (support.blocking.when_loop_yields).
+        count_requests_in(self.tasks)
         self.logger = _RefusalsAtInfo(self.logger, {})  # type: ignore[assignment]
         self._head_bytes = 0
         self._refusal: NodecertError | None = None

@@ -13,10 +13,16 @@ its thread that way, so the rows of requests that arrived together share one com
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from contextvars import ContextVar
 
-__all__ = ["WouldBlockError", "must_not_wait", "never_wait", "when_loop_yields"]
+__all__ = [
+    "WouldBlockError",
+    "count_requests_in",
+    "must_not_wait",
+    "never_wait",
+    "when_loop_yields",
+]
 
 _ON_EVENT_LOOP: ContextVar[bool] = ContextVar("nodecert_on_event_loop", default=False)
 
@@ -41,6 +47,21 @@ class never_wait:  # noqa: N801 - used as ``with never_wait():``, like a functio
         _ON_EVENT_LOOP.reset(self._token)
 
 
+# The HTTP server's live requests on this thread's event loop (uvicorn's set of request
+# tasks, received and not yet answered), once it has registered them.
+_requests: Sized | None = None
+
+
+def count_requests_in(requests: Sized | None) -> None:
+    """Let :func:`when_loop_yields` know how many requests the event loop holds.
+
+    The HTTP server registers its collection of live requests (one per worker process);
+    None forgets it.
+    """
+    global _requests  # One server, one event loop per process.
+    _requests = requests
+
+
 def must_not_wait() -> bool:
     """Whether the current code runs inside :func:`never_wait`."""
     return _ON_EVENT_LOOP.get()
@@ -57,6 +78,10 @@ def when_loop_yields(callback: Callable[[], None]) -> bool:
         caller runs it itself.
     """
     if not _ON_EVENT_LOOP.get():
+        return False
+    if _requests is not None and len(_requests) <= 1:
+        # The request running now is the only one its server holds: nothing the loop
+        # runs next can share what the callback starts, so it is not held back.
         return False
     # Imported here: a Lambda cold start and the node side never need asyncio.
     import asyncio

@@ -99,6 +99,8 @@ class GroupCommitter(Generic[T]):
         return future
 
     def _wake(self) -> None:
+        if not self._wake_pending:  # Read without the lock: looked at again under it.
+            return
         with self._ready:
             if self._wake_pending:
                 self._wake_pending = False
@@ -174,6 +176,8 @@ class _Row(Future[None]):
         self._wake = wake
 
     def result(self, timeout: float | None = None) -> None:
+        # Also when it is done (asyncio reads a row's outcome that way): a wake-up that the
+        # loop still holds back for other rows then reaches the committing thread sooner.
         self._wake()
         return super().result(timeout)
 
