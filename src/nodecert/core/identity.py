@@ -13,6 +13,7 @@ never disagree on who a certificate belongs to.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 import re
@@ -251,7 +252,7 @@ class Identity:
         """The certificate subject: ``CN=<userId>, OU=<nodeId>, O=<organization>``."""
         return x509.Name(
             [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+                _organization(organization),
                 x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, self.node_id),
                 x509.NameAttribute(NameOID.COMMON_NAME, self.user_id),
             ]
@@ -326,3 +327,9 @@ def _single_attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None
         return None
     value = values[0].value
     return value if isinstance(value, str) else None
+
+
+@functools.lru_cache(maxsize=8)
+def _organization(organization: str) -> x509.NameAttribute[str]:
+    # The same on every certificate a service issues: made (and checked) once.
+    return x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)

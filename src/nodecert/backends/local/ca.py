@@ -257,14 +257,16 @@ class LocalCA:
                 " certificate would: rotate it (nodecert ca rotate)"
             )
         public_key = request.subject_public_key()
-        extensions = client_extensions(request, public_key, self._trust_domain, state.signer.aki)
+        extensions = client_extensions(
+            request, public_key, self._trust_domain, state.signer.leaf_aki
+        )
         # All fields at once rather than through the builder's chained methods, which copy
         # the builder and re-check every extension at each step: a quarter of the signing
         # time. The values are ours and already checked; the times go in as the naive UTC
         # the builder's own setters would make of them. A test holds the output to the
         # chained builder's, byte for byte.
         builder = x509.CertificateBuilder(
-            issuer_name=state.chain[0].subject,
+            issuer_name=state.issuer_name,
             subject_name=request.identity.subject(self._organization),
             public_key=public_key,
             serial_number=x509.random_serial_number(),
@@ -396,6 +398,7 @@ class LocalCA:
             issuers=home.issuer_set(),
             expires=naive_utc(home.chain[0].not_valid_after_utc),
             stamp=home.stamp,
+            issuer_name=home.chain[0].subject,
         )
 
 
@@ -409,5 +412,7 @@ class _State:
     issuers: IssuerSet
     expires: datetime
     stamp: object
+    # The issuing CA's subject: parsed from its certificate once, not on every issuance.
+    issuer_name: x509.Name
     # CRL signers of retiring issuers, loaded on their first CRL.
     retiring: dict[str, IssuerSigner] = field(default_factory=dict)

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from nodecert.backends.local.profile import encoded
 from nodecert.backends.signers.external import ExternalSigner, sign_certificate, sign_crl
 from nodecert.core.errors import BackendUnavailableError
 from nodecert.core.keys import PrivateKey
@@ -100,6 +101,8 @@ class IssuerSigner:
         public_key = key.public_key()
         aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key)
         self.aki = x509.Extension(aki.oid, False, aki)
+        # The AKI as the leaf certificates carry it, encoded once (profile.encoded).
+        self.leaf_aki = encoded(self.aki)
         self.hash = hashes.SHA384() if _is_p384(public_key) else hashes.SHA256()
         self._revocations = revocations
         self._crl_numbers = crl_numbers

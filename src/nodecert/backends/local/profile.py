@@ -15,16 +15,19 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from nodecert.core.values import Profile, SigningRequest
 
-__all__ = ["client_extensions", "naive_utc"]
+__all__ = ["client_extensions", "encoded", "naive_utc"]
 
 
 def client_extensions(
     request: SigningRequest,
     public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
     trust_domain: str,
-    aki: x509.Extension[x509.AuthorityKeyIdentifier],
+    aki: x509.Extension[x509.ExtensionType],
 ) -> list[x509.Extension[x509.ExtensionType]]:
-    """The extensions of the nodecert client (or node) profile, in certificate order."""
+    """The extensions of the nodecert client (or node) profile, in certificate order.
+
+    ``aki`` is the issuer's, :func:`encoded` (it is the same on every certificate).
+    """
     names: list[x509.GeneralName] = [
         x509.UniformResourceIdentifier(request.identity.spiffe_id(trust_domain))
     ]
@@ -68,7 +71,20 @@ def _fixed_extensions(
         ),
         (x509.ExtendedKeyUsage(usages), False),
     )
-    return tuple(x509.Extension(value.oid, critical, value) for value, critical in values)
+    return tuple(encoded(x509.Extension(value.oid, critical, value)) for value, critical in values)
+
+
+def encoded(extension: x509.Extension[x509.ExtensionType]) -> x509.Extension[x509.ExtensionType]:
+    """``extension`` with its value as DER, made once, for a certificate builder to copy.
+
+    The builder encodes a typed value afresh for every certificate, reading each of its
+    fields back from Python: for the extensions that are the same on every certificate of
+    a profile (and the issuer's AKI) that was a quarter of the time of signing one. The
+    bytes in the certificate are the same (a test holds issued certificates to the chained
+    builder's, byte for byte); a certificate parsed back has the typed extensions.
+    """
+    value = x509.UnrecognizedExtension(extension.oid, extension.value.public_bytes())
+    return x509.Extension(extension.oid, extension.critical, value)
 
 
 def naive_utc(at: datetime) -> datetime:
