@@ -22,12 +22,13 @@ from cryptography import x509
 
 from nodecert.backends.local.hierarchy import key_bytes, load_key
 from nodecert.backends.local.home import ROTATION, key_id, pem, read_certificate
+from nodecert.core.keyrefs import KeyRef, format_ref
 from nodecert.core.keys import PrivateKey
 from nodecert.support.files import CounterFile, write_atomic
 
 __all__ = ["KEYREF", "finish", "install_files", "prune"]
 
-# The reference of an issuing key held elsewhere: "kms:<key id>" or "pkcs11:<label>".
+# The reference of an issuing key held elsewhere (nodecert.core.keyrefs.format_ref).
 KEYREF = "ca.keyref"
 # Renamed into place in this order: a root before the intermediate it signed.
 _INSTALL_ORDER = ("root.key", "root.crt", "ca.key", KEYREF, "ca.crt")
@@ -49,7 +50,7 @@ def install_files(
     new_root: tuple[PrivateKey | None, x509.Certificate] | None,
     *,
     retire_now: bool,
-    keys: tuple[str | None, str] | None = None,
+    keys: tuple[KeyRef | None, KeyRef] | None = None,
 ) -> None:
     """Retire the home's issuing CA and install ``certificate`` (with ``key``) in its place.
 
@@ -71,7 +72,7 @@ def install_files(
         old_key = load_key(directory / "ca.key", passphrase)
         write_atomic(retired / "ca.key", key_bytes(old_key, passphrase), mode=0o600)
     elif keys is not None and keys[0] is not None:
-        write_atomic(retired / KEYREF, keys[0].encode(), mode=0o600)
+        write_atomic(retired / KEYREF, format_ref(keys[0]).encode(), mode=0o600)
     if (directory / "crlnumber").exists():
         # Its CRL numbers go on from where they were (RFC 5280: increasing per issuer).
         shutil.copyfile(directory / "crlnumber", retired / "crlnumber")
@@ -99,7 +100,7 @@ def install_files(
     if key is not None:
         write_atomic(staged / "ca.key", key_bytes(key, passphrase), mode=0o600)
     elif keys is not None:
-        write_atomic(staged / KEYREF, keys[1].encode(), mode=0o600)
+        write_atomic(staged / KEYREF, format_ref(keys[1]).encode(), mode=0o600)
         write_atomic(staged / _EXTERNAL, b"", mode=0o600)
     write_atomic(staged / "ca.crt", pem(certificate), mode=0o600)
     write_atomic(staged / _READY, b"", mode=0o600)
