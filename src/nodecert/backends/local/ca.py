@@ -33,6 +33,7 @@ from nodecert.backends.local.hierarchy import (
     make_single_root,
 )
 from nodecert.backends.local.home import (
+    RETIRED,
     HomeCA,
     create_two_tier,
     issuing_name,
@@ -335,7 +336,7 @@ class LocalCA:
         with self._reload_lock:
             signer = state.retiring.get(issuer)
             if signer is None:
-                entry = self._directory / "retired" / issuer
+                entry = self._directory / RETIRED / issuer
                 try:
                     key = self._retired_key(entry)
                 except ConfigurationError as exc:
