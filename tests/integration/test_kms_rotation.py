@@ -196,3 +196,44 @@ def test_an_emergency_kms_rotation_with_the_root_offline(
         assert renewed.status_code == 201, renewed.text
         assert _leaf(renewed.json()).issuer == new_issuer.subject
     assert not (home / "ca" / "root.key").exists()
+
+
+def test_a_retired_reference_naming_no_reachable_key_gives_no_crl_and_says_why(
+    kms: Any,  # noqa: F811
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first, second = _key(kms), _key(kms)
+    monkeypatch.setenv("NODECERT_CA_KMS_KEY_ID", first)
+    assert main(["ca", "init"]) == 0
+    with serving(home, first) as env:
+        old_issuer = env.service.authority.ca.chain()[0]
+    assert main(["ca", "rotate", "--kms-key-id", second]) == 0
+    reference = home / "ca" / "retired" / key_id(old_issuer) / "ca.keyref"
+    assert reference.read_text() == f"kms:{first}"
+    garbage = "hsm:" + "x" * 5000
+    with serving(home, second) as env:
+        for written, shown in [
+            ("hsm:label", "'hsm:label'"),
+            ("kms:\n", "'kms:'"),  # Read as one stripped line, as ever.
+            (" pkcs11 : label", "'pkcs11 : label'"),
+            # Well formed, but this service has no PKCS#11 module to reach it with.
+            ("pkcs11:nodecert-issuing", "'pkcs11:nodecert-issuing'"),
+            (garbage, repr(garbage[:120])),
+        ]:
+            reference.write_text(written)
+            caplog.clear()
+            reply = env.client.get("/v1/crl", params={"issuer": key_id(old_issuer)})
+            assert reply.status_code == 404, written
+            assert (
+                f"local CA: no CRL for issuer {key_id(old_issuer)}: {shown} names no key this"
+                " service can reach"
+            ) in caplog.text
+            assert "x" * 121 not in caplog.text
+        # The reference put back, its CRL is signed in KMS by the first key again.
+        reference.write_text(f"kms:{first}")
+        reply = env.client.get("/v1/crl", params={"issuer": key_id(old_issuer)})
+        assert reply.status_code == 200, reply.text
+        crl = x509.load_der_x509_crl(reply.content)
+        assert crl.is_signature_valid(old_issuer.public_key())  # type: ignore[arg-type]

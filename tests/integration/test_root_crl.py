@@ -191,3 +191,34 @@ def test_the_root_crl_is_served_by_the_roots_key_id_once_signed(
     assert env.client.get(f"/v1/crl?issuer={root_id}").status_code == 404
     (home / "ca" / "root.crl").write_bytes(b"not a crl")
     assert env.client.get(f"/v1/crl?issuer={root_id}").status_code == 404
+
+
+def test_the_home_and_the_root_crl_read_the_same_retired_entries_and_skip_strays(
+    env: Env, home: Path
+) -> None:
+    from datetime import datetime
+
+    from nodecert.backends.local.home import read_home
+
+    leaked = env.service.authority.ca.chain()[0]
+    assert main(["ca", "rotate", "--retire-now"]) == 0
+    planned = env.service.authority.ca.chain()[0]
+    assert main(["ca", "rotate"]) == 0
+    retired = home / "ca" / "retired"
+    # The names on disk, as homes of every earlier version hold them.
+    entry = retired / key_id(leaked)
+    assert {"ca.crt", "ca.key", "retired-at", "retired-now"} <= {p.name for p in entry.iterdir()}
+    assert "retired-now" not in {p.name for p in (retired / key_id(planned)).iterdir()}
+    stamp = datetime.fromisoformat((entry / "retired-at").read_text())
+    # What no rotation writes: an entry without ca.crt (marked retired-now), a stray file.
+    (retired / "0stray").mkdir()
+    (retired / "0stray" / "retired-now").write_bytes(b"")
+    (retired / "README").write_text("not an entry")
+    state = read_home(home / "ca")
+    assert state.retired == (leaked,)
+    assert state.retiring == (planned,)
+    assert main(["ca", "root-crl"]) == 0
+    crl = x509.load_der_x509_crl((home / "ca" / "root.crl").read_bytes())
+    assert [(e.serial_number, e.revocation_date_utc) for e in crl] == [
+        (leaked.serial_number, stamp.replace(microsecond=0))
+    ]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from nodecert.core.choices import CAKind
 from nodecert.core.config import Settings
 from nodecert.core.errors import ConfigurationError
+from nodecert.core.keyrefs import KeyKind, KeyRef, format_ref, unreachable
 from nodecert.core.ports import CABackend
 
 if TYPE_CHECKING:
@@ -108,20 +109,20 @@ def _local_ca(settings: Settings) -> CABackend:
     )
 
 
-def _key_refs(settings: Settings) -> Callable[[str], ExternalSigner]:
-    # A retired issuing CA whose key was held elsewhere keeps its reference
-    # (``kms:<key id>``, ``pkcs11:<label>``): its CRLs are signed there, with this service's
-    # region, module, token and PIN.
-    def reach(reference: str) -> ExternalSigner:
-        kind, _, name = reference.partition(":")
-        if kind == "kms" and name:
-            return kms_signer(dataclasses.replace(settings, ca_kms_key_id=name))
-        if kind == "pkcs11" and name and settings.ca_pkcs11_module is not None:
-            chosen = dataclasses.replace(settings, ca_pkcs11_key_label=name, ca_kms_key_id=None)
+def _key_refs(settings: Settings) -> Callable[[KeyRef], ExternalSigner]:
+    # A retired issuing CA whose key was held elsewhere keeps its reference (a KeyRef): its
+    # CRLs are signed there, with this service's region, module, token and PIN.
+    def reach(reference: KeyRef) -> ExternalSigner:
+        if reference.kind is KeyKind.KMS:
+            return kms_signer(dataclasses.replace(settings, ca_kms_key_id=reference.name))
+        if settings.ca_pkcs11_module is not None:
+            chosen = dataclasses.replace(
+                settings, ca_pkcs11_key_label=reference.name, ca_kms_key_id=None
+            )
             signer = issuing_signer(chosen)
             if signer is not None:
                 return signer
-        raise ConfigurationError(f"{reference[:120]!r} names no key this service can reach")
+        raise unreachable(format_ref(reference))
 
     return reach
 

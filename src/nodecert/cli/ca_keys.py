@@ -3,7 +3,8 @@
 The next key is named on the command line (``--kms-key-id``, ``--pkcs11-key-label``) and
 reached with the rest of the current settings (region, module, token, PIN); a PKCS#11 key
 pair of that label is generated in the token when it has none, as ``ca init`` does. The
-references the home keeps are ``kms:<key id>`` and ``pkcs11:<label>``.
+references the home keeps are ``kms:<key id>`` and ``pkcs11:<label>``
+(:mod:`nodecert.core.keyrefs`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,20 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from nodecert.cli.common import CLIError, UsageError
+from nodecert.core.keyrefs import KeyKind, KeyRef
 
 if TYPE_CHECKING:
     from nodecert.backends.signers.external import ExternalSigner
     from nodecert.core.config import Settings
 
-__all__ = ["NextKey", "add_next_key_options", "next_key", "restart_note"]
+__all__ = ["NextKey", "add_next_key_options", "next_key", "option_for", "restart_note"]
+
+# Of each kind of key held elsewhere: the ``ca rotate`` option that names the next one, and
+# the setting that names the one the service signs with.
+_NAMED_BY: dict[KeyKind, tuple[str, str]] = {
+    KeyKind.KMS: ("--kms-key-id", "NODECERT_CA_KMS_KEY_ID"),
+    KeyKind.PKCS11: ("--pkcs11-key-label", "NODECERT_CA_PKCS11_KEY_LABEL"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,28 +35,38 @@ class NextKey:
     """The next issuing key held elsewhere, and the references of the current and next."""
 
     signer: ExternalSigner
-    keys: tuple[str | None, str]
-    variable: str
-    value: str
+    keys: tuple[KeyRef | None, KeyRef]
+
+    @property
+    def variable(self) -> str:
+        """The setting that names the next key (``NODECERT_CA_KMS_KEY_ID``, ...)."""
+        return _NAMED_BY[self.keys[1].kind][1]
+
+
+def option_for(ref: KeyRef) -> str:
+    """The ``ca rotate`` option naming ``ref``: ``--kms-key-id <key id>``, ..."""
+    return f"{_NAMED_BY[ref.kind][0]} {ref.name}"
 
 
 def add_next_key_options(rotate: argparse.ArgumentParser) -> None:
     """``--kms-key-id`` and ``--pkcs11-key-label`` on ``ca rotate``."""
     where = rotate.add_mutually_exclusive_group()
+    option, variable = _NAMED_BY[KeyKind.KMS]
     where.add_argument(
-        "--kms-key-id",
+        option,
         metavar="KEY",
         help=(
             "the next issuing key in AWS KMS (an asymmetric SIGN_VERIFY key: id, ARN or"
-            " alias); the service moves to it when restarted with NODECERT_CA_KMS_KEY_ID=KEY"
+            f" alias); the service moves to it when restarted with {variable}=KEY"
         ),
     )
+    option, variable = _NAMED_BY[KeyKind.PKCS11]
     where.add_argument(
-        "--pkcs11-key-label",
+        option,
         metavar="LABEL",
         help=(
             "the next issuing key in the PKCS#11 token (made there when missing); the"
-            " service moves to it when restarted with NODECERT_CA_PKCS11_KEY_LABEL=LABEL"
+            f" service moves to it when restarted with {variable}=LABEL"
         ),
     )
 
@@ -70,12 +89,7 @@ def next_key(args: argparse.Namespace, settings: Settings) -> NextKey | None:
                 " (NODECERT_CA_PKCS11_MODULE); name the next one with --pkcs11-key-label"
             )
         chosen = dataclasses.replace(settings, ca_kms_key_id=args.kms_key_id)
-        return NextKey(
-            kms_signer(chosen),
-            (current, f"kms:{args.kms_key_id}"),
-            "NODECERT_CA_KMS_KEY_ID",
-            args.kms_key_id,
-        )
+        return NextKey(kms_signer(chosen), (current, KeyRef(KeyKind.KMS, args.kms_key_id)))
     if args.pkcs11_key_label is not None:
         if settings.ca_pkcs11_module is None:
             raise UsageError(
@@ -86,14 +100,9 @@ def next_key(args: argparse.Namespace, settings: Settings) -> NextKey | None:
         signer = issuing_signer(chosen, create=True)
         if signer is None:  # pragma: no cover - the module is set, so a signer is made
             raise CLIError("ca rotate: no PKCS#11 signer")
-        return NextKey(
-            signer,
-            (current, f"pkcs11:{args.pkcs11_key_label}"),
-            "NODECERT_CA_PKCS11_KEY_LABEL",
-            args.pkcs11_key_label,
-        )
+        return NextKey(signer, (current, KeyRef(KeyKind.PKCS11, args.pkcs11_key_label)))
     if current is not None:
-        option = "--kms-key-id" if current.startswith("kms:") else "--pkcs11-key-label"
+        option = _NAMED_BY[current.kind][0]
         raise CLIError(
             f"ca rotate: the issuing key is held elsewhere ({current}); name the next one"
             f" with {option} (a new key file would take it out of there)"
@@ -101,12 +110,12 @@ def next_key(args: argparse.Namespace, settings: Settings) -> NextKey | None:
     return None
 
 
-def key_ref(settings: Settings) -> str | None:
+def key_ref(settings: Settings) -> KeyRef | None:
     """The reference of the issuing key the settings name; None for the file ``ca.key``."""
     if settings.ca_pkcs11_module is not None:
-        return f"pkcs11:{settings.ca_pkcs11_key_label}"
+        return KeyRef(KeyKind.PKCS11, settings.ca_pkcs11_key_label)
     if settings.ca_kms_key_id is not None:
-        return f"kms:{settings.ca_kms_key_id}"
+        return KeyRef(KeyKind.KMS, settings.ca_kms_key_id)
     return None
 
 
@@ -118,6 +127,6 @@ def restart_note(chosen: NextKey, *, retire_now: bool) -> str:
         else "(until then it signs with the previous key, which stays trusted: retiring)"
     )
     return (
-        f"then: set {chosen.variable}={chosen.value} for every process using this home and"
+        f"then: set {chosen.variable}={chosen.keys[1].name} for every process using this home and"
         f" restart them {when}"
     )

@@ -21,8 +21,15 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nodecert.cli.ca_keys import NextKey, add_next_key_options, next_key, restart_note
+from nodecert.cli.ca_keys import (
+    NextKey,
+    add_next_key_options,
+    next_key,
+    option_for,
+    restart_note,
+)
 from nodecert.cli.common import CLIError, UsageError, local_settings, read_input
+from nodecert.core.keyrefs import format_ref
 
 __all__ = ["add_rotation_commands"]
 
@@ -171,7 +178,7 @@ def _rotate(args: argparse.Namespace) -> None:
     if args.new_root:
         print(f"new root:    {directory.absolute() / 'root.crt'}: give it to every trust store")
     if chosen_key is not None:
-        print(f"issuing key: {chosen_key.keys[1]}")
+        print(f"issuing key: {format_ref(chosen_key.keys[1])}")
         print(restart_note(chosen_key, retire_now=args.retire_now))
     print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
 
@@ -243,11 +250,6 @@ def _request_intermediate(
     write_new_private(args.csr_out, csr)
     args.csr_out.chmod(0o644)
     print(f"wrote {args.csr_out}: sign it with the root (nodecert ca sign-intermediate),")
-    again = "" if chosen is None else f" {_option(chosen)}"
+    again = "" if chosen is None else f" {option_for(chosen.keys[1])}"
     print(f"then: nodecert ca rotate --install <certificate>{again} [--retire-now]")
     print(f"nodecert: home {settings.home.absolute()}", file=sys.stderr)
-
-
-def _option(chosen: NextKey) -> str:
-    kind, _, name = chosen.keys[1].partition(":")
-    return f"--kms-key-id {name}" if kind == "kms" else f"--pkcs11-key-label {name}"

@@ -33,6 +33,7 @@ from nodecert.backends.local.hierarchy import (
     make_single_root,
 )
 from nodecert.backends.local.home import (
+    RETIRED,
     HomeCA,
     create_two_tier,
     issuing_name,
@@ -48,6 +49,7 @@ from nodecert.backends.local.root_crl import served_root_crl
 from nodecert.backends.local.rotation import KEYREF, finish
 from nodecert.backends.signers.external import ExternalSigner
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
+from nodecert.core.keyrefs import KeyRef, parse_ref
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key
 from nodecert.core.values import (
     IssuerSet,
@@ -114,7 +116,7 @@ class LocalCA:
         self._reload_lock = threading.Lock()
         self._external: ExternalSigner | None = None
         # Reaches a retired issuer's key held elsewhere (its ca.keyref), for its CRLs.
-        self._key_refs: Callable[[str], ExternalSigner] | None = None
+        self._key_refs: Callable[[KeyRef], ExternalSigner] | None = None
         home = home or HomeCA(tuple(chain) if chain is not None else (certificate,))
         self._state = self._state_of(key, home)
 
@@ -180,7 +182,7 @@ class LocalCA:
         passphrase: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         signer: ExternalSigner | None = None,
-        key_refs: Callable[[str], ExternalSigner] | None = None,
+        key_refs: Callable[[KeyRef], ExternalSigner] | None = None,
     ) -> LocalCA:
         """Load the CA from ``directory``, creating a two-tier one there first if none exists.
 
@@ -220,7 +222,7 @@ class LocalCA:
         trust_domain: str,
         passphrase: str | None = None,
         signer: ExternalSigner | None = None,
-        key_refs: Callable[[str], ExternalSigner] | None = None,
+        key_refs: Callable[[KeyRef], ExternalSigner] | None = None,
     ) -> LocalCA:
         """Load an existing CA (two-tier, or the one-tier CA of an earlier version).
 
@@ -336,7 +338,7 @@ class LocalCA:
         with self._reload_lock:
             signer = state.retiring.get(issuer)
             if signer is None:
-                entry = self._directory / "retired" / issuer
+                entry = self._directory / RETIRED / issuer
                 try:
                     key = self._retired_key(entry)
                 except ConfigurationError as exc:
@@ -362,7 +364,7 @@ class LocalCA:
             named = reference.read_text().strip()
         except OSError as exc:
             raise ConfigurationError(f"cannot read {reference}") from exc
-        return self._key_refs(named)
+        return self._key_refs(parse_ref(named))
 
     def _current(self) -> _State:
         # One stat per call: a rotation by another process takes effect on the next

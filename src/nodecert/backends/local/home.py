@@ -1,6 +1,10 @@
 """The files of a local CA home: creating a two-tier CA, reading its chain, the lock.
 
-See :mod:`nodecert.backends.local.ca` for the layout of ``<home>/ca/``.
+See :mod:`nodecert.backends.local.ca` for the layout of ``<home>/ca/``. The names of the
+``retired/`` entries (one per issuing CA a rotation replaced, named by its key id) are
+defined here, with the one scan of them (:func:`retired_entries`): a rotation writes them
+(:mod:`nodecert.backends.local.rotation_files`), the CA, its root CRL and the node-side
+check read them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from nodecert.core.values import IssuerSet
 from nodecert.support.files import write_atomic
 
 __all__ = [
+    "RETIRED",
+    "RETIRED_AT",
+    "RETIRED_NOW",
     "ROTATION",
     "HomeCA",
     "HomeIssuers",
@@ -37,6 +44,7 @@ __all__ = [
     "read_certificate",
     "read_chain",
     "read_home",
+    "retired_entries",
     "rotation_file",
     "rotation_stamp",
     "stamp_of",
@@ -45,6 +53,14 @@ __all__ = [
 
 # The counter a completed rotation advances (see nodecert.backends.local.rotation_files).
 ROTATION = "rotation"
+# The issuing CAs a rotation replaced: RETIRED/<key id>/, holding its ca.crt, its ca.key or
+# ca.keyref, its crlnumber, its root.crt (and root.key) when the root changed, and:
+RETIRED = "retired"
+# The mark of an issuing CA retired at once (ca rotate --retire-now): its certificates are
+# refused, and the root's CRL revokes it.
+RETIRED_NOW = "retired-now"
+# When it was retired (ISO 8601), for prune and the root's CRL.
+RETIRED_AT = "retired-at"
 
 
 def create_two_tier(
@@ -164,16 +180,26 @@ def read_home(directory: Path, public_key: object = None) -> HomeCA:
     current = key_id(chain[0])
     retiring: list[x509.Certificate] = []
     retired: list[x509.Certificate] = []
-    base = directory / "retired"
-    for entry in sorted(base.iterdir()) if base.is_dir() else ():
-        # An entry for the current issuer is what a rotation killed early left: ignored.
-        if entry.name == current or not (entry / "ca.crt").is_file():
-            continue
+    for entry in retired_entries(directory, current):
         found = [read_certificate(entry / "ca.crt")]
         if (entry / "root.crt").is_file():
             found.append(read_certificate(entry / "root.crt"))
-        (retired if (entry / "retired-now").exists() else retiring).extend(found)
+        (retired if (entry / RETIRED_NOW).exists() else retiring).extend(found)
     return HomeCA(chain, tuple(retiring), tuple(retired), stamp)
+
+
+def retired_entries(directory: Path, in_use: str) -> list[Path]:
+    """The ``retired/`` entries of ``directory`` that hold an issuing CA, by name.
+
+    ``in_use`` is the key id of the issuing CA in use: an entry of that name is what a
+    rotation killed early left, and is skipped; so is an entry without ``ca.crt``.
+    """
+    base = directory / RETIRED
+    return [
+        entry
+        for entry in (sorted(base.iterdir()) if base.is_dir() else ())
+        if entry.name != in_use and (entry / "ca.crt").is_file()
+    ]
 
 
 class HomeIssuers:

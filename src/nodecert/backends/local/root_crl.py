@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nodecert.backends.local.home import read_certificate
+from nodecert.backends.local.home import RETIRED_AT, RETIRED_NOW, read_certificate, retired_entries
 from nodecert.backends.local.issuer import IssuerSigner, MemoryCounter
 from nodecert.core.errors import ConfigurationError
 from nodecert.core.keys import PrivateKey, key_id
@@ -35,7 +35,6 @@ ROOT_CRL = "root.crl"
 log = logging.getLogger("nodecert")
 # The root's CRL numbers, increasing (RFC 5280, 5.2.3), apart from the issuers'.
 _NUMBERS = "root-crlnumber"
-_RETIRED_AT = "retired-at"
 
 
 def sign_root_crl(
@@ -114,12 +113,10 @@ def _previous(path: Path, root: x509.Certificate) -> dict[int, datetime]:
 
 def _retired_now(directory: Path, root: x509.Certificate) -> list[tuple[int, datetime]]:
     found: list[tuple[int, datetime]] = []
-    base = directory / "retired"
+    # Never the intermediate in use (read_home skips it too).
     in_use = key_id(read_certificate(directory / "ca.crt"))
-    for entry in sorted(base.iterdir()) if base.is_dir() else ():
-        if entry.name == in_use:
-            continue  # Never the intermediate in use (read_home skips it too).
-        if not (entry / "retired-now").exists() or not (entry / "ca.crt").is_file():
+    for entry in retired_entries(directory, in_use):
+        if not (entry / RETIRED_NOW).exists():
             continue
         certificate = read_certificate(entry / "ca.crt")
         try:
@@ -127,7 +124,7 @@ def _retired_now(directory: Path, root: x509.Certificate) -> list[tuple[int, dat
         except (ValueError, TypeError, InvalidSignature):
             continue  # Under an earlier root: that root's CRL would list it.
         try:
-            retired_at = datetime.fromisoformat((entry / _RETIRED_AT).read_text().strip())
+            retired_at = datetime.fromisoformat((entry / RETIRED_AT).read_text().strip())
         except (OSError, ValueError):
             retired_at = certificate.not_valid_before_utc
         found.append((certificate.serial_number, retired_at))

@@ -13,7 +13,7 @@ certificate, its key for its CRLs, and its root when the root changed):
   the leaked key is in no ledger and neither passes nor renews.
 
 An issuing key held outside any file (AWS KMS, a PKCS#11 token) rotates onto another key
-there (``issuing``, named by ``key_ref``: ``kms:<key id>`` or ``pkcs11:<label>``): no
+there (``issuing``, named by ``key_ref``, a :class:`~nodecert.core.keyrefs.KeyRef`): no
 ``ca.key`` is written, ``ca.keyref`` names the key in use, and the retired entry keeps the
 old key's reference instead of the key. The service signs with the key its settings name
 (``NODECERT_CA_KMS_KEY_ID``, ``NODECERT_CA_PKCS11_KEY_LABEL``), so it moves to the new key
@@ -42,6 +42,7 @@ from nodecert.backends.local.home import issuing_name, read_certificate
 from nodecert.backends.local.rotation_files import KEYREF, finish, install_files
 from nodecert.backends.signers.external import ExternalSigner, sign_csr
 from nodecert.core.errors import ConfigurationError
+from nodecert.core.keyrefs import KeyRef, format_ref
 from nodecert.core.keys import KeyType, PrivateKey, generate_private_key, hash_for
 from nodecert.support.files import write_atomic
 
@@ -65,7 +66,7 @@ def rotate(
     new_root: bool = False,
     retire_now: bool = False,
     issuing: ExternalSigner | None = None,
-    keys: tuple[str | None, str] | None = None,
+    keys: tuple[KeyRef | None, KeyRef] | None = None,
 ) -> x509.Certificate:
     """Replace the issuing intermediate of the CA in ``directory``; return the new one.
 
@@ -118,7 +119,7 @@ def _check_keys(
     directory: Path,
     passphrase: str | None,
     issuing: ExternalSigner | None,
-    keys: tuple[str | None, str] | None,
+    keys: tuple[KeyRef | None, KeyRef] | None,
 ) -> None:
     # Fails before anything is made: a locked key file, or a reference missing.
     if (issuing is None) != (keys is None):
@@ -131,11 +132,11 @@ def _check_keys(
             " name the next one (--kms-key-id or --pkcs11-key-label)"
         )
     if keys is not None and keys[0] == keys[1]:
-        raise ConfigurationError(f"ca rotate: {keys[1]} is the issuing key already")
+        raise ConfigurationError(f"ca rotate: {format_ref(keys[1])} is the issuing key already")
     in_use = directory / KEYREF
     if keys is not None and in_use.exists():
         named = in_use.read_text().strip()
-        if named != keys[0]:
+        if keys[0] is None or named != format_ref(keys[0]):
             # The settings still name the key before the last rotation: the old key's
             # reference would be recorded wrong, and its CRLs signed by the wrong key.
             raise ConfigurationError(
@@ -152,7 +153,7 @@ def request(
     passphrase: str | None,
     now: datetime,
     issuing: ExternalSigner | None = None,
-    key_ref: str | None = None,
+    key_ref: KeyRef | None = None,
 ) -> bytes:
     """Step one of a rotation signed elsewhere: a pending key, and its CSR (PEM).
 
@@ -167,7 +168,7 @@ def request(
     (directory / _PENDING_REF).unlink(missing_ok=True)
     if issuing is not None and key_ref is not None:
         csr = sign_csr(builder, issuing)
-        write_atomic(directory / _PENDING_REF, key_ref.encode(), mode=0o600)
+        write_atomic(directory / _PENDING_REF, format_ref(key_ref).encode(), mode=0o600)
     else:
         key = generate_private_key(key_type)
         csr = builder.sign(key, hash_for(key))
@@ -184,7 +185,7 @@ def install(
     new_root: bool = False,
     retire_now: bool = False,
     issuing: ExternalSigner | None = None,
-    keys: tuple[str | None, str] | None = None,
+    keys: tuple[KeyRef | None, KeyRef] | None = None,
 ) -> x509.Certificate:
     """Step two: rotate to ``certificate``, the root's signature on :func:`request`'s CSR.
 
@@ -215,7 +216,7 @@ def install(
     else:
         _check_keys(directory, passphrase, issuing, keys)
         waiting = pending.read_text().strip()
-        if keys is None or waiting != keys[1]:
+        if keys is None or waiting != format_ref(keys[1]):
             raise ConfigurationError(
                 f"ca rotate --install: the pending key is {waiting}, not the one given"
             )

@@ -21,13 +21,22 @@ from pathlib import Path
 from cryptography import x509
 
 from nodecert.backends.local.hierarchy import key_bytes, load_key
-from nodecert.backends.local.home import ROTATION, key_id, pem, read_certificate
+from nodecert.backends.local.home import (
+    RETIRED,
+    RETIRED_AT,
+    RETIRED_NOW,
+    ROTATION,
+    key_id,
+    pem,
+    read_certificate,
+)
+from nodecert.core.keyrefs import KeyRef, format_ref
 from nodecert.core.keys import PrivateKey
 from nodecert.support.files import CounterFile, write_atomic
 
 __all__ = ["KEYREF", "finish", "install_files", "prune"]
 
-# The reference of an issuing key held elsewhere: "kms:<key id>" or "pkcs11:<label>".
+# The reference of an issuing key held elsewhere (nodecert.core.keyrefs.format_ref).
 KEYREF = "ca.keyref"
 # Renamed into place in this order: a root before the intermediate it signed.
 _INSTALL_ORDER = ("root.key", "root.crt", "ca.key", KEYREF, "ca.crt")
@@ -35,8 +44,6 @@ _INSTALL_ORDER = ("root.key", "root.crt", "ca.key", KEYREF, "ca.crt")
 _EXTERNAL = "external"
 # Written last into the stage: everything before it is there.
 _READY = "ready"
-# When an issuing CA was retired (ISO 8601), for prune.
-_RETIRED_AT = "retired-at"
 # Staged with a new root whose key is not in the home (ACM PCA's): drop the old root key.
 _ROOT_ELSEWHERE = "root-elsewhere"
 
@@ -49,7 +56,7 @@ def install_files(
     new_root: tuple[PrivateKey | None, x509.Certificate] | None,
     *,
     retire_now: bool,
-    keys: tuple[str | None, str] | None = None,
+    keys: tuple[KeyRef | None, KeyRef] | None = None,
 ) -> None:
     """Retire the home's issuing CA and install ``certificate`` (with ``key``) in its place.
 
@@ -64,14 +71,14 @@ def install_files(
     old = read_certificate(directory / "ca.crt")
     # Keep the old intermediate (and the root it chains to, when that changes), with its
     # key, or the reference of its key held elsewhere (for its CRLs).
-    retired = directory / "retired" / key_id(old)
+    retired = directory / RETIRED / key_id(old)
     retired.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_atomic(retired / "ca.crt", pem(old), mode=0o600)
     if (directory / "ca.key").exists():
         old_key = load_key(directory / "ca.key", passphrase)
         write_atomic(retired / "ca.key", key_bytes(old_key, passphrase), mode=0o600)
     elif keys is not None and keys[0] is not None:
-        write_atomic(retired / KEYREF, keys[0].encode(), mode=0o600)
+        write_atomic(retired / KEYREF, format_ref(keys[0]).encode(), mode=0o600)
     if (directory / "crlnumber").exists():
         # Its CRL numbers go on from where they were (RFC 5280: increasing per issuer).
         shutil.copyfile(directory / "crlnumber", retired / "crlnumber")
@@ -84,8 +91,8 @@ def install_files(
         shutil.copyfile(directory / "root.key", retired / "root.key")
         (retired / "root.key").chmod(0o600)
     if retire_now:
-        write_atomic(retired / "retired-now", b"", mode=0o600)
-    write_atomic(retired / _RETIRED_AT, datetime.now(UTC).isoformat().encode(), mode=0o600)
+        write_atomic(retired / RETIRED_NOW, b"", mode=0o600)
+    write_atomic(retired / RETIRED_AT, datetime.now(UTC).isoformat().encode(), mode=0o600)
     # The new files, staged, then renamed into place.
     staged = directory / "next"
     shutil.rmtree(staged, ignore_errors=True)
@@ -99,7 +106,7 @@ def install_files(
     if key is not None:
         write_atomic(staged / "ca.key", key_bytes(key, passphrase), mode=0o600)
     elif keys is not None:
-        write_atomic(staged / KEYREF, keys[1].encode(), mode=0o600)
+        write_atomic(staged / KEYREF, format_ref(keys[1]).encode(), mode=0o600)
         write_atomic(staged / _EXTERNAL, b"", mode=0o600)
     write_atomic(staged / "ca.crt", pem(certificate), mode=0o600)
     write_atomic(staged / _READY, b"", mode=0o600)
@@ -118,7 +125,7 @@ def finish(directory: Path) -> None:
     if not staged.is_dir():
         return
     if not (staged / _READY).exists():
-        current = directory / "retired" / key_id(read_certificate(directory / "ca.crt"))
+        current = directory / RETIRED / key_id(read_certificate(directory / "ca.crt"))
         shutil.rmtree(current, ignore_errors=True)
         shutil.rmtree(staged, ignore_errors=True)
         return
@@ -150,11 +157,11 @@ def prune(directory: Path, *, older_than: timedelta, now: datetime) -> list[str]
     them any more: their entries under ``retired/`` are removed and every process using the
     home stops trusting them on its next request. Returns the key ids removed.
     """
-    base = directory / "retired"
+    base = directory / RETIRED
     removed: list[str] = []
     for entry in sorted(base.iterdir()) if base.is_dir() else ():
         try:
-            stamp = (entry / _RETIRED_AT).read_text().strip()
+            stamp = (entry / RETIRED_AT).read_text().strip()
             retired_at = datetime.fromisoformat(stamp)
         except (OSError, ValueError):
             # Retired before the time was kept: the entry's own time is the best there is.
