@@ -208,33 +208,33 @@ def _stubbed(certificate: str, chain: str | None):
 def test_a_leaf_certificate_is_no_truststore():
     import trustme
 
-    from nodecert.aws.truststore import chain_pem
+    from nodecert.aws.truststore import chains_pem
 
     leaf = trustme.CA().issue_cert("node.example.test").cert_chain_pems[0].bytes().decode()
     with pytest.raises(BackendUnavailableError, match="is not a CA certificate"):
-        chain_pem(_stubbed(leaf, None), ARN)
+        chains_pem(_stubbed(leaf, None), [ARN])
 
 
 def test_a_chain_out_of_order_is_refused():
     import trustme
 
-    from nodecert.aws.truststore import chain_pem
+    from nodecert.aws.truststore import chains_pem
 
     intermediate = trustme.CA().create_child_ca().cert_pem.bytes().decode()
     unrelated_root = trustme.CA().cert_pem.bytes().decode()
     with pytest.raises(BackendUnavailableError, match="not in order"):
-        chain_pem(_stubbed(intermediate, unrelated_root), ARN)
+        chains_pem(_stubbed(intermediate, unrelated_root), [ARN])
 
 
 def test_a_subordinate_ca_brings_its_chain():
     import trustme
 
-    from nodecert.aws.truststore import chain_pem
+    from nodecert.aws.truststore import chains_pem
 
     root = trustme.CA()
     intermediate = root.create_child_ca()
-    pem, count = chain_pem(
-        _stubbed(intermediate.cert_pem.bytes().decode(), root.cert_pem.bytes().decode()), ARN
+    pem, count = chains_pem(
+        _stubbed(intermediate.cert_pem.bytes().decode(), root.cert_pem.bytes().decode()), [ARN]
     )
     assert count == 2
     expected = [x509.load_pem_x509_certificate(ca.cert_pem.bytes()) for ca in (intermediate, root)]
@@ -378,6 +378,9 @@ def hierarchies():
         ([["root a"]], ["root a"]),
         ([["sub a", "root a"]], ["sub a", "root a"]),
         ([["sub middle", "middle", "root a"]], ["sub middle", "middle", "root a"]),
+        # A root before a CA below it is put last, for one ARN as for several (ACM PCA's
+        # chain is in order anyway: the root last, each certificate signing the one before).
+        ([["sub middle", "root a", "middle"]], ["sub middle", "middle", "root a"]),
         # Several: the CAs in the order given, then what is above them, the roots last.
         ([["sub a", "root a"], ["sub a2", "root a"]], ["sub a", "sub a2", "root a"]),
         (
