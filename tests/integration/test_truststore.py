@@ -208,33 +208,33 @@ def _stubbed(certificate: str, chain: str | None):
 def test_a_leaf_certificate_is_no_truststore():
     import trustme
 
-    from nodecert.aws.truststore import chain_pem
+    from nodecert.aws.truststore import chains_pem
 
     leaf = trustme.CA().issue_cert("node.example.test").cert_chain_pems[0].bytes().decode()
     with pytest.raises(BackendUnavailableError, match="is not a CA certificate"):
-        chain_pem(_stubbed(leaf, None), ARN)
+        chains_pem(_stubbed(leaf, None), [ARN])
 
 
 def test_a_chain_out_of_order_is_refused():
     import trustme
 
-    from nodecert.aws.truststore import chain_pem
+    from nodecert.aws.truststore import chains_pem
 
     intermediate = trustme.CA().create_child_ca().cert_pem.bytes().decode()
     unrelated_root = trustme.CA().cert_pem.bytes().decode()
     with pytest.raises(BackendUnavailableError, match="not in order"):
-        chain_pem(_stubbed(intermediate, unrelated_root), ARN)
+        chains_pem(_stubbed(intermediate, unrelated_root), [ARN])
 
 
 def test_a_subordinate_ca_brings_its_chain():
     import trustme
 
-    from nodecert.aws.truststore import chain_pem
+    from nodecert.aws.truststore import chains_pem
 
     root = trustme.CA()
     intermediate = root.create_child_ca()
-    pem, count = chain_pem(
-        _stubbed(intermediate.cert_pem.bytes().decode(), root.cert_pem.bytes().decode()), ARN
+    pem, count = chains_pem(
+        _stubbed(intermediate.cert_pem.bytes().decode(), root.cert_pem.bytes().decode()), [ARN]
     )
     assert count == 2
     expected = [x509.load_pem_x509_certificate(ca.cert_pem.bytes()) for ca in (intermediate, root)]
@@ -319,3 +319,97 @@ def test_a_rotation_ca_file_needs_every_issuer_after_its_certificate(
     assert main([*argv, "--region", REGION, "--endpoint-url", moto_endpoint]) == 1
     err = capsys.readouterr().err
     assert "not in order: the issuer of" in err and "issuer new" in err
+
+
+# The bytes written, one ARN or several: what each --ca-arn's chain makes of the bundle is
+# pinned here (an unchanged CA set must keep its S3 version, the stack's TruststoreVersion).
+
+
+def _pem(*certificates) -> bytes:
+    return b"".join(
+        x509.load_pem_x509_certificate(c.cert_pem.bytes()).public_bytes(Encoding.PEM)
+        for c in certificates
+    )
+
+
+def _stubbed_chains(*chains):
+    """ACM PCA answering GetCertificateAuthorityCertificate for ARNs 0, 1, ... in turn."""
+    import boto3
+    from botocore.stub import Stubber
+
+    pca = boto3.session.Session().client(
+        "acm-pca", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stubber = Stubber(pca)
+    for index, (ca, *above) in enumerate(chains):
+        response = {"Certificate": _pem(ca).decode()}
+        if above:
+            response["CertificateChain"] = _pem(*above).decode()
+        stubber.add_response(
+            "get_certificate_authority_certificate",
+            response,
+            {"CertificateAuthorityArn": ARN[:-1] + str(index)},
+        )
+    stubber.activate()
+    return pca, [ARN[:-1] + str(index) for index in range(len(chains))]
+
+
+@pytest.fixture(scope="module")
+def hierarchies():
+    import trustme
+
+    root_a, root_b = trustme.CA(), trustme.CA()
+    middle = root_a.create_child_ca()
+    return {
+        "root a": root_a,
+        "root b": root_b,
+        "sub a": root_a.create_child_ca(),
+        "sub a2": root_a.create_child_ca(),
+        "sub b": root_b.create_child_ca(),
+        "middle": middle,
+        "sub middle": middle.create_child_ca(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("chains", "written"),
+    [
+        # One ARN: its chain as ACM PCA gives it.
+        ([["root a"]], ["root a"]),
+        ([["sub a", "root a"]], ["sub a", "root a"]),
+        ([["sub middle", "middle", "root a"]], ["sub middle", "middle", "root a"]),
+        # A root before a CA below it is put last, for one ARN as for several (ACM PCA's
+        # chain is in order anyway: the root last, each certificate signing the one before).
+        ([["sub middle", "root a", "middle"]], ["sub middle", "middle", "root a"]),
+        # Several: the CAs in the order given, then what is above them, the roots last.
+        ([["sub a", "root a"], ["sub a2", "root a"]], ["sub a", "sub a2", "root a"]),
+        (
+            [["sub middle", "middle", "root a"], ["sub a", "root a"]],
+            ["sub middle", "sub a", "middle", "root a"],
+        ),
+        # Several roots (a new hierarchy): in the order they come, the CAs' own first.
+        (
+            [["sub a", "root a"], ["sub b", "root b"]],
+            ["sub a", "sub b", "root a", "root b"],
+        ),
+        ([["root b"], ["sub a", "root a"]], ["sub a", "root b", "root a"]),
+        ([["sub a", "root a"], ["root b"]], ["sub a", "root b", "root a"]),
+        ([["root a"], ["root b"]], ["root a", "root b"]),
+        # The same CA twice is written once.
+        ([["sub a", "root a"], ["sub a", "root a"]], ["sub a", "root a"]),
+    ],
+)
+def test_the_bundle_written_for_one_arn_or_several(clients, hierarchies, chains, written):
+    _, s3 = clients
+    bucket = _bucket(s3)
+    pca, arns = _stubbed_chains(*([hierarchies[name] for name in chain] for chain in chains))
+    published = publish(
+        pca, s3, ca_arn=arns[0] if len(arns) == 1 else arns, bucket=bucket, key="t.pem"
+    )
+    stored = s3.get_object(Bucket=bucket, Key="t.pem")["Body"].read()
+    assert stored == _pem(*(hierarchies[name] for name in written))
+    assert published.certificates == len(written)
+    if len(arns) == 1:  # One ARN in a list is the same bundle, so the same version.
+        pca, arns = _stubbed_chains(*([hierarchies[name] for name in chain] for chain in chains))
+        again = publish(pca, s3, ca_arn=arns, bucket=bucket, key="t.pem")
+        assert (again.changed, again.version) == (False, published.version)

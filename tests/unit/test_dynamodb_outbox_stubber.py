@@ -227,3 +227,85 @@ def test_an_older_layouts_items_are_moved_whole_and_other_keys_are_not():
     for key in ("revoke#", "sweep#", "audit#", *malformed, "once#x", "bucket#issue:alice"):
         assert moved_item({"key": {"S": key}}) is None, key
     assert moved_item({"serial": {"S": "0d"}}) is None
+
+
+def _older_layout(*keys: str) -> list:
+    # The marker read (none yet), then the scan of the limits table finding ``keys``.
+    scan = {
+        "TableName": "limits",
+        "FilterExpression": (
+            "begins_with(#key, :revoke) OR begins_with(#key, :sweep) OR begins_with(#key, :audit)"
+        ),
+        "ExpressionAttributeNames": {"#key": "key"},
+        "ExpressionAttributeValues": {
+            ":revoke": {"S": "revoke#"},
+            ":sweep": {"S": "sweep#"},
+            ":audit": {"S": "audit#"},
+        },
+        "ConsistentRead": True,
+    }
+    items = [{"key": {"S": key}, "action": {"S": "node.remove"}} for key in keys]
+    return [
+        ("get_item", {}, {"TableName": "outbox", "Key": MARKER, "ConsistentRead": True}),
+        ("scan", {"Items": items}, scan),
+    ]
+
+
+def _moved_entry(key: str) -> tuple:
+    ident = key.removeprefix("audit#")
+    item = {"queue": {"S": f"audit#{ident[:10]}"}, "id": {"S": ident}}
+    return (
+        ("put_item", {}, {"TableName": "outbox", "Item": {**item, "action": {"S": "node.remove"}}}),
+        ("delete_item", {}, {"TableName": "limits", "Key": {"key": {"S": key}}}),
+    )
+
+
+def _day(day: str) -> tuple:
+    item = {"queue": {"S": "audit"}, "id": {"S": day}}
+    return ("put_item", {}, {"TableName": "outbox", "Item": item})
+
+
+def test_moved_audit_entries_list_each_day_once_and_before_its_first_entry(stubbed):
+    outbox, stubber = stubbed
+    first, second, third = (
+        "audit#2026-12-01T08:00:00.000000Z#01",
+        "audit#2026-12-01T09:00:00.000000Z#02",
+        "audit#2026-12-02T08:00:00.000000Z#03",
+    )
+    for call in (
+        *_older_layout(first, second, third),
+        _day("2026-12-01"),
+        *_moved_entry(first),
+        *_moved_entry(second),
+        _day("2026-12-02"),
+        *_moved_entry(third),
+        ("delete_item", {}, {"TableName": "outbox", "Key": MARKER}),
+    ):
+        stubber.add_response(*call)
+
+    assert outbox.upgrade.move_if_due() == 3
+
+
+def test_an_audit_entry_is_not_moved_before_its_day_is_listed(stubbed):
+    outbox, stubber = stubbed
+    entry = "audit#2026-12-01T08:00:00.000000Z#01"
+    for call in _older_layout(entry):
+        stubber.add_response(*call)
+    stubber.add_client_error(
+        "put_item",
+        "ProvisionedThroughputExceededException",
+        http_status_code=400,
+        expected_params=_day("2026-12-01")[2],
+    )
+    # The next drain looks again at once (this one did not finish): the day, then the entry.
+    for call in (
+        *_older_layout(entry),
+        _day("2026-12-01"),
+        *_moved_entry(entry),
+        ("delete_item", {}, {"TableName": "outbox", "Key": MARKER}),
+    ):
+        stubber.add_response(*call)
+
+    with pytest.raises(StoreUnavailableError, match="throttled"):
+        outbox.upgrade.move_if_due()
+    assert outbox.upgrade.move_if_due() == 1

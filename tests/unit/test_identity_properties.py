@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from nodecert.core.errors import CSRError, InvalidIdentifierError
 from nodecert.core.identity import ID_PATTERN, Identity, validate_id
-from nodecert.core.keys import KeyType, load_client_csr
+from nodecert.core.keys import KeyType, read_client_csr
 
 # Small example counts keep the suite fast; no example database is written to the tree.
 PROPERTY = settings(max_examples=75, deadline=None, database=None)
@@ -136,7 +136,7 @@ def test_identity_refuses_any_invalid_part(value, good):
         Identity(user_id=good, node_id=value)
 
 
-# load_client_csr never fails with anything but CSRError
+# read_client_csr never fails with anything but CSRError
 
 
 def _pem(der: bytes, label: str = "CERTIFICATE REQUEST") -> str:
@@ -186,20 +186,20 @@ client_inputs = st.one_of(
 @given(value=client_inputs)
 def test_client_csr_parser_only_raises_csr_error(value):
     try:
-        csr, key_type = load_client_csr(value)
+        checked = read_client_csr(value)
     except CSRError as exc:
         detail = exc.detail
     else:
         # Whatever got through is a CSR with a verified signature and an accepted key.
-        assert csr.is_signature_valid
-        assert isinstance(key_type, KeyType)
+        assert checked.request.is_signature_valid
+        assert isinstance(checked.key_type, KeyType)
         return
     assert detail.startswith("csr: ")
 
 
 def test_unmutated_seed_csrs_are_accepted():
     # Guards the property above: its seeds must be good CSRs to begin with.
-    assert [load_client_csr(_pem(der))[1] for der in SEED_CSRS] == [
+    assert [read_client_csr(_pem(der)).key_type for der in SEED_CSRS] == [
         KeyType.RSA_2048,
         KeyType.EC_P256,
     ]

@@ -22,7 +22,6 @@ from nodecert.core.keys import (
     generate_private_key,
     hash_for,
     key_type_of,
-    load_client_csr,
     private_key_pem,
     read_client_csr,
 )
@@ -160,10 +159,10 @@ def test_built_csr_passes_the_client_csr_checks():
     key = generated(KeyType.EC_P384)
     csr = build_csr(key, IDENTITY, organization=ORGANIZATION, trust_domain=TRUST_DOMAIN)
     pem = csr.public_bytes(serialization.Encoding.PEM).decode()
-    assert load_client_csr(pem)[1] is KeyType.EC_P384
+    assert read_client_csr(pem).key_type is KeyType.EC_P384
 
 
-# load_client_csr: accepted
+# read_client_csr: accepted
 
 
 @pytest.mark.parametrize(
@@ -179,11 +178,10 @@ def test_built_csr_passes_the_client_csr_checks():
 )
 def test_valid_client_csr_passes_and_names_its_key_type(make_key, key_type):
     key = make_key()
-    csr, found = load_client_csr(csr_pem(key))
-    assert found is key_type
-    assert csr.public_key() == key.public_key()
-    checked = read_client_csr(csr_pem(key))  # The key as read, for the CA to certify.
-    assert (checked.key_type, checked.public_key) == (key_type, key.public_key())
+    checked = read_client_csr(csr_pem(key))
+    assert checked.key_type is key_type
+    assert checked.request.public_key() == key.public_key()
+    assert checked.public_key == key.public_key()  # The key as read, for the CA to certify.
 
 
 def test_client_csr_subject_and_extensions_are_not_checked():
@@ -191,20 +189,20 @@ def test_client_csr_subject_and_extensions_are_not_checked():
     # someone else's name is still a well-formed CSR (the CA ignores what it asks for).
     key = ec.generate_private_key(ec.SECP256R1())
     subject = Identity("mallory", "other-node").subject("Evil")
-    assert load_client_csr(csr_pem(key, subject=subject))[1] is KeyType.EC_P256
+    assert read_client_csr(csr_pem(key, subject=subject)).key_type is KeyType.EC_P256
 
 
 def test_client_csr_with_surrounding_whitespace_passes():
     pem = "\n\n  " + csr_pem(ec.generate_private_key(ec.SECP256R1())) + "\n\n"
-    assert load_client_csr(pem)[1] is KeyType.EC_P256
+    assert read_client_csr(pem).key_type is KeyType.EC_P256
 
 
 def test_client_csr_with_crlf_line_endings_passes():
     pem = csr_pem(ec.generate_private_key(ec.SECP256R1())).replace("\n", "\r\n")
-    assert load_client_csr(pem)[1] is KeyType.EC_P256
+    assert read_client_csr(pem).key_type is KeyType.EC_P256
 
 
-# load_client_csr: refused
+# read_client_csr: refused
 
 
 @pytest.mark.parametrize(
@@ -228,7 +226,7 @@ def test_client_csr_with_crlf_line_endings_passes():
 )
 def test_weak_or_unsupported_client_key_is_refused(make_key, message):
     with pytest.raises(CSRError) as caught:
-        load_client_csr(csr_pem(make_key()))
+        read_client_csr(csr_pem(make_key()))
     assert caught.value.detail.startswith("csr: ")
     assert message in caught.value.detail
 
@@ -247,7 +245,7 @@ def test_client_csr_whose_signature_does_not_verify_is_refused(make_key):
     # the DER well-formed but breaks proof of possession.
     der[-1] ^= 0x01
     with pytest.raises(CSRError, match="signature does not match"):
-        load_client_csr(der_to_csr_pem(bytes(der)))
+        read_client_csr(der_to_csr_pem(bytes(der)))
 
 
 def test_client_csr_signed_by_another_key_is_refused():
@@ -269,7 +267,7 @@ def test_client_csr_signed_by_another_key_is_refused():
     assert victim_der.endswith(victim.signature)
     forged = victim_der[: -len(victim.signature)] + attacker.signature
     with pytest.raises(CSRError, match="signature does not match"):
-        load_client_csr(der_to_csr_pem(forged))
+        read_client_csr(der_to_csr_pem(forged))
 
 
 def _certificate_pem() -> str:
@@ -319,7 +317,7 @@ def _certificate_pem() -> str:
 )
 def test_malformed_client_csr_is_refused(value, message):
     with pytest.raises(CSRError) as caught:
-        load_client_csr(value)
+        read_client_csr(value)
     assert message in caught.value.detail
 
 
@@ -328,25 +326,25 @@ def test_client_csr_over_the_size_limit_is_refused_before_parsing():
     padded = pem + " " * (MAX_CSR_BYTES + 1 - len(pem))
     assert len(padded.encode()) == MAX_CSR_BYTES + 1
     with pytest.raises(CSRError, match=f"{MAX_CSR_BYTES + 1} bytes is over the {MAX_CSR_BYTES}"):
-        load_client_csr(padded)
+        read_client_csr(padded)
 
 
 def test_client_csr_at_exactly_the_size_limit_passes():
     pem = csr_pem(ec.generate_private_key(ec.SECP256R1()))
     padded = pem + "\n" * (MAX_CSR_BYTES - len(pem))
     assert len(padded.encode()) == MAX_CSR_BYTES
-    assert load_client_csr(padded)[1] is KeyType.EC_P256
+    assert read_client_csr(padded).key_type is KeyType.EC_P256
 
 
 def test_client_csr_size_is_counted_in_utf8_bytes():
     # 6,000 euro signs are 18,000 bytes: under the limit in characters, over it in bytes.
     with pytest.raises(CSRError, match="over the"):
-        load_client_csr("\u20ac" * 6000)
+        read_client_csr("\u20ac" * 6000)
 
 
 def test_client_csr_with_lone_surrogates_is_a_csr_error():
     with pytest.raises(CSRError):
-        load_client_csr("-----BEGIN CERTIFICATE REQUEST-----\n\udcff\n")
+        read_client_csr("-----BEGIN CERTIFICATE REQUEST-----\n\udcff\n")
 
 
 def test_a_csr_with_an_unknown_version_is_a_csr_error():
@@ -366,4 +364,4 @@ def test_a_csr_with_an_unknown_version_is_a_csr_error():
         + "-----END CERTIFICATE REQUEST-----\n"
     )
     with pytest.raises(CSRError, match="version 1 is not PKCS#10 v1"):
-        load_client_csr(pem)
+        read_client_csr(pem)

@@ -31,19 +31,19 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from nodecert.backends.acmpca.rotation import served_chain
 from nodecert.core.errors import (
     BackendUnavailableError,
     ConfigurationError,
     InvalidRequestError,
     NotFoundError,
 )
+from nodecert.issuing.issuers import issued_by
 
 __all__ = [
     "Published",
-    "chain_pem",
     "chains_pem",
     "checked_pem",
     "file_pem",
@@ -78,37 +78,21 @@ class Published:
         ]
 
 
-def chain_pem(pca: Any, ca_arn: str) -> tuple[str, int]:
-    """The CA certificate and its chain as one PEM bundle, and how many certificates.
-
-    ``pca`` is a boto3 ACM PCA client.
-
-    Raises:
-        NotFoundError: no such certificate authority.
-        BackendUnavailableError: ACM PCA refused or returned something that is no CA chain.
-    """
-    certificates = _pca_chain(pca, ca_arn)
-    return checked_pem(certificates), len(certificates)
-
-
 def chains_pem(pca: Any, ca_arns: Sequence[str]) -> tuple[str, int]:
-    """The chains of several CAs (a rotation's new and retiring subordinates) as one bundle.
+    """The chains of one CA or several (a rotation's new and retiring subordinates) as one
+    PEM bundle, and how many certificates.
 
-    The CAs first, in the order given, then what is above them, the roots last; each
-    certificate once.
+    ``pca`` is a boto3 ACM PCA client. The CAs first, in the order given, then what is
+    above them, the roots last; each certificate once (:func:`served_chain`, its roots in
+    the order they come).
 
     Raises:
         NotFoundError: no such certificate authority.
         BackendUnavailableError: ACM PCA refused or returned something that is no CA chain.
     """
     chains = [_pca_chain(pca, arn) for arn in ca_arns]
-    merged: list[x509.Certificate] = []
-    for certificate in (*(c[0] for c in chains), *(c for chain in chains for c in chain)):
-        if certificate not in merged:
-            merged.append(certificate)
-    # A stable sort: the roots (their own issuers) last, everything else in order.
-    merged.sort(key=lambda c: c.issuer == c.subject)
-    return checked_pem(merged), len(merged)
+    certificates = served_chain(chains, first_root_last=False)
+    return checked_pem(certificates), len(certificates)
 
 
 def _pca_chain(pca: Any, ca_arn: str) -> list[x509.Certificate]:
@@ -148,7 +132,7 @@ def file_pem(data: bytes) -> tuple[str, int]:
         raise InvalidRequestError(f"{exc.detail} (--ca-file)") from exc
 
 
-def checked_pem(certificates: list[x509.Certificate]) -> str:
+def checked_pem(certificates: Sequence[x509.Certificate]) -> str:
     """``certificates`` as one PEM bundle, once they are CA certificates that chain up.
 
     Each must be a CA, and each but a root must be issued (name and signature) by one
@@ -170,22 +154,12 @@ def checked_pem(certificates: list[x509.Certificate]) -> str:
     for index, child in enumerate(certificates):
         if child.issuer == child.subject:
             continue
-        if not any(_issued_by(child, parent) for parent in certificates[index + 1 :]):
+        if not any(issued_by(child, parent) for parent in certificates[index + 1 :]):
             raise BackendUnavailableError(
                 "truststore: the CA chain is not in order: the issuer of"
                 f" {child.subject.rfc4514_string()} does not follow it"
             )
     return "".join(c.public_bytes(Encoding.PEM).decode() for c in certificates)
-
-
-def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    if child.issuer != parent.subject:
-        return False
-    try:
-        child.verify_directly_issued_by(parent)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
 
 
 def publish(pca: Any, s3: Any, *, ca_arn: str | Sequence[str], bucket: str, key: str) -> Published:
@@ -198,15 +172,12 @@ def publish(pca: Any, s3: Any, *, ca_arn: str | Sequence[str], bucket: str, key:
         NotFoundError: no such certificate authority, or no such bucket.
         BackendUnavailableError: ACM PCA or S3 refused.
     """
-    if isinstance(ca_arn, str):
-        pem, count = chain_pem(pca, ca_arn)
-    else:
-        pem, count = chains_pem(pca, ca_arn)
+    pem, count = chains_pem(pca, [ca_arn] if isinstance(ca_arn, str) else ca_arn)
     return publish_pem(s3, pem, count, bucket=bucket, key=key)
 
 
 def publish_pem(s3: Any, pem: str, count: int, *, bucket: str, key: str) -> Published:
-    """Write a checked chain (:func:`chain_pem`, :func:`file_pem`) unless it is there already.
+    """Write a checked chain (:func:`chains_pem`, :func:`file_pem`) unless it is there already.
 
     Raises:
         NotFoundError: no such bucket.
@@ -297,8 +268,6 @@ def _command(args: argparse.Namespace) -> None:
         result = publish_pem(s3, pem, count, bucket=args.bucket, key=args.key)
     else:
         pca = session.client("acm-pca", region_name=args.region, endpoint_url=args.endpoint_url)
-        arns: list[str] = args.ca_arn
-        target = arns[0] if len(arns) == 1 else arns
-        result = publish(pca, s3, ca_arn=target, bucket=args.bucket, key=args.key)
+        result = publish(pca, s3, ca_arn=args.ca_arn, bucket=args.bucket, key=args.key)
     for line in result.lines():
         print(line)

@@ -26,7 +26,6 @@ __all__ = [
     "hash_for",
     "key_id",
     "key_type_of",
-    "load_client_csr",
     "private_key_pem",
     "read_client_csr",
 ]
@@ -144,16 +143,6 @@ class ClientCSR:
     request: x509.CertificateSigningRequest
     key_type: KeyType
     public_key: PublicKey
-
-
-def load_client_csr(pem: object) -> tuple[x509.CertificateSigningRequest, KeyType]:
-    """Parse and check a CSR sent by a client: see :func:`read_client_csr`.
-
-    Raises:
-        CSRError: as :func:`read_client_csr`.
-    """
-    checked = read_client_csr(pem)
-    return checked.request, checked.key_type
 
 
 def read_client_csr(pem: object) -> ClientCSR:

@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from nodecert.core.keys import key_id
 from nodecert.core.ports import CABackend, IssuerSource
 
-__all__ = ["IssuerState", "IssuerStatus", "issuer_statuses"]
+__all__ = ["IssuerState", "IssuerStatus", "issued_by", "issuer_statuses"]
 
 
 class IssuerState(enum.StrEnum):
@@ -52,7 +52,7 @@ def issuer_statuses(ca: CABackend) -> list[IssuerStatus]:
     # CAs (ACM PCA), each one's issuer among the roots is in use: by signature, since two
     # roots may have the same name (a retiring one-tier root and its successor).
     if issuers.issuing:
-        anchors = [r for r in issuers.roots if any(_issued_by(c, r) for c in issuing)]
+        anchors = [r for r in issuers.roots if any(issued_by(c, r) for c in issuing)]
     else:
         anchors = [chain[-1]]
     for certificate in (*issuers.intermediates, *issuers.roots):
@@ -64,7 +64,9 @@ def issuer_statuses(ca: CABackend) -> list[IssuerStatus]:
     return [IssuerStatus(c, key_id(c), s) for c, s in states.items()]
 
 
-def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` issued ``certificate``: by name, and by signature (two CAs may
+    have the same name)."""
     if certificate.issuer != issuer.subject:
         return False
     try:

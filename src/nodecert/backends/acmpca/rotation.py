@@ -20,17 +20,27 @@ __all__ = ["issuer_set_of", "served_chain"]
 Chain = Sequence[x509.Certificate]
 
 
-def served_chain(chains: Sequence[Chain]) -> tuple[x509.Certificate, ...]:
+def served_chain(
+    chains: Sequence[Chain], *, first_root_last: bool = True
+) -> tuple[x509.Certificate, ...]:
     """``GET /v1/ca`` of several CAs: each CA first (in the order of ``chains``), then
     the CAs above them, then the roots, the root of the first chain very last.
 
     One chain is returned as it is (when it is in order, issuing CA first).
+
+    Args:
+        chains: Each CA's chain, that CA first.
+        first_root_last: False for the roots in the order they come, the chains' own CAs
+            first: the order ``nodecert aws truststore`` writes (:mod:`nodecert.aws.truststore`),
+            kept so that an unchanged set of CAs keeps the truststore's S3 version.
     """
-    certificates = _unique(
-        c for c in (*(chain[0] for chain in chains if chain), *_flat(chains)) if not _root(c)
-    )
-    roots = _unique(c for chain in reversed(chains) for c in chain if _root(c))
-    return (*certificates, *(r for r in roots if r not in certificates))
+    found = (*(chain[0] for chain in chains if chain), *_flat(chains))
+    certificates = _unique(c for c in found if not _root(c))
+    if first_root_last:
+        roots = _unique(c for chain in reversed(chains) for c in chain if _root(c))
+    else:
+        roots = _unique(c for c in found if _root(c))
+    return (*certificates, *roots)
 
 
 def issuer_set_of(

@@ -43,7 +43,14 @@ from nodecert.store.dynamodb.tables import dynamodb_call, pages
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-__all__ = ["AUDIT_DAYS", "DynamoDBAuditTrail", "day_item", "day_partition", "entry_item"]
+__all__ = [
+    "AUDIT_DAYS",
+    "DynamoDBAuditTrail",
+    "day_item",
+    "day_partition",
+    "entry_item",
+    "list_day",
+]
 
 _log = logging.getLogger("nodecert.audit")
 
@@ -59,6 +66,20 @@ def day_partition(day: str) -> str:
 def day_item(day: str) -> dict[str, Any]:
     """The item that lists ``day`` among the days holding entries."""
     return {"queue": {"S": AUDIT_DAYS}, "id": {"S": day}}
+
+
+def list_day(client: DynamoDBClient, table: str, day: str, *, listed: set[str]) -> None:
+    """List ``day`` among the days holding entries, unless it is in ``listed`` (the days
+    this writer listed already: one write per day, not one per entry); then it is.
+
+    Called before the day's first entry is written, so that the entry is always found.
+
+    Raises:
+        StoreUnavailableError: DynamoDB cannot answer now (``day`` stays unlisted).
+    """
+    if day not in listed:
+        dynamodb_call(lambda: client.put_item(TableName=table, Item=day_item(day)))
+        listed.add(day)
 
 
 def entry_item(entry: AuditEntry, *, ident: str | None = None) -> dict[str, Any]:
@@ -104,10 +125,7 @@ class DynamoDBAuditTrail:
     def append_audit(self, entry: AuditEntry) -> None:
         """Record an administrative action (its day listed first, so it is always found)."""
         item = entry_item(entry)
-        day = item["at"]["S"][:10]
-        if day not in self._days_listed:
-            dynamodb_call(lambda: self._client.put_item(TableName=self._table, Item=day_item(day)))
-            self._days_listed.add(day)
+        list_day(self._client, self._table, item["at"]["S"][:10], listed=self._days_listed)
         dynamodb_call(lambda: self._client.put_item(TableName=self._table, Item=item))
 
     def audit_entries(

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from nodecert.store.dynamodb.audit import AUDIT_DAYS, day_item, day_partition
+from nodecert.store.dynamodb.audit import AUDIT_DAYS, day_partition, list_day
 from nodecert.store.dynamodb.items import item_time, parse_time
 from nodecert.store.dynamodb.tables import dynamodb_call, pages
 
@@ -188,14 +188,8 @@ class OldLayoutMover:
                 _log.warning("outbox: malformed item %r left in the limits table", item.get("key"))
                 continue
             day = new["queue"]["S"].removeprefix(day_partition(""))
-            if day != new["queue"]["S"] and day not in days:
-                # The day is listed before its first entry, so that the entry is found.
-                dynamodb_call(
-                    lambda day=day: self._client.put_item(  # type: ignore[misc]
-                        TableName=self._outbox, Item=day_item(day)
-                    )
-                )
-                days.add(day)
+            if day != new["queue"]["S"]:  # An audit entry: its day is listed first.
+                list_day(self._client, self._outbox, day, listed=days)
             dynamodb_call(
                 lambda new=new: self._client.put_item(  # type: ignore[misc]
                     TableName=self._outbox, Item=new
