@@ -16,7 +16,11 @@ Two runs of one build agree within 0.1%.
 What it leaves out: time in the kernel (system calls, fsync) and what the CPU does per
 instruction (cache misses, the GIL's hand-offs), so it complements
 ``benchmarks/interleaved.py`` (time, noisy) rather than replacing it. valgrind runs the
-server about 50 times slower: ~40 s per build for 200 requests.
+server about 50 times slower: ~40 s per build for 200 requests. Work done once per
+*second* rather than per request weighs 50 times more per certificate for that: the
+metrics flush (once a second) would add ~35,000 instructions per certificate that cost
+~700 at full speed. So a build that knows ``NODECERT_METRICS_FLUSH_S`` is run with it at 50
+(``--env NAME:VAR=VALUE`` sets any variable for one build; ``--env HEAD:`` none).
 
 Needs valgrind (Debian: ``apt-get install valgrind``); without it the script says so and
 exits 2.
@@ -63,8 +67,10 @@ def _summary(path: Path) -> int:
     raise SetupError(f"{path}: no summary line (not a callgrind dump?)")
 
 
-def count(executable: str, *, requests: int, concurrency: int, warmup: int) -> float:
-    """Instructions per certificate of one build (one run)."""
+def count(
+    executable: str, *, requests: int, concurrency: int, warmup: int, env: dict[str, str]
+) -> float:
+    """Instructions per certificate of one build (one run), with ``env`` set for it."""
     with tempfile.TemporaryDirectory(prefix="nodecert-instructions-") as scratch:
         wrapper = Path(scratch) / "nodecert"
         wrapper.write_text(_WRAPPER)
@@ -75,7 +81,11 @@ def count(executable: str, *, requests: int, concurrency: int, warmup: int) -> f
             workers=1,
             users=4,
             executable=str(wrapper),
-            extra_env={"BENCH_NODECERT_EXE": executable, "BENCH_CALLGRIND_OUT": str(out)},
+            extra_env={
+                **env,
+                "BENCH_NODECERT_EXE": executable,
+                "BENCH_CALLGRIND_OUT": str(out),
+            },
         )
         server.start(timeout=600)
         try:
@@ -124,6 +134,23 @@ def count(executable: str, *, requests: int, concurrency: int, warmup: int) -> f
         return _summary(windows[0]) / requests
 
 
+def _default_env(executable: str) -> dict[str, str]:
+    """``NODECERT_METRICS_FLUSH_S=50`` for a build that knows the setting (see above)."""
+    python = Path(executable).with_name("python")
+    probe = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import dataclasses, nodecert.core.config as c;"
+            " print('metrics_flush_s' in {f.name for f in dataclasses.fields(c.Settings)})",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return {"NODECERT_METRICS_FLUSH_S": "50"} if probe.stdout.strip() == "True" else {}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Count each build once (or ``--rounds`` times) and print instructions per certificate."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -132,16 +159,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        help="NAME:VAR=VALUE, an environment variable for build NAME (NAME: alone, none)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("instructions.py needs valgrind (apt-get install valgrind)", file=sys.stderr)
         return 2
     builds = [tuple(b.split("=", 1)) for b in args.build or [f"HEAD={REPO}/.venv/bin/nodecert"]]
+    envs = {name: _default_env(path) for name, path in builds}
+    for spec in args.env:
+        name, _, assignment = spec.partition(":")
+        if name not in envs:
+            parser.error(f"--env {spec}: no build named {name!r}")
+        if not assignment:
+            envs[name] = {}
+        elif "=" not in assignment:
+            parser.error(f"--env {spec}: expected NAME:VAR=VALUE")
+        else:
+            variable, _, value = assignment.partition("=")
+            envs[name][variable] = value
     figures: dict[str, list[float]] = {name: [] for name, _ in builds}
     for round_ in range(1, args.rounds + 1):
         for name, path in builds:
             per_cert = count(
-                path, requests=args.requests, concurrency=args.concurrency, warmup=args.warmup
+                path,
+                requests=args.requests,
+                concurrency=args.concurrency,
+                warmup=args.warmup,
+                env=envs[name],
             )
             figures[name].append(per_cert)
             print(f"round {round_} {name:10} {per_cert / 1e6:7.3f} M instructions per certificate")

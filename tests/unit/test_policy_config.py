@@ -264,6 +264,7 @@ FULL_ENV = {
     "NODECERT_LOG_FORMAT": "json",
     "NODECERT_METRICS": "off",
     "NODECERT_METRICS_NAMESPACE": "nodecert/prod",
+    "NODECERT_METRICS_FLUSH_S": "30",
     "NODECERT_CA_BUNDLE": "/etc/nodecert/ca.pem",
     "NODECERT_AUTHORIZE_SECRET": "a-long-shared-secret-for-nginx",
     "NODECERT_AUTHORIZER_TARGET": "host",
@@ -330,6 +331,7 @@ def test_every_setting_is_read_and_converted():
     assert settings.max_body_bytes == 2048
     assert (settings.head_timeout_s, settings.body_timeout_s) == (5, 20)
     assert settings.limit_concurrency == 500
+    assert settings.metrics_flush_s == 30
     assert settings.key_pool_size == 8
     assert settings.log_level == "DEBUG"
     assert settings.ca_bundle == Path("/etc/nodecert/ca.pem")
@@ -515,6 +517,12 @@ def test_a_renewal_needs_no_claims_but_still_the_directory(mode, allowed):
 def test_slow_client_limits_must_be_positive(name):
     with pytest.raises(ConfigurationError, match=f"NODECERT_{name}"):
         Settings.from_env({f"NODECERT_{name}": "0"})
+
+
+@pytest.mark.parametrize("value", ["0", "3601", "-1", "1.5", "soon"])
+def test_the_metrics_flush_interval_is_1_to_3600_seconds(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="NODECERT_METRICS_FLUSH_S"):
+        Settings.from_env({"NODECERT_METRICS_FLUSH_S": value})
 
 
 def test_the_revocation_retry_interval_must_be_positive():

@@ -104,6 +104,7 @@ class Settings:
     log_format: LogFormat = LogFormat.TEXT
     metrics: Switch = Switch.ON
     metrics_namespace: str = "nodecert"
+    metrics_flush_s: int = 1
     ca_bundle: Path | None = None
     authorize_secret: str | None = field(default=None, repr=False)
     authorizer_target: str = "path:nodeId"
@@ -198,6 +199,10 @@ class Settings:
         for name in ("quota_per_minute", "quota_burst", "max_active_per_node"):
             _require(getattr(self, name) >= 0, f"NODECERT_{name.upper()}: must be >= 0 (0 = off)")
         _require(self.key_pool_size >= 0, "NODECERT_KEY_POOL_SIZE: must be >= 0")
+        _require(
+            1 <= self.metrics_flush_s <= 3600,
+            "NODECERT_METRICS_FLUSH_S: 1-3600 seconds",
+        )
         _require(
             1 <= self.default_validity_days <= self.max_validity_days,
             "NODECERT_DEFAULT_VALIDITY_DAYS: must be between 1 and NODECERT_MAX_VALIDITY_DAYS",

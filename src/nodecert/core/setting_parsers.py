@@ -123,6 +123,7 @@ PARSERS: dict[str, Parser] = {
             "renew_grace_s",
             "crl_lifetime_s",
             "revocation_retry_s",
+            "metrics_flush_s",
         ),
         _int,
     ),

@@ -26,7 +26,7 @@ def create_app() -> FastAPI:
     BoundedHttpToolsProtocol.body_timeout_s = float(settings.body_timeout_s)
     configure_logging(settings.log_level, settings.log_format)
     if settings.metrics == "on":
-        metrics = PrometheusMetrics()
+        metrics = PrometheusMetrics(flush_interval_s=float(settings.metrics_flush_s))
         service = build_service(
             settings, event_loop=True, metrics=metrics, metrics_exposition=metrics.exposition
         )
