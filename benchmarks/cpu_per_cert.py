@@ -51,6 +51,30 @@ def group_cpu_seconds(pgid: int) -> float:
 Variants = tuple[tuple[dict[str, str], bytes], ...]
 
 
+def issuance_spec(
+    server: Nodecert,
+    variants: Variants,
+    *,
+    concurrency: int,
+    requests: int,
+    max_seconds: float = 60.0,
+) -> LoadSpec:
+    """``POST /generate-cert`` with ``variants`` (headers, body), each answer a 201."""
+    return LoadSpec(
+        host="127.0.0.1",
+        port=server.port,
+        path="/generate-cert",
+        headers={"Content-Type": "application/json"},
+        variants=variants,
+        expect_status=201,
+        expect_body=b'"certificate"',
+        concurrency=concurrency,
+        max_requests=requests,
+        max_seconds=max_seconds,
+        warmup=0,
+    )
+
+
 def issuance_window(
     server: Nodecert, variants: Variants, *, concurrency: int, requests: int, warmup: int
 ) -> tuple[float, float]:
@@ -64,19 +88,7 @@ def issuance_window(
     assert server.service is not None
     assert server.service.proc is not None
     pgid = server.service.proc.pid
-    spec = LoadSpec(
-        host="127.0.0.1",
-        port=server.port,
-        path="/generate-cert",
-        headers={"Content-Type": "application/json"},
-        variants=variants,
-        expect_status=201,
-        expect_body=b'"certificate"',
-        concurrency=concurrency,
-        max_requests=requests,
-        max_seconds=60.0,
-        warmup=0,
-    )
+    spec = issuance_spec(server, variants, concurrency=concurrency, requests=requests)
     run_in_subprocess(dataclasses.replace(spec, max_requests=warmup))
     before = group_cpu_seconds(pgid)
     result = run_in_subprocess(spec)

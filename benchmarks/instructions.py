@@ -41,7 +41,8 @@ from pathlib import Path
 if not __package__:  # Run as a script: import ``benchmarks`` from the repository root.
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from benchmarks.load import LoadSpec, run_in_subprocess
+from benchmarks.cpu_per_cert import issuance_spec
+from benchmarks.load import run_in_subprocess
 from benchmarks.nodecert_server import Nodecert
 from benchmarks.run import make_csr
 from benchmarks.services import SetupError
@@ -99,18 +100,8 @@ def count(
             assert server.service is not None
             assert server.service.proc is not None
             pid = server.service.proc.pid
-            spec = LoadSpec(
-                host="127.0.0.1",
-                port=server.port,
-                path="/generate-cert",
-                headers={"Content-Type": "application/json"},
-                variants=variants,
-                expect_status=201,
-                expect_body=b'"certificate"',
-                concurrency=concurrency,
-                max_requests=requests,
-                max_seconds=1200.0,
-                warmup=0,
+            spec = issuance_spec(
+                server, variants, concurrency=concurrency, requests=requests, max_seconds=1200.0
             )
             run_in_subprocess(dataclasses.replace(spec, max_requests=warmup))
             # Each dump writes the counts since the last one and starts them again at zero.

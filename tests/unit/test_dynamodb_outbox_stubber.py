@@ -25,6 +25,21 @@ NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 MARKER = {"queue": {"S": "moved"}, "id": {"S": "limits+audit"}}
 QUEUE = {"ExpressionAttributeNames": {"#queue": "queue"}, "ConsistentRead": True}
 
+# The upgrade's scan of the limits table for entries of the older layout.
+_SCAN_LIMITS = {
+    "TableName": "limits",
+    "FilterExpression": (
+        "begins_with(#key, :revoke) OR begins_with(#key, :sweep) OR begins_with(#key, :audit)"
+    ),
+    "ExpressionAttributeNames": {"#key": "key"},
+    "ExpressionAttributeValues": {
+        ":revoke": {"S": "revoke#"},
+        ":sweep": {"S": "sweep#"},
+        ":audit": {"S": "audit#"},
+    },
+    "ConsistentRead": True,
+}
+
 
 @pytest.fixture
 def stubbed():
@@ -147,24 +162,7 @@ def test_within_a_minute_a_second_batch_does_not_look_at_the_limits_table_again(
     stubber.add_response(
         "get_item", {}, {"TableName": "outbox", "Key": MARKER, "ConsistentRead": True}
     )
-    stubber.add_response(
-        "scan",
-        {"Items": []},
-        {
-            "TableName": "limits",
-            "FilterExpression": (
-                "begins_with(#key, :revoke) OR begins_with(#key, :sweep)"
-                " OR begins_with(#key, :audit)"
-            ),
-            "ExpressionAttributeNames": {"#key": "key"},
-            "ExpressionAttributeValues": {
-                ":revoke": {"S": "revoke#"},
-                ":sweep": {"S": "sweep#"},
-                ":audit": {"S": "audit#"},
-            },
-            "ConsistentRead": True,
-        },
-    )
+    stubber.add_response("scan", {"Items": []}, _SCAN_LIMITS)
     stubber.add_response(
         "put_item",
         {},
@@ -231,19 +229,7 @@ def test_an_older_layouts_items_are_moved_whole_and_other_keys_are_not():
 
 def _older_layout(*keys: str) -> list:
     # The marker read (none yet), then the scan of the limits table finding ``keys``.
-    scan = {
-        "TableName": "limits",
-        "FilterExpression": (
-            "begins_with(#key, :revoke) OR begins_with(#key, :sweep) OR begins_with(#key, :audit)"
-        ),
-        "ExpressionAttributeNames": {"#key": "key"},
-        "ExpressionAttributeValues": {
-            ":revoke": {"S": "revoke#"},
-            ":sweep": {"S": "sweep#"},
-            ":audit": {"S": "audit#"},
-        },
-        "ConsistentRead": True,
-    }
+    scan = _SCAN_LIMITS
     items = [{"key": {"S": key}, "action": {"S": "node.remove"}} for key in keys]
     return [
         ("get_item", {}, {"TableName": "outbox", "Key": MARKER, "ConsistentRead": True}),
