@@ -462,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         f"function's own cold start (SnapStart off): {cold.own_ratio:.2f}x the floor:"
         f" {cold.own_ms:.0f} ms (the handler process less its {cold.aws_ms:.0f} ms in"
         f" {cold.aws_calls} AWS calls answered by moto and {cold.wait_ms:.0f} ms in the"
-        f" poll wait), floor {cold.floor_ms:.0f} ms\n"
+        f" poll wait), floor {cold.floor_ms:.0f} ms (each its own median)\n"
         f"raw cold start, nothing subtracted: {cold.ratio:.2f}x the floor: handler"
         f" {cold.handler_ms:.0f} ms (spawn + imports + init {cold.import_ms:.0f} ms, first"
         f" event {cold.first_event_ms:.0f} ms)\n"

@@ -88,7 +88,9 @@ def lambda_cold_start(context: BenchContext) -> None:
         note=(
             f"median over {cold.repetitions} rounds of a fresh handler process over the floor"
             f" process right after it, both from the package deploy/build.sh makes (bytecode"
-            f" included, python -S): handler {cold.handler_ms:.0f} ms less, measured in that"
+            f" included, python -S). Each figure below is its own median over the rounds, so"
+            f" they need not add up to the ratio: handler {cold.handler_ms:.0f} ms less,"
+            f" measured in that"
             f" same process, its"
             f" {cold.aws_ms:.0f} ms in {cold.aws_calls} AWS calls (botocore's HTTP send,"
             f" answered by moto on loopback) and {cold.wait_ms:.0f} ms in the wait before"

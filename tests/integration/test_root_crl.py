@@ -191,6 +191,14 @@ def test_the_root_crl_is_served_by_the_roots_key_id_once_signed(
     assert env.client.get(f"/v1/crl?issuer={root_id}").status_code == 404
     (home / "ca" / "root.crl").write_bytes(b"not a crl")
     assert env.client.get(f"/v1/crl?issuer={root_id}").status_code == 404
+    # Served from memory between changes of the file, and read again after each.
+    (home / "ca" / "root.crl").unlink()  # ca root-crl refuses to replace what is no CRL.
+    assert env.client.get(f"/v1/crl?issuer={root_id}").status_code == 404
+    assert main(["ca", "root-crl"]) == 0
+    capsys.readouterr()
+    resigned = env.client.get(f"/v1/crl?issuer={root_id}")
+    assert resigned.status_code == 200, resigned.text
+    assert resigned.content == (home / "ca" / "root.crl").read_bytes()
 
 
 def test_the_home_and_the_root_crl_read_the_same_retired_entries_and_skip_strays(

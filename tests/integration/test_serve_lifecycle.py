@@ -480,3 +480,37 @@ def test_a_connection_accepted_just_before_a_shutdown_gets_its_answer(before: by
     assert answer.startswith(b"HTTP/1.1 200"), answer
     assert b"connection: close" in answer.lower()
     assert b"answered" in answer
+
+
+def test_serve_gives_its_supervisor_a_way_to_bind_a_slot_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The test above drives SpreadingSupervisor with a rebind of its own: this one holds
+    # `nodecert serve` to passing one, bound to the same port, or a worker in back-off
+    # would keep its connections waiting again.
+    from nodecert.core.config import Settings
+    from nodecert.server import serve
+
+    captured: list[Any] = []
+    monkeypatch.setattr(serve, "_supervise", captured.append)
+    port = free_port()
+    settings = Settings.from_env(
+        {
+            "NODECERT_HOME": str(tmp_path / "home"),
+            "NODECERT_PORT": str(port),
+            "NODECERT_WORKERS": "2",
+            "NODECERT_METRICS": "off",
+        }
+    )
+    serve.run(settings)
+    (supervisor,) = captured
+    try:
+        assert supervisor._rebind is not None
+        again = supervisor._rebind()
+        try:
+            assert again.getsockname()[1] == port
+        finally:
+            again.close()
+    finally:
+        for sock in supervisor.sockets:
+            sock.close()

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nodecert.http import contract
 from nodecert.http.contract import Reply, encode_json
 from nodecert.http.direct import render, send_reply
 
@@ -33,11 +34,28 @@ def test_the_bytes_are_json_dumps_bytes(body: object) -> None:
 
 
 @given(st.text(min_size=1, max_size=64))
-def test_a_string_seen_before_is_written_the_same_again(text: str) -> None:
-    # The string cache must give the escaped form of that string, never of another.
-    first = encode_json({"certificateChain": text, "n": [text, text[::-1]]})
-    assert encode_json({"certificateChain": text, "n": [text, text[::-1]]}) == first
-    assert json.loads(first) == {"certificateChain": text, "n": [text, text[::-1]]}
+def test_a_remembered_string_is_written_as_json_dumps_writes_it(text: str) -> None:
+    # issued_reply remembers the CA chain escaped: it must be that string's escape, and
+    # never stand in for another string.
+    contract._remember_escaped(text)
+    body = {"certificateChain": text, "n": [text, text[::-1], text + "x"]}
+    assert encode_json(body) == json.dumps(body, separators=(",", ":")).encode()
+
+
+def test_only_the_chains_are_remembered_never_a_private_key() -> None:
+    key = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----\n"
+    chain = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmg\n-----END CERTIFICATE-----\n"
+    contract._remember_escaped(chain)
+    encode_json({"certificateChain": chain, "privateKey": key, "certificate": chain[::-1]})
+    assert chain in contract._ESCAPED
+    assert key not in contract._ESCAPED
+    assert chain[::-1] not in contract._ESCAPED
+
+
+def test_the_remembered_strings_stay_few() -> None:
+    for n in range(100):
+        contract._remember_escaped(f"chain {n}")
+    assert len(contract._ESCAPED) <= contract._ESCAPED_MAX
 
 
 def test_a_value_json_cannot_write_is_a_type_error_as_with_json_dumps() -> None:

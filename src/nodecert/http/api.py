@@ -303,7 +303,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET", "/v1/crl", Access.ANYONE,
         lambda h, c: h.public.crl(c.first("If-None-Match"), c.query.get("issuer")),
-        "crl", "The local CA's CRL (DER); ?issuer=<key id> for a retiring issuing CA's",
+        "crl", "The local CA's CRL (DER); ?issuer=<key id>: a retiring issuing CA's, the root's",
         media_type="application/pkix-crl", errors=(400, 404), query=("issuer",),
         notes={304: "Not modified: If-None-Match names the current CRL"}, on_lambda=False,
     ),

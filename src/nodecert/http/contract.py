@@ -14,7 +14,6 @@ Errors are RFC 9457 ``application/problem+json`` documents with a stable ``code`
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import urllib.parse
@@ -96,9 +95,26 @@ def _not_json(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+# The escaped JSON of the strings every 201 repeats: the CA chains, which issued_reply
+# registers. Public certificates only: a reply's other strings (its private key, when the
+# service made one) are escaped and forgotten, never kept here.
+_ESCAPED: dict[str, str] = {}
+_ESCAPED_MAX = 16
+
+
+def _escape(text: str) -> str:
+    return _ESCAPED.get(text) or json.encoder.encode_basestring_ascii(text)
+
+
+def _remember_escaped(text: str) -> None:
+    if text not in _ESCAPED:
+        if len(_ESCAPED) >= _ESCAPED_MAX:  # Chains after many rotations: start again.
+            _ESCAPED.clear()
+        _ESCAPED[text] = json.encoder.encode_basestring_ascii(text)
+
+
 # json.dumps(body, separators=(",", ":")) makes a JSONEncoder and a C encoder on every
-# call; the C encoder is made once here. Strings go through a small cache: the CA chain,
-# the longest string of every 201, is the same object each time and is escaped once.
+# call; the C encoder is made once here.
 def _c_iterencode() -> Callable[[object, int], Iterable[str]] | None:
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # An interpreter without the _json accelerator.
@@ -107,7 +123,7 @@ def _c_iterencode() -> Callable[[object, int], Iterable[str]] | None:
         return make(  # type: ignore[no-any-return]
             None,  # No cycle check: a reply body is a tree of our own dicts and lists.
             _not_json,
-            functools.lru_cache(maxsize=64)(json.encoder.encode_basestring_ascii),
+            _escape,
             None,
             ":",
             ",",
@@ -183,6 +199,7 @@ def no_route(path: str) -> NotFoundError:
 def issued_reply(issued: IssuedCertificate) -> Reply:
     """The 201 reply for a newly issued certificate (``/generate-cert``, ``/v1/renew``)."""
     record = issued.record
+    _remember_escaped(issued.chain_pem)  # The same few chains on every 201: escaped once.
     out: dict[str, Any] = {
         "certificate": issued.certificate_pem,
         "certificateChain": issued.chain_pem,

@@ -18,6 +18,7 @@ start at once; creation is serialized with an exclusive lock on ``<home>/ca/.loc
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ from nodecert.backends.local.home import (
 )
 from nodecert.backends.local.issuer import Counter, IssuerSigner, MemoryCounter, counter_io
 from nodecert.backends.local.profile import client_extensions, naive_utc
-from nodecert.backends.local.root_crl import served_root_crl
+from nodecert.backends.local.root_crl import ROOT_CRL, served_root_crl
 from nodecert.backends.local.rotation import KEYREF, finish
 from nodecert.backends.signers.external import ExternalSigner
 from nodecert.core.errors import BackendUnavailableError, ConfigurationError
@@ -112,6 +113,7 @@ class LocalCA:
         self._trust_domain = trust_domain
         self._directory = directory
         self._rotation_file = None if directory is None else rotation_file(directory)
+        self._root_crl: tuple[object, tuple[str, bytes] | None] | None = None
         self._passphrase = passphrase
         self._reload_lock = threading.Lock()
         self._external: ExternalSigner | None = None
@@ -284,8 +286,18 @@ class LocalCA:
         return self._current().published
 
     def root_crl(self) -> tuple[str, bytes] | None:
-        """The root's key id and its CRL from ``ca root-crl`` (``RootCRLSource``)."""
-        return None if self._directory is None else served_root_crl(self._directory)
+        """The root's key id and its CRL from ``ca root-crl`` (``RootCRLSource``).
+
+        Read and checked again only when the file or the CA changed (one ``stat`` per
+        request otherwise): a CRL URL is fetched by every relying party.
+        """
+        if self._directory is None:
+            return None
+        stamp = (stamp_of(os.path.join(self._directory, ROOT_CRL)), self._current().stamp)
+        cached = self._root_crl
+        if cached is None or cached[0] != stamp:
+            cached = self._root_crl = (stamp, served_root_crl(self._directory))
+        return cached[1]
 
     def issuer_set(self) -> IssuerSet:
         """The issuing CAs in use, retiring and retired (``IssuerSource``)."""
