@@ -382,3 +382,24 @@ def test_on_an_event_loop_a_long_hold_is_still_refused(
         assert store.owner_of("n1") is None
     finally:
         store.close()
+
+
+def test_on_an_event_loop_a_refused_write_leaves_no_lock_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file lock held elsewhere past _NOW_RETRY_S: the write gives up, and lets go of
+    # this process's mutex as it does, so the next write (on the loop or off it) goes in.
+    monkeypatch.setattr(sqlite_file, "_NOW_RETRY_S", 0.01)
+    store = SQLiteStore(tmp_path / "nodecert.db", busy_timeout_s=5.0)
+    db = store._db
+    try:
+        with _held(store.path, "flock"), never_wait(), pytest.raises(WouldBlockError):
+            store.put_node("n1", "alice", at=certificate("01").not_before)
+        assert db._write_mutex.acquire(blocking=False), "the refused write kept the mutex"
+        db._write_mutex.release()
+        with never_wait():
+            store.put_node("n1", "alice", at=certificate("01").not_before)
+        store.put_node("n2", "bob", at=certificate("01").not_before)
+        assert (store.owner_of("n1"), store.owner_of("n2")) == ("alice", "bob")
+    finally:
+        store.close()

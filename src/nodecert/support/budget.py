@@ -14,8 +14,7 @@ tasks) each have their own; outside a budget there is no limit beyond the backen
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar
 
 __all__ = ["deadline", "time_budget"]
@@ -23,23 +22,30 @@ __all__ = ["deadline", "time_budget"]
 _DEADLINE: ContextVar[float | None] = ContextVar("nodecert_deadline", default=None)
 
 
-@contextmanager
-def time_budget(
-    seconds: float, *, monotonic: Callable[[], float] = time.monotonic
-) -> Iterator[float]:
+class time_budget:  # noqa: N801 - used as ``with time_budget(s) as at:``, like a function.
     """Run the block with ``seconds`` to spend; yields the deadline (on ``monotonic``).
 
-    A budget inside another never extends it: the earlier deadline holds.
+    A budget inside another never extends it: the earlier deadline holds. The clock is read
+    when the block is entered. A class rather than a generator-based context manager: the
+    ledger's committer opens one for every batch.
     """
-    outer = _DEADLINE.get()
-    at = monotonic() + max(0.0, seconds)
-    if outer is not None:
-        at = min(at, outer)
-    token = _DEADLINE.set(at)
-    try:
-        yield at
-    finally:
-        _DEADLINE.reset(token)
+
+    __slots__ = ("_monotonic", "_seconds", "_token")
+
+    def __init__(self, seconds: float, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._seconds = seconds
+        self._monotonic = monotonic
+
+    def __enter__(self) -> float:
+        outer = _DEADLINE.get()
+        at = self._monotonic() + max(0.0, self._seconds)
+        if outer is not None:
+            at = min(at, outer)
+        self._token = _DEADLINE.set(at)
+        return at
+
+    def __exit__(self, *exc_info: object) -> None:
+        _DEADLINE.reset(self._token)
 
 
 def deadline() -> float | None:

@@ -61,6 +61,14 @@ _INSERT_CERTIFICATE = insert_certificate(_POSTGRES)
 _TIMEOUT_S = 5.0
 
 
+# The token bucket's statements, written once.
+_TAKE_TOKEN, _TOKEN_LEVEL = bucket_statements(
+    lambda name: f"%({name})s",
+    "LEAST(%(capacity)s, rate_buckets.tokens"
+    " + GREATEST(0, %(at)s - rate_buckets.updated_at) * %(rate)s)",
+)
+
+
 class PostgresStore:
     """The ledger, node directory, used tokens and rate buckets, in PostgreSQL.
 
@@ -341,21 +349,16 @@ class PostgresStore:
         Raises:
             StoreUnavailableError: the database cannot answer now.
         """
-        refill = (
-            "LEAST(%(capacity)s, rate_buckets.tokens"
-            " + GREATEST(0, %(at)s - rate_buckets.updated_at) * %(rate)s)"
-        )
         values = {
             "key": key,
             "capacity": float(capacity),
             "rate": float(refill_per_s),
             "at": now.timestamp(),
         }
-        take, level = bucket_statements(lambda name: f"%({name})s", refill)
         with self._connection("write") as db:
-            if db.execute(take, values).fetchone() is not None:
+            if db.execute(_TAKE_TOKEN, values).fetchone() is not None:
                 return 0.0
-            row = db.execute(level, values).fetchone()
+            row = db.execute(_TOKEN_LEVEL, values).fetchone()
         return seconds_until_token(row, refill_per_s)
 
     def close(self) -> None:

@@ -8,9 +8,9 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import suppress
 from pathlib import Path
+from types import TracebackType
 
 from nodecert.core.errors import StoreUnavailableError
 from nodecert.support.blocking import WouldBlockError, must_not_wait
@@ -76,9 +76,11 @@ class SQLiteFile:
         weakref.finalize(self, os.close, self._lock_file)
         self._local = threading.local()
 
-    @contextmanager
-    def transaction(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, write: bool = False) -> _Transaction:
         """This thread's connection inside a transaction, committed on success.
+
+        Used as ``with file.transaction(write=True) as db:``. On the way out of the block,
+        these errors (from the block, the commit or the locks) become:
 
         Raises:
             sqlite3.IntegrityError: a constraint failed (the caller knows what it means).
@@ -87,29 +89,28 @@ class SQLiteFile:
             WouldBlockError: on an event loop (``support.blocking``), a write found a lock
                 taken; the transaction was rolled back.
         """
-        try:
-            with self._writer() if write else nullcontext(None) as limit:
-                db = self._connection()
-                self._wait_at_most(db, limit)
-                with db:
-                    yield db
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
+        return _Transaction(self, write)
+
+    def _translated(self, exc: BaseException, *, write: bool) -> Exception | None:
+        # What a transaction raises instead of ``exc`` (see transaction()), or None: as it is.
+        if isinstance(exc, sqlite3.IntegrityError):
+            return None
+        if isinstance(exc, sqlite3.Error):
             if write and must_not_wait() and exc.sqlite_errorcode & 0xFF in _BUSY:
                 # SQLite's own lock, held by a process that is not nodecert: waiting for
                 # it here would stall every request of this event loop.
-                raise WouldBlockError from exc
-            raise StoreUnavailableError(
+                return WouldBlockError()
+            return StoreUnavailableError(
                 f"store: SQLite error on {self.path.name}: {exc}", retry_after=1
-            ) from exc
-        except OSError as exc:
+            )
+        if isinstance(exc, OSError):
             # The writers' lock file (flock: ENOLCK, EIO…): the file is unavailable, as
             # for any SQLite error.
-            raise StoreUnavailableError(
+            return StoreUnavailableError(
                 f"store: cannot lock {self.path.name}: {exc.strerror or type(exc).__name__}",
                 retry_after=1,
-            ) from exc
+            )
+        return None
 
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
@@ -133,18 +134,18 @@ class SQLiteFile:
             db.execute(f"PRAGMA busy_timeout = {wanted}")
             self._local.busy_ms = wanted
 
-    @contextmanager
-    def _writer(self) -> Iterator[float | None]:
+    def _lock_for_writing(self) -> float:
         # SQLite lets one writer in at a time and makes the others wait in its busy
         # handler, which sleeps in steps of 1 to 100 ms: under load that turns a
         # sub-millisecond commit into tens of milliseconds. Writers of this process queue
         # on a mutex, and writers of other nodecert processes on a file lock beside the
         # database, so SQLite itself almost never sees two writers at once.
-        # Yields the time (monotonic) by which the write must have its locks, or None.
+        # Takes both (released by _unlock) and returns the time (monotonic) by which the
+        # write must have SQLite's own lock. Plain calls, not a context manager: every
+        # request writes on this path.
         if must_not_wait():
-            with self._writer_now():
-                yield time.monotonic()  # SQLite's busy handler must not wait either.
-            return
+            self._lock_now()
+            return 0.0  # Long past: SQLite's busy handler must not wait either.
         limit = time.monotonic() + self._busy_timeout_s
         budget = deadline()
         if budget is not None:
@@ -155,22 +156,18 @@ class SQLiteFile:
             while True:
                 try:
                     fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
+                    return limit
                 except BlockingIOError:
                     if time.monotonic() > limit:
                         raise StoreUnavailableError(
                             "store: timed out waiting to write", retry_after=1
                         ) from None
                     time.sleep(_LOCK_POLL_S)
-            try:
-                yield limit
-            finally:
-                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-        finally:
+        except BaseException:
             self._write_mutex.release()
+            raise
 
-    @contextmanager
-    def _writer_now(self) -> Iterator[None]:
+    def _lock_now(self) -> None:
         # On an event loop: take both locks at once or not at all (WouldBlockError, and
         # the caller retries in a thread). Nothing has been written at that point.
         # This process's other writer (a thread-pool request) holds the mutex for one short
@@ -179,28 +176,37 @@ class SQLiteFile:
         if not self._write_mutex.acquire(timeout=_NOW_RETRY_S):
             raise WouldBlockError
         try:
-            self._flock_now()
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             try:
-                yield
-            finally:
-                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-        finally:
+                self._flock_soon()
+            except BaseException:
+                self._write_mutex.release()
+                raise
+        except BaseException:
             self._write_mutex.release()
+            raise
 
-    def _flock_now(self) -> None:
+    def _flock_soon(self) -> None:
         # Another worker's write holds the file lock for a few tens of microseconds (a rate
         # bucket has no fsync): asking again for that long costs less than running the
         # whole request again in the thread pool, which a WouldBlockError does. Beyond
         # that, the lock is held by something slower (a ledger commit, a backup).
         give_up = time.perf_counter() + _NOW_RETRY_S
         while True:
+            time.sleep(_NOW_POLL_S)  # The GIL released: the holder may be a thread here.
             try:
                 fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return
             except BlockingIOError:
                 if time.perf_counter() > give_up:
                     raise WouldBlockError from None
-                time.sleep(_NOW_POLL_S)  # The GIL released: the holder may be a thread here.
+
+    def _unlock(self) -> None:
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        finally:
+            self._write_mutex.release()
 
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -217,3 +223,54 @@ class SQLiteFile:
             db.isolation_level = "DEFERRED"
             self._local.db = db
         return db
+
+
+class _Transaction:
+    # SQLiteFile.transaction(): a class rather than a generator-based context manager,
+    # which costs several times as much, on every store call of every request.
+    __slots__ = ("_db", "_file", "_write")
+
+    def __init__(self, file: SQLiteFile, write: bool) -> None:
+        self._file = file
+        self._write = write
+
+    def __enter__(self) -> sqlite3.Connection:
+        file = self._file
+        try:
+            limit = file._lock_for_writing() if self._write else None
+            try:
+                db = file._connection()
+                file._wait_at_most(db, limit)
+            except BaseException:
+                if self._write:
+                    file._unlock()
+                raise
+        except Exception as exc:
+            translated = file._translated(exc, write=self._write)
+            if translated is None:
+                raise
+            raise translated from exc
+        # The connection's own context manager (commit, or roll back) is left to __exit__:
+        # entering it does nothing.
+        self._db = db
+        return db
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        file = self._file
+        try:
+            try:
+                self._db.__exit__(kind, exc, tb)  # Commits, or rolls back.
+            finally:
+                if self._write:
+                    file._unlock()
+        except Exception as error:
+            translated = file._translated(error, write=self._write)
+            if translated is None:
+                raise
+            raise translated from error
+        if exc is not None:
+            translated = file._translated(exc, write=self._write)
+            if translated is not None:
+                raise translated from exc

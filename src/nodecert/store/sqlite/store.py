@@ -371,14 +371,11 @@ class SQLiteStore:
         One UPSERT does the read, the refill and the take, so concurrent workers can never
         both spend the last token.
         """
-        at = now.timestamp()
-        refill = "min(:capacity, tokens + max(0, :at - updated_at) * :rate)"
-        values = {"key": key, "capacity": capacity, "rate": refill_per_s, "at": at}
-        take, level = bucket_statements(lambda name: f":{name}", refill)
+        values = {"key": key, "capacity": capacity, "rate": refill_per_s, "at": now.timestamp()}
         with self._rates.transaction(write=True) as db:
-            if db.execute(take, values).fetchone() is not None:
+            if db.execute(_TAKE_TOKEN, values).fetchone() is not None:
                 return 0.0
-            row = db.execute(level, values).fetchone()
+            row = db.execute(_TOKEN_LEVEL, values).fetchone()
         return seconds_until_token(row, refill_per_s)
 
     def close(self) -> None:
@@ -386,6 +383,12 @@ class SQLiteStore:
         self._committer.close()
         self._db.close()
         self._rates.close()
+
+
+# The token bucket's statements, written once (take_token runs on every issuance).
+_TAKE_TOKEN, _TOKEN_LEVEL = bucket_statements(
+    lambda name: f":{name}", "min(:capacity, tokens + max(0, :at - updated_at) * :rate)"
+)
 
 
 def _upgrade(db: sqlite3.Connection) -> None:
