@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nodecert.core.values import CertificateRecord
 from nodecert.http import contract
-from nodecert.http.contract import Reply, encode_json
+from nodecert.http.contract import Reply, encode_json, issued_reply
 from nodecert.http.direct import render, send_reply
+from nodecert.issuing.values import IssuedCertificate
 
 _JSON = st.recursive(
     st.none()
@@ -33,29 +36,74 @@ def test_the_bytes_are_json_dumps_bytes(body: object) -> None:
     assert encode_json(body) == json.dumps(body, separators=(",", ":")).encode()
 
 
-@given(st.text(min_size=1, max_size=64))
-def test_a_remembered_string_is_written_as_json_dumps_writes_it(text: str) -> None:
-    # issued_reply remembers the CA chain escaped: it must be that string's escape, and
-    # never stand in for another string.
-    contract._remember_escaped(text)
-    body = {"certificateChain": text, "n": [text, text[::-1], text + "x"]}
-    assert encode_json(body) == json.dumps(body, separators=(",", ":")).encode()
+_TIMES = st.datetimes(
+    min_value=datetime(1970, 1, 2), max_value=datetime(9999, 1, 1), timezones=st.just(UTC)
+)
+
+
+@given(
+    certificate=st.text(),
+    chain=st.text(),
+    key=st.none() | st.text(),
+    renewed_from=st.none() | st.text(),
+    ids=st.tuples(st.text(), st.text(), st.text(), st.text()),
+    times=st.tuples(_TIMES, _TIMES),
+)
+def test_an_issued_reply_is_the_json_dumps_bytes_of_its_body(
+    certificate: str,
+    chain: str,
+    key: str | None,
+    renewed_from: str | None,
+    ids: tuple[str, str, str, str],
+    times: tuple[datetime, datetime],
+) -> None:
+    # issued_reply writes its bytes itself, the chain's escape made once per chain: they
+    # must be the body's json.dumps, whatever the strings hold, and each call its own.
+    serial, user, node, key_type = ids
+    record = CertificateRecord(
+        serial=serial,
+        user_id=user,
+        node_id=node,
+        key_type=key_type,
+        not_before=times[0],
+        not_after=times[1],
+        fingerprint_sha256="00",
+        request_id="r",
+        created_at=times[0],
+        renewed_from=renewed_from,
+    )
+    reply = issued_reply(IssuedCertificate(record, certificate, chain, key))
+    assert list(reply.body)[:2] == ["certificate", "certificateChain"]
+    assert reply.encoded() == json.dumps(reply.body, separators=(",", ":")).encode()
+    again = issued_reply(IssuedCertificate(record, certificate + "x", chain, None))
+    assert again.encoded() == json.dumps(again.body, separators=(",", ":")).encode()
 
 
 def test_only_the_chains_are_remembered_never_a_private_key() -> None:
     key = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----\n"
     chain = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmg\n-----END CERTIFICATE-----\n"
-    contract._remember_escaped(chain)
-    encode_json({"certificateChain": chain, "privateKey": key, "certificate": chain[::-1]})
-    assert chain in contract._ESCAPED
-    assert key not in contract._ESCAPED
-    assert chain[::-1] not in contract._ESCAPED
+    record = CertificateRecord(
+        serial="0A",
+        user_id="alice",
+        node_id="n1",
+        key_type="ec-p256",
+        not_before=datetime(2026, 1, 1, tzinfo=UTC),
+        not_after=datetime(2026, 1, 2, tzinfo=UTC),
+        fingerprint_sha256="00",
+        request_id="r",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    issued_reply(IssuedCertificate(record, chain[::-1], chain, key))
+    assert chain in contract._ESCAPED_CHAINS
+    assert key not in contract._ESCAPED_CHAINS
+    assert chain[::-1] not in contract._ESCAPED_CHAINS
+    assert not any(key in escaped for escaped in contract._ESCAPED_CHAINS.values())
 
 
-def test_the_remembered_strings_stay_few() -> None:
+def test_the_remembered_chains_stay_few() -> None:
     for n in range(100):
-        contract._remember_escaped(f"chain {n}")
-    assert len(contract._ESCAPED) <= contract._ESCAPED_MAX
+        contract._escaped_chain(f"chain {n}")
+    assert len(contract._ESCAPED_CHAINS) <= contract._ESCAPED_MAX
 
 
 def test_a_value_json_cannot_write_is_a_type_error_as_with_json_dumps() -> None:
