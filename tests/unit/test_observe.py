@@ -107,3 +107,16 @@ def test_prometheus_children_are_reused_and_a_wrong_label_still_only_logs(
         metrics.count("renewals", {"result": "renewed"})  # Not the metric's label.
         metrics.count("renewals", {"result": "renewed"})  # Refused again, not cached.
     assert [r.getMessage() for r in caplog.records] == ["metrics: could not count renewals"] * 2
+
+
+def test_prometheus_labels_in_another_order_count_in_the_same_series() -> None:
+    # A series is looked up by its label names and values as given; the same labels in
+    # another order are another lookup, never another series (nor a value under the wrong
+    # name).
+    metrics = PrometheusMetrics()
+    metrics.count("authorize_decisions", {"decision": "deny", "reason": "revoked"})
+    metrics.count("authorize_decisions", {"reason": "revoked", "decision": "deny"})
+    metrics.count("authorize_decisions", {"reason": "deny", "decision": "revoked"})
+    text = metrics.exposition()
+    assert b'nodecert_authorize_decisions_total{decision="deny",reason="revoked"} 2.0' in text
+    assert b'nodecert_authorize_decisions_total{decision="revoked",reason="deny"} 1.0' in text

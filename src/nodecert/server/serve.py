@@ -31,7 +31,7 @@ import re
 import socket
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NoReturn
 
 import uvicorn
 
@@ -302,22 +302,23 @@ class BoundedHttpToolsProtocol(DrainingHttpToolsProtocol):
         self.transport.close()
 
     def on_url(self, url: bytes) -> None:
-        self._count(len(url))
+        self._head_bytes += len(url)
+        if self._head_bytes > self.max_header_bytes:
+            self._refuse_head()
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
+        # Counted here rather than in a helper: this runs for every header of every request.
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self.max_header_bytes:
+            self._refuse_head()
         super().on_header(name, value)
 
-    def _count(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > self.max_header_bytes:
-            self._refusal = HeadersTooLargeError(
-                f"headers: larger than {self.max_header_bytes} bytes"
-            )
-            # Raised inside the parser's callback: uvicorn turns it into an answer through
-            # send_400_response, below, and closes the connection.
-            raise _RefusedError
+    def _refuse_head(self) -> NoReturn:
+        self._refusal = HeadersTooLargeError(f"headers: larger than {self.max_header_bytes} bytes")
+        # Raised inside the parser's callback: uvicorn turns it into an answer through
+        # send_400_response, below, and closes the connection.
+        raise _RefusedError
 
     def send_400_response(self, msg: str) -> None:
         """A problem document for what the parser refused, then close: 400, 431 or 501.
