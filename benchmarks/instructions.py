@@ -69,9 +69,16 @@ def _summary(path: Path) -> int:
 
 
 def count(
-    executable: str, *, requests: int, concurrency: int, warmup: int, env: dict[str, str]
+    executable: str,
+    *,
+    requests: int,
+    concurrency: int,
+    warmup: int,
+    env: dict[str, str],
+    keep: Path | None = None,
 ) -> float:
-    """Instructions per certificate of one build (one run), with ``env`` set for it."""
+    """Instructions per certificate of one build (one run), with ``env`` set for it; the
+    window's callgrind dump is copied to ``keep`` when given."""
     with tempfile.TemporaryDirectory(prefix="nodecert-instructions-") as scratch:
         wrapper = Path(scratch) / "nodecert"
         wrapper.write_text(_WRAPPER)
@@ -122,6 +129,8 @@ def count(
         ]
         if len(windows) != 1:
             raise SetupError(f"expected one window dump, found {sorted(p.name for p in windows)}")
+        if keep is not None:
+            shutil.copyfile(windows[0], keep)
         return _summary(windows[0]) / requests
 
 
@@ -151,12 +160,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument(
+        "--keep",
+        type=Path,
+        help="a directory to keep each window's dump in (NAME.ROUND.callgrind), for"
+        " callgrind_annotate",
+    )
+    parser.add_argument(
         "--env",
         action="append",
         default=[],
         help="NAME:VAR=VALUE, an environment variable for build NAME (NAME: alone, none)",
     )
     args = parser.parse_args(argv)
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("instructions.py needs valgrind (apt-get install valgrind)", file=sys.stderr)
         return 2
@@ -182,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 concurrency=args.concurrency,
                 warmup=args.warmup,
                 env=envs[name],
+                keep=None if args.keep is None else args.keep / f"{name}.{round_}.callgrind",
             )
             figures[name].append(per_cert)
             print(f"round {round_} {name:10} {per_cert / 1e6:7.3f} M instructions per certificate")
