@@ -43,6 +43,7 @@ from nodecert.backends.local.home import (
     read_home,
     rotation_file,
     stamp_of,
+    unchanged,
 )
 from nodecert.backends.local.issuer import Counter, IssuerSigner, MemoryCounter, counter_io
 from nodecert.backends.local.profile import client_extensions, naive_utc
@@ -382,7 +383,7 @@ class LocalCA:
         # One stat per call: a rotation by another process takes effect on the next
         # request of every worker.
         state = self._state
-        if self._rotation_file is None or stamp_of(self._rotation_file) == state.stamp:
+        if self._rotation_file is None or unchanged(self._rotation_file, state.stamp):
             return state
         assert self._directory is not None
         with self._reload_lock:

@@ -48,6 +48,7 @@ __all__ = [
     "rotation_file",
     "rotation_stamp",
     "stamp_of",
+    "unchanged",
     "write_new_private",
 ]
 
@@ -222,7 +223,7 @@ class HomeIssuers:
     def issuer_set(self) -> IssuerSet:
         """The current :class:`IssuerSet` (the same object until the next rotation)."""
         loaded = self._loaded
-        if stamp_of(self._rotation_file) == loaded[0]:
+        if unchanged(self._rotation_file, loaded[0]):
             return loaded[1]
         with self._lock:
             if stamp_of(self._rotation_file) != self._loaded[0]:
@@ -252,6 +253,17 @@ def stamp_of(path: str) -> object:
     except FileNotFoundError:
         return None
     return (status.st_ino, status.st_mtime_ns, status.st_size)
+
+
+def unchanged(path: str, stamp: object) -> bool:
+    """Whether the file :func:`rotation_file` named still has ``stamp`` (:func:`stamp_of`).
+
+    One system call, and no exception while the file is still missing (a home that never
+    rotated): every request asks.
+    """
+    if stamp is None:
+        return not os.access(path, os.F_OK)
+    return stamp_of(path) == stamp
 
 
 def _self_signed(certificate: x509.Certificate) -> bool:
