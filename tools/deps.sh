@@ -9,6 +9,8 @@
 #   strace       to watch OpenSSL's generators in the SnapStart test
 #   softhsm2     a PKCS#11 token for the CA key behind the signer seam
 #                (tests/integration/test_pkcs11_signer.py, benchmarks/signers.py)
+#   awscli       the AWS CLI, to run docs/aws.md's shell recipes as written, against moto
+#                (deploy/aws/outbox-upgrade-check.sh)
 #
 # Installed only as root with apt-get (CI containers, a fresh Debian machine). Another apt or
 # dpkg run holding the lock is waited for, up to five minutes, rather than failing.
@@ -21,6 +23,7 @@ have systemd-analyze || missing="$missing systemd"
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
 have strace || missing="$missing strace"
 have softhsm2-util || missing="$missing softhsm2"
+have aws || missing="$missing awscli"
 
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -3,7 +3,7 @@
 # deployed before the outbox table"): how many revocations the older version queued, and
 # audit entries it wrote, are still in the limits table. The sweep moves them to the outbox
 # table on its next run; 0 means nothing of the older layout is left. Input: LIMITS_TABLE
-# (the stack's LimitsTableName output).
+# (the stack's LimitsTableName output); any arguments go to aws (--profile, --region).
 set -eu
 aws dynamodb scan --table-name "$LIMITS_TABLE" --select COUNT --consistent-read \
     --filter-expression \
@@ -11,4 +11,4 @@ aws dynamodb scan --table-name "$LIMITS_TABLE" --select COUNT --consistent-read 
     --expression-attribute-names '{"#k": "key"}' \
     --expression-attribute-values \
     '{":revoke": {"S": "revoke#"}, ":sweep": {"S": "sweep#"}, ":audit": {"S": "audit#"}}' \
-    --query Count --output text
+    --query Count --output text "$@"
