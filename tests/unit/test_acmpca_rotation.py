@@ -77,8 +77,8 @@ def stub(client):
         stubber.assert_no_pending_responses()
 
 
-def backend(client, **kwargs) -> ACMPCABackend:
-    clock = FakeTime()
+def backend(client, clock: FakeTime | None = None, **kwargs) -> ACMPCABackend:
+    clock = clock or FakeTime()
     return ACMPCABackend(
         client,
         ca_arn=NEW,
@@ -191,16 +191,27 @@ def test_a_retired_ca_that_is_gone_leaves_its_certificates_without_a_chain(clien
 
 
 def test_a_retiring_ca_that_pca_cannot_give_now_is_an_outage_asked_again(client, stub, pki):
+    # Asked again a few seconds later: until then the same answer stands, without a call
+    # (GET /v1/ca/issuers is public; a flood of it must not become one of PCA calls).
+    clock = FakeTime()
     chain_answer(stub, pki, NEW)
     stub.add_client_error(
         "get_certificate_authority_certificate",
         service_error_code="ResourceNotFoundException",
         expected_params={"CertificateAuthorityArn": OLD},
     )
-    ca = backend(client, retiring_ca_arns=[OLD])
-    with pytest.raises(BackendUnavailableError):
+    ca = backend(client, clock, retiring_ca_arns=[OLD])
+    with pytest.raises(BackendUnavailableError) as first:
         ca.issuer_set()
-    chain_answer(stub, pki, OLD)
+    chain_answer(stub, pki, OLD)  # What PCA would answer now.
+    clock.sleep(4.9)
+    with pytest.raises(BackendUnavailableError) as held:
+        ca.issuer_set()
+    assert held.value.detail == first.value.detail
+    assert held.value.retry_after == first.value.retry_after
+    with pytest.raises(BackendUnavailableError):
+        ca.chain()  # GET /v1/ca too.
+    clock.sleep(0.2)
     assert ca.issuer_set().intermediates == (pki[NEW], pki[OLD])
 
 
@@ -243,3 +254,29 @@ def test_revocation_without_a_recorded_issuer_asks_the_leaving_cas_after_the_iss
         },
     )
     backend(client, retiring_ca_arns=[OLD]).revoke(0xABC, RevocationReason.SUPERSEDED)
+
+
+def test_the_issuers_listing_is_worked_out_once_per_issuer_set(client, stub, pki, monkeypatch):
+    # GET /v1/ca/issuers checks signatures (which root issued which CA): once for an issuer
+    # set and chain, not on every request of a public route; a new set is worked out anew.
+    from nodecert.issuing import issuers as module
+
+    chain_answer(stub, pki, NEW)
+    chain_answer(stub, pki, OLD)
+    ca = backend(client, retiring_ca_arns=[OLD])
+    checks = []
+    real = module.issued_by
+    monkeypatch.setattr(
+        module,
+        "issued_by",
+        lambda c, r: checks.append(c) or real(c, r),  # type: ignore[func-returns-value]
+    )
+    first = issuer_statuses(ca)
+    made = len(checks)
+    assert made > 0
+    assert issuer_statuses(ca) == first
+    assert len(checks) == made
+    other = backend(client, retiring_ca_arns=[OLD])  # Another issuer set: its own answer.
+    other._authorities._chains = dict(ca._authorities._chains)
+    assert issuer_statuses(other) == first
+    assert len(checks) == 2 * made

@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidSignature
 
 from nodecert.core.keys import key_id
 from nodecert.core.ports import CABackend, IssuerSource
+from nodecert.core.values import IssuerSet
 
 __all__ = ["IssuerState", "IssuerStatus", "issued_by", "issuer_statuses"]
 
@@ -39,12 +40,28 @@ class IssuerStatus:
     state: IssuerState
 
 
+# The last answer, with the issuer set (by identity: backends keep one until a rotation)
+# and chain it was made of: the signature checks below run once per rotation, not once per
+# request of a public route.
+_last: tuple[IssuerSet, tuple[x509.Certificate, ...], tuple[IssuerStatus, ...]] | None = None
+
+
 def issuer_statuses(ca: CABackend) -> list[IssuerStatus]:
     """Every CA certificate of ``ca`` with its state: the issuing one first."""
-    chain = list(ca.chain())
+    global _last  # One small answer per process, replaced whole.
+    chain = tuple(ca.chain())
     if not isinstance(ca, IssuerSource):
         return [IssuerStatus(c, key_id(c), IssuerState.ACTIVE) for c in chain]
     issuers = ca.issuer_set()
+    last = _last
+    if last is not None and last[0] is issuers and last[1] == chain:
+        return list(last[2])
+    statuses = _statuses(chain, issuers)
+    _last = (issuers, chain, tuple(statuses))
+    return statuses
+
+
+def _statuses(chain: tuple[x509.Certificate, ...], issuers: IssuerSet) -> list[IssuerStatus]:
     issuing = issuers.issuing or (chain[0],)
     states: dict[x509.Certificate, IssuerState] = dict.fromkeys(issuing, IssuerState.ACTIVE)
     # The root in use issues no leaves (two tiers); another root is the one-tier CA of an

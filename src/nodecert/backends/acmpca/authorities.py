@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 __all__ = ["Authorities"]
 
 _log = logging.getLogger("nodecert.backends.acmpca")
+# How long a CA chain PCA could not give is answered from that failure, without asking
+# again (at most; less when PCA said to retry sooner).
+_OUTAGE_HELD_S = 5.0
 
 
 class Authorities:
@@ -96,6 +99,9 @@ class Authorities:
         self._issuers: IssuerSet | None = None
         self._signing: dict[str, SigningAlgorithmType] = {}
         self._chains: dict[str, tuple[x509.Certificate, ...]] = {}
+        # A CA chain PCA could not give: until when (pacing.monotonic) the same answer
+        # stands, and that answer (see chain_of).
+        self._chain_outages: dict[str, tuple[float, BackendUnavailableError]] = {}
 
     def client_for(self, arn: str) -> ACMPCAClient:
         """The client that reaches ``arn``: its own, or the general CA's for any other."""
@@ -196,6 +202,25 @@ class Authorities:
         cached = self._chains.get(arn)
         if cached is not None:
             return cached
+        outage = self._chain_outages.get(arn)
+        if outage is not None and self._pacing.monotonic() < outage[0]:
+            # GET /v1/ca and /v1/ca/issuers are public: while PCA cannot give the chain,
+            # a flood of them must not become a flood of PCA calls, each retried.
+            error = outage[1]
+            raise BackendUnavailableError(
+                error.detail, retry_after=error.retry_after, nothing_issued=error.nothing_issued
+            )
+        try:
+            chain = self._fetch_chain(arn)
+        except BackendUnavailableError as exc:
+            held = min(float(exc.retry_after or _OUTAGE_HELD_S), _OUTAGE_HELD_S)
+            self._chain_outages[arn] = (self._pacing.monotonic() + held, exc)
+            raise
+        self._chain_outages.pop(arn, None)
+        self._chains[arn] = chain
+        return chain
+
+    def _fetch_chain(self, arn: str) -> tuple[x509.Certificate, ...]:
         client = self.client_for(arn)
         try:
             response = call_with_retries(
@@ -212,9 +237,7 @@ class Authorities:
             parents = load_all(response.get("CertificateChain") or "")
         except (KeyError, ValueError) as exc:
             raise BackendUnavailableError("ca: ACM PCA returned an unreadable CA chain") from exc
-        chain = ordered_chain(own, parents)
-        self._chains[arn] = chain
-        return chain
+        return ordered_chain(own, parents)
 
     def _retired_chain(self, arn: str) -> tuple[x509.Certificate, ...]:
         # An emergency's CA may be disabled or deleted already: without its chain its
