@@ -565,3 +565,19 @@ def test_renew_sees_a_revocation_in_its_own_retiring_issuers_crl(
     assert found is not None
     assert found.reason == "keyCompromise"
     assert any(p.startswith("GET /v1/crl?issuer=") for p in transport.paths)
+
+
+def test_the_node_side_issuers_follow_the_first_rotation_of_a_home(env: Env, home: Path) -> None:
+    # HomeIssuers (the authorizer beside the service) loaded a home that never rotated: no
+    # rotation counter yet. The first rotation creates it, and the next look sees it.
+    from nodecert.backends.local.home import HomeIssuers
+
+    issuers = HomeIssuers(home / "ca")
+    before = issuers.issuer_set()
+    assert not (home / "ca" / "rotation").exists()
+    assert issuers.issuer_set() is before  # Unchanged: the same set, nothing read again.
+    assert main(["ca", "rotate"]) == 0
+    after = issuers.issuer_set()
+    (old,) = before.intermediates
+    assert after.intermediates[0] != old  # The new issuing CA first,
+    assert after.intermediates[1:] == (old,)  # the one it replaced still trusted.

@@ -626,6 +626,68 @@ def test_chain_of_an_inactive_ca_is_backend_unavailable(client, stub, clock):
         make_backend(client, clock).chain()
 
 
+def test_a_chain_pca_failed_to_give_is_not_asked_for_again_for_a_few_seconds(client, stub, clock):
+    error(stub, "get_certificate_authority_certificate", "InvalidStateException")
+    backend = make_backend(client, clock)
+    with pytest.raises(BackendUnavailableError, match="not ACTIVE"):
+        backend.chain()
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root = _ca("root", root_key)
+    stub.add_response(
+        "get_certificate_authority_certificate",
+        {"Certificate": _pem(root)},
+        {"CertificateAuthorityArn": GENERAL},
+    )
+    with pytest.raises(BackendUnavailableError, match="not ACTIVE"):
+        backend.chain()  # Held: the answer queued above is not asked for.
+    clock.sleep(5.0)
+    assert list(backend.chain()) == [root]
+
+
+def test_a_request_out_of_its_own_time_leaves_nothing_held_for_the_next(client, stub, clock):
+    # "No time left in this request" is the request's budget, not PCA's answer: the next
+    # request, with time, asks PCA at once.
+    from nodecert.support.budget import time_budget
+
+    backend = make_backend(client, clock)
+    with (
+        time_budget(0, monotonic=clock.monotonic),
+        pytest.raises(BackendUnavailableError, match="no time left"),
+    ):
+        backend.chain()
+    root = _ca("root", ec.generate_private_key(ec.SECP256R1()))
+    stub.add_response(
+        "get_certificate_authority_certificate",
+        {"Certificate": _pem(root)},
+        {"CertificateAuthorityArn": GENERAL},
+    )
+    assert list(backend.chain()) == [root]
+
+
+def test_a_certificate_issued_without_its_chain_is_never_reported_as_nothing_issued(
+    client, stub, clock, local_ca, key
+):
+    # PCA issued (and billed) the certificate; its answer had no chain, and the CA's chain
+    # cannot be had now (held from an earlier failure that asked for nothing): the error
+    # must not let the Idempotency-Key go, or a retry would issue a second certificate.
+    error(stub, "get_certificate_authority_certificate", "InvalidStateException")
+    backend = make_backend(client, clock)
+    with pytest.raises(BackendUnavailableError):
+        backend.chain()
+    request = make_request(key)
+    describe(stub)
+    issued(stub)
+    certificate = local_ca.issue(request).certificate
+    stub.add_response(
+        "get_certificate",
+        {"Certificate": certificate.public_bytes(serialization.Encoding.PEM).decode()},
+        {"CertificateAuthorityArn": GENERAL, "CertificateArn": f"{GENERAL}/certificate/abc"},
+    )
+    with pytest.raises(BackendUnavailableError) as refused:
+        backend.issue(request)
+    assert refused.value.nothing_issued is False
+
+
 # Templates
 
 

@@ -100,3 +100,15 @@ def test_a_revoke_all_sweep_stops_within_its_budget(pca) -> None:
     assert sent in (20, 21)
     assert clock.now - started <= 3.0 + 0.15
     # Without a budget the same 200 rows would take 30 s: past a 20 s Lambda timeout.
+
+
+def test_one_budget_entered_twice_is_refused_and_leaves_no_deadline_behind() -> None:
+    budget = time_budget(5)
+    with budget:
+        with pytest.raises(RuntimeError, match="open already"), budget:
+            pass
+        assert deadline() is not None
+    assert deadline() is None
+    with budget:  # Closed: it may be used again.
+        assert deadline() is not None
+    assert deadline() is None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 __all__ = ["deadline", "time_budget"]
 
@@ -35,8 +35,11 @@ class time_budget:  # noqa: N801 - used as ``with time_budget(s) as at:``, like 
     def __init__(self, seconds: float, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._seconds = seconds
         self._monotonic = monotonic
+        self._token: Token[float | None] | None = None
 
     def __enter__(self) -> float:
+        if self._token is not None:
+            raise RuntimeError("time_budget: this budget is open already")
         outer = _DEADLINE.get()
         at = self._monotonic() + max(0.0, self._seconds)
         if outer is not None:
@@ -45,7 +48,9 @@ class time_budget:  # noqa: N801 - used as ``with time_budget(s) as at:``, like 
         return at
 
     def __exit__(self, *exc_info: object) -> None:
-        _DEADLINE.reset(self._token)
+        if self._token is not None:
+            _DEADLINE.reset(self._token)
+            self._token = None
 
 
 def deadline() -> float | None:

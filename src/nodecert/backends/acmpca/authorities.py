@@ -43,7 +43,7 @@ __all__ = ["Authorities"]
 
 _log = logging.getLogger("nodecert.backends.acmpca")
 # How long a CA chain PCA could not give is answered from that failure, without asking
-# again (at most; less when PCA said to retry sooner).
+# again (at most: less when the failure's Retry-After is shorter).
 _OUTAGE_HELD_S = 5.0
 
 
@@ -100,8 +100,8 @@ class Authorities:
         self._signing: dict[str, SigningAlgorithmType] = {}
         self._chains: dict[str, tuple[x509.Certificate, ...]] = {}
         # A CA chain PCA could not give: until when (pacing.monotonic) the same answer
-        # stands, and that answer (see chain_of).
-        self._chain_outages: dict[str, tuple[float, BackendUnavailableError]] = {}
+        # stands, and that answer's detail and Retry-After (see chain_of).
+        self._chain_outages: dict[str, tuple[float, str, int | None]] = {}
 
     def client_for(self, arn: str) -> ACMPCAClient:
         """The client that reaches ``arn``: its own, or the general CA's for any other."""
@@ -206,15 +206,17 @@ class Authorities:
         if outage is not None and self._pacing.monotonic() < outage[0]:
             # GET /v1/ca and /v1/ca/issuers are public: while PCA cannot give the chain,
             # a flood of them must not become a flood of PCA calls, each retried.
-            error = outage[1]
-            raise BackendUnavailableError(
-                error.detail, retry_after=error.retry_after, nothing_issued=error.nothing_issued
-            )
+            _, detail, retry_after = outage
+            raise BackendUnavailableError(detail, retry_after=retry_after, nothing_issued=True)
         try:
             chain = self._fetch_chain(arn)
         except BackendUnavailableError as exc:
-            held = min(float(exc.retry_after or _OUTAGE_HELD_S), _OUTAGE_HELD_S)
-            self._chain_outages[arn] = (self._pacing.monotonic() + held, exc)
+            # Only what PCA answered (an error, an unreadable chain: the cause) is kept; a
+            # request that ran out of its own time never asked, and says nothing of PCA.
+            if exc.__cause__ is not None:
+                held = _OUTAGE_HELD_S if exc.retry_after is None else exc.retry_after
+                until = self._pacing.monotonic() + min(float(held), _OUTAGE_HELD_S)
+                self._chain_outages[arn] = (until, exc.detail, exc.retry_after)
             raise
         self._chain_outages.pop(arn, None)
         self._chains[arn] = chain

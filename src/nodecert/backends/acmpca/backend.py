@@ -236,9 +236,16 @@ class ACMPCABackend:
             chain = tuple(load_all(chain_pem))
         except (KeyError, ValueError) as exc:
             raise BackendUnavailableError("ca: ACM PCA returned an unreadable certificate") from exc
-        return SignedCertificate(
-            certificate=certificate, chain=chain or self._authorities.chain_of(arn), issuer=arn
-        )
+        if not chain:
+            try:
+                chain = self._authorities.chain_of(arn)
+            except BackendUnavailableError as exc:
+                # PCA has issued (and billed) the certificate: whatever the chain's failure
+                # says, something was issued, so a retry must not be free to issue again.
+                raise BackendUnavailableError(
+                    exc.detail, retry_after=exc.retry_after, nothing_issued=False
+                ) from exc
+        return SignedCertificate(certificate=certificate, chain=chain, issuer=arn)
 
     def chain(self) -> Sequence[x509.Certificate]:
         """The CA certificates (cached): the issuing CAs, the retiring ones, the CAs above

@@ -262,8 +262,12 @@ def unchanged(path: str, stamp: object) -> bool:
     rotated): every request asks.
     """
     if stamp is None:
-        return not os.access(path, os.F_OK)
+        return not os.access(path, os.F_OK, effective_ids=_EFFECTIVE)
     return stamp_of(path) == stamp
+
+
+# access() asks as the process's effective user, as stat() does, where the system can.
+_EFFECTIVE = os.access in os.supports_effective_ids
 
 
 def _self_signed(certificate: x509.Certificate) -> bool:
