@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nodecert.core.keys import KeyType, generate_private_key, private_key_pem
 from nodecert.core.values import CertificateRecord
 from nodecert.http import contract
 from nodecert.http.contract import Reply, encode_json, issued_reply
@@ -80,7 +81,7 @@ def test_an_issued_reply_is_the_json_dumps_bytes_of_its_body(
 
 
 def test_only_the_chains_are_remembered_never_a_private_key() -> None:
-    key = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----\n"
+    key = private_key_pem(generate_private_key(KeyType.EC_P256))  # Made here: none on disk.
     chain = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmg\n-----END CERTIFICATE-----\n"
     record = CertificateRecord(
         serial="0A",
@@ -97,7 +98,7 @@ def test_only_the_chains_are_remembered_never_a_private_key() -> None:
     assert chain in contract._ESCAPED_CHAINS
     assert key not in contract._ESCAPED_CHAINS
     assert chain[::-1] not in contract._ESCAPED_CHAINS
-    assert not any(key in escaped for escaped in contract._ESCAPED_CHAINS.values())
+    assert not any(json.dumps(key) in escaped for escaped in contract._ESCAPED_CHAINS.values())
 
 
 def test_the_remembered_chains_stay_few() -> None:
