@@ -380,8 +380,8 @@ class LocalCA:
         return self._key_refs(parse_ref(named))
 
     def _current(self) -> _State:
-        # One stat per call: a rotation by another process takes effect on the next
-        # request of every worker.
+        # One system call per call (unchanged()): a rotation by another process takes
+        # effect on the next request of every worker.
         state = self._state
         if self._rotation_file is None or unchanged(self._rotation_file, state.stamp):
             return state

@@ -206,8 +206,9 @@ def retired_entries(directory: Path, in_use: str) -> list[Path]:
 class HomeIssuers:
     """The ``IssuerSource`` of a home's CA files alone (no key): for the node-side check.
 
-    The files are read again after a rotation (one ``stat`` per call finds out), so an
-    authorizer beside the service follows ``nodecert ca rotate`` on its next decision.
+    The files are read again after a rotation (one system call per call finds out:
+    :func:`unchanged`), so an authorizer beside the service follows ``nodecert ca rotate``
+    on its next decision.
 
     Raises:
         ConfigurationError: at construction, see :func:`read_home`.
