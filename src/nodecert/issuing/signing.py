@@ -30,7 +30,6 @@ from nodecert.core.keys import (
     PrivateKey,
     PublicKey,
     build_csr,
-    fingerprint,
 )
 from nodecert.core.keys import private_key_pem as render_private_key
 from nodecert.core.metrics import Metrics
@@ -38,7 +37,7 @@ from nodecert.core.ports import CABackend, Ledger
 from nodecert.core.values import CertificateRecord, Commit, Profile, SigningRequest
 from nodecert.issuing.idempotency import Claim, IdempotencyGuard, nothing_issued, request_hash
 from nodecert.issuing.renewal_once import record_successor
-from nodecert.issuing.values import IssuedCertificate, chain_pem, pem
+from nodecert.issuing.values import IssuedCertificate, chain_pem, pem_and_fingerprint
 
 __all__ = ["SigningParts", "check_signed", "sign_and_record"]
 
@@ -143,6 +142,10 @@ def sign_and_record(
     certificate = signed.certificate
     if not in_process:
         check_signed(certificate, public_key, identity, trust_domain=parts.trust_domain)
+    # The reply's text before the row goes to the ledger: a lone request's commit then
+    # starts as soon as it is handed over, while the event loop has less left to do before
+    # it waits (the committing thread needs the GIL the loop holds until then).
+    certificate_pem, fingerprint_sha256 = pem_and_fingerprint(certificate)
     record = CertificateRecord(
         serial=format_serial(certificate.serial_number),
         user_id=identity.user_id,
@@ -150,7 +153,7 @@ def sign_and_record(
         key_type=key_type.value,
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
-        fingerprint_sha256=fingerprint(certificate),
+        fingerprint_sha256=fingerprint_sha256,
         request_id=request_id,
         created_at=now,
         profile=profile,
@@ -160,10 +163,6 @@ def sign_and_record(
         user_subject=user_subject,
         ip_addresses=ip_addresses,
     )
-    # The reply's text before the row goes to the ledger: a lone request's commit then
-    # starts as soon as it is handed over, while the event loop has less left to do before
-    # it waits (the committing thread needs the GIL the loop holds until then).
-    certificate_pem = pem(certificate)
     chain = chain_pem(tuple(signed.chain))
     private_key_pem = render_private_key(key) if key is not None else None
     ledger = parts.ledger
