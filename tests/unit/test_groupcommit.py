@@ -199,3 +199,45 @@ def test_a_row_from_another_thread_wakes_the_thread_while_the_loop_holds_its_wak
     asyncio.run(a_loop_busy_while_a_pool_thread_writes())
     assert disk.batches == [["idle"], ["a", "b"]]
     committer.close()
+
+
+def test_a_lone_row_on_the_loop_lets_go_of_the_gil_for_the_committer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # At c=1 the committer is woken at once; the loop then lets go of the GIL (sleep(0)),
+    # so that the commit reaches the disk while the loop builds the reply. With other
+    # requests in flight (the wake-up held back for them) or off the loop, it does not.
+    from nodecert.store.sqlite import groupcommit
+    from nodecert.support.blocking import count_requests_in
+
+    disk = Disk()
+    disk.release.set()
+    committer = GroupCommitter(disk.commit, name="test-commit")
+    assert committer.submit("idle").result(10) is None
+    sleeps: list[float] = []
+    real_sleep = time.sleep
+
+    def recorded(seconds: float) -> None:
+        if threading.current_thread() is threading.main_thread():
+            sleeps.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(groupcommit.time, "sleep", recorded)
+
+    async def submit(requests_in_flight: int) -> None:
+        count_requests_in(list(range(requests_in_flight)))
+        with never_wait():
+            future = committer.submit(f"with {requests_in_flight}")
+        await asyncio.wrap_future(future)
+
+    try:
+        asyncio.run(submit(1))
+        assert sleeps == [0]
+        asyncio.run(submit(3))
+        assert sleeps == [0]
+        assert committer.submit("off the loop").result(10) is None
+        assert sleeps == [0]
+    finally:
+        count_requests_in(None)
+        committer.close()
+    assert disk.batches[1:] == [["with 1"], ["with 3"], ["off the loop"]]
