@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 
 from nodecert.backends.local.ca import LocalCA
 from nodecert.core.identity import Identity, format_serial
@@ -65,6 +66,32 @@ def new_ca(directory: Path | None = None, organization: str = "nodecert") -> Loc
     if directory is None:
         return LocalCA.generate(organization=organization, trust_domain=TRUST_DOMAIN)
     return LocalCA.open_or_create(directory, organization=organization, trust_domain=TRUST_DOMAIN)
+
+
+def self_signed(
+    key: PrivateKey,
+    common_name: str = "a",
+    *,
+    serial: int = 1,
+    start: datetime = datetime(2024, 1, 1, tzinfo=UTC),
+    dns_names: tuple[str, ...] = (),
+) -> x509.Certificate:
+    """A self-signed certificate of ``key``, valid for a day from ``start``."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=1))
+    )
+    if dns_names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False
+        )
+    return builder.sign(key, hashes.SHA256())
 
 
 def sign(

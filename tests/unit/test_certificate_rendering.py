@@ -4,16 +4,16 @@ encoding of the certificate."""
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nodecert.core.keys import KeyType, PrivateKey, fingerprint, generate_private_key
 from nodecert.issuing.values import pem, pem_and_fingerprint
+from tests.kit import self_signed
 
 
 @functools.cache
@@ -24,23 +24,13 @@ def _key(key_type: KeyType) -> PrivateKey:
 def _certificate(
     key_type: KeyType, common_name: str, sans: list[str], serial: int
 ) -> x509.Certificate:
-    key = _key(key_type)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=1))
+    return self_signed(
+        _key(key_type),
+        common_name,
+        serial=serial,
+        start=datetime(2026, 1, 1, tzinfo=UTC),
+        dns_names=tuple(sans),
     )
-    if sans:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), critical=False
-        )
-    return builder.sign(key, hashes.SHA256())
 
 
 @settings(max_examples=60, deadline=None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import functools
 import textwrap
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -25,6 +24,7 @@ from nodecert.core.keys import (
     private_key_pem,
     read_client_csr,
 )
+from tests.kit import self_signed
 
 IDENTITY = Identity("alice", "node-1")
 ORGANIZATION = "Acme Nodes"
@@ -271,19 +271,7 @@ def test_client_csr_signed_by_another_key_is_refused():
 
 
 def _certificate_pem() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "a")])
-    start = datetime(2024, 1, 1, tzinfo=UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    certificate = self_signed(ec.generate_private_key(ec.SECP256R1()))
     return certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
