@@ -109,7 +109,7 @@ def pem_and_fingerprint(certificate: x509.Certificate) -> tuple[str, str]:
     """The certificate as PEM, and its SHA-256 fingerprint (lower-case hex).
 
     From one encoding: pyca's ``public_bytes`` and ``fingerprint`` each write the
-    certificate out again (about 70,000 instructions apiece, a fifth of the signing), so
+    certificate out again (about 70,000 instructions apiece, a sixth of the signing), so
     the DER is decoded back out of the PEM (base64 between the two armour lines) and hashed
     here. A test holds both to pyca's own.
     """
