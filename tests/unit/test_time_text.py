@@ -1,6 +1,6 @@
-"""The text of a time, in replies and in the SQLite ledger: cached, and always the text the
-uncached formatting gives, whichever times came before (equal instants in other zones,
-naive times, the same second again)."""
+"""The text of a time, in the SQLite ledger and in replies (``support.times``): cached,
+and always the text the uncached formatting gives, whichever times came before (equal
+instants in other zones, naive times, the same second again)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from nodecert.http import contract
 from nodecert.store.sqlite import store
+from nodecert.support.times import utc_isoformat
 
 _ZONES = st.sampled_from(
     [UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-5, minutes=-30))]
@@ -48,4 +49,5 @@ def test_the_reply_text_of_a_time_is_its_isoformat_with_z(times: list[datetime])
 def test_the_ledger_text_of_a_time_is_its_utc_isoformat(times: list[datetime]) -> None:
     for at in times:
         if at.tzinfo is not None:  # A naive time is read as local time, as before.
-            assert store._utc_text(at) == at.astimezone(UTC).isoformat()
+            assert utc_isoformat(at) == at.astimezone(UTC).isoformat()
+    assert store._SQLITE.to_time is utc_isoformat  # What the ledger writes a time with.

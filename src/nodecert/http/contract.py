@@ -14,7 +14,6 @@ Errors are RFC 9457 ``application/problem+json`` documents with a stable ``code`
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import urllib.parse
@@ -39,6 +38,7 @@ from nodecert.core.errors import (
 from nodecert.core.problems import PROBLEM_TYPE_BASE
 from nodecert.core.values import CertificateRecord, NodeRecord, RevocationReason
 from nodecert.issuing.authority import IssuedCertificate
+from nodecert.support.times import utc_isoformat
 
 __all__ = [
     "PROBLEM_TYPE_BASE",
@@ -271,16 +271,9 @@ def node_json(row: NodeRecord) -> dict[str, Any]:
 
 
 def _time(value: datetime) -> str:
-    if value.tzinfo is UTC:
-        return _zulu(value)
-    return value.isoformat().replace("+00:00", "Z")
-
-
-@functools.lru_cache(maxsize=256)
-def _zulu(value: datetime) -> str:
-    # As store/sqlite/store.py's _utc_isoformat: formatting costs ~11,000 instructions and
-    # a hit ~1,500, and the certificates signed in one second share their times.
-    return value.isoformat().replace("+00:00", "Z")
+    # A UTC time's text is cached (utc_isoformat); any other keeps its own offset.
+    text = utc_isoformat(value) if value.tzinfo is UTC else value.isoformat()
+    return text.replace("+00:00", "Z")
 
 
 def parse_object(body: bytes, *, allowed: frozenset[str], empty_ok: bool = False) -> dict[str, Any]:

@@ -7,7 +7,6 @@ requests share one commit (``groupcommit``).
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ from nodecert.store.sql.ledger import (
 )
 from nodecert.store.sqlite.file import SQLiteFile
 from nodecert.store.sqlite.groupcommit import GroupCommitter
+from nodecert.support.times import utc_isoformat
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -50,29 +50,13 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 # certificates). CREATE TABLE IF NOT EXISTS and _upgrade bring older files up in place.
 SCHEMA_VERSION = 7
 
-
-def _utc_text(at: datetime) -> str:
-    """``at`` as the ledger writes a time: ISO 8601, in UTC."""
-    if at.tzinfo is UTC:
-        return _utc_isoformat(at)
-    return at.astimezone(UTC).isoformat()
-
-
-@functools.lru_cache(maxsize=256)
-def _utc_isoformat(at: datetime) -> str:
-    # Formatting costs ~11,000 instructions and a hit ~1,500: the certificates signed in
-    # one second share their notBefore and notAfter. UTC times only, equal only when their
-    # fields are, so a hit is the text the time would have been given.
-    return at.isoformat()
-
-
 # ISO 8601 UTC text sorts as time does ("+" sorts before "."), which ORDER BY and query()
 # rely on: every time is written by _SQLITE.to_time.
 _SQLITE = Dialect(
     mark=lambda name: f":{name}",
     time_type="TEXT",
     id_type="TEXT",
-    to_time=_utc_text,
+    to_time=utc_isoformat,
     from_time=datetime.fromisoformat,
 )
 _SCHEMA = schema(_SQLITE)
@@ -257,7 +241,7 @@ class SQLiteStore:
             query,
             COLUMNS,
             mark=lambda name: f":{name}",
-            time=_utc_text,
+            time=utc_isoformat,
         )
         with self._db.transaction() as db:
             rows = db.execute(sql, args).fetchall()
